@@ -1,0 +1,130 @@
+"""Alpha signals as span events on the run's root span (the seed's ``emit_alpha_signal``).
+
+A result is one signal (a dict) or a list of them, in the seed's schema: ``symbol``, ``direction``,
+``prob_up``, ``confidence``, ``ensemble_score_final``, ``regime``, plus ``horizon`` (trading days) and
+``as_of`` (date of the data it was computed on). A valid signal becomes an ``alpha.signal`` event; an
+invalid one (missing field, ``prob_up`` outside [0, 1], unknown direction, NaN, wrong type) becomes an
+``alpha.signal.invalid`` event with the reason. Emitting never raises into the agent.
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from opentelemetry import trace
+
+from otel import semconv
+from otel.internal_errors import report_internal_error
+from otel.run_context import get_current_run
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED = ("symbol", "direction", "prob_up", "confidence", "ensemble_score_final", "regime")
+_MAX_TEXT = 128
+
+
+class InvalidSignal(ValueError):
+    pass
+
+
+def _number(signal: Mapping[str, Any], key: str, low: float | None = None, high: float | None = None) -> float:
+    value = signal[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidSignal(f"{key} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidSignal(f"{key} must be finite, got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise InvalidSignal(f"{key}={value} is outside [{low}, {high}]")
+    return value
+
+
+def _text(signal: Mapping[str, Any], key: str) -> str:
+    value = signal[key]
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidSignal(f"{key} must be a non-empty string")
+    if len(value) > _MAX_TEXT:
+        raise InvalidSignal(f"{key} is longer than {_MAX_TEXT} characters")
+    return value
+
+
+def _as_of(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10]).isoformat()
+        except ValueError:
+            pass
+    raise InvalidSignal(f"as_of must be an ISO date, got {value!r}")
+
+
+def signal_attributes(signal: Any, default_as_of: str | None = None) -> dict[str, Any]:
+    """The ``alpha.*`` attributes of a valid signal; raises ``InvalidSignal`` with the reason."""
+    if not isinstance(signal, Mapping):
+        raise InvalidSignal(f"a signal must be a mapping, got {type(signal).__name__}")
+    missing = [key for key in _REQUIRED if signal.get(key) is None]
+    if missing:
+        raise InvalidSignal(f"missing field(s): {', '.join(missing)}")
+    direction = signal["direction"]
+    if direction not in semconv.DIRECTIONS:
+        raise InvalidSignal(f"direction must be one of {'|'.join(semconv.DIRECTIONS)}, got {direction!r}"[:200])
+    horizon = signal.get("horizon", 1)
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise InvalidSignal(f"horizon must be a positive whole number of trading days, got {horizon!r}"[:200])
+    as_of = signal.get("as_of", default_as_of)
+    if as_of is None:
+        raise InvalidSignal("missing field(s): as_of")
+    return {
+        semconv.ALPHA_SYMBOL: _text(signal, "symbol"),
+        semconv.ALPHA_DIRECTION: direction,
+        semconv.ALPHA_PROB_UP: _number(signal, "prob_up", 0.0, 1.0),
+        semconv.ALPHA_CONFIDENCE: _number(signal, "confidence", 0.0, 1.0),
+        semconv.ALPHA_SCORE_FINAL: _number(signal, "ensemble_score_final"),
+        semconv.ALPHA_REGIME: _text(signal, "regime"),
+        semconv.ALPHA_HORIZON: horizon,
+        semconv.ALPHA_AS_OF: _as_of(as_of),
+    }
+
+
+def _invalid_attributes(signal: Any, reason: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {semconv.ALPHA_INVALID_REASON: reason}
+    if isinstance(signal, Mapping) and isinstance(signal.get("symbol"), str):
+        attributes[semconv.ALPHA_SYMBOL] = signal["symbol"][:_MAX_TEXT]
+    return attributes
+
+
+def emit_alpha_signal(result: Any, agent_name: str, span: trace.Span | None = None) -> int:
+    """Record every signal in ``result`` on the run's root span; returns how many were valid.
+
+    ``agent_name`` is kept from the seed's signature; the span already carries it.
+    """
+    run = get_current_run()
+    target = span or (run.span if run is not None else None) or trace.get_current_span()
+    if not target.is_recording():
+        logger.warning("alpha signals from %s emitted outside a recording run span are not recorded", agent_name)
+        return 0
+    signals = result if isinstance(result, list) else [result]
+    valid = 0
+    for signal in signals:
+        try:
+            try:
+                attributes = signal_attributes(signal, default_as_of=run.as_of if run is not None else None)
+            except InvalidSignal as exc:
+                target.add_event(semconv.EVENT_ALPHA_SIGNAL_INVALID, _invalid_attributes(signal, str(exc)))
+                continue
+            target.add_event(semconv.EVENT_ALPHA_SIGNAL, attributes)
+            valid += 1
+        except Exception:
+            report_internal_error(logger, f"could not record an alpha signal of {agent_name}")
+    if run is not None:
+        run.add_alpha_signals(valid)
+    return valid

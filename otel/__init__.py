@@ -1,0 +1,1 @@
+"""OpenTelemetry set-up for alphatrace: provider, exporters, run context and the names it writes."""

@@ -1,0 +1,100 @@
+"""The embedded default exporter: appends spans to a file in the collector file exporter's format.
+
+Each export is one OTLP/JSON line written with a single ``write()`` on an ``O_APPEND`` descriptor, so
+concurrent writers never interleave and a crash never leaves half a batch followed by more data. An
+I/O failure (disk full, permissions) is logged once with the file and the reason, not once per batch,
+and the export reports ``FAILURE`` instead of raising; the next success logs that writing resumed.
+
+Reads no environment variables (``otel/provider.py`` resolves the path).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel.internal_errors import report_internal_error
+from otel.otlp_json import encode_line
+
+logger = logging.getLogger(__name__)
+
+
+class CollectorFileExporter(SpanExporter):
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._failing_since: str | None = None
+        self._closed = False
+        self.lines_written = 0
+        self.spans_written = 0
+        self.spans_failed = 0
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return self._fd
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        if self._closed:
+            self.spans_failed += len(spans)
+            return SpanExportResult.FAILURE
+        try:
+            line = encode_line(spans)
+        except Exception:
+            self.spans_failed += len(spans)
+            report_internal_error(logger, f"could not encode {len(spans)} spans")
+            return SpanExportResult.FAILURE
+        with self._lock:
+            try:
+                fd = self._open()
+                written = os.write(fd, line)
+                if written != len(line):
+                    # A short write (disk full) would glue the next batch onto a fragment; end the
+                    # fragment so readers count one bad line and keep every later batch.
+                    os.write(fd, b"\n")
+                    raise OSError(f"short write: {written} of {len(line)} bytes")
+            except OSError as exc:
+                self.spans_failed += len(spans)
+                self._close_fd()
+                reason = f"{type(exc).__name__}: {exc}"
+                if self._failing_since is None:
+                    logger.error(
+                        "alphatrace: cannot write spans to %s (%s); spans are dropped until it works again "
+                        "(logged once)",
+                        self.path,
+                        reason,
+                    )
+                    self._failing_since = reason
+                return SpanExportResult.FAILURE
+            if self._failing_since is not None:
+                logger.warning("alphatrace: writing spans to %s works again", self.path)
+                self._failing_since = None
+            self.lines_written += 1
+            self.spans_written += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._close_fd()

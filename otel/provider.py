@@ -1,0 +1,212 @@
+"""TracerProvider set-up: which exporter, which resource, the batch processor, flush and shutdown.
+
+Nothing is created at import time; ``configure_telemetry`` builds a ``Telemetry`` handle the caller
+owns and must ``shutdown()`` (an ``atexit`` hook is only a backstop). Arguments beat environment
+variables, which beat defaults; a bad environment value is a ``ConfigError`` at startup.
+
+Environment (standard OpenTelemetry variables, as the SDK documents them):
+
+* ``OTEL_TRACES_EXPORTER``: ``otlp`` | ``console`` | ``none``, or alphatrace's ``file`` (the default
+  when no OTLP endpoint is set).
+* ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``: a collector; setting one
+  selects ``otlp``.
+* ``OTEL_EXPORTER_OTLP_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``: ``http/protobuf``
+  (default) or ``grpc``.
+* ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_*`` (read by the SDK itself).
+* ``OTEL_SDK_DISABLED=true``: no spans at all.
+
+alphatrace's own: ``ALPHATRACE_TRACE_FILE`` (embedded exporter's file, default
+``telemetry/traces.jsonl`` under the project root).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.trace import Tracer
+
+from otel import semconv
+from otel.file_exporter import CollectorFileExporter
+from otel.run_context import RunAttributesSpanProcessor
+from services.config_error import ConfigError
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_TRACE_FILE = "ALPHATRACE_TRACE_FILE"
+DEFAULT_TRACE_FILE = PROJECT_ROOT / "telemetry" / "traces.jsonl"
+TRACER_NAME = "alphatrace"
+_EXPORTERS = ("file", "otlp", "console", "none")
+_PROTOCOLS = ("http/protobuf", "grpc")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("alphatrace")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def trace_file_path(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(path or env.get(ENV_TRACE_FILE) or DEFAULT_TRACE_FILE)
+
+
+@dataclass(frozen=True)
+class ExportChoice:
+    kind: str
+    protocol: str = ""
+    endpoint: str = ""
+    trace_file: Path | None = None
+
+    def describe(self) -> str:
+        if self.kind == "file":
+            return f"embedded file exporter -> {self.trace_file}"
+        if self.kind == "otlp":
+            return f"OTLP {self.protocol} -> {self.endpoint or 'the SDK default endpoint'}"
+        return self.kind
+
+
+def choose_export(trace_file: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> ExportChoice:
+    """Decide where spans go from the standard variables; raise ``ConfigError`` on a bad value."""
+    env = os.environ if env is None else env
+    endpoint = (env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip()
+    requested = (env.get("OTEL_TRACES_EXPORTER") or "").strip().lower()
+    if "," in requested:
+        raise ConfigError(f"OTEL_TRACES_EXPORTER={requested!r}: alphatrace supports one exporter at a time")
+    if requested and requested not in _EXPORTERS:
+        raise ConfigError(f"OTEL_TRACES_EXPORTER={requested!r} is not supported; use one of {', '.join(_EXPORTERS)}")
+    kind = requested or ("otlp" if endpoint else "file")
+    if kind == "file":
+        return ExportChoice("file", trace_file=trace_file_path(trace_file, env))
+    if kind != "otlp":
+        return ExportChoice(kind)
+    protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
+    if protocol not in _PROTOCOLS:
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use one of {', '.join(_PROTOCOLS)}")
+    if endpoint and not endpoint.startswith(("http://", "https://")) and protocol == "http/protobuf":
+        raise ConfigError(f"OTLP endpoint {endpoint!r} needs an http:// or https:// scheme")
+    return ExportChoice("otlp", protocol=protocol, endpoint=endpoint)
+
+
+def build_exporter(choice: ExportChoice) -> SpanExporter | None:
+    if choice.kind == "file":
+        return CollectorFileExporter(choice.trace_file)
+    if choice.kind == "console":
+        return ConsoleSpanExporter()
+    if choice.kind == "none":
+        return None
+    if choice.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    return HttpExporter()
+
+
+def build_resource(
+    service_name: str | None = None, llm_simulated: bool = False, extra: Mapping[str, object] | None = None
+) -> Resource:
+    attributes: dict[str, object] = {SERVICE_VERSION: package_version(), semconv.RESOURCE_LLM_SIMULATED: llm_simulated}
+    attributes.update(extra or {})
+    if service_name:
+        attributes[SERVICE_NAME] = service_name
+    resource = Resource.create(attributes)
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: semconv.SERVICE_NAME_DEFAULT}))
+    return resource
+
+
+class Telemetry:
+    """The configured provider and what it takes to flush and stop it cleanly."""
+
+    def __init__(self, tracer_provider: TracerProvider, export: ExportChoice, exporter: SpanExporter | None) -> None:
+        self.tracer_provider = tracer_provider
+        self.export = export
+        self.exporter = exporter
+        self._instrumentor = None
+        self._shutdown_done = False
+        self._lock = threading.Lock()
+
+    def tracer(self, name: str = TRACER_NAME) -> Tracer:
+        return self.tracer_provider.get_tracer(name, package_version())
+
+    def instrument_openai(self) -> None:
+        """Turn on the official OpenAI instrumentation against this provider (undone by shutdown)."""
+        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
+
+        instrumentor = OpenAIInstrumentor()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+        instrumentor.instrument(tracer_provider=self.tracer_provider)
+        self._instrumentor = instrumentor
+
+    def force_flush(self, timeout_seconds: float = 10.0) -> bool:
+        return self.tracer_provider.force_flush(int(timeout_seconds * 1000))
+
+    def shutdown(self, timeout_seconds: float = 10.0) -> bool:
+        """Flush and stop, waiting at most ``timeout_seconds`` (the SDK alone can block far longer
+        when a collector is unreachable). Idempotent. Returns whether it finished in time."""
+        with self._lock:
+            if self._shutdown_done:
+                return True
+            self._shutdown_done = True
+        if self._instrumentor is not None:
+            self._instrumentor.uninstrument()
+            self._instrumentor = None
+        worker = threading.Thread(target=self.tracer_provider.shutdown, name="alphatrace-telemetry-shutdown", daemon=True)
+        worker.start()
+        worker.join(timeout_seconds)
+        if worker.is_alive():
+            logger.error("alphatrace: telemetry did not flush within %.1fs (%s); exiting anyway", timeout_seconds, self.export.describe())
+            return False
+        return True
+
+
+def configure_telemetry(
+    *,
+    exporter: SpanExporter | None = None,
+    trace_file: str | os.PathLike | None = None,
+    service_name: str | None = None,
+    llm_simulated: bool = False,
+    resource_attributes: Mapping[str, object] | None = None,
+    id_generator: IdGenerator | None = None,
+    processor_factory: Callable[[SpanExporter], SpanProcessor] = BatchSpanProcessor,
+    instrument_openai: bool = True,
+    register_atexit: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Telemetry:
+    """Build the provider. ``exporter`` (e.g. an ``InMemorySpanExporter`` in tests) beats the env."""
+    env = os.environ if env is None else env
+    if exporter is not None:
+        choice = ExportChoice("custom")
+    else:
+        choice = choose_export(trace_file, env)
+        exporter = build_exporter(choice)
+    disabled = (env.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true"
+    provider = TracerProvider(
+        resource=build_resource(service_name, llm_simulated, resource_attributes),
+        id_generator=id_generator,
+        shutdown_on_exit=False,
+    )
+    provider.add_span_processor(RunAttributesSpanProcessor())
+    if exporter is not None and not disabled:
+        provider.add_span_processor(processor_factory(exporter))
+    telemetry = Telemetry(provider, choice, exporter)
+    if instrument_openai:
+        telemetry.instrument_openai()
+    if register_atexit:
+        atexit.register(telemetry.shutdown)
+    return telemetry

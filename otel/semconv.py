@@ -1,0 +1,67 @@
+"""Every span name, attribute key and event name alphatrace writes or reads, written once.
+
+The GenAI keys follow the OpenTelemetry GenAI semantic conventions; the ``agent.*`` and
+``alpha.*`` keys are alphatrace's own and are documented in ``docs/telemetry-contract.md``.
+Reads no environment variables.
+"""
+
+# --- resource -----------------------------------------------------------------------------
+SERVICE_NAME_DEFAULT = "alphatrace"
+RESOURCE_LLM_SIMULATED = "alphatrace.llm.simulated"
+
+# --- root span: one per agent run ------------------------------------------------------------
+OPERATION_INVOKE_AGENT = "invoke_agent"
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_AGENT_NAME = "gen_ai.agent.name"
+AGENT_RUN_ID = "agent.run_id"
+AGENT_RUN_OUTCOME = "agent.run.outcome"
+AGENT_RUN_AS_OF = "agent.run.as_of"
+OUTCOME_OK = "ok"
+OUTCOME_ERROR = "error"
+OUTCOME_KILLED = "killed"
+OUTCOMES = (OUTCOME_OK, OUTCOME_ERROR, OUTCOME_KILLED)
+KILL_REASON = "agent.kill.reason"
+ERROR_TYPE = "error.type"
+
+# run totals, set on the root span when the run ends
+RUN_LLM_CALLS = "agent.run.llm_calls"
+RUN_INPUT_TOKENS = "agent.run.input_tokens"
+RUN_OUTPUT_TOKENS = "agent.run.output_tokens"
+RUN_CACHED_INPUT_TOKENS = "agent.run.cached_input_tokens"
+RUN_COST_USD = "agent.run.cost_usd"
+RUN_UNPRICED_LLM_CALLS = "agent.run.unpriced_llm_calls"
+RUN_ALPHA_SIGNALS = "agent.run.alpha_signals"
+
+
+def root_span_name(agent_name: str) -> str:
+    return f"{OPERATION_INVOKE_AGENT} {agent_name}"
+
+
+# --- LLM child spans (written by opentelemetry-instrumentation-genai-openai) ----------------
+OPERATION_CHAT = "chat"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHED_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+SERVER_ADDRESS = "server.address"
+
+# --- alpha signals: span events on the root span ------------------------------------------
+EVENT_ALPHA_SIGNAL = "alpha.signal"
+EVENT_ALPHA_SIGNAL_INVALID = "alpha.signal.invalid"
+ALPHA_SYMBOL = "alpha.symbol"
+ALPHA_DIRECTION = "alpha.direction"
+ALPHA_PROB_UP = "alpha.prob_up"
+ALPHA_CONFIDENCE = "alpha.confidence"
+ALPHA_SCORE_FINAL = "alpha.score_final"
+ALPHA_REGIME = "alpha.regime"
+ALPHA_HORIZON = "alpha.horizon"
+ALPHA_AS_OF = "alpha.as_of"
+ALPHA_INVALID_REASON = "alpha.invalid.reason"
+DIRECTIONS = ("up", "down", "flat")
+
+# --- kill switch ---------------------------------------------------------------------------
+EVENT_KILL_SWITCH_ERROR = "kill_switch.error"
+KILL_SWITCH_ERROR_MESSAGE = "kill_switch.error.message"

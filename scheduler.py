@@ -1,0 +1,301 @@
+"""Runs the agent fleet on APScheduler, every run traced. Read this file top to bottom to follow a run.
+
+    python scheduler.py                 # live: each agent on its interval until Ctrl-C / SIGTERM
+    python scheduler.py --once          # live: every agent once, then exit
+    python scheduler.py --cycles 3      # live: stop once every agent has run 3 times
+    python scheduler.py --replay        # demo: replay history, one trading day per cycle
+
+One run: APScheduler's thread pool calls ``_job`` -> ``AgentRunWrapper.run`` opens the root span
+(``services/agent_run_wrapper.py``) -> ``_run_agent`` asks the kill switch (``services/kill_switch.py``)
+-> the agent computes signals (``agents/``), the LLM analyst calling the model through
+``services/ai_analysis.py`` (a child span from the official instrumentation) -> ``emit_alpha_signal``
+(``alpha/emit.py``) records them as events -> the wrapper records outcome and totals -> the batch
+processor hands the spans to the exporter (``otel/provider.py``): the embedded file exporter or OTLP to
+a collector -> ``meta_supervisor/build_meta_report.py`` reads the file.
+
+Errors by layer: the LLM span is marked ERROR by the instrumentation and the error re-raised; the run
+wrapper records the outcome and re-raises; ``_job`` logs it and the schedule goes on.
+
+Environment: everything ``otel/provider.py``, ``services/ai_analysis.py``, ``services/fleet_config.py``,
+``services/kill_switch.py`` and ``services/market_data.py`` document; ``ALPHATRACE_LOG_LEVEL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import UTC, date, datetime
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from agents.base import AgentContext
+from alpha.emit import emit_alpha_signal
+from otel import semconv
+from otel.provider import Telemetry, configure_telemetry
+from otel.run_context import get_current_run
+from services.agent_run_wrapper import AgentRunWrapper
+from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client, resolve_llm_settings
+from services.clock import Clock, ReplayClock, WallClock
+from services.config_error import ConfigError
+from services.fleet_config import FleetConfig, load_agent, load_fleet_config
+from services.kill_switch import KillSwitch
+from services.market_data import CsvMarketData, MarketData
+from services.pricing import PriceTable
+
+logger = logging.getLogger("alphatrace.scheduler")
+
+
+class AgentScheduler:
+    """The fleet on an APScheduler thread pool; every seam is handed in."""
+
+    def __init__(
+        self,
+        fleet: FleetConfig,
+        agents: dict[str, Any],
+        runner: AgentRunWrapper,
+        kill_switch: KillSwitch,
+        clock: Clock,
+        market: MarketData,
+        llm: AIAnalysis | None = None,
+        scheduler: BackgroundScheduler | None = None,
+    ) -> None:
+        self.fleet = fleet
+        self.agents = agents
+        self._runner = runner
+        self._kill_switch = kill_switch
+        self._clock = clock
+        self._market = market
+        self._llm = llm
+        self._scheduler = scheduler or BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(fleet.max_workers)},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": fleet.misfire_grace_seconds},
+            timezone=UTC,
+        )
+        self._runs_done: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop_after: int | None = None
+        self.all_done = threading.Event()
+
+    # --- scheduling -----------------------------------------------------------------------
+
+    def start_agent(self, agent_name: str) -> Job:
+        """The seed's ``start_agent``: one interval job per agent, first run now."""
+        spec = self.fleet.agents[agent_name]
+        return self._scheduler.add_job(
+            func=self._job,
+            args=[agent_name],
+            trigger=IntervalTrigger(seconds=spec.interval_seconds, timezone=UTC),
+            id=agent_name,
+            name=agent_name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=self.fleet.misfire_grace_seconds,
+            next_run_time=datetime.now(UTC),  # APScheduler runs on wall time; the clock only sets as-of
+            replace_existing=True,
+        )
+
+    def start(self, stop_after: int | None = None) -> None:
+        """Live mode: schedule every enabled agent; with ``stop_after``, end after that many runs each."""
+        self._stop_after = stop_after
+        self._scheduler.start()
+        for name in self.agents:
+            self.start_agent(name)
+
+    def run_cycle(self, as_of: date | None = None, timeout_seconds: float = 600.0) -> None:
+        """Every agent once, concurrently on the pool, as of ``as_of``; returns when all are done."""
+        if not self._scheduler.running:
+            self._scheduler.start()
+        pending = {name: threading.Event() for name in self.agents}
+        for name, done in pending.items():
+            self._scheduler.add_job(
+                func=self._cycle_job,
+                args=[name, as_of, done],
+                trigger=DateTrigger(run_date=datetime.now(UTC), timezone=UTC),
+                id=f"{name}@{as_of or 'now'}",
+                name=name,
+                misfire_grace_time=None,
+            )
+        for name, done in pending.items():
+            if not done.wait(timeout_seconds):
+                logger.error("agent %s did not finish within %.0fs in this cycle; moving on", name, timeout_seconds)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop scheduling; with ``wait``, in-flight runs finish (and end their spans) first."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=wait)
+
+    # --- one run ----------------------------------------------------------------------------
+
+    def _cycle_job(self, agent_name: str, as_of: date | None, done: threading.Event) -> None:
+        try:
+            self._job(agent_name, as_of)
+        finally:
+            done.set()
+
+    def _job(self, agent_name: str, as_of: date | None = None) -> None:
+        """What APScheduler calls: one traced run; a failing agent is logged and stops nothing."""
+        day = as_of or self._clock.as_of()
+        try:
+            self._runner.run(agent_name, self._run_agent, agent_name, day, as_of=day.isoformat())
+        except Exception:
+            logger.exception("agent %s failed; its schedule goes on", agent_name)
+        finally:
+            self._count_run(agent_name)
+
+    def _run_agent(self, agent_name: str, as_of: date | None = None) -> Any:
+        """The seed's ``_run_agent``, inside the root span: kill switch, agent, alpha signals."""
+        run = get_current_run()
+        decision = self._kill_switch.check(agent_name)
+        if decision.file_error and run is not None and run.span is not None:
+            run.span.add_event(semconv.EVENT_KILL_SWITCH_ERROR, {semconv.KILL_SWITCH_ERROR_MESSAGE: decision.file_error})
+        if decision.killed:
+            reason = decision.entry.reason if decision.entry else ""
+            logger.warning("Agent %s is disabled by kill-switch (%s)", agent_name, reason or "no reason given")
+            if run is not None:
+                run.mark_killed(reason)
+            return None
+        agent = self.agents[agent_name]
+        context = AgentContext(
+            as_of=as_of or self._clock.as_of(),
+            market=self._market,
+            universe=self.fleet.universe,
+            params=self.fleet.agents[agent_name].params,
+            llm=self._llm,
+        )
+        findings = agent.run(context)
+        if findings:
+            emit_alpha_signal(findings, agent_name)
+        return findings
+
+    def _count_run(self, agent_name: str) -> None:
+        if self._stop_after is None:
+            return
+        with self._lock:
+            self._runs_done[agent_name] = self._runs_done.get(agent_name, 0) + 1
+            if self._runs_done[agent_name] >= self._stop_after:
+                job = self._scheduler.get_job(agent_name)
+                if job is not None:
+                    job.remove()
+            if all(self._runs_done.get(name, 0) >= self._stop_after for name in self.agents):
+                self.all_done.set()
+
+
+# --- start-up ---------------------------------------------------------------------------------
+
+
+def replay_days(market: MarketData, fleet: FleetConfig, start: date, cycles: int) -> list[date]:
+    """Trading days to replay: the dates of the first symbol of the universe from ``start`` on."""
+    days = market.trading_days(fleet.universe[0], start)
+    if not days:
+        raise ConfigError(f"no market data for {fleet.universe[0]} on or after {start}")
+    return days[:cycles]
+
+
+def build_fleet(
+    fleet: FleetConfig,
+    telemetry: Telemetry,
+    clock: Clock,
+    market: MarketData,
+    kill_switch: KillSwitch,
+    settings: LLMSettings,
+    llm_transport: Any = None,
+) -> AgentScheduler:
+    client = build_openai_client(settings, transport=llm_transport)
+    llm = AIAnalysis(client, settings, PriceTable.load())
+    agents = {name: load_agent(spec) for name, spec in fleet.agents.items() if spec.enabled}
+    runner = AgentRunWrapper(telemetry.tracer())
+    return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm)
+
+
+def _install_sigterm() -> Any:
+    """SIGTERM unwinds the main thread like Ctrl-C, so in-flight runs finish and spans are flushed."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the alphatrace agent fleet, every run traced.")
+    parser.add_argument("--config", help="fleet config (default: $ALPHATRACE_FLEET_CONFIG or agents/agents.toml)")
+    bounded = parser.add_mutually_exclusive_group()
+    bounded.add_argument("--once", action="store_true", help="run every agent once, then exit")
+    bounded.add_argument("--cycles", type=int, help="live: exit once every agent has run this many times")
+    bounded.add_argument("--replay", action="store_true", help="replay history, one trading day per cycle")
+    parser.add_argument("--start", type=date.fromisoformat, help="replay: first day (default from config)")
+    parser.add_argument("--days", type=int, help="replay: number of trading days (default from config)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("ALPHATRACE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # One line per HTTP request and per job start would bury what matters.
+    for chatty in ("apscheduler", "httpx2", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    if args.cycles is not None and args.cycles < 1:
+        parser.error("--cycles must be at least 1")
+    try:
+        fleet = load_fleet_config(args.config)
+        market = CsvMarketData()
+        kill_switch = KillSwitch()
+        killed = kill_switch.load_strict()
+        settings = resolve_llm_settings(fleet.llm)
+        telemetry = configure_telemetry(llm_simulated=settings.simulated, register_atexit=True)
+    except ConfigError as exc:
+        print(f"alphatrace: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if settings.simulated:
+        logger.info("LLM: SIMULATED model (no OPENAI_API_KEY); calls are labelled simulated and cost $0")
+    else:
+        logger.info("LLM: %s via %s", settings.model, settings.base_url or "the OpenAI API")
+    logger.info("spans: %s; killed agents: %s", telemetry.export.describe(), ", ".join(sorted(killed)) or "none")
+    clock: Clock
+    if args.replay:
+        start = args.start or fleet.replay_start
+        clock = ReplayClock(start)
+    else:
+        clock = WallClock()
+    previous_sigterm = _install_sigterm()
+    fleet_scheduler = None
+    try:
+        fleet_scheduler = build_fleet(fleet, telemetry, clock, market, kill_switch, settings)
+        if args.replay:
+            days = replay_days(market, fleet, start, args.days or fleet.replay_cycles)
+            logger.info("replaying %d trading days, %s to %s", len(days), days[0], days[-1])
+            for day in days:
+                clock.set(day)
+                fleet_scheduler.run_cycle(day)
+        elif args.once:
+            fleet_scheduler.run_cycle()
+        else:
+            fleet_scheduler.start(stop_after=args.cycles)
+            fleet_scheduler.all_done.wait()
+    except ConfigError as exc:
+        print(f"alphatrace: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, SystemExit) as exc:
+        logger.info("stopping (%s); letting in-flight runs finish", type(exc).__name__)
+    finally:
+        if fleet_scheduler is not None:
+            fleet_scheduler.shutdown(wait=True)
+        flushed = telemetry.shutdown()
+        logger.info("telemetry %s", "flushed" if flushed else "NOT fully flushed")
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

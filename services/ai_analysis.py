@@ -1,0 +1,194 @@
+"""The OpenAI wrapper: features in, a structured verdict per symbol out, usage and cost on the run.
+
+It calls ``chat.completions.create`` through the real ``openai`` client, which the official
+OpenTelemetry instrumentation turns into a ``chat {model}`` child span of the current run. Timeouts and
+bounded retries (429, 5xx, connection errors) are the client's own. After each call the usage and its
+cost from the price table are added to the run (the seed's ``add_llm_usage``); a model missing from
+the table is counted as unpriced, never $0. With no key, a simulated model answers over an httpx
+transport (``services/simulated_llm.py``).
+
+Environment (beats the ``[llm]`` table of the fleet config, which beats the defaults):
+
+* ``ALPHATRACE_LLM_PROVIDER``: ``auto`` (default: OpenAI when ``OPENAI_API_KEY`` is set, else
+  simulated), ``openai`` (a key is then required) or ``simulated``.
+* ``ALPHATRACE_LLM_MODEL``: model name (default ``gpt-4o-mini``).
+* ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``: read by the ``openai`` client; a base URL points at any
+  OpenAI-compatible server (vLLM, Ollama, LM Studio).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import openai
+
+from otel.run_context import get_current_run
+from services.config_error import ConfigError
+from services.pricing import PriceTable
+from services.simulated_llm import FEATURES_MARKER, SIMULATED_BASE_URL, SimulatedLLMTransport
+
+logger = logging.getLogger(__name__)
+
+PROVIDERS = ("auto", "openai", "simulated")
+DEFAULT_MODEL = "gpt-4o-mini"
+SYSTEM_PROMPT = (
+    "You are a cautious quantitative equity and commodity analyst. For each instrument you are given "
+    "price features computed from daily closes up to the as-of date. Judge whether the price is more "
+    "likely to be higher or lower after the horizon. Answer with JSON only: "
+    '{"signals": [{"symbol": str, "direction": "up"|"down"|"flat", "prob_up": number in [0,1], '
+    '"confidence": number in [0,1], "rationale": short str}]}.'
+)
+
+
+class LLMVerdictError(ValueError):
+    """The model answered, but not with a verdict we can use."""
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    provider: str
+    model: str
+    timeout_seconds: float = 30.0
+    max_retries: int = 2
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def simulated(self) -> bool:
+        return self.provider == "simulated"
+
+
+def resolve_llm_settings(config: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> LLMSettings:
+    """Merge env over config over defaults; raise ``ConfigError`` for what cannot work."""
+    config = config or {}
+    env = os.environ if env is None else env
+    provider = (env.get("ALPHATRACE_LLM_PROVIDER") or str(config.get("provider", "auto"))).strip().lower()
+    if provider not in PROVIDERS:
+        raise ConfigError(f"LLM provider {provider!r} is not one of {', '.join(PROVIDERS)}")
+    api_key = env.get("OPENAI_API_KEY") or None
+    if provider == "auto":
+        provider = "openai" if api_key else "simulated"
+    if provider == "openai" and not api_key:
+        raise ConfigError(
+            "the LLM provider is 'openai' but OPENAI_API_KEY is not set; set it (any value for a local "
+            "OpenAI-compatible server) or choose provider 'simulated'"
+        )
+    timeout = config.get("timeout_seconds", 30.0)
+    retries = config.get("max_retries", 2)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
+        raise ConfigError(f"llm.timeout_seconds must be a number of seconds in (0, 600], got {timeout!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        raise ConfigError(f"llm.max_retries must be a whole number in [0, 10], got {retries!r}")
+    return LLMSettings(
+        provider=provider,
+        model=env.get("ALPHATRACE_LLM_MODEL") or str(config.get("model", DEFAULT_MODEL)),
+        timeout_seconds=float(timeout),
+        max_retries=retries,
+        base_url=(env.get("OPENAI_BASE_URL") or config.get("base_url") or None) if provider == "openai" else SIMULATED_BASE_URL,
+        api_key=api_key if provider == "openai" else "simulated-no-key",
+    )
+
+
+def build_openai_client(settings: LLMSettings, transport: httpx2.BaseTransport | None = None) -> openai.OpenAI:
+    """The real client; ``transport`` replaces the network (the simulated model, or a test's)."""
+    if transport is None and settings.simulated:
+        transport = SimulatedLLMTransport()
+    http_client = httpx2.Client(transport=transport, timeout=settings.timeout_seconds) if transport is not None else None
+    return openai.OpenAI(
+        api_key=settings.api_key,
+        base_url=settings.base_url,
+        timeout=settings.timeout_seconds,
+        max_retries=settings.max_retries,
+        http_client=http_client,
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    symbol: str
+    direction: str
+    prob_up: float
+    confidence: float
+    rationale: str = ""
+
+
+def build_messages(features: Mapping[str, Mapping[str, float | str]], as_of: str, horizon: int) -> list[dict[str, str]]:
+    payload = json.dumps({symbol: dict(values) for symbol, values in sorted(features.items())}, sort_keys=True)
+    user = f"As-of date: {as_of}. Horizon: {horizon} trading days.\n{FEATURES_MARKER}\n{payload}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def _unit_interval(item: Mapping[str, Any], key: str) -> float:
+    value = item.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise LLMVerdictError(f"verdict for {item.get('symbol')!r}: {key} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def parse_verdicts(content: str | None, symbols: set[str]) -> dict[str, Verdict]:
+    """Parse the model's JSON answer; symbols it was not asked about are ignored."""
+    try:
+        raw = json.loads(content or "")
+    except ValueError:
+        raise LLMVerdictError(f"the model did not answer with JSON: {str(content)[:120]!r}") from None
+    items = raw.get("signals") if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        raise LLMVerdictError("the model's JSON has no 'signals' list")
+    verdicts: dict[str, Verdict] = {}
+    for item in items:
+        if not isinstance(item, dict) or item.get("symbol") not in symbols:
+            continue
+        direction = item.get("direction")
+        if direction not in ("up", "down", "flat"):
+            raise LLMVerdictError(f"verdict for {item['symbol']!r}: direction must be up, down or flat, got {direction!r}")
+        verdicts[item["symbol"]] = Verdict(
+            symbol=item["symbol"],
+            direction=direction,
+            prob_up=_unit_interval(item, "prob_up"),
+            confidence=_unit_interval(item, "confidence"),
+            rationale=str(item.get("rationale", ""))[:200],
+        )
+    return verdicts
+
+
+class AIAnalysis:
+    """One LLM call per analysis; usage and cost go to the current run."""
+
+    def __init__(self, client: openai.OpenAI, settings: LLMSettings, prices: PriceTable) -> None:
+        self._client = client
+        self.settings = settings
+        self._prices = prices
+
+    def analyze(self, features: Mapping[str, Mapping[str, float | str]], as_of: str, horizon: int = 5) -> dict[str, Verdict]:
+        run = get_current_run()
+        try:
+            response = self._client.chat.completions.create(
+                model=self.settings.model,
+                messages=build_messages(features, as_of, horizon),
+                temperature=0,
+                response_format={"type": "json_object"},
+            )
+        except openai.OpenAIError:
+            if run is not None:
+                run.add_llm_usage(0, 0, 0.0)  # the call happened and failed: it counts, it costs nothing
+            raise
+        usage = response.usage
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = int(getattr(details, "cached_tokens", 0) or 0)
+        if self.settings.simulated:
+            cost: float | None = 0.0
+        else:
+            cost = self._prices.cost(response.model or self.settings.model, tokens_in, tokens_out, cached)
+        if run is not None:
+            run.add_llm_usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost, cached_tokens_in=cached)
+        content = response.choices[0].message.content if response.choices else None
+        return parse_verdicts(content, set(features))

@@ -1,0 +1,131 @@
+"""The fleet configuration: which agents run, how often, on which instruments, and the LLM settings.
+
+``agents/agents.toml`` (TOML, read with the standard library) has a ``[fleet]`` table, a ``[replay]``
+table for the demo's replay of history, an ``[llm]`` table and one ``[agents.NAME]`` table per agent
+with its ``module``, ``interval_seconds`` and ``params``. Adding an agent is one module plus one such
+table. Anything malformed is a ``ConfigError`` naming the key.
+
+Environment: ``ALPHATRACE_FLEET_CONFIG`` (path of the TOML file; default ``agents/agents.toml``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from services.config_error import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_FLEET_CONFIG = "ALPHATRACE_FLEET_CONFIG"
+DEFAULT_FLEET_CONFIG = PROJECT_ROOT / "agents" / "agents.toml"
+_AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    module: str
+    interval_seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    universe: tuple[str, ...]
+    agents: dict[str, AgentSpec]
+    llm: dict[str, Any]
+    replay_start: date
+    replay_cycles: int
+    max_workers: int = 8
+    misfire_grace_seconds: int = 30
+    source: str = ""
+
+
+def _table(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: [{key}] must be a table")
+    return value
+
+
+def _positive_int(value: Any, key: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{source}: {key} must be a positive whole number, got {value!r}")
+    return value
+
+
+def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> FleetConfig:
+    fleet = _table(raw, "fleet", source)
+    replay = _table(raw, "replay", source)
+    llm = _table(raw, "llm", source)
+    universe = fleet.get("universe")
+    if not isinstance(universe, list) or not universe or not all(isinstance(s, str) and s for s in universe):
+        raise ConfigError(f"{source}: fleet.universe must be a non-empty list of symbols")
+    try:
+        replay_start = date.fromisoformat(str(replay.get("start", "2017-01-03")))
+    except ValueError:
+        raise ConfigError(f"{source}: replay.start must be an ISO date, got {replay.get('start')!r}") from None
+    agents: dict[str, AgentSpec] = {}
+    for name, table in _table(raw, "agents", source).items():
+        if not _AGENT_NAME.match(name):
+            raise ConfigError(f"{source}: agent name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [agents.{name}] must be a table")
+        module = table.get("module", f"agents.{name}")
+        interval = table.get("interval_seconds", 300)
+        if not isinstance(module, str) or not module:
+            raise ConfigError(f"{source}: agents.{name}.module must be a module path such as 'agents.momentum'")
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+            raise ConfigError(f"{source}: agents.{name}.interval_seconds must be a positive number, got {interval!r}")
+        params = table.get("params", {})
+        if not isinstance(params, dict):
+            raise ConfigError(f"{source}: agents.{name}.params must be a table")
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{source}: agents.{name}.enabled must be true or false")
+        agents[name] = AgentSpec(name, module, float(interval), dict(params), enabled)
+    if not any(spec.enabled for spec in agents.values()):
+        raise ConfigError(f"{source}: no enabled agent in [agents.*]")
+    return FleetConfig(
+        universe=tuple(universe),
+        agents=agents,
+        llm=dict(llm),
+        replay_start=replay_start,
+        replay_cycles=_positive_int(replay.get("cycles", 250), "replay.cycles", source),
+        max_workers=_positive_int(fleet.get("max_workers", 8), "fleet.max_workers", source),
+        misfire_grace_seconds=_positive_int(fleet.get("misfire_grace_seconds", 30), "fleet.misfire_grace_seconds", source),
+        source=source,
+    )
+
+
+def load_fleet_config(path: str | os.PathLike | None = None) -> FleetConfig:
+    """Argument beats ``ALPHATRACE_FLEET_CONFIG`` beats ``agents/agents.toml``."""
+    chosen = Path(path or os.environ.get(ENV_FLEET_CONFIG) or DEFAULT_FLEET_CONFIG)
+    try:
+        raw = tomllib.loads(chosen.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"fleet config {chosen} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"fleet config {chosen} is not valid TOML: {exc}") from None
+    return parse_fleet_config(raw, source=str(chosen))
+
+
+def load_agent(spec: AgentSpec) -> Any:
+    """Import the agent's module and build its ``Agent``; the configured name wins over the class's."""
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError as exc:
+        raise ConfigError(f"agent {spec.name!r}: cannot import module {spec.module!r}: {exc}") from None
+    factory = getattr(module, "Agent", None)
+    if factory is None:
+        raise ConfigError(f"agent {spec.name!r}: module {spec.module!r} has no class 'Agent'")
+    agent = factory()
+    agent.name = spec.name
+    return agent

@@ -1,0 +1,308 @@
+"""The kill switch: a JSON file naming the agents that must not run, checked before every run.
+
+Two forms are accepted in ``meta_supervisor/state/killed_agents.json``:
+
+* the seed's plain list: ``["momentum", "llm_analyst"]``
+* the rich form: ``{"momentum": {"reason": "...", "by": "alice", "at": "2026-11-24T10:00:00Z"}}``
+
+The file is re-read whenever it changes (an edit takes effect on the next run, no restart). A file
+that is malformed at startup is a ``ConfigError`` (the scheduler exits non-zero); one that becomes
+malformed while running keeps the last good state, is logged once and is reported to the caller so
+the run span can carry it. ``kill``/``revive`` write the file atomically (temp file + rename, under a
+lock file) so a concurrent reader never sees half a file and concurrent writers lose no entry.
+
+Command line::
+
+    python -m services.kill_switch list
+    python -m services.kill_switch kill momentum --reason "drawdown" [--by alice]
+    python -m services.kill_switch revive momentum
+
+Environment: ``ALPHATRACE_KILL_SWITCH_FILE`` (path of the kill-switch file; default
+``meta_supervisor/state/killed_agents.json`` under the project root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.config_error import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_KILL_SWITCH_FILE = "ALPHATRACE_KILL_SWITCH_FILE"
+DEFAULT_KILL_SWITCH_FILE = PROJECT_ROOT / "meta_supervisor" / "state" / "killed_agents.json"
+KILLED = DEFAULT_KILL_SWITCH_FILE  # the seed's name for the path
+
+logger = logging.getLogger(__name__)
+
+
+class KillSwitchError(ConfigError):
+    """The kill-switch file cannot be read as either accepted form."""
+
+
+@dataclass(frozen=True)
+class KillEntry:
+    agent: str
+    reason: str = ""
+    by: str = ""
+    at: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"reason": self.reason, "by": self.by, "at": self.at}
+
+
+@dataclass(frozen=True)
+class KillDecision:
+    """What the switch says about one agent right now, and why the file could not be read, if so."""
+
+    killed: bool
+    entry: KillEntry | None = None
+    file_error: str | None = None
+
+
+def kill_switch_path(path: str | os.PathLike | None = None) -> Path:
+    """Argument beats ``ALPHATRACE_KILL_SWITCH_FILE`` beats the default path."""
+    return Path(path or os.environ.get(ENV_KILL_SWITCH_FILE) or DEFAULT_KILL_SWITCH_FILE)
+
+
+def parse_kill_file(text: str, source: str = "kill-switch file") -> dict[str, KillEntry]:
+    """Parse either accepted form; raise ``KillSwitchError`` with the reason otherwise."""
+    if not text.strip():
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise KillSwitchError(f"{source} is not valid JSON ({exc}); expected a list of agent names or an object") from None
+    entries: dict[str, KillEntry] = {}
+    if isinstance(raw, list):
+        for item in raw:
+            if not isinstance(item, str) or not item:
+                raise KillSwitchError(f"{source}: every list item must be an agent name (a non-empty string), got {item!r}")
+            entries[item] = KillEntry(agent=item, reason="listed in kill-switch file")
+        return entries
+    if isinstance(raw, dict):
+        for name, detail in raw.items():
+            if not name:
+                raise KillSwitchError(f"{source}: agent names must be non-empty")
+            if detail is None:
+                detail = {}
+            if not isinstance(detail, dict):
+                raise KillSwitchError(f"{source}: entry for {name!r} must be an object with reason/by/at, got {detail!r}")
+            fields = {}
+            for key in ("reason", "by", "at"):
+                value = detail.get(key, "")
+                if not isinstance(value, str):
+                    raise KillSwitchError(f"{source}: {name!r}.{key} must be a string, got {value!r}")
+                fields[key] = value
+            entries[name] = KillEntry(agent=name, **fields)
+        return entries
+    raise KillSwitchError(f"{source}: expected a list of agent names or an object keyed by agent name, got {type(raw).__name__}")
+
+
+def load_kill_entries(path: str | os.PathLike | None = None) -> dict[str, KillEntry]:
+    """The entries in the file now; a missing file means nobody is killed."""
+    target = kill_switch_path(path)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KillSwitchError(f"cannot read kill-switch file {target}: {exc}") from None
+    return parse_kill_file(text, source=f"kill-switch file {target}")
+
+
+class KillSwitch:
+    """Reads the kill-switch file, re-reading it only when its identity, size or mtime changes.
+
+    ``load_strict`` is for startup (malformed is fatal); ``check`` is for every run (malformed keeps
+    the last good state and is reported in the decision, logged once per distinct error).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = kill_switch_path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._entries: dict[str, KillEntry] = {}
+        self._error: str | None = None
+        self._logged_error: str | None = None
+
+    def load_strict(self) -> dict[str, KillEntry]:
+        with self._lock:
+            self._refresh(strict=True)
+            return dict(self._entries)
+
+    def check(self, agent_name: str) -> KillDecision:
+        with self._lock:
+            self._refresh(strict=False)
+            entry = self._entries.get(agent_name)
+            return KillDecision(killed=entry is not None, entry=entry, file_error=self._error)
+
+    def entries(self) -> dict[str, KillEntry]:
+        with self._lock:
+            self._refresh(strict=False)
+            return dict(self._entries)
+
+    def _refresh(self, strict: bool) -> None:
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None
+        if stamp == self._stamp and (stamp is not None or not self._entries):
+            return
+        try:
+            entries = load_kill_entries(self.path) if stamp is not None else {}
+        except KillSwitchError as exc:
+            if strict:
+                raise
+            self._stamp = stamp
+            self._error = str(exc)
+            if self._logged_error != self._error:
+                logger.error("kill switch: %s; keeping the last good state (%d killed)", exc, len(self._entries))
+                self._logged_error = self._error
+            return
+        self._stamp = stamp
+        self._entries = entries
+        self._error = None
+        self._logged_error = None
+
+
+_default_switch: KillSwitch | None = None
+_default_lock = threading.Lock()
+
+
+def is_killed(agent_name: str) -> bool:
+    """The seed's check: is ``agent_name`` in the kill-switch file at the default path?"""
+    global _default_switch
+    with _default_lock:
+        if _default_switch is None or _default_switch.path != kill_switch_path():
+            _default_switch = KillSwitch()
+    return _default_switch.check(agent_name).killed
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        if path.exists():
+            os.chmod(tmp_name, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def update_kill_file(
+    change: Callable[[dict[str, KillEntry]], dict[str, KillEntry]], path: str | os.PathLike | None = None
+) -> dict[str, KillEntry]:
+    """Read, change and rewrite the file under the lock; a malformed file is never overwritten."""
+    target = kill_switch_path(path)
+    with _locked(target):
+        entries = change(load_kill_entries(target))
+        body = {name: entry.to_json() for name, entry in sorted(entries.items())}
+        write_atomically(target, json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+        return entries
+
+
+def kill(
+    agent_name: str,
+    reason: str,
+    by: str | None = None,
+    path: str | os.PathLike | None = None,
+    now: Callable[[], datetime] = _utc_now,
+) -> KillEntry:
+    if not agent_name:
+        raise ConfigError("agent name must be non-empty")
+    entry = KillEntry(
+        agent=agent_name,
+        reason=reason,
+        by=by or os.environ.get("USER", "unknown"),
+        at=now().astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    )
+    update_kill_file(lambda entries: {**entries, agent_name: entry}, path)
+    return entry
+
+
+def revive(agent_name: str, path: str | os.PathLike | None = None) -> bool:
+    """Remove ``agent_name`` from the file; returns whether it was there."""
+    found = False
+
+    def drop(entries: dict[str, KillEntry]) -> dict[str, KillEntry]:
+        nonlocal found
+        found = agent_name in entries
+        return {name: entry for name, entry in entries.items() if name != agent_name}
+
+    update_kill_file(drop, path)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.kill_switch", description=__doc__.split("\n")[0])
+    parser.add_argument("--file", help=f"kill-switch file (default: ${ENV_KILL_SWITCH_FILE} or {DEFAULT_KILL_SWITCH_FILE})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="show killed agents")
+    kill_cmd = sub.add_parser("kill", help="stop an agent from its next run on")
+    kill_cmd.add_argument("agent")
+    kill_cmd.add_argument("--reason", required=True)
+    kill_cmd.add_argument("--by", default=None)
+    revive_cmd = sub.add_parser("revive", help="let a killed agent run again")
+    revive_cmd.add_argument("agent")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            entries = load_kill_entries(args.file)
+            if not entries:
+                print("no agent is killed")
+            for entry in entries.values():
+                print(f"{entry.agent}\treason={entry.reason!r}\tby={entry.by}\tat={entry.at}")
+        elif args.command == "kill":
+            entry = kill(args.agent, args.reason, args.by, args.file)
+            print(f"killed {entry.agent} ({entry.reason}); takes effect before its next run")
+        else:
+            found = revive(args.agent, args.file)
+            print(f"revived {args.agent}" if found else f"{args.agent} was not killed")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

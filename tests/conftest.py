@@ -1,0 +1,72 @@
+"""Shared fixtures: a clean environment per test, and a telemetry set-up with fixed ids that tests
+assert whole span trees against. No test touches the network."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+from otel.provider import Telemetry, configure_telemetry
+
+_ENV_PREFIXES = ("OTEL_", "ALPHATRACE_", "OPENAI_")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with none of the variables alphatrace reads."""
+    for key in list(os.environ):
+        if key.startswith(_ENV_PREFIXES):
+            monkeypatch.delenv(key)
+
+
+class SequentialIds(IdGenerator):
+    """Trace ids 1, 2, 3 ... and span ids 1, 2, 3 ...: readable and stable in assertions."""
+
+    def __init__(self) -> None:
+        self._traces = itertools.count(1)
+        self._spans = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def generate_trace_id(self) -> int:
+        with self._lock:
+            return next(self._traces)
+
+    def generate_span_id(self) -> int:
+        with self._lock:
+            return next(self._spans)
+
+
+@pytest.fixture
+def span_exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def telemetry(span_exporter: InMemorySpanExporter):
+    """A provider exporting synchronously to memory, the OpenAI instrumentation on, ids sequential."""
+    handle: Telemetry = configure_telemetry(
+        exporter=span_exporter,
+        processor_factory=SimpleSpanProcessor,
+        id_generator=SequentialIds(),
+        llm_simulated=True,
+    )
+    yield handle
+    handle.shutdown()
+
+
+@pytest.fixture
+def sequential_run_ids():
+    counter = itertools.count(1)
+    lock = threading.Lock()
+
+    def next_id() -> str:
+        with lock:
+            return f"run-{next(counter)}"
+
+    return next_id

@@ -1,0 +1,156 @@
+"""The kill switch: both file forms, hot edits, malformed files, atomic writes and the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+
+import pytest
+
+from services import kill_switch
+from services.kill_switch import KillSwitch, KillSwitchError, kill, load_kill_entries, revive
+
+
+@pytest.fixture
+def kill_file(tmp_path):
+    return tmp_path / "state" / "killed_agents.json"
+
+
+def _write(path, content) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    # Make sure an edit within the same mtime tick is still seen as a change.
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+def test_missing_file_kills_nobody(kill_file):
+    assert KillSwitch(kill_file).check("momentum").killed is False
+
+
+def test_seed_list_form(kill_file):
+    _write(kill_file, ["momentum", "llm_analyst"])
+    switch = KillSwitch(kill_file)
+    assert switch.check("momentum").killed
+    assert switch.check("llm_analyst").killed
+    assert not switch.check("ensemble").killed
+
+
+def test_rich_form_carries_reason_by_and_at(kill_file):
+    _write(kill_file, {"momentum": {"reason": "drawdown", "by": "alice", "at": "2026-11-24T10:00:00Z"}})
+    decision = KillSwitch(kill_file).check("momentum")
+    assert decision.killed
+    assert (decision.entry.reason, decision.entry.by, decision.entry.at) == ("drawdown", "alice", "2026-11-24T10:00:00Z")
+
+
+def test_hot_edit_takes_effect_on_the_next_check(kill_file):
+    switch = KillSwitch(kill_file)
+    assert not switch.check("momentum").killed
+    _write(kill_file, ["momentum"])
+    assert switch.check("momentum").killed
+    _write(kill_file, [])
+    assert not switch.check("momentum").killed
+    _write(kill_file, ["momentum"])
+    kill_file.unlink()
+    assert not switch.check("momentum").killed
+
+
+def test_malformed_edit_keeps_last_good_state_and_logs_once(kill_file, caplog):
+    _write(kill_file, ["momentum"])
+    switch = KillSwitch(kill_file)
+    assert switch.check("momentum").killed
+    _write(kill_file, '["momentum", ')
+    with caplog.at_level(logging.ERROR, logger="services.kill_switch"):
+        first = switch.check("momentum")
+        second = switch.check("ensemble")
+    assert first.killed and not second.killed
+    assert "not valid JSON" in first.file_error and first.file_error == second.file_error
+    assert len([r for r in caplog.records if "kill switch" in r.getMessage()]) == 1
+    _write(kill_file, {"ensemble": {"reason": "fixed file"}})
+    healed = switch.check("ensemble")
+    assert healed.killed and healed.file_error is None
+    assert not switch.check("momentum").killed
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('"momentum"', "expected a list of agent names or an object"),
+        ("[1, 2]", "every list item must be an agent name"),
+        ('{"momentum": "yes"}', "must be an object with reason/by/at"),
+        ('{"momentum": {"reason": 5}}', "'momentum'.reason must be a string"),
+    ],
+)
+def test_malformed_at_startup_is_a_clear_error(kill_file, content, message):
+    _write(kill_file, content)
+    with pytest.raises(KillSwitchError, match=message):
+        KillSwitch(kill_file).load_strict()
+
+
+def test_kill_and_revive_write_the_rich_form_and_keep_other_entries(kill_file):
+    _write(kill_file, ["mean_reversion"])
+    entry = kill("momentum", "spread too wide", by="bob", path=kill_file)
+    assert entry.by == "bob" and entry.at.endswith("Z")
+    on_disk = json.loads(kill_file.read_text())
+    assert on_disk["momentum"]["reason"] == "spread too wide"
+    assert on_disk["mean_reversion"]["reason"] == "listed in kill-switch file"
+    assert revive("momentum", path=kill_file) is True
+    assert revive("momentum", path=kill_file) is False
+    assert set(load_kill_entries(kill_file)) == {"mean_reversion"}
+
+
+def test_writes_refuse_to_overwrite_a_malformed_file(kill_file):
+    _write(kill_file, "[oops")
+    with pytest.raises(KillSwitchError):
+        kill("momentum", "x", path=kill_file)
+    assert kill_file.read_text() == "[oops"
+
+
+def test_concurrent_writers_lose_no_entry_and_readers_never_see_half_a_file(kill_file):
+    names = [f"agent_{i}" for i in range(40)]
+    stop = threading.Event()
+    reader_errors: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                load_kill_entries(kill_file)
+            except KillSwitchError as exc:
+                reader_errors.append(str(exc))
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for t in readers:
+        t.start()
+    writers = [threading.Thread(target=kill, args=(name, "load test"), kwargs={"path": kill_file}) for name in names]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert reader_errors == []
+    assert set(load_kill_entries(kill_file)) == set(names)
+
+
+def test_seed_is_killed_reads_the_path_from_the_environment(kill_file, monkeypatch):
+    monkeypatch.setenv("ALPHATRACE_KILL_SWITCH_FILE", str(kill_file))
+    _write(kill_file, ["momentum"])
+    assert kill_switch.is_killed("momentum") is True
+    assert kill_switch.is_killed("ensemble") is False
+
+
+def test_command_line_kill_list_revive(kill_file, capsys):
+    assert kill_switch.main(["--file", str(kill_file), "kill", "momentum", "--reason", "manual stop", "--by", "carol"]) == 0
+    assert "killed momentum" in capsys.readouterr().out
+    assert kill_switch.main(["--file", str(kill_file), "list"]) == 0
+    assert "momentum\treason='manual stop'\tby=carol" in capsys.readouterr().out
+    assert kill_switch.main(["--file", str(kill_file), "revive", "momentum"]) == 0
+    assert kill_switch.main(["--file", str(kill_file), "list"]) == 0
+    assert "no agent is killed" in capsys.readouterr().out
+    _write(kill_file, "{")
+    assert kill_switch.main(["--file", str(kill_file), "list"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err

@@ -1,0 +1,203 @@
+"""The fleet on APScheduler: replay and live cycles, the kill switch before every run, concurrency
+that never mixes runs up, and one bad agent stopping nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+
+import httpx2
+import pytest
+
+import scheduler
+from services.ai_analysis import resolve_llm_settings
+from services.clock import ReplayClock
+from services.fleet_config import AgentSpec, load_fleet_config
+from services.kill_switch import KillSwitch
+from services.market_data import CsvMarketData
+from services.simulated_llm import SimulatedLLMTransport
+from tests.fleet_fixtures import write_fleet, write_market
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    calendar = write_market(tmp_path / "data")
+    monkeypatch.setenv("ALPHATRACE_MARKET_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("ALPHATRACE_KILL_SWITCH_FILE", str(tmp_path / "killed_agents.json"))
+    config = write_fleet(tmp_path / "agents.toml", calendar[70])
+    return {"tmp": tmp_path, "calendar": calendar, "config": config, "kill_file": tmp_path / "killed_agents.json"}
+
+
+def _fleet(world, telemetry, transport=None, agents=None, **fleet_changes):
+    fleet = load_fleet_config(world["config"])
+    for key, value in fleet_changes.items():
+        object.__setattr__(fleet, key, value)
+    clock = ReplayClock(world["calendar"][70])
+    settings = resolve_llm_settings(fleet.llm, env={})
+    built = scheduler.build_fleet(fleet, telemetry, clock, CsvMarketData(), KillSwitch(), settings, llm_transport=transport)
+    if agents:
+        built.agents.update(agents)
+    return built
+
+
+def _roots(span_exporter):
+    return [s for s in span_exporter.get_finished_spans() if s.name.startswith("invoke_agent")]
+
+
+def test_replay_from_the_command_line_writes_every_run_to_the_trace_file(world, monkeypatch):
+    trace_file = world["tmp"] / "telemetry" / "traces.jsonl"
+    monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(trace_file))
+
+    assert scheduler.main(["--replay", "--config", str(world["config"])]) == 0
+
+    spans = []
+    resources = []
+    for line in trace_file.read_text().splitlines():
+        for rs in json.loads(line)["resourceSpans"]:
+            resources.append({a["key"]: a["value"] for a in rs["resource"]["attributes"]})
+            for ss in rs["scopeSpans"]:
+                spans.extend(ss["spans"])
+    attrs = [{a["key"]: next(iter(a["value"].values())) for a in s.get("attributes", [])} for s in spans]
+    roots = [a for a in attrs if a.get("gen_ai.operation.name") == "invoke_agent"]
+    chats = [(s, a) for s, a in zip(spans, attrs) if a.get("gen_ai.operation.name") == "chat"]
+    assert Counter(a["gen_ai.agent.name"] for a in roots) == {"momentum": 3, "mean_reversion": 3, "llm_analyst": 3, "ensemble": 3}
+    expected_days = {d.isoformat() for d in world["calendar"][70:73]}
+    assert {a["agent.run.as_of"] for a in roots} == expected_days
+    assert all(a["agent.run.outcome"] == "ok" for a in roots)
+    assert len(chats) == 6  # llm_analyst and ensemble, one call per run
+    span_by_id = {s["spanId"]: (s, a) for s, a in zip(spans, attrs)}
+    for chat, chat_attrs in chats:
+        _parent, parent_attrs = span_by_id[chat["parentSpanId"]]
+        assert parent_attrs["agent.run_id"] == chat_attrs["agent.run_id"]
+        assert parent_attrs["agent.run.llm_calls"] == "1"
+    assert all(r["alphatrace.llm.simulated"] == {"boolValue": True} for r in resources)
+    assert all(r["service.name"] == {"stringValue": "alphatrace"} for r in resources)
+    events = [e for s in spans for e in s.get("events", [])]
+    assert Counter(e["name"] for e in events) == {"alpha.signal": 24}  # 4 agents x 2 symbols x 3 days
+
+
+def test_killed_agent_gets_a_killed_root_span_and_makes_no_llm_call(world, telemetry, span_exporter):
+    world["kill_file"].write_text(json.dumps({"llm_analyst": {"reason": "too expensive", "by": "alice", "at": ""}}))
+    transport = SimulatedLLMTransport()
+    fleet = _fleet(world, telemetry, transport)
+    fleet.run_cycle(world["calendar"][70])
+    fleet.shutdown()
+    roots = {s.attributes["gen_ai.agent.name"]: s for s in _roots(span_exporter)}
+    killed = roots["llm_analyst"]
+    assert killed.attributes["agent.run.outcome"] == "killed"
+    assert killed.attributes["agent.kill.reason"] == "too expensive"
+    assert [s for s in span_exporter.get_finished_spans() if s.parent and s.parent.span_id == killed.context.span_id] == []
+    assert transport.requests == 1  # only the ensemble called the model
+    assert roots["momentum"].attributes["agent.run.outcome"] == "ok"
+
+
+def test_kill_switch_edit_applies_to_the_next_cycle_and_a_bad_edit_is_on_the_span(world, telemetry, span_exporter):
+    fleet = _fleet(world, telemetry)
+    fleet.run_cycle(world["calendar"][70])
+    world["kill_file"].write_text('["momentum"]')
+    fleet.run_cycle(world["calendar"][71])
+    world["kill_file"].write_text('["momentum", ')  # a half-saved edit
+    fleet.run_cycle(world["calendar"][72])
+    fleet.shutdown()
+    momentum = [s for s in _roots(span_exporter) if s.attributes["gen_ai.agent.name"] == "momentum"]
+    momentum.sort(key=lambda s: s.attributes["agent.run.as_of"])
+    assert [s.attributes["agent.run.outcome"] for s in momentum] == ["ok", "killed", "killed"]
+    (event,) = momentum[2].events
+    assert event.name == "kill_switch.error" and "not valid JSON" in event.attributes["kill_switch.error.message"]
+
+
+class _Boom:
+    name = "boom"
+
+    def run(self, context):
+        raise RuntimeError("bad data")
+
+
+def test_one_failing_agent_stops_nothing(world, telemetry, span_exporter, caplog):
+    fleet = _fleet(world, telemetry, agents={"boom": _Boom()})
+    fleet.fleet.agents["boom"] = AgentSpec("boom", "tests", 0.05)
+    fleet.run_cycle(world["calendar"][70])
+    fleet.run_cycle(world["calendar"][71])
+    fleet.shutdown()
+    outcomes = Counter((s.attributes["gen_ai.agent.name"], s.attributes["agent.run.outcome"]) for s in _roots(span_exporter))
+    assert outcomes[("boom", "error")] == 2
+    assert outcomes[("momentum", "ok")] == 2 and outcomes[("ensemble", "ok")] == 2
+    assert "agent boom failed; its schedule goes on" in caplog.text
+
+
+class _SlowTransport(SimulatedLLMTransport):
+    """The simulated model, slow enough that twenty runs overlap in the pool."""
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        time.sleep(0.05)
+        return super().handle_request(request)
+
+
+def test_twenty_concurrent_runs_each_own_their_llm_span(world, telemetry, span_exporter):
+    from agents.llm_analyst import Agent as Analyst
+
+    names = [f"analyst_{i:02d}" for i in range(20)]
+    fleet = _fleet(world, telemetry, _SlowTransport(), max_workers=20)
+    fleet.agents.clear()
+    for name in names:
+        agent = Analyst()
+        agent.name = name
+        fleet.agents[name] = agent
+        fleet.fleet.agents[name] = AgentSpec(name, "agents.llm_analyst", 1.0)
+    active = []
+    original = fleet._run_agent
+
+    def tracking(agent_name, as_of=None):
+        active.append(threading.active_count())
+        return original(agent_name, as_of)
+
+    fleet._run_agent = tracking
+    fleet.run_cycle(world["calendar"][70])
+    fleet.shutdown()
+
+    spans = span_exporter.get_finished_spans()
+    roots = {s.context.span_id: s for s in spans if s.name.startswith("invoke_agent")}
+    chats = [s for s in spans if s.name.startswith("chat")]
+    assert len(roots) == 20 and len(chats) == 20
+    for chat in chats:
+        root = roots[chat.parent.span_id]
+        assert chat.context.trace_id == root.context.trace_id
+        assert chat.attributes["agent.run_id"] == root.attributes["agent.run_id"]
+        assert chat.attributes["gen_ai.agent.name"] == root.attributes["gen_ai.agent.name"]
+    starts = sorted(s.start_time for s in roots.values())
+    ends = sorted(s.end_time for s in roots.values())
+    assert starts[-1] < ends[0]  # all twenty were in flight together
+
+
+def test_live_mode_runs_each_agent_on_its_interval_until_the_bound(world, telemetry, span_exporter):
+    fleet = _fleet(world, telemetry)
+    fleet.start(stop_after=2)
+    assert fleet.all_done.wait(30)
+    fleet.shutdown()
+    counts = Counter(s.attributes["gen_ai.agent.name"] for s in _roots(span_exporter))
+    assert all(counts[name] >= 2 for name in ("momentum", "mean_reversion", "llm_analyst", "ensemble"))
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("kill", "kill-switch file"),
+        ("openai", "OPENAI_API_KEY is not set"),
+        ("exporter", "OTEL_TRACES_EXPORTER='jaeger' is not supported"),
+        ("config", "not valid TOML"),
+    ],
+)
+def test_bad_configuration_stops_start_up_with_exit_2(world, monkeypatch, capsys, setup, message):
+    config = world["config"]
+    if setup == "kill":
+        world["kill_file"].write_text("{broken")
+    elif setup == "openai":
+        monkeypatch.setenv("ALPHATRACE_LLM_PROVIDER", "openai")
+    elif setup == "exporter":
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
+    else:
+        config.write_text("[fleet\nuniverse=")
+    assert scheduler.main(["--once", "--config", str(config)]) == 2
+    assert message in capsys.readouterr().err
