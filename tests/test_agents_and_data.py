@@ -1,0 +1,140 @@
+"""Agents see no data past their as-of date and return signals in the seed's schema; market data,
+fleet config and price table reject bad input with a clear message."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from agents import ensemble, mean_reversion, momentum
+from agents.base import AgentContext
+from alpha.emit import signal_attributes
+from services.config_error import ConfigError
+from services.fleet_config import load_agent, load_fleet_config, parse_fleet_config
+from services.market_data import CsvMarketData
+from services.pricing import PriceTable
+from tests.fleet_fixtures import write_fleet, write_market
+
+
+@pytest.fixture
+def market(tmp_path):
+    calendar = write_market(tmp_path / "data")
+    return CsvMarketData(tmp_path / "data"), calendar
+
+
+def test_market_data_never_returns_bars_after_as_of(market):
+    data, calendar = market
+    bars = data.closes("SPX", calendar[40], lookback=1000)
+    assert len(bars) == 41 and bars[-1].day == calendar[40]
+    weekend = date(2018, 1, 6)  # a Saturday: the Friday close is the latest
+    assert data.closes("SPX", weekend, 1)[0].day == date(2018, 1, 5)
+    assert data.closes("SPX", date(2017, 12, 1), 5) == []
+    assert data.trading_days("SPX", calendar[88]) == calendar[88:]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("day,price\n2018-01-01,1\n", "expected a header"),
+        ("date,close\n2018-01-02,abc\n", "bad date or close"),
+        ("date,close\n2018-01-02,-5\n", "close must be a positive number"),
+        ("date,close\n2018-01-03,1\n2018-01-02,1\n", "strictly ascending"),
+    ],
+)
+def test_bad_market_csv_names_file_and_line(tmp_path, content, message):
+    (tmp_path / "BAD.csv").write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        CsvMarketData(tmp_path).closes("BAD", date(2019, 1, 1), 5)
+
+
+def test_missing_symbol_and_folder_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        CsvMarketData(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="no market data for 'XYZ'"):
+        CsvMarketData(tmp_path).closes("XYZ", date(2019, 1, 1), 5)
+
+
+@pytest.mark.parametrize("module", [momentum, mean_reversion, ensemble])
+def test_quant_agents_return_valid_signals_as_of_the_day(market, module):
+    data, calendar = market
+    context = AgentContext(as_of=calendar[80], market=data, universe=("SPX", "WTI"), params={"horizon": 10})
+    signals = module.Agent().run(context)
+    assert [s["symbol"] for s in signals] == ["SPX", "WTI"]
+    for item in signals:
+        attributes = signal_attributes(item)  # raises if invalid
+        assert attributes["alpha.as_of"] == calendar[80].isoformat() and attributes["alpha.horizon"] == 10
+    assert module.Agent().run(context) == signals  # deterministic
+
+
+def test_momentum_follows_the_drift(market):
+    data, calendar = market
+    by_symbol = {s["symbol"]: s for s in momentum.Agent().run(AgentContext(calendar[80], data, ("SPX", "WTI")))}
+    assert by_symbol["SPX"]["direction"] == "up" and by_symbol["SPX"]["prob_up"] > 0.5
+    assert by_symbol["WTI"]["direction"] == "down" and by_symbol["WTI"]["prob_up"] < 0.5
+
+
+def test_too_little_history_gives_no_signal_not_an_error(market):
+    data, calendar = market
+    assert momentum.Agent().run(AgentContext(calendar[10], data, ("SPX",))) == []
+
+
+def test_shipped_fleet_config_loads_every_agent():
+    fleet = load_fleet_config()
+    assert {"momentum", "mean_reversion", "llm_analyst", "ensemble"} <= set(fleet.agents)
+    for spec in fleet.agents.values():
+        assert load_agent(spec).name == spec.name
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"fleet": {"universe": []}}, "fleet.universe must be a non-empty list"),
+        ({"fleet": {"universe": ["SPX"]}, "agents": {"a b": {}}}, "agent name 'a b'"),
+        ({"fleet": {"universe": ["SPX"]}, "agents": {"m": {"interval_seconds": 0}}}, "interval_seconds must be a positive"),
+        ({"fleet": {"universe": ["SPX"]}, "agents": {"m": {"enabled": False}}}, "no enabled agent"),
+        ({"fleet": {"universe": ["SPX"]}, "replay": {"start": "soon"}, "agents": {"m": {}}}, "replay.start must be an ISO date"),
+        ({"fleet": {"universe": ["SPX"], "max_workers": 0}, "agents": {"m": {}}}, "fleet.max_workers must be a positive"),
+    ],
+)
+def test_bad_fleet_config_is_a_clear_error(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_fleet_config(raw)
+
+
+def test_unknown_agent_module_is_a_clear_error(tmp_path):
+    fleet = load_fleet_config(write_fleet(tmp_path / "agents.toml", date(2018, 3, 1)))
+    spec = fleet.agents["momentum"]
+    with pytest.raises(ConfigError, match=r"cannot import module 'agents\.nope'"):
+        load_agent(type(spec)("x", "agents.nope", 1.0))
+
+
+def test_price_table_prices_cached_tokens_and_dated_snapshots(tmp_path, monkeypatch):
+    table = PriceTable.load()
+    assert table.cost("gpt-4o-mini", 1_000_000, 0) == pytest.approx(0.15)
+    assert table.cost("gpt-4o-mini-2024-07-18", 1_000_000, 1_000_000, cached_input_tokens=400_000) == pytest.approx(
+        0.6 * 0.15 + 0.4 * 0.075 + 0.60
+    )
+    assert table.cost("no-such-model", 10, 10) is None
+    own = tmp_path / "prices.json"
+    own.write_text(json.dumps({"version": "2026-11-01", "models": {"house-model": {"input": 1, "output": 2}}}))
+    monkeypatch.setenv("ALPHATRACE_PRICE_TABLE", str(own))
+    overridden = PriceTable.load()
+    assert overridden.version == "2026-11-01"
+    assert overridden.cost("house-model", 1_000_000, 0, cached_input_tokens=1_000_000) == pytest.approx(1.0)
+    assert overridden.cost("gpt-4o-mini", 1, 1) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"models": {}}, "'version'"),
+        ({"version": "x", "models": {"m": {"input": -1, "output": 1}}}, "non-negative number for 'input'"),
+        ({"version": "x", "models": {"m": {"input": 1}}}, "non-negative number for 'output'"),
+        ([], "expected an object"),
+    ],
+)
+def test_bad_price_table_is_a_clear_error(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        PriceTable.from_dict(raw)
