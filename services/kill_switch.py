@@ -3,7 +3,12 @@
 Two forms are accepted in ``meta_supervisor/state/killed_agents.json``:
 
 * the seed's plain list: ``["momentum", "llm_analyst"]``
-* the rich form: ``{"momentum": {"reason": "...", "by": "alice", "at": "2026-11-24T10:00:00Z"}}``
+* the rich form: ``{"momentum": {"reason": "...", "by": "alice", "at": "2026-11-24T10:00:00Z"}}``,
+  where an entry may also say ``"state": "revived"`` (a person's revive, which the supervisor's policy
+  does not override) and may carry more keys (the supervisor records its rule and figures).
+
+A group- or world-writable file is trusted to kill but not to revive: a revive read from it is
+refused with a warning and the agent stays killed.
 
 The file is re-read whenever it changes (an edit takes effect on the next run, no restart). A file
 that is malformed at startup is a ``ConfigError`` (the scheduler exits non-zero); one that becomes
@@ -15,7 +20,8 @@ Command line::
 
     python -m services.kill_switch list
     python -m services.kill_switch kill momentum --reason "drawdown" [--by alice]
-    python -m services.kill_switch revive momentum
+    python -m services.kill_switch revive momentum [--reason "fixed"]
+    python -m services.kill_switch clear momentum
 
 Environment: ``ALPHATRACE_KILL_SWITCH_FILE`` (path of the kill-switch file; default
 ``meta_supervisor/state/killed_agents.json`` under the project root).
@@ -29,13 +35,15 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from services.config_error import ConfigError
 
@@ -51,15 +59,38 @@ class KillSwitchError(ConfigError):
     """The kill-switch file cannot be read as either accepted form."""
 
 
+KILLED_STATE = "killed"
+REVIVED_STATE = "revived"
+SUPERVISOR = "supervisor"
+
+
 @dataclass(frozen=True)
 class KillEntry:
+    """One agent's line in the file. ``state`` is ``killed`` (the default) or ``revived``: a person's
+    explicit revive, which the supervisor's policy must not override. ``details`` keeps any other keys
+    (the supervisor's rule and figures) so a rewrite loses nothing."""
+
     agent: str
     reason: str = ""
     by: str = ""
     at: str = ""
+    state: str = KILLED_STATE
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def to_json(self) -> dict[str, str]:
-        return {"reason": self.reason, "by": self.by, "at": self.at}
+    @property
+    def killed(self) -> bool:
+        return self.state == KILLED_STATE
+
+    @property
+    def by_person(self) -> bool:
+        return self.by != SUPERVISOR
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"reason": self.reason, "by": self.by, "at": self.at}
+        if self.state != KILLED_STATE:
+            body["state"] = self.state
+        body.update(self.details)
+        return body
 
 
 @dataclass(frozen=True)
@@ -100,12 +131,15 @@ def parse_kill_file(text: str, source: str = "kill-switch file") -> dict[str, Ki
             if not isinstance(detail, dict):
                 raise KillSwitchError(f"{source}: entry for {name!r} must be an object with reason/by/at, got {detail!r}")
             fields = {}
-            for key in ("reason", "by", "at"):
-                value = detail.get(key, "")
+            for key in ("reason", "by", "at", "state"):
+                value = detail.get(key, KILLED_STATE if key == "state" else "")
                 if not isinstance(value, str):
                     raise KillSwitchError(f"{source}: {name!r}.{key} must be a string, got {value!r}")
                 fields[key] = value
-            entries[name] = KillEntry(agent=name, **fields)
+            if fields["state"] not in (KILLED_STATE, REVIVED_STATE):
+                raise KillSwitchError(f"{source}: {name!r}.state must be 'killed' or 'revived', got {fields['state']!r}")
+            extra = {k: v for k, v in detail.items() if k not in fields}
+            entries[name] = KillEntry(agent=name, details=extra, **fields)
         return entries
     raise KillSwitchError(f"{source}: expected a list of agent names or an object keyed by agent name, got {type(raw).__name__}")
 
@@ -146,7 +180,7 @@ class KillSwitch:
         with self._lock:
             self._refresh(strict=False)
             entry = self._entries.get(agent_name)
-            return KillDecision(killed=entry is not None, entry=entry, file_error=self._error)
+            return KillDecision(killed=entry is not None and entry.killed, entry=entry, file_error=self._error)
 
     def entries(self) -> dict[str, KillEntry]:
         with self._lock:
@@ -156,8 +190,9 @@ class KillSwitch:
     def _refresh(self, strict: bool) -> None:
         try:
             st = os.stat(self.path)
-            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
         except FileNotFoundError:
+            st = None
             stamp = None
         if stamp == self._stamp and (stamp is not None or not self._entries):
             return
@@ -173,9 +208,35 @@ class KillSwitch:
                 self._logged_error = self._error
             return
         self._stamp = stamp
-        self._entries = entries
         self._error = None
-        self._logged_error = None
+        if st is not None and st.st_mode & 0o022:
+            entries, self._error = self._refuse_revives(entries, st.st_mode)
+        self._entries = entries
+        if self._error is None:
+            self._logged_error = None
+        elif self._logged_error != self._error:
+            logger.warning("kill switch: %s", self._error)
+            self._logged_error = self._error
+
+    def _refuse_revives(self, entries: dict[str, KillEntry], mode: int) -> tuple[dict[str, KillEntry], str | None]:
+        """Anyone on the machine can write a group- or world-writable file: a revive read from it is
+        not honoured (a kill is, since stopping an agent is the safe direction)."""
+        kept = dict(entries)
+        refused = []
+        for name, entry in entries.items():
+            if entry.state == REVIVED_STATE:
+                kept[name] = KillEntry(name, f"revive refused: {entry.reason}".strip(), entry.by, entry.at)
+                refused.append(name)
+        for name, entry in self._entries.items():
+            if entry.killed and name not in entries:
+                kept[name] = entry
+                refused.append(name)
+        if not refused:
+            return kept, None
+        return kept, (
+            f"{self.path} is group- or world-writable (mode {stat.filemode(mode)}); refusing to honour the revive of "
+            f"{', '.join(sorted(refused))}, which stay killed. Fix with: chmod go-w {self.path}"
+        )
 
 
 _default_switch: KillSwitch | None = None
@@ -241,6 +302,18 @@ def update_kill_file(
         return entries
 
 
+def _stamped(agent_name: str, reason: str, by: str | None, state: str, now: Callable[[], datetime]) -> KillEntry:
+    if not agent_name:
+        raise ConfigError("agent name must be non-empty")
+    return KillEntry(
+        agent=agent_name,
+        reason=reason,
+        by=by or os.environ.get("USER", "unknown"),
+        at=now().astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        state=state,
+    )
+
+
 def kill(
     agent_name: str,
     reason: str,
@@ -248,20 +321,28 @@ def kill(
     path: str | os.PathLike | None = None,
     now: Callable[[], datetime] = _utc_now,
 ) -> KillEntry:
-    if not agent_name:
-        raise ConfigError("agent name must be non-empty")
-    entry = KillEntry(
-        agent=agent_name,
-        reason=reason,
-        by=by or os.environ.get("USER", "unknown"),
-        at=now().astimezone(UTC).isoformat().replace("+00:00", "Z"),
-    )
+    """Stop ``agent_name`` from its next run on."""
+    entry = _stamped(agent_name, reason, by, KILLED_STATE, now)
     update_kill_file(lambda entries: {**entries, agent_name: entry}, path)
     return entry
 
 
-def revive(agent_name: str, path: str | os.PathLike | None = None) -> bool:
-    """Remove ``agent_name`` from the file; returns whether it was there."""
+def revive(
+    agent_name: str,
+    reason: str = "",
+    by: str | None = None,
+    path: str | os.PathLike | None = None,
+    now: Callable[[], datetime] = _utc_now,
+) -> KillEntry:
+    """Let ``agent_name`` run again, recorded as a person's revive that the supervisor's policy will
+    not override until the entry is cleared."""
+    entry = _stamped(agent_name, reason, by, REVIVED_STATE, now)
+    update_kill_file(lambda entries: {**entries, agent_name: entry}, path)
+    return entry
+
+
+def clear(agent_name: str, path: str | os.PathLike | None = None) -> bool:
+    """Remove ``agent_name``'s entry (kill or revive) from the file; returns whether it was there."""
     found = False
 
     def drop(entries: dict[str, KillEntry]) -> dict[str, KillEntry]:
@@ -282,8 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     kill_cmd.add_argument("agent")
     kill_cmd.add_argument("--reason", required=True)
     kill_cmd.add_argument("--by", default=None)
-    revive_cmd = sub.add_parser("revive", help="let a killed agent run again")
+    revive_cmd = sub.add_parser("revive", help="let a killed agent run again (the supervisor will not re-kill it)")
     revive_cmd.add_argument("agent")
+    revive_cmd.add_argument("--reason", default="")
+    revive_cmd.add_argument("--by", default=None)
+    clear_cmd = sub.add_parser("clear", help="remove an agent's entry, kill or revive, from the file")
+    clear_cmd.add_argument("agent")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
@@ -291,13 +376,16 @@ def main(argv: list[str] | None = None) -> int:
             if not entries:
                 print("no agent is killed")
             for entry in entries.values():
-                print(f"{entry.agent}\treason={entry.reason!r}\tby={entry.by}\tat={entry.at}")
+                print(f"{entry.agent}\t{entry.state}\treason={entry.reason!r}\tby={entry.by}\tat={entry.at}")
         elif args.command == "kill":
             entry = kill(args.agent, args.reason, args.by, args.file)
             print(f"killed {entry.agent} ({entry.reason}); takes effect before its next run")
+        elif args.command == "revive":
+            entry = revive(args.agent, args.reason, args.by, args.file)
+            print(f"revived {entry.agent}; the supervisor will not re-kill it until: clear {entry.agent}")
         else:
-            found = revive(args.agent, args.file)
-            print(f"revived {args.agent}" if found else f"{args.agent} was not killed")
+            found = clear(args.agent, args.file)
+            print(f"cleared {args.agent}" if found else f"{args.agent} had no entry")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

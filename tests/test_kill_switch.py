@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from services import kill_switch
-from services.kill_switch import KillSwitch, KillSwitchError, kill, load_kill_entries, revive
+from services.kill_switch import KillSwitch, KillSwitchError, clear, kill, load_kill_entries, revive
 
 
 @pytest.fixture
@@ -97,9 +97,44 @@ def test_kill_and_revive_write_the_rich_form_and_keep_other_entries(kill_file):
     on_disk = json.loads(kill_file.read_text())
     assert on_disk["momentum"]["reason"] == "spread too wide"
     assert on_disk["mean_reversion"]["reason"] == "listed in kill-switch file"
-    assert revive("momentum", path=kill_file) is True
-    assert revive("momentum", path=kill_file) is False
+    revived = revive("momentum", "spread back to normal", by="bob", path=kill_file)
+    assert revived.state == "revived" and not revived.killed
+    assert json.loads(kill_file.read_text())["momentum"]["state"] == "revived"
+    assert KillSwitch(kill_file).check("momentum").killed is False
+    assert clear("momentum", path=kill_file) is True
+    assert clear("momentum", path=kill_file) is False
     assert set(load_kill_entries(kill_file)) == {"mean_reversion"}
+
+
+def test_extra_keys_survive_a_rewrite(kill_file):
+    _write(kill_file, {"momentum": {"reason": "ic below floor", "by": "supervisor", "at": "t", "rule": "min_ic",
+                                    "figures": {"ic": -0.02}}})
+    kill("ensemble", "manual", by="alice", path=kill_file)
+    on_disk = json.loads(kill_file.read_text())
+    assert on_disk["momentum"] == {"reason": "ic below floor", "by": "supervisor", "at": "t", "rule": "min_ic",
+                                   "figures": {"ic": -0.02}}
+    assert load_kill_entries(kill_file)["momentum"].by_person is False
+
+
+def test_world_writable_file_cannot_revive(kill_file, caplog):
+    _write(kill_file, {"momentum": {"reason": "manual", "by": "alice"}})
+    switch = KillSwitch(kill_file)
+    assert switch.check("momentum").killed
+    os.chmod(kill_file, 0o666)
+    _write(kill_file, {"momentum": {"reason": "sneaky", "by": "mallory", "state": "revived"}})
+    with caplog.at_level(logging.WARNING, logger="services.kill_switch"):
+        decision = switch.check("momentum")
+        switch.check("momentum")
+    assert decision.killed
+    assert "group- or world-writable" in decision.file_error and "chmod go-w" in decision.file_error
+    assert len([r for r in caplog.records if "refusing to honour the revive" in r.getMessage()]) == 1
+    _write(kill_file, {})  # removing the entry is a revive too
+    assert switch.check("momentum").killed
+    _write(kill_file, {"ensemble": {"reason": "kills are honoured"}})
+    assert switch.check("ensemble").killed
+    os.chmod(kill_file, 0o644)
+    _write(kill_file, {})
+    assert not switch.check("momentum").killed
 
 
 def test_writes_refuse_to_overwrite_a_malformed_file(kill_file):
@@ -147,8 +182,11 @@ def test_command_line_kill_list_revive(kill_file, capsys):
     assert kill_switch.main(["--file", str(kill_file), "kill", "momentum", "--reason", "manual stop", "--by", "carol"]) == 0
     assert "killed momentum" in capsys.readouterr().out
     assert kill_switch.main(["--file", str(kill_file), "list"]) == 0
-    assert "momentum\treason='manual stop'\tby=carol" in capsys.readouterr().out
-    assert kill_switch.main(["--file", str(kill_file), "revive", "momentum"]) == 0
+    assert "momentum\tkilled\treason='manual stop'\tby=carol" in capsys.readouterr().out
+    assert kill_switch.main(["--file", str(kill_file), "revive", "momentum", "--by", "carol"]) == 0
+    assert kill_switch.main(["--file", str(kill_file), "list"]) == 0
+    assert "momentum\trevived" in capsys.readouterr().out
+    assert kill_switch.main(["--file", str(kill_file), "clear", "momentum"]) == 0
     assert kill_switch.main(["--file", str(kill_file), "list"]) == 0
     assert "no agent is killed" in capsys.readouterr().out
     _write(kill_file, "{")
