@@ -43,6 +43,7 @@ from otel import semconv
 from otel.provider import Telemetry, configure_telemetry
 from otel.run_context import get_current_run
 from services.agent_run_wrapper import AgentRunWrapper
+from services.agent_status import AgentStatusBook
 from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client, resolve_llm_settings
 from services.clock import Clock, ReplayClock, WallClock
 from services.config_error import ConfigError
@@ -67,6 +68,7 @@ class AgentScheduler:
         market: MarketData,
         llm: AIAnalysis | None = None,
         scheduler: BackgroundScheduler | None = None,
+        statuses: AgentStatusBook | None = None,
     ) -> None:
         self.fleet = fleet
         self.agents = agents
@@ -75,6 +77,7 @@ class AgentScheduler:
         self._clock = clock
         self._market = market
         self._llm = llm
+        self._statuses = statuses or AgentStatusBook({name: spec.status for name, spec in fleet.agents.items()})
         self._scheduler = scheduler or BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(fleet.max_workers)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": fleet.misfire_grace_seconds},
@@ -152,7 +155,7 @@ class AgentScheduler:
             self._count_run(agent_name)
 
     def _run_agent(self, agent_name: str, as_of: date | None = None) -> Any:
-        """The seed's ``_run_agent``, inside the root span: kill switch, agent, alpha signals."""
+        """The seed's ``_run_agent``, inside the root span: kill switch, status, agent, alpha signals."""
         run = get_current_run()
         decision = self._kill_switch.check(agent_name)
         if decision.file_error and run is not None and run.span is not None:
@@ -163,6 +166,11 @@ class AgentScheduler:
             if run is not None:
                 run.mark_killed(reason)
             return None
+        status = self._statuses.status_of(agent_name)
+        if run is not None:
+            run.status = status  # a shadow agent's signals are recorded as not tradable
+            if run.span is not None:
+                run.span.set_attribute(semconv.AGENT_STATUS, status)
         agent = self.agents[agent_name]
         context = AgentContext(
             as_of=as_of or self._clock.as_of(),

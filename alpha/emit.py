@@ -2,7 +2,8 @@
 
 A result is one signal (a dict) or a list of them, in the seed's schema: ``symbol``, ``direction``,
 ``prob_up``, ``confidence``, ``ensemble_score_final``, ``regime``, plus ``horizon`` (trading days) and
-``as_of`` (date of the data it was computed on). A valid signal becomes an ``alpha.signal`` event; an
+``as_of`` (date of the data it was computed on). A signal from a shadow agent carries
+``alpha.tradable=false`` (a live agent's ``true``). A valid signal becomes an ``alpha.signal`` event; an
 invalid one (missing field, ``prob_up`` outside [0, 1], unknown direction, NaN, wrong type) becomes an
 ``alpha.signal.invalid`` event with the reason. Emitting never raises into the agent.
 
@@ -121,6 +122,8 @@ def emit_alpha_signal(result: Any, agent_name: str, span: trace.Span | None = No
             except InvalidSignal as exc:
                 target.add_event(semconv.EVENT_ALPHA_SIGNAL_INVALID, _invalid_attributes(signal, str(exc)))
                 continue
+            if run is not None and run.status is not None:
+                attributes[semconv.ALPHA_TRADABLE] = run.status == "live"
             target.add_event(semconv.EVENT_ALPHA_SIGNAL, attributes)
             valid += 1
         except Exception:

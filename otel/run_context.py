@@ -28,6 +28,7 @@ class RunTelemetry:
     run_id: str
     span: ApiSpan | None = None
     as_of: str | None = None
+    status: str | None = None  # shadow | live, set by the scheduler before the agent runs
     llm_calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0

@@ -16,6 +16,7 @@ GEN_AI_AGENT_NAME = "gen_ai.agent.name"
 AGENT_RUN_ID = "agent.run_id"
 AGENT_RUN_OUTCOME = "agent.run.outcome"
 AGENT_RUN_AS_OF = "agent.run.as_of"
+AGENT_STATUS = "agent.status"  # shadow | live
 OUTCOME_OK = "ok"
 OUTCOME_ERROR = "error"
 OUTCOME_KILLED = "killed"
@@ -59,6 +60,7 @@ ALPHA_SCORE_FINAL = "alpha.score_final"
 ALPHA_REGIME = "alpha.regime"
 ALPHA_HORIZON = "alpha.horizon"
 ALPHA_AS_OF = "alpha.as_of"
+ALPHA_TRADABLE = "alpha.tradable"  # false for a shadow agent's signals
 ALPHA_INVALID_REASON = "alpha.invalid.reason"
 DIRECTIONS = ("up", "down", "flat")
 

@@ -2,8 +2,8 @@
 
 ``agents/agents.toml`` (TOML, read with the standard library) has a ``[fleet]`` table, a ``[replay]``
 table for the demo's replay of history, an ``[llm]`` table and one ``[agents.NAME]`` table per agent
-with its ``module``, ``interval_seconds`` and ``params``. Adding an agent is one module plus one such
-table. Anything malformed is a ``ConfigError`` naming the key.
+with its ``module``, ``interval_seconds``, ``params`` and initial ``status`` (``live``/``shadow``).
+Adding an agent is one module plus one such table. Anything malformed is a ``ConfigError`` naming the key.
 
 Environment: ``ALPHATRACE_FLEET_CONFIG`` (path of the TOML file; default ``agents/agents.toml``).
 """
@@ -34,6 +34,7 @@ class AgentSpec:
     interval_seconds: float
     params: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
+    status: str = "live"
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,10 @@ def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> Fle
         enabled = table.get("enabled", True)
         if not isinstance(enabled, bool):
             raise ConfigError(f"{source}: agents.{name}.enabled must be true or false")
-        agents[name] = AgentSpec(name, module, float(interval), dict(params), enabled)
+        status = table.get("status", "live")
+        if status not in ("shadow", "live"):
+            raise ConfigError(f"{source}: agents.{name}.status must be 'shadow' or 'live', got {status!r}")
+        agents[name] = AgentSpec(name, module, float(interval), dict(params), enabled, status)
     if not any(spec.enabled for spec in agents.values()):
         raise ConfigError(f"{source}: no enabled agent in [agents.*]")
     return FleetConfig(

@@ -30,22 +30,20 @@ Environment: ``ALPHATRACE_KILL_SWITCH_FILE`` (path of the kill-switch file; defa
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import stat
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from services.config_error import ConfigError
+from services.state_files import locked_for_update, write_atomically
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_KILL_SWITCH_FILE = "ALPHATRACE_KILL_SWITCH_FILE"
@@ -255,37 +253,6 @@ def is_killed(agent_name: str) -> bool:
 # --- writing ------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        if path.exists():
-            os.chmod(tmp_name, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -295,7 +262,7 @@ def update_kill_file(
 ) -> dict[str, KillEntry]:
     """Read, change and rewrite the file under the lock; a malformed file is never overwritten."""
     target = kill_switch_path(path)
-    with _locked(target):
+    with locked_for_update(target):
         entries = change(load_kill_entries(target))
         body = {name: entry.to_json() for name, entry in sorted(entries.items())}
         write_atomically(target, json.dumps(body, indent=2, ensure_ascii=False) + "\n")

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from otel.provider import Telemetry, configure_telemetry
+from tests.fleet_fixtures import write_fleet, write_market
 
 _ENV_PREFIXES = ("OTEL_", "ALPHATRACE_", "OPENAI_")
 
@@ -70,3 +71,14 @@ def sequential_run_ids():
             return f"run-{next(counter)}"
 
     return next_id
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """Generated market data, a four-agent fleet config and state files, all under tmp_path."""
+    calendar = write_market(tmp_path / "data")
+    monkeypatch.setenv("ALPHATRACE_MARKET_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("ALPHATRACE_KILL_SWITCH_FILE", str(tmp_path / "killed_agents.json"))
+    monkeypatch.setenv("ALPHATRACE_AGENT_STATUS_FILE", str(tmp_path / "agent_status.json"))
+    config = write_fleet(tmp_path / "agents.toml", calendar[70])
+    return {"tmp": tmp_path, "calendar": calendar, "config": config, "kill_file": tmp_path / "killed_agents.json"}

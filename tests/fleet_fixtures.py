@@ -6,6 +6,13 @@ import math
 from datetime import date, timedelta
 from pathlib import Path
 
+import scheduler
+from services.ai_analysis import resolve_llm_settings
+from services.clock import ReplayClock
+from services.fleet_config import load_fleet_config
+from services.kill_switch import KillSwitch
+from services.market_data import CsvMarketData
+
 START = date(2018, 1, 1)
 
 
@@ -63,3 +70,21 @@ interval_seconds = 0.05
 def write_fleet(path: Path, start: date) -> Path:
     path.write_text(FLEET_TOML.format(start=start.isoformat()))
     return path
+
+
+def build_test_fleet(world, telemetry, transport=None, agents=None, **fleet_changes):
+    """The scheduler over the test world's data and config, wired to the test's telemetry."""
+    fleet = load_fleet_config(world["config"])
+    for key, value in fleet_changes.items():
+        object.__setattr__(fleet, key, value)
+    clock = ReplayClock(world["calendar"][70])
+    settings = resolve_llm_settings(fleet.llm, env={})
+    built = scheduler.build_fleet(fleet, telemetry, clock, CsvMarketData(), KillSwitch(), settings, llm_transport=transport)
+    if agents:
+        built.agents.update(agents)
+    return built
+
+
+def root_spans(span_exporter):
+    """The run spans among everything exported."""
+    return [s for s in span_exporter.get_finished_spans() if s.name.startswith("invoke_agent")]

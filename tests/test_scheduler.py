@@ -12,38 +12,9 @@ import httpx2
 import pytest
 
 import scheduler
-from services.ai_analysis import resolve_llm_settings
-from services.clock import ReplayClock
-from services.fleet_config import AgentSpec, load_fleet_config
-from services.kill_switch import KillSwitch
-from services.market_data import CsvMarketData
+from services.fleet_config import AgentSpec
 from services.simulated_llm import SimulatedLLMTransport
-from tests.fleet_fixtures import write_fleet, write_market
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    calendar = write_market(tmp_path / "data")
-    monkeypatch.setenv("ALPHATRACE_MARKET_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("ALPHATRACE_KILL_SWITCH_FILE", str(tmp_path / "killed_agents.json"))
-    config = write_fleet(tmp_path / "agents.toml", calendar[70])
-    return {"tmp": tmp_path, "calendar": calendar, "config": config, "kill_file": tmp_path / "killed_agents.json"}
-
-
-def _fleet(world, telemetry, transport=None, agents=None, **fleet_changes):
-    fleet = load_fleet_config(world["config"])
-    for key, value in fleet_changes.items():
-        object.__setattr__(fleet, key, value)
-    clock = ReplayClock(world["calendar"][70])
-    settings = resolve_llm_settings(fleet.llm, env={})
-    built = scheduler.build_fleet(fleet, telemetry, clock, CsvMarketData(), KillSwitch(), settings, llm_transport=transport)
-    if agents:
-        built.agents.update(agents)
-    return built
-
-
-def _roots(span_exporter):
-    return [s for s in span_exporter.get_finished_spans() if s.name.startswith("invoke_agent")]
+from tests.fleet_fixtures import build_test_fleet, root_spans
 
 
 def test_replay_from_the_command_line_writes_every_run_to_the_trace_file(world, monkeypatch):
@@ -81,10 +52,10 @@ def test_replay_from_the_command_line_writes_every_run_to_the_trace_file(world, 
 def test_killed_agent_gets_a_killed_root_span_and_makes_no_llm_call(world, telemetry, span_exporter):
     world["kill_file"].write_text(json.dumps({"llm_analyst": {"reason": "too expensive", "by": "alice", "at": ""}}))
     transport = SimulatedLLMTransport()
-    fleet = _fleet(world, telemetry, transport)
+    fleet = build_test_fleet(world, telemetry, transport)
     fleet.run_cycle(world["calendar"][70])
     fleet.shutdown()
-    roots = {s.attributes["gen_ai.agent.name"]: s for s in _roots(span_exporter)}
+    roots = {s.attributes["gen_ai.agent.name"]: s for s in root_spans(span_exporter)}
     killed = roots["llm_analyst"]
     assert killed.attributes["agent.run.outcome"] == "killed"
     assert killed.attributes["agent.kill.reason"] == "too expensive"
@@ -94,14 +65,14 @@ def test_killed_agent_gets_a_killed_root_span_and_makes_no_llm_call(world, telem
 
 
 def test_kill_switch_edit_applies_to_the_next_cycle_and_a_bad_edit_is_on_the_span(world, telemetry, span_exporter):
-    fleet = _fleet(world, telemetry)
+    fleet = build_test_fleet(world, telemetry)
     fleet.run_cycle(world["calendar"][70])
     world["kill_file"].write_text('["momentum"]')
     fleet.run_cycle(world["calendar"][71])
     world["kill_file"].write_text('["momentum", ')  # a half-saved edit
     fleet.run_cycle(world["calendar"][72])
     fleet.shutdown()
-    momentum = [s for s in _roots(span_exporter) if s.attributes["gen_ai.agent.name"] == "momentum"]
+    momentum = [s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == "momentum"]
     momentum.sort(key=lambda s: s.attributes["agent.run.as_of"])
     assert [s.attributes["agent.run.outcome"] for s in momentum] == ["ok", "killed", "killed"]
     (event,) = momentum[2].events
@@ -116,12 +87,12 @@ class _Boom:
 
 
 def test_one_failing_agent_stops_nothing(world, telemetry, span_exporter, caplog):
-    fleet = _fleet(world, telemetry, agents={"boom": _Boom()})
+    fleet = build_test_fleet(world, telemetry, agents={"boom": _Boom()})
     fleet.fleet.agents["boom"] = AgentSpec("boom", "tests", 0.05)
     fleet.run_cycle(world["calendar"][70])
     fleet.run_cycle(world["calendar"][71])
     fleet.shutdown()
-    outcomes = Counter((s.attributes["gen_ai.agent.name"], s.attributes["agent.run.outcome"]) for s in _roots(span_exporter))
+    outcomes = Counter((s.attributes["gen_ai.agent.name"], s.attributes["agent.run.outcome"]) for s in root_spans(span_exporter))
     assert outcomes[("boom", "error")] == 2
     assert outcomes[("momentum", "ok")] == 2 and outcomes[("ensemble", "ok")] == 2
     assert "agent boom failed; its schedule goes on" in caplog.text
@@ -139,7 +110,7 @@ def test_twenty_concurrent_runs_each_own_their_llm_span(world, telemetry, span_e
     from agents.llm_analyst import Agent as Analyst
 
     names = [f"analyst_{i:02d}" for i in range(20)]
-    fleet = _fleet(world, telemetry, _SlowTransport(), max_workers=20)
+    fleet = build_test_fleet(world, telemetry, _SlowTransport(), max_workers=20)
     fleet.agents.clear()
     for name in names:
         agent = Analyst()
@@ -172,11 +143,11 @@ def test_twenty_concurrent_runs_each_own_their_llm_span(world, telemetry, span_e
 
 
 def test_live_mode_runs_each_agent_on_its_interval_until_the_bound(world, telemetry, span_exporter):
-    fleet = _fleet(world, telemetry)
+    fleet = build_test_fleet(world, telemetry)
     fleet.start(stop_after=2)
     assert fleet.all_done.wait(30)
     fleet.shutdown()
-    counts = Counter(s.attributes["gen_ai.agent.name"] for s in _roots(span_exporter))
+    counts = Counter(s.attributes["gen_ai.agent.name"] for s in root_spans(span_exporter))
     assert all(counts[name] >= 2 for name in ("momentum", "mean_reversion", "llm_analyst", "ensemble"))
 
 

@@ -1,0 +1,56 @@
+"""Shadow and live agents: status comes from configuration, a recorded change wins, and a shadow
+agent's signals are flagged not tradable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.agent_status import AgentStatusBook, AgentStatusError, load_agent_status, set_agent_status
+from services.config_error import ConfigError
+from tests.fleet_fixtures import build_test_fleet, root_spans
+
+
+def test_configured_default_then_recorded_change_wins(tmp_path):
+    status_file = tmp_path / "agent_status.json"
+    book = AgentStatusBook({"llm_analyst": "shadow"}, status_file)
+    assert book.status_of("llm_analyst") == "shadow"
+    assert book.status_of("momentum") == "live"
+    entry = set_agent_status("llm_analyst", "live", "ic 0.06 over 120 signals", "supervisor",
+                             details={"rule": "promote"}, path=status_file)
+    assert entry.at.endswith("Z")
+    assert book.status_of("llm_analyst") == "live"
+    assert json.loads(status_file.read_text())["llm_analyst"]["rule"] == "promote"
+    with pytest.raises(ConfigError, match="status must be one of"):
+        set_agent_status("x", "retired", "", "me", path=status_file)
+
+
+def test_malformed_status_file_keeps_last_good_state(tmp_path, caplog):
+    status_file = tmp_path / "agent_status.json"
+    set_agent_status("llm_analyst", "live", "", "alice", path=status_file)
+    book = AgentStatusBook({"llm_analyst": "shadow"}, status_file)
+    assert book.status_of("llm_analyst") == "live"
+    status_file.write_text('{"llm_analyst": {"status": "maybe"}}')
+    assert book.status_of("llm_analyst") == "live"
+    assert book.status_of("llm_analyst") == "live"
+    assert caplog.text.count("needs \"status\"") == 1
+    with pytest.raises(AgentStatusError):
+        load_agent_status(status_file)
+
+
+def test_shadow_agent_signals_are_not_tradable(world, telemetry, span_exporter, monkeypatch):
+    fleet = build_test_fleet(world, telemetry)
+    object.__setattr__(fleet.fleet.agents["llm_analyst"], "status", "shadow")
+    fleet._statuses = AgentStatusBook({"llm_analyst": "shadow"})
+    fleet.run_cycle(world["calendar"][70])
+    set_agent_status("llm_analyst", "live", "promoted", "supervisor")
+    fleet.run_cycle(world["calendar"][71])
+    fleet.shutdown()
+    runs = sorted((s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == "llm_analyst"),
+                  key=lambda s: s.attributes["agent.run.as_of"])
+    assert [r.attributes["agent.status"] for r in runs] == ["shadow", "live"]
+    assert {e.attributes["alpha.tradable"] for e in runs[0].events} == {False}
+    assert {e.attributes["alpha.tradable"] for e in runs[1].events} == {True}
+    momentum = next(s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == "momentum")
+    assert momentum.attributes["agent.status"] == "live"
