@@ -67,8 +67,19 @@ def trace_file_path(path: str | os.PathLike | None = None, env: Mapping[str, str
 class ExportChoice:
     kind: str
     protocol: str = ""
-    endpoint: str = ""
+    endpoint: str = ""  # as given; for http/protobuf the exporter gets ``traces_endpoint``
     trace_file: Path | None = None
+    endpoint_is_for_traces: bool = False
+    headers: str = ""
+
+    @property
+    def traces_endpoint(self) -> str | None:
+        """The URL the exporter posts to: the generic variable names a base, the traces one a URL."""
+        if not self.endpoint:
+            return None
+        if self.protocol == "http/protobuf" and not self.endpoint_is_for_traces:
+            return self.endpoint.rstrip("/") + "/v1/traces"
+        return self.endpoint
 
     def describe(self) -> str:
         if self.kind == "file":
@@ -81,7 +92,8 @@ class ExportChoice:
 def choose_export(trace_file: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> ExportChoice:
     """Decide where spans go from the standard variables; raise ``ConfigError`` on a bad value."""
     env = os.environ if env is None else env
-    endpoint = (env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip()
+    traces_endpoint = (env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or "").strip()
+    endpoint = traces_endpoint or (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip()
     requested = (env.get("OTEL_TRACES_EXPORTER") or "").strip().lower()
     if "," in requested:
         raise ConfigError(f"OTEL_TRACES_EXPORTER={requested!r}: alphatrace supports one exporter at a time")
@@ -97,7 +109,8 @@ def choose_export(trace_file: str | os.PathLike | None = None, env: Mapping[str,
         raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use one of {', '.join(_PROTOCOLS)}")
     if endpoint and not endpoint.startswith(("http://", "https://")) and protocol == "http/protobuf":
         raise ConfigError(f"OTLP endpoint {endpoint!r} needs an http:// or https:// scheme")
-    return ExportChoice("otlp", protocol=protocol, endpoint=endpoint)
+    headers = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS") or ""
+    return ExportChoice("otlp", protocol=protocol, endpoint=endpoint, endpoint_is_for_traces=bool(traces_endpoint), headers=headers)
 
 
 def build_exporter(choice: ExportChoice) -> SpanExporter | None:
@@ -107,13 +120,35 @@ def build_exporter(choice: ExportChoice) -> SpanExporter | None:
         return ConsoleSpanExporter()
     if choice.kind == "none":
         return None
+    # The choice is passed explicitly so an ``env`` mapping given to ``configure_telemetry`` is what
+    # counts; what is left unset (timeouts, compression, certificates) the exporters read themselves.
+    headers = _parse_headers(choice.headers)
     if choice.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        return GrpcExporter()
+        endpoint = choice.traces_endpoint
+        insecure = None
+        if endpoint and endpoint.startswith("http://"):
+            insecure = True
+        return GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    return HttpExporter()
+    return HttpExporter(endpoint=choice.traces_endpoint, headers=headers)
+
+
+def _parse_headers(raw: str) -> dict[str, str] | None:
+    """``key=value,key2=value2`` (URL-encoded values), as the OTLP exporter specification says."""
+    if not raw.strip():
+        return None
+    from urllib.parse import unquote
+
+    headers = {}
+    for item in raw.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("OTEL_EXPORTER_OTLP_HEADERS must be key=value pairs separated by commas")
+        headers[unquote(key.strip()).lower()] = unquote(value.strip())
+    return headers
 
 
 def build_resource(

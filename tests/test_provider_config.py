@@ -93,3 +93,23 @@ def test_nothing_is_written_before_configure_and_shutdown_is_idempotent(tmp_path
     assert handle.shutdown() is True
     assert handle.shutdown() is True
     assert target.read_text().count("\n") == 1
+
+
+def test_explicit_env_mapping_decides_the_endpoint_not_the_process_env(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://process-env:4318")
+    exporter = build_exporter(choose_export(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:14318"}))
+    assert exporter._endpoint == "http://127.0.0.1:14318/v1/traces"
+    specific = choose_export(env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:1/custom/path"})
+    assert specific.traces_endpoint == "http://127.0.0.1:1/custom/path"
+
+
+def test_otlp_headers_are_parsed_and_validated():
+    choice = choose_export(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                                "OTEL_EXPORTER_OTLP_HEADERS": "Api-Key=abc%20def,tenant=q"})
+    exporter = build_exporter(choice)
+    try:
+        assert dict(exporter._headers) == {"api-key": "abc def", "tenant": "q"}
+    finally:
+        exporter.shutdown()
+    with pytest.raises(ConfigError, match="key=value pairs"):
+        build_exporter(choose_export(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://h:4318", "OTEL_EXPORTER_OTLP_HEADERS": "novalue"}))
