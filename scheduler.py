@@ -220,7 +220,7 @@ def build_fleet(
     client = build_openai_client(settings, transport=llm_transport)
     llm = AIAnalysis(client, settings, PriceTable.load())
     agents = {name: load_agent(spec) for name, spec in fleet.agents.items() if spec.enabled}
-    runner = AgentRunWrapper(telemetry.tracer())
+    runner = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
     return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm)
 
 

@@ -39,6 +39,7 @@ from opentelemetry.trace import Tracer
 from otel import semconv
 from otel.file_exporter import CollectorFileExporter
 from otel.run_context import RunAttributesSpanProcessor
+from otel.span_accounting import CountingSpanExporter, CountingSpanProcessor, SpanAccounting, batch_queue_length
 from services.config_error import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -167,10 +168,17 @@ def build_resource(
 class Telemetry:
     """The configured provider and what it takes to flush and stop it cleanly."""
 
-    def __init__(self, tracer_provider: TracerProvider, export: ExportChoice, exporter: SpanExporter | None) -> None:
+    def __init__(
+        self,
+        tracer_provider: TracerProvider,
+        export: ExportChoice,
+        exporter: SpanExporter | None,
+        accounting: SpanAccounting | None = None,
+    ) -> None:
         self.tracer_provider = tracer_provider
         self.export = export
         self.exporter = exporter
+        self.accounting = accounting or SpanAccounting()
         self._instrumentor = None
         self._shutdown_done = False
         self._lock = threading.Lock()
@@ -204,9 +212,17 @@ class Telemetry:
         worker = threading.Thread(target=self.tracer_provider.shutdown, name="alphatrace-telemetry-shutdown", daemon=True)
         worker.start()
         worker.join(timeout_seconds)
+        snapshot = self.accounting.snapshot()
         if worker.is_alive():
-            logger.error("alphatrace: telemetry did not flush within %.1fs (%s); exiting anyway", timeout_seconds, self.export.describe())
+            logger.error(
+                "alphatrace: telemetry did not flush within %.1fs (%s); exiting anyway: %s",
+                timeout_seconds,
+                self.export.describe(),
+                snapshot.describe(),
+            )
             return False
+        level = logging.WARNING if snapshot.lost else logging.INFO
+        logger.log(level, "alphatrace telemetry: %s", snapshot.describe())
         return True
 
 
@@ -237,9 +253,12 @@ def configure_telemetry(
         shutdown_on_exit=False,
     )
     provider.add_span_processor(RunAttributesSpanProcessor())
+    accounting = SpanAccounting()
     if exporter is not None and not disabled:
-        provider.add_span_processor(processor_factory(exporter))
-    telemetry = Telemetry(provider, choice, exporter)
+        batching = processor_factory(CountingSpanExporter(exporter, accounting))
+        accounting.watch_queue(batch_queue_length(batching))
+        provider.add_span_processor(CountingSpanProcessor(batching, accounting))
+    telemetry = Telemetry(provider, choice, exporter, accounting)
     if instrument_openai:
         telemetry.instrument_openai()
     if register_atexit:

@@ -32,6 +32,9 @@ RUN_CACHED_INPUT_TOKENS = "agent.run.cached_input_tokens"
 RUN_COST_USD = "agent.run.cost_usd"
 RUN_UNPRICED_LLM_CALLS = "agent.run.unpriced_llm_calls"
 RUN_ALPHA_SIGNALS = "agent.run.alpha_signals"
+# process-wide telemetry losses so far (cumulative per service.instance.id), on every root span
+TELEMETRY_SPANS_DROPPED = "alphatrace.telemetry.spans_dropped"
+TELEMETRY_SPANS_EXPORT_FAILED = "alphatrace.telemetry.spans_export_failed"
 
 
 def root_span_name(agent_name: str) -> str:

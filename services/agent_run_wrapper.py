@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from otel import semconv
 from otel.internal_errors import report_internal_error
 from otel.run_context import RunTelemetry, reset_current_run, set_current_run
+from otel.span_accounting import SpanAccounting
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,9 +37,15 @@ def _qualified_name(exc: BaseException) -> str:
 class AgentRunWrapper:
     """Opens and closes the root span of each run; the tracer and id source are injected."""
 
-    def __init__(self, tracer: Tracer, new_run_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+    def __init__(
+        self,
+        tracer: Tracer,
+        new_run_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        accounting: SpanAccounting | None = None,
+    ) -> None:
         self._tracer = tracer
         self._new_run_id = new_run_id
+        self._accounting = accounting
 
     def run(self, agent_name: str, fn: Callable[..., T], *args: Any, as_of: str | None = None, **kwargs: Any) -> T | None:
         run = RunTelemetry(agent=agent_name, run_id=self._new_run_id(), as_of=as_of)
@@ -64,16 +71,16 @@ class AgentRunWrapper:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
                 run.add_error()
-                _finish(span, run, exc)
+                _finish(span, run, exc, self._accounting)
                 raise
             else:
-                _finish(span, run, None)
+                _finish(span, run, None, self._accounting)
                 return result
             finally:
                 reset_current_run(token)
 
 
-def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None) -> None:
+def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, accounting: SpanAccounting | None) -> None:
     try:
         if exc is not None:
             span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_ERROR)
@@ -86,6 +93,10 @@ def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None) -> N
         else:
             span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_OK)
         span.set_attributes(run.totals())
+        if accounting is not None:
+            losses = accounting.warn_if_losing()
+            span.set_attribute(semconv.TELEMETRY_SPANS_DROPPED, losses.dropped)
+            span.set_attribute(semconv.TELEMETRY_SPANS_EXPORT_FAILED, losses.export_failed)
     except Exception:
         report_internal_error(logger, "could not record the run outcome")
 

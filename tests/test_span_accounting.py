@@ -1,0 +1,108 @@
+"""Lost spans are counted: evicted by the full batch queue, refused by the exporter, or raised on.
+The counts reach the root spans, a warning and the shutdown summary."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from otel.provider import configure_telemetry
+from services.agent_run_wrapper import AgentRunWrapper
+
+
+class GatedExporter(SpanExporter):
+    """Holds every export until the gate opens, like a collector that stopped answering."""
+
+    def __init__(self, result: SpanExportResult = SpanExportResult.SUCCESS) -> None:
+        self.gate = threading.Event()
+        self.result = result
+        self.received: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.gate.wait(10)
+        self.received.extend(spans)
+        return self.result
+
+    def shutdown(self) -> None:
+        self.gate.set()
+
+
+def _small_queue(exporter):
+    return BatchSpanProcessor(exporter, max_queue_size=8, max_export_batch_size=2, schedule_delay_millis=5)
+
+
+def test_queue_evictions_are_counted_and_reach_later_root_spans(caplog):
+    exporter = GatedExporter()
+    handle = configure_telemetry(exporter=exporter, processor_factory=_small_queue, instrument_openai=False)
+    wrapper = AgentRunWrapper(handle.tracer(), accounting=handle.accounting)
+    for _ in range(40):
+        wrapper.run("momentum", lambda: None)
+    snapshot = handle.accounting.snapshot()
+    assert snapshot.ended == 40
+    assert snapshot.dropped >= 40 - 8 - 2 - 2  # queue of 8, at most one batch of 2 in the exporter
+    exporter.gate.set()
+    with caplog.at_level(logging.INFO, logger="otel.provider"):
+        assert handle.shutdown(timeout_seconds=10)
+    final = handle.accounting.snapshot()
+    assert final.exported == len(exporter.received)
+    assert final.dropped == 40 - len(exporter.received)
+    assert "dropped by the full queue" in caplog.text
+    last_root = exporter.received[-1]
+    assert last_root.attributes["alphatrace.telemetry.spans_dropped"] > 0
+
+
+def test_refused_exports_are_counted_as_failed():
+    exporter = GatedExporter(SpanExportResult.FAILURE)
+    exporter.gate.set()
+    handle = configure_telemetry(exporter=exporter, instrument_openai=False)
+    wrapper = AgentRunWrapper(handle.tracer(), accounting=handle.accounting)
+    for _ in range(5):
+        wrapper.run("momentum", lambda: None)
+    handle.shutdown()
+    snapshot = handle.accounting.snapshot()
+    assert (snapshot.ended, snapshot.exported, snapshot.export_failed, snapshot.dropped) == (5, 0, 5, 0)
+
+
+class RaisingExporter(SpanExporter):
+    def export(self, spans):
+        raise ConnectionError("collector went away")
+
+    def shutdown(self):
+        pass
+
+
+def test_an_exporter_that_raises_never_reaches_the_agent(monkeypatch, caplog):
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # the forgiving path users get (pytest itself re-raises)
+    handle = configure_telemetry(exporter=RaisingExporter(), instrument_openai=False)
+    wrapper = AgentRunWrapper(handle.tracer(), accounting=handle.accounting)
+    assert wrapper.run("momentum", lambda: "ran") == "ran"
+    handle.shutdown()
+    assert handle.accounting.snapshot().export_failed == 1
+    assert "RaisingExporter raised while exporting 1 spans" in caplog.text
+
+
+def test_warning_while_losing_is_rate_limited():
+    from otel.span_accounting import SpanAccounting
+
+    now = [0.0]
+    accounting = SpanAccounting(clock=lambda: now[0], warn_every_seconds=60)
+    logged = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    logging.getLogger("otel.span_accounting").addHandler(handler)
+    try:
+        accounting.export_finished(3, ok=False)
+        accounting.warn_if_losing()
+        accounting.export_finished(3, ok=False)
+        accounting.warn_if_losing()  # within a minute: quiet
+        now[0] = 61
+        accounting.warn_if_losing()
+        accounting.warn_if_losing()  # nothing new lost: quiet
+    finally:
+        logging.getLogger("otel.span_accounting").removeHandler(handler)
+    assert len(logged) == 2
+    assert "6 failed to export" in logged[1].getMessage()
