@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 TRACE_FILE := telemetry/traces.jsonl
 
-.PHONY: install demo report test lint unit clean stack stack-up stack-down demo-stack
+.PHONY: install demo report test lint unit clean stack stack-up stack-down stack-status demo-stack
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,10 @@ report: install
 lint: install
 	$(VPY) -m ruff check .
 
-## test: lint, then the whole suite (integration tests build and run the real collector and Jaeger).
+## test: lint, then the whole suite (integration tests build and run the real collector and Jaeger;
+## the first build on a new machine takes about five minutes).
 test: lint
+	collector/stack.sh build || [ "$$CI" != "true" ]
 	$(VPY) -m pytest
 
 unit: install
@@ -36,3 +38,26 @@ unit: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis telemetry meta_supervisor/reports
+
+## The Docker-less stack: the OpenTelemetry Collector (built with the Collector Builder from
+## collector/builder-config.yaml) and Jaeger v2 (built from its Go module) in bin/, on 127.0.0.1.
+stack:
+	collector/stack.sh build
+
+stack-up: stack
+	collector/stack.sh up
+
+stack-down:
+	collector/stack.sh down
+
+stack-status:
+	collector/stack.sh status
+
+## demo-stack: the demo through the running stack (make stack-up first): OTLP to the collector, whose
+## file exporter writes telemetry/traces.jsonl and whose OTLP exporter feeds Jaeger.
+demo-stack: install
+	@collector/stack.sh status >/dev/null 2>&1 || { echo "the stack is not running: make stack-up"; exit 1; }
+	OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 $(VPY) scheduler.py --replay --days 20
+	@sleep 2
+	$(VPY) meta_supervisor/build_meta_report.py
+	@$(VPY) collector/jaeger_link.py llm_analyst
