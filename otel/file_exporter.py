@@ -1,8 +1,11 @@
 """The embedded default exporter: appends spans to a file in the collector file exporter's format.
 
 Each export is one OTLP/JSON line written with a single ``write()`` on an ``O_APPEND`` descriptor, so
-concurrent writers never interleave and a crash never leaves half a batch followed by more data. An
-I/O failure (disk full, permissions) is logged once with the file and the reason, not once per batch,
+concurrent writers never interleave. A process killed in the middle of that write (SIGKILL, power
+loss) can leave part of its last line; the next exporter to open the file cuts that fragment off
+before it appends (and logs how many bytes it removed), so the file holds only whole lines and a
+half batch is never glued to the next. One writer process per file is assumed for that repair;
+many processes should export to a collector instead. An I/O failure (disk full, permissions) is logged once with the file and the reason, not once per batch,
 and the export reports ``FAILURE`` instead of raising; the next success logs that writing resumed.
 
 Reads no environment variables (``otel/provider.py`` resolves the path).
@@ -39,8 +42,37 @@ class CollectorFileExporter(SpanExporter):
     def _open(self) -> int:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                self._cut_crash_fragment(fd)
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd = fd
         return self._fd
+
+    def _cut_crash_fragment(self, fd: int) -> None:
+        """Truncate a half-written last line left by a killed writer back to the last newline."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            chunk = os.pread(fd, end - start, start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        else:
+            keep = 0
+        os.ftruncate(fd, keep)
+        logger.warning(
+            "alphatrace: %s ended in a half-written line (a writer was killed mid-write); removed its %d bytes",
+            self.path,
+            size - keep,
+        )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:

@@ -152,3 +152,26 @@ def test_export_after_shutdown_is_refused(tmp_path, span_exporter):
     exporter = CollectorFileExporter(tmp_path / "t.jsonl")
     exporter.shutdown()
     assert exporter.export(spans) == SpanExportResult.FAILURE
+
+
+def test_a_half_written_last_line_is_cut_before_appending(tmp_path, span_exporter, caplog):
+    spans = _sample_spans(span_exporter)
+    target = tmp_path / "traces.jsonl"
+    whole = encode_line(spans)
+    target.write_bytes(whole + whole[: len(whole) // 2])  # a writer killed mid-line
+    exporter = CollectorFileExporter(target)
+    with caplog.at_level(logging.WARNING, logger="otel.file_exporter"):
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert target.read_bytes() == whole + whole
+    assert f"removed its {len(whole) // 2} bytes" in caplog.text
+
+
+def test_a_file_that_is_only_a_fragment_is_emptied_first(tmp_path, span_exporter):
+    spans = _sample_spans(span_exporter)
+    target = tmp_path / "traces.jsonl"
+    target.write_bytes(b'{"resourceSpans":[{"reso')
+    exporter = CollectorFileExporter(target)
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert target.read_bytes() == encode_line(spans)
