@@ -5,8 +5,11 @@ concurrent writers never interleave. A process killed in the middle of that writ
 loss) can leave part of its last line; the next exporter to open the file cuts that fragment off
 before it appends (and logs how many bytes it removed), so the file holds only whole lines and a
 half batch is never glued to the next. One writer process per file is assumed for that repair;
-many processes should export to a collector instead. An I/O failure (disk full, permissions) is logged once with the file and the reason, not once per batch,
-and the export reports ``FAILURE`` instead of raising; the next success logs that writing resumed.
+many processes should export to a collector instead.
+
+An I/O failure (disk full, permissions) is logged once with the file and the reason, not once per
+batch, and the export reports ``FAILURE`` instead of raising; the next success logs that writing
+resumed.
 
 Reads no environment variables (``otel/provider.py`` resolves the path).
 """

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from otel.file_exporter import CollectorFileExporter
@@ -45,7 +44,7 @@ def _init(self, *args, **kwargs):
     _original(self, *args, **kwargs)
 
 openai.OpenAI.__init__ = _init
-""" % (json.dumps(chat_completion("unused")), CANARY_RATIONALE)
+""".replace("%r", repr(json.dumps(chat_completion("unused"))), 1).replace("%r", repr(CANARY_RATIONALE), 1)
 
 
 def _run_fleet_with_real_key(world, tmp_path, extra_env=None) -> tuple[str, Path]:
@@ -114,7 +113,7 @@ def test_every_listener_in_the_stack_configs_defaults_to_loopback():
     for config in (REPO / "collector-config.yaml", REPO / "collector" / "jaeger-config.yaml"):
         walk(yaml.safe_load(config.read_text()))
     defaults = [re.sub(r"\$\{env:[A-Z_]+:-([^}]*)\}", r"\1", e) for e in endpoints]
-    listeners = [d for d in defaults if not d.startswith(("http://", "https://")) and ":" in d or d == "127.0.0.1"]
+    listeners = [d for d in defaults if (":" in d and not d.startswith(("http://", "https://"))) or d == "127.0.0.1"]
     assert listeners, endpoints
     assert all(d.startswith("127.0.0.1") for d in listeners), defaults
 
