@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 _REQUIRED = ("symbol", "direction", "prob_up", "confidence", "ensemble_score_final", "regime")
 _MAX_TEXT = 128
+_warned_outside_run = False
 
 
 class InvalidSignal(ValueError):
@@ -111,7 +112,10 @@ def emit_alpha_signal(result: Any, agent_name: str, span: trace.Span | None = No
     run = get_current_run()
     target = span or (run.span if run is not None else None) or trace.get_current_span()
     if not target.is_recording():
-        logger.warning("alpha signals from %s emitted outside a recording run span are not recorded", agent_name)
+        global _warned_outside_run
+        if not _warned_outside_run:  # once per process: a hot loop must not flood the log
+            logger.warning("alpha signals from %s emitted outside a recording run span are not recorded", agent_name)
+            _warned_outside_run = True
         return 0
     signals = result if isinstance(result, list) else [result]
     valid = 0

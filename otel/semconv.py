@@ -70,3 +70,24 @@ DIRECTIONS = ("up", "down", "flat")
 # --- kill switch ---------------------------------------------------------------------------
 EVENT_KILL_SWITCH_ERROR = "kill_switch.error"
 KILL_SWITCH_ERROR_MESSAGE = "kill_switch.error.message"
+
+# --- supervisor decisions (meta_supervisor/supervise.py, docs/policy.md) ----------------------
+# One "supervisor.run" span per --apply, with one "supervisor.decide" child per agent judged; each
+# decision links to the agent's latest run span in the window. The judged agent is in
+# SUPERVISOR_AGENT, not gen_ai.agent.name, so a decision is never counted as one of the agent's spans.
+SPAN_SUPERVISOR_RUN = "supervisor.run"
+SPAN_SUPERVISOR_DECIDE = "supervisor.decide"
+SUPERVISOR_AGENT = "supervisor.agent"
+SUPERVISOR_ACTION = "supervisor.action"  # retire | promote | keep | hold
+SUPERVISOR_WOULD = "supervisor.would"  # what the policy wants (differs from the action for a hold)
+SUPERVISOR_RULE = "supervisor.rule"  # e.g. retire.ic_below, promote.bar, none
+SUPERVISOR_REASON = "supervisor.reason"
+SUPERVISOR_RESULT = "supervisor.result"  # what --apply did: written | held ... | already ... | no change
+SUPERVISOR_APPLIED = "supervisor.applied"  # bool: a file was written for this decision
+SUPERVISOR_STATUS = "supervisor.status"  # the agent's status before the decision
+SUPERVISOR_HELD_BY = "supervisor.held_by"  # the person whose entry holds the decision
+SUPERVISOR_POLICY_FILE = "supervisor.policy.file"
+SUPERVISOR_WINDOW_FIRST = "supervisor.window.first"
+SUPERVISOR_WINDOW_LAST = "supervisor.window.last"
+SUPERVISOR_DECISIONS = "supervisor.decisions"  # on the run span: decisions made
+SUPERVISOR_FIGURE_PREFIX = "supervisor.figure."  # + figure name (error_rate, ic, p95_latency_ms, ...)

@@ -3,8 +3,10 @@
 The SDK's ``BatchSpanProcessor`` drops the oldest span when its queue is full with one rate-limited
 warning and no counter, and its OTLP exporter drops a batch after its retries with a log line. Two
 tiny wrappers count around it: ``CountingSpanProcessor`` counts spans that ended (and were sampled),
-``CountingSpanExporter`` counts spans handed to the exporter and the outcome. What ended but was neither
-exported nor failed, and is not waiting in the queue, was dropped by the queue.
+``CountingSpanExporter`` counts spans handed to the exporter and the outcome. A span that ends while
+the batch queue is full evicts the oldest one: the processor sees the full queue and counts a drop.
+After shutdown, ``ended == exported + export_failed + dropped`` (up to the rare race of two threads
+ending spans at the same instant on a full queue).
 
 ``SpanAccounting.snapshot()`` feeds the root span's ``alphatrace.telemetry.*`` attributes (so the
 meta report can show losses from the spans that did arrive), a rate-limited warning while running,
@@ -15,6 +17,7 @@ Reads no environment variables.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -35,12 +38,8 @@ class AccountingSnapshot:
     ended: int
     exported: int
     export_failed: int
+    dropped: int
     queued: int
-
-    @property
-    def dropped(self) -> int:
-        """Spans the batch queue evicted: ended, but never handed to the exporter and not waiting."""
-        return max(0, self.ended - self.exported - self.export_failed - self.queued)
 
     @property
     def lost(self) -> int:
@@ -59,6 +58,7 @@ class SpanAccounting:
         self._ended = 0
         self._exported = 0
         self._failed = 0
+        self._dropped = 0
         self._queue_length: Callable[[], int] = lambda: 0
         self._clock = clock
         self._warn_every = warn_every_seconds
@@ -68,9 +68,11 @@ class SpanAccounting:
     def watch_queue(self, queue_length: Callable[[], int]) -> None:
         self._queue_length = queue_length
 
-    def span_ended(self) -> None:
+    def span_ended(self, evicts_one: bool = False) -> None:
         with self._lock:
             self._ended += 1
+            if evicts_one:
+                self._dropped += 1
 
     def export_finished(self, count: int, ok: bool) -> None:
         with self._lock:
@@ -81,12 +83,12 @@ class SpanAccounting:
 
     def snapshot(self) -> AccountingSnapshot:
         with self._lock:
-            ended, exported, failed = self._ended, self._exported, self._failed
+            ended, exported, failed, dropped = self._ended, self._exported, self._failed, self._dropped
         try:
             queued = self._queue_length()
         except Exception:  # the queue is the SDK's private detail; never let it break a run
             queued = 0
-        return AccountingSnapshot(ended, exported, failed, queued)
+        return AccountingSnapshot(ended, exported, failed, dropped, queued)
 
     def warn_if_losing(self) -> AccountingSnapshot:
         """Log a warning when spans were lost since the last one, at most once per interval."""
@@ -99,25 +101,31 @@ class SpanAccounting:
         return snap
 
 
-def batch_queue_length(processor: SpanProcessor) -> Callable[[], int]:
-    """How many spans wait in a ``BatchSpanProcessor``'s queue (0 where that is not visible)."""
+def batch_queue(processor: SpanProcessor) -> collections.deque | None:
+    """The queue of a ``BatchSpanProcessor`` (an SDK detail; ``None`` where it is not visible)."""
     queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
-    return (lambda: len(queue)) if queue is not None else (lambda: 0)
+    return queue if isinstance(queue, collections.deque) and queue.maxlen else None
 
 
 class CountingSpanProcessor(SpanProcessor):
-    """Counts ended, sampled spans, then hands them to the wrapped processor."""
+    """Counts ended, sampled spans, and the evictions a full batch queue is about to make, then hands
+    each span to the wrapped processor."""
 
     def __init__(self, inner: SpanProcessor, accounting: SpanAccounting) -> None:
         self._inner = inner
         self._accounting = accounting
+        self._queue = batch_queue(inner)
+        if self._queue is not None:
+            queue = self._queue
+            accounting.watch_queue(lambda: len(queue))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self._inner.on_start(span, parent_context=parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.context is not None and span.context.trace_flags.sampled:
-            self._accounting.span_ended()
+            full = self._queue is not None and len(self._queue) >= self._queue.maxlen
+            self._accounting.span_ended(evicts_one=full)
         self._inner.on_end(span)
 
     def shutdown(self) -> None:

@@ -113,3 +113,23 @@ def test_otlp_headers_are_parsed_and_validated():
         exporter.shutdown()
     with pytest.raises(ConfigError, match="key=value pairs"):
         build_exporter(choose_export(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://h:4318", "OTEL_EXPORTER_OTLP_HEADERS": "novalue"}))
+
+
+def test_batch_settings_default_larger_than_the_sdk_and_follow_otel_bsp():
+    from otel.provider import batch_processor
+    from tests.test_span_accounting import GatedExporter
+
+    default = batch_processor(GatedExporter(), env={})
+    tuned = batch_processor(GatedExporter(), env={"OTEL_BSP_MAX_QUEUE_SIZE": "100", "OTEL_BSP_SCHEDULE_DELAY": "20"})
+    try:
+        assert default._batch_processor._queue.maxlen == 16384
+        assert default._batch_processor._schedule_delay_millis == 1000
+        assert tuned._batch_processor._queue.maxlen == 100
+        assert tuned._batch_processor._schedule_delay_millis == 20
+    finally:
+        default.shutdown()
+        tuned.shutdown()
+    for bad in ({"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, {"OTEL_BSP_SCHEDULE_DELAY": "-1"},
+                {"OTEL_BSP_MAX_QUEUE_SIZE": "10", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "20"}):
+        with pytest.raises(ConfigError, match="OTEL_BSP_"):
+            batch_processor(GatedExporter(), env=bad)

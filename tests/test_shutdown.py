@@ -67,7 +67,7 @@ def test_signal_mid_run_finishes_runs_and_flushes_every_span(world, tmp_path, si
     by_id = {s["spanId"]: s for s in spans}
     roots = [s for s in spans if "parentSpanId" not in s]
     chats = [s for s in spans if s["name"].startswith("chat ")]
-    assert len(roots) >= 12 and chats
+    assert len(roots) >= 8 and chats  # 12 spans seen before the signal: two cycles of 4 runs + 2 LLM calls
     assert all(by_id[c["parentSpanId"]]["name"].startswith("invoke_agent") for c in chats)  # no orphan LLM span
     outcomes = [next(a["value"]["stringValue"] for a in r["attributes"] if a["key"] == "agent.run.outcome") for r in roots]
     assert set(outcomes) == {"ok"}
