@@ -1,0 +1,367 @@
+"""The supervisor command: --dry-run prints and writes nothing; --apply retires and promotes through the
+state files, keeps every entry a person wrote, honours a person's revive, audits and emits
+``supervisor.decide`` spans; concurrent --apply and manual kills never lose an entry."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from meta_supervisor import supervise
+from meta_supervisor.audit import decisions_section, read_audit, render_decisions_html, render_decisions_markdown
+from meta_supervisor.policy import Policy, decide_one
+from otel import semconv
+from otel.otlp_json import encode_attributes
+from services.agent_status import load_agent_status, set_agent_status
+from services.kill_switch import clear, kill, load_kill_entries, revive
+from services.market_data import CsvMarketData
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+SYMBOLS = ["S1", "S2", "S3", "S4", "S5", "S6"]
+DAYS = 30
+
+POLICY_YAML = """
+window: {days: 60}
+scoring: {horizons: [1], primary_horizon: 1, ic_kind: cross_sectional, min_cross_section: 5}
+retire: {min_runs: 10, min_scored_signals: 50, ic_below: -0.5, ic_t_stat_below: null}
+promote: {min_runs: 10, min_scored_signals: 50, ic_at_least: 0.5, ic_t_stat_at_least: null, hit_rate_at_least: 0.9, brier_at_most: 0.05}
+"""
+
+FLEET_TOML = """
+[fleet]
+universe = ["S1", "S2", "S3", "S4", "S5", "S6"]
+[agents.oracle]
+status = "shadow"
+[agents.contrarian]
+[agents.steady]
+[agents.revived]
+"""
+
+
+def weekdays(start: date, count: int) -> list[date]:
+    days, day = [], start
+    while len(days) < count:
+        if day.weekday() < 5:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def one_day_return(i: int, k: int) -> float:
+    return 0.01 * math.sin(1.7 * i + 2.3 * k + 0.5) + 0.001 * (k + 1)
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """Six symbols over 31 weekdays; four agents with one run per day and six signals per run:
+    oracle (shadow) scores the coming return, contrarian and revived score its opposite, steady is noise."""
+    calendar = weekdays(date(2024, 1, 1), DAYS + 1)
+    (tmp_path / "data").mkdir()
+    for k, symbol in enumerate(SYMBOLS):
+        close, rows = 100.0, ["date,open,high,low,close,volume"]
+        for i, day in enumerate(calendar):
+            rows.append(f"{day},,,,{close!r},")
+            close *= 1 + one_day_return(i, k)
+        (tmp_path / "data" / f"{symbol}.csv").write_text("\n".join(rows) + "\n")
+    scores = {
+        "oracle": lambda i, k: one_day_return(i, k),
+        "contrarian": lambda i, k: -one_day_return(i, k),
+        "revived": lambda i, k: -one_day_return(i, k),
+        "steady": lambda i, k: math.sin(7.1 * i * (k + 1)),
+    }
+    lines = []
+    for agent, score in scores.items():
+        for i, day in enumerate(calendar[:DAYS]):
+            events = []
+            for k, symbol in enumerate(SYMBOLS):
+                s = score(i, k)
+                events.append(
+                    {
+                        "timeUnixNano": "1",
+                        "name": semconv.EVENT_ALPHA_SIGNAL,
+                        "attributes": encode_attributes(
+                            {
+                                semconv.ALPHA_SYMBOL: symbol,
+                                semconv.ALPHA_DIRECTION: "up" if s > 0 else "down",
+                                semconv.ALPHA_PROB_UP: 0.9 if s > 0 else 0.1,
+                                semconv.ALPHA_SCORE_FINAL: s,
+                                semconv.ALPHA_HORIZON: 1,
+                                semconv.ALPHA_AS_OF: day.isoformat(),
+                                semconv.ALPHA_TRADABLE: agent != "oracle",
+                            }
+                        ),
+                    }
+                )
+            span = {
+                "traceId": f"{len(lines) + 1:032x}",
+                "spanId": f"{len(lines) + 1:016x}",
+                "name": f"invoke_agent {agent}",
+                "startTimeUnixNano": "1000000000",
+                "endTimeUnixNano": str(1_000_000_000 + 20_000_000),
+                "attributes": encode_attributes(
+                    {
+                        semconv.GEN_AI_OPERATION_NAME: "invoke_agent",
+                        semconv.GEN_AI_AGENT_NAME: agent,
+                        semconv.AGENT_RUN_OUTCOME: "ok",
+                        semconv.AGENT_RUN_AS_OF: day.isoformat(),
+                        semconv.RUN_COST_USD: 0.01,
+                    }
+                ),
+                "events": events,
+            }
+            lines.append(json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"scope": {"name": "t"}, "spans": [span]}]}]}))
+    (tmp_path / "traces.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "policy.yaml").write_text(POLICY_YAML)
+    (tmp_path / "agents.toml").write_text(FLEET_TOML)
+    for name, value in {
+        "TRACE_FILE": "traces.jsonl",
+        "POLICY_FILE": "policy.yaml",
+        "FLEET_CONFIG": "agents.toml",
+        "KILL_SWITCH_FILE": "killed.json",
+        "AGENT_STATUS_FILE": "status.json",
+        "SUPERVISOR_AUDIT_FILE": "audit.jsonl",
+        "MARKET_DATA": "data",
+    }.items():
+        monkeypatch.setenv(f"ALPHATRACE_{name}", str(tmp_path / value))
+    return tmp_path
+
+
+def run_cli(argv, telemetry=None, now=NOW) -> tuple[int, str]:
+    out = io.StringIO()
+    code = supervise.main(argv, now=lambda: now, telemetry=telemetry, market=CsvMarketData(), out=out)
+    return code, out.getvalue()
+
+
+def test_dry_run_prints_every_decision_with_figures_and_writes_nothing(world):
+    revive("revived", "trust me", by="dave", path=world / "killed.json", now=lambda: NOW)
+    before = (world / "killed.json").read_text()
+    code, text = run_cli(["--dry-run"])
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0].startswith("supervisor dry run:") and "window 2023-12-12..2024-02-09 (60 days)" in lines[0]
+    decisions = {line.split()[1]: line.split()[0] for line in lines if line and not line.startswith(" ") and line.split()[0].isupper()}
+    assert decisions == {"contrarian": "RETIRE", "oracle": "PROMOTE", "revived": "HOLD", "steady": "KEEP"}
+    contrarian = text[text.index("RETIRE   contrarian") :]
+    assert "rule retire.ic_below: ic -1 < -0.5\n" in contrarian
+    assert "runs 30, errors 0 (0.0%), cost $0.3000 = $0.0100/day over 30 days, p95 20.0 ms" in contrarian
+    assert "1d signals scored 180 (pending 0), IC -1.0000 (cross_sectional" in contrarian
+    assert "held by dave (revived" in text
+    assert "2 decision(s) would change something" in text
+    assert (world / "killed.json").read_text() == before
+    assert not (world / "status.json").exists() and not (world / "audit.jsonl").exists()
+
+
+def test_json_output_is_the_decisions(world):
+    _, text = run_cli(["--json"])
+    decisions = {d["agent"]: d for d in json.loads(text)}
+    assert decisions["oracle"]["action"] == "promote" and decisions["oracle"]["dry_run"] is True
+    assert decisions["contrarian"]["figures"]["ic"] == pytest.approx(-1.0)
+    assert decisions["steady"]["result"] == "no change"
+
+
+def test_apply_retires_promotes_keeps_persons_entries_audits_and_traces(world, telemetry, span_exporter):
+    kill("other", "manual stop", by="alice", path=world / "killed.json", now=lambda: NOW)
+    revive("revived", "trust me", by="dave", path=world / "killed.json", now=lambda: NOW)
+    set_agent_status("steady", "live", "by hand", "erin", path=world / "status.json", now=lambda: NOW)
+    code, text = run_cli(["--apply"], telemetry)
+    assert code == 0
+    assert "-> written" in text and "-> held" not in text  # revived's hold is decided before any write
+    entries = load_kill_entries(world / "killed.json")
+    assert set(entries) == {"other", "revived", "contrarian"}
+    assert (entries["other"].by, entries["other"].reason, entries["other"].killed) == ("alice", "manual stop", True)
+    assert (entries["revived"].by, entries["revived"].state) == ("dave", "revived")
+    retired = entries["contrarian"]
+    assert (retired.by, retired.at, retired.killed) == ("supervisor", "2026-11-24T12:00:00Z", True)
+    assert retired.details["rule"] == "retire.ic_below"
+    assert retired.details["thresholds"] == {"retire.ic_below": -0.5}
+    assert retired.details["figures"]["ic"] == pytest.approx(-1.0) and retired.details["figures"]["runs"] == 30
+    assert retired.details["window"] == {"first": "2023-12-12", "last": "2024-02-09"}
+    statuses = load_agent_status(world / "status.json")
+    assert (statuses["oracle"].status, statuses["oracle"].by, statuses["oracle"].details["rule"]) == ("live", "supervisor", "promote.bar")
+    assert statuses["steady"].by == "erin"
+    audit = read_audit(world / "audit.jsonl")
+    assert [(a["agent"], a["action"], a["applied"], a["result"]) for a in audit] == [
+        ("contrarian", "retire", True, "written"),
+        ("oracle", "promote", True, "written"),
+        ("revived", "hold", False, "no change"),
+        ("steady", "keep", False, "no change"),
+    ]
+    assert audit[2]["held_by"]["by"] == "dave" and audit[2]["would"] == "retire"
+    spans = span_exporter.get_finished_spans()
+    run_span = next(s for s in spans if s.name == semconv.SPAN_SUPERVISOR_RUN)
+    decide = [s for s in spans if s.name == semconv.SPAN_SUPERVISOR_DECIDE]
+    assert [s.attributes[semconv.SUPERVISOR_AGENT] for s in decide] == ["contrarian", "oracle", "revived", "steady"]
+    assert all(s.parent.span_id == run_span.context.span_id for s in decide)
+    first = decide[0]
+    assert (first.attributes[semconv.SUPERVISOR_ACTION], first.attributes[semconv.SUPERVISOR_RULE]) == ("retire", "retire.ic_below")
+    assert first.attributes[semconv.SUPERVISOR_FIGURE_PREFIX + "ic"] == pytest.approx(-1.0)
+    assert semconv.GEN_AI_AGENT_NAME not in first.attributes  # never counted as one of the agent's own spans
+    assert first.links[0].context.trace_id == 60  # contrarian's runs are lines 31-60 of the file
+    assert decide[2].attributes[semconv.SUPERVISOR_HELD_BY] == "dave"
+    section = decisions_section(audit, {name: e.to_json() for name, e in entries.items()})
+    markdown, html_text = render_decisions_markdown(section), render_decisions_html(section)
+    assert "hold (policy: retire)" in markdown and "revived by dave" in markdown
+    assert "hold (policy: retire)" in html_text
+
+
+def test_second_apply_changes_nothing_already_done(world, telemetry):
+    run_cli(["--apply"], telemetry)
+    first = load_kill_entries(world / "killed.json")["contrarian"]
+    code, text = run_cli(["--apply"], telemetry, now=NOW + timedelta(hours=1))
+    assert code == 0 and "KEEP     contrarian" in text and "already killed by supervisor" in text
+    assert load_kill_entries(world / "killed.json")["contrarian"].at == first.at
+
+
+def test_clearing_a_persons_revive_lets_the_policy_act(world, telemetry):
+    revive("revived", "trust me", by="dave", path=world / "killed.json")
+    run_cli(["--apply"], telemetry)
+    assert load_kill_entries(world / "killed.json")["revived"].state == "revived"
+    clear("revived", world / "killed.json")
+    run_cli(["--apply"], telemetry)
+    assert load_kill_entries(world / "killed.json")["revived"].by == "supervisor"
+
+
+def test_bad_configuration_exits_2_with_the_reason(world, capsys):
+    (world / "policy.yaml").write_text("retire: {ic_below: low}\n")
+    assert run_cli(["--dry-run"])[0] == 2
+    assert "retire.ic_below must be a number" in capsys.readouterr().err
+    (world / "policy.yaml").write_text(POLICY_YAML)
+    assert run_cli(["--traces", str(world / "missing.jsonl")])[0] == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# --- concurrency: --apply and people editing the same file -----------------------------------------
+
+
+def retire_decision(agent: str):
+    figures = {
+        "runs": 100,
+        "errors": 50,
+        "error_rate": 0.5,
+        "cost_per_day_usd": 0.0,
+        "p95_latency_ms": 1.0,
+        "scored_signals": 0,
+        "ic": None,
+        "ic_t_stat": None,
+        "hit_rate": None,
+        "brier": None,
+    }
+    return decide_one(agent, figures, Policy(), "live", None, None)
+
+
+def test_concurrent_apply_and_manual_kills_never_lose_an_entry(tmp_path):
+    path = tmp_path / "killed.json"
+    barrier = threading.Barrier(8)
+
+    def person(i: int) -> None:
+        barrier.wait()
+        for j in range(15):
+            kill(f"person-{i}-{j}", "by hand", by=f"user{i}", path=path)
+
+    def supervisor(i: int) -> None:
+        barrier.wait()
+        for j in range(15):
+            supervise.apply_retirements([retire_decision(f"policy-{i}-{j}")], Policy(), path, lambda: NOW)
+
+    threads = [threading.Thread(target=person, args=(i,)) for i in range(4)] + [
+        threading.Thread(target=supervisor, args=(i,)) for i in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entries = load_kill_entries(path)
+    assert len(entries) == 120
+    assert all(entries[f"person-{i}-{j}"].by == f"user{i}" for i in range(4) for j in range(15))
+    assert all(entries[f"policy-{i}-{j}"].by == "supervisor" for i in range(4) for j in range(15))
+
+
+def test_a_racing_revive_always_wins_over_the_policy(tmp_path):
+    for round_ in range(20):
+        path = tmp_path / f"killed-{round_}.json"
+        barrier = threading.Barrier(2)
+
+        def person(path=path, barrier=barrier) -> None:
+            barrier.wait()
+            revive("x", "mine", by="alice", path=path)
+
+        def policy(path=path, barrier=barrier) -> None:
+            barrier.wait()
+            supervise.apply_retirements([retire_decision("x")], Policy(), path, lambda: NOW)
+
+        threads = [threading.Thread(target=person), threading.Thread(target=policy)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        entry = load_kill_entries(path)["x"]
+        assert (entry.by, entry.state) == ("alice", "revived")
+
+
+def test_concurrent_apply_commands_and_kills(world, telemetry):
+    errors: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            run_cli(["--apply"], telemetry)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def person(i: int) -> None:
+        kill(f"manual-{i}", "by hand", by="ops", path=world / "killed.json")
+
+    threads = [threading.Thread(target=apply) for _ in range(3)] + [threading.Thread(target=person, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    entries = load_kill_entries(world / "killed.json")
+    assert set(entries) == {"contrarian", "revived", *(f"manual-{i}" for i in range(5))}
+    assert len(read_audit(world / "audit.jsonl")) == 12  # three commands, four decisions each, no line torn
+
+
+def test_promotion_rechecks_a_persons_status_entry_under_the_lock(tmp_path):
+    figures = {
+        "runs": 100,
+        "errors": 0,
+        "error_rate": 0.0,
+        "cost_per_day_usd": 0.0,
+        "p95_latency_ms": 1.0,
+        "scored_signals": 1000,
+        "ic": 0.5,
+        "ic_t_stat": 5.0,
+        "hit_rate": 0.9,
+        "brier": 0.1,
+    }
+    decision = decide_one("x", figures, Policy(), "shadow", None, None)
+    assert decision.action == "promote"
+    path = tmp_path / "status.json"
+    set_agent_status("x", "shadow", "wait", "frank", path=path)  # written after the decision was made
+    assert supervise.apply_promotions([decision], Policy(), path, lambda: NOW) == {
+        "x": "held: set to shadow by frank at " + load_agent_status(path)["x"].at
+    }
+    assert load_agent_status(path)["x"].by == "frank"
+
+
+def test_module_entry_point(world):
+    env = {**os.environ}
+    result = subprocess.run(
+        [sys.executable, "-m", "meta_supervisor.supervise", "--dry-run"],
+        cwd=Path(__file__).parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "RETIRE   contrarian" in result.stdout and "PROMOTE  oracle" in result.stdout
