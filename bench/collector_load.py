@@ -10,7 +10,8 @@ no-telemetry baseline measured in the same process, and where every span went.
 
 ``burst``: worker processes each drive ``rate / processes`` runs per second for ``seconds`` into the
 collector over OTLP/HTTP with the SDK settings printed; then counts spans generated vs spans in the
-collector's file, and the peak RSS of the app processes and of the collector.
+collector's file, and the peak RSS of the app processes and of the collector. ``--synthetic-llm``
+makes the LLM span by hand instead of calling the openai client, to measure the telemetry path alone.
 
 Reads the ``OTEL_BSP_*`` variables through the SDK (the burst sets its own unless given).
 """
@@ -120,7 +121,20 @@ def faults(seconds: float) -> None:
     print(json.dumps(results, indent=2))
 
 
-def _burst_worker(endpoint: str, rate: float, seconds: float, out: multiprocessing.Queue) -> None:
+def _synthetic_llm_run(tracer):
+    """The span shape of a run without the openai client's own cost: a CLIENT child with usage."""
+    from opentelemetry.trace import SpanKind
+
+    def agent() -> None:
+        with tracer.start_as_current_span("chat gpt-4o-mini", kind=SpanKind.CLIENT) as chat:
+            chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+                                 "gen_ai.usage.input_tokens": 812, "gen_ai.usage.output_tokens": 64})
+        emit_alpha_signal(SIGNALS, "burst")
+
+    return agent
+
+
+def _burst_worker(endpoint: str, rate: float, seconds: float, out: multiprocessing.Queue, real_llm: bool = True) -> None:
     import resource
 
     telemetry = configure_telemetry(
@@ -131,7 +145,7 @@ def _burst_worker(endpoint: str, rate: float, seconds: float, out: multiprocessi
                                                        schedule_delay_millis=200),
     )
     wrapper = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
-    agent = _one_run_fn(_analysis())
+    agent = _one_run_fn(_analysis()) if real_llm else _synthetic_llm_run(telemetry.tracer())
     interval = 1.0 / rate
     start = time.monotonic()
     next_at = start
@@ -157,11 +171,11 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def burst(rate: float, seconds: float, processes: int) -> None:
+def burst(rate: float, seconds: float, processes: int, real_llm: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp, stack.LocalStack(tmp, with_jaeger=False) as running:
         queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
         ctx = multiprocessing.get_context("spawn")
-        workers = [ctx.Process(target=_burst_worker, args=(running.otlp_http_endpoint, rate / processes, seconds, queue))
+        workers = [ctx.Process(target=_burst_worker, args=(running.otlp_http_endpoint, rate / processes, seconds, queue, real_llm))
                    for _ in range(processes)]
         for w in workers:
             w.start()
@@ -175,7 +189,7 @@ def burst(rate: float, seconds: float, processes: int) -> None:
     elapsed = max(r["elapsed_s"] for r in results)
     ended = sum(r["ended"] for r in results)
     summary = {
-        "target_runs_per_s": rate, "seconds": seconds, "processes": processes,
+        "target_runs_per_s": rate, "seconds": seconds, "processes": processes, "llm": "openai client, simulated" if real_llm else "synthetic span",
         "achieved_runs_per_s": round(runs / elapsed, 1), "runs": runs, "spans_ended": ended,
         "spans_exported": sum(r["exported"] for r in results), "spans_failed": sum(r["failed"] for r in results),
         "spans_dropped": sum(r["dropped"] for r in results), "spans_in_collector_file": in_file,
@@ -196,6 +210,7 @@ def main() -> int:
     b.add_argument("--rate", type=float, default=2000)
     b.add_argument("--seconds", type=float, default=30)
     b.add_argument("--processes", type=int, default=2)
+    b.add_argument("--synthetic-llm", action="store_true", help="make the LLM span by hand: measures the telemetry path alone")
     args = parser.parse_args()
     reason = stack.ensure_built()
     if reason:
@@ -204,7 +219,7 @@ def main() -> int:
     if args.mode == "faults":
         faults(args.seconds)
     else:
-        burst(args.rate, args.seconds, args.processes)
+        burst(args.rate, args.seconds, args.processes, real_llm=not args.synthetic_llm)
     return 0
 
 

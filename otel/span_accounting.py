@@ -45,11 +45,17 @@ class AccountingSnapshot:
     def lost(self) -> int:
         return self.dropped + self.export_failed
 
+    @property
+    def in_flight(self) -> int:
+        """Handed to the exporter and not finished yet (lost if the process exits now)."""
+        return max(0, self.ended - self.exported - self.export_failed - self.dropped - self.queued)
+
     def describe(self) -> str:
-        return (
+        text = (
             f"{self.ended} spans ended, {self.exported} exported, {self.export_failed} failed to export, "
             f"{self.dropped} dropped by the full queue, {self.queued} still queued"
         )
+        return text + (f", {self.in_flight} in flight" if self.in_flight else "")
 
 
 class SpanAccounting:
