@@ -19,6 +19,7 @@ Reads the ``OTEL_BSP_*`` variables through the SDK (the burst sets its own unles
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -100,11 +102,9 @@ def faults(seconds: float) -> None:
             telemetry = configure_telemetry(env={"OTEL_EXPORTER_OTLP_ENDPOINT": running.otlp_http_endpoint}, llm_simulated=True)
             wrapper = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
             agent = _one_run_fn(_analysis())
-            import threading
-
             faulting = threading.Thread(target=fault, args=(running,))
             faulting.start()
-            samples = _timed_loop(lambda: wrapper.run("bench", agent), seconds)
+            samples = _timed_loop(functools.partial(wrapper.run, "bench", agent), seconds)
             faulting.join()
             started = time.monotonic()
             telemetry.shutdown(timeout_seconds=10)
@@ -189,7 +189,8 @@ def burst(rate: float, seconds: float, processes: int, real_llm: bool) -> None:
     elapsed = max(r["elapsed_s"] for r in results)
     ended = sum(r["ended"] for r in results)
     summary = {
-        "target_runs_per_s": rate, "seconds": seconds, "processes": processes, "llm": "openai client, simulated" if real_llm else "synthetic span",
+        "target_runs_per_s": rate, "seconds": seconds, "processes": processes,
+        "llm": "openai client, simulated" if real_llm else "synthetic span",
         "achieved_runs_per_s": round(runs / elapsed, 1), "runs": runs, "spans_ended": ended,
         "spans_exported": sum(r["exported"] for r in results), "spans_failed": sum(r["failed"] for r in results),
         "spans_dropped": sum(r["dropped"] for r in results), "spans_in_collector_file": in_file,
