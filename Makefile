@@ -15,11 +15,13 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED)
 
 ## demo: replay a year of real market history through the fleet (simulated LLM unless OPENAI_API_KEY
-## is set), spans to telemetry/traces.jsonl, then build the meta report from that file.
+## is set), spans to telemetry/traces.jsonl, build the meta report from that file, and show what the
+## supervisor's policy would decide (a dry run: nothing is written).
 demo: install
 	rm -f $(TRACE_FILE)
 	$(VPY) scheduler.py --replay
 	$(VPY) meta_supervisor/build_meta_report.py
+	$(VPY) -m meta_supervisor.supervise --dry-run
 
 report: install
 	$(VPY) meta_supervisor/build_meta_report.py
