@@ -1,0 +1,298 @@
+"""Stable 64-bit fingerprints of span and run identities, and compact open-addressing tables of them.
+
+A Python ``set`` of a million ints costs about 70 MB; the tables here keep one ``array('Q')`` slot per
+entry (8 bytes, at most 70% full), so the dedup set for a year of spans stays within the report's
+memory budget and can be written to and read back from the incremental state as raw bytes.
+
+Fingerprints must not depend on the process (``hash()`` of a ``str`` is salted per process), so they
+are computed from the hex ids themselves, or with BLAKE2b for anything that is not the expected hex.
+Slot values 0 (empty) and 1 (deleted) are reserved; fingerprints are always >= 2.
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+try:  # the BLAKE2 module itself: importing hashlib would load OpenSSL (~10 ms per run)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - other Python builds
+    from hashlib import blake2b
+
+MASK64 = (1 << 64) - 1
+_K_SPAN = 0x9E3779B97F4A7C15
+_K_TRACE = 0xC2B2AE3D27D4EB4F
+_K_TRACE_HIGH = 0x165667B19E3779F9
+EMPTY = 0
+DELETED = 1
+_MIN_SLOTS = 1 << 10
+
+
+def _blake64(text: str) -> int:
+    value = int.from_bytes(blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+    return value if value > DELETED else value + 2
+
+
+def span_fingerprint(trace_id: str, span_id: str) -> int:
+    """Fingerprint of (traceId, spanId); 32 and 16 hex digits take the fast path."""
+    if len(trace_id) == 32 and len(span_id) == 16:
+        try:
+            t = int(trace_id, 16)
+            s = int(span_id, 16)
+        except ValueError:
+            pass
+        else:
+            value = ((t & MASK64) * _K_TRACE ^ (t >> 64) * _K_TRACE_HIGH ^ s * _K_SPAN) & MASK64
+            return value if value > DELETED else value + 2
+    return _blake64(f"{trace_id}\x00{span_id}")
+
+
+def run_fingerprint(run_key: str) -> int:
+    """Fingerprint of a run id (uuid4 strings take the fast path) or of a trace id."""
+    if len(run_key) == 36 and run_key[8] == "-":
+        try:
+            x = int(run_key.replace("-", ""), 16)
+        except ValueError:
+            pass
+        else:
+            value = ((x & MASK64) * _K_SPAN ^ (x >> 64) * _K_TRACE) & MASK64
+            return value if value > DELETED else value + 2
+    return _blake64("run\x00" + run_key)
+
+
+MAX_LOAD = 0.7
+
+
+def _slots_for(entries: int) -> int:
+    return max(_MIN_SLOTS, int(entries / MAX_LOAD) + 1)
+
+
+class FingerprintSet:
+    """An insert-only set of fingerprints (``add`` returns False for one already present).
+
+    Open addressing with linear probing in one ``array('Q')``; any table size (not only powers of
+    two), so the table is sized close to what it holds: at most 70% full, doubled when it gets there.
+    """
+
+    __slots__ = ("count", "limit", "size", "slots")
+
+    def __init__(self, expected: int = 0) -> None:
+        self._allocate(_slots_for(expected))
+        self.count = 0
+
+    def _allocate(self, size: int) -> None:
+        self.slots = array("Q", bytes(8 * size))
+        self.size = size
+        self.limit = int(size * MAX_LOAD)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __contains__(self, fp: int) -> bool:
+        slots, size = self.slots, self.size
+        i = fp % size
+        while True:
+            value = slots[i]
+            if value == fp:
+                return True
+            if value == EMPTY:
+                return False
+            i += 1
+            if i == size:
+                i = 0
+
+    def add(self, fp: int) -> bool:
+        slots, size = self.slots, self.size
+        i = fp % size
+        while True:
+            value = slots[i]
+            if value == EMPTY:
+                slots[i] = fp
+                self.count += 1
+                if self.count > self.limit:
+                    self._grow()
+                return True
+            if value == fp:
+                return False
+            i += 1
+            if i == size:
+                i = 0
+
+    def add_all(self, fps) -> int:
+        """Add every fingerprint of ``fps``; stop at the first one already present and return its
+        index (the ones before it stay added), or -1 when all were new. ``add`` in a loop, inlined."""
+        slots, size, count, limit = self.slots, self.size, self.count, self.limit
+        for index, fp in enumerate(fps):
+            i = fp % size
+            while True:
+                value = slots[i]
+                if value == EMPTY:
+                    slots[i] = fp
+                    count += 1
+                    break
+                if value == fp:
+                    self.count = count
+                    return index
+                i += 1
+                if i == size:
+                    i = 0
+            if count > limit:
+                self.count = count
+                self._grow()
+                slots, size, count, limit = self.slots, self.size, self.count, self.limit
+        self.count = count
+        return -1
+
+    def discard(self, fp: int) -> None:
+        """Remove ``fp`` (a tombstone keeps the probe chains of the others intact)."""
+        slots, size = self.slots, self.size
+        i = fp % size
+        while True:
+            value = slots[i]
+            if value == EMPTY:
+                return
+            if value == fp:
+                slots[i] = DELETED
+                self.count -= 1
+                return
+            i += 1
+            if i == size:
+                i = 0
+
+    def values(self) -> array:
+        """The fingerprints, densely (in table order)."""
+        return array("Q", (v for v in self.slots if v > DELETED))
+
+    def _grow(self) -> None:
+        old = self.slots
+        self._allocate(self.size * 2)
+        self.count = 0
+        for value in old:
+            if value > DELETED:
+                self._insert_new(value)
+
+    def _insert_new(self, fp: int) -> None:
+        slots, size = self.slots, self.size
+        i = fp % size
+        while slots[i] != EMPTY:
+            i += 1
+            if i == size:
+                i = 0
+        slots[i] = fp
+        self.count += 1
+
+    def to_bytes(self) -> bytes:
+        return self.slots.tobytes()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, count: int) -> FingerprintSet:
+        table = cls.__new__(cls)
+        table.slots = array("Q")
+        table.slots.frombytes(raw)
+        table.size = len(table.slots)
+        if table.size < _MIN_SLOTS or count > table.size:
+            raise ValueError(f"fingerprint table of {table.size} slots cannot hold {count}")
+        table.count = count
+        table.limit = int(table.size * MAX_LOAD)
+        return table
+
+
+class FingerprintMap:
+    """Fingerprint -> small int (1..255): the state of every closed run, for exact run joins."""
+
+    __slots__ = ("count", "keys", "limit", "size", "states")
+
+    def __init__(self, expected: int = 0) -> None:
+        self._allocate(_slots_for(expected))
+        self.count = 0
+
+    def _allocate(self, size: int) -> None:
+        self.keys = array("Q", bytes(8 * size))
+        self.states = bytearray(size)
+        self.size = size
+        self.limit = int(size * MAX_LOAD)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def get(self, fp: int, default: int = -1) -> int:
+        keys, size = self.keys, self.size
+        i = fp % size
+        while True:
+            value = keys[i]
+            if value == fp:
+                return self.states[i]
+            if value == EMPTY:
+                return default
+            i += 1
+            if i == size:
+                i = 0
+
+    def set(self, fp: int, state: int) -> None:
+        keys, size = self.keys, self.size
+        i = fp % size
+        while True:
+            value = keys[i]
+            if value == fp:
+                self.states[i] = state
+                return
+            if value == EMPTY:
+                keys[i] = fp
+                self.states[i] = state
+                self.count += 1
+                if self.count > self.limit:
+                    self._grow()
+                return
+            i += 1
+            if i == size:
+                i = 0
+
+    def insert_new(self, fp: int, state: int) -> bool:
+        """Insert ``fp`` with ``state`` unless present; False (and no change) if it was."""
+        keys, size = self.keys, self.size
+        i = fp % size
+        while True:
+            value = keys[i]
+            if value == fp:
+                return False
+            if value == EMPTY:
+                keys[i] = fp
+                self.states[i] = state
+                self.count += 1
+                if self.count > self.limit:
+                    self._grow()
+                return True
+            i += 1
+            if i == size:
+                i = 0
+
+    def items(self):
+        states = self.states
+        for i, value in enumerate(self.keys):
+            if value > DELETED:
+                yield value, states[i]
+
+    def _grow(self) -> None:
+        old_keys, old_states = self.keys, self.states
+        self._allocate(self.size * 2)
+        self.count = 0
+        for i, value in enumerate(old_keys):
+            if value > DELETED:
+                self.set(value, old_states[i])
+
+    def to_bytes(self) -> tuple[bytes, bytes]:
+        return self.keys.tobytes(), bytes(self.states)
+
+    @classmethod
+    def from_bytes(cls, keys_raw: bytes, states_raw: bytes, count: int) -> FingerprintMap:
+        table = cls.__new__(cls)
+        table.keys = array("Q")
+        table.keys.frombytes(keys_raw)
+        table.size = len(table.keys)
+        if table.size < _MIN_SLOTS or len(states_raw) != table.size or count > table.size:
+            raise ValueError("run table is damaged")
+        table.states = bytearray(states_raw)
+        table.count = count
+        table.limit = int(table.size * MAX_LOAD)
+        return table

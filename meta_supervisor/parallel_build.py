@@ -1,0 +1,257 @@
+"""Use every core on a large JSON-lines file: split it at line boundaries, read the parts in parallel.
+
+The parent process reads the first part into the build's aggregator (so the result stays that of a
+sequential read: saved state first, then the file in order); each other part is read by a forked
+child into a fresh aggregator and sent back as compact arrays. Parts are then merged in file order,
+and a merge is accepted only if it is exactly what reading that part sequentially would have given:
+no span of the part was seen before (a retried batch across the cut), and no run of the part was
+already closed or waiting in the parent in a way a join could not reproduce. Otherwise that part
+is simply read again in the parent. So splitting changes the speed, never the report.
+
+Children are forked (``multiprocessing`` "fork" context) and only when the process has no other
+thread; compressed and framed files, small files, and ``workers=1`` are read sequentially.
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import pickle
+import threading
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+
+from meta_supervisor.aggregates import P_CACHED, P_CALLS, P_COST, P_IN, P_OUT, P_ROOT, P_UNPRICED
+from meta_supervisor.fingerprints import run_fingerprint
+from meta_supervisor.span_aggregator import SpanAggregator
+from meta_supervisor.trace_files import FileCursor
+from meta_supervisor.trace_inputs import HEAD_BYTES, head_digest, identity_of
+from meta_supervisor.trace_reader import FORMAT_JSON_LINES, RecordDecoder, read_json_lines, sniff
+
+MIN_SPLIT_BYTES = 48 << 20
+BYTES_PER_SPAN_ESTIMATE = 1200
+
+
+def worker_count(requested: int) -> int:
+    return requested if requested > 0 else (os.cpu_count() or 1)
+
+
+def fork_is_safe() -> bool:
+    """Forking a process that runs other threads can deadlock the child on a lock held at the fork."""
+    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+
+
+def worth_splitting(path: Path, cursor: FileCursor | None, workers: int) -> bool:
+    if worker_count(workers) < 2 or not fork_is_safe():
+        return False
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError:
+        return False
+    start = cursor.offset if cursor is not None else 0
+    return sniff(head) == FORMAT_JSON_LINES and size - start >= MIN_SPLIT_BYTES
+
+
+def split_points(path: Path, start: int, end: int, parts: int) -> list[int]:
+    """Offsets just after a newline, so each part holds whole lines: [start, p1, ..., end]."""
+    points = [start]
+    with open(path, "rb") as handle:
+        for k in range(1, parts):
+            target = start + (end - start) * k // parts
+            handle.seek(max(target, points[-1]))
+            position = handle.tell()
+            while True:
+                chunk = handle.read(1 << 16)
+                if not chunk:
+                    position = end
+                    break
+                newline = chunk.find(b"\n")
+                if newline >= 0:
+                    position += newline + 1
+                    break
+                position += len(chunk)
+            if position < end:
+                points.append(position)
+    points.append(end)
+    return points
+
+
+@dataclass
+class PartResult:
+    consumed: int
+    records: int
+    partial_tail: int
+    aggregator_state: bytes  # pickled (inputs, agents, agent_order, pending)
+    span_fps: array
+    closed_keys: array
+    closed_states: bytes
+
+    def send(self, connection) -> None:
+        """Small things pickled, the big arrays as raw bytes (no pickling, no extra copies)."""
+        header = (self.consumed, self.records, self.partial_tail, self.aggregator_state, len(self.span_fps), len(self.closed_keys))
+        connection.send_bytes(pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
+        for blob in (self.span_fps, self.closed_keys, self.closed_states):
+            connection.send_bytes(memoryview(blob).cast("B"))
+
+    @classmethod
+    def receive(cls, connection) -> PartResult:
+        header = pickle.loads(connection.recv_bytes())
+        if isinstance(header, BaseException):
+            raise header
+        consumed, records, partial_tail, state, n_spans, n_closed = header
+        span_fps = array("Q", bytes(8 * n_spans))
+        closed_keys = array("Q", bytes(8 * n_closed))
+        closed_states = bytearray(n_closed)
+        for target in (span_fps, closed_keys, closed_states):
+            if len(target):
+                connection.recv_bytes_into(target)
+            else:
+                connection.recv_bytes()
+        return cls(consumed, records, partial_tail, state, span_fps, closed_keys, bytes(closed_states))
+
+
+def _read_part(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0) -> PartResult:
+    prices, since_ns, until_ns = options_tuple
+    aggregator = SpanAggregator(
+        prices, since_ns, until_ns, expected_spans=((stop or os.path.getsize(path)) - start) // BYTES_PER_SPAN_ESTIMATE
+    )
+    with open(path, "rb", buffering=0) as handle:
+        handle.seek(start)
+        result = read_json_lines(handle, RecordDecoder(aggregator, str(path)), first_number, None if stop is None else stop - start)
+    closed = aggregator.closed_runs
+    state = pickle.dumps(
+        (aggregator.inputs, aggregator.agents, aggregator.agent_order, aggregator.pending), protocol=pickle.HIGHEST_PROTOCOL
+    )
+    return PartResult(
+        consumed=result.consumed,
+        records=result.records,
+        partial_tail=result.partial_tail,
+        aggregator_state=state,
+        span_fps=array("Q", filter(None, aggregator.seen.slots)),
+        closed_keys=array("Q", itertools.compress(closed.keys, closed.keys)),
+        closed_states=bytes(itertools.compress(closed.states, closed.keys)),
+    )
+
+
+def _child(connection, path, start, stop, options_tuple) -> None:
+    try:
+        result = _read_part(path, start, stop, options_tuple)
+    except BaseException as exc:  # reported to the parent, which then reads the part itself
+        connection.send_bytes(pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
+    else:
+        result.send(connection)
+    finally:
+        connection.close()
+
+
+def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, cursor: FileCursor | None = None) -> FileCursor:
+    ident = identity_of(path)
+    out = FileCursor(
+        path=str(path), device=ident.device, inode=ident.inode, size=ident.size, mtime_ns=ident.mtime_ns, format=FORMAT_JSON_LINES
+    )
+    out.offset = cursor.offset if cursor is not None else 0
+    out.records = cursor.records if cursor is not None else 0
+    with open(path, "rb") as handle:
+        out.head_length = len(handle.read(HEAD_BYTES))
+    out.head_digest = head_digest(path, out.head_length)
+    parts = worker_count(options.workers)
+    points = split_points(path, out.offset, ident.size, parts)
+    options_tuple = (aggregator._prices, aggregator.since_ns, aggregator.until_ns)
+    context = multiprocessing.get_context("fork")
+    children = []
+    for k in range(1, len(points) - 1):
+        receiver, sender = context.Pipe(duplex=False)
+        stop = points[k + 1] if k + 2 < len(points) else None  # the last part reads to the end of the file
+        process = context.Process(target=_child, args=(sender, path, points[k], stop, options_tuple), daemon=True)
+        process.start()
+        sender.close()
+        children.append((receiver, process, points[k], stop))
+    scale = len(points) - 1
+
+    def scaled(count: int) -> None:
+        if advance is not None:
+            advance(count * scale)
+
+    decoder = RecordDecoder(aggregator, str(path))
+    only_part = len(points) == 2
+    with open(path, "rb", buffering=0) as handle:
+        handle.seek(points[0])
+        first = read_json_lines(handle, decoder, out.records, None if only_part else points[1] - points[0], scaled)
+    out.offset += first.consumed
+    out.records += first.records
+    out.partial_tail_bytes = first.partial_tail
+    for receiver, process, start, stop in children:
+        try:
+            payload = PartResult.receive(receiver)
+        except (EOFError, OSError, RuntimeError, pickle.UnpicklingError) as exc:
+            payload = RuntimeError(str(exc))
+        receiver.close()
+        process.join()
+        if isinstance(payload, PartResult) and merge_part(aggregator, payload, str(path), out.records):
+            part = payload
+        else:
+            with open(path, "rb", buffering=0) as handle:  # not mergeable exactly: read it here instead
+                handle.seek(start)
+                result = read_json_lines(handle, decoder, out.records, None if stop is None else stop - start)
+            part = result
+        out.offset += part.consumed
+        out.records += part.records
+        out.partial_tail_bytes = part.partial_tail
+    return out
+
+
+def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, line_offset: int) -> bool:
+    """Merge a part read in a child into ``aggregator`` if that equals reading it here; else change nothing."""
+    inputs, agents, agent_order, pending = pickle.loads(part.aggregator_state)
+    closed = aggregator.closed_runs
+    # runs: the part's closed runs must be unknown here, and the part's open runs joinable
+    pending_fps = {run_fingerprint(key) for key in aggregator.pending}
+    for fp in part.closed_keys:
+        if fp in pending_fps or closed.get(fp, 0):
+            return False
+    for key, entry in pending.items():
+        mine = aggregator.pending.get(key)
+        if mine is not None and mine[P_ROOT] is not None and entry[P_ROOT] is not None:
+            return False
+        if entry[P_ROOT] is not None and closed.get(run_fingerprint(key), 0):
+            return False
+    # spans: none of the part's spans seen before (else undo and refuse)
+    seen = aggregator.seen
+    repeated = seen.add_all(part.span_fps)
+    if repeated >= 0:
+        _forget(seen, part.span_fps[:repeated])
+        return False
+    # accepted: closed runs (agent index remapped), tallies, inputs, open runs
+    for name in agent_order:
+        aggregator._agent(name)
+    remap = bytes(min(aggregator.agent_index.get(name, 63), 63) for name in agent_order[:63]) + bytes([63] * 64)
+    for fp, state in zip(part.closed_keys, part.closed_states):
+        closed.set(fp, (state & 3) | (remap[state >> 2] << 2))
+    for name, tally in agents.items():
+        aggregator._agent(name)[1].merge(tally)
+    inputs.bad_line_examples = [(file, line + line_offset, error) for file, line, error in inputs.bad_line_examples]
+    aggregator.inputs.merge(inputs)
+    for key, entry in pending.items():
+        mine = aggregator.pending.get(key)
+        if mine is None:
+            aggregator.pending[key] = entry
+            continue
+        for slot in (P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED):
+            mine[slot] += entry[slot]
+        if mine[P_ROOT] is None and entry[P_ROOT] is not None:
+            mine[:4] = entry[:4]
+        if mine[P_ROOT] is not None and mine[P_CALLS] >= mine[P_ROOT][0]:
+            aggregator._close(key, mine)
+    return True
+
+
+def _forget(seen, fingerprints) -> None:
+    """Undo ``add`` of these fingerprints."""
+    for fp in fingerprints:
+        seen.discard(fp)

@@ -1,0 +1,164 @@
+"""Command line of the meta-supervisor report (``python meta_supervisor/build_meta_report.py``).
+
+With no arguments: read ``telemetry/traces.jsonl`` and its rotated backups (``traces-*.jsonl``),
+reuse the incremental state in ``meta_supervisor/state/`` so only new bytes are read, and write
+``meta_supervisor/reports/meta_report.json`` + ``.md`` + ``.html``. A malformed kill-switch file
+does not stop the report: the error is in the report (``kill_switch.error``) and on stderr.
+
+Environment (flags win over environment, environment over defaults):
+
+* ``ALPHATRACE_TRACE_FILE``: the trace file (default ``telemetry/traces.jsonl``), like the exporter;
+* ``ALPHATRACE_JAEGER_URL``: Jaeger UI base URL for trace links (default ``http://127.0.0.1:16686``);
+* ``ALPHATRACE_REPORT_DIR``: where the report files go (default ``meta_supervisor/reports``);
+* ``ALPHATRACE_REPORT_STATE_DIR``: incremental state (default ``meta_supervisor/state``);
+* read by the modules used here: ``ALPHATRACE_KILL_SWITCH_FILE`` (services.kill_switch) and
+  ``ALPHATRACE_PRICE_TABLE`` (services.pricing).
+
+Exit status: 0 report written; 2 bad arguments or configuration (price table), with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from meta_supervisor.report_model import DEFAULT_JAEGER_URL, KillSwitchState, build_report
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_TRACE_FILE = "ALPHATRACE_TRACE_FILE"
+ENV_JAEGER_URL = "ALPHATRACE_JAEGER_URL"
+ENV_REPORT_DIR = "ALPHATRACE_REPORT_DIR"
+ENV_STATE_DIR = "ALPHATRACE_REPORT_STATE_DIR"
+DEFAULT_TRACE_FILE = PROJECT_ROOT / "telemetry" / "traces.jsonl"
+DEFAULT_REPORT_DIR = PROJECT_ROOT / "meta_supervisor" / "reports"
+DEFAULT_STATE_DIR = PROJECT_ROOT / "meta_supervisor" / "state"
+
+
+def parse_moment(text: str) -> dt.datetime:
+    """An ISO date (midnight UTC) or date-time (UTC unless it says otherwise)."""
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r} (e.g. 2026-11-20 or 2026-11-20T10:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def default_inputs() -> list[str]:
+    """The trace file the exporter writes, plus its rotated backups next to it."""
+    trace_file = Path(os.environ.get(ENV_TRACE_FILE) or DEFAULT_TRACE_FILE)
+    backups = trace_file.with_name(f"{trace_file.stem}-*{trace_file.suffix}")
+    return [str(trace_file), str(backups)]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="build_meta_report.py",
+        description="Build the meta-supervisor report from collector trace files.",
+        epilog="Environment" + __doc__.split("Environment", 1)[1].replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--input",
+        action="append",
+        metavar="PATH",
+        help=f"trace file, folder or glob; repeatable (default: ${ENV_TRACE_FILE} or telemetry/traces.jsonl, with its rotated backups)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help=f"where meta_report.json/.md/.html go (default: ${ENV_REPORT_DIR} or meta_supervisor/reports)",
+    )
+    parser.add_argument("--since", type=parse_moment, help="only spans starting at or after this ISO date/time (UTC)")
+    parser.add_argument("--until", type=parse_moment, help="only spans starting before this ISO date/time (UTC)")
+    parser.add_argument("--jaeger-url", help=f"Jaeger UI base URL for trace links (default: ${ENV_JAEGER_URL} or {DEFAULT_JAEGER_URL})")
+    parser.add_argument("--state-dir", type=Path, help=f"incremental state folder (default: ${ENV_STATE_DIR} or meta_supervisor/state)")
+    parser.add_argument("--full", action="store_true", help="ignore the saved state: read everything again (and save new state)")
+    parser.add_argument("--no-state", action="store_true", help="neither read nor write incremental state")
+    parser.add_argument("--kill-file", help="kill-switch file (default: services.kill_switch's)")
+    parser.add_argument("--price-table", help="price table JSON (default: $ALPHATRACE_PRICE_TABLE or services/llm_prices.json)")
+    parser.add_argument("--workers", type=int, default=0, help="processes for large files (default: one per CPU; 1 = no extra process)")
+    parser.add_argument("--format", default="json,md,html", help="comma-separated subset of json,md,html (default: all)")
+    parser.add_argument("--quiet", action="store_true", help="no summary line, no progress bar")
+    return parser
+
+
+def load_kill_state(path: str | None) -> KillSwitchState:
+    from services.kill_switch import KillSwitchError, kill_switch_path, load_kill_entries
+
+    target = kill_switch_path(path)
+    try:
+        return KillSwitchState(path=str(target), entries=load_kill_entries(target))
+    except KillSwitchError as exc:
+        return KillSwitchState(path=str(target), error=str(exc))
+
+
+def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    formats = tuple(part.strip() for part in args.format.split(",") if part.strip())
+    unknown = set(formats) - {"json", "md", "html"}
+    if unknown:
+        print(f"error: --format: unknown format(s) {', '.join(sorted(unknown))}; use json, md, html", file=sys.stderr)
+        return 2
+    if args.since and args.until and args.since >= args.until:
+        print("error: --since must be before --until", file=sys.stderr)
+        return 2
+    from services.config_error import ConfigError
+    from services.pricing import PriceTable
+
+    try:
+        prices = PriceTable.load(args.price_table)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from meta_supervisor.progress import ProgressBar
+    from meta_supervisor.report_build import BuildOptions, build_inputs
+    from meta_supervisor.report_outputs import write_report
+
+    started = time.monotonic()
+    bar = ProgressBar() if not args.quiet else None
+    implicit = args.input is None
+    inputs = default_inputs() if implicit else args.input
+    state_dir = None if args.no_state else (args.state_dir or Path(os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR))
+    options = BuildOptions(
+        inputs=inputs,
+        prices=prices,
+        since=args.since,
+        until=args.until,
+        state_dir=state_dir,
+        workers=args.workers,
+        progress=bar.update if bar else None,
+        force_full=args.full,
+    )
+    try:
+        data, stats = build_inputs(options)
+    finally:
+        if bar:
+            bar.finish()
+    if implicit:  # no rotated backups is the normal case, not worth a message
+        data.messages = [m for m in data.messages if not m.startswith("input pattern")]
+    kill = load_kill_state(args.kill_file)
+    if kill.error:
+        print(f"warning: {kill.error}; the report shows the kill-switch state as unknown", file=sys.stderr)
+    jaeger_url = args.jaeger_url or os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL
+    moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
+    report = build_report(data, prices, kill, moment, jaeger_url)
+    out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)
+    written = write_report(report, out_dir, formats)
+    for message in data.messages:
+        print(f"note: {message}", file=sys.stderr)
+    if not args.quiet:
+        fleet = report["fleet"]
+        inputs_section = report["inputs"]
+        print(
+            f"wrote {', '.join(str(p) for p in written)}: {fleet['agents']} agents, {fleet['runs']} runs, "
+            f"{inputs_section['spans']} spans, {inputs_section['bad_lines']} bad lines "
+            f"({stats.mode} build, {stats.bytes_read / 1e6:.1f} MB read in {time.monotonic() - started:.2f} s"
+            f"{'; ' + stats.rebuild_reason if stats.rebuild_reason else ''})"
+        )
+    return 0

@@ -1,0 +1,263 @@
+"""``meta_report.html``: one self-contained page (inline CSS and SVG, no scripts, no external assets).
+
+Charts: cost per agent, p95 latency per agent, runs and errors per day; then the needs-attention
+list, the agent table, per-agent details (models, signals, slowest and failing runs with Jaeger links,
+consistency) and the inputs. Every string from the report goes through ``html.escape`` (agent names,
+messages, models, symbols, file names come from span data), and links are emitted only for http(s)
+URLs, so an agent named ``<script>alert(1)</script>`` is shown as text.
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from meta_supervisor.svg_charts import horizontal_bars, stacked_days
+
+DASH = "\u2013"
+ELLIPSIS = "\u2026"
+CHART_AGENTS = 25
+TABLE_AGENTS = 500
+
+CSS = """
+:root{--fg:#1f2328;--muted:#656d76;--line:#d8dee4;--bg:#f6f8fa;--accent:#3b6fb6;--bad:#c8553d;--warn:#b7791f}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);background:#fff}
+main{max-width:1180px;margin:0 auto;padding:24px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px;padding-bottom:4px;border-bottom:1px solid var(--line)}
+h3{font-size:15px;margin:16px 0 6px}.muted{color:var(--muted)}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(125px,1fr));gap:10px;margin:16px 0}
+.card{background:var(--bg);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
+.card b{display:block;font-size:20px}.card span{color:var(--muted);font-size:12px}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:16px}
+.chart{border:1px solid var(--line);border-radius:8px;padding:10px 12px;min-width:0}
+.chart h3{margin-top:0}
+table{border-collapse:collapse;width:100%;margin:6px 0 12px;font-variant-numeric:tabular-nums}
+th,td{border-bottom:1px solid var(--line);padding:5px 8px;text-align:left;vertical-align:top}
+th{background:var(--bg);font-weight:600}td.n,th.n{text-align:right}tr:nth-child(even) td{background:#fbfcfd}
+.tag{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;background:var(--bg);border:1px solid var(--line)}
+.tag.bad{background:#fbeae6;border-color:#efc2b8;color:#8a2f1d}.tag.warn{background:#fdf3e1;border-color:#f0d6a6;color:#7a5312}
+.tag.ok{background:#e8f3ea;border-color:#bcdcc3;color:#1e5f2d}
+ul.attention li{margin:3px 0}details{border:1px solid var(--line);border-radius:8px;padding:6px 12px;margin:8px 0}
+summary{cursor:pointer;font-weight:600}.name{word-break:break-all}code{font-size:12px}
+.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px;border-radius:2px}
+"""
+
+
+def esc(value: Any) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "\u2013"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def pct(value: float | None) -> str:
+    return "\u2013" if value is None else f"{value:.1%}"
+
+
+def link(url: str, text: str) -> str:
+    if not url.lower().startswith(("http://", "https://")):
+        return esc(text)
+    return f'<a href="{esc(url)}" rel="noopener noreferrer">{esc(text)}</a>'
+
+
+def _cards(report: dict[str, Any]) -> str:
+    fleet = report["fleet"]
+    cards = [
+        ("agents", num(fleet["agents"])),
+        ("runs", num(fleet["runs"])),
+        ("errors", f"{num(fleet['errors'])} ({pct(fleet['error_rate'])})"),
+        ("skipped (killed)", num(fleet["skipped_killed"])),
+        ("LLM calls", num(fleet["llm_calls"])),
+        ("tokens", num(fleet["tokens"])),
+        ("LLM cost", f"${fleet['cost_usd']:,.4f}"),
+        ("alpha signals", num(fleet["alpha_signals"])),
+    ]
+    return '<div class="cards">' + "".join(f'<div class="card"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for k, v in cards) + "</div>"
+
+
+def _notes(report: dict[str, Any]) -> str:
+    fleet = report["fleet"]
+    notes = []
+    if fleet["simulated_llm_calls"]:
+        notes.append(
+            f'<span class="tag warn">simulated LLM</span> {num(fleet["simulated_llm_calls"])} of {num(fleet["llm_calls"])} '
+            "LLM calls were simulated and are not priced."
+        )
+    if fleet["unpriced_llm_calls"]:
+        notes.append(
+            f'<span class="tag warn">unpriced</span> {num(fleet["unpriced_llm_calls"])} LLM calls use models missing from the price '
+            f"table: {esc(', '.join(fleet['unpriced_models']))}."
+        )
+    if not report["kill_switch"]["ok"]:
+        notes.append(f'<span class="tag bad">kill switch unreadable</span> {esc(report["kill_switch"]["error"])}')
+    for message in report["inputs"]["messages"]:
+        notes.append(f'<span class="tag">note</span> {esc(message)}')
+    return "".join(f"<p>{n}</p>" for n in notes)
+
+
+def _charts(report: dict[str, Any]) -> str:
+    agents = report["agents"]
+    by_cost = sorted(((name, a["cost_usd"]) for name, a in agents.items() if a["cost_usd"]), key=lambda item: (-item[1], item[0]))[
+        :CHART_AGENTS
+    ]
+    by_p95 = sorted(
+        ((name, a["p95_latency_ms"]) for name, a in agents.items() if a["p95_latency_ms"] is not None), key=lambda item: (-item[1], item[0])
+    )[:CHART_AGENTS]
+    days = [(row["date"], row["runs"] - row["errors"], row["errors"]) for row in report["days"] if row["runs"] or row["errors"]]
+    cost_chart = horizontal_bars("LLM cost per agent", by_cost, lambda v: f"${v:,.4f}", empty="no priced LLM calls")
+    p95_chart = horizontal_bars("p95 latency per agent", by_p95, lambda v: f"{v:,.1f} ms", color="#5a8f5a")
+    return (
+        '<div class="charts">'
+        f'<div class="chart"><h3>LLM cost per agent (USD)</h3>{cost_chart}</div>'
+        f'<div class="chart"><h3>p95 run latency per agent (ms)</h3>{p95_chart}</div>'
+        "</div>"
+        '<div class="chart" style="margin-top:16px"><h3>Runs and errors per day (UTC)</h3>'
+        '<div class="legend muted"><span style="background:#7fa7d9"></span>ok runs<span style="background:#c8553d"></span>errors</div>'
+        f"{stacked_days('runs and errors per day', days)}</div>"
+    )
+
+
+def _attention(report: dict[str, Any]) -> str:
+    items = report["needs_attention"]
+    if not items:
+        return '<p class="muted">Nothing needs attention.</p>'
+    rows = []
+    for item in items:
+        who = f'<b class="name">{esc(item["agent"])}</b>: ' if item["agent"] is not None else ""
+        rows.append(f'<li><span class="tag">{esc(item["kind"])}</span> {who}{esc(item["why"])}</li>')
+    return '<ul class="attention">' + "".join(rows) + "</ul>"
+
+
+def _agent_table(report: dict[str, Any]) -> str:
+    agents = sorted(report["agents"].items(), key=lambda item: (-item[1]["cost_usd"], -item[1]["runs"], item[0]))
+    head = (
+        "<tr><th>agent</th><th class=n>runs</th><th class=n>errors</th><th class=n>error rate</th><th class=n>killed runs</th>"
+        "<th class=n>p50 ms</th><th class=n>p95 ms</th><th class=n>p99 ms</th><th class=n>max ms</th><th class=n>LLM calls</th>"
+        "<th class=n>tokens in / out</th><th class=n>cost USD</th><th class=n>signals</th><th>kill switch</th></tr>"
+    )
+    rows = []
+    for name, a in agents[:TABLE_AGENTS]:
+        if a["killed"] is None:
+            state = '<span class="tag warn">unknown</span>'
+        elif a["killed"]:
+            state = f'<span class="tag bad">killed</span> {esc(a["kill_reason"])}'
+        else:
+            state = '<span class="tag ok">running</span>'
+        rows.append(
+            f'<tr><td class="name">{esc(name)}</td><td class=n>{num(a["runs"])}</td><td class=n>{num(a["errors"])}</td>'
+            f"<td class=n>{pct(a['error_rate'])}</td><td class=n>{num(a['skipped_killed'])}</td>"
+            f"<td class=n>{num(a['p50_latency_ms'], 1)}</td><td class=n>{num(a['p95_latency_ms'], 1)}</td>"
+            f"<td class=n>{num(a['p99_latency_ms'], 1)}</td><td class=n>{num(a['max_latency_ms'], 1)}</td>"
+            f"<td class=n>{num(a['llm_calls'])}</td>"
+            f"<td class=n>{num(a['tokens_in'])} / {num(a['tokens_out'])}</td><td class=n>{a['cost_usd']:,.4f}</td>"
+            f"<td class=n>{num(a['alpha_signals'])}</td><td>{state}</td></tr>"
+        )
+    more = f'<p class="muted">{len(agents) - TABLE_AGENTS} more agents in meta_report.json.</p>' if len(agents) > TABLE_AGENTS else ""
+    return f"<table>{head}{''.join(rows)}</table>{more}"
+
+
+def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+    if not rows:
+        return '<p class="muted">none</p>'
+    head = "".join(f"<th{' class=n' if i in numeric else ''}>{esc(h)}</th>" for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{cell}</td>" for i, cell in enumerate(row)) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _agent_details(name: str, a: dict[str, Any]) -> str:
+    models = _table(
+        ["model", "calls", "simulated", "errors", "tokens in", "cached", "tokens out", "cost USD"],
+        [
+            [
+                esc(model),
+                num(m["calls"]),
+                num(m["simulated_calls"]),
+                num(m["errors"]),
+                num(m["tokens_in"]),
+                num(m["tokens_cached"]),
+                num(m["tokens_out"]),
+                ("unpriced" if m["priced"] is False else "\u2013" if m["cost_usd"] is None else f"{m['cost_usd']:,.6f}"),
+            ]
+            for model, m in a["models"].items()
+        ],
+        {1, 2, 3, 4, 5, 6, 7},
+    )
+    directions = sorted({d for by_dir in a["alpha_by_symbol"].values() for d in by_dir})
+    signals = _table(
+        ["symbol", *directions],
+        [[esc(sym), *(num(by.get(d, 0)) for d in directions)] for sym, by in a["alpha_by_symbol"].items()],
+        set(range(1, len(directions) + 1)),
+    )
+    invalid = _table(["invalid signal reason", "count"], [[esc(r), num(c)] for r, c in a["invalid_signal_reasons"].items()], {1})
+    slow = _table(
+        ["trace", "run id", "latency ms", "started"],
+        [
+            [link(r["jaeger_url"], r["trace_id"]), esc(r["run_id"]), num(r["latency_ms"], 1), esc(r["started_at"])]
+            for r in a["slowest_runs"]
+        ],
+        {2},
+    )
+    failing = _table(
+        ["trace", "error type", "message", "started"],
+        [[link(r["jaeger_url"], r["trace_id"]), esc(r["error_type"]), esc(r["message"]), esc(r["started_at"])] for r in a["failing_runs"]],
+    )
+    c = a["consistency"]
+    consistency = (
+        f"<p>{num(c['consistent'])} of {num(c['checked'])} runs' root totals match their LLM spans; <b>{num(c['mismatched'])}</b> do not; "
+        f"{num(c['unchecked'])} carry no totals; {num(c['orphan_llm_spans'])} LLM spans have no run.</p>"
+        + _table(["trace", "what differs"], [[link(m["jaeger_url"], m["trace_id"]), esc(m["detail"])] for m in c["mismatch_examples"]])
+    )
+    window = f"first run {esc(a['first_run_at'] or DASH)}, last run {esc(a['last_run_at'] or DASH)}" if a["runs"] else "no runs"
+    return (
+        f'<details><summary class="name">{esc(name)}</summary>'
+        f'<p class="muted">{window}; {num(a["simulated_llm_calls"])} simulated LLM calls, '
+        f"{num(a['unpriced_llm_calls'])} unpriced</p>"
+        f"<h3>LLM calls by model</h3>{models}<h3>Alpha signals by symbol and direction</h3>{signals}{invalid}"
+        f"<h3>Slowest runs</h3>{slow}<h3>Failing runs</h3>{failing}<h3>Consistency</h3>{consistency}</details>"
+    )
+
+
+def _inputs(report: dict[str, Any]) -> str:
+    i = report["inputs"]
+    files = _table(
+        ["file", "format", "bytes", "records", "incomplete tail"],
+        [[esc(f["path"]), esc(f["format"]), num(f["bytes"]), num(f["records"]), num(f["partial_tail_bytes"])] for f in i["file_details"]],
+        {2, 3, 4},
+    )
+    problems = _table(["file", "line", "problem"], [[esc(p["file"]), num(p["line"]), esc(p["error"])] for p in i["problems"]], {1})
+    return (
+        f"<p>{num(i['spans'])} spans read; {num(i['duplicate_spans'])} duplicates dropped; {num(i['bad_lines'])} unreadable lines and "
+        f"{num(i['bad_spans'])} unreadable spans skipped; {num(i['spans_outside_window'])} outside the window.</p>"
+        f"{files}<h3>Problems (first ones)</h3>{problems}"
+    )
+
+
+def render_html(report: dict[str, Any]) -> str:
+    window = report["window"]
+    span = "all time" if not (window["since"] or window["until"]) else f"{window['since'] or ELLIPSIS} to {window['until'] or 'now'}"
+    details = "".join(_agent_details(name, a) for name, a in list(report["agents"].items())[:TABLE_AGENTS])
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
+        f"<title>alphatrace meta report {esc(report['generated_at'])}</title><style>{CSS}</style></head><body><main>"
+        f'<h1>alphatrace meta report</h1><p class="muted">generated {esc(report["generated_at"])} \u00b7 {esc(span)} \u00b7 '
+        f"prices {esc(report['prices']['version'])} \u00b7 schema {esc(report['schema_version'])}</p>"
+        f"{_cards(report)}{_notes(report)}"
+        f"<h2>Needs attention</h2>{_attention(report)}"
+        f"<h2>Charts</h2>{_charts(report)}"
+        f"<h2>Agents</h2>{_agent_table(report)}"
+        f"<h2>Agent details</h2>{details or '<p class=muted>No agents.</p>'}"
+        f"<h2>Inputs</h2>{_inputs(report)}"
+        "</main></body></html>\n"
+    )

@@ -1,0 +1,141 @@
+"""``meta_report.md``: the report as a pull-request comment (summary table, needs attention, links).
+
+Every string that came from spans (agent names, error messages, models, symbols) is escaped for
+Markdown and for the HTML that GitHub renders inside Markdown, and cut to a readable length, so a
+hostile agent name can neither break the table nor inject markup. The whole comment stays well
+under GitHub's 65,536-character limit: the agent table is cut after ``MAX_AGENT_ROWS`` rows (by cost).
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+ELLIPSIS = "\u2026"
+MAX_AGENT_ROWS = 40
+MAX_LINKS_PER_AGENT = 3
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
+
+
+def md_text(value: Any, limit: int = 80) -> str:
+    """Plain text safe inside a Markdown table cell (no markup, no HTML, no line breaks)."""
+    text = "" if value is None else str(value)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and digits:
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _link(label: str, url: str) -> str:
+    safe_url = url.replace("(", "%28").replace(")", "%29").replace(" ", "%20").replace("<", "%3C").replace(">", "%3E")
+    return f"[{label}]({safe_url})"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    fleet = report["fleet"]
+    inputs = report["inputs"]
+    lines = ["## alphatrace meta report \u2014 " + md_text(report["generated_at"]), ""]
+    window = report["window"]
+    span = (
+        "all time"
+        if not (window["since"] or window["until"])
+        else f"{md_text(window['since'] or ELLIPSIS)} to {md_text(window['until'] or 'now')}"
+    )
+    lines.append(
+        f"**{fleet['agents']} agents \u00b7 {_num(fleet['runs'])} runs \u00b7 {_num(fleet['errors'])} errors "
+        f"({_pct(fleet['error_rate'])}) \u00b7 {_num(fleet['skipped_killed'])} skipped (killed) \u00b7 "
+        f"${fleet['cost_usd']:,.4f} LLM cost \u00b7 {_num(fleet['alpha_signals'])} alpha signals** "
+        f"({span})"
+    )
+    extras = []
+    if fleet["simulated_llm_calls"]:
+        extras.append(f"{_num(fleet['simulated_llm_calls'])} of {_num(fleet['llm_calls'])} LLM calls were **simulated** (not priced)")
+    if fleet["unpriced_llm_calls"]:
+        extras.append(f"{_num(fleet['unpriced_llm_calls'])} LLM calls **unpriced** ({md_text(', '.join(fleet['unpriced_models']), 200)})")
+    consistency = fleet["consistency"]
+    if consistency["mismatched"] or consistency["orphan_llm_spans"]:
+        extras.append(
+            f"{_num(consistency['mismatched'])} runs whose totals do not match their LLM spans, "
+            f"{_num(consistency['orphan_llm_spans'])} LLM spans without a run"
+        )
+    if not report["kill_switch"]["ok"]:
+        extras.append(f"kill-switch file unreadable: {md_text(report['kill_switch']['error'], 200)}")
+    for extra in extras:
+        lines.append(f"- {extra}")
+    lines.append("")
+
+    lines.append("### Needs attention")
+    if report["needs_attention"]:
+        for item in report["needs_attention"][:15]:
+            who = f"**{md_text(item['agent'], 60)}**: " if item["agent"] is not None else ""
+            lines.append(f"- {who}{md_text(item['why'], 200)}")
+    else:
+        lines.append("- nothing")
+    lines.append("")
+
+    agents = report["agents"]
+    lines.append("### Agents")
+    if not agents:
+        lines.append("No agent runs in the input.")
+    else:
+        lines.append("| agent | runs | errors | error rate | p50 ms | p95 ms | LLM calls | tokens | cost USD | signals | killed |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        ordered = sorted(agents.items(), key=lambda item: (-item[1]["cost_usd"], -item[1]["runs"], item[0]))
+        for name, agent in ordered[:MAX_AGENT_ROWS]:
+            killed = (
+                "unknown" if agent["killed"] is None else ("**yes**: " + md_text(agent["kill_reason"], 60) if agent["killed"] else "no")
+            )
+            lines.append(
+                f"| {md_text(name, 60)} | {_num(agent['runs'])} | {_num(agent['errors'])} | {_pct(agent['error_rate'])} | "
+                f"{_num(agent['p50_latency_ms'], 1)} | {_num(agent['p95_latency_ms'], 1)} | {_num(agent['llm_calls'])} | "
+                f"{_num(agent['tokens'])} | {agent['cost_usd']:,.4f} | {_num(agent['alpha_signals'])} | {killed} |"
+            )
+        if len(ordered) > MAX_AGENT_ROWS:
+            lines.append(f"\n{len(ordered) - MAX_AGENT_ROWS} more agents in meta_report.json / meta_report.html.")
+    lines.append("")
+
+    links = []
+    for name, agent in agents.items():
+        for run in agent["failing_runs"][:MAX_LINKS_PER_AGENT]:
+            links.append(
+                f"- {md_text(name, 60)} failed: {_link(md_text(run['trace_id'], 40), run['jaeger_url'])} "
+                f"{md_text(run['error_type'], 60)} {md_text(run['message'], 100)}"
+            )
+        for run in agent["slowest_runs"][:1]:
+            links.append(
+                f"- {md_text(name, 60)} slowest: {_link(md_text(run['trace_id'], 40), run['jaeger_url'])} {_num(run['latency_ms'], 1)} ms"
+            )
+    if links:
+        lines.append("<details><summary>Failing and slowest runs (Jaeger)</summary>")
+        lines.append("")
+        lines.extend(links[:120])
+        lines.append("")
+        lines.append("</details>")
+        lines.append("")
+
+    lines.append(
+        f"Inputs: {len(inputs['files'])} file{'' if len(inputs['files']) == 1 else 's'}, {_num(inputs['spans'])} spans, "
+        f"{_num(inputs['duplicate_spans'])} duplicates dropped, "
+        f"{_num(inputs['bad_lines'])} bad lines, {_num(inputs['bad_spans'])} bad spans."
+    )
+    for problem in inputs["problems"][:5]:
+        lines.append(f"- {md_text(problem['file'], 80)}:{problem['line']}: {md_text(problem['error'], 160)}")
+    for message in inputs["messages"][:5]:
+        lines.append(f"- {md_text(message, 200)}")
+    lines.append("")
+    return "\n".join(lines)

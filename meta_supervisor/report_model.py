@@ -1,0 +1,271 @@
+"""The meta report as a pure function: tallies + price table + kill-switch state + clock -> a dict.
+
+No I/O here: ``build_report`` is handed everything it needs, including ``now`` (so golden tests are
+deterministic) and the kill-switch state already read (or the error reading it produced). The dict
+it returns is what ``meta_report.json`` holds; its keys are documented in ``docs/report-schema.md``
+and only ever added to, never renamed, while ``schema_version`` stays 1.
+
+Numbers: latencies in milliseconds rounded to 3 decimals, percentiles by linear interpolation
+between closest ranks (numpy's default), costs in USD rounded to 8 decimals and priced from integer
+token sums per model (so the total does not depend on the order spans were read in); cached input
+tokens are billed at the cached rate; simulated calls are counted and labelled, never priced; a model
+missing from the price table makes its calls ``unpriced`` (listed by name), never $0.
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from meta_supervisor.aggregates import (
+    P_AGENT,
+    P_CALLS,
+    P_ROOT,
+    P_RUN,
+    P_TRACE,
+    AgentTally,
+    InputTally,
+)
+from meta_supervisor.report_agents import (  # the number helpers are re-exported from here
+    agent_report,
+    is_killed,
+    iso_day,
+    iso_time,
+    jaeger_link,
+    latency_summary,
+    ms,
+    percentile,
+    rate,
+    url_segment,
+    usd,
+)
+
+SCHEMA_VERSION = 1
+DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
+
+
+@dataclass
+class KillSwitchState:
+    """What ``services.kill_switch.load_kill_entries`` said, or why it could not say it."""
+
+    path: str
+    entries: Mapping[str, Any] = field(default_factory=dict)  # name -> KillEntry(agent, reason, by, at)
+    error: str | None = None
+
+
+@dataclass
+class BuildInputs:
+    """Everything read from the trace files, ready to report on."""
+
+    agents: Mapping[str, AgentTally]
+    inputs: InputTally
+    pending: Mapping[str, list] = field(default_factory=dict)
+    files: list[dict[str, Any]] = field(default_factory=list)  # path, format, bytes, records, partial_tail_bytes
+    messages: list[str] = field(default_factory=list)
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    latency: Mapping[str, Mapping[str, Any]] | None = None  # name -> latency_summary(); None: computed here
+
+
+__all__ = ["BuildInputs", "KillSwitchState", "build_report", "iso_day", "iso_time", "jaeger_link", "latency_summary", "ms", "percentile"]
+__all__ += ["rate", "url_segment", "usd"]
+
+
+# --- the whole report ----------------------------------------------------------------------------------
+
+
+def _pending_by_agent(pending: Mapping[str, list]) -> tuple[dict[str, int], dict[str, list[tuple]]]:
+    """Open runs at report time: LLM spans without a root (orphans) and roots missing LLM spans."""
+    orphans: dict[str, int] = {}
+    short: dict[str, list[tuple]] = {}
+    for entry in pending.values():
+        agent = entry[P_AGENT]
+        if entry[P_ROOT] is None:
+            orphans[agent] = orphans.get(agent, 0) + entry[P_CALLS]
+        else:
+            detail = f"fewer LLM spans than agent.run.llm_calls ({entry[P_CALLS]} of {entry[P_ROOT][0]})"
+            short.setdefault(agent, []).append((entry[P_TRACE], entry[P_RUN], detail))
+    return orphans, short
+
+
+def _needs_attention(agents: dict[str, dict[str, Any]], inputs: dict[str, Any], kill: KillSwitchState) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+
+    def top(key: str):
+        candidates = [(report[key], name) for name, report in agents.items() if report[key]]
+        if not candidates:
+            return None
+        value, name = min(candidates, key=lambda item: (-item[0], item[1]))  # ties: first name
+        return name, value
+
+    found = top("cost_usd")
+    if found:
+        items.append({"kind": "highest_cost", "agent": found[0], "value": found[1], "why": f"highest LLM cost: ${found[1]:.4f}"})
+    found = top("error_rate")
+    if found:
+        items.append({"kind": "highest_error_rate", "agent": found[0], "value": found[1], "why": f"highest error rate: {found[1]:.1%}"})
+    found = top("p95_latency_ms")
+    if found:
+        items.append({"kind": "slowest_p95", "agent": found[0], "value": found[1], "why": f"slowest p95 latency: {found[1]:.1f} ms"})
+    for name, report in agents.items():
+        if report["killed"]:
+            items.append({"kind": "killed", "agent": name, "value": None, "why": f"killed: {report['kill_reason'] or 'no reason given'}"})
+        if report["consistency"]["mismatched"]:
+            count = report["consistency"]["mismatched"]
+            items.append(
+                {
+                    "kind": "totals_mismatch",
+                    "agent": name,
+                    "value": count,
+                    "why": f"{_count(count, 'run')} whose root totals differ from their LLM spans",
+                }
+            )
+        if report["unpriced_llm_calls"]:
+            models = ", ".join(report["unpriced_models"])
+            items.append(
+                {
+                    "kind": "unpriced",
+                    "agent": name,
+                    "value": report["unpriced_llm_calls"],
+                    "why": f"{_count(report['unpriced_llm_calls'], 'LLM call')} with no price ({models})",
+                }
+            )
+    if kill.error is not None:
+        items.append({"kind": "kill_switch_unreadable", "agent": None, "value": None, "why": kill.error})
+    if inputs["bad_lines"] or inputs["bad_spans"]:
+        items.append(
+            {
+                "kind": "bad_input",
+                "agent": None,
+                "value": inputs["bad_lines"] + inputs["bad_spans"],
+                "why": f"{inputs['bad_lines']} unreadable lines, {inputs['bad_spans']} unreadable spans",
+            }
+        )
+    return items
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def build_report(
+    data: BuildInputs, prices, kill: KillSwitchState, now: dt.datetime, jaeger_url: str = DEFAULT_JAEGER_URL
+) -> dict[str, Any]:
+    """The report dict. Pure: the same arguments always give the same dict."""
+    orphans, short = _pending_by_agent(data.pending)
+    names = set(data.agents) | set(orphans) | set(short)
+    if kill.error is None:
+        names |= set(kill.entries)
+    empty = AgentTally()
+    latencies = data.latency if data.latency is not None else {name: latency_summary(t.latencies_ns) for name, t in data.agents.items()}
+    no_runs = latency_summary(())
+    agents = {
+        name: agent_report(
+            name,
+            data.agents.get(name, empty),
+            latencies.get(name, no_runs),
+            prices,
+            kill.entries.get(name) if kill.error is None else None,
+            kill.error is None,
+            jaeger_url,
+            orphans.get(name, 0),
+            short.get(name, []),
+        )
+        for name in sorted(names)
+    }
+    tally = data.inputs
+    inputs = {
+        "files": [f["path"] for f in data.files],
+        "spans": tally.spans,
+        "bad_lines": tally.bad_lines,
+        "duplicate_spans": tally.duplicate_spans,
+        "bad_spans": tally.bad_spans,
+        "problems": [{"file": file, "line": line, "error": error} for file, line, error in tally.bad_line_examples],
+        "partial_tails": [{"file": f["path"], "bytes": f["partial_tail_bytes"]} for f in data.files if f.get("partial_tail_bytes")],
+        "file_details": data.files,
+        "spans_outside_window": tally.outside_window,
+        "spans_without_id": tally.spans_without_id,
+        "other_spans": tally.other_spans,
+        "duplicate_run_roots": tally.duplicate_run_roots,
+        "messages": list(data.messages),
+    }
+    fleet = _fleet(agents, latencies.values())
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": now.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "window": {
+            "since": data.since.isoformat() if data.since else None,
+            "until": data.until.isoformat() if data.until else None,
+        },
+        "inputs": inputs,
+        "prices": {"version": getattr(prices, "version", None), "source": getattr(prices, "source_path", None)},
+        "kill_switch": {
+            "path": kill.path,
+            "ok": kill.error is None,
+            "error": kill.error,
+            "killed": sorted(name for name, entry in kill.entries.items() if is_killed(entry)) if kill.error is None else None,
+        },
+        "jaeger_url": jaeger_url,
+        "fleet": fleet,
+        "needs_attention": [],
+        "days": _days(agents),
+        "agents": agents,
+    }
+    report["needs_attention"] = _needs_attention(agents, inputs, kill)
+    return report
+
+
+_SUMMED = (
+    "runs",
+    "errors",
+    "skipped_killed",
+    "llm_calls",
+    "llm_errors",
+    "simulated_llm_calls",
+    "unpriced_llm_calls",
+    "tokens_in",
+    "tokens_out",
+    "tokens_cached",
+    "tokens",
+    "alpha_signals",
+    "invalid_signals",
+)
+
+
+def _fleet(agents: dict[str, dict[str, Any]], latencies: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    fleet: dict[str, Any] = {"agents": len(agents)}
+    for key in _SUMMED:
+        fleet[key] = sum(report[key] for report in agents.values())
+    fleet["error_rate"] = rate(fleet["errors"], fleet["runs"])
+    fleet["cost_usd"] = usd(sum(report["cost_usd"] for report in agents.values()))
+    fleet["llm_simulated"] = fleet["simulated_llm_calls"] > 0
+    fleet["unpriced_models"] = sorted({m for report in agents.values() for m in report["unpriced_models"]})
+    summaries = [summary for summary in latencies if summary["count"]]
+    count = sum(summary["count"] for summary in summaries)
+    fleet["avg_latency_ms"] = ms(sum(summary["sum_ns"] for summary in summaries) / count) if count else None
+    fleet["max_latency_ms"] = ms(max(summary["max_ns"] for summary in summaries)) if count else None
+    consistency = [report["consistency"] for report in agents.values()]
+    fleet["consistency"] = {
+        key: sum(c[key] for c in consistency) for key in ("checked", "consistent", "mismatched", "unchecked", "orphan_llm_spans")
+    }
+    return fleet
+
+
+def _days(agents: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    days: dict[str, dict[str, Any]] = {}
+    for report in agents.values():
+        for row in report["days"]:
+            target = days.setdefault(row["date"], {key: 0 for key in row if key != "date"})
+            for key, value in row.items():
+                if key != "date":
+                    target[key] += value
+    out = []
+    for date in sorted(days):
+        row = days[date]
+        row["cost_usd"] = usd(row["cost_usd"])
+        out.append({"date": date, **row})
+    return out

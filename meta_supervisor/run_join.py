@@ -1,0 +1,209 @@
+"""The consistency check: each run's root totals against the sum of its LLM spans, order-independent.
+
+Runs are joined by ``agent.run_id`` (the trace id when a span has none), whatever order and file the
+spans arrive in. A run stays open (``pending``) until its LLM span count reaches the root's
+``agent.run.llm_calls``; it is then closed as consistent or mismatched and remembered as a
+fingerprint in ``closed_runs``, so that
+
+* a second root span with the same run id is counted (``duplicate_run_roots``), not a second run;
+* an LLM span arriving after its run was closed (more LLM spans than the root says) waits in
+  ``pending`` and ``settle()`` turns the run into a mismatch;
+* what is still open at report time is reported: roots missing LLM spans as mismatches, LLM spans
+  without a root as orphans (``report_model``).
+
+A mismatch example records the run's final reason, so the report is the same whatever the order.
+Costs are compared with a tolerance (``COST_ABS_TOLERANCE`` + ``COST_REL_TOLERANCE``): the root sums
+floats in its own order. ``RunJoin`` is a mixin of ``SpanAggregator`` (which has ``pending``,
+``closed_runs``, ``inputs``, ``agent_index``, ``agent_order``, ``agents`` and ``_agent``).
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import math
+
+from meta_supervisor.aggregates import (
+    CONSISTENT,
+    MISMATCHED,
+    P_AGENT,
+    P_CACHED,
+    P_CALLS,
+    P_COST,
+    P_IN,
+    P_OUT,
+    P_ROOT,
+    P_RUN,
+    P_TRACE,
+    P_UNPRICED,
+    UNCHECKED,
+    note_mismatch,
+)
+from meta_supervisor.fingerprints import run_fingerprint
+from meta_supervisor.otlp_schema import as_float, as_int
+from otel import semconv
+
+# closed-run states: the low two bits; the agent's index (63 = not recorded) in the upper six
+RUN_CONSISTENT, RUN_MISMATCHED, RUN_UNCHECKED = 1, 2, 3
+AGENT_INDEX_UNKNOWN = 63
+EXTRA_LLM_SPANS = "more LLM spans than agent.run.llm_calls"
+COST_ABS_TOLERANCE = 1e-9
+COST_REL_TOLERANCE = 1e-6
+
+
+class RunJoin:
+    def _join_root(self, agent, tally, trace_id, attrs, run_key, run_id, killed) -> None:
+        pending = self.pending
+        entry = pending.get(run_key)
+        if entry is not None and entry[P_ROOT] is not None:
+            self.inputs.duplicate_run_roots += 1  # a second root span with the same run id
+            return
+        fp = run_fingerprint(run_key)
+        closed = self.closed_runs
+        root = _root_totals(attrs)
+        if root is None:  # no totals on the root: nothing to check
+            if not closed.insert_new(fp, self._closed_state(agent, RUN_UNCHECKED)):
+                self.inputs.duplicate_run_roots += 1
+                return
+            if entry is not None:
+                del pending[run_key]
+            if not killed:  # a skipped run without totals is not even "unchecked"
+                tally.consistency[UNCHECKED] += 1
+            return
+        if (entry[P_CALLS] if entry is not None else 0) < root[0]:
+            if closed.get(fp, 0):
+                self.inputs.duplicate_run_roots += 1
+                return
+            if entry is None:
+                pending[run_key] = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0]
+            else:
+                entry[P_AGENT], entry[P_TRACE], entry[P_RUN], entry[P_ROOT] = agent, trace_id, run_id, root
+            return
+        # every LLM span the root counts has arrived: close the run now
+        if entry is None:
+            entry = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0]
+        else:
+            entry[P_AGENT], entry[P_TRACE], entry[P_RUN], entry[P_ROOT] = agent, trace_id, run_id, root
+        detail = mismatch_detail(entry)
+        if not closed.insert_new(fp, self._closed_state(agent, RUN_CONSISTENT if detail is None else RUN_MISMATCHED)):
+            entry[P_ROOT] = None
+            self.inputs.duplicate_run_roots += 1
+            return
+        if run_key in pending:
+            del pending[run_key]
+        if detail is None:
+            tally.consistency[CONSISTENT] += 1
+        else:
+            tally.consistency[MISMATCHED] += 1
+            note_mismatch(tally.mismatches, trace_id, run_id, detail)
+
+    def _closed_state(self, agent: str, code: int) -> int:
+        return code | (min(self.agent_index.get(agent, AGENT_INDEX_UNKNOWN), AGENT_INDEX_UNKNOWN) << 2)
+
+    def _close(self, run_key: str, entry: list, fp: int | None = None) -> None:
+        """Close a run whose root arrived earlier, now that its last LLM span is here."""
+        del self.pending[run_key]
+        if fp is None:
+            fp = run_fingerprint(run_key)
+        detail = mismatch_detail(entry)
+        tally = self._agent(entry[P_AGENT])[1]
+        if detail is None:
+            tally.consistency[CONSISTENT] += 1
+            self.closed_runs.set(fp, self._closed_state(entry[P_AGENT], RUN_CONSISTENT))
+        else:
+            tally.consistency[MISMATCHED] += 1
+            note_mismatch(tally.mismatches, entry[P_TRACE], entry[P_RUN], detail)
+            self.closed_runs.set(fp, self._closed_state(entry[P_AGENT], RUN_MISMATCHED))
+
+    def settle(self) -> None:
+        """Resolve pending LLM-only runs whose root was already closed (late extra LLM spans)."""
+        for run_key, entry in list(self.pending.items()):
+            if entry[P_ROOT] is not None:
+                continue
+            fp = run_fingerprint(run_key)
+            state = self.closed_runs.get(fp, 0)
+            if not state:
+                continue
+            del self.pending[run_key]
+            code = state & 3
+            if code == RUN_UNCHECKED:
+                continue
+            index = state >> 2
+            if index == AGENT_INDEX_UNKNOWN or index >= len(self.agent_order):
+                owner = self._agent(entry[P_AGENT])[1]
+            else:
+                owner = self.agents[self.agent_order[index]]
+            if code == RUN_CONSISTENT:
+                owner.consistency[CONSISTENT] -= 1
+                owner.consistency[MISMATCHED] += 1
+                self.closed_runs.set(fp, (state & ~3) | RUN_MISMATCHED)
+            note_mismatch(owner.mismatches, entry[P_TRACE], entry[P_RUN], EXTRA_LLM_SPANS)
+
+
+def _root_totals(attrs: dict) -> tuple | None:
+    """(llm_calls, input, output, cached input tokens, cost, unpriced calls) from a root span, None
+    without ``agent.run.llm_calls``; a total that is absent (or unreadable) is None and not compared."""
+    value = attrs.get(_RUN_LLM_CALLS)
+    if value is None:
+        return None
+    try:
+        calls = int(value.intValue)  # the common case: a string of digits
+    except (TypeError, ValueError):
+        calls = as_int(value)
+        if calls is None:
+            return None
+    totals = [calls]
+    for key in _RUN_INT_TOTALS:
+        value = attrs.get(key)
+        if value is None:
+            totals.append(None)
+        else:
+            try:
+                totals.append(int(value.intValue))
+            except (TypeError, ValueError):
+                totals.append(as_int(value))
+    value = attrs.get(_RUN_COST)
+    if value is None:
+        cost = None
+    else:
+        cost = value.doubleValue
+        if type(cost) is not float:
+            cost = as_float(value)
+    return (calls, totals[1], totals[2], totals[3], cost, totals[4])
+
+
+_RUN_LLM_CALLS = semconv.RUN_LLM_CALLS
+_RUN_COST = semconv.RUN_COST_USD
+_RUN_INT_TOTALS = (semconv.RUN_INPUT_TOKENS, semconv.RUN_OUTPUT_TOKENS, semconv.RUN_CACHED_INPUT_TOKENS, semconv.RUN_UNPRICED_LLM_CALLS)
+
+
+def mismatch_detail(entry: list) -> str | None:
+    """None when the root's totals equal the sums over its LLM spans, else what differs."""
+    calls, tokens_in, tokens_out, cached, cost, unpriced = entry[P_ROOT]
+    if (
+        calls == entry[P_CALLS]
+        and (tokens_in is None or tokens_in == entry[P_IN])
+        and (tokens_out is None or tokens_out == entry[P_OUT])
+        and (cached is None or cached == entry[P_CACHED])
+        and (unpriced is None or unpriced == entry[P_UNPRICED])
+        and (cost is None or abs(cost - entry[P_COST]) <= COST_ABS_TOLERANCE + COST_REL_TOLERANCE * abs(entry[P_COST]))
+    ):
+        return None  # the common case, decided without building any text
+    if entry[P_CALLS] > calls:
+        return EXTRA_LLM_SPANS
+    differences = []
+    if calls != entry[P_CALLS]:
+        differences.append(f"fewer LLM spans than agent.run.llm_calls ({entry[P_CALLS]} of {calls})")
+    if tokens_in is not None and tokens_in != entry[P_IN]:
+        differences.append(f"input_tokens root={tokens_in} spans={entry[P_IN]}")
+    if tokens_out is not None and tokens_out != entry[P_OUT]:
+        differences.append(f"output_tokens root={tokens_out} spans={entry[P_OUT]}")
+    if cached is not None and cached != entry[P_CACHED]:
+        differences.append(f"cached_input_tokens root={cached} spans={entry[P_CACHED]}")
+    if cost is not None:
+        spans_cost = entry[P_COST]
+        if not math.isfinite(cost) or abs(cost - spans_cost) > COST_ABS_TOLERANCE + COST_REL_TOLERANCE * abs(spans_cost):
+            differences.append(f"cost_usd root={cost:.9g} spans={spans_cost:.9g}")
+    if unpriced is not None and unpriced != entry[P_UNPRICED]:
+        differences.append(f"unpriced_llm_calls root={unpriced} spans={entry[P_UNPRICED]}")
+    return "; ".join(differences) or None

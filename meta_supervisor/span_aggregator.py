@@ -1,0 +1,387 @@
+"""The hot loop: decoded OTLP requests in, per-agent tallies out, every span counted once.
+
+For each span: drop it if its (traceId, spanId) was seen before (exporter retries), apply the
+``--since``/``--until`` window, then classify it by ``gen_ai.operation.name``:
+
+* ``invoke_agent``: a run's root span: outcome, latency, kill reason, failing/slowest runs, its
+  ``alpha.signal`` / ``alpha.signal.invalid`` events, and the run totals it carries;
+* ``chat``: an LLM call: tokens by model (simulated calls kept apart, never priced);
+* anything else: counted as "other" (its alpha events still count for its agent).
+
+Each root's totals are joined with the sum of its LLM spans by ``run_join.RunJoin`` (the
+consistency check), independently of the order spans arrive in.
+
+This is the build's inner loop: it is written for speed (locals, inlined fingerprinting) rather
+than for brevity. Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+from meta_supervisor.aggregates import (
+    DAY_ALPHA,
+    DAY_ALPHA_INVALID,
+    DAY_ERROR,
+    DAY_KILLED,
+    DAY_OK,
+    LLM_CACHED,
+    LLM_CALLS,
+    LLM_ERRORS,
+    LLM_IN,
+    LLM_OUT,
+    MAX_AGENTS,
+    NS_PER_DAY,
+    OTHER_LABEL,
+    P_CACHED,
+    P_CALLS,
+    P_COST,
+    P_IN,
+    P_OUT,
+    P_ROOT,
+    P_UNPRICED,
+    TOP_K,
+    AgentTally,
+    InputTally,
+    bounded_key,
+    label,
+    push_top,
+)
+from meta_supervisor.fingerprints import _K_SPAN, _K_TRACE, _K_TRACE_HIGH, MASK64, FingerprintMap, FingerprintSet, span_fingerprint
+from meta_supervisor.otlp_schema import AnyValue, Span, TraceRequest, as_bool, as_int, as_str
+from meta_supervisor.run_join import RunJoin
+from otel import semconv
+
+_OP = semconv.GEN_AI_OPERATION_NAME
+_CHAT = semconv.OPERATION_CHAT
+_INVOKE_AGENT = semconv.OPERATION_INVOKE_AGENT
+_AGENT = semconv.GEN_AI_AGENT_NAME
+_RUN_ID = semconv.AGENT_RUN_ID
+_OK = semconv.OUTCOME_OK
+_ERROR = semconv.OUTCOME_ERROR
+_SIGNAL = semconv.EVENT_ALPHA_SIGNAL
+_SYMBOL = semconv.ALPHA_SYMBOL
+_DIRECTION = semconv.ALPHA_DIRECTION
+STATUS_ERROR = 2
+MAX_TIME_NS = (1 << 64) - 1  # OTLP times are fixed64 nanoseconds
+MAX_TOKENS = 10**15  # more tokens than that in one call is a broken value, not a count
+UNKNOWN_AGENT = "(unknown agent)"
+UNKNOWN_MODEL = "(unknown model)"
+NO_SYMBOL = "(no symbol)"
+NO_DIRECTION = "(no direction)"
+
+
+def _int_attr(attrs: dict, key: str) -> int:
+    """An int attribute read the fast way (a string of digits); anything else via ``as_int``."""
+    value = attrs.get(key)
+    if value is None:
+        return 0
+    try:
+        return int(value.intValue)
+    except (TypeError, ValueError):
+        return as_int(value) or 0
+
+
+class SpanAggregator(RunJoin):
+    """Accumulates spans into ``agents`` and ``inputs``; ``pending`` holds the still-open runs."""
+
+    def __init__(self, prices=None, since_ns: int | None = None, until_ns: int | None = None, expected_spans: int = 0):
+        self.inputs = InputTally()
+        self.agents: dict[str, AgentTally] = {}
+        self.agent_order: list[str] = []  # index -> name, for closed-run states
+        self.agent_index: dict[str, int] = {}
+        self.seen = FingerprintSet(expected_spans)
+        self.closed_runs = FingerprintMap(expected_spans // 2)
+        self.pending: dict[str, list] = {}
+        self.since_ns = since_ns
+        self.until_ns = until_ns
+        self._prices = prices
+        self._price_cache: dict[str, object] = {}
+        self.latency_summaries: dict[str, dict] | None = None  # set by an incremental build
+
+    # --- entry points -------------------------------------------------------------------------
+
+    def add_request(self, request: TraceRequest) -> None:
+        for resource_spans in request.resourceSpans:
+            simulated = False
+            resource = resource_spans.resource
+            if resource is not None:
+                for kv in resource.attributes:
+                    if kv.key == semconv.RESOURCE_LLM_SIMULATED:
+                        simulated = as_bool(kv.value)
+            for scope_spans in resource_spans.scopeSpans:
+                self.add_spans(scope_spans.spans, simulated)
+
+    def add_spans(self, spans: list[Span], simulated: bool) -> None:
+        inputs = self.inputs
+        seen = self.seen
+        slots, size = seen.slots, seen.size
+        windowed = self.since_ns is not None or self.until_ns is not None
+        counted = 0
+        for span in spans:
+            trace_id = span.traceId
+            span_id = span.spanId
+            # dedup: span_fingerprint() and FingerprintSet.add() inlined
+            if len(trace_id) == 32 and len(span_id) == 16:
+                try:
+                    t = int(trace_id, 16)
+                    fp = ((t & MASK64) * _K_TRACE ^ (t >> 64) * _K_TRACE_HIGH ^ int(span_id, 16) * _K_SPAN) & MASK64
+                except ValueError:
+                    fp = span_fingerprint(trace_id, span_id)
+                if fp < 2:
+                    fp += 2
+            elif trace_id and span_id:
+                fp = span_fingerprint(trace_id, span_id)
+            else:
+                fp = 0
+                inputs.spans_without_id += 1
+            if fp:
+                i = fp % size
+                while True:
+                    value = slots[i]
+                    if value == 0:
+                        slots[i] = fp
+                        seen.count += 1
+                        if seen.count > seen.limit:
+                            seen._grow()
+                            slots, size = seen.slots, seen.size
+                        break
+                    if value == fp:
+                        break
+                    i += 1
+                    if i == size:
+                        i = 0
+                if value == fp:
+                    inputs.duplicate_spans += 1
+                    continue
+            try:
+                start = int(span.startTimeUnixNano)
+            except ValueError:
+                start = 0
+            if start > MAX_TIME_NS:  # beyond fixed64 nanoseconds: not a time
+                start = 0
+            if windowed and not self._in_window(start):
+                inputs.outside_window += 1
+                continue
+            counted += 1
+            attrs = {kv.key: kv.value for kv in span.attributes}
+            operation = attrs.get(_OP)
+            operation = operation.stringValue if operation is not None else None
+            if operation == _CHAT:
+                self._llm_span(span, attrs, start, simulated)
+            elif operation == _INVOKE_AGENT:
+                self._run_span(span, attrs, start)
+            else:
+                inputs.other_spans += 1
+                if span.events:
+                    agent = as_str(attrs.get(_AGENT))
+                    if agent:
+                        tally = self._agent(agent)[1]
+                        self._events(tally, span.events, self._day_row(tally, start))
+        inputs.spans += counted
+
+    def _in_window(self, start: int) -> bool:
+        if self.since_ns is not None and start < self.since_ns:
+            return False
+        return self.until_ns is None or start < self.until_ns
+
+    # --- agents ---------------------------------------------------------------------------------
+
+    def _agent(self, name: str) -> tuple[str, AgentTally]:
+        """The canonical (bounded) agent name and its tally, created on first sight."""
+        tally = self.agents.get(name)
+        if tally is not None:
+            return name, tally
+        name = label(name, UNKNOWN_AGENT)
+        if name not in self.agents and len(self.agents) >= MAX_AGENTS:
+            name = OTHER_LABEL
+        tally = self.agents.get(name)
+        if tally is None:
+            tally = self.agents[name] = AgentTally()
+            self.agent_index[name] = len(self.agent_order)
+            self.agent_order.append(name)
+        return name, tally
+
+    @staticmethod
+    def _day_row(tally: AgentTally, start: int) -> list[int]:
+        day = start // NS_PER_DAY
+        row = tally.day_runs.get(day)
+        if row is None:
+            row = tally.day_runs[day] = [0, 0, 0, 0, 0]
+        return row
+
+    # --- run (root) spans -------------------------------------------------------------------------
+
+    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int) -> None:
+        value = attrs.get(_AGENT)
+        agent = value.stringValue if value is not None else None
+        if not agent:
+            prefix = _INVOKE_AGENT + " "
+            agent = span.name[len(prefix) :] if span.name.startswith(prefix) else UNKNOWN_AGENT
+        tally = self.agents.get(agent)
+        if tally is None:
+            agent, tally = self._agent(agent)
+        status = span.status
+        value = attrs.get(semconv.AGENT_RUN_OUTCOME)
+        outcome = value.stringValue if value is not None else None
+        if not outcome:
+            tally.outcome_missing += 1
+            outcome = _ERROR if status is not None and status.code == STATUS_ERROR else _OK
+        outcomes = tally.outcomes
+        if outcome in outcomes:
+            outcomes[outcome] += 1
+        else:
+            key = bounded_key(outcomes, label(outcome, "(empty)"), 20)
+            outcomes[key] = outcomes.get(key, 0) + 1
+        day = start // NS_PER_DAY
+        row = tally.day_runs.get(day)
+        if row is None:
+            row = tally.day_runs[day] = [0, 0, 0, 0, 0]
+        value = attrs.get(_RUN_ID)
+        run_id = (value.stringValue if value is not None else None) or ""
+        killed = False
+        if outcome == _OK or outcome == _ERROR:
+            if outcome == _OK:
+                row[DAY_OK] += 1
+            else:
+                row[DAY_ERROR] += 1
+                error_type = as_str(attrs.get(semconv.ERROR_TYPE)) or ""
+                message = status.message if status is not None else ""
+                push_top(tally.failing, (start, span.traceId, label(run_id, ""), label(error_type, ""), label(message, "", 300)))
+            try:
+                end = int(span.endTimeUnixNano)
+            except ValueError:
+                end = 0
+            if end > MAX_TIME_NS:
+                end = 0
+            if start > 0 and end >= start:
+                latency = end - start
+                tally.latencies_ns.append(latency)
+                slowest = tally.slowest
+                if len(slowest) < TOP_K or latency >= slowest[0][0]:
+                    push_top(slowest, (latency, span.traceId, label(run_id, ""), start))
+            else:
+                tally.bad_durations += 1
+            if start > 0:
+                if start > tally.last_start_ns:
+                    tally.last_start_ns = start
+                if not tally.first_start_ns or start < tally.first_start_ns:
+                    tally.first_start_ns = start
+        elif outcome == semconv.OUTCOME_KILLED:
+            killed = True
+            row[DAY_KILLED] += 1
+            item = (start, label(as_str(attrs.get(semconv.KILL_REASON)), "", 300))
+            if tally.last_kill is None or item > tally.last_kill:
+                tally.last_kill = item
+        if span.events:
+            self._events(tally, span.events, row)
+        self._join_root(agent, tally, span.traceId, attrs, run_id or span.traceId or span.spanId, run_id, killed)
+
+    def _events(self, tally: AgentTally, events: list, row: list[int]) -> None:
+        alpha = tally.alpha
+        for event in events:
+            name = event.name
+            if name == _SIGNAL:
+                attributes = event.attributes
+                # fast path: symbol and direction first, in that order (as alphatrace writes them);
+                # a repeated key counts once, first occurrence (the general path agrees)
+                if len(attributes) >= 2 and attributes[0].key == _SYMBOL and attributes[1].key == _DIRECTION:
+                    symbol = attributes[0].value
+                    symbol = symbol.stringValue if symbol is not None else None
+                    direction = attributes[1].value
+                    direction = direction.stringValue if direction is not None else None
+                else:
+                    symbol, direction = _symbol_direction(attributes)
+                key = (symbol, direction)
+                if key in alpha:
+                    alpha[key] += 1
+                else:
+                    key = bounded_key(alpha, (label(symbol, NO_SYMBOL), label(direction, NO_DIRECTION, 40)))
+                    alpha[key] = alpha.get(key, 0) + 1
+                row[DAY_ALPHA] += 1
+            elif name == semconv.EVENT_ALPHA_SIGNAL_INVALID:
+                reason = None
+                for kv in event.attributes:
+                    if kv.key == semconv.ALPHA_INVALID_REASON:
+                        reason = as_str(kv.value)
+                reasons = tally.invalid_reasons
+                key = bounded_key(reasons, label(reason, "(no reason given)", 300), 100)
+                reasons[key] = reasons.get(key, 0) + 1
+                row[DAY_ALPHA_INVALID] += 1
+            elif name == semconv.EVENT_KILL_SWITCH_ERROR:
+                tally.kill_switch_errors += 1
+
+    # --- LLM spans ------------------------------------------------------------------------------
+
+    def _llm_span(self, span: Span, attrs: dict[str, AnyValue], start: int, simulated: bool) -> None:
+        value = attrs.get(_AGENT)
+        agent = (value.stringValue if value is not None else None) or UNKNOWN_AGENT
+        tally = self.agents.get(agent)
+        if tally is None:
+            agent, tally = self._agent(agent)
+        value = attrs.get(semconv.GEN_AI_RESPONSE_MODEL) or attrs.get(semconv.GEN_AI_REQUEST_MODEL)
+        model = value.stringValue if value is not None else None
+        tokens_in = _int_attr(attrs, semconv.GEN_AI_USAGE_INPUT_TOKENS)
+        tokens_out = _int_attr(attrs, semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
+        cached = _int_attr(attrs, semconv.GEN_AI_USAGE_CACHED_INPUT_TOKENS)
+        if tokens_in < 0 or tokens_out < 0 or cached < 0 or cached > tokens_in or max(tokens_in, tokens_out) > MAX_TOKENS:
+            tally.bad_token_values += 1
+            tokens_in = tokens_in if 0 <= tokens_in <= MAX_TOKENS else 0
+            tokens_out = tokens_out if 0 <= tokens_out <= MAX_TOKENS else 0
+            cached = min(max(cached, 0), tokens_in)
+        key = (start // NS_PER_DAY, model, simulated)
+        counts = tally.day_models.get(key)
+        if counts is None:
+            model = label(model, UNKNOWN_MODEL)
+            key = bounded_key(tally.day_models, (start // NS_PER_DAY, model, simulated))
+            counts = tally.day_models.get(key)
+            if counts is None:
+                counts = tally.day_models[key] = [0, 0, 0, 0, 0]
+        counts[LLM_CALLS] += 1
+        counts[LLM_IN] += tokens_in
+        counts[LLM_CACHED] += cached
+        counts[LLM_OUT] += tokens_out
+        status = span.status
+        if status is not None and status.code == STATUS_ERROR:
+            counts[LLM_ERRORS] += 1
+        # the cost of this one call, only for the per-run consistency check (the report prices sums)
+        if simulated:
+            cost, unpriced = 0.0, 0
+        else:
+            price = self._price_cache.get(model, False)
+            if price is False:
+                price = self._price_cache[model] = self._prices.price_for(model) if self._prices is not None else None
+            if price is None:
+                cost, unpriced = 0.0, 1
+            else:
+                cost = ((tokens_in - cached) * price.input + cached * price.cached_input + tokens_out * price.output) / 1_000_000
+                unpriced = 0
+        value = attrs.get(_RUN_ID)
+        run_id = (value.stringValue if value is not None else None) or ""
+        run_key = run_id or span.traceId or span.spanId
+        entry = self.pending.get(run_key)
+        if entry is None:
+            # Not checked against the closed runs here (that would cost a lookup per LLM span);
+            # settle() does it for whatever is still pending.
+            self.pending[run_key] = [agent, span.traceId, run_id, None, 1, tokens_in, tokens_out, cached, cost, unpriced]
+            return
+        entry[P_CALLS] += 1
+        entry[P_IN] += tokens_in
+        entry[P_OUT] += tokens_out
+        entry[P_CACHED] += cached
+        entry[P_COST] += cost
+        entry[P_UNPRICED] += unpriced
+        root = entry[P_ROOT]
+        if root is not None and entry[P_CALLS] >= root[0]:
+            self._close(run_key, entry)
+
+
+def _symbol_direction(attributes: list) -> tuple[str | None, str | None]:
+    """Symbol and direction of an alpha event; of a repeated key the first occurrence counts."""
+    symbol = direction = None
+    seen_symbol = seen_direction = False
+    for kv in attributes:
+        key = kv.key
+        if key == _SYMBOL and not seen_symbol:
+            symbol, seen_symbol = as_str(kv.value), True
+        elif key == _DIRECTION and not seen_direction:
+            direction, seen_direction = as_str(kv.value), True
+    return symbol, direction

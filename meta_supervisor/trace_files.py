@@ -1,0 +1,177 @@
+"""Read one trace file from where the last build stopped, whatever its shape, and say where it stopped.
+
+``FileCursor`` is what the incremental state keeps per input file: its identity (device, inode and a
+digest of its first bytes), its shape, and how far it has been read (bytes of the file, or of the
+decompressed stream for a zstd-compressed file, which is decompressed again and skipped up to there:
+a zstd stream cannot be resumed in the middle). ``read_trace_file`` continues from a cursor (or from
+the start) and returns the new cursor.
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from meta_supervisor.trace_inputs import HEAD_BYTES, head_digest, identity_of
+
+FORMAT_EMPTY = "empty"
+FORMAT_FRAMED = "framed"
+FORMAT_JSON_LINES = "json-lines"
+
+SKIP_CHUNK = 4 << 20
+
+
+@dataclass
+class FileCursor:
+    path: str
+    device: int = 0
+    inode: int = 0
+    size: int = 0  # file size when last read
+    mtime_ns: int = 0
+    head_length: int = 0
+    head_digest: str = ""
+    format: str = FORMAT_EMPTY
+    offset: int = 0  # bytes consumed (of the decompressed stream for zstd files)
+    records: int = 0  # lines or messages consumed
+    partial_tail_bytes: int = 0
+    error: str | None = None
+
+    def to_state(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, data: dict) -> FileCursor:
+        return cls(**data)
+
+    def details(self) -> dict:
+        """The file's entry in the report's ``inputs.file_details``."""
+        return {
+            "path": self.path,
+            "format": self.format,
+            "bytes": self.size,
+            "records": self.records,
+            "partial_tail_bytes": self.partial_tail_bytes,
+            "error": self.error,
+        }
+
+
+@dataclass
+class FileChange:
+    kind: str  # "unchanged" | "grown" | "new" | "replaced"
+    reason: str = ""
+    cursor: FileCursor | None = field(default=None)
+
+
+def classify(path: Path, known: FileCursor | None) -> FileChange:
+    """How ``path`` relates to what the last build read of the same file (``known``)."""
+    if known is None:
+        return FileChange("new")
+    ident = identity_of(path)
+    if (ident.device, ident.inode) != (known.device, known.inode):
+        return FileChange("replaced", f"{path} is a different file than last time (inode changed)")
+    if ident.size == known.size and ident.mtime_ns == known.mtime_ns:
+        return FileChange("unchanged", cursor=known)
+    if ident.size < known.size:
+        return FileChange("replaced", f"{path} shrank from {known.size} to {ident.size} bytes (truncated)")
+    if known.head_length and head_digest(path, known.head_length) != known.head_digest:
+        return FileChange("replaced", f"{path} was rewritten (its first bytes changed)")
+    return FileChange("grown", cursor=known)
+
+
+def read_trace_file(path: Path, aggregator, cursor: FileCursor | None = None, progress=None) -> FileCursor:
+    """Read ``path`` from ``cursor`` (or the start) into ``aggregator``; the returned cursor says where it stopped."""
+    from meta_supervisor.trace_reader import ReadResult, RecordDecoder, read_framed, read_json_lines, sniff
+
+    label = str(path)
+    ident = identity_of(path)
+    out = FileCursor(path=label, device=ident.device, inode=ident.inode, size=ident.size, mtime_ns=ident.mtime_ns)
+    if cursor is not None:
+        out.offset, out.records, out.format = cursor.offset, cursor.records, cursor.format
+    decoder = RecordDecoder(aggregator, label)
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            head = handle.read(HEAD_BYTES)
+            out.head_length = len(head)
+            out.head_digest = head_digest(path, len(head)) if head else ""
+            shape = sniff(head)
+            if shape == "zstd":
+                result = _read_zstd(handle, decoder, out, progress)
+            else:
+                out.format = shape
+                handle.seek(out.offset)
+                if shape == FORMAT_JSON_LINES:
+                    result = read_json_lines(handle, decoder, out.records, progress=progress)
+                elif shape == FORMAT_FRAMED:
+                    result = read_framed(handle, decoder, out.records, progress=progress)
+                else:
+                    result = ReadResult(0, 0, 0)
+    except OSError as exc:
+        out.error = f"cannot read {label}: {exc}"
+        return out
+    out.offset += result.consumed
+    out.records += result.records
+    out.partial_tail_bytes = result.partial_tail
+    return out
+
+
+def _read_zstd(handle, decoder, out: FileCursor, progress):
+    import zstandard
+
+    from meta_supervisor.trace_reader import ReadResult, read_framed, read_json_lines, sniff
+
+    handle.seek(0)
+    stream = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
+    try:
+        inner_head = stream.read(8) if out.offset == 0 else b""
+        if out.offset == 0:
+            out.format = "zstd+" + (sniff(inner_head) if inner_head else FORMAT_EMPTY)
+            rest = stream
+            reader = _Prepend(inner_head, rest)
+        else:
+            remaining = out.offset
+            while remaining > 0:
+                chunk = stream.read(min(SKIP_CHUNK, remaining))
+                if not chunk:
+                    raise OSError(f"the compressed stream ends before byte {out.offset} that was already read")
+                remaining -= len(chunk)
+            reader = stream
+        inner = out.format.split("+", 1)[1]
+        if inner == FORMAT_JSON_LINES:
+            return read_json_lines(reader, decoder, out.records, progress=progress)
+        if inner == FORMAT_FRAMED:
+            return read_framed(reader, decoder, out.records, progress=progress)
+        return ReadResult(0, 0, 0)
+    except zstandard.ZstdError as exc:
+        decoder.aggregator.inputs.add_bad_line(decoder.file_label, out.records + 1, f"corrupt zstd stream: {exc}")
+        return ReadResult(0, 0, 0)
+
+
+class _Prepend(io.RawIOBase):
+    """A readable stream: ``head`` bytes first, then ``rest``."""
+
+    def __init__(self, head: bytes, rest) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        if self._head:
+            count = min(len(target), len(self._head))
+            target[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        return self._rest.readinto(target)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._rest.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._rest.read(size)

@@ -1,0 +1,73 @@
+"""Which files to read: ``--input`` specs (a file, a folder, or a glob) resolved to an ordered list.
+
+Collector rotation renames the active file to ``traces-<timestamp>[-<reason>].jsonl`` and starts a new
+one; sorting by path puts every backup before the active ``traces.jsonl`` (``-`` sorts before ``.``),
+and the newer ``-size``/``-time`` reason suffix keeps that order. A folder means its regular,
+non-hidden files; formats are detected from the bytes later, never from names.
+
+A file is recognised across renames by its identity (device, inode) plus a digest of its first bytes,
+so a rotated backup is not read twice and a replaced or truncated file is noticed.
+
+Reads no environment variables (the CLI resolves ``ALPHATRACE_TRACE_FILE``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from meta_supervisor.fingerprints import blake2b
+
+HEAD_BYTES = 4096
+_IGNORED_SUFFIXES = (".lock", ".tmp", ".swp", ".partial")
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+def identity_of(path: Path) -> FileIdentity:
+    st = os.stat(path)
+    return FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def head_digest(path: Path, length: int) -> str:
+    """BLAKE2b of the first ``length`` bytes (to tell an appended file from a replaced one)."""
+    with open(path, "rb") as handle:
+        return blake2b(handle.read(length), digest_size=16).hexdigest()
+
+
+def _is_candidate(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and not path.name.endswith(_IGNORED_SUFFIXES)
+
+
+def resolve_inputs(specs: list[str]) -> tuple[list[Path], list[str]]:
+    """The files named by ``specs``, sorted by path and deduplicated; plus a message per empty spec."""
+    found: dict[str, Path] = {}
+    messages: list[str] = []
+    for spec in specs:
+        path = Path(spec).expanduser()
+        matches: list[Path]
+        if path.is_dir():
+            matches = [child for child in path.iterdir() if _is_candidate(child)]
+            if not matches:
+                messages.append(f"input folder {spec} has no trace files")
+        elif path.exists():
+            matches = [path]
+        elif glob.has_magic(spec):
+            matches = [Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if _is_candidate(Path(p))]
+            if not matches:
+                messages.append(f"input pattern {spec} matches no files")
+        else:
+            matches = []
+            messages.append(f"input {spec} does not exist (no spans have been written yet?)")
+        for match in matches:
+            found.setdefault(os.path.realpath(match), match)
+    ordered = sorted(found.values(), key=lambda p: str(p))
+    return ordered, messages

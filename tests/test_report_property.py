@@ -1,0 +1,119 @@
+"""Property: shuffling, splitting and duplicating input lines never changes the report.
+
+Runs are generated with everything the report distinguishes (outcomes, several LLM calls, simulated
+and unpriced models, signals, invalid signals, run totals that do and do not add up, LLM spans with
+more or fewer calls than the root claims, LLM spans whose root never comes). The same spans are then
+written as lines in another order, cut into other lines, with lines and single spans repeated, and
+across several files; only the duplicate counter and the file statistics may differ.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from meta_supervisor.report_build import BuildOptions, build_inputs
+from meta_supervisor.report_model import KillSwitchState, build_report
+from services.pricing import PriceTable
+from tests.fixtures.report.otlp_builder import Llm, Run, request, spans_of
+
+PRICES = PriceTable.load()
+NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+llm_calls = st.builds(
+    Llm,
+    model=st.sampled_from(["gpt-4o-mini", "gpt-4o", "mystery-model"]),
+    tokens_in=st.integers(0, 5000),
+    tokens_out=st.integers(0, 500),
+    cached=st.one_of(st.none(), st.integers(0, 300)),
+    error=st.booleans(),
+)
+
+
+@st.composite
+def runs(draw) -> list[tuple[Run, bool]]:
+    count = draw(st.integers(1, 12))
+    out = []
+    for trace in range(1, count + 1):
+        outcome = draw(st.sampled_from(["ok", "ok", "error", "killed", None]))
+        calls = draw(st.lists(llm_calls, max_size=3)) if outcome != "killed" else []
+        totals: bool | dict = outcome != "killed"
+        twist = draw(st.sampled_from(["none", "none", "claims_more", "claims_fewer", "tokens_off", "no_totals"]))
+        if totals and twist == "claims_more":
+            totals = {"agent.run.llm_calls": len(calls) + 1}
+        elif totals and twist == "claims_fewer" and calls:
+            totals = {"agent.run.llm_calls": len(calls) - 1}
+        elif totals and twist == "tokens_off":
+            totals = {"agent.run.input_tokens": 1}
+        elif twist == "no_totals":
+            totals = False
+        run = Run(
+            draw(st.sampled_from(["momentum", "meanrev", "<b>x</b>", "\u00e9t\u00e9"])),
+            trace,
+            start_ms=draw(st.integers(0, 3 * 86_400_000)),
+            duration_ms=draw(st.integers(0, 10_000)),
+            outcome=outcome,
+            llm=calls,
+            signals=draw(st.lists(st.tuples(st.sampled_from(["SPX", "NDX"]), st.sampled_from(["up", "down", "flat", "??"])), max_size=3)),
+            invalid=draw(st.lists(st.sampled_from(["NaN", "prob_up > 1"]), max_size=1)),
+            totals=totals,
+            kill_reason="paused" if outcome == "killed" else None,
+            error_type="E" if outcome == "error" else None,
+        )
+        out.append((run, draw(st.booleans())))
+    return out
+
+
+def write_lines(path: Path, groups: list[tuple[list[dict], bool]]) -> None:
+    path.write_text("".join(json.dumps(request(spans, simulated), separators=(",", ":")) + "\n" for spans, simulated in groups))
+
+
+def report_for(folder: Path) -> dict:
+    data, _ = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, workers=1))
+    result = build_report(data, PRICES, KillSwitchState(path="k"), NOW)
+    inputs = result["inputs"]
+    for key in ("duplicate_spans", "files", "file_details"):
+        inputs.pop(key)
+    return result
+
+
+@settings(
+    max_examples=int(__import__("os").environ.get("PROPERTY_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(generated=runs(), data=st.data())
+def test_shuffle_split_duplicate_never_change_the_report(generated, data) -> None:
+    # one line per run, as the exporter would write them (LLM spans before their root)
+    spans = [(span, simulated) for run, simulated in generated for span in spans_of(run)]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        base.mkdir()
+        write_lines(base / "traces.jsonl", [(spans_of(run), simulated) for run, simulated in generated])
+        expected = report_for(base)
+
+        # shuffle single spans, cut them into lines of random sizes, repeat some lines and spans
+        order = data.draw(st.permutations(range(len(spans))))
+        shuffled = [spans[i] for i in order]
+        extra = data.draw(st.lists(st.sampled_from(range(len(spans))), max_size=4))
+        shuffled += [spans[i] for i in extra]
+        groups: list[tuple[list[dict], bool]] = []
+        i = 0
+        while i < len(shuffled):
+            size = data.draw(st.integers(1, 4))
+            chunk = shuffled[i : i + size]
+            for simulated in (False, True):  # a line has one resource: split by the simulated flag
+                part = [span for span, flag in chunk if flag == simulated]
+                if part:
+                    groups.append((part, simulated))
+            i += size
+        groups += data.draw(st.lists(st.sampled_from(groups), max_size=3)) if groups else []
+        files = data.draw(st.integers(1, 3))
+        other = Path(tmp) / "other"
+        other.mkdir()
+        for k in range(files):
+            write_lines(other / f"traces-{k}.jsonl", groups[k::files])
+        assert report_for(other) == expected
