@@ -17,6 +17,8 @@ than for brevity. Reads no environment variables.
 
 from __future__ import annotations
 
+import msgspec
+
 from meta_supervisor.aggregates import (
     DAY_ALPHA,
     DAY_ALPHA_INVALID,
@@ -131,8 +133,10 @@ class SpanAggregator(RunJoin):
             elif trace_id and span_id:
                 fp = span_fingerprint(trace_id, span_id)
             else:
-                fp = 0
+                # Malformed (OTLP requires both ids): counted, and deduplicated by its whole content
+                # so that a repeated line cannot count it twice.
                 inputs.spans_without_id += 1
+                fp = span_fingerprint("\x00no-id", msgspec.json.encode(span).decode("utf-8", "replace"))
             if fp:
                 i = fp % size
                 while True:

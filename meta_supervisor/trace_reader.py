@@ -47,6 +47,11 @@ def sniff(head: bytes) -> str:
     if head[:4] == ZSTD_MAGIC:
         return "zstd"
     if head[0] < 0x09:  # a length prefix (< 150 MB); text never starts with these bytes
+        message = head[4:8]
+        if message[:1] in (b"{", b"\x0a") or message == ZSTD_MAGIC:  # JSON, protobuf field 1, or zstd
+            return FORMAT_FRAMED
+        if b'"resourceSpans"' in head:  # JSON lines whose first bytes were damaged: read it as lines
+            return FORMAT_JSON_LINES
         return FORMAT_FRAMED
     return FORMAT_JSON_LINES
 
@@ -71,12 +76,20 @@ class RecordDecoder:
         except msgspec.ValidationError:
             self._lenient_json(data, number)
             return
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
             if not bytes(data).strip():
                 return
             self.aggregator.inputs.add_bad_line(self.file_label, number, f"not valid JSON: {exc}")
             return
-        self.aggregator.add_request(request)
+        self.add(request, data, number)
+
+    def add(self, request, data, number: int) -> None:
+        """Aggregate a decoded request; a line with content but no ``resourceSpans`` is reported,
+        never silently dropped (a damaged key looks exactly like that)."""
+        if request.resourceSpans or len(data) <= 2:
+            self.aggregator.add_request(request)
+        else:
+            self.aggregator.inputs.add_bad_line(self.file_label, number, "no resourceSpans: not a collector trace line")
 
     def framed_record(self, payload: bytes, number: int) -> None:
         if payload[:4] == ZSTD_MAGIC:
@@ -103,7 +116,7 @@ class RecordDecoder:
         inputs = self.aggregator.inputs
         try:
             document = msgspec.json.decode(data)
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
             inputs.add_bad_line(self.file_label, number, f"not valid JSON: {exc}")
             return
         resource_spans = document.get("resourceSpans") if isinstance(document, dict) else None
@@ -215,8 +228,12 @@ def read_json_lines(
             if end > pos:
                 line = view[pos:end]
                 try:
-                    add_request(decode(line))
-                except (msgspec.DecodeError, RecursionError):
+                    request = decode(line)
+                    if request.resourceSpans:
+                        add_request(request)
+                    else:
+                        decoder.add(request, line, number)
+                except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
                     decoder.json_record(line, number)
             pos = end + 1
         consumed += pos
@@ -233,7 +250,7 @@ def read_json_lines(
             number += 1
             consumed += filled
             decoder.json_record(tail, number)
-        except (msgspec.DecodeError, RecursionError):
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             if tail.strip():
                 partial = filled
             else:
