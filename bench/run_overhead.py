@@ -8,6 +8,7 @@ over the simulated transport, and three alpha signals. The variants differ only 
   three alpha records);
 * ``otel_file``: alphatrace as shipped: root span, instrumented LLM span, three ``alpha.signal``
   events, BatchSpanProcessor and the embedded file exporter (its writes happen on the batch thread);
+* ``otel_file_no_llm_span``: the same without the OpenAI instrumentation (what the LLM span costs);
 * ``otel_otlp_down``: the same, exporting over OTLP/HTTP to a port where nothing listens.
 
 Prints a table (median and p99 microseconds per run, and overhead over ``bare``) and JSON.
@@ -92,8 +93,9 @@ def bench_seed_jsonl(runs: int, folder: Path) -> list[float]:
     return _time_runs(runs, one_run)
 
 
-def _bench_otel(runs: int, exporter: SpanExporter | None, trace_file: Path | None, env: dict[str, str]) -> list[float]:
-    telemetry = configure_telemetry(exporter=exporter, trace_file=trace_file, llm_simulated=True, env=env)
+def _bench_otel(runs: int, exporter: SpanExporter | None, trace_file: Path | None, env: dict[str, str],
+                instrument: bool = True) -> list[float]:
+    telemetry = configure_telemetry(exporter=exporter, trace_file=trace_file, llm_simulated=True, env=env, instrument_openai=instrument)
     try:
         analysis = _analysis()
         wrapper = AgentRunWrapper(telemetry.tracer())
@@ -110,12 +112,16 @@ def bench_otel_file(runs: int, folder: Path) -> list[float]:
     return _bench_otel(runs, None, folder / "traces.jsonl", env={})
 
 
+def bench_otel_file_no_llm_span(runs: int, folder: Path) -> list[float]:
+    return _bench_otel(runs, None, folder / "traces-no-llm-span.jsonl", env={}, instrument=False)
+
+
 def bench_otel_otlp_down(runs: int, folder: Path) -> list[float]:
     return _bench_otel(runs, None, None, env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
 
 
 VARIANTS = {"bare": bench_bare, "seed_jsonl": bench_seed_jsonl, "otel_file": bench_otel_file,
-            "otel_otlp_down": bench_otel_otlp_down}
+            "otel_file_no_llm_span": bench_otel_file_no_llm_span, "otel_otlp_down": bench_otel_otlp_down}
 
 
 def main() -> int:
@@ -131,11 +137,11 @@ def main() -> int:
         samples = sorted(bench(args.runs, folder))
         results[name] = {"median_us": statistics.median(samples), "p99_us": samples[int(len(samples) * 0.99) - 1]}
     base = results["bare"]["median_us"]
-    print(f"{'variant':<16}{'median us/run':>15}{'p99 us/run':>13}{'overhead us':>13}{'x bare':>9}")
+    print(f"{'variant':<22}{'median us/run':>15}{'p99 us/run':>13}{'overhead us':>13}{'x bare':>9}")
     for name, r in results.items():
         r["overhead_us"] = r["median_us"] - base
         r["ratio_to_bare"] = r["median_us"] / base
-        print(f"{name:<16}{r['median_us']:>15.1f}{r['p99_us']:>13.1f}{r['overhead_us']:>13.1f}{r['ratio_to_bare']:>9.2f}")
+        print(f"{name:<22}{r['median_us']:>15.1f}{r['p99_us']:>13.1f}{r['overhead_us']:>13.1f}{r['ratio_to_bare']:>9.2f}")
     seed = results["seed_jsonl"]["overhead_us"]
     ours = results["otel_file"]["overhead_us"]
     print(f"\ntelemetry overhead per run: alphatrace {ours:.1f} us vs seed JSONL {seed:.1f} us "
