@@ -4,8 +4,8 @@ Each export is one OTLP/JSON line written with a single ``write()`` on an ``O_AP
 concurrent writers never interleave. A process killed in the middle of that write (SIGKILL, power
 loss) can leave part of its last line; the next exporter to open the file cuts that fragment off
 before it appends (and logs how many bytes it removed), so the file holds only whole lines and a
-half batch is never glued to the next. One writer process per file is assumed for that repair;
-many processes should export to a collector instead.
+half batch is never glued to the next. Writers take an advisory lock around each write and around
+the repair, so several processes can share one file without one cutting another's line in flight.
 
 An I/O failure (disk full, permissions) is logged once with the file and the reason, not once per
 batch, and the export reports ``FAILURE`` instead of raising; the next success logs that writing
@@ -16,10 +16,12 @@ Reads no environment variables (``otel/provider.py`` resolves the path).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -29,6 +31,17 @@ from otel.internal_errors import report_internal_error
 from otel.otlp_json import encode_line
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _file_lock(fd: int) -> Iterator[None]:
+    """An exclusive advisory lock every alphatrace writer of the file takes around each write and
+    around the crash repair; the kernel releases it when a writer dies, so a kill never leaves it held."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class CollectorFileExporter(SpanExporter):
@@ -47,7 +60,8 @@ class CollectorFileExporter(SpanExporter):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                self._cut_crash_fragment(fd)
+                with _file_lock(fd):
+                    self._cut_crash_fragment(fd)
             except OSError:
                 os.close(fd)
                 raise
@@ -92,7 +106,8 @@ class CollectorFileExporter(SpanExporter):
         with self._lock:
             try:
                 fd = self._open()
-                written = os.write(fd, line)
+                with _file_lock(fd):  # so another writer's repair never cuts a line being written
+                    written = os.write(fd, line)
                 if written != len(line):
                     # A short write (disk full) would glue the next batch onto a fragment; end the
                     # fragment so readers count one bad line and keep every later batch.
