@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -130,6 +131,12 @@ class AgentScheduler:
         for name, done in pending.items():
             if not done.wait(timeout_seconds):
                 logger.error("agent %s did not finish within %.0fs in this cycle; moving on", name, timeout_seconds)
+        # A run can finish before APScheduler's own thread has removed its one-shot job; wait for that
+        # bookkeeping too, so the next cycle or a shutdown never races it.
+        deadline = time.monotonic() + 5
+        for name in pending:
+            while self._scheduler.get_job(f"{name}@{as_of or 'now'}") is not None and time.monotonic() < deadline:
+                time.sleep(0.002)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling; with ``wait``, in-flight runs finish (and end their spans) first."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 
 import httpx2
@@ -98,11 +97,15 @@ def test_one_failing_agent_stops_nothing(world, telemetry, span_exporter, caplog
     assert "agent boom failed; its schedule goes on" in caplog.text
 
 
-class _SlowTransport(SimulatedLLMTransport):
-    """The simulated model, slow enough that twenty runs overlap in the pool."""
+class _RendezvousTransport(SimulatedLLMTransport):
+    """The simulated model, answering only once all ``parties`` requests are in flight together."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self._barrier = threading.Barrier(parties, timeout=30)
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        time.sleep(0.05)
+        self._barrier.wait()
         return super().handle_request(request)
 
 
@@ -110,21 +113,13 @@ def test_twenty_concurrent_runs_each_own_their_llm_span(world, telemetry, span_e
     from agents.llm_analyst import Agent as Analyst
 
     names = [f"analyst_{i:02d}" for i in range(20)]
-    fleet = build_test_fleet(world, telemetry, _SlowTransport(), max_workers=20)
+    fleet = build_test_fleet(world, telemetry, _RendezvousTransport(20), max_workers=20)
     fleet.agents.clear()
     for name in names:
         agent = Analyst()
         agent.name = name
         fleet.agents[name] = agent
         fleet.fleet.agents[name] = AgentSpec(name, "agents.llm_analyst", 1.0)
-    active = []
-    original = fleet._run_agent
-
-    def tracking(agent_name, as_of=None):
-        active.append(threading.active_count())
-        return original(agent_name, as_of)
-
-    fleet._run_agent = tracking
     fleet.run_cycle(world["calendar"][70])
     fleet.shutdown()
 
@@ -139,7 +134,7 @@ def test_twenty_concurrent_runs_each_own_their_llm_span(world, telemetry, span_e
         assert chat.attributes["gen_ai.agent.name"] == root.attributes["gen_ai.agent.name"]
     starts = sorted(s.start_time for s in roots.values())
     ends = sorted(s.end_time for s in roots.values())
-    assert starts[-1] < ends[0]  # all twenty were in flight together
+    assert starts[-1] < ends[0]  # the rendezvous held all twenty runs in flight together
 
 
 def test_live_mode_runs_each_agent_on_its_interval_until_the_bound(world, telemetry, span_exporter):
