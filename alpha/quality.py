@@ -246,8 +246,13 @@ def score_signals(
     min_cross_section: int = DEFAULT_MIN_CROSS_SECTION,
     min_time_series: int = DEFAULT_MIN_TIME_SERIES,
     ic_kind: str = "auto",
+    superseded: int = 0,
 ) -> dict[str, Any]:
-    """The ``alpha_quality`` section (see the module doc and ``docs/alpha-quality.md``)."""
+    """The ``alpha_quality`` section (see the module doc and ``docs/alpha-quality.md``).
+
+    ``superseded``: duplicates a reader already dropped before the call (the report keeps only the
+    last signal per agent, symbol and as-of date while reading); counted in ``signals`` and
+    ``duplicates_dropped`` as if they had been passed in."""
     horizons = sorted({int(h) for h in horizons})
     if not horizons or horizons[0] < 1:
         raise ValueError(f"horizons must be positive whole numbers of trading days, got {horizons}")
@@ -255,6 +260,7 @@ def score_signals(
         raise ValueError(f"primary horizon {primary_horizon} is not one of the horizons {horizons}")
     costs = dict(costs or {})
     kept, dropped = dedupe(signals)
+    dropped += superseded
     returns = ForwardReturns(market, today)
     by_agent: dict[str, list[SignalRecord]] = defaultdict(list)
     for s in kept:

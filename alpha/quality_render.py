@@ -2,9 +2,11 @@
 
 ``render_markdown(section)`` and ``render_html(section)`` return a fragment the report embeds: the
 per-agent, per-horizon table (cross-sectional and per-symbol time-series IC in separate, labelled
-columns), cost efficiency, the per-symbol breakdown at the primary horizon and, in HTML, two
-self-contained inline SVG charts (IC by horizon per agent, calibration curve). Every string from the
-data is escaped with ``html.escape`` (agent and symbol names come from spans, which anyone can write).
+columns), cost efficiency, the per-symbol breakdown at the primary horizon (folded in a
+``<details>`` element in HTML) and, in HTML, self-contained inline SVG charts (IC by horizon per
+agent, one chart per IC kind, and the calibration curve). Every string from the
+data is escaped with ``html.escape`` in HTML, and for Markdown and HTML in Markdown (agent and symbol
+names come from spans, which anyone can write).
 
 Reads no environment variables.
 """
@@ -12,6 +14,7 @@ Reads no environment variables.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -128,12 +131,19 @@ def _intro(section: Mapping[str, Any]) -> str:
     )
 
 
-def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~#<>&])")
+_MD_ENTITY = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
 
+
+def _md_cell(text: str) -> str:
+    """One line of plain text in a table cell: Markdown specials escaped, HTML as entities (agent and
+    symbol names come from spans)."""
+    return _MD_SPECIAL.sub(lambda m: _MD_ENTITY.get(m.group(1), "\\" + m.group(1)), " ".join(text.split()))
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     return lines
 
 
@@ -231,6 +241,9 @@ def calibration_svg(section: Mapping[str, Any]) -> str:
         f'<text x="12" y="{sy(0.5)}" font-size="11" text-anchor="middle" transform="rotate(-90 12 {sy(0.5)})">observed up-rate</text>',
         f'<text x="{left - 6}" y="{sy(1) + 4}" font-size="10" text-anchor="end">1</text>',
         f'<text x="{left - 6}" y="{sy(0) + 4}" font-size="10" text-anchor="end">0</text>',
+        f'<text x="{sx(0)}" y="{sy(0) + 14}" font-size="10" text-anchor="middle">0</text>',
+        f'<text x="{sx(0.5)}" y="{sy(0) + 14}" font-size="10" text-anchor="middle">0.5</text>',
+        f'<text x="{sx(1)}" y="{sy(0) + 14}" font-size="10" text-anchor="middle">1</text>',
     ]
     for ai, agent in enumerate(agents):
         color = PALETTE[ai % len(PALETTE)]
@@ -265,7 +278,10 @@ def render_html(section: Mapping[str, Any]) -> str:
     out.append(f"<h3>Cost efficiency (horizon {e(str(section['primary_horizon']))})</h3>")
     out.append("<p>IC per dollar = IC / cost per scored signal; simulated and rule agents cost nothing priced.</p>")
     out.append(_html_table(_COST_HEAD, _cost_rows(section)))
-    out.append(f"<h3>Per symbol (horizon {e(str(section['primary_horizon']))})</h3>")
-    out.append(_html_table(_SYMBOL_HEAD, _symbol_rows(section)))
+    symbol_rows = _symbol_rows(section)
+    out.append(
+        f"<details><summary>Per symbol (horizon {e(str(section['primary_horizon']))}): {len(symbol_rows)} rows</summary>"
+        f"{_html_table(_SYMBOL_HEAD, symbol_rows)}</details>"
+    )
     out.append("</section>")
     return "".join(out)

@@ -6,8 +6,10 @@ docs/telemetry-contract.md): an LLM ``chat`` span and its ``invoke_agent`` root 
 spans (the SDK batch processor's largest export), compact JSON as the collector's file exporter writes.
 
 ``--profile issue`` (default) keeps the attributes the report reads plus the GenAI ones, so 500,000
-runs come to the issue's "about 1.2 GB"; ``--profile contract`` adds every optional attribute of the
-contract (response id, server address, regime, horizon, as-of dates, ...), about 1.7x the bytes.
+runs come to the issue's "about 1.2 GB" (its alpha signals carry no as-of date or horizon, so they
+are counted but cannot be scored); ``--profile contract`` adds every optional attribute of the
+contract (response id, server address, regime, horizon, as-of dates, tradable, ...), about 1.7x the
+bytes, with every signal exactly as ``alpha.emit`` writes it: scorable, as-of the run's UTC day.
 
     python bench/generate_workload.py --runs 500000 --out /tmp/alphatrace-bench/traces.jsonl
 
@@ -20,6 +22,7 @@ import argparse
 import os
 import random
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -96,6 +99,7 @@ def run_spans(i: int, rng: random.Random, full: bool) -> tuple[str, str]:
         f'"attributes":[{",".join(llm_attrs)}],"status":{{}}}}'
     )
     failed = rng.random() < 0.05
+    as_of = time.strftime("%Y-%m-%d", time.gmtime(start // 1_000_000_000))  # live agents: the day they run
     events = []
     for k in range(3):
         attrs = [
@@ -104,12 +108,13 @@ def run_spans(i: int, rng: random.Random, full: bool) -> tuple[str, str]:
             _d(S.ALPHA_PROB_UP, round(rng.random(), 4)),
             _d(S.ALPHA_SCORE_FINAL, round(rng.uniform(-1, 1), 4)),
         ]
-        if full:
+        if full:  # every field, in the order alpha.emit writes them (the SDK and the collector keep it)
+            attrs[3:3] = [_d(S.ALPHA_CONFIDENCE, rng.random())]
             attrs += [
-                _d(S.ALPHA_CONFIDENCE, rng.random()),
                 _s(S.ALPHA_REGIME, "trend"),
                 _i(S.ALPHA_HORIZON, 5),
-                _s(S.ALPHA_AS_OF, "2018-06-01"),
+                _s(S.ALPHA_AS_OF, as_of),
+                f'{{"key":"{S.ALPHA_TRADABLE}","value":{{"boolValue":{"false" if agent == "llm_analyst" else "true"}}}}}',
             ]
         events.append(f'{{"timeUnixNano":"{end - 2000 + k}","name":"{S.EVENT_ALPHA_SIGNAL}","attributes":[{",".join(attrs)}]}}')
     root_attrs = [
@@ -125,7 +130,7 @@ def run_spans(i: int, rng: random.Random, full: bool) -> tuple[str, str]:
         _i(S.RUN_ALPHA_SIGNALS, 3),
     ]
     if full:
-        root_attrs += [_s(S.AGENT_RUN_AS_OF, "2018-06-01"), _i(S.RUN_UNPRICED_LLM_CALLS, 0)]
+        root_attrs += [_s(S.AGENT_RUN_AS_OF, as_of), _i(S.RUN_UNPRICED_LLM_CALLS, 0)]
     if failed:
         root_attrs.append(_s(S.ERROR_TYPE, "builtins.ValueError"))
         status = '{"message":"bad input","code":2}'

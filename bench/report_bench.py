@@ -3,6 +3,8 @@
     python bench/report_bench.py                 # generate the workload if missing, then measure
     python bench/report_bench.py --runs 50000    # a smaller workload (its own file)
     python bench/report_bench.py --repeat 3 --json results.json
+    python bench/report_bench.py --profile contract   # every signal scorable (the alpha-quality section works)
+    python bench/report_bench.py --no-alpha-quality   # the build without the alpha-quality section
 
 It measures, on a collector-format workload (``bench/generate_workload.py``: by default 1,000,000
 spans, 500,000 runs, three alpha events per run, about 1.35 GB):
@@ -50,10 +52,14 @@ def _measure_in_child(argv: list[str]) -> dict:
     Imports are done before the clock starts (they are the same for any build); the time is the
     build: resolve inputs, read (or find nothing new), aggregate, write the report and the state.
     """
+    import alpha.quality  # noqa: F401
+    import meta_supervisor.alpha_cache
+    import meta_supervisor.audit
     import meta_supervisor.incremental_state
     import meta_supervisor.report_html
     import meta_supervisor.report_markdown  # noqa: F401
-    import services.kill_switch  # noqa: F401
+    import services.kill_switch
+    import services.market_data  # noqa: F401
     from meta_supervisor.report_cli import main
 
     started = time.perf_counter()
@@ -160,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regenerate", action="store_true", help="write the workload again even if it exists")
     parser.add_argument("--repeat", type=int, default=2, help="measure each thing this many times, keep the best")
     parser.add_argument("--workers", type=int, default=0, help="build processes (default: one per CPU)")
+    parser.add_argument(
+        "--profile",
+        choices=("issue", "contract"),
+        default="issue",
+        help="workload attributes (bench/generate_workload.py); contract: every signal scorable (default: issue)",
+    )
+    parser.add_argument("--no-alpha-quality", action="store_true", help="build without the alpha-quality section")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     parser.add_argument("--_baseline", help=argparse.SUPPRESS)
@@ -173,10 +186,11 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.dir or default_dir()
     work.mkdir(parents=True, exist_ok=True)
-    workload = work / ("traces.jsonl" if args.runs == 500_000 else f"traces-{args.runs}.jsonl")
+    stem = "traces" if args.profile == "issue" else f"traces-{args.profile}"
+    workload = work / (f"{stem}.jsonl" if args.runs == 500_000 else f"{stem}-{args.runs}.jsonl")
     if args.regenerate or not workload.exists():
-        print(f"generating {workload} ({args.runs} runs) ...", flush=True)
-        generate(workload, args.runs)
+        print(f"generating {workload} ({args.runs} runs, profile {args.profile}) ...", flush=True)
+        generate(workload, args.runs, profile=args.profile)
     size = workload.stat().st_size
     spans = 2 * args.runs
     print(
@@ -187,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=work) as scratch:
         out, state = Path(scratch) / "out", Path(scratch) / "state"
         common = ["--input", str(workload), "--out", str(out), "--state-dir", str(state), "--quiet", "--workers", str(args.workers)]
+        if args.no_alpha_quality:
+            common.append("--no-alpha-quality")
         fulls, bases = [], []
         for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits both alike
             fulls.append(run_build([*common, "--full"]))
@@ -223,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             bases.append(json.loads(done.stdout.strip().splitlines()[-1]))
         base = min(bases, key=lambda r: r["seconds"])
     results = {
-        "workload": {"path": str(workload), "bytes": size, "spans": spans, "runs": args.runs},
+        "workload": {"path": str(workload), "bytes": size, "spans": spans, "runs": args.runs, "profile": args.profile},
+        "alpha_quality": not args.no_alpha_quality,
         "cpus": os.cpu_count(),
         "full_build": {
             "seconds": round(full["seconds"], 3),

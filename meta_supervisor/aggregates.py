@@ -91,10 +91,11 @@ class AgentTally:
         "mismatches",
         "outcome_missing",
         "outcomes",
+        "signals",
         "slowest",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, signals: Any = None) -> None:
         self.outcomes: dict[str, int] = {}
         self.outcome_missing = 0
         self.latencies_ns = array("q")
@@ -112,6 +113,7 @@ class AgentTally:
         self.kill_switch_errors = 0
         self.consistency = [0, 0, 0, 0]
         self.mismatches: list[tuple] = []  # (trace_id, run_id, detail), smallest trace ids
+        self.signals = signals  # signal_store.SignalStore, or None when alpha signals are not collected
 
     def merge(self, other: AgentTally) -> None:
         for key, count in other.outcomes.items():
@@ -137,8 +139,15 @@ class AgentTally:
             self.last_kill = other.last_kill
         self.kill_switch_errors += other.kill_switch_errors
         self.consistency = [a + b for a, b in zip(self.consistency, other.consistency)]
+        if other.signals is not None:
+            if self.signals is None:
+                from meta_supervisor.signal_store import SignalStore
+
+                self.signals = SignalStore()
+            self.signals.merge(other.signals)
 
     def to_state(self) -> dict[str, Any]:
+        """JSON-able state; the latencies and the signal store's arrays are saved apart (raw bytes)."""
         return {
             "outcomes": self.outcomes,
             "outcome_missing": self.outcome_missing,
@@ -159,8 +168,9 @@ class AgentTally:
         }
 
     @classmethod
-    def from_state(cls, data: dict[str, Any], latencies: bytes) -> AgentTally:
-        tally = cls()
+    def from_state(cls, data: dict[str, Any], latencies: bytes, signals: Any = None) -> AgentTally:
+        """``signals``: the agent's ``SignalStore`` (loaded apart), or None."""
+        tally = cls(signals)
         tally.outcomes = dict(data["outcomes"])
         tally.outcome_missing = data["outcome_missing"]
         tally.latencies_ns.frombytes(latencies)
@@ -206,6 +216,7 @@ class InputTally:
         "outside_window",
         "spans",
         "spans_without_id",
+        "supervisor_spans",
     )
 
     def __init__(self) -> None:
@@ -217,6 +228,7 @@ class InputTally:
         self.spans_without_id = 0
         self.outside_window = 0
         self.other_spans = 0
+        self.supervisor_spans = 0  # supervisor.run / supervisor.decide: the supervisor's, no agent's
         self.duplicate_run_roots = 0
 
     def add_bad_line(self, file: str, line: int, error: str) -> None:

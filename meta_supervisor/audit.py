@@ -18,14 +18,15 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from opentelemetry.trace import Link, SpanContext, TraceFlags, Tracer
+from typing import TYPE_CHECKING, Any
 
 from otel import semconv
-from services.state_files import locked_for_update
+
+if TYPE_CHECKING:  # the report reads the log without loading OpenTelemetry
+    from opentelemetry.trace import Link, Tracer
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_AUDIT_FILE = "ALPHATRACE_SUPERVISOR_AUDIT_FILE"
@@ -55,6 +56,8 @@ def audit_path(path: str | os.PathLike | None = None) -> Path:
 
 def append_audit(records: Sequence[Mapping[str, Any]], path: str | os.PathLike | None = None) -> Path:
     """Append ``records`` as JSON lines in one write, under the lock other writers take."""
+    from services.state_files import locked_for_update
+
     target = audit_path(path)
     if not records:
         return target
@@ -86,6 +89,8 @@ def read_audit(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
 
 
 def _link(last_run: Mapping[str, str] | None) -> list[Link]:
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+
     if not last_run:
         return []
     try:
@@ -143,10 +148,17 @@ def decisions_section(records: Iterable[Mapping[str, Any]], kill_entries: Mappin
     }
 
 
-def _figures_text(figures: Mapping[str, Any]) -> str:
+def _figures_text(figures: Any) -> str:
+    if not isinstance(figures, Mapping):  # a hand-edited log line: shown, never a crash
+        figures = {}
+
     def f(key: str, fmt: str) -> str:
         value = figures.get(key)
-        return "n/a" if value is None else format(value, fmt)
+        if value is None:
+            return "n/a"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return str(value)
+        return format(value, fmt)
 
     return (
         f"runs {figures.get('runs', 0)}, error rate {f('error_rate', '.1%')}, cost/day ${f('cost_per_day_usd', ',.4f')}, "
@@ -155,21 +167,40 @@ def _figures_text(figures: Mapping[str, Any]) -> str:
     )
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~#<>&])")
+
+
+def md(value: Any, limit: int = 300) -> str:
+    """Text safe in a Markdown table cell or list item: one line, no markup, no HTML."""
+    text = " ".join(str("" if value is None else value).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    return _MD_SPECIAL.sub(lambda m: {"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(m.group(1), "\\" + m.group(1)), text)
+
+
+def _held_text(d: Mapping[str, Any]) -> str:
+    held = d.get("held_by")
+    if not isinstance(held, Mapping):
+        return ""
+    return f"{held.get('by')} ({held.get('state')}, {held.get('at')}): {held.get('reason', '')}"
+
+
 def render_decisions_markdown(section: Mapping[str, Any]) -> str:
     lines = ["## Supervisor decisions", ""]
     if not section["agents"] and not section["kill_switch"]:
         return "\n".join([*lines, "No decision recorded.", ""])
-    lines += ["| agent | at | decision | rule | result | figures | held by |", "|---|---|---|---|---|---|---|"]
+    if section["agents"]:
+        lines += ["| agent | at | decision | rule | result | figures | held by |", "|---|---|---|---|---|---|---|"]
     for agent, d in section["agents"].items():
-        held = f"{d['held_by']['by']} ({d['held_by']['state']}, {d['held_by']['at']})" if d.get("held_by") else ""
         decision = d["action"] if d["action"] != "hold" else f"hold (policy: {d['would']})"
-        cells = [agent, d.get("at") or "", decision, d["rule"], d.get("result") or "", _figures_text(d.get("figures") or {}), held]
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+        cells = [agent, d.get("at") or "", decision, d["rule"], d.get("result") or "", _figures_text(d.get("figures") or {}), _held_text(d)]
+        lines.append("| " + " | ".join(md(c) for c in cells) + " |")
     if section["kill_switch"]:
         lines += ["", "Kill switch now:", ""]
         for agent, entry in section["kill_switch"].items():
             lines.append(
-                f"- {agent}: {entry.get('state', 'killed')} by {entry.get('by', '')} at {entry.get('at', '')}: {entry.get('reason', '')}"
+                f"- {md(agent)}: {md(entry.get('state', 'killed'))} by {md(entry.get('by', ''))} at {md(entry.get('at', ''))}: "
+                f"{md(entry.get('reason', ''))}"
             )
     return "\n".join(lines) + "\n"
 
@@ -180,13 +211,15 @@ def render_decisions_html(section: Mapping[str, Any]) -> str:
     if not section["agents"] and not section["kill_switch"]:
         return "".join([*out, "<p>No decision recorded.</p></section>"])
     head = "".join(f"<th>{name}</th>" for name in ("agent", "at", "decision", "rule", "result", "figures", "held by"))
-    out.append(f"<table><thead><tr>{head}</tr></thead><tbody>")
+    if section["agents"]:
+        out.append(f"<table><thead><tr>{head}</tr></thead><tbody>")
     for agent, d in section["agents"].items():
-        held = f"{d['held_by']['by']} ({d['held_by']['state']}, {d['held_by']['at']})" if d.get("held_by") else ""
         decision = d["action"] if d["action"] != "hold" else f"hold (policy: {d['would']})"
-        cells = [agent, d.get("at") or "", decision, d["rule"], d.get("result") or "", _figures_text(d.get("figures") or {}), held]
-        out.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in cells) + "</tr>")
-    out.append("</tbody></table>")
+        cells = [agent, d.get("at") or "", decision, d["rule"], d.get("result") or "", _figures_text(d.get("figures") or {}), _held_text(d)]
+        row = "".join(f"<td>{e(str(c))}</td>" for c in cells)
+        out.append(f'<tr class="held">{row}</tr>' if d["action"] == "hold" else f"<tr>{row}</tr>")
+    if section["agents"]:
+        out.append("</tbody></table>")
     if section["kill_switch"]:
         items = "".join(
             f"<li>{e(agent)}: {e(str(entry.get('state', 'killed')))} by {e(str(entry.get('by', '')))} at {e(str(entry.get('at', '')))}: "

@@ -1,9 +1,10 @@
 """Incremental builds: per input file its identity and offset, and the aggregates, saved between runs.
 
 State lives in the state folder (``meta_supervisor/state/`` by default) as ``report-<key>.json``
-plus binary ``report-<key>-<generation>.*.bin`` files: the span-dedup table, the closed-run table
-and the sorted run latencies. ``<key>`` is a digest of what the numbers depend on (inputs, window,
-price table), so a build with other options never reuses the wrong state. The JSON names its
+plus binary ``report-<key>-<generation>.*.bin`` files: the span-dedup table, the closed-run table,
+the sorted run latencies and the kept alpha signals (``signal_store``). ``<key>`` is a digest of what
+the numbers depend on (inputs, window, price table, whether alpha signals are kept), so a build with
+other options never reuses the wrong state. The JSON names its
 generation and is replaced last, atomically, so a crash mid-save leaves the previous state usable.
 
 A build then:
@@ -43,7 +44,7 @@ from meta_supervisor.report_outputs import write_atomically
 from meta_supervisor.trace_files import FileCursor, classify
 from meta_supervisor.trace_inputs import identity_of
 
-STATE_FORMAT = 3
+STATE_FORMAT = 4
 KEEP_STATES = 4  # state sets (one per combination of options) kept; the least recently used go
 
 
@@ -58,6 +59,7 @@ def state_key(options: BuildOptions) -> str:
             "inputs": sorted(os.path.abspath(os.path.expanduser(spec)) for spec in options.inputs),
             "since": to_ns(options.since),
             "until": to_ns(options.until),
+            "alpha_signals": options.alpha_signals,
             "prices": blake2b(price_text.encode(), digest_size=16).hexdigest(),
             "format": STATE_FORMAT,
         },
@@ -104,18 +106,25 @@ class SavedState:
             self._bin(generation, "closed").read_bytes(), self._bin(generation, "closed-states").read_bytes(), data["closed_count"]
         )
         latencies = self._bin(generation, "latencies").read_bytes()
+        signals = self._signal_blob(data)
         aggregator.inputs = InputTally.from_state(data["inputs"])
         for name in data["agent_order"]:
             entry = data["agents"][name]
             start, end = entry["latency_bytes"]
-            aggregator.agents[name] = AgentTally.from_state(entry["tally"], latencies[start:end])
+            aggregator.agents[name] = AgentTally.from_state(entry["tally"], latencies[start:end], _signals_of(entry, signals))
             aggregator.agent_index[name] = len(aggregator.agent_order)
             aggregator.agent_order.append(name)
         aggregator.pending = {key: _pending_from_json(entry) for key, entry in data["pending"].items()}
         return aggregator
 
-    def save(self, aggregator, cursors: dict[str, FileCursor], summaries: dict[str, dict]) -> None:
-        """Write the binary tables (straight from their arrays, no copies), then the JSON that names them."""
+    def _signal_blob(self, data: dict) -> bytes | None:
+        if not data.get("signals"):
+            return None
+        return self._bin(data["generation"], "signals").read_bytes()
+
+    def save(self, aggregator, cursors: dict[str, FileCursor], summaries: dict[str, dict]) -> str:
+        """Write the binary tables (straight from their arrays, no copies), then the JSON that names
+        them; returns the new generation."""
         generation = os.urandom(6).hex()
         agents = {}
         offset = 0
@@ -126,6 +135,19 @@ class SavedState:
                 size = len(tally.latencies_ns) * tally.latencies_ns.itemsize
                 agents[name] = {"tally": tally.to_state(), "latency_bytes": [offset, offset + size], "latency": summaries[name]}
                 offset += size
+        collect_signals = getattr(aggregator, "collect_signals", False)
+        if collect_signals:
+            offset = 0
+            with open(self._bin(generation, "signals"), "wb") as handle:
+                for name in aggregator.agent_order:
+                    store = aggregator.agents[name].signals
+                    if store is None:
+                        continue
+                    state, blob = store.to_state()
+                    handle.write(blob)
+                    agents[name]["signals"] = state
+                    agents[name]["signal_bytes"] = [offset, offset + len(blob)]
+                    offset += len(blob)
         _write_array(self._bin(generation, "seen"), aggregator.seen.slots)
         _write_array(self._bin(generation, "closed"), aggregator.closed_runs.keys)
         _write_array(self._bin(generation, "closed-states"), aggregator.closed_runs.states)
@@ -140,6 +162,7 @@ class SavedState:
             "pending": {key: _pending_to_json(entry) for key, entry in aggregator.pending.items()},
             "seen_count": aggregator.seen.count,
             "closed_count": aggregator.closed_runs.count,
+            "signals": collect_signals,
         }
         write_atomically(self.json_path, json.dumps(data, separators=(",", ":"), allow_nan=True))
         for stale in self.dir.glob(f"report-{self.key}-*.bin"):
@@ -147,6 +170,7 @@ class SavedState:
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
         self._prune_other_keys()
+        return generation
 
     def _prune_other_keys(self) -> None:
         """Drop the state of option sets not used recently (e.g. one-off ``--input`` builds)."""
@@ -164,13 +188,28 @@ class SavedState:
                     stale.unlink()
 
     def light_tallies(self, data: dict) -> Tallies:
-        """Tallies and open runs without the big tables: all a report needs when nothing changed."""
+        """Tallies and open runs without the big tables: all a report needs when nothing changed
+        (the kept alpha signals are read: the report scores them)."""
+        signals = self._signal_blob(data)
         return Tallies(
-            agents={name: AgentTally.from_state(data["agents"][name]["tally"], b"") for name in data["agent_order"]},
+            agents={
+                name: AgentTally.from_state(data["agents"][name]["tally"], b"", _signals_of(data["agents"][name], signals))
+                for name in data["agent_order"]
+            },
             inputs=InputTally.from_state(data["inputs"]),
             pending={key: _pending_from_json(entry) for key, entry in data["pending"].items()},
             latency_summaries={name: data["agents"][name]["latency"] for name in data["agent_order"]},
         )
+
+
+def _signals_of(entry: dict, blob: bytes | None):
+    """The agent's saved ``SignalStore``, or None when the state keeps no signals."""
+    if blob is None or "signals" not in entry:
+        return None
+    from meta_supervisor.signal_store import SignalStore
+
+    start, end = entry["signal_bytes"]
+    return SignalStore.from_state(entry["signals"], blob[start:end])
 
 
 def _write_array(path: Path, blob) -> None:
@@ -233,11 +272,17 @@ def incremental_build(options: BuildOptions, files: list[Path], stats: BuildStat
             stats.rebuild_reason = f"rebuild: {reason}"
             return _full_and_save(options, files, stats, saved_state)
         if all(action == "skip" for action, _ in plan.values()):
+            try:
+                tallies = saved_state.light_tallies(data)
+            except (OSError, ValueError, KeyError) as exc:
+                stats.rebuild_reason = f"rebuild: saved state unreadable ({exc})"
+                return _full_and_save(options, files, stats, saved_state)
             stats.mode = "unchanged"
+            stats.state_dir, stats.state = options.state_dir, f"{saved_state.key}-{data['generation']}"
             with contextlib.suppress(OSError):
                 os.utime(saved_state.json_path)  # recently used: kept by the pruning
             cursors = {str(path): _renamed(plan[str(path)][1], path) for path in files}
-            return saved_state.light_tallies(data), cursors
+            return tallies, cursors
         try:
             aggregator = saved_state.load_aggregator(data, options)
         except (OSError, ValueError, KeyError) as exc:
@@ -258,7 +303,8 @@ def incremental_build(options: BuildOptions, files: list[Path], stats: BuildStat
             cursors[str(path)] = cursor
         aggregator.settle()
         summaries = sort_latencies(aggregator)  # mostly sorted already: a merge of two runs
-        saved_state.save(aggregator, cursors, summaries)
+        generation = saved_state.save(aggregator, cursors, summaries)
+        stats.state_dir, stats.state = options.state_dir, f"{saved_state.key}-{generation}"
         aggregator.latency_summaries = summaries
         return aggregator, cursors
 
@@ -272,6 +318,7 @@ def _full_and_save(options: BuildOptions, files: list[Path], stats: BuildStats, 
     stats.mode = "full"
     aggregator, cursors = full_build(options, files, stats)
     summaries = sort_latencies(aggregator)
-    saved_state.save(aggregator, cursors, summaries)
+    generation = saved_state.save(aggregator, cursors, summaries)
+    stats.state_dir, stats.state = options.state_dir, f"{saved_state.key}-{generation}"
     aggregator.latency_summaries = summaries
     return aggregator, cursors

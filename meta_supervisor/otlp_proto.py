@@ -17,6 +17,7 @@ from meta_supervisor.otlp_schema import (
     AnyValue,
     Event,
     EventKeyValue,
+    EventValue,
     KeyValue,
     Resource,
     ResourceKeyValue,
@@ -25,7 +26,6 @@ from meta_supervisor.otlp_schema import (
     ScopeSpans,
     Span,
     Status,
-    StringValue,
     TraceRequest,
 )
 
@@ -137,11 +137,19 @@ def _event(data: bytes) -> Event:
     event = Event()
     attributes = []
     for number, wire, value in fields(data):
-        if number == 2 and wire == LENGTH:
+        if number == 1 and wire == FIXED64:
+            event.timeUnixNano = _u64(value)
+        elif number == 2 and wire == LENGTH:
             event.name = _text(value)
         elif number == 3 and wire == LENGTH:
             key, parsed = _key_value(value)
-            attributes.append(EventKeyValue(key=key, value=StringValue(parsed[0]) if parsed else None))
+            if parsed is None:
+                attributes.append(EventKeyValue(key=key))
+            else:
+                text, flag, integer, double = parsed
+                attributes.append(
+                    EventKeyValue(key=key, value=EventValue(stringValue=text, intValue=integer, doubleValue=double, boolValue=flag))
+                )
     event.attributes = attributes
     return event
 

@@ -44,18 +44,23 @@ class ResourceKeyValue(msgspec.Struct, gc=False):
     value: ResourceValue | None = None
 
 
-class StringValue(msgspec.Struct, gc=False):
-    """An AnyValue read only for its string (events: symbol, direction, reason); others are skipped."""
+class EventValue(msgspec.Struct, gc=False):
+    """An event attribute value: ``alpha.signal`` carries strings (symbol, direction, as-of date),
+    doubles (``prob_up``, ``score_final``), an int (``horizon``) and a bool (``tradable``)."""
 
     stringValue: str | None = None
+    intValue: str | int | None = None
+    doubleValue: float | str | None = None
+    boolValue: bool | None = None
 
 
 class EventKeyValue(msgspec.Struct, gc=False):
     key: str = ""
-    value: StringValue | None = None
+    value: EventValue | None = None
 
 
 class Event(msgspec.Struct, gc=False):
+    timeUnixNano: str | int = 0
     name: str = ""
     attributes: list[EventKeyValue] = []
 

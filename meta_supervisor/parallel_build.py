@@ -117,9 +117,13 @@ class PartResult:
 
 
 def _read_part(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0) -> PartResult:
-    prices, since_ns, until_ns = options_tuple
+    prices, since_ns, until_ns, collect_signals = options_tuple
     aggregator = SpanAggregator(
-        prices, since_ns, until_ns, expected_spans=((stop or os.path.getsize(path)) - start) // BYTES_PER_SPAN_ESTIMATE
+        prices,
+        since_ns,
+        until_ns,
+        expected_spans=((stop or os.path.getsize(path)) - start) // BYTES_PER_SPAN_ESTIMATE,
+        collect_signals=collect_signals,
     )
     with open(path, "rb", buffering=0) as handle:
         handle.seek(start)
@@ -162,7 +166,7 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     out.head_digest = head_digest(path, out.head_length)
     parts = worker_count(options.workers)
     points = split_points(path, out.offset, ident.size, parts)
-    options_tuple = (aggregator._prices, aggregator.since_ns, aggregator.until_ns)
+    options_tuple = (aggregator._prices, aggregator.since_ns, aggregator.until_ns, aggregator.collect_signals)
     context = multiprocessing.get_context("fork")
     children = []
     for k in range(1, len(points) - 1):

@@ -38,6 +38,7 @@ class BuildOptions:
     workers: int = 0  # 0: one per CPU; 1: no extra processes
     force_full: bool = False  # ignore saved state (a new one is still saved)
     progress: Callable[[int, int], None] | None = None  # (bytes done, bytes total)
+    alpha_signals: bool = True  # keep the alpha signals for scoring (the report's alpha_quality section)
 
 
 @dataclass
@@ -47,6 +48,8 @@ class BuildStats:
     files_read: int = 0
     rebuild_reason: str = ""
     notes: list[str] = field(default_factory=list)
+    state_dir: Path | None = None  # where the incremental state is (None: not kept)
+    state: str = ""  # "<key>-<generation>" of the saved state the tallies equal: what a derived cache may be keyed on
 
 
 def to_ns(moment: dt.datetime | None) -> int | None:
@@ -60,7 +63,9 @@ def to_ns(moment: dt.datetime | None) -> int | None:
 def new_aggregator(options: BuildOptions, expected_spans: int = 0):
     from meta_supervisor.span_aggregator import SpanAggregator
 
-    return SpanAggregator(options.prices, to_ns(options.since), to_ns(options.until), expected_spans=expected_spans)
+    return SpanAggregator(
+        options.prices, to_ns(options.since), to_ns(options.until), expected_spans=expected_spans, collect_signals=options.alpha_signals
+    )
 
 
 def _progress_adapter(options: BuildOptions, total: int):
@@ -139,5 +144,6 @@ def build_inputs(options: BuildOptions) -> tuple[BuildInputs, BuildStats]:
         since=options.since,
         until=options.until,
         latency=aggregator.latency_summaries,
+        alpha_signals=options.alpha_signals,
     )
     return data, stats

@@ -11,10 +11,13 @@ Environment (flags win over environment, environment over defaults):
 * ``ALPHATRACE_JAEGER_URL``: Jaeger UI base URL for trace links (default ``http://127.0.0.1:16686``);
 * ``ALPHATRACE_REPORT_DIR``: where the report files go (default ``meta_supervisor/reports``);
 * ``ALPHATRACE_REPORT_STATE_DIR``: incremental state (default ``meta_supervisor/state``);
-* read by the modules used here: ``ALPHATRACE_KILL_SWITCH_FILE`` (services.kill_switch) and
-  ``ALPHATRACE_PRICE_TABLE`` (services.pricing).
+* read by the modules used here: ``ALPHATRACE_KILL_SWITCH_FILE`` (services.kill_switch),
+  ``ALPHATRACE_PRICE_TABLE`` (services.pricing), ``ALPHATRACE_MARKET_DATA`` (services.market_data:
+  the prices alpha signals are scored against, default ``agents/data``) and
+  ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.audit: the supervisor's decisions).
 
-Exit status: 0 report written; 2 bad arguments or configuration (price table), with the reason.
+Exit status: 0 report written; 2 bad arguments or configuration (price table, market data folder),
+with the reason.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from meta_supervisor.report_model import DEFAULT_JAEGER_URL, KillSwitchState, build_report
+from meta_supervisor.report_model import DEFAULT_JAEGER_URL, AuditState, KillSwitchState, build_report
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_TRACE_FILE = "ALPHATRACE_TRACE_FILE"
@@ -83,6 +86,20 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kill-file", help="kill-switch file (default: services.kill_switch's)")
     parser.add_argument("--price-table", help="price table JSON (default: $ALPHATRACE_PRICE_TABLE or services/llm_prices.json)")
     parser.add_argument("--workers", type=int, default=0, help="processes for large files (default: one per CPU; 1 = no extra process)")
+    parser.add_argument(
+        "--market-data",
+        metavar="DIR",
+        help="folder of <SYMBOL>.csv prices to score alpha signals against (default: $ALPHATRACE_MARKET_DATA or agents/data)",
+    )
+    parser.add_argument(
+        "--no-alpha-quality",
+        action="store_true",
+        help="leave out the alpha-quality section (signals are then not kept while reading: a little faster)",
+    )
+    parser.add_argument(
+        "--audit-log",
+        help="the supervisor's audit log (default: $ALPHATRACE_SUPERVISOR_AUDIT_FILE or meta_supervisor/state/supervisor_audit.jsonl)",
+    )
     parser.add_argument("--format", default="json,md,html", help="comma-separated subset of json,md,html (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no summary line, no progress bar")
     return parser
@@ -96,6 +113,16 @@ def load_kill_state(path: str | None) -> KillSwitchState:
         return KillSwitchState(path=str(target), entries=load_kill_entries(target))
     except KillSwitchError as exc:
         return KillSwitchState(path=str(target), error=str(exc))
+
+
+def load_audit(path: str | None) -> AuditState:
+    from meta_supervisor.audit import audit_path, read_audit
+
+    target = audit_path(path)
+    try:
+        return AuditState(path=str(target), records=read_audit(target))
+    except (OSError, UnicodeDecodeError) as exc:
+        return AuditState(path=str(target), error=f"cannot read the supervisor's audit log {target}: {exc}")
 
 
 def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = None) -> int:
@@ -113,8 +140,14 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
 
     try:
         prices = PriceTable.load(args.price_table)
+        market = None
+        if not args.no_alpha_quality:
+            from services.market_data import CsvMarketData
+
+            market = CsvMarketData(args.market_data)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        hint = "; or leave alpha quality out with --no-alpha-quality" if "market data" in str(exc) else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
     from meta_supervisor.progress import ProgressBar
     from meta_supervisor.report_build import BuildOptions, build_inputs
@@ -134,6 +167,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         workers=args.workers,
         progress=bar.update if bar else None,
         force_full=args.full,
+        alpha_signals=market is not None,
     )
     try:
         data, stats = build_inputs(options)
@@ -146,8 +180,17 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     if kill.error:
         print(f"warning: {kill.error}; the report shows the kill-switch state as unknown", file=sys.stderr)
     jaeger_url = args.jaeger_url or os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL
+    audit = load_audit(args.audit_log)
+    if audit.error:
+        print(f"warning: {audit.error}; the report shows no supervisor decisions", file=sys.stderr)
     moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
-    report = build_report(data, prices, kill, moment, jaeger_url)
+    from meta_supervisor import alpha_cache
+
+    key = alpha_cache.cache_key(stats.state, market, moment.astimezone(dt.UTC).date()) if market is not None else None
+    cached = alpha_cache.load(stats.state_dir, stats.state, key)
+    report = build_report(data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached)
+    if cached is None:
+        alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"])
     out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)
     written = write_report(report, out_dir, formats)
     for message in data.messages:

@@ -1,8 +1,10 @@
 """``meta_report.html``: one self-contained page (inline CSS and SVG, no scripts, no external assets).
 
 Charts: cost per agent, p95 latency per agent, runs and errors per day; then the needs-attention
-list, the agent table, per-agent details (models, signals, slowest and failing runs with Jaeger links,
-consistency) and the inputs. Every string from the report goes through ``html.escape`` (agent names,
+list, the alpha-quality section (``alpha.quality_render``: tables and inline SVG charts of IC by
+horizon per agent and the calibration curve), the supervisor's decisions beside the kill-switch
+entries (``meta_supervisor.audit``), the agent table, per-agent details (models, signals, slowest
+and failing runs with Jaeger links, consistency) and the inputs. Every string from the report goes through ``html.escape`` (agent names,
 messages, models, symbols, file names come from span data), and links are emitted only for http(s)
 URLs, so an agent named ``<script>alert(1)</script>`` is shown as text.
 
@@ -20,6 +22,9 @@ DASH = "\u2013"
 ELLIPSIS = "\u2026"
 CHART_AGENTS = 25
 TABLE_AGENTS = 500
+ALPHA_AGENTS = 8  # one colour each in the alpha charts
+ALPHA_SYMBOLS = 40
+DECISION_ROWS = 200
 
 CSS = """
 :root{--fg:#1f2328;--muted:#656d76;--line:#d8dee4;--bg:#f6f8fa;--accent:#3b6fb6;--bad:#c8553d;--warn:#b7791f}
@@ -43,6 +48,9 @@ th{background:var(--bg);font-weight:600}td.n,th.n{text-align:right}tr:nth-child(
 ul.attention li{margin:3px 0}details{border:1px solid var(--line);border-radius:8px;padding:6px 12px;margin:8px 0}
 summary{cursor:pointer;font-weight:600}.name{word-break:break-all}code{font-size:12px}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px;border-radius:2px}
+section.alpha-quality .chart svg{max-width:100%;height:auto}section.alpha-quality td{white-space:nowrap}
+section.alpha-quality h2,section.supervisor h2{font-size:17px;margin:28px 0 10px;padding-bottom:4px;border-bottom:1px solid var(--line)}
+tr.held td{background:#fdf3e1}
 """
 
 
@@ -242,6 +250,42 @@ def _inputs(report: dict[str, Any]) -> str:
     )
 
 
+def _alpha_quality(report: dict[str, Any]) -> str:
+    section = report.get("alpha_quality")
+    if section is None:
+        return '<h2>Alpha quality</h2><p class="muted">Left out (--no-alpha-quality).</p>'
+    from alpha.quality_render import render_html as render_alpha
+    from meta_supervisor.report_alpha import trimmed_alpha
+
+    shown, left_out = trimmed_alpha(section, ALPHA_AGENTS, ALPHA_SYMBOLS)
+    notes = []
+    if section["unusable_signals"]:
+        notes.append(
+            f"{num(section['unusable_signals'])} alpha.signal events lack what scoring needs "
+            "(as-of date, horizon, numbers) and are not scored."
+        )
+    if left_out:
+        notes.append(f"{num(left_out)} more agents in meta_report.json.")
+    notes.append(f"Prices: {esc(section['market_data'])}.")
+    return render_alpha(shown) + "".join(f'<p class="muted">{note}</p>' for note in notes)
+
+
+def _supervisor(report: dict[str, Any]) -> str:
+    section = report.get("supervisor")
+    if section is None:
+        return ""
+    from meta_supervisor.audit import render_decisions_html
+    from meta_supervisor.report_alpha import trimmed_supervisor
+
+    shown, left_out = trimmed_supervisor(section, DECISION_ROWS)
+    notes = [f"Audit log: {esc(section['audit_log'])}."] if section["audit_log"] else []
+    if section["error"]:
+        notes.append(f'<span class="tag bad">unreadable</span> {esc(section["error"])}')
+    if left_out:
+        notes.append(f"{num(left_out)} more decisions and kill-switch entries in meta_report.json.")
+    return render_decisions_html(shown) + "".join(f'<p class="muted">{note}</p>' for note in notes)
+
+
 def render_html(report: dict[str, Any]) -> str:
     window = report["window"]
     span = "all time" if not (window["since"] or window["until"]) else f"{window['since'] or ELLIPSIS} to {window['until'] or 'now'}"
@@ -256,6 +300,8 @@ def render_html(report: dict[str, Any]) -> str:
         f"{_cards(report)}{_notes(report)}"
         f"<h2>Needs attention</h2>{_attention(report)}"
         f"<h2>Charts</h2>{_charts(report)}"
+        f"{_alpha_quality(report)}"
+        f"{_supervisor(report)}"
         f"<h2>Agents</h2>{_agent_table(report)}"
         f"<h2>Agent details</h2>{details or '<p class=muted>No agents.</p>'}"
         f"<h2>Inputs</h2>{_inputs(report)}"

@@ -3,7 +3,10 @@
 Every string that came from spans (agent names, error messages, models, symbols) is escaped for
 Markdown and for the HTML that GitHub renders inside Markdown, and cut to a readable length, so a
 hostile agent name can neither break the table nor inject markup. The whole comment stays well
-under GitHub's 65,536-character limit: the agent table is cut after ``MAX_AGENT_ROWS`` rows (by cost).
+under GitHub's 65,536-character limit: the agent table is cut after ``MAX_AGENT_ROWS`` rows (by cost),
+the alpha-quality section (``alpha.quality_render``) after ``MAX_ALPHA_AGENTS`` agents and
+``MAX_ALPHA_SYMBOLS`` symbols each, the supervisor's decisions (``meta_supervisor.audit``) after
+``MAX_DECISION_ROWS``, and each section after ``MAX_SECTION_CHARS`` characters.
 
 Reads no environment variables.
 """
@@ -15,6 +18,10 @@ from typing import Any
 
 ELLIPSIS = "\u2026"
 MAX_AGENT_ROWS = 40
+MAX_ALPHA_AGENTS = 8
+MAX_ALPHA_SYMBOLS = 12
+MAX_DECISION_ROWS = 20
+MAX_SECTION_CHARS = 20_000
 MAX_LINKS_PER_AGENT = 3
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
 
@@ -128,6 +135,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("</details>")
         lines.append("")
 
+    lines.extend(_alpha_quality(report))
+    lines.extend(_supervisor(report))
+
     lines.append(
         f"Inputs: {len(inputs['files'])} file{'' if len(inputs['files']) == 1 else 's'}, {_num(inputs['spans'])} spans, "
         f"{_num(inputs['duplicate_spans'])} duplicates dropped, "
@@ -139,3 +149,54 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- {md_text(message, 200)}")
     lines.append("")
     return "\n".join(lines)
+
+
+def _demoted(text: str) -> list[str]:
+    """A section rendered elsewhere, its headings one level down (the report's sections are ``###``),
+    cut at a line boundary after MAX_SECTION_CHARS characters."""
+    out, size = [], 0
+    for line in text.rstrip("\n").split("\n"):
+        if line.startswith("#"):
+            line = "#" + line
+        size += len(line) + 1
+        if size > MAX_SECTION_CHARS:
+            out.append(f"{ELLIPSIS} (cut here; the whole section is in meta_report.json / meta_report.html)")
+            break
+        out.append(line)
+    return [*out, ""]
+
+
+def _alpha_quality(report: dict[str, Any]) -> list[str]:
+    section = report.get("alpha_quality")
+    if section is None:
+        return ["### Alpha quality", "", "Left out (`--no-alpha-quality`).", ""]
+    from alpha.quality_render import render_markdown as render_alpha
+    from meta_supervisor.report_alpha import trimmed_alpha
+
+    shown, left_out = trimmed_alpha(section, MAX_ALPHA_AGENTS, MAX_ALPHA_SYMBOLS)
+    lines = _demoted(render_alpha(shown))
+    notes = []
+    if section["unusable_signals"]:
+        notes.append(
+            f"{_num(section['unusable_signals'])} `alpha.signal` events lack what scoring needs "
+            "(as-of date, horizon, numbers) and are not scored."
+        )
+    if left_out:
+        notes.append(f"{left_out} more agents in meta_report.json / meta_report.html.")
+    return lines + ([*notes, ""] if notes else [])
+
+
+def _supervisor(report: dict[str, Any]) -> list[str]:
+    section = report.get("supervisor")
+    if section is None:
+        return []
+    from meta_supervisor.audit import render_decisions_markdown
+    from meta_supervisor.report_alpha import trimmed_supervisor
+
+    shown, left_out = trimmed_supervisor(section, MAX_DECISION_ROWS)
+    lines = _demoted(render_decisions_markdown(shown))
+    if section["error"]:
+        lines += [f"- {md_text(section['error'], 300)}", ""]
+    if left_out:
+        lines += [f"{left_out} more decisions and kill-switch entries in meta_report.json.", ""]
+    return lines

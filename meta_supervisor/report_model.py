@@ -1,7 +1,8 @@
 """The meta report as a pure function: tallies + price table + kill-switch state + clock -> a dict.
 
 No I/O here: ``build_report`` is handed everything it needs, including ``now`` (so golden tests are
-deterministic) and the kill-switch state already read (or the error reading it produced). The dict
+deterministic), the kill-switch state and the supervisor's audit log already read (or the error
+reading them produced) and the market data to score alpha signals against (``report_alpha``). The dict
 it returns is what ``meta_report.json`` holds; its keys are documented in ``docs/report-schema.md``
 and only ever added to, never renamed, while ``schema_version`` stays 1.
 
@@ -43,6 +44,7 @@ from meta_supervisor.report_agents import (  # the number helpers are re-exporte
     url_segment,
     usd,
 )
+from meta_supervisor.report_alpha import AuditState, alpha_quality_section, supervisor_section
 
 SCHEMA_VERSION = 1
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
@@ -69,9 +71,21 @@ class BuildInputs:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     latency: Mapping[str, Mapping[str, Any]] | None = None  # name -> latency_summary(); None: computed here
+    alpha_signals: bool = True  # the tallies keep alpha signals (False: --no-alpha-quality)
 
 
-__all__ = ["BuildInputs", "KillSwitchState", "build_report", "iso_day", "iso_time", "jaeger_link", "latency_summary", "ms", "percentile"]
+__all__ = [
+    "AuditState",
+    "BuildInputs",
+    "KillSwitchState",
+    "build_report",
+    "iso_day",
+    "iso_time",
+    "jaeger_link",
+    "latency_summary",
+    "ms",
+    "percentile",
+]
 __all__ += ["rate", "url_segment", "usd"]
 
 
@@ -92,7 +106,9 @@ def _pending_by_agent(pending: Mapping[str, list]) -> tuple[dict[str, int], dict
     return orphans, short
 
 
-def _needs_attention(agents: dict[str, dict[str, Any]], inputs: dict[str, Any], kill: KillSwitchState) -> list[dict[str, Any]]:
+def _needs_attention(
+    agents: dict[str, dict[str, Any]], inputs: dict[str, Any], kill: KillSwitchState, supervisor: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
 
     def top(key: str):
@@ -134,6 +150,18 @@ def _needs_attention(agents: dict[str, dict[str, Any]], inputs: dict[str, Any], 
                     "why": f"{_count(report['unpriced_llm_calls'], 'LLM call')} with no price ({models})",
                 }
             )
+    for name, decision in supervisor["agents"].items():
+        held_by = decision.get("held_by")
+        if decision.get("action") == "hold" and isinstance(held_by, Mapping):
+            items.append(
+                {
+                    "kind": "policy_held",
+                    "agent": name,
+                    "value": decision.get("rule"),
+                    "why": f"the policy would {decision.get('would')} it ({decision.get('rule')}) but {held_by.get('by')} "
+                    f"{held_by.get('state')} it at {held_by.get('at')}: the person's entry holds the decision",
+                }
+            )
     if kill.error is not None:
         items.append({"kind": "kill_switch_unreadable", "agent": None, "value": None, "why": kill.error})
     if inputs["bad_lines"] or inputs["bad_spans"]:
@@ -153,9 +181,22 @@ def _count(number: int, noun: str) -> str:
 
 
 def build_report(
-    data: BuildInputs, prices, kill: KillSwitchState, now: dt.datetime, jaeger_url: str = DEFAULT_JAEGER_URL
+    data: BuildInputs,
+    prices,
+    kill: KillSwitchState,
+    now: dt.datetime,
+    jaeger_url: str = DEFAULT_JAEGER_URL,
+    market=None,
+    audit: AuditState | None = None,
+    alpha_quality: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report dict. Pure: the same arguments always give the same dict."""
+    """The report dict. Pure: the same arguments always give the same dict.
+
+    ``market``: the market data (``services.market_data.MarketData``) the alpha signals are scored
+    against; without it, or when the build kept no signals, ``alpha_quality`` is null. ``audit``: the
+    supervisor's audit log as read; without it the ``supervisor`` section has no decisions.
+    ``alpha_quality``: the section as computed before for exactly these tallies, market data and day
+    (``alpha_cache``); the market data are then not consulted."""
     orphans, short = _pending_by_agent(data.pending)
     names = set(data.agents) | set(orphans) | set(short)
     if kill.error is None:
@@ -190,10 +231,16 @@ def build_report(
         "spans_outside_window": tally.outside_window,
         "spans_without_id": tally.spans_without_id,
         "other_spans": tally.other_spans,
+        "supervisor_spans": tally.supervisor_spans,
         "duplicate_run_roots": tally.duplicate_run_roots,
         "messages": list(data.messages),
     }
     fleet = _fleet(agents, latencies.values())
+    today = now.astimezone(dt.UTC).date()
+    alpha = None
+    if data.alpha_signals and market is not None:
+        alpha = alpha_quality if alpha_quality is not None else alpha_quality_section(data.agents, agents, market, today)
+    supervisor = supervisor_section(audit, kill.entries if kill.error is None else {})
     report = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": now.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -214,8 +261,10 @@ def build_report(
         "needs_attention": [],
         "days": _days(agents),
         "agents": agents,
+        "alpha_quality": alpha,
+        "supervisor": supervisor,
     }
-    report["needs_attention"] = _needs_attention(agents, inputs, kill)
+    report["needs_attention"] = _needs_attention(agents, inputs, kill, supervisor)
     return report
 
 

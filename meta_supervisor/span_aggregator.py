@@ -6,7 +6,14 @@ For each span: drop it if its (traceId, spanId) was seen before (exporter retrie
 * ``invoke_agent``: a run's root span: outcome, latency, kill reason, failing/slowest runs, its
   ``alpha.signal`` / ``alpha.signal.invalid`` events, and the run totals it carries;
 * ``chat``: an LLM call: tokens by model (simulated calls kept apart, never priced);
+* ``supervisor.run`` / ``supervisor.decide`` (the supervisor's decisions, written into the same
+  file by ``supervise --apply``): counted as ``supervisor_spans``, never as any agent's;
 * anything else: counted as "other" (its alpha events still count for its agent).
+
+Every usable ``alpha.signal`` event is also offered to its agent's ``SignalStore`` (the last signal
+per symbol and as-of day, for scoring), unless the aggregator was made with ``collect_signals=False``;
+with ``collect_runs=True`` each root span also becomes an ``alpha.records.RunRecord`` (for the
+supervisor's policy).
 
 Each root's totals are joined with the sum of its LLM spans by ``run_join.RunJoin`` (the
 consistency check), independently of the order spans arrive in.
@@ -16,6 +23,8 @@ than for brevity. Reads no environment variables.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import msgspec
 
@@ -48,8 +57,20 @@ from meta_supervisor.aggregates import (
     push_top,
 )
 from meta_supervisor.fingerprints import _K_SPAN, _K_TRACE, _K_TRACE_HIGH, MASK64, FingerprintMap, FingerprintSet, span_fingerprint
-from meta_supervisor.otlp_schema import AnyValue, Span, TraceRequest, as_bool, as_int, as_str
+from meta_supervisor.otlp_schema import AnyValue, Span, TraceRequest, as_bool, as_float, as_int, as_str, is_finite
 from meta_supervisor.run_join import RunJoin
+from meta_supervisor.signal_store import (
+    DAY_BITS,
+    DIRECTION_CODE,
+    MAX_HORIZON,
+    RANK,
+    RANK_AT,
+    ROW,
+    ROW_SIZE,
+    TRADABLE_SHIFT,
+    SignalStore,
+    span_ids,
+)
 from otel import semconv
 
 _OP = semconv.GEN_AI_OPERATION_NAME
@@ -62,6 +83,19 @@ _ERROR = semconv.OUTCOME_ERROR
 _SIGNAL = semconv.EVENT_ALPHA_SIGNAL
 _SYMBOL = semconv.ALPHA_SYMBOL
 _DIRECTION = semconv.ALPHA_DIRECTION
+_PROB_UP = semconv.ALPHA_PROB_UP
+_CONFIDENCE = semconv.ALPHA_CONFIDENCE
+_SCORE = semconv.ALPHA_SCORE_FINAL
+_REGIME = semconv.ALPHA_REGIME
+_HORIZON = semconv.ALPHA_HORIZON
+_AS_OF = semconv.ALPHA_AS_OF
+_TRADABLE = semconv.ALPHA_TRADABLE
+_SUPERVISOR_PREFIX = "supervisor."
+_INF = float("inf")
+MAX_DAY_CACHE = 4096
+_RANK_FROM = RANK.unpack_from
+_HORIZONS: dict[str, int] = {}  # horizon text -> int (a handful of distinct values)
+_ROW_INTO = ROW.pack_into
 STATUS_ERROR = 2
 MAX_TIME_NS = (1 << 64) - 1  # OTLP times are fixed64 nanoseconds
 MAX_TOKENS = 10**15  # more tokens than that in one call is a broken value, not a count
@@ -85,7 +119,18 @@ def _int_attr(attrs: dict, key: str) -> int:
 class SpanAggregator(RunJoin):
     """Accumulates spans into ``agents`` and ``inputs``; ``pending`` holds the still-open runs."""
 
-    def __init__(self, prices=None, since_ns: int | None = None, until_ns: int | None = None, expected_spans: int = 0):
+    def __init__(
+        self,
+        prices=None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        expected_spans: int = 0,
+        collect_signals: bool = True,
+        collect_runs: bool = False,
+    ):
+        self.collect_signals = collect_signals
+        self.run_records: list | None = [] if collect_runs else None  # alpha.records.RunRecord per root span
+        self._days: dict[str, int] = {}  # as-of text -> date ordinal (0: not a date)
         self.inputs = InputTally()
         self.agents: dict[str, AgentTally] = {}
         self.agent_order: list[str] = []  # index -> name, for closed-run states
@@ -172,14 +217,16 @@ class SpanAggregator(RunJoin):
             if operation == _CHAT:
                 self._llm_span(span, attrs, start, simulated)
             elif operation == _INVOKE_AGENT:
-                self._run_span(span, attrs, start)
+                self._run_span(span, attrs, start, fp)
+            elif span.name.startswith(_SUPERVISOR_PREFIX):
+                inputs.supervisor_spans += 1  # a decision about an agent, not one of its spans
             else:
                 inputs.other_spans += 1
                 if span.events:
                     agent = as_str(attrs.get(_AGENT))
                     if agent:
                         tally = self._agent(agent)[1]
-                        self._events(tally, span.events, self._day_row(tally, start))
+                        self._events(tally, span, self._day_row(tally, start), fp)
         inputs.spans += counted
 
     def _in_window(self, start: int) -> bool:
@@ -199,7 +246,7 @@ class SpanAggregator(RunJoin):
             name = OTHER_LABEL
         tally = self.agents.get(name)
         if tally is None:
-            tally = self.agents[name] = AgentTally()
+            tally = self.agents[name] = AgentTally(SignalStore() if self.collect_signals else None)
             self.agent_index[name] = len(self.agent_order)
             self.agent_order.append(name)
         return name, tally
@@ -214,7 +261,7 @@ class SpanAggregator(RunJoin):
 
     # --- run (root) spans -------------------------------------------------------------------------
 
-    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int) -> None:
+    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int, fp: int = 0) -> None:
         value = attrs.get(_AGENT)
         agent = value.stringValue if value is not None else None
         if not agent:
@@ -276,12 +323,59 @@ class SpanAggregator(RunJoin):
             if tally.last_kill is None or item > tally.last_kill:
                 tally.last_kill = item
         if span.events:
-            self._events(tally, span.events, row)
+            self._events(tally, span, row, fp)
+        if self.run_records is not None:
+            self._record_run(span, attrs, agent, outcome, start)
         self._join_root(agent, tally, span.traceId, attrs, run_id or span.traceId or span.spanId, run_id, killed)
 
-    def _events(self, tally: AgentTally, events: list, row: list[int]) -> None:
+    def _record_run(self, span: Span, attrs: dict[str, AnyValue], agent: str, outcome: str, start: int) -> None:
+        from alpha.records import RunRecord
+
+        try:
+            end = int(span.endTimeUnixNano)
+        except ValueError:
+            end = 0
+        cost = as_float(attrs.get(semconv.RUN_COST_USD))
+        self.run_records.append(
+            RunRecord(
+                agent=agent,
+                outcome=outcome,
+                as_of=self._as_of_date(as_str(attrs.get(semconv.AGENT_RUN_AS_OF))),
+                duration_ms=max(0, end - start) / 1e6 if start else 0.0,
+                cost_usd=cost if is_finite(cost) else 0.0,
+                unpriced_llm_calls=max(as_int(attrs.get(semconv.RUN_UNPRICED_LLM_CALLS)) or 0, 0),
+                status=as_str(attrs.get(semconv.AGENT_STATUS)) or "",
+                trace_id=span.traceId,
+                span_id=span.spanId,
+                start_unix_nano=start,
+            )
+        )
+
+    def _as_of_date(self, text: str | None) -> dt.date | None:
+        day = self._day_ordinal(text)
+        return dt.date.fromordinal(day) if day else None
+
+    def _day_ordinal(self, text) -> int:
+        """The ordinal of an ISO date (its first 10 characters), 0 if it is not one; memoised."""
+        day = self._days.get(text)
+        if day is not None:
+            return day
+        try:
+            day = dt.date.fromisoformat(text[:10]).toordinal() if type(text) is str else 0
+        except ValueError:
+            day = 0
+        if len(self._days) < MAX_DAY_CACHE:
+            self._days[text] = day
+        return day
+
+    def _events(self, tally: AgentTally, span: Span, row: list[int], fp: int = 0) -> None:
         alpha = tally.alpha
-        for event in events:
+        store = tally.signals
+        days = self._days
+        ids = None
+        position = -1
+        for event in span.events:
+            position += 1
             name = event.name
             if name == _SIGNAL:
                 attributes = event.attributes
@@ -292,8 +386,10 @@ class SpanAggregator(RunJoin):
                     symbol = symbol.stringValue if symbol is not None else None
                     direction = attributes[1].value
                     direction = direction.stringValue if direction is not None else None
+                    fast = True
                 else:
                     symbol, direction = _symbol_direction(attributes)
+                    fast = False
                 key = (symbol, direction)
                 if key in alpha:
                     alpha[key] += 1
@@ -301,6 +397,91 @@ class SpanAggregator(RunJoin):
                     key = bounded_key(alpha, (label(symbol, NO_SYMBOL), label(direction, NO_DIRECTION, 40)))
                     alpha[key] = alpha.get(key, 0) + 1
                 row[DAY_ALPHA] += 1
+                if store is None:
+                    continue
+                # --- the signal for scoring ---
+                n = len(attributes)
+                prob_up = None
+                if fast and (n == 9 or n == 8):
+                    # fast path: every field at the position alpha.emit writes it (the general path agrees)
+                    try:
+                        if (
+                            attributes[2].key == _PROB_UP
+                            and attributes[3].key == _CONFIDENCE
+                            and attributes[4].key == _SCORE
+                            and attributes[5].key == _REGIME
+                            and attributes[6].key == _HORIZON
+                            and attributes[7].key == _AS_OF
+                            and (n == 8 or attributes[8].key == _TRADABLE)
+                        ):
+                            prob_up = attributes[2].value.doubleValue
+                            score = attributes[4].value.doubleValue
+                            horizon = attributes[6].value.intValue
+                            as_of = attributes[7].value.stringValue
+                            tradable = attributes[8].value.boolValue if n == 9 else None
+                            if type(prob_up) is not float or type(score) is not float:
+                                prob_up = None
+                    except AttributeError:  # an attribute without a value
+                        prob_up = None
+                if prob_up is None:
+                    # symbol, direction, prob_up, score, horizon and as-of: six keys at least
+                    values = _signal_values(attributes) if n >= 6 else None
+                    if values is None:
+                        store.unusable += 1
+                        continue
+                    prob_up, score, horizon, as_of, tradable = values
+                code = DIRECTION_CODE.get(direction)
+                if code is None or not symbol or not 0.0 <= prob_up <= 1.0 or not -_INF < score < _INF:
+                    store.unusable += 1
+                    continue
+                if type(horizon) is not int:
+                    text = horizon
+                    horizon = _HORIZONS.get(text)
+                    if horizon is None:
+                        try:
+                            horizon = int(text)
+                        except (TypeError, ValueError):
+                            store.unusable += 1
+                            continue
+                        if len(_HORIZONS) < 64 and type(text) is str:
+                            _HORIZONS[text] = horizon
+                if not 1 <= horizon <= MAX_HORIZON:
+                    store.unusable += 1
+                    continue
+                day = days.get(as_of)
+                if day is None:
+                    day = self._day_ordinal(as_of)
+                if not day:
+                    store.unusable += 1
+                    continue
+                time_ns = event.timeUnixNano
+                if type(time_ns) is not int:
+                    try:
+                        time_ns = int(time_ns)
+                    except ValueError:
+                        time_ns = 0
+                if not 0 <= time_ns <= MAX_TIME_NS:
+                    time_ns = 0
+                if ids is None:
+                    ids = span_ids(span.traceId, span.spanId)
+                symbol_id = store.symbol_ids.get(symbol)
+                if symbol_id is None:
+                    symbol_id = store.symbol_id(label(symbol, NO_SYMBOL))
+                # SignalStore.offer() inlined: the last signal per key wins
+                store.total += 1
+                index = store._index
+                if index is None:
+                    index = store.index()
+                key = symbol_id << DAY_BITS | day
+                slot = index.get(key)
+                flags = code | (0 if tradable is None else 2 if tradable else 1) << TRADABLE_SHIFT
+                if slot is None:
+                    store.append(key, time_ns, fp, position, prob_up, score, horizon, flags, ids)
+                elif (time_ns, fp, position) > _RANK_FROM(store.rows, slot * ROW_SIZE + RANK_AT):
+                    if type(ids) is bytes and not store.odd_ids:
+                        _ROW_INTO(store.rows, slot * ROW_SIZE, key, time_ns, fp, position, prob_up, score, horizon, flags, ids)
+                    else:
+                        store.write(slot, key, time_ns, fp, position, prob_up, score, horizon, flags, ids)
             elif name == semconv.EVENT_ALPHA_SIGNAL_INVALID:
                 reason = None
                 for kv in event.attributes:
@@ -376,6 +557,45 @@ class SpanAggregator(RunJoin):
         root = entry[P_ROOT]
         if root is not None and entry[P_CALLS] >= root[0]:
             self._close(run_key, entry)
+
+
+def _number(value) -> float | None:
+    """A finite-or-not number from an event value (double, or int); None for anything else."""
+    if value is None:
+        return None
+    raw = value.doubleValue
+    if type(raw) is float:
+        return raw
+    if raw is not None:
+        return None  # "NaN", "Infinity": not a usable number
+    raw = value.intValue
+    if raw is None:
+        return None
+    try:
+        return float(int(raw))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _signal_values(attributes: list) -> tuple | None:
+    """(prob_up, score, horizon, as_of, tradable) of an alpha.signal event whatever the attribute
+    order (first occurrence of a key counts), or None when a number or the as-of date is missing."""
+    found: dict = {}
+    for kv in attributes:
+        if kv.key not in found:
+            found[kv.key] = kv.value
+    prob_up = _number(found.get(_PROB_UP))
+    score = _number(found.get(_SCORE))
+    horizon = found.get(_HORIZON)
+    as_of = found.get(_AS_OF)
+    if prob_up is None or score is None or horizon is None or as_of is None:
+        return None
+    horizon = horizon.intValue
+    as_of = as_of.stringValue
+    if horizon is None or as_of is None:
+        return None
+    tradable = found.get(_TRADABLE)
+    return prob_up, score, horizon, as_of, tradable.boolValue if tradable is not None else None
 
 
 def _symbol_direction(attributes: list) -> tuple[str | None, str | None]:

@@ -21,8 +21,9 @@ Options beat environment variables, which beat defaults. Environment: ``ALPHATRA
 ``ALPHATRACE_FLEET_CONFIG``, ``ALPHATRACE_MARKET_DATA`` and the ``OTEL_*`` variables
 ``otel/provider.py`` reads.
 
-Traces are read with ``alpha.records.read_records``, a minimal OTLP/JSON walker (plain ``.jsonl`` only,
-no rotated or zstd files), until the report builder's reader provides the records.
+Traces are read with the report's reader (``meta_supervisor.trace_records``): the trace file and its
+rotated backups (``traces-*.jsonl``), or a folder, in any shape the collector writes (JSON lines,
+framed protobuf, zstd), spans seen twice counted once.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TextIO
 
-from alpha.records import read_records
 from meta_supervisor.audit import append_audit, audit_path, emit_decision_spans
 from meta_supervisor.policy import HOLD, KEEP, PROMOTE, RETIRE, Decision, Policy, agent_figures, decide, load_policy, policy_path
+from meta_supervisor.trace_records import read_records, trace_specs
 from otel.provider import Telemetry, configure_telemetry, trace_file_path
 from services.agent_status import LIVE, SHADOW, AgentStatusBook, StatusEntry, agent_status_path, load_agent_status
 from services.config_error import ConfigError
@@ -125,6 +126,28 @@ def format_decision(d: Decision) -> str:
     return f"{head}\n{body}{held}"
 
 
+def _check_span_destination(traces) -> None:
+    """``--apply`` with the embedded exporter appends its spans as JSON lines to the trace file: refuse
+    when that would mix them into a folder or into a collector's protobuf or compressed file."""
+    from meta_supervisor.trace_reader import FORMAT_EMPTY, FORMAT_JSON_LINES, sniff
+    from otel.provider import choose_export
+
+    if choose_export(trace_file=traces).kind != "file":
+        return
+    if traces.is_dir():
+        shape = "a folder"
+    else:
+        with open(traces, "rb") as handle:
+            shape = sniff(handle.read(64))
+        if shape in (FORMAT_EMPTY, FORMAT_JSON_LINES):
+            return
+        shape = f"{shape} data"
+    raise ConfigError(
+        f"--apply would append its decision spans as JSON lines to {traces}, which is {shape}: send them to the "
+        "collector (OTEL_EXPORTER_OTLP_ENDPOINT) or pass the collector's JSON-lines file with --traces"
+    )
+
+
 def _date_arg(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -138,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--dry-run", action="store_true", help="print each decision and its figures, write nothing (default)")
     mode.add_argument("--apply", action="store_true", help="write kill switch / status, audit log and spans")
     parser.add_argument("--json", action="store_true", help="print the decisions as JSON")
-    parser.add_argument("--traces", help="OTLP/JSON lines file (default: $ALPHATRACE_TRACE_FILE or telemetry/traces.jsonl)")
+    parser.add_argument(
+        "--traces",
+        help="trace file (with its rotated backups) or folder, any collector format "
+        "(default: $ALPHATRACE_TRACE_FILE or telemetry/traces.jsonl)",
+    )
     parser.add_argument("--policy", help="policy file (default: $ALPHATRACE_POLICY_FILE or meta_supervisor/policy.yaml)")
     parser.add_argument("--kill-file", help="kill-switch file (default: $ALPHATRACE_KILL_SWITCH_FILE)")
     parser.add_argument("--status-file", help="agent status file (default: $ALPHATRACE_AGENT_STATUS_FILE)")
@@ -161,9 +188,14 @@ def main(
     try:
         policy = load_policy(args.policy)
         traces = trace_file_path(args.traces)
-        if not traces.is_file():
+        if not traces.is_file() and not traces.is_dir():
             raise ConfigError(f"trace file {traces} does not exist (run the agents first, or pass --traces)")
-        records = read_records(str(traces))
+        if args.apply and telemetry is None:
+            _check_span_destination(traces)
+        read = read_records(trace_specs(traces))
+        for message in read.messages:
+            print(f"note: {message}", file=sys.stderr)
+        records = read.records
         market = market or CsvMarketData()
         configured = {name: spec.status for name, spec in load_fleet_config(args.fleet_config).agents.items()}
         book = AgentStatusBook(configured, args.status_file)
@@ -196,9 +228,10 @@ def main(
     else:
         mode = "apply" if args.apply else "dry run"
         span = f"{window[0]}..{window[1]} ({policy.window_days} days)" if window else "empty (no run with an as-of date)"
+        backups = f" (+{len(read.files) - 1} rotated)" if len(read.files) > 1 else ""
         print(
             f"supervisor {mode}: {policy_path(args.policy)}, window {span}, {len(records.runs)} runs and "
-            f"{len(records.signals)} signals in {traces}",
+            f"{len(records.signals)} signals in {traces}{backups}",
             file=out,
         )
         for d in decisions:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from alpha.quality import dedupe, ic_summary, primary_ic, render_html, render_markdown, score_signals, spearman
-from alpha.records import SignalRecord, records_from_otlp_lines
+from alpha.records import SignalRecord
+from meta_supervisor.trace_records import read_records
 from services.market_data import CsvMarketData
 
 DAY0 = date(2024, 1, 1)  # a Monday
@@ -232,7 +233,7 @@ def test_section_is_stable_json_and_renders_escaped(tmp_path):
     assert "No alpha signals" in render_markdown(empty) and "No alpha signals" in render_html(empty)
 
 
-def test_signals_read_from_otlp_json_lines():
+def test_signals_read_from_otlp_json_lines(tmp_path: Path):
     def attr(key, value):
         kind = {bool: "boolValue", int: "intValue", float: "doubleValue", str: "stringValue"}[type(value)]
         return {"key": key, "value": {kind: str(value) if kind == "intValue" else value}}
@@ -267,7 +268,8 @@ def test_signals_read_from_otlp_json_lines():
         "events": [event, {"name": "alpha.signal", "attributes": [attr("alpha.symbol", "X")]}, out_of_range],
     }
     line = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
-    records = records_from_otlp_lines([line, line, "{not json", ""])
+    (tmp_path / "traces.jsonl").write_text("\n".join([line, line, "{not json", ""]) + "\n")
+    records = read_records([str(tmp_path / "traces.jsonl")]).records  # the report's reader
     assert (records.bad_lines, records.bad_signals, len(records.runs)) == (1, 2, 1)  # the repeated line is one span
     run = records.runs[0]
     assert (run.agent, run.outcome, run.as_of, run.duration_ms, run.cost_usd) == ("llm", "ok", date(2017, 1, 3), 2.5, 0.25)

@@ -69,9 +69,8 @@ def report(tmp_path: Path) -> dict:
     kill_file = tmp_path / "killed.json"
     kill_file.write_text('["alpha"]', encoding="utf-8")
     out = tmp_path / "out"
-    code = report_cli.main(
-        ["--input", str(traces), "--out", str(out), "--no-state", "--kill-file", str(kill_file), "--quiet"], now=lambda: NOW
-    )
+    argv = ["--input", str(traces), "--out", str(out), "--no-state", "--kill-file", str(kill_file), "--quiet"]
+    code = report_cli.main([*argv, "--audit-log", str(tmp_path / "audit.jsonl")], now=lambda: NOW)
     assert code == 0
     return json.loads((out / "meta_report.json").read_text(encoding="utf-8"))
 
@@ -190,6 +189,8 @@ def test_golden_file(report: dict) -> None:
         problem["file"] = "traces.jsonl"
     report["kill_switch"]["path"] = "killed.json"
     report["prices"]["source"] = "llm_prices.json"
+    report["alpha_quality"]["market_data"] = "agents/data"
+    report["supervisor"]["audit_log"] = "audit.jsonl"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     assert report == json.loads(golden.read_text(encoding="utf-8"))

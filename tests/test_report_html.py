@@ -40,7 +40,8 @@ def hostile_report(tmp_path: Path) -> Path:
                 message="<img src=x onerror=alert(3)>",
                 error_type="<svg onload=alert(4)>",
                 llm=[Llm(model="<b>gpt</b>", tokens_in=100 + i, tokens_out=10)] if i % 3 else [Llm(tokens_in=500, tokens_out=50)],
-                signals=[("<i>SPX</i>", "up")],
+                signals=[("<i>SPX</i>", "up"), ("SPX", "up" if i % 3 else "down", 0.3 + i / 100, (i % 5) / 5)],
+                as_of=f"2017-03-{1 + i % 28:02d}",  # scored against agents/data
             )
         )
     traces = tmp_path / "traces.jsonl"
@@ -73,7 +74,11 @@ def test_html_is_self_contained_and_escaped(hostile_report: Path) -> None:
         assert needle not in page
     assert 'href="javascript' not in page  # links only for http(s) Jaeger URLs
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no external assets
-    assert page.count("<svg") == 3  # cost, p95, per-day charts
+    assert page.count("<svg") == 6  # cost, p95, per-day charts; alpha: IC by horizon (two kinds), calibration
+    alpha = page[page.index('<section class="alpha-quality">') :]
+    alpha = alpha[: alpha.index("</section>")]
+    assert "&lt;i&gt;SPX&lt;/i&gt;" in alpha and "<i>" not in alpha  # the hostile symbol, as text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in alpha and "<script" not in alpha  # the hostile agent, in tables and charts
 
 
 def test_markdown_is_escaped_and_fits_a_comment(hostile_report: Path) -> None:
@@ -81,6 +86,7 @@ def test_markdown_is_escaped_and_fits_a_comment(hostile_report: Path) -> None:
     assert "<script" not in text and "<img" not in text and "<b>" not in text
     assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;" in text or "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "| agent | runs |" in text and "### Needs attention" in text
+    assert "### Alpha quality" in text and "&lt;i&gt;SPX&lt;/i&gt;" in text and "<i>" not in text
     assert len(text) < 65_536
 
 

@@ -12,11 +12,33 @@ import pytest
 
 from meta_supervisor.report_build import BuildOptions, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
+from services.market_data import CsvMarketData
 from services.pricing import PriceTable
-from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
+from tests.fixtures.report.otlp_builder import Llm, Run, Signal, lines_for
 
 NOW = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 PRICES = PriceTable.load()
+MARKET = CsvMarketData(Path(__file__).parent / "fixtures" / "alpha" / "prices")  # AAA, BBB, GAP in January 2024
+AS_OF = [f"2024-01-{day:02d}" for day in (2, 3, 4, 5, 6, 8, 9, 10, 11, 12)]
+
+
+def signals(rng: random.Random) -> list[Signal]:
+    """Scorable signals on the hand-made prices; few (symbol, as-of) pairs, so later runs supersede
+    earlier ones, some at the very same event time (the span decides)."""
+    out = []
+    for symbol in rng.sample(["AAA", "BBB", "GAP", "ZZZ"], 2):
+        out.append(
+            Signal(
+                symbol,
+                rng.choice(["up", "down", "flat"]),
+                prob_up=rng.choice([0.2, 0.5, 0.8]),
+                score=rng.uniform(-1, 1),
+                as_of=rng.choice(AS_OF),
+                tradable=rng.choice([None, True, False]),
+                time_ns=rng.choice([None, 1_767_225_600_000_000_000]),
+            )
+        )
+    return out
 
 
 def workload(count: int, seed: int = 7) -> list[str]:
@@ -40,7 +62,7 @@ def workload(count: int, seed: int = 7) -> list[str]:
                 duration_ms=rng.randint(5, 5000),
                 outcome=outcome,
                 llm=calls,
-                signals=[(rng.choice(["SPX", "NDX"]), rng.choice(["up", "down", "flat"]))] if outcome == "ok" else [],
+                signals=[(rng.choice(["SPX", "NDX"]), rng.choice(["up", "down", "flat"])), *signals(rng)] if outcome == "ok" else [],
                 totals=outcome != "killed",
                 kill_reason="paused" if outcome == "killed" else None,
             )
@@ -50,14 +72,15 @@ def workload(count: int, seed: int = 7) -> list[str]:
 
 def report(folder: Path, state_dir: Path | None) -> tuple[dict, str]:
     data, stats = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state_dir, workers=1))
-    result = build_report(data, PRICES, KillSwitchState(path="k"), NOW)
+    result = build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET)
     return result, stats.mode
 
 
 def assert_same_as_full(folder: Path, state_dir: Path) -> str:
     incremental, mode = report(folder, state_dir)
     full, _ = report(folder, None)
-    assert incremental == full
+    assert incremental == full  # alpha_quality included
+    assert incremental["alpha_quality"] is not None
     return mode
 
 
@@ -91,6 +114,11 @@ def test_appends_rotation_and_nothing_new(tmp_path: Path) -> None:
     assert assert_same_as_full(folder, state) == "unchanged"
     final, _ = report(folder, state)
     assert final["fleet"]["runs"] + final["fleet"]["skipped_killed"] == 120
+    alpha = final["alpha_quality"]  # the section compared above is not a trivial one
+    assert alpha["duplicates_dropped"] > 20 and alpha["unusable_signals"] > 50
+    scored = sum(agent["horizons"]["1"]["scored"] for agent in alpha["agents"].values())
+    no_data = sum(agent["horizons"]["1"]["no_data"] for agent in alpha["agents"].values())
+    assert scored > 20 and no_data > 0
 
 
 def test_truncated_replaced_and_removed_files_rebuild(tmp_path: Path) -> None:
@@ -135,7 +163,11 @@ def test_state_is_per_options_and_survives_damage(tmp_path: Path) -> None:
     data, stats = build_inputs(windowed)
     assert stats.mode == "full"  # another window, another state
     full_windowed, _ = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, since=windowed.since, workers=1))
-    assert build_report(data, PRICES, KillSwitchState(path="k"), NOW) == build_report(full_windowed, PRICES, KillSwitchState(path="k"), NOW)
+    kill = KillSwitchState(path="k")
+    assert build_report(data, PRICES, kill, NOW, market=MARKET) == build_report(full_windowed, PRICES, kill, NOW, market=MARKET)
+    # without alpha signals: another state, and no section
+    plain, stats = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state, workers=1, alpha_signals=False))
+    assert stats.mode == "full" and build_report(plain, PRICES, kill, NOW, market=MARKET)["alpha_quality"] is None
     # a damaged binary state file: the build notices and rebuilds
     with open(folder / "traces.jsonl", "a") as handle:
         handle.write("".join(workload(5, seed=99)))
@@ -164,7 +196,10 @@ def test_incremental_with_parallel_parts(tmp_path: Path, monkeypatch: pytest.Mon
     def both() -> None:
         data, _ = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state, workers=workers))
         full, _ = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, workers=1))
-        assert build_report(data, PRICES, KillSwitchState(path="k"), NOW) == build_report(full, PRICES, KillSwitchState(path="k"), NOW)
+        kill = KillSwitchState(path="k")
+        parallel = build_report(data, PRICES, kill, NOW, market=MARKET)
+        assert parallel == build_report(full, PRICES, kill, NOW, market=MARKET)
+        assert parallel["alpha_quality"]["duplicates_dropped"] > 0
 
     both()
     with open(active, "a") as handle:

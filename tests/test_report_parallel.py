@@ -13,16 +13,19 @@ import pytest
 from meta_supervisor import parallel_build
 from meta_supervisor.report_build import BuildOptions, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
+from services.market_data import CsvMarketData
 from services.pricing import PriceTable
-from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
+from tests.fixtures.report.otlp_builder import Llm, Run, Signal, lines_for
 
 PRICES = PriceTable.load()
 NOW = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+MARKET = CsvMarketData(Path(__file__).parent / "fixtures" / "alpha" / "prices")  # AAA, BBB, GAP in January 2024
+AS_OF = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08", "2024-01-09"]
 
 
 def report(path: Path, workers: int) -> dict:
     data, _ = build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES, workers=workers))
-    return build_report(data, PRICES, KillSwitchState(path="k"), NOW)
+    return build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET)
 
 
 @pytest.fixture
@@ -50,7 +53,19 @@ def runs(count: int) -> list[Run]:
             duration_ms=10 + i,
             outcome="error" if i % 7 == 0 else "ok",
             llm=[Llm(tokens_in=10 * i, tokens_out=i) for _ in range(i % 3)],
-            signals=[("SPX", "up")],
+            signals=[
+                ("SPX", "up"),
+                # few (symbol, as-of) pairs per agent: later runs, in other parts, supersede earlier ones;
+                # every 4th run at one shared event time, where the span decides
+                Signal(
+                    ["AAA", "BBB", "GAP"][i // 3 % 3],
+                    ["up", "down", "flat"][i % 4 % 3],
+                    0.1 + (i % 9) / 10,
+                    (i * 37 % 23) / 11 - 1,
+                    as_of=AS_OF[i % len(AS_OF)],
+                    time_ns=1_767_225_600_000_000_000 if i % 4 == 0 else None,
+                ),
+            ],
         )
         for i in range(count)
     ]
@@ -66,8 +81,11 @@ def test_parts_merge_exactly(tmp_path: Path, count_merges: list[bool], workers: 
     parallel = report(path, workers)
     assert count_merges and all(count_merges)  # the parts really were read by other processes
     sequential = report(path, 1)
-    assert parallel == sequential
+    assert parallel == sequential  # alpha_quality included
     assert [p["line"] for p in parallel["inputs"]["problems"]] == [38, 301]
+    alpha = parallel["alpha_quality"]
+    assert alpha["signals"] == 200 and alpha["duplicates_dropped"] > 100
+    assert sum(agent["horizons"]["1"]["scored"] for agent in alpha["agents"].values()) > 10
 
 
 def test_duplicates_across_the_cut_fall_back_to_reading_here(tmp_path: Path, count_merges: list[bool]) -> None:

@@ -1,10 +1,11 @@
 """Property: shuffling, splitting and duplicating input lines never changes the report.
 
 Runs are generated with everything the report distinguishes (outcomes, several LLM calls, simulated
-and unpriced models, signals, invalid signals, run totals that do and do not add up, LLM spans with
-more or fewer calls than the root claims, LLM spans whose root never comes). The same spans are then
-written as lines in another order, cut into other lines, with lines and single spans repeated, and
-across several files; only the duplicate counter and the file statistics may differ.
+and unpriced models, signals (scorable ones superseding each other, and unusable ones), invalid
+signals, run totals that do and do not add up, LLM spans with more or fewer calls than the root
+claims, LLM spans whose root never comes). The same spans are then written as lines in another
+order, cut into other lines, with lines and single spans repeated, and across several files; only
+the duplicate counter and the file statistics may differ (the alpha-quality section included).
 """
 
 from __future__ import annotations
@@ -19,11 +20,27 @@ from hypothesis import strategies as st
 
 from meta_supervisor.report_build import BuildOptions, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
+from services.market_data import CsvMarketData
 from services.pricing import PriceTable
-from tests.fixtures.report.otlp_builder import Llm, Run, request, spans_of
+from tests.fixtures.report.otlp_builder import Llm, Run, Signal, request, spans_of
 
 PRICES = PriceTable.load()
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+MARKET = CsvMarketData(Path(__file__).parent / "fixtures" / "alpha" / "prices")  # AAA, BBB in January 2024
+
+# scorable signals: few (symbol, as-of) pairs and two event times, so one signal supersedes another
+# in every way (later time; same time, other span; same span, later position)
+scorable = st.builds(
+    Signal,
+    symbol=st.sampled_from(["AAA", "BBB", "ZZZ"]),
+    direction=st.sampled_from(["up", "down", "flat"]),
+    prob_up=st.sampled_from([0.0, 0.3, 0.7, 1.0, 1.5]),
+    score=st.sampled_from([-1.0, 0.0, 0.25, 2.0]),
+    as_of=st.sampled_from(["2024-01-02", "2024-01-03", "2024-01-05", "2024-01-12", "not a date"]),
+    horizon=st.sampled_from([1, 5, 0]),
+    tradable=st.sampled_from([None, True, False]),
+    time_ns=st.sampled_from([None, 1_767_225_600_000_000_000, 1_767_225_600_000_000_001]),
+)
 
 llm_calls = st.builds(
     Llm,
@@ -59,7 +76,12 @@ def runs(draw) -> list[tuple[Run, bool]]:
             duration_ms=draw(st.integers(0, 10_000)),
             outcome=outcome,
             llm=calls,
-            signals=draw(st.lists(st.tuples(st.sampled_from(["SPX", "NDX"]), st.sampled_from(["up", "down", "flat", "??"])), max_size=3)),
+            signals=draw(
+                st.lists(
+                    st.one_of(st.tuples(st.sampled_from(["SPX", "NDX"]), st.sampled_from(["up", "down", "flat", "??"])), scorable),
+                    max_size=4,
+                )
+            ),
             invalid=draw(st.lists(st.sampled_from(["NaN", "prob_up > 1"]), max_size=1)),
             totals=totals,
             kill_reason="paused" if outcome == "killed" else None,
@@ -75,7 +97,7 @@ def write_lines(path: Path, groups: list[tuple[list[dict], bool]]) -> None:
 
 def report_for(folder: Path) -> dict:
     data, _ = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, workers=1))
-    result = build_report(data, PRICES, KillSwitchState(path="k"), NOW)
+    result = build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET)
     inputs = result["inputs"]
     for key in ("duplicate_spans", "files", "file_details"):
         inputs.pop(key)

@@ -365,3 +365,60 @@ def test_module_entry_point(world):
     )
     assert result.returncode == 0, result.stderr
     assert "RETIRE   contrarian" in result.stdout and "PROMOTE  oracle" in result.stdout
+
+
+# --- the report's reader, and the report reading what --apply wrote ----------------------------------
+
+
+def test_reads_rotated_and_compressed_traces_like_one_file(world):
+    import zstandard
+
+    _, expected = run_cli(["--json"])
+    lines = (world / "traces.jsonl").read_text().splitlines(keepends=True)
+    # the collector rotated twice: an older backup compressed as one zstd stream, a newer one plain
+    backup = world / "traces-2026-11-20T10-00-00.000-size.jsonl"
+    backup.write_bytes(zstandard.ZstdCompressor().compress("".join(lines[:40]).encode()))
+    (world / "traces-2026-11-21T10-00-00.000-size.jsonl").write_text("".join(lines[40:70]))
+    (world / "traces.jsonl").write_text("".join(lines[70:] + lines[:5]))  # and a retried batch
+    code, text = run_cli(["--json"])
+    assert code == 0 and json.loads(text) == json.loads(expected)
+    _, dry = run_cli(["--dry-run"])
+    assert "120 runs and 720 signals in" in dry and "(+2 rotated)" in dry
+
+
+def test_report_counts_decision_spans_apart_and_shows_the_hold(world, tmp_path):
+    from meta_supervisor import report_cli
+
+    revive("revived", "trust me", by="dave", path=world / "killed.json", now=lambda: NOW)
+    code, _ = run_cli(["--apply"])  # no telemetry handed in: the spans go into the trace file itself
+    assert code == 0
+    out = tmp_path / "report"
+    assert report_cli.main(["--input", str(world / "traces.jsonl"), "--out", str(out), "--no-state", "--quiet"], now=lambda: NOW) == 0
+    report = json.loads((out / "meta_report.json").read_text())
+    assert report["inputs"]["supervisor_spans"] == 5  # one supervisor.run, four supervisor.decide
+    assert report["inputs"]["other_spans"] == 0
+    assert set(report["agents"]) == {"contrarian", "oracle", "revived", "steady"}  # no "(unknown agent)"
+    assert report["fleet"]["runs"] == 120
+    section = report["supervisor"]
+    assert section["agents"]["revived"]["action"] == "hold" and section["agents"]["revived"]["held_by"]["by"] == "dave"
+    assert section["agents"]["contrarian"]["result"] == "written"
+    assert section["kill_switch"]["revived"]["state"] == "revived" and section["kill_switch"]["contrarian"]["by"] == "supervisor"
+    assert section["held"] == ["revived"]
+    # the report scores the same signals as the supervisor: one-day IC of the contrarian is -1
+    contrarian = report["alpha_quality"]["agents"]["contrarian"]["horizons"]["1"]
+    assert contrarian["scored"] == 180 and contrarian["ic_cross_sectional"]["mean"] == pytest.approx(-1.0)
+    page = (out / "meta_report.html").read_text()
+    assert "hold (policy: retire)" in page and "dave (revived" in page
+
+
+def test_apply_never_appends_json_spans_to_a_compressed_file(world, capsys):
+    import zstandard
+
+    packed = world / "traces.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress((world / "traces.jsonl").read_bytes()))
+    code, text = run_cli(["--dry-run", "--traces", str(packed)])
+    assert code == 0 and "120 runs and 720 signals" in text  # read like the JSON lines
+    before = packed.read_bytes()
+    assert run_cli(["--apply", "--traces", str(packed)])[0] == 2
+    assert "would append its decision spans as JSON lines" in capsys.readouterr().err
+    assert packed.read_bytes() == before and not (world / "killed.json").exists()

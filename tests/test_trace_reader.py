@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from meta_supervisor.span_aggregator import SpanAggregator
 from meta_supervisor.trace_files import read_trace_file
 from meta_supervisor.trace_reader import FORMAT_FRAMED, FORMAT_JSON_LINES, RecordDecoder, read_framed, read_json_lines, sniff
 from services.pricing import PriceTable
-from tests.fixtures.report.otlp_builder import Llm, Run, line, lines_for, request, spans_of
+from tests.fixtures.report.otlp_builder import Llm, Run, Signal, line, lines_for, request, spans_of
 
 COLLECTOR = Path(__file__).parent / "fixtures" / "collector"
 SAMPLES = ["traces.json.jsonl", "traces.proto.bin", "traces.zstd.bin", "traces.zstd-native.bin"]
@@ -34,7 +35,10 @@ def summary(aggregator: SpanAggregator) -> dict:
     """Everything the report is computed from, as comparable plain data."""
     return {
         "inputs": aggregator.inputs.to_state(),
-        "agents": {name: (tally.to_state(), list(tally.latencies_ns)) for name, tally in sorted(aggregator.agents.items())},
+        "agents": {
+            name: (tally.to_state(), list(tally.latencies_ns), tally.signals.records(name), tally.signals.total, tally.signals.unusable)
+            for name, tally in sorted(aggregator.agents.items())
+        },
         "pending": sorted((key, repr(entry)) for key, entry in aggregator.pending.items()),
     }
 
@@ -57,6 +61,10 @@ def test_collector_sample_content() -> None:
     momentum = aggregator.agents["momentum"]
     assert momentum.outcomes == {"ok": 1}
     assert momentum.alpha == {("SPX", "up"): 1}
+    [signal] = momentum.signals.records("momentum")  # every field, as scoring reads it
+    assert (signal.symbol, signal.as_of, signal.direction, signal.prob_up, signal.horizon) == ("SPX", date(2018, 12, 31), "up", 0.61, 5)
+    assert (signal.trace_id, signal.span_id) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    assert signal.time_unix_nano > 0
     assert aggregator.agents["meanrev"].outcomes == {"error": 1}
     models = {model for (_, model, _) in aggregator.agents["(unknown agent)"].day_models}
     assert "gpt-4o-mini-2024-07-18" in models
@@ -101,6 +109,7 @@ def _proto_request(runs: list[Run]) -> bytes:
 def test_proto_decoder_matches_json() -> None:
     runs = [
         Run("momentum", 1, llm=[Llm(tokens_in=120, tokens_out=7, cached=20)], signals=[("SPX", "up")]),
+        Run("momentum", 4, signals=[Signal("SPX", "down", 0.25, -0.5, tradable=False), ("NDX", "flat")], as_of="2024-01-05"),
         Run("meanrev", 2, outcome="error", error_type="ValueError", message="bad \u00e9", invalid=["NaN prob_up"]),
         Run("momentum", 3, outcome="killed", totals=False, kill_reason="drawdown"),
     ]
@@ -111,7 +120,8 @@ def test_proto_decoder_matches_json() -> None:
     from_proto = SpanAggregator(PriceTable.load())
     from_proto.add_request(decode_request(_proto_request(runs)))
     assert summary(from_proto) == summary(from_json)
-    assert from_proto.inputs.spans == 4
+    assert from_proto.inputs.spans == 5
+    assert len(from_proto.agents["momentum"].signals) == 2  # the doubles, int, bool and event time came through protobuf
 
 
 def test_proto_decoder_rejects_garbage() -> None:
