@@ -82,3 +82,14 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setenv("ALPHATRACE_AGENT_STATUS_FILE", str(tmp_path / "agent_status.json"))
     config = write_fleet(tmp_path / "agents.toml", calendar[70])
     return {"tmp": tmp_path, "calendar": calendar, "config": config, "kill_file": tmp_path / "killed_agents.json"}
+
+
+@pytest.fixture(scope="session")
+def built():
+    """The real collector and Jaeger binaries (make stack); skips with how to enable them, except
+    in CI (CI=true), where a missing Go toolchain or a failed build fails."""
+    from tests import stack
+
+    reason = stack.ensure_built()
+    if reason:
+        pytest.skip(reason)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -15,17 +15,13 @@ from alpha.quality import dedupe, ic_summary, primary_ic, render_html, render_ma
 from alpha.records import SignalRecord
 from meta_supervisor.trace_records import read_records
 from services.market_data import CsvMarketData
+from tests.fleet_fixtures import business_days
 
 DAY0 = date(2024, 1, 1)  # a Monday
 
 
 def weekdays(count: int) -> list[date]:
-    days, day = [], DAY0
-    while len(days) < count:
-        if day.weekday() < 5:
-            days.append(day)
-        day += timedelta(days=1)
-    return days
+    return business_days(DAY0, count)
 
 
 def market_from_returns(folder: Path, returns: dict[str, list[float]]) -> CsvMarketData:

@@ -23,13 +23,6 @@ from tests.test_collector_roundtrip import spans_by_id
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def built():
-    reason = stack.ensure_built()
-    if reason:
-        pytest.skip(reason)
-
-
 class AgentLoop:
     """Runs a trivial agent through the real wrapper every ``period`` seconds on its own thread."""
 

@@ -25,13 +25,6 @@ DETERMINISTIC = ("runs", "errors", "error_rate", "skipped_killed", "llm_calls", 
                  "cost_usd", "alpha_signals", "simulated_llm_calls", "unpriced_llm_calls", "outcomes", "alpha_by_symbol", "models")
 
 
-@pytest.fixture(scope="module")
-def built():
-    reason = stack.ensure_built()
-    if reason:
-        pytest.skip(reason)
-
-
 def report(inputs: list[Path], out: Path) -> dict:
     args = [sys.executable, "meta_supervisor/build_meta_report.py", "--out", str(out), "--no-state", "--quiet", "--format", "json"]
     for path in inputs:

@@ -30,13 +30,6 @@ from tests.conftest import SequentialIds
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def built():
-    reason = stack.ensure_built()
-    if reason:
-        pytest.skip(reason)
-
-
 def spans_by_id(requests: list[dict]) -> dict[str, dict]:
     """Flatten ExportTraceServiceRequests into span id -> span with its resource and scope, attributes
     keyed by name: what a reader sees, whatever batching grouped them into."""

@@ -24,6 +24,7 @@ from otel.otlp_json import encode_attributes
 from services.agent_status import load_agent_status, set_agent_status
 from services.kill_switch import clear, kill, load_kill_entries, revive
 from services.market_data import CsvMarketData
+from tests.fleet_fixtures import business_days
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SYMBOLS = ["S1", "S2", "S3", "S4", "S5", "S6"]
@@ -47,13 +48,7 @@ status = "shadow"
 """
 
 
-def weekdays(start: date, count: int) -> list[date]:
-    days, day = [], start
-    while len(days) < count:
-        if day.weekday() < 5:
-            days.append(day)
-        day += timedelta(days=1)
-    return days
+weekdays = business_days
 
 
 def one_day_return(i: int, k: int) -> float:
