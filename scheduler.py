@@ -119,12 +119,13 @@ class AgentScheduler:
         if not self._scheduler.running:
             self._scheduler.start()
         pending = {name: threading.Event() for name in self.agents}
+        job_ids = {name: f"{name}@{as_of or 'now'}" for name in self.agents}
         for name, done in pending.items():
             self._scheduler.add_job(
                 func=self._cycle_job,
                 args=[name, as_of, done],
                 trigger=DateTrigger(run_date=datetime.now(UTC), timezone=UTC),
-                id=f"{name}@{as_of or 'now'}",
+                id=job_ids[name],
                 name=name,
                 misfire_grace_time=None,
             )
@@ -134,8 +135,8 @@ class AgentScheduler:
         # A run can finish before APScheduler's own thread has removed its one-shot job; wait for that
         # bookkeeping too, so the next cycle or a shutdown never races it.
         deadline = time.monotonic() + 5
-        for name in pending:
-            while self._scheduler.get_job(f"{name}@{as_of or 'now'}") is not None and time.monotonic() < deadline:
+        for job_id in job_ids.values():
+            while self._scheduler.get_job(job_id) is not None and time.monotonic() < deadline:
                 time.sleep(0.002)
 
     def shutdown(self, wait: bool = True) -> None:
