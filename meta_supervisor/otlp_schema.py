@@ -101,6 +101,58 @@ class TraceRequest(msgspec.Struct, gc=False):
 REQUEST_DECODER = msgspec.json.Decoder(TraceRequest)
 
 
+# --- the same request for a build that keeps no alpha signals (--no-alpha-quality) --------------------
+# Event values are read only for their strings (symbol, direction, reason) and event times not at
+# all: the decoder skips the rest without materialising it, which is what a build without the
+# alpha-quality section saves. Everything downstream reads both shapes alike.
+
+
+class StringValue(msgspec.Struct, gc=False):
+    stringValue: str | None = None
+
+
+class NarrowEventKeyValue(msgspec.Struct, gc=False):
+    key: str = ""
+    value: StringValue | None = None
+
+
+class NarrowEvent(msgspec.Struct, gc=False):
+    name: str = ""
+    attributes: list[NarrowEventKeyValue] = []
+
+
+class NarrowSpan(msgspec.Struct, gc=False):
+    traceId: str = ""
+    spanId: str = ""
+    name: str = ""
+    startTimeUnixNano: str | int = 0
+    endTimeUnixNano: str | int = 0
+    attributes: list[KeyValue] = []
+    events: list[NarrowEvent] = []
+    status: Status | None = None
+
+
+class NarrowScopeSpans(msgspec.Struct, gc=False):
+    spans: list[NarrowSpan] = []
+
+
+class NarrowResourceSpans(msgspec.Struct, gc=False):
+    resource: Resource | None = None
+    scopeSpans: list[NarrowScopeSpans] = []
+
+
+class NarrowTraceRequest(msgspec.Struct, gc=False):
+    resourceSpans: list[NarrowResourceSpans] = []
+
+
+NARROW_REQUEST_DECODER = msgspec.json.Decoder(NarrowTraceRequest)
+
+
+def request_decoder(alpha_signals: bool) -> msgspec.json.Decoder:
+    """The decoder for a build that keeps alpha signals (every event value) or not (strings only)."""
+    return REQUEST_DECODER if alpha_signals else NARROW_REQUEST_DECODER
+
+
 # --- typed access to AnyValue -------------------------------------------------------------------
 
 

@@ -11,12 +11,13 @@ deduplicates spans) and the event's position, so the winner does not depend on t
 files, lines or parallel parts are read, and two stores over disjoint spans merge into exactly the
 store over their union. A span read twice (exporter retry) is dropped before its events get here.
 
-Each kept signal is one fixed-size row of a ``bytearray`` (``ROW``: 77 bytes, plus ~100 for the dict
-entry that finds it): the key ``symbol id << 22 | day ordinal``, event time, span fingerprint,
-position, ``prob_up``, ``score_final``, horizon, direction and tradable flags, and the trace and span
-ids (24 raw bytes; ids that are not 32 + 16 hex digits are kept as strings on the side). A later
-signal overwrites its key's row with one ``struct.pack_into``. Symbols are interned per agent (at
-most ``MAX_DISTINCT``; more fold into ``(other)``, as in the rest of the report).
+Each kept signal is one fixed-size row of a ``bytearray`` (``ROW``, 77 bytes; with the dict entry
+that finds it, about 200 bytes per distinct key): the key ``symbol id << 22 | day ordinal``, event
+time, span fingerprint, position, ``prob_up``, ``score_final``, horizon, direction and tradable
+flags, and the trace and span ids (24 raw bytes; ids that are not 32 + 16 hex digits are kept as
+strings on the side). A later signal overwrites its key's row with one ``struct.pack_into``. Symbols
+are interned per agent (at most ``MAX_DISTINCT``; more fold into ``(other)``, as in the rest of the
+report).
 
 Reads no environment variables.
 """

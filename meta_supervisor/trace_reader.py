@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from meta_supervisor.otlp_schema import REQUEST_DECODER, ResourceKeyValue, Span
+from meta_supervisor.otlp_schema import ResourceKeyValue, Span, request_decoder
 from meta_supervisor.span_aggregator import SpanAggregator
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -69,10 +69,11 @@ class RecordDecoder:
     def __init__(self, aggregator: SpanAggregator, file_label: str) -> None:
         self.aggregator = aggregator
         self.file_label = file_label
+        self.request_decoder = request_decoder(getattr(aggregator, "collect_signals", True))
 
     def json_record(self, data, number: int) -> None:
         try:
-            request = REQUEST_DECODER.decode(data)
+            request = self.request_decoder.decode(data)
         except msgspec.ValidationError:
             self._lenient_json(data, number)
             return
@@ -200,7 +201,7 @@ def read_json_lines(
     consumed = 0
     number = first_number
     remaining = limit
-    decode = REQUEST_DECODER.decode
+    decode = decoder.request_decoder.decode
     add_request = decoder.aggregator.add_request
     while True:
         if filled == len(buf):  # one line longer than the buffer: move to a buffer twice the size
@@ -245,7 +246,7 @@ def read_json_lines(
     if filled:
         tail = bytes(view[:filled])
         try:
-            request = REQUEST_DECODER.decode(tail)
+            request = decoder.request_decoder.decode(tail)
         except msgspec.ValidationError:
             number += 1
             consumed += filled

@@ -143,6 +143,9 @@ def test_hostile_symbol_is_escaped_in_the_alpha_section(tmp_path: Path) -> None:
 def test_no_alpha_quality_flag(tmp_path: Path) -> None:
     report, out = build(tmp_path, "".join(lines_for(hand_made_runs())), "--no-alpha-quality")
     assert report["alpha_quality"] is None
+    with_alpha, _ = build(tmp_path / "with", "".join(lines_for(hand_made_runs())))
+    for key in ("inputs", "agents", "fleet", "days", "needs_attention"):  # read with the narrower decoder: the same
+        assert report[key] == json.loads(json.dumps(with_alpha[key]).replace(str(tmp_path / "with"), str(tmp_path))), key
     assert report["agents"]["rule"]["alpha_signals"] == 10  # still counted, just not scored
     assert "Left out" in (out / "meta_report.html").read_text(encoding="utf-8")
 
