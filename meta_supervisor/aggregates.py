@@ -20,6 +20,9 @@ MAX_LABEL = 200  # longest agent / model / symbol / reason string kept (hostile 
 MAX_DISTINCT = 1000  # distinct symbols, models, reasons ... per agent before folding into "(other)"
 MAX_AGENTS = 10_000
 OTHER_LABEL = "(other)"
+MAX_PROCESSES = 10_000  # distinct (service.name, service.instance.id) with loss counters kept
+NO_SERVICE = "(no service.name)"
+NO_INSTANCE = "(no service.instance.id)"
 NS_PER_DAY = 86_400 * 1_000_000_000
 
 # day_runs slots
@@ -217,6 +220,7 @@ class InputTally:
         "spans",
         "spans_without_id",
         "supervisor_spans",
+        "telemetry_losses",
     )
 
     def __init__(self) -> None:
@@ -230,6 +234,23 @@ class InputTally:
         self.other_spans = 0
         self.supervisor_spans = 0  # supervisor.run / supervisor.decide: the supervisor's, no agent's
         self.duplicate_run_roots = 0
+        # (service.name, service.instance.id) -> [spans dropped, spans failed to export]: the largest
+        # value of each cumulative counter seen on that process's root spans, i.e. its latest
+        self.telemetry_losses: dict[tuple, list[int]] = {}
+
+    def add_telemetry_losses(self, process: tuple, dropped: int, failed: int) -> None:
+        """One root span's loss counters (cumulative for its process): the maximum per process counts."""
+        counts = self.telemetry_losses.get(process)
+        if counts is None:
+            key = (label(process[0], NO_SERVICE), label(process[1], NO_INSTANCE))
+            key = bounded_key(self.telemetry_losses, key, MAX_PROCESSES)
+            counts = self.telemetry_losses.get(key)
+            if counts is None:
+                counts = self.telemetry_losses[key] = [0, 0]
+        if dropped > counts[0]:
+            counts[0] = dropped
+        if failed > counts[1]:
+            counts[1] = failed
 
     def add_bad_line(self, file: str, line: int, error: str) -> None:
         """A whole line (message) that could not be read."""
@@ -246,12 +267,16 @@ class InputTally:
             if name == "bad_line_examples":
                 for item in other.bad_line_examples:
                     _push_first(self.bad_line_examples, item)
+            elif name == "telemetry_losses":
+                for process, (dropped, failed) in other.telemetry_losses.items():
+                    self.add_telemetry_losses(process, dropped, failed)
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def to_state(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__slots__}
         out["bad_line_examples"] = [list(item) for item in self.bad_line_examples]
+        out["telemetry_losses"] = [[*process, *counts] for process, counts in sorted(self.telemetry_losses.items())]
         return out
 
     @classmethod
@@ -260,6 +285,7 @@ class InputTally:
         for name in cls.__slots__:
             setattr(tally, name, data[name])
         tally.bad_line_examples = sorted(tuple(item) for item in data["bad_line_examples"])
+        tally.telemetry_losses = {(service, instance): [dropped, failed] for service, instance, dropped, failed in data["telemetry_losses"]}
         return tally
 
 

@@ -1,20 +1,28 @@
-"""Incremental builds: per input file its identity and offset, and the aggregates, saved between runs.
+"""Incremental builds: read only what changed since the last build, and give the full build's report.
 
-State lives in the state folder (``meta_supervisor/state/`` by default) as ``report-<key>.json``
-plus binary ``report-<key>-<generation>.*.bin`` files: the span-dedup table, the closed-run table,
-the sorted run latencies and the kept alpha signals (``signal_store``). ``<key>`` is a digest of what
-the numbers depend on (inputs, window, price table, whether alpha signals are kept), so a build with
-other options never reuses the wrong state. The JSON names its
-generation and is replaced last, atomically, so a crash mid-save leaves the previous state usable.
-
-A build then:
+The state (per input file its identity and offset, and the aggregates; ``state_store`` keeps it on
+disk) is keyed by what the numbers depend on (inputs, window, price table, whether alpha signals are
+kept), so a build with other options never reuses the wrong state. A build then:
 
 * does nothing but report when no input changed (identity, size, mtime): only the JSON is read;
 * reads only the appended bytes of grown files (renamed files, i.e. collector rotation, are found
   by identity and continued), on top of the saved aggregates, then saves them again;
-* rebuilds from scratch when a file was truncated, replaced or removed, or the state is missing or
-  unreadable: deduplication and run joins cross files, so one file's share cannot be subtracted
-  exactly, and an exact report matters more than the time of a rare rebuild.
+* when the *last* input file was truncated, replaced or removed, restores the *checkpoint* (the
+  state as it was just before that file) and reads only that file again: its share;
+* rebuilds from scratch when an earlier file was truncated, replaced or removed, or the state or its
+  checkpoint is missing or damaged (the reason is in ``BuildStats.rebuild_reason``).
+
+Why a checkpoint and not subtraction: deduplication, the run join and the "last signal wins" store
+cross files, so one file's share cannot be taken out of the totals exactly. The aggregates are
+order-independent and files are read in a fixed order (rotated backups oldest first, the active
+file last; ``trace_inputs``), so the state before the last file plus that file read again is
+exactly a full build. Only the last file gets this because it is the one that changes: a collector
+restart without rotation truncates it, ``make demo`` removes and rewrites it; backups never change.
+One checkpoint costs about one more copy of the state on disk, and it is only *written* when the
+files before the last one changed: a full build writes it before reading the last file (in step
+with the read, no second pass); an append to the active file keeps it; after a rotation (the
+active file renamed to a backup, a new one started) the previous state itself becomes the
+checkpoint, its tables kept where they are. ``stats.checkpoint`` says which happened.
 
 Reads no environment variables.
 """
@@ -22,199 +30,30 @@ Reads no environment variables.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 from array import array
+from dataclasses import dataclass
 from pathlib import Path
 
-from meta_supervisor.aggregates import AgentTally, InputTally, Tallies
-from meta_supervisor.fingerprints import FingerprintMap, FingerprintSet, blake2b
-from meta_supervisor.report_build import (
-    BuildOptions,
-    BuildStats,
-    _progress_adapter,
-    full_build,
-    new_aggregator,
-    read_file_maybe_parallel,
-    to_ns,
-)
+from meta_supervisor.report_build import BuildOptions, BuildStats, _progress_adapter, full_build, read_file_maybe_parallel
 from meta_supervisor.report_model import latency_summary
-from meta_supervisor.report_outputs import write_atomically
+from meta_supervisor.state_store import KEEP_STATES, STATE_FORMAT, SavedState, locked, state_key
 from meta_supervisor.trace_files import FileCursor, classify
 from meta_supervisor.trace_inputs import identity_of
 
-STATE_FORMAT = 4
-KEEP_STATES = 4  # state sets (one per combination of options) kept; the least recently used go
+__all__ = ["KEEP_STATES", "STATE_FORMAT", "incremental_build", "sort_latencies", "state_key"]
+_STATE_ERRORS = (OSError, ValueError, KeyError, TypeError)  # a damaged state: rebuild, never a wrong report
 
 
-def state_key(options: BuildOptions) -> str:
-    prices = options.prices
-    price_text = json.dumps(
-        {"version": getattr(prices, "version", None), "models": {k: vars(v) for k, v in sorted(getattr(prices, "models", {}).items())}},
-        sort_keys=True,
-    )
-    material = json.dumps(
-        {
-            "inputs": sorted(os.path.abspath(os.path.expanduser(spec)) for spec in options.inputs),
-            "since": to_ns(options.since),
-            "until": to_ns(options.until),
-            "alpha_signals": options.alpha_signals,
-            "prices": blake2b(price_text.encode(), digest_size=16).hexdigest(),
-            "format": STATE_FORMAT,
-        },
-        sort_keys=True,
-    )
-    return blake2b(material.encode(), digest_size=8).hexdigest()
+@dataclass
+class _Base:
+    """The saved state a build continues from: the last state, or its checkpoint."""
 
-
-@contextlib.contextmanager
-def _locked(state_dir: Path, key: str):
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / f"report-{key}.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-class SavedState:
-    def __init__(self, state_dir: Path, key: str) -> None:
-        self.dir = state_dir
-        self.key = key
-        self.json_path = state_dir / f"report-{key}.json"
-
-    def load_summary(self) -> dict | None:
-        try:
-            data = json.loads(self.json_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or data.get("key") != self.key:
-            return None
-        return data
-
-    def _bin(self, generation: str, name: str) -> Path:
-        return self.dir / f"report-{self.key}-{generation}.{name}.bin"
-
-    def load_aggregator(self, data: dict, options: BuildOptions):
-        """The aggregator as the last build left it (tables and latencies included)."""
-        generation = data["generation"]
-        aggregator = new_aggregator(options)
-        aggregator.seen = FingerprintSet.from_bytes(self._bin(generation, "seen").read_bytes(), data["seen_count"])
-        aggregator.closed_runs = FingerprintMap.from_bytes(
-            self._bin(generation, "closed").read_bytes(), self._bin(generation, "closed-states").read_bytes(), data["closed_count"]
-        )
-        latencies = self._bin(generation, "latencies").read_bytes()
-        signals = self._signal_blob(data)
-        aggregator.inputs = InputTally.from_state(data["inputs"])
-        for name in data["agent_order"]:
-            entry = data["agents"][name]
-            start, end = entry["latency_bytes"]
-            aggregator.agents[name] = AgentTally.from_state(entry["tally"], latencies[start:end], _signals_of(entry, signals))
-            aggregator.agent_index[name] = len(aggregator.agent_order)
-            aggregator.agent_order.append(name)
-        aggregator.pending = {key: _pending_from_json(entry) for key, entry in data["pending"].items()}
-        return aggregator
-
-    def _signal_blob(self, data: dict) -> bytes | None:
-        if not data.get("signals"):
-            return None
-        return self._bin(data["generation"], "signals").read_bytes()
-
-    def save(self, aggregator, cursors: dict[str, FileCursor], summaries: dict[str, dict]) -> str:
-        """Write the binary tables (straight from their arrays, no copies), then the JSON that names
-        them; returns the new generation."""
-        generation = os.urandom(6).hex()
-        agents = {}
-        offset = 0
-        with open(self._bin(generation, "latencies"), "wb") as handle:
-            for name in aggregator.agent_order:
-                tally = aggregator.agents[name]
-                tally.latencies_ns.tofile(handle)  # sorted by sort_latencies(): the next sort is cheap
-                size = len(tally.latencies_ns) * tally.latencies_ns.itemsize
-                agents[name] = {"tally": tally.to_state(), "latency_bytes": [offset, offset + size], "latency": summaries[name]}
-                offset += size
-        collect_signals = getattr(aggregator, "collect_signals", False)
-        if collect_signals:
-            offset = 0
-            with open(self._bin(generation, "signals"), "wb") as handle:
-                for name in aggregator.agent_order:
-                    store = aggregator.agents[name].signals
-                    if store is None:
-                        continue
-                    state, blob = store.to_state()
-                    handle.write(blob)
-                    agents[name]["signals"] = state
-                    agents[name]["signal_bytes"] = [offset, offset + len(blob)]
-                    offset += len(blob)
-        _write_array(self._bin(generation, "seen"), aggregator.seen.slots)
-        _write_array(self._bin(generation, "closed"), aggregator.closed_runs.keys)
-        _write_array(self._bin(generation, "closed-states"), aggregator.closed_runs.states)
-        data = {
-            "format": STATE_FORMAT,
-            "key": self.key,
-            "generation": generation,
-            "files": [cursor.to_state() for cursor in cursors.values()],
-            "inputs": aggregator.inputs.to_state(),
-            "agent_order": aggregator.agent_order,
-            "agents": agents,
-            "pending": {key: _pending_to_json(entry) for key, entry in aggregator.pending.items()},
-            "seen_count": aggregator.seen.count,
-            "closed_count": aggregator.closed_runs.count,
-            "signals": collect_signals,
-        }
-        write_atomically(self.json_path, json.dumps(data, separators=(",", ":"), allow_nan=True))
-        for stale in self.dir.glob(f"report-{self.key}-*.bin"):
-            if f"-{generation}." not in stale.name:
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
-        self._prune_other_keys()
-        return generation
-
-    def _prune_other_keys(self) -> None:
-        """Drop the state of option sets not used recently (e.g. one-off ``--input`` builds)."""
-        summaries = []
-        for path in self.dir.glob("report-*.json"):
-            with contextlib.suppress(FileNotFoundError):
-                summaries.append((path.stat().st_mtime, path))
-        summaries.sort(reverse=True)
-        for _, path in summaries[KEEP_STATES:]:
-            key = path.name[len("report-") : -len(".json")]
-            if key == self.key:
-                continue
-            for stale in [path, *self.dir.glob(f"report-{key}-*.bin"), self.dir / f"report-{key}.lock"]:
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
-
-    def light_tallies(self, data: dict) -> Tallies:
-        """Tallies and open runs without the big tables: all a report needs when nothing changed
-        (the kept alpha signals are read: the report scores them)."""
-        signals = self._signal_blob(data)
-        return Tallies(
-            agents={
-                name: AgentTally.from_state(data["agents"][name]["tally"], b"", _signals_of(data["agents"][name], signals))
-                for name in data["agent_order"]
-            },
-            inputs=InputTally.from_state(data["inputs"]),
-            pending={key: _pending_from_json(entry) for key, entry in data["pending"].items()},
-            latency_summaries={name: data["agents"][name]["latency"] for name in data["agent_order"]},
-        )
-
-
-def _signals_of(entry: dict, blob: bytes | None):
-    """The agent's saved ``SignalStore``, or None when the state keeps no signals."""
-    if blob is None or "signals" not in entry:
-        return None
-    from meta_supervisor.signal_store import SignalStore
-
-    start, end = entry["signal_bytes"]
-    return SignalStore.from_state(entry["signals"], blob[start:end])
-
-
-def _write_array(path: Path, blob) -> None:
-    with open(path, "wb") as handle:
-        handle.write(memoryview(blob).cast("B"))
+    generation: str
+    cursors: list[FileCursor]  # the files it covers, in the order they were read
+    is_main: bool
+    checkpoint: str | None = None  # the last state's checkpoint (when is_main)
+    text: str = ""  # the last state's JSON (when is_main): what becomes a checkpoint after a rotation
 
 
 def sort_latencies(aggregator) -> dict[str, dict]:
@@ -224,14 +63,6 @@ def sort_latencies(aggregator) -> dict[str, dict]:
         tally.latencies_ns = array("q", sorted(tally.latencies_ns))
         summaries[name] = latency_summary(tally.latencies_ns, already_sorted=True)
     return summaries
-
-
-def _pending_to_json(entry: list) -> list:
-    return [*entry[:3], list(entry[3]) if entry[3] is not None else None, *entry[4:]]
-
-
-def _pending_from_json(entry: list) -> list:
-    return [*entry[:3], tuple(entry[3]) if entry[3] is not None else None, *entry[4:]]
 
 
 def _plan(files: list[Path], saved: list[FileCursor]) -> tuple[dict[str, tuple[str, FileCursor | None]], str]:
@@ -260,53 +91,132 @@ def _plan(files: list[Path], saved: list[FileCursor]) -> tuple[dict[str, tuple[s
 def incremental_build(options: BuildOptions, files: list[Path], stats: BuildStats):
     """The aggregator and file cursors for ``files``, reading as little as the saved state allows."""
     assert options.state_dir is not None
-    saved_state = SavedState(options.state_dir, state_key(options))
-    with _locked(options.state_dir, saved_state.key):
-        data = None if options.force_full else saved_state.load_summary()
+    store = SavedState(options.state_dir, state_key(options))
+    with locked(options.state_dir, store.key):
+        if options.force_full:
+            stats.rebuild_reason = "forced full build"
+            return _full_and_save(options, files, stats, store)
+        data, text, reason = store.load_summary(options)
         if data is None:
-            stats.rebuild_reason = "forced full build" if options.force_full else "no saved state"
-            return _full_and_save(options, files, stats, saved_state)
-        saved = [FileCursor.from_state(entry) for entry in data["files"]]
-        plan, reason = _plan(files, saved)
-        if reason:
-            stats.rebuild_reason = f"rebuild: {reason}"
-            return _full_and_save(options, files, stats, saved_state)
+            stats.rebuild_reason = reason
+            return _full_and_save(options, files, stats, store)
+        try:
+            saved = [FileCursor.from_state(entry) for entry in data["files"]]
+        except _STATE_ERRORS as exc:
+            stats.rebuild_reason = f"rebuild: saved state unreadable ({exc})"
+            return _full_and_save(options, files, stats, store)
+        plan, problem = _plan(files, saved)
+        if problem:
+            return _from_checkpoint(options, files, stats, store, data, problem)
         if all(action == "skip" for action, _ in plan.values()):
             try:
-                tallies = saved_state.light_tallies(data)
-            except (OSError, ValueError, KeyError) as exc:
+                tallies = store.light_tallies(data)
+            except _STATE_ERRORS as exc:
                 stats.rebuild_reason = f"rebuild: saved state unreadable ({exc})"
-                return _full_and_save(options, files, stats, saved_state)
+                return _full_and_save(options, files, stats, store)
             stats.mode = "unchanged"
-            stats.state_dir, stats.state = options.state_dir, f"{saved_state.key}-{data['generation']}"
+            stats.state_dir, stats.state = options.state_dir, f"{store.key}-{data['generation']}"
             with contextlib.suppress(OSError):
-                os.utime(saved_state.json_path)  # recently used: kept by the pruning
+                os.utime(store.json_path)  # recently used: kept by the pruning
             cursors = {str(path): _renamed(plan[str(path)][1], path) for path in files}
             return tallies, cursors
         try:
-            aggregator = saved_state.load_aggregator(data, options)
-        except (OSError, ValueError, KeyError) as exc:
+            aggregator = store.load_aggregator(data, options)
+        except _STATE_ERRORS as exc:
             stats.rebuild_reason = f"rebuild: saved state unreadable ({exc})"
-            return _full_and_save(options, files, stats, saved_state)
+            return _full_and_save(options, files, stats, store)
         stats.mode = "incremental"
-        total = sum(max(identity_of(path).size - (plan[str(path)][1].size if plan[str(path)][1] else 0), 0) for path in files)
-        advance = _progress_adapter(options, total)
-        cursors = {}
-        for path in files:
-            action, known = plan[str(path)]
-            if action == "skip":
-                cursors[str(path)] = _renamed(known, path)
-                continue
-            cursor = read_file_maybe_parallel(path, aggregator, options, advance, known)
-            stats.bytes_read += cursor.size - (known.size if known else 0)
-            stats.files_read += 1
-            cursors[str(path)] = cursor
-        aggregator.settle()
-        summaries = sort_latencies(aggregator)  # mostly sorted already: a merge of two runs
-        generation = saved_state.save(aggregator, cursors, summaries)
-        stats.state_dir, stats.state = options.state_dir, f"{saved_state.key}-{generation}"
-        aggregator.latency_summaries = summaries
-        return aggregator, cursors
+        base = _Base(data["generation"], saved, is_main=True, checkpoint=data.get("checkpoint"), text=text)
+        return _continue(options, files, stats, store, aggregator, plan, base)
+
+
+def _from_checkpoint(options: BuildOptions, files: list[Path], stats: BuildStats, store: SavedState, data: dict, problem: str):
+    """A file of the last state changed in a way that cannot be continued: when it is the last
+    file, restore the checkpoint before it and read it again; otherwise rebuild everything."""
+    generation = data.get("checkpoint")
+    last = data["files"][-1]["path"] if data.get("files") else "the last input"
+    if generation is None:
+        stats.rebuild_reason = f"rebuild: {problem} (no checkpoint before {last} was saved)"
+        return _full_and_save(options, files, stats, store)
+    if generation == "":  # nothing was read before the last file: restoring it is a full build
+        stats.rebuild_reason = f"rebuild: {problem}"
+        return _full_and_save(options, files, stats, store)
+    try:
+        checkpoint = store.load_checkpoint(generation)
+        covered = [FileCursor.from_state(entry) for entry in checkpoint["files"]]
+    except _STATE_ERRORS as exc:
+        stats.rebuild_reason = f"rebuild: {problem}; the checkpoint before {last} is unusable ({exc})"
+        return _full_and_save(options, files, stats, store)
+    plan, earlier = _plan(files, covered)
+    if earlier:
+        stats.rebuild_reason = f"rebuild: {earlier} (only the last input, {last}, can be read again alone)"
+        return _full_and_save(options, files, stats, store)
+    try:
+        aggregator = store.load_aggregator(checkpoint, options)
+    except _STATE_ERRORS as exc:
+        stats.rebuild_reason = f"rebuild: {problem}; the checkpoint before {last} is unusable ({exc})"
+        return _full_and_save(options, files, stats, store)
+    stats.mode = "incremental"
+    stats.rebuild_reason = f"only the last input's share read again, from the checkpoint before it: {problem}"
+    return _continue(options, files, stats, store, aggregator, plan, _Base(generation, covered, is_main=False))
+
+
+def _continue(options, files: list[Path], stats: BuildStats, store: SavedState, aggregator, plan: dict, base: _Base):
+    """Read what the plan says on top of ``aggregator`` (the state ``base``), then save."""
+    total = sum(max(identity_of(path).size - (plan[str(path)][1].size if plan[str(path)][1] else 0), 0) for path in files)
+    advance = _progress_adapter(options, total)
+    cursors: dict[str, FileCursor] = {}
+    checkpoint = None
+    read_before_last = False
+    for index, path in enumerate(files):
+        action, known = plan[str(path)]
+        if index == len(files) - 1:
+            checkpoint = _checkpoint_before_last(store, aggregator, cursors, base, known, read_before_last, stats)
+        if action == "skip":
+            cursors[str(path)] = _renamed(known, path)
+            continue
+        read_before_last = True
+        cursor = read_file_maybe_parallel(path, aggregator, options, advance, known)
+        stats.bytes_read += cursor.size - (known.size if known else 0)
+        stats.files_read += 1
+        cursors[str(path)] = cursor
+    if not files:
+        stats.checkpoint = "none (no input files)"
+    aggregator.settle()
+    summaries = sort_latencies(aggregator)  # mostly sorted already: a merge of two runs
+    generation = store.save(aggregator, cursors, summaries, checkpoint)
+    stats.state_dir, stats.state = options.state_dir, f"{store.key}-{generation}"
+    aggregator.latency_summaries = summaries
+    return aggregator, cursors
+
+
+def _checkpoint_before_last(store: SavedState, aggregator, cursors: dict, base: _Base, known, read_before: bool, stats: BuildStats):
+    """The checkpoint the new state will name, decided just before the last file is read:
+    ``aggregator`` then holds exactly the files before it (``cursors``) when the last file is new."""
+    if known is None:
+        if read_before:
+            generation, size, seconds = store.write_checkpoint(aggregator, cursors)
+            stats.checkpoint = f"written ({size / 1e6:.1f} MB in {seconds:.2f} s)"
+            return generation
+        if base.is_main:  # after a rotation: the last state is the state before the new last file
+            store.adopt_as_checkpoint(base.text, base.generation)
+            stats.checkpoint = "the previous state, kept as the checkpoint"
+            return base.generation
+        stats.checkpoint = "kept"  # restored from it, and the files before the last did not change
+        return base.generation
+    if base.is_main and not read_before and base.checkpoint is not None and base.cursors and known is base.cursors[-1]:
+        stats.checkpoint = "kept"  # only the last file grew
+        return base.checkpoint
+    # The aggregator already holds part of the last file (it was read before, and either the files
+    # before it changed or it was not the last one then): no state "before it" exists to save. The
+    # next new last file (a rotation, a recreated active file) brings a checkpoint back.
+    if base.is_main and base.checkpoint is None:
+        stats.checkpoint = "none (the last state had none)"
+    elif base.is_main:
+        stats.checkpoint = "none (the files before the last one changed)"
+    else:
+        stats.checkpoint = "none (the last input was already in the checkpoint: the active file is gone)"
+    return None
 
 
 def _renamed(cursor: FileCursor, path: Path) -> FileCursor:
@@ -314,11 +224,22 @@ def _renamed(cursor: FileCursor, path: Path) -> FileCursor:
     return cursor
 
 
-def _full_and_save(options: BuildOptions, files: list[Path], stats: BuildStats, saved_state: SavedState):
+def _full_and_save(options: BuildOptions, files: list[Path], stats: BuildStats, store: SavedState):
     stats.mode = "full"
-    aggregator, cursors = full_build(options, files, stats)
+    checkpoint: list[str | None] = [None]
+
+    def before_last(aggregator, cursors: dict) -> None:
+        if not cursors:
+            checkpoint[0] = ""  # nothing before the last file
+            stats.checkpoint = "empty (one input file)"
+            return
+        generation, size, seconds = store.write_checkpoint(aggregator, cursors)
+        checkpoint[0] = generation
+        stats.checkpoint = f"written ({size / 1e6:.1f} MB in {seconds:.2f} s)"
+
+    aggregator, cursors = full_build(options, files, stats, before_last)
     summaries = sort_latencies(aggregator)
-    generation = saved_state.save(aggregator, cursors, summaries)
-    stats.state_dir, stats.state = options.state_dir, f"{saved_state.key}-{generation}"
+    generation = store.save(aggregator, cursors, summaries, checkpoint[0])
+    stats.state_dir, stats.state = options.state_dir, f"{store.key}-{generation}"
     aggregator.latency_summaries = summaries
     return aggregator, cursors

@@ -3,9 +3,11 @@
 ``build_inputs`` resolves the input specs, then either reads everything (``state_dir=None``, or no
 usable state) or loads the state, reads only what was appended since, and saves the state again. A
 file that was truncated or replaced since the last build cannot have its share subtracted exactly
-(deduplication and run joins cross file boundaries), so it triggers a rebuild from all inputs; a
-renamed file (collector rotation) is recognised by its identity and continued, not read again.
-Large uncompressed files are split across processes (see ``parallel_build``).
+(deduplication and run joins cross file boundaries): when it is the last input (the active file),
+the state saved just before it is restored and only that file is read again; an earlier file
+triggers a rebuild from all inputs (``incremental_state``). A renamed file (collector rotation) is
+recognised by its identity and continued, not read again. Large uncompressed files are split across
+processes (see ``parallel_build``).
 
 Reads no environment variables.
 """
@@ -50,6 +52,7 @@ class BuildStats:
     notes: list[str] = field(default_factory=list)
     state_dir: Path | None = None  # where the incremental state is (None: not kept)
     state: str = ""  # "<key>-<generation>" of the saved state the tallies equal: what a derived cache may be keyed on
+    checkpoint: str = ""  # what became of the state saved before the last file (written, kept, none ...)
 
 
 def to_ns(moment: dt.datetime | None) -> int | None:
@@ -81,8 +84,9 @@ def _progress_adapter(options: BuildOptions, total: int):
     return advance
 
 
-def full_build(options: BuildOptions, files: list[Path], stats: BuildStats):
-    """Read every file from the start."""
+def full_build(options: BuildOptions, files: list[Path], stats: BuildStats, before_last: Callable | None = None):
+    """Read every file from the start; ``before_last(aggregator, cursors)`` is called just before the
+    last file is read (the incremental state saves its checkpoint there)."""
     sizes = {}
     for path in files:
         try:
@@ -93,7 +97,9 @@ def full_build(options: BuildOptions, files: list[Path], stats: BuildStats):
     aggregator = new_aggregator(options, expected_spans=total // BYTES_PER_SPAN_ESTIMATE)
     advance = _progress_adapter(options, total)
     cursors: dict = {}  # path -> trace_files.FileCursor
-    for path in files:
+    for index, path in enumerate(files):
+        if before_last is not None and index == len(files) - 1:
+            before_last(aggregator, cursors)
         cursor = read_file_maybe_parallel(path, aggregator, options, advance)
         cursors[str(path)] = cursor
         stats.bytes_read += cursor.size

@@ -195,6 +195,14 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     written = write_report(report, out_dir, formats)
     for message in data.messages:
         print(f"note: {message}", file=sys.stderr)
+    losses = report["inputs"]["telemetry_losses"]
+    if losses["spans_dropped"] or losses["spans_export_failed"]:
+        print(
+            f"warning: the agents' telemetry lost spans before export ({losses['spans_dropped']} dropped by a full queue, "
+            f"{losses['spans_export_failed']} failed to export, in {losses['processes_with_losses']} of {losses['processes']} "
+            "processes); the report undercounts (inputs.telemetry_losses)",
+            file=sys.stderr,
+        )
     if not args.quiet:
         fleet = report["fleet"]
         inputs_section = report["inputs"]

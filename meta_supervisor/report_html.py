@@ -243,9 +243,21 @@ def _inputs(report: dict[str, Any]) -> str:
         {2, 3, 4},
     )
     problems = _table(["file", "line", "problem"], [[esc(p["file"]), num(p["line"]), esc(p["error"])] for p in i["problems"]], {1})
+    losses = i["telemetry_losses"]
+    lossy = _table(
+        ["service.name", "service.instance.id", "dropped (full queue)", "failed to export"],
+        [
+            [esc(p["service_name"]), esc(p["service_instance_id"]), num(p["spans_dropped"]), num(p["spans_export_failed"])]
+            for p in losses["by_process"]
+        ],
+        {2, 3},
+    )
     return (
         f"<p>{num(i['spans'])} spans read; {num(i['duplicate_spans'])} duplicates dropped; {num(i['bad_lines'])} unreadable lines and "
         f"{num(i['bad_spans'])} unreadable spans skipped; {num(i['spans_outside_window'])} outside the window.</p>"
+        f"<p>Telemetry losses before export (the agents' SDK): {num(losses['spans_dropped'])} spans dropped by a full queue, "
+        f"{num(losses['spans_export_failed'])} failed to export, across {num(losses['processes'])} processes.</p>"
+        f"{lossy if losses['by_process'] else ''}"
         f"{files}<h3>Problems (first ones)</h3>{problems}"
     )
 

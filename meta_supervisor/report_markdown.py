@@ -143,6 +143,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{_num(inputs['duplicate_spans'])} duplicates dropped, "
         f"{_num(inputs['bad_lines'])} bad lines, {_num(inputs['bad_spans'])} bad spans."
     )
+    losses = inputs["telemetry_losses"]
+    if losses["processes"]:
+        lines.append(
+            f"Telemetry losses (agents' SDK, before export): {_num(losses['spans_dropped'])} dropped, "
+            f"{_num(losses['spans_export_failed'])} failed to export, across {_num(losses['processes'])} "
+            f"process{'' if losses['processes'] == 1 else 'es'}."
+        )
     for problem in inputs["problems"][:5]:
         lines.append(f"- {md_text(problem['file'], 80)}:{problem['line']}: {md_text(problem['error'], 160)}")
     for message in inputs["messages"][:5]:

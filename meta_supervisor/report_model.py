@@ -164,6 +164,19 @@ def _needs_attention(
             )
     if kill.error is not None:
         items.append({"kind": "kill_switch_unreadable", "agent": None, "value": None, "why": kill.error})
+    losses = inputs["telemetry_losses"]
+    lost = losses["spans_dropped"] + losses["spans_export_failed"]
+    if lost:
+        items.append(
+            {
+                "kind": "telemetry_losses",
+                "agent": None,
+                "value": lost,
+                "why": f"{_count(lost, 'span')} lost by the agents' telemetry before export ({losses['spans_dropped']} dropped by a full "
+                f"queue, {losses['spans_export_failed']} failed to export) in "
+                f"{_count(losses['processes_with_losses'], 'process', 'processes')}: the figures above undercount",
+            }
+        )
     if inputs["bad_lines"] or inputs["bad_spans"]:
         items.append(
             {
@@ -176,8 +189,34 @@ def _needs_attention(
     return items
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+MAX_LOSS_PROCESSES = 20  # processes listed by name in the report (the totals cover all of them)
+
+
+def telemetry_losses(by_process: Mapping[tuple, list[int]]) -> dict[str, Any]:
+    """Spans the agents' own telemetry lost before they reached any file (a full SDK queue, an
+    exporter that gave up), from the cumulative counters on each process's latest root span.
+
+    A loss after a process's last root span is on no span (only in its shutdown log line)."""
+    lossy = sorted(
+        (dropped + failed, service, instance, dropped, failed)
+        for (service, instance), (dropped, failed) in by_process.items()
+        if dropped or failed
+    )
+    lossy.sort(key=lambda item: -item[0])  # most lost first; ties by name (the sort is stable)
+    return {
+        "processes": len(by_process),
+        "spans_dropped": sum(dropped for dropped, _ in by_process.values()),
+        "spans_export_failed": sum(failed for _, failed in by_process.values()),
+        "processes_with_losses": len(lossy),
+        "by_process": [
+            {"service_name": service, "service_instance_id": instance, "spans_dropped": dropped, "spans_export_failed": failed}
+            for _, service, instance, dropped, failed in lossy[:MAX_LOSS_PROCESSES]
+        ],
+    }
+
+
+def _count(number: int, noun: str, plural: str | None = None) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {plural or noun + 's'}"
 
 
 def build_report(
@@ -233,6 +272,7 @@ def build_report(
         "other_spans": tally.other_spans,
         "supervisor_spans": tally.supervisor_spans,
         "duplicate_run_roots": tally.duplicate_run_roots,
+        "telemetry_losses": telemetry_losses(tally.telemetry_losses),
         "messages": list(data.messages),
     }
     fleet = _fleet(agents, latencies.values())

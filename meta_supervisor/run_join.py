@@ -39,7 +39,7 @@ from meta_supervisor.aggregates import (
     UNCHECKED,
     note_mismatch,
 )
-from meta_supervisor.fingerprints import run_fingerprint
+from meta_supervisor.fingerprints import _K_SPAN, _K_TRACE, EMPTY, MASK64, run_fingerprint
 from meta_supervisor.otlp_schema import as_float, as_int
 from otel import semconv
 
@@ -55,9 +55,65 @@ class RunJoin:
     def _join_root(self, agent, tally, trace_id, attrs, run_key, run_id, killed) -> None:
         pending = self.pending
         entry = pending.get(run_key)
-        if entry is not None and entry[P_ROOT] is not None:
-            self.inputs.duplicate_run_roots += 1  # a second root span with the same run id
-            return
+        if entry is not None:
+            if entry[P_ROOT] is not None:
+                self.inputs.duplicate_run_roots += 1  # a second root span with the same run id
+                return
+            # The common case, decided here without building the totals: the run's LLM spans came
+            # first (the SDK exports a root after its children) and the root's totals, as alphatrace
+            # writes them, match them. Anything else (a total unreadable this way, a mismatch, a
+            # root that waits for more LLM spans) takes the general path below, which agrees.
+            try:
+                consistent = int(attrs[_RUN_LLM_CALLS].intValue) == entry[P_CALLS]
+                if consistent:
+                    for key, slot in _INT_TOTAL_SLOTS:
+                        value = attrs.get(key)
+                        if value is not None and int(value.intValue) != entry[slot]:
+                            consistent = False
+                            break
+                    else:
+                        value = attrs.get(_RUN_COST)
+                        if value is not None:
+                            cost = value.doubleValue
+                            spans_cost = entry[P_COST]
+                            tolerance = COST_ABS_TOLERANCE + COST_REL_TOLERANCE * abs(spans_cost)
+                            consistent = type(cost) is float and abs(cost - spans_cost) <= tolerance
+            except (KeyError, AttributeError, TypeError, ValueError):
+                consistent = False
+            if consistent:
+                fp = 0
+                if len(run_key) == 36 and run_key[8] == "-":  # run_fingerprint() of a uuid, inlined
+                    try:
+                        x = int(run_key.replace("-", ""), 16)
+                        fp = ((x & MASK64) * _K_SPAN ^ (x >> 64) * _K_TRACE) & MASK64
+                    except ValueError:
+                        pass
+                if fp < 2:
+                    fp = run_fingerprint(run_key)
+                # FingerprintMap.insert_new() inlined
+                closed = self.closed_runs
+                keys, size = closed.keys, closed.size
+                i = fp % size
+                while True:
+                    value = keys[i]
+                    if value == EMPTY:
+                        break
+                    if value == fp:  # the run was closed before: this root is a second one
+                        entry[P_AGENT], entry[P_TRACE], entry[P_RUN] = agent, trace_id, run_id  # as below
+                        self.inputs.duplicate_run_roots += 1
+                        return
+                    i += 1
+                    if i == size:
+                        i = 0
+                keys[i] = fp
+                index = self.agent_index.get(agent, AGENT_INDEX_UNKNOWN)
+                closed.states[i] = RUN_CONSISTENT | (index if index < AGENT_INDEX_UNKNOWN else AGENT_INDEX_UNKNOWN) << 2
+                closed.count += 1
+                if closed.count > closed.limit:
+                    closed._grow()
+                del pending[run_key]
+                tally.consistency[CONSISTENT] += 1
+                return
         fp = run_fingerprint(run_key)
         closed = self.closed_runs
         root = _root_totals(attrs)
@@ -174,7 +230,12 @@ def _root_totals(attrs: dict) -> tuple | None:
 
 _RUN_LLM_CALLS = semconv.RUN_LLM_CALLS
 _RUN_COST = semconv.RUN_COST_USD
-_RUN_INT_TOTALS = (semconv.RUN_INPUT_TOKENS, semconv.RUN_OUTPUT_TOKENS, semconv.RUN_CACHED_INPUT_TOKENS, semconv.RUN_UNPRICED_LLM_CALLS)
+_RUN_INPUT = semconv.RUN_INPUT_TOKENS
+_RUN_OUTPUT = semconv.RUN_OUTPUT_TOKENS
+_RUN_CACHED = semconv.RUN_CACHED_INPUT_TOKENS
+_RUN_UNPRICED = semconv.RUN_UNPRICED_LLM_CALLS
+_RUN_INT_TOTALS = (_RUN_INPUT, _RUN_OUTPUT, _RUN_CACHED, _RUN_UNPRICED)
+_INT_TOTAL_SLOTS = ((_RUN_INPUT, P_IN), (_RUN_OUTPUT, P_OUT), (_RUN_CACHED, P_CACHED), (_RUN_UNPRICED, P_UNPRICED))
 
 
 def mismatch_detail(entry: list) -> str | None:

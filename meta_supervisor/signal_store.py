@@ -30,6 +30,15 @@ from typing import Any
 
 from alpha.records import SignalRecord
 from meta_supervisor.aggregates import MAX_DISTINCT, OTHER_LABEL
+from otel import semconv
+
+_SYMBOL = semconv.ALPHA_SYMBOL
+_DIRECTION = semconv.ALPHA_DIRECTION
+_PROB_UP = semconv.ALPHA_PROB_UP
+_SCORE = semconv.ALPHA_SCORE_FINAL
+_HORIZON = semconv.ALPHA_HORIZON
+_AS_OF = semconv.ALPHA_AS_OF
+_TRADABLE = semconv.ALPHA_TRADABLE
 
 DIRECTIONS = ("up", "down", "flat")
 DIRECTION_CODE = {"up": 0, "down": 1, "flat": 2}
@@ -196,3 +205,58 @@ class SignalStore:
 
 
 NO_ROW = bytes(ROW_SIZE)
+
+
+# --- reading an alpha.signal event whatever its attribute order (span_aggregator has the fast path) ---
+
+
+def _event_number(value) -> float | None:
+    """A finite-or-not number from an event value (double, or int); None for anything else."""
+    if value is None:
+        return None
+    raw = value.doubleValue
+    if type(raw) is float:
+        return raw
+    if raw is not None:
+        return None  # "NaN", "Infinity": not a usable number
+    raw = value.intValue
+    if raw is None:
+        return None
+    try:
+        return float(int(raw))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def signal_values(attributes: list) -> tuple | None:
+    """(prob_up, score, horizon, as_of, tradable) of an alpha.signal event whatever the attribute
+    order (first occurrence of a key counts), or None when a number or the as-of date is missing."""
+    found: dict = {}
+    for kv in attributes:
+        if kv.key not in found:
+            found[kv.key] = kv.value
+    prob_up = _event_number(found.get(_PROB_UP))
+    score = _event_number(found.get(_SCORE))
+    horizon = found.get(_HORIZON)
+    as_of = found.get(_AS_OF)
+    if prob_up is None or score is None or horizon is None or as_of is None:
+        return None
+    horizon = horizon.intValue
+    as_of = as_of.stringValue
+    if horizon is None or as_of is None:
+        return None
+    tradable = found.get(_TRADABLE)
+    return prob_up, score, horizon, as_of, tradable.boolValue if tradable is not None else None
+
+
+def symbol_direction(attributes: list) -> tuple[str | None, str | None]:
+    """Symbol and direction of an alpha event; of a repeated key the first occurrence counts."""
+    symbol = direction = None
+    seen_symbol = seen_direction = False
+    for kv in attributes:
+        key = kv.key
+        if key == _SYMBOL and not seen_symbol:
+            symbol, seen_symbol = (kv.value.stringValue if kv.value is not None else None), True
+        elif key == _DIRECTION and not seen_direction:
+            direction, seen_direction = (kv.value.stringValue if kv.value is not None else None), True
+    return symbol, direction

@@ -69,7 +69,9 @@ from meta_supervisor.signal_store import (
     ROW_SIZE,
     TRADABLE_SHIFT,
     SignalStore,
+    signal_values,
     span_ids,
+    symbol_direction,
 )
 from otel import semconv
 
@@ -90,6 +92,17 @@ _REGIME = semconv.ALPHA_REGIME
 _HORIZON = semconv.ALPHA_HORIZON
 _AS_OF = semconv.ALPHA_AS_OF
 _TRADABLE = semconv.ALPHA_TRADABLE
+_SPANS_DROPPED = semconv.TELEMETRY_SPANS_DROPPED
+_SPANS_EXPORT_FAILED = semconv.TELEMETRY_SPANS_EXPORT_FAILED
+_SERVICE_NAME = semconv.SERVICE_NAME
+_SERVICE_INSTANCE_ID = semconv.SERVICE_INSTANCE_ID
+_RESPONSE_MODEL = semconv.GEN_AI_RESPONSE_MODEL
+_REQUEST_MODEL = semconv.GEN_AI_REQUEST_MODEL
+_TOKENS_IN = semconv.GEN_AI_USAGE_INPUT_TOKENS
+_TOKENS_OUT = semconv.GEN_AI_USAGE_OUTPUT_TOKENS
+_TOKENS_CACHED = semconv.GEN_AI_USAGE_CACHED_INPUT_TOKENS
+_OUTCOME = semconv.AGENT_RUN_OUTCOME
+_KILLED = semconv.OUTCOME_KILLED
 _SUPERVISOR_PREFIX = "supervisor."
 _INF = float("inf")
 MAX_DAY_CACHE = 4096
@@ -114,6 +127,12 @@ def _int_attr(attrs: dict, key: str) -> int:
         return int(value.intValue)
     except (TypeError, ValueError):
         return as_int(value) or 0
+
+
+def _count_attr(value) -> int:
+    """A cumulative counter attribute; anything negative, too large or not an integer reads as 0."""
+    number = as_int(value) if value is not None else None
+    return number if number is not None and 0 <= number <= MAX_TOKENS else 0
 
 
 class SpanAggregator(RunJoin):
@@ -143,24 +162,33 @@ class SpanAggregator(RunJoin):
         self._prices = prices
         self._price_cache: dict[str, object] = {}
         self.latency_summaries: dict[str, dict] | None = None  # set by an incremental build
+        self._process: tuple = (None, None)  # (service.name, service.instance.id) of the spans being added
 
     # --- entry points -------------------------------------------------------------------------
 
     def add_request(self, request: TraceRequest) -> None:
         for resource_spans in request.resourceSpans:
             simulated = False
+            service = instance = None
             resource = resource_spans.resource
             if resource is not None:
                 for kv in resource.attributes:
-                    if kv.key == semconv.RESOURCE_LLM_SIMULATED:
+                    key = kv.key
+                    if key == semconv.RESOURCE_LLM_SIMULATED:
                         simulated = as_bool(kv.value)
+                    elif key == _SERVICE_INSTANCE_ID:
+                        instance = as_str(kv.value)
+                    elif key == _SERVICE_NAME:
+                        service = as_str(kv.value)
+            process = (service, instance)
             for scope_spans in resource_spans.scopeSpans:
-                self.add_spans(scope_spans.spans, simulated)
+                self.add_spans(scope_spans.spans, simulated, process)
 
-    def add_spans(self, spans: list[Span], simulated: bool) -> None:
+    def add_spans(self, spans: list[Span], simulated: bool, process: tuple = (None, None)) -> None:
+        self._process = process
         inputs = self.inputs
         seen = self.seen
-        slots, size = seen.slots, seen.size
+        slots, size, count, limit = seen.slots, seen.size, seen.count, seen.limit
         windowed = self.since_ns is not None or self.until_ns is not None
         counted = 0
         for span in spans:
@@ -188,10 +216,11 @@ class SpanAggregator(RunJoin):
                     value = slots[i]
                     if value == 0:
                         slots[i] = fp
-                        seen.count += 1
-                        if seen.count > seen.limit:
+                        count += 1
+                        seen.count = count
+                        if count > limit:
                             seen._grow()
-                            slots, size = seen.slots, seen.size
+                            slots, size, limit = seen.slots, seen.size, seen.limit
                         break
                     if value == fp:
                         break
@@ -271,7 +300,7 @@ class SpanAggregator(RunJoin):
         if tally is None:
             agent, tally = self._agent(agent)
         status = span.status
-        value = attrs.get(semconv.AGENT_RUN_OUTCOME)
+        value = attrs.get(_OUTCOME)
         outcome = value.stringValue if value is not None else None
         if not outcome:
             tally.outcome_missing += 1
@@ -316,7 +345,7 @@ class SpanAggregator(RunJoin):
                     tally.last_start_ns = start
                 if not tally.first_start_ns or start < tally.first_start_ns:
                     tally.first_start_ns = start
-        elif outcome == semconv.OUTCOME_KILLED:
+        elif outcome == _KILLED:
             killed = True
             row[DAY_KILLED] += 1
             item = (start, label(as_str(attrs.get(semconv.KILL_REASON)), "", 300))
@@ -324,6 +353,10 @@ class SpanAggregator(RunJoin):
                 tally.last_kill = item
         if span.events:
             self._events(tally, span, row, fp)
+        dropped = attrs.get(_SPANS_DROPPED)
+        failed = attrs.get(_SPANS_EXPORT_FAILED)
+        if dropped is not None or failed is not None:
+            self.inputs.add_telemetry_losses(self._process, _count_attr(dropped), _count_attr(failed))
         if self.run_records is not None:
             self._record_run(span, attrs, agent, outcome, start)
         self._join_root(agent, tally, span.traceId, attrs, run_id or span.traceId or span.spanId, run_id, killed)
@@ -388,7 +421,7 @@ class SpanAggregator(RunJoin):
                     direction = direction.stringValue if direction is not None else None
                     fast = True
                 else:
-                    symbol, direction = _symbol_direction(attributes)
+                    symbol, direction = symbol_direction(attributes)
                     fast = False
                 key = (symbol, direction)
                 if key in alpha:
@@ -425,7 +458,7 @@ class SpanAggregator(RunJoin):
                         prob_up = None
                 if prob_up is None:
                     # symbol, direction, prob_up, score, horizon and as-of: six keys at least
-                    values = _signal_values(attributes) if n >= 6 else None
+                    values = signal_values(attributes) if n >= 6 else None
                     if values is None:
                         store.unusable += 1
                         continue
@@ -502,11 +535,16 @@ class SpanAggregator(RunJoin):
         tally = self.agents.get(agent)
         if tally is None:
             agent, tally = self._agent(agent)
-        value = attrs.get(semconv.GEN_AI_RESPONSE_MODEL) or attrs.get(semconv.GEN_AI_REQUEST_MODEL)
+        value = attrs.get(_RESPONSE_MODEL) or attrs.get(_REQUEST_MODEL)
         model = value.stringValue if value is not None else None
-        tokens_in = _int_attr(attrs, semconv.GEN_AI_USAGE_INPUT_TOKENS)
-        tokens_out = _int_attr(attrs, semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
-        cached = _int_attr(attrs, semconv.GEN_AI_USAGE_CACHED_INPUT_TOKENS)
+        try:  # the common case: three strings of digits (what _int_attr does, without the calls)
+            tokens_in = int(attrs[_TOKENS_IN].intValue)
+            tokens_out = int(attrs[_TOKENS_OUT].intValue)
+            cached = int(attrs[_TOKENS_CACHED].intValue)
+        except (KeyError, AttributeError, TypeError, ValueError):
+            tokens_in = _int_attr(attrs, _TOKENS_IN)
+            tokens_out = _int_attr(attrs, _TOKENS_OUT)
+            cached = _int_attr(attrs, _TOKENS_CACHED)
         if tokens_in < 0 or tokens_out < 0 or cached < 0 or cached > tokens_in or max(tokens_in, tokens_out) > MAX_TOKENS:
             tally.bad_token_values += 1
             tokens_in = tokens_in if 0 <= tokens_in <= MAX_TOKENS else 0
@@ -557,55 +595,3 @@ class SpanAggregator(RunJoin):
         root = entry[P_ROOT]
         if root is not None and entry[P_CALLS] >= root[0]:
             self._close(run_key, entry)
-
-
-def _number(value) -> float | None:
-    """A finite-or-not number from an event value (double, or int); None for anything else."""
-    if value is None:
-        return None
-    raw = value.doubleValue
-    if type(raw) is float:
-        return raw
-    if raw is not None:
-        return None  # "NaN", "Infinity": not a usable number
-    raw = value.intValue
-    if raw is None:
-        return None
-    try:
-        return float(int(raw))
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _signal_values(attributes: list) -> tuple | None:
-    """(prob_up, score, horizon, as_of, tradable) of an alpha.signal event whatever the attribute
-    order (first occurrence of a key counts), or None when a number or the as-of date is missing."""
-    found: dict = {}
-    for kv in attributes:
-        if kv.key not in found:
-            found[kv.key] = kv.value
-    prob_up = _number(found.get(_PROB_UP))
-    score = _number(found.get(_SCORE))
-    horizon = found.get(_HORIZON)
-    as_of = found.get(_AS_OF)
-    if prob_up is None or score is None or horizon is None or as_of is None:
-        return None
-    horizon = horizon.intValue
-    as_of = as_of.stringValue
-    if horizon is None or as_of is None:
-        return None
-    tradable = found.get(_TRADABLE)
-    return prob_up, score, horizon, as_of, tradable.boolValue if tradable is not None else None
-
-
-def _symbol_direction(attributes: list) -> tuple[str | None, str | None]:
-    """Symbol and direction of an alpha event; of a repeated key the first occurrence counts."""
-    symbol = direction = None
-    seen_symbol = seen_direction = False
-    for kv in attributes:
-        key = kv.key
-        if key == _SYMBOL and not seen_symbol:
-            symbol, seen_symbol = as_str(kv.value), True
-        elif key == _DIRECTION and not seen_direction:
-            direction, seen_direction = as_str(kv.value), True
-    return symbol, direction

@@ -129,7 +129,7 @@ class RecordDecoder:
             if not isinstance(entry, dict):
                 problems.append(f"resourceSpans[{i}] is not an object")
                 continue
-            simulated = _lenient_simulated(entry.get("resource"))
+            simulated, process = _lenient_resource(entry.get("resource"))
             scope_spans = entry.get("scopeSpans")
             if not isinstance(scope_spans, list):
                 problems.append(f"resourceSpans[{i}].scopeSpans is not a list")
@@ -146,26 +146,33 @@ class RecordDecoder:
                     except (msgspec.ValidationError, TypeError, RecursionError) as exc:
                         problems.append(f"span resourceSpans[{i}].scopeSpans[{j}].spans[{k}]: {exc}")
                 if good:
-                    self.aggregator.add_spans(good, simulated)
+                    self.aggregator.add_spans(good, simulated, process)
         if problems:
             more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
             inputs.add_bad_spans(self.file_label, number, len(problems), "; ".join(problems[:3]) + more)
 
 
-def _lenient_simulated(resource) -> bool:
+def _lenient_resource(resource) -> tuple[bool, tuple]:
+    """Whether the LLM was simulated, and the (service.name, service.instance.id) of a resource
+    read leniently: an unreadable attribute is skipped."""
     from meta_supervisor.otlp_schema import as_bool
     from otel import semconv
 
+    simulated, service, instance = False, None, None
     if not isinstance(resource, dict) or not isinstance(resource.get("attributes"), list):
-        return False
+        return simulated, (service, instance)
     for raw in resource["attributes"]:
         try:
             kv = msgspec.convert(raw, ResourceKeyValue, strict=False)
         except (msgspec.ValidationError, TypeError, RecursionError):
             continue
         if kv.key == semconv.RESOURCE_LLM_SIMULATED:
-            return as_bool(kv.value)
-    return False
+            simulated = as_bool(kv.value)
+        elif kv.key == semconv.SERVICE_NAME and kv.value is not None:
+            service = kv.value.stringValue
+        elif kv.key == semconv.SERVICE_INSTANCE_ID and kv.value is not None:
+            instance = kv.value.stringValue
+    return simulated, (service, instance)
 
 
 def _decompress(payload: bytes) -> bytes:
@@ -234,6 +241,9 @@ def read_json_lines(
                         add_request(request)
                     else:
                         decoder.add(request, line, number)
+                    # Freed now, not when the next line's request replaces it: the next decode then
+                    # reuses this memory while it is still in cache (measured: ~0.5-0.9 µs a span).
+                    del request
                 except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
                     decoder.json_record(line, number)
             pos = end + 1

@@ -8,6 +8,8 @@ Reads no environment variables.
 # --- resource -----------------------------------------------------------------------------
 SERVICE_NAME_DEFAULT = "alphatrace"
 RESOURCE_LLM_SIMULATED = "alphatrace.llm.simulated"
+SERVICE_NAME = "service.name"  # the SDK's standard resource keys, read by the report
+SERVICE_INSTANCE_ID = "service.instance.id"  # one per process (the SDK makes a UUID)
 
 # --- root span: one per agent run ------------------------------------------------------------
 OPERATION_INVOKE_AGENT = "invoke_agent"

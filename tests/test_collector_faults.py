@@ -165,3 +165,44 @@ def test_jaeger_down_does_not_touch_the_file_and_catches_up(built, tmp_path):
         running.jaeger.start(running.startup_timeout)
         some_trace = next(iter(in_file.values()))["traceId"]
         running.wait_for_jaeger_trace(some_trace, timeout=30)  # the persistent queue delivered it
+
+
+def test_spans_the_sdk_dropped_while_the_collector_was_away_show_in_the_report(built, tmp_path):
+    """A queue far too small for an outage: the SDK evicts spans, the counters ride on the root spans
+    that did arrive, and the meta report built from the collector's file shows the loss."""
+    from meta_supervisor import report_cli
+
+    running = stack.LocalStack(tmp_path, with_jaeger=False)
+    try:
+        telemetry = configure_telemetry(
+            env={"OTEL_EXPORTER_OTLP_ENDPOINT": running.otlp_http_endpoint},
+            instrument_openai=False,
+            processor_factory=lambda exporter: BatchSpanProcessor(
+                exporter, max_queue_size=16, max_export_batch_size=8, schedule_delay_millis=50
+            ),
+        )
+        with AgentLoop(telemetry, period=0.005) as loop:
+            time.sleep(1.0)  # nothing listens: the exporter retries its batch and the queue overflows
+            running.start_collector()
+            time.sleep(1.5)
+        telemetry.shutdown(timeout_seconds=10)
+        snapshot = telemetry.accounting.snapshot()
+        in_file = _settle(running, snapshot.exported)
+        files = running.trace_files()
+    finally:
+        running.stop()
+    assert loop.errors == []
+    assert snapshot.dropped > 0 and len(in_file) == snapshot.exported
+    out = tmp_path / "report"
+    argv = ["--out", str(out), "--no-state", "--quiet", "--no-alpha-quality", "--kill-file", str(tmp_path / "k.json")]
+    argv += ["--audit-log", str(tmp_path / "audit.jsonl")]
+    for path in files:
+        argv += ["--input", str(path)]
+    assert report_cli.main(argv) == 0
+    report = json.loads((out / "meta_report.json").read_text())
+    losses = report["inputs"]["telemetry_losses"]
+    assert losses["processes"] == 1
+    # the last root carries the count as of just before it ended (its own eviction is on no span)
+    assert snapshot.dropped - 1 <= losses["spans_dropped"] <= snapshot.dropped, (losses, snapshot.describe())
+    assert report["fleet"]["runs"] == len(in_file)  # the trivial agent makes one span a run
+    print(f"collector away 1 s: {snapshot.ended} spans ended, {len(in_file)} in the file, report says {losses['spans_dropped']} dropped")

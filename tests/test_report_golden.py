@@ -24,7 +24,8 @@ DAY_MS = 86_400_000
 
 
 def small_input() -> str:
-    """Two agents, five runs; a duplicated line, a corrupt line, a simulated LLM call, an unpriced model."""
+    """Two agents, five runs; a duplicated line, a corrupt line, a simulated LLM call, an unpriced model;
+    two processes whose telemetry lost spans (cumulative counters: the latest, i.e. largest, counts)."""
     run1 = Run(
         "alpha",
         1,
@@ -43,6 +44,7 @@ def small_input() -> str:
         message="boom",
         signals=[("SPX", "up")],
         totals={"agent.run.llm_calls": 1},
+        losses=(3, 1),
     )
     run3 = Run(
         "alpha",
@@ -52,13 +54,17 @@ def small_input() -> str:
         llm=[Llm(tokens_in=500, tokens_out=50), Llm(model="mystery-model", tokens_in=10, tokens_out=5)],
         invalid=["prob_up outside [0, 1]"],
         totals={"agent.run.cost_usd": (500 * 0.15 + 50 * 0.60) / 1e6, "agent.run.unpriced_llm_calls": 1},
+        losses=(2, 1),  # ended before run2's root: an older value of the same counters
     )
     run4 = Run("alpha", 4, start_ms=3000, duration_ms=1, outcome="killed", kill_reason="drawdown", totals=False)
-    run5 = Run("beta", 5, start_ms=DAY_MS, duration_ms=50, llm=[Llm(model="sim-model", tokens_in=300, tokens_out=30)], price=None)
-    text = line(spans_of(run1)) * 2  # an exporter retry: the same line twice
+    run5 = Run(
+        "beta", 5, start_ms=DAY_MS, duration_ms=50, llm=[Llm(model="sim-model", tokens_in=300, tokens_out=30)], price=None, losses=(0, 7)
+    )
+    run1.losses = (0, 0)
+    text = line(spans_of(run1), instance="process-1") * 2  # an exporter retry: the same line twice
     text += "this is not json\n"
-    text += "".join(lines_for([run2, run3, run4], per_line=2))
-    text += line(spans_of(run5), simulated=True)
+    text += "".join(lines_for([run2, run3, run4], per_line=2, instance="process-1"))
+    text += line(spans_of(run5), simulated=True, instance="process-2")
     return text
 
 
@@ -178,6 +184,24 @@ def test_fleet_days_and_needs_attention(report: dict) -> None:
         ("killed", "alpha"),
         ("unpriced", "alpha"),
     } <= kinds
+
+
+def test_telemetry_losses_are_the_latest_counters_per_process(report: dict) -> None:
+    losses = report["inputs"]["telemetry_losses"]
+    # process-1: its roots say (0, 0), (3, 1), (2, 1): the latest is the largest, 3 + 1; process-2: (0, 7)
+    assert losses == {
+        "processes": 2,
+        "spans_dropped": 3,
+        "spans_export_failed": 8,
+        "processes_with_losses": 2,
+        "by_process": [
+            {"service_name": "alphatrace", "service_instance_id": "process-2", "spans_dropped": 0, "spans_export_failed": 7},
+            {"service_name": "alphatrace", "service_instance_id": "process-1", "spans_dropped": 3, "spans_export_failed": 1},
+        ],
+    }
+    [item] = [item for item in report["needs_attention"] if item["kind"] == "telemetry_losses"]
+    assert (item["agent"], item["value"]) == (None, 11)
+    assert item["why"].startswith("11 spans lost by the agents' telemetry before export (3 dropped by a full queue, 8 failed")
 
 
 def test_golden_file(report: dict) -> None:

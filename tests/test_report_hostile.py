@@ -157,6 +157,27 @@ def test_unicode_html_and_huge_values(tmp_path: Path) -> None:
     assert len(md_text) < 65_536
 
 
+def test_hostile_loss_counters_and_process_names(tmp_path: Path) -> None:
+    huge = "<script>alert(2)</script>" + "y" * 100_000
+    bad_values = [(-5, 3), (10**30, 1), (2, -1)]
+    runs = [Run("a", i + 1, losses=pair) for i, pair in enumerate(bad_values)]
+    text = "".join(line(spans_of(run), instance=huge) for run in runs)
+    odd = spans_of(Run("a", 9))
+    odd[-1]["attributes"] += attrs({"alphatrace.telemetry.spans_dropped": "many", "alphatrace.telemetry.spans_export_failed": 1.5})
+    text += line(odd, instance="\u202eodd")
+    path = tmp_path / "traces.jsonl"
+    path.write_text(text, encoding="utf-8")
+    code, report, out = build(tmp_path, path)
+    assert code == 0 and report["fleet"]["runs"] == 4
+    losses = report["inputs"]["telemetry_losses"]
+    # negative, absurd and non-integer counters read as 0; the rest is the maximum per process
+    assert (losses["processes"], losses["spans_dropped"], losses["spans_export_failed"]) == (2, 2, 3)
+    [process] = losses["by_process"]
+    assert len(process["service_instance_id"]) <= 200
+    html_text = (out / "meta_report.html").read_text(encoding="utf-8")
+    assert "<script>alert(2)" not in html_text and "&lt;script&gt;alert(2)" in html_text
+
+
 def test_malformed_kill_switch_file_is_reported_not_fatal(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "traces.jsonl"
     path.write_text("".join(lines_for([Run("a", 1)])))

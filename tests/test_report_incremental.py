@@ -4,6 +4,7 @@ mid-line), a collector rotation in the middle, a truncated and a replaced file, 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 from pathlib import Path
@@ -65,6 +66,7 @@ def workload(count: int, seed: int = 7) -> list[str]:
                 signals=[(rng.choice(["SPX", "NDX"]), rng.choice(["up", "down", "flat"])), *signals(rng)] if outcome == "ok" else [],
                 totals=outcome != "killed",
                 kill_reason="paused" if outcome == "killed" else None,
+                losses=(trace // 7, trace % 3),  # loss counters: the largest per process must survive every merge
             )
         )
     return lines_for(runs, per_line=3)
@@ -121,34 +123,228 @@ def test_appends_rotation_and_nothing_new(tmp_path: Path) -> None:
     assert scored > 20 and no_data > 0
 
 
-def test_truncated_replaced_and_removed_files_rebuild(tmp_path: Path) -> None:
+def two_files(tmp_path: Path, seed: int = 3, runs: int = 80) -> tuple[Path, Path, Path, Path, list[str]]:
+    """A rotated backup and an active file (state folder apart); the first full build done."""
     folder = tmp_path / "traces"
     folder.mkdir()
     state = tmp_path / "state"
-    lines = workload(60, seed=3)
+    lines = workload(runs, seed=seed)
     backup = folder / "traces-2026-11-20T10-00-00.000.jsonl"
     active = folder / "traces.jsonl"
-    backup.write_text("".join(lines[:8]))
-    active.write_text("".join(lines[8:14]))
-    assert assert_same_as_full(folder, state) == "full"
-    # truncated in place (same inode, fewer bytes)
-    with open(active, "r+") as handle:
-        handle.truncate(len("".join(lines[8:10])))
-    assert assert_same_as_full(folder, state) == "full"
-    # replaced: same size, other content
-    replacement = "".join(lines[14:16])
-    active.write_text(replacement)
-    assert assert_same_as_full(folder, state) == "full"
-    # rewritten in place with more bytes than before: the first bytes changed
-    with open(active, "r+") as handle:
-        handle.write("".join(lines[16:20]))
-    assert assert_same_as_full(folder, state) == "full"
-    # a backup removed (max_backups): its spans leave the report
-    backup.unlink()
-    assert assert_same_as_full(folder, state) == "full"
+    backup.write_text("".join(lines[:12]))
+    active.write_text("".join(lines[12:18]))
+    stats = same_as_full(folder, state)
+    assert stats.mode == "full" and stats.checkpoint.startswith("written")
+    return folder, state, backup, active, lines
+
+
+def build(folder: Path, state_dir: Path | None):
+    data, stats = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state_dir, workers=1))
+    return build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET), stats
+
+
+def same_as_full(folder: Path, state_dir: Path):
+    """The incremental build's stats, after checking its report equals a full rebuild's."""
+    incremental, stats = build(folder, state_dir)
+    full, _ = build(folder, None)
+    assert incremental == full
+    return stats
+
+
+def assert_only_active_read_again(stats, active: Path) -> None:
+    assert stats.mode == "incremental"
+    assert stats.rebuild_reason.startswith("only the last input's share read again, from the checkpoint before it: ")
+    assert stats.files_read == 1 and stats.bytes_read == active.stat().st_size  # the backup is not read
+
+
+def replace_active(active: Path, text: str, how: str) -> None:
+    if how == "truncated":  # same inode, fewer bytes (a collector restart without rotation)
+        with open(active, "r+") as handle:
+            handle.truncate(len(text.encode()))
+    elif how == "new inode":  # written beside it and renamed over it
+        fresh = active.with_name("fresh.tmp")
+        fresh.write_text(text)
+        os.replace(fresh, active)
+    elif how == "rewritten":  # the same inode, other content, more bytes than before
+        with open(active, "r+") as handle:
+            handle.write(text)
+    else:  # removed and written again (make demo)
+        active.unlink()
+        active.write_text(text)
+
+
+@pytest.mark.parametrize("how", ["truncated", "new inode", "rewritten", "removed and rewritten"])
+def test_changed_active_file_reads_only_its_share_again(tmp_path: Path, how: str) -> None:
+    folder, state, _backup, active, lines = two_files(tmp_path)
+    with open(active, "a") as handle:  # an append first: the checkpoint is kept, not rewritten
+        handle.write("".join(lines[18:22]))
+    stats = same_as_full(folder, state)
+    assert (stats.mode, stats.checkpoint, stats.files_read) == ("incremental", "kept", 1)
+    text = "".join(lines[12:14]) if how == "truncated" else "".join(lines[30:40])
+    replace_active(active, text, how)
+    stats = same_as_full(folder, state)
+    assert_only_active_read_again(stats, active)
+    assert "traces.jsonl" in stats.rebuild_reason and stats.checkpoint == "kept"
+    # the state after it is a normal one: appends continue it, another truncation restores again
     with open(active, "a") as handle:
-        handle.write("".join(lines[20:]))
-    assert assert_same_as_full(folder, state) == "incremental"
+        handle.write("".join(lines[40:]))
+    stats = same_as_full(folder, state)
+    assert stats.mode == "incremental" and stats.rebuild_reason == ""
+    replace_active(active, "".join(lines[41:44]), "truncated")
+    assert_only_active_read_again(same_as_full(folder, state), active)
+
+
+def test_removed_active_file_then_a_new_one(tmp_path: Path) -> None:
+    folder, state, _backup, active, lines = two_files(tmp_path)
+    active.unlink()
+    stats = same_as_full(folder, state)  # the report falls back to the backup alone, nothing is read
+    assert (stats.mode, stats.files_read, stats.bytes_read) == ("incremental", 0, 0)
+    assert stats.checkpoint.startswith("none")
+    # the backup is the last input now and has no checkpoint before it: replacing it rebuilds
+    # (none is needed for a new active file: the state before it is the last state)
+    active.write_text("".join(lines[20:30]))
+    stats = same_as_full(folder, state)
+    assert stats.mode == "incremental" and stats.checkpoint == "the previous state, kept as the checkpoint"
+    replace_active(active, "".join(lines[20:23]), "truncated")
+    assert_only_active_read_again(same_as_full(folder, state), active)
+
+
+@pytest.mark.parametrize("how", ["truncated", "rewritten", "removed"])
+def test_changed_backup_rebuilds_everything(tmp_path: Path, how: str) -> None:
+    folder, state, backup, _active, lines = two_files(tmp_path)
+    if how == "truncated":
+        with open(backup, "r+") as handle:
+            handle.truncate(len("".join(lines[:3]).encode()))
+    elif how == "rewritten":
+        backup.write_text("".join(lines[40:60]))
+    else:
+        backup.unlink()
+    stats = same_as_full(folder, state)
+    assert stats.mode == "full"
+    assert stats.rebuild_reason.startswith(f"rebuild: {backup}") and "only the last input" in stats.rebuild_reason
+    assert stats.bytes_read == sum(path.stat().st_size for path in folder.iterdir())
+
+
+@pytest.mark.parametrize("grown_before_rename", [True, False])
+def test_appends_rotation_then_truncated_active_file(tmp_path: Path, grown_before_rename: bool) -> None:
+    """The checkpoint moves forward at a rotation: written when the renamed file grew first (the
+    aggregator holds exactly the backups then), the previous state itself otherwise."""
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    state = tmp_path / "state"
+    lines = workload(100, seed=11)
+    active = folder / "traces.jsonl"
+    active.write_text("".join(lines[:10]))
+    assert same_as_full(folder, state).checkpoint == "empty (one input file)"
+    for step in (slice(10, 15), slice(15, 22)):
+        with open(active, "a") as handle:
+            handle.write("".join(lines[step]))
+        assert same_as_full(folder, state).checkpoint == "kept"
+    if grown_before_rename:
+        with open(active, "a") as handle:
+            handle.write("".join(lines[22:26]))
+    os.rename(active, folder / "traces-2026-11-20T10-00-00.000-size.jsonl")
+    active.write_text("".join(lines[26:34]))
+    stats = same_as_full(folder, state)
+    assert stats.mode == "incremental"
+    expected = "written" if grown_before_rename else "the previous state, kept as the checkpoint"
+    assert stats.checkpoint.startswith(expected)
+    with open(active, "a") as handle:
+        handle.write("".join(lines[34:50]))
+    assert same_as_full(folder, state).checkpoint == "kept"
+    replace_active(active, "".join(lines[26:30]), "truncated")
+    assert_only_active_read_again(same_as_full(folder, state), active)
+    # only two state generations are left: the last state and its checkpoint
+    assert len({path.name.split(".")[0] for path in state.glob("report-*-*.bin")}) == 2
+
+
+def test_duplicate_span_in_backup_and_replaced_active_counts_once(tmp_path: Path) -> None:
+    folder, state, backup, active, lines = two_files(tmp_path)
+    # the replacement repeats lines of the backup (an exporter retry across a rotation) and its own
+    replace_active(active, "".join([*lines[8:12], *lines[30:34], *lines[30:32]]), "new inode")
+    stats = same_as_full(folder, state)
+    assert_only_active_read_again(stats, active)
+    result, _ = build(folder, state)
+    once = tmp_path / "once"  # the same spans without the repeats
+    once.mkdir()
+    (once / "traces.jsonl").write_text(backup.read_text() + "".join(lines[30:34]))
+    reference, _ = build(once, None)
+    assert result["inputs"]["spans"] == reference["inputs"]["spans"]
+    repeated = sum(
+        len(scope["spans"])
+        for line in [*lines[8:12], *lines[30:32]]
+        for rs in json.loads(line)["resourceSpans"]
+        for scope in rs["scopeSpans"]
+    )
+    assert repeated > 0
+    assert result["inputs"]["duplicate_spans"] == reference["inputs"]["duplicate_spans"] + repeated
+
+
+@pytest.mark.parametrize("damage", ["summary missing", "summary corrupt", "table missing", "table flipped", "table short"])
+def test_damaged_checkpoint_rebuilds_in_full(tmp_path: Path, damage: str) -> None:
+    folder, state, _backup, active, lines = two_files(tmp_path)
+    summary = json.loads(next(state.glob("report-????????????????.json")).read_text())
+    generation = summary["checkpoint"]
+    checkpoint = next(state.glob(f"report-*-{generation}.checkpoint.json"))
+    table = next(state.glob(f"report-*-{generation}.seen.bin"))
+    if damage == "summary missing":
+        checkpoint.unlink()
+    elif damage == "summary corrupt":
+        checkpoint.write_text(checkpoint.read_text()[:-10])
+    elif damage == "table missing":
+        table.unlink()
+    elif damage == "table flipped":  # same size, one byte changed: only the digest can tell
+        raw = bytearray(table.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        table.write_bytes(bytes(raw))
+    else:
+        table.write_bytes(table.read_bytes()[:-8])
+    replace_active(active, "".join(lines[12:14]), "truncated")
+    stats = same_as_full(folder, state)
+    assert stats.mode == "full" and "the checkpoint before" in stats.rebuild_reason and "unusable" in stats.rebuild_reason
+
+
+def test_crash_while_saving_leaves_the_previous_state_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from meta_supervisor import state_store
+
+    folder, state, _backup, active, lines = two_files(tmp_path)
+    real = state_store.write_atomically
+
+    def crash_on_main_json(path: Path, text: str) -> None:
+        if state_store._MAIN_NAME.match(path.name):
+            raise KeyboardInterrupt("killed mid-save")
+        real(path, text)
+
+    # a rotation (a new checkpoint is written), killed before the state's JSON is replaced
+    with open(active, "a") as handle:
+        handle.write("".join(lines[18:20]))
+    os.rename(active, folder / "traces-2026-11-21T10-00-00.000.jsonl")
+    active.write_text("".join(lines[20:30]))
+    monkeypatch.setattr(state_store, "write_atomically", crash_on_main_json)
+    with pytest.raises(KeyboardInterrupt):
+        build(folder, state)
+    monkeypatch.setattr(state_store, "write_atomically", real)
+    stats = same_as_full(folder, state)  # the previous state and its checkpoint are still there
+    assert stats.mode == "incremental" and stats.checkpoint.startswith("written")
+    replace_active(active, "".join(lines[20:22]), "truncated")
+    assert_only_active_read_again(same_as_full(folder, state), active)
+
+
+def test_state_of_an_older_format_is_rebuilt_and_removed(tmp_path: Path) -> None:
+    from meta_supervisor import state_store
+
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
+    (folder / "traces.jsonl").write_text("".join(workload(10)))
+    options = BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state, workers=1)
+    old_key = state_store.state_key(options, state_store.STATE_FORMAT - 1)
+    (state / f"report-{old_key}.json").write_text(json.dumps({"format": state_store.STATE_FORMAT - 1, "key": old_key}))
+    (state / f"report-{old_key}-abc.seen.bin").write_bytes(b"\x00" * 64)
+    stats = same_as_full(folder, state)
+    assert stats.mode == "full" and "older format" in stats.rebuild_reason
+    assert not list(state.glob(f"report-{old_key}*"))
 
 
 def test_state_is_per_options_and_survives_damage(tmp_path: Path) -> None:
@@ -193,28 +389,50 @@ def test_incremental_with_parallel_parts(tmp_path: Path, monkeypatch: pytest.Mon
     active = folder / "traces.jsonl"
     active.write_text("".join(lines[:20]))
 
-    def both() -> None:
-        data, _ = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state, workers=workers))
+    def both():
+        data, stats = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state, workers=workers))
         full, _ = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, workers=1))
         kill = KillSwitchState(path="k")
         parallel = build_report(data, PRICES, kill, NOW, market=MARKET)
         assert parallel == build_report(full, PRICES, kill, NOW, market=MARKET)
         assert parallel["alpha_quality"]["duplicates_dropped"] > 0
+        return stats
 
     both()
     with open(active, "a") as handle:
         handle.write("".join(lines[20:]))
     both()
+    # rotated, then the new active file truncated: its share is read again in parallel parts
+    os.rename(active, folder / "traces-2026-11-20T10-00-00.000.jsonl")
+    active.write_text("".join(lines[:40]))  # repeats the backup's first spans
+    assert both().checkpoint == "the previous state, kept as the checkpoint"
+    replace_active(active, "".join(lines[:30]), "truncated")
+    assert_only_active_read_again(both(), active)
 
 
 def test_state_of_unused_option_sets_is_pruned(tmp_path: Path) -> None:
+    """Least recently used option sets go with their checkpoints, unless a build holds their lock;
+    the set in use keeps its checkpoint."""
+    import fcntl
+
     from meta_supervisor import incremental_state
 
     state = tmp_path / "state"
+    keys = []
     for k in range(incremental_state.KEEP_STATES + 3):
         folder = tmp_path / f"inputs-{k}"
         folder.mkdir()
-        (folder / "traces.jsonl").write_text("".join(workload(3, seed=k)))
+        (folder / "traces-2026-11-20T10-00-00.000.jsonl").write_text("".join(workload(3, seed=k)))
+        (folder / "traces.jsonl").write_text("".join(workload(2, seed=k + 100)))
+        keys.append(incremental_state.state_key(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state)))
         report(folder, state)
-    assert len(list(state.glob("report-*.json"))) == incremental_state.KEEP_STATES
-    assert len(list(state.glob("report-*.seen.bin"))) == incremental_state.KEEP_STATES
+        if k == 0:  # a build of set 0 is running from now on
+            busy = open(state / f"report-{keys[0]}.lock", "a+")
+            fcntl.flock(busy, fcntl.LOCK_EX)
+    busy.close()
+    main = sorted(path.name[len("report-") : -len(".json")] for path in state.glob("report-????????????????.json"))
+    assert main == sorted([keys[0], *keys[-incremental_state.KEEP_STATES :]])  # set 0 was busy: kept
+    for key in main:  # each left with its state and its checkpoint, nothing else
+        assert len(list(state.glob(f"report-{key}-*.seen.bin"))) == 2
+        assert len(list(state.glob(f"report-{key}-*.checkpoint.json"))) == 1
+    assert len(list(state.glob("report-*.seen.bin"))) == 2 * len(main)

@@ -66,6 +66,7 @@ def runs(count: int) -> list[Run]:
                     time_ns=1_767_225_600_000_000_000 if i % 4 == 0 else None,
                 ),
             ],
+            losses=(i // 10, i % 3),  # cumulative: the largest value counts, whichever part reads it
         )
         for i in range(count)
     ]
@@ -83,6 +84,8 @@ def test_parts_merge_exactly(tmp_path: Path, count_merges: list[bool], workers: 
     sequential = report(path, 1)
     assert parallel == sequential  # alpha_quality included
     assert [p["line"] for p in parallel["inputs"]["problems"]] == [38, 301]
+    losses = parallel["inputs"]["telemetry_losses"]
+    assert (losses["processes"], losses["spans_dropped"], losses["spans_export_failed"]) == (1, 19, 2)
     alpha = parallel["alpha_quality"]
     assert alpha["signals"] == 200 and alpha["duplicates_dropped"] > 100
     assert sum(agent["horizons"]["1"]["scored"] for agent in alpha["agents"].values()) > 10

@@ -86,13 +86,17 @@ def runs(draw) -> list[tuple[Run, bool]]:
             totals=totals,
             kill_reason="paused" if outcome == "killed" else None,
             error_type="E" if outcome == "error" else None,
+            losses=draw(st.one_of(st.none(), st.tuples(st.integers(0, 9), st.integers(0, 9)))),
         )
         out.append((run, draw(st.booleans())))
     return out
 
 
 def write_lines(path: Path, groups: list[tuple[list[dict], bool]]) -> None:
-    path.write_text("".join(json.dumps(request(spans, simulated), separators=(",", ":")) + "\n" for spans, simulated in groups))
+    # the process (service.instance.id) follows the resource, so it survives any regrouping of spans
+    path.write_text(
+        "".join(json.dumps(request(spans, simulated, f"process-{simulated}"), separators=(",", ":")) + "\n" for spans, simulated in groups)
+    )
 
 
 def report_for(folder: Path) -> dict:

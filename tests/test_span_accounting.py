@@ -106,3 +106,70 @@ def test_warning_while_losing_is_rate_limited():
         logging.getLogger("otel.span_accounting").removeHandler(handler)
     assert len(logged) == 2
     assert "6 failed to export" in logged[1].getMessage()
+
+
+class GatedFileExporter(GatedExporter):
+    """The embedded collector-format file exporter behind a gate (a collector that stalls, then
+    recovers): what gets through is written to the trace file the report reads."""
+
+    def __init__(self, path) -> None:
+        super().__init__()
+        from otel.file_exporter import CollectorFileExporter
+
+        self.file = CollectorFileExporter(path)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        super().export(spans)
+        return self.file.export(spans)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.file.shutdown()
+
+
+def test_losses_reach_the_meta_report(tmp_path):
+    import json
+
+    from meta_supervisor import report_cli
+
+    trace_file = tmp_path / "traces.jsonl"
+    exporter = GatedFileExporter(trace_file)
+    handle = configure_telemetry(exporter=exporter, processor_factory=_small_queue, instrument_openai=False)
+    wrapper = AgentRunWrapper(handle.tracer(), accounting=handle.accounting)
+    for _ in range(40):
+        wrapper.run("momentum", lambda: None)
+    exporter.gate.set()
+    assert handle.shutdown(timeout_seconds=10)
+    final = handle.accounting.snapshot()
+    assert final.dropped > 20
+
+    out = tmp_path / "out"
+    argv = ["--input", str(trace_file), "--out", str(out), "--no-state", "--quiet", "--kill-file", str(tmp_path / "k.json")]
+    assert report_cli.main([*argv, "--no-alpha-quality", "--audit-log", str(tmp_path / "audit.jsonl")]) == 0
+    report = json.loads((out / "meta_report.json").read_text())
+    losses = report["inputs"]["telemetry_losses"]
+    # a root carries the counters as they were just before it ended: the eviction its own arrival in
+    # the full queue causes is on the next root (or only in the shutdown line, for the last one)
+    assert final.dropped - 1 <= losses["spans_dropped"] <= final.dropped
+    assert (losses["processes"], losses["spans_export_failed"]) == (1, 0)
+    [process] = losses["by_process"]
+    assert process["service_instance_id"] == handle.tracer_provider.resource.attributes["service.instance.id"]
+    assert report["fleet"]["runs"] + losses["spans_dropped"] >= 39  # what arrived plus what is known lost
+    assert any(item["kind"] == "telemetry_losses" for item in report["needs_attention"])
+    markdown = (out / "meta_report.md").read_text()
+    assert f"Telemetry losses (agents' SDK, before export): {losses['spans_dropped']:,} dropped" in markdown
+
+
+def test_the_report_command_warns_about_losses(tmp_path, capsys):
+    from meta_supervisor import report_cli
+    from tests.fixtures.report.otlp_builder import Run, line, spans_of
+
+    trace_file = tmp_path / "traces.jsonl"
+    trace_file.write_text(line(spans_of(Run("momentum", 1, losses=(4, 2))), instance="p-1"))
+    out = tmp_path / "out"
+    argv = ["--input", str(trace_file), "--out", str(out), "--no-state", "--quiet", "--kill-file", str(tmp_path / "k.json")]
+    assert report_cli.main([*argv, "--no-alpha-quality", "--audit-log", str(tmp_path / "audit.jsonl")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: the agents' telemetry lost spans before export (4 dropped by a full queue, 2 failed to export, "
+        "in 1 of 1 processes); the report undercounts (inputs.telemetry_losses)"
+    ]

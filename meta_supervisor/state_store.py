@@ -1,0 +1,312 @@
+"""The incremental state on disk: generations of binary tables, the JSON that names them, the lock.
+
+One state set per option key (``state_key``) in the state folder:
+
+* ``report-<key>.json``: the last build's tallies and file cursors; it names its *generation* (the
+  binary tables ``report-<key>-<generation>.<table>.bin`` it goes with) and its *checkpoint* (the
+  generation holding the state just before the last input file, see ``incremental_state``). It is
+  replaced last and atomically, so a crash mid-save leaves the previous state (and its checkpoint,
+  whose files are only deleted after the replace) usable;
+* ``report-<key>-<generation>.*.bin``: the dedup table (8 bytes a slot), the closed-run table, the
+  sorted latencies and the kept alpha signals, written straight from their arrays. Each JSON records
+  the size and BLAKE2b digest of every table it names, checked on load: a damaged or half-written
+  table means a rebuild, never a wrong report;
+* ``report-<key>-<generation>.checkpoint.json``: a checkpoint's own summary (same fields as the
+  main JSON). A checkpoint is an ordinary generation: when the last state itself becomes the
+  checkpoint (a new active file after a rotation) its tables are kept, not copied.
+
+Generations other than the current one and its checkpoint are deleted after each save; the state
+sets of option keys not used recently go (``KEEP_STATES``), unless another build holds their lock.
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import time
+from array import array
+from pathlib import Path
+
+from meta_supervisor.aggregates import AgentTally, InputTally, Tallies
+from meta_supervisor.fingerprints import FingerprintMap, FingerprintSet, blake2b
+from meta_supervisor.report_build import BuildOptions, new_aggregator, to_ns
+from meta_supervisor.report_outputs import write_atomically
+
+STATE_FORMAT = 5  # 5: table digests and the checkpoint before the last file
+KEEP_STATES = 4  # state sets (one per combination of options) kept; the least recently used go
+_MAIN_NAME = re.compile(r"^report-([0-9a-f]{16})\.json$")
+
+
+def state_key(options: BuildOptions, state_format: int = STATE_FORMAT) -> str:
+    prices = options.prices
+    price_text = json.dumps(
+        {"version": getattr(prices, "version", None), "models": {k: vars(v) for k, v in sorted(getattr(prices, "models", {}).items())}},
+        sort_keys=True,
+    )
+    material = json.dumps(
+        {
+            "inputs": sorted(os.path.abspath(os.path.expanduser(spec)) for spec in options.inputs),
+            "since": to_ns(options.since),
+            "until": to_ns(options.until),
+            "alpha_signals": options.alpha_signals,
+            "prices": blake2b(price_text.encode(), digest_size=16).hexdigest(),
+            "format": state_format,
+        },
+        sort_keys=True,
+    )
+    return blake2b(material.encode(), digest_size=8).hexdigest()
+
+
+@contextlib.contextmanager
+def locked(state_dir: Path, key: str):
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / f"report-{key}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class SavedState:
+    def __init__(self, state_dir: Path, key: str) -> None:
+        self.dir = state_dir
+        self.key = key
+        self.json_path = state_dir / f"report-{key}.json"
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def load_summary(self, options: BuildOptions) -> tuple[dict | None, str, str]:
+        """(summary, its raw text, "") or (None, "", why there is none to use)."""
+        try:
+            text = self.json_path.read_text(encoding="utf-8")
+            data = json.loads(text)
+        except FileNotFoundError:
+            return None, "", self._older_format(options) or "no saved state"
+        except (OSError, ValueError) as exc:
+            return None, "", f"saved state unreadable ({exc})"
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or data.get("key") != self.key:
+            return None, "", f"saved state is not of format {STATE_FORMAT}"
+        return data, text, ""
+
+    def _older_format(self, options: BuildOptions) -> str:
+        """Why there is no state when one of an older format exists for the same options (then removed:
+        this version never reads it)."""
+        for old in range(STATE_FORMAT - 1, 0, -1):
+            key = state_key(options, old)
+            if (self.dir / f"report-{key}.json").exists():
+                self._remove_set(key)
+                return f"the saved state is of an older format ({old}; this version writes {STATE_FORMAT}): rebuilt in full"
+        return ""
+
+    def load_checkpoint(self, generation: str) -> dict:
+        data = json.loads(self._checkpoint_path(generation).read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or data.get("generation") != generation:
+            raise ValueError(f"checkpoint {generation} is not of format {STATE_FORMAT}")
+        return data
+
+    def _bin(self, generation: str, name: str) -> Path:
+        return self.dir / f"report-{self.key}-{generation}.{name}.bin"
+
+    def _checkpoint_path(self, generation: str) -> Path:
+        return self.dir / f"report-{self.key}-{generation}.checkpoint.json"
+
+    def _read_bin(self, data: dict, name: str) -> bytes:
+        """A table, checked against the size and digest its JSON recorded."""
+        path = self._bin(data["generation"], name)
+        raw = path.read_bytes()
+        size, digest = data["digests"][name]
+        if len(raw) != size or blake2b(raw, digest_size=16).hexdigest() != digest:
+            raise ValueError(f"{path.name} does not match the digest saved with it (damaged or incomplete)")
+        return raw
+
+    def load_aggregator(self, data: dict, options: BuildOptions):
+        """The aggregator as the build that wrote ``data`` left it (tables and latencies included)."""
+        aggregator = new_aggregator(options)
+        aggregator.seen = FingerprintSet.from_bytes(self._read_bin(data, "seen"), data["seen_count"])
+        aggregator.closed_runs = FingerprintMap.from_bytes(
+            self._read_bin(data, "closed"), self._read_bin(data, "closed-states"), data["closed_count"]
+        )
+        latencies = self._read_bin(data, "latencies")
+        signals = self._signal_blob(data)
+        aggregator.inputs = InputTally.from_state(data["inputs"])
+        for name in data["agent_order"]:
+            entry = data["agents"][name]
+            start, end = entry["latency_bytes"]
+            aggregator.agents[name] = AgentTally.from_state(entry["tally"], latencies[start:end], _signals_of(entry, signals))
+            aggregator.agent_index[name] = len(aggregator.agent_order)
+            aggregator.agent_order.append(name)
+        aggregator.pending = {key: _pending_from_json(entry) for key, entry in data["pending"].items()}
+        return aggregator
+
+    def _signal_blob(self, data: dict) -> bytes | None:
+        return self._read_bin(data, "signals") if data.get("signals") else None
+
+    def light_tallies(self, data: dict) -> Tallies:
+        """Tallies and open runs without the big tables: all a report needs when nothing changed
+        (the kept alpha signals are read: the report scores them)."""
+        signals = self._signal_blob(data)
+        return Tallies(
+            agents={
+                name: AgentTally.from_state(data["agents"][name]["tally"], b"", _signals_of(data["agents"][name], signals))
+                for name in data["agent_order"]
+            },
+            inputs=InputTally.from_state(data["inputs"]),
+            pending={key: _pending_from_json(entry) for key, entry in data["pending"].items()},
+            latency_summaries={name: data["agents"][name]["latency"] for name in data["agent_order"]},
+        )
+
+    # --- writing ----------------------------------------------------------------------------------
+
+    def _write_generation(self, aggregator, cursors, summaries: dict | None) -> dict:
+        """Write the binary tables of a new generation (straight from their arrays, no copies);
+        returns the JSON-able summary naming them. ``cursors``: the files the aggregator covers."""
+        generation = os.urandom(6).hex()
+        digests: dict[str, list] = {}
+        agents = {}
+        with _Table(self._bin(generation, "latencies"), digests, "latencies") as table:
+            for name in aggregator.agent_order:
+                tally = aggregator.agents[name]
+                start = table.size
+                table.write(tally.latencies_ns)  # sorted by sort_latencies(): the next sort is cheap
+                agents[name] = {"tally": tally.to_state(), "latency_bytes": [start, table.size]}
+                if summaries is not None:
+                    agents[name]["latency"] = summaries[name]
+        collect_signals = getattr(aggregator, "collect_signals", False)
+        if collect_signals:
+            with _Table(self._bin(generation, "signals"), digests, "signals") as table:
+                for name in aggregator.agent_order:
+                    store = aggregator.agents[name].signals
+                    if store is None:
+                        continue
+                    state, blob = store.to_state()
+                    agents[name]["signals"] = state
+                    agents[name]["signal_bytes"] = [table.size, table.size + len(blob)]
+                    table.write(blob)
+        for name, blob in (("seen", aggregator.seen.slots), ("closed", aggregator.closed_runs.keys)):
+            with _Table(self._bin(generation, name), digests, name) as table:
+                table.write(blob)
+        with _Table(self._bin(generation, "closed-states"), digests, "closed-states") as table:
+            table.write(aggregator.closed_runs.states)
+        return {
+            "format": STATE_FORMAT,
+            "key": self.key,
+            "generation": generation,
+            "files": [cursor.to_state() for cursor in cursors.values()],
+            "inputs": aggregator.inputs.to_state(),
+            "agent_order": aggregator.agent_order,
+            "agents": agents,
+            "pending": {key: _pending_to_json(entry) for key, entry in aggregator.pending.items()},
+            "seen_count": aggregator.seen.count,
+            "closed_count": aggregator.closed_runs.count,
+            "signals": collect_signals,
+            "digests": digests,
+        }
+
+    def write_checkpoint(self, aggregator, cursors) -> tuple[str, int, float]:
+        """Save the aggregator as it is now (before the last file) as a checkpoint generation;
+        returns (generation, bytes written, seconds). Its JSON is serialised at once: the tallies
+        keep changing as the last file is read."""
+        started = time.perf_counter()
+        for tally in aggregator.agents.values():
+            tally.latencies_ns = array("q", sorted(tally.latencies_ns))  # the final sort then merges
+        data = self._write_generation(aggregator, cursors, None)
+        text = json.dumps(data, separators=(",", ":"), allow_nan=True)
+        write_atomically(self._checkpoint_path(data["generation"]), text)
+        size = len(text) + sum(size for size, _ in data["digests"].values())
+        return data["generation"], size, time.perf_counter() - started
+
+    def adopt_as_checkpoint(self, summary_text: str, generation: str) -> None:
+        """Make the last state (its main JSON text, its tables kept as they are) a checkpoint."""
+        path = self._checkpoint_path(generation)
+        if not path.exists():
+            write_atomically(path, summary_text)
+
+    def save(self, aggregator, cursors, summaries: dict[str, dict], checkpoint: str | None) -> str:
+        """Write a new generation, then the JSON naming it and ``checkpoint`` (a generation, "" for the
+        empty state, None for none); drop every other generation. Returns the new generation."""
+        data = self._write_generation(aggregator, cursors, summaries)
+        data["checkpoint"] = checkpoint
+        write_atomically(self.json_path, json.dumps(data, separators=(",", ":"), allow_nan=True))
+        keep = {data["generation"], checkpoint}
+        prefix = f"report-{self.key}-"
+        for stale in self.dir.glob(f"{prefix}*"):
+            generation, _, kind = stale.name[len(prefix) :].partition(".")
+            # a checkpoint keeps its tables and summary, not what was derived from it as a last state
+            if generation not in keep or (generation != data["generation"] and kind == "alpha.bin"):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+        self._prune_other_keys()
+        return data["generation"]
+
+    def _prune_other_keys(self) -> None:
+        """Drop the state of option sets not used recently (e.g. one-off ``--input`` builds)."""
+        summaries = []
+        for path in self.dir.glob("report-*.json"):
+            match = _MAIN_NAME.match(path.name)
+            if match is None:
+                continue  # a checkpoint's summary: part of its key's set
+            with contextlib.suppress(FileNotFoundError):
+                summaries.append((path.stat().st_mtime, match.group(1)))
+        summaries.sort(reverse=True)
+        for _, key in summaries[KEEP_STATES:]:
+            if key != self.key:
+                self._remove_set(key)
+
+    def _remove_set(self, key: str) -> None:
+        """Delete one option key's whole state, unless a build is using it (holds its lock)."""
+        lock_path = self.dir / f"report-{key}.lock"
+        with open(lock_path, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            for stale in [self.dir / f"report-{key}.json", *self.dir.glob(f"report-{key}-*"), lock_path]:
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+
+
+class _Table:
+    """A binary table file being written: its size and digest are recorded for the load check."""
+
+    def __init__(self, path: Path, digests: dict, name: str) -> None:
+        self.path, self.digests, self.name = path, digests, name
+        self.size = 0
+        self._hash = blake2b(digest_size=16)
+
+    def __enter__(self) -> _Table:
+        self._handle = open(self.path, "wb")  # closed in __exit__
+        return self
+
+    def write(self, blob) -> None:
+        view = memoryview(blob).cast("B")
+        self._handle.write(view)
+        self._hash.update(view)
+        self.size += len(view)
+
+    def __exit__(self, *exc) -> None:
+        self._handle.close()
+        self.digests[self.name] = [self.size, self._hash.hexdigest()]
+
+
+def _signals_of(entry: dict, blob: bytes | None):
+    """The agent's saved ``SignalStore``, or None when the state keeps no signals."""
+    if blob is None or "signals" not in entry:
+        return None
+    from meta_supervisor.signal_store import SignalStore
+
+    start, end = entry["signal_bytes"]
+    return SignalStore.from_state(entry["signals"], blob[start:end])
+
+
+def _pending_to_json(entry: list) -> list:
+    return [*entry[:3], list(entry[3]) if entry[3] is not None else None, *entry[4:]]
+
+
+def _pending_from_json(entry: list) -> list:
+    return [*entry[:3], tuple(entry[3]) if entry[3] is not None else None, *entry[4:]]
