@@ -28,6 +28,7 @@ report: install
 
 lint: install
 	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
 
 ## test: lint, then the whole suite (integration tests build and run the real collector and Jaeger;
 ## the first build on a new machine takes about five minutes).

@@ -44,8 +44,19 @@ from services.simulated_llm import SIMULATED_BASE_URL
 from tests import stack
 
 FEATURES = {"SPX": {"momentum_20d": 0.01, "momentum_60d": 0.04, "zscore_20d": 0.5, "vol_20d": 0.12, "regime": "trend_up"}}
-SIGNALS = [{"symbol": s, "direction": "up", "prob_up": 0.6, "confidence": 0.3, "ensemble_score_final": 0.25, "regime": "trend_up",
-            "horizon": 5, "as_of": "2018-03-01"} for s in ("SPX", "IXIC", "WTI")]
+SIGNALS = [
+    {
+        "symbol": s,
+        "direction": "up",
+        "prob_up": 0.6,
+        "confidence": 0.3,
+        "ensemble_score_final": 0.25,
+        "regime": "trend_up",
+        "horizon": 5,
+        "as_of": "2018-03-01",
+    }
+    for s in ("SPX", "IXIC", "WTI")
+]
 
 
 def _analysis() -> AIAnalysis:
@@ -111,13 +122,21 @@ def faults(seconds: float) -> None:
             exit_s = time.monotonic() - started
             time.sleep(1.5)
             snap = telemetry.accounting.snapshot()
-            row = _summary(samples) | {"exit_s": round(exit_s, 2), "ended": snap.ended, "exported": snap.exported,
-                                      "failed": snap.export_failed, "dropped": snap.dropped, "in_file": _spans_in(running)}
+            row = _summary(samples) | {
+                "exit_s": round(exit_s, 2),
+                "ended": snap.ended,
+                "exported": snap.exported,
+                "failed": snap.export_failed,
+                "dropped": snap.dropped,
+                "in_file": _spans_in(running),
+            }
             row["added_median_us"] = row["median_us"] - baseline["median_us"]
             results[name] = row
-            print(f"{name:<18} median {row['median_us']:.0f} us (+{row['added_median_us']:.0f}), p99 {row['p99_us']:.0f} us, "
-                  f"exit {exit_s:.2f} s; spans ended {snap.ended}, exported {snap.exported}, failed {snap.export_failed}, "
-                  f"dropped {snap.dropped}, in file {row['in_file']}")
+            print(
+                f"{name:<18} median {row['median_us']:.0f} us (+{row['added_median_us']:.0f}), p99 {row['p99_us']:.0f} us, "
+                f"exit {exit_s:.2f} s; spans ended {snap.ended}, exported {snap.exported}, failed {snap.export_failed}, "
+                f"dropped {snap.dropped}, in file {row['in_file']}"
+            )
     print(json.dumps(results, indent=2))
 
 
@@ -127,8 +146,15 @@ def _synthetic_llm_run(tracer):
 
     def agent() -> None:
         with tracer.start_as_current_span("chat gpt-4o-mini", kind=SpanKind.CLIENT) as chat:
-            chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
-                                 "gen_ai.usage.input_tokens": 812, "gen_ai.usage.output_tokens": 64})
+            chat.set_attributes(
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": "gpt-4o-mini",
+                    "gen_ai.usage.input_tokens": 812,
+                    "gen_ai.usage.output_tokens": 64,
+                }
+            )
         emit_alpha_signal(SIGNALS, "burst")
 
     return agent
@@ -140,9 +166,12 @@ def _burst_worker(endpoint: str, rate: float, seconds: float, out: multiprocessi
     telemetry = configure_telemetry(
         env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
         llm_simulated=True,
-        processor_factory=lambda e: BatchSpanProcessor(e, max_queue_size=int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", 65536)),
-                                                       max_export_batch_size=int(os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)),
-                                                       schedule_delay_millis=200),
+        processor_factory=lambda e: BatchSpanProcessor(
+            e,
+            max_queue_size=int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", 65536)),
+            max_export_batch_size=int(os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)),
+            schedule_delay_millis=200,
+        ),
     )
     wrapper = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
     agent = _one_run_fn(_analysis()) if real_llm else _synthetic_llm_run(telemetry.tracer())
@@ -160,8 +189,17 @@ def _burst_worker(endpoint: str, rate: float, seconds: float, out: multiprocessi
     elapsed = time.monotonic() - start
     telemetry.shutdown(timeout_seconds=30)
     snap = telemetry.accounting.snapshot()
-    out.put({"runs": runs, "elapsed_s": elapsed, "ended": snap.ended, "exported": snap.exported, "failed": snap.export_failed,
-             "dropped": snap.dropped, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    out.put(
+        {
+            "runs": runs,
+            "elapsed_s": elapsed,
+            "ended": snap.ended,
+            "exported": snap.exported,
+            "failed": snap.export_failed,
+            "dropped": snap.dropped,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -175,8 +213,10 @@ def burst(rate: float, seconds: float, processes: int, real_llm: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp, stack.LocalStack(tmp, with_jaeger=False) as running:
         queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
         ctx = multiprocessing.get_context("spawn")
-        workers = [ctx.Process(target=_burst_worker, args=(running.otlp_http_endpoint, rate / processes, seconds, queue, real_llm))
-                   for _ in range(processes)]
+        workers = [
+            ctx.Process(target=_burst_worker, args=(running.otlp_http_endpoint, rate / processes, seconds, queue, real_llm))
+            for _ in range(processes)
+        ]
         for w in workers:
             w.start()
         results = [queue.get(timeout=seconds + 120) for _ in workers]
@@ -189,15 +229,25 @@ def burst(rate: float, seconds: float, processes: int, real_llm: bool) -> None:
     elapsed = max(r["elapsed_s"] for r in results)
     ended = sum(r["ended"] for r in results)
     summary = {
-        "target_runs_per_s": rate, "seconds": seconds, "processes": processes,
+        "target_runs_per_s": rate,
+        "seconds": seconds,
+        "processes": processes,
         "llm": "openai client, simulated" if real_llm else "synthetic span",
-        "achieved_runs_per_s": round(runs / elapsed, 1), "runs": runs, "spans_ended": ended,
-        "spans_exported": sum(r["exported"] for r in results), "spans_failed": sum(r["failed"] for r in results),
-        "spans_dropped": sum(r["dropped"] for r in results), "spans_in_collector_file": in_file,
-        "app_peak_rss_mb_per_process": [round(r["peak_rss_mb"], 1) for r in results], "collector_peak_rss_mb": round(collector_rss, 1),
-        "sdk": {"max_queue_size": int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", 65536)),
-                "max_export_batch_size": int(os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)),
-                "schedule_delay_ms": 200, "protocol": "http/protobuf"},
+        "achieved_runs_per_s": round(runs / elapsed, 1),
+        "runs": runs,
+        "spans_ended": ended,
+        "spans_exported": sum(r["exported"] for r in results),
+        "spans_failed": sum(r["failed"] for r in results),
+        "spans_dropped": sum(r["dropped"] for r in results),
+        "spans_in_collector_file": in_file,
+        "app_peak_rss_mb_per_process": [round(r["peak_rss_mb"], 1) for r in results],
+        "collector_peak_rss_mb": round(collector_rss, 1),
+        "sdk": {
+            "max_queue_size": int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", 65536)),
+            "max_export_batch_size": int(os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)),
+            "schedule_delay_ms": 200,
+            "protocol": "http/protobuf",
+        },
     }
     print(json.dumps(summary, indent=2))
 

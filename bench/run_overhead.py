@@ -43,8 +43,16 @@ from services.simulated_llm import SIMULATED_BASE_URL
 
 FEATURES = {"SPX": {"momentum_20d": 0.01, "momentum_60d": 0.04, "zscore_20d": 0.5, "vol_20d": 0.12, "regime": "trend_up"}}
 SIGNALS = [
-    {"symbol": s, "direction": "up", "prob_up": 0.6, "confidence": 0.3, "ensemble_score_final": 0.25, "regime": "trend_up",
-     "horizon": 5, "as_of": "2018-03-01"}
+    {
+        "symbol": s,
+        "direction": "up",
+        "prob_up": 0.6,
+        "confidence": 0.3,
+        "ensemble_score_final": 0.25,
+        "regime": "trend_up",
+        "horizon": 5,
+        "as_of": "2018-03-01",
+    }
     for s in ("SPX", "IXIC", "WTI")
 ]
 
@@ -82,8 +90,16 @@ def bench_seed_jsonl(runs: int, folder: Path) -> list[float]:
     def one_run() -> None:
         t0 = time.time()
         found = _work(analysis)
-        record = {"ts": datetime.now(UTC).isoformat(), "agent": "bench", "run_id": "x", "latency_ms": int((time.time() - t0) * 1000),
-                  "tokens_in": 100, "tokens_out": 20, "cost_usd": 0.0, "errors": 0}
+        record = {
+            "ts": datetime.now(UTC).isoformat(),
+            "agent": "bench",
+            "run_id": "x",
+            "latency_ms": int((time.time() - t0) * 1000),
+            "tokens_in": 100,
+            "tokens_out": 20,
+            "cost_usd": 0.0,
+            "errors": 0,
+        }
         with open(events, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         for signal in found:
@@ -93,8 +109,9 @@ def bench_seed_jsonl(runs: int, folder: Path) -> list[float]:
     return _time_runs(runs, one_run)
 
 
-def _bench_otel(runs: int, exporter: SpanExporter | None, trace_file: Path | None, env: dict[str, str],
-                instrument: bool = True) -> list[float]:
+def _bench_otel(
+    runs: int, exporter: SpanExporter | None, trace_file: Path | None, env: dict[str, str], instrument: bool = True
+) -> list[float]:
     telemetry = configure_telemetry(exporter=exporter, trace_file=trace_file, llm_simulated=True, env=env, instrument_openai=instrument)
     try:
         analysis = _analysis()
@@ -120,8 +137,13 @@ def bench_otel_otlp_down(runs: int, folder: Path) -> list[float]:
     return _bench_otel(runs, None, None, env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
 
 
-VARIANTS = {"bare": bench_bare, "seed_jsonl": bench_seed_jsonl, "otel_file": bench_otel_file,
-            "otel_file_no_llm_span": bench_otel_file_no_llm_span, "otel_otlp_down": bench_otel_otlp_down}
+VARIANTS = {
+    "bare": bench_bare,
+    "seed_jsonl": bench_seed_jsonl,
+    "otel_file": bench_otel_file,
+    "otel_file_no_llm_span": bench_otel_file_no_llm_span,
+    "otel_otlp_down": bench_otel_otlp_down,
+}
 
 
 def main() -> int:
@@ -144,8 +166,10 @@ def main() -> int:
         print(f"{name:<22}{r['median_us']:>15.1f}{r['p99_us']:>13.1f}{r['overhead_us']:>13.1f}{r['ratio_to_bare']:>9.2f}")
     seed = results["seed_jsonl"]["overhead_us"]
     ours = results["otel_file"]["overhead_us"]
-    print(f"\ntelemetry overhead per run: alphatrace {ours:.1f} us vs seed JSONL {seed:.1f} us "
-          f"(ratio {ours / seed if seed > 0 else float('nan'):.2f})")
+    print(
+        f"\ntelemetry overhead per run: alphatrace {ours:.1f} us vs seed JSONL {seed:.1f} us "
+        f"(ratio {ours / seed if seed > 0 else float('nan'):.2f})"
+    )
     print(json.dumps({"runs": args.runs, "python": sys.version.split()[0], "results": results}, indent=2))
     return 0
 

@@ -74,8 +74,9 @@ def main() -> int:
     object.__setattr__(fleet, "max_workers", args.agents)
     telemetry = configure_telemetry(trace_file=trace_file, llm_simulated=True, env={})
     settings = resolve_llm_settings({"provider": "simulated"}, env={})
-    fleet_scheduler = scheduler.build_fleet(fleet, telemetry, ReplayClock(date(2017, 6, 30)), CsvMarketData(),
-                                            KillSwitch(folder / "killed.json"), settings)
+    fleet_scheduler = scheduler.build_fleet(
+        fleet, telemetry, ReplayClock(date(2017, 6, 30)), CsvMarketData(), KillSwitch(folder / "killed.json"), settings
+    )
     samples = []
     fleet_scheduler.start()
     started = time.monotonic()
@@ -91,10 +92,16 @@ def main() -> int:
     first_half = [rss for t, rss in samples if t <= args.minutes * 30]
     second_half = [rss for t, rss in samples if t > args.minutes * 30]
     result = {
-        "agents": args.agents, "minutes": args.minutes, "interval_s": args.interval, **tree,
-        "rss_mb_first_sample": samples[0][1] if samples else None, "rss_mb_last_sample": samples[-1][1] if samples else None,
-        "rss_mb_max_first_half": max(first_half, default=None), "rss_mb_max_second_half": max(second_half, default=None),
-        "accounting": telemetry.accounting.snapshot().describe(), "trace_file_mb": round(trace_file.stat().st_size / 1e6, 1),
+        "agents": args.agents,
+        "minutes": args.minutes,
+        "interval_s": args.interval,
+        **tree,
+        "rss_mb_first_sample": samples[0][1] if samples else None,
+        "rss_mb_last_sample": samples[-1][1] if samples else None,
+        "rss_mb_max_first_half": max(first_half, default=None),
+        "rss_mb_max_second_half": max(second_half, default=None),
+        "accounting": telemetry.accounting.snapshot().describe(),
+        "trace_file_mb": round(trace_file.stat().st_size / 1e6, 1),
     }
     print(json.dumps(result, indent=2))
     return 0 if tree["misparented"] == 0 else 1

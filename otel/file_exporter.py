@@ -119,8 +119,7 @@ class CollectorFileExporter(SpanExporter):
                 reason = f"{type(exc).__name__}: {exc}"
                 if self._failing_since is None:
                     logger.error(
-                        "alphatrace: cannot write spans to %s (%s); spans are dropped until it works again "
-                        "(logged once)",
+                        "alphatrace: cannot write spans to %s (%s); spans are dropped until it works again (logged once)",
                         self.path,
                         reason,
                     )

@@ -154,9 +154,7 @@ def _parse_headers(raw: str) -> dict[str, str] | None:
     return headers
 
 
-def build_resource(
-    service_name: str | None = None, llm_simulated: bool = False, extra: Mapping[str, object] | None = None
-) -> Resource:
+def build_resource(service_name: str | None = None, llm_simulated: bool = False, extra: Mapping[str, object] | None = None) -> Resource:
     attributes: dict[str, object] = {SERVICE_VERSION: package_version(), semconv.RESOURCE_LLM_SIMULATED: llm_simulated}
     attributes.update(extra or {})
     if service_name:

@@ -72,7 +72,7 @@ def load_agent_status(path: str | os.PathLike | None = None) -> dict[str, Status
     entries = {}
     for name, detail in raw.items():
         if not isinstance(detail, dict) or detail.get("status") not in STATUSES:
-            raise AgentStatusError(f"agent status file {target}: {name!r} needs \"status\": \"shadow\" or \"live\"")
+            raise AgentStatusError(f'agent status file {target}: {name!r} needs "status": "shadow" or "live"')
         known = {key: str(detail.get(key, "")) for key in ("reason", "by", "at")}
         extra = {k: v for k, v in detail.items() if k not in ("status", *known)}
         entries[name] = StatusEntry(name, detail["status"], details=extra, **known)

@@ -8,15 +8,24 @@ from collections.abc import Callable
 import httpx2
 
 
-def chat_completion(content: str, model: str = "gpt-4o-mini-2024-07-18", prompt_tokens: int = 812, completion_tokens: int = 64,
-                    cached_tokens: int | None = None) -> dict:
+def chat_completion(
+    content: str,
+    model: str = "gpt-4o-mini-2024-07-18",
+    prompt_tokens: int = 812,
+    completion_tokens: int = 64,
+    cached_tokens: int | None = None,
+) -> dict:
     """The shape of a real ``chat.completion`` response body (fields as the API returns them)."""
     usage: dict = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
-                                      "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
     if cached_tokens is not None:
         usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens, "audio_tokens": 0}
@@ -25,8 +34,14 @@ def chat_completion(content: str, model: str = "gpt-4o-mini-2024-07-18", prompt_
         "object": "chat.completion",
         "created": 1741569952,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
-                     "logprobs": None, "finish_reason": "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
         "usage": usage,
         "service_tier": "default",
         "system_fingerprint": "fp_06737a9306",
@@ -34,8 +49,9 @@ def chat_completion(content: str, model: str = "gpt-4o-mini-2024-07-18", prompt_
 
 
 def verdict_json(*symbols: str, direction: str = "up", prob_up: float = 0.64) -> str:
-    return json.dumps({"signals": [{"symbol": s, "direction": direction, "prob_up": prob_up, "confidence": 0.5,
-                                    "rationale": "trend"} for s in symbols]})
+    return json.dumps(
+        {"signals": [{"symbol": s, "direction": direction, "prob_up": prob_up, "confidence": 0.5, "rationale": "trend"} for s in symbols]}
+    )
 
 
 class ScriptedTransport(httpx2.BaseTransport):
@@ -63,5 +79,6 @@ def ok(body: dict) -> httpx2.Response:
 
 
 def error(status: int, message: str, headers: dict | None = None) -> httpx2.Response:
-    return httpx2.Response(status, json={"error": {"message": message, "type": "requests", "param": None, "code": None}},
-                           headers=headers or {})
+    return httpx2.Response(
+        status, json={"error": {"message": message, "type": "requests", "param": None, "code": None}}, headers=headers or {}
+    )

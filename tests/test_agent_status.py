@@ -17,8 +17,7 @@ def test_configured_default_then_recorded_change_wins(tmp_path):
     book = AgentStatusBook({"llm_analyst": "shadow"}, status_file)
     assert book.status_of("llm_analyst") == "shadow"
     assert book.status_of("momentum") == "live"
-    entry = set_agent_status("llm_analyst", "live", "ic 0.06 over 120 signals", "supervisor",
-                             details={"rule": "promote"}, path=status_file)
+    entry = set_agent_status("llm_analyst", "live", "ic 0.06 over 120 signals", "supervisor", details={"rule": "promote"}, path=status_file)
     assert entry.at.endswith("Z")
     assert book.status_of("llm_analyst") == "live"
     assert json.loads(status_file.read_text())["llm_analyst"]["rule"] == "promote"
@@ -34,7 +33,7 @@ def test_malformed_status_file_keeps_last_good_state(tmp_path, caplog):
     status_file.write_text('{"llm_analyst": {"status": "maybe"}}')
     assert book.status_of("llm_analyst") == "live"
     assert book.status_of("llm_analyst") == "live"
-    assert caplog.text.count("needs \"status\"") == 1
+    assert caplog.text.count('needs "status"') == 1
     with pytest.raises(AgentStatusError):
         load_agent_status(status_file)
 
@@ -47,8 +46,10 @@ def test_shadow_agent_signals_are_not_tradable(world, telemetry, span_exporter, 
     set_agent_status("llm_analyst", "live", "promoted", "supervisor")
     fleet.run_cycle(world["calendar"][71])
     fleet.shutdown()
-    runs = sorted((s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == "llm_analyst"),
-                  key=lambda s: s.attributes["agent.run.as_of"])
+    runs = sorted(
+        (s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == "llm_analyst"),
+        key=lambda s: s.attributes["agent.run.as_of"],
+    )
     assert [r.attributes["agent.status"] for r in runs] == ["shadow", "live"]
     assert {e.attributes["alpha.tradable"] for e in runs[0].events} == {False}
     assert {e.attributes["alpha.tradable"] for e in runs[1].events} == {True}

@@ -10,8 +10,16 @@ import pytest
 from alpha.emit import emit_alpha_signal
 from services.agent_run_wrapper import AgentRunWrapper
 
-GOOD = {"symbol": "SPX", "direction": "up", "prob_up": 0.62, "confidence": 0.4, "ensemble_score_final": 0.31,
-        "regime": "trend_up", "horizon": 5, "as_of": "2018-03-01"}
+GOOD = {
+    "symbol": "SPX",
+    "direction": "up",
+    "prob_up": 0.62,
+    "confidence": 0.4,
+    "ensemble_score_final": 0.31,
+    "regime": "trend_up",
+    "horizon": 5,
+    "as_of": "2018-03-01",
+}
 
 
 def _emit(telemetry, span_exporter, result, as_of="2018-03-01"):
@@ -93,9 +101,7 @@ def test_not_a_mapping_is_invalid_not_a_crash(telemetry, span_exporter):
 def test_missing_fields_are_all_named(telemetry, span_exporter):
     root, _ = _emit(telemetry, span_exporter, {"symbol": "SPX"})
     (event,) = root.events
-    assert event.attributes["alpha.invalid.reason"] == (
-        "missing field(s): direction, prob_up, confidence, ensemble_score_final, regime"
-    )
+    assert event.attributes["alpha.invalid.reason"] == ("missing field(s): direction, prob_up, confidence, ensemble_score_final, regime")
     assert event.attributes["alpha.symbol"] == "SPX"
 
 

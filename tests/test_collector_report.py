@@ -21,8 +21,24 @@ from tests import stack
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parent.parent
 # Figures that depend only on the workload, not on timing or ids.
-DETERMINISTIC = ("runs", "errors", "error_rate", "skipped_killed", "llm_calls", "tokens_in", "tokens_out", "tokens", "tokens_cached",
-                 "cost_usd", "alpha_signals", "simulated_llm_calls", "unpriced_llm_calls", "outcomes", "alpha_by_symbol", "models")
+DETERMINISTIC = (
+    "runs",
+    "errors",
+    "error_rate",
+    "skipped_killed",
+    "llm_calls",
+    "tokens_in",
+    "tokens_out",
+    "tokens",
+    "tokens_cached",
+    "cost_usd",
+    "alpha_signals",
+    "simulated_llm_calls",
+    "unpriced_llm_calls",
+    "outcomes",
+    "alpha_by_symbol",
+    "models",
+)
 
 
 def report(inputs: list[Path], out: Path) -> dict:
@@ -73,6 +89,7 @@ def _spans(line: str):
 def _emit_runs(endpoint: str, runs: int) -> int:
     telemetry = configure_telemetry(env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, instrument_openai=False)
     wrapper = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
+
     def agent() -> None:
         # Incompressible bytes, so that 1 MB rotation happens even with zstd.
         with telemetry.tracer().start_as_current_span("load prices", attributes={"note": os.urandom(1200).hex()}):

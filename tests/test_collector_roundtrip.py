@@ -52,18 +52,42 @@ def spans_by_id(requests: list[dict]) -> dict[str, dict]:
 
 
 def _sample_spans(span_exporter):
-    handle = configure_telemetry(exporter=span_exporter, processor_factory=SimpleSpanProcessor, id_generator=SequentialIds(),
-                                 instrument_openai=False, llm_simulated=True)
+    handle = configure_telemetry(
+        exporter=span_exporter,
+        processor_factory=SimpleSpanProcessor,
+        id_generator=SequentialIds(),
+        instrument_openai=False,
+        llm_simulated=True,
+    )
     tracer = handle.tracer()
     llm_tracer = handle.tracer_provider.get_tracer("opentelemetry.instrumentation.genai.openai", "1.3b0")
     wrapper = AgentRunWrapper(tracer, new_run_id=lambda: "run-fixed")
 
     def agent():
         with llm_tracer.start_as_current_span("chat gpt-4o-mini", kind=SpanKind.CLIENT) as chat:
-            chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 812, "gen_ai.usage.output_tokens": 64,
-                                 "gen_ai.response.finish_reasons": ("stop",), "ratio": 0.5, "flag": False})
-        emit_alpha_signal({"symbol": "SPX", "direction": "up", "prob_up": 0.61, "confidence": 0.2, "ensemble_score_final": 0.3,
-                           "regime": "trend_up", "horizon": 5, "as_of": "2018-03-01"}, "momentum")
+            chat.set_attributes(
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.usage.input_tokens": 812,
+                    "gen_ai.usage.output_tokens": 64,
+                    "gen_ai.response.finish_reasons": ("stop",),
+                    "ratio": 0.5,
+                    "flag": False,
+                }
+            )
+        emit_alpha_signal(
+            {
+                "symbol": "SPX",
+                "direction": "up",
+                "prob_up": 0.61,
+                "confidence": 0.2,
+                "ensemble_score_final": 0.3,
+                "regime": "trend_up",
+                "horizon": 5,
+                "as_of": "2018-03-01",
+            },
+            "momentum",
+        )
         emit_alpha_signal({"symbol": "<b>", "direction": "sideways"}, "momentum")
 
     wrapper.run("momentum", agent, as_of="2018-03-01")
@@ -131,8 +155,11 @@ def _wait(condition, timeout=20.0) -> bool:
 
 def test_a_collector_restart_mid_run_loses_no_span(built, tmp_path):
     with stack.LocalStack(tmp_path) as running:
-        handle = configure_telemetry(env={"OTEL_EXPORTER_OTLP_ENDPOINT": running.otlp_http_endpoint}, instrument_openai=False,
-                                     processor_factory=lambda e: _fast_batches(e))
+        handle = configure_telemetry(
+            env={"OTEL_EXPORTER_OTLP_ENDPOINT": running.otlp_http_endpoint},
+            instrument_openai=False,
+            processor_factory=lambda e: _fast_batches(e),
+        )
         wrapper = AgentRunWrapper(handle.tracer(), accounting=handle.accounting)
         stop = threading.Event()
         errors: list[BaseException] = []
@@ -158,8 +185,7 @@ def test_a_collector_restart_mid_run_loses_no_span(built, tmp_path):
         print(f"restart test: {snapshot.describe()}; {lines_before} lines before the restart")
         assert errors == []
         assert snapshot.lost == 0, snapshot.describe()
-        file_spans = running.wait_for_trace_lines(
-            lambda ls: len(spans_by_id([json.loads(x) for x in ls])) >= snapshot.exported, timeout=30)
+        file_spans = running.wait_for_trace_lines(lambda ls: len(spans_by_id([json.loads(x) for x in ls])) >= snapshot.exported, timeout=30)
         in_file = spans_by_id([json.loads(x) for x in file_spans])
         assert len(file_spans) >= lines_before  # the restart did not truncate the file
         assert len(in_file) == snapshot.ended

@@ -32,16 +32,23 @@ def _hex_ids(node):
 
 
 def _sample_spans(span_exporter):
-    handle = configure_telemetry(exporter=span_exporter, processor_factory=SimpleSpanProcessor, id_generator=SequentialIds(),
-                                 instrument_openai=False, resource_attributes={"deployment.environment": "test"})
+    handle = configure_telemetry(
+        exporter=span_exporter,
+        processor_factory=SimpleSpanProcessor,
+        id_generator=SequentialIds(),
+        instrument_openai=False,
+        resource_attributes={"deployment.environment": "test"},
+    )
     tracer = handle.tracer()
     other = handle.tracer_provider.get_tracer("opentelemetry.instrumentation.genai.openai", "1.3b0")
-    with tracer.start_as_current_span("invoke_agent momentum", attributes={"gen_ai.agent.name": "momentum", "n": 3,
-                                                                          "flag": True, "ratio": 0.25, "nums": [1, 2],
-                                                                          "names": ("a", "b"), "zero": 0.0}) as root:
+    with tracer.start_as_current_span(
+        "invoke_agent momentum",
+        attributes={"gen_ai.agent.name": "momentum", "n": 3, "flag": True, "ratio": 0.25, "nums": [1, 2], "names": ("a", "b"), "zero": 0.0},
+    ) as root:
         root.add_event("alpha.signal", {"alpha.symbol": "SPX", "alpha.prob_up": 0.61, "alpha.horizon": 5})
-        with other.start_as_current_span("chat gpt-4o-mini", kind=SpanKind.CLIENT,
-                                         links=[Link(root.get_span_context(), {"why": "demo"})]) as chat:
+        with other.start_as_current_span(
+            "chat gpt-4o-mini", kind=SpanKind.CLIENT, links=[Link(root.get_span_context(), {"why": "demo"})]
+        ) as chat:
             chat.set_attribute("gen_ai.usage.input_tokens", 2**40)
             chat.set_status(Status(StatusCode.ERROR, "boom"))
         root.set_attribute("unicode", "Ünïcödé ✓ \u2028 <script>")

@@ -107,12 +107,10 @@ def test_kill_and_revive_write_the_rich_form_and_keep_other_entries(kill_file):
 
 
 def test_extra_keys_survive_a_rewrite(kill_file):
-    _write(kill_file, {"momentum": {"reason": "ic below floor", "by": "supervisor", "at": "t", "rule": "min_ic",
-                                    "figures": {"ic": -0.02}}})
+    _write(kill_file, {"momentum": {"reason": "ic below floor", "by": "supervisor", "at": "t", "rule": "min_ic", "figures": {"ic": -0.02}}})
     kill("ensemble", "manual", by="alice", path=kill_file)
     on_disk = json.loads(kill_file.read_text())
-    assert on_disk["momentum"] == {"reason": "ic below floor", "by": "supervisor", "at": "t", "rule": "min_ic",
-                                   "figures": {"ic": -0.02}}
+    assert on_disk["momentum"] == {"reason": "ic below floor", "by": "supervisor", "at": "t", "rule": "min_ic", "figures": {"ic": -0.02}}
     assert load_kill_entries(kill_file)["momentum"].by_person is False
 
 

@@ -18,13 +18,21 @@ from services.simulated_llm import SIMULATED_BASE_URL, SimulatedLLMTransport
 from tests.llm_transports import ScriptedTransport, chat_completion, error, ok, verdict_json
 
 FAKE_KEY = "sk-proj-ALPHATRACE-FAKE-KEY-4f1c9a7e"
-FEATURES = {"SPX": {"momentum_20d": 0.02, "momentum_60d": 0.05, "zscore_20d": 1.1, "vol_20d": 0.12, "regime": "trend_up"},
-            "WTI": {"momentum_20d": -0.04, "momentum_60d": -0.09, "zscore_20d": -1.5, "vol_20d": 0.31, "regime": "trend_down"}}
+FEATURES = {
+    "SPX": {"momentum_20d": 0.02, "momentum_60d": 0.05, "zscore_20d": 1.1, "vol_20d": 0.12, "regime": "trend_up"},
+    "WTI": {"momentum_20d": -0.04, "momentum_60d": -0.09, "zscore_20d": -1.5, "vol_20d": 0.31, "regime": "trend_down"},
+}
 
 
 def _openai_settings(**overrides) -> LLMSettings:
-    values = {"provider": "openai", "model": "gpt-4o-mini", "max_retries": 2, "timeout_seconds": 5.0,
-              "base_url": "https://llm.example.invalid/v1", "api_key": FAKE_KEY}
+    values = {
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "max_retries": 2,
+        "timeout_seconds": 5.0,
+        "base_url": "https://llm.example.invalid/v1",
+        "api_key": FAKE_KEY,
+    }
     values.update(overrides)
     return LLMSettings(**values)
 

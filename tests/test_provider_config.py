@@ -104,8 +104,13 @@ def test_explicit_env_mapping_decides_the_endpoint_not_the_process_env(monkeypat
 
 
 def test_otlp_headers_are_parsed_and_validated():
-    choice = choose_export(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-                                "OTEL_EXPORTER_OTLP_HEADERS": "Api-Key=abc%20def,tenant=q"})
+    choice = choose_export(
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_HEADERS": "Api-Key=abc%20def,tenant=q",
+        }
+    )
     exporter = build_exporter(choice)
     try:
         assert dict(exporter._headers) == {"api-key": "abc def", "tenant": "q"}
@@ -129,7 +134,10 @@ def test_batch_settings_default_larger_than_the_sdk_and_follow_otel_bsp():
     finally:
         default.shutdown()
         tuned.shutdown()
-    for bad in ({"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, {"OTEL_BSP_SCHEDULE_DELAY": "-1"},
-                {"OTEL_BSP_MAX_QUEUE_SIZE": "10", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "20"}):
+    for bad in (
+        {"OTEL_BSP_MAX_QUEUE_SIZE": "lots"},
+        {"OTEL_BSP_SCHEDULE_DELAY": "-1"},
+        {"OTEL_BSP_MAX_QUEUE_SIZE": "10", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "20"},
+    ):
         with pytest.raises(ConfigError, match="OTEL_BSP_"):
             batch_processor(GatedExporter(), env=bad)

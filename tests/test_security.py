@@ -53,19 +53,27 @@ def _run_fleet_with_real_key(world, tmp_path, extra_env=None) -> tuple[str, Path
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     trace_file = tmp_path / "traces.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ALPHATRACE_", "OPENAI_", "PYTEST_"))}
-    env.update({
-        "PYTHONPATH": str(site),
-        "OPENAI_API_KEY": FAKE_KEY,
-        "ALPHATRACE_LLM_PROVIDER": "openai",
-        "ALPHATRACE_LOG_LEVEL": "DEBUG",
-        "ALPHATRACE_MARKET_DATA": str(world["tmp"] / "data"),
-        "ALPHATRACE_KILL_SWITCH_FILE": str(world["kill_file"]),
-        "ALPHATRACE_AGENT_STATUS_FILE": str(world["tmp"] / "agent_status.json"),
-        "ALPHATRACE_TRACE_FILE": str(trace_file),
-    })
+    env.update(
+        {
+            "PYTHONPATH": str(site),
+            "OPENAI_API_KEY": FAKE_KEY,
+            "ALPHATRACE_LLM_PROVIDER": "openai",
+            "ALPHATRACE_LOG_LEVEL": "DEBUG",
+            "ALPHATRACE_MARKET_DATA": str(world["tmp"] / "data"),
+            "ALPHATRACE_KILL_SWITCH_FILE": str(world["kill_file"]),
+            "ALPHATRACE_AGENT_STATUS_FILE": str(world["tmp"] / "agent_status.json"),
+            "ALPHATRACE_TRACE_FILE": str(trace_file),
+        }
+    )
     env.update(extra_env or {})
-    done = subprocess.run([sys.executable, "scheduler.py", "--replay", "--days", "2", "--config", str(world["config"])],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "scheduler.py", "--replay", "--days", "2", "--config", str(world["config"])],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout + done.stderr, trace_file
 
@@ -75,8 +83,13 @@ def test_no_key_prompt_or_completion_anywhere_by_default(world, tmp_path):
     spans_text = trace_file.read_text()
     assert "gpt-4o-mini" in spans_text and "LLM: gpt-4o-mini" in logs  # the real-key path really ran
     out = tmp_path / "report"
-    report = subprocess.run([sys.executable, "meta_supervisor/build_meta_report.py", "--input", str(trace_file), "--out", str(out)],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    report = subprocess.run(
+        [sys.executable, "meta_supervisor/build_meta_report.py", "--input", str(trace_file), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert report.returncode == 0, report.stderr
     outputs = {"trace file": spans_text, "logs": logs + report.stdout + report.stderr}
     outputs.update({p.name: p.read_text() for p in out.iterdir() if p.is_file()})
@@ -90,8 +103,10 @@ def test_no_key_prompt_or_completion_anywhere_by_default(world, tmp_path):
 
 def test_opt_in_captures_content_but_never_the_key(world, tmp_path):
     _, trace_file = _run_fleet_with_real_key(
-        world, tmp_path, {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only",
-                          "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"})
+        world,
+        tmp_path,
+        {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only", "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"},
+    )
     text = trace_file.read_text()
     assert CANARY_RATIONALE in text and "momentum_60d" in text
     assert FAKE_KEY not in text
@@ -141,8 +156,9 @@ threading.Event().wait()
 
 def test_a_crash_mid_write_leaves_no_half_line_once_writing_resumes(tmp_path, caplog):
     path = tmp_path / "traces.jsonl"
-    with subprocess.Popen([sys.executable, "-c", CRASHING_WRITER.format(repo=str(REPO), path=str(path))],
-                          stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", CRASHING_WRITER.format(repo=str(REPO), path=str(path))], stdout=subprocess.PIPE, text=True
+    ) as proc:
         try:
             assert proc.stdout.readline().strip() == "writing"
             deadline = time.monotonic() + 20

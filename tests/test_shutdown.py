@@ -18,16 +18,24 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _start(world, trace_file: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ALPHATRACE_", "OPENAI_", "PYTEST_"))}
-    env.update({
-        "ALPHATRACE_MARKET_DATA": str(world["tmp"] / "data"),
-        "ALPHATRACE_KILL_SWITCH_FILE": str(world["kill_file"]),
-        "ALPHATRACE_AGENT_STATUS_FILE": str(world["tmp"] / "agent_status.json"),
-        "ALPHATRACE_TRACE_FILE": str(trace_file),
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    })
+    env.update(
+        {
+            "ALPHATRACE_MARKET_DATA": str(world["tmp"] / "data"),
+            "ALPHATRACE_KILL_SWITCH_FILE": str(world["kill_file"]),
+            "ALPHATRACE_AGENT_STATUS_FILE": str(world["tmp"] / "agent_status.json"),
+            "ALPHATRACE_TRACE_FILE": str(trace_file),
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        }
+    )
     env.update(extra_env or {})
-    return subprocess.Popen([sys.executable, "scheduler.py", "--config", str(world["config"])], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "scheduler.py", "--config", str(world["config"])],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _spans(trace_file: Path) -> list[dict]:
