@@ -82,8 +82,11 @@ def _plan(files: list[Path], saved: list[FileCursor]) -> tuple[dict[str, tuple[s
         if known is not None:
             used.add((known.device, known.inode))
         plan[str(path)] = ("skip" if change.kind == "unchanged" else "continue" if change.kind == "grown" else "new", known)
+    current = set(plan)
     for cursor in saved:
         if (cursor.device, cursor.inode) not in used:
+            if cursor.path in current:  # e.g. `make demo`: removed, then written again
+                return {}, f"{cursor.path} was replaced by a new file of the same name"
             return {}, f"{cursor.path} is no longer among the inputs (deleted or moved away)"
     return plan, ""
 
@@ -139,7 +142,7 @@ def _from_checkpoint(options: BuildOptions, files: list[Path], stats: BuildStats
         stats.rebuild_reason = f"rebuild: {problem} (no checkpoint before {last} was saved)"
         return _full_and_save(options, files, stats, store)
     if generation == "":  # nothing was read before the last file: restoring it is a full build
-        stats.rebuild_reason = f"rebuild: {problem}"
+        stats.rebuild_reason = f"{problem}: it is the only input, read again from the start"
         return _full_and_save(options, files, stats, store)
     try:
         checkpoint = store.load_checkpoint(generation)

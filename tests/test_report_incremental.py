@@ -209,6 +209,22 @@ def test_removed_active_file_then_a_new_one(tmp_path: Path) -> None:
     assert_only_active_read_again(same_as_full(folder, state), active)
 
 
+def test_the_only_input_removed_and_written_again_says_so(tmp_path: Path) -> None:
+    """What `make demo` does to telemetry/traces.jsonl on every run."""
+    folder, state = tmp_path / "traces", tmp_path / "state"
+    folder.mkdir()
+    active = folder / "traces.jsonl"
+    lines = workload(30)
+    active.write_text("".join(lines[:20]))
+    assert same_as_full(folder, state).mode == "full"
+    fresh = tmp_path / "fresh.jsonl"
+    fresh.write_text("".join(lines[10:]))
+    os.replace(fresh, active)  # a new inode (a removed file's inode may come back: that reads as truncated)
+    stats = same_as_full(folder, state)
+    assert stats.mode == "full" and stats.bytes_read == active.stat().st_size
+    assert stats.rebuild_reason == f"{active} was replaced by a new file of the same name: it is the only input, read again from the start"
+
+
 @pytest.mark.parametrize("how", ["truncated", "rewritten", "removed"])
 def test_changed_backup_rebuilds_everything(tmp_path: Path, how: str) -> None:
     folder, state, backup, _active, lines = two_files(tmp_path)
