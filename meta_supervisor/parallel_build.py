@@ -105,8 +105,9 @@ class PartResult:
         if isinstance(header, BaseException):
             raise header
         consumed, records, partial_tail, state, n_spans, n_closed = header
-        span_fps = array("Q", bytes(8 * n_spans))
-        closed_keys = array("Q", bytes(8 * n_closed))
+        # allocated at their size and filled in place: no temporary bytes of the same size (peak RSS)
+        span_fps = array("Q", [0]) * n_spans
+        closed_keys = array("Q", [0]) * n_closed
         closed_states = bytearray(n_closed)
         for target in (span_fps, closed_keys, closed_states):
             if len(target):
@@ -213,6 +214,7 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
 def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, line_offset: int) -> bool:
     """Merge a part read in a child into ``aggregator`` if that equals reading it here; else change nothing."""
     inputs, agents, agent_order, pending = pickle.loads(part.aggregator_state)
+    part.aggregator_state = b""  # its objects are unpickled: the bytes need not stay (peak RSS)
     closed = aggregator.closed_runs
     # runs: the part's closed runs must be unknown here, and the part's open runs joinable
     pending_fps = {run_fingerprint(key) for key in aggregator.pending}
