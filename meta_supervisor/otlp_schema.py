@@ -99,6 +99,7 @@ class TraceRequest(msgspec.Struct, gc=False):
 
 
 REQUEST_DECODER = msgspec.json.Decoder(TraceRequest)
+MAX_TIME_NS = (1 << 64) - 1  # OTLP times are fixed64 nanoseconds: anything larger is not a time
 
 
 # --- the same request for a build that keeps no alpha signals (--no-alpha-quality) --------------------

@@ -10,8 +10,9 @@ For each span: drop it if its (traceId, spanId) was seen before (exporter retrie
   file by ``supervise --apply``): counted as ``supervisor_spans``, never as any agent's;
 * anything else: counted as "other" (its alpha events still count for its agent).
 
-Every usable ``alpha.signal`` event is also offered to its agent's ``SignalStore`` (the last signal
-per symbol and as-of day, for scoring), unless the aggregator was made with ``collect_signals=False``;
+The events (``alpha_events.AlphaEvents``): every usable ``alpha.signal`` event is also offered to its
+agent's ``SignalStore`` (the last signal per symbol and as-of day, for scoring), unless the
+aggregator was made with ``collect_signals=False``;
 with ``collect_runs=True`` each root span also becomes an ``alpha.records.RunRecord`` (for the
 supervisor's policy).
 
@@ -29,8 +30,6 @@ import datetime as dt
 import msgspec
 
 from meta_supervisor.aggregates import (
-    DAY_ALPHA,
-    DAY_ALPHA_INVALID,
     DAY_ERROR,
     DAY_KILLED,
     DAY_OK,
@@ -56,22 +55,12 @@ from meta_supervisor.aggregates import (
     label,
     push_top,
 )
+from meta_supervisor.alpha_events import AlphaEvents
 from meta_supervisor.fingerprints import _K_SPAN, _K_TRACE, _K_TRACE_HIGH, MASK64, FingerprintMap, FingerprintSet, span_fingerprint
-from meta_supervisor.otlp_schema import AnyValue, Span, TraceRequest, as_bool, as_float, as_int, as_str, is_finite
+from meta_supervisor.otlp_schema import MAX_TIME_NS, AnyValue, Span, TraceRequest, as_bool, as_float, as_int, as_str, is_finite
 from meta_supervisor.run_join import RunJoin
 from meta_supervisor.signal_store import (
-    DAY_BITS,
-    DIRECTION_CODE,
-    MAX_HORIZON,
-    RANK,
-    RANK_AT,
-    ROW,
-    ROW_SIZE,
-    TRADABLE_SHIFT,
     SignalStore,
-    signal_values,
-    span_ids,
-    symbol_direction,
 )
 from otel import semconv
 
@@ -82,16 +71,6 @@ _AGENT = semconv.GEN_AI_AGENT_NAME
 _RUN_ID = semconv.AGENT_RUN_ID
 _OK = semconv.OUTCOME_OK
 _ERROR = semconv.OUTCOME_ERROR
-_SIGNAL = semconv.EVENT_ALPHA_SIGNAL
-_SYMBOL = semconv.ALPHA_SYMBOL
-_DIRECTION = semconv.ALPHA_DIRECTION
-_PROB_UP = semconv.ALPHA_PROB_UP
-_CONFIDENCE = semconv.ALPHA_CONFIDENCE
-_SCORE = semconv.ALPHA_SCORE_FINAL
-_REGIME = semconv.ALPHA_REGIME
-_HORIZON = semconv.ALPHA_HORIZON
-_AS_OF = semconv.ALPHA_AS_OF
-_TRADABLE = semconv.ALPHA_TRADABLE
 _SPANS_DROPPED = semconv.TELEMETRY_SPANS_DROPPED
 _SPANS_EXPORT_FAILED = semconv.TELEMETRY_SPANS_EXPORT_FAILED
 _SERVICE_NAME = semconv.SERVICE_NAME
@@ -104,18 +83,10 @@ _TOKENS_CACHED = semconv.GEN_AI_USAGE_CACHED_INPUT_TOKENS
 _OUTCOME = semconv.AGENT_RUN_OUTCOME
 _KILLED = semconv.OUTCOME_KILLED
 _SUPERVISOR_PREFIX = "supervisor."
-_INF = float("inf")
-MAX_DAY_CACHE = 4096
-_RANK_FROM = RANK.unpack_from
-_HORIZONS: dict[str, int] = {}  # horizon text -> int (a handful of distinct values)
-_ROW_INTO = ROW.pack_into
 STATUS_ERROR = 2
-MAX_TIME_NS = (1 << 64) - 1  # OTLP times are fixed64 nanoseconds
 MAX_TOKENS = 10**15  # more tokens than that in one call is a broken value, not a count
 UNKNOWN_AGENT = "(unknown agent)"
 UNKNOWN_MODEL = "(unknown model)"
-NO_SYMBOL = "(no symbol)"
-NO_DIRECTION = "(no direction)"
 
 
 def _int_attr(attrs: dict, key: str) -> int:
@@ -135,7 +106,7 @@ def _count_attr(value) -> int:
     return number if number is not None and 0 <= number <= MAX_TOKENS else 0
 
 
-class SpanAggregator(RunJoin):
+class SpanAggregator(RunJoin, AlphaEvents):
     """Accumulates spans into ``agents`` and ``inputs``; ``pending`` holds the still-open runs."""
 
     def __init__(
@@ -387,145 +358,6 @@ class SpanAggregator(RunJoin):
     def _as_of_date(self, text: str | None) -> dt.date | None:
         day = self._day_ordinal(text)
         return dt.date.fromordinal(day) if day else None
-
-    def _day_ordinal(self, text) -> int:
-        """The ordinal of an ISO date (its first 10 characters), 0 if it is not one; memoised."""
-        day = self._days.get(text)
-        if day is not None:
-            return day
-        try:
-            day = dt.date.fromisoformat(text[:10]).toordinal() if type(text) is str else 0
-        except ValueError:
-            day = 0
-        if len(self._days) < MAX_DAY_CACHE:
-            self._days[text] = day
-        return day
-
-    def _events(self, tally: AgentTally, span: Span, row: list[int], fp: int = 0) -> None:
-        alpha = tally.alpha
-        store = tally.signals
-        days = self._days
-        ids = None
-        position = -1
-        for event in span.events:
-            position += 1
-            name = event.name
-            if name == _SIGNAL:
-                attributes = event.attributes
-                # fast path: symbol and direction first, in that order (as alphatrace writes them);
-                # a repeated key counts once, first occurrence (the general path agrees)
-                if len(attributes) >= 2 and attributes[0].key == _SYMBOL and attributes[1].key == _DIRECTION:
-                    symbol = attributes[0].value
-                    symbol = symbol.stringValue if symbol is not None else None
-                    direction = attributes[1].value
-                    direction = direction.stringValue if direction is not None else None
-                    fast = True
-                else:
-                    symbol, direction = symbol_direction(attributes)
-                    fast = False
-                key = (symbol, direction)
-                if key in alpha:
-                    alpha[key] += 1
-                else:
-                    key = bounded_key(alpha, (label(symbol, NO_SYMBOL), label(direction, NO_DIRECTION, 40)))
-                    alpha[key] = alpha.get(key, 0) + 1
-                row[DAY_ALPHA] += 1
-                if store is None:
-                    continue
-                # --- the signal for scoring ---
-                n = len(attributes)
-                prob_up = None
-                if fast and (n == 9 or n == 8):
-                    # fast path: every field at the position alpha.emit writes it (the general path agrees)
-                    try:
-                        if (
-                            attributes[2].key == _PROB_UP
-                            and attributes[3].key == _CONFIDENCE
-                            and attributes[4].key == _SCORE
-                            and attributes[5].key == _REGIME
-                            and attributes[6].key == _HORIZON
-                            and attributes[7].key == _AS_OF
-                            and (n == 8 or attributes[8].key == _TRADABLE)
-                        ):
-                            prob_up = attributes[2].value.doubleValue
-                            score = attributes[4].value.doubleValue
-                            horizon = attributes[6].value.intValue
-                            as_of = attributes[7].value.stringValue
-                            tradable = attributes[8].value.boolValue if n == 9 else None
-                            if type(prob_up) is not float or type(score) is not float:
-                                prob_up = None
-                    except AttributeError:  # an attribute without a value
-                        prob_up = None
-                if prob_up is None:
-                    # symbol, direction, prob_up, score, horizon and as-of: six keys at least
-                    values = signal_values(attributes) if n >= 6 else None
-                    if values is None:
-                        store.unusable += 1
-                        continue
-                    prob_up, score, horizon, as_of, tradable = values
-                code = DIRECTION_CODE.get(direction)
-                if code is None or not symbol or not 0.0 <= prob_up <= 1.0 or not -_INF < score < _INF:
-                    store.unusable += 1
-                    continue
-                if type(horizon) is not int:
-                    text = horizon
-                    horizon = _HORIZONS.get(text)
-                    if horizon is None:
-                        try:
-                            horizon = int(text)
-                        except (TypeError, ValueError):
-                            store.unusable += 1
-                            continue
-                        if len(_HORIZONS) < 64 and type(text) is str:
-                            _HORIZONS[text] = horizon
-                if not 1 <= horizon <= MAX_HORIZON:
-                    store.unusable += 1
-                    continue
-                day = days.get(as_of)
-                if day is None:
-                    day = self._day_ordinal(as_of)
-                if not day:
-                    store.unusable += 1
-                    continue
-                time_ns = event.timeUnixNano
-                if type(time_ns) is not int:
-                    try:
-                        time_ns = int(time_ns)
-                    except ValueError:
-                        time_ns = 0
-                if not 0 <= time_ns <= MAX_TIME_NS:
-                    time_ns = 0
-                if ids is None:
-                    ids = span_ids(span.traceId, span.spanId)
-                symbol_id = store.symbol_ids.get(symbol)
-                if symbol_id is None:
-                    symbol_id = store.symbol_id(label(symbol, NO_SYMBOL))
-                # SignalStore.offer() inlined: the last signal per key wins
-                store.total += 1
-                index = store._index
-                if index is None:
-                    index = store.index()
-                key = symbol_id << DAY_BITS | day
-                slot = index.get(key)
-                flags = code | (0 if tradable is None else 2 if tradable else 1) << TRADABLE_SHIFT
-                if slot is None:
-                    store.append(key, time_ns, fp, position, prob_up, score, horizon, flags, ids)
-                elif (time_ns, fp, position) > _RANK_FROM(store.rows, slot * ROW_SIZE + RANK_AT):
-                    if type(ids) is bytes and not store.odd_ids:
-                        _ROW_INTO(store.rows, slot * ROW_SIZE, key, time_ns, fp, position, prob_up, score, horizon, flags, ids)
-                    else:
-                        store.write(slot, key, time_ns, fp, position, prob_up, score, horizon, flags, ids)
-            elif name == semconv.EVENT_ALPHA_SIGNAL_INVALID:
-                reason = None
-                for kv in event.attributes:
-                    if kv.key == semconv.ALPHA_INVALID_REASON:
-                        reason = as_str(kv.value)
-                reasons = tally.invalid_reasons
-                key = bounded_key(reasons, label(reason, "(no reason given)", 300), 100)
-                reasons[key] = reasons.get(key, 0) + 1
-                row[DAY_ALPHA_INVALID] += 1
-            elif name == semconv.EVENT_KILL_SWITCH_ERROR:
-                tally.kill_switch_errors += 1
 
     # --- LLM spans ------------------------------------------------------------------------------
 
