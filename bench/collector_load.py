@@ -36,27 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from alpha.emit import emit_alpha_signal
+from bench.run_overhead import FEATURES, SIGNALS  # the same run as the per-run cost bench
 from otel.provider import configure_telemetry
 from services.agent_run_wrapper import AgentRunWrapper
 from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client
 from services.pricing import PriceTable
 from services.simulated_llm import SIMULATED_BASE_URL
 from tests import stack
-
-FEATURES = {"SPX": {"momentum_20d": 0.01, "momentum_60d": 0.04, "zscore_20d": 0.5, "vol_20d": 0.12, "regime": "trend_up"}}
-SIGNALS = [
-    {
-        "symbol": s,
-        "direction": "up",
-        "prob_up": 0.6,
-        "confidence": 0.3,
-        "ensemble_score_final": 0.25,
-        "regime": "trend_up",
-        "horizon": 5,
-        "as_of": "2018-03-01",
-    }
-    for s in ("SPX", "IXIC", "WTI")
-]
 
 
 def _analysis() -> AIAnalysis:
