@@ -216,56 +216,43 @@ class FingerprintMap:
     def __len__(self) -> int:
         return self.count
 
-    def get(self, fp: int, default: int = -1) -> int:
+    def _slot(self, fp: int) -> int:
+        """Where ``fp`` is, or the empty slot where it would go (linear probing)."""
         keys, size = self.keys, self.size
         i = fp % size
         while True:
             value = keys[i]
-            if value == fp:
-                return self.states[i]
-            if value == EMPTY:
-                return default
+            if value == fp or value == EMPTY:
+                return i
             i += 1
             if i == size:
                 i = 0
 
+    def get(self, fp: int, default: int = -1) -> int:
+        i = self._slot(fp)
+        return self.states[i] if self.keys[i] == fp else default
+
     def set(self, fp: int, state: int) -> None:
-        keys, size = self.keys, self.size
-        i = fp % size
-        while True:
-            value = keys[i]
-            if value == fp:
-                self.states[i] = state
-                return
-            if value == EMPTY:
-                keys[i] = fp
-                self.states[i] = state
-                self.count += 1
-                if self.count > self.limit:
-                    self._grow()
-                return
-            i += 1
-            if i == size:
-                i = 0
+        i = self._slot(fp)
+        if self.keys[i] == fp:
+            self.states[i] = state
+        else:
+            self._fill(i, fp, state)
 
     def insert_new(self, fp: int, state: int) -> bool:
         """Insert ``fp`` with ``state`` unless present; False (and no change) if it was."""
-        keys, size = self.keys, self.size
-        i = fp % size
-        while True:
-            value = keys[i]
-            if value == fp:
-                return False
-            if value == EMPTY:
-                keys[i] = fp
-                self.states[i] = state
-                self.count += 1
-                if self.count > self.limit:
-                    self._grow()
-                return True
-            i += 1
-            if i == size:
-                i = 0
+        i = self._slot(fp)
+        if self.keys[i] == fp:
+            return False
+        self._fill(i, fp, state)
+        return True
+
+    def _fill(self, i: int, fp: int, state: int) -> None:
+        self.keys[i] = fp
+        self.states[i] = state
+        self.count += 1
+        if self.count > self.limit:
+            self._grow()
 
     def items(self):
         states = self.states

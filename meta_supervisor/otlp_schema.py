@@ -15,6 +15,7 @@ Reads no environment variables.
 from __future__ import annotations
 
 import math
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -65,44 +66,48 @@ class Event(msgspec.Struct, gc=False):
     attributes: list[EventKeyValue] = []
 
 
+E = TypeVar("E")  # the event type of a span: Event or NarrowEvent
+
+
 class Status(msgspec.Struct, gc=False):
     code: int = 0
     message: str = ""
 
 
-class Span(msgspec.Struct, gc=False):
+class Span(msgspec.Struct, Generic[E], gc=False):
+    """A span; its events are ``Event`` (every value) or ``NarrowEvent`` (strings only), see below."""
+
     traceId: str = ""
     spanId: str = ""
     name: str = ""
     startTimeUnixNano: str | int = 0
     endTimeUnixNano: str | int = 0
     attributes: list[KeyValue] = []
-    events: list[Event] = []
+    events: list[E] = []
     status: Status | None = None
 
 
-class ScopeSpans(msgspec.Struct, gc=False):
-    spans: list[Span] = []
+class ScopeSpans(msgspec.Struct, Generic[E], gc=False):
+    spans: list[Span[E]] = []
 
 
 class Resource(msgspec.Struct, gc=False):
     attributes: list[ResourceKeyValue] = []
 
 
-class ResourceSpans(msgspec.Struct, gc=False):
+class ResourceSpans(msgspec.Struct, Generic[E], gc=False):
     resource: Resource | None = None
-    scopeSpans: list[ScopeSpans] = []
+    scopeSpans: list[ScopeSpans[E]] = []
 
 
-class TraceRequest(msgspec.Struct, gc=False):
-    resourceSpans: list[ResourceSpans] = []
+class TraceRequest(msgspec.Struct, Generic[E], gc=False):
+    resourceSpans: list[ResourceSpans[E]] = []
 
 
-REQUEST_DECODER = msgspec.json.Decoder(TraceRequest)
 MAX_TIME_NS = (1 << 64) - 1  # OTLP times are fixed64 nanoseconds: anything larger is not a time
 
 
-# --- the same request for a build that keeps no alpha signals (--no-alpha-quality) --------------------
+# --- events for a build that keeps no alpha signals (--no-alpha-quality) ----------------------------
 # Event values are read only for their strings (symbol, direction, reason) and event times not at
 # all: the decoder skips the rest without materialising it, which is what a build without the
 # alpha-quality section saves. Everything downstream reads both shapes alike.
@@ -122,31 +127,8 @@ class NarrowEvent(msgspec.Struct, gc=False):
     attributes: list[NarrowEventKeyValue] = []
 
 
-class NarrowSpan(msgspec.Struct, gc=False):
-    traceId: str = ""
-    spanId: str = ""
-    name: str = ""
-    startTimeUnixNano: str | int = 0
-    endTimeUnixNano: str | int = 0
-    attributes: list[KeyValue] = []
-    events: list[NarrowEvent] = []
-    status: Status | None = None
-
-
-class NarrowScopeSpans(msgspec.Struct, gc=False):
-    spans: list[NarrowSpan] = []
-
-
-class NarrowResourceSpans(msgspec.Struct, gc=False):
-    resource: Resource | None = None
-    scopeSpans: list[NarrowScopeSpans] = []
-
-
-class NarrowTraceRequest(msgspec.Struct, gc=False):
-    resourceSpans: list[NarrowResourceSpans] = []
-
-
-NARROW_REQUEST_DECODER = msgspec.json.Decoder(NarrowTraceRequest)
+REQUEST_DECODER = msgspec.json.Decoder(TraceRequest[Event])
+NARROW_REQUEST_DECODER = msgspec.json.Decoder(TraceRequest[NarrowEvent])
 
 
 def request_decoder(alpha_signals: bool) -> msgspec.json.Decoder:

@@ -198,11 +198,13 @@ def telemetry_losses(by_process: Mapping[tuple, list[int]]) -> dict[str, Any]:
 
     A loss after a process's last root span is on no span (only in its shutdown log line)."""
     lossy = sorted(
-        (dropped + failed, service, instance, dropped, failed)
-        for (service, instance), (dropped, failed) in by_process.items()
-        if dropped or failed
+        (
+            (dropped + failed, service, instance, dropped, failed)
+            for (service, instance), (dropped, failed) in by_process.items()
+            if dropped or failed
+        ),
+        key=lambda item: (-item[0], item[1], item[2]),  # most lost first; ties by name
     )
-    lossy.sort(key=lambda item: -item[0])  # most lost first; ties by name (the sort is stable)
     return {
         "processes": len(by_process),
         "spans_dropped": sum(dropped for dropped, _ in by_process.values()),

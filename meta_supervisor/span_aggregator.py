@@ -26,6 +26,7 @@ than for brevity. Reads no environment variables.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import msgspec
 
@@ -57,7 +58,18 @@ from meta_supervisor.aggregates import (
 )
 from meta_supervisor.alpha_events import AlphaEvents
 from meta_supervisor.fingerprints import _K_SPAN, _K_TRACE, _K_TRACE_HIGH, MASK64, FingerprintMap, FingerprintSet, span_fingerprint
-from meta_supervisor.otlp_schema import MAX_TIME_NS, AnyValue, Span, TraceRequest, as_bool, as_float, as_int, as_str, is_finite
+from meta_supervisor.otlp_schema import (
+    MAX_TIME_NS,
+    AnyValue,
+    ResourceKeyValue,
+    Span,
+    TraceRequest,
+    as_bool,
+    as_float,
+    as_int,
+    as_str,
+    is_finite,
+)
 from meta_supervisor.run_join import RunJoin
 from meta_supervisor.signal_store import (
     SignalStore,
@@ -100,6 +112,22 @@ def _int_attr(attrs: dict, key: str) -> int:
         return as_int(value) or 0
 
 
+def resource_facts(attributes: Iterable[ResourceKeyValue]) -> tuple[bool, tuple]:
+    """Of a resource: whether its LLM calls were simulated, and its process, i.e. its
+    (``service.name``, ``service.instance.id``), each None when absent."""
+    simulated = False
+    service = instance = None
+    for kv in attributes:
+        key = kv.key
+        if key == semconv.RESOURCE_LLM_SIMULATED:
+            simulated = as_bool(kv.value)
+        elif key == _SERVICE_INSTANCE_ID:
+            instance = as_str(kv.value)
+        elif key == _SERVICE_NAME:
+            service = as_str(kv.value)
+    return simulated, (service, instance)
+
+
 def _count_attr(value) -> int:
     """A cumulative counter attribute; anything negative, too large or not an integer reads as 0."""
     number = as_int(value) if value is not None else None
@@ -139,19 +167,8 @@ class SpanAggregator(RunJoin, AlphaEvents):
 
     def add_request(self, request: TraceRequest) -> None:
         for resource_spans in request.resourceSpans:
-            simulated = False
-            service = instance = None
             resource = resource_spans.resource
-            if resource is not None:
-                for kv in resource.attributes:
-                    key = kv.key
-                    if key == semconv.RESOURCE_LLM_SIMULATED:
-                        simulated = as_bool(kv.value)
-                    elif key == _SERVICE_INSTANCE_ID:
-                        instance = as_str(kv.value)
-                    elif key == _SERVICE_NAME:
-                        service = as_str(kv.value)
-            process = (service, instance)
+            simulated, process = resource_facts(resource.attributes if resource is not None else ())
             for scope_spans in resource_spans.scopeSpans:
                 self.add_spans(scope_spans.spans, simulated, process)
 

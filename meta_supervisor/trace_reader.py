@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from meta_supervisor.otlp_schema import ResourceKeyValue, Span, request_decoder
-from meta_supervisor.span_aggregator import SpanAggregator
+from meta_supervisor.otlp_schema import Event, ResourceKeyValue, Span, request_decoder
+from meta_supervisor.span_aggregator import SpanAggregator, resource_facts
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 BLOCK_SIZE = 2 << 20
@@ -142,7 +142,7 @@ class RecordDecoder:
                 good = []
                 for k, raw in enumerate(spans):
                     try:
-                        good.append(msgspec.convert(raw, Span, strict=False))
+                        good.append(msgspec.convert(raw, Span[Event], strict=False))
                     except (msgspec.ValidationError, TypeError, RecursionError) as exc:
                         problems.append(f"span resourceSpans[{i}].scopeSpans[{j}].spans[{k}]: {exc}")
                 if good:
@@ -153,26 +153,15 @@ class RecordDecoder:
 
 
 def _lenient_resource(resource) -> tuple[bool, tuple]:
-    """Whether the LLM was simulated, and the (service.name, service.instance.id) of a resource
-    read leniently: an unreadable attribute is skipped."""
-    from meta_supervisor.otlp_schema import as_bool
-    from otel import semconv
-
-    simulated, service, instance = False, None, None
-    if not isinstance(resource, dict) or not isinstance(resource.get("attributes"), list):
-        return simulated, (service, instance)
-    for raw in resource["attributes"]:
+    """``resource_facts`` of a resource read leniently: an unreadable attribute is skipped."""
+    attributes = resource.get("attributes") if isinstance(resource, dict) else None
+    readable = []
+    for raw in attributes if isinstance(attributes, list) else ():
         try:
-            kv = msgspec.convert(raw, ResourceKeyValue, strict=False)
+            readable.append(msgspec.convert(raw, ResourceKeyValue, strict=False))
         except (msgspec.ValidationError, TypeError, RecursionError):
             continue
-        if kv.key == semconv.RESOURCE_LLM_SIMULATED:
-            simulated = as_bool(kv.value)
-        elif kv.key == semconv.SERVICE_NAME and kv.value is not None:
-            service = kv.value.stringValue
-        elif kv.key == semconv.SERVICE_INSTANCE_ID and kv.value is not None:
-            instance = kv.value.stringValue
-    return simulated, (service, instance)
+    return resource_facts(readable)
 
 
 def _decompress(payload: bytes) -> bytes:
