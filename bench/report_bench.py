@@ -101,11 +101,25 @@ def run_build(argv: list[str]) -> dict:
     return result
 
 
+def _each_request(path: Path, walk) -> None:
+    """``walk(request)`` for every line that parses; the request is referenced only by ``walk``, so
+    it is freed before the next line is parsed and the allocator reuses its memory while still in
+    cache (about 2x for orjson)."""
+    import orjson
+
+    with open(path, "rb") as handle:
+        for raw in handle:
+            try:
+                request = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            walk(request)
+            del request
+
+
 def baseline(path: Path) -> dict:
     """The plain reader: orjson + dict walk into the same tallies, one process."""
     import gc
-
-    import orjson
 
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
@@ -114,8 +128,6 @@ def baseline(path: Path) -> dict:
     spans = 0
 
     def walk(request: dict) -> None:
-        # One line's request is referenced only here, so it is freed before the next line is
-        # parsed and the allocator reuses its memory while still in cache (about 2x for orjson).
         nonlocal spans
         for resource_spans in request.get("resourceSpans", ()):
             for scope in resource_spans.get("scopeSpans", ()):
@@ -148,12 +160,7 @@ def baseline(path: Path) -> dict:
 
     gc.disable()
     try:
-        with open(path, "rb") as handle:
-            for raw in handle:
-                try:
-                    walk(orjson.loads(raw))
-                except orjson.JSONDecodeError:
-                    continue
+        _each_request(path, walk)
         for agent in agents.values():
             agent["latencies"].sort()
     finally:
@@ -165,13 +172,12 @@ def baseline(path: Path) -> dict:
 
 def bare_walk(path: Path) -> dict:
     """orjson + a dict per attribute list, nothing kept: the issue's 'orjson dict walk' figure."""
-    import orjson
 
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
     spans = values = 0
 
-    def walk(request: dict) -> None:  # the request freed before the next line, as in baseline()
+    def walk(request: dict) -> None:
         nonlocal spans, values
         for resource_spans in request.get("resourceSpans", ()):
             for scope in resource_spans.get("scopeSpans", ()):
@@ -181,12 +187,7 @@ def bare_walk(path: Path) -> dict:
                     for event in span.get("events", ()):
                         values += len({kv["key"]: kv.get("value") for kv in event.get("attributes", ())})
 
-    with open(path, "rb") as handle:
-        for raw in handle:
-            try:
-                walk(orjson.loads(raw))
-            except orjson.JSONDecodeError:
-                continue
+    _each_request(path, walk)
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
