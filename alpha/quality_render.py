@@ -14,7 +14,6 @@ Reads no environment variables.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -131,19 +130,25 @@ def _intro(section: Mapping[str, Any]) -> str:
     )
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~#<>&])")
-_MD_ENTITY = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_MD_ENTITIES = {ord("<"): "&lt;", ord(">"): "&gt;", ord("&"): "&amp;"}
+_MD_ESCAPES = {ord(c): "\\" + c for c in "\\`*_{}[]|~"} | _MD_ENTITIES
+_MD_ESCAPES_HASH = _MD_ESCAPES | {ord("#"): "\\#"}
 
 
-def _md_cell(text: str) -> str:
-    """One line of plain text in a table cell: Markdown specials escaped, HTML as entities (agent and
-    symbol names come from spans)."""
-    return _MD_SPECIAL.sub(lambda m: _MD_ENTITY.get(m.group(1), "\\" + m.group(1)), " ".join(text.split()))
+def md_escape(value: Any, limit: int | None = None, *, hash_sign: bool = True) -> str:
+    """Plain text safe in a Markdown table cell or list item, also for the HTML GitHub renders in
+    Markdown: one line (whitespace runs become one space), cut to ``limit`` characters with an ellipsis,
+    ``& < >`` as entities and the Markdown specials backslash-escaped (``#`` too unless ``hash_sign``
+    is false). The one escaper of the report's pages; agent and symbol names come from spans."""
+    text = " ".join(("" if value is None else str(value)).split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    return text.translate(_MD_ESCAPES_HASH if hash_sign else _MD_ESCAPES)
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
     return lines
 
 

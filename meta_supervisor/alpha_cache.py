@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from meta_supervisor.fingerprints import blake2b
+from meta_supervisor.report_outputs import write_atomically
 
 CACHE_VERSION = 1  # bump whenever the section's computation changes
 
@@ -65,8 +66,6 @@ def load(state_dir: Path | None, state: str, key: str | None) -> dict | None:
 def save(state_dir: Path | None, state: str, key: str | None, section: dict | None) -> None:
     if state_dir is None or key is None or section is None:
         return
-    from meta_supervisor.report_outputs import write_atomically
-
     try:
         write_atomically(_path(state_dir, state), json.dumps({"key": key, "section": section}, separators=(",", ":")))
     except OSError:

@@ -6,7 +6,7 @@ A mixin of ``span_aggregator.SpanAggregator`` (as ``run_join.RunJoin`` is): the 
 the agents' tallies and their ``signal_store.SignalStore``). Three signals a run make this the
 largest share of the per-span work after decoding, so it is written for speed: the attributes are
 read by position when they are in the order ``alpha.emit`` writes them (the any-order path in
-``signal_store`` agrees), and ``SignalStore.offer`` is inlined.
+``signal_store`` agrees), and keeping the last signal per key (``SignalStore._put``) is inlined.
 
 Reads no environment variables.
 """
@@ -69,7 +69,7 @@ class AlphaEvents:
             self._days[text] = day
         return day
 
-    def _events(self, tally: AgentTally, span: Span, row: list[int], fp: int = 0) -> None:
+    def _events(self, tally: AgentTally, span: Span, row: list[int], fp: int) -> None:
         alpha = tally.alpha
         store = tally.signals
         days = self._days
@@ -168,7 +168,7 @@ class AlphaEvents:
                 symbol_id = store.symbol_ids.get(symbol)
                 if symbol_id is None:
                     symbol_id = store.symbol_id(label(symbol, NO_SYMBOL))
-                # SignalStore.offer() inlined: the last signal per key wins
+                # SignalStore._put() inlined: the last signal per key wins
                 store.total += 1
                 index = store._index
                 if index is None:

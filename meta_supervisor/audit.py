@@ -18,11 +18,11 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from alpha.quality_render import md_escape
 from otel import semconv
 
 if TYPE_CHECKING:  # the report reads the log without loading OpenTelemetry
@@ -167,15 +167,9 @@ def _figures_text(figures: Any) -> str:
     )
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~#<>&])")
-
-
 def md(value: Any, limit: int = 300) -> str:
     """Text safe in a Markdown table cell or list item: one line, no markup, no HTML."""
-    text = " ".join(str("" if value is None else value).split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "\u2026"
-    return _MD_SPECIAL.sub(lambda m: {"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(m.group(1), "\\" + m.group(1)), text)
+    return md_escape(value, limit)
 
 
 def _held_text(d: Mapping[str, Any]) -> str:
@@ -185,16 +179,19 @@ def _held_text(d: Mapping[str, Any]) -> str:
     return f"{held.get('by')} ({held.get('state')}, {held.get('at')}): {held.get('reason', '')}"
 
 
+def _decision_cells(agent: str, d: Mapping[str, Any]) -> list[Any]:
+    """One decision's row, as both renderers show it: agent, at, decision, rule, result, figures, held by."""
+    decision = d["action"] if d["action"] != "hold" else f"hold (policy: {d['would']})"
+    return [agent, d.get("at") or "", decision, d["rule"], d.get("result") or "", _figures_text(d.get("figures") or {}), _held_text(d)]
+
+
 def render_decisions_markdown(section: Mapping[str, Any]) -> str:
     lines = ["## Supervisor decisions", ""]
     if not section["agents"] and not section["kill_switch"]:
         return "\n".join([*lines, "No decision recorded.", ""])
     if section["agents"]:
         lines += ["| agent | at | decision | rule | result | figures | held by |", "|---|---|---|---|---|---|---|"]
-    for agent, d in section["agents"].items():
-        decision = d["action"] if d["action"] != "hold" else f"hold (policy: {d['would']})"
-        cells = [agent, d.get("at") or "", decision, d["rule"], d.get("result") or "", _figures_text(d.get("figures") or {}), _held_text(d)]
-        lines.append("| " + " | ".join(md(c) for c in cells) + " |")
+        lines += ["| " + " | ".join(md(c) for c in _decision_cells(agent, d)) + " |" for agent, d in section["agents"].items()]
     if section["kill_switch"]:
         lines += ["", "Kill switch now:", ""]
         for agent, entry in section["kill_switch"].items():
@@ -210,15 +207,12 @@ def render_decisions_html(section: Mapping[str, Any]) -> str:
     out = ['<section class="supervisor"><h2>Supervisor decisions</h2>']
     if not section["agents"] and not section["kill_switch"]:
         return "".join([*out, "<p>No decision recorded.</p></section>"])
-    head = "".join(f"<th>{name}</th>" for name in ("agent", "at", "decision", "rule", "result", "figures", "held by"))
     if section["agents"]:
+        head = "".join(f"<th>{name}</th>" for name in ("agent", "at", "decision", "rule", "result", "figures", "held by"))
         out.append(f"<table><thead><tr>{head}</tr></thead><tbody>")
-    for agent, d in section["agents"].items():
-        decision = d["action"] if d["action"] != "hold" else f"hold (policy: {d['would']})"
-        cells = [agent, d.get("at") or "", decision, d["rule"], d.get("result") or "", _figures_text(d.get("figures") or {}), _held_text(d)]
-        row = "".join(f"<td>{e(str(c))}</td>" for c in cells)
-        out.append(f'<tr class="held">{row}</tr>' if d["action"] == "hold" else f"<tr>{row}</tr>")
-    if section["agents"]:
+        for agent, d in section["agents"].items():
+            row = "".join(f"<td>{e(str(c))}</td>" for c in _decision_cells(agent, d))
+            out.append(f'<tr class="held">{row}</tr>' if d["action"] == "hold" else f"<tr>{row}</tr>")
         out.append("</tbody></table>")
     if section["kill_switch"]:
         items = "".join(

@@ -4,7 +4,8 @@ The state (per input file its identity and offset, and the aggregates; ``state_s
 disk) is keyed by what the numbers depend on (inputs, window, price table, whether alpha signals are
 kept), so a build with other options never reuses the wrong state. A build then:
 
-* does nothing but report when no input changed (identity, size, mtime): only the JSON is read;
+* does nothing but report when no input changed (identity, size, mtime): only the JSON and the
+  kept alpha signals are read;
 * reads only the appended bytes of grown files (renamed files, i.e. collector rotation, are found
   by identity and continued), on top of the saved aggregates, then saves them again;
 * when the *last* input file was truncated, replaced or removed, restores the *checkpoint* (the
@@ -37,11 +38,11 @@ from pathlib import Path
 
 from meta_supervisor.report_build import BuildOptions, BuildStats, _progress_adapter, full_build, read_file_maybe_parallel
 from meta_supervisor.report_model import latency_summary
-from meta_supervisor.state_store import KEEP_STATES, STATE_FORMAT, SavedState, locked, state_key
+from meta_supervisor.state_store import KEEP_STATES, SavedState, locked, state_key
 from meta_supervisor.trace_files import FileCursor, classify
 from meta_supervisor.trace_inputs import identity_of
 
-__all__ = ["KEEP_STATES", "STATE_FORMAT", "incremental_build", "sort_latencies", "state_key"]
+__all__ = ["KEEP_STATES", "incremental_build", "sort_latencies", "state_key"]
 _STATE_ERRORS = (OSError, ValueError, KeyError, TypeError)  # a damaged state: rebuild, never a wrong report
 
 
@@ -97,17 +98,14 @@ def incremental_build(options: BuildOptions, files: list[Path], stats: BuildStat
     store = SavedState(options.state_dir, state_key(options))
     with locked(options.state_dir, store.key):
         if options.force_full:
-            stats.rebuild_reason = "forced full build"
-            return _full_and_save(options, files, stats, store)
+            return _full_and_save(options, files, stats, store, "forced full build")
         data, text, reason = store.load_summary(options)
         if data is None:
-            stats.rebuild_reason = reason
-            return _full_and_save(options, files, stats, store)
+            return _full_and_save(options, files, stats, store, reason)
         try:
             saved = [FileCursor.from_state(entry) for entry in data["files"]]
         except _STATE_ERRORS as exc:
-            stats.rebuild_reason = f"rebuild: saved state unreadable ({exc})"
-            return _full_and_save(options, files, stats, store)
+            return _full_and_save(options, files, stats, store, f"rebuild: saved state unreadable ({exc})")
         plan, problem = _plan(files, saved)
         if problem:
             return _from_checkpoint(options, files, stats, store, data, problem)
@@ -115,8 +113,7 @@ def incremental_build(options: BuildOptions, files: list[Path], stats: BuildStat
             try:
                 tallies = store.light_tallies(data)
             except _STATE_ERRORS as exc:
-                stats.rebuild_reason = f"rebuild: saved state unreadable ({exc})"
-                return _full_and_save(options, files, stats, store)
+                return _full_and_save(options, files, stats, store, f"rebuild: saved state unreadable ({exc})")
             stats.mode = "unchanged"
             stats.state_dir, stats.state = options.state_dir, f"{store.key}-{data['generation']}"
             with contextlib.suppress(OSError):
@@ -126,8 +123,7 @@ def incremental_build(options: BuildOptions, files: list[Path], stats: BuildStat
         try:
             aggregator = store.load_aggregator(data, options)
         except _STATE_ERRORS as exc:
-            stats.rebuild_reason = f"rebuild: saved state unreadable ({exc})"
-            return _full_and_save(options, files, stats, store)
+            return _full_and_save(options, files, stats, store, f"rebuild: saved state unreadable ({exc})")
         stats.mode = "incremental"
         base = _Base(data["generation"], saved, is_main=True, checkpoint=data.get("checkpoint"), text=text)
         return _continue(options, files, stats, store, aggregator, plan, base)
@@ -138,27 +134,26 @@ def _from_checkpoint(options: BuildOptions, files: list[Path], stats: BuildStats
     file, restore the checkpoint before it and read it again; otherwise rebuild everything."""
     generation = data.get("checkpoint")
     last = data["files"][-1]["path"] if data.get("files") else "the last input"
+
+    def unusable(exc: Exception) -> str:
+        return f"rebuild: {problem}; the checkpoint before {last} is unusable ({exc})"
+
     if generation is None:
-        stats.rebuild_reason = f"rebuild: {problem} (no checkpoint before {last} was saved)"
-        return _full_and_save(options, files, stats, store)
+        return _full_and_save(options, files, stats, store, f"rebuild: {problem} (no checkpoint before {last} was saved)")
     if generation == "":  # nothing was read before the last file: restoring it is a full build
-        stats.rebuild_reason = f"{problem}: it is the only input, read again from the start"
-        return _full_and_save(options, files, stats, store)
+        return _full_and_save(options, files, stats, store, f"{problem}: it is the only input, read again from the start")
     try:
         checkpoint = store.load_checkpoint(generation)
         covered = [FileCursor.from_state(entry) for entry in checkpoint["files"]]
     except _STATE_ERRORS as exc:
-        stats.rebuild_reason = f"rebuild: {problem}; the checkpoint before {last} is unusable ({exc})"
-        return _full_and_save(options, files, stats, store)
+        return _full_and_save(options, files, stats, store, unusable(exc))
     plan, earlier = _plan(files, covered)
     if earlier:
-        stats.rebuild_reason = f"rebuild: {earlier} (only the last input, {last}, can be read again alone)"
-        return _full_and_save(options, files, stats, store)
+        return _full_and_save(options, files, stats, store, f"rebuild: {earlier} (only the last input, {last}, can be read again alone)")
     try:
         aggregator = store.load_aggregator(checkpoint, options)
     except _STATE_ERRORS as exc:
-        stats.rebuild_reason = f"rebuild: {problem}; the checkpoint before {last} is unusable ({exc})"
-        return _full_and_save(options, files, stats, store)
+        return _full_and_save(options, files, stats, store, unusable(exc))
     stats.mode = "incremental"
     stats.rebuild_reason = f"only the last input's share read again, from the checkpoint before it: {problem}"
     return _continue(options, files, stats, store, aggregator, plan, _Base(generation, covered, is_main=False))
@@ -198,9 +193,7 @@ def _checkpoint_before_last(store: SavedState, aggregator, cursors: dict, base: 
     ``aggregator`` then holds exactly the files before it (``cursors``) when the last file is new."""
     if known is None:
         if read_before:
-            generation, size, seconds = store.write_checkpoint(aggregator, cursors)
-            stats.checkpoint = f"written ({size / 1e6:.1f} MB in {seconds:.2f} s)"
-            return generation
+            return _write_checkpoint(store, aggregator, cursors, stats)
         if base.is_main:  # after a rotation: the last state is the state before the new last file
             store.adopt_as_checkpoint(base.text, base.generation)
             stats.checkpoint = "the previous state, kept as the checkpoint"
@@ -222,12 +215,20 @@ def _checkpoint_before_last(store: SavedState, aggregator, cursors: dict, base: 
     return None
 
 
+def _write_checkpoint(store: SavedState, aggregator, cursors: dict, stats: BuildStats) -> str:
+    """Save ``aggregator`` (the files in ``cursors``) as a checkpoint; returns its generation."""
+    generation, size, seconds = store.write_checkpoint(aggregator, cursors)
+    stats.checkpoint = f"written ({size / 1e6:.1f} MB in {seconds:.2f} s)"
+    return generation
+
+
 def _renamed(cursor: FileCursor, path: Path) -> FileCursor:
     cursor.path = str(path)
     return cursor
 
 
-def _full_and_save(options: BuildOptions, files: list[Path], stats: BuildStats, store: SavedState):
+def _full_and_save(options: BuildOptions, files: list[Path], stats: BuildStats, store: SavedState, reason: str):
+    stats.rebuild_reason = reason
     stats.mode = "full"
     checkpoint: list[str | None] = [None]
 
@@ -236,9 +237,7 @@ def _full_and_save(options: BuildOptions, files: list[Path], stats: BuildStats, 
             checkpoint[0] = ""  # nothing before the last file
             stats.checkpoint = "empty (one input file)"
             return
-        generation, size, seconds = store.write_checkpoint(aggregator, cursors)
-        checkpoint[0] = generation
-        stats.checkpoint = f"written ({size / 1e6:.1f} MB in {seconds:.2f} s)"
+        checkpoint[0] = _write_checkpoint(store, aggregator, cursors, stats)
 
     aggregator, cursors = full_build(options, files, stats, before_last)
     summaries = sort_latencies(aggregator)

@@ -164,7 +164,8 @@ def as_int(value: AnyValue | None) -> int | None:
 
 
 def as_float(value: AnyValue | None) -> float | None:
-    """A number attribute (double or int); NaN and infinities are returned as floats."""
+    """A number attribute (double or int); NaN and infinities are returned as floats, an int too
+    large for a float is None."""
     if value is None:
         return None
     raw = value.doubleValue
@@ -175,7 +176,12 @@ def as_float(value: AnyValue | None) -> float | None:
             return float(raw.replace("Infinity", "inf"))
         return None
     number = as_int(value)
-    return None if number is None else float(number)
+    if number is None:
+        return None
+    try:
+        return float(number)
+    except OverflowError:
+        return None
 
 
 def as_bool(value: ResourceValue | None) -> bool:

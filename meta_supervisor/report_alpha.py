@@ -7,8 +7,8 @@ with each agent's priced LLM cost from the report, and adds what only the report
 lists (``daily``) are left out when the section would hold more than ``MAX_DAILY_POINTS`` of them,
 so the report stays small (``daily_omitted`` says so).
 
-Symbols come from span data, which anyone can write: the market data is only asked about the symbols
-it lists itself (``KnownSymbols``), so a symbol such as ``../../x`` is "no data", never a file path.
+Symbols come from span data, which anyone can write: ``services.market_data.CsvMarketData`` only loads
+the symbols its folder lists, so a symbol such as ``../../x`` is "no data", never a file path.
 
 ``supervisor_section`` is the supervisor's latest audited decision per agent next to the kill-switch
 entries as they are now (``meta_supervisor.audit.decisions_section``), so a person's revive is shown
@@ -25,36 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_DAILY_POINTS = 1000
-
-
-class KnownSymbols:
-    """A ``MarketData`` restricted to the symbols it lists; any other symbol has no data."""
-
-    def __init__(self, market: Any) -> None:
-        self.market = market
-        self._known: frozenset[str] | None = None
-
-    def symbols(self) -> list[str]:
-        return sorted(self._symbols())
-
-    def _symbols(self) -> frozenset[str]:
-        if self._known is None:
-            self._known = frozenset(self.market.symbols())
-        return self._known
-
-    def _check(self, symbol: str) -> None:
-        if symbol not in self._symbols():
-            from services.config_error import ConfigError
-
-            raise ConfigError(f"no market data for {symbol!r}")
-
-    def closes(self, symbol: str, as_of: dt.date, lookback: int):
-        self._check(symbol)
-        return self.market.closes(symbol, as_of, lookback)
-
-    def trading_days(self, symbol: str, start: dt.date, end: dt.date | None = None):
-        self._check(symbol)
-        return self.market.trading_days(symbol, start, end)
 
 
 def _source(market: Any) -> str | None:
@@ -79,7 +49,7 @@ def alpha_quality_section(
         superseded += store.total - len(store)
         unusable += store.unusable
     costs = {name: report["cost_usd"] for name, report in agents.items() if report["cost_usd"]}
-    section = score_signals(signals, KnownSymbols(market), costs, today=today, superseded=superseded)
+    section = score_signals(signals, market, costs, today=today, superseded=superseded)
     section["unusable_signals"] = unusable
     section["market_data"] = _source(market)
     cells = [cell for agent in section["agents"].values() for cell in agent["horizons"].values()]
@@ -145,6 +115,17 @@ def trimmed_alpha(section: Mapping[str, Any], max_agents: int, max_symbols: int)
             data = {**data, "horizons": {**data["horizons"], h: {**cell, "by_symbol": {s: by_symbol[s] for s in top}}}}
         out[name] = data
     return {**section, "agents": out}, len(agents) - len(out)
+
+
+def alpha_notes(unusable: int, left_out: int, rest_in: str, event: str = "alpha.signal") -> list[str]:
+    """The notes under the alpha-quality tables, as plain text for the page to escape: ``unusable``
+    signals that could not be scored, ``left_out`` agents (``trimmed_alpha``) that are only in ``rest_in``."""
+    notes = []
+    if unusable:
+        notes.append(f"{unusable:,} {event} events lack what scoring needs (as-of date, horizon, numbers) and are not scored.")
+    if left_out:
+        notes.append(f"{left_out:,} more agents in {rest_in}.")
+    return notes
 
 
 def trimmed_supervisor(section: Mapping[str, Any], max_rows: int) -> tuple[dict[str, Any], int]:

@@ -30,7 +30,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from meta_supervisor.report_model import DEFAULT_JAEGER_URL, AuditState, KillSwitchState, build_report
+from meta_supervisor.report_model import DEFAULT_JAEGER_URL, AuditState, KillSwitchState, build_report, report_day
+from meta_supervisor.trace_records import trace_specs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_TRACE_FILE = "ALPHATRACE_TRACE_FILE"
@@ -53,9 +54,7 @@ def parse_moment(text: str) -> dt.datetime:
 
 def default_inputs() -> list[str]:
     """The trace file the exporter writes, plus its rotated backups next to it."""
-    trace_file = Path(os.environ.get(ENV_TRACE_FILE) or DEFAULT_TRACE_FILE)
-    backups = trace_file.with_name(f"{trace_file.stem}-*{trace_file.suffix}")
-    return [str(trace_file), str(backups)]
+    return trace_specs(Path(os.environ.get(ENV_TRACE_FILE) or DEFAULT_TRACE_FILE))
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -155,8 +154,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
 
     started = time.monotonic()
     bar = ProgressBar() if not args.quiet else None
-    implicit = args.input is None
-    inputs = default_inputs() if implicit else args.input
+    inputs = default_inputs() if args.input is None else args.input
     state_dir = None if args.no_state else (args.state_dir or Path(os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR))
     options = BuildOptions(
         inputs=inputs,
@@ -174,8 +172,6 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     finally:
         if bar:
             bar.finish()
-    if implicit:  # no rotated backups is the normal case, not worth a message
-        data.messages = [m for m in data.messages if not m.startswith("input pattern")]
     kill = load_kill_state(args.kill_file)
     if kill.error:
         print(f"warning: {kill.error}; the report shows the kill-switch state as unknown", file=sys.stderr)
@@ -186,7 +182,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
     from meta_supervisor import alpha_cache
 
-    key = alpha_cache.cache_key(stats.state, market, moment.astimezone(dt.UTC).date()) if market is not None else None
+    key = alpha_cache.cache_key(stats.state, market, report_day(moment)) if market is not None else None
     cached = alpha_cache.load(stats.state_dir, stats.state, key)
     report = build_report(data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached)
     if cached is None:

@@ -267,17 +267,10 @@ def _alpha_quality(report: dict[str, Any]) -> str:
     if section is None:
         return '<h2>Alpha quality</h2><p class="muted">Left out (--no-alpha-quality).</p>'
     from alpha.quality_render import render_html as render_alpha
-    from meta_supervisor.report_alpha import trimmed_alpha
+    from meta_supervisor.report_alpha import alpha_notes, trimmed_alpha
 
     shown, left_out = trimmed_alpha(section, ALPHA_AGENTS, ALPHA_SYMBOLS)
-    notes = []
-    if section["unusable_signals"]:
-        notes.append(
-            f"{num(section['unusable_signals'])} alpha.signal events lack what scoring needs "
-            "(as-of date, horizon, numbers) and are not scored."
-        )
-    if left_out:
-        notes.append(f"{num(left_out)} more agents in meta_report.json.")
+    notes = [esc(note) for note in alpha_notes(section["unusable_signals"], left_out, "meta_report.json")]
     notes.append(f"Prices: {esc(section['market_data'])}.")
     return render_alpha(shown) + "".join(f'<p class="muted">{note}</p>' for note in notes)
 

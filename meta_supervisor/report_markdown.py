@@ -13,8 +13,9 @@ Reads no environment variables.
 
 from __future__ import annotations
 
-import re
 from typing import Any
+
+from alpha.quality_render import md_escape
 
 ELLIPSIS = "\u2026"
 MAX_AGENT_ROWS = 40
@@ -23,17 +24,12 @@ MAX_ALPHA_SYMBOLS = 12
 MAX_DECISION_ROWS = 20
 MAX_SECTION_CHARS = 20_000
 MAX_LINKS_PER_AGENT = 3
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
 
 
 def md_text(value: Any, limit: int = 80) -> str:
-    """Plain text safe inside a Markdown table cell (no markup, no HTML, no line breaks)."""
-    text = "" if value is None else str(value)
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "\u2026"
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    """Plain text safe inside a Markdown table cell (no markup, no HTML, no line breaks); ``#`` is
+    left as it is here (``alpha.quality_render.md_escape``)."""
+    return md_escape(value, limit, hash_sign=False)
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -178,18 +174,12 @@ def _alpha_quality(report: dict[str, Any]) -> list[str]:
     if section is None:
         return ["### Alpha quality", "", "Left out (`--no-alpha-quality`).", ""]
     from alpha.quality_render import render_markdown as render_alpha
-    from meta_supervisor.report_alpha import trimmed_alpha
+    from meta_supervisor.report_alpha import alpha_notes, trimmed_alpha
 
     shown, left_out = trimmed_alpha(section, MAX_ALPHA_AGENTS, MAX_ALPHA_SYMBOLS)
     lines = _demoted(render_alpha(shown))
-    notes = []
-    if section["unusable_signals"]:
-        notes.append(
-            f"{_num(section['unusable_signals'])} `alpha.signal` events lack what scoring needs "
-            "(as-of date, horizon, numbers) and are not scored."
-        )
-    if left_out:
-        notes.append(f"{left_out} more agents in meta_report.json / meta_report.html.")
+    rest_in = "meta_report.json / meta_report.html"
+    notes = alpha_notes(section["unusable_signals"], left_out, rest_in, "`alpha.signal`")
     return lines + ([*notes, ""] if notes else [])
 
 

@@ -85,6 +85,7 @@ __all__ = [
     "latency_summary",
     "ms",
     "percentile",
+    "report_day",
 ]
 __all__ += ["rate", "url_segment", "usd"]
 
@@ -221,6 +222,11 @@ def _count(number: int, noun: str, plural: str | None = None) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {plural or noun + 's'}"
 
 
+def report_day(now: dt.datetime) -> dt.date:
+    """The (UTC) day a report generated at ``now`` is for: the "today" of its alpha scoring."""
+    return now.astimezone(dt.UTC).date()
+
+
 def build_report(
     data: BuildInputs,
     prices,
@@ -278,7 +284,7 @@ def build_report(
         "messages": list(data.messages),
     }
     fleet = _fleet(agents, latencies.values())
-    today = now.astimezone(dt.UTC).date()
+    today = report_day(now)
     alpha = None
     if data.alpha_signals and market is not None:
         alpha = alpha_quality if alpha_quality is not None else alpha_quality_section(data.agents, agents, market, today)

@@ -30,6 +30,7 @@ from typing import Any
 
 from alpha.records import SignalRecord
 from meta_supervisor.aggregates import MAX_DISTINCT, OTHER_LABEL
+from meta_supervisor.otlp_schema import as_float, as_str
 from otel import semconv
 
 _SYMBOL = semconv.ALPHA_SYMBOL
@@ -40,8 +41,8 @@ _HORIZON = semconv.ALPHA_HORIZON
 _AS_OF = semconv.ALPHA_AS_OF
 _TRADABLE = semconv.ALPHA_TRADABLE
 
-DIRECTIONS = ("up", "down", "flat")
-DIRECTION_CODE = {"up": 0, "down": 1, "flat": 2}
+DIRECTIONS = semconv.DIRECTIONS
+DIRECTION_CODE = {direction: code for code, direction in enumerate(DIRECTIONS)}
 TRADABLE_SHIFT = 2  # flags: bits 0-1 direction code, bits 2-3 tradable (0 unknown, 1 false, 2 true)
 TRADABLE_VALUE = (None, False, True)
 DAY_BITS = 22  # date(9999, 12, 31).toordinal() < 2**22
@@ -106,14 +107,9 @@ class SignalStore:
         self.symbols.append(symbol)
         return found
 
-    def offer(self, key, time_ns, fp, position, prob_up, score, horizon, flags, ids) -> None:
-        """A usable signal: kept if it is the last one of its key so far (``span_aggregator`` inlines this)."""
-        self.total += 1
-        self._put(key, time_ns, fp, position, prob_up, score, horizon, flags, ids)
-
     def _put(self, key, time_ns, fp, position, prob_up, score, horizon, flags, ids) -> None:
-        index = self._index if self._index is not None else self.index()
-        slot = index.get(key)
+        """Keep a signal if it is the last one of its key so far (``alpha_events`` inlines this)."""
+        slot = self.index().get(key)
         if slot is None:
             self.append(key, time_ns, fp, position, prob_up, score, horizon, flags, ids)
         elif (time_ns, fp, position) > RANK.unpack_from(self.rows, slot * ROW_SIZE + RANK_AT):
@@ -210,24 +206,6 @@ NO_ROW = bytes(ROW_SIZE)
 # --- reading an alpha.signal event whatever its attribute order (span_aggregator has the fast path) ---
 
 
-def _event_number(value) -> float | None:
-    """A finite-or-not number from an event value (double, or int); None for anything else."""
-    if value is None:
-        return None
-    raw = value.doubleValue
-    if type(raw) is float:
-        return raw
-    if raw is not None:
-        return None  # "NaN", "Infinity": not a usable number
-    raw = value.intValue
-    if raw is None:
-        return None
-    try:
-        return float(int(raw))
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
 def signal_values(attributes: list) -> tuple | None:
     """(prob_up, score, horizon, as_of, tradable) of an alpha.signal event whatever the attribute
     order (first occurrence of a key counts), or None when a number or the as-of date is missing."""
@@ -235,8 +213,8 @@ def signal_values(attributes: list) -> tuple | None:
     for kv in attributes:
         if kv.key not in found:
             found[kv.key] = kv.value
-    prob_up = _event_number(found.get(_PROB_UP))
-    score = _event_number(found.get(_SCORE))
+    prob_up = as_float(found.get(_PROB_UP))  # NaN or infinite: rejected by the caller's range checks
+    score = as_float(found.get(_SCORE))
     horizon = found.get(_HORIZON)
     as_of = found.get(_AS_OF)
     if prob_up is None or score is None or horizon is None or as_of is None:
@@ -256,7 +234,7 @@ def symbol_direction(attributes: list) -> tuple[str | None, str | None]:
     for kv in attributes:
         key = kv.key
         if key == _SYMBOL and not seen_symbol:
-            symbol, seen_symbol = (kv.value.stringValue if kv.value is not None else None), True
+            symbol, seen_symbol = as_str(kv.value), True
         elif key == _DIRECTION and not seen_direction:
-            direction, seen_direction = (kv.value.stringValue if kv.value is not None else None), True
+            direction, seen_direction = as_str(kv.value), True
     return symbol, direction

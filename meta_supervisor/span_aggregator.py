@@ -30,6 +30,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from alpha.records import RunRecord
 from meta_supervisor.aggregates import (
     DAY_ERROR,
     DAY_KILLED,
@@ -68,6 +69,7 @@ from meta_supervisor.otlp_schema import (
     as_float,
     as_int,
     as_str,
+    as_time_ns,
     is_finite,
 )
 from meta_supervisor.run_join import RunJoin
@@ -161,7 +163,6 @@ class SpanAggregator(RunJoin, AlphaEvents):
         self._prices = prices
         self._price_cache: dict[str, object] = {}
         self.latency_summaries: dict[str, dict] | None = None  # set by an incremental build
-        self._process: tuple = (None, None)  # (service.name, service.instance.id) of the spans being added
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -172,8 +173,9 @@ class SpanAggregator(RunJoin, AlphaEvents):
             for scope_spans in resource_spans.scopeSpans:
                 self.add_spans(scope_spans.spans, simulated, process)
 
-    def add_spans(self, spans: list[Span], simulated: bool, process: tuple = (None, None)) -> None:
-        self._process = process
+    def add_spans(self, spans: list[Span], simulated: bool, process: tuple) -> None:
+        """Spans of one resource: ``simulated`` and ``process`` (``service.name``,
+        ``service.instance.id``) are ``resource_facts`` of it."""
         inputs = self.inputs
         seen = self.seen
         slots, size, count, limit = seen.slots, seen.size, seen.count, seen.limit
@@ -234,7 +236,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
             if operation == _CHAT:
                 self._llm_span(span, attrs, start, simulated)
             elif operation == _INVOKE_AGENT:
-                self._run_span(span, attrs, start, fp)
+                self._run_span(span, attrs, start, fp, process)
             elif span.name.startswith(_SUPERVISOR_PREFIX):
                 inputs.supervisor_spans += 1  # a decision about an agent, not one of its spans
             else:
@@ -278,7 +280,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
 
     # --- run (root) spans -------------------------------------------------------------------------
 
-    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int, fp: int = 0) -> None:
+    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int, fp: int, process: tuple) -> None:
         value = attrs.get(_AGENT)
         agent = value.stringValue if value is not None else None
         if not agent:
@@ -344,18 +346,13 @@ class SpanAggregator(RunJoin, AlphaEvents):
         dropped = attrs.get(_SPANS_DROPPED)
         failed = attrs.get(_SPANS_EXPORT_FAILED)
         if dropped is not None or failed is not None:
-            self.inputs.add_telemetry_losses(self._process, _count_attr(dropped), _count_attr(failed))
+            self.inputs.add_telemetry_losses(process, _count_attr(dropped), _count_attr(failed))
         if self.run_records is not None:
             self._record_run(span, attrs, agent, outcome, start)
         self._join_root(agent, tally, span.traceId, attrs, run_id or span.traceId or span.spanId, run_id, killed)
 
     def _record_run(self, span: Span, attrs: dict[str, AnyValue], agent: str, outcome: str, start: int) -> None:
-        from alpha.records import RunRecord
-
-        try:
-            end = int(span.endTimeUnixNano)
-        except ValueError:
-            end = 0
+        end = as_time_ns(span.endTimeUnixNano)
         cost = as_float(attrs.get(semconv.RUN_COST_USD))
         self.run_records.append(
             RunRecord(

@@ -113,6 +113,9 @@ class SavedState:
     def _bin(self, generation: str, name: str) -> Path:
         return self.dir / f"report-{self.key}-{generation}.{name}.bin"
 
+    def _table(self, generation: str, name: str, digests: dict) -> _Table:
+        return _Table(self._bin(generation, name), digests, name)
+
     def _checkpoint_path(self, generation: str) -> Path:
         return self.dir / f"report-{self.key}-{generation}.checkpoint.json"
 
@@ -169,7 +172,7 @@ class SavedState:
         generation = os.urandom(6).hex()
         digests: dict[str, list] = {}
         agents = {}
-        with _Table(self._bin(generation, "latencies"), digests, "latencies") as table:
+        with self._table(generation, "latencies", digests) as table:
             for name in aggregator.agent_order:
                 tally = aggregator.agents[name]
                 start = table.size
@@ -177,9 +180,8 @@ class SavedState:
                 agents[name] = {"tally": tally.to_state(), "latency_bytes": [start, table.size]}
                 if summaries is not None:
                     agents[name]["latency"] = summaries[name]
-        collect_signals = getattr(aggregator, "collect_signals", False)
-        if collect_signals:
-            with _Table(self._bin(generation, "signals"), digests, "signals") as table:
+        if aggregator.collect_signals:
+            with self._table(generation, "signals", digests) as table:
                 for name in aggregator.agent_order:
                     store = aggregator.agents[name].signals
                     if store is None:
@@ -188,11 +190,13 @@ class SavedState:
                     agents[name]["signals"] = state
                     agents[name]["signal_bytes"] = [table.size, table.size + len(blob)]
                     table.write(blob)
-        for name, blob in (("seen", aggregator.seen.slots), ("closed", aggregator.closed_runs.keys)):
-            with _Table(self._bin(generation, name), digests, name) as table:
+        for name, blob in (
+            ("seen", aggregator.seen.slots),
+            ("closed", aggregator.closed_runs.keys),
+            ("closed-states", aggregator.closed_runs.states),
+        ):
+            with self._table(generation, name, digests) as table:
                 table.write(blob)
-        with _Table(self._bin(generation, "closed-states"), digests, "closed-states") as table:
-            table.write(aggregator.closed_runs.states)
         return {
             "format": STATE_FORMAT,
             "key": self.key,
@@ -204,7 +208,7 @@ class SavedState:
             "pending": {key: _pending_to_json(entry) for key, entry in aggregator.pending.items()},
             "seen_count": aggregator.seen.count,
             "closed_count": aggregator.closed_runs.count,
-            "signals": collect_signals,
+            "signals": aggregator.collect_signals,
             "digests": digests,
         }
 

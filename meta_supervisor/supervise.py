@@ -38,7 +38,7 @@ from typing import Any, TextIO
 from meta_supervisor.audit import append_audit, audit_path, emit_decision_spans
 from meta_supervisor.policy import HOLD, KEEP, PROMOTE, RETIRE, Decision, Policy, agent_figures, decide, load_policy, policy_path
 from meta_supervisor.trace_records import read_records, trace_specs
-from otel.provider import Telemetry, configure_telemetry, trace_file_path
+from otel.provider import Telemetry, choose_export, configure_telemetry, trace_file_path
 from services.agent_status import LIVE, SHADOW, AgentStatusBook, StatusEntry, agent_status_path, load_agent_status
 from services.config_error import ConfigError
 from services.fleet_config import load_fleet_config
@@ -130,7 +130,6 @@ def _check_span_destination(traces) -> None:
     """``--apply`` with the embedded exporter appends its spans as JSON lines to the trace file: refuse
     when that would mix them into a folder or into a collector's protobuf or compressed file."""
     from meta_supervisor.trace_reader import FORMAT_EMPTY, FORMAT_JSON_LINES, sniff
-    from otel.provider import choose_export
 
     if choose_export(trace_file=traces).kind != "file":
         return

@@ -69,7 +69,7 @@ class RecordDecoder:
     def __init__(self, aggregator: SpanAggregator, file_label: str) -> None:
         self.aggregator = aggregator
         self.file_label = file_label
-        self.request_decoder = request_decoder(getattr(aggregator, "collect_signals", True))
+        self.request_decoder = request_decoder(aggregator.collect_signals)
 
     def json_record(self, data, number: int) -> None:
         try:

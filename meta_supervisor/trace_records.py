@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alpha.records import Records
+from meta_supervisor.trace_inputs import resolve_inputs
 
 
 @dataclass
@@ -27,16 +28,17 @@ class ReadRecords:
 
 
 def trace_specs(path: Path) -> list[str]:
-    """A trace file and its rotated backups (``traces-*.jsonl`` next to ``traces.jsonl``); a folder as is."""
+    """A trace file and its rotated backups (``traces-*.jsonl`` next to ``traces.jsonl``), the pattern
+    only when it matches a file (having none is the normal case, not worth a message); a folder as is."""
     if path.is_dir():
         return [str(path)]
-    return [str(path), str(path.with_name(f"{path.stem}-*{path.suffix}"))]
+    backups = str(path.with_name(f"{path.stem}-*{path.suffix}"))
+    return [str(path), backups] if resolve_inputs([backups])[0] else [str(path)]
 
 
 def read_records(specs: list[str]) -> ReadRecords:
     from meta_supervisor.span_aggregator import SpanAggregator
     from meta_supervisor.trace_files import read_trace_file
-    from meta_supervisor.trace_inputs import resolve_inputs
 
     files, messages = resolve_inputs(specs)
     aggregator = SpanAggregator(None, collect_signals=True, collect_runs=True)
@@ -51,4 +53,4 @@ def read_records(specs: list[str]) -> ReadRecords:
         signals.extend(store.records(name))
         unusable += store.unusable
     records = Records(runs=aggregator.run_records, signals=signals, bad_lines=aggregator.inputs.bad_lines, bad_signals=unusable)
-    return ReadRecords(records, files, [m for m in messages if not m.startswith("input pattern")])
+    return ReadRecords(records, files, messages)

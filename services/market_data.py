@@ -2,7 +2,9 @@
 
 ``CsvMarketData`` reads one ``<SYMBOL>.csv`` per instrument (header ``date,open,high,low,close,volume``,
 ISO dates) from a folder: the real history shipped in ``agents/data/`` (provenance in
-``docs/data.md``) or the user's own files in the same shape. Files are read once, lazily.
+``docs/data.md``) or the user's own files in the same shape. Files are read once, lazily. Only the
+symbols the folder lists (``symbols()``, read once) are loaded: symbols may come from span data, which
+anyone can write, so a symbol such as ``../../x`` is "no market data" (``ConfigError``), never a path.
 
 Environment: ``ALPHATRACE_MARKET_DATA`` (folder of CSV files; default ``agents/data``).
 """
@@ -48,6 +50,7 @@ class CsvMarketData:
         if not self.folder.is_dir():
             raise ConfigError(f"market data folder {self.folder} does not exist (set {ENV_MARKET_DATA})")
         self._series: dict[str, tuple[list[date], list[float]]] = {}
+        self._known: frozenset[str] | None = None
         self._lock = threading.Lock()
 
     def symbols(self) -> list[str]:
@@ -58,6 +61,10 @@ class CsvMarketData:
             cached = self._series.get(symbol)
             if cached is not None:
                 return cached
+            if self._known is None:
+                self._known = frozenset(self.symbols())
+            if symbol not in self._known:
+                raise ConfigError(f"no market data for {symbol!r}: not one of the {len(self._known)} symbols in {self.folder}")
             path = self.folder / f"{symbol}.csv"
             if not path.is_file():
                 raise ConfigError(f"no market data for {symbol!r}: {path} is missing")

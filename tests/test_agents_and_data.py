@@ -56,6 +56,22 @@ def test_missing_symbol_and_folder_are_clear(tmp_path):
         CsvMarketData(tmp_path).closes("XYZ", date(2019, 1, 1), 5)
 
 
+@pytest.mark.parametrize("symbol", ["../secret", "../x", "A/../A", "./A", "A/", "", ".", "..", "a", "A.csv", "/abs/A", "\\A", "A\x00"])
+def test_market_data_loads_only_the_symbols_its_folder_lists(tmp_path, symbol):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "A.csv").write_text("date,close\n2018-01-02,10\n2018-01-03,11\n")
+    (tmp_path / "secret.csv").write_text("date,close\n2018-01-02,1\n")  # one level up: never read
+    data = CsvMarketData(folder)
+    for name in (symbol, str(folder / "A"), str(tmp_path / "secret")):
+        with pytest.raises(ConfigError, match="no market data for"):
+            data.closes(name, date(2019, 1, 1), 5)
+        with pytest.raises(ConfigError, match="no market data for"):
+            data.trading_days(name, date(2018, 1, 1))
+    assert [bar.close for bar in data.closes("A", date(2019, 1, 1), 5)] == [10.0, 11.0]
+    assert data.symbols() == ["A"]
+
+
 @pytest.mark.parametrize("module", [momentum, mean_reversion, ensemble])
 def test_quant_agents_return_valid_signals_as_of_the_day(market, module):
     data, calendar = market

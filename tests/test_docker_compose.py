@@ -16,10 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def compose():
-    reason = stack.ensure_built()
-    if reason:
-        pytest.skip(reason)
+def compose(built):
     return stack.validate_compose()
 
 

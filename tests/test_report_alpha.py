@@ -59,6 +59,15 @@ def hand_made_runs() -> list[Run]:
     ]
 
 
+def argv_for(tmp_path: Path, *extra: str) -> list[str]:
+    """The report command on tmp_path's traces.jsonl and prices/, writing to out/; no state unless extra gives one."""
+    state = [] if "--state-dir" in extra else ["--no-state"]
+    argv = ["--input", str(tmp_path / "traces.jsonl"), "--out", str(tmp_path / "out"), *state, "--quiet"]
+    argv += ["--market-data", str(tmp_path / "prices"), "--kill-file", str(tmp_path / "killed.json")]
+    argv += ["--audit-log", str(tmp_path / "audit.jsonl"), *extra]
+    return argv
+
+
 def build(tmp_path: Path, text: str, *extra: str, now: dt.datetime = NOW) -> tuple[dict, Path]:
     (tmp_path / "prices").mkdir(parents=True, exist_ok=True)
     for csv in PRICES.glob("*.csv"):
@@ -67,10 +76,7 @@ def build(tmp_path: Path, text: str, *extra: str, now: dt.datetime = NOW) -> tup
     traces = tmp_path / "traces.jsonl"
     traces.write_text(text, encoding="utf-8")
     out = tmp_path / "out"
-    state = [] if "--state-dir" in extra else ["--no-state"]
-    argv = ["--input", str(traces), "--out", str(out), *state, "--quiet", "--market-data", str(tmp_path / "prices")]
-    argv += ["--kill-file", str(tmp_path / "killed.json"), "--audit-log", str(tmp_path / "audit.jsonl"), *extra]
-    assert report_cli.main(argv, now=lambda: now) == 0
+    assert report_cli.main(argv_for(tmp_path, *extra), now=lambda: now) == 0
     return json.loads((out / "meta_report.json").read_text(encoding="utf-8")), out
 
 
@@ -227,9 +233,7 @@ def test_a_build_with_nothing_new_reuses_the_scored_section(tmp_path: Path, monk
 
     first, out = build(tmp_path, "".join(lines_for(hand_made_runs())), "--state-dir", str(tmp_path / "state"))
     assert len(list((tmp_path / "state").glob("report-*.alpha.bin"))) == 1
-    argv = ["--input", str(tmp_path / "traces.jsonl"), "--out", str(out), "--quiet", "--market-data", str(tmp_path / "prices")]
-    argv += ["--kill-file", str(tmp_path / "killed.json"), "--audit-log", str(tmp_path / "audit.jsonl")]
-    argv += ["--state-dir", str(tmp_path / "state")]
+    argv = argv_for(tmp_path, "--state-dir", str(tmp_path / "state"))
 
     def not_again(*args, **kwargs):
         raise AssertionError("scored again although nothing changed")

@@ -33,6 +33,7 @@ def small_input() -> str:
         duration_ms=100,
         llm=[Llm(tokens_in=1000, tokens_out=100, cached=200)],
         signals=[("SPX", "up"), ("NDX", "down")],
+        losses=(0, 0),
     )
     run2 = Run(
         "alpha",
@@ -54,13 +55,12 @@ def small_input() -> str:
         llm=[Llm(tokens_in=500, tokens_out=50), Llm(model="mystery-model", tokens_in=10, tokens_out=5)],
         invalid=["prob_up outside [0, 1]"],
         totals={"agent.run.cost_usd": (500 * 0.15 + 50 * 0.60) / 1e6, "agent.run.unpriced_llm_calls": 1},
-        losses=(2, 1),  # ended before run2's root: an older value of the same counters
+        losses=(2, 1),  # smaller than run2's though it ends later and comes after it in the file: the largest counts
     )
     run4 = Run("alpha", 4, start_ms=3000, duration_ms=1, outcome="killed", kill_reason="drawdown", totals=False)
     run5 = Run(
         "beta", 5, start_ms=DAY_MS, duration_ms=50, llm=[Llm(model="sim-model", tokens_in=300, tokens_out=30)], price=None, losses=(0, 7)
     )
-    run1.losses = (0, 0)
     text = line(spans_of(run1), instance="process-1") * 2  # an exporter retry: the same line twice
     text += "this is not json\n"
     text += "".join(lines_for([run2, run3, run4], per_line=2, instance="process-1"))

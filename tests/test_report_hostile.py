@@ -290,3 +290,28 @@ def test_zstd_bomb_is_one_bad_record(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert code == 0
     assert report["inputs"]["bad_lines"] == 1 and "bad zstd frame" in report["inputs"]["problems"][0]["error"]
     assert report["agents"]["a"]["runs"] == 1
+
+
+def test_integer_too_large_for_a_float_reads_as_no_number(tmp_path: Path) -> None:
+    """A root's cost and a signal's prob_up and score written as integers beyond a float's range: the
+    report and the supervisor's reader count the run, read the cost as absent and the signal as unusable."""
+    from meta_supervisor.trace_records import read_records
+
+    huge = 10**400
+    run = Run("a", 1, llm=[Llm()], totals={"agent.run.cost_usd": huge}, as_of="2026-01-01", signals=[("AAA", "up"), ("BBB", "down")])
+    spans = spans_of(run)
+    for kv in spans[-1]["events"][0]["attributes"]:
+        if kv["key"] in ("alpha.prob_up", "alpha.score_final"):
+            kv["value"] = {"intValue": str(huge)}
+    assert {"key": "agent.run.cost_usd", "value": {"intValue": str(huge)}} in spans[-1]["attributes"]
+    path = tmp_path / "traces.jsonl"
+    path.write_text(line(spans))
+    code, report, _ = build(tmp_path, path)
+    assert code == 0
+    a = report["agents"]["a"]
+    assert a["runs"] == 1 and a["consistency"]["consistent"] == 1  # an unreadable cost is not compared
+    assert a["cost_usd"] == pytest.approx((100 * 0.15 + 10 * 0.60) / 1e6)  # priced from the LLM span
+    json.dumps(report, allow_nan=False)
+    records = read_records([str(path)]).records
+    assert [(r.agent, r.cost_usd) for r in records.runs] == [("a", 0.0)]
+    assert [s.symbol for s in records.signals] == ["BBB"] and records.bad_signals == 1

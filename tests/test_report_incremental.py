@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor.report_build import BuildOptions, build_inputs
+from meta_supervisor.report_build import BuildOptions, BuildStats, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
@@ -72,49 +72,61 @@ def workload(count: int, seed: int = 7) -> list[str]:
     return lines_for(runs, per_line=3)
 
 
-def report(folder: Path, state_dir: Path | None) -> tuple[dict, str]:
-    data, stats = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state_dir, workers=1))
-    result = build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET)
-    return result, stats.mode
+def build(folder: Path, state_dir: Path | None, workers: int = 1, **options) -> tuple[dict, BuildStats]:
+    """The report of the traces in folder (incremental when state_dir is given) and the build's stats."""
+    data, stats = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state_dir, workers=workers, **options))
+    return build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET), stats
+
+
+def one_file(tmp_path: Path, lines: list[str]) -> tuple[Path, Path, Path]:
+    """A traces/ folder whose active file holds lines, and the state folder's path (not made)."""
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    active = folder / "traces.jsonl"
+    active.write_text("".join(lines))
+    return folder, tmp_path / "state", active
+
+
+def append(path: Path, text: str | list[str]) -> None:
+    with open(path, "a") as handle:
+        handle.write(text if isinstance(text, str) else "".join(text))
+
+
+def truncate(path: Path, size: int) -> None:
+    """Same inode, fewer bytes (a collector restart without rotation)."""
+    with open(path, "r+") as handle:
+        handle.truncate(size)
 
 
 def assert_same_as_full(folder: Path, state_dir: Path) -> str:
-    incremental, mode = report(folder, state_dir)
-    full, _ = report(folder, None)
+    incremental, stats = build(folder, state_dir)
+    full, _ = build(folder, None)
     assert incremental == full  # alpha_quality included
     assert incremental["alpha_quality"] is not None
-    return mode
+    return stats.mode
 
 
 def test_appends_rotation_and_nothing_new(tmp_path: Path) -> None:
-    folder = tmp_path / "traces"
-    folder.mkdir()
-    state = tmp_path / "state"
     lines = workload(120)
-    active = folder / "traces.jsonl"
     chunks = [lines[:10], lines[10:17], lines[17:30], lines[30:]]
-    active.write_text("".join(chunks[0]))
+    folder, state, active = one_file(tmp_path, chunks[0])
     assert assert_same_as_full(folder, state) == "full"
     assert assert_same_as_full(folder, state) == "unchanged"
     # an append that ends in the middle of a line (the exporter is writing)
     text = "".join(chunks[1])
-    with open(active, "a") as handle:
-        handle.write(text[: len(text) // 2])
+    append(active, text[: len(text) // 2])
     assert assert_same_as_full(folder, state) == "incremental"
-    with open(active, "a") as handle:
-        handle.write(text[len(text) // 2 :])
+    append(active, text[len(text) // 2 :])
     assert assert_same_as_full(folder, state) == "incremental"
     # rotation: the active file is renamed to a backup (more was written to it first), a new one starts
-    with open(active, "a") as handle:
-        handle.write("".join(chunks[2][:5]))
+    append(active, chunks[2][:5])
     os.rename(active, folder / "traces-2026-11-20T10-00-00.000-size.jsonl")
     active.write_text("\n" + "".join(chunks[2][5:]))
     assert assert_same_as_full(folder, state) == "incremental"
-    with open(active, "a") as handle:
-        handle.write("".join(chunks[3]))
+    append(active, chunks[3])
     assert assert_same_as_full(folder, state) == "incremental"
     assert assert_same_as_full(folder, state) == "unchanged"
-    final, _ = report(folder, state)
+    final, _ = build(folder, state)
     assert final["fleet"]["runs"] + final["fleet"]["skipped_killed"] == 120
     alpha = final["alpha_quality"]  # the section compared above is not a trivial one
     assert alpha["duplicates_dropped"] > 20 and alpha["unusable_signals"] > 50
@@ -125,22 +137,13 @@ def test_appends_rotation_and_nothing_new(tmp_path: Path) -> None:
 
 def two_files(tmp_path: Path, seed: int = 3, runs: int = 80) -> tuple[Path, Path, Path, Path, list[str]]:
     """A rotated backup and an active file (state folder apart); the first full build done."""
-    folder = tmp_path / "traces"
-    folder.mkdir()
-    state = tmp_path / "state"
     lines = workload(runs, seed=seed)
+    folder, state, active = one_file(tmp_path, lines[12:18])
     backup = folder / "traces-2026-11-20T10-00-00.000.jsonl"
-    active = folder / "traces.jsonl"
     backup.write_text("".join(lines[:12]))
-    active.write_text("".join(lines[12:18]))
     stats = same_as_full(folder, state)
     assert stats.mode == "full" and stats.checkpoint.startswith("written")
     return folder, state, backup, active, lines
-
-
-def build(folder: Path, state_dir: Path | None):
-    data, stats = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state_dir, workers=1))
-    return build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET), stats
 
 
 def same_as_full(folder: Path, state_dir: Path):
@@ -158,9 +161,8 @@ def assert_only_active_read_again(stats, active: Path) -> None:
 
 
 def replace_active(active: Path, text: str, how: str) -> None:
-    if how == "truncated":  # same inode, fewer bytes (a collector restart without rotation)
-        with open(active, "r+") as handle:
-            handle.truncate(len(text.encode()))
+    if how == "truncated":  # text: the prefix the file keeps
+        truncate(active, len(text.encode()))
     elif how == "new inode":  # written beside it and renamed over it
         fresh = active.with_name("fresh.tmp")
         fresh.write_text(text)
@@ -176,8 +178,7 @@ def replace_active(active: Path, text: str, how: str) -> None:
 @pytest.mark.parametrize("how", ["truncated", "new inode", "rewritten", "removed and rewritten"])
 def test_changed_active_file_reads_only_its_share_again(tmp_path: Path, how: str) -> None:
     folder, state, _backup, active, lines = two_files(tmp_path)
-    with open(active, "a") as handle:  # an append first: the checkpoint is kept, not rewritten
-        handle.write("".join(lines[18:22]))
+    append(active, lines[18:22])  # an append first: the checkpoint is kept, not rewritten
     stats = same_as_full(folder, state)
     assert (stats.mode, stats.checkpoint, stats.files_read) == ("incremental", "kept", 1)
     text = "".join(lines[12:14]) if how == "truncated" else "".join(lines[30:40])
@@ -186,11 +187,10 @@ def test_changed_active_file_reads_only_its_share_again(tmp_path: Path, how: str
     assert_only_active_read_again(stats, active)
     assert "traces.jsonl" in stats.rebuild_reason and stats.checkpoint == "kept"
     # the state after it is a normal one: appends continue it, another truncation restores again
-    with open(active, "a") as handle:
-        handle.write("".join(lines[40:]))
+    append(active, lines[40:])
     stats = same_as_full(folder, state)
     assert stats.mode == "incremental" and stats.rebuild_reason == ""
-    replace_active(active, "".join(lines[41:44]), "truncated")
+    truncate(active, 13_464)  # part-way through its third line, however it was replaced
     assert_only_active_read_again(same_as_full(folder, state), active)
 
 
@@ -211,11 +211,8 @@ def test_removed_active_file_then_a_new_one(tmp_path: Path) -> None:
 
 def test_the_only_input_removed_and_written_again_says_so(tmp_path: Path) -> None:
     """What `make demo` does to telemetry/traces.jsonl on every run."""
-    folder, state = tmp_path / "traces", tmp_path / "state"
-    folder.mkdir()
-    active = folder / "traces.jsonl"
     lines = workload(30)
-    active.write_text("".join(lines[:20]))
+    folder, state, active = one_file(tmp_path, lines[:20])
     assert same_as_full(folder, state).mode == "full"
     fresh = tmp_path / "fresh.jsonl"
     fresh.write_text("".join(lines[10:]))
@@ -229,8 +226,7 @@ def test_the_only_input_removed_and_written_again_says_so(tmp_path: Path) -> Non
 def test_changed_backup_rebuilds_everything(tmp_path: Path, how: str) -> None:
     folder, state, backup, _active, lines = two_files(tmp_path)
     if how == "truncated":
-        with open(backup, "r+") as handle:
-            handle.truncate(len("".join(lines[:3]).encode()))
+        truncate(backup, len("".join(lines[:3]).encode()))
     elif how == "rewritten":
         backup.write_text("".join(lines[40:60]))
     else:
@@ -245,28 +241,21 @@ def test_changed_backup_rebuilds_everything(tmp_path: Path, how: str) -> None:
 def test_appends_rotation_then_truncated_active_file(tmp_path: Path, grown_before_rename: bool) -> None:
     """The checkpoint moves forward at a rotation: written when the renamed file grew first (the
     aggregator holds exactly the backups then), the previous state itself otherwise."""
-    folder = tmp_path / "traces"
-    folder.mkdir()
-    state = tmp_path / "state"
     lines = workload(100, seed=11)
-    active = folder / "traces.jsonl"
-    active.write_text("".join(lines[:10]))
+    folder, state, active = one_file(tmp_path, lines[:10])
     assert same_as_full(folder, state).checkpoint == "empty (one input file)"
     for step in (slice(10, 15), slice(15, 22)):
-        with open(active, "a") as handle:
-            handle.write("".join(lines[step]))
+        append(active, lines[step])
         assert same_as_full(folder, state).checkpoint == "kept"
     if grown_before_rename:
-        with open(active, "a") as handle:
-            handle.write("".join(lines[22:26]))
+        append(active, lines[22:26])
     os.rename(active, folder / "traces-2026-11-20T10-00-00.000-size.jsonl")
     active.write_text("".join(lines[26:34]))
     stats = same_as_full(folder, state)
     assert stats.mode == "incremental"
     expected = "written" if grown_before_rename else "the previous state, kept as the checkpoint"
     assert stats.checkpoint.startswith(expected)
-    with open(active, "a") as handle:
-        handle.write("".join(lines[34:50]))
+    append(active, lines[34:50])
     assert same_as_full(folder, state).checkpoint == "kept"
     replace_active(active, "".join(lines[26:30]), "truncated")
     assert_only_active_read_again(same_as_full(folder, state), active)
@@ -332,8 +321,7 @@ def test_crash_while_saving_leaves_the_previous_state_usable(tmp_path: Path, mon
         real(path, text)
 
     # a rotation (a new checkpoint is written), killed before the state's JSON is replaced
-    with open(active, "a") as handle:
-        handle.write("".join(lines[18:20]))
+    append(active, lines[18:20])
     os.rename(active, folder / "traces-2026-11-21T10-00-00.000.jsonl")
     active.write_text("".join(lines[20:30]))
     monkeypatch.setattr(state_store, "write_atomically", crash_on_main_json)
@@ -349,11 +337,8 @@ def test_crash_while_saving_leaves_the_previous_state_usable(tmp_path: Path, mon
 def test_state_of_an_older_format_is_rebuilt_and_removed(tmp_path: Path) -> None:
     from meta_supervisor import state_store
 
-    folder = tmp_path / "traces"
-    folder.mkdir()
-    state = tmp_path / "state"
+    folder, state, _active = one_file(tmp_path, workload(10))
     state.mkdir()
-    (folder / "traces.jsonl").write_text("".join(workload(10)))
     options = BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state, workers=1)
     old_key = state_store.state_key(options, state_store.STATE_FORMAT - 1)
     (state / f"report-{old_key}.json").write_text(json.dumps({"format": state_store.STATE_FORMAT - 1, "key": old_key}))
@@ -364,25 +349,17 @@ def test_state_of_an_older_format_is_rebuilt_and_removed(tmp_path: Path) -> None
 
 
 def test_state_is_per_options_and_survives_damage(tmp_path: Path) -> None:
-    folder = tmp_path / "traces"
-    folder.mkdir()
-    state = tmp_path / "state"
-    (folder / "traces.jsonl").write_text("".join(workload(30)))
-    report(folder, state)
-    windowed = BuildOptions(
-        inputs=[str(folder)], prices=PRICES, state_dir=state, workers=1, since=dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
-    )
-    data, stats = build_inputs(windowed)
+    folder, state, active = one_file(tmp_path, workload(30))
+    build(folder, state)
+    since = dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
+    windowed, stats = build(folder, state, since=since)
     assert stats.mode == "full"  # another window, another state
-    full_windowed, _ = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, since=windowed.since, workers=1))
-    kill = KillSwitchState(path="k")
-    assert build_report(data, PRICES, kill, NOW, market=MARKET) == build_report(full_windowed, PRICES, kill, NOW, market=MARKET)
+    assert windowed == build(folder, None, since=since)[0]
     # without alpha signals: another state, and no section
-    plain, stats = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state, workers=1, alpha_signals=False))
-    assert stats.mode == "full" and build_report(plain, PRICES, kill, NOW, market=MARKET)["alpha_quality"] is None
+    plain, stats = build(folder, state, alpha_signals=False)
+    assert stats.mode == "full" and plain["alpha_quality"] is None
     # a damaged binary state file: the build notices and rebuilds
-    with open(folder / "traces.jsonl", "a") as handle:
-        handle.write("".join(workload(5, seed=99)))
+    append(active, workload(5, seed=99))
     for blob in state.glob("*.seen.bin"):
         blob.write_bytes(b"\x00" * 7)
     assert assert_same_as_full(folder, state) == "full"
@@ -398,25 +375,17 @@ def test_incremental_with_parallel_parts(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(parallel_build, "MIN_SPLIT_BYTES", 1)
     monkeypatch.setattr(parallel_build, "fork_is_safe", lambda: True)  # the child only reads and decodes
-    folder = tmp_path / "traces"
-    folder.mkdir()
-    state = tmp_path / "state"
     lines = workload(90, seed=5)
-    active = folder / "traces.jsonl"
-    active.write_text("".join(lines[:20]))
+    folder, state, active = one_file(tmp_path, lines[:20])
 
     def both():
-        data, stats = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state, workers=workers))
-        full, _ = build_inputs(BuildOptions(inputs=[str(folder)], prices=PRICES, workers=1))
-        kill = KillSwitchState(path="k")
-        parallel = build_report(data, PRICES, kill, NOW, market=MARKET)
-        assert parallel == build_report(full, PRICES, kill, NOW, market=MARKET)
+        parallel, stats = build(folder, state, workers=workers)
+        assert parallel == build(folder, None)[0]
         assert parallel["alpha_quality"]["duplicates_dropped"] > 0
         return stats
 
     both()
-    with open(active, "a") as handle:
-        handle.write("".join(lines[20:]))
+    append(active, lines[20:])
     both()
     # rotated, then the new active file truncated: its share is read again in parallel parts
     os.rename(active, folder / "traces-2026-11-20T10-00-00.000.jsonl")
@@ -441,7 +410,7 @@ def test_state_of_unused_option_sets_is_pruned(tmp_path: Path) -> None:
         (folder / "traces-2026-11-20T10-00-00.000.jsonl").write_text("".join(workload(3, seed=k)))
         (folder / "traces.jsonl").write_text("".join(workload(2, seed=k + 100)))
         keys.append(incremental_state.state_key(BuildOptions(inputs=[str(folder)], prices=PRICES, state_dir=state)))
-        report(folder, state)
+        build(folder, state)
         if k == 0:  # a build of set 0 is running from now on
             busy = open(state / f"report-{keys[0]}.lock", "a+")
             fcntl.flock(busy, fcntl.LOCK_EX)

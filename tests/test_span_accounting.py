@@ -127,10 +127,18 @@ class GatedFileExporter(GatedExporter):
         self.file.shutdown()
 
 
+def write_report(tmp_path, trace_file):
+    """The report of trace_file, without state or alpha quality; returns its output folder."""
+    from meta_supervisor import report_cli
+
+    out = tmp_path / "out"
+    argv = ["--input", str(trace_file), "--out", str(out), "--no-state", "--quiet", "--kill-file", str(tmp_path / "k.json")]
+    assert report_cli.main([*argv, "--no-alpha-quality", "--audit-log", str(tmp_path / "audit.jsonl")]) == 0
+    return out
+
+
 def test_losses_reach_the_meta_report(tmp_path):
     import json
-
-    from meta_supervisor import report_cli
 
     trace_file = tmp_path / "traces.jsonl"
     exporter = GatedFileExporter(trace_file)
@@ -143,9 +151,7 @@ def test_losses_reach_the_meta_report(tmp_path):
     final = handle.accounting.snapshot()
     assert final.dropped > 20
 
-    out = tmp_path / "out"
-    argv = ["--input", str(trace_file), "--out", str(out), "--no-state", "--quiet", "--kill-file", str(tmp_path / "k.json")]
-    assert report_cli.main([*argv, "--no-alpha-quality", "--audit-log", str(tmp_path / "audit.jsonl")]) == 0
+    out = write_report(tmp_path, trace_file)
     report = json.loads((out / "meta_report.json").read_text())
     losses = report["inputs"]["telemetry_losses"]
     # a root carries the counters as they were just before it ended: the eviction its own arrival in
@@ -161,14 +167,11 @@ def test_losses_reach_the_meta_report(tmp_path):
 
 
 def test_the_report_command_warns_about_losses(tmp_path, capsys):
-    from meta_supervisor import report_cli
     from tests.fixtures.report.otlp_builder import Run, line, spans_of
 
     trace_file = tmp_path / "traces.jsonl"
     trace_file.write_text(line(spans_of(Run("momentum", 1, losses=(4, 2))), instance="p-1"))
-    out = tmp_path / "out"
-    argv = ["--input", str(trace_file), "--out", str(out), "--no-state", "--quiet", "--kill-file", str(tmp_path / "k.json")]
-    assert report_cli.main([*argv, "--no-alpha-quality", "--audit-log", str(tmp_path / "audit.jsonl")]) == 0
+    write_report(tmp_path, trace_file)
     assert capsys.readouterr().err.splitlines() == [
         "warning: the agents' telemetry lost spans before export (4 dropped by a full queue, 2 failed to export, "
         "in 1 of 1 processes); the report undercounts (inputs.telemetry_losses)"

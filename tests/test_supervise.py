@@ -48,9 +48,6 @@ status = "shadow"
 """
 
 
-weekdays = business_days
-
-
 def one_day_return(i: int, k: int) -> float:
     return 0.01 * math.sin(1.7 * i + 2.3 * k + 0.5) + 0.001 * (k + 1)
 
@@ -59,7 +56,7 @@ def one_day_return(i: int, k: int) -> float:
 def world(tmp_path, monkeypatch):
     """Six symbols over 31 weekdays; four agents with one run per day and six signals per run:
     oracle (shadow) scores the coming return, contrarian and revived score its opposite, steady is noise."""
-    calendar = weekdays(date(2024, 1, 1), DAYS + 1)
+    calendar = business_days(date(2024, 1, 1), DAYS + 1)
     (tmp_path / "data").mkdir()
     for k, symbol in enumerate(SYMBOLS):
         close, rows = 100.0, ["date,open,high,low,close,volume"]
