@@ -3,16 +3,28 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+NATIVE := $(VENV)/.native
 TRACE_FILE := telemetry/traces.jsonl
 
-.PHONY: install demo report test lint unit clean stack stack-up stack-down stack-status demo-stack
+.PHONY: install native demo report test lint unit clean stack stack-up stack-down stack-status demo-stack
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(INSTALLED)
 
-install: $(INSTALLED)
+## native: the report's compiled reader (native/, Rust): about 2x faster full builds; without a Rust
+## toolchain the report uses its Python reader, with the same results (docs/benchmarks.md).
+$(NATIVE): $(INSTALLED) native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
+	@if command -v cargo >/dev/null 2>&1; then \
+		$(VPY) -m pip install --quiet --disable-pip-version-check ./native && touch $(NATIVE); \
+	else \
+		echo "no Rust toolchain (cargo): the report uses its Python reader (same results, slower)"; \
+	fi
+
+native: $(NATIVE)
+
+install: $(INSTALLED) $(NATIVE)
 
 ## demo: replay a year of real market history through the fleet (simulated LLM unless OPENAI_API_KEY
 ## is set), spans to telemetry/traces.jsonl, build the meta report from that file, and show what the
@@ -29,18 +41,23 @@ report: install
 lint: install
 	$(VPY) -m ruff check .
 	$(VPY) -m ruff format --check .
+	@if command -v cargo >/dev/null 2>&1; then \
+		cd native && cargo fmt --check && cargo clippy --quiet --release -- -D warnings; \
+	fi
 
 ## test: lint, then the whole suite (integration tests build and run the real collector and Jaeger;
 ## the first build on a new machine takes about five minutes).
 test: lint
 	collector/stack.sh build || [ "$$CI" != "true" ]
+	@echo "the report's tests with the Python reader only (the native core off):"
+	ALPHATRACE_NATIVE=off $(VPY) -m pytest -q -m "not integration" tests/test_report_*.py tests/test_trace_reader.py
 	$(VPY) -m pytest
 
 unit: install
 	$(VPY) -m pytest -m "not integration"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis telemetry meta_supervisor/reports
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis telemetry meta_supervisor/reports native/target
 
 ## The Docker-less stack: the OpenTelemetry Collector (built with the Collector Builder from
 ## collector/builder-config.yaml) and Jaeger v2 (built from its Go module) in bin/, on 127.0.0.1.

@@ -10,7 +10,9 @@ It measures, on a collector-format workload (``bench/generate_workload.py``: by 
 spans, 500,000 runs, three alpha events per run, about 1.35 GB):
 
 * the full build (``build_meta_report.py --full``: read, aggregate, write json + md + html and the
-  incremental state): wall time, MB/s, spans/s, peak RSS of the main process and of a worker;
+  incremental state): wall time, MB/s, spans/s, peak RSS of the main process and of a worker; with
+  the native core (``native/``, when installed) and, in the same run, with the Python reader alone
+  (``ALPHATRACE_NATIVE=off``);
 * an incremental build with nothing new: the whole command (interpreter start included) and the
   build alone (in-process, after imports);
 * in the same run, the baseline: a plain reader that ``orjson.loads`` every line and walks the
@@ -79,6 +81,14 @@ def _measure_in_child(argv: list[str]) -> dict:
     }
 
 
+def _native_installed() -> bool:
+    try:
+        import alphatrace_native  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _user_environment() -> dict[str, str]:
     """As a user runs it: bytecode caching on (some sandboxes set PYTHONDONTWRITEBYTECODE, which
     makes every start compile every module again)."""
@@ -87,12 +97,12 @@ def _user_environment() -> dict[str, str]:
     return env
 
 
-def run_build(argv: list[str]) -> dict:
-    """The CLI in a fresh interpreter, timed from outside (wall) and inside (build)."""
+def run_build(argv: list[str], native: str = "auto") -> dict:
+    """The CLI in a fresh interpreter, timed from outside (wall) and inside (build); ``native`` is
+    ``ALPHATRACE_NATIVE`` for it (``off``: the Python reader alone)."""
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, __file__, "--_child", json.dumps(argv)], capture_output=True, text=True, cwd=ROOT, env=_user_environment()
-    )
+    env = {**_user_environment(), "ALPHATRACE_NATIVE": native}
+    done = subprocess.run([sys.executable, __file__, "--_child", json.dumps(argv)], capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"build failed:\n{done.stdout}\n{done.stderr}")
@@ -254,12 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         common = ["--input", str(workload), "--out", str(out), "--state-dir", str(state), "--quiet", "--workers", str(args.workers)]
         if args.no_alpha_quality:
             common.append("--no-alpha-quality")
-        fulls, bases, bares = [], [], []
+        fulls, pythons, bases, bares = [], [], [], []
         for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits all alike
             fulls.append(run_build([*common, "--full"]))
+            pythons.append(run_build([*common, "--full"], native="off"))
             bases.append(_measure_reader("baseline", workload))
             bares.append(_measure_reader("bare", workload))
         full = min(fulls, key=lambda r: r["seconds"])
+        python_full = min(pythons, key=lambda r: r["seconds"])
         noops = [run_build(common) for _ in range(max(args.repeat, 3))]
         noop = min(noops, key=lambda r: r["seconds"])
         commands = []
@@ -295,6 +307,14 @@ def main(argv: list[str] | None = None) -> int:
             "mb_per_cpu_s": round(size / full["cpu_seconds"] / 1e6, 1),
             "all_seconds": [round(r["seconds"], 3) for r in fulls],
         },
+        "full_build_python_reader": {
+            "seconds": round(python_full["seconds"], 3),
+            "mb_per_s": round(size / python_full["seconds"] / 1e6, 1),
+            "peak_rss_main_mb": round(python_full["rss_main_mb"], 1),
+            "peak_rss_worker_mb": round(python_full["rss_worker_mb"], 1),
+            "cpu_seconds": round(python_full["cpu_seconds"], 3),
+            "all_seconds": [round(r["seconds"], 3) for r in pythons],
+        },
         "incremental_nothing_new": {
             "command_seconds": round(min(commands), 3),
             "build_seconds": round(noop["seconds"], 3),
@@ -317,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": round(bare["rss_mb"], 1),
         "all_seconds": [round(r["seconds"], 3) for r in bares],
     }
+    results["native_core"] = _native_installed()
     results["ratio_full_build_vs_baseline"] = round(base["seconds"] / full["seconds"], 2)
+    results["ratio_python_reader_vs_baseline"] = round(base["seconds"] / python_full["seconds"], 2)
     results["ratio_full_build_vs_bare_walk"] = round(bare["seconds"] / full["seconds"], 2)
     results["ratio_cpu_time"] = round(base["cpu_seconds"] / full["cpu_seconds"], 2)
     results["load_average_after"] = round(os.getloadavg()[0], 2)
@@ -325,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"full build:        {f['seconds']:.2f} s  {f['mb_per_s']:,.0f} MB/s  {f['spans_per_s']:,} spans/s  "
         f"peak RSS main {f['peak_rss_main_mb']:.0f} MB, worker {f['peak_rss_worker_mb']:.0f} MB"
+    )
+    p = results["full_build_python_reader"]
+    print(
+        f"  the same, Python reader only (ALPHATRACE_NATIVE=off): {p['seconds']:.2f} s  {p['mb_per_s']:,.0f} MB/s  "
+        f"peak RSS main {p['peak_rss_main_mb']:.0f} MB, worker {p['peak_rss_worker_mb']:.0f} MB; "
+        f"{results['ratio_python_reader_vs_baseline']:.2f}x the baseline"
+        + ("" if results["native_core"] else "  (the native core is not installed: both rows are the Python reader; make native)")
     )
     print(
         f"nothing new:       {n['build_seconds'] * 1000:.1f} ms for the build; {n['command_seconds'] * 1000:.0f} ms for the whole command "

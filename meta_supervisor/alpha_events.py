@@ -51,6 +51,14 @@ NO_SYMBOL = "(no symbol)"
 NO_DIRECTION = "(no direction)"
 
 
+def iso_day_ordinal(text: str) -> int:
+    """The ordinal of the ISO date in the first 10 characters of ``text``, 0 if it is not one."""
+    try:
+        return dt.date.fromisoformat(text[:10]).toordinal()
+    except ValueError:
+        return 0
+
+
 class AlphaEvents:
     """``_events`` and the as-of date memo it shares with the run records; needs ``self._days``."""
 
@@ -61,10 +69,7 @@ class AlphaEvents:
         day = self._days.get(text)
         if day is not None:
             return day
-        try:
-            day = dt.date.fromisoformat(text[:10]).toordinal() if type(text) is str else 0
-        except ValueError:
-            day = 0
+        day = iso_day_ordinal(text) if type(text) is str else 0
         if len(self._days) < MAX_DAY_CACHE:
             self._days[text] = day
         return day

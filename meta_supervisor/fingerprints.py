@@ -64,6 +64,13 @@ def run_fingerprint(run_key: str) -> int:
 MAX_LOAD = 0.7
 
 
+def _native():
+    """The native core's table loops, or None (imported here: native_part imports this module)."""
+    from meta_supervisor import native_part
+
+    return native_part.core()
+
+
 def _slots_for(entries: int) -> int:
     return max(_MIN_SLOTS, int(entries / MAX_LOAD) + 1)
 
@@ -121,7 +128,21 @@ class FingerprintSet:
 
     def add_all(self, fps) -> int:
         """Add every fingerprint of ``fps``; stop at the first one already present and return its
-        index (the ones before it stay added), or -1 when all were new. ``add`` in a loop, inlined."""
+        index (the ones before it stay added), or -1 when all were new. ``add`` in a loop, inlined
+        (or in the native core, when it is installed: the same table either way)."""
+        native = _native()
+        if native is not None and (fps.typecode if isinstance(fps, array) else getattr(fps, "format", "")) == "Q":
+            needed = self.count + len(fps)
+            if needed > self.limit:
+                size = self.size
+                while int(size * MAX_LOAD) < needed:
+                    size *= 2
+                old = self.slots
+                self._allocate(size)
+                self.count = native.set_rehash(old, self.slots)
+            repeated, added = native.set_add_all(self.slots, fps)
+            self.count += added
+            return repeated
         slots, size, count, limit = self.slots, self.size, self.count, self.limit
         for index, fp in enumerate(fps):
             i = fp % size
@@ -159,6 +180,10 @@ class FingerprintSet:
             i += 1
             if i == size:
                 i = 0
+
+    def clear(self) -> None:
+        self._allocate(self.size)
+        self.count = 0
 
     def values(self) -> array:
         """The fingerprints, densely (in table order)."""
@@ -253,6 +278,35 @@ class FingerprintMap:
         self.count += 1
         if self.count > self.limit:
             self._grow()
+
+    def clear(self) -> None:
+        self._allocate(self.size)
+        self.count = 0
+
+    def any_set(self, fps: array) -> bool:
+        """Whether one of ``fps`` is here with a state other than 0."""
+        native = _native()
+        if native is not None:
+            return native.map_any_set(self.keys, self.states, fps)
+        return any(self.get(fp, 0) for fp in fps)
+
+    def set_all(self, fps: array, states: bytes) -> None:
+        """``set`` for each pair of ``fps`` and ``states``."""
+        native = _native()
+        if native is None:
+            for fp, state in zip(fps, states):
+                self.set(fp, state)
+            return
+        needed = self.count + len(fps)
+        if needed <= self.limit:
+            self.count = native.map_set_all(self.keys, self.states, fps, states, self.count)
+            return
+        size = self.size
+        while int(size * MAX_LOAD) < needed:
+            size *= 2
+        old_keys, old_states = self.keys, self.states
+        self._allocate(size)
+        self.count = native.map_set_all(self.keys, self.states, fps, states, 0, old_keys, old_states)
 
     def items(self):
         states = self.states

@@ -25,12 +25,13 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
+from meta_supervisor import native_part
 from meta_supervisor.aggregates import P_CACHED, P_CALLS, P_COST, P_IN, P_OUT, P_ROOT, P_UNPRICED
 from meta_supervisor.fingerprints import run_fingerprint
 from meta_supervisor.span_aggregator import SpanAggregator
 from meta_supervisor.trace_files import FileCursor
 from meta_supervisor.trace_inputs import HEAD_BYTES, head_digest, identity_of
-from meta_supervisor.trace_reader import FORMAT_JSON_LINES, RecordDecoder, read_json_lines, sniff
+from meta_supervisor.trace_reader import FORMAT_JSON_LINES, ReadResult, RecordDecoder, read_json_lines, sniff
 
 MIN_SPLIT_BYTES = 48 << 20
 BYTES_PER_SPAN_ESTIMATE = 1200
@@ -87,9 +88,9 @@ class PartResult:
     consumed: int
     records: int
     partial_tail: int
-    aggregator_state: bytes  # pickled (inputs, agents, agent_order, pending)
-    span_fps: array
-    closed_keys: array
+    aggregator_state: bytes | tuple  # (inputs, agents, agent_order, pending), pickled or not
+    span_fps: array | memoryview  # of 64-bit fingerprints ('Q')
+    closed_keys: array | memoryview
     closed_states: bytes
 
     def send(self, connection) -> None:
@@ -117,7 +118,8 @@ class PartResult:
         return cls(consumed, records, partial_tail, state, span_fps, closed_keys, bytes(closed_states))
 
 
-def _read_part(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0) -> PartResult:
+def read_part_python(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0) -> PartResult:
+    """Read ``[start, stop)`` of a JSON-lines file into a fresh aggregator: the reference reader of a part."""
     prices, since_ns, until_ns, collect_signals = options_tuple
     aggregator = SpanAggregator(
         prices,
@@ -146,7 +148,7 @@ def _read_part(path: Path, start: int, stop: int | None, options_tuple, first_nu
 
 def _child(connection, path, start, stop, options_tuple) -> None:
     try:
-        result = _read_part(path, start, stop, options_tuple)
+        result = read_part_any(path, start, stop, options_tuple)
     except BaseException as exc:  # reported to the parent, which then reads the part itself
         connection.send_bytes(pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
     else:
@@ -184,10 +186,12 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
             advance(count * scale)
 
     decoder = RecordDecoder(aggregator, str(path))
-    only_part = len(points) == 2
-    with open(path, "rb", buffering=0) as handle:
-        handle.seek(points[0])
-        first = read_json_lines(handle, decoder, out.records, None if only_part else points[1] - points[0], scaled)
+    first_stop = None if len(points) == 2 else points[1]
+    first = read_native(aggregator, path, points[0], first_stop, scaled, out.records)
+    if first is None:
+        with open(path, "rb", buffering=0) as handle:
+            handle.seek(points[0])
+            first = read_json_lines(handle, decoder, out.records, None if first_stop is None else first_stop - points[0], scaled)
     out.offset += first.consumed
     out.records += first.records
     out.partial_tail_bytes = first.partial_tail
@@ -211,16 +215,37 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     return out
 
 
+def read_native(aggregator: SpanAggregator, path: Path, start: int, stop: int | None, progress, line_offset: int) -> ReadResult | None:
+    """Bytes ``[start, stop)`` of a JSON-lines file read by the native core into ``aggregator``: in
+    place when it is empty, else read apart and merged (``merge_part``, so only when that is exact).
+    None when the core is not used, declines, or the merge is refused: read the bytes in Python then.
+    An aggregator that keeps run records (the supervisor's) is read in Python: the core keeps none."""
+    if aggregator.run_records is not None:
+        return None
+    read = native_part.read_into(aggregator, path, start, stop, progress)
+    if read is not None:
+        consumed, records, partial_tail, tallies = read
+        _add_tallies(aggregator, tallies, line_offset)
+        return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
+    if aggregator.is_empty():
+        return None  # declined
+    options_tuple = (aggregator._prices, aggregator.since_ns, aggregator.until_ns, aggregator.collect_signals)
+    part = native_part.read_part(path, start, stop, options_tuple, progress=progress)
+    if part is None or not merge_part(aggregator, part, str(path), line_offset):
+        return None
+    return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)
+
+
 def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, line_offset: int) -> bool:
     """Merge a part read in a child into ``aggregator`` if that equals reading it here; else change nothing."""
-    inputs, agents, agent_order, pending = pickle.loads(part.aggregator_state)
-    part.aggregator_state = b""  # its objects are unpickled: the bytes need not stay (peak RSS)
+    state = part.aggregator_state
+    inputs, agents, agent_order, pending = pickle.loads(state) if isinstance(state, bytes) else state
+    part.aggregator_state = b""  # its objects are out: the bytes need not stay (peak RSS)
     closed = aggregator.closed_runs
     # runs: the part's closed runs must be unknown here, and the part's open runs joinable
     pending_fps = {run_fingerprint(key) for key in aggregator.pending}
-    for fp in part.closed_keys:
-        if fp in pending_fps or closed.get(fp, 0):
-            return False
+    if not pending_fps.isdisjoint(part.closed_keys) or closed.any_set(part.closed_keys):
+        return False
     for key, entry in pending.items():
         mine = aggregator.pending.get(key)
         if mine is not None and mine[P_ROOT] is not None and entry[P_ROOT] is not None:
@@ -237,8 +262,16 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
     for name in agent_order:
         aggregator._agent(name)
     remap = bytes(min(aggregator.agent_index.get(name, 63), 63) for name in agent_order[:63]) + bytes([63] * 64)
-    for fp, state in zip(part.closed_keys, part.closed_states):
-        closed.set(fp, (state & 3) | (remap[state >> 2] << 2))
+    closed.set_all(part.closed_keys, part.closed_states.translate(bytes((state & 3) | (remap[state >> 2] << 2) for state in range(256))))
+    _add_tallies(aggregator, (inputs, agents, agent_order, pending), line_offset)
+    return True
+
+
+def _add_tallies(aggregator: SpanAggregator, tallies: tuple, line_offset: int) -> None:
+    """Add a part's tallies and open runs (its spans and closed runs are in the tables already)."""
+    inputs, agents, agent_order, pending = tallies
+    for name in agent_order:
+        aggregator._agent(name)
     for name, tally in agents.items():
         aggregator._agent(name)[1].merge(tally)
     inputs.bad_line_examples = [(file, line + line_offset, error) for file, line, error in inputs.bad_line_examples]
@@ -254,10 +287,15 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
             mine[:4] = entry[:4]
         if mine[P_ROOT] is not None and mine[P_CALLS] >= mine[P_ROOT][0]:
             aggregator._close(key, mine)
-    return True
 
 
 def _forget(seen, fingerprints) -> None:
     """Undo ``add`` of these fingerprints."""
     for fp in fingerprints:
         seen.discard(fp)
+
+
+def read_part_any(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0) -> PartResult:
+    """The native reader when it is installed and takes this part, else the Python reader."""
+    part = native_part.read_part(path, start, stop, options_tuple, first_number)
+    return part if part is not None else read_part_python(path, start, stop, options_tuple, first_number)

@@ -99,6 +99,7 @@ _KILLED = semconv.OUTCOME_KILLED
 _SUPERVISOR_PREFIX = "supervisor."
 STATUS_ERROR = 2
 MAX_TOKENS = 10**15  # more tokens than that in one call is a broken value, not a count
+MAX_LATENCY_NS = (1 << 63) - 1  # the latencies array holds signed 64-bit values: longer is a broken time
 UNKNOWN_AGENT = "(unknown agent)"
 UNKNOWN_MODEL = "(unknown model)"
 
@@ -163,6 +164,11 @@ class SpanAggregator(RunJoin, AlphaEvents):
         self._prices = prices
         self._price_cache: dict[str, object] = {}
         self.latency_summaries: dict[str, dict] | None = None  # set by an incremental build
+
+    def is_empty(self) -> bool:
+        """Nothing read yet (no saved state loaded either)."""
+        inputs = self.inputs
+        return not (self.seen.count or self.closed_runs.count or self.pending or self.agents or inputs.spans or inputs.duplicate_spans)
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -322,7 +328,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
                 end = 0
             if end > MAX_TIME_NS:
                 end = 0
-            if start > 0 and end >= start:
+            if start > 0 and start <= end <= start + MAX_LATENCY_NS:
                 latency = end - start
                 tally.latencies_ns.append(latency)
                 slowest = tally.slowest

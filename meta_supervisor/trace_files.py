@@ -103,7 +103,11 @@ def read_trace_file(path: Path, aggregator, cursor: FileCursor | None = None, pr
                 out.format = shape
                 handle.seek(out.offset)
                 if shape == FORMAT_JSON_LINES:
-                    result = read_json_lines(handle, decoder, out.records, progress=progress)
+                    from meta_supervisor.parallel_build import read_native
+
+                    result = read_native(aggregator, path, out.offset, None, progress, out.records)
+                    if result is None:
+                        result = read_json_lines(handle, decoder, out.records, progress=progress)
                 elif shape == FORMAT_FRAMED:
                     result = read_framed(handle, decoder, out.records, progress=progress)
                 else:

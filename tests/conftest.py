@@ -18,11 +18,14 @@ from tests.fleet_fixtures import write_fleet, write_market
 _ENV_PREFIXES = ("OTEL_", "ALPHATRACE_", "OPENAI_")
 
 
+_KEPT = "ALPHATRACE_NATIVE"  # which report reader a whole run tests: `make test` runs the report's tests with it off too
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts with none of the variables alphatrace reads."""
+    """Every test starts with none of the variables alphatrace reads (but the reader choice)."""
     for key in list(os.environ):
-        if key.startswith(_ENV_PREFIXES):
+        if key.startswith(_ENV_PREFIXES) and key != _KEPT:
             monkeypatch.delenv(key)
 
 

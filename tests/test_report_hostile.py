@@ -276,6 +276,18 @@ def test_absurd_numbers_and_deep_nesting(tmp_path: Path) -> None:
     json.dumps(report, allow_nan=False)
 
 
+def test_a_run_longer_than_64_bits_of_nanoseconds_has_no_latency(tmp_path: Path) -> None:
+    """Start 1 ns after the epoch, end at the last fixed64 nanosecond: counted as a run without a
+    latency (it crashed the build before: the latencies array holds signed 64-bit values)."""
+    spans = spans_of(Run("a", 1, llm=[Llm()]))
+    spans[-1]["startTimeUnixNano"], spans[-1]["endTimeUnixNano"] = "1", str((1 << 64) - 1)
+    path = tmp_path / "traces.jsonl"
+    path.write_text(line(spans))
+    code, report, _ = build(tmp_path, path)
+    assert code == 0
+    assert report["agents"]["a"]["runs"] == 1 and report["agents"]["a"]["runs_without_latency"] == 1
+
+
 def test_zstd_bomb_is_one_bad_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import struct
 

@@ -1,0 +1,154 @@
+"""The optional compiled reader of a JSON-lines part (the Rust extension ``alphatrace_native``).
+
+``read_part`` has the contract of ``parallel_build.read_part_python``: the same ``PartResult`` for the
+same bytes. The native core takes only input it reads exactly as the Python reader does (well-formed
+lines, as the collector writes them); on anything else (a corrupt or oddly shaped line, a table at
+its size limit, spans without ids) it declines and returns None, and the caller reads that part
+with the Python reader. So the native core changes the speed of a build, never its report.
+
+Environment: ``ALPHATRACE_NATIVE`` = ``auto`` (default: use it when installed), ``off`` (never), or
+``on`` (require it: a ``ConfigError`` when it is not installed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from meta_supervisor.aggregates import AgentTally, InputTally
+from meta_supervisor.alpha_events import iso_day_ordinal
+from meta_supervisor.fingerprints import run_fingerprint, span_fingerprint
+from meta_supervisor.otlp_schema import ResourceValue, as_bool
+from meta_supervisor.run_join import mismatch_detail
+from meta_supervisor.signal_store import SignalStore, span_ids
+from services.config_error import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV = "ALPHATRACE_NATIVE"
+MODES = ("auto", "on", "off")
+
+
+def mode() -> str:
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ConfigError(f"{ENV}={value!r}: expected one of {', '.join(MODES)}")
+    return value
+
+
+def core():
+    """The compiled module, or None (not installed, or ``ALPHATRACE_NATIVE=off``)."""
+    chosen = mode()
+    if chosen == "off":
+        return None
+    try:
+        import alphatrace_native
+    except ImportError:
+        if chosen == "on":
+            raise ConfigError(f"{ENV}=on but the native core is not installed (make native)") from None
+        return None
+    return alphatrace_native
+
+
+def available() -> bool:
+    return core() is not None
+
+
+def read_part(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0, progress=None):
+    """The part as ``parallel_build.PartResult``, or None when the native core is not used or declines.
+
+    ``first_number`` is not needed: a part with a bad line (whose number would be reported) is declined.
+    """
+    native = core()
+    if native is None:
+        return None
+    prices, since_ns, until_ns, collect_signals = options_tuple
+    raw = native.read_part(str(path), start, stop, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress)
+    if isinstance(raw, str):
+        log.debug("the native reader declined %s [%d, %s): %s", path, start, stop, raw)
+        return None
+    return _part_result(raw, collect_signals)
+
+
+def read_into(aggregator, path: Path, start: int, stop: int | None, progress=None) -> tuple | None:
+    """Read a part straight into an empty ``aggregator``: its fingerprint tables are filled in place
+    (no second copy of them, no merge). Returns (consumed, records, partial tail, the part's
+    tallies as ``(inputs, agents, agent_order, pending)``), or None when the core is not used, the
+    aggregator is not empty, or the part was declined (the aggregator is then empty again)."""
+    native = core()
+    if native is None or not aggregator.is_empty():
+        return None
+    seen, closed = aggregator.seen, aggregator.closed_runs
+    raw = native.read_part(
+        str(path),
+        start,
+        stop,
+        aggregator.since_ns,
+        aggregator.until_ns,
+        aggregator.collect_signals,
+        PythonAnswers(aggregator._prices),
+        progress,
+        (seen.slots, closed.keys, closed.states),
+    )
+    if isinstance(raw, str):
+        log.debug("the native reader declined %s [%d, %s): %s", path, start, stop, raw)
+        seen.clear()
+        closed.clear()
+        return None
+    seen.count = raw["span_count"]
+    closed.count = raw["closed_count"]
+    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
+
+
+def _tallies(raw: dict) -> tuple:
+    """(inputs, agents, agent_order, pending) of a part, as the Python reader has them."""
+    inputs = InputTally.from_state(raw["inputs"])
+    agents = {}
+    for name, state, latencies, signals in raw["agents"]:
+        store = SignalStore.from_state(*signals) if signals is not None else None
+        agents[name] = AgentTally.from_state(state, latencies, store)
+    return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}
+
+
+def _part_result(raw: dict, collect_signals: bool):
+    from meta_supervisor.parallel_build import PartResult
+
+    return PartResult(
+        consumed=raw["consumed"],
+        records=raw["records"],
+        partial_tail=raw["partial_tail"],
+        aggregator_state=_tallies(raw),
+        # views of the bytes the core made, not copies (peak memory)
+        span_fps=memoryview(raw["span_fps"]).cast("Q"),
+        closed_keys=memoryview(raw["closed_keys"]).cast("Q"),
+        closed_states=raw["closed_states"],
+    )
+
+
+class PythonAnswers:
+    """What the native core asks of Python for rare input, so that the answer is Python's own."""
+
+    def __init__(self, prices) -> None:
+        self._prices = prices
+
+    def price(self, model: str) -> tuple[float, float, float] | None:
+        price = self._prices.price_for(model) if self._prices is not None else None
+        return None if price is None else (price.input, price.cached_input, price.output)
+
+    @staticmethod
+    def int_text(text: str) -> int | None:
+        try:
+            return int(text)
+        except ValueError:
+            return None
+
+    day_ordinal = staticmethod(iso_day_ordinal)
+    span_fingerprint = staticmethod(span_fingerprint)
+    run_fingerprint = staticmethod(run_fingerprint)
+    span_ids = staticmethod(span_ids)
+    mismatch_detail = staticmethod(mismatch_detail)
+
+    @staticmethod
+    def truthy(text: str) -> bool:
+        return as_bool(ResourceValue(stringValue=text))

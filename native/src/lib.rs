@@ -1,0 +1,483 @@
+//! alphatrace_native: the compiled reader of one part of a collector JSON-lines trace file.
+//!
+//! `read_part` reads bytes `[start, stop)` the way `meta_supervisor.trace_reader.read_json_lines`
+//! does and aggregates the spans the way `meta_supervisor.span_aggregator.SpanAggregator` does
+//! (`part.rs`), and returns plain Python data that `meta_supervisor/native_part.py` turns into the
+//! same `PartResult` as `parallel_build.read_part_python`. On input it does not read exactly as
+//! Python does, it returns the reason as a string instead, and the Python reader reads the part.
+
+mod part;
+mod schema;
+mod tables;
+mod tallies;
+mod values;
+
+use part::{Aggregator, Stop, R};
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use tallies::Tally;
+use values::Helpers;
+
+const BLOCK_SIZE: usize = 2 << 20;
+const BYTES_PER_SPAN_ESTIMATE: u64 = 1200;
+
+/// `bytes.strip()` of Python: ASCII whitespace.
+fn is_blank(data: &[u8]) -> bool {
+    data.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+}
+
+fn add_request(agg: &mut Aggregator, request: &schema::Request) -> R<()> {
+    for resource_spans in &request.resource_spans {
+        let attributes = resource_spans.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+        let (simulated, process) = agg.resource_facts(attributes)?;
+        for scope_spans in &resource_spans.scope_spans {
+            agg.add_spans(&scope_spans.spans, simulated, &process)?;
+        }
+    }
+    Ok(())
+}
+
+struct Lines {
+    consumed: u64,
+    records: u64,
+    partial_tail: u64,
+}
+
+/// `read_json_lines`: whole lines, then an unterminated rest that is a complete request on its own.
+fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progress: Option<&Bound<PyAny>>) -> R<Lines> {
+    let mut buf = vec![0u8; BLOCK_SIZE];
+    let mut filled = 0usize;
+    let mut consumed = 0u64;
+    let mut records = 0u64;
+    let mut remaining = limit;
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let mut want = buf.len() - filled;
+        if let Some(left) = remaining {
+            want = want.min(left as usize);
+        }
+        let got = if want > 0 {
+            file.read(&mut buf[filled..filled + want]).map_err(|e| Stop::Python(e.into()))?
+        } else {
+            0
+        };
+        if got == 0 {
+            break;
+        }
+        if let Some(left) = remaining.as_mut() {
+            *left -= got as u64;
+        }
+        if let Some(callback) = progress {
+            callback.call1((got,))?;
+        }
+        filled += got;
+        let mut pos = 0usize;
+        while let Some(offset) = memchr::memchr(b'\n', &buf[pos..filled]) {
+            let end = pos + offset;
+            records += 1;
+            if end > pos {
+                let line = &buf[pos..end];
+                match serde_json::from_slice::<schema::Request>(line) {
+                    Ok(request) => {
+                        if !request.resource_spans.is_empty() {
+                            add_request(agg, &request)?;
+                        } else if line.len() > 2 {
+                            return part::decline("a line without resourceSpans");
+                        }
+                    }
+                    Err(_) if is_blank(line) => {}
+                    Err(err) => return part::decline(&format!("a line the strict decoder refuses: {err}")),
+                }
+            }
+            pos = end + 1;
+        }
+        consumed += pos as u64;
+        buf.copy_within(pos..filled, 0);
+        filled -= pos;
+    }
+    let mut partial_tail = 0u64;
+    if filled > 0 {
+        let tail = &buf[..filled];
+        match serde_json::from_slice::<schema::Request>(tail) {
+            Ok(request) => {
+                records += 1;
+                consumed += filled as u64;
+                add_request(agg, &request)?;
+            }
+            Err(_) if is_blank(tail) => consumed += filled as u64,
+            Err(err) if err.is_eof() => partial_tail = filled as u64,
+            Err(err) => return part::decline(&format!("an unterminated last line the strict decoder refuses: {err}")),
+        }
+    }
+    Ok(Lines {
+        consumed,
+        records,
+        partial_tail,
+    })
+}
+
+fn tally_state<'py>(py: Python<'py>, tally: &Tally) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let outcomes = PyDict::new(py);
+    for (key, count) in &tally.outcomes.items {
+        outcomes.set_item(key, count)?;
+    }
+    d.set_item("outcomes", outcomes)?;
+    d.set_item("outcome_missing", tally.outcome_missing)?;
+    d.set_item("bad_durations", tally.bad_durations)?;
+    d.set_item("first_start_ns", tally.first_start)?;
+    d.set_item("last_start_ns", tally.last_start)?;
+    let rows = PyList::empty(py);
+    for (day, counts) in &tally.day_runs.items {
+        rows.append((day, counts[0], counts[1], counts[2], counts[3], counts[4]))?;
+    }
+    d.set_item("day_runs", rows)?;
+    let rows = PyList::empty(py);
+    for ((day, model, simulated), c) in &tally.day_models.items {
+        rows.append((day, model, simulated, c[0], c[1], c[2], c[3], c[4]))?;
+    }
+    d.set_item("day_models", rows)?;
+    d.set_item("bad_token_values", tally.bad_token_values)?;
+    let rows = PyList::empty(py);
+    for ((symbol, direction), count) in &tally.alpha.items {
+        rows.append((symbol, direction, count))?;
+    }
+    d.set_item("alpha", rows)?;
+    let reasons = PyDict::new(py);
+    for (key, count) in &tally.invalid_reasons.items {
+        reasons.set_item(key, count)?;
+    }
+    d.set_item("invalid_reasons", reasons)?;
+    d.set_item(
+        "slowest",
+        tally
+            .slowest
+            .iter()
+            .map(|t| {
+                PyList::new(
+                    py,
+                    [
+                        t.0.into_pyobject(py)?.into_any(),
+                        t.1.as_str().into_pyobject(py)?.into_any(),
+                        t.2.as_str().into_pyobject(py)?.into_any(),
+                        t.3.into_pyobject(py)?.into_any(),
+                    ],
+                )
+            })
+            .collect::<PyResult<Vec<_>>>()?,
+    )?;
+    d.set_item(
+        "failing",
+        tally
+            .failing
+            .iter()
+            .map(|t| (t.0, &t.1, &t.2, &t.3, &t.4).into_pyobject(py))
+            .collect::<PyResult<Vec<_>>>()?,
+    )?;
+    d.set_item("last_kill", tally.last_kill.as_ref().map(|(start, reason)| (start, reason)))?;
+    d.set_item("kill_switch_errors", tally.kill_switch_errors)?;
+    d.set_item("consistency", tally.consistency.to_vec())?;
+    d.set_item("mismatches", tally.mismatches.iter().map(|(a, b, c)| (a, b, c)).collect::<Vec<_>>())?;
+    Ok(d)
+}
+
+fn signal_state<'py>(py: Python<'py>, store: &tallies::Store) -> PyResult<Bound<'py, PyTuple>> {
+    let d = PyDict::new(py);
+    d.set_item("count", store.rows.len())?;
+    d.set_item("symbols", &store.symbols)?;
+    d.set_item("total", store.total)?;
+    d.set_item("unusable", store.unusable)?;
+    d.set_item(
+        "odd_ids",
+        store.odd_ids.iter().map(|(slot, (t, s))| (slot, t, s)).collect::<Vec<_>>(),
+    )?;
+    let mut blob = Vec::with_capacity(store.rows.len() * 77);
+    for row in &store.rows {
+        blob.extend_from_slice(&row.key.to_le_bytes());
+        blob.extend_from_slice(&row.time_ns.to_le_bytes());
+        blob.extend_from_slice(&row.fp.to_le_bytes());
+        blob.extend_from_slice(&row.position.to_le_bytes());
+        blob.extend_from_slice(&row.prob_up.to_le_bytes());
+        blob.extend_from_slice(&row.score.to_le_bytes());
+        blob.extend_from_slice(&row.horizon.to_le_bytes());
+        blob.push(row.flags);
+        blob.extend_from_slice(&row.ids);
+    }
+    PyTuple::new(py, [d.into_any(), PyBytes::new(py, &blob).into_any()])
+}
+
+/// The part as Python data; the big tables are handed over one at a time, each freed here as soon
+/// as its copy exists (peak memory).
+fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: bool) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    let seen = std::mem::replace(&mut agg.seen, tables::FpSet::new(0));
+    let closed = std::mem::replace(&mut agg.closed, tables::FpMap::new(0));
+    out.set_item("span_count", seen.len())?;
+    out.set_item("closed_count", closed.len())?;
+    if !in_place {
+        let fps = PyBytes::new_with(py, seen.len() * 8, |target| {
+            for (chunk, fp) in target.chunks_exact_mut(8).zip(seen.values()) {
+                chunk.copy_from_slice(&fp.to_le_bytes());
+            }
+            Ok(())
+        })?;
+        drop(seen);
+        out.set_item("span_fps", fps)?;
+        let (mut keys, mut states) = (Vec::with_capacity(closed.len() * 8), Vec::with_capacity(closed.len()));
+        for (fp, state) in closed.items() {
+            keys.extend_from_slice(&fp.to_le_bytes());
+            states.push(state);
+        }
+        drop(closed);
+        out.set_item("closed_keys", PyBytes::new(py, &keys))?;
+        drop(keys);
+        out.set_item("closed_states", PyBytes::new(py, &states))?;
+    }
+    out.set_item("consumed", read.consumed)?;
+    out.set_item("records", read.records)?;
+    out.set_item("partial_tail", read.partial_tail)?;
+    let inputs = PyDict::new(py);
+    let i = &agg.inputs;
+    for (name, value) in [
+        ("spans", i.spans),
+        ("duplicate_spans", i.duplicate_spans),
+        ("bad_lines", 0),
+        ("bad_spans", 0),
+        ("spans_without_id", 0),
+        ("outside_window", i.outside_window),
+        ("other_spans", i.other_spans),
+        ("supervisor_spans", i.supervisor_spans),
+        ("duplicate_run_roots", i.duplicate_run_roots),
+    ] {
+        inputs.set_item(name, value)?;
+    }
+    inputs.set_item("bad_line_examples", PyList::empty(py))?;
+    inputs.set_item(
+        "telemetry_losses",
+        i.telemetry_losses
+            .items
+            .iter()
+            .map(|((s, n), c)| (s, n, c[0], c[1]))
+            .collect::<Vec<_>>(),
+    )?;
+    out.set_item("inputs", inputs)?;
+    let agents = PyList::empty(py);
+    for (name, tally) in agg.agent_order.iter().zip(agg.agents.iter_mut()) {
+        let latencies = PyBytes::new_with(py, tally.latencies.len() * 8, |target| {
+            for (chunk, value) in target.chunks_exact_mut(8).zip(&tally.latencies) {
+                chunk.copy_from_slice(&value.to_le_bytes());
+            }
+            Ok(())
+        })?;
+        tally.latencies = Vec::new();
+        let signals = match &tally.signals {
+            Some(store) => signal_state(py, store)?.into_any(),
+            None => py.None().into_bound(py),
+        };
+        agents.append((name, tally_state(py, tally)?, latencies, signals))?;
+    }
+    out.set_item("agents", agents)?;
+    let mut pending: Vec<_> = agg.pending.iter().collect();
+    pending.sort_by_key(|(_, entry)| entry.seq);
+    let rows = PyList::empty(py);
+    for (key, entry) in pending {
+        rows.append((key, entry.to_python(py, &agg.agent_order[entry.agent])?))?;
+    }
+    out.set_item("pending", rows)?;
+    Ok(out)
+}
+
+/// Read `[start, stop)` of `path` (to the end when `stop` is None). Returns a dict of the part's
+/// tallies, or a string: why the part was declined (read it with the Python reader).
+///
+/// `tables`, when given, are the slots of an empty `FingerprintSet` and the keys and states of an
+/// empty `FingerprintMap` (the build's own, sized for the whole file): they are filled in place
+/// instead of returned. After a decline they hold whatever was read before it.
+#[pyfunction]
+#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None))]
+#[allow(clippy::too_many_arguments)]
+fn read_part<'py>(
+    py: Python<'py>,
+    path: &str,
+    start: u64,
+    stop: Option<u64>,
+    since_ns: Option<i128>,
+    until_ns: Option<i128>,
+    collect_signals: bool,
+    helpers: Bound<'py, PyAny>,
+    progress: Option<Bound<'py, PyAny>>,
+    tables: Option<(PyBuffer<u64>, PyBuffer<u64>, PyBuffer<u8>)>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut file = File::open(path)?;
+    let end = match stop {
+        Some(stop) => stop,
+        None => file.metadata()?.len(),
+    };
+    file.seek(SeekFrom::Start(start))?;
+    let own_tables;
+    let chosen = match &tables {
+        Some((seen, keys, states)) => (
+            tables::FpSet::shared(writable(py, seen)?),
+            tables::FpMap::shared(writable(py, keys)?, writable(py, states)?),
+        ),
+        None => {
+            let expected = (end.saturating_sub(start) / BYTES_PER_SPAN_ESTIMATE) as usize;
+            own_tables = (tables::FpSet::new(expected), tables::FpMap::new(expected / 2));
+            own_tables
+        }
+    };
+    let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen);
+    match read_lines(&mut agg, &mut file, stop.map(|s| s.saturating_sub(start)), progress.as_ref()) {
+        Ok(read) => Ok(result(py, agg, &read, tables.is_some())?.into_any()),
+        Err(Stop::Decline(why)) => Ok(why.into_pyobject(py)?.into_any()),
+        Err(Stop::Python(err)) => Err(err),
+    }
+}
+
+// --- the fingerprint tables of meta_supervisor/fingerprints.py, worked on in place ------------------
+// (an array('Q') of slots, linear probing from fp % size, 0 empty, 1 deleted; the caller has made
+// room, so no insert here fills a table beyond its load limit)
+
+fn writable<'a, T: pyo3::buffer::Element>(py: Python<'a>, buffer: &'a PyBuffer<T>) -> PyResult<&'a [std::cell::Cell<T>]> {
+    buffer
+        .as_mut_slice(py)
+        .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a writable contiguous buffer is needed"))
+}
+
+fn readable<'a, T: pyo3::buffer::Element>(py: Python<'a>, buffer: &'a PyBuffer<T>) -> PyResult<&'a [pyo3::buffer::ReadOnlyCell<T>]> {
+    buffer
+        .as_slice(py)
+        .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a contiguous buffer is needed"))
+}
+
+/// Where `fp` is in `keys`, or the empty slot where it would go (`FingerprintMap._slot`).
+fn probe(keys: &[std::cell::Cell<u64>], fp: u64) -> usize {
+    let size = keys.len();
+    let mut i = (fp % size as u64) as usize;
+    loop {
+        let value = keys[i].get();
+        if value == fp || value == 0 {
+            return i;
+        }
+        i += 1;
+        if i == size {
+            i = 0;
+        }
+    }
+}
+
+/// `FingerprintSet.add_all`: add `fps` to the set's `slots`; stop at the first one already there.
+/// Returns (its index, or -1 when all were new; how many were added).
+#[pyfunction]
+fn set_add_all(py: Python, slots: PyBuffer<u64>, fps: PyBuffer<u64>) -> PyResult<(i64, usize)> {
+    let slots = writable(py, &slots)?;
+    let mut added = 0;
+    for (index, fp) in readable(py, &fps)?.iter().enumerate() {
+        let fp = fp.get();
+        let size = slots.len();
+        let mut i = (fp % size as u64) as usize;
+        loop {
+            let value = slots[i].get();
+            if value == 0 {
+                slots[i].set(fp);
+                added += 1;
+                break;
+            }
+            if value == fp {
+                return Ok((index as i64, added));
+            }
+            i += 1;
+            if i == size {
+                i = 0;
+            }
+        }
+    }
+    Ok((-1, added))
+}
+
+/// Rehash the live slots of `old` (values > 1) into the empty table `new`; returns how many.
+#[pyfunction]
+fn set_rehash(py: Python, old: PyBuffer<u64>, new: PyBuffer<u64>) -> PyResult<usize> {
+    let new = writable(py, &new)?;
+    let mut count = 0;
+    for value in readable(py, &old)? {
+        let value = value.get();
+        if value > 1 {
+            let i = probe(new, value);
+            new[i].set(value);
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// True when one of `fps` is in the map (`keys`, `states`) with a state other than 0.
+#[pyfunction]
+fn map_any_set(py: Python, keys: PyBuffer<u64>, states: PyBuffer<u8>, fps: PyBuffer<u64>) -> PyResult<bool> {
+    let keys = writable(py, &keys)?;
+    let states = readable(py, &states)?;
+    for fp in readable(py, &fps)? {
+        let fp = fp.get();
+        let i = probe(keys, fp);
+        if keys[i].get() == fp && states[i].get() != 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `FingerprintMap.set` for each (fp, state) pair; old entries of `old_keys`/`old_states` (values
+/// > 1) are first rehashed into the empty `keys`/`states` when given. Returns the new count.
+#[pyfunction]
+#[pyo3(signature = (keys, states, fps, new_states, count, old_keys=None, old_states=None))]
+#[allow(clippy::too_many_arguments)]
+fn map_set_all(
+    py: Python,
+    keys: PyBuffer<u64>,
+    states: PyBuffer<u8>,
+    fps: PyBuffer<u64>,
+    new_states: PyBuffer<u8>,
+    mut count: usize,
+    old_keys: Option<PyBuffer<u64>>,
+    old_states: Option<PyBuffer<u8>>,
+) -> PyResult<usize> {
+    let table = writable(py, &keys)?;
+    let table_states = writable(py, &states)?;
+    if let (Some(old_keys), Some(old_states)) = (&old_keys, &old_states) {
+        count = 0;
+        for (fp, state) in readable(py, old_keys)?.iter().zip(readable(py, old_states)?) {
+            let fp = fp.get();
+            if fp > 1 {
+                let i = probe(table, fp);
+                table[i].set(fp);
+                table_states[i].set(state.get());
+                count += 1;
+            }
+        }
+    }
+    for (fp, state) in readable(py, &fps)?.iter().zip(readable(py, &new_states)?) {
+        let fp = fp.get();
+        let i = probe(table, fp);
+        if table[i].get() != fp {
+            table[i].set(fp);
+            count += 1;
+        }
+        table_states[i].set(state.get());
+    }
+    Ok(count)
+}
+
+#[pymodule]
+fn alphatrace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(read_part, m)?)?;
+    m.add_function(wrap_pyfunction!(set_add_all, m)?)?;
+    m.add_function(wrap_pyfunction!(set_rehash, m)?)?;
+    m.add_function(wrap_pyfunction!(map_any_set, m)?)?;
+    m.add_function(wrap_pyfunction!(map_set_all, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,768 @@
+//! The per-span logic of `meta_supervisor/span_aggregator.py`, `run_join.py` and `alpha_events.py`,
+//! for one part of a file, with the same results.
+//!
+//! Each function says which Python function it follows. What is rare and fiddly to reproduce exactly
+//! (Python's `int()` of an odd string, ISO dates, BLAKE2 fingerprints of ids that are not hex, the text
+//! of a mismatch, the price table) is asked of Python through `Helpers`, so it is Python's answer by
+//! construction. What cannot be reproduced cheaply (a table at its size limit whose overflow key
+//! changes type, spans without ids) makes the part `Decline`: the Python reader then reads it.
+
+use crate::schema::{AnyValue, Event, KeyValue, Span};
+use crate::tables::{FpMap, FpSet, ModelRef, PairRef};
+use crate::tallies::{note_mismatch, push_top, Entry, Inputs, Process, Root, Row, Store, Tally};
+use crate::values::{
+    as_float, as_int, as_str, count_attr, int_of, label, run_fingerprint, span_fingerprint, span_ids, time_of, Helpers, Ids,
+};
+use pyo3::prelude::*;
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
+
+pub enum Stop {
+    Decline(String),
+    Python(PyErr),
+}
+
+impl From<crate::tables::Full> for Stop {
+    fn from(_: crate::tables::Full) -> Self {
+        Stop::Decline("the build's fingerprint table is full".to_string())
+    }
+}
+
+impl From<PyErr> for Stop {
+    fn from(err: PyErr) -> Self {
+        Stop::Python(err)
+    }
+}
+
+pub type R<T> = Result<T, Stop>;
+
+pub fn decline<T>(why: &str) -> R<T> {
+    Err(Stop::Decline(why.to_string()))
+}
+
+// --- constants (otel/semconv.py, meta_supervisor/aggregates.py) ------------------------------------
+
+pub const TOP_K: usize = 5;
+pub(crate) const MAX_LABEL: usize = 200;
+pub(crate) const MAX_DISTINCT: usize = 1000;
+pub(crate) const MAX_AGENTS: usize = 10_000;
+pub const OTHER_LABEL: &str = "(other)";
+pub(crate) const MAX_PROCESSES: usize = 10_000;
+pub(crate) const NO_SERVICE: &str = "(no service.name)";
+pub(crate) const NO_INSTANCE: &str = "(no service.instance.id)";
+pub(crate) const NS_PER_DAY: i128 = 86_400 * 1_000_000_000;
+pub(crate) const MAX_TIME_NS: i128 = u64::MAX as i128;
+pub(crate) const MAX_TOKENS: i128 = 1_000_000_000_000_000;
+pub(crate) const UNKNOWN_AGENT: &str = "(unknown agent)";
+pub(crate) const UNKNOWN_MODEL: &str = "(unknown model)";
+pub(crate) const NO_SYMBOL: &str = "(no symbol)";
+pub(crate) const NO_DIRECTION: &str = "(no direction)";
+pub(crate) const STATUS_ERROR: i64 = 2;
+pub(crate) const MAX_HORIZON: i128 = i64::MAX as i128;
+pub(crate) const DAY_BITS: u32 = 22;
+pub(crate) const TRADABLE_SHIFT: u32 = 2;
+pub(crate) const RUN_CONSISTENT: u8 = 1;
+pub(crate) const RUN_MISMATCHED: u8 = 2;
+pub(crate) const RUN_UNCHECKED: u8 = 3;
+pub(crate) const AGENT_INDEX_UNKNOWN: usize = 63;
+
+pub const DAY_OK: usize = 0;
+pub const DAY_ERROR: usize = 1;
+pub const DAY_KILLED: usize = 2;
+pub const DAY_ALPHA: usize = 3;
+pub const DAY_ALPHA_INVALID: usize = 4;
+pub const CONSISTENT: usize = 0;
+pub const MISMATCHED: usize = 1;
+pub const UNCHECKED: usize = 2;
+
+// span attribute slots (`span_attrs`)
+const A_OP: usize = 0;
+const A_AGENT: usize = 1;
+const A_RUN_ID: usize = 2;
+const A_OUTCOME: usize = 3;
+const A_ERROR_TYPE: usize = 4;
+const A_KILL_REASON: usize = 5;
+const A_DROPPED: usize = 6;
+const A_FAILED: usize = 7;
+const A_RESPONSE_MODEL: usize = 8;
+const A_REQUEST_MODEL: usize = 9;
+const A_TOKENS_IN: usize = 10;
+const A_TOKENS_OUT: usize = 11;
+const A_TOKENS_CACHED: usize = 12;
+const A_RUN_CALLS: usize = 13;
+const A_RUN_COST: usize = 14;
+const A_RUN_IN: usize = 15;
+const A_RUN_OUT: usize = 16;
+const A_RUN_CACHED: usize = 17;
+const A_RUN_UNPRICED: usize = 18;
+
+type Attrs<'s, 'a> = [Option<&'s AnyValue<'a>>; 19];
+
+/// `{kv.key: kv.value for kv in span.attributes}` for the keys read: the last occurrence wins.
+fn span_attrs<'s, 'a>(attributes: &'s [KeyValue<'a>]) -> Attrs<'s, 'a> {
+    let mut found: Attrs = [None; 19];
+    for kv in attributes {
+        let slot = match &*kv.key {
+            "gen_ai.operation.name" => A_OP,
+            "gen_ai.agent.name" => A_AGENT,
+            "agent.run_id" => A_RUN_ID,
+            "agent.run.outcome" => A_OUTCOME,
+            "error.type" => A_ERROR_TYPE,
+            "agent.kill.reason" => A_KILL_REASON,
+            "alphatrace.telemetry.spans_dropped" => A_DROPPED,
+            "alphatrace.telemetry.spans_export_failed" => A_FAILED,
+            "gen_ai.response.model" => A_RESPONSE_MODEL,
+            "gen_ai.request.model" => A_REQUEST_MODEL,
+            "gen_ai.usage.input_tokens" => A_TOKENS_IN,
+            "gen_ai.usage.output_tokens" => A_TOKENS_OUT,
+            "gen_ai.usage.cache_read.input_tokens" => A_TOKENS_CACHED,
+            "agent.run.llm_calls" => A_RUN_CALLS,
+            "agent.run.cost_usd" => A_RUN_COST,
+            "agent.run.input_tokens" => A_RUN_IN,
+            "agent.run.output_tokens" => A_RUN_OUT,
+            "agent.run.cached_input_tokens" => A_RUN_CACHED,
+            "agent.run.unpriced_llm_calls" => A_RUN_UNPRICED,
+            _ => continue,
+        };
+        found[slot] = kv.value.as_ref();
+    }
+    found
+}
+
+// --- the aggregator (span_aggregator.SpanAggregator) -------------------------------------------------
+
+pub struct Aggregator<'py, 't> {
+    pub helpers: Helpers<'py>,
+    since_ns: Option<i128>,
+    until_ns: Option<i128>,
+    collect_signals: bool,
+    pub inputs: Inputs,
+    pub agents: Vec<Tally>,
+    pub agent_order: Vec<String>,
+    agent_index: FxHashMap<String, usize>,
+    pub seen: FpSet<'t>,
+    pub closed: FpMap<'t>,
+    pub pending: FxHashMap<String, Entry>,
+    next_seq: u64,
+}
+
+impl<'py, 't> Aggregator<'py, 't> {
+    pub fn new(
+        helpers: Helpers<'py>,
+        since_ns: Option<i128>,
+        until_ns: Option<i128>,
+        collect_signals: bool,
+        tables: (FpSet<'t>, FpMap<'t>),
+    ) -> Self {
+        Aggregator {
+            helpers,
+            since_ns,
+            until_ns,
+            collect_signals,
+            inputs: Inputs::default(),
+            agents: Vec::new(),
+            agent_order: Vec::new(),
+            agent_index: FxHashMap::default(),
+            seen: tables.0,
+            closed: tables.1,
+            pending: FxHashMap::default(),
+            next_seq: 0,
+        }
+    }
+
+    /// `resource_facts`: whether the resource's LLM calls were simulated, and its process.
+    pub fn resource_facts(&self, attributes: &[KeyValue]) -> R<(bool, Process)> {
+        let mut simulated = false;
+        let (mut service, mut instance) = (None, None);
+        for kv in attributes {
+            match &*kv.key {
+                "alphatrace.llm.simulated" => {
+                    simulated = match &kv.value {
+                        None => false,
+                        Some(v) => match (v.boolean, &v.string) {
+                            (Some(b), _) => b,
+                            (None, None) => false,
+                            (None, Some(text)) => self.helpers.call1("truthy", (&**text,))?.extract()?,
+                        },
+                    }
+                }
+                "service.instance.id" => instance = as_str(kv.value.as_ref()).map(str::to_string),
+                "service.name" => service = as_str(kv.value.as_ref()).map(str::to_string),
+                _ => {}
+            }
+        }
+        Ok((simulated, (service, instance)))
+    }
+
+    /// `SpanAggregator.add_spans`.
+    pub fn add_spans(&mut self, spans: &[Span], simulated: bool, process: &Process) -> R<()> {
+        let windowed = self.since_ns.is_some() || self.until_ns.is_some();
+        for span in spans {
+            let (trace_id, span_id) = (&*span.trace_id, &*span.span_id);
+            if trace_id.is_empty() || span_id.is_empty() {
+                return decline("a span without ids");
+            }
+            let fp = span_fingerprint(trace_id, span_id, &self.helpers)?;
+            if !self.seen.insert(fp)? {
+                self.inputs.duplicate_spans += 1;
+                continue;
+            }
+            let start = time_of(&span.start, &self.helpers)?;
+            if windowed && !self.in_window(start) {
+                self.inputs.outside_window += 1;
+                continue;
+            }
+            self.inputs.spans += 1;
+            let attrs = span_attrs(&span.attributes);
+            match as_str(attrs[A_OP]) {
+                Some("chat") => self.llm_span(span, &attrs, start, simulated)?,
+                Some("invoke_agent") => self.run_span(span, &attrs, start, fp, process)?,
+                _ if span.name.starts_with("supervisor.") => self.inputs.supervisor_spans += 1,
+                _ => {
+                    self.inputs.other_spans += 1;
+                    if !span.events.is_empty() {
+                        if let Some(agent) = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()) {
+                            let index = self.agent(agent);
+                            let day = start.div_euclid(NS_PER_DAY) as i64;
+                            self.agents[index].day_runs.entry(&day, || day, || [0; 5]);
+                            self.events(index, span, day, fp)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn in_window(&self, start: i128) -> bool {
+        if let Some(since) = self.since_ns {
+            if start < since {
+                return false;
+            }
+        }
+        self.until_ns.is_none_or(|until| start < until)
+    }
+
+    /// `SpanAggregator._agent`: the index of the agent's tally (its canonical, bounded name).
+    fn agent(&mut self, name: &str) -> usize {
+        if let Some(&index) = self.agent_index.get(name) {
+            return index;
+        }
+        let mut name = label(Some(name), UNKNOWN_AGENT, MAX_LABEL).into_owned();
+        if !self.agent_index.contains_key(&name) && self.agents.len() >= MAX_AGENTS {
+            name = OTHER_LABEL.to_string();
+        }
+        if let Some(&index) = self.agent_index.get(&name) {
+            return index;
+        }
+        let index = self.agents.len();
+        let tally = Tally {
+            signals: if self.collect_signals { Some(Store::default()) } else { None },
+            ..Tally::default()
+        };
+        self.agents.push(tally);
+        self.agent_index.insert(name.clone(), index);
+        self.agent_order.push(name);
+        index
+    }
+
+    /// `RunJoin._closed_state` of the agent with this index.
+    fn closed_state(index: usize, code: u8) -> u8 {
+        code | ((index.min(AGENT_INDEX_UNKNOWN) as u8) << 2)
+    }
+
+    /// `SpanAggregator._run_span`.
+    fn run_span(&mut self, span: &Span, attrs: &Attrs, start: i128, fp: u64, process: &Process) -> R<()> {
+        let named = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty());
+        let agent_name = match named {
+            Some(name) => name,
+            None => span.name.strip_prefix("invoke_agent ").unwrap_or(UNKNOWN_AGENT),
+        };
+        let index = self.agent(agent_name);
+        let helpers = &self.helpers;
+        let tally = &mut self.agents[index];
+        let status_code = span.status.as_ref().map(|s| s.code);
+        let outcome = match as_str(attrs[A_OUTCOME]).filter(|o| !o.is_empty()) {
+            Some(outcome) => outcome,
+            None => {
+                tally.outcome_missing += 1;
+                if status_code == Some(STATUS_ERROR) {
+                    "error"
+                } else {
+                    "ok"
+                }
+            }
+        };
+        let mut key = label(Some(outcome), "(empty)", MAX_LABEL);
+        if !tally.outcomes.contains(&*key) && tally.outcomes.len() >= 20 {
+            key = Cow::Borrowed(OTHER_LABEL);
+        }
+        *tally.outcomes.entry(&*key, || key.to_string(), || 0) += 1;
+        let day = start.div_euclid(NS_PER_DAY) as i64;
+        let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
+        let mut killed = false;
+        if outcome == "ok" || outcome == "error" {
+            let row = tally.day_runs.entry(&day, || day, || [0; 5]);
+            if outcome == "ok" {
+                row[DAY_OK] += 1;
+            } else {
+                row[DAY_ERROR] += 1;
+                let error_type = as_str(attrs[A_ERROR_TYPE]).unwrap_or("");
+                let message = span.status.as_ref().map_or("", |s| &*s.message);
+                push_top(
+                    &mut tally.failing,
+                    (
+                        start,
+                        span.trace_id.to_string(),
+                        label(Some(run_id), "", MAX_LABEL).into_owned(),
+                        label(Some(error_type), "", MAX_LABEL).into_owned(),
+                        label(Some(message), "", 300).into_owned(),
+                    ),
+                );
+            }
+            let end = time_of(&span.end, helpers)?;
+            if start > 0 && end >= start && end - start <= i64::MAX as i128 {
+                let latency = end - start;
+                tally.latencies.push(latency as i64);
+                let slowest = &mut tally.slowest;
+                if slowest.len() < TOP_K || latency >= slowest.iter().map(|s| s.0).min().unwrap() {
+                    push_top(
+                        slowest,
+                        (
+                            latency,
+                            span.trace_id.to_string(),
+                            label(Some(run_id), "", MAX_LABEL).into_owned(),
+                            start,
+                        ),
+                    );
+                }
+            } else {
+                tally.bad_durations += 1;
+            }
+            if start > 0 {
+                if start > tally.last_start {
+                    tally.last_start = start;
+                }
+                if tally.first_start == 0 || start < tally.first_start {
+                    tally.first_start = start;
+                }
+            }
+        } else {
+            let row = tally.day_runs.entry(&day, || day, || [0; 5]);
+            if outcome == "killed" {
+                killed = true;
+                row[DAY_KILLED] += 1;
+                let item = (start, label(as_str(attrs[A_KILL_REASON]), "", 300).into_owned());
+                if tally.last_kill.as_ref().is_none_or(|kill| item > *kill) {
+                    tally.last_kill = Some(item);
+                }
+            }
+        }
+        if !span.events.is_empty() {
+            self.events(index, span, day, fp)?;
+        }
+        if attrs[A_DROPPED].is_some() || attrs[A_FAILED].is_some() {
+            let dropped = count_attr(attrs[A_DROPPED], &self.helpers)?;
+            let failed = count_attr(attrs[A_FAILED], &self.helpers)?;
+            self.add_telemetry_losses(process, dropped, failed);
+        }
+        let run_key = if !run_id.is_empty() {
+            run_id
+        } else if !span.trace_id.is_empty() {
+            &*span.trace_id
+        } else {
+            &*span.span_id
+        };
+        self.join_root(index, &span.trace_id, attrs, run_key, run_id, killed)
+    }
+
+    /// `InputTally.add_telemetry_losses`: the largest value of each counter per process.
+    fn add_telemetry_losses(&mut self, process: &Process, dropped: i128, failed: i128) {
+        let service = label(process.0.as_deref(), NO_SERVICE, MAX_LABEL);
+        let mut instance = label(process.1.as_deref(), NO_INSTANCE, MAX_LABEL);
+        let table = &mut self.inputs.telemetry_losses;
+        if !table.contains(&PairRef(&service, &instance)) && table.len() >= MAX_PROCESSES {
+            instance = Cow::Borrowed(OTHER_LABEL);
+        }
+        let counts = table.entry(
+            &PairRef(&service, &instance),
+            || (service.to_string(), instance.to_string()),
+            || [0, 0],
+        );
+        counts[0] = counts[0].max(dropped);
+        counts[1] = counts[1].max(failed);
+    }
+
+    /// `SpanAggregator._llm_span`.
+    fn llm_span(&mut self, span: &Span, attrs: &Attrs, start: i128, simulated: bool) -> R<()> {
+        let agent_name = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()).unwrap_or(UNKNOWN_AGENT);
+        let index = self.agent(agent_name);
+        let model_value = attrs[A_RESPONSE_MODEL].or(attrs[A_REQUEST_MODEL]);
+        let model = label(as_str(model_value), UNKNOWN_MODEL, MAX_LABEL);
+        let mut tokens_in = as_int(attrs[A_TOKENS_IN], &self.helpers)?.unwrap_or(0);
+        let mut tokens_out = as_int(attrs[A_TOKENS_OUT], &self.helpers)?.unwrap_or(0);
+        let mut cached = as_int(attrs[A_TOKENS_CACHED], &self.helpers)?.unwrap_or(0);
+        let tally = &mut self.agents[index];
+        if tokens_in < 0 || tokens_out < 0 || cached < 0 || cached > tokens_in || tokens_in.max(tokens_out) > MAX_TOKENS {
+            tally.bad_token_values += 1;
+            if !(0..=MAX_TOKENS).contains(&tokens_in) {
+                tokens_in = 0;
+            }
+            if !(0..=MAX_TOKENS).contains(&tokens_out) {
+                tokens_out = 0;
+            }
+            cached = cached.max(0).min(tokens_in);
+        }
+        let key = ModelRef(start.div_euclid(NS_PER_DAY) as i64, &model, simulated);
+        if !tally.day_models.contains(&key) && tally.day_models.len() >= MAX_DISTINCT {
+            return decline("an agent's model table is full");
+        }
+        let counts = tally.day_models.entry(&key, || (key.0, key.1.to_string(), key.2), || [0; 5]);
+        counts[0] += 1;
+        counts[2] += tokens_in;
+        counts[3] += cached;
+        counts[4] += tokens_out;
+        if span.status.as_ref().is_some_and(|s| s.code == STATUS_ERROR) {
+            counts[1] += 1;
+        }
+        let (cost, unpriced) = if simulated {
+            (0.0, 0)
+        } else {
+            match self.helpers.price(&model)? {
+                None => (0.0, 1),
+                Some((input, cached_input, output)) => (
+                    ((tokens_in - cached) as f64 * input + cached as f64 * cached_input + tokens_out as f64 * output) / 1_000_000.0,
+                    0,
+                ),
+            }
+        };
+        let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
+        let run_key = if !run_id.is_empty() {
+            run_id
+        } else if !span.trace_id.is_empty() {
+            &*span.trace_id
+        } else {
+            &*span.span_id
+        };
+        let close = match self.pending.get_mut(run_key) {
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.pending.insert(
+                    run_key.to_string(),
+                    Entry {
+                        seq,
+                        agent: index,
+                        trace_id: span.trace_id.to_string(),
+                        run_id: run_id.to_string(),
+                        root: None,
+                        calls: 1,
+                        tokens_in,
+                        tokens_out,
+                        cached,
+                        cost,
+                        unpriced,
+                    },
+                );
+                false
+            }
+            Some(entry) => {
+                entry.calls += 1;
+                entry.tokens_in += tokens_in;
+                entry.tokens_out += tokens_out;
+                entry.cached += cached;
+                entry.cost += cost;
+                entry.unpriced += unpriced;
+                entry.root.is_some_and(|root| entry.calls >= root.calls)
+            }
+        };
+        if close {
+            self.close(run_key)?;
+        }
+        Ok(())
+    }
+
+    /// `mismatch_detail`: None when consistent, else Python's text.
+    fn detail(&self, entry: &Entry) -> R<Option<String>> {
+        if entry.consistent() {
+            return Ok(None);
+        }
+        let py = self.helpers.obj.py();
+        let agent = &self.agent_order[entry.agent];
+        Ok(self.helpers.call1("mismatch_detail", (entry.to_python(py, agent)?,))?.extract()?)
+    }
+
+    /// `RunJoin._close`: a run whose root came first, now that its last LLM span is here.
+    fn close(&mut self, run_key: &str) -> R<()> {
+        let entry = self.pending.remove(run_key).unwrap();
+        let fp = run_fingerprint(run_key, &self.helpers)?;
+        let detail = self.detail(&entry)?;
+        let tally = &mut self.agents[entry.agent];
+        match detail {
+            None => {
+                tally.consistency[CONSISTENT] += 1;
+                self.closed.set(fp, Self::closed_state(entry.agent, RUN_CONSISTENT))?;
+            }
+            Some(detail) => {
+                tally.consistency[MISMATCHED] += 1;
+                note_mismatch(&mut tally.mismatches, &entry.trace_id, &entry.run_id, detail);
+                self.closed.set(fp, Self::closed_state(entry.agent, RUN_MISMATCHED))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `run_join._root_totals`.
+    fn root_totals(&self, attrs: &Attrs) -> R<Option<Root>> {
+        let Some(calls) = as_int(attrs[A_RUN_CALLS], &self.helpers)? else {
+            return Ok(None);
+        };
+        let h = &self.helpers;
+        Ok(Some(Root {
+            calls,
+            tokens_in: as_int(attrs[A_RUN_IN], h)?,
+            tokens_out: as_int(attrs[A_RUN_OUT], h)?,
+            cached: as_int(attrs[A_RUN_CACHED], h)?,
+            cost: as_float(attrs[A_RUN_COST], h)?,
+            unpriced: as_int(attrs[A_RUN_UNPRICED], h)?,
+        }))
+    }
+
+    /// `RunJoin._join_root` (its general path, which its fast path agrees with).
+    #[allow(clippy::too_many_arguments)]
+    fn join_root(&mut self, index: usize, trace_id: &str, attrs: &Attrs, run_key: &str, run_id: &str, killed: bool) -> R<()> {
+        let has_entry = match self.pending.get(run_key) {
+            Some(entry) if entry.root.is_some() => {
+                self.inputs.duplicate_run_roots += 1;
+                return Ok(());
+            }
+            Some(_) => true,
+            None => false,
+        };
+        let fp = run_fingerprint(run_key, &self.helpers)?;
+        let Some(root) = self.root_totals(attrs)? else {
+            let state = Self::closed_state(index, RUN_UNCHECKED);
+            if !self.closed.insert_new(fp, state)? {
+                self.inputs.duplicate_run_roots += 1;
+                return Ok(());
+            }
+            if has_entry {
+                self.pending.remove(run_key);
+            }
+            if !killed {
+                self.agents[index].consistency[UNCHECKED] += 1;
+            }
+            return Ok(());
+        };
+        let calls = self.pending.get(run_key).map_or(0, |e| e.calls);
+        if calls < root.calls {
+            if self.closed.get(fp) != 0 {
+                self.inputs.duplicate_run_roots += 1;
+                return Ok(());
+            }
+            match self.pending.get_mut(run_key) {
+                None => {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    self.pending
+                        .insert(run_key.to_string(), new_entry(seq, index, trace_id, run_id, root));
+                }
+                Some(entry) => set_root(entry, index, trace_id, run_id, root),
+            }
+            return Ok(());
+        }
+        // every LLM span the root counts has arrived: close the run now
+        let detail = match self.pending.get_mut(run_key) {
+            None => {
+                let entry = new_entry(0, index, trace_id, run_id, root);
+                self.detail(&entry)?
+            }
+            Some(entry) => {
+                set_root(entry, index, trace_id, run_id, root);
+                let entry = self.pending.get(run_key).unwrap();
+                self.detail(entry)?
+            }
+        };
+        let state = Self::closed_state(index, if detail.is_none() { RUN_CONSISTENT } else { RUN_MISMATCHED });
+        if !self.closed.insert_new(fp, state)? {
+            if let Some(entry) = self.pending.get_mut(run_key) {
+                entry.root = None;
+            }
+            self.inputs.duplicate_run_roots += 1;
+            return Ok(());
+        }
+        self.pending.remove(run_key);
+        let tally = &mut self.agents[index];
+        match detail {
+            None => tally.consistency[CONSISTENT] += 1,
+            Some(detail) => {
+                tally.consistency[MISMATCHED] += 1;
+                note_mismatch(&mut tally.mismatches, trace_id, run_id, detail);
+            }
+        }
+        Ok(())
+    }
+
+    /// `AlphaEvents._events`: the alpha events of a span of agent `index`, on day `day`.
+    fn events(&mut self, index: usize, span: &Span, day: i64, fp: u64) -> R<()> {
+        let mut ids: Option<Ids> = None;
+        for (position, event) in span.events.iter().enumerate() {
+            match &*event.name {
+                "alpha.signal" => self.signal(index, span, event, position, day, fp, &mut ids)?,
+                "alpha.signal.invalid" => {
+                    let mut reason = None;
+                    for kv in &event.attributes {
+                        if &*kv.key == "alpha.invalid.reason" {
+                            reason = as_str(kv.value.as_ref());
+                        }
+                    }
+                    let tally = &mut self.agents[index];
+                    let mut key = label(reason, "(no reason given)", 300);
+                    if !tally.invalid_reasons.contains(&*key) && tally.invalid_reasons.len() >= 100 {
+                        key = Cow::Borrowed(OTHER_LABEL);
+                    }
+                    *tally.invalid_reasons.entry(&*key, || key.to_string(), || 0) += 1;
+                    tally.day_runs.entry(&day, || day, || [0; 5])[DAY_ALPHA_INVALID] += 1;
+                }
+                "kill_switch.error" => self.agents[index].kill_switch_errors += 1,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn signal(&mut self, index: usize, span: &Span, event: &Event, position: usize, day_row: i64, fp: u64, ids: &mut Option<Ids>) -> R<()> {
+        // the first occurrence of each key counts (signal_store.symbol_direction / signal_values)
+        let mut found: [Option<Option<&AnyValue>>; 7] = [None; 7];
+        for kv in &event.attributes {
+            let slot = match &*kv.key {
+                "alpha.symbol" => 0,
+                "alpha.direction" => 1,
+                "alpha.prob_up" => 2,
+                "alpha.score_final" => 3,
+                "alpha.horizon" => 4,
+                "alpha.as_of" => 5,
+                "alpha.tradable" => 6,
+                _ => continue,
+            };
+            if found[slot].is_none() {
+                found[slot] = Some(kv.value.as_ref());
+            }
+        }
+        let value = |slot: usize| found[slot].flatten();
+        let symbol = as_str(value(0));
+        let direction = as_str(value(1));
+        let tally = &mut self.agents[index];
+        let symbol_label = label(symbol, NO_SYMBOL, MAX_LABEL);
+        let mut direction_label = label(direction, NO_DIRECTION, 40);
+        if !tally.alpha.contains(&PairRef(&symbol_label, &direction_label)) && tally.alpha.len() >= MAX_DISTINCT {
+            direction_label = Cow::Borrowed(OTHER_LABEL);
+        }
+        let key = PairRef(&symbol_label, &direction_label);
+        *tally.alpha.entry(&key, || (key.0.to_string(), key.1.to_string()), || 0) += 1;
+        tally.day_runs.entry(&day_row, || day_row, || [0; 5])[DAY_ALPHA] += 1;
+        if tally.signals.is_none() {
+            return Ok(());
+        }
+        let helpers = &mut self.helpers;
+        let usable = 'usable: {
+            // signal_values(), for an event with six attributes at least
+            if event.attributes.len() < 6 {
+                break 'usable None;
+            }
+            let (Some(prob_up), Some(score)) = (as_float(value(2), helpers)?, as_float(value(3), helpers)?) else {
+                break 'usable None;
+            };
+            let (Some(horizon), Some(as_of)) = (value(4), value(5)) else {
+                break 'usable None;
+            };
+            let (Some(horizon), Some(as_of)) = (horizon.int.as_ref(), as_str(Some(as_of))) else {
+                break 'usable None;
+            };
+            let tradable = value(6).and_then(|v| v.boolean);
+            let code = match direction {
+                Some("up") => 0u8,
+                Some("down") => 1,
+                Some("flat") => 2,
+                _ => break 'usable None,
+            };
+            if symbol.is_none_or(str::is_empty) || !(0.0..=1.0).contains(&prob_up) || !score.is_finite() {
+                break 'usable None;
+            }
+            let Some(horizon) = int_of(horizon, helpers)? else {
+                break 'usable None;
+            };
+            if !(1..=MAX_HORIZON).contains(&horizon) {
+                break 'usable None;
+            }
+            let day = helpers.day_ordinal(as_of)?;
+            if day == 0 {
+                break 'usable None;
+            }
+            if !(0..(1i64 << DAY_BITS)).contains(&day) {
+                return decline("an as-of day beyond the key's bits");
+            }
+            let time_ns = int_of(&event.time, helpers)?.unwrap_or(0);
+            let time_ns = if (0..=MAX_TIME_NS).contains(&time_ns) { time_ns as u64 } else { 0 };
+            let flags = code
+                | (match tradable {
+                    None => 0u8,
+                    Some(false) => 1,
+                    Some(true) => 2,
+                } << TRADABLE_SHIFT);
+            Some((prob_up, score, horizon as i64, day as u64, time_ns, flags))
+        };
+        let store = self.agents[index].signals.as_mut().unwrap();
+        let Some((prob_up, score, horizon, day, time_ns, flags)) = usable else {
+            store.unusable += 1;
+            return Ok(());
+        };
+        if ids.is_none() {
+            *ids = Some(span_ids(&span.trace_id, &span.span_id, &self.helpers)?);
+        }
+        let (raw, odd) = match ids.as_ref().unwrap() {
+            Ids::Raw(raw) => (*raw, None),
+            Ids::Odd(t, s) => ([0u8; 24], Some((t.clone(), s.clone()))),
+        };
+        let store = self.agents[index].signals.as_mut().unwrap();
+        let symbol_id = store.symbol_id(&label(symbol, NO_SYMBOL, MAX_LABEL));
+        store.total += 1;
+        let row = Row {
+            key: symbol_id << DAY_BITS | day,
+            time_ns,
+            fp,
+            position: position as u32,
+            prob_up,
+            score,
+            horizon,
+            flags,
+            ids: raw,
+        };
+        store.put(row, odd);
+        Ok(())
+    }
+}
+
+fn new_entry(seq: u64, agent: usize, trace_id: &str, run_id: &str, root: Root) -> Entry {
+    Entry {
+        seq,
+        agent,
+        trace_id: trace_id.to_string(),
+        run_id: run_id.to_string(),
+        root: Some(root),
+        calls: 0,
+        tokens_in: 0,
+        tokens_out: 0,
+        cached: 0,
+        cost: 0.0,
+        unpriced: 0,
+    }
+}
+
+fn set_root(entry: &mut Entry, agent: usize, trace_id: &str, run_id: &str, root: Root) {
+    entry.agent = agent;
+    entry.trace_id = trace_id.to_string();
+    entry.run_id = run_id.to_string();
+    entry.root = Some(root);
+}

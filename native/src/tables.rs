@@ -1,0 +1,271 @@
+//! Open-addressing tables of 64-bit fingerprints (already well mixed, so the slot is `fp % size`),
+//! and a small insertion-ordered map: Python dicts keep insertion order, and so do the tallies here.
+
+use hashbrown::Equivalent;
+use std::hash::Hash;
+
+use std::cell::Cell;
+
+const EMPTY: u64 = 0;
+
+/// A table's slots: its own, or those of a Python `array` it works on in place (which cannot grow).
+pub enum Slots<'t, T> {
+    Own(Vec<Cell<T>>),
+    Shared(&'t [Cell<T>]),
+}
+
+impl<T: Copy + Default> Slots<'_, T> {
+    fn new(size: usize) -> Self {
+        Slots::Own((0..size).map(|_| Cell::new(T::default())).collect())
+    }
+
+    fn cells(&self) -> &[Cell<T>] {
+        match self {
+            Slots::Own(cells) => cells,
+            Slots::Shared(cells) => cells,
+        }
+    }
+}
+
+/// A table in a Python array is full: the part is declined (the array was sized for the file).
+pub struct Full;
+
+/// The span dedup set (`fingerprints.FingerprintSet`).
+pub struct FpSet<'t> {
+    slots: Slots<'t, u64>,
+    count: usize,
+}
+
+impl<'t> FpSet<'t> {
+    pub fn new(expected: usize) -> Self {
+        FpSet {
+            slots: Slots::new(slots_for(expected)),
+            count: 0,
+        }
+    }
+
+    /// The slots of an empty `FingerprintSet`, filled in place.
+    pub fn shared(slots: &'t [Cell<u64>]) -> Self {
+        FpSet {
+            slots: Slots::Shared(slots),
+            count: 0,
+        }
+    }
+
+    /// True when `fp` was not in the set (it is now).
+    pub fn insert(&mut self, fp: u64) -> Result<bool, Full> {
+        let slots = self.slots.cells();
+        let size = slots.len();
+        let mut i = (fp % size as u64) as usize;
+        loop {
+            let value = slots[i].get();
+            if value == EMPTY {
+                slots[i].set(fp);
+                self.count += 1;
+                if self.count * 10 > size * 7 {
+                    self.grow()?;
+                }
+                return Ok(true);
+            }
+            if value == fp {
+                return Ok(false);
+            }
+            i += 1;
+            if i == size {
+                i = 0;
+            }
+        }
+    }
+
+    fn grow(&mut self) -> Result<(), Full> {
+        let Slots::Own(old) = &self.slots else { return Err(Full) };
+        let mut bigger = FpSet {
+            slots: Slots::new(old.len() * 2 + 1),
+            count: 0,
+        };
+        for value in old.iter().map(Cell::get).filter(|&v| v != EMPTY) {
+            bigger.insert(value)?;
+        }
+        *self = bigger;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots.cells().iter().map(Cell::get).filter(|&v| v != EMPTY)
+    }
+}
+
+/// Closed runs: fingerprint -> state byte (`fingerprints.FingerprintMap`).
+pub struct FpMap<'t> {
+    keys: Slots<'t, u64>,
+    states: Slots<'t, u8>,
+    count: usize,
+}
+
+impl<'t> FpMap<'t> {
+    pub fn new(expected: usize) -> Self {
+        let size = slots_for(expected);
+        FpMap {
+            keys: Slots::new(size),
+            states: Slots::new(size),
+            count: 0,
+        }
+    }
+
+    /// The keys and states of an empty `FingerprintMap`, filled in place.
+    pub fn shared(keys: &'t [Cell<u64>], states: &'t [Cell<u8>]) -> Self {
+        FpMap {
+            keys: Slots::Shared(keys),
+            states: Slots::Shared(states),
+            count: 0,
+        }
+    }
+
+    fn find(&self, fp: u64) -> (usize, bool) {
+        let keys = self.keys.cells();
+        let size = keys.len();
+        let mut i = (fp % size as u64) as usize;
+        loop {
+            let value = keys[i].get();
+            if value == EMPTY {
+                return (i, false);
+            }
+            if value == fp {
+                return (i, true);
+            }
+            i += 1;
+            if i == size {
+                i = 0;
+            }
+        }
+    }
+
+    pub fn get(&self, fp: u64) -> u8 {
+        match self.find(fp) {
+            (i, true) => self.states.cells()[i].get(),
+            _ => 0,
+        }
+    }
+
+    /// Insert `fp` with `state` unless present: true when inserted.
+    pub fn insert_new(&mut self, fp: u64, state: u8) -> Result<bool, Full> {
+        let (i, found) = self.find(fp);
+        if found {
+            return Ok(false);
+        }
+        self.keys.cells()[i].set(fp);
+        self.states.cells()[i].set(state);
+        self.count += 1;
+        if self.count * 10 > self.keys.cells().len() * 7 {
+            self.grow()?;
+        }
+        Ok(true)
+    }
+
+    pub fn set(&mut self, fp: u64, state: u8) -> Result<(), Full> {
+        let (i, found) = self.find(fp);
+        if found {
+            self.states.cells()[i].set(state);
+            Ok(())
+        } else {
+            self.insert_new(fp, state).map(|_| ())
+        }
+    }
+
+    fn grow(&mut self) -> Result<(), Full> {
+        if matches!(self.keys, Slots::Shared(_)) {
+            return Err(Full);
+        }
+        let mut bigger = FpMap::new(0);
+        let size = self.keys.cells().len() * 2 + 1;
+        bigger.keys = Slots::new(size);
+        bigger.states = Slots::new(size);
+        for (fp, state) in self.items() {
+            bigger.insert_new(fp, state)?;
+        }
+        *self = bigger;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn items(&self) -> impl Iterator<Item = (u64, u8)> + '_ {
+        self.keys
+            .cells()
+            .iter()
+            .map(Cell::get)
+            .zip(self.states.cells().iter().map(Cell::get))
+            .filter(|&(k, _)| k != EMPTY)
+    }
+}
+
+fn slots_for(entries: usize) -> usize {
+    (entries * 10 / 7 + 1).max(1 << 10)
+}
+
+/// An insertion-ordered map without removal (a Python dict that is only added to); looked up by
+/// borrowed keys (`PairRef`, `ModelRef`, `&str`), so a hit allocates nothing.
+pub struct Ordered<K, V> {
+    index: hashbrown::HashMap<K, usize, rustc_hash::FxBuildHasher>,
+    pub items: Vec<(K, V)>,
+}
+
+impl<K: Hash + Eq + Clone, V> Default for Ordered<K, V> {
+    fn default() -> Self {
+        Ordered {
+            index: hashbrown::HashMap::default(),
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> Ordered<K, V> {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn contains<Q: Hash + Equivalent<K> + ?Sized>(&self, key: &Q) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// The value of `key`, inserted (`make_key()`, `make()`) first if absent.
+    pub fn entry<Q: Hash + Equivalent<K> + ?Sized>(&mut self, key: &Q, make_key: impl FnOnce() -> K, make: impl FnOnce() -> V) -> &mut V {
+        let i = match self.index.get(key) {
+            Some(&i) => i,
+            None => {
+                let i = self.items.len();
+                let key = make_key();
+                self.index.insert(key.clone(), i);
+                self.items.push((key, make()));
+                i
+            }
+        };
+        &mut self.items[i].1
+    }
+}
+
+/// A `(String, String)` key looked up without allocating (hashes as the tuple does).
+#[derive(Hash)]
+pub struct PairRef<'a>(pub &'a str, pub &'a str);
+
+impl Equivalent<(String, String)> for PairRef<'_> {
+    fn equivalent(&self, key: &(String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+/// A `(day, model, simulated)` key looked up without allocating.
+#[derive(Hash)]
+pub struct ModelRef<'a>(pub i64, pub &'a str, pub bool);
+
+impl Equivalent<(i64, String, bool)> for ModelRef<'_> {
+    fn equivalent(&self, key: &(i64, String, bool)) -> bool {
+        self.0 == key.0 && self.1 == key.1 && self.2 == key.2
+    }
+}

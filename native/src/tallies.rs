@@ -1,0 +1,223 @@
+//! The mergeable tallies of `meta_supervisor/aggregates.py` (per agent, per input), the signal store
+//! of `signal_store.py` and the open runs of `run_join.py`, as the core builds them for one part.
+
+use crate::part::{MAX_DISTINCT, OTHER_LABEL, TOP_K};
+use crate::tables::Ordered;
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use rustc_hash::FxHashMap;
+
+const COST_ABS_TOLERANCE: f64 = 1e-9;
+const COST_REL_TOLERANCE: f64 = 1e-6;
+
+// --- tallies (aggregates.py) -------------------------------------------------------------------------
+
+/// `push_top`: keep the k largest items.
+pub fn push_top<T: Ord>(top: &mut Vec<T>, item: T) {
+    if top.len() < TOP_K {
+        top.push(item);
+        return;
+    }
+    let (at, smallest) = top.iter().enumerate().min_by(|a, b| a.1.cmp(b.1)).unwrap();
+    if item > *smallest {
+        top[at] = item;
+    }
+}
+
+/// `note_mismatch`: the k mismatched runs with the smallest trace ids, sorted; a run noted again
+/// replaces its detail.
+pub fn note_mismatch(examples: &mut Vec<(String, String, String)>, trace_id: &str, run_id: &str, detail: String) {
+    for item in examples.iter_mut() {
+        if item.0 == trace_id {
+            *item = (trace_id.to_string(), run_id.to_string(), detail);
+            return;
+        }
+    }
+    if examples.len() >= TOP_K && trace_id > examples.last().unwrap().0.as_str() {
+        return;
+    }
+    examples.push((trace_id.to_string(), run_id.to_string(), detail));
+    examples.sort();
+    examples.truncate(TOP_K);
+}
+
+/// One kept signal (`signal_store.ROW`).
+pub struct Row {
+    pub key: u64,
+    pub time_ns: u64,
+    pub fp: u64,
+    pub position: u32,
+    pub prob_up: f64,
+    pub score: f64,
+    pub horizon: i64,
+    pub flags: u8,
+    pub ids: [u8; 24],
+}
+
+#[derive(Default)]
+pub struct Store {
+    pub symbols: Vec<String>,
+    symbol_ids: FxHashMap<String, u64>,
+    index: FxHashMap<u64, usize>,
+    pub rows: Vec<Row>,
+    pub odd_ids: std::collections::BTreeMap<usize, (String, String)>,
+    pub total: i64,
+    pub unusable: i64,
+}
+
+impl Store {
+    pub(crate) fn symbol_id(&mut self, symbol: &str) -> u64 {
+        if let Some(&id) = self.symbol_ids.get(symbol) {
+            return id;
+        }
+        let symbol = if self.symbols.len() >= MAX_DISTINCT {
+            OTHER_LABEL.to_string()
+        } else {
+            symbol.to_string()
+        };
+        if let Some(&id) = self.symbol_ids.get(&symbol) {
+            return id;
+        }
+        let id = self.symbols.len() as u64;
+        self.symbol_ids.insert(symbol.clone(), id);
+        self.symbols.push(symbol);
+        id
+    }
+
+    pub(crate) fn put(&mut self, row: Row, odd: Option<(String, String)>) {
+        let slot = match self.index.get(&row.key) {
+            None => {
+                let slot = self.rows.len();
+                self.index.insert(row.key, slot);
+                self.rows.push(row);
+                slot
+            }
+            Some(&slot) => {
+                let kept = &self.rows[slot];
+                if (row.time_ns, row.fp, row.position) <= (kept.time_ns, kept.fp, kept.position) {
+                    return;
+                }
+                self.rows[slot] = row;
+                slot
+            }
+        };
+        match odd {
+            Some(pair) => {
+                self.odd_ids.insert(slot, pair);
+            }
+            None => {
+                self.odd_ids.remove(&slot);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Tally {
+    pub outcomes: Ordered<String, i64>,
+    pub outcome_missing: i64,
+    pub latencies: Vec<i64>,
+    pub bad_durations: i64,
+    pub first_start: i128,
+    pub last_start: i128,
+    pub day_runs: Ordered<i64, [i64; 5]>,
+    pub day_models: Ordered<(i64, String, bool), [i128; 5]>,
+    pub bad_token_values: i64,
+    pub alpha: Ordered<(String, String), i64>,
+    pub invalid_reasons: Ordered<String, i64>,
+    pub slowest: Vec<(i128, String, String, i128)>,
+    pub failing: Vec<(i128, String, String, String, String)>,
+    pub last_kill: Option<(i128, String)>,
+    pub kill_switch_errors: i64,
+    pub consistency: [i64; 4],
+    pub mismatches: Vec<(String, String, String)>,
+    pub signals: Option<Store>,
+}
+
+/// The root's totals (`run_join._root_totals`): calls, then input, output, cached input tokens,
+/// cost and unpriced calls, each None when absent or unreadable.
+#[derive(Clone, Copy)]
+pub struct Root {
+    pub calls: i128,
+    pub tokens_in: Option<i128>,
+    pub tokens_out: Option<i128>,
+    pub cached: Option<i128>,
+    pub cost: Option<f64>,
+    pub unpriced: Option<i128>,
+}
+
+/// An open run (`aggregates.P_*`), with its insertion number (the pending dict's order).
+pub struct Entry {
+    pub seq: u64,
+    pub agent: usize,
+    pub trace_id: String,
+    pub run_id: String,
+    pub root: Option<Root>,
+    pub calls: i128,
+    pub tokens_in: i128,
+    pub tokens_out: i128,
+    pub cached: i128,
+    pub cost: f64,
+    pub unpriced: i128,
+}
+
+impl Entry {
+    /// `mismatch_detail`'s first test: the root's totals equal the sums over the LLM spans.
+    pub(crate) fn consistent(&self) -> bool {
+        let root = self.root.as_ref().unwrap();
+        root.calls == self.calls
+            && root.tokens_in.is_none_or(|v| v == self.tokens_in)
+            && root.tokens_out.is_none_or(|v| v == self.tokens_out)
+            && root.cached.is_none_or(|v| v == self.cached)
+            && root.unpriced.is_none_or(|v| v == self.unpriced)
+            && root
+                .cost
+                .is_none_or(|c| (c - self.cost).abs() <= COST_ABS_TOLERANCE + COST_REL_TOLERANCE * self.cost.abs())
+    }
+
+    pub fn to_python<'py>(&self, py: Python<'py>, agent: &str) -> PyResult<Bound<'py, PyList>> {
+        let root = match &self.root {
+            None => py.None().into_bound(py),
+            Some(r) => PyTuple::new(
+                py,
+                [
+                    r.calls.into_pyobject(py)?.into_any(),
+                    r.tokens_in.into_pyobject(py)?.into_any(),
+                    r.tokens_out.into_pyobject(py)?.into_any(),
+                    r.cached.into_pyobject(py)?.into_any(),
+                    r.cost.into_pyobject(py)?.into_any(),
+                    r.unpriced.into_pyobject(py)?.into_any(),
+                ],
+            )?
+            .into_any(),
+        };
+        PyList::new(
+            py,
+            [
+                agent.into_pyobject(py)?.into_any(),
+                self.trace_id.as_str().into_pyobject(py)?.into_any(),
+                self.run_id.as_str().into_pyobject(py)?.into_any(),
+                root,
+                self.calls.into_pyobject(py)?.into_any(),
+                self.tokens_in.into_pyobject(py)?.into_any(),
+                self.tokens_out.into_pyobject(py)?.into_any(),
+                self.cached.into_pyobject(py)?.into_any(),
+                self.cost.into_pyobject(py)?.into_any(),
+                self.unpriced.into_pyobject(py)?.into_any(),
+            ],
+        )
+    }
+}
+
+#[derive(Default)]
+pub struct Inputs {
+    pub spans: i64,
+    pub duplicate_spans: i64,
+    pub outside_window: i64,
+    pub other_spans: i64,
+    pub supervisor_spans: i64,
+    pub duplicate_run_roots: i64,
+    pub telemetry_losses: Ordered<(String, String), [i128; 2]>,
+}
+
+pub(crate) type Process = (Option<String>, Option<String>);

@@ -1,0 +1,234 @@
+//! Values read from spans as Python reads them (`otlp_schema.as_int`, `as_float`, `as_time_ns`,
+//! `aggregates.label`), span and run fingerprints (`fingerprints.py`), and `Helpers`: what the core
+//! asks of Python for rare input, so that the answer is Python's own.
+
+use crate::part::{decline, MAX_TIME_NS, MAX_TOKENS, R};
+use crate::schema::{AnyValue, DoubleVal, IntVal};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
+
+const K_SPAN: u64 = 0x9E3779B97F4A7C15;
+const K_TRACE: u64 = 0xC2B2AE3D27D4EB4F;
+const K_TRACE_HIGH: u64 = 0x165667B19E3779F9;
+
+// --- the Python side's answers for rare cases -------------------------------------------------------
+
+pub struct Helpers<'py> {
+    pub obj: Bound<'py, PyAny>,
+    prices: FxHashMap<String, Option<(f64, f64, f64)>>,
+    days: FxHashMap<String, i64>,
+}
+
+impl<'py> Helpers<'py> {
+    pub fn new(obj: Bound<'py, PyAny>) -> Self {
+        Helpers {
+            obj,
+            prices: FxHashMap::default(),
+            days: FxHashMap::default(),
+        }
+    }
+
+    pub(crate) fn call1(&self, name: &str, args: impl IntoPyObject<'py, Target = PyTuple>) -> R<Bound<'py, PyAny>> {
+        Ok(self.obj.getattr(name)?.call1(args)?)
+    }
+
+    /// `int(text)`, None on ValueError (as_int, as_time_ns, the horizon); declines beyond i128.
+    pub(crate) fn int_text(&self, text: &str) -> R<Option<i128>> {
+        let value = self.call1("int_text", (text,))?;
+        if value.is_none() {
+            return Ok(None);
+        }
+        match value.extract::<i128>() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => decline("an integer beyond 128 bits"),
+        }
+    }
+
+    pub(crate) fn price(&mut self, model: &str) -> R<Option<(f64, f64, f64)>> {
+        if let Some(found) = self.prices.get(model) {
+            return Ok(*found);
+        }
+        let value = self.call1("price", (model,))?;
+        let price = if value.is_none() {
+            None
+        } else {
+            Some(value.extract::<(f64, f64, f64)>()?)
+        };
+        self.prices.insert(model.to_string(), price);
+        Ok(price)
+    }
+
+    /// `AlphaEvents._day_ordinal`: the ordinal of an ISO date (first 10 characters), 0 if none.
+    pub(crate) fn day_ordinal(&mut self, text: &str) -> R<i64> {
+        if let Some(&day) = self.days.get(text) {
+            return Ok(day);
+        }
+        let day: i64 = self.call1("day_ordinal", (text,))?.extract()?;
+        if self.days.len() < 65_536 {
+            self.days.insert(text.to_string(), day);
+        }
+        Ok(day)
+    }
+}
+
+// --- typed values (otlp_schema.as_int / as_float / as_str) -------------------------------------------
+
+pub(crate) fn strict_int(text: &str) -> Option<i128> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || digits.len() > 36 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<i128>().ok()
+}
+
+/// `int(raw)` of an OTLP `str | int` field: None where Python raises ValueError.
+pub(crate) fn int_of(raw: &IntVal, helpers: &Helpers) -> R<Option<i128>> {
+    match raw {
+        IntVal::Int(n) => Ok(Some(*n)),
+        IntVal::Text(text) => match strict_int(text) {
+            Some(n) => Ok(Some(n)),
+            None => helpers.int_text(text),
+        },
+    }
+}
+
+pub(crate) fn as_int(value: Option<&AnyValue>, helpers: &Helpers) -> R<Option<i128>> {
+    let Some(value) = value else { return Ok(None) };
+    if let Some(raw) = &value.int {
+        return int_of(raw, helpers);
+    }
+    if let Some(DoubleVal::Number(f)) = value.double {
+        if f.is_finite() && f.fract() == 0.0 {
+            if f.abs() >= 1.0e38 {
+                return decline("an integral double beyond 128 bits");
+            }
+            return Ok(Some(f as i128));
+        }
+    }
+    Ok(None)
+}
+
+pub(crate) fn as_float(value: Option<&AnyValue>, helpers: &Helpers) -> R<Option<f64>> {
+    let Some(value) = value else { return Ok(None) };
+    match &value.double {
+        Some(DoubleVal::Number(f)) => Ok(Some(*f)),
+        Some(DoubleVal::Text(text)) => Ok(match &**text {
+            "NaN" => Some(f64::NAN),
+            "Infinity" => Some(f64::INFINITY),
+            "-Infinity" => Some(f64::NEG_INFINITY),
+            _ => None,
+        }),
+        None => Ok(as_int(Some(value), helpers)?.map(|n| n as f64)),
+    }
+}
+
+pub(crate) fn as_str<'s>(value: Option<&'s AnyValue>) -> Option<&'s str> {
+    value.and_then(|v| v.string.as_deref())
+}
+
+/// `otlp_schema.as_time_ns` and the range check: 0 when unreadable or beyond fixed64.
+pub(crate) fn time_of(raw: &IntVal, helpers: &Helpers) -> R<i128> {
+    let time = int_of(raw, helpers)?.unwrap_or(0);
+    Ok(if time > MAX_TIME_NS { 0 } else { time })
+}
+
+/// `_count_attr`: a cumulative counter; negative, too large or not an integer reads as 0.
+pub(crate) fn count_attr(value: Option<&AnyValue>, helpers: &Helpers) -> R<i128> {
+    Ok(match as_int(value, helpers)? {
+        Some(n) if (0..=MAX_TOKENS).contains(&n) => n,
+        _ => 0,
+    })
+}
+
+/// `aggregates.label`: a name bounded in characters; empty or missing becomes `fallback`.
+pub fn label<'t>(text: Option<&'t str>, fallback: &'t str, limit: usize) -> Cow<'t, str> {
+    match text {
+        None | Some("") => Cow::Borrowed(fallback),
+        Some(text) if text.len() <= limit || text.chars().count() <= limit => Cow::Borrowed(text),
+        Some(text) => {
+            let mut out: String = text.chars().take(limit - 1).collect();
+            out.push('\u{2026}');
+            Cow::Owned(out)
+        }
+    }
+}
+
+// --- fingerprints (fingerprints.py) ------------------------------------------------------------------
+
+pub(crate) fn hex_u128(text: &str) -> Option<u128> {
+    if text.is_empty() || text.len() > 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(text, 16).ok()
+}
+
+/// The hex digits of a uuid-like key (dashes dropped) as a number: at most 32 digits, else None.
+pub(crate) fn uuid_u128(text: &str) -> Option<u128> {
+    let mut value: u128 = 0;
+    let mut digits = 0;
+    for b in text.bytes() {
+        if b == b'-' {
+            continue;
+        }
+        let digit = (b as char).to_digit(16)?;
+        digits += 1;
+        if digits > 32 {
+            return None;
+        }
+        value = value << 4 | digit as u128;
+    }
+    if digits == 0 {
+        return None;
+    }
+    Some(value)
+}
+
+pub(crate) fn span_fingerprint(trace_id: &str, span_id: &str, helpers: &Helpers) -> R<u64> {
+    if trace_id.len() == 32 && span_id.len() == 16 {
+        if let (Some(t), Some(s)) = (hex_u128(trace_id), hex_u128(span_id)) {
+            let value =
+                ((t as u64).wrapping_mul(K_TRACE)) ^ (((t >> 64) as u64).wrapping_mul(K_TRACE_HIGH)) ^ ((s as u64).wrapping_mul(K_SPAN));
+            return Ok(if value < 2 { value + 2 } else { value });
+        }
+    }
+    Ok(helpers.call1("span_fingerprint", (trace_id, span_id))?.extract()?)
+}
+
+pub(crate) fn run_fingerprint(run_key: &str, helpers: &Helpers) -> R<u64> {
+    if run_key.len() == 36 && run_key.as_bytes()[8] == b'-' {
+        if let Some(x) = uuid_u128(run_key) {
+            let value = ((x as u64).wrapping_mul(K_SPAN)) ^ (((x >> 64) as u64).wrapping_mul(K_TRACE));
+            return Ok(if value < 2 { value + 2 } else { value });
+        }
+    }
+    Ok(helpers.call1("run_fingerprint", (run_key,))?.extract()?)
+}
+
+/// `signal_store.span_ids`: 24 raw bytes, or the strings when they are not hex ids.
+pub(crate) enum Ids {
+    Raw([u8; 24]),
+    Odd(String, String),
+}
+
+pub(crate) fn span_ids(trace_id: &str, span_id: &str, helpers: &Helpers) -> R<Ids> {
+    if trace_id.len() == 32 && span_id.len() == 16 {
+        if let (Some(t), Some(s)) = (hex_u128(trace_id), hex_u128(span_id)) {
+            let mut raw = [0u8; 24];
+            raw[..16].copy_from_slice(&t.to_be_bytes());
+            raw[16..].copy_from_slice(&(s as u64).to_be_bytes());
+            return Ok(Ids::Raw(raw));
+        }
+    }
+    let value = helpers.call1("span_ids", (trace_id, span_id))?;
+    if let Ok(bytes) = value.downcast::<PyBytes>() {
+        let mut raw = [0u8; 24]; // struct "24s": padded with NULs, or cut
+        let data = bytes.as_bytes();
+        let n = data.len().min(24);
+        raw[..n].copy_from_slice(&data[..n]);
+        return Ok(Ids::Raw(raw));
+    }
+    let (t, s): (String, String) = value.extract()?;
+    Ok(Ids::Odd(t, s))
+}
