@@ -130,6 +130,8 @@ class FingerprintSet:
         """Add every fingerprint of ``fps``; stop at the first one already present and return its
         index (the ones before it stay added), or -1 when all were new. ``add`` in a loop, inlined
         (or in the native core, when it is installed: the same table either way)."""
+        if not len(fps):
+            return -1
         native = _native()
         if native is not None and (fps.typecode if isinstance(fps, array) else getattr(fps, "format", "")) == "Q":
             needed = self.count + len(fps)
@@ -286,14 +288,14 @@ class FingerprintMap:
     def any_set(self, fps: array) -> bool:
         """Whether one of ``fps`` is here with a state other than 0."""
         native = _native()
-        if native is not None:
+        if native is not None and len(fps):
             return native.map_any_set(self.keys, self.states, fps)
         return any(self.get(fp, 0) for fp in fps)
 
     def set_all(self, fps: array, states: bytes) -> None:
         """``set`` for each pair of ``fps`` and ``states``."""
         native = _native()
-        if native is None:
+        if native is None or not len(fps):
             for fp, state in zip(fps, states):
                 self.set(fp, state)
             return

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
+from meta_supervisor.native_part import sorted_latencies
 from meta_supervisor.report_build import BuildOptions, BuildStats, _progress_adapter, full_build, read_file_maybe_parallel
 from meta_supervisor.report_model import latency_summary
 from meta_supervisor.state_store import KEEP_STATES, SavedState, locked, state_key
@@ -61,7 +61,7 @@ def sort_latencies(aggregator) -> dict[str, dict]:
     """Sort each agent's latencies in place (once) and summarise them for the report."""
     summaries = {}
     for name, tally in aggregator.agents.items():
-        tally.latencies_ns = array("q", sorted(tally.latencies_ns))
+        tally.latencies_ns = sorted_latencies(tally.latencies_ns)
         summaries[name] = latency_summary(tally.latencies_ns, already_sorted=True)
     return summaries
 

@@ -29,11 +29,11 @@ import json
 import os
 import re
 import time
-from array import array
 from pathlib import Path
 
 from meta_supervisor.aggregates import AgentTally, InputTally, Tallies
 from meta_supervisor.fingerprints import FingerprintMap, FingerprintSet, blake2b
+from meta_supervisor.native_part import sorted_latencies
 from meta_supervisor.report_build import BuildOptions, new_aggregator, to_ns
 from meta_supervisor.report_outputs import write_atomically
 
@@ -218,7 +218,7 @@ class SavedState:
         keep changing as the last file is read."""
         started = time.perf_counter()
         for tally in aggregator.agents.values():
-            tally.latencies_ns = array("q", sorted(tally.latencies_ns))  # the final sort then merges
+            tally.latencies_ns = sorted_latencies(tally.latencies_ns)  # the final sort then merges
         data = self._write_generation(aggregator, cursors, None)
         text = json.dumps(data, separators=(",", ":"), allow_nan=True)
         write_atomically(self._checkpoint_path(data["generation"]), text)
