@@ -33,6 +33,7 @@ from otel import semconv as S
 from services.config_error import ConfigError
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
+from tests.conftest import count_merges_of
 from tests.fixtures.report.otlp_builder import MS, T0, Llm, Run, Signal, attrs, lines_for, request, root_span, spans_of
 
 PRICES = PriceTable.load()
@@ -1133,18 +1134,7 @@ def test_mutated_lines_are_declined_or_equal(native, tmp_path: Path) -> None:
 
 @pytest.fixture
 def count_merges(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    monkeypatch.setattr(parallel_build, "MIN_SPLIT_BYTES", 1)
-    monkeypatch.setattr(parallel_build, "fork_is_safe", lambda: True)  # the child only reads and decodes
-    results: list[bool] = []
-    original = parallel_build.merge_part
-
-    def counting(*args, **kwargs):
-        accepted = original(*args, **kwargs)
-        results.append(accepted)
-        return accepted
-
-    monkeypatch.setattr(parallel_build, "merge_part", counting)
-    return results
+    return count_merges_of(monkeypatch)
 
 
 def test_report_with_native_core_equals_report_without(

@@ -15,6 +15,7 @@ from meta_supervisor.report_build import BuildOptions, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
+from tests.conftest import count_merges_of
 from tests.fixtures.report.otlp_builder import Llm, Run, Signal, lines_for
 
 PRICES = PriceTable.load()
@@ -32,18 +33,7 @@ def report(path: Path, workers: int) -> dict:
 def count_merges(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Merges of parts read in parallel (the native reader's first part included when it is on)."""
     monkeypatch.setenv("ALPHATRACE_NATIVE", request.param)
-    monkeypatch.setattr(parallel_build, "MIN_SPLIT_BYTES", 1)
-    monkeypatch.setattr(parallel_build, "fork_is_safe", lambda: True)  # the child only reads and decodes
-    results: list[bool] = []
-    original = parallel_build.merge_part
-
-    def counting(*args, **kwargs):
-        accepted = original(*args, **kwargs)
-        results.append(accepted)
-        return accepted
-
-    monkeypatch.setattr(parallel_build, "merge_part", counting)
-    return results
+    return count_merges_of(monkeypatch)
 
 
 def runs(count: int) -> list[Run]:

@@ -366,13 +366,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             let failed = count_attr(attrs[A_FAILED], &self.helpers)?;
             self.add_telemetry_losses(process, dropped, failed);
         }
-        let run_key = if !run_id.is_empty() {
-            run_id
-        } else if !span.trace_id.is_empty() {
-            &*span.trace_id
-        } else {
-            &*span.span_id
-        };
+        let run_key = run_key(run_id, span);
         self.join_root(index, &span.trace_id, attrs, run_key, run_id, killed)
     }
 
@@ -437,13 +431,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             }
         };
         let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
-        let run_key = if !run_id.is_empty() {
-            run_id
-        } else if !span.trace_id.is_empty() {
-            &*span.trace_id
-        } else {
-            &*span.span_id
-        };
+        let run_key = run_key(run_id, span);
         let close = match self.pending.get_mut(run_key) {
             None => {
                 let seq = self.next_seq;
@@ -741,6 +729,17 @@ impl<'py, 't> Aggregator<'py, 't> {
         };
         store.put(row, odd);
         Ok(())
+    }
+}
+
+/// The key a run is joined by: its `agent.run_id`, else the trace id, else the span id.
+fn run_key<'s>(run_id: &'s str, span: &'s Span) -> &'s str {
+    if !run_id.is_empty() {
+        run_id
+    } else if !span.trace_id.is_empty() {
+        &span.trace_id
+    } else {
+        &span.span_id
     }
 }
 
