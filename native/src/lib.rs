@@ -24,6 +24,15 @@ use values::Helpers;
 const BLOCK_SIZE: usize = 2 << 20;
 const BYTES_PER_SPAN_ESTIMATE: u64 = 1200;
 
+/// One line as a request. The whole line's UTF-8 is checked at once (fast), so the parser need not
+/// check each string again; invalid UTF-8 is an error like any other.
+fn decode(line: &[u8]) -> serde_json::Result<schema::Request<'_>> {
+    match std::str::from_utf8(line) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(line), // the parser's own error, with its position and kind
+    }
+}
+
 /// `bytes.strip()` of Python: ASCII whitespace.
 fn is_blank(data: &[u8]) -> bool {
     data.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
@@ -82,7 +91,7 @@ fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progres
             records += 1;
             if end > pos {
                 let line = &buf[pos..end];
-                match serde_json::from_slice::<schema::Request>(line) {
+                match decode(line) {
                     Ok(request) => {
                         if !request.resource_spans.is_empty() {
                             add_request(agg, &request)?;
@@ -103,7 +112,7 @@ fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progres
     let mut partial_tail = 0u64;
     if filled > 0 {
         let tail = &buf[..filled];
-        match serde_json::from_slice::<schema::Request>(tail) {
+        match decode(tail) {
             Ok(request) => {
                 records += 1;
                 consumed += filled as u64;
