@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from meta_supervisor.aggregates import DAY_ALPHA, DAY_ALPHA_INVALID, AgentTally, bounded_key, label
+from meta_supervisor.aggregates import DAY_ALPHA, DAY_ALPHA_INVALID, MAX_REASONS, AgentTally, bounded_key, label
 from meta_supervisor.otlp_schema import MAX_TIME_NS, Span, as_str
 from meta_supervisor.signal_store import (
     DAY_BITS,
@@ -194,7 +194,7 @@ class AlphaEvents:
                     if kv.key == semconv.ALPHA_INVALID_REASON:
                         reason = as_str(kv.value)
                 reasons = tally.invalid_reasons
-                key = bounded_key(reasons, label(reason, "(no reason given)", 300), 100)
+                key = bounded_key(reasons, label(reason, "(no reason given)", 300), MAX_REASONS)
                 reasons[key] = reasons.get(key, 0) + 1
                 row[DAY_ALPHA_INVALID] += 1
             elif name == semconv.EVENT_KILL_SWITCH_ERROR:

@@ -64,6 +64,11 @@ def run_fingerprint(run_key: str) -> int:
 MAX_LOAD = 0.7
 
 
+def _is_q(values) -> bool:
+    """An array('Q') or a memoryview of unsigned 64-bit values: what the native table loops take."""
+    return (values.typecode if isinstance(values, array) else getattr(values, "format", "")) == "Q"
+
+
 def _native():
     """The native core's table loops, or None (imported here: native_part imports this module)."""
     from meta_supervisor import native_part
@@ -126,62 +131,37 @@ class FingerprintSet:
             if i == size:
                 i = 0
 
-    def add_all(self, fps) -> int:
-        """Add every fingerprint of ``fps``; stop at the first one already present and return its
-        index (the ones before it stay added), or -1 when all were new. ``add`` in a loop, inlined
-        (or in the native core, when it is installed: the same table either way)."""
+    def first_present(self, fps) -> int:
+        """The index of the first of ``fps`` already here, or -1 (nothing changes)."""
         if not len(fps):
             return -1
         native = _native()
-        if native is not None and (fps.typecode if isinstance(fps, array) else getattr(fps, "format", "")) == "Q":
-            needed = self.count + len(fps)
-            if needed > self.limit:
-                size = self.size
-                while int(size * MAX_LOAD) < needed:
-                    size *= 2
-                old = self.slots
-                self._allocate(size)
-                self.count = native.set_rehash(old, self.slots)
-            repeated, added = native.set_add_all(self.slots, fps)
-            self.count += added
-            return repeated
-        slots, size, count, limit = self.slots, self.size, self.count, self.limit
+        if native is not None and _is_q(fps):
+            return native.set_first_present(self.slots, fps)
         for index, fp in enumerate(fps):
-            i = fp % size
-            while True:
-                value = slots[i]
-                if value == EMPTY:
-                    slots[i] = fp
-                    count += 1
-                    break
-                if value == fp:
-                    self.count = count
-                    return index
-                i += 1
-                if i == size:
-                    i = 0
-            if count > limit:
-                self.count = count
-                self._grow()
-                slots, size, count, limit = self.slots, self.size, self.count, self.limit
-        self.count = count
+            if fp in self:
+                return index
         return -1
 
-    def discard(self, fp: int) -> None:
-        """Remove ``fp`` (a tombstone keeps the probe chains of the others intact)."""
-        slots, size = self.slots, self.size
-        i = fp % size
-        while True:
-            value = slots[i]
-            if value == EMPTY:
-                return
-            if value == fp:
-                slots[i] = DELETED
-                self.count -= 1
-                return
-            i += 1
-            if i == size:
-                i = 0
+    def add_all(self, fps) -> None:
+        """Add ``fps``, none of which is here yet (``first_present`` said so): ``add`` in a loop, or
+        in the native core when it is installed (the same table either way)."""
+        if not len(fps):
+            return
+        native = _native()
+        if native is None or not _is_q(fps):
+            for fp in fps:
+                self.add(fp)
+            return
+        needed = self.count + len(fps)
+        if needed > self.limit:
+            size = self.size
+            while int(size * MAX_LOAD) < needed:
+                size *= 2
+            old = self.slots
+            self._allocate(size)
+            self.count = native.set_rehash(old, self.slots)
+        self.count += native.set_add_all(self.slots, fps)
 
     def clear(self) -> None:
         self._allocate(self.size)

@@ -74,9 +74,11 @@ def read_part(path: Path, start: int, stop: int | None, options_tuple, first_num
     if native is None:
         return None
     prices, since_ns, until_ns, collect_signals = options_tuple
+    progress, undo = _undoable(progress)
     raw = native.read_part(str(path), start, stop, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress)
     if isinstance(raw, str):
         log.debug("the native reader declined %s [%d, %s): %s", path, start, stop, raw)
+        undo()
         return None
     return _part_result(raw, collect_signals)
 
@@ -90,6 +92,7 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
     if native is None or not aggregator.is_empty():
         return None
     seen, closed = aggregator.seen, aggregator.closed_runs
+    progress, undo = _undoable(progress)
     raw = native.read_part(
         str(path),
         start,
@@ -103,12 +106,32 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
     )
     if isinstance(raw, str):
         log.debug("the native reader declined %s [%d, %s): %s", path, start, stop, raw)
+        undo()
         seen.clear()
         closed.clear()
         return None
     seen.count = raw["span_count"]
     closed.count = raw["closed_count"]
     return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
+
+
+def _undoable(progress):
+    """``progress`` counting what it reports, and a function taking that back (a declined part is
+    read again by the Python reader, which reports its bytes itself)."""
+    if progress is None:
+        return None, lambda: None
+    reported = 0
+
+    def counted(count: int) -> None:
+        nonlocal reported
+        reported += count
+        progress(count)
+
+    def undo() -> None:
+        if reported:
+            progress(-reported)
+
+    return counted, undo
 
 
 def _tallies(raw: dict) -> tuple:

@@ -26,7 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meta_supervisor import native_part
-from meta_supervisor.aggregates import P_CACHED, P_CALLS, P_COST, P_IN, P_OUT, P_ROOT, P_UNPRICED
+from meta_supervisor.aggregates import (
+    MAX_AGENTS,
+    MAX_DISTINCT,
+    MAX_OUTCOMES,
+    MAX_PROCESSES,
+    MAX_REASONS,
+    P_CACHED,
+    P_CALLS,
+    P_COST,
+    P_IN,
+    P_OUT,
+    P_ROOT,
+    P_UNPRICED,
+)
 from meta_supervisor.fingerprints import run_fingerprint
 from meta_supervisor.span_aggregator import SpanAggregator
 from meta_supervisor.trace_files import FileCursor
@@ -252,13 +265,15 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
             return False
         if entry[P_ROOT] is not None and closed.get(run_fingerprint(key), 0):
             return False
-    # spans: none of the part's spans seen before (else undo and refuse)
+    # spans: none of the part's spans seen before
     seen = aggregator.seen
-    repeated = seen.add_all(part.span_fps)
-    if repeated >= 0:
-        _forget(seen, part.span_fps[:repeated])
+    if seen.first_present(part.span_fps) >= 0:
         return False
-    # accepted: closed runs (agent index remapped), tallies, inputs, open runs
+    # tables with a size limit: read in order, no key of the part would be folded into "(other)"
+    if not within_limits(aggregator, inputs, agents, agent_order):
+        return False
+    # accepted: spans, closed runs (agent index remapped), tallies, inputs, open runs
+    seen.add_all(part.span_fps)
     for name in agent_order:
         aggregator._agent(name)
     remap = bytes(min(aggregator.agent_index.get(name, 63), 63) for name in agent_order[:63]) + bytes([63] * 64)
@@ -289,10 +304,31 @@ def _add_tallies(aggregator: SpanAggregator, tallies: tuple, line_offset: int) -
             aggregator._close(key, mine)
 
 
-def _forget(seen, fingerprints) -> None:
-    """Undo ``add`` of these fingerprints."""
-    for fp in fingerprints:
-        seen.discard(fp)
+def within_limits(aggregator: SpanAggregator, inputs, agents: dict, agent_order: list) -> bool:
+    """Whether adding a part's tallies leaves every bounded table within its limit. Reading the part
+    in order folds a new key into "(other)" only when its table is full, so if the union of both
+    sides' keys fits, nothing is folded and adding the counts is exact; otherwise the part is read
+    again in order (rare: a table that large is hostile input, or a very long history)."""
+    if len(aggregator.agents.keys() | agent_order) > MAX_AGENTS:
+        return False
+    if len(aggregator.inputs.telemetry_losses.keys() | inputs.telemetry_losses.keys()) > MAX_PROCESSES:
+        return False
+    for name, theirs in agents.items():
+        mine = aggregator.agents.get(name)
+        if mine is None:
+            continue
+        for table, limit in (
+            ("outcomes", MAX_OUTCOMES),
+            ("day_models", MAX_DISTINCT),
+            ("alpha", MAX_DISTINCT),
+            ("invalid_reasons", MAX_REASONS),
+        ):
+            if len(getattr(mine, table).keys() | getattr(theirs, table).keys()) > limit:
+                return False
+        if mine.signals is not None and theirs.signals is not None:
+            if len(mine.signals.symbol_ids.keys() | theirs.signals.symbol_ids.keys()) > MAX_DISTINCT:
+                return False
+    return True
 
 
 def read_part_any(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0) -> PartResult:

@@ -41,6 +41,7 @@ from meta_supervisor.aggregates import (
     LLM_IN,
     LLM_OUT,
     MAX_AGENTS,
+    MAX_OUTCOMES,
     NS_PER_DAY,
     OTHER_LABEL,
     P_CACHED,
@@ -305,7 +306,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
         if outcome in outcomes:
             outcomes[outcome] += 1
         else:
-            key = bounded_key(outcomes, label(outcome, "(empty)"), 20)
+            key = bounded_key(outcomes, label(outcome, "(empty)"), MAX_OUTCOMES)
             outcomes[key] = outcomes.get(key, 0) + 1
         day = start // NS_PER_DAY
         row = tally.day_runs.get(day)

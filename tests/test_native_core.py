@@ -773,6 +773,10 @@ def _hostile_cases() -> dict[str, list[str | bytes]]:
             _spans_line(*spans_of(Run("c", 5, signals=[Signal("AAA", "up", prob_up=0.0, as_of="2024-01-02")]))).replace(
                 '"doubleValue":0.0}', '"doubleValue":-0.0}'
             ),
+            # msgspec reads the integer -0 as 0.0 (serde_json: -0.0)
+            _spans_line(*spans_of(Run("c", 6, signals=[Signal("AAA", "up", prob_up=0.0, as_of="2024-01-02")]))).replace(
+                '"doubleValue":0.0}', '"doubleValue":-0}'
+            ),
         ],
         "signal_doubles_odd": [
             _spans_line(llm, _set_event_attr(root, S.ALPHA_PROB_UP, {"doubleValue": "Infinity"})),
@@ -858,7 +862,9 @@ def _hostile_cases() -> dict[str, list[str | bytes]]:
         "name_not_string": [_spans_line(llm, {**root, "name": None})],
         "times_odd": [
             _spans_line(*[{**s, "startTimeUnixNano": v} for s in spans_of(Run("t", t, llm=[Llm()]))])
-            for t, v in enumerate(["-1000", "abc", "", "1e18", str(2**64), str(2**64 - 1), 1.5e18, -5, None, True, "  5", "+5"], start=1)
+            for t, v in enumerate(
+                ["-1000", "abc", "", "1e18", str(2**64), str(2**64 - 1), 1.5e18, -5, None, True, "  5", "+5", "-" + "9" * 36], start=1
+            )
         ]
         + [
             _spans_line(*[{**s, "endTimeUnixNano": v} for s in spans_of(Run("u", 50 + t))])
@@ -1165,6 +1171,66 @@ def test_report_with_native_core_equals_report_without(
     assert len(count_merges) >= 2 and all(count_merges)  # parts were read apart and merged
     assert with_native == without
     assert len(with_native["agents"]) == 4 and with_native["inputs"]["spans"] > 200
+
+
+def _inputs_both_ways(monkeypatch: pytest.MonkeyPatch, paths: list[Path], **options) -> tuple:
+    """``build_inputs`` of ``paths`` with the native core on, then off: (on, off)."""
+    results = []
+    for mode in ("on", "off"):
+        monkeypatch.setenv(native_part.ENV, mode)
+        data, _ = build_inputs(BuildOptions(inputs=[str(p) for p in paths], prices=PRICES, **options))
+        results.append(data)
+    return tuple(results)
+
+
+def _root(trace: int, agent: str, outcome: str = "ok") -> dict:
+    values = {S.GEN_AI_OPERATION_NAME: "invoke_agent", S.GEN_AI_AGENT_NAME: agent, S.AGENT_RUN_OUTCOME: outcome}
+    return other_span(trace, 1, f"invoke_agent {agent}", values)
+
+
+def test_a_span_repeated_in_a_later_file_is_counted_once(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The merge of the later file is refused (it repeats a span) and that file is read again in
+    Python; the refused merge leaves nothing behind (it used to leave deleted slots that filled the
+    table until the next probe never ended)."""
+    first = write(tmp_path, span_lines([_root(1 + i, "a") for i in range(10)]), "a.jsonl")
+    batches = [[_root(10_000 + i, "a") for i in range(j, j + 50)] for j in range(0, 700, 50)]
+    lines = [line for batch in batches for line in span_lines(batch, per_line=50)]
+    second = write(tmp_path, [*lines, *span_lines([_root(6, "a")])], "b.jsonl")
+    on, off = _inputs_both_ways(monkeypatch, [first, second])
+    assert (on.inputs.spans, on.inputs.duplicate_spans) == (off.inputs.spans, off.inputs.duplicate_spans) == (710, 1)
+    assert on.agents["a"].outcomes == off.agents["a"].outcomes == {"ok": 710}
+
+
+def test_table_limits_hold_across_files(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """15 outcomes in one file and 10 more in the next: read in order, the 21st and later fold into
+    "(other)"; a merge that would go past a table's limit is refused so that the same happens."""
+    first = write(tmp_path, span_lines([_root(1 + i, "a", f"o{i}") for i in range(15)]), "a.jsonl")
+    second = write(tmp_path, span_lines([_root(100 + i, "a", f"p{i}") for i in range(10)]), "b.jsonl")
+    on, off = _inputs_both_ways(monkeypatch, [first, second])
+    assert on.agents["a"].outcomes == off.agents["a"].outcomes
+    assert len(off.agents["a"].outcomes) == 21 and off.agents["a"].outcomes["(other)"] == 5
+
+
+def test_open_runs_of_an_agent_beyond_the_agent_limit(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 agents, then an LLM span of a new one: read in order it is "(other)"'s open run."""
+    from meta_supervisor.aggregates import MAX_AGENTS
+
+    first = write(tmp_path, span_lines([_root(1 + i, f"agent{i}") for i in range(MAX_AGENTS)], per_line=500), "a.jsonl")
+    llm = other_span(50_000, 2, "chat m", {S.GEN_AI_OPERATION_NAME: "chat", S.GEN_AI_AGENT_NAME: "newcomer", S.AGENT_RUN_ID: "r1"})
+    second = write(tmp_path, span_lines([llm]), "b.jsonl")
+    on, off = _inputs_both_ways(monkeypatch, [first, second])
+    assert list(on.agents) == list(off.agents) and "newcomer" not in on.agents
+    assert on.pending == off.pending and on.pending["r1"][0] == "(other)"
+
+
+def test_a_declined_part_reports_its_bytes_once(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, [*lines_for(mixed_runs(50), per_line=1), "corrupt\n"])
+    size = path.stat().st_size
+    for mode in ("on", "off"):
+        monkeypatch.setenv(native_part.ENV, mode)
+        seen: list[tuple[int, int]] = []
+        build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES, progress=lambda done, total, seen=seen: seen.append((done, total))))
+        assert seen[-1] == (size, size), mode
 
 
 # --- configuration ---------------------------------------------------------------------------------------------

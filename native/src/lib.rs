@@ -380,33 +380,34 @@ fn probe(keys: &[std::cell::Cell<u64>], fp: u64) -> usize {
     }
 }
 
-/// `FingerprintSet.add_all`: add `fps` to the set's `slots`; stop at the first one already there.
-/// Returns (its index, or -1 when all were new; how many were added).
+/// `FingerprintSet.first_present`: the index of the first of `fps` already in `slots`, or -1.
 #[pyfunction]
-fn set_add_all(py: Python, slots: PyBuffer<u64>, fps: PyBuffer<u64>) -> PyResult<(i64, usize)> {
+fn set_first_present(py: Python, slots: PyBuffer<u64>, fps: PyBuffer<u64>) -> PyResult<i64> {
     let slots = writable(py, &slots)?;
-    let mut added = 0;
     for (index, fp) in readable(py, &fps)?.iter().enumerate() {
         let fp = fp.get();
-        let size = slots.len();
-        let mut i = (fp % size as u64) as usize;
-        loop {
-            let value = slots[i].get();
-            if value == 0 {
-                slots[i].set(fp);
-                added += 1;
-                break;
-            }
-            if value == fp {
-                return Ok((index as i64, added));
-            }
-            i += 1;
-            if i == size {
-                i = 0;
-            }
+        if slots[probe(slots, fp)].get() == fp {
+            return Ok(index as i64);
         }
     }
-    Ok((-1, added))
+    Ok(-1)
+}
+
+/// `FingerprintSet.add_all`: add `fps` (none of them there yet) to the set's `slots`; returns how
+/// many were added.
+#[pyfunction]
+fn set_add_all(py: Python, slots: PyBuffer<u64>, fps: PyBuffer<u64>) -> PyResult<usize> {
+    let slots = writable(py, &slots)?;
+    let mut added = 0;
+    for fp in readable(py, &fps)? {
+        let fp = fp.get();
+        let i = probe(slots, fp);
+        if slots[i].get() != fp {
+            slots[i].set(fp);
+            added += 1;
+        }
+    }
+    Ok(added)
 }
 
 /// Rehash the live slots of `old` (values > 1) into the empty table `new`; returns how many.
@@ -498,6 +499,7 @@ fn sort_in_place(py: Python, values: PyBuffer<i64>) -> PyResult<()> {
 fn alphatrace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sort_in_place, m)?)?;
     m.add_function(wrap_pyfunction!(read_part, m)?)?;
+    m.add_function(wrap_pyfunction!(set_first_present, m)?)?;
     m.add_function(wrap_pyfunction!(set_add_all, m)?)?;
     m.add_function(wrap_pyfunction!(set_rehash, m)?)?;
     m.add_function(wrap_pyfunction!(map_any_set, m)?)?;

@@ -223,7 +223,7 @@ impl<'py, 't> Aggregator<'py, 't> {
                     if !span.events.is_empty() {
                         if let Some(agent) = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()) {
                             let index = self.agent(agent);
-                            let day = start.div_euclid(NS_PER_DAY) as i64;
+                            let day = day_of(start)?;
                             self.agents[index].day_runs.entry(&day, || day, || [0; 5]);
                             self.events(index, span, day, fp)?;
                         }
@@ -298,7 +298,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             key = Cow::Borrowed(OTHER_LABEL);
         }
         *tally.outcomes.entry(&*key, || key.to_string(), || 0) += 1;
-        let day = start.div_euclid(NS_PER_DAY) as i64;
+        let day = day_of(start)?;
         let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
         let mut killed = false;
         if outcome == "ok" || outcome == "error" {
@@ -407,7 +407,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             }
             cached = cached.max(0).min(tokens_in);
         }
-        let key = ModelRef(start.div_euclid(NS_PER_DAY) as i64, &model, simulated);
+        let key = ModelRef(day_of(start)?, &model, simulated);
         if !tally.day_models.contains(&key) && tally.day_models.len() >= MAX_DISTINCT {
             return decline("an agent's model table is full");
         }
@@ -729,6 +729,14 @@ impl<'py, 't> Aggregator<'py, 't> {
         };
         store.put(row, odd);
         Ok(())
+    }
+}
+
+/// `start // NS_PER_DAY`; a day beyond 64 bits (a hostile time) declines the part.
+fn day_of(start: i128) -> R<i64> {
+    match i64::try_from(start.div_euclid(NS_PER_DAY)) {
+        Ok(day) => Ok(day),
+        Err(_) => decline("a day beyond 64 bits"),
     }
 }
 

@@ -172,36 +172,27 @@ impl<'de: 'a, 'a> Deserialize<'de> for IntVal<'a> {
     }
 }
 
-struct DoubleValVisitor;
-
-impl<'de> Visitor<'de> for DoubleValVisitor {
-    type Value = DoubleVal<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a number or a string")
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(DoubleVal::Number(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(DoubleVal::Number(v as f64))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(DoubleVal::Number(v as f64))
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(DoubleVal::Text(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(DoubleVal::Text(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(DoubleVal::Text(Cow::Owned(v)))
-    }
-}
-
+/// Read from the number's own text: msgspec reads an integer literal as an int and then a float
+/// (so `-0` is 0.0), a fraction or exponent as a float (`-0.0` is -0.0), and refuses one out of
+/// range; serde_json's own number parsing would give -0.0 for both.
 impl<'de: 'a, 'a> Deserialize<'de> for DoubleVal<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(DoubleValVisitor)
+        let raw: &'de serde_json::value::RawValue = Deserialize::deserialize(d)?;
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'"') => serde_json::from_str::<Text<'de>>(text)
+                .map(|t| DoubleVal::Text(t.0))
+                .map_err(de::Error::custom),
+            Some(b'-' | b'0'..=b'9') => {
+                let value: f64 = text.parse().map_err(de::Error::custom)?;
+                if !value.is_finite() {
+                    return Err(de::Error::custom("a number out of range"));
+                }
+                let integer = !text.contains(['.', 'e', 'E']);
+                Ok(DoubleVal::Number(if integer && value == 0.0 { 0.0 } else { value }))
+            }
+            _ => Err(de::Error::custom("a number or a string")),
+        }
     }
 }
 
