@@ -80,7 +80,7 @@ def read_part(path: Path, start: int, stop: int | None, options_tuple, first_num
         log.debug("the native reader declined %s [%d, %s): %s", path, start, stop, raw)
         undo()
         return None
-    return _part_result(raw, collect_signals)
+    return _part_result(raw)
 
 
 def read_into(aggregator, path: Path, start: int, stop: int | None, progress=None) -> tuple | None:
@@ -144,7 +144,7 @@ def _tallies(raw: dict) -> tuple:
     return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}
 
 
-def _part_result(raw: dict, collect_signals: bool):
+def _part_result(raw: dict):
     from meta_supervisor.parallel_build import PartResult
 
     return PartResult(

@@ -11,6 +11,7 @@ Environment (flags win over environment, environment over defaults):
 * ``ALPHATRACE_JAEGER_URL``: Jaeger UI base URL for trace links (default ``http://127.0.0.1:16686``);
 * ``ALPHATRACE_REPORT_DIR``: where the report files go (default ``meta_supervisor/reports``);
 * ``ALPHATRACE_REPORT_STATE_DIR``: incremental state (default ``meta_supervisor/state``);
+* ``ALPHATRACE_NATIVE``: ``auto`` / ``on`` / ``off``, the compiled reader (``native_part``);
 * read by the modules used here: ``ALPHATRACE_KILL_SWITCH_FILE`` (services.kill_switch),
   ``ALPHATRACE_PRICE_TABLE`` (services.pricing), ``ALPHATRACE_MARKET_DATA`` (services.market_data:
   the prices alpha signals are scored against, default ``agents/data``) and
@@ -138,6 +139,9 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     from services.pricing import PriceTable
 
     try:
+        from meta_supervisor import native_part
+
+        native_part.core()  # ALPHATRACE_NATIVE checked now, not in the middle of the build
         prices = PriceTable.load(args.price_table)
         market = None
         if not args.no_alpha_quality:

@@ -1236,10 +1236,15 @@ def test_a_declined_part_reports_its_bytes_once(native, tmp_path: Path, monkeypa
 # --- configuration ---------------------------------------------------------------------------------------------
 
 
-def test_bogus_mode_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bogus_mode_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv(native_part.ENV, "bogus")
     with pytest.raises(ConfigError, match="ALPHATRACE_NATIVE"):
         native_part.mode()
+    from meta_supervisor import report_cli
+
+    code = report_cli.main(["--input", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out"), "--no-state", "--quiet"])
+    assert code == 2 and "ALPHATRACE_NATIVE='bogus'" in capsys.readouterr().err  # at start-up, before any reading
+    assert not (tmp_path / "out").exists()
 
 
 def test_modes(monkeypatch: pytest.MonkeyPatch) -> None:
