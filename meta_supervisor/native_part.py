@@ -23,6 +23,7 @@ from meta_supervisor.fingerprints import run_fingerprint, span_fingerprint
 from meta_supervisor.otlp_schema import ResourceValue, as_bool
 from meta_supervisor.run_join import mismatch_detail
 from meta_supervisor.signal_store import SignalStore, span_ids
+from meta_supervisor.trace_inputs import expected_spans
 from services.config_error import ConfigError
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ def read_part(path: Path, start: int, stop: int | None, options_tuple, first_num
         return None
     prices, since_ns, until_ns, collect_signals = options_tuple
     progress, undo = _undoable(progress)
-    raw = native.read_part(str(path), start, stop, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress)
+    expected = expected_spans(path, start, stop)
+    raw = native.read_part(str(path), start, stop, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress, None, expected)
     if isinstance(raw, str):
         log.debug("the native reader declined %s [%d, %s): %s", path, start, stop, raw)
         undo()

@@ -43,11 +43,10 @@ from meta_supervisor.aggregates import (
 from meta_supervisor.fingerprints import run_fingerprint
 from meta_supervisor.span_aggregator import SpanAggregator
 from meta_supervisor.trace_files import FileCursor
-from meta_supervisor.trace_inputs import HEAD_BYTES, head_digest, identity_of
+from meta_supervisor.trace_inputs import HEAD_BYTES, expected_spans, head_digest, identity_of
 from meta_supervisor.trace_reader import FORMAT_JSON_LINES, ReadResult, RecordDecoder, read_json_lines, sniff
 
 MIN_SPLIT_BYTES = 48 << 20
-BYTES_PER_SPAN_ESTIMATE = 1200
 
 
 def worker_count(requested: int) -> int:
@@ -138,7 +137,7 @@ def read_part_python(path: Path, start: int, stop: int | None, options_tuple, fi
         prices,
         since_ns,
         until_ns,
-        expected_spans=((stop or os.path.getsize(path)) - start) // BYTES_PER_SPAN_ESTIMATE,
+        expected_spans=expected_spans(path, start, stop),
         collect_signals=collect_signals,
     )
     with open(path, "rb", buffering=0) as handle:

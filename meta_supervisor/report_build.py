@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meta_supervisor.report_model import BuildInputs
-from meta_supervisor.trace_inputs import resolve_inputs
+from meta_supervisor.trace_inputs import expected_spans, resolve_inputs
 
 # span_aggregator, trace_files and parallel_build (msgspec, zstandard) are imported where spans are
 # read, so that a build with nothing new to read does not pay for importing them.
-
-BYTES_PER_SPAN_ESTIMATE = 1200
 
 
 @dataclass
@@ -94,7 +92,7 @@ def full_build(options: BuildOptions, files: list[Path], stats: BuildStats, befo
         except OSError:
             sizes[path] = 0
     total = sum(sizes.values())
-    aggregator = new_aggregator(options, expected_spans=total // BYTES_PER_SPAN_ESTIMATE)
+    aggregator = new_aggregator(options, expected_spans=sum(expected_spans(path) for path in files))
     advance = _progress_adapter(options, total)
     cursors: dict = {}  # path -> trace_files.FileCursor
     for index, path in enumerate(files):

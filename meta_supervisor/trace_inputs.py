@@ -71,3 +71,27 @@ def resolve_inputs(specs: list[str]) -> tuple[list[Path], list[str]]:
             found.setdefault(os.path.realpath(match), match)
     ordered = sorted(found.values(), key=lambda p: str(p))
     return ordered, messages
+
+
+DEFAULT_BYTES_PER_SPAN = 1200  # a collector line of alphatrace spans; other shapes of file are not sampled
+SPAN_HEADROOM = 0.85  # tables sized for ~18% more spans than the sample suggests: a later merge rarely grows them
+
+
+def expected_spans(path: Path, start: int = 0, stop: int | None = None) -> int:
+    """About how many spans bytes ``[start, stop)`` of a trace file hold, to size the fingerprint
+    tables before reading: from the bytes per span of the file's first JSON line (a few spans of
+    hundreds of bytes to several KB each), else a default. Too high costs memory, too low a table
+    growing while it is read."""
+    per_span = DEFAULT_BYTES_PER_SPAN
+    try:
+        size = os.path.getsize(path) if stop is None else stop
+        with open(path, "rb") as handle:
+            head = handle.read(4 << 20)
+    except OSError:
+        return 0
+    end = head.find(b"\n")
+    if head[:1] == b"{" and end > 0:
+        spans = head.count(b'"spanId"', 0, end)
+        if spans:
+            per_span = min(max(end // spans, 200), 8000)
+    return int(max(size - start, 0) / per_span / SPAN_HEADROOM)

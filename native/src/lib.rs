@@ -306,9 +306,10 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
 ///
 /// `tables`, when given, are the slots of an empty `FingerprintSet` and the keys and states of an
 /// empty `FingerprintMap` (the build's own, sized for the whole file): they are filled in place
-/// instead of returned. After a decline they hold whatever was read before it.
+/// instead of returned. After a decline they hold whatever was read before it. Otherwise the part's
+/// own tables are sized for `expected_spans` (default: 1,200 bytes a span).
 #[pyfunction]
-#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None))]
+#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None))]
 #[allow(clippy::too_many_arguments)]
 fn read_part<'py>(
     py: Python<'py>,
@@ -321,6 +322,7 @@ fn read_part<'py>(
     helpers: Bound<'py, PyAny>,
     progress: Option<Bound<'py, PyAny>>,
     tables: Option<(PyBuffer<u64>, PyBuffer<u64>, PyBuffer<u8>)>,
+    expected_spans: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut file = File::open(path)?;
     let end = match stop {
@@ -335,7 +337,7 @@ fn read_part<'py>(
             tables::FpMap::shared(writable(py, keys)?, writable(py, states)?),
         ),
         None => {
-            let expected = (end.saturating_sub(start) / BYTES_PER_SPAN_ESTIMATE) as usize;
+            let expected = expected_spans.unwrap_or((end.saturating_sub(start) / BYTES_PER_SPAN_ESTIMATE) as usize);
             own_tables = (tables::FpSet::new(expected), tables::FpMap::new(expected / 2));
             own_tables
         }
