@@ -75,7 +75,7 @@ def read_part(path: Path, start: int, stop: int | None, options_tuple, first_num
     if native is None:
         return None
     prices, since_ns, until_ns, collect_signals = options_tuple
-    progress, undo = _undoable(progress)
+    progress, undo = undoable(progress)
     expected = expected_spans(path, start, stop)
     raw = native.read_part(str(path), start, stop, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress, None, expected)
     if isinstance(raw, str):
@@ -94,7 +94,7 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
     if native is None or not aggregator.is_empty():
         return None
     seen, closed = aggregator.seen, aggregator.closed_runs
-    progress, undo = _undoable(progress)
+    progress, undo = undoable(progress)
     raw = native.read_part(
         str(path),
         start,
@@ -117,7 +117,7 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
     return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
 
 
-def _undoable(progress):
+def undoable(progress):
     """``progress`` counting what it reports, and a function taking that back (a declined part is
     read again by the Python reader, which reports its bytes itself)."""
     if progress is None:

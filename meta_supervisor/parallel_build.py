@@ -242,8 +242,10 @@ def read_native(aggregator: SpanAggregator, path: Path, start: int, stop: int | 
     if aggregator.is_empty():
         return None  # declined
     options_tuple = (aggregator._prices, aggregator.since_ns, aggregator.until_ns, aggregator.collect_signals)
+    progress, undo = native_part.undoable(progress)
     part = native_part.read_part(path, start, stop, options_tuple, progress=progress)
     if part is None or not merge_part(aggregator, part, str(path), line_offset):
+        undo()  # the Python reader reads these bytes again and reports them itself
         return None
     return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)
 

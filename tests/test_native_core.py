@@ -1206,9 +1206,12 @@ def test_table_limits_hold_across_files(native, tmp_path: Path, monkeypatch: pyt
     "(other)"; a merge that would go past a table's limit is refused so that the same happens."""
     first = write(tmp_path, span_lines([_root(1 + i, "a", f"o{i}") for i in range(15)]), "a.jsonl")
     second = write(tmp_path, span_lines([_root(100 + i, "a", f"p{i}") for i in range(10)]), "b.jsonl")
-    on, off = _inputs_both_ways(monkeypatch, [first, second])
+    seen: list[tuple[int, int]] = []
+    on, off = _inputs_both_ways(monkeypatch, [first, second], progress=lambda done, total: seen.append((done, total)))
     assert on.agents["a"].outcomes == off.agents["a"].outcomes
     assert len(off.agents["a"].outcomes) == 21 and off.agents["a"].outcomes["(other)"] == 5
+    total = first.stat().st_size + second.stat().st_size
+    assert max(done for done, _ in seen) == total and seen[-1] == (total, total)  # the refused merge's bytes counted once
 
 
 def test_open_runs_of_an_agent_beyond_the_agent_limit(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
