@@ -7,12 +7,10 @@
 //! construction. What cannot be reproduced cheaply (a table at its size limit whose overflow key
 //! changes type, spans without ids) makes the part `Decline`: the Python reader then reads it.
 
-use crate::schema::{AnyValue, Event, KeyValue, Span};
+use crate::schema::{AnyValue, KeyValue, Span};
 use crate::tables::{FpMap, FpSet, ModelRef, PairRef};
-use crate::tallies::{note_mismatch, push_top, Entry, Inputs, Process, Root, Row, Store, Tally};
-use crate::values::{
-    as_float, as_int, as_str, count_attr, int_of, label, run_fingerprint, span_fingerprint, span_ids, time_of, Helpers, Ids,
-};
+use crate::tallies::{note_mismatch, push_top, Entry, Inputs, Process, Root, Store, Tally};
+use crate::values::{as_float, as_int, as_str, count_attr, label, run_fingerprint, span_fingerprint, time_of, Helpers};
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
@@ -588,146 +586,6 @@ impl<'py, 't> Aggregator<'py, 't> {
                 note_mismatch(&mut tally.mismatches, trace_id, run_id, detail);
             }
         }
-        Ok(())
-    }
-
-    /// `AlphaEvents._events`: the alpha events of a span of agent `index`, on day `day`.
-    fn events(&mut self, index: usize, span: &Span, day: i64, fp: u64) -> R<()> {
-        let mut ids: Option<Ids> = None;
-        for (position, event) in span.events.iter().enumerate() {
-            match &*event.name {
-                "alpha.signal" => self.signal(index, span, event, position, day, fp, &mut ids)?,
-                "alpha.signal.invalid" => {
-                    let mut reason = None;
-                    for kv in &event.attributes {
-                        if &*kv.key == "alpha.invalid.reason" {
-                            reason = as_str(kv.value.as_ref());
-                        }
-                    }
-                    let tally = &mut self.agents[index];
-                    let mut key = label(reason, "(no reason given)", 300);
-                    if !tally.invalid_reasons.contains(&*key) && tally.invalid_reasons.len() >= 100 {
-                        key = Cow::Borrowed(OTHER_LABEL);
-                    }
-                    *tally.invalid_reasons.entry(&*key, || key.to_string(), || 0) += 1;
-                    tally.day_runs.entry(&day, || day, || [0; 5])[DAY_ALPHA_INVALID] += 1;
-                }
-                "kill_switch.error" => self.agents[index].kill_switch_errors += 1,
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn signal(&mut self, index: usize, span: &Span, event: &Event, position: usize, day_row: i64, fp: u64, ids: &mut Option<Ids>) -> R<()> {
-        // the first occurrence of each key counts (signal_store.symbol_direction / signal_values)
-        let mut found: [Option<Option<&AnyValue>>; 7] = [None; 7];
-        for kv in &event.attributes {
-            let slot = match &*kv.key {
-                "alpha.symbol" => 0,
-                "alpha.direction" => 1,
-                "alpha.prob_up" => 2,
-                "alpha.score_final" => 3,
-                "alpha.horizon" => 4,
-                "alpha.as_of" => 5,
-                "alpha.tradable" => 6,
-                _ => continue,
-            };
-            if found[slot].is_none() {
-                found[slot] = Some(kv.value.as_ref());
-            }
-        }
-        let value = |slot: usize| found[slot].flatten();
-        let symbol = as_str(value(0));
-        let direction = as_str(value(1));
-        let tally = &mut self.agents[index];
-        let symbol_label = label(symbol, NO_SYMBOL, MAX_LABEL);
-        let mut direction_label = label(direction, NO_DIRECTION, 40);
-        if !tally.alpha.contains(&PairRef(&symbol_label, &direction_label)) && tally.alpha.len() >= MAX_DISTINCT {
-            direction_label = Cow::Borrowed(OTHER_LABEL);
-        }
-        let key = PairRef(&symbol_label, &direction_label);
-        *tally.alpha.entry(&key, || (key.0.to_string(), key.1.to_string()), || 0) += 1;
-        tally.day_runs.entry(&day_row, || day_row, || [0; 5])[DAY_ALPHA] += 1;
-        if tally.signals.is_none() {
-            return Ok(());
-        }
-        let helpers = &mut self.helpers;
-        let usable = 'usable: {
-            // signal_values(), for an event with six attributes at least
-            if event.attributes.len() < 6 {
-                break 'usable None;
-            }
-            let (Some(prob_up), Some(score)) = (as_float(value(2), helpers)?, as_float(value(3), helpers)?) else {
-                break 'usable None;
-            };
-            let (Some(horizon), Some(as_of)) = (value(4), value(5)) else {
-                break 'usable None;
-            };
-            let (Some(horizon), Some(as_of)) = (horizon.int.as_ref(), as_str(Some(as_of))) else {
-                break 'usable None;
-            };
-            let tradable = value(6).and_then(|v| v.boolean);
-            let code = match direction {
-                Some("up") => 0u8,
-                Some("down") => 1,
-                Some("flat") => 2,
-                _ => break 'usable None,
-            };
-            if symbol.is_none_or(str::is_empty) || !(0.0..=1.0).contains(&prob_up) || !score.is_finite() {
-                break 'usable None;
-            }
-            let Some(horizon) = int_of(horizon, helpers)? else {
-                break 'usable None;
-            };
-            if !(1..=MAX_HORIZON).contains(&horizon) {
-                break 'usable None;
-            }
-            let day = helpers.day_ordinal(as_of)?;
-            if day == 0 {
-                break 'usable None;
-            }
-            if !(0..(1i64 << DAY_BITS)).contains(&day) {
-                return decline("an as-of day beyond the key's bits");
-            }
-            let time_ns = int_of(&event.time, helpers)?.unwrap_or(0);
-            let time_ns = if (0..=MAX_TIME_NS).contains(&time_ns) { time_ns as u64 } else { 0 };
-            let flags = code
-                | (match tradable {
-                    None => 0u8,
-                    Some(false) => 1,
-                    Some(true) => 2,
-                } << TRADABLE_SHIFT);
-            Some((prob_up, score, horizon as i64, day as u64, time_ns, flags))
-        };
-        let store = self.agents[index].signals.as_mut().unwrap();
-        let Some((prob_up, score, horizon, day, time_ns, flags)) = usable else {
-            store.unusable += 1;
-            return Ok(());
-        };
-        if ids.is_none() {
-            *ids = Some(span_ids(&span.trace_id, &span.span_id, &self.helpers)?);
-        }
-        let (raw, odd) = match ids.as_ref().unwrap() {
-            Ids::Raw(raw) => (*raw, None),
-            Ids::Odd(t, s) => ([0u8; 24], Some((t.clone(), s.clone()))),
-        };
-        let store = self.agents[index].signals.as_mut().unwrap();
-        let symbol_id = store.symbol_id(&label(symbol, NO_SYMBOL, MAX_LABEL));
-        store.total += 1;
-        let row = Row {
-            key: symbol_id << DAY_BITS | day,
-            time_ns,
-            fp,
-            position: position as u32,
-            prob_up,
-            score,
-            horizon,
-            flags,
-            ids: raw,
-        };
-        store.put(row, odd);
         Ok(())
     }
 }

@@ -1,0 +1,150 @@
+//! The loops of `meta_supervisor/fingerprints.py` over whole tables, worked on in place in the
+//! Python arrays (an array('Q') of slots, linear probing from fp % size, 0 empty, 1 deleted; the
+//! caller makes room first, so no insert here fills a table beyond its load limit), and an in-place
+//! sort of an array('q'). Used when a part is merged and when latencies are sorted.
+
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+
+pub(crate) fn writable<'a, T: pyo3::buffer::Element>(py: Python<'a>, buffer: &'a PyBuffer<T>) -> PyResult<&'a [std::cell::Cell<T>]> {
+    buffer
+        .as_mut_slice(py)
+        .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a writable contiguous buffer is needed"))
+}
+
+fn readable<'a, T: pyo3::buffer::Element>(py: Python<'a>, buffer: &'a PyBuffer<T>) -> PyResult<&'a [pyo3::buffer::ReadOnlyCell<T>]> {
+    buffer
+        .as_slice(py)
+        .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a contiguous buffer is needed"))
+}
+
+/// Where `fp` is in `keys`, or the empty slot where it would go (`FingerprintMap._slot`).
+fn probe(keys: &[std::cell::Cell<u64>], fp: u64) -> usize {
+    let size = keys.len();
+    let mut i = (fp % size as u64) as usize;
+    loop {
+        let value = keys[i].get();
+        if value == fp || value == 0 {
+            return i;
+        }
+        i += 1;
+        if i == size {
+            i = 0;
+        }
+    }
+}
+
+/// `FingerprintSet.first_present`: the index of the first of `fps` already in `slots`, or -1.
+#[pyfunction]
+pub(crate) fn set_first_present(py: Python, slots: PyBuffer<u64>, fps: PyBuffer<u64>) -> PyResult<i64> {
+    let slots = writable(py, &slots)?;
+    for (index, fp) in readable(py, &fps)?.iter().enumerate() {
+        let fp = fp.get();
+        if slots[probe(slots, fp)].get() == fp {
+            return Ok(index as i64);
+        }
+    }
+    Ok(-1)
+}
+
+/// `FingerprintSet.add_all`: add `fps` (none of them there yet) to the set's `slots`; returns how
+/// many were added.
+#[pyfunction]
+pub(crate) fn set_add_all(py: Python, slots: PyBuffer<u64>, fps: PyBuffer<u64>) -> PyResult<usize> {
+    let slots = writable(py, &slots)?;
+    let mut added = 0;
+    for fp in readable(py, &fps)? {
+        let fp = fp.get();
+        let i = probe(slots, fp);
+        if slots[i].get() != fp {
+            slots[i].set(fp);
+            added += 1;
+        }
+    }
+    Ok(added)
+}
+
+/// Rehash the live slots of `old` (values > 1) into the empty table `new`; returns how many.
+#[pyfunction]
+pub(crate) fn set_rehash(py: Python, old: PyBuffer<u64>, new: PyBuffer<u64>) -> PyResult<usize> {
+    let new = writable(py, &new)?;
+    let mut count = 0;
+    for value in readable(py, &old)? {
+        let value = value.get();
+        if value > 1 {
+            let i = probe(new, value);
+            new[i].set(value);
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// True when one of `fps` is in the map (`keys`, `states`) with a state other than 0.
+#[pyfunction]
+pub(crate) fn map_any_set(py: Python, keys: PyBuffer<u64>, states: PyBuffer<u8>, fps: PyBuffer<u64>) -> PyResult<bool> {
+    let keys = writable(py, &keys)?;
+    let states = readable(py, &states)?;
+    for fp in readable(py, &fps)? {
+        let fp = fp.get();
+        let i = probe(keys, fp);
+        if keys[i].get() == fp && states[i].get() != 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `FingerprintMap.set` for each (fp, state) pair; old entries of `old_keys`/`old_states` (values
+/// > 1) are first rehashed into the empty `keys`/`states` when given. Returns the new count.
+#[pyfunction]
+#[pyo3(signature = (keys, states, fps, new_states, count, old_keys=None, old_states=None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn map_set_all(
+    py: Python,
+    keys: PyBuffer<u64>,
+    states: PyBuffer<u8>,
+    fps: PyBuffer<u64>,
+    new_states: PyBuffer<u8>,
+    mut count: usize,
+    old_keys: Option<PyBuffer<u64>>,
+    old_states: Option<PyBuffer<u8>>,
+) -> PyResult<usize> {
+    let table = writable(py, &keys)?;
+    let table_states = writable(py, &states)?;
+    if let (Some(old_keys), Some(old_states)) = (&old_keys, &old_states) {
+        count = 0;
+        for (fp, state) in readable(py, old_keys)?.iter().zip(readable(py, old_states)?) {
+            let fp = fp.get();
+            if fp > 1 {
+                let i = probe(table, fp);
+                table[i].set(fp);
+                table_states[i].set(state.get());
+                count += 1;
+            }
+        }
+    }
+    for (fp, state) in readable(py, &fps)?.iter().zip(readable(py, &new_states)?) {
+        let fp = fp.get();
+        let i = probe(table, fp);
+        if table[i].get() != fp {
+            table[i].set(fp);
+            count += 1;
+        }
+        table_states[i].set(state.get());
+    }
+    Ok(count)
+}
+
+/// Sort an array('q') in place (a Python `sorted()` of it would build a list of int objects, ~36
+/// bytes a value, at the build's peak memory).
+#[pyfunction]
+pub(crate) fn sort_in_place(py: Python, values: PyBuffer<i64>) -> PyResult<()> {
+    let cells = writable(py, &values)?;
+    let mut sorted: Vec<i64> = cells.iter().map(|c| c.get()).collect();
+    sorted.sort_unstable();
+    for (cell, value) in cells.iter().zip(sorted) {
+        cell.set(value);
+    }
+    Ok(())
+}
