@@ -5,13 +5,18 @@ sequential read: saved state first, then the file in order); each other part is 
 child into a fresh aggregator and sent back as compact arrays. Parts are then merged in file order,
 and a merge is accepted only if it is exactly what reading that part sequentially would have given:
 no span of the part was seen before (a retried batch across the cut), and no run of the part was
-already closed or waiting in the parent in a way a join could not reproduce. Otherwise that part
-is simply read again in the parent. So splitting changes the speed, never the report.
+already closed or waiting in the parent in a way a join could not reproduce, and no bounded table
+would pass its limit. Otherwise that part is simply read again in the parent. So splitting changes
+the speed, never the report.
+
+Each part is read by the native core when it is installed (``native_part``; ``read_native`` here
+for the parent's part and for any JSON-lines read of ``trace_files``), else by the Python reader;
+what the core declines is read by the Python reader.
 
 Children are forked (``multiprocessing`` "fork" context) and only when the process has no other
 thread; compressed and framed files, small files, and ``workers=1`` are read sequentially.
 
-Reads no environment variables.
+Reads no environment variables (``native_part`` reads ``ALPHATRACE_NATIVE``).
 """
 
 from __future__ import annotations
@@ -251,7 +256,8 @@ def read_native(aggregator: SpanAggregator, path: Path, start: int, stop: int | 
 
 
 def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, line_offset: int) -> bool:
-    """Merge a part read in a child into ``aggregator`` if that equals reading it here; else change nothing."""
+    """Merge a part read apart (in a child, or by the native core) into ``aggregator`` if that equals
+    reading it here in order; else change nothing."""
     state = part.aggregator_state
     inputs, agents, agent_order, pending = pickle.loads(state) if isinstance(state, bytes) else state
     part.aggregator_state = b""  # its objects are out: the bytes need not stay (peak RSS)
