@@ -76,6 +76,13 @@ def _native():
     return native_part.core()
 
 
+def _grown(size: int, needed: int) -> int:
+    """``size`` doubled until a table of it holds ``needed`` entries (as growing one by one would)."""
+    while int(size * MAX_LOAD) < needed:
+        size *= 2
+    return size
+
+
 def _slots_for(entries: int) -> int:
     return max(_MIN_SLOTS, int(entries / MAX_LOAD) + 1)
 
@@ -155,11 +162,8 @@ class FingerprintSet:
             return
         needed = self.count + len(fps)
         if needed > self.limit:
-            size = self.size
-            while int(size * MAX_LOAD) < needed:
-                size *= 2
             old = self.slots
-            self._allocate(size)
+            self._allocate(_grown(self.size, needed))
             self.count = native.set_rehash(old, self.slots)
         self.count += native.set_add_all(self.slots, fps)
 
@@ -283,11 +287,8 @@ class FingerprintMap:
         if needed <= self.limit:
             self.count = native.map_set_all(self.keys, self.states, fps, states, self.count)
             return
-        size = self.size
-        while int(size * MAX_LOAD) < needed:
-            size *= 2
         old_keys, old_states = self.keys, self.states
-        self._allocate(size)
+        self._allocate(_grown(self.size, needed))
         self.count = native.map_set_all(self.keys, self.states, fps, states, 0, old_keys, old_states)
 
     def items(self):

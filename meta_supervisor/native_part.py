@@ -12,21 +12,15 @@ Environment: ``ALPHATRACE_NATIVE`` = ``auto`` (default: use it when installed), 
 
 from __future__ import annotations
 
-import logging
 import os
 from array import array
 from pathlib import Path
 
-from meta_supervisor.aggregates import AgentTally, InputTally
-from meta_supervisor.alpha_events import iso_day_ordinal
-from meta_supervisor.fingerprints import run_fingerprint, span_fingerprint
-from meta_supervisor.otlp_schema import ResourceValue, as_bool
-from meta_supervisor.run_join import mismatch_detail
-from meta_supervisor.signal_store import SignalStore, span_ids
 from meta_supervisor.trace_inputs import expected_spans
 from services.config_error import ConfigError
 
-log = logging.getLogger(__name__)
+# The aggregator's modules (msgspec among them) are imported where a part is read, not here: the
+# command checks ALPHATRACE_NATIVE at start-up, and a build with nothing new reads no part.
 
 ENV = "ALPHATRACE_NATIVE"
 MODES = ("auto", "on", "off")
@@ -74,15 +68,8 @@ def read_part(path: Path, start: int, stop: int | None, options_tuple, first_num
     native = core()
     if native is None:
         return None
-    prices, since_ns, until_ns, collect_signals = options_tuple
-    progress, undo = undoable(progress)
-    expected = expected_spans(path, start, stop)
-    raw = native.read_part(str(path), start, stop, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress, None, expected)
-    if isinstance(raw, str):
-        log.debug("the native reader declined %s [%d, %s): %s", path, start, stop, raw)
-        undo()
-        return None
-    return _part_result(raw)
+    raw = _read(native, path, start, stop, options_tuple, progress, None, expected_spans(path, start, stop))
+    return None if raw is None else _part_result(raw)
 
 
 def read_into(aggregator, path: Path, start: int, stop: int | None, progress=None) -> tuple | None:
@@ -94,27 +81,28 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
     if native is None or not aggregator.is_empty():
         return None
     seen, closed = aggregator.seen, aggregator.closed_runs
-    progress, undo = undoable(progress)
-    raw = native.read_part(
-        str(path),
-        start,
-        stop,
-        aggregator.since_ns,
-        aggregator.until_ns,
-        aggregator.collect_signals,
-        PythonAnswers(aggregator._prices),
-        progress,
-        (seen.slots, closed.keys, closed.states),
-    )
-    if isinstance(raw, str):
-        log.debug("the native reader declined %s [%d, %s): %s", path, start, stop, raw)
-        undo()
+    raw = _read(native, path, start, stop, aggregator.part_options(), progress, (seen.slots, closed.keys, closed.states), None)
+    if raw is None:
         seen.clear()
         closed.clear()
         return None
     seen.count = raw["span_count"]
     closed.count = raw["closed_count"]
     return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
+
+
+def _read(native, path: Path, start: int, stop: int | None, options_tuple, progress, tables, expected) -> dict | None:
+    """The core's ``read_part``: its raw result, or None when it declined (its progress taken back)."""
+    prices, since_ns, until_ns, collect_signals = options_tuple
+    progress, undo = undoable(progress)
+    raw = native.read_part(str(path), start, stop, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress, tables, expected)
+    if isinstance(raw, str):
+        import logging  # only here: a decline is rare, and logging costs the command's start-up ~4 ms
+
+        logging.getLogger(__name__).debug("the native reader declined %s [%d, %s): %s", path, start, stop, raw)
+        undo()
+        return None
+    return raw
 
 
 def undoable(progress):
@@ -138,6 +126,9 @@ def undoable(progress):
 
 def _tallies(raw: dict) -> tuple:
     """(inputs, agents, agent_order, pending) of a part, as the Python reader has them."""
+    from meta_supervisor.aggregates import AgentTally, InputTally
+    from meta_supervisor.signal_store import SignalStore
+
     inputs = InputTally.from_state(raw["inputs"])
     agents = {}
     for name, state, latencies, signals in raw["agents"]:
@@ -165,7 +156,17 @@ class PythonAnswers:
     """What the native core asks of Python for rare input, so that the answer is Python's own."""
 
     def __init__(self, prices) -> None:
+        from meta_supervisor.alpha_events import iso_day_ordinal
+        from meta_supervisor.fingerprints import run_fingerprint, span_fingerprint
+        from meta_supervisor.run_join import mismatch_detail
+        from meta_supervisor.signal_store import span_ids
+
         self._prices = prices
+        self.day_ordinal = iso_day_ordinal
+        self.span_fingerprint = span_fingerprint
+        self.run_fingerprint = run_fingerprint
+        self.span_ids = span_ids
+        self.mismatch_detail = mismatch_detail
 
     def price(self, model: str) -> tuple[float, float, float] | None:
         price = self._prices.price_for(model) if self._prices is not None else None
@@ -178,12 +179,8 @@ class PythonAnswers:
         except ValueError:
             return None
 
-    day_ordinal = staticmethod(iso_day_ordinal)
-    span_fingerprint = staticmethod(span_fingerprint)
-    run_fingerprint = staticmethod(run_fingerprint)
-    span_ids = staticmethod(span_ids)
-    mismatch_detail = staticmethod(mismatch_detail)
-
     @staticmethod
     def truthy(text: str) -> bool:
+        from meta_supervisor.otlp_schema import ResourceValue, as_bool
+
         return as_bool(ResourceValue(stringValue=text))

@@ -186,7 +186,7 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     out.head_digest = head_digest(path, out.head_length)
     parts = worker_count(options.workers)
     points = split_points(path, out.offset, ident.size, parts)
-    options_tuple = (aggregator._prices, aggregator.since_ns, aggregator.until_ns, aggregator.collect_signals)
+    options_tuple = aggregator.part_options()
     context = multiprocessing.get_context("fork")
     children = []
     for k in range(1, len(points) - 1):
@@ -246,9 +246,8 @@ def read_native(aggregator: SpanAggregator, path: Path, start: int, stop: int | 
         return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
     if aggregator.is_empty():
         return None  # declined
-    options_tuple = (aggregator._prices, aggregator.since_ns, aggregator.until_ns, aggregator.collect_signals)
     progress, undo = native_part.undoable(progress)
-    part = native_part.read_part(path, start, stop, options_tuple, progress=progress)
+    part = native_part.read_part(path, start, stop, aggregator.part_options(), progress=progress)
     if part is None or not merge_part(aggregator, part, str(path), line_offset):
         undo()  # the Python reader reads these bytes again and reports them itself
         return None
@@ -279,13 +278,11 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
     # tables with a size limit: read in order, no key of the part would be folded into "(other)"
     if not within_limits(aggregator, inputs, agents, agent_order):
         return False
-    # accepted: spans, closed runs (agent index remapped), tallies, inputs, open runs
+    # accepted: spans, tallies, inputs, open runs, closed runs (agent index remapped)
     seen.add_all(part.span_fps)
-    for name in agent_order:
-        aggregator._agent(name)
+    _add_tallies(aggregator, (inputs, agents, agent_order, pending), line_offset)
     remap = bytes(min(aggregator.agent_index.get(name, 63), 63) for name in agent_order[:63]) + bytes([63] * 64)
     closed.set_all(part.closed_keys, part.closed_states.translate(bytes((state & 3) | (remap[state >> 2] << 2) for state in range(256))))
-    _add_tallies(aggregator, (inputs, agents, agent_order, pending), line_offset)
     return True
 
 

@@ -166,6 +166,11 @@ class SpanAggregator(RunJoin, AlphaEvents):
         self._price_cache: dict[str, object] = {}
         self.latency_summaries: dict[str, dict] | None = None  # set by an incremental build
 
+    def part_options(self) -> tuple:
+        """(prices, since, until, collect_signals): what a fresh aggregator for a part of a file needs
+        to read it as this one would (``parallel_build.read_part_python``, ``native_part``)."""
+        return self._prices, self.since_ns, self.until_ns, self.collect_signals
+
     def is_empty(self) -> bool:
         """Nothing read yet (no saved state loaded either)."""
         inputs = self.inputs

@@ -13,6 +13,7 @@ Reads no environment variables (the CLI resolves ``ALPHATRACE_TRACE_FILE``).
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 from dataclasses import dataclass
@@ -82,16 +83,22 @@ def expected_spans(path: Path, start: int = 0, stop: int | None = None) -> int:
     tables before reading: from the bytes per span of the file's first JSON line (a few spans of
     hundreds of bytes to several KB each), else a default. Too high costs memory, too low a table
     growing while it is read."""
-    per_span = DEFAULT_BYTES_PER_SPAN
     try:
-        size = os.path.getsize(path) if stop is None else stop
-        with open(path, "rb") as handle:
-            head = handle.read(4 << 20)
+        ident = identity_of(path)
     except OSError:
         return 0
+    size = ident.size if stop is None else stop
+    return int(max(size - start, 0) / _bytes_per_span(str(path), ident) / SPAN_HEADROOM)
+
+
+@functools.lru_cache(maxsize=64)
+def _bytes_per_span(path: str, ident: FileIdentity) -> int:
+    """Sampled once per file version (a build asks for each file, and each forked part again)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(2 << 20)
+    except OSError:
+        return DEFAULT_BYTES_PER_SPAN
     end = head.find(b"\n")
-    if head[:1] == b"{" and end > 0:
-        spans = head.count(b'"spanId"', 0, end)
-        if spans:
-            per_span = min(max(end // spans, 200), 8000)
-    return int(max(size - start, 0) / per_span / SPAN_HEADROOM)
+    spans = head.count(b'"spanId"', 0, end) if head[:1] == b"{" and end > 0 else 0
+    return min(max(end // spans, 200), 8000) if spans else DEFAULT_BYTES_PER_SPAN

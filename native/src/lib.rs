@@ -25,7 +25,6 @@ use tallies::Tally;
 use values::Helpers;
 
 const BLOCK_SIZE: usize = 2 << 20;
-const BYTES_PER_SPAN_ESTIMATE: u64 = 1200;
 
 /// One line as a request. The whole line's UTF-8 is checked at once (fast), so the parser need not
 /// check each string again; invalid UTF-8 is an error like any other.
@@ -223,6 +222,17 @@ fn signal_state<'py>(py: Python<'py>, store: &tallies::Store) -> PyResult<Bound<
     PyTuple::new(py, [d.into_any(), PyBytes::new(py, &blob).into_any()])
 }
 
+/// `count` 64-bit values as little-endian bytes (an array('Q') or array('q') on the Python side),
+/// written straight into the bytes object.
+fn words<'py>(py: Python<'py>, count: usize, values: impl Iterator<Item = u64>) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, count * 8, |target| {
+        for (chunk, value) in target.chunks_exact_mut(8).zip(values) {
+            chunk.copy_from_slice(&value.to_le_bytes());
+        }
+        Ok(())
+    })
+}
+
 /// The part as Python data; the big tables are handed over one at a time, each freed here as soon
 /// as its copy exists (peak memory).
 fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: bool) -> PyResult<Bound<'py, PyDict>> {
@@ -232,22 +242,11 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
     out.set_item("span_count", seen.len())?;
     out.set_item("closed_count", closed.len())?;
     if !in_place {
-        let fps = PyBytes::new_with(py, seen.len() * 8, |target| {
-            for (chunk, fp) in target.chunks_exact_mut(8).zip(seen.values()) {
-                chunk.copy_from_slice(&fp.to_le_bytes());
-            }
-            Ok(())
-        })?;
+        out.set_item("span_fps", words(py, seen.len(), seen.values())?)?;
         drop(seen);
-        out.set_item("span_fps", fps)?;
-        let (mut keys, mut states) = (Vec::with_capacity(closed.len() * 8), Vec::with_capacity(closed.len()));
-        for (fp, state) in closed.items() {
-            keys.extend_from_slice(&fp.to_le_bytes());
-            states.push(state);
-        }
+        out.set_item("closed_keys", words(py, closed.len(), closed.items().map(|(fp, _)| fp))?)?;
+        let states: Vec<u8> = closed.items().map(|(_, state)| state).collect();
         drop(closed);
-        out.set_item("closed_keys", PyBytes::new(py, &keys))?;
-        drop(keys);
         out.set_item("closed_states", PyBytes::new(py, &states))?;
     }
     out.set_item("consumed", read.consumed)?;
@@ -280,12 +279,7 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
     out.set_item("inputs", inputs)?;
     let agents = PyList::empty(py);
     for (name, tally) in agg.agent_order.iter().zip(agg.agents.iter_mut()) {
-        let latencies = PyBytes::new_with(py, tally.latencies.len() * 8, |target| {
-            for (chunk, value) in target.chunks_exact_mut(8).zip(&tally.latencies) {
-                chunk.copy_from_slice(&value.to_le_bytes());
-            }
-            Ok(())
-        })?;
+        let latencies = words(py, tally.latencies.len(), tally.latencies.iter().map(|&v| v as u64))?;
         tally.latencies = Vec::new();
         let signals = match &tally.signals {
             Some(store) => signal_state(py, store)?.into_any(),
@@ -310,7 +304,7 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
 /// `tables`, when given, are the slots of an empty `FingerprintSet` and the keys and states of an
 /// empty `FingerprintMap` (the build's own, sized for the whole file): they are filled in place
 /// instead of returned. After a decline they hold whatever was read before it. Otherwise the part's
-/// own tables are sized for `expected_spans` (default: 1,200 bytes a span).
+/// own tables are sized for `expected_spans` (`trace_inputs.expected_spans`; without it they grow).
 #[pyfunction]
 #[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None))]
 #[allow(clippy::too_many_arguments)]
@@ -328,10 +322,6 @@ fn read_part<'py>(
     expected_spans: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut file = File::open(path)?;
-    let end = match stop {
-        Some(stop) => stop,
-        None => file.metadata()?.len(),
-    };
     file.seek(SeekFrom::Start(start))?;
     let own_tables;
     let chosen = match &tables {
@@ -340,7 +330,7 @@ fn read_part<'py>(
             tables::FpMap::shared(writable(py, keys)?, writable(py, states)?),
         ),
         None => {
-            let expected = expected_spans.unwrap_or((end.saturating_sub(start) / BYTES_PER_SPAN_ESTIMATE) as usize);
+            let expected = expected_spans.unwrap_or(0); // the tables grow from their minimum size
             own_tables = (tables::FpSet::new(expected), tables::FpMap::new(expected / 2));
             own_tables
         }

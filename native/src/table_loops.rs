@@ -3,6 +3,7 @@
 //! caller makes room first, so no insert here fills a table beyond its load limit), and an in-place
 //! sort of an array('q'). Used when a part is merged and when latencies are sorted.
 
+use crate::tables::probe;
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 
@@ -16,22 +17,6 @@ fn readable<'a, T: pyo3::buffer::Element>(py: Python<'a>, buffer: &'a PyBuffer<T
     buffer
         .as_slice(py)
         .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a contiguous buffer is needed"))
-}
-
-/// Where `fp` is in `keys`, or the empty slot where it would go (`FingerprintMap._slot`).
-fn probe(keys: &[std::cell::Cell<u64>], fp: u64) -> usize {
-    let size = keys.len();
-    let mut i = (fp % size as u64) as usize;
-    loop {
-        let value = keys[i].get();
-        if value == fp || value == 0 {
-            return i;
-        }
-        i += 1;
-        if i == size {
-            i = 0;
-        }
-    }
 }
 
 /// `FingerprintSet.first_present`: the index of the first of `fps` already in `slots`, or -1.

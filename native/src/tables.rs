@@ -55,26 +55,16 @@ impl<'t> FpSet<'t> {
     /// True when `fp` was not in the set (it is now).
     pub fn insert(&mut self, fp: u64) -> Result<bool, Full> {
         let slots = self.slots.cells();
-        let size = slots.len();
-        let mut i = (fp % size as u64) as usize;
-        loop {
-            let value = slots[i].get();
-            if value == EMPTY {
-                slots[i].set(fp);
-                self.count += 1;
-                if self.count * 10 > size * 7 {
-                    self.grow()?;
-                }
-                return Ok(true);
-            }
-            if value == fp {
-                return Ok(false);
-            }
-            i += 1;
-            if i == size {
-                i = 0;
-            }
+        let i = probe(slots, fp);
+        if slots[i].get() == fp {
+            return Ok(false);
         }
+        slots[i].set(fp);
+        self.count += 1;
+        if self.count * 10 > slots.len() * 7 {
+            self.grow()?;
+        }
+        Ok(true)
     }
 
     fn grow(&mut self) -> Result<(), Full> {
@@ -127,21 +117,8 @@ impl<'t> FpMap<'t> {
 
     fn find(&self, fp: u64) -> (usize, bool) {
         let keys = self.keys.cells();
-        let size = keys.len();
-        let mut i = (fp % size as u64) as usize;
-        loop {
-            let value = keys[i].get();
-            if value == EMPTY {
-                return (i, false);
-            }
-            if value == fp {
-                return (i, true);
-            }
-            i += 1;
-            if i == size {
-                i = 0;
-            }
-        }
+        let i = probe(keys, fp);
+        (i, keys[i].get() == fp)
     }
 
     pub fn get(&self, fp: u64) -> u8 {
@@ -202,6 +179,23 @@ impl<'t> FpMap<'t> {
             .map(Cell::get)
             .zip(self.states.cells().iter().map(Cell::get))
             .filter(|&(k, _)| k != EMPTY)
+    }
+}
+
+/// Where `fp` is in `keys`, or the empty slot where it would go: linear probing from `fp % size`
+/// (`FingerprintMap._slot`; a deleted slot, 1, is passed over like any other).
+pub(crate) fn probe(keys: &[Cell<u64>], fp: u64) -> usize {
+    let size = keys.len();
+    let mut i = (fp % size as u64) as usize;
+    loop {
+        let value = keys[i].get();
+        if value == fp || value == EMPTY {
+            return i;
+        }
+        i += 1;
+        if i == size {
+            i = 0;
+        }
     }
 }
 
