@@ -162,7 +162,8 @@ def md_escape(value: Any, limit: int | None = None) -> str:
     text = " ".join(("" if value is None else str(value)).split())
     if limit is not None:
         text = text[: limit + 1]  # every character escapes to at least one
-    pieces = [_MD_ESCAPES.get(ord(c), c) for c in _LINKABLE.sub(lambda m: m.group(0) + INERT, text)]
+    signs = {m.end() - 1 for m in _LINKABLE.finditer(text)}  # an inert mark goes with its sign
+    pieces = [_MD_ESCAPES.get(ord(c), c) + (INERT if i in signs else "") for i, c in enumerate(text)]
     escaped = "".join(pieces)
     if limit is None or len(escaped) <= limit:
         return escaped

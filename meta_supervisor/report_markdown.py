@@ -1,12 +1,18 @@
 """``meta_report.md``: the report as a pull-request comment (summary table, needs attention, links).
 
-Every string that came from spans (agent names, error messages, models, symbols) is escaped for
-Markdown and for the HTML that GitHub renders inside Markdown, and cut to a readable length, so a
-hostile agent name can neither break the table nor inject markup. The whole comment stays well
-under GitHub's 65,536-character limit: the agent table is cut after ``MAX_AGENT_ROWS`` rows (by cost),
-the alpha-quality section (``alpha.quality_render``) after ``MAX_ALPHA_AGENTS`` agents and
-``MAX_ALPHA_SYMBOLS`` symbols each, the supervisor's decisions (``meta_supervisor.audit``) after
-``MAX_DECISION_ROWS``, and each section after ``MAX_SECTION_CHARS`` characters.
+Every string that came from spans (agent names, error messages, models, symbols) goes through the one
+escaper, ``alpha.quality_render.md_escape``: escaped for Markdown and for the HTML that GitHub renders
+inside Markdown, ``@mentions``, ``#1``/``GH-1`` references and URLs made inert (nobody is notified, no
+issue cross-referenced), bidirectional controls shown as ``[U+202E]``, and cut, once escaped, to a
+readable length; so a hostile agent name can neither break the table nor inject markup.
+
+The comment always fits GitHub's 65,536-character limit (``meta_supervisor.md_budget``: at most
+``MAX_PAGE_CHARS`` UTF-16 code units, each section at most ``MAX_SECTION_CHARS``, measured after
+escaping, "… and N more" where a section is cut). Besides: the agent table shows at most
+``MAX_AGENT_ROWS`` rows (by cost), the failing and slowest runs ``MAX_RUN_LINKS`` links, the
+alpha-quality section (``alpha.quality_render``) ``MAX_ALPHA_AGENTS`` agents and ``MAX_ALPHA_SYMBOLS``
+symbols each, the supervisor's decisions (``meta_supervisor.audit``) ``MAX_DECISION_ROWS``. When the
+page is too long, sections give up rows in ``TRIM_ORDER``.
 
 Reads no environment variables.
 """
