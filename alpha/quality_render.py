@@ -142,7 +142,7 @@ BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2
 _BIDI_SHOWN = {ord(c): f"[U+{ord(c):04X}]" for c in BIDI_CONTROLS}
 _LINKABLE = re.compile(r"(?i)\bgh-(?=\d)|:(?=//)|\bwww(?=\.)")
 _MD_ESCAPES = (
-    {ord(c): "\\" + c for c in "\\`*_{}[]|~"}
+    {ord(c): "\\" + c for c in "\\`*_{}[]|~$"}  # $: GitHub renders $…$ as math
     | {ord("<"): "&lt;", ord(">"): "&gt;", ord("&"): "&amp;", ord("@"): "@" + INERT, ord("#"): "#" + INERT}
     | {ord(c): f"\\[U+{ord(c):04X}\\]" for c in BIDI_CONTROLS}
 )

@@ -23,7 +23,7 @@ from meta_supervisor.report_markdown import render_markdown
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
 
 NOW = dt.datetime(2026, 1, 12, tzinfo=dt.UTC)
-ESCAPE_HEAVY = "<&>|*_[]`\\~{}#@"
+ESCAPE_HEAVY = "<&>|*_[]`\\~{}#@$"
 MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9]")  # what GitHub turns into a mention
 REFERENCE = re.compile(r"(?i)(#|\bGH-)\d|https?://")  # an issue reference or an autolinked URL
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "150"))
