@@ -98,15 +98,17 @@ def fit_page(top: list[str], sections: Sequence[Section], bottom: list[str], tri
     for key in trim:
         if total <= MAX_PAGE_CHARS:
             break
-        section = by_key[key]
-        before = section.size_with(section.shown)
-        total += section.fit(before - (total - MAX_PAGE_CHARS)) - before
+        if key in by_key:  # a page may lack a section
+            before = by_key[key].size_with(by_key[key].shown)
+            total += by_key[key].fit(before - (total - MAX_PAGE_CHARS)) - before
     kept = list(sections)
-    while total > MAX_PAGE_CHARS and kept:  # only if the sections' fixed lines are too long themselves
+    note = f"{ELLIPSIS} and {{}} more sections (see {REST_IN})"
+    noted = size(note) + 8  # the note, its count and a blank line
+    while kept and total + (noted if len(kept) < len(sections) else 0) > MAX_PAGE_CHARS:  # fixed lines too long
         total -= kept[-1].size_with(kept[-1].shown)
         kept.pop()
     if len(kept) < len(sections):
-        bottom = [f"{ELLIPSIS} {len(sections) - len(kept)} more sections in {REST_IN}", "", *bottom]
+        bottom = [note.format(len(sections) - len(kept)), "", *bottom]
     lines = [*top, *(line for s in kept for line in s.lines()), *bottom]
     return _guard(lines)
 

@@ -156,7 +156,7 @@ def test_the_page_guard_trims_sections_in_the_given_order() -> None:
     """Six sections each under the section cap but together over the page cap: the first in
     ``trim`` order gives up all its rows, the second some, the others none."""
     sections = [Section(key, [f"### {key}"], [f"- {key}{i} " + "x" * 100 for i in range(130)], "things") for key in "abcdef"]
-    text = fit_page(["# top"], sections, [], ("f", "e", "d", "c", "b", "a"))
+    text = fit_page(["# top"], sections, [], ("absent", "f", "e", "d", "c", "b", "a"))
     assert size(text) <= MAX_PAGE_CHARS
     assert [s.shown for s in sections[:4]] == [130] * 4 and 0 < sections[4].shown < 130 and sections[5].shown == 0
     assert "\u2026 and 130 more things (see meta_report.html / meta_report.json)" in text
@@ -167,7 +167,7 @@ def test_the_page_guard_leaves_out_whole_sections_then_whole_lines() -> None:
     fixed = [Section(key, [f"### {key}", "y" * 25_000], ["- row"], "rows") for key in "abc"]
     text = fit_page(["# top"], fixed, ["bottom"], ("a", "b", "c"))
     assert size(text) <= MAX_PAGE_CHARS and "### b" in text and "### c" not in text
-    assert f"\u2026 1 more sections in {REST_IN}" in text and text.endswith("bottom")
+    assert f"\u2026 and 1 more sections (see {REST_IN})" in text and text.endswith("bottom")
     lines = [f"{i:03d}" + "z" * 996 for i in range(70)]
     text = fit_page(lines, [], [], ())
     assert size(text) <= MAX_PAGE_CHARS and text.endswith(f"\u2026 (the rest is in {REST_IN})")
