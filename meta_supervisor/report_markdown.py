@@ -99,8 +99,9 @@ def _attention(report: dict[str, Any]) -> Section:
     for item in report["needs_attention"][:MAX_ATTENTION_ITEMS]:
         who = f"**{md_text(item['agent'], 60)}**: " if item["agent"] is not None else ""
         items.append(f"- {who}{md_text(item['why'], 200)}")
-    total = len(report["needs_attention"])
-    return Section("attention", ["### Needs attention"], items or ["- nothing"], "items", total, [""], [bool(items)] * max(1, len(items)))
+    if not items:
+        return Section("attention", ["### Needs attention", "- nothing", ""], [], "items")
+    return Section("attention", ["### Needs attention"], items, "items", len(report["needs_attention"]), [""])
 
 
 def _agents(report: dict[str, Any]) -> Section:
