@@ -2,8 +2,8 @@
 
 GitHub refuses a comment longer than ``GITHUB_COMMENT_LIMIT`` (65,536) characters. Whether it counts
 code points (the API) or UTF-16 code units (the browser) the page is measured in the larger of the two,
-UTF-16 code units (``size``), and kept under ``MAX_PAGE_CHARS``, which leaves room for a wrapper a CI
-job may add around the report.
+UTF-16 code units, with each line break counted as two (CRLF, as a browser sends it) (``size``), and
+kept under ``MAX_PAGE_CHARS``, which leaves room for a wrapper a CI job may add around the report.
 
 A page is fixed lines and ``Section`` s. A section's items (table rows, list items) are escaped
 before they are measured, and a section keeps the first items that fit ``MAX_SECTION_CHARS`` (and its
@@ -28,12 +28,13 @@ REST_IN = "meta_report.html / meta_report.json"
 
 
 def size(text: str) -> int:
-    """``text``'s length in UTF-16 code units: at least its length in code points."""
-    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+    """``text``'s length in UTF-16 code units (at least its length in code points), a line break
+    counted as two (a browser sends the comment with CRLF line breaks)."""
+    return len(text.encode("utf-16-le")) // 2 + text.count("\n")
 
 
 def _lines_size(lines: Sequence[str]) -> int:
-    return sum(size(line) + 1 for line in lines)
+    return sum(size(line) + 2 for line in lines)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Section:
         self.total = self.count if self.total is None else max(self.total, self.count)
         self._prefix = [0]
         for line in self.items:
-            self._prefix.append(self._prefix[-1] + size(line) + 1)
+            self._prefix.append(self._prefix[-1] + size(line) + 2)
         self._fixed = _lines_size(self.head) + _lines_size(self.tail)
 
     def _note(self, k: int) -> list[str]:
@@ -119,9 +120,9 @@ def _guard(lines: list[str]) -> str:
     if size(text) <= MAX_PAGE_CHARS:
         return text
     note = f"{ELLIPSIS} (the rest is in {REST_IN})"
-    out, used = [], size(note) + 1
+    out, used = [], size(note)
     for line in lines:
-        used += size(line) + 1
+        used += size(line) + 2
         if used > MAX_PAGE_CHARS:
             break
         out.append(line)

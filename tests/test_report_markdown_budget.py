@@ -41,10 +41,11 @@ def build(tmp_path: Path, runs: list[Run], kill: dict) -> Path:
 
 
 def assert_fits(text: str) -> None:
-    """At most MAX_PAGE_CHARS in code points and in UTF-16 code units, no table row or
-    ``<details>`` left open, no raw HTML, nothing GitHub would link."""
-    assert len(text) <= MAX_PAGE_CHARS and len(text.encode("utf-16-le")) // 2 <= MAX_PAGE_CHARS
-    assert size(text) == len(text.encode("utf-16-le")) // 2
+    """At most MAX_PAGE_CHARS in code points and in UTF-16 code units, also with CRLF line breaks;
+    no table row or ``<details>`` left open, no raw HTML, nothing GitHub would link."""
+    crlf = text.replace("\n", "\r\n")
+    assert len(crlf) <= MAX_PAGE_CHARS and len(crlf.encode("utf-16-le")) // 2 <= MAX_PAGE_CHARS
+    assert size(text) == len(crlf.encode("utf-16-le")) // 2
     for line in text.split("\n"):
         assert not line.startswith("|") or line.endswith("|"), line
     assert text.count("<details>") == text.count("</details>")
