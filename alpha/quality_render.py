@@ -6,7 +6,9 @@ columns), cost efficiency, the per-symbol breakdown at the primary horizon (fold
 ``<details>`` element in HTML) and, in HTML, self-contained inline SVG charts (IC by horizon per
 agent, one chart per IC kind, and the calibration curve). Every string from the
 data is escaped with ``html.escape`` in HTML, and for Markdown and HTML in Markdown (agent and symbol
-names come from spans, which anyone can write).
+names come from spans, which anyone can write) by ``md_escape``, the report's one Markdown escaper,
+which also makes ``@mentions`` and issue references inert in a GitHub comment and shows bidirectional
+controls (``bidi_visible`` does that for the HTML page).
 
 Reads no environment variables.
 """
@@ -141,10 +143,11 @@ INERT = "\u200b"
 BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 _BIDI_SHOWN = {ord(c): f"[U+{ord(c):04X}]" for c in BIDI_CONTROLS}
 _LINKABLE = re.compile(r"(?i)\bgh-(?=\d)|:(?=//)|\bwww(?=\.)")
+_MD_SPECIALS = {ord(c): "\\" + c for c in "\\`*_{}[]|~$"}  # $: GitHub renders $…$ as math
 _MD_ESCAPES = (
-    {ord(c): "\\" + c for c in "\\`*_{}[]|~$"}  # $: GitHub renders $…$ as math
+    _MD_SPECIALS
     | {ord("<"): "&lt;", ord(">"): "&gt;", ord("&"): "&amp;", ord("@"): "@" + INERT, ord("#"): "#" + INERT}
-    | {ord(c): f"\\[U+{ord(c):04X}\\]" for c in BIDI_CONTROLS}
+    | {code: shown.translate(_MD_SPECIALS) for code, shown in _BIDI_SHOWN.items()}
 )
 
 
