@@ -142,7 +142,7 @@ def hostile(base: dict, text: str, agents: int, runs: int) -> dict:
     return report
 
 
-@settings(max_examples=EXAMPLES // 3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=EXAMPLES // 3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=hostile_text, agents=st.integers(1, 300), runs=st.integers(0, 5))
 def test_any_hostile_report_fits_a_comment(base_report: dict, text: str, agents: int, runs: int) -> None:
     report = hostile(base_report, text, agents, runs)
