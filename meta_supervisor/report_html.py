@@ -6,7 +6,9 @@ horizon per agent and the calibration curve), the supervisor's decisions beside 
 entries (``meta_supervisor.audit``), the agent table, per-agent details (models, signals, slowest
 and failing runs with Jaeger links, consistency) and the inputs. Every string from the report goes through ``html.escape`` (agent names,
 messages, models, symbols, file names come from span data), and links are emitted only for http(s)
-URLs, so an agent named ``<script>alert(1)</script>`` is shown as text.
+URLs, so an agent named ``<script>alert(1)</script>`` is shown as text; bidirectional controls are
+shown as ``[U+202E]`` (``alpha.quality_render.bidi_visible``), so no text displays in another order
+than it is written.
 
 Reads no environment variables.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from alpha.quality_render import bidi_visible
 from meta_supervisor.svg_charts import horizontal_bars, stacked_days
 
 DASH = "\u2013"
@@ -295,7 +298,7 @@ def render_html(report: dict[str, Any]) -> str:
     window = report["window"]
     span = "all time" if not (window["since"] or window["until"]) else f"{window['since'] or ELLIPSIS} to {window['until'] or 'now'}"
     details = "".join(_agent_details(name, a) for name, a in list(report["agents"].items())[:TABLE_AGENTS])
-    return (
+    page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
@@ -312,3 +315,4 @@ def render_html(report: dict[str, Any]) -> str:
         f"<h2>Inputs</h2>{_inputs(report)}"
         "</main></body></html>\n"
     )
+    return bidi_visible(page)  # the page's own text has none: every one came from span data

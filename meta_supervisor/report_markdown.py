@@ -1,12 +1,18 @@
 """``meta_report.md``: the report as a pull-request comment (summary table, needs attention, links).
 
-Every string that came from spans (agent names, error messages, models, symbols) is escaped for
-Markdown and for the HTML that GitHub renders inside Markdown, and cut to a readable length, so a
-hostile agent name can neither break the table nor inject markup. The whole comment stays well
-under GitHub's 65,536-character limit: the agent table is cut after ``MAX_AGENT_ROWS`` rows (by cost),
-the alpha-quality section (``alpha.quality_render``) after ``MAX_ALPHA_AGENTS`` agents and
-``MAX_ALPHA_SYMBOLS`` symbols each, the supervisor's decisions (``meta_supervisor.audit``) after
-``MAX_DECISION_ROWS``, and each section after ``MAX_SECTION_CHARS`` characters.
+Every string that came from spans (agent names, error messages, models, symbols) goes through the one
+escaper, ``alpha.quality_render.md_escape``: escaped for Markdown and for the HTML that GitHub renders
+inside Markdown, ``@mentions``, ``#1``/``GH-1`` references and URLs made inert (nobody is notified, no
+issue cross-referenced), bidirectional controls shown as ``[U+202E]``, and cut, once escaped, to a
+readable length; so a hostile agent name can neither break the table nor inject markup.
+
+The comment always fits GitHub's 65,536-character limit (``meta_supervisor.md_budget``: at most
+``MAX_PAGE_CHARS`` UTF-16 code units, each section at most ``MAX_SECTION_CHARS``, measured after
+escaping, "… and N more" where a section is cut). Besides: the agent table shows at most
+``MAX_AGENT_ROWS`` rows (by cost), the failing and slowest runs ``MAX_RUN_LINKS`` links, the
+alpha-quality section (``alpha.quality_render``) ``MAX_ALPHA_AGENTS`` agents and ``MAX_ALPHA_SYMBOLS``
+symbols each, the supervisor's decisions (``meta_supervisor.audit``) ``MAX_DECISION_ROWS``. When the
+page is too long, sections give up rows in ``TRIM_ORDER``.
 
 Reads no environment variables.
 """
@@ -16,20 +22,23 @@ from __future__ import annotations
 from typing import Any
 
 from alpha.quality_render import md_escape
+from meta_supervisor.md_budget import ELLIPSIS, REST_IN, Section, fit_page
 
-ELLIPSIS = "\u2026"
+MAX_ATTENTION_ITEMS = 15
 MAX_AGENT_ROWS = 40
+MAX_RUN_LINKS = 120
+MAX_LINKS_PER_AGENT = 3
 MAX_ALPHA_AGENTS = 8
 MAX_ALPHA_SYMBOLS = 12
 MAX_DECISION_ROWS = 20
-MAX_SECTION_CHARS = 20_000
-MAX_LINKS_PER_AGENT = 3
+MAX_INPUT_NOTES = 5
+TRIM_ORDER = ("runs", "inputs", "supervisor", "alpha", "agents", "attention")  # the first goes first
 
 
 def md_text(value: Any, limit: int = 80) -> str:
-    """Plain text safe inside a Markdown table cell (no markup, no HTML, no line breaks); ``#`` is
-    left as it is here (``alpha.quality_render.md_escape``)."""
-    return md_escape(value, limit, hash_sign=False)
+    """Plain text safe inside a Markdown table cell or list item, at most ``limit`` characters once
+    escaped (``alpha.quality_render.md_escape``)."""
+    return md_escape(value, limit)
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -51,7 +60,6 @@ def _link(label: str, url: str) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     fleet = report["fleet"]
-    inputs = report["inputs"]
     lines = ["## alphatrace meta report \u2014 " + md_text(report["generated_at"]), ""]
     window = report["window"]
     span = (
@@ -82,118 +90,118 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- {extra}")
     lines.append("")
 
-    lines.append("### Needs attention")
-    if report["needs_attention"]:
-        for item in report["needs_attention"][:15]:
-            who = f"**{md_text(item['agent'], 60)}**: " if item["agent"] is not None else ""
-            lines.append(f"- {who}{md_text(item['why'], 200)}")
-    else:
-        lines.append("- nothing")
-    lines.append("")
+    sections = [_attention(report), _agents(report), _runs(report), _alpha_quality(report), _supervisor(report), _inputs(report)]
+    return fit_page(lines, [s for s in sections if s is not None], [], TRIM_ORDER)
 
+
+def _attention(report: dict[str, Any]) -> Section:
+    items = []
+    for item in report["needs_attention"][:MAX_ATTENTION_ITEMS]:
+        who = f"**{md_text(item['agent'], 60)}**: " if item["agent"] is not None else ""
+        items.append(f"- {who}{md_text(item['why'], 200)}")
+    if not items:
+        return Section("attention", ["### Needs attention", "- nothing", ""], [], "items")
+    return Section("attention", ["### Needs attention"], items, "items", len(report["needs_attention"]), [""])
+
+
+def _agents(report: dict[str, Any]) -> Section:
     agents = report["agents"]
-    lines.append("### Agents")
     if not agents:
-        lines.append("No agent runs in the input.")
-    else:
-        lines.append("| agent | runs | errors | error rate | p50 ms | p95 ms | LLM calls | tokens | cost USD | signals | killed |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-        ordered = sorted(agents.items(), key=lambda item: (-item[1]["cost_usd"], -item[1]["runs"], item[0]))
-        for name, agent in ordered[:MAX_AGENT_ROWS]:
-            killed = (
-                "unknown" if agent["killed"] is None else ("**yes**: " + md_text(agent["kill_reason"], 60) if agent["killed"] else "no")
-            )
-            lines.append(
-                f"| {md_text(name, 60)} | {_num(agent['runs'])} | {_num(agent['errors'])} | {_pct(agent['error_rate'])} | "
-                f"{_num(agent['p50_latency_ms'], 1)} | {_num(agent['p95_latency_ms'], 1)} | {_num(agent['llm_calls'])} | "
-                f"{_num(agent['tokens'])} | {agent['cost_usd']:,.4f} | {_num(agent['alpha_signals'])} | {killed} |"
-            )
-        if len(ordered) > MAX_AGENT_ROWS:
-            lines.append(f"\n{len(ordered) - MAX_AGENT_ROWS} more agents in meta_report.json / meta_report.html.")
-    lines.append("")
+        return Section("agents", ["### Agents", "No agent runs in the input.", ""], [], "agents")
+    head = [
+        "### Agents",
+        "| agent | runs | errors | error rate | p50 ms | p95 ms | LLM calls | tokens | cost USD | signals | killed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    rows = []
+    ordered = sorted(agents.items(), key=lambda item: (-item[1]["cost_usd"], -item[1]["runs"], item[0]))
+    for name, agent in ordered[:MAX_AGENT_ROWS]:
+        killed = "unknown" if agent["killed"] is None else ("**yes**: " + md_text(agent["kill_reason"], 60) if agent["killed"] else "no")
+        rows.append(
+            f"| {md_text(name, 60)} | {_num(agent['runs'])} | {_num(agent['errors'])} | {_pct(agent['error_rate'])} | "
+            f"{_num(agent['p50_latency_ms'], 1)} | {_num(agent['p95_latency_ms'], 1)} | {_num(agent['llm_calls'])} | "
+            f"{_num(agent['tokens'])} | {agent['cost_usd']:,.4f} | {_num(agent['alpha_signals'])} | {killed} |"
+        )
+    return Section("agents", head, rows, "agents", len(agents), [""])
 
-    links = []
-    for name, agent in agents.items():
-        for run in agent["failing_runs"][:MAX_LINKS_PER_AGENT]:
+
+def _runs(report: dict[str, Any]) -> Section | None:
+    """Each agent's first failing runs and its slowest run, with Jaeger links."""
+    links, total = [], 0
+    for name, agent in report["agents"].items():
+        failing, slowest = agent["failing_runs"][:MAX_LINKS_PER_AGENT], agent["slowest_runs"][:1]
+        total += len(failing) + len(slowest)
+        if len(links) >= MAX_RUN_LINKS:
+            continue
+        for run in failing:
             links.append(
                 f"- {md_text(name, 60)} failed: {_link(md_text(run['trace_id'], 40), run['jaeger_url'])} "
                 f"{md_text(run['error_type'], 60)} {md_text(run['message'], 100)}"
             )
-        for run in agent["slowest_runs"][:1]:
+        for run in slowest:
             links.append(
                 f"- {md_text(name, 60)} slowest: {_link(md_text(run['trace_id'], 40), run['jaeger_url'])} {_num(run['latency_ms'], 1)} ms"
             )
-    if links:
-        lines.append("<details><summary>Failing and slowest runs (Jaeger)</summary>")
-        lines.append("")
-        lines.extend(links[:120])
-        lines.append("")
-        lines.append("</details>")
-        lines.append("")
+    if not links:
+        return None
+    head = ["<details><summary>Failing and slowest runs (Jaeger)</summary>", ""]
+    return Section("runs", head, links[:MAX_RUN_LINKS], "runs", total, ["", "</details>", ""])
 
-    lines.extend(_alpha_quality(report))
-    lines.extend(_supervisor(report))
 
-    lines.append(
+def _inputs(report: dict[str, Any]) -> Section:
+    inputs = report["inputs"]
+    head = [
         f"Inputs: {len(inputs['files'])} file{'' if len(inputs['files']) == 1 else 's'}, {_num(inputs['spans'])} spans, "
         f"{_num(inputs['duplicate_spans'])} duplicates dropped, "
         f"{_num(inputs['bad_lines'])} bad lines, {_num(inputs['bad_spans'])} bad spans."
-    )
+    ]
     losses = inputs["telemetry_losses"]
     if losses["processes"]:
-        lines.append(
+        head.append(
             f"Telemetry losses (agents' SDK, before export): {_num(losses['spans_dropped'])} dropped, "
             f"{_num(losses['spans_export_failed'])} failed to export, across {_num(losses['processes'])} "
             f"process{'' if losses['processes'] == 1 else 'es'}."
         )
-    for problem in inputs["problems"][:5]:
-        lines.append(f"- {md_text(problem['file'], 80)}:{problem['line']}: {md_text(problem['error'], 160)}")
-    for message in inputs["messages"][:5]:
-        lines.append(f"- {md_text(message, 200)}")
-    lines.append("")
-    return "\n".join(lines)
+    items = [f"- {md_text(p['file'], 80)}:{p['line']}: {md_text(p['error'], 160)}" for p in inputs["problems"][:MAX_INPUT_NOTES]]
+    items += [f"- {md_text(message, 200)}" for message in inputs["messages"][:MAX_INPUT_NOTES]]
+    total = len(inputs["problems"]) + len(inputs["messages"])
+    return Section("inputs", head, items, "problems and messages", total, [""])
 
 
-def _demoted(text: str) -> list[str]:
-    """A section rendered elsewhere, its headings one level down (the report's sections are ``###``),
-    cut at a line boundary after MAX_SECTION_CHARS characters."""
-    out, size = [], 0
-    for line in text.rstrip("\n").split("\n"):
-        if line.startswith("#"):
-            line = "#" + line
-        size += len(line) + 1
-        if size > MAX_SECTION_CHARS:
-            out.append(f"{ELLIPSIS} (cut here; the whole section is in meta_report.json / meta_report.html)")
-            break
-        out.append(line)
-    return [*out, ""]
+def _fragment(key: str, text: str, noun: str, tail: list[str]) -> Section:
+    """A section rendered elsewhere, its headings one level down (the report's sections are ``###``):
+    the first line is its heading; table rows and list items are what may be cut."""
+    lines = ["#" + line if line.startswith("#") else line for line in text.rstrip("\n").split("\n")]
+    body = lines[1:]
+    header = {i - 1 for i, line in enumerate(body) if line.startswith("|---")}
+    rows = [line.startswith("|") and i not in header and not line.startswith("|---") for i, line in enumerate(body)]
+    flags = [row or line.startswith("- ") for row, line in zip(rows, body, strict=True)]
+    return Section(key, lines[:1], body, noun, None, ["", *tail], flags)
 
 
-def _alpha_quality(report: dict[str, Any]) -> list[str]:
+def _alpha_quality(report: dict[str, Any]) -> Section:
     section = report.get("alpha_quality")
     if section is None:
-        return ["### Alpha quality", "", "Left out (`--no-alpha-quality`).", ""]
+        return Section("alpha", ["### Alpha quality", "", "Left out (`--no-alpha-quality`).", ""], [], "rows")
     from alpha.quality_render import render_markdown as render_alpha
     from meta_supervisor.report_alpha import alpha_notes, trimmed_alpha
 
     shown, left_out = trimmed_alpha(section, MAX_ALPHA_AGENTS, MAX_ALPHA_SYMBOLS)
-    lines = _demoted(render_alpha(shown))
-    rest_in = "meta_report.json / meta_report.html"
-    notes = alpha_notes(section["unusable_signals"], left_out, rest_in, "`alpha.signal`")
-    return lines + ([*notes, ""] if notes else [])
+    notes = alpha_notes(section["unusable_signals"], left_out, REST_IN, "`alpha.signal`")
+    return _fragment("alpha", render_alpha(shown), "rows", [*notes, ""] if notes else [])
 
 
-def _supervisor(report: dict[str, Any]) -> list[str]:
+def _supervisor(report: dict[str, Any]) -> Section | None:
     section = report.get("supervisor")
     if section is None:
-        return []
+        return None
     from meta_supervisor.audit import render_decisions_markdown
     from meta_supervisor.report_alpha import trimmed_supervisor
 
     shown, left_out = trimmed_supervisor(section, MAX_DECISION_ROWS)
-    lines = _demoted(render_decisions_markdown(shown))
+    tail = []
     if section["error"]:
-        lines += [f"- {md_text(section['error'], 300)}", ""]
+        tail += [f"- {md_text(section['error'], 300)}", ""]
     if left_out:
-        lines += [f"{left_out} more decisions and kill-switch entries in meta_report.json.", ""]
-    return lines
+        tail += [f"{left_out} more decisions and kill-switch entries in meta_report.json.", ""]
+    return _fragment("supervisor", render_decisions_markdown(shown), "decisions and entries", tail)
