@@ -7,7 +7,7 @@
 * masked forms of such a key: its first 8 characters, then up to 200 key-like or mask characters,
   then its last 4 (OpenAI's ``Incorrect API key provided: sk-proj-****...abcd``, whatever the mask
   character); any token holding a mask run (``***``, ``•••``, ``...``, ``…``) that starts with the
-  key's first 3 characters or ends with its last 4 (``sk-...abcd``, ``gw_l*****``); and the key's
+  key's first 4 characters or ends with its last 4 (``sk-...abcd``, ``gw_l*****``); and the key's
   first 12 characters with whatever follows them (a key cut short by a length limit);
 * ``Bearer <token>`` (any case) and ``api_key=<value>`` / ``"api-key": "<value>"`` style pairs: the
   value;
@@ -95,7 +95,7 @@ def _masks(secrets: tuple[str, ...]):
         token = match.group(0)
         core = token.rstrip(".…")  # a sentence's full stop, or a trailing ellipsis
         for secret in secrets:
-            if token.startswith(secret[:3]) or (len(core) >= 4 and core.endswith(secret[-4:])):
+            if token.startswith(secret[:4]) or (len(core) >= 4 and core.endswith(secret[-4:])):
                 return _keep_full_stop(token)
         return token
 

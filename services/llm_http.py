@@ -6,9 +6,9 @@ network, the simulated model or a test's transport underneath; environment proxi
 
 * An error answer (status 4xx/5xx): its body often echoes the key (``Incorrect API key provided:
   sk-...``, or OpenAI's masked form) or the request (the prompt's features). With content capture off
-  (the default) the body is replaced by a content-free summary: ``{"error": {"message": "HTTP 401
-  from the LLM server; error body of 187 bytes withheld (content capture is off)", "type": ...,
-  "code": ...}}``, keeping ``type`` and ``code`` only when they are short identifiers. With capture
+  (the default) the body is replaced by a content-free summary: ``{"error": {"message": "the LLM
+  server's error body (187 bytes) is withheld: content capture is off", "type": ..., "code": ...}}``
+  (the SDK prefixes ``Error code: 401 - ``), keeping ``type`` and ``code`` only when they are short identifiers. With capture
   on the body is kept, redacted (``otel.redaction``). Status and headers are kept, so the SDK's error
   classes and its retries (``retry-after``) work as before. The current (LLM) span gets
   ``http.response.status_code`` and ``alphatrace.llm.error.body_length``.
@@ -68,7 +68,7 @@ def error_summary(status: int, body: bytes) -> dict[str, Any]:
     error = parsed.get("error", parsed) if isinstance(parsed, dict) else None
     if isinstance(error, dict):
         kind, code = _identifier(error.get("type")), _identifier(error.get("code"))
-    message = f"HTTP {status} from the LLM server; error body of {len(body)} bytes withheld (content capture is off)"
+    message = f"the LLM server's error body ({len(body)} bytes) is withheld: content capture is off"
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 

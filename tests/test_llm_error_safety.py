@@ -164,7 +164,7 @@ def test_an_error_echoing_key_and_prompt_leaves_no_trace_of_either(tmp_path, key
     assert chat.attributes["error.type"] == f"openai.{STATUSES[status].__name__}"
     assert chat.attributes["http.response.status_code"] == status
     assert chat.attributes["alphatrace.llm.error.body_length"] > 100
-    assert f"HTTP {status}" in chat.status.description
+    assert f"Error code: {status} - the LLM server's error body" in chat.status.description
     assert root.attributes["agent.run.outcome"] == "error"
     assert root.attributes["error.type"] == f"openai.{STATUSES[status].__name__}"
     assert root.attributes["http.response.status_code"] == status
