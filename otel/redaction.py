@@ -9,8 +9,8 @@
   character); any token holding a mask run (``***``, ``•••``, ``...``, ``…``) that starts with the
   key's first 4 characters or ends with its last 4 (``sk-...abcd``, ``gw_l*****``); and the key's
   first 12 characters with whatever follows them (a key cut short by a length limit);
-* ``Bearer <token>`` (any case) and ``api_key=<value>`` / ``"api-key": "<value>"`` style pairs: the
-  value;
+* ``Bearer <token>`` (a token of 8+ characters, so "the bearer of bad news" is kept) and
+  ``api_key=<value>`` / ``"api-key": "<value>"`` style pairs: the token or value;
 * any ``sk-``-style secret: ``sk-`` not preceded by a letter, digit, ``_`` or ``-`` and followed by at
   least 6 key or mask characters (so ``risk-free`` and ``sk-learn`` are kept, ``sk-ant-...``,
   ``sk-proj-...`` and ``sk-abc12***wxyz`` are not).
@@ -48,7 +48,7 @@ _TOKEN = rf"[{_KEY_CHARS}{_MASK_CHARS}+/=]"
 _MASK_RUN = re.compile(r"(?:[*•#]{3,}|\.{3,}|…)")
 _GENERIC = (
     (re.compile(rf"(?<![A-Za-z0-9_\-])sk-[{_KEY_CHARS}{_MASK_CHARS}]{{6,}}"), lambda m: _keep_full_stop(m.group(0))),
-    (re.compile(r"(?i)\b(bearer)(\s+)[^\s\"',;]+"), rf"\1\2{REDACTED}"),
+    (re.compile(rf"\b(Bearer|bearer|BEARER)(\s+)[A-Za-z0-9._~+/{_KEY_CHARS}{_MASK_CHARS}]{{8,}}=*"), rf"\1\2{REDACTED}"),
     (re.compile(r"(?i)\b((?:x-)?api[_-]?key)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"), rf"\1\2{REDACTED}"),
 )
 
@@ -103,18 +103,26 @@ def _masks(secrets: tuple[str, ...]):
 
 
 def redact(text: str, secrets: tuple[str, ...] | None = None) -> str:
-    """``text`` with every key form above replaced by ``[REDACTED]``; never raises on a str."""
+    """``text`` with every key form above replaced by ``[REDACTED]``; never raises on a str.
+
+    Fast when there is nothing to redact (the usual case at export): one scan for the generic
+    patterns' anchors and a substring test of each key's first and last 4 characters."""
     if not text:
         return text
     secrets = known_secrets() if secrets is None else secrets
-    for secret in secrets:
-        if secret in text or secret[:4] in text or secret[-4:] in text:
-            for pattern in _secret_patterns(secret):
-                text = pattern.sub(REDACTED, text)
-    if secrets and _MASK_RUN.search(text):
-        text = _MASKED_TOKEN.sub(_masks(secrets), text)
-    for pattern, replacement in _GENERIC:
-        text = pattern.sub(replacement, text)
+    near = [secret for secret in secrets if secret[:4] in text or secret[-4:] in text]
+    lowered = text.lower()
+    suspect = "sk-" in text or "bearer" in lowered or "key" in lowered  # the generic patterns' anchors
+    if not near and not suspect:
+        return text
+    for secret in near:
+        for pattern in _secret_patterns(secret):
+            text = pattern.sub(REDACTED, text)
+    if near and _MASK_RUN.search(text):
+        text = _MASKED_TOKEN.sub(_masks(tuple(near)), text)
+    if suspect:
+        for pattern, replacement in _GENERIC:
+            text = pattern.sub(replacement, text)
     return text
 
 
