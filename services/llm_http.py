@@ -11,7 +11,8 @@ network, the simulated model or a test's transport underneath; environment proxi
   (the SDK prefixes ``Error code: 401 - ``), keeping ``type`` and ``code`` only when they are short identifiers. With capture
   on the body is kept, redacted (``otel.redaction``). Status and headers are kept, so the SDK's error
   classes and its retries (``retry-after``) work as before. The current (LLM) span gets
-  ``http.response.status_code`` and ``alphatrace.llm.error.body_length``.
+  ``alphatrace.llm.error.body_length`` (of the last error answer) and, for every answer,
+  ``http.response.status_code`` (the last one wins: 200 after a retried 429).
 * An unrequested stream: a ``text/event-stream`` answer to a request that did not ask to stream
   raises ``UnrequestedStreamError`` (an ``openai.APIResponseValidationError``, which the SDK passes
   on without retrying), so the LLM span and the run fail with a clear error type, not an
@@ -80,17 +81,20 @@ def _wants_stream(request: httpx2.Request) -> bool:
     return isinstance(body, dict) and body.get("stream") is True
 
 
-def _mark_current_span(status: int, length: int) -> None:
+def _mark_current_span(status: int, error_body_length: int | None = None) -> None:
+    """On the LLM span (current while the SDK sends): the last answer's status, an error body's length."""
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, status)
-        span.set_attribute(semconv.LLM_ERROR_BODY_LENGTH, length)
+        if error_body_length is not None:
+            span.set_attribute(semconv.LLM_ERROR_BODY_LENGTH, error_body_length)
 
 
 def guard_response(request: httpx2.Request, response: httpx2.Response) -> httpx2.Response:
     """``response`` as the SDK may see it: a safe error body, or ``UnrequestedStreamError``."""
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if response.status_code < 400:
+        _mark_current_span(response.status_code)
         if content_type == "text/event-stream" and not _wants_stream(request):
             response.close()
             raise UnrequestedStreamError(response)
