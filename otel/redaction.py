@@ -10,7 +10,8 @@
   key's first 4 characters or ends with its last 4 (``sk-...abcd``, ``gw_l*****``); and the key's
   first 12 characters with whatever follows them (a key cut short by a length limit);
 * ``Bearer <token>`` (a token of 8+ characters, so "the bearer of bad news" is kept) and
-  ``api_key=<value>`` / ``"api-key": "<value>"`` style pairs: the token or value;
+  ``api_key=<value>`` / ``"api-key": "<value>"`` style pairs and a URL's password
+  (``https://user:<password>@host``): the token, value or password;
 * any ``sk-``-style secret: ``sk-`` not preceded by a letter, digit, ``_`` or ``-`` and followed by at
   least 6 key or mask characters (so ``risk-free`` and ``sk-learn`` are kept, ``sk-ant-...``,
   ``sk-proj-...`` and ``sk-abc12***wxyz`` are not).
@@ -49,6 +50,7 @@ _MASK_RUN = re.compile(r"(?:[*•#]{3,}|\.{3,}|…)")
 _GENERIC = (
     (re.compile(rf"(?<![A-Za-z0-9_\-])sk-[{_KEY_CHARS}{_MASK_CHARS}]{{6,}}"), lambda m: _keep_full_stop(m.group(0))),
     (re.compile(rf"\b(Bearer|bearer|BEARER)(\s+)[A-Za-z0-9._~+/{_KEY_CHARS}{_MASK_CHARS}]{{8,}}=*"), rf"\1\2{REDACTED}"),
+    (re.compile(r"(://[^/\s:@]+:)[^/\s@]+@"), rf"\1{REDACTED}@"),
     (re.compile(r"(?i)\b((?:x-)?api[_-]?key)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"), rf"\1\2{REDACTED}"),
 )
 
@@ -112,7 +114,7 @@ def redact(text: str, secrets: tuple[str, ...] | None = None) -> str:
     secrets = known_secrets() if secrets is None else secrets
     near = [secret for secret in secrets if secret[:4] in text or secret[-4:] in text]
     lowered = text.lower()
-    suspect = "sk-" in text or "bearer" in lowered or "key" in lowered  # the generic patterns' anchors
+    suspect = "sk-" in text or "bearer" in lowered or "key" in lowered or "@" in text  # the generic patterns' anchors
     if not near and not suspect:
         return text
     for secret in near:

@@ -31,6 +31,8 @@ LOCAL_KEY = "lmstudio-CANARY-0b1c2d3e4f5a6b7c"
         ("Authorization: Bearer abc.def-ghi", f"Authorization: Bearer {REDACTED}"),
         ("authorization: bearer abcdefgh12==", f"authorization: bearer {REDACTED}"),
         ("the bearer of bad news", "the bearer of bad news"),
+        ("via https://team:s3cr3t-pass@gateway.example/v1", f"via https://team:{REDACTED}@gateway.example/v1"),
+        ("mail ops@example.com at http://host:8080/v1", "mail ops@example.com at http://host:8080/v1"),
         ("GET /v1?api-key=zzzz1234&x=1", f"GET /v1?api-key={REDACTED}&x=1"),
         ('{"api_key": "zzzz1234"}', f'{{"api_key": "{REDACTED}"}}'),
         ("another key sk-ant-api03-abcdefghijklmnop here", f"another key {REDACTED} here"),
