@@ -59,7 +59,7 @@ def _keep_full_stop(token: str) -> str:
     return REDACTED + "." if token.endswith(".") and not token.endswith("..") else REDACTED
 
 
-_MASKED_TOKEN = re.compile(rf"{_TOKEN}*(?:[*•#]{{3,}}|\.{{3,}}|…){_TOKEN}*")
+_WORD = re.compile(rf"{_TOKEN}+")  # one pass over the words; a mask run is looked for inside each
 
 _registered: set[str] = set()
 _lock = threading.Lock()
@@ -95,6 +95,8 @@ def _secret_patterns(secret: str) -> tuple[re.Pattern[str], ...]:
 def _masks(secrets: tuple[str, ...]):
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
+        if not _MASK_RUN.search(token):
+            return token
         core = token.rstrip(".…")  # a sentence's full stop, or a trailing ellipsis
         for secret in secrets:
             if token.startswith(secret[:4]) or (len(core) >= 4 and core.endswith(secret[-4:])):
@@ -121,7 +123,7 @@ def redact(text: str, secrets: tuple[str, ...] | None = None) -> str:
         for pattern in _secret_patterns(secret):
             text = pattern.sub(REDACTED, text)
     if near and _MASK_RUN.search(text):
-        text = _MASKED_TOKEN.sub(_masks(tuple(near)), text)
+        text = _WORD.sub(_masks(tuple(near)), text)
     if suspect:
         for pattern, replacement in _GENERIC:
             text = pattern.sub(replacement, text)
