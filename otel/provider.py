@@ -294,7 +294,7 @@ def configure_telemetry(
     accounting = SpanAccounting()
     if exporter is not None and not disabled:
         # Every span is redacted (API keys and their masked forms, otel/redaction.py) before export.
-        batching = processor_factory(CountingSpanExporter(RedactingSpanExporter(exporter), accounting))
+        batching = processor_factory(RedactingSpanExporter(CountingSpanExporter(exporter, accounting)))
         provider.add_span_processor(CountingSpanProcessor(batching, accounting))
     telemetry = Telemetry(provider, choice, exporter, accounting)
     if instrument_openai:
