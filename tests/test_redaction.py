@@ -144,3 +144,21 @@ def test_the_report_and_its_state_redact_error_texts_from_files_written_by_older
     assert failing["message"] == f"Incorrect API key provided: {REDACTED}"
     assert failing["error_type"] == "openai.AuthenticationError"
     assert KEY[:12] not in repr(state) and KEY[:12] not in repr(report)
+
+
+def test_a_span_that_cannot_be_redacted_is_exported_with_its_strings_replaced(monkeypatch):
+    import otel.redacting_exporter as redacting
+
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # the forgiving path users get (pytest itself re-raises)
+    monkeypatch.setattr(redacting, "redact_span", lambda span, secrets=None: 1 / 0)
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(memory)))
+    with provider.get_tracer("test").start_as_current_span("odd", attributes={"s": f"key {KEY}", "n": 3}) as span:
+        span.add_event("exception", {"exception.message": f"bad {KEY}"})
+        span.set_status(Status(StatusCode.ERROR, f"bad {KEY}"))
+    provider.shutdown()
+    (exported,) = memory.get_finished_spans()
+    assert dict(exported.attributes) == {"s": REDACTED, "n": 3}
+    assert exported.events[0].attributes["exception.message"] == REDACTED
+    assert exported.status.description == REDACTED and exported.name == "odd"
