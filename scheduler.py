@@ -42,6 +42,7 @@ from agents.base import AgentContext
 from alpha.emit import emit_alpha_signal
 from otel import semconv
 from otel.provider import Telemetry, configure_telemetry
+from otel.redaction import install_log_redaction
 from otel.run_context import get_current_run
 from services.agent_run_wrapper import AgentRunWrapper
 from services.agent_status import AgentStatusBook
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("ALPHATRACE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()  # no API key (or a masked form, a Bearer token) in any line or traceback
     # One line per HTTP request and per job start would bury what matters.
     for chatty in ("apscheduler", "httpx2", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -3,7 +3,8 @@
 Everything here is a count, an integer sum, a list of latencies, or a bounded "top K" heap, so two
 tallies over disjoint sets of spans merge into exactly the tally over their union (no float sum whose
 value depends on order: cost is priced at the end from integer token sums). ``to_state`` /
-``from_state`` turn a tally into JSON-able data plus raw arrays for the incremental state.
+``from_state`` turn a tally into JSON-able data plus raw arrays for the incremental state; the failing
+runs' error texts are written through ``otel.redaction.redact`` (no API key in the state folder).
 
 Reads no environment variables.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 import heapq
 from array import array
 from typing import Any
+
+from otel.redaction import redact
 
 TOP_K = 5  # slowest runs, failing runs, mismatch examples kept per agent
 BAD_LINE_EXAMPLES = 20
@@ -165,7 +168,7 @@ class AgentTally:
             "alpha": [[symbol, direction, count] for (symbol, direction), count in self.alpha.items()],
             "invalid_reasons": self.invalid_reasons,
             "slowest": [list(item) for item in self.slowest],
-            "failing": [list(item) for item in self.failing],
+            "failing": [[*item[:3], redact(item[3]), redact(item[4])] for item in self.failing],
             "last_kill": list(self.last_kill) if self.last_kill else None,
             "kill_switch_errors": self.kill_switch_errors,
             "consistency": self.consistency,

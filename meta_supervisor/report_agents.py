@@ -4,7 +4,9 @@ Pure functions of an agent's tally: latencies (percentiles by linear interpolati
 default), LLM calls and cost by model (priced from integer token sums, so the total does not depend
 on the order spans were read in; cached input tokens at the cached rate; simulated calls never
 priced; a model missing from the price table makes its calls unpriced, never $0), alpha signals,
-kill-switch state, slowest and failing runs with Jaeger links, the consistency check, the days.
+kill-switch state, slowest and failing runs with Jaeger links, the consistency check, the days. A
+failing run's error type and message go through ``otel.redaction.redact``: a trace file written by an
+older version or another process may still hold an API key, and the report is published.
 
 Reads no environment variables.
 """
@@ -33,6 +35,7 @@ from meta_supervisor.aggregates import (
     AgentTally,
     note_mismatch,
 )
+from otel.redaction import redact
 
 TOP_REASONS = 20
 
@@ -282,8 +285,8 @@ def agent_report(
             {
                 "trace_id": trace_id,
                 "run_id": run_id,
-                "error_type": error_type,
-                "message": message,
+                "error_type": redact(error_type),
+                "message": redact(message),
                 "started_at": iso_time(start),
                 "jaeger_url": jaeger_link(jaeger_url, trace_id),
             }

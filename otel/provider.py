@@ -40,6 +40,7 @@ from opentelemetry.trace import Tracer
 
 from otel import semconv
 from otel.file_exporter import CollectorFileExporter
+from otel.redacting_exporter import RedactingSpanExporter
 from otel.run_context import RunAttributesSpanProcessor
 from otel.span_accounting import CountingSpanExporter, CountingSpanProcessor, SpanAccounting
 from services.config_error import ConfigError
@@ -292,7 +293,8 @@ def configure_telemetry(
     provider.add_span_processor(RunAttributesSpanProcessor())
     accounting = SpanAccounting()
     if exporter is not None and not disabled:
-        batching = processor_factory(CountingSpanExporter(exporter, accounting))
+        # Every span is redacted (API keys and their masked forms, otel/redaction.py) before export.
+        batching = processor_factory(RedactingSpanExporter(CountingSpanExporter(exporter, accounting)))
         provider.add_span_processor(CountingSpanProcessor(batching, accounting))
     telemetry = Telemetry(provider, choice, exporter, accounting)
     if instrument_openai:

@@ -25,6 +25,16 @@ OUTCOME_KILLED = "killed"
 OUTCOMES = (OUTCOME_OK, OUTCOME_ERROR, OUTCOME_KILLED)
 KILL_REASON = "agent.kill.reason"
 ERROR_TYPE = "error.type"
+# on a failed run (from an HTTP error of the LLM) and on the LLM span (set by services/llm_http.py):
+# the status and the error body's length; the body itself only when content capture is opted in
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+LLM_ERROR_BODY_LENGTH = "alphatrace.llm.error.body_length"
+# the SDK's exception event, written by the run wrapper with its texts redacted (otel/redaction.py)
+EVENT_EXCEPTION = "exception"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
+EXCEPTION_ESCAPED = "exception.escaped"
 
 # run totals, set on the root span when the run ends
 RUN_LLM_CALLS = "agent.run.llm_calls"

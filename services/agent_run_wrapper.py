@@ -3,8 +3,10 @@
 ``run_with_telemetry(agent_name, fn, *args, **kwargs)`` keeps the seed's signature. It opens the root
 span ``invoke_agent {agent}``, makes the run current (so LLM spans become its children and carry the
 run's ids), calls ``fn``, and when ``fn`` returns or raises records the outcome (``ok``, ``error`` or
-``killed``) and the run's totals. An exception is recorded on the span and re-raised to the caller,
-as the seed does; a failure of the telemetry itself never reaches the agent.
+``killed``) and the run's totals. An exception is recorded on the span (type, message and traceback
+through ``otel.redaction.redact``, and ``http.response.status_code`` when it was an HTTP error of the
+LLM) and re-raised to the caller, as the seed does; a failure of the telemetry itself never reaches
+the agent.
 
 Reads no environment variables.
 """
@@ -12,6 +14,7 @@ Reads no environment variables.
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,6 +25,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from otel import semconv
 from otel.internal_errors import report_internal_error
+from otel.redaction import redact
 from otel.run_context import RunTelemetry, reset_current_run, set_current_run
 from otel.span_accounting import SpanAccounting
 
@@ -85,8 +89,11 @@ def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, acco
         if exc is not None:
             span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_ERROR)
             span.set_attribute(semconv.ERROR_TYPE, _qualified_name(exc))
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            status_code = getattr(exc, "status_code", None)
+            if isinstance(status_code, int) and not isinstance(status_code, bool):
+                span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, status_code)
+            _record_exception(span, exc)
+            span.set_status(Status(StatusCode.ERROR, redact(f"{type(exc).__name__}: {exc}")))
         elif run.kill_reason is not None:
             span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_KILLED)
             span.set_attribute(semconv.KILL_REASON, run.kill_reason)
@@ -99,6 +106,20 @@ def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, acco
             span.set_attribute(semconv.TELEMETRY_SPANS_EXPORT_FAILED, losses.export_failed)
     except Exception:
         report_internal_error(logger, "could not record the run outcome")
+
+
+def _record_exception(span: trace.Span, exc: BaseException) -> None:
+    """The SDK's ``exception`` event, its message and traceback redacted."""
+    stacktrace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    span.add_event(
+        semconv.EVENT_EXCEPTION,
+        {
+            semconv.EXCEPTION_TYPE: _qualified_name(exc),
+            semconv.EXCEPTION_MESSAGE: redact(str(exc)),
+            semconv.EXCEPTION_STACKTRACE: redact(stacktrace),
+            semconv.EXCEPTION_ESCAPED: "False",
+        },
+    )
 
 
 def run_with_telemetry(agent_name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:

@@ -29,8 +29,10 @@ from typing import Any
 import httpx2
 import openai
 
+from otel.redaction import register_secret
 from otel.run_context import get_current_run
 from services.config_error import ConfigError
+from services.llm_http import GuardedHTTPClient
 from services.pricing import PriceTable
 from services.simulated_llm import FEATURES_MARKER, SIMULATED_BASE_URL, SimulatedLLMTransport
 
@@ -48,7 +50,21 @@ SYSTEM_PROMPT = (
 
 
 class LLMVerdictError(ValueError):
-    """The model answered, but not with a verdict we can use."""
+    """The model answered, but not with a verdict we can use.
+
+    Its message says what was wrong and how long the answer was, never the answer's text (the
+    completion is content: it is recorded only where content capture is opted in)."""
+
+
+def _kind(value: Any) -> str:
+    """What a value from the model's answer is, without its text."""
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return "a number outside [0, 1]" if math.isfinite(value) else "a non-finite number"
+    return f"a JSON {type(value).__name__}"
 
 
 @dataclass(frozen=True)
@@ -97,10 +113,15 @@ def resolve_llm_settings(config: Mapping[str, Any] | None = None, env: Mapping[s
 
 
 def build_openai_client(settings: LLMSettings, transport: httpx2.BaseTransport | None = None) -> openai.OpenAI:
-    """The real client; ``transport`` replaces the network (the simulated model, or a test's)."""
+    """The real client; ``transport`` replaces the network (the simulated model, or a test's).
+
+    Its HTTP client is ``GuardedHTTPClient`` (error bodies summarised, unrequested streams refused)
+    and its key is registered with ``otel.redaction``, so neither reaches telemetry, logs or reports."""
+    if not settings.simulated:
+        register_secret(settings.api_key)
     if transport is None and settings.simulated:
         transport = SimulatedLLMTransport()
-    http_client = httpx2.Client(transport=transport, timeout=settings.timeout_seconds) if transport is not None else None
+    http_client = GuardedHTTPClient(transport=transport, timeout=settings.timeout_seconds)
     return openai.OpenAI(
         api_key=settings.api_key,
         base_url=settings.base_url,
@@ -128,7 +149,7 @@ def build_messages(features: Mapping[str, Mapping[str, float | str]], as_of: str
 def _unit_interval(item: Mapping[str, Any], key: str) -> float:
     value = item.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
-        raise LLMVerdictError(f"verdict for {item.get('symbol')!r}: {key} must be a number in [0, 1], got {value!r}")
+        raise LLMVerdictError(f"verdict for {item.get('symbol')!r}: {key} must be a number in [0, 1], got {_kind(value)}")
     return float(value)
 
 
@@ -137,17 +158,17 @@ def parse_verdicts(content: str | None, symbols: set[str]) -> dict[str, Verdict]
     try:
         raw = json.loads(content or "")
     except ValueError:
-        raise LLMVerdictError(f"the model did not answer with JSON: {str(content)[:120]!r}") from None
+        raise LLMVerdictError(f"the model did not answer with JSON (an answer of {len(content or '')} characters)") from None
     items = raw.get("signals") if isinstance(raw, dict) else None
     if not isinstance(items, list):
-        raise LLMVerdictError("the model's JSON has no 'signals' list")
+        raise LLMVerdictError(f"the model's JSON has no 'signals' list (an answer of {len(content or '')} characters)")
     verdicts: dict[str, Verdict] = {}
     for item in items:
         if not isinstance(item, dict) or item.get("symbol") not in symbols:
             continue
         direction = item.get("direction")
         if direction not in ("up", "down", "flat"):
-            raise LLMVerdictError(f"verdict for {item['symbol']!r}: direction must be up, down or flat, got {direction!r}")
+            raise LLMVerdictError(f"verdict for {item['symbol']!r}: direction must be up, down or flat, got {_kind(direction)}")
         verdicts[item["symbol"]] = Verdict(
             symbol=item["symbol"],
             direction=direction,
@@ -179,6 +200,10 @@ class AIAnalysis:
             if run is not None:
                 run.add_llm_usage(0, 0, 0.0)  # the call happened and failed: it counts, it costs nothing
             raise
+        if not isinstance(response, openai.types.chat.ChatCompletion):  # e.g. a non-JSON body the SDK passed on as text
+            if run is not None:
+                run.add_llm_usage(0, 0, 0.0)
+            raise LLMVerdictError(f"the LLM server did not answer with a chat completion (got {_kind(response)})")
         usage = response.usage
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)

@@ -114,6 +114,7 @@ def test_429_then_success_is_one_ok_span_after_a_retry(telemetry, span_exporter,
     root, (chat,) = _spans(span_exporter)
     assert len(transport.requests) == 2
     assert chat.status.status_code is not StatusCode.ERROR
+    assert chat.attributes["http.response.status_code"] == 200  # the last answer's
     assert root.attributes["agent.run.outcome"] == "ok"
     assert root.attributes["agent.run.llm_calls"] == 1
 

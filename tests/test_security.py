@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
@@ -47,10 +48,28 @@ openai.OpenAI.__init__ = _init
 """.replace("%r", repr(json.dumps(chat_completion("unused"))), 1).replace("%r", repr(CANARY_RATIONALE), 1)
 
 
-def _run_fleet_with_real_key(world, tmp_path, extra_env=None) -> tuple[str, Path]:
+# The same, but the server fails the way real ones do: a 401 whose body echoes the key (whole, in
+# OpenAI's masked form, as the Bearer header) and the request, or a connection error naming the key.
+FAILING_SITECUSTOMIZE = """
+import json, os, httpx2
+KEY = os.environ["OPENAI_API_KEY"]
+
+def _answer(request):
+    prompt = json.loads(request.read())["messages"][-1]["content"]
+    if os.environ["CANARY_FAILURE"] == "connect":
+        raise httpx2.ConnectError(f"proxy refused CONNECT: 'Authorization: Bearer {KEY}' ({KEY[:8]}****{KEY[-4:]})")
+    message = (f"Incorrect API key provided: {KEY}. Yours: {KEY[:8]}{'*' * 24}{KEY[-4:]}. "
+               f"Header: Bearer {KEY}. Request was: {prompt}")
+    return httpx2.Response(401, json={"error": {"message": message, "type": "invalid_request_error", "code": KEY}})
+
+httpx2.HTTPTransport.handle_request = lambda self, request: _answer(request)  # the network, nothing else
+"""
+
+
+def _run_fleet_with_real_key(world, tmp_path, extra_env=None, sitecustomize=SITECUSTOMIZE) -> tuple[str, Path]:
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    (site / "sitecustomize.py").write_text(sitecustomize)
     trace_file = tmp_path / "traces.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ALPHATRACE_", "OPENAI_", "PYTEST_"))}
     env.update(
@@ -97,6 +116,30 @@ def test_no_key_prompt_or_completion_anywhere_by_default(world, tmp_path):
         assert FAKE_KEY not in text, f"the API key leaked into {name}"
         assert FAKE_KEY[:12] not in text, f"part of the API key leaked into {name}"
         assert CANARY_RATIONALE not in text, f"the completion leaked into {name}"
+        assert "momentum_60d" not in text, f"the prompt leaked into {name}"
+        assert "cautious quantitative" not in text, f"the system prompt leaked into {name}"
+
+
+def _build_report(trace_file: Path, out: Path) -> subprocess.CompletedProcess:
+    command = ["meta_supervisor/build_meta_report.py", "--input", str(trace_file), "--out", str(out), "--state-dir", str(out / "state")]
+    return subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("failure", ["401", "connect"])
+def test_a_provider_error_echoing_the_key_and_prompt_leaks_neither(world, tmp_path, failure):
+    logs, trace_file = _run_fleet_with_real_key(world, tmp_path, {"CANARY_FAILURE": failure}, FAILING_SITECUSTOMIZE)
+    spans_text = trace_file.read_text()
+    expected = "openai.AuthenticationError" if failure == "401" else "openai.APIConnectionError"
+    assert expected in spans_text and "agent llm_analyst failed" in logs  # the runs really failed, and were logged
+    report = _build_report(trace_file, tmp_path / "report")
+    assert report.returncode == 0, report.stderr
+    outputs = {"trace file": spans_text, "logs": logs + report.stdout + report.stderr}
+    outputs.update({str(p): p.read_bytes().decode("utf-8", "replace") for p in (tmp_path / "report").rglob("*") if p.is_file()})
+    assert expected in outputs[str(tmp_path / "report" / "meta_report.md")]  # the failure is reported
+    masked = [FAKE_KEY[:8] + "*" * 24 + FAKE_KEY[-4:], FAKE_KEY[:8] + "****" + FAKE_KEY[-4:], FAKE_KEY[-10:]]
+    for name, text in outputs.items():
+        for secret in [FAKE_KEY, FAKE_KEY[:12], f"Bearer {FAKE_KEY[:6]}", *masked]:
+            assert secret not in text, f"the API key ({secret!r}) leaked into {name}"
         assert "momentum_60d" not in text, f"the prompt leaked into {name}"
         assert "cautious quantitative" not in text, f"the system prompt leaked into {name}"
 
