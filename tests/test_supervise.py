@@ -231,6 +231,23 @@ def test_bad_configuration_exits_2_with_the_reason(world, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ("window: {days: 1000000}\n", "window.days must be a whole number from 1 to 36500, got 1000000"),
+        ("retire: {ic_below: 5}\n", "retire.ic_below must be a number from -1 to 1"),
+        ("retire: {min_runs: 0, error_rate_above: -0.1}\n", "retire.min_runs must be a whole number >= 1, got 0"),
+        ("retire: {ic_below: -0.5}\nretire: {ic_below: 5}\n", "retire is given twice (lines 1 and 2)"),
+    ],
+)
+def test_absurd_policy_exits_2_with_one_line_and_retires_nobody(world, capsys, policy, message):
+    (world / "policy.yaml").write_text(policy)
+    assert run_cli(["--apply"])[0] == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("error: policy file ")
+    assert not (world / "killed.json").exists() and not (world / "audit.jsonl").exists()
+
+
 # --- concurrency: --apply and people editing the same file -----------------------------------------
 
 
