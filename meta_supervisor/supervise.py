@@ -11,9 +11,11 @@ lock, atomic replace): it only adds entries, never removes or changes one a pers
 agent a person revived (``state: revived``) until that entry is cleared. An entry it writes has
 ``by: supervisor``, the time, a reason, and ``rule``, ``figures``, ``thresholds``, ``window`` and
 ``policy`` as extra keys. Promotion writes ``live`` to the agent status file the same way, unless a
-person's entry pins the agent to ``shadow``. Every decision is then appended to the audit log and
-emitted as a span (``meta_supervisor/audit.py``). Exit status: 0, or 2 with the reason on bad
-configuration.
+person's entry pins the agent to ``shadow``. Every decision is appended to the audit log (fsynced)
+before either file is written, with both files' locks held, so no change is ever applied without its
+audit record; then each is emitted as a span (``meta_supervisor/audit.py``). Exit status: 0; 2 with the
+reason on bad configuration; 1 when a file cannot be written (an audit log that cannot be written, a
+folder or a full disk, means nothing was applied).
 
 Options beat environment variables, which beat defaults. Environment: ``ALPHATRACE_TRACE_FILE``
 (input, and where the spans go with the embedded exporter), ``ALPHATRACE_POLICY_FILE``,
@@ -35,7 +37,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TextIO
 
-from meta_supervisor.audit import append_audit, audit_path, emit_decision_spans
+from meta_supervisor.audit import AuditWriteError, append_audit, audit_path, emit_decision_spans
 from meta_supervisor.policy import HOLD, KEEP, PROMOTE, RETIRE, Decision, Policy, agent_figures, decide, load_policy, policy_path
 from meta_supervisor.trace_records import read_records, trace_specs
 from otel.provider import Telemetry, choose_export, configure_telemetry, trace_file_path
@@ -58,11 +60,24 @@ def _details(decision: Decision, policy: Policy) -> dict[str, Any]:
     return {"rule": decision.rule, "figures": figures, "thresholds": thresholds, "window": window, "policy": policy.source}
 
 
-def apply_retirements(decisions: Sequence[Decision], policy: Policy, path: Any, now: Callable[[], datetime]) -> dict[str, str]:
-    """Write the retirements in one locked read-change-write; returns the result per agent."""
+Hook = Callable[[dict[str, str]], None]
+
+
+class ApplyError(Exception):
+    """``--apply`` could not write a file; the message says what was applied and what was not."""
+
+
+def apply_retirements(
+    decisions: Sequence[Decision], policy: Policy, path: Any, now: Callable[[], datetime], before_write: Hook | None = None
+) -> dict[str, str]:
+    """Write the retirements in one locked read-change-write; returns the result per agent.
+    ``before_write`` gets the results under the lock before the file is written (also when there is
+    nothing to write); if it raises, nothing is written."""
     wanted = [d for d in decisions if d.action == RETIRE]
     results: dict[str, str] = {}
     if not wanted:
+        if before_write is not None:
+            before_write(results)
         return results
     at = _stamp(now)
 
@@ -80,15 +95,20 @@ def apply_retirements(decisions: Sequence[Decision], policy: Policy, path: Any, 
                 results[d.agent] = f"already killed by {current.by or 'unknown'}"
         return merged
 
-    update_kill_file(change, path)
+    update_kill_file(change, path, None if before_write is None else lambda _entries: before_write(results))
     return results
 
 
-def apply_promotions(decisions: Sequence[Decision], policy: Policy, path: Any, now: Callable[[], datetime]) -> dict[str, str]:
-    """Set promoted agents ``live`` in the status file, re-checking a person's entry under the lock."""
+def apply_promotions(
+    decisions: Sequence[Decision], policy: Policy, path: Any, now: Callable[[], datetime], before_write: Hook | None = None
+) -> dict[str, str]:
+    """Set promoted agents ``live`` in the status file, re-checking a person's entry under the lock.
+    ``before_write`` as for ``apply_retirements``."""
     wanted = [d for d in decisions if d.action == PROMOTE]
     results: dict[str, str] = {}
     if not wanted:
+        if before_write is not None:
+            before_write(results)
         return results
     target = agent_status_path(path)
     at = _stamp(now)
@@ -101,9 +121,59 @@ def apply_promotions(decisions: Sequence[Decision], policy: Policy, path: Any, n
                 continue
             entries[d.agent] = StatusEntry(d.agent, LIVE, f"supervisor: {d.reason}", SUPERVISOR, at, _details(d, policy))
             results[d.agent] = "written"
+        if before_write is not None:
+            before_write(results)
         body = {name: item.to_json() for name, item in sorted(entries.items())}
         write_atomically(target, json.dumps(body, indent=2, ensure_ascii=False) + "\n")
     return results
+
+
+def audit_records(decisions: Sequence[Decision], results: dict[str, str], at: str, policy: Policy, applying: bool) -> list[dict[str, Any]]:
+    """One audit line per decision (``meta_supervisor/audit.py`` lists the keys)."""
+    return [
+        {
+            **d.to_json(),
+            "at": at,
+            "applied": results.get(d.agent) == "written",
+            "policy": policy.source,
+            "dry_run": not applying,
+            "result": results.get(d.agent, "no change" if d.action in (KEEP, HOLD) else "dry run"),
+        }
+        for d in decisions
+    ]
+
+
+def apply_audited(
+    decisions: Sequence[Decision], policy: Policy, args: argparse.Namespace, now: Callable[[], datetime]
+) -> list[dict[str, Any]]:
+    """``--apply``: the audit record first, then the changes. The status file's lock is taken, then the
+    kill switch's; with both held and every result known, the audit lines are appended and fsynced,
+    and only then are the two files written. An audit log that cannot be written (``AuditWriteError``)
+    leaves both files untouched. Returns the audit lines written."""
+    results: dict[str, str] = {}
+    written: list[dict[str, Any]] = []
+
+    def audit_first(retired: dict[str, str]) -> None:
+        results.update(retired)
+        written[:] = audit_records(decisions, results, _stamp(now), policy, True)
+        append_audit(written, args.audit_log)
+
+    def then_retire(promoted: dict[str, str]) -> None:
+        results.update(promoted)
+        apply_retirements(decisions, policy, kill_switch_path(args.kill_file), now, audit_first)
+
+    try:
+        apply_promotions(decisions, policy, args.status_file, now, then_retire)
+    except AuditWriteError as exc:
+        raise ApplyError(f"{exc}; nothing was applied (the audit record is written first)") from None
+    except OSError as exc:
+        if not written:
+            raise ApplyError(f"{exc}; nothing was applied") from None
+        raise ApplyError(
+            f"the audit log has this command's decisions, but a state file was not written ({exc}); "
+            "--apply again re-decides on the files as they are"
+        ) from None
+    return written
 
 
 def format_decision(d: Decision) -> str:
@@ -202,25 +272,14 @@ def main(
         kill_entries = load_kill_entries(args.kill_file)
         figures = agent_figures(records.runs, records.signals, market, policy, args.until, args.today or now().astimezone(UTC).date())
         decisions = decide(figures, policy, {agent: book.status_of(agent) for agent in figures}, kill_entries, status_entries)
-        results: dict[str, str] = {}
-        if args.apply:
-            results.update(apply_retirements(decisions, policy, kill_switch_path(args.kill_file), now))
-            results.update(apply_promotions(decisions, policy, args.status_file, now))
+        audit = apply_audited(decisions, policy, args, now) if args.apply else audit_records(decisions, {}, _stamp(now), policy, False)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    at = _stamp(now)
-    audit = [
-        {
-            **d.to_json(),
-            "at": at,
-            "applied": results.get(d.agent) == "written",
-            "policy": policy.source,
-            "dry_run": not args.apply,
-            "result": results.get(d.agent, "no change" if d.action in (KEEP, HOLD) else "dry run"),
-        }
-        for d in decisions
-    ]
+    except ApplyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    results = {record["agent"]: record["result"] for record in audit}
     window = (next(iter(figures.values()))["window_first"], next(iter(figures.values()))["window_last"]) if figures else None
     if args.json:
         print(json.dumps(audit, indent=2, sort_keys=True), file=out)
@@ -241,7 +300,6 @@ def main(
         if not args.apply:
             print(f"{changing} decision(s) would change something; --apply writes them.", file=out)
     if args.apply:
-        append_audit(audit, args.audit_log)
         own = telemetry is None
         handle = telemetry or configure_telemetry(trace_file=traces, instrument_openai=False)
         try:

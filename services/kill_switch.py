@@ -329,12 +329,18 @@ def _utc_now() -> datetime:
 
 
 def update_kill_file(
-    change: Callable[[dict[str, KillEntry]], dict[str, KillEntry]], path: str | os.PathLike | None = None
+    change: Callable[[dict[str, KillEntry]], dict[str, KillEntry]],
+    path: str | os.PathLike | None = None,
+    before_write: Callable[[dict[str, KillEntry]], None] | None = None,
 ) -> dict[str, KillEntry]:
-    """Read, change and rewrite the file under the lock; a malformed file is never overwritten."""
+    """Read, change and rewrite the file under the lock; a malformed file is never overwritten.
+    ``before_write`` runs under the lock with the changed entries, before the write: if it raises,
+    nothing is written (the supervisor writes its audit record there)."""
     target = kill_switch_path(path)
     with locked_for_update(target):
         entries = change(load_kill_entries(target))
+        if before_write is not None:
+            before_write(entries)
         body = {name: entry.to_json() for name, entry in sorted(entries.items())}
         write_atomically(target, json.dumps(body, indent=2, ensure_ascii=False) + "\n")
         return entries

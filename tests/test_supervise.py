@@ -4,6 +4,7 @@ state files, keeps every entry a person wrote, honours a person's revive, audits
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -246,6 +247,80 @@ def test_absurd_policy_exits_2_with_one_line_and_retires_nobody(world, capsys, p
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("error: policy file ")
     assert not (world / "killed.json").exists() and not (world / "audit.jsonl").exists()
+
+
+def test_apply_on_an_emptied_kill_file_exits_2_and_never_overwrites_it(world, capsys):
+    """Issue 12, item 4: a truncated kill file (a person's revive in it) is not "nobody killed"."""
+    (world / "killed.json").write_text("  \n")
+    assert run_cli(["--apply"])[0] == 2
+    assert "is empty" in capsys.readouterr().err
+    assert (world / "killed.json").read_text() == "  \n" and not (world / "audit.jsonl").exists()
+
+
+# --- issue 12, item 5: no change is applied without its audit record -----------------------------------
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _state_before_apply(world) -> dict[str, bytes]:
+    kill("other", "manual stop", by="alice", path=world / "killed.json", now=lambda: NOW)
+    set_agent_status("steady", "live", "by hand", "erin", path=world / "status.json", now=lambda: NOW)
+    return {name: (world / name).read_bytes() for name in ("killed.json", "status.json")}
+
+
+def test_apply_fsyncs_the_audit_before_writing_the_kill_switch_or_status_file(world, telemetry, monkeypatch):
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync " + Path(_fd_path(fd)).name)
+        return real_fsync(fd)
+
+    def replace(src, dst, *args, **kwargs):
+        events.append("replace " + Path(dst).name)
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    assert run_cli(["--apply"], telemetry)[0] == 0
+    audit_synced = events.index("fsync audit.jsonl")
+    assert audit_synced < events.index("replace killed.json") and audit_synced < events.index("replace status.json")
+    assert [a["result"] for a in read_audit(world / "audit.jsonl")] == ["written", "written", "written", "no change"]
+
+
+def test_audit_log_that_is_a_folder_means_nothing_is_applied(world, telemetry, span_exporter, capsys):
+    before = _state_before_apply(world)
+    (world / "audit.jsonl").mkdir()
+    code, text = run_cli(["--apply"], telemetry)
+    assert code == 1 and text == ""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the audit log" in err and "nothing was applied" in err
+    assert {name: (world / name).read_bytes() for name in before} == before
+    assert span_exporter.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("failing", ["fsync", "write"])
+def test_a_full_disk_under_the_audit_log_means_nothing_is_applied_and_no_torn_line(world, telemetry, monkeypatch, capsys, failing):
+    before = _state_before_apply(world)
+    (world / "audit.jsonl").write_text('{"agent": "earlier", "action": "keep"}\n')
+    log_before = (world / "audit.jsonl").read_bytes()
+    real = getattr(os, failing)
+
+    def full_disk(fd, *args):
+        if _fd_path(fd).endswith("audit.jsonl"):
+            if failing == "write":
+                real(fd, bytes(args[0])[:40])  # part of the record reaches the file first
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, *args)
+
+    monkeypatch.setattr(os, failing, full_disk)
+    assert run_cli(["--apply"], telemetry)[0] == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "nothing was applied" in err
+    assert {name: (world / name).read_bytes() for name in before} == before
+    assert (world / "audit.jsonl").read_bytes() == log_before
 
 
 # --- concurrency: --apply and people editing the same file -----------------------------------------
