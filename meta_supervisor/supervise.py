@@ -25,7 +25,9 @@ Options beat environment variables, which beat defaults. Environment: ``ALPHATRA
 
 Traces are read with the report's reader (``meta_supervisor.trace_records``): the trace file and its
 rotated backups (``traces-*.jsonl``), or a folder, in any shape the collector writes (JSON lines,
-framed protobuf, zstd), spans seen twice counted once.
+framed protobuf, zstd), spans seen twice counted once. Every value printed on the terminal (agent
+names from spans, names and reasons from the state files, paths, error messages) goes through
+``services.terminal_text.term``: no control character reaches the terminal raw (``--json`` is escaped JSON).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from services.fleet_config import load_fleet_config
 from services.kill_switch import SUPERVISOR, KillEntry, kill_switch_path, load_kill_entries, update_kill_file
 from services.market_data import CsvMarketData, MarketData
 from services.state_files import locked_for_update, write_atomically
+from services.terminal_text import term
 
 
 def _stamp(now: Callable[[], datetime]) -> str:
@@ -183,16 +186,19 @@ def format_decision(d: Decision) -> str:
         value = f.get(key)
         return "n/a" if value is None else format(value, fmt)
 
-    head = f"{d.action.upper():8} {d.agent:16} rule {d.rule}: {d.reason}"
+    head = f"{d.action.upper():8} {term(d.agent):16} rule {term(d.rule)}: {term(d.reason)}"
     body = (
-        f"{'':8} {d.status}{', killed' if d.killed else ''}; window {f.get('window_first')}..{f.get('window_last')}: "
+        f"{'':8} {term(d.status)}{', killed' if d.killed else ''}; window {f.get('window_first')}..{f.get('window_last')}: "
         f"runs {f.get('runs')}, errors {f.get('errors')} ({num('error_rate', '.1%')}), cost ${num('cost_usd', ',.4f')} "
         f"= ${num('cost_per_day_usd', ',.4f')}/day over {f.get('run_days')} days, p95 {num('p95_latency_ms', ',.1f')} ms; "
         f"{f.get('horizon')}d signals scored {f.get('scored_signals')} (pending {f.get('pending_signals')}), "
-        f"IC {num('ic', '+.4f')} ({f.get('ic_kind') or 'n/a'}, t {num('ic_t_stat', '+.2f')}, n {f.get('ic_n')}), "
+        f"IC {num('ic', '+.4f')} ({term(f.get('ic_kind') or 'n/a')}, t {num('ic_t_stat', '+.2f')}, n {f.get('ic_n')}), "
         f"hit rate {num('hit_rate', '.1%')}, Brier {num('brier', '.4f')}"
     )
-    held = f"\n{'':8} held by {d.held_by['by']} ({d.held_by['state']} at {d.held_by['at']}: {d.held_by['reason']})" if d.held_by else ""
+    held = ""
+    if d.held_by:
+        who = {key: term(d.held_by.get(key)) for key in ("by", "state", "at", "reason")}
+        held = f"\n{'':8} held by {who['by']} ({who['state']} at {who['at']}: {who['reason']})"
     return f"{head}\n{body}{held}"
 
 
@@ -263,7 +269,7 @@ def main(
             _check_span_destination(traces)
         read = read_records(trace_specs(traces))
         for message in read.messages:
-            print(f"note: {message}", file=sys.stderr)
+            print(f"note: {term(message)}", file=sys.stderr)
         records = read.records
         market = market or CsvMarketData()
         configured = {name: spec.status for name, spec in load_fleet_config(args.fleet_config).agents.items()}
@@ -274,10 +280,10 @@ def main(
         decisions = decide(figures, policy, {agent: book.status_of(agent) for agent in figures}, kill_entries, status_entries)
         audit = apply_audited(decisions, policy, args, now) if args.apply else audit_records(decisions, {}, _stamp(now), policy, False)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {term(exc)}", file=sys.stderr)
         return 2
     except ApplyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {term(exc)}", file=sys.stderr)
         return 1
     results = {record["agent"]: record["result"] for record in audit}
     window = (next(iter(figures.values()))["window_first"], next(iter(figures.values()))["window_last"]) if figures else None
@@ -288,14 +294,14 @@ def main(
         span = f"{window[0]}..{window[1]} ({policy.window_days} days)" if window else "empty (no run with an as-of date)"
         backups = f" (+{len(read.files) - 1} rotated)" if len(read.files) > 1 else ""
         print(
-            f"supervisor {mode}: {policy_path(args.policy)}, window {span}, {len(records.runs)} runs and "
-            f"{len(records.signals)} signals in {traces}{backups}",
+            f"supervisor {mode}: {term(policy_path(args.policy))}, window {span}, {len(records.runs)} runs and "
+            f"{len(records.signals)} signals in {term(traces)}{backups}",
             file=out,
         )
         for d in decisions:
             print(format_decision(d), file=out)
             if args.apply:
-                print(f"{'':8} -> {results.get(d.agent, 'no change')}", file=out)
+                print(f"{'':8} -> {term(results.get(d.agent, 'no change'))}", file=out)
         changing = sum(1 for d in decisions if d.action in (RETIRE, PROMOTE))
         if not args.apply:
             print(f"{changing} decision(s) would change something; --apply writes them.", file=out)
@@ -308,7 +314,7 @@ def main(
             if own:
                 handle.shutdown()
         if not args.json:
-            print(f"audit: {audit_path(args.audit_log)}", file=out)
+            print(f"audit: {term(audit_path(args.audit_log))}", file=out)
     return 0
 
 

@@ -29,6 +29,9 @@ Command line::
     python -m services.kill_switch revive momentum [--reason "fixed"]
     python -m services.kill_switch clear momentum
 
+What the command prints passes through ``services.terminal_text.term`` (no control character from the
+file reaches the terminal raw).
+
 Environment: ``ALPHATRACE_KILL_SWITCH_FILE`` (path of the kill-switch file; default
 ``meta_supervisor/state/killed_agents.json`` under the project root).
 """
@@ -50,6 +53,7 @@ from typing import Any
 
 from services.config_error import ConfigError
 from services.state_files import locked_for_update, write_atomically
+from services.terminal_text import term
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_KILL_SWITCH_FILE = "ALPHATRACE_KILL_SWITCH_FILE"
@@ -280,9 +284,9 @@ class KillSwitch:
                     log = error
             result = self._entries, self._error, self._good
         if log is not None and entries is None:
-            logger.error("kill switch: %s; keeping the last good state (%d killed)", log, sum(e.killed for e in result[0].values()))
+            logger.error("kill switch: %s; keeping the last good state (%d killed)", term(log), sum(e.killed for e in result[0].values()))
         elif log is not None:
-            logger.warning("kill switch: %s", log)
+            logger.warning("kill switch: %s", term(log))
         return result
 
     def _refuse_revives(
@@ -420,18 +424,18 @@ def main(argv: list[str] | None = None) -> int:
             if not entries:
                 print("no agent is killed")
             for entry in entries.values():
-                print(f"{entry.agent}\t{entry.state}\treason={entry.reason!r}\tby={entry.by}\tat={entry.at}")
+                print(f"{term(entry.agent)}\t{term(entry.state)}\treason='{term(entry.reason)}'\tby={term(entry.by)}\tat={term(entry.at)}")
         elif args.command == "kill":
             entry = kill(args.agent, args.reason, args.by, args.file)
-            print(f"killed {entry.agent} ({entry.reason}); takes effect before its next run")
+            print(f"killed {term(entry.agent)} ({term(entry.reason)}); takes effect before its next run")
         elif args.command == "revive":
             entry = revive(args.agent, args.reason, args.by, args.file)
-            print(f"revived {entry.agent}; the supervisor will not re-kill it until: clear {entry.agent}")
+            print(f"revived {term(entry.agent)}; the supervisor will not re-kill it until: clear {term(entry.agent)}")
         else:
             found = clear(args.agent, args.file)
-            print(f"cleared {args.agent}" if found else f"{args.agent} had no entry")
+            print(f"cleared {term(args.agent)}" if found else f"{term(args.agent)} had no entry")
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {term(exc)}", file=sys.stderr)
         return 2
     return 0
 

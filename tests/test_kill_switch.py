@@ -294,3 +294,25 @@ def test_runs_never_wait_on_another_runs_read_of_the_file(kill_file, monkeypatch
         held.join(30)
     assert results["held"] is True and not held.is_alive()
     assert switch.check("momentum").killed and switch.check("ensemble").killed
+
+
+HOSTILE = "evil\x1b[2J\rmomentum\tkilled\n\u202e"
+
+
+def test_kill_switch_command_line_escapes_what_the_file_says(kill_file, capsys):
+    kill_file.parent.mkdir(parents=True, exist_ok=True)
+    kill_file.write_text(
+        json.dumps({HOSTILE: {"reason": "r\x1b[1A\nmomentum\tkilled", "by": "x\u2028y", "at": "\x9b2J"}, "ok": {"reason": "fine"}})
+    )
+    assert kill_switch.main(["--file", str(kill_file), "list"]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[-1] == "" and len(lines) == 3  # one line per entry, nothing forged
+    for line in lines[:-1]:
+        assert all(ch.isprintable() or ch == "\t" for ch in line) and line.count("\t") == 4
+    assert kill_switch.main(["--file", str(kill_file), "kill", "a\x1b[2Jb", "--reason", "why\nKILLED all"]) == 0
+    assert kill_switch.main(["--file", str(kill_file), "revive", "a\x1b[2Jb"]) == 0
+    assert kill_switch.main(["--file", str(kill_file), "clear", "z\x1b"]) == 0
+    assert all(ch.isprintable() for line in capsys.readouterr().out.rstrip("\n").split("\n") for ch in line)
+    kill_file.write_text('{"\\u001b[2J": 5}')
+    assert kill_switch.main(["--file", str(kill_file), "list"]) == 2
+    assert all(ch.isprintable() for ch in capsys.readouterr().err.rstrip("\n"))

@@ -257,6 +257,46 @@ def test_apply_on_an_emptied_kill_file_exits_2_and_never_overwrites_it(world, ca
     assert (world / "killed.json").read_text() == "  \n" and not (world / "audit.jsonl").exists()
 
 
+# --- issue 12, item 8: names from spans and state files never reach the terminal raw -------------------
+
+HOSTILE = "evil\x1b[2J\rRETIRE   forged          rule retire.ic_below: fake\n\u202e"
+
+
+def _lines_are_clean(text: str) -> list[str]:
+    lines = text.split("\n")
+    assert all(ch.isprintable() for line in lines for ch in line), [line for line in lines if not line.isprintable()]
+    return lines
+
+
+def test_terminal_lines_escape_control_characters_from_spans_and_the_kill_file(world, telemetry, capsys):
+    line = json.loads((world / "traces.jsonl").read_text().splitlines()[0])
+    span = line["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["traceId"], span["spanId"], span["name"] = "f" * 32, "f" * 16, "invoke_agent x"
+    for attribute in span["attributes"]:
+        if attribute["key"] == semconv.GEN_AI_AGENT_NAME:
+            attribute["value"] = {"stringValue": HOSTILE}
+    with open(world / "traces.jsonl", "a") as handle:
+        handle.write(json.dumps(line) + "\n")
+    revive("revived", "fine\x1b[31m\nRETIRE   forged", by="dave\x07", path=world / "killed.json", now=lambda: NOW)
+    for argv in (["--dry-run"], ["--apply"]):
+        code, text = run_cli(argv, telemetry)
+        assert code == 0
+        lines = _lines_are_clean(text)
+        heads = [line.split()[1] for line in lines if line[:1].isupper() and line.split()[0] in ("KEEP", "RETIRE", "PROMOTE", "HOLD")]
+        assert sorted(heads) == sorted(["contrarian", "oracle", "revived", "steady", "evil\\x1b[2J\\rRETIRE"])
+        assert not any(line.startswith("RETIRE   forged") for line in lines)
+        assert "held by dave\\x07 (revived at 2026-11-24T12:00:00Z: fine\\x1b[31m\\nRETIRE   forged)" in text
+    code, text = run_cli(["--json"])
+    assert HOSTILE in {d["agent"] for d in json.loads(text)}  # JSON escapes by itself, and keeps the name exact
+    _lines_are_clean(text)
+    hostile_policy = world / "p\x1b]0;owned\x07.yaml"
+    hostile_policy.write_text("retire: {ic_below: 5}\n")
+    assert run_cli(["--policy", str(hostile_policy)])[0] == 2
+    err = capsys.readouterr().err
+    _lines_are_clean(err.rstrip("\n"))
+    assert "\\x1b]0;owned\\x07.yaml" in err
+
+
 # --- issue 12, item 5: no change is applied without its audit record -----------------------------------
 
 
