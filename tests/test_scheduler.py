@@ -64,8 +64,10 @@ def test_killed_agent_gets_a_killed_root_span_and_makes_no_llm_call(world, telem
 
 
 @pytest.mark.parametrize(
-    ("bad_edit", "message"), [('["momentum", ', "not valid JSON"), ("", "is empty"), (" \n", "is empty")]
-)  # a half-saved edit; a truncated one (issue 12: empty revived everyone)
+    ("bad_edit", "message"),
+    [('["momentum", ', "not valid JSON"), ("", "is empty"), (" \n", "is empty"), ('["momentum"]' + " " * (1 << 20), "byte limit")],
+    ids=["half-saved", "empty", "whitespace", "oversized"],
+)  # a half-saved edit; a truncated one (issue 12: empty revived everyone); one over the size cap
 def test_kill_switch_edit_applies_to_the_next_cycle_and_a_bad_edit_is_on_the_span(world, telemetry, span_exporter, bad_edit, message):
     fleet = build_test_fleet(world, telemetry)
     fleet.run_cycle(world["calendar"][70])
