@@ -1,7 +1,8 @@
 """The record of the supervisor's decisions: an audit log (JSON lines) and ``supervisor.decide`` spans.
 
 Every decision ``--apply`` makes is appended to the audit log as one JSON object per line (all of a
-command's lines in one ``write()`` under the state-file lock) and emitted as a span: one
+command's lines in one ``write()`` under the state-file lock, fsynced before anything is applied: a
+log that cannot be written is ``AuditWriteError`` and the command applies nothing) and emitted as a span: one
 ``supervisor.run`` span per command, one ``supervisor.decide`` child per agent, linked to the agent's
 latest run span so Jaeger shows it beside the runs it judged. ``decisions_section`` and the
 renderers give the report the latest decision per agent, a person's hold shown next to what the
@@ -15,6 +16,7 @@ Environment: ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (default ``meta_supervisor/sta
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -54,21 +56,57 @@ def audit_path(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get(ENV_AUDIT_FILE) or DEFAULT_AUDIT_FILE)
 
 
+class AuditWriteError(Exception):
+    """The audit log could not be written durably: whatever it would have recorded must not be applied."""
+
+
 def append_audit(records: Sequence[Mapping[str, Any]], path: str | os.PathLike | None = None) -> Path:
-    """Append ``records`` as JSON lines in one write, under the lock other writers take."""
+    """Append ``records`` as JSON lines in one write under the lock other writers take, and fsync them
+    (and the folder, when the log is new) before returning. On any failure (the path is a folder, the
+    disk is full) the log is cut back to what it was and ``AuditWriteError`` says why."""
     from services.state_files import locked_for_update
 
     target = audit_path(path)
     if not records:
         return target
     text = "".join(json.dumps(record, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n" for record in records)
-    with locked_for_update(target):
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, text.encode("utf-8"))
-        finally:
-            os.close(fd)
+    try:
+        with locked_for_update(target):
+            created = not target.exists()
+            fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                _append_durably(fd, text.encode("utf-8"))
+            finally:
+                os.close(fd)
+            if created:
+                _fsync_folder(target.parent)
+    except OSError as exc:
+        raise AuditWriteError(f"cannot write the audit log {target}: {exc}") from None
     return target
+
+
+def _append_durably(fd: int, data: bytes) -> None:
+    start = os.fstat(fd).st_size
+    if start and os.pread(fd, 1, start - 1) != b"\n":
+        data = b"\n" + data  # a line torn by an earlier crash stays apart from these
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)  # no half record left behind for the next append to glue onto
+        raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    """A new file's name is durable once its folder is synced."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_audit(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:

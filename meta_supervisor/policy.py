@@ -1,8 +1,9 @@
 """The supervisor's policy: when to retire an agent and when to promote one from ``shadow`` to ``live``.
 
 ``meta_supervisor/policy.yaml`` holds the thresholds (``docs/policy.md`` documents every key and its
-default); ``load_policy`` parses it into a ``Policy`` (a missing key takes its default, an unknown key or
-a wrong type is a ``ConfigError`` naming the key). ``agent_figures`` computes, per agent over the
+default and allowed range); ``load_policy`` parses it into a ``Policy`` (a missing key takes its default;
+an unknown or repeated key, a wrong type or a value out of its range is a one-line ``ConfigError``
+naming the key, the value and the range: ``meta_supervisor/policy_file.py``). ``agent_figures`` computes, per agent over the
 window, the figures the rules judge (runs, error rate, cost per day, p95 latency, IC, hit rate, Brier);
 ``decide`` turns figures, the kill-switch entries and the agents' statuses into one ``Decision`` per
 agent. Both are pure: reading files and writing decisions happen in ``meta_supervisor/supervise.py``.
@@ -25,10 +26,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from alpha.quality import IC_KINDS, primary_ic, score_signals
 from alpha.records import RunRecord, SignalRecord
+from meta_supervisor.policy_file import MAX_WINDOW_DAYS, count, read_policy_yaml, threshold
 from services.agent_status import LIVE, SHADOW, StatusEntry
 from services.config_error import ConfigError
 from services.kill_switch import SUPERVISOR, KillEntry
@@ -95,29 +95,18 @@ def _table(raw: Mapping[str, Any], key: str, allowed: Iterable[str], source: str
     return value
 
 
-def _count(value: Any, key: str, source: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{source}: {key} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
-def _threshold(value: Any, key: str, source: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{source}: {key} must be a number or null (rule off), got {value!r}")
-    return float(value)
-
-
-def _rules(cls: type, raw: Mapping[str, Any], section: str, source: str) -> Any:
+def _rules(cls: type, raw: Mapping[str, Any], section: str, source: str, table: tuple) -> Any:
+    """A section's rules: ``min_*`` at least 1 (a rule judged on no evidence retires on nothing), each
+    threshold null or within its figure's range (``policy_file.FIGURE_RANGES``)."""
     names = [f.name for f in fields(cls)]
-    table = _table(raw, section, names, source)
+    figure_of = {key: figure for key, figure, _op, _evidence in table}
+    given = _table(raw, section, names, source)
     values = {}
     for name in names:
-        if name not in table:
+        if name not in given:
             continue
         key = f"{section}.{name}"
-        values[name] = _count(table[name], key, source) if name.startswith("min_") else _threshold(table[name], key, source)
+        values[name] = count(given[name], key, source) if name.startswith("min_") else threshold(given[name], key, figure_of[name], source)
     return cls(**values)
 
 
@@ -141,23 +130,23 @@ def parse_policy(raw: Any, source: str = "policy") -> Policy:
     horizons = scoring.get("horizons", list(defaults.horizons))
     if not isinstance(horizons, list) or not horizons:
         raise ConfigError(f"{source}: scoring.horizons must be a non-empty list of trading-day counts, got {horizons!r}")
-    parsed_horizons = tuple(sorted({_count(h, "scoring.horizons[]", source, 1) for h in horizons}))
-    primary = _count(scoring.get("primary_horizon", defaults.primary_horizon), "scoring.primary_horizon", source, 1)
+    parsed_horizons = tuple(sorted({count(h, "scoring.horizons[]", source) for h in horizons}))
+    primary = count(scoring.get("primary_horizon", defaults.primary_horizon), "scoring.primary_horizon", source)
     if primary not in parsed_horizons:
         raise ConfigError(f"{source}: scoring.primary_horizon {primary} must be one of scoring.horizons {list(parsed_horizons)}")
     ic_kind = scoring.get("ic_kind", defaults.ic_kind)
     if ic_kind not in ("auto", *IC_KINDS):
         raise ConfigError(f"{source}: scoring.ic_kind must be auto, cross_sectional or time_series, got {ic_kind!r}")
     return Policy(
-        window_days=_count(window.get("days", defaults.window_days), "window.days", source, 1),
+        window_days=count(window.get("days", defaults.window_days), "window.days", source, 1, MAX_WINDOW_DAYS),
         horizons=parsed_horizons,
         primary_horizon=primary,
         ic_kind=ic_kind,
-        min_cross_section=_count(scoring.get("min_cross_section", defaults.min_cross_section), "scoring.min_cross_section", source, 2),
-        min_time_series=_count(scoring.get("min_time_series", defaults.min_time_series), "scoring.min_time_series", source, 2),
-        min_ic_dates=_count(scoring.get("min_ic_dates", defaults.min_ic_dates), "scoring.min_ic_dates", source, 1),
-        retire=_rules(RetireRules, raw, "retire", source),
-        promote=_rules(PromoteRules, raw, "promote", source),
+        min_cross_section=count(scoring.get("min_cross_section", defaults.min_cross_section), "scoring.min_cross_section", source, 2),
+        min_time_series=count(scoring.get("min_time_series", defaults.min_time_series), "scoring.min_time_series", source, 2),
+        min_ic_dates=count(scoring.get("min_ic_dates", defaults.min_ic_dates), "scoring.min_ic_dates", source),
+        retire=_rules(RetireRules, raw, "retire", source, _RETIRE_RULES),
+        promote=_rules(PromoteRules, raw, "promote", source, _PROMOTE_RULES),
         source=source,
     )
 
@@ -170,15 +159,9 @@ def policy_path(path: str | os.PathLike | None = None) -> Path:
 def load_policy(path: str | os.PathLike | None = None) -> Policy:
     target = policy_path(path)
     try:
-        text = target.read_text(encoding="utf-8")
+        raw = read_policy_yaml(target)
     except FileNotFoundError:
         raise ConfigError(f"policy file {target} does not exist (set {ENV_POLICY_FILE})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read policy file {target}: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"policy file {target} is not valid YAML: {exc}") from None
     return parse_policy(raw, source=f"policy file {target}")
 
 
@@ -201,7 +184,10 @@ def window_bounds(runs: Iterable[RunRecord], policy: Policy, until: date | None 
     end = until or max((r.as_of for r in runs if r.as_of is not None), default=None)
     if end is None:
         return None
-    return end - timedelta(days=policy.window_days - 1), end
+    try:
+        return end - timedelta(days=policy.window_days - 1), end
+    except OverflowError:  # a window reaching back before year 1
+        return date.min, end
 
 
 def agent_figures(

@@ -11,9 +11,11 @@ lock, atomic replace): it only adds entries, never removes or changes one a pers
 agent a person revived (``state: revived``) until that entry is cleared. An entry it writes has
 ``by: supervisor``, the time, a reason, and ``rule``, ``figures``, ``thresholds``, ``window`` and
 ``policy`` as extra keys. Promotion writes ``live`` to the agent status file the same way, unless a
-person's entry pins the agent to ``shadow``. Every decision is then appended to the audit log and
-emitted as a span (``meta_supervisor/audit.py``). Exit status: 0, or 2 with the reason on bad
-configuration.
+person's entry pins the agent to ``shadow``. Every decision is appended to the audit log (fsynced)
+before either file is written, with both files' locks held, so no change is ever applied without its
+audit record; then each is emitted as a span (``meta_supervisor/audit.py``). Exit status: 0; 2 with the
+reason on bad configuration; 1 when a file cannot be written (an audit log that cannot be written, a
+folder or a full disk, means nothing was applied).
 
 Options beat environment variables, which beat defaults. Environment: ``ALPHATRACE_TRACE_FILE``
 (input, and where the spans go with the embedded exporter), ``ALPHATRACE_POLICY_FILE``,
@@ -23,7 +25,9 @@ Options beat environment variables, which beat defaults. Environment: ``ALPHATRA
 
 Traces are read with the report's reader (``meta_supervisor.trace_records``): the trace file and its
 rotated backups (``traces-*.jsonl``), or a folder, in any shape the collector writes (JSON lines,
-framed protobuf, zstd), spans seen twice counted once.
+framed protobuf, zstd), spans seen twice counted once. Every value printed on the terminal (agent
+names from spans, names and reasons from the state files, paths, error messages) goes through
+``services.terminal_text.term``: no control character reaches the terminal raw (``--json`` is escaped JSON).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TextIO
 
-from meta_supervisor.audit import append_audit, audit_path, emit_decision_spans
+from meta_supervisor.audit import AuditWriteError, append_audit, audit_path, emit_decision_spans
 from meta_supervisor.policy import HOLD, KEEP, PROMOTE, RETIRE, Decision, Policy, agent_figures, decide, load_policy, policy_path
 from meta_supervisor.trace_records import read_records, trace_specs
 from otel.provider import Telemetry, choose_export, configure_telemetry, trace_file_path
@@ -45,6 +49,7 @@ from services.fleet_config import load_fleet_config
 from services.kill_switch import SUPERVISOR, KillEntry, kill_switch_path, load_kill_entries, update_kill_file
 from services.market_data import CsvMarketData, MarketData
 from services.state_files import locked_for_update, write_atomically
+from services.terminal_text import term
 
 
 def _stamp(now: Callable[[], datetime]) -> str:
@@ -58,11 +63,24 @@ def _details(decision: Decision, policy: Policy) -> dict[str, Any]:
     return {"rule": decision.rule, "figures": figures, "thresholds": thresholds, "window": window, "policy": policy.source}
 
 
-def apply_retirements(decisions: Sequence[Decision], policy: Policy, path: Any, now: Callable[[], datetime]) -> dict[str, str]:
-    """Write the retirements in one locked read-change-write; returns the result per agent."""
+Hook = Callable[[dict[str, str]], None]
+
+
+class ApplyError(Exception):
+    """``--apply`` could not write a file; the message says what was applied and what was not."""
+
+
+def apply_retirements(
+    decisions: Sequence[Decision], policy: Policy, path: Any, now: Callable[[], datetime], before_write: Hook | None = None
+) -> dict[str, str]:
+    """Write the retirements in one locked read-change-write; returns the result per agent.
+    ``before_write`` gets the results under the lock before the file is written (also when there is
+    nothing to write); if it raises, nothing is written."""
     wanted = [d for d in decisions if d.action == RETIRE]
     results: dict[str, str] = {}
     if not wanted:
+        if before_write is not None:
+            before_write(results)
         return results
     at = _stamp(now)
 
@@ -80,15 +98,20 @@ def apply_retirements(decisions: Sequence[Decision], policy: Policy, path: Any, 
                 results[d.agent] = f"already killed by {current.by or 'unknown'}"
         return merged
 
-    update_kill_file(change, path)
+    update_kill_file(change, path, None if before_write is None else lambda _entries: before_write(results))
     return results
 
 
-def apply_promotions(decisions: Sequence[Decision], policy: Policy, path: Any, now: Callable[[], datetime]) -> dict[str, str]:
-    """Set promoted agents ``live`` in the status file, re-checking a person's entry under the lock."""
+def apply_promotions(
+    decisions: Sequence[Decision], policy: Policy, path: Any, now: Callable[[], datetime], before_write: Hook | None = None
+) -> dict[str, str]:
+    """Set promoted agents ``live`` in the status file, re-checking a person's entry under the lock.
+    ``before_write`` as for ``apply_retirements``."""
     wanted = [d for d in decisions if d.action == PROMOTE]
     results: dict[str, str] = {}
     if not wanted:
+        if before_write is not None:
+            before_write(results)
         return results
     target = agent_status_path(path)
     at = _stamp(now)
@@ -101,9 +124,59 @@ def apply_promotions(decisions: Sequence[Decision], policy: Policy, path: Any, n
                 continue
             entries[d.agent] = StatusEntry(d.agent, LIVE, f"supervisor: {d.reason}", SUPERVISOR, at, _details(d, policy))
             results[d.agent] = "written"
+        if before_write is not None:
+            before_write(results)
         body = {name: item.to_json() for name, item in sorted(entries.items())}
         write_atomically(target, json.dumps(body, indent=2, ensure_ascii=False) + "\n")
     return results
+
+
+def audit_records(decisions: Sequence[Decision], results: dict[str, str], at: str, policy: Policy, applying: bool) -> list[dict[str, Any]]:
+    """One audit line per decision (``meta_supervisor/audit.py`` lists the keys)."""
+    return [
+        {
+            **d.to_json(),
+            "at": at,
+            "applied": results.get(d.agent) == "written",
+            "policy": policy.source,
+            "dry_run": not applying,
+            "result": results.get(d.agent, "no change" if d.action in (KEEP, HOLD) else "dry run"),
+        }
+        for d in decisions
+    ]
+
+
+def apply_audited(
+    decisions: Sequence[Decision], policy: Policy, args: argparse.Namespace, now: Callable[[], datetime]
+) -> list[dict[str, Any]]:
+    """``--apply``: the audit record first, then the changes. The status file's lock is taken, then the
+    kill switch's; with both held and every result known, the audit lines are appended and fsynced,
+    and only then are the two files written. An audit log that cannot be written (``AuditWriteError``)
+    leaves both files untouched. Returns the audit lines written."""
+    results: dict[str, str] = {}
+    written: list[dict[str, Any]] = []
+
+    def audit_first(retired: dict[str, str]) -> None:
+        results.update(retired)
+        written[:] = audit_records(decisions, results, _stamp(now), policy, True)
+        append_audit(written, args.audit_log)
+
+    def then_retire(promoted: dict[str, str]) -> None:
+        results.update(promoted)
+        apply_retirements(decisions, policy, kill_switch_path(args.kill_file), now, audit_first)
+
+    try:
+        apply_promotions(decisions, policy, args.status_file, now, then_retire)
+    except AuditWriteError as exc:
+        raise ApplyError(f"{exc}; nothing was applied (the audit record is written first)") from None
+    except OSError as exc:
+        if not written:
+            raise ApplyError(f"{exc}; nothing was applied") from None
+        raise ApplyError(
+            f"the audit log has this command's decisions, but a state file was not written ({exc}); "
+            "--apply again re-decides on the files as they are"
+        ) from None
+    return written
 
 
 def format_decision(d: Decision) -> str:
@@ -113,16 +186,19 @@ def format_decision(d: Decision) -> str:
         value = f.get(key)
         return "n/a" if value is None else format(value, fmt)
 
-    head = f"{d.action.upper():8} {d.agent:16} rule {d.rule}: {d.reason}"
+    head = f"{d.action.upper():8} {term(d.agent):16} rule {term(d.rule)}: {term(d.reason)}"
     body = (
-        f"{'':8} {d.status}{', killed' if d.killed else ''}; window {f.get('window_first')}..{f.get('window_last')}: "
+        f"{'':8} {term(d.status)}{', killed' if d.killed else ''}; window {f.get('window_first')}..{f.get('window_last')}: "
         f"runs {f.get('runs')}, errors {f.get('errors')} ({num('error_rate', '.1%')}), cost ${num('cost_usd', ',.4f')} "
         f"= ${num('cost_per_day_usd', ',.4f')}/day over {f.get('run_days')} days, p95 {num('p95_latency_ms', ',.1f')} ms; "
         f"{f.get('horizon')}d signals scored {f.get('scored_signals')} (pending {f.get('pending_signals')}), "
-        f"IC {num('ic', '+.4f')} ({f.get('ic_kind') or 'n/a'}, t {num('ic_t_stat', '+.2f')}, n {f.get('ic_n')}), "
+        f"IC {num('ic', '+.4f')} ({term(f.get('ic_kind') or 'n/a')}, t {num('ic_t_stat', '+.2f')}, n {f.get('ic_n')}), "
         f"hit rate {num('hit_rate', '.1%')}, Brier {num('brier', '.4f')}"
     )
-    held = f"\n{'':8} held by {d.held_by['by']} ({d.held_by['state']} at {d.held_by['at']}: {d.held_by['reason']})" if d.held_by else ""
+    held = ""
+    if d.held_by:
+        who = {key: term(d.held_by.get(key)) for key in ("by", "state", "at", "reason")}
+        held = f"\n{'':8} held by {who['by']} ({who['state']} at {who['at']}: {who['reason']})"
     return f"{head}\n{body}{held}"
 
 
@@ -193,7 +269,7 @@ def main(
             _check_span_destination(traces)
         read = read_records(trace_specs(traces))
         for message in read.messages:
-            print(f"note: {message}", file=sys.stderr)
+            print(f"note: {term(message)}", file=sys.stderr)
         records = read.records
         market = market or CsvMarketData()
         configured = {name: spec.status for name, spec in load_fleet_config(args.fleet_config).agents.items()}
@@ -202,25 +278,14 @@ def main(
         kill_entries = load_kill_entries(args.kill_file)
         figures = agent_figures(records.runs, records.signals, market, policy, args.until, args.today or now().astimezone(UTC).date())
         decisions = decide(figures, policy, {agent: book.status_of(agent) for agent in figures}, kill_entries, status_entries)
-        results: dict[str, str] = {}
-        if args.apply:
-            results.update(apply_retirements(decisions, policy, kill_switch_path(args.kill_file), now))
-            results.update(apply_promotions(decisions, policy, args.status_file, now))
+        audit = apply_audited(decisions, policy, args, now) if args.apply else audit_records(decisions, {}, _stamp(now), policy, False)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {term(exc)}", file=sys.stderr)
         return 2
-    at = _stamp(now)
-    audit = [
-        {
-            **d.to_json(),
-            "at": at,
-            "applied": results.get(d.agent) == "written",
-            "policy": policy.source,
-            "dry_run": not args.apply,
-            "result": results.get(d.agent, "no change" if d.action in (KEEP, HOLD) else "dry run"),
-        }
-        for d in decisions
-    ]
+    except ApplyError as exc:
+        print(f"error: {term(exc)}", file=sys.stderr)
+        return 1
+    results = {record["agent"]: record["result"] for record in audit}
     window = (next(iter(figures.values()))["window_first"], next(iter(figures.values()))["window_last"]) if figures else None
     if args.json:
         print(json.dumps(audit, indent=2, sort_keys=True), file=out)
@@ -229,19 +294,18 @@ def main(
         span = f"{window[0]}..{window[1]} ({policy.window_days} days)" if window else "empty (no run with an as-of date)"
         backups = f" (+{len(read.files) - 1} rotated)" if len(read.files) > 1 else ""
         print(
-            f"supervisor {mode}: {policy_path(args.policy)}, window {span}, {len(records.runs)} runs and "
-            f"{len(records.signals)} signals in {traces}{backups}",
+            f"supervisor {mode}: {term(policy_path(args.policy))}, window {span}, {len(records.runs)} runs and "
+            f"{len(records.signals)} signals in {term(traces)}{backups}",
             file=out,
         )
         for d in decisions:
             print(format_decision(d), file=out)
             if args.apply:
-                print(f"{'':8} -> {results.get(d.agent, 'no change')}", file=out)
+                print(f"{'':8} -> {term(results.get(d.agent, 'no change'))}", file=out)
         changing = sum(1 for d in decisions if d.action in (RETIRE, PROMOTE))
         if not args.apply:
             print(f"{changing} decision(s) would change something; --apply writes them.", file=out)
     if args.apply:
-        append_audit(audit, args.audit_log)
         own = telemetry is None
         handle = telemetry or configure_telemetry(trace_file=traces, instrument_openai=False)
         try:
@@ -250,7 +314,7 @@ def main(
             if own:
                 handle.shutdown()
         if not args.json:
-            print(f"audit: {audit_path(args.audit_log)}", file=out)
+            print(f"audit: {term(audit_path(args.audit_log))}", file=out)
     return 0
 
 

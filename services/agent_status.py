@@ -7,8 +7,8 @@ An agent starts with the ``status`` of its ``[agents.NAME]`` table in ``agents/a
     {"llm_analyst": {"status": "live", "by": "supervisor", "at": "...", "reason": "...", ...}}
 
 which wins over the config. A shadow agent runs and is scored, but its signals are flagged not
-tradable (``alpha.tradable=false``). The file is re-read when it changes; a malformed file keeps the
-last good state and is logged once.
+tradable (``alpha.tradable=false``). The file is re-read when it changes; a malformed file (an empty or
+whitespace-only one too) keeps the last good state and is logged once, and is never rewritten.
 
 Environment: ``ALPHATRACE_AGENT_STATUS_FILE`` (default ``meta_supervisor/state/agent_status.json``).
 """
@@ -62,10 +62,16 @@ def agent_status_path(path: str | os.PathLike | None = None) -> Path:
 def load_agent_status(path: str | os.PathLike | None = None) -> dict[str, StatusEntry]:
     target = agent_status_path(path)
     try:
-        raw = json.loads(target.read_text(encoding="utf-8") or "{}")
+        text = target.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
+        raise AgentStatusError(f"agent status file {target} is not valid JSON: {exc}") from None
+    if not text.strip():  # a truncated save, as for the kill switch: not "no entries", never rewritten
+        raise AgentStatusError(f"agent status file {target} is empty; write {{}} (no recorded change) or delete the file")
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
         raise AgentStatusError(f"agent status file {target} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise AgentStatusError(f"agent status file {target}: expected an object keyed by agent name")

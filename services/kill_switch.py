@@ -10,11 +10,17 @@ Two forms are accepted in ``meta_supervisor/state/killed_agents.json``:
 A group- or world-writable file is trusted to kill but not to revive: a revive read from it is
 refused with a warning and the agent stays killed.
 
-The file is re-read whenever it changes (an edit takes effect on the next run, no restart). A file
-that is malformed at startup is a ``ConfigError`` (the scheduler exits non-zero); one that becomes
-malformed while running keeps the last good state, is logged once and is reported to the caller so
-the run span can carry it. ``kill``/``revive`` write the file atomically (temp file + rename, under a
-lock file) so a concurrent reader never sees half a file and concurrent writers lose no entry.
+The file is re-read whenever it changes (an edit takes effect on the next run, no restart). A missing
+file means nobody is killed. A malformed file (not JSON, a wrong shape, empty or whitespace only, not
+UTF-8, not a regular file, or over ``MAX_KILL_FILE_BYTES``, which is refused without being read) is a
+``ConfigError`` at startup (the scheduler exits 2: an empty file may be a truncated kill list, so it
+does not start as "nobody killed"); while running it keeps the last good state, is logged once and is
+reported to the caller so the run span can carry it. A switch that never had a good state (a caller
+that skipped ``load_strict``) treats an unreadable file as killing everyone. The file is read and
+parsed outside the switch's lock, so a run never waits on another run's read. ``kill``/``revive``/
+``clear`` and the supervisor refuse to rewrite a malformed file, and write atomically (temp file +
+rename, under a lock file) so a concurrent reader never sees half a file and concurrent writers lose
+no entry.
 
 Command line::
 
@@ -22,6 +28,9 @@ Command line::
     python -m services.kill_switch kill momentum --reason "drawdown" [--by alice]
     python -m services.kill_switch revive momentum [--reason "fixed"]
     python -m services.kill_switch clear momentum
+
+What the command prints passes through ``services.terminal_text.term`` (no control character from the
+file reaches the terminal raw).
 
 Environment: ``ALPHATRACE_KILL_SWITCH_FILE`` (path of the kill-switch file; default
 ``meta_supervisor/state/killed_agents.json`` under the project root).
@@ -44,11 +53,13 @@ from typing import Any
 
 from services.config_error import ConfigError
 from services.state_files import locked_for_update, write_atomically
+from services.terminal_text import term
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_KILL_SWITCH_FILE = "ALPHATRACE_KILL_SWITCH_FILE"
 DEFAULT_KILL_SWITCH_FILE = PROJECT_ROOT / "meta_supervisor" / "state" / "killed_agents.json"
 KILLED = DEFAULT_KILL_SWITCH_FILE  # the seed's name for the path
+MAX_KILL_FILE_BYTES = 1 << 20  # 1 MiB, some 2,000 entries with the supervisor's figures; larger is refused unread
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +117,10 @@ def kill_switch_path(path: str | os.PathLike | None = None) -> Path:
 
 
 def parse_kill_file(text: str, source: str = "kill-switch file") -> dict[str, KillEntry]:
-    """Parse either accepted form; raise ``KillSwitchError`` with the reason otherwise."""
+    """Parse either accepted form; raise ``KillSwitchError`` with the reason otherwise. An empty or
+    whitespace-only text is malformed (a truncated save), not "nobody killed": that is ``[]`` or ``{}``."""
     if not text.strip():
-        return {}
+        raise KillSwitchError(f"{source} is empty; write [] (nobody killed) or delete the file, or restore its entries")
     try:
         raw = json.loads(text)
     except ValueError as exc:
@@ -142,81 +154,144 @@ def parse_kill_file(text: str, source: str = "kill-switch file") -> dict[str, Ki
     raise KillSwitchError(f"{source}: expected a list of agent names or an object keyed by agent name, got {type(raw).__name__}")
 
 
+def _too_large(target: Path) -> KillSwitchError:
+    return KillSwitchError(
+        f"kill-switch file {target} is larger than the {MAX_KILL_FILE_BYTES:,}-byte limit (MAX_KILL_FILE_BYTES); "
+        "it is not read: a kill list that long is a mistake or an attack"
+    )
+
+
+def read_kill_text(target: Path) -> str | None:
+    """The file's text, ``None`` when it is missing; ``KillSwitchError`` when it is not a regular file,
+    cannot be read, is not UTF-8 or is over ``MAX_KILL_FILE_BYTES`` (never read past the limit)."""
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted at the path must not block
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise KillSwitchError(f"cannot read kill-switch file {target}: {exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise KillSwitchError(f"kill-switch file {target} is not a regular file")
+            if st.st_size > MAX_KILL_FILE_BYTES:
+                raise _too_large(target)
+            data = handle.read(MAX_KILL_FILE_BYTES + 1)
+        except OSError as exc:
+            raise KillSwitchError(f"cannot read kill-switch file {target}: {exc}") from None
+    if len(data) > MAX_KILL_FILE_BYTES:  # grew after the fstat
+        raise _too_large(target)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise KillSwitchError(f"kill-switch file {target} is not UTF-8 ({exc})") from None
+
+
 def load_kill_entries(path: str | os.PathLike | None = None) -> dict[str, KillEntry]:
     """The entries in the file now; a missing file means nobody is killed."""
     target = kill_switch_path(path)
-    try:
-        text = target.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    text = read_kill_text(target)
+    if text is None:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KillSwitchError(f"cannot read kill-switch file {target}: {exc}") from None
     return parse_kill_file(text, source=f"kill-switch file {target}")
 
 
-class KillSwitch:
-    """Reads the kill-switch file, re-reading it only when its identity, size or mtime changes.
+_UNREAD = (-1, -1, -1, -1)  # the stamp before the first read: equal to no file's
 
-    ``load_strict`` is for startup (malformed is fatal); ``check`` is for every run (malformed keeps
-    the last good state and is reported in the decision, logged once per distinct error).
+
+class KillSwitch:
+    """Reads the kill-switch file, re-reading it only when its identity, size, mtime or mode changes.
+
+    ``load_strict`` is for startup (malformed, empty or too large is fatal); ``check`` is for every run
+    (such a file keeps the last good state and is reported in the decision, logged once per distinct
+    error). Before any good read (a caller that skipped ``load_strict``) an unreadable file kills every
+    agent it is asked about: stopping is the safe direction.
+
+    A run whose check sees a changed file reads and parses it itself, holding no lock; only the swap
+    of the parsed state is under ``_lock``, so no run ever waits on another's parse.
     """
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = kill_switch_path(path)
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()  # guards the fields below; never held while reading the file
+        self._stamp: tuple[int, int, int, int] | None = _UNREAD
         self._entries: dict[str, KillEntry] = {}
         self._error: str | None = None
+        self._good = False  # a good state has been read (a missing file counts)
         self._logged_error: str | None = None
+        self._next_read = 0  # reads are numbered when they start; an older read never replaces a newer
+        self._applied_read = -1
 
     def load_strict(self) -> dict[str, KillEntry]:
+        self._refresh(strict=True)
         with self._lock:
-            self._refresh(strict=True)
             return dict(self._entries)
 
     def check(self, agent_name: str) -> KillDecision:
-        with self._lock:
-            self._refresh(strict=False)
-            entry = self._entries.get(agent_name)
-            return KillDecision(killed=entry is not None and entry.killed, entry=entry, file_error=self._error)
+        entries, error, good = self._refresh(strict=False)
+        if not good:
+            entry = KillEntry(agent_name, f"kill-switch file unreadable and no last good state: {error}")
+            return KillDecision(killed=True, entry=entry, file_error=error)
+        entry = entries.get(agent_name)
+        return KillDecision(killed=entry is not None and entry.killed, entry=entry, file_error=error)
 
     def entries(self) -> dict[str, KillEntry]:
-        with self._lock:
-            self._refresh(strict=False)
-            return dict(self._entries)
+        return dict(self._refresh(strict=False)[0])
 
-    def _refresh(self, strict: bool) -> None:
+    def _stat(self) -> tuple[int, int, int, int] | None:
         try:
             st = os.stat(self.path)
-            stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
         except FileNotFoundError:
-            st = None
-            stamp = None
-        if stamp == self._stamp and (stamp is not None or not self._entries):
-            return
+            return None
+        except OSError:
+            return (-1, -1, -1, 0)  # cannot stat: never a good stamp, so the read reports why
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+
+    def _refresh(self, strict: bool) -> tuple[dict[str, KillEntry], str | None, bool]:
+        """(entries, error, good) as of now: the file is read and parsed outside the lock."""
+        stamp = self._stat()
+        with self._lock:
+            if stamp == self._stamp:
+                return self._entries, self._error, self._good
+            number, self._next_read = self._next_read, self._next_read + 1
+            previous = self._entries
         try:
             entries = load_kill_entries(self.path) if stamp is not None else {}
         except KillSwitchError as exc:
             if strict:
                 raise
-            self._stamp = stamp
-            self._error = str(exc)
-            if self._logged_error != self._error:
-                logger.error("kill switch: %s; keeping the last good state (%d killed)", exc, len(self._entries))
-                self._logged_error = self._error
-            return
-        self._stamp = stamp
-        self._error = None
-        if st is not None and st.st_mode & 0o022:
-            entries, self._error = self._refuse_revives(entries, st.st_mode)
-        self._entries = entries
-        if self._error is None:
-            self._logged_error = None
-        elif self._logged_error != self._error:
-            logger.warning("kill switch: %s", self._error)
-            self._logged_error = self._error
+            return self._swap(number, stamp, None, str(exc))
+        error = None
+        if stamp is not None and stamp[3] & 0o022:
+            entries, error = self._refuse_revives(entries, previous, stamp[3])
+        return self._swap(number, stamp, entries, error)
 
-    def _refuse_revives(self, entries: dict[str, KillEntry], mode: int) -> tuple[dict[str, KillEntry], str | None]:
+    def _swap(
+        self, number: int, stamp: tuple[int, int, int, int] | None, entries: dict[str, KillEntry] | None, error: str | None
+    ) -> tuple[dict[str, KillEntry], str | None, bool]:
+        """Install a read's result unless a newer read already did; ``entries`` None keeps the last
+        good state. Logs each distinct error once."""
+        log = None
+        with self._lock:
+            if number > self._applied_read:
+                self._applied_read = number
+                self._stamp, self._error = stamp, error
+                if entries is not None:
+                    self._entries, self._good = entries, True
+                if error != self._logged_error:
+                    self._logged_error = error
+                    log = error
+            result = self._entries, self._error, self._good
+        if log is not None and entries is None:
+            logger.error("kill switch: %s; keeping the last good state (%d killed)", term(log), sum(e.killed for e in result[0].values()))
+        elif log is not None:
+            logger.warning("kill switch: %s", term(log))
+        return result
+
+    def _refuse_revives(
+        self, entries: dict[str, KillEntry], previous: dict[str, KillEntry], mode: int
+    ) -> tuple[dict[str, KillEntry], str | None]:
         """Anyone on the machine can write a group- or world-writable file: a revive read from it is
         not honoured (a kill is, since stopping an agent is the safe direction)."""
         kept = dict(entries)
@@ -225,7 +300,7 @@ class KillSwitch:
             if entry.state == REVIVED_STATE:
                 kept[name] = KillEntry(name, f"revive refused: {entry.reason}".strip(), entry.by, entry.at)
                 refused.append(name)
-        for name, entry in self._entries.items():
+        for name, entry in previous.items():
             if entry.killed and name not in entries:
                 kept[name] = entry
                 refused.append(name)
@@ -258,12 +333,18 @@ def _utc_now() -> datetime:
 
 
 def update_kill_file(
-    change: Callable[[dict[str, KillEntry]], dict[str, KillEntry]], path: str | os.PathLike | None = None
+    change: Callable[[dict[str, KillEntry]], dict[str, KillEntry]],
+    path: str | os.PathLike | None = None,
+    before_write: Callable[[dict[str, KillEntry]], None] | None = None,
 ) -> dict[str, KillEntry]:
-    """Read, change and rewrite the file under the lock; a malformed file is never overwritten."""
+    """Read, change and rewrite the file under the lock; a malformed file is never overwritten.
+    ``before_write`` runs under the lock with the changed entries, before the write: if it raises,
+    nothing is written (the supervisor writes its audit record there)."""
     target = kill_switch_path(path)
     with locked_for_update(target):
         entries = change(load_kill_entries(target))
+        if before_write is not None:
+            before_write(entries)
         body = {name: entry.to_json() for name, entry in sorted(entries.items())}
         write_atomically(target, json.dumps(body, indent=2, ensure_ascii=False) + "\n")
         return entries
@@ -343,18 +424,18 @@ def main(argv: list[str] | None = None) -> int:
             if not entries:
                 print("no agent is killed")
             for entry in entries.values():
-                print(f"{entry.agent}\t{entry.state}\treason={entry.reason!r}\tby={entry.by}\tat={entry.at}")
+                print(f"{term(entry.agent)}\t{term(entry.state)}\treason='{term(entry.reason)}'\tby={term(entry.by)}\tat={term(entry.at)}")
         elif args.command == "kill":
             entry = kill(args.agent, args.reason, args.by, args.file)
-            print(f"killed {entry.agent} ({entry.reason}); takes effect before its next run")
+            print(f"killed {term(entry.agent)} ({term(entry.reason)}); takes effect before its next run")
         elif args.command == "revive":
             entry = revive(args.agent, args.reason, args.by, args.file)
-            print(f"revived {entry.agent}; the supervisor will not re-kill it until: clear {entry.agent}")
+            print(f"revived {term(entry.agent)}; the supervisor will not re-kill it until: clear {term(entry.agent)}")
         else:
             found = clear(args.agent, args.file)
-            print(f"cleared {args.agent}" if found else f"{args.agent} had no entry")
+            print(f"cleared {term(args.agent)}" if found else f"{term(args.agent)} had no entry")
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {term(exc)}", file=sys.stderr)
         return 2
     return 0
 

@@ -55,3 +55,18 @@ def test_shadow_agent_signals_are_not_tradable(world, telemetry, span_exporter, 
     assert {e.attributes["alpha.tradable"] for e in runs[1].events} == {True}
     momentum = next(s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == "momentum")
     assert momentum.attributes["agent.status"] == "live"
+
+
+@pytest.mark.parametrize("content", ["", " \n"])
+def test_empty_status_file_keeps_the_last_good_state_and_is_never_rewritten(tmp_path, caplog, content):
+    """Issue 12 (as item 4 for the kill switch): a truncated status file does not drop a person's pin."""
+    status_file = tmp_path / "agent_status.json"
+    set_agent_status("llm_analyst", "shadow", "not yet", "alice", path=status_file)
+    book = AgentStatusBook({"llm_analyst": "live"}, status_file)
+    assert book.status_of("llm_analyst") == "shadow"
+    status_file.write_text(content)
+    assert book.status_of("llm_analyst") == "shadow" and book.status_of("llm_analyst") == "shadow"
+    assert caplog.text.count("is empty") == 1
+    with pytest.raises(AgentStatusError, match="is empty"):
+        set_agent_status("llm_analyst", "live", "promoted", "supervisor", path=status_file)
+    assert status_file.read_text() == content

@@ -82,6 +82,8 @@ def test_malformed_edit_keeps_last_good_state_and_logs_once(kill_file, caplog):
         ("[1, 2]", "every list item must be an agent name"),
         ('{"momentum": "yes"}', "must be an object with reason/by/at"),
         ('{"momentum": {"reason": 5}}', "'momentum'.reason must be a string"),
+        ("", "is empty; write \\[\\] \\(nobody killed\\)"),
+        (" \n\t\n", "is empty"),
     ],
 )
 def test_malformed_at_startup_is_a_clear_error(kill_file, content, message):
@@ -190,3 +192,127 @@ def test_command_line_kill_list_revive(kill_file, capsys):
     _write(kill_file, "{")
     assert kill_switch.main(["--file", str(kill_file), "list"]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+# --- issue 12: an empty file, a huge file, and a read that holds no lock the runs wait on -------------
+
+
+@pytest.mark.parametrize("content", ["", "   \n\t\n"])
+def test_empty_edit_keeps_the_last_good_state_and_logs_once(kill_file, caplog, content):
+    _write(kill_file, {"momentum": {"reason": "manual", "by": "alice"}, "ensemble": {"by": "bob", "state": "revived"}})
+    switch = KillSwitch(kill_file)
+    assert switch.check("momentum").killed
+    _write(kill_file, content)  # a truncated save: not "nobody killed"
+    with caplog.at_level(logging.WARNING, logger="services.kill_switch"):
+        first, second = switch.check("momentum"), switch.check("ensemble")
+    assert first.killed and first.entry.by == "alice"
+    assert not second.killed and second.entry.state == "revived"
+    assert "is empty" in first.file_error and first.file_error == second.file_error
+    assert len([r for r in caplog.records if "is empty" in r.getMessage()]) == 1
+
+
+def test_empty_file_is_never_rewritten_so_a_persons_entries_are_not_lost(kill_file, capsys):
+    _write(kill_file, "")
+    with pytest.raises(KillSwitchError, match="is empty"):
+        kill("momentum", "x", path=kill_file)
+    assert kill_switch.main(["--file", str(kill_file), "list"]) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert kill_file.read_text() == ""
+
+
+def test_a_switch_with_no_good_state_treats_an_unreadable_file_as_killing_everyone(kill_file):
+    _write(kill_file, "")
+    decision = KillSwitch(kill_file).check("momentum")
+    assert decision.killed and "no last good state" in decision.entry.reason and "is empty" in decision.file_error
+    kill_file.unlink()  # a missing file is still nobody killed
+    assert not KillSwitch(kill_file).check("momentum").killed
+
+
+def _oversized() -> str:
+    names = [f"agent_{i:07d}" for i in range(kill_switch.MAX_KILL_FILE_BYTES // 10)]
+    return json.dumps(names)  # valid JSON, just too large
+
+
+def test_oversized_file_is_refused_unread_keeping_the_last_good_state(kill_file, caplog, capsys, monkeypatch):
+    _write(kill_file, ["momentum"])
+    switch = KillSwitch(kill_file)
+    assert switch.check("momentum").killed
+    _write(kill_file, _oversized())
+    assert kill_file.stat().st_size > kill_switch.MAX_KILL_FILE_BYTES
+    parsed: list[int] = []
+    real_parse = kill_switch.parse_kill_file
+    monkeypatch.setattr(kill_switch, "parse_kill_file", lambda text, source="": parsed.append(len(text)) or real_parse(text, source))
+    with caplog.at_level(logging.WARNING, logger="services.kill_switch"):
+        decisions = [switch.check("momentum"), switch.check("agent_0000001")]
+    assert decisions[0].killed and not decisions[1].killed
+    assert "byte limit" in decisions[0].file_error and decisions[0].file_error == decisions[1].file_error
+    assert len([r for r in caplog.records if "byte limit" in r.getMessage()]) == 1
+    assert parsed == []  # never read, never parsed
+    with pytest.raises(KillSwitchError, match="byte limit"):
+        KillSwitch(kill_file).load_strict()
+    assert kill_switch.main(["--file", str(kill_file), "kill", "x", "--reason", "r"]) == 2
+    assert "byte limit" in capsys.readouterr().err
+
+
+def test_runs_never_wait_on_another_runs_read_of_the_file(kill_file, monkeypatch):
+    """One check's parse is held inside a patched parser; checks and ``is_killed`` calls in other
+    threads still complete (bounded waits only, no timing assertions)."""
+    monkeypatch.setenv("ALPHATRACE_KILL_SWITCH_FILE", str(kill_file))
+    _write(kill_file, ["momentum"])
+    switch = KillSwitch(kill_file)
+    assert switch.check("momentum").killed and kill_switch.is_killed("momentum")
+    entered, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+    real_parse = kill_switch.parse_kill_file
+
+    def slow_parse(text: str, source: str = "") -> dict:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:  # only the first read is held
+            entered.set()
+            release.wait(60)
+        return real_parse(text, source)
+
+    monkeypatch.setattr(kill_switch, "parse_kill_file", slow_parse)
+    _write(kill_file, ["momentum", "ensemble"])
+    results: dict[str, bool] = {}
+    held = threading.Thread(target=lambda: results.update(held=switch.check("ensemble").killed), name="held")
+    held.start()
+    try:
+        assert entered.wait(30)
+        others = [
+            threading.Thread(target=lambda: results.update(check=switch.check("ensemble").killed), name="check"),
+            threading.Thread(target=lambda: results.update(seed=kill_switch.is_killed("ensemble")), name="seed"),
+        ]
+        for t in others:
+            t.start()
+        for t in others:
+            t.join(30)
+        assert not any(t.is_alive() for t in others), "a check waited on another check's read of the file"
+        assert results == {"check": True, "seed": True}  # each read the edit itself
+    finally:
+        release.set()
+        held.join(30)
+    assert results["held"] is True and not held.is_alive()
+    assert switch.check("momentum").killed and switch.check("ensemble").killed
+
+
+HOSTILE = "evil\x1b[2J\rmomentum\tkilled\n\u202e"
+
+
+def test_kill_switch_command_line_escapes_what_the_file_says(kill_file, capsys):
+    kill_file.parent.mkdir(parents=True, exist_ok=True)
+    kill_file.write_text(
+        json.dumps({HOSTILE: {"reason": "r\x1b[1A\nmomentum\tkilled", "by": "x\u2028y", "at": "\x9b2J"}, "ok": {"reason": "fine"}})
+    )
+    assert kill_switch.main(["--file", str(kill_file), "list"]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[-1] == "" and len(lines) == 3  # one line per entry, nothing forged
+    for line in lines[:-1]:
+        assert all(ch.isprintable() or ch == "\t" for ch in line) and line.count("\t") == 4
+    assert kill_switch.main(["--file", str(kill_file), "kill", "a\x1b[2Jb", "--reason", "why\nKILLED all"]) == 0
+    assert kill_switch.main(["--file", str(kill_file), "revive", "a\x1b[2Jb"]) == 0
+    assert kill_switch.main(["--file", str(kill_file), "clear", "z\x1b"]) == 0
+    assert all(ch.isprintable() for line in capsys.readouterr().out.rstrip("\n").split("\n") for ch in line)
+    kill_file.write_text('{"\\u001b[2J": 5}')
+    assert kill_switch.main(["--file", str(kill_file), "list"]) == 2
+    assert all(ch.isprintable() for ch in capsys.readouterr().err.rstrip("\n"))

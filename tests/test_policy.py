@@ -61,12 +61,12 @@ def test_missing_keys_take_defaults_and_null_switches_a_rule_off():
     [
         ({"retire": {"error_rate_abvoe": 0.2}}, "unknown key retire.error_rate_abvoe"),
         ({"retier": {}}, "unknown key 'retier'"),
-        ({"retire": {"error_rate_above": "high"}}, "retire.error_rate_above must be a number or null"),
+        ({"retire": {"error_rate_above": "high"}}, r"retire.error_rate_above must be a number from 0 to 1 \(error_rate\), or null"),
         ({"retire": {"p95_latency_ms_above": True}}, "retire.p95_latency_ms_above must be a number"),
-        ({"promote": {"min_runs": -1}}, "promote.min_runs must be a whole number >= 0"),
+        ({"promote": {"min_runs": -1}}, "promote.min_runs must be a whole number >= 1"),
         ({"promote": {"min_scored_signals": 2.5}}, "promote.min_scored_signals must be a whole number"),
         ({"promote": [1, 2]}, "promote must be a mapping"),
-        ({"window": {"days": 0}}, "window.days must be a whole number >= 1"),
+        ({"window": {"days": 0}}, "window.days must be a whole number from 1 to 36500, got 0"),
         ({"scoring": {"horizons": []}}, "scoring.horizons must be a non-empty list"),
         ({"scoring": {"horizons": [1, "5"]}}, r"scoring.horizons\[\] must be a whole number"),
         ({"scoring": {"primary_horizon": 20}}, "scoring.primary_horizon 20 must be one of scoring.horizons"),
@@ -80,11 +80,83 @@ def test_malformed_policy_is_a_config_error_naming_the_key(raw, message):
         parse_policy(raw)
 
 
+# Issue 12, item 6: values that would retire the whole fleet (or crash the window) are refused, naming the
+# key, the value and the allowed range.
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"retire": {"error_rate_above": -0.1}},
+            r"retire.error_rate_above must be a number from 0 to 1 \(error_rate\), or null \(rule off\); got -0.1",
+        ),
+        ({"retire": {"error_rate_above": 1.5}}, "retire.error_rate_above must be a number from 0 to 1"),
+        ({"retire": {"cost_per_day_usd_above": -1}}, "retire.cost_per_day_usd_above must be a number >= 0 .*got -1"),
+        ({"retire": {"p95_latency_ms_above": -5.0}}, "retire.p95_latency_ms_above must be a number >= 0"),
+        ({"retire": {"ic_below": 5}}, r"retire.ic_below must be a number from -1 to 1 \(ic\), or null \(rule off\); got 5"),
+        ({"retire": {"ic_below": -1.01}}, "retire.ic_below must be a number from -1 to 1"),
+        ({"retire": {"ic_t_stat_below": float("inf")}}, "retire.ic_t_stat_below must be a number finite"),
+        ({"retire": {"min_runs": 0, "error_rate_above": -0.5}}, "retire.min_runs must be a whole number >= 1, got 0"),
+        ({"retire": {"min_runs": 0}}, "retire.min_runs must be a whole number >= 1, got 0"),
+        ({"retire": {"min_scored_signals": 0}}, "retire.min_scored_signals must be a whole number >= 1, got 0"),
+        ({"promote": {"ic_at_least": 2}}, "promote.ic_at_least must be a number from -1 to 1"),
+        ({"promote": {"hit_rate_at_least": 1.5}}, "promote.hit_rate_at_least must be a number from 0 to 1"),
+        ({"promote": {"brier_at_most": -0.1}}, "promote.brier_at_most must be a number from 0 to 1"),
+        ({"promote": {"error_rate_at_most": -0.01}}, "promote.error_rate_at_most must be a number from 0 to 1"),
+        ({"promote": {"cost_per_day_usd_at_most": -3}}, "promote.cost_per_day_usd_at_most must be a number >= 0"),
+        ({"window": {"days": 1_000_000}}, "window.days must be a whole number from 1 to 36500, got 1000000"),
+    ],
+)
+def test_absurd_values_are_config_errors_naming_key_value_and_range(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_policy(raw)
+
+
+def test_range_edges_are_accepted():
+    policy = parse_policy(
+        {
+            "window": {"days": 36500},
+            "retire": {"min_runs": 1, "error_rate_above": 0, "ic_below": -1, "ic_t_stat_below": -50},
+            "promote": {
+                "error_rate_at_most": 1,
+                "ic_at_least": 1,
+                "hit_rate_at_least": 0,
+                "brier_at_most": 1,
+                "cost_per_day_usd_at_most": 0,
+            },
+        }
+    )
+    assert (policy.window_days, policy.retire.min_runs, policy.retire.ic_below, policy.promote.brier_at_most) == (36500, 1, -1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("retire:\n  ic_below: -0.05\n  min_runs: 5\n  ic_below: 0.5\n", r"retire.ic_below is given twice \(lines 2 and 4\)"),
+        ("retire: {min_runs: 5}\nwindow: {days: 9}\nretire: {min_runs: 50}\n", r"retire is given twice \(lines 1 and 3\)"),
+        ("promote: {min_runs: 5, min_runs: 6}\n", r"promote.min_runs is given twice \(lines 1 and 1\)"),
+    ],
+)
+def test_a_repeated_yaml_key_is_a_config_error_not_silently_the_last(tmp_path, text, message):
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_policy(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_yaml_merge_keys_and_plain_files_still_load(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text("retire: &r {min_runs: 7}\npromote:\n  <<: *r\n  min_runs: 9\n")  # a merged key may be overridden
+    policy = load_policy(path)
+    assert (policy.retire.min_runs, policy.promote.min_runs) == (7, 9)
+
+
 def test_invalid_yaml_and_missing_file_are_config_errors(tmp_path):
     bad = tmp_path / "policy.yaml"
     bad.write_text("retire: {error_rate_above: [\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML") as caught:
         load_policy(bad)
+    assert "\n" not in str(caught.value)  # one line on stderr
     with pytest.raises(ConfigError, match="does not exist"):
         load_policy(tmp_path / "nope.yaml")
 

@@ -63,19 +63,24 @@ def test_killed_agent_gets_a_killed_root_span_and_makes_no_llm_call(world, telem
     assert roots["momentum"].attributes["agent.run.outcome"] == "ok"
 
 
-def test_kill_switch_edit_applies_to_the_next_cycle_and_a_bad_edit_is_on_the_span(world, telemetry, span_exporter):
+@pytest.mark.parametrize(
+    ("bad_edit", "message"),
+    [('["momentum", ', "not valid JSON"), ("", "is empty"), (" \n", "is empty"), ('["momentum"]' + " " * (1 << 20), "byte limit")],
+    ids=["half-saved", "empty", "whitespace", "oversized"],
+)  # a half-saved edit; a truncated one (issue 12: empty revived everyone); one over the size cap
+def test_kill_switch_edit_applies_to_the_next_cycle_and_a_bad_edit_is_on_the_span(world, telemetry, span_exporter, bad_edit, message):
     fleet = build_test_fleet(world, telemetry)
     fleet.run_cycle(world["calendar"][70])
     world["kill_file"].write_text('["momentum"]')
     fleet.run_cycle(world["calendar"][71])
-    world["kill_file"].write_text('["momentum", ')  # a half-saved edit
+    world["kill_file"].write_text(bad_edit)
     fleet.run_cycle(world["calendar"][72])
     fleet.shutdown()
     momentum = [s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == "momentum"]
     momentum.sort(key=lambda s: s.attributes["agent.run.as_of"])
     assert [s.attributes["agent.run.outcome"] for s in momentum] == ["ok", "killed", "killed"]
     (event,) = momentum[2].events
-    assert event.name == "kill_switch.error" and "not valid JSON" in event.attributes["kill_switch.error.message"]
+    assert event.name == "kill_switch.error" and message in event.attributes["kill_switch.error.message"]
 
 
 class _Boom:

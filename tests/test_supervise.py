@@ -4,6 +4,7 @@ state files, keeps every entry a person wrote, honours a person's revive, audits
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -229,6 +230,137 @@ def test_bad_configuration_exits_2_with_the_reason(world, capsys):
     (world / "policy.yaml").write_text(POLICY_YAML)
     assert run_cli(["--traces", str(world / "missing.jsonl")])[0] == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ("window: {days: 1000000}\n", "window.days must be a whole number from 1 to 36500, got 1000000"),
+        ("retire: {ic_below: 5}\n", "retire.ic_below must be a number from -1 to 1"),
+        ("retire: {min_runs: 0, error_rate_above: -0.1}\n", "retire.min_runs must be a whole number >= 1, got 0"),
+        ("retire: {ic_below: -0.5}\nretire: {ic_below: 5}\n", "retire is given twice (lines 1 and 2)"),
+    ],
+)
+def test_absurd_policy_exits_2_with_one_line_and_retires_nobody(world, capsys, policy, message):
+    (world / "policy.yaml").write_text(policy)
+    assert run_cli(["--apply"])[0] == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("error: policy file ")
+    assert not (world / "killed.json").exists() and not (world / "audit.jsonl").exists()
+
+
+def test_apply_on_an_emptied_kill_file_exits_2_and_never_overwrites_it(world, capsys):
+    """Issue 12, item 4: a truncated kill file (a person's revive in it) is not "nobody killed"."""
+    (world / "killed.json").write_text("  \n")
+    assert run_cli(["--apply"])[0] == 2
+    assert "is empty" in capsys.readouterr().err
+    assert (world / "killed.json").read_text() == "  \n" and not (world / "audit.jsonl").exists()
+
+
+# --- issue 12, item 8: names from spans and state files never reach the terminal raw -------------------
+
+HOSTILE = "evil\x1b[2J\rRETIRE   forged          rule retire.ic_below: fake\n\u202e"
+
+
+def _lines_are_clean(text: str) -> list[str]:
+    lines = text.split("\n")
+    assert all(ch.isprintable() for line in lines for ch in line), [line for line in lines if not line.isprintable()]
+    return lines
+
+
+def test_terminal_lines_escape_control_characters_from_spans_and_the_kill_file(world, telemetry, capsys):
+    line = json.loads((world / "traces.jsonl").read_text().splitlines()[0])
+    span = line["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["traceId"], span["spanId"], span["name"] = "f" * 32, "f" * 16, "invoke_agent x"
+    for attribute in span["attributes"]:
+        if attribute["key"] == semconv.GEN_AI_AGENT_NAME:
+            attribute["value"] = {"stringValue": HOSTILE}
+    with open(world / "traces.jsonl", "a") as handle:
+        handle.write(json.dumps(line) + "\n")
+    revive("revived", "fine\x1b[31m\nRETIRE   forged", by="dave\x07", path=world / "killed.json", now=lambda: NOW)
+    for argv in (["--dry-run"], ["--apply"]):
+        code, text = run_cli(argv, telemetry)
+        assert code == 0
+        lines = _lines_are_clean(text)
+        heads = [line.split()[1] for line in lines if line[:1].isupper() and line.split()[0] in ("KEEP", "RETIRE", "PROMOTE", "HOLD")]
+        assert sorted(heads) == sorted(["contrarian", "oracle", "revived", "steady", "evil\\x1b[2J\\rRETIRE"])
+        assert not any(line.startswith("RETIRE   forged") for line in lines)
+        assert "held by dave\\x07 (revived at 2026-11-24T12:00:00Z: fine\\x1b[31m\\nRETIRE   forged)" in text
+    code, text = run_cli(["--json"])
+    assert HOSTILE in {d["agent"] for d in json.loads(text)}  # JSON escapes by itself, and keeps the name exact
+    _lines_are_clean(text)
+    hostile_policy = world / "p\x1b]0;owned\x07.yaml"
+    hostile_policy.write_text("retire: {ic_below: 5}\n")
+    assert run_cli(["--policy", str(hostile_policy)])[0] == 2
+    err = capsys.readouterr().err
+    _lines_are_clean(err.rstrip("\n"))
+    assert "\\x1b]0;owned\\x07.yaml" in err
+
+
+# --- issue 12, item 5: no change is applied without its audit record -----------------------------------
+
+
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _state_before_apply(world) -> dict[str, bytes]:
+    kill("other", "manual stop", by="alice", path=world / "killed.json", now=lambda: NOW)
+    set_agent_status("steady", "live", "by hand", "erin", path=world / "status.json", now=lambda: NOW)
+    return {name: (world / name).read_bytes() for name in ("killed.json", "status.json")}
+
+
+def test_apply_fsyncs_the_audit_before_writing_the_kill_switch_or_status_file(world, telemetry, monkeypatch):
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync " + Path(_fd_path(fd)).name)
+        return real_fsync(fd)
+
+    def replace(src, dst, *args, **kwargs):
+        events.append("replace " + Path(dst).name)
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    assert run_cli(["--apply"], telemetry)[0] == 0
+    audit_synced = events.index("fsync audit.jsonl")
+    assert audit_synced < events.index("replace killed.json") and audit_synced < events.index("replace status.json")
+    assert [a["result"] for a in read_audit(world / "audit.jsonl")] == ["written", "written", "written", "no change"]
+
+
+def test_audit_log_that_is_a_folder_means_nothing_is_applied(world, telemetry, span_exporter, capsys):
+    before = _state_before_apply(world)
+    (world / "audit.jsonl").mkdir()
+    code, text = run_cli(["--apply"], telemetry)
+    assert code == 1 and text == ""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the audit log" in err and "nothing was applied" in err
+    assert {name: (world / name).read_bytes() for name in before} == before
+    assert span_exporter.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("failing", ["fsync", "write"])
+def test_a_full_disk_under_the_audit_log_means_nothing_is_applied_and_no_torn_line(world, telemetry, monkeypatch, capsys, failing):
+    before = _state_before_apply(world)
+    (world / "audit.jsonl").write_text('{"agent": "earlier", "action": "keep"}\n')
+    log_before = (world / "audit.jsonl").read_bytes()
+    real = getattr(os, failing)
+
+    def full_disk(fd, *args):
+        if _fd_path(fd).endswith("audit.jsonl"):
+            if failing == "write":
+                real(fd, bytes(args[0])[:40])  # part of the record reaches the file first
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, *args)
+
+    monkeypatch.setattr(os, failing, full_disk)
+    assert run_cli(["--apply"], telemetry)[0] == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "nothing was applied" in err
+    assert {name: (world / name).read_bytes() for name in before} == before
+    assert (world / "audit.jsonl").read_bytes() == log_before
 
 
 # --- concurrency: --apply and people editing the same file -----------------------------------------
