@@ -15,7 +15,19 @@ line that is valid JSON but has the wrong shape is read span by span so that onl
 lost. An incomplete last record (the file is being written) is left for the next build and does not
 fail this one: the returned offset stops before it.
 
-Reads no environment variables.
+Hostile bytes (``sniff``, ``read_framed``, ``read_json_lines``):
+
+* framing is trusted only when it is plausible: a first length of zero, beyond ``MAX_FRAME``, or a
+  message that does not start like one (a run of NULs, say) means the file is read as lines, and so
+  does the rest of a framed file from a frame length of zero or beyond ``MAX_FRAME``; lines after
+  the junk are read, the junk up to the next newline is one bad line;
+* a line longer than the line cap (``trace_files.max_line_bytes``: 64 MiB unless
+  ``ALPHATRACE_MAX_LINE_BYTES`` says otherwise) is one bad line reported with its byte offset,
+  skipped in blocks up to its newline (or the end of the file) without being held in memory: reading
+  holds at most max(``BLOCK_SIZE``, cap + 1) bytes of a line. The native core is given the same cap
+  and declines a part with a longer line.
+
+Reads ``ALPHATRACE_MAX_LINE_BYTES`` (through ``trace_files.max_line_bytes``).
 """
 
 from __future__ import annotations
@@ -31,8 +43,14 @@ from meta_supervisor.span_aggregator import SpanAggregator, resource_facts
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 BLOCK_SIZE = 2 << 20
-MAX_FRAME = 1 << 30
-from meta_supervisor.trace_files import FORMAT_EMPTY, FORMAT_FRAMED, FORMAT_JSON_LINES  # noqa: E402
+from meta_supervisor.trace_files import (  # noqa: E402
+    ENV_MAX_LINE,
+    FORMAT_EMPTY,
+    FORMAT_FRAMED,
+    FORMAT_JSON_LINES,
+    MAX_FRAME,
+    max_line_bytes,
+)
 
 FORMAT_ZSTD_JSON_LINES = "zstd+json-lines"
 FORMAT_ZSTD_FRAMED = "zstd+framed"
@@ -40,20 +58,37 @@ FORMAT_ZSTD_FRAMED = "zstd+framed"
 Progress = Callable[[int], None]  # called with the number of new bytes read
 
 
-def sniff(head: bytes) -> str:
-    """The shape of a file (or of a decompressed stream) from its first bytes."""
+def plausible_frame(header: bytes, message: bytes) -> bool:
+    """Whether a 4-byte length and the first bytes of its message look like a collector's frame: a
+    length from 1 to ``MAX_FRAME`` and a message starting as OTLP/JSON, protobuf field 1, or zstd."""
+    size = int.from_bytes(header, "big")
+    start = message[:4]
+    return 0 < size <= MAX_FRAME and bool(start) and (start[:1] in (b"{", b"\x0a") or ZSTD_MAGIC.startswith(start))
+
+
+def sniff(head: bytes, size: int | None = None) -> str:
+    """The shape of a file (or of a decompressed stream) from its first bytes (and its size, if known).
+
+    Framed only when every frame that starts within ``head`` is plausible (``plausible_frame``). A
+    frame reaching beyond the end of the file is a message being written (the collector writes the
+    length, then the message), unless ``head`` also holds a JSON line start (a newline, then
+    ``{"resourceSpans"``): then its length is junk. Anything else, a run of NULs among it, is read as
+    lines."""
     if not head:
         return FORMAT_EMPTY
     if head[:4] == ZSTD_MAGIC:
         return "zstd"
-    if head[0] < 0x09:  # a length prefix (< 150 MB); text never starts with these bytes
-        message = head[4:8]
-        if message[:1] in (b"{", b"\x0a") or message == ZSTD_MAGIC:  # JSON, protobuf field 1, or zstd
-            return FORMAT_FRAMED
-        if b'"resourceSpans"' in head:  # JSON lines whose first bytes were damaged: read it as lines
+    if head[0] >= 0x09:  # text
+        return FORMAT_JSON_LINES
+    position = 0
+    while position + 4 < len(head):
+        header = head[position : position + 4]
+        if not plausible_frame(header, head[position + 4 : position + 8]):
             return FORMAT_JSON_LINES
-        return FORMAT_FRAMED
-    return FORMAT_JSON_LINES
+        position += 4 + int.from_bytes(header, "big")
+    if size is not None and position > size and b'\n{"resourceSpans"' in head:
+        return FORMAT_JSON_LINES
+    return FORMAT_FRAMED
 
 
 @dataclass
@@ -61,6 +96,7 @@ class ReadResult:
     consumed: int  # bytes (of the file, or of the decompressed stream) fully processed
     records: int  # lines or messages fully processed
     partial_tail: int  # bytes of an incomplete last record left for the next build
+    lines_from: int | None = None  # read_framed: the offset from which the rest was read as lines
 
 
 class RecordDecoder:
@@ -184,24 +220,34 @@ def _decompress(payload: bytes) -> bytes:
 
 
 def read_json_lines(
-    stream, decoder: RecordDecoder, first_number: int, limit: int | None = None, progress: Progress | None = None
+    stream,
+    decoder: RecordDecoder,
+    first_number: int,
+    limit: int | None = None,
+    progress: Progress | None = None,
+    start: int = 0,
+    max_line: int | None = None,
 ) -> ReadResult:
-    """Decode newline-terminated lines from ``stream`` (at most ``limit`` bytes).
+    """Decode newline-terminated lines from ``stream`` (at most ``limit`` bytes; ``start`` is where
+    the stream is in its file, for the offsets reported).
 
     The unterminated rest at the end is decoded only if it is a complete request on its own (the
-    collector writes a message and its newline in two writes); otherwise it is a partial tail.
+    collector writes a message and its newline in two writes); otherwise it is a partial tail. A
+    line longer than ``max_line`` (default ``max_line_bytes()``) is one bad line, skipped.
     """
+    cap = max_line_bytes() if max_line is None else max_line
     buf = bytearray(BLOCK_SIZE)
     view = memoryview(buf)
     filled = 0
     consumed = 0
     number = first_number
     remaining = limit
+    skipping = False  # in a line longer than the cap, already counted: dropping bytes up to its newline
     decode = decoder.request_decoder.decode
     add_request = decoder.aggregator.add_request
     while True:
-        if filled == len(buf):  # one line longer than the buffer: move to a buffer twice the size
-            bigger = bytearray(2 * len(buf))
+        if filled == len(buf):  # one line longer than the buffer (and not the cap): a bigger buffer
+            bigger = bytearray(min(2 * len(buf), cap + 1))
             bigger[:filled] = view[:filled]
             buf, view = bigger, memoryview(bigger)
         want = len(buf) - filled
@@ -217,12 +263,21 @@ def read_json_lines(
         filled += got
         pos = 0
         find = buf.find
+        if skipping:
+            end = find(b"\n", 0, filled)
+            if end < 0:
+                consumed += filled
+                filled = 0
+                continue
+            pos, skipping = end + 1, False
         while True:
             end = find(b"\n", pos, filled)
             if end < 0:
                 break
             number += 1
-            if end > pos:
+            if end - pos > cap:
+                _overlong_line(decoder, number, start + consumed + pos, cap)
+            elif end > pos:
                 line = view[pos:end]
                 try:
                     request = decode(line)
@@ -238,6 +293,12 @@ def read_json_lines(
             pos = end + 1
         consumed += pos
         rest = filled - pos
+        if rest > cap:  # no newline within the cap: one bad line, dropped up to its newline
+            number += 1
+            _overlong_line(decoder, number, start + consumed, cap)
+            consumed += rest
+            filled, skipping = 0, True
+            continue
         if pos and rest:
             view[:rest] = bytes(view[pos:filled])
         filled = rest
@@ -262,11 +323,45 @@ def read_json_lines(
     return ReadResult(consumed=consumed, records=number - first_number, partial_tail=partial)
 
 
+def _overlong_line(decoder: RecordDecoder, number: int, offset: int, cap: int) -> None:
+    decoder.aggregator.inputs.add_bad_line(
+        decoder.file_label, number, f"line longer than the {cap}-byte cap ({ENV_MAX_LINE}) at byte {offset}: skipped"
+    )
+
+
+def skip_rest_of_line(stream, offset: int, progress: Progress | None = None) -> int:
+    """Bytes of ``stream`` (a file, at ``offset``) up to and with the next newline when ``offset`` is
+    not at a line start: the rest of a line longer than the cap that the last build counted and
+    skipped up to the then end of the file (after a complete unterminated line, only its newline).
+    Read in blocks; the stream is left after them."""
+    if offset == 0:
+        return 0
+    stream.seek(offset - 1)
+    if stream.read(1) == b"\n":
+        return 0
+    skipped = 0
+    while True:
+        block = stream.read(BLOCK_SIZE)
+        if not block:
+            break
+        end = block.find(b"\n")
+        if end >= 0:
+            skipped += end + 1
+            break
+        skipped += len(block)
+    stream.seek(offset + skipped)
+    if progress is not None and skipped:
+        progress(skipped)
+    return skipped
+
+
 # --- framed messages ---------------------------------------------------------------------------------
 
 
-def read_framed(stream, decoder: RecordDecoder, first_number: int, progress: Progress | None = None) -> ReadResult:
-    """Decode 4-byte big-endian length-prefixed messages until the end of ``stream``."""
+def read_framed(stream, decoder: RecordDecoder, first_number: int, progress: Progress | None = None, start: int = 0) -> ReadResult:
+    """Decode 4-byte big-endian length-prefixed messages until the end of ``stream``; from a frame
+    length of zero or beyond ``MAX_FRAME`` on (not framing), the rest is read as lines
+    (``ReadResult.lines_from`` says from where)."""
     consumed = 0
     number = first_number
     while True:
@@ -274,14 +369,11 @@ def read_framed(stream, decoder: RecordDecoder, first_number: int, progress: Pro
         if len(header) < 4:
             return ReadResult(consumed, number - first_number, len(header))
         size = int.from_bytes(header, "big")
-        if size > MAX_FRAME:
-            # Not a length we can trust: the rest of the file cannot be framed again.
-            rest = len(_drain(stream))
-            number += 1
-            decoder.aggregator.inputs.add_bad_line(decoder.file_label, number, f"bad frame length {size}; {rest + 4} bytes skipped")
-            if progress is not None:
-                progress(rest + 4)
-            return ReadResult(consumed + 4 + rest, number - first_number, 0)
+        if size == 0 or size > MAX_FRAME:
+            from meta_supervisor.trace_files import _Prepend
+
+            lines = read_json_lines(_Prepend(header, stream), decoder, number, progress=progress, start=start + consumed)
+            return ReadResult(consumed + lines.consumed, number + lines.records - first_number, lines.partial_tail, start + consumed)
         payload = _read_exactly(stream, size)
         if len(payload) < size:
             return ReadResult(consumed, number - first_number, 4 + len(payload))
@@ -301,7 +393,3 @@ def _read_exactly(stream, size: int) -> bytes:
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)
-
-
-def _drain(stream) -> bytes:
-    return b"".join(iter(lambda: stream.read(1 << 20), b""))
