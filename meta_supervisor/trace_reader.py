@@ -69,24 +69,20 @@ def plausible_frame(header: bytes, message: bytes) -> bool:
 def sniff(head: bytes, size: int | None = None) -> str:
     """The shape of a file (or of a decompressed stream) from its first bytes (and its size, if known).
 
-    Framed only when every frame that starts within ``head`` is plausible (``plausible_frame``). A
-    frame reaching beyond the end of the file is a message being written (the collector writes the
-    length, then the message), unless ``head`` also holds a JSON line start (a newline, then
-    ``{"resourceSpans"``): then its length is junk. Anything else, a run of NULs among it, is read as
-    lines."""
+    Framed only when the first frame is plausible (``plausible_frame``; junk after it is
+    ``read_framed``'s to handle). A first frame reaching beyond the end of the file is a message
+    being written (the collector writes the length, then the message), unless ``head`` also holds a
+    JSON line start (a newline, then ``{"resourceSpans"``): then its length is junk. Anything else, a
+    run of NULs among it, is read as lines."""
     if not head:
         return FORMAT_EMPTY
     if head[:4] == ZSTD_MAGIC:
         return "zstd"
     if head[0] >= 0x09:  # text
         return FORMAT_JSON_LINES
-    position = 0
-    while position + 4 < len(head):
-        header = head[position : position + 4]
-        if not plausible_frame(header, head[position + 4 : position + 8]):
-            return FORMAT_JSON_LINES
-        position += 4 + int.from_bytes(header, "big")
-    if size is not None and position > size and b'\n{"resourceSpans"' in head:
+    if not plausible_frame(head[:4], head[4:8]):
+        return FORMAT_JSON_LINES
+    if size is not None and 4 + int.from_bytes(head[:4], "big") > size and b'\n{"resourceSpans"' in head:
         return FORMAT_JSON_LINES
     return FORMAT_FRAMED
 
