@@ -239,3 +239,13 @@ def test_a_bad_line_cap_is_a_config_error(tmp_path: Path, monkeypatch: pytest.Mo
     code, _, _ = build(tmp_path, tmp_path / "none.jsonl")
     assert code == 2
     assert f"{ENV_MAX_LINE}={value!r}" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_the_supervisor_names_a_fifo_as_such(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from meta_supervisor import supervise
+
+    fifo = tmp_path / "traces.jsonl"
+    os.mkfifo(fifo)
+    assert supervise.main(["--dry-run", "--traces", str(fifo)], out=io.StringIO()) == 2
+    assert f"input {fifo} is a FIFO (named pipe), not a regular file" in capsys.readouterr().err
