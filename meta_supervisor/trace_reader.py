@@ -24,8 +24,8 @@ Hostile bytes (``sniff``, ``read_framed``, ``read_json_lines``):
 * a line longer than the line cap (``trace_files.max_line_bytes``: 64 MiB unless
   ``ALPHATRACE_MAX_LINE_BYTES`` says otherwise) is one bad line reported with its byte offset,
   skipped in blocks up to its newline (or the end of the file) without being held in memory: reading
-  holds at most max(``BLOCK_SIZE``, cap + 1) bytes of a line. The native core is given the same cap
-  and declines a part with a longer line.
+  holds at most max(``BLOCK_SIZE``, cap + 1) bytes of a line (1.5 times that while its buffer grows).
+  The native core is given the same cap and declines a part with a longer line.
 
 Reads ``ALPHATRACE_MAX_LINE_BYTES`` (through ``trace_files.max_line_bytes``).
 """
@@ -243,7 +243,7 @@ def read_json_lines(
     add_request = decoder.aggregator.add_request
     while True:
         if filled == len(buf):  # one line longer than the buffer (and not the cap): a bigger buffer
-            bigger = bytearray(min(2 * len(buf), cap + 1))
+            bigger = bytearray(2 * len(buf) if 2 * len(buf) < cap else cap + 1)  # never 2 x the cap at once
             bigger[:filled] = view[:filled]
             buf, view = bigger, memoryview(bigger)
         want = len(buf) - filled
