@@ -20,7 +20,6 @@ value is a ``ConfigError``).
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -159,7 +158,7 @@ def read_trace_file(path: Path, aggregator, cursor: FileCursor | None = None, pr
 def _read_zstd(handle, decoder, out: FileCursor, progress):
     import zstandard
 
-    from meta_supervisor.trace_reader import ReadResult, read_framed, read_json_lines, sniff
+    from meta_supervisor.trace_reader import Prepend, ReadResult, read_framed, read_json_lines, sniff
 
     handle.seek(0)
     stream = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
@@ -168,7 +167,7 @@ def _read_zstd(handle, decoder, out: FileCursor, progress):
         if out.offset == 0:
             out.format = "zstd+" + (sniff(inner_head) if inner_head else FORMAT_EMPTY)
             rest = stream
-            reader = _Prepend(inner_head, rest)
+            reader = Prepend(inner_head, rest)
         else:
             remaining = out.offset
             while remaining > 0:
@@ -189,31 +188,3 @@ def _read_zstd(handle, decoder, out: FileCursor, progress):
     except zstandard.ZstdError as exc:
         decoder.aggregator.inputs.add_bad_line(decoder.file_label, out.records + 1, f"corrupt zstd stream: {exc}")
         return ReadResult(0, 0, 0)
-
-
-class _Prepend(io.RawIOBase):
-    """A readable stream: ``head`` bytes first, then ``rest``."""
-
-    def __init__(self, head: bytes, rest) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        if self._head:
-            count = min(len(target), len(self._head))
-            target[:count] = self._head[:count]
-            self._head = self._head[count:]
-            return count
-        return self._rest.readinto(target)
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size < 0:
-                data, self._head = self._head + self._rest.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._rest.read(size)

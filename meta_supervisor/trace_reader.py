@@ -355,20 +355,33 @@ def skip_rest_of_line(stream, offset: int, progress: Progress | None = None) -> 
 
 
 def read_framed(stream, decoder: RecordDecoder, first_number: int, progress: Progress | None = None, start: int = 0) -> ReadResult:
-    """Decode 4-byte big-endian length-prefixed messages until the end of ``stream``; from a frame
-    length of zero or beyond ``MAX_FRAME`` on (not framing), the rest is read as lines
+    """Decode 4-byte big-endian length-prefixed messages until the end of ``stream``.
+
+    A frame length beyond ``MAX_FRAME``, or of zero not followed by a plausible frame (an empty
+    message is legal, a run of NULs is not), ends the framing: the rest is read as lines
     (``ReadResult.lines_from`` says from where)."""
     consumed = 0
     number = first_number
+    stream = Prepend(b"", stream)
     while True:
         header = _read_exactly(stream, 4)
         if len(header) < 4:
             return ReadResult(consumed, number - first_number, len(header))
         size = int.from_bytes(header, "big")
+        if size == 0:
+            ahead = _read_exactly(stream, 8)
+            if 0 < len(ahead) < 8:  # the next frame is being written: decide next time
+                return ReadResult(consumed, number - first_number, 4 + len(ahead))
+            stream.push_back(ahead)
+            if not ahead or plausible_frame(ahead[:4], ahead[4:]):
+                number += 1
+                consumed += 4
+                if progress is not None:
+                    progress(4)
+                continue
         if size == 0 or size > MAX_FRAME:
-            from meta_supervisor.trace_files import _Prepend
-
-            lines = read_json_lines(_Prepend(header, stream), decoder, number, progress=progress, start=start + consumed)
+            stream.push_back(header)
+            lines = read_json_lines(stream, decoder, number, progress=progress, start=start + consumed)
             return ReadResult(consumed + lines.consumed, number + lines.records - first_number, lines.partial_tail, start + consumed)
         payload = _read_exactly(stream, size)
         if len(payload) < size:
@@ -389,3 +402,34 @@ def _read_exactly(stream, size: int) -> bytes:
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)
+
+
+class Prepend(io.RawIOBase):
+    """A readable stream: ``head`` bytes first, then ``rest``; bytes read can be pushed back."""
+
+    def __init__(self, head: bytes, rest) -> None:
+        self._head = head
+        self._rest = rest
+
+    def push_back(self, data: bytes) -> None:
+        self._head = data + self._head
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        if self._head:
+            count = min(len(target), len(self._head))
+            target[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        return self._rest.readinto(target)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._rest.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._rest.read(size)

@@ -154,6 +154,18 @@ def test_a_zero_length_frame_in_a_framed_file_reads_the_rest_as_lines(tmp_path: 
     assert cursor.offset == path.stat().st_size
 
 
+def test_an_empty_message_in_a_framed_file_is_not_junk(tmp_path: Path) -> None:
+    """A zero length followed by a plausible frame is an empty message (legal protobuf): framing goes on."""
+    lines = good_lines(3)
+    frames = [struct.pack(">I", len(text) - 1) + text[:-1] for text in lines]
+    path = tmp_path / "traces.bin"
+    path.write_bytes(frames[0] + b"\x00" * 4 + frames[1] + frames[2] + b"\x00" * 4)
+    aggregator = SpanAggregator(None)
+    cursor = read_trace_file(path, aggregator)
+    assert (aggregator.inputs.spans, aggregator.inputs.bad_lines, cursor.format, cursor.records) == (6, 0, FORMAT_FRAMED, 5)
+    assert (cursor.offset, cursor.partial_tail_bytes) == (path.stat().st_size, 0)
+
+
 # --- the line cap ----------------------------------------------------------------------------------------
 
 
