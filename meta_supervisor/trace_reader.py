@@ -19,8 +19,10 @@ Hostile bytes (``sniff``, ``read_framed``, ``read_json_lines``):
 
 * framing is trusted only when it is plausible: a first length of zero, beyond ``MAX_FRAME``, or a
   message that does not start like one (a run of NULs, say) means the file is read as lines, and so
-  does the rest of a framed file from a frame length of zero or beyond ``MAX_FRAME``; lines after
-  the junk are read, the junk up to the next newline is one bad line;
+  does the rest of a framed file from a frame length beyond ``MAX_FRAME`` or from a zero length not
+  followed by a plausible frame; lines after the junk are read, the junk up to the next newline is
+  one bad line, except a leading run of NULs, which is one bad line and the rest of its line is read
+  (a crash can leave NULs where the file was extended, and a restarted writer appends after them);
 * a line longer than the line cap (``trace_files.max_line_bytes``: 64 MiB unless
   ``ALPHATRACE_MAX_LINE_BYTES`` says otherwise) is one bad line reported with its byte offset,
   skipped in blocks up to its newline (or the end of the file) without being held in memory: reading
@@ -285,6 +287,8 @@ def read_json_lines(
                     # reuses this memory while it is still in cache (measured: ~0.5-0.9 µs a span).
                     del request
                 except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+                    if line[:1] == b"\0":
+                        line = _after_nuls(decoder, line, number, start + consumed + pos)
                     decoder.json_record(line, number)
             pos = end + 1
         consumed += pos
@@ -323,6 +327,22 @@ def _overlong_line(decoder: RecordDecoder, number: int, offset: int, cap: int) -
     decoder.aggregator.inputs.add_bad_line(
         decoder.file_label, number, f"line longer than the {cap}-byte cap ({ENV_MAX_LINE}) at byte {offset}: skipped"
     )
+
+
+def _after_nuls(decoder: RecordDecoder, line, number: int, offset: int):
+    """A line starting with a run of NULs (what a crash can leave before the lines written after a
+    restart): if the rest is JSON, the run is one bad line and the rest is read as the line; else
+    the whole line is the bad line."""
+    data = bytes(line)
+    rest = data.lstrip(b"\0")
+    try:
+        decoder.request_decoder.decode(rest)
+    except msgspec.ValidationError:
+        pass
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return line
+    decoder.aggregator.inputs.add_bad_line(decoder.file_label, number, f"{len(data) - len(rest)} NUL bytes at byte {offset}: skipped")
+    return rest
 
 
 def skip_rest_of_line(stream, offset: int, progress: Progress | None = None) -> int:

@@ -135,6 +135,20 @@ def test_junk_then_lines_keeps_every_line_after_the_junk(tmp_path: Path) -> None
     assert [p["line"] for p in report["inputs"]["problems"]] == [1]
 
 
+def test_lines_written_after_a_run_of_nuls_are_kept(tmp_path: Path) -> None:
+    """A crash leaves NULs where the file had grown; the restarted collector appends after them: the
+    NUL run is one bad line (with its offset), the line glued to it is read."""
+    lines = good_lines(4)
+    path = tmp_path / "traces.jsonl"
+    path.write_bytes(lines[0] + lines[1] + b"\x00" * 70_000 + lines[2] + lines[3])
+    code, report, _ = build(tmp_path, path)
+    assert code == 0
+    inputs = report["inputs"]
+    assert inputs["spans"] == 8 and inputs["bad_lines"] == 1
+    offset = len(lines[0]) + len(lines[1])
+    assert inputs["problems"] == [{"file": str(path), "line": 3, "error": f"70000 NUL bytes at byte {offset}: skipped"}]
+
+
 def test_a_zero_length_frame_in_a_framed_file_reads_the_rest_as_lines(tmp_path: Path) -> None:
     lines = good_lines(4)
     frames = b"".join(struct.pack(">I", len(text) - 1) + text[:-1] for text in lines[:2])  # JSON messages, framed
