@@ -323,6 +323,8 @@ def test_hostile_cases_are_hostile(tmp_path: Path) -> None:
     assert read("megabyte_values")["consumed"] > 2 << 20
     assert read("nul_run_then_lines")["inputs"]["bad_lines"] == 1 and read("nul_run_then_lines")["inputs"]["spans"] > 0
     assert read("zero_length_frames")["inputs"]["bad_lines"] == 1
+    nul_prefixed = read("nul_prefixed_line")["inputs"]  # the NUL run is a bad line, the line after it is read
+    assert nul_prefixed["bad_lines"] == 1 and nul_prefixed["spans"] == read("nul_run_then_lines")["inputs"]["spans"]
 
 
 # --- property: mutated canonical lines are declined or read alike ----------------------------------------
