@@ -277,17 +277,21 @@ def test_the_supervisor_names_a_fifo_as_such(tmp_path: Path, capsys: pytest.Capt
     assert f"input {fifo} is a FIFO (named pipe), not a regular file" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak RSS read from /proc (Linux)")
 def test_a_512_mib_file_without_a_newline_reads_in_bounded_memory(tmp_path: Path) -> None:
     """The issue's case at full size, with the default cap (a sparse file: no disk used): one bad line,
-    and the command's peak RSS stays far below the file's size (it held the whole file before)."""
+    and the command's peak RSS stays far below the file's size (it held the whole file before).
+
+    The peak is the process's own VmHWM (ru_maxrss of a spawned child can include its parent's)."""
     path = tmp_path / "traces.jsonl"
     with open(path, "wb") as handle:
         handle.truncate(512 << 20)  # NULs
     code = (
-        "import json, resource, sys\n"
+        "import json, re, sys\n"
         "from meta_supervisor import report_cli\n"
         "code = report_cli.main(sys.argv[1:])\n"
-        "print(json.dumps([code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(json.dumps([code, int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1))]))\n"
     )
     argv = [sys.executable, "-c", code, "--input", str(path), "--out", str(tmp_path / "out"), "--no-state", "--quiet"]
     argv += ["--no-alpha-quality", "--workers", "1", "--kill-file", str(tmp_path / "none.json")]
@@ -299,4 +303,4 @@ def test_a_512_mib_file_without_a_newline_reads_in_bounded_memory(tmp_path: Path
     inputs = json.loads((tmp_path / "out" / "meta_report.json").read_text())["inputs"]
     assert inputs["bad_lines"] == 1 and inputs["partial_tails"] == [] and inputs["spans"] == 0
     assert "at byte 0" in inputs["problems"][0]["error"]
-    assert peak_kib < 320 << 10, f"peak RSS {peak_kib >> 10} MiB"
+    assert peak_kib < 256 << 10, f"peak RSS {peak_kib >> 10} MiB (at most half the file)"
