@@ -3,11 +3,12 @@
 ``read_part`` has the contract of ``parallel_build.read_part_python``: the same ``PartResult`` for the
 same bytes. The native core takes only input it reads exactly as the Python reader does (well-formed
 lines, as the collector writes them); on anything else (a corrupt or oddly shaped line, a table at
-its size limit, spans without ids) it declines and returns None, and the caller reads that part
-with the Python reader. So the native core changes the speed of a build, never its report.
+its size limit, spans without ids, a line longer than the line cap) it declines and returns None,
+and the caller reads that part with the Python reader. So the native core changes the speed of a build, never its report.
 
 Environment: ``ALPHATRACE_NATIVE`` = ``auto`` (default: use it when installed), ``off`` (never), or
-``on`` (require it: a ``ConfigError`` when it is not installed).
+``on`` (require it: a ``ConfigError`` when it is not installed); ``ALPHATRACE_MAX_LINE_BYTES`` (the
+line cap, ``trace_files.max_line_bytes``), handed to the core.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 from array import array
 from pathlib import Path
 
+from meta_supervisor.trace_files import max_line_bytes
 from meta_supervisor.trace_inputs import expected_spans
 from services.config_error import ConfigError
 
@@ -95,7 +97,9 @@ def _read(native, path: Path, start: int, stop: int | None, options_tuple, progr
     """The core's ``read_part``: its raw result, or None when it declined (its progress taken back)."""
     prices, since_ns, until_ns, collect_signals = options_tuple
     progress, undo = undoable(progress)
-    raw = native.read_part(str(path), start, stop, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress, tables, expected)
+    answers = PythonAnswers(prices)
+    cap = max_line_bytes()
+    raw = native.read_part(str(path), start, stop, since_ns, until_ns, collect_signals, answers, progress, tables, expected, max_line=cap)
     if isinstance(raw, str):
         import logging  # only here: a decline is rare, and logging costs the command's start-up ~4 ms
 

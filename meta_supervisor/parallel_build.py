@@ -48,8 +48,8 @@ from meta_supervisor.aggregates import (
 from meta_supervisor.fingerprints import run_fingerprint
 from meta_supervisor.span_aggregator import SpanAggregator
 from meta_supervisor.trace_files import FileCursor
-from meta_supervisor.trace_inputs import HEAD_BYTES, expected_spans, head_digest, identity_of
-from meta_supervisor.trace_reader import FORMAT_JSON_LINES, ReadResult, RecordDecoder, read_json_lines, sniff
+from meta_supervisor.trace_inputs import HEAD_BYTES, expected_spans, head_digest, identity_of, open_regular
+from meta_supervisor.trace_reader import FORMAT_JSON_LINES, ReadResult, RecordDecoder, read_json_lines, skip_rest_of_line, sniff
 
 MIN_SPLIT_BYTES = 48 << 20
 
@@ -68,12 +68,12 @@ def worth_splitting(path: Path, cursor: FileCursor | None, workers: int) -> bool
         return False
     try:
         size = os.path.getsize(path)
-        with open(path, "rb") as handle:
-            head = handle.read(64)
+        with open_regular(path) as handle:
+            head = handle.read(HEAD_BYTES)
     except OSError:
         return False
     start = cursor.offset if cursor is not None else 0
-    return sniff(head) == FORMAT_JSON_LINES and size - start >= MIN_SPLIT_BYTES
+    return sniff(head, size) == FORMAT_JSON_LINES and size - start >= MIN_SPLIT_BYTES
 
 
 def split_points(path: Path, start: int, end: int, parts: int) -> list[int]:
@@ -147,7 +147,9 @@ def read_part_python(path: Path, start: int, stop: int | None, options_tuple, fi
     )
     with open(path, "rb", buffering=0) as handle:
         handle.seek(start)
-        result = read_json_lines(handle, RecordDecoder(aggregator, str(path)), first_number, None if stop is None else stop - start)
+        result = read_json_lines(
+            handle, RecordDecoder(aggregator, str(path)), first_number, None if stop is None else stop - start, start=start
+        )
     closed = aggregator.closed_runs
     state = pickle.dumps(
         (aggregator.inputs, aggregator.agents, aggregator.agent_order, aggregator.pending), protocol=pickle.HIGHEST_PROTOCOL
@@ -181,8 +183,9 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     )
     out.offset = cursor.offset if cursor is not None else 0
     out.records = cursor.records if cursor is not None else 0
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         out.head_length = len(handle.read(HEAD_BYTES))
+        out.offset += skip_rest_of_line(handle, out.offset, advance)  # the rest of a line over the cap
     out.head_digest = head_digest(path, out.head_length)
     parts = worker_count(options.workers)
     points = split_points(path, out.offset, ident.size, parts)
@@ -208,7 +211,8 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     if first is None:
         with open(path, "rb", buffering=0) as handle:
             handle.seek(points[0])
-            first = read_json_lines(handle, decoder, out.records, None if first_stop is None else first_stop - points[0], scaled)
+            limit = None if first_stop is None else first_stop - points[0]
+            first = read_json_lines(handle, decoder, out.records, limit, scaled, start=points[0])
     out.offset += first.consumed
     out.records += first.records
     out.partial_tail_bytes = first.partial_tail
@@ -224,7 +228,7 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
         else:
             with open(path, "rb", buffering=0) as handle:  # not mergeable exactly: read it here instead
                 handle.seek(start)
-                result = read_json_lines(handle, decoder, out.records, None if stop is None else stop - start)
+                result = read_json_lines(handle, decoder, out.records, None if stop is None else stop - start, start=start)
             part = result
         out.offset += part.consumed
         out.records += part.records

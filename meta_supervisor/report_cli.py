@@ -12,13 +12,15 @@ Environment (flags win over environment, environment over defaults):
 * ``ALPHATRACE_REPORT_DIR``: where the report files go (default ``meta_supervisor/reports``);
 * ``ALPHATRACE_REPORT_STATE_DIR``: incremental state (default ``meta_supervisor/state``);
 * ``ALPHATRACE_NATIVE``: ``auto`` / ``on`` / ``off``, the compiled reader (``native_part``);
+* ``ALPHATRACE_MAX_LINE_BYTES``: the line cap (default 64 MiB): a longer line is one bad line
+  (``trace_files``);
 * read by the modules used here: ``ALPHATRACE_KILL_SWITCH_FILE`` (services.kill_switch),
   ``ALPHATRACE_PRICE_TABLE`` (services.pricing), ``ALPHATRACE_MARKET_DATA`` (services.market_data:
   the prices alpha signals are scored against, default ``agents/data``) and
   ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.audit: the supervisor's decisions).
 
-Exit status: 0 report written; 2 bad arguments or configuration (price table, market data folder),
-with the reason.
+Exit status: 0 report written; 2 bad arguments or configuration (price table, market data folder,
+an ``--input`` naming a FIFO, device or socket: only regular files are read), with the reason.
 """
 
 from __future__ import annotations
@@ -139,9 +141,10 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     from services.pricing import PriceTable
 
     try:
-        from meta_supervisor import native_part
+        from meta_supervisor import native_part, trace_files
 
         native_part.core()  # ALPHATRACE_NATIVE checked now, not in the middle of the build
+        trace_files.max_line_bytes()  # and ALPHATRACE_MAX_LINE_BYTES
         prices = PriceTable.load(args.price_table)
         market = None
         if not args.no_alpha_quality:
@@ -173,6 +176,9 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     )
     try:
         data, stats = build_inputs(options)
+    except ConfigError as exc:  # an --input that is not a regular file (trace_inputs), a bad line cap
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if bar:
             bar.finish()

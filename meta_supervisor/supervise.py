@@ -41,6 +41,7 @@ from typing import Any, TextIO
 
 from meta_supervisor.audit import AuditWriteError, append_audit, audit_path, emit_decision_spans
 from meta_supervisor.policy import HOLD, KEEP, PROMOTE, RETIRE, Decision, Policy, agent_figures, decide, load_policy, policy_path
+from meta_supervisor.trace_inputs import resolve_inputs
 from meta_supervisor.trace_records import read_records, trace_specs
 from otel.provider import Telemetry, choose_export, configure_telemetry, trace_file_path
 from services.agent_status import LIVE, SHADOW, AgentStatusBook, StatusEntry, agent_status_path, load_agent_status
@@ -264,6 +265,8 @@ def main(
         policy = load_policy(args.policy)
         traces = trace_file_path(args.traces)
         if not traces.is_file() and not traces.is_dir():
+            if traces.exists():  # a FIFO, a device, a socket: refused, never opened
+                resolve_inputs([str(traces)])
             raise ConfigError(f"trace file {traces} does not exist (run the agents first, or pass --traces)")
         if args.apply and telemetry is None:
             _check_span_destination(traces)

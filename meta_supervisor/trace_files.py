@@ -4,24 +4,52 @@
 digest of its first bytes), its shape, and how far it has been read (bytes of the file, or of the
 decompressed stream for a zstd-compressed file, which is decompressed again and skipped up to there:
 a zstd stream cannot be resumed in the middle). ``read_trace_file`` continues from a cursor (or from
-the start) and returns the new cursor.
+the start) and returns the new cursor. A framed file whose framing broke down (``read_framed`` read
+its rest as lines) is recorded as JSON lines, and continued as lines. A JSON-lines file is continued
+at a line start: the rest of a line longer than the cap, counted and skipped last time, is skipped.
+Files are opened with ``trace_inputs.open_regular`` (never a FIFO or a device).
 
-Reads no environment variables.
+The line cap (``max_line_bytes``): a JSON line longer than this is one bad line, skipped without
+being held in memory (``trace_reader.read_json_lines``). The default, ``MAX_LINE`` = 64 MiB, is
+above the largest line a collector writes: a batch of 8,192 spans (the batch processor's default
+size) of up to ~8 KB each; a longer line is junk (a file of NULs, a binary file, a lost newline).
+
+Environment: ``ALPHATRACE_MAX_LINE_BYTES``, the line cap in bytes (1024 to ``MAX_FRAME``; a bad
+value is a ``ConfigError``).
 """
 
 from __future__ import annotations
 
-import io
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from meta_supervisor.trace_inputs import HEAD_BYTES, head_digest, identity_of
+from meta_supervisor.trace_inputs import HEAD_BYTES, head_digest, identity_of, open_regular
+from services.config_error import ConfigError
 
 FORMAT_EMPTY = "empty"
 FORMAT_FRAMED = "framed"
 FORMAT_JSON_LINES = "json-lines"
 
 SKIP_CHUNK = 4 << 20
+MAX_FRAME = 1 << 30  # the largest message (framed, or decompressed from one zstd frame) read
+MAX_LINE = 64 << 20  # the line cap's default (see above)
+MIN_LINE_CAP = 1024
+ENV_MAX_LINE = "ALPHATRACE_MAX_LINE_BYTES"
+
+
+def max_line_bytes() -> int:
+    """The line cap: ``ALPHATRACE_MAX_LINE_BYTES`` when set, else ``MAX_LINE``."""
+    text = os.environ.get(ENV_MAX_LINE, "").strip()
+    if not text:
+        return MAX_LINE
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not MIN_LINE_CAP <= value <= MAX_FRAME:
+        raise ConfigError(f"{ENV_MAX_LINE}={text!r}: expected a number of bytes from {MIN_LINE_CAP} to {MAX_FRAME}")
+    return value
 
 
 @dataclass
@@ -83,7 +111,7 @@ def classify(path: Path, known: FileCursor | None) -> FileChange:
 
 def read_trace_file(path: Path, aggregator, cursor: FileCursor | None = None, progress=None) -> FileCursor:
     """Read ``path`` from ``cursor`` (or the start) into ``aggregator``; the returned cursor says where it stopped."""
-    from meta_supervisor.trace_reader import ReadResult, RecordDecoder, read_framed, read_json_lines, sniff
+    from meta_supervisor.trace_reader import ReadResult, RecordDecoder, read_framed, read_json_lines, skip_rest_of_line, sniff
 
     label = str(path)
     ident = identity_of(path)
@@ -92,24 +120,30 @@ def read_trace_file(path: Path, aggregator, cursor: FileCursor | None = None, pr
         out.offset, out.records, out.format = cursor.offset, cursor.records, cursor.format
     decoder = RecordDecoder(aggregator, label)
     try:
-        with open(path, "rb", buffering=0) as handle:
+        with open_regular(path) as handle:
             head = handle.read(HEAD_BYTES)
             out.head_length = len(head)
             out.head_digest = head_digest(path, len(head)) if head else ""
-            shape = sniff(head)
+            shape = sniff(head, ident.size)
+            if shape == FORMAT_FRAMED and out.offset and out.format == FORMAT_JSON_LINES:
+                shape = FORMAT_JSON_LINES  # its framing broke down last time: the rest is lines
             if shape == "zstd":
                 result = _read_zstd(handle, decoder, out, progress)
             else:
                 out.format = shape
-                handle.seek(out.offset)
                 if shape == FORMAT_JSON_LINES:
                     from meta_supervisor.parallel_build import read_native
 
+                    out.offset += skip_rest_of_line(handle, out.offset, progress)
+                    handle.seek(out.offset)
                     result = read_native(aggregator, path, out.offset, None, progress, out.records)
                     if result is None:
-                        result = read_json_lines(handle, decoder, out.records, progress=progress)
+                        result = read_json_lines(handle, decoder, out.records, progress=progress, start=out.offset)
                 elif shape == FORMAT_FRAMED:
-                    result = read_framed(handle, decoder, out.records, progress=progress)
+                    handle.seek(out.offset)
+                    result = read_framed(handle, decoder, out.records, progress=progress, start=out.offset)
+                    if result.lines_from is not None:
+                        out.format = FORMAT_JSON_LINES
                 else:
                     result = ReadResult(0, 0, 0)
     except OSError as exc:
@@ -124,7 +158,7 @@ def read_trace_file(path: Path, aggregator, cursor: FileCursor | None = None, pr
 def _read_zstd(handle, decoder, out: FileCursor, progress):
     import zstandard
 
-    from meta_supervisor.trace_reader import ReadResult, read_framed, read_json_lines, sniff
+    from meta_supervisor.trace_reader import Prepend, ReadResult, read_framed, read_json_lines, sniff
 
     handle.seek(0)
     stream = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
@@ -133,7 +167,7 @@ def _read_zstd(handle, decoder, out: FileCursor, progress):
         if out.offset == 0:
             out.format = "zstd+" + (sniff(inner_head) if inner_head else FORMAT_EMPTY)
             rest = stream
-            reader = _Prepend(inner_head, rest)
+            reader = Prepend(inner_head, rest)
         else:
             remaining = out.offset
             while remaining > 0:
@@ -144,38 +178,13 @@ def _read_zstd(handle, decoder, out: FileCursor, progress):
             reader = stream
         inner = out.format.split("+", 1)[1]
         if inner == FORMAT_JSON_LINES:
-            return read_json_lines(reader, decoder, out.records, progress=progress)
+            return read_json_lines(reader, decoder, out.records, progress=progress, start=out.offset)
         if inner == FORMAT_FRAMED:
-            return read_framed(reader, decoder, out.records, progress=progress)
+            result = read_framed(reader, decoder, out.records, progress=progress, start=out.offset)
+            if result.lines_from is not None:
+                out.format = "zstd+" + FORMAT_JSON_LINES
+            return result
         return ReadResult(0, 0, 0)
     except zstandard.ZstdError as exc:
         decoder.aggregator.inputs.add_bad_line(decoder.file_label, out.records + 1, f"corrupt zstd stream: {exc}")
         return ReadResult(0, 0, 0)
-
-
-class _Prepend(io.RawIOBase):
-    """A readable stream: ``head`` bytes first, then ``rest``."""
-
-    def __init__(self, head: bytes, rest) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        if self._head:
-            count = min(len(target), len(self._head))
-            target[:count] = self._head[:count]
-            self._head = self._head[count:]
-            return count
-        return self._rest.readinto(target)
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size < 0:
-                data, self._head = self._head + self._rest.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._rest.read(size)

@@ -5,6 +5,13 @@ one; sorting by path puts every backup before the active ``traces.jsonl`` (``-``
 and the newer ``-size``/``-time`` reason suffix keeps that order. A folder means its regular,
 non-hidden files; formats are detected from the bytes later, never from names.
 
+Only regular files are read (``regular_file_problem``): a FIFO, a device such as ``/dev/zero``, a
+socket or anything else that is not a regular file is never opened for reading (opening a FIFO
+blocks until a writer comes; a device never ends). Named explicitly by ``--input`` it is a
+configuration error (``ConfigError``: the command exits 2 and names it); met in a folder or a glob
+it is skipped with a note naming it. ``open_regular`` opens a file without blocking and refuses it
+if it is not regular by then (a file replaced between listing and reading).
+
 A file is recognised across renames by its identity (device, inode) plus a digest of its first bytes,
 so a rotated backup is not read twice and a replaced or truncated file is noticed.
 
@@ -16,10 +23,12 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from meta_supervisor.fingerprints import blake2b
+from services.config_error import ConfigError
 
 HEAD_BYTES = 4096
 _IGNORED_SUFFIXES = (".lock", ".tmp", ".swp", ".partial")
@@ -40,29 +49,82 @@ def identity_of(path: Path) -> FileIdentity:
 
 def head_digest(path: Path, length: int) -> str:
     """BLAKE2b of the first ``length`` bytes (to tell an appended file from a replaced one)."""
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         return blake2b(handle.read(length), digest_size=16).hexdigest()
 
 
-def _is_candidate(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and not path.name.endswith(_IGNORED_SUFFIXES)
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def _kind_problem(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def regular_file_problem(path: Path) -> str | None:
+    """None for a regular file (a symbolic link to one included), else what it is instead."""
+    try:
+        return _kind_problem(os.stat(path).st_mode)
+    except OSError:
+        return None  # gone or unreadable: reading it says so
+
+
+def _refusal(path: Path | str, kind: str) -> str:
+    return f"input {path} is {kind}, not a regular file: only regular files are read"
+
+
+def open_regular(path: Path | str):
+    """``open(path, "rb", buffering=0)`` for a regular file; anything else raises ``OSError``
+    without blocking (opened with ``O_NONBLOCK``, then checked with ``fstat``)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        kind = _kind_problem(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise OSError(_refusal(path, kind))
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _is_candidate(path: Path, messages: list[str]) -> bool:
+    if path.name.startswith(".") or path.name.endswith(_IGNORED_SUFFIXES) or path.is_dir():
+        return False
+    kind = regular_file_problem(path)
+    if kind is not None:
+        messages.append(_refusal(path, kind) + " (skipped)")
+        return False
+    return path.exists()
 
 
 def resolve_inputs(specs: list[str]) -> tuple[list[Path], list[str]]:
-    """The files named by ``specs``, sorted by path and deduplicated; plus a message per empty spec."""
+    """The files named by ``specs``, sorted by path and deduplicated; plus a message per empty spec
+    and per skipped file that is not regular. A spec naming a file that is not regular (a FIFO, a
+    device, a socket) raises ``ConfigError``."""
     found: dict[str, Path] = {}
     messages: list[str] = []
     for spec in specs:
         path = Path(spec).expanduser()
         matches: list[Path]
         if path.is_dir():
-            matches = [child for child in path.iterdir() if _is_candidate(child)]
+            matches = [child for child in sorted(path.iterdir()) if _is_candidate(child, messages)]
             if not matches:
                 messages.append(f"input folder {spec} has no trace files")
         elif path.exists():
+            kind = regular_file_problem(path)
+            if kind is not None:
+                raise ConfigError(_refusal(spec, kind))
             matches = [path]
         elif glob.has_magic(spec):
-            matches = [Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True) if _is_candidate(Path(p))]
+            candidates = sorted(glob.glob(os.path.expanduser(spec), recursive=True))
+            matches = [Path(p) for p in candidates if _is_candidate(Path(p), messages)]
             if not matches:
                 messages.append(f"input pattern {spec} matches no files")
         else:
@@ -95,7 +157,7 @@ def expected_spans(path: Path, start: int = 0, stop: int | None = None) -> int:
 def _bytes_per_span(path: str, ident: FileIdentity) -> int:
     """Sampled once per file version (a build asks for each file, and each forked part again)."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             head = handle.read(2 << 20)
     except OSError:
         return DEFAULT_BYTES_PER_SPAN

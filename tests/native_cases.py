@@ -450,6 +450,9 @@ def _hostile_cases() -> dict[str, list[str | bytes]]:
         "blank_lines": ["\n", *good[:2], "   \n", "\t\r\n", "\n\n", *good[2:], "  "],
         "crlf_line_endings": [text.replace("\n", "\r\n") for text in good],
         "leading_bom": [b"\xef\xbb\xbf" + good[0].encode(), *good[1:]],
+        "nul_run_then_lines": [b"\x00" * 5000 + b"\n", *good],  # what a crash can leave at the start of a file
+        "nul_prefixed_line": [b"\x00" * 100 + good[0].encode(), *good[1:]],
+        "zero_length_frames": [b"\x00\x00\x00\x00" * 64 + b"\n", *good],
         "trailing_garbage": [good[0].rstrip("\n") + " x\n", good[1].rstrip("\n") + "}\n", *good[2:]],
         "trailing_whitespace": [good[0].rstrip("\n") + "   \t\n", " " + good[1], *good[2:]],
         "resource_spans_wrong_type": ['{"resourceSpans":5}\n', '{"resourceSpans":{}}\n', *good],

@@ -28,6 +28,7 @@ from meta_supervisor import native_part, parallel_build
 from meta_supervisor.parallel_build import PartResult, read_part_python
 from meta_supervisor.report_build import BuildOptions, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
+from meta_supervisor.trace_files import ENV_MAX_LINE
 from otel import semconv as S
 from services.config_error import ConfigError
 from services.market_data import CsvMarketData
@@ -278,6 +279,34 @@ def test_hostile_ranges(native, tmp_path: Path) -> None:
     assert snapshot(read_part_python(path, 3, None, OPTIONS))["inputs"]["bad_lines"] == 1  # mid-line start: a bad line
 
 
+def test_lines_over_the_line_cap_are_declined(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line longer than the cap is a bad line for the Python reader even when it is valid JSON: the
+    core, given the same cap, declines the part as soon as it sees one (it never holds more of it)."""
+    cap = 16384
+    monkeypatch.setenv(ENV_MAX_LINE, str(cap))
+    lines = lines_for(mixed_runs(6), per_line=2)
+    padded = '{"pad":"' + "x" * cap + '",' + lines[1][1:]  # valid, with spans, too long
+    exact = '{"pad":"' + "x" * (cap - len(lines[2]) - 8) + '",' + lines[2][1:]  # exactly the cap, newline apart
+    assert len(exact.encode()) == cap + 1
+    cases = {
+        "valid_but_too_long": [lines[0], padded, *lines[2:]],
+        "junk_too_long": [lines[0], "y" * (cap + 1) + "\n", *lines[1:]],
+        "unterminated_too_long": [*lines, "z" * (3 << 20)],
+        "too_long_first": [padded, *lines],
+    }
+    for name, content in cases.items():
+        path = write(tmp_path, content, f"{name}.jsonl")
+        python = snapshot(read_part_python(path, 0, None, OPTIONS))
+        assert python["inputs"]["bad_lines"] == 1 and python["partial_tail"] == 0, name
+        assert native_read(path) is None, name
+        starts = [0, len(lines[0].encode())]
+        for start in starts:
+            assert_none_or_equal(path, start, first_number=1)
+    path = write(tmp_path, [lines[0], exact, *lines[3:]], "exact.jsonl")
+    assert snapshot(read_part_python(path, 0, None, OPTIONS))["inputs"]["bad_lines"] == 0
+    assert_taken_and_equal(path)
+
+
 def test_hostile_cases_are_hostile(tmp_path: Path) -> None:
     """A sample of the hostile inputs really reaches the paths it is meant to (checked on the Python reader)."""
 
@@ -292,6 +321,10 @@ def test_hostile_cases_are_hostile(tmp_path: Path) -> None:
     assert read("blank_lines")["inputs"]["bad_lines"] == 0
     assert read("many_models_and_symbols")["agents"]["m"]["signals"]["count"] == 60
     assert read("megabyte_values")["consumed"] > 2 << 20
+    assert read("nul_run_then_lines")["inputs"]["bad_lines"] == 1 and read("nul_run_then_lines")["inputs"]["spans"] > 0
+    assert read("zero_length_frames")["inputs"]["bad_lines"] == 1
+    nul_prefixed = read("nul_prefixed_line")["inputs"]  # the NUL run is a bad line, the line after it is read
+    assert nul_prefixed["bad_lines"] == 1 and nul_prefixed["spans"] == read("nul_run_then_lines")["inputs"]["spans"]
 
 
 # --- property: mutated canonical lines are declined or read alike ----------------------------------------

@@ -58,7 +58,9 @@ struct Lines {
 }
 
 /// `read_json_lines`: whole lines, then an unterminated rest that is a complete request on its own.
-fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progress: Option<&Bound<PyAny>>) -> R<Lines> {
+/// A line longer than `max_line` (Python's line cap, a bad line there) declines the part as soon as
+/// it is seen, so the buffer never holds more than `max_line + 1` bytes of a line.
+fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
     let mut buf = vec![0u8; BLOCK_SIZE];
     let mut filled = 0usize;
     let mut consumed = 0u64;
@@ -66,7 +68,7 @@ fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progres
     let mut remaining = limit;
     loop {
         if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0);
+            buf.resize((buf.len() * 2).min(max_line + 1), 0);
         }
         let mut want = buf.len() - filled;
         if let Some(left) = remaining {
@@ -91,6 +93,9 @@ fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progres
         while let Some(offset) = memchr::memchr(b'\n', &buf[pos..filled]) {
             let end = pos + offset;
             records += 1;
+            if end - pos > max_line {
+                return part::decline("a line longer than the line cap");
+            }
             if end > pos {
                 let line = &buf[pos..end];
                 match decode(line) {
@@ -106,6 +111,9 @@ fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progres
                 }
             }
             pos = end + 1;
+        }
+        if filled - pos > max_line {
+            return part::decline("a line longer than the line cap");
         }
         consumed += pos as u64;
         buf.copy_within(pos..filled, 0);
@@ -305,8 +313,9 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
 /// empty `FingerprintMap` (the build's own, sized for the whole file): they are filled in place
 /// instead of returned. After a decline they hold whatever was read before it. Otherwise the part's
 /// own tables are sized for `expected_spans` (`trace_inputs.expected_spans`; without it they grow).
+/// `max_line` is the Python reader's line cap (`trace_reader.max_line_bytes`).
 #[pyfunction]
-#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None))]
+#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line))]
 #[allow(clippy::too_many_arguments)]
 fn read_part<'py>(
     py: Python<'py>,
@@ -320,6 +329,7 @@ fn read_part<'py>(
     progress: Option<Bound<'py, PyAny>>,
     tables: Option<(PyBuffer<u64>, PyBuffer<u64>, PyBuffer<u8>)>,
     expected_spans: Option<usize>,
+    max_line: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(start))?;
@@ -336,7 +346,13 @@ fn read_part<'py>(
         }
     };
     let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen);
-    match read_lines(&mut agg, &mut file, stop.map(|s| s.saturating_sub(start)), progress.as_ref()) {
+    match read_lines(
+        &mut agg,
+        &mut file,
+        stop.map(|s| s.saturating_sub(start)),
+        progress.as_ref(),
+        max_line,
+    ) {
         Ok(read) => Ok(result(py, agg, &read, tables.is_some())?.into_any()),
         Err(Stop::Decline(why)) => Ok(why.into_pyobject(py)?.into_any()),
         Err(Stop::Python(err)) => Err(err),
