@@ -53,6 +53,7 @@ from services.fleet_config import FleetConfig, load_agent, load_fleet_config
 from services.kill_switch import KillSwitch
 from services.market_data import CsvMarketData, MarketData
 from services.pricing import PriceTable
+from services.terminal_text import term
 
 logger = logging.getLogger("alphatrace.scheduler")
 
@@ -171,7 +172,7 @@ class AgentScheduler:
             run.span.add_event(semconv.EVENT_KILL_SWITCH_ERROR, {semconv.KILL_SWITCH_ERROR_MESSAGE: decision.file_error})
         if decision.killed:
             reason = decision.entry.reason if decision.entry else ""
-            logger.warning("Agent %s is disabled by kill-switch (%s)", agent_name, reason or "no reason given")
+            logger.warning("Agent %s is disabled by kill-switch (%s)", agent_name, term(reason) if reason else "no reason given")
             if run is not None:
                 run.mark_killed(reason)
             return None
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve_llm_settings(fleet.llm)
         telemetry = configure_telemetry(llm_simulated=settings.simulated, register_atexit=True)
     except ConfigError as exc:
-        print(f"alphatrace: configuration error: {exc}", file=sys.stderr)
+        print(f"alphatrace: configuration error: {term(exc)}", file=sys.stderr)
         return 2
     if settings.simulated:
         logger.info("LLM: SIMULATED model (no OPENAI_API_KEY); calls are labelled simulated and cost $0")
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             fleet_scheduler.start(stop_after=args.cycles)
             fleet_scheduler.all_done.wait()
     except ConfigError as exc:
-        print(f"alphatrace: configuration error: {exc}", file=sys.stderr)
+        print(f"alphatrace: configuration error: {term(exc)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, SystemExit) as exc:
         logger.info("stopping (%s); letting in-flight runs finish", type(exc).__name__)

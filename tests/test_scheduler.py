@@ -172,3 +172,21 @@ def test_bad_configuration_stops_start_up_with_exit_2(world, monkeypatch, capsys
         config.write_text("[fleet\nuniverse=")
     assert scheduler.main(["--once", "--config", str(config)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_kill_reason_and_a_configuration_error_reach_the_terminal_escaped(world, telemetry, monkeypatch, caplog, capsys):
+    # The kill file is a person's edit: an ANSI escape or a newline in its reason must not recolour the
+    # terminal or forge a second log line (issue 12, item 8).
+    world["kill_file"].write_text(json.dumps({"llm_analyst": {"reason": "cost\x1b[2J\nINFO forged line", "by": "a", "at": ""}}))
+    fleet = build_test_fleet(world, telemetry, SimulatedLLMTransport())
+    with caplog.at_level("WARNING", logger="scheduler"):
+        fleet.run_cycle(world["calendar"][70])
+    fleet.shutdown()
+    [line] = [r.getMessage() for r in caplog.records if "disabled by kill-switch" in r.getMessage()]
+    assert "\x1b" not in line and "\n" not in line
+    assert "cost\\x1b[2J\\nINFO forged line" in line
+
+    world["kill_file"].write_text('{"llm_analyst": \x1b[31m')
+    assert scheduler.main(["--once", "--config", str(world["config"])]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.count("\n") == 1
