@@ -257,6 +257,7 @@ def build_fleet(
     client = build_openai_client(settings, transport=llm_transport)
     llm = AIAnalysis(client, settings, PriceTable.load())
     agents = {name: load_agent(spec) for name, spec in fleet.agents.items() if spec.enabled}
+    run_stages(agents, {name: spec.params for name, spec in fleet.agents.items()})  # a cycle is refused at start-up
     runner = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
     return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm)
 

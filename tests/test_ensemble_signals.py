@@ -146,3 +146,17 @@ def test_killing_the_llm_analyst_stops_all_llm_spend_and_the_ensemble_says_it_is
     assert len(events) == 2
     assert {e.attributes["alpha.members.missing"] for e in events} == {("llm_analyst",)}
     assert {e.attributes["alpha.members"] for e in events} == {("momentum", "mean_reversion")}
+
+
+def test_combiners_combining_each_other_stop_start_up_with_exit_2(world, capsys, monkeypatch):
+    import scheduler
+
+    monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(world["tmp"] / "traces.jsonl"))
+    config = world["config"]
+    config.write_text(
+        config.read_text()
+        + '\n[agents.blend_a]\nmodule = "agents.ensemble"\nparams = { weights = { blend_b = 1.0 } }\n'
+        + '\n[agents.blend_b]\nmodule = "agents.ensemble"\nparams = { weights = { blend_a = 1.0 } }\n'
+    )
+    assert scheduler.main(["--replay", "--config", str(config)]) == 2
+    assert "agents combine each other's signals in a cycle: blend_a, blend_b" in capsys.readouterr().err
