@@ -142,3 +142,17 @@ def test_staleness_settings_come_from_the_fleet_table_and_the_environment_wins()
 def test_bad_staleness_settings_are_a_clear_error(fleet, env, message):
     with pytest.raises(ConfigError, match=message):
         parse_freshness_policy(fleet, "f", env=env)
+
+
+def test_no_bar_at_all_is_refused_even_with_last_bar(world):
+    from services.data_freshness import check_freshness
+    from services.market_data import CsvMarketData
+
+    before = date(2017, 12, 1)  # the test world's data starts in 2018
+    found = check_freshness(CsvMarketData(), ("SPX", "WTI"), before, FreshnessPolicy(4, "last_bar"))
+    assert (found.stale, found.refused, found.last_bar, found.as_of) == (True, True, None, before)
+    assert found.reason() == "no market data on or before 2017-12-01"
+    assert "agent.data.last_bar" not in found.attributes()
+    friday = world["calendar"][-1]
+    fresh = check_freshness(CsvMarketData(), ("SPX", "WTI"), date.fromordinal(friday.toordinal() + 4), FreshnessPolicy())
+    assert (fresh.stale, fresh.refused, fresh.age_days) == (False, False, 4)
