@@ -7,9 +7,12 @@
 
 One run: APScheduler's thread pool calls ``_job`` -> ``AgentRunWrapper.run`` opens the root span
 (``services/agent_run_wrapper.py``) -> ``_run_agent`` asks the kill switch (``services/kill_switch.py``)
--> the agent computes signals (``agents/``), the LLM analyst calling the model through
-``services/ai_analysis.py`` (a child span from the official instrumentation) -> ``emit_alpha_signal``
-(``alpha/emit.py``) records them as events -> the wrapper records outcome and totals -> the batch
+-> in live mode, the data's age (``services/data_freshness.py``: a stale run is refused or stands on the
+last bar) -> the agent computes signals (``agents/``), the LLM analyst calling the model through
+``services/ai_analysis.py`` (a child span from the official instrumentation), the ensemble combining
+the others' signals from the signal book (``services/signal_book.py``; members run first in a cycle,
+``services/run_order.py``) -> ``emit_alpha_signal`` (``alpha/emit.py``) records them as events and the
+book keeps them -> the wrapper records outcome and totals -> the batch
 processor hands the spans to the exporter (``otel/provider.py``): the embedded file exporter or OTLP to
 a collector -> ``meta_supervisor/build_meta_report.py`` reads the file.
 
@@ -49,10 +52,13 @@ from services.agent_status import AgentStatusBook
 from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client, resolve_llm_settings
 from services.clock import Clock, ReplayClock, WallClock
 from services.config_error import ConfigError
+from services.data_freshness import check_freshness
 from services.fleet_config import FleetConfig, load_agent, load_fleet_config
 from services.kill_switch import KillSwitch
 from services.market_data import CsvMarketData, MarketData
 from services.pricing import PriceTable
+from services.run_order import run_stages
+from services.signal_book import RecentSignals, SignalBook
 from services.terminal_text import term
 
 logger = logging.getLogger("alphatrace.scheduler")
@@ -72,6 +78,7 @@ class AgentScheduler:
         llm: AIAnalysis | None = None,
         scheduler: BackgroundScheduler | None = None,
         statuses: AgentStatusBook | None = None,
+        signals: SignalBook | None = None,
     ) -> None:
         self.fleet = fleet
         self.agents = agents
@@ -80,6 +87,7 @@ class AgentScheduler:
         self._clock = clock
         self._market = market
         self._llm = llm
+        self._signals = signals if signals is not None else RecentSignals()
         self._statuses = statuses or AgentStatusBook({name: spec.status for name, spec in fleet.agents.items()})
         self._scheduler = scheduler or BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(fleet.max_workers)},
@@ -117,23 +125,26 @@ class AgentScheduler:
             self.start_agent(name)
 
     def run_cycle(self, as_of: date | None = None, timeout_seconds: float = 600.0) -> None:
-        """Every agent once, concurrently on the pool, as of ``as_of``; returns when all are done."""
+        """Every agent once as of ``as_of``, concurrently on the pool but members before the agents
+        combining their signals (``services/run_order.py``); returns when all are done."""
         if not self._scheduler.running:
             self._scheduler.start()
-        pending = {name: threading.Event() for name in self.agents}
+        params = {name: spec.params for name, spec in self.fleet.agents.items()}
         job_ids = {name: f"{name}@{as_of or 'now'}" for name in self.agents}
-        for name, done in pending.items():
-            self._scheduler.add_job(
-                func=self._cycle_job,
-                args=[name, as_of, done],
-                trigger=DateTrigger(run_date=datetime.now(UTC), timezone=UTC),
-                id=job_ids[name],
-                name=name,
-                misfire_grace_time=None,
-            )
-        for name, done in pending.items():
-            if not done.wait(timeout_seconds):
-                logger.error("agent %s did not finish within %.0fs in this cycle; moving on", name, timeout_seconds)
+        for stage in run_stages(self.agents, params):
+            pending = {name: threading.Event() for name in stage}
+            for name, done in pending.items():
+                self._scheduler.add_job(
+                    func=self._cycle_job,
+                    args=[name, as_of, done],
+                    trigger=DateTrigger(run_date=datetime.now(UTC), timezone=UTC),
+                    id=job_ids[name],
+                    name=name,
+                    misfire_grace_time=None,
+                )
+            for name, done in pending.items():
+                if not done.wait(timeout_seconds):
+                    logger.error("agent %s did not finish within %.0fs in this cycle; moving on", name, timeout_seconds)
         # A run can finish before APScheduler's own thread has removed its one-shot job; wait for that
         # bookkeeping too, so the next cycle or a shutdown never races it.
         deadline = time.monotonic() + 5
@@ -158,14 +169,15 @@ class AgentScheduler:
         """What APScheduler calls: one traced run; a failing agent is logged and stops nothing."""
         day = as_of or self._clock.as_of()
         try:
-            self._runner.run(agent_name, self._run_agent, agent_name, day, as_of=day.isoformat())
+            self._runner.run(agent_name, self._run_agent, agent_name, day, as_of is None, as_of=day.isoformat())
         except Exception:
             logger.exception("agent %s failed; its schedule goes on", agent_name)
         finally:
             self._count_run(agent_name)
 
-    def _run_agent(self, agent_name: str, as_of: date | None = None) -> Any:
-        """The seed's ``_run_agent``, inside the root span: kill switch, status, agent, alpha signals."""
+    def _run_agent(self, agent_name: str, as_of: date | None = None, live: bool = False) -> Any:
+        """The seed's ``_run_agent``, inside the root span: kill switch, status, (live) data age, agent,
+        alpha signals, the signal book."""
         run = get_current_run()
         decision = self._kill_switch.check(agent_name)
         if decision.file_error and run is not None and run.span is not None:
@@ -181,17 +193,33 @@ class AgentScheduler:
             run.status = status  # a shadow agent's signals are recorded as not tradable
             if run.span is not None:
                 run.span.set_attribute(semconv.AGENT_STATUS, status)
+        day = as_of or self._clock.as_of()
+        if live:
+            freshness = check_freshness(self._market, self.fleet.universe, day, self.fleet.freshness)
+            if freshness.stale:
+                logger.warning("Agent %s: stale market data (%s); on_stale=%s", agent_name, freshness.reason(), freshness.policy.on_stale)
+                if run is not None:
+                    run.mark_stale_data(freshness.attributes(), refused=freshness.refused)
+                if freshness.refused:
+                    return None
+                day = freshness.as_of  # the last bar's date: what the signals and the model are told
+                if run is not None:
+                    run.as_of = day.isoformat()
+                    if run.span is not None:
+                        run.span.set_attribute(semconv.AGENT_RUN_AS_OF, run.as_of)
         agent = self.agents[agent_name]
         context = AgentContext(
-            as_of=as_of or self._clock.as_of(),
+            as_of=day,
             market=self._market,
             universe=self.fleet.universe,
             params=self.fleet.agents[agent_name].params,
             llm=self._llm,
+            signals=self._signals,
         )
         findings = agent.run(context)
         if findings:
             emit_alpha_signal(findings, agent_name)
+            self._signals.record(agent_name, findings, default_as_of=day)
         return findings
 
     def _count_run(self, agent_name: str) -> None:
@@ -230,6 +258,7 @@ def build_fleet(
     client = build_openai_client(settings, transport=llm_transport)
     llm = AIAnalysis(client, settings, PriceTable.load())
     agents = {name: load_agent(spec) for name, spec in fleet.agents.items() if spec.enabled}
+    run_stages(agents, {name: spec.params for name, spec in fleet.agents.items()})  # a cycle is refused at start-up
     runner = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
     return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm)
 

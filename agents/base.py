@@ -3,7 +3,8 @@
 An agent is a module with a class ``Agent`` whose ``run(context)`` returns signals in the seed's
 schema (``symbol``, ``direction``, ``prob_up``, ``confidence``, ``ensemble_score_final``, ``regime``,
 plus ``horizon`` and ``as_of``): one dict or a list. ``AgentContext`` hands it the as-of date, a view
-of the market data that cannot see past that date, its parameters and the LLM analyst.
+of the market data that cannot see past that date, its parameters, the LLM analyst and the book of
+other agents' recent signals (``services/signal_book.py``), which an agent combining others reads.
 
 Reads no environment variables.
 """
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from services.ai_analysis import AIAnalysis
 from services.market_data import MarketData
+from services.signal_book import SignalBook
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class AgentContext:
     universe: tuple[str, ...]
     params: Mapping[str, Any] = field(default_factory=dict)
     llm: AIAnalysis | None = None
+    signals: SignalBook | None = None
 
     def closes(self, symbol: str, lookback: int) -> list[float]:
         """Closing prices up to and including ``as_of``, oldest first."""

@@ -1,42 +1,58 @@
-"""Ensemble: a confidence-weighted blend of momentum, mean reversion and the LLM analyst per symbol,
-producing the seed's ``ensemble_score_final``.
+"""Ensemble: a confidence-weighted blend of other agents' signals per symbol, producing the seed's
+``ensemble_score_final``.
 
-Parameters (``agents.toml``): ``horizon`` (default 5) and ``weights`` (a table with ``momentum``,
-``mean_reversion``, ``llm_analyst``; default 0.4 / 0.3 / 0.3). Components are computed in-process, so
-one ensemble run makes one LLM call.
+It combines its members' *recorded* signals of the same as-of date from the signal book
+(``services/signal_book.py``, ``context.signals``); it computes nothing itself and makes no LLM call,
+so the LLM analyst's cost is paid once, in the analyst's own run, and killing the analyst stops all
+LLM spend. The scheduler runs members before combiners (``services/run_order.py``, from these
+weights). A member with no signal for the date (killed, failed, not run yet) is left out and the
+remaining weights renormalised; every signal names the members it blended (``members``) and those
+missing (``members_missing``). With no member signal for a symbol there is no signal for it.
+
+Parameters (``agents.toml``): ``horizon`` (default 5) and ``weights`` (member agent name -> weight;
+default momentum 0.4, mean_reversion 0.3, llm_analyst 0.3).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any
 
-from agents import llm_analyst, mean_reversion, momentum
 from agents.base import AgentContext, signal
 
 DEFAULT_WEIGHTS = {"momentum": 0.4, "mean_reversion": 0.3, "llm_analyst": 0.3}
 
 
+def member_weights(params: Mapping[str, Any]) -> dict[str, float]:
+    """The members and their positive weights: the ``weights`` table when given, else the defaults."""
+    weights = params.get("weights")
+    chosen = dict(weights) if isinstance(weights, Mapping) and weights else dict(DEFAULT_WEIGHTS)
+    return {str(name): float(weight) for name, weight in chosen.items() if float(weight) > 0}
+
+
 class Agent:
     name = "ensemble"
 
+    def members(self, params: Mapping[str, Any]) -> list[str]:
+        """The agents whose signals this one combines: the scheduler runs them first."""
+        return list(member_weights(params))
+
     def run(self, context: AgentContext) -> list[dict[str, Any]]:
+        if context.signals is None:
+            raise RuntimeError("ensemble needs the signal book (services.signal_book) in its context")
         horizon = int(context.param("horizon", 5))
-        weights = {**DEFAULT_WEIGHTS, **dict(context.param("weights", {}))}
-        components = {"momentum": momentum.Agent(), "mean_reversion": mean_reversion.Agent()}
-        if context.llm is not None:
-            components["llm_analyst"] = llm_analyst.Agent()
-        inner = replace(context, params={"horizon": horizon})
-        blended: dict[str, list[tuple[float, dict[str, Any]]]] = {}
-        for name, component in components.items():
-            for item in component.run(inner):
-                blended.setdefault(item["symbol"], []).append((float(weights[name]), item))
+        weights = member_weights(context.params)
+        recorded = {name: context.signals.signals_of(name, context.as_of) for name in weights}
         out = []
-        for symbol, parts in sorted(blended.items()):
+        for symbol in sorted(context.universe):
+            parts = [(weights[name], recorded[name][symbol]) for name in weights if symbol in recorded[name]]
             total = sum(weight for weight, _ in parts)
-            if total <= 0:
+            if not parts or total <= 0:
                 continue
-            score = sum(weight * item["ensemble_score_final"] for weight, item in parts) / total
-            confidence = sum(weight * item["confidence"] for weight, item in parts) / total
-            out.append(signal(context, symbol, score, confidence, parts[0][1]["regime"], horizon))
+            score = sum(weight * float(item["ensemble_score_final"]) for weight, item in parts) / total
+            confidence = sum(weight * float(item["confidence"]) for weight, item in parts) / total
+            item = signal(context, symbol, score, confidence, str(parts[0][1]["regime"]), horizon)
+            item["members"] = [name for name in weights if symbol in recorded[name]]
+            item["members_missing"] = [name for name in weights if symbol not in recorded[name]]
+            out.append(item)
         return out

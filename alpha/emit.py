@@ -3,9 +3,12 @@
 A result is one signal (a dict) or a list of them, in the seed's schema: ``symbol``, ``direction``,
 ``prob_up``, ``confidence``, ``ensemble_score_final``, ``regime``, plus ``horizon`` (trading days) and
 ``as_of`` (date of the data it was computed on). A signal from a shadow agent carries
-``alpha.tradable=false`` (a live agent's ``true``). A valid signal becomes an ``alpha.signal`` event; an
-invalid one (missing field, ``prob_up`` outside [0, 1], unknown direction, NaN, wrong type) becomes an
-``alpha.signal.invalid`` event with the reason. Emitting never raises into the agent.
+``alpha.tradable=false`` (a live agent's ``true``); a signal of a live run on stale data
+(``services/data_freshness.py``, ``on_stale="last_bar"``) carries ``alpha.stale=true`` and is not
+tradable. A combiner's signal may name the members it blended and those missing (``members``,
+``members_missing``: lists of agent names), recorded as ``alpha.members`` / ``alpha.members.missing``.
+A valid signal becomes an ``alpha.signal`` event; an invalid one (missing field, ``prob_up`` outside
+[0, 1], unknown direction, NaN, wrong type) becomes an ``alpha.signal.invalid`` event with the reason. Emitting never raises into the agent.
 
 Reads no environment variables.
 """
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 _REQUIRED = ("symbol", "direction", "prob_up", "confidence", "ensemble_score_final", "regime")
 _MAX_TEXT = 128
+_MAX_MEMBERS = 32
 _warned_outside_run = False
 
 
@@ -97,6 +101,16 @@ def signal_attributes(signal: Any, default_as_of: str | None = None) -> dict[str
     }
 
 
+def _members(signal: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A combiner's optional ``members`` / ``members_missing`` lists, as attributes (bounded)."""
+    out = {}
+    for field_name, key in (("members", semconv.ALPHA_MEMBERS), ("members_missing", semconv.ALPHA_MEMBERS_MISSING)):
+        value = signal.get(field_name)
+        if isinstance(value, (list, tuple)) and value:
+            out[key] = [str(name)[:_MAX_TEXT] for name in value[:_MAX_MEMBERS]]
+    return out
+
+
 def _invalid_attributes(signal: Any, reason: str) -> dict[str, Any]:
     attributes: dict[str, Any] = {semconv.ALPHA_INVALID_REASON: reason}
     if isinstance(signal, Mapping) and isinstance(signal.get("symbol"), str):
@@ -127,7 +141,10 @@ def emit_alpha_signal(result: Any, agent_name: str, span: trace.Span | None = No
                 target.add_event(semconv.EVENT_ALPHA_SIGNAL_INVALID, _invalid_attributes(signal, str(exc)))
                 continue
             if run is not None and run.status is not None:
-                attributes[semconv.ALPHA_TRADABLE] = run.status == "live"
+                attributes[semconv.ALPHA_TRADABLE] = run.status == "live" and run.stale_data is None
+            if run is not None and run.stale_data is not None:
+                attributes[semconv.ALPHA_STALE] = True
+            attributes.update(_members(signal))
             target.add_event(semconv.EVENT_ALPHA_SIGNAL, attributes)
             valid += 1
         except Exception:

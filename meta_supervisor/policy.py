@@ -224,7 +224,7 @@ def agent_figures(
     out: dict[str, dict[str, Any]] = {}
     for agent in sorted({r.agent for r in in_window} | set(quality["agents"])):
         mine = [r for r in in_window if r.agent == agent]
-        ran = [r for r in mine if r.outcome != "killed"]
+        ran = [r for r in mine if r.outcome not in ("killed", "stale_data")]  # skipped: not runs
         errors = sum(1 for r in ran if r.outcome == "error")
         days = len({r.as_of for r in ran})
         cost = sum(r.cost_usd for r in mine)
@@ -237,7 +237,7 @@ def agent_figures(
             "window_last": last.isoformat(),
             "runs": len(ran),
             "errors": errors,
-            "killed_runs": len(mine) - len(ran),
+            "killed_runs": sum(1 for r in mine if r.outcome == "killed"),
             "error_rate": errors / len(ran) if ran else None,
             "run_days": days,
             "cost_usd": cost,

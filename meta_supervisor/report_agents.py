@@ -35,6 +35,7 @@ from meta_supervisor.aggregates import (
     AgentTally,
     note_mismatch,
 )
+from otel import semconv
 from otel.redaction import redact
 
 TOP_REASONS = 20
@@ -238,7 +239,8 @@ def agent_report(
         "runs": runs,
         "errors": errors,
         "error_rate": rate(errors, runs),
-        "skipped_killed": outcomes.get("killed", 0),
+        "skipped_killed": outcomes.get(semconv.OUTCOME_KILLED, 0),
+        "skipped_stale_data": outcomes.get(semconv.OUTCOME_STALE_DATA, 0),
         "outcomes": outcomes,
         "runs_without_outcome": tally.outcome_missing,
         **_latency_fields(latency),

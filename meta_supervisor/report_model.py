@@ -131,6 +131,16 @@ def _needs_attention(
     for name, report in agents.items():
         if report["killed"]:
             items.append({"kind": "killed", "agent": name, "value": None, "why": f"killed: {report['kill_reason'] or 'no reason given'}"})
+        if report["skipped_stale_data"]:
+            count = report["skipped_stale_data"]
+            items.append(
+                {
+                    "kind": "stale_data",
+                    "agent": name,
+                    "value": count,
+                    "why": f"{_count(count, 'live run')} refused: market data older than the staleness limit",
+                }
+            )
         if report["consistency"]["mismatched"]:
             count = report["consistency"]["mismatched"]
             items.append(
@@ -320,6 +330,7 @@ _SUMMED = (
     "runs",
     "errors",
     "skipped_killed",
+    "skipped_stale_data",
     "llm_calls",
     "llm_errors",
     "simulated_llm_calls",

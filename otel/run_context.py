@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -38,6 +39,8 @@ class RunTelemetry:
     alpha_signals: int = 0
     errors: int = 0
     kill_reason: str | None = None
+    stale_data: dict[str, Any] | None = None  # the staleness attributes, when the data was stale
+    stale_refused: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_llm_usage(
@@ -69,6 +72,11 @@ class RunTelemetry:
     def mark_killed(self, reason: str) -> None:
         """Called by the scheduler when the kill switch says the agent must not run."""
         self.kill_reason = reason or "killed"
+
+    def mark_stale_data(self, attributes: dict[str, Any], refused: bool) -> None:
+        """Called by the scheduler when a live run's data is stale: refused, or run on the last bar."""
+        self.stale_data = dict(attributes)
+        self.stale_refused = refused
 
     def totals(self) -> dict[str, int | float]:
         with self._lock:

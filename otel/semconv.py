@@ -22,8 +22,17 @@ AGENT_STATUS = "agent.status"  # shadow | live
 OUTCOME_OK = "ok"
 OUTCOME_ERROR = "error"
 OUTCOME_KILLED = "killed"
-OUTCOMES = (OUTCOME_OK, OUTCOME_ERROR, OUTCOME_KILLED)
+OUTCOME_STALE_DATA = "stale_data"  # a live run refused: its market data is older than the limit
+OUTCOMES = (OUTCOME_OK, OUTCOME_ERROR, OUTCOME_KILLED, OUTCOME_STALE_DATA)
 KILL_REASON = "agent.kill.reason"
+# on a live run whose data is stale (services/data_freshness.py): refused (outcome stale_data) or run
+# on the last bar (outcome ok, agent.run.as_of the last bar's date)
+STALE_REASON = "agent.stale.reason"
+DATA_STALE = "agent.data.stale"  # bool
+DATA_LAST_BAR = "agent.data.last_bar"  # ISO date of the universe's latest bar; absent when none
+DATA_AGE_DAYS = "agent.data.age_days"  # calendar days from that bar to the clock's date
+DATA_MAX_AGE_DAYS = "agent.data.max_age_days"
+DATA_ON_STALE = "agent.data.on_stale"  # refuse | last_bar
 ERROR_TYPE = "error.type"
 # on a failed run (from an HTTP error of the LLM) and on the LLM span (set by services/llm_http.py):
 # the status and the error body's length; the body itself only when content capture is opted in
@@ -75,7 +84,11 @@ ALPHA_SCORE_FINAL = "alpha.score_final"
 ALPHA_REGIME = "alpha.regime"
 ALPHA_HORIZON = "alpha.horizon"
 ALPHA_AS_OF = "alpha.as_of"
-ALPHA_TRADABLE = "alpha.tradable"  # false for a shadow agent's signals
+ALPHA_TRADABLE = "alpha.tradable"  # false for a shadow agent's signals and for stale ones
+ALPHA_STALE = "alpha.stale"  # true on every signal of a live run on stale data (on_stale=last_bar)
+# on a combiner's signal (agents/ensemble.py): the members it blended and those with no signal
+ALPHA_MEMBERS = "alpha.members"
+ALPHA_MEMBERS_MISSING = "alpha.members.missing"
 ALPHA_INVALID_REASON = "alpha.invalid.reason"
 DIRECTIONS = ("up", "down", "flat")
 

@@ -3,7 +3,7 @@
 ``run_with_telemetry(agent_name, fn, *args, **kwargs)`` keeps the seed's signature. It opens the root
 span ``invoke_agent {agent}``, makes the run current (so LLM spans become its children and carry the
 run's ids), calls ``fn``, and when ``fn`` returns or raises records the outcome (``ok``, ``error`` or
-``killed``) and the run's totals. An exception is recorded on the span (type, message and traceback
+``killed`` or ``stale_data``) and the run's totals. An exception is recorded on the span (type, message and traceback
 through ``otel.redaction.redact``, and ``http.response.status_code`` when it was an HTTP error of the
 LLM) and re-raised to the caller, as the seed does; a failure of the telemetry itself never reaches
 the agent.
@@ -97,8 +97,12 @@ def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, acco
         elif run.kill_reason is not None:
             span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_KILLED)
             span.set_attribute(semconv.KILL_REASON, run.kill_reason)
+        elif run.stale_refused:
+            span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_STALE_DATA)
         else:
             span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_OK)
+        if run.stale_data:
+            span.set_attributes(run.stale_data)
         span.set_attributes(run.totals())
         if accounting is not None:
             losses = accounting.warn_if_losing()

@@ -4,8 +4,11 @@
 table for the demo's replay of history, an ``[llm]`` table and one ``[agents.NAME]`` table per agent
 with its ``module``, ``interval_seconds``, ``params`` and initial ``status`` (``live``/``shadow``).
 Adding an agent is one module plus one such table. Anything malformed is a ``ConfigError`` naming the key.
+``[fleet]`` also holds the staleness limit of live runs, ``max_data_age_days`` and ``on_stale``
+(``services/data_freshness.py``).
 
-Environment: ``ALPHATRACE_FLEET_CONFIG`` (path of the TOML file; default ``agents/agents.toml``).
+Environment: ``ALPHATRACE_FLEET_CONFIG`` (path of the TOML file; default ``agents/agents.toml``);
+``ALPHATRACE_MAX_DATA_AGE_DAYS`` and ``ALPHATRACE_ON_STALE`` (``services/data_freshness.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from services.config_error import ConfigError
+from services.data_freshness import FreshnessPolicy, parse_freshness_policy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_FLEET_CONFIG = "ALPHATRACE_FLEET_CONFIG"
@@ -47,6 +51,7 @@ class FleetConfig:
     max_workers: int = 8
     misfire_grace_seconds: int = 30
     source: str = ""
+    freshness: FreshnessPolicy = field(default_factory=FreshnessPolicy)
 
 
 def _table(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:
@@ -106,6 +111,7 @@ def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> Fle
         max_workers=_positive_int(fleet.get("max_workers", 8), "fleet.max_workers", source),
         misfire_grace_seconds=_positive_int(fleet.get("misfire_grace_seconds", 30), "fleet.misfire_grace_seconds", source),
         source=source,
+        freshness=parse_freshness_policy(fleet, source),
     )
 
 

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import scheduler
+from services.agent_run_wrapper import AgentRunWrapper
 from services.ai_analysis import resolve_llm_settings
 from services.clock import ReplayClock
 from services.fleet_config import load_fleet_config
@@ -72,14 +73,17 @@ def write_fleet(path: Path, start: date) -> Path:
     return path
 
 
-def build_test_fleet(world, telemetry, transport=None, agents=None, **fleet_changes):
-    """The scheduler over the test world's data and config, wired to the test's telemetry."""
+def build_test_fleet(world, telemetry, transport=None, agents=None, clock=None, run_ids=None, **fleet_changes):
+    """The scheduler over the test world's data and config, wired to the test's telemetry; ``clock``
+    (default: standing on the 71st day) and ``run_ids`` (a run-id source) are the test's to choose."""
     fleet = load_fleet_config(world["config"])
     for key, value in fleet_changes.items():
         object.__setattr__(fleet, key, value)
-    clock = ReplayClock(world["calendar"][70])
+    clock = clock or ReplayClock(world["calendar"][70])
     settings = resolve_llm_settings(fleet.llm, env={})
     built = scheduler.build_fleet(fleet, telemetry, clock, CsvMarketData(), KillSwitch(), settings, llm_transport=transport)
+    if run_ids is not None:
+        built._runner = AgentRunWrapper(telemetry.tracer(), new_run_id=run_ids, accounting=telemetry.accounting)
     if agents:
         built.agents.update(agents)
     return built

@@ -15,6 +15,7 @@ from services.config_error import ConfigError
 from services.fleet_config import load_agent, load_fleet_config, parse_fleet_config
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
+from services.signal_book import RecentSignals
 from tests.fleet_fixtures import write_fleet, write_market
 
 
@@ -75,7 +76,10 @@ def test_market_data_loads_only_the_symbols_its_folder_lists(tmp_path, symbol):
 @pytest.mark.parametrize("module", [momentum, mean_reversion, ensemble])
 def test_quant_agents_return_valid_signals_as_of_the_day(market, module):
     data, calendar = market
-    context = AgentContext(as_of=calendar[80], market=data, universe=("SPX", "WTI"), params={"horizon": 10})
+    book = RecentSignals()  # the ensemble combines what its members recorded for the day
+    context = AgentContext(as_of=calendar[80], market=data, universe=("SPX", "WTI"), params={"horizon": 10}, signals=book)
+    for member in (momentum, mean_reversion):
+        book.record(member.Agent.name, member.Agent().run(context))
     signals = module.Agent().run(context)
     assert [s["symbol"] for s in signals] == ["SPX", "WTI"]
     for item in signals:

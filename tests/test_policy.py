@@ -183,6 +183,7 @@ def test_figures_over_the_window_by_hand():
         run("a", date(2024, 1, 8), "error", 20.0, 0.5),
         run("a", date(2024, 1, 9), "ok", 30.0, 0.0),
         run("a", date(2024, 1, 11), "killed", 0.1, 0.0),  # skipped by the kill switch: not a run
+        run("a", date(2024, 1, 10), "stale_data", 0.1, 0.0),  # refused on stale data: not a run, not killed
         run("a", end, "ok", 40.0, 1.5, span="00000000000000ff"),
     ]
     signals = [

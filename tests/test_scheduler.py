@@ -36,7 +36,7 @@ def test_replay_from_the_command_line_writes_every_run_to_the_trace_file(world, 
     expected_days = {d.isoformat() for d in world["calendar"][70:73]}
     assert {a["agent.run.as_of"] for a in roots} == expected_days
     assert all(a["agent.run.outcome"] == "ok" for a in roots)
-    assert len(chats) == 6  # llm_analyst and ensemble, one call per run
+    assert len(chats) == 3  # llm_analyst only, one call per run: the ensemble combines recorded signals
     span_by_id = {s["spanId"]: (s, a) for s, a in zip(spans, attrs)}
     for chat, chat_attrs in chats:
         _parent, parent_attrs = span_by_id[chat["parentSpanId"]]
@@ -59,7 +59,7 @@ def test_killed_agent_gets_a_killed_root_span_and_makes_no_llm_call(world, telem
     assert killed.attributes["agent.run.outcome"] == "killed"
     assert killed.attributes["agent.kill.reason"] == "too expensive"
     assert [s for s in span_exporter.get_finished_spans() if s.parent and s.parent.span_id == killed.context.span_id] == []
-    assert transport.requests == 1  # only the ensemble called the model
+    assert transport.requests == 0  # killing the analyst stops all LLM spend (the ensemble calls no model)
     assert roots["momentum"].attributes["agent.run.outcome"] == "ok"
 
 

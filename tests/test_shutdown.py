@@ -25,6 +25,7 @@ def _start(world, trace_file: Path, extra_env: dict[str, str] | None = None) -> 
             "ALPHATRACE_AGENT_STATUS_FILE": str(world["tmp"] / "agent_status.json"),
             "ALPHATRACE_TRACE_FILE": str(trace_file),
             "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "ALPHATRACE_ON_STALE": "last_bar",  # live on the test world's 2018 data: run on its last bar
         }
     )
     env.update(extra_env or {})
