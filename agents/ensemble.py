@@ -1,9 +1,9 @@
 """Ensemble: a confidence-weighted blend of momentum, mean reversion and the LLM analyst per symbol,
 producing the seed's ``ensemble_score_final``.
 
-Parameters (``agents.toml``): ``horizon`` (default 5) and ``weights`` (a table with ``momentum``,
-``mean_reversion``, ``llm_analyst``; default 0.4 / 0.3 / 0.3). Components are computed in-process, so
-one ensemble run makes one LLM call.
+Parameters (``agents.toml``, declared in ``PARAMS``): ``horizon`` and ``weights`` (a table with
+``momentum``, ``mean_reversion``, ``llm_analyst``; default 0.4 / 0.3 / 0.3; any other name is an error
+at start-up). Components are computed in-process, so one ensemble run makes one LLM call.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ from dataclasses import replace
 from typing import Any
 
 from agents import llm_analyst, mean_reversion, momentum
-from agents.base import AgentContext, signal
+from agents.base import AgentContext, Param, signal
 
 DEFAULT_WEIGHTS = {"momentum": 0.4, "mean_reversion": 0.3, "llm_analyst": 0.3}
+PARAMS = {
+    "horizon": Param(int, 5, minimum=1, maximum=250),
+    "weights": Param(dict, DEFAULT_WEIGHTS, minimum=0, keys=tuple(DEFAULT_WEIGHTS)),
+}
 
 
 class Agent:
