@@ -33,7 +33,8 @@ _KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", dict: 
 class Param:
     """One declared parameter. ``kind`` is ``int``, ``float``, ``str`` or ``dict``; numbers must lie in
     [``minimum``, ``maximum``] (and be above zero with ``positive``). A ``dict`` is a table of numbers
-    keyed by ``keys`` (each number checked against the same range)."""
+    keyed by ``keys`` (each number checked against the same range); ``key_kind`` names what a key is
+    in the error for an unknown one (``"agent"``: "unknown agent 'x'; did you mean ...?")."""
 
     kind: type
     default: Any
@@ -41,6 +42,7 @@ class Param:
     maximum: float | None = None
     positive: bool = False
     keys: tuple[str, ...] = ()
+    key_kind: str = "name"
 
     def describe(self) -> str:
         what = f"a table of numbers keyed by {', '.join(self.keys)}" if self.kind is dict else _KIND_NAMES[self.kind]
@@ -77,7 +79,7 @@ class Param:
             return self._number(value, where)
         if not isinstance(value, dict):
             raise ConfigError(f"{where} = {value!r}: must be {self.describe()}")
-        check_known(value, self.keys, where, "name")
+        check_known(value, self.keys, where, self.key_kind)
         return {key: self._number(item, f"{where}.{key}") for key, item in value.items()}
 
 

@@ -17,7 +17,7 @@ from agents.base import AgentContext, Param, signal
 DEFAULT_WEIGHTS = {"momentum": 0.4, "mean_reversion": 0.3, "llm_analyst": 0.3}
 PARAMS = {
     "horizon": Param(int, 5, minimum=1, maximum=250),
-    "weights": Param(dict, DEFAULT_WEIGHTS, minimum=0, keys=tuple(DEFAULT_WEIGHTS)),
+    "weights": Param(dict, DEFAULT_WEIGHTS, minimum=0, keys=tuple(DEFAULT_WEIGHTS), key_kind="agent"),
 }
 
 

@@ -81,9 +81,9 @@ def check_trace_file(path: Path) -> None:
         else:
             tempfile.TemporaryFile(dir=path.parent).close()
     except OSError as exc:
+        default = "" if path == DEFAULT_TRACE_FILE else f", or unset it for {DEFAULT_TRACE_FILE}"
         raise ConfigError(
-            f"trace file {path} cannot be written ({exc.strerror or exc}); set {ENV_TRACE_FILE} to a file in a writable folder, "
-            f"or unset it for {DEFAULT_TRACE_FILE}"
+            f"trace file {path} cannot be written ({exc.strerror or exc}); set {ENV_TRACE_FILE} to a file in a writable folder{default}"
         ) from None
 
 

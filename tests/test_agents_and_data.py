@@ -192,7 +192,7 @@ def test_unknown_keys_in_the_fleet_config_are_errors_with_a_suggestion(raw, mess
         ("agents.momentum", {"scale": 0}, r"agents\.a\.params\.scale = 0: must be a number > 0 \(default 0\.08\)"),
         ("agents.mean_reversion", {"entry_z": "2"}, r"agents\.a\.params\.entry_z = '2': must be a number > 0"),
         ("agents.llm_analyst", {"horizon": True}, r"agents\.a\.params\.horizon = True: must be a whole number"),
-        ("agents.ensemble", {"weights": {"momentun": 0.5}}, r"params\.weights: unknown name 'momentun'; did you mean 'momentum'\?"),
+        ("agents.ensemble", {"weights": {"momentun": 0.5}}, r"params\.weights: unknown agent 'momentun'; did you mean 'momentum'\?"),
         ("agents.ensemble", {"weights": {"momentum": -1}}, r"params\.weights\.momentum = -1: must be .*>= 0"),
         (
             "agents.ensemble",

@@ -214,7 +214,7 @@ def _one_line_error(capsys) -> str:
         ),
         (
             lambda t: t.replace("[agents.ensemble]\n", "[agents.ensemble]\nparams = { weights = { momentun = 0.5 } }\n"),
-            ["agents.ensemble.params.weights", "unknown name 'momentun'", "did you mean 'momentum'?"],
+            ["agents.ensemble.params.weights", "unknown agent 'momentun'", "did you mean 'momentum'?"],
         ),
     ],
     ids=["universe-symbol-without-data", "interval-typo", "unknown-table", "unknown-param", "param-out-of-range", "ensemble-weight-typo"],
