@@ -38,7 +38,9 @@ What the command prints passes through ``services.terminal_text.term`` (no contr
 file reaches the terminal raw).
 
 Environment: ``ALPHATRACE_KILL_SWITCH_FILE`` (path of the kill-switch file; default
-``meta_supervisor/state/killed_agents.json`` under the project root).
+``meta_supervisor/state/killed_agents.json`` under the project root); the command line's ``kill`` and
+``revive`` also read ``ALPHATRACE_FLEET_CONFIG`` (``services.fleet_config``) and the login name
+(``LOGNAME``, ``USER``, ``LNAME``, ``USERNAME``, as ``getpass.getuser`` does).
 """
 
 from __future__ import annotations
