@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         from meta_supervisor import native_part, trace_files
         from meta_supervisor.trace_inputs import require_inputs
 
-        require_inputs(args.input or [])  # before anything is written: a typo must not empty the report
         native_part.core()  # ALPHATRACE_NATIVE checked now, not in the middle of the build
         trace_files.max_line_bytes()  # and ALPHATRACE_MAX_LINE_BYTES
+        require_inputs(args.input or [])  # before anything is written: a typo must not empty the report
         prices = PriceTable.load(args.price_table)
         market = None
         if not args.no_alpha_quality:
