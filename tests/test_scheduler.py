@@ -241,6 +241,15 @@ def test_an_empty_market_data_folder_stops_start_up(world, monkeypatch, capsys):
     assert f"ALPHATRACE_MARKET_DATA={empty} has no <SYMBOL>.csv files" in line and "unset it" in line
 
 
+def test_a_malformed_market_data_file_stops_start_up_not_every_run(world, monkeypatch, capsys):
+    monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(world["tmp"] / "traces.jsonl"))
+    wti = world["tmp"] / "data" / "WTI.csv"
+    wti.write_text(wti.read_text().replace(",,,,", ",,,,oops", 1))
+    assert scheduler.main(["--once", "--config", str(world["config"])]) == 2
+    assert f"{wti}:2: bad date or close" in _one_line_error(capsys)
+    assert not (world["tmp"] / "traces.jsonl").exists()
+
+
 def test_a_trace_file_that_cannot_be_written_stops_start_up(world, monkeypatch, capsys):
     blocker = world["tmp"] / "blocker"
     blocker.write_text("a file where the folder should be")
