@@ -8,18 +8,22 @@ TRACE_FILE := telemetry/traces.jsonl
 
 .PHONY: install native demo report test lint unit clean stack stack-up stack-down stack-status demo-stack
 
+# Each step says what it does and how long it took on a busy 2-core machine (measured; a quiet or
+# faster machine takes less): pip and the Rust build are otherwise silent for minutes.
 $(INSTALLED): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $(INSTALLED)
+	@echo "[install 1/2] creating $(VENV) and installing alphatrace and its dependencies with pip (about 5 minutes the first time)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(INSTALLED)
 
 ## native: the report's compiled reader (native/, Rust): about 2x faster full builds; without a Rust
 ## toolchain the report uses its Python reader, with the same results (docs/benchmarks.md).
 $(NATIVE): $(INSTALLED) native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
 	@if command -v cargo >/dev/null 2>&1; then \
+		echo "[install 2/2] building the report's compiled reader (native/, a Rust release build: about 5 minutes the first time)"; \
 		$(VPY) -m pip install --quiet --disable-pip-version-check ./native && touch $(NATIVE); \
 	else \
-		echo "no Rust toolchain (cargo): the report uses its Python reader (same results, slower)"; \
+		echo "[install 2/2] no Rust toolchain (cargo): the report uses its Python reader (same results, slower)"; \
 	fi
 
 native: $(NATIVE)
@@ -30,9 +34,12 @@ install: $(INSTALLED) $(NATIVE)
 ## is set), spans to telemetry/traces.jsonl, build the meta report from that file, and show what the
 ## supervisor's policy would decide (a dry run: nothing is written).
 demo: install
-	rm -f $(TRACE_FILE)
+	@echo "[demo 1/3] replaying a year of market history through the fleet: 250 trading days, spans to $(TRACE_FILE) (about half a minute)"
+	@rm -f $(TRACE_FILE)
 	$(VPY) scheduler.py --replay
+	@echo "[demo 2/3] building the meta report from $(TRACE_FILE)"
 	$(VPY) meta_supervisor/build_meta_report.py
+	@echo "[demo 3/3] what the supervisor's policy would decide (a dry run: nothing is written)"
 	$(VPY) -m meta_supervisor.supervise --dry-run
 
 report: install
@@ -46,8 +53,9 @@ lint: install
 	fi
 
 ## test: lint, then the whole suite (integration tests build and run the real collector and Jaeger;
-## the first build on a new machine takes about five minutes).
+## their first build takes 12 to 16 minutes on a busy 2-core machine, measured; seconds afterwards).
 test: lint
+	@echo "building the collector and Jaeger for the integration tests (the first time 12 to 16 minutes on a busy 2-core machine; then seconds)"
 	collector/stack.sh build || [ "$$CI" != "true" ]
 	@echo "the report's tests with the Python reader only (the native core off):"
 	ALPHATRACE_NATIVE=off $(VPY) -m pytest -q -m "not integration" tests/test_report_*.py tests/test_trace_reader.py

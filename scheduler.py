@@ -19,8 +19,14 @@ a collector -> ``meta_supervisor/build_meta_report.py`` reads the file.
 Errors by layer: the LLM span is marked ERROR by the instrumentation and the error re-raised; the run
 wrapper records the outcome and re-raises; ``_job`` logs it and the schedule goes on.
 
+Start-up checks everything before any agent runs (arguments, ``ALPHATRACE_LOG_LEVEL``, the fleet
+config and every agent's parameters, the market data of every symbol of the universe, the kill-switch
+file, the LLM settings, where spans go): a mistake exits 2 with one line naming the setting, the value
+and the fix.
+
 Environment: everything ``otel/provider.py``, ``services/ai_analysis.py``, ``services/fleet_config.py``,
-``services/kill_switch.py`` and ``services/market_data.py`` document; ``ALPHATRACE_LOG_LEVEL``.
+``services/kill_switch.py`` and ``services/market_data.py`` document; ``ALPHATRACE_LOG_LEVEL``
+(``DEBUG``/``INFO``/``WARNING``/``ERROR``/``CRITICAL``, default ``INFO``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -53,11 +60,11 @@ from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client, r
 from services.clock import Clock, ReplayClock, WallClock
 from services.config_error import ConfigError
 from services.data_freshness import check_freshness
-from services.fleet_config import FleetConfig, load_agent, load_fleet_config
+from services.fleet_config import FleetConfig, load_agents, load_fleet_config
 from services.kill_switch import KillSwitch
 from services.market_data import CsvMarketData, MarketData
 from services.pricing import PriceTable
-from services.run_order import run_stages
+from services.run_order import check_members, run_stages
 from services.signal_book import RecentSignals, SignalBook
 from services.terminal_text import term
 
@@ -254,11 +261,15 @@ def build_fleet(
     kill_switch: KillSwitch,
     settings: LLMSettings,
     llm_transport: Any = None,
+    agents: dict[str, Any] | None = None,
 ) -> AgentScheduler:
+    """The fleet wired up; ``agents`` already loaded (``load_agents``) or loaded here."""
     client = build_openai_client(settings, transport=llm_transport)
     llm = AIAnalysis(client, settings, PriceTable.load())
-    agents = {name: load_agent(spec) for name, spec in fleet.agents.items() if spec.enabled}
-    run_stages(agents, {name: spec.params for name, spec in fleet.agents.items()})  # a cycle is refused at start-up
+    agents = load_agents(fleet) if agents is None else agents
+    params = {name: spec.params for name, spec in fleet.agents.items()}
+    check_members(agents, params, fleet.agents, fleet.source)  # a member that is no agent of the fleet: a typo
+    run_stages(agents, params)  # a cycle is refused at start-up
     runner = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
     return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm)
 
@@ -274,6 +285,48 @@ def _install_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, on_sigterm)
 
 
+ENV_LOG_LEVEL = "ALPHATRACE_LOG_LEVEL"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """``ALPHATRACE_LOG_LEVEL`` (default ``INFO``, any case); anything else is a ``ConfigError``."""
+    env = os.environ if env is None else env
+    raw = env.get(ENV_LOG_LEVEL) or "INFO"
+    level = raw.strip().upper()
+    if level == "NOTSET" or level not in logging.getLevelNamesMapping():  # WARN and FATAL are aliases
+        raise ConfigError(f"{ENV_LOG_LEVEL}={raw!r} is not a log level; use one of {', '.join(_LOG_LEVELS)} or unset it (INFO)")
+    return level
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The combinations argparse cannot check: ``ConfigError`` naming the option, its value and the fix."""
+    for option, value in (("--start", args.start), ("--days", args.days)):
+        if value is not None and not args.replay:
+            raise ConfigError(f"{option} {value} applies only to a replay; add --replay, or drop {option} to run live")
+    for option, value in (("--days", args.days), ("--cycles", args.cycles)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option} {value}: must be at least 1")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def describe_cycles(fleet: FleetConfig, agents: dict[str, Any], cycles: int) -> str:
+    """How long ``--cycles`` takes: each agent's first run is now, the next ones each interval later."""
+    slowest = max(agents, key=lambda name: fleet.agents[name].interval_seconds)
+    interval = fleet.agents[slowest].interval_seconds
+    return (
+        f"--cycles {cycles}: every agent runs {cycles} time(s), the first now, then once per interval_seconds; that takes "
+        f"about {_duration((cycles - 1) * interval)} (the slowest, {slowest}, runs every {_duration(interval)})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the alphatrace agent fleet, every run traced.")
     parser.add_argument("--config", help="fleet config (default: $ALPHATRACE_FLEET_CONFIG or agents/agents.toml)")
@@ -284,19 +337,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=date.fromisoformat, help="replay: first day (default from config)")
     parser.add_argument("--days", type=int, help="replay: number of trading days (default from config)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("ALPHATRACE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        check_arguments(args)
+        level = log_level()
+    except ConfigError as exc:
+        print(f"alphatrace: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()  # no API key (or a masked form, a Bearer token) in any line or traceback
     # One line per HTTP request and per job start would bury what matters.
     for chatty in ("apscheduler", "httpx2", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    if args.cycles is not None and args.cycles < 1:
-        parser.error("--cycles must be at least 1")
     try:
         fleet = load_fleet_config(args.config)
         market = CsvMarketData()
+        market.require(fleet.universe, f"{fleet.source}: fleet.universe")
+        agents = load_agents(fleet)
         kill_switch = KillSwitch()
         killed = kill_switch.load_strict()
         settings = resolve_llm_settings(fleet.llm)
@@ -309,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         logger.info("LLM: %s via %s", settings.model, settings.base_url or "the OpenAI API")
     logger.info("spans: %s; killed agents: %s", telemetry.export.describe(), ", ".join(sorted(killed)) or "none")
+    if args.cycles is not None:
+        logger.info("%s", describe_cycles(fleet, agents, args.cycles))
     clock: Clock
     if args.replay:
         start = args.start or fleet.replay_start
@@ -318,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     previous_sigterm = _install_sigterm()
     fleet_scheduler = None
     try:
-        fleet_scheduler = build_fleet(fleet, telemetry, clock, market, kill_switch, settings)
+        fleet_scheduler = build_fleet(fleet, telemetry, clock, market, kill_switch, settings, agents=agents)
         if args.replay:
             days = replay_days(market, fleet, start, args.days or fleet.replay_cycles)
             logger.info("replaying %d trading days, %s to %s", len(days), days[0], days[-1])

@@ -9,8 +9,9 @@ weights). A member with no signal for the date (killed, failed, not run yet) is 
 remaining weights renormalised; every signal names the members it blended (``members``) and those
 missing (``members_missing``). With no member signal for a symbol there is no signal for it.
 
-Parameters (``agents.toml``): ``horizon`` (default 5) and ``weights`` (member agent name -> weight;
-default momentum 0.4, mean_reversion 0.3, llm_analyst 0.3).
+Parameters (``agents.toml``, declared in ``PARAMS``): ``horizon`` (default 5) and ``weights`` (member
+agent name -> weight; default momentum 0.4, mean_reversion 0.3, llm_analyst 0.3). Every member must be
+an agent of the fleet: a name that is not is an error at start-up ("did you mean ...?").
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agents.base import AgentContext, signal
+from agents.base import AgentContext, Param, signal
 
 DEFAULT_WEIGHTS = {"momentum": 0.4, "mean_reversion": 0.3, "llm_analyst": 0.3}
+PARAMS = {
+    "horizon": Param(int, 5, minimum=1, maximum=250),
+    "weights": Param(dict, DEFAULT_WEIGHTS, minimum=0, keys=None),  # members: agents of the fleet (run_order)
+}
 
 
 def member_weights(params: Mapping[str, Any]) -> dict[str, float]:

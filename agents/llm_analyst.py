@@ -1,15 +1,17 @@
 """LLM analyst: sends the computed features of the whole universe to the model in one call and
 turns its verdict per symbol into ``prob_up`` and a score.
 
-Parameters (``agents.toml``): ``horizon`` (trading days, default 5).
+Parameters (``agents.toml``, declared in ``PARAMS``): ``horizon`` (trading days).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agents.base import AgentContext, signal
+from agents.base import AgentContext, Param, signal
 from agents.features import MIN_HISTORY, price_features
+
+PARAMS = {"horizon": Param(int, 5, minimum=1, maximum=250)}
 
 
 class Agent:
@@ -18,7 +20,7 @@ class Agent:
     def run(self, context: AgentContext) -> list[dict[str, Any]]:
         if context.llm is None:
             raise RuntimeError("llm_analyst needs the LLM analyst (services.ai_analysis) in its context")
-        horizon = int(context.param("horizon", 5))
+        horizon = context.values(PARAMS)["horizon"]
         features = {}
         for symbol in context.universe:
             computed = price_features(context.closes(symbol, MIN_HISTORY))

@@ -1,7 +1,7 @@
 """Mean reversion: fade a close that is far from its 20-day mean, unless the market is in turmoil.
 
-Parameters (``agents.toml``): ``horizon`` (trading days, default 5), ``entry_z`` (z-score of a
-full-strength signal, default 2.0).
+Parameters (``agents.toml``, declared in ``PARAMS``): ``horizon`` (trading days), ``entry_z``
+(z-score of a full-strength signal).
 """
 
 from __future__ import annotations
@@ -9,16 +9,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agents.base import AgentContext, signal
+from agents.base import AgentContext, Param, signal
 from agents.features import MIN_HISTORY, price_features
+
+PARAMS = {"horizon": Param(int, 5, minimum=1, maximum=250), "entry_z": Param(float, 2.0, positive=True)}
 
 
 class Agent:
     name = "mean_reversion"
 
     def run(self, context: AgentContext) -> list[dict[str, Any]]:
-        horizon = int(context.param("horizon", 5))
-        entry_z = float(context.param("entry_z", 2.0))
+        params = context.values(PARAMS)
+        horizon, entry_z = params["horizon"], params["entry_z"]
         out = []
         for symbol in context.universe:
             features = price_features(context.closes(symbol, MIN_HISTORY))

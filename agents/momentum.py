@@ -1,7 +1,7 @@
 """Momentum / trend: long what rose over the last one and three months, short what fell.
 
-Parameters (``agents.toml``): ``horizon`` (trading days, default 5), ``scale`` (the 60-day move that
-counts as a full-strength signal, default 0.08).
+Parameters (``agents.toml``, declared in ``PARAMS``): ``horizon`` (trading days), ``scale`` (the
+60-day move that counts as a full-strength signal).
 """
 
 from __future__ import annotations
@@ -9,16 +9,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agents.base import AgentContext, signal
+from agents.base import AgentContext, Param, signal
 from agents.features import MIN_HISTORY, price_features
+
+PARAMS = {"horizon": Param(int, 5, minimum=1, maximum=250), "scale": Param(float, 0.08, positive=True)}
 
 
 class Agent:
     name = "momentum"
 
     def run(self, context: AgentContext) -> list[dict[str, Any]]:
-        horizon = int(context.param("horizon", 5))
-        scale = float(context.param("scale", 0.08))
+        params = context.values(PARAMS)
+        horizon, scale = params["horizon"], params["scale"]
         out = []
         for symbol in context.universe:
             features = price_features(context.closes(symbol, MIN_HISTORY))

@@ -101,7 +101,7 @@ build_collector() {
   local ver
   ver="$(awk '/^ *- gomod: go.opentelemetry.io\/collector\/receiver\/otlpreceiver /{print $4}' "$MANIFEST")"
   [[ "$ver" == "$OCB_VERSION" ]] || die "collector/builder-config.yaml pins otlpreceiver $ver but stack.sh's OCB_VERSION is $OCB_VERSION; keep them equal"
-  say "building bin/otelcol-alphatrace (collector $OCB_VERSION; the first build takes a few minutes)"
+  say "building bin/otelcol-alphatrace (collector $OCB_VERSION; the first build of the collector and Jaeger together takes 12 to 16 minutes on a busy 2-core machine)"
   local t0=$SECONDS
   rm -rf "$BUILD_DIR/otelcol-alphatrace"
   mkdir -p "$BUILD_DIR/otelcol-alphatrace"

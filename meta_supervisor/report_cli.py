@@ -20,7 +20,9 @@ Environment (flags win over environment, environment over defaults):
   ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.audit: the supervisor's decisions).
 
 Exit status: 0 report written; 2 bad arguments or configuration (price table, market data folder,
-an ``--input`` naming a FIFO, device or socket: only regular files are read), with the reason.
+an ``--input`` that does not exist or names a FIFO, device or socket: only regular files are read),
+with the reason, and the report left as it was. The default trace file not written yet is not an
+error: the report says there are no spans yet.
 """
 
 from __future__ import annotations
@@ -142,9 +144,11 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
 
     try:
         from meta_supervisor import native_part, trace_files
+        from meta_supervisor.trace_inputs import require_inputs
 
         native_part.core()  # ALPHATRACE_NATIVE checked now, not in the middle of the build
         trace_files.max_line_bytes()  # and ALPHATRACE_MAX_LINE_BYTES
+        require_inputs(args.input or [])  # before anything is written: a typo must not empty the report
         prices = PriceTable.load(args.price_table)
         market = None
         if not args.no_alpha_quality:

@@ -12,6 +12,10 @@ configuration error (``ConfigError``: the command exits 2 and names it); met in 
 it is skipped with a note naming it. ``open_regular`` opens a file without blocking and refuses it
 if it is not regular by then (a file replaced between listing and reading).
 
+A path named explicitly (``--input``) that does not exist is a ``ConfigError`` too (``require_inputs``,
+checked before anything is read or written): a typo must not overwrite the report with an empty one.
+The default trace file not written yet, an empty folder or a pattern matching nothing are notes.
+
 A file is recognised across renames by its identity (device, inode) plus a digest of its first bytes,
 so a rotated backup is not read twice and a replaced or truncated file is noticed.
 
@@ -102,6 +106,14 @@ def _is_candidate(path: Path, messages: list[str]) -> bool:
         messages.append(_refusal(path, kind) + " (skipped)")
         return False
     return path.exists()
+
+
+def require_inputs(specs: list[str]) -> None:
+    """Explicitly named inputs: a path that does not exist (a pattern is exempt: it may match nothing
+    yet) raises ``ConfigError`` naming it and the fix."""
+    for spec in specs:
+        if not glob.has_magic(spec) and not os.path.lexists(Path(spec).expanduser()):
+            raise ConfigError(f"--input {spec} does not exist; check the path, or leave --input out to read the default trace file")
 
 
 def resolve_inputs(specs: list[str]) -> tuple[list[Path], list[str]]:

@@ -18,7 +18,9 @@ Environment (standard OpenTelemetry variables, as the SDK documents them):
 * ``OTEL_SDK_DISABLED=true``: no spans at all.
 
 alphatrace's own: ``ALPHATRACE_TRACE_FILE`` (embedded exporter's file, default
-``telemetry/traces.jsonl`` under the project root).
+``telemetry/traces.jsonl`` under the project root). Its folder is created and checked for writing
+when the exporter is built (``check_trace_file``), so a path nobody can write stops start-up instead
+of losing every span.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -65,6 +68,23 @@ def package_version() -> str:
 def trace_file_path(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     return Path(path or env.get(ENV_TRACE_FILE) or DEFAULT_TRACE_FILE)
+
+
+def check_trace_file(path: Path) -> None:
+    """Start-up: create the trace file's folder and make sure the file can be written (an existing file
+    is opened for appending, nothing written; otherwise a temporary file is made and removed in the
+    folder): ``ConfigError`` naming the path, the reason and the fix."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC))
+        else:
+            tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as exc:
+        default = "" if path == DEFAULT_TRACE_FILE else f", or unset it for {DEFAULT_TRACE_FILE}"
+        raise ConfigError(
+            f"trace file {path} cannot be written ({exc.strerror or exc}); set {ENV_TRACE_FILE} to a file in a writable folder{default}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,7 @@ def choose_export(trace_file: str | os.PathLike | None = None, env: Mapping[str,
 
 def build_exporter(choice: ExportChoice) -> SpanExporter | None:
     if choice.kind == "file":
+        check_trace_file(choice.trace_file)
         return CollectorFileExporter(choice.trace_file)
     if choice.kind == "console":
         return ConsoleSpanExporter()

@@ -3,7 +3,10 @@
 ``agents/agents.toml`` (TOML, read with the standard library) has a ``[fleet]`` table, a ``[replay]``
 table for the demo's replay of history, an ``[llm]`` table and one ``[agents.NAME]`` table per agent
 with its ``module``, ``interval_seconds``, ``params`` and initial ``status`` (``live``/``shadow``).
-Adding an agent is one module plus one such table. Anything malformed is a ``ConfigError`` naming the key.
+Adding an agent is one module plus one such table. Anything malformed is a ``ConfigError`` naming the key;
+so is a key nobody reads (``KNOWN_KEYS``, with "did you mean ...?"): a typo never falls back to a default.
+An agent's ``params`` are checked by the agent's own declaration (``PARAMS``, ``agents/base.py``) when
+``load_agent`` builds it.
 ``[fleet]`` also holds the staleness limit of live runs, ``max_data_age_days`` and ``on_stale``
 (``services/data_freshness.py``).
 
@@ -22,13 +25,23 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from services.config_error import ConfigError
+from services.config_error import ConfigError, check_known
 from services.data_freshness import FreshnessPolicy, parse_freshness_policy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_FLEET_CONFIG = "ALPHATRACE_FLEET_CONFIG"
 DEFAULT_FLEET_CONFIG = PROJECT_ROOT / "agents" / "agents.toml"
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+# Every key the file may have, per table ("" is the top level, "agents.*" each [agents.NAME] table).
+# A new setting is one entry here plus the code that reads it.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("fleet", "replay", "llm", "agents"),
+    "fleet": ("universe", "max_workers", "misfire_grace_seconds", "max_data_age_days", "on_stale"),
+    "replay": ("start", "cycles"),
+    "llm": ("provider", "model", "timeout_seconds", "max_retries", "base_url"),
+    "agents.*": ("module", "interval_seconds", "params", "enabled", "status"),
+}
 
 
 @dataclass(frozen=True)
@@ -67,10 +80,17 @@ def _positive_int(value: Any, key: str, source: str) -> int:
     return value
 
 
+def _known_keys(table: dict[str, Any], kind: str, where: str, source: str) -> None:
+    check_known(table, KNOWN_KEYS[kind], f"{source}: [{where}]" if where else source, "key" if kind else "table")
+
+
 def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> FleetConfig:
+    _known_keys(raw, "", "", source)
     fleet = _table(raw, "fleet", source)
     replay = _table(raw, "replay", source)
     llm = _table(raw, "llm", source)
+    for key, table in (("fleet", fleet), ("replay", replay), ("llm", llm)):
+        _known_keys(table, key, key, source)
     universe = fleet.get("universe")
     if not isinstance(universe, list) or not universe or not all(isinstance(s, str) and s for s in universe):
         raise ConfigError(f"{source}: fleet.universe must be a non-empty list of symbols")
@@ -84,6 +104,7 @@ def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> Fle
             raise ConfigError(f"{source}: agent name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: [agents.{name}] must be a table")
+        _known_keys(table, "agents.*", f"agents.{name}", source)
         module = table.get("module", f"agents.{name}")
         interval = table.get("interval_seconds", 300)
         if not isinstance(module, str) or not module:
@@ -127,8 +148,9 @@ def load_fleet_config(path: str | os.PathLike | None = None) -> FleetConfig:
     return parse_fleet_config(raw, source=str(chosen))
 
 
-def load_agent(spec: AgentSpec) -> Any:
-    """Import the agent's module and build its ``Agent``; the configured name wins over the class's."""
+def load_agent(spec: AgentSpec, source: str = "fleet config") -> Any:
+    """Import the agent's module, check its ``params`` against the module's ``PARAMS`` (``agents/base.py``)
+    and build its ``Agent``; the configured name wins over the class's."""
     try:
         module = importlib.import_module(spec.module)
     except ImportError as exc:
@@ -136,6 +158,22 @@ def load_agent(spec: AgentSpec) -> Any:
     factory = getattr(module, "Agent", None)
     if factory is None:
         raise ConfigError(f"agent {spec.name!r}: module {spec.module!r} has no class 'Agent'")
+    declared = getattr(module, "PARAMS", None)
+    where = f"{source}: agents.{spec.name}.params"
+    if declared is not None:
+        from agents.base import check_params
+
+        check_params(declared, spec.params, where)
+    elif spec.params:
+        raise ConfigError(
+            f"{where} = {spec.params!r}: module {spec.module!r} declares no PARAMS, so they cannot be checked; "
+            "declare them (agents/base.py, Param) or remove params"
+        )
     agent = factory()
     agent.name = spec.name
     return agent
+
+
+def load_agents(fleet: FleetConfig) -> dict[str, Any]:
+    """Every enabled agent, built and its parameters checked (start-up: any problem is a ``ConfigError``)."""
+    return {name: load_agent(spec, fleet.source) for name, spec in fleet.agents.items() if spec.enabled}

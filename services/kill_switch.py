@@ -29,16 +29,24 @@ Command line::
     python -m services.kill_switch revive momentum [--reason "fixed"]
     python -m services.kill_switch clear momentum
 
+``kill`` and ``revive`` refuse a name that is not an agent of the fleet config (``--config``, else
+``ALPHATRACE_FLEET_CONFIG``, else ``agents/agents.toml``), with "did you mean ...?": the entry would stop
+nothing. ``--force`` writes it anyway (an agent about to be added). Entries record who wrote them:
+``--by``, else the login name (``getpass.getuser()``); when there is none, ``--by`` is required.
+
 What the command prints passes through ``services.terminal_text.term`` (no control character from the
 file reaches the terminal raw).
 
 Environment: ``ALPHATRACE_KILL_SWITCH_FILE`` (path of the kill-switch file; default
-``meta_supervisor/state/killed_agents.json`` under the project root).
+``meta_supervisor/state/killed_agents.json`` under the project root); the command line's ``kill`` and
+``revive`` also read ``ALPHATRACE_FLEET_CONFIG`` (``services.fleet_config``) and the login name
+(``LOGNAME``, ``USER``, ``LNAME``, ``USERNAME``, as ``getpass.getuser`` does).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -51,7 +59,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.config_error import ConfigError
+from services.config_error import ConfigError, did_you_mean
 from services.state_files import locked_for_update, write_atomically
 from services.terminal_text import term
 
@@ -350,13 +358,21 @@ def update_kill_file(
         return entries
 
 
+def current_user() -> str:
+    """Who is at the keyboard: the login name (``LOGNAME``/``USER``/..., else the password database)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no variable and no passwd entry for this uid (a bare container)
+        raise ConfigError("cannot tell who you are (no login name for this user id); pass --by NAME") from None
+
+
 def _stamped(agent_name: str, reason: str, by: str | None, state: str, now: Callable[[], datetime]) -> KillEntry:
     if not agent_name:
         raise ConfigError("agent name must be non-empty")
     return KillEntry(
         agent=agent_name,
         reason=reason,
-        by=by or os.environ.get("USER", "unknown"),
+        by=by or current_user(),
         at=now().astimezone(UTC).isoformat().replace("+00:00", "Z"),
         state=state,
     )
@@ -402,23 +418,43 @@ def clear(agent_name: str, path: str | os.PathLike | None = None) -> bool:
     return found
 
 
+def check_in_fleet(agent_name: str, config: str | None) -> None:
+    """``ConfigError`` unless ``agent_name`` is an agent of the fleet config (``services.fleet_config``)."""
+    from services.fleet_config import load_fleet_config
+
+    fleet = load_fleet_config(config)
+    if agent_name not in fleet.agents:
+        hint = did_you_mean(agent_name, fleet.agents)
+        raise ConfigError(
+            f"{agent_name!r} is not an agent of the fleet in {fleet.source} ({', '.join(sorted(fleet.agents))}), "
+            f"so the entry would stop nothing; {hint}pass --force to write it anyway"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.kill_switch", description=__doc__.split("\n")[0])
     parser.add_argument("--file", help=f"kill-switch file (default: ${ENV_KILL_SWITCH_FILE} or {DEFAULT_KILL_SWITCH_FILE})")
+    parser.add_argument(
+        "--config", help="fleet config whose agents kill/revive accept (default: $ALPHATRACE_FLEET_CONFIG or agents/agents.toml)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="show killed agents")
     kill_cmd = sub.add_parser("kill", help="stop an agent from its next run on")
     kill_cmd.add_argument("agent")
     kill_cmd.add_argument("--reason", required=True)
-    kill_cmd.add_argument("--by", default=None)
+    kill_cmd.add_argument("--by", default=None, help="who (default: your login name)")
+    kill_cmd.add_argument("--force", action="store_true", help="write it even if the name is not an agent of the fleet")
     revive_cmd = sub.add_parser("revive", help="let a killed agent run again (the supervisor will not re-kill it)")
     revive_cmd.add_argument("agent")
     revive_cmd.add_argument("--reason", default="")
-    revive_cmd.add_argument("--by", default=None)
+    revive_cmd.add_argument("--by", default=None, help="who (default: your login name)")
+    revive_cmd.add_argument("--force", action="store_true", help="write it even if the name is not an agent of the fleet")
     clear_cmd = sub.add_parser("clear", help="remove an agent's entry, kill or revive, from the file")
     clear_cmd.add_argument("agent")
     args = parser.parse_args(argv)
     try:
+        if args.command in ("kill", "revive") and not args.force:
+            check_in_fleet(args.agent, args.config)
         if args.command == "list":
             entries = load_kill_entries(args.file)
             if not entries:

@@ -5,6 +5,8 @@ ISO dates) from a folder: the real history shipped in ``agents/data/`` (provenan
 ``docs/data.md``) or the user's own files in the same shape. Files are read once, lazily. Only the
 symbols the folder lists (``symbols()``, read once) are loaded: symbols may come from span data, which
 anyone can write, so a symbol such as ``../../x`` is "no market data" (``ConfigError``), never a path.
+``require`` is the start-up check of a universe: every symbol has a readable file (read now, so a bad
+file or a typo in a symbol stops start-up instead of failing every run).
 
 Environment: ``ALPHATRACE_MARKET_DATA`` (folder of CSV files; default ``agents/data``).
 """
@@ -21,7 +23,7 @@ from datetime import date
 from pathlib import Path
 from typing import Protocol
 
-from services.config_error import ConfigError
+from services.config_error import ConfigError, did_you_mean
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_MARKET_DATA = "ALPHATRACE_MARKET_DATA"
@@ -47,6 +49,8 @@ class MarketData(Protocol):
 class CsvMarketData:
     def __init__(self, folder: str | os.PathLike | None = None) -> None:
         self.folder = Path(folder or os.environ.get(ENV_MARKET_DATA) or DEFAULT_MARKET_DATA)
+        from_env = not folder and bool(os.environ.get(ENV_MARKET_DATA))
+        self.setting = f"{ENV_MARKET_DATA}={self.folder}" if from_env else f"market data folder {self.folder}"
         if not self.folder.is_dir():
             raise ConfigError(f"market data folder {self.folder} does not exist (set {ENV_MARKET_DATA})")
         self._series: dict[str, tuple[list[date], list[float]]] = {}
@@ -55,6 +59,23 @@ class CsvMarketData:
 
     def symbols(self) -> list[str]:
         return sorted(p.stem for p in self.folder.glob("*.csv"))
+
+    def require(self, symbols: tuple[str, ...] | list[str], where: str) -> None:
+        """Start-up: each of ``symbols`` (the setting ``where`` lists them) has a readable file, read now;
+        otherwise a one-line ``ConfigError`` naming the setting, the value and the fix."""
+        known = self.symbols()
+        if not known:
+            raise ConfigError(
+                f"{self.setting} has no <SYMBOL>.csv files; point {ENV_MARKET_DATA} at a folder of daily bars "
+                f"(date,close columns; {DEFAULT_MARKET_DATA} ships real history) or unset it"
+            )
+        for symbol in symbols:
+            if symbol not in known:
+                raise ConfigError(
+                    f"{where} lists {symbol!r}, which has no market data in {self.setting} (no {symbol}.csv); "
+                    f"{did_you_mean(symbol, known)}remove it from the universe or add the file"
+                )
+            self._load(symbol)
 
     def _load(self, symbol: str) -> tuple[list[date], list[float]]:
         with self._lock:

@@ -3,18 +3,18 @@
 An agent that combines others says which through a ``members(params)`` method (``agents/ensemble.py``
 derives them from its ``weights``). ``run_stages`` layers the fleet so every agent runs in a stage
 after all of its members that are in the fleet; agents in one stage run concurrently. A member that
-is not in the fleet is ignored here (the combiner records it as missing); a cycle is a
-``ConfigError``.
+is disabled in the fleet is ignored here (the combiner records it as missing); a member that is no
+agent of the fleet config at all (a typo) and a cycle are a ``ConfigError`` at start-up.
 
 Reads no environment variables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from services.config_error import ConfigError
+from services.config_error import ConfigError, check_known
 
 
 def dependencies(agents: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]]) -> dict[str, set[str]]:
@@ -25,6 +25,15 @@ def dependencies(agents: Mapping[str, Any], params: Mapping[str, Mapping[str, An
         wanted = members(params.get(name, {})) if callable(members) else []
         deps[name] = {member for member in wanted if member in agents and member != name}
     return deps
+
+
+def check_members(agents: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]], configured: Iterable[str], source: str) -> None:
+    """``ConfigError`` when an agent combines one that the fleet config does not name ("did you mean")."""
+    configured = list(configured)
+    for name, agent in agents.items():
+        members = getattr(agent, "members", None)
+        if callable(members):
+            check_known(members(params.get(name, {})), configured, f"{source}: agents.{name}.params", "agent")
 
 
 def run_stages(agents: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:

@@ -3,16 +3,17 @@ fleet config and price table reject bad input with a clear message."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from datetime import date
 
 import pytest
 
 from agents import ensemble, mean_reversion, momentum
-from agents.base import AgentContext
+from agents.base import AgentContext, check_params
 from alpha.emit import signal_attributes
 from services.config_error import ConfigError
-from services.fleet_config import load_agent, load_fleet_config, parse_fleet_config
+from services.fleet_config import AgentSpec, load_agent, load_fleet_config, parse_fleet_config
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from services.signal_book import RecentSignals
@@ -158,3 +159,65 @@ def test_price_table_prices_cached_tokens_and_dated_snapshots(tmp_path, monkeypa
 def test_bad_price_table_is_a_clear_error(raw, message):
     with pytest.raises(ConfigError, match=message):
         PriceTable.from_dict(raw)
+
+
+# --- issue 15: typos are errors with "did you mean", agents check their own parameters -------------
+
+BASE = {"fleet": {"universe": ["SPX"]}, "agents": {"m": {}}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({**BASE, "flet": {}}, r"unknown table 'flet'; did you mean 'fleet'\? Known: agents, fleet, llm, replay"),
+        ({**BASE, "fleet": {"universe": ["SPX"], "max_worker": 2}}, r"\[fleet\]: unknown key 'max_worker'; did you mean 'max_workers'\?"),
+        ({**BASE, "replay": {"cycle": 5}}, r"\[replay\]: unknown key 'cycle'; did you mean 'cycles'\?"),
+        ({**BASE, "llm": {"modle": "x"}}, r"\[llm\]: unknown key 'modle'; did you mean 'model'\?"),
+        (
+            {**BASE, "agents": {"m": {"intervall_seconds": 60}}},
+            r"\[agents\.m\]: unknown key 'intervall_seconds'; did you mean 'interval_seconds'\?",
+        ),
+        (
+            {**BASE, "agents": {"m": {"zzz": 1}}},
+            r"\[agents\.m\]: unknown key 'zzz'; known: enabled, interval_seconds, module, params, status",
+        ),
+    ],
+)
+def test_unknown_keys_in_the_fleet_config_are_errors_with_a_suggestion(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_fleet_config(raw, source="f.toml")
+
+
+@pytest.mark.parametrize(
+    ("module", "params", "message"),
+    [
+        ("agents.momentum", {"horizn": 5}, r"f\.toml: agents\.a\.params: unknown parameter 'horizn'; did you mean 'horizon'\?"),
+        ("agents.momentum", {"horizon": 2.5}, r"agents\.a\.params\.horizon = 2\.5: must be a whole number >= 1 and <= 250 \(default 5\)"),
+        ("agents.momentum", {"scale": 0}, r"agents\.a\.params\.scale = 0: must be a number > 0 \(default 0\.08\)"),
+        ("agents.mean_reversion", {"entry_z": "2"}, r"agents\.a\.params\.entry_z = '2': must be a number > 0"),
+        ("agents.llm_analyst", {"horizon": True}, r"agents\.a\.params\.horizon = True: must be a whole number"),
+        ("agents.ensemble", {"weights": {"momentum": -1}}, r"params\.weights\.momentum = -1: must be .*>= 0"),
+        ("agents.ensemble", {"weights": 0.5}, r"params\.weights = 0\.5: must be a table of numbers"),
+    ],
+)
+def test_an_agent_checks_its_parameters_when_it_is_loaded(module, params, message):
+    with pytest.raises(ConfigError, match=message):
+        load_agent(AgentSpec("a", module, 60.0, params), source="f.toml")
+
+
+def test_params_for_an_agent_that_declares_none_are_an_error(tmp_path, monkeypatch):
+    (tmp_path / "undeclared_agent.py").write_text("class Agent:\n    def run(self, context):\n        return []\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_agent(AgentSpec("a", "undeclared_agent", 60.0)).name == "a"
+    with pytest.raises(ConfigError, match=r"agents\.a\.params = \{'x': 1\}: module 'undeclared_agent' declares no PARAMS"):
+        load_agent(AgentSpec("a", "undeclared_agent", 60.0, {"x": 1}))
+
+
+def test_the_shipped_parameters_are_valid_and_defaults_come_from_the_declaration(market):
+    for spec in load_fleet_config().agents.values():
+        module = importlib.import_module(spec.module)
+        assert check_params(module.PARAMS, spec.params, spec.name).keys() == module.PARAMS.keys()
+    data, calendar = market
+    context = AgentContext(as_of=calendar[80], market=data, universe=("SPX",), params={"horizon": 10})
+    assert context.values(momentum.PARAMS) == {"horizon": 10, "scale": 0.08}
+    assert check_params(momentum.PARAMS, {"scale": 1}, "w") == {"horizon": 5, "scale": 1.0}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import threading
 
 import pytest
@@ -250,7 +251,7 @@ def test_oversized_file_is_refused_unread_keeping_the_last_good_state(kill_file,
     assert parsed == []  # never read, never parsed
     with pytest.raises(KillSwitchError, match="byte limit"):
         KillSwitch(kill_file).load_strict()
-    assert kill_switch.main(["--file", str(kill_file), "kill", "x", "--reason", "r"]) == 2
+    assert kill_switch.main(["--file", str(kill_file), "kill", "momentum", "--reason", "r"]) == 2
     assert "byte limit" in capsys.readouterr().err
 
 
@@ -309,10 +310,62 @@ def test_kill_switch_command_line_escapes_what_the_file_says(kill_file, capsys):
     assert lines[-1] == "" and len(lines) == 3  # one line per entry, nothing forged
     for line in lines[:-1]:
         assert all(ch.isprintable() or ch == "\t" for ch in line) and line.count("\t") == 4
-    assert kill_switch.main(["--file", str(kill_file), "kill", "a\x1b[2Jb", "--reason", "why\nKILLED all"]) == 0
-    assert kill_switch.main(["--file", str(kill_file), "revive", "a\x1b[2Jb"]) == 0
+    assert kill_switch.main(["--file", str(kill_file), "kill", "a\x1b[2Jb", "--reason", "why\nKILLED all", "--force"]) == 0
+    assert kill_switch.main(["--file", str(kill_file), "revive", "a\x1b[2Jb", "--force"]) == 0
     assert kill_switch.main(["--file", str(kill_file), "clear", "z\x1b"]) == 0
     assert all(ch.isprintable() for line in capsys.readouterr().out.rstrip("\n").split("\n") for ch in line)
     kill_file.write_text('{"\\u001b[2J": 5}')
     assert kill_switch.main(["--file", str(kill_file), "list"]) == 2
     assert all(ch.isprintable() for ch in capsys.readouterr().err.rstrip("\n"))
+
+
+# --- issue 15: a name the fleet does not have is refused; entries say who wrote them ----------------
+
+
+def test_kill_refuses_a_name_that_is_not_an_agent_of_the_fleet(kill_file, capsys):
+    assert kill_switch.main(["--file", str(kill_file), "kill", "momentun", "--reason", "typo"]) == 2
+    err = capsys.readouterr().err
+    assert "'momentun' is not an agent of the fleet" in err and "did you mean 'momentum'?" in err and "--force" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not kill_file.exists()  # nothing recorded: the real agent would have kept running
+    assert kill_switch.main(["--file", str(kill_file), "revive", "nosuchagent"]) == 2
+    assert not kill_file.exists()
+    capsys.readouterr()
+    assert kill_switch.main(["--file", str(kill_file), "kill", "nosuchagent", "--reason", "not added yet", "--force", "--by", "al"]) == 0
+    assert "killed nosuchagent" in capsys.readouterr().out
+    assert load_kill_entries(kill_file)["nosuchagent"].killed
+
+
+def test_kill_checks_names_against_the_fleet_config_it_is_given(kill_file, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "fleet.toml"
+    config.write_text('[fleet]\nuniverse = ["SPX"]\n[agents.alpha_one]\nmodule = "agents.momentum"\n')
+    assert kill_switch.main(["--file", str(kill_file), "--config", str(config), "kill", "momentum", "--reason", "r"]) == 2
+    assert f"not an agent of the fleet in {config} (alpha_one)" in capsys.readouterr().err
+    monkeypatch.setenv("ALPHATRACE_FLEET_CONFIG", str(config))
+    assert kill_switch.main(["--file", str(kill_file), "kill", "alpha_one", "--reason", "r", "--by", "al"]) == 0
+
+
+def test_revive_and_kill_record_the_login_user_when_no_by_is_given(kill_file, monkeypatch):
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    login = pwd.getpwuid(os.getuid()).pw_name
+    assert kill_switch.main(["--file", str(kill_file), "kill", "momentum", "--reason", "r"]) == 0
+    assert load_kill_entries(kill_file)["momentum"].by == login
+    assert kill_switch.main(["--file", str(kill_file), "revive", "momentum"]) == 0
+    assert load_kill_entries(kill_file)["momentum"].by == login
+    monkeypatch.setenv("LOGNAME", "dana")
+    assert kill_switch.main(["--file", str(kill_file), "revive", "momentum"]) == 0
+    assert load_kill_entries(kill_file)["momentum"].by == "dana"
+    assert kill_switch.main(["--file", str(kill_file), "revive", "momentum", "--by", "erin"]) == 0
+    assert load_kill_entries(kill_file)["momentum"].by == "erin"
+
+
+def test_with_no_login_name_at_all_by_is_required(kill_file, monkeypatch, capsys):
+    def nobody() -> str:
+        raise OSError("no username")
+
+    monkeypatch.setattr(kill_switch.getpass, "getuser", nobody)
+    assert kill_switch.main(["--file", str(kill_file), "revive", "momentum"]) == 2
+    assert "pass --by NAME" in capsys.readouterr().err
+    assert not kill_file.exists()
+    assert kill_switch.main(["--file", str(kill_file), "revive", "momentum", "--by", "erin"]) == 0

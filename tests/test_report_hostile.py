@@ -28,14 +28,32 @@ def build(tmp_path: Path, *inputs: Path | str, extra: list[str] | None = None) -
     return code, report, out
 
 
-def test_missing_and_empty_inputs_give_a_valid_empty_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, report, out = build(tmp_path, tmp_path / "nope.jsonl")
+def test_a_named_input_that_does_not_exist_is_an_error_and_the_report_is_untouched(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "meta_report.json").write_text("the previous report")
+    code, _, _ = build(tmp_path, tmp_path / "nope.jsonl")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"error: --input {tmp_path / 'nope.jsonl'} does not exist; check the path, or leave --input out to read the default trace file"
+    ]
+    assert (out / "meta_report.json").read_text() == "the previous report" and not (out / "meta_report.md").exists()
+    code, _, _ = build(tmp_path, tmp_path / "traces.jsonl", tmp_path / "nope-*.jsonl")  # a pattern may match nothing yet
+    assert code == 2 and "traces.jsonl does not exist" in capsys.readouterr().err
+
+
+def test_missing_default_and_empty_inputs_give_a_valid_empty_report(tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(tmp_path / "telemetry" / "traces.jsonl"))  # not written yet
+    code, report, out = build(tmp_path)
     assert code == 0
     assert report["agents"] == {} and report["inputs"]["spans"] == 0
     assert any("does not exist" in m for m in report["inputs"]["messages"])
     assert any("empty" in m for m in report["inputs"]["messages"])
-    assert "does not exist" in capsys.readouterr().err
+    assert "does not exist (no spans have been written yet?)" in capsys.readouterr().err
     assert (out / "meta_report.md").exists() and (out / "meta_report.html").exists()
+    code, report, _ = build(tmp_path, tmp_path / "nope-*.jsonl")
+    assert code == 0 and any("matches no files" in m for m in report["inputs"]["messages"])
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     code, report, _ = build(tmp_path, empty)
@@ -252,6 +270,7 @@ def test_compressed_and_rotated_inputs_in_one_folder(tmp_path: Path) -> None:
 
 
 def test_renderers_survive_an_empty_report(tmp_path: Path) -> None:
+    (tmp_path / "nothing").write_bytes(b"")
     code, report, _ = build(tmp_path, tmp_path / "nothing")
     assert code == 0
     assert "No agent runs" in render_markdown(report)

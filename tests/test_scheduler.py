@@ -4,8 +4,13 @@ that never mixes runs up, and one bad agent stopping nothing."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
 import threading
 from collections import Counter
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -14,6 +19,8 @@ import scheduler
 from services.fleet_config import AgentSpec
 from services.simulated_llm import SimulatedLLMTransport
 from tests.fleet_fixtures import build_test_fleet, root_spans
+
+PROJECT_ROOT = Path(scheduler.__file__).resolve().parent
 
 
 def test_replay_from_the_command_line_writes_every_run_to_the_trace_file(world, monkeypatch):
@@ -190,3 +197,129 @@ def test_the_kill_reason_and_a_configuration_error_reach_the_terminal_escaped(wo
     assert scheduler.main(["--once", "--config", str(world["config"])]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and err.count("\n") == 1
+
+
+# --- issue 15: mistakes stop start-up with one line (exit 2), before any agent runs ----------------
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err  # one line naming the setting, the value and the fix; no traceback
+    assert lines[0].startswith("alphatrace: configuration error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda t: t.replace('["SPX", "WTI"]', '["SPX", "WTI", "SPY"]'),
+            ["fleet.universe lists 'SPY'", "no SPY.csv", "did you mean 'SPX'?"],
+        ),
+        (
+            lambda t: t.replace("[agents.momentum]\ninterval_seconds", "[agents.momentum]\nintervall_seconds"),
+            ["[agents.momentum]", "unknown key 'intervall_seconds'", "did you mean 'interval_seconds'?"],
+        ),
+        (lambda t: t + "\n[flet]\nmax_workers = 2\n", ["unknown table 'flet'", "did you mean 'fleet'?"]),
+        (
+            lambda t: t.replace("[agents.momentum]\n", "[agents.momentum]\nparams = { horizn = 5 }\n"),
+            ["agents.momentum.params", "unknown parameter 'horizn'", "did you mean 'horizon'?"],
+        ),
+        (
+            lambda t: t.replace("[agents.momentum]\n", "[agents.momentum]\nparams = { horizon = 0 }\n"),
+            ["agents.momentum.params.horizon = 0", ">= 1"],
+        ),
+        (
+            lambda t: t.replace("[agents.ensemble]\n", "[agents.ensemble]\nparams = { weights = { momentun = 0.5 } }\n"),
+            ["agents.ensemble.params", "unknown agent 'momentun'", "did you mean 'momentum'?"],
+        ),
+    ],
+    ids=["universe-symbol-without-data", "interval-typo", "unknown-table", "unknown-param", "param-out-of-range", "ensemble-weight-typo"],
+)
+def test_a_config_mistake_stops_start_up_with_one_line_before_any_run(world, monkeypatch, capsys, edit, expected):
+    trace_file = world["tmp"] / "traces.jsonl"
+    monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(trace_file))
+    config = world["config"]
+    config.write_text(edit(config.read_text()))
+    assert scheduler.main(["--once", "--config", str(config)]) == 2
+    line = _one_line_error(capsys)
+    assert str(config) in line
+    for text in expected:
+        assert text in line
+    assert not trace_file.exists()  # nothing ran
+
+
+def test_an_empty_market_data_folder_stops_start_up(world, monkeypatch, capsys):
+    empty = world["tmp"] / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("ALPHATRACE_MARKET_DATA", str(empty))
+    assert scheduler.main(["--once", "--config", str(world["config"])]) == 2
+    line = _one_line_error(capsys)
+    assert f"ALPHATRACE_MARKET_DATA={empty} has no <SYMBOL>.csv files" in line and "unset it" in line
+
+
+def test_a_malformed_market_data_file_stops_start_up_not_every_run(world, monkeypatch, capsys):
+    monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(world["tmp"] / "traces.jsonl"))
+    wti = world["tmp"] / "data" / "WTI.csv"
+    wti.write_text(wti.read_text().replace(",,,,", ",,,,oops", 1))
+    assert scheduler.main(["--once", "--config", str(world["config"])]) == 2
+    assert f"{wti}:2: bad date or close" in _one_line_error(capsys)
+    assert not (world["tmp"] / "traces.jsonl").exists()
+
+
+def test_a_trace_file_that_cannot_be_written_stops_start_up(world, monkeypatch, capsys):
+    blocker = world["tmp"] / "blocker"
+    blocker.write_text("a file where the folder should be")
+    monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(blocker / "telemetry" / "traces.jsonl"))
+    assert scheduler.main(["--once", "--config", str(world["config"])]) == 2
+    line = _one_line_error(capsys)
+    assert f"trace file {blocker}/telemetry/traces.jsonl cannot be written" in line and "set ALPHATRACE_TRACE_FILE" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--once", "--start", "2018-04-02"], "--start 2018-04-02 applies only to a replay; add --replay"),
+        (["--once", "--days", "5"], "--days 5 applies only to a replay; add --replay"),
+        (["--replay", "--days", "0"], "--days 0: must be at least 1"),
+        (["--cycles", "0"], "--cycles 0: must be at least 1"),
+    ],
+)
+def test_replay_options_without_replay_or_zero_days_stop_start_up(world, monkeypatch, capsys, argv, expected):
+    trace_file = world["tmp"] / "traces.jsonl"
+    monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(trace_file))
+    assert scheduler.main([*argv, "--config", str(world["config"])]) == 2
+    assert expected in _one_line_error(capsys)
+    assert not trace_file.exists()
+
+
+def test_a_bad_log_level_is_one_line_and_exit_2_not_a_traceback(world):
+    # A subprocess: in-process, pytest's own log handlers make logging.basicConfig skip the level.
+    env = {**os.environ, "ALPHATRACE_LOG_LEVEL": "LOUD", "ALPHATRACE_TRACE_FILE": str(world["tmp"] / "traces.jsonl")}
+    proc = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scheduler.py"), "--once", "--config", str(world["config"])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=world["tmp"],
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "alphatrace: configuration error: ALPHATRACE_LOG_LEVEL='LOUD' is not a log level; "
+        "use one of DEBUG, INFO, WARNING, ERROR, CRITICAL or unset it (INFO)"
+    ]
+
+
+def test_cycles_says_at_start_how_long_the_run_will_take(world, monkeypatch, caplog):
+    monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(world["tmp"] / "traces.jsonl"))
+    config = world["config"]
+    config.write_text(config.read_text().replace("[agents.ensemble]\ninterval_seconds = 0.05", "[agents.ensemble]\ninterval_seconds = 0.5"))
+    caplog.set_level(logging.INFO, logger="alphatrace.scheduler")
+    assert scheduler.main(["--cycles", "3", "--config", str(config)]) == 0
+    lines = [r.getMessage() for r in caplog.records if "--cycles" in r.getMessage()]
+    assert lines == [
+        "--cycles 3: every agent runs 3 time(s), the first now, then once per interval_seconds; that takes "
+        "about 1 s (the slowest, ensemble, runs every 0.5 s)"
+    ]
