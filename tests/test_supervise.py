@@ -376,6 +376,7 @@ def retire_decision(agent: str):
         "scored_signals": 0,
         "ic": None,
         "ic_t_stat": None,
+        "ic_t_stat_hac": None,
         "hit_rate": None,
         "brier": None,
     }
@@ -464,6 +465,7 @@ def test_promotion_rechecks_a_persons_status_entry_under_the_lock(tmp_path):
         "scored_signals": 1000,
         "ic": 0.5,
         "ic_t_stat": 5.0,
+        "ic_t_stat_hac": 5.0,
         "hit_rate": 0.9,
         "brier": 0.1,
     }
