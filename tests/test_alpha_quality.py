@@ -307,6 +307,8 @@ def test_pages_show_the_hac_t_stat_beside_the_plain_one(tmp_path):
     shown = f"t={xs['t_stat']:.2f}, HAC t={xs['t_stat_hac']:.2f}"
     assert shown in render_markdown(section) and shown in render_html(section)
     assert "Newey-West" in render_markdown(section)
+    one_day = section["agents"]["a"]["horizons"]["1"]["ic_cross_sectional"]  # 0 lags: the HAC t is the plain t, not repeated
+    assert f"(n={one_day['n']}, t={one_day['t_stat']:.2f})" in render_markdown(section)
     empty = score_signals([], market)
     assert "No alpha signals" in render_markdown(empty) and "No alpha signals" in render_html(empty)
 
