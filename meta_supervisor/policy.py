@@ -288,8 +288,7 @@ class Check:
 
 _OPS = {">": lambda v, t: v > t, "<": lambda v, t: v < t, ">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t}
 # (threshold key in the rules, figure, comparison, evidence: "runs" or "signals"), in the order rules are reported.
-# The t-stat rules judge the Newey-West t-stat (ic_t_stat_hac): the plain ic_t_stat, of daily ICs of
-# overlapping h-day returns, is inflated (docs/alpha-quality.md); it stays in the figures, unjudged.
+# The t-stat rules judge the Newey-West ic_t_stat_hac; the plain ic_t_stat is inflated at h > 1, shown only.
 _RETIRE_RULES = (
     ("error_rate_above", "error_rate", ">", "runs"),
     ("cost_per_day_usd_above", "cost_per_day_usd", ">", "runs"),

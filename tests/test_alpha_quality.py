@@ -82,26 +82,29 @@ def test_newey_west_t_stat_known_answers():
 @pytest.mark.parametrize(
     ("values", "lags"),
     [
-        ([0.1] * 9 + [0.2], 4),  # 10 values: enough
-        ([0.1] * 8 + [0.2], 4),  # 9 < 2 * (4 + 1): too few
-        ([0.1, 0.2, 0.3], 1),  # 3 < 4
-        ([0.1] * 20, 4),  # no variation (the mean may differ from 0.1 in the last bit)
+        ([0.1] * 8 + [0.2], 4),  # 9 < 2 * (4 + 1)
+        ([0.1, 0.2, 0.3], 1),  # 3 < 2 * (1 + 1)
+        ([], 0),
+        ([0.1] * 20, 4),  # no variation (the mean differs from 0.1 in the last bit)
         ([0.1, float("nan")] * 10, 4),
         ([0.1, float("inf")] * 10, 1),
-        ([], 0),
     ],
 )
-def test_newey_west_t_stat_is_none_without_enough_varying_finite_values(values, lags):
-    t = newey_west_t_stat(values, lags)
-    if len(values) >= 10 and len(set(values)) > 1 and all(math.isfinite(v) for v in values):
-        assert t is not None and math.isfinite(t)
-    else:
-        assert t is None
-        assert ic_summary(values, lags)["t_stat_hac"] is None
-    if len(set(values)) == 1 or not all(math.isfinite(v) for v in values):
-        assert ic_summary(values, lags)["t_stat"] is None  # nor a plain t-stat: never NaN or 1e16
-    with pytest.raises(ValueError):
-        newey_west_t_stat(values, -1)
+def test_hac_t_stat_is_none_with_too_few_constant_or_non_finite_values(values, lags):
+    assert newey_west_t_stat(values, lags) is None
+    assert ic_summary(values, lags)["t_stat_hac"] is None
+
+
+def test_hac_t_stat_needs_twice_its_lag_window_and_no_negative_lags():
+    assert newey_west_t_stat([0.1] * 9 + [0.2], 4) is not None  # 10 = 2 * (4 + 1)
+    assert newey_west_t_stat([0.1] * 8 + [0.2], 4) is None
+    with pytest.raises(ValueError, match="lags must be >= 0"):
+        newey_west_t_stat([0.1, 0.2], -1)
+
+
+@pytest.mark.parametrize("values", [[0.1] * 20, [0.1, float("nan")] * 10, [0.1, float("inf")] * 10])
+def test_plain_t_stat_of_constant_or_non_finite_values_is_none_not_huge_or_nan(values):
+    assert ic_summary(values)["t_stat"] is None
 
 
 # --- cross-sectional IC ------------------------------------------------------------------------
