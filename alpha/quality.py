@@ -40,7 +40,17 @@ from alpha.quality_render import render_html, render_markdown
 from alpha.records import SignalRecord
 from services.market_data import MarketData
 
-__all__ = ["dedupe", "ic_summary", "primary_ic", "render_html", "render_markdown", "score_signals", "spearman"]
+__all__ = [
+    "dedupe",
+    "hac_min_obs",
+    "ic_summary",
+    "newey_west_t_stat",
+    "primary_ic",
+    "render_html",
+    "render_markdown",
+    "score_signals",
+    "spearman",
+]
 
 SCHEMA_VERSION = 1
 DEFAULT_HORIZONS = (1, 5, 10)
@@ -91,6 +101,11 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
 
 
+def _varies(values: Sequence[float]) -> bool:
+    """Finite values, not all equal: what any t-stat needs (equal values give no t-stat, not 1e16 from rounding)."""
+    return bool(values) and all(math.isfinite(v) for v in values) and min(values) != max(values)
+
+
 def hac_min_obs(lags: int) -> int:
     """Observations a Newey-West t-stat with ``lags`` lags needs: twice its window (``lags + 1``)."""
     return 2 * (lags + 1)
@@ -112,7 +127,7 @@ def newey_west_t_stat(values: Sequence[float], lags: int) -> float | None:
     if lags < 0:
         raise ValueError(f"lags must be >= 0, got {lags}")
     n = len(values)
-    if n < hac_min_obs(lags) or not all(math.isfinite(v) for v in values) or min(values) == max(values):
+    if n < hac_min_obs(lags) or not _varies(values):
         return None
     mean = sum(values) / n
     e = [v - mean for v in values]
@@ -127,10 +142,9 @@ def ic_summary(values: Sequence[float], hac_lags: int = 0) -> dict[str, Any]:
     Newey-West t-stat with ``hac_lags`` lags (``newey_west_t_stat``: the one valid for overlapping
     forward returns) and n. Constant values have no t-stat (``None``), nor do non-finite ones."""
     n = len(values)
-    usable = n >= 2 and all(math.isfinite(v) for v in values) and min(values) != max(values)
     mean = sum(values) / n if n else None
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n >= 2 and mean is not None else None
-    t_stat = mean / std * math.sqrt(n) if usable and std else None
+    t_stat = mean / std * math.sqrt(n) if std and _varies(values) else None
     t_hac = newey_west_t_stat(values, hac_lags)
     return {"mean": mean, "std": std, "t_stat": t_stat, "t_stat_hac": t_hac, "hac_lags": hac_lags, "n": n}
 
