@@ -10,9 +10,12 @@ per agent and horizon ``h`` (trading days, default 1, 5 and 10):
   miss; ``flat`` signals make no directional call and are left out (counted as ``flat``);
 * **IC, cross-sectional** (as Alphalens): Spearman rank correlation of ``score_final`` with forward
   returns across symbols on each as-of date with at least ``min_cross_section`` symbols, then the
-  mean, sample std and t-stat (mean / std * sqrt(dates)) of those daily ICs;
+  mean, sample std and t-stat (mean / std * sqrt(dates)) of those daily ICs, and the Newey-West (HAC)
+  t-stat with ``h - 1`` lags (``t_stat_hac``): daily ICs of ``h``-day returns overlap, which inflates
+  the plain t-stat; the HAC one is what a decision should use;
 * **IC, per-symbol time series**: Spearman over time per symbol with at least ``min_time_series``
-  scored signals, then mean, std and t-stat across symbols (what a small universe can support);
+  scored signals, then mean, std and t-stat across symbols (what a small universe can support), and
+  the HAC t-stat with 0 lags (the observations are symbols, not overlapping days);
 * **Brier score** of ``prob_up`` against "the return was > 0", a calibration table in ten bins;
 * mean forward return of the ``up`` (long) and ``down`` (short) signals.
 
@@ -37,7 +40,17 @@ from alpha.quality_render import render_html, render_markdown
 from alpha.records import SignalRecord
 from services.market_data import MarketData
 
-__all__ = ["dedupe", "ic_summary", "primary_ic", "render_html", "render_markdown", "score_signals", "spearman"]
+__all__ = [
+    "dedupe",
+    "hac_min_obs",
+    "ic_summary",
+    "newey_west_t_stat",
+    "primary_ic",
+    "render_html",
+    "render_markdown",
+    "score_signals",
+    "spearman",
+]
 
 SCHEMA_VERSION = 1
 DEFAULT_HORIZONS = (1, 5, 10)
@@ -88,13 +101,52 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return max(-1.0, min(1.0, sxy / math.sqrt(sxx * syy)))
 
 
-def ic_summary(values: Sequence[float]) -> dict[str, Any]:
-    """Mean, sample std (ddof 1), t-stat (mean / std * sqrt(n), as ``scipy.stats.ttest_1samp``) and n."""
+def _varies(values: Sequence[float]) -> bool:
+    """Finite values, not all equal: what any t-stat needs (equal values give no t-stat, not 1e16 from rounding)."""
+    return bool(values) and all(math.isfinite(v) for v in values) and min(values) != max(values)
+
+
+def hac_min_obs(lags: int) -> int:
+    """Observations a Newey-West t-stat with ``lags`` lags needs: twice its window (``lags + 1``)."""
+    return 2 * (lags + 1)
+
+
+def newey_west_t_stat(values: Sequence[float], lags: int) -> float | None:
+    """The t-stat of the mean of ``values`` (in time order) with a Newey-West (HAC) standard error:
+    Bartlett kernel, weights ``w_j = 1 - j / (lags + 1)``, and the small-sample factor ``n / (n - 1)``:
+
+        S = sum_t e_t^2 + 2 * sum_(j=1..lags) w_j * sum_t e_t * e_(t-j),  e_t = x_t - mean
+        t = mean / sqrt(S / (n * (n - 1)))
+
+    That is ``statsmodels`` ``OLS(values, ones).fit(cov_type="HAC", cov_kwds={"maxlags": lags,
+    "use_correction": True})``'s t-value (statsmodels' default, ``use_correction=False``, divides by
+    ``n^2``: a t-stat larger by ``sqrt(n / (n - 1))``). With the factor, 0 lags gives back the plain
+    t-stat (mean / std * sqrt(n)). With ``h``-day forward returns scored every day, neighbouring values
+    share ``h - 1`` days of return, so ``lags = h - 1`` covers the overlap. ``None`` with fewer than
+    ``hac_min_obs(lags)`` values, a non-finite one, or no variation."""
+    if lags < 0:
+        raise ValueError(f"lags must be >= 0, got {lags}")
+    n = len(values)
+    if n < hac_min_obs(lags) or not _varies(values):
+        return None
+    mean = sum(values) / n
+    e = [v - mean for v in values]
+    s = sum(x * x for x in e)
+    for j in range(1, lags + 1):
+        s += 2.0 * (1.0 - j / (lags + 1)) * sum(e[t] * e[t - j] for t in range(j, n))
+    return mean * math.sqrt(n * (n - 1) / s) if s > 0 else None
+
+
+def ic_summary(values: Sequence[float], hac_lags: int = 0) -> dict[str, Any]:
+    """Mean, sample std (ddof 1), t-stat (mean / std * sqrt(n), as ``scipy.stats.ttest_1samp``), the
+    Newey-West t-stat with ``hac_lags`` lags (``newey_west_t_stat``: the one valid for overlapping
+    forward returns) and n. Constant values have no t-stat (``None``), nor do non-finite ones."""
     n = len(values)
     mean = sum(values) / n if n else None
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n >= 2 and mean is not None else None
-    t_stat = mean / std * math.sqrt(n) if std and mean is not None else None
-    return {"mean": mean, "std": std, "t_stat": t_stat, "n": n}
+    t_stat = mean / std * math.sqrt(n) if std and _varies(values) else None
+    t_hac = newey_west_t_stat(values, hac_lags)
+    return {"mean": mean, "std": std, "t_stat": t_stat, "t_stat_hac": t_hac, "hac_lags": hac_lags, "n": n}
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -157,7 +209,7 @@ def _calibration(rows: Sequence[tuple[SignalRecord, float]], bins: int = CALIBRA
     ]
 
 
-def _cross_sectional(rows: Sequence[tuple[SignalRecord, float]], min_symbols: int) -> dict[str, Any]:
+def _cross_sectional(rows: Sequence[tuple[SignalRecord, float]], min_symbols: int, horizon: int) -> dict[str, Any]:
     by_date: dict[date, list[tuple[float, float]]] = defaultdict(list)
     for s, r in rows:
         by_date[s.as_of].append((s.score_final, r))
@@ -173,7 +225,8 @@ def _cross_sectional(rows: Sequence[tuple[SignalRecord, float]], min_symbols: in
             undefined += 1
         else:
             daily[day.isoformat()] = ic
-    return {**ic_summary(list(daily.values())), "dates_too_few_symbols": too_few, "dates_undefined": undefined, "daily": daily}
+    hac = ic_summary(list(daily.values()), hac_lags=horizon - 1)  # consecutive dates' returns share h - 1 days
+    return {**hac, "dates_too_few_symbols": too_few, "dates_undefined": undefined, "daily": daily}
 
 
 def _time_series(rows: Sequence[tuple[SignalRecord, float]], min_obs: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -186,7 +239,9 @@ def _time_series(rows: Sequence[tuple[SignalRecord, float]], min_obs: int) -> tu
         ic = spearman([x[1] for x in series], [x[2] for x in series]) if len(series) >= min_obs else None
         per_symbol[symbol] = {"ic": ic, "n": len(series)}
     values = [item["ic"] for item in per_symbol.values() if item["ic"] is not None]
-    return {**ic_summary(values), "symbols_too_few_signals": sum(1 for i in per_symbol.values() if i["n"] < min_obs)}, per_symbol
+    # observations are symbols, each over the whole window, not overlapping days: no lag to cover
+    too_few = sum(1 for i in per_symbol.values() if i["n"] < min_obs)
+    return {**ic_summary(values, hac_lags=0), "symbols_too_few_signals": too_few}, per_symbol
 
 
 def _horizon_section(
@@ -217,7 +272,7 @@ def _horizon_section(
         "pending": pending,
         "no_data": no_data,
         **_directional(rows),
-        "ic_cross_sectional": _cross_sectional(rows, min_cross_section),
+        "ic_cross_sectional": _cross_sectional(rows, min_cross_section, h),
         "ic_time_series": ts_summary,
         "calibration": _calibration(rows),
         "by_symbol": by_symbol,
@@ -229,11 +284,11 @@ def primary_ic(agent_section: Mapping[str, Any], horizon: int, kind: str = "auto
     (cross-sectional when it has at least ``min_dates`` dates, else time-series)."""
     cell = agent_section["horizons"].get(str(horizon))
     if cell is None:
-        return {"kind": None, "mean": None, "t_stat": None, "n": 0}
+        return {"kind": None, "mean": None, "t_stat": None, "t_stat_hac": None, "hac_lags": None, "n": 0}
     if kind == "auto":
         kind = "cross_sectional" if cell["ic_cross_sectional"]["n"] >= min_dates else "time_series"
     summary = cell[f"ic_{kind}"]
-    return {"kind": kind, "mean": summary["mean"], "t_stat": summary["t_stat"], "n": summary["n"]}
+    return {"kind": kind, **{key: summary[key] for key in ("mean", "t_stat", "t_stat_hac", "hac_lags", "n")}}
 
 
 def score_signals(

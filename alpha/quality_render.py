@@ -42,6 +42,8 @@ def _ic(summary: Mapping[str, Any]) -> str:
     if summary["mean"] is None:
         return "–"
     t = f", t={summary['t_stat']:.2f}" if summary["t_stat"] is not None else ""
+    hac = summary.get("t_stat_hac")  # absent from a section written before it existed
+    t += f", HAC t={hac:.2f}" if hac is not None and summary.get("hac_lags") else ""  # with 0 lags it is t
     return f"{summary['mean']:+.3f} (n={summary['n']}{t})"
 
 
@@ -130,6 +132,8 @@ def _intro(section: Mapping[str, Any]) -> str:
         f"**Cross-sectional IC**: Spearman of score vs return across symbols on each as-of date with at least "
         f"{section['min_cross_section']} symbols, then mean over dates (Alphalens' IC). **Per-symbol time-series IC**: Spearman "
         f"over dates for each symbol with at least {section['min_time_series']} signals, then mean over symbols. "
+        f"t: mean / std × √n. **HAC t** (cross-sectional, h > 1): Newey-West t-stat with h - 1 lags, valid although "
+        f"daily h-day returns overlap; the plain t is inflated, and the policy judges the HAC t. "
         f"Brier: mean (prob_up - [return > 0])^2, 0.25 for a coin. {section['duplicates_dropped']} superseded duplicate signal(s) dropped."
     )
 

@@ -23,7 +23,7 @@ from typing import Any
 from meta_supervisor.fingerprints import blake2b
 from meta_supervisor.report_outputs import write_atomically
 
-CACHE_VERSION = 1  # bump whenever the section's computation changes
+CACHE_VERSION = 2  # 2: the HAC t-stats. Bump whenever the section's computation changes
 
 
 def market_fingerprint(market: Any) -> list | None:

@@ -44,6 +44,8 @@ _SPAN_FIGURES = (
     "pending_signals",
     "ic",
     "ic_t_stat",
+    "ic_t_stat_hac",
+    "ic_hac_lags",
     "ic_n",
     "hit_rate",
     "brier",
@@ -200,7 +202,8 @@ def _figures_text(figures: Any) -> str:
 
     return (
         f"runs {figures.get('runs', 0)}, error rate {f('error_rate', '.1%')}, cost/day ${f('cost_per_day_usd', ',.4f')}, "
-        f"p95 {f('p95_latency_ms', ',.1f')} ms, IC {f('ic', '+.4f')} ({figures.get('ic_kind') or 'n/a'}, t {f('ic_t_stat', '+.2f')}), "
+        f"p95 {f('p95_latency_ms', ',.1f')} ms, IC {f('ic', '+.4f')} ({figures.get('ic_kind') or 'n/a'}, "
+        f"t {f('ic_t_stat', '+.2f')}, HAC t {f('ic_t_stat_hac', '+.2f')}), "
         f"hit rate {f('hit_rate', '.1%')}, Brier {f('brier', '.4f')}"
     )
 

@@ -4,7 +4,7 @@
 default and allowed range); ``load_policy`` parses it into a ``Policy`` (a missing key takes its default;
 an unknown or repeated key, a wrong type or a value out of its range is a one-line ``ConfigError``
 naming the key, the value and the range: ``meta_supervisor/policy_file.py``). ``agent_figures`` computes, per agent over the
-window, the figures the rules judge (runs, error rate, cost per day, p95 latency, IC, hit rate, Brier);
+window, the figures the rules judge (runs, error rate, cost per day, p95 latency, IC, its HAC t-stat, hit rate, Brier);
 ``decide`` turns figures, the kill-switch entries and the agents' statuses into one ``Decision`` per
 agent. Both are pure: reading files and writing decisions happen in ``meta_supervisor/supervise.py``.
 
@@ -250,6 +250,8 @@ def agent_figures(
             "ic": ic.get("mean"),
             "ic_kind": ic.get("kind"),
             "ic_t_stat": ic.get("t_stat"),
+            "ic_t_stat_hac": ic.get("t_stat_hac"),
+            "ic_hac_lags": ic.get("hac_lags"),
             "ic_n": ic.get("n", 0),
             "hit_rate": cell["hit_rate"] if cell else None,
             "brier": cell["brier"] if cell else None,
@@ -285,20 +287,21 @@ class Check:
 
 
 _OPS = {">": lambda v, t: v > t, "<": lambda v, t: v < t, ">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t}
-# (threshold key in the rules, figure, comparison, evidence: "runs" or "signals"), in the order rules are reported
+# (threshold key in the rules, figure, comparison, evidence: "runs" or "signals"), in the order rules are reported.
+# The t-stat rules judge the Newey-West ic_t_stat_hac; the plain ic_t_stat is inflated at h > 1, shown only.
 _RETIRE_RULES = (
     ("error_rate_above", "error_rate", ">", "runs"),
     ("cost_per_day_usd_above", "cost_per_day_usd", ">", "runs"),
     ("p95_latency_ms_above", "p95_latency_ms", ">", "runs"),
     ("ic_below", "ic", "<", "signals"),
-    ("ic_t_stat_below", "ic_t_stat", "<", "signals"),
+    ("ic_t_stat_below", "ic_t_stat_hac", "<", "signals"),
 )
 _PROMOTE_RULES = (
     ("error_rate_at_most", "error_rate", "<=", "runs"),
     ("cost_per_day_usd_at_most", "cost_per_day_usd", "<=", "runs"),
     ("p95_latency_ms_at_most", "p95_latency_ms", "<=", "runs"),
     ("ic_at_least", "ic", ">=", "signals"),
-    ("ic_t_stat_at_least", "ic_t_stat", ">=", "signals"),
+    ("ic_t_stat_at_least", "ic_t_stat_hac", ">=", "signals"),
     ("hit_rate_at_least", "hit_rate", ">=", "signals"),
     ("brier_at_most", "brier", "<=", "signals"),
 )
@@ -327,7 +330,7 @@ def promote_checks(figures: Mapping[str, Any], rules: PromoteRules) -> list[Chec
 
 def _ic_crossed(checks: list[Check]) -> list[Check]:
     """The IC mean and its t-stat are one rule: both must be crossed (the t-stat alone if no mean)."""
-    ic = [c for c in checks if c.figure in ("ic", "ic_t_stat")]
+    ic = [c for c in checks if c.figure in ("ic", "ic_t_stat_hac")]
     crossed = [c for c in checks if c not in ic and c.met]
     if ic and all(c.met for c in ic):
         crossed.extend(ic)

@@ -26,7 +26,7 @@ FIGURE_RANGES: dict[str, tuple[float | None, float | None]] = {
     "cost_per_day_usd": (0.0, None),
     "p95_latency_ms": (0.0, None),
     "ic": (-1.0, 1.0),
-    "ic_t_stat": (None, None),
+    "ic_t_stat_hac": (None, None),  # the Newey-West t-stat the t-stat rules judge
     "hit_rate": (0.0, 1.0),
     "brier": (0.0, 1.0),
 }

@@ -193,7 +193,8 @@ def format_decision(d: Decision) -> str:
         f"runs {f.get('runs')}, errors {f.get('errors')} ({num('error_rate', '.1%')}), cost ${num('cost_usd', ',.4f')} "
         f"= ${num('cost_per_day_usd', ',.4f')}/day over {f.get('run_days')} days, p95 {num('p95_latency_ms', ',.1f')} ms; "
         f"{f.get('horizon')}d signals scored {f.get('scored_signals')} (pending {f.get('pending_signals')}), "
-        f"IC {num('ic', '+.4f')} ({term(f.get('ic_kind') or 'n/a')}, t {num('ic_t_stat', '+.2f')}, n {f.get('ic_n')}), "
+        f"IC {num('ic', '+.4f')} ({term(f.get('ic_kind') or 'n/a')}, t {num('ic_t_stat', '+.2f')}, "
+        f"HAC t {num('ic_t_stat_hac', '+.2f')} with {f.get('ic_hac_lags')} lags, n {f.get('ic_n')}), "
         f"hit rate {num('hit_rate', '.1%')}, Brier {num('brier', '.4f')}"
     )
     held = ""

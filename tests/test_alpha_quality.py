@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from alpha.quality import dedupe, ic_summary, primary_ic, render_html, render_markdown, score_signals, spearman
+from alpha.quality import dedupe, ic_summary, newey_west_t_stat, primary_ic, render_html, render_markdown, score_signals, spearman
 from alpha.records import SignalRecord
 from meta_supervisor.trace_records import read_records
 from services.market_data import CsvMarketData
@@ -59,8 +59,52 @@ def test_ic_summary_mean_sample_std_and_t_stat():
     assert summary["mean"] == pytest.approx(0.8)
     assert summary["std"] == pytest.approx(math.sqrt(0.07))  # (0.04 + 0.01 + 0.09) / 2
     assert summary["t_stat"] == pytest.approx(0.8 / math.sqrt(0.07) * math.sqrt(3))
-    assert ic_summary([0.3]) == {"mean": 0.3, "std": None, "t_stat": None, "n": 1}
-    assert ic_summary([]) == {"mean": None, "std": None, "t_stat": None, "n": 0}
+    assert summary["t_stat_hac"] == pytest.approx(summary["t_stat"])  # 0 lags: the plain t-stat
+    empty = {"std": None, "t_stat": None, "t_stat_hac": None, "hac_lags": 0}
+    assert ic_summary([0.3]) == {"mean": 0.3, **empty, "n": 1}
+    assert ic_summary([]) == {"mean": None, **empty, "n": 0}
+
+
+# Issue 15: a t-stat valid for overlapping horizons (tests/test_statsmodels_crosscheck.py checks it against statsmodels).
+def test_newey_west_t_stat_known_answers():
+    # [1, 2, 3, 4], 1 lag: e = (-1.5, -0.5, 0.5, 1.5), sum e^2 = 5, sum e_t e_(t-1) = 1.25, weight 1/2:
+    # S = 5 + 2 * 0.5 * 1.25 = 6.25; t = 2.5 * sqrt(4 * 3 / 6.25) = sqrt(12)
+    assert newey_west_t_stat([1.0, 2.0, 3.0, 4.0], 1) == pytest.approx(math.sqrt(12))
+    values = [0.3, -0.1, 0.2, 0.25, 0.05, 0.4, -0.2, 0.1]
+    assert newey_west_t_stat(values, 0) == pytest.approx(ic_summary(values)["t_stat"])
+    # positively autocorrelated values: the HAC t is smaller than the plain one, which takes them as independent
+    trending = [0.1, 0.12, 0.15, 0.11, -0.02, -0.05, -0.01, 0.03, 0.2, 0.22, 0.18, 0.05]
+    assert 0 < newey_west_t_stat(trending, 4) < ic_summary(trending)["t_stat"]
+    summary = ic_summary(trending, hac_lags=4)
+    assert (summary["hac_lags"], summary["t_stat_hac"]) == (4, newey_west_t_stat(trending, 4))
+
+
+@pytest.mark.parametrize(
+    ("values", "lags"),
+    [
+        ([0.1] * 8 + [0.2], 4),  # 9 < 2 * (4 + 1)
+        ([0.1, 0.2, 0.3], 1),  # 3 < 2 * (1 + 1)
+        ([], 0),
+        ([0.1] * 20, 4),  # no variation (the mean differs from 0.1 in the last bit)
+        ([0.1, float("nan")] * 10, 4),
+        ([0.1, float("inf")] * 10, 1),
+    ],
+)
+def test_hac_t_stat_is_none_with_too_few_constant_or_non_finite_values(values, lags):
+    assert newey_west_t_stat(values, lags) is None
+    assert ic_summary(values, lags)["t_stat_hac"] is None
+
+
+def test_hac_t_stat_needs_twice_its_lag_window_and_no_negative_lags():
+    assert newey_west_t_stat([0.1] * 9 + [0.2], 4) is not None  # 10 = 2 * (4 + 1)
+    assert newey_west_t_stat([0.1] * 8 + [0.2], 4) is None
+    with pytest.raises(ValueError, match="lags must be >= 0"):
+        newey_west_t_stat([0.1, 0.2], -1)
+
+
+@pytest.mark.parametrize("values", [[0.1] * 20, [0.1, float("nan")] * 10, [0.1, float("inf")] * 10])
+def test_plain_t_stat_of_constant_or_non_finite_values_is_none_not_huge_or_nan(values):
+    assert ic_summary(values)["t_stat"] is None
 
 
 # --- cross-sectional IC ------------------------------------------------------------------------
@@ -87,6 +131,28 @@ def test_cross_sectional_ic_per_date_then_mean_std_t(tmp_path):
     assert xs["std"] == pytest.approx(math.sqrt((0.49 + 0.36 + 1.69) / 2))
     assert xs["t_stat"] == pytest.approx(0.3 / math.sqrt(1.27) * math.sqrt(3))
     assert xs["n"] == 3
+    assert (xs["hac_lags"], xs["t_stat_hac"]) == (0, pytest.approx(xs["t_stat"]))  # 1-day returns do not overlap
+
+
+def test_cross_sectional_hac_t_stat_uses_horizon_minus_one_lags():
+    market = CsvMarketData()  # the shipped history: 2017, eight symbols on the NYSE calendar
+    symbols = ["SPX", "IXIC", "AAPL", "MSFT", "JPM", "XOM", "JNJ", "WMT"]
+    days = market.trading_days("SPX", date(2017, 2, 1), date(2017, 11, 30))
+    signals = []
+    for day in days:  # a momentum score: the last five days' return
+        for symbol in symbols:
+            bars = market.closes(symbol, day, 6)
+            signals.append(sig("m", symbol, day, bars[-1].close / bars[0].close - 1))
+    section = score_signals(signals, market, horizons=(1, 5, 10), primary_horizon=5)
+    for h in (1, 5, 10):
+        xs = section["agents"]["m"]["horizons"][str(h)]["ic_cross_sectional"]
+        assert xs["hac_lags"] == h - 1
+        assert xs["t_stat_hac"] == pytest.approx(newey_west_t_stat(list(xs["daily"].values()), h - 1), abs=1e-12)
+        if h > 1:  # overlapping returns: the plain t-stat overstates the evidence
+            assert abs(xs["t_stat_hac"]) < abs(xs["t_stat"])
+    ic = primary_ic(section["agents"]["m"], 5)
+    cell = section["agents"]["m"]["horizons"]["5"]["ic_cross_sectional"]
+    assert (ic["kind"], ic["t_stat_hac"], ic["hac_lags"]) == ("cross_sectional", cell["t_stat_hac"], 4)
 
 
 def test_cross_sectional_ic_skips_dates_with_too_few_symbols_or_constant_scores(tmp_path):
@@ -122,7 +188,15 @@ def test_time_series_ic_per_symbol_then_across_symbols(tmp_path):
     assert (ts["mean"], ts["n"], ts["symbols_too_few_signals"]) == (pytest.approx(-0.1), 2, 1)
     assert ts["std"] == pytest.approx(math.sqrt(0.81 + 0.81))
     assert ts["t_stat"] == pytest.approx(-0.1 / math.sqrt(1.62) * math.sqrt(2))
-    assert primary_ic(section["agents"]["a"], 1) == {"kind": "time_series", "mean": pytest.approx(-0.1), "t_stat": ts["t_stat"], "n": 2}
+    assert ts["hac_lags"] == 0 and ts["t_stat_hac"] == pytest.approx(ts["t_stat"])  # observations are symbols
+    assert primary_ic(section["agents"]["a"], 1) == {
+        "kind": "time_series",
+        "mean": pytest.approx(-0.1),
+        "t_stat": ts["t_stat"],
+        "t_stat_hac": ts["t_stat_hac"],
+        "hac_lags": 0,
+        "n": 2,
+    }
 
 
 # --- hit rate, Brier, long/short ---------------------------------------------------------------
@@ -225,6 +299,19 @@ def test_section_is_stable_json_and_renders_escaped(tmp_path):
     assert html_text.count("<svg") == 3 and "cross-sectional IC" in html_text and "per-symbol time-series IC" in html_text
     markdown = render_markdown(section)
     assert "Cross-sectional IC" in markdown and "Per-symbol time-series IC" in markdown and "| rule | 1 |" in markdown
+
+
+def test_pages_show_the_hac_t_stat_beside_the_plain_one(tmp_path):
+    market = market_from_returns(tmp_path, {s: [0.01 * i * (-1) ** d for d in range(12)] for i, s in enumerate("ABCDE", 1)})
+    signals = [sig("a", s, day, (i * d) % 5) for i, s in enumerate("ABCDE") for d, day in enumerate(weekdays(8))]
+    section = score_signals(signals, market, horizons=(1, 2), primary_horizon=2)
+    xs = section["agents"]["a"]["horizons"]["2"]["ic_cross_sectional"]
+    assert xs["t_stat"] is not None and xs["t_stat_hac"] is not None and xs["hac_lags"] == 1
+    shown = f"t={xs['t_stat']:.2f}, HAC t={xs['t_stat_hac']:.2f}"
+    assert shown in render_markdown(section) and shown in render_html(section)
+    assert "Newey-West" in render_markdown(section)
+    one_day = section["agents"]["a"]["horizons"]["1"]["ic_cross_sectional"]  # 0 lags: the HAC t is the plain t, not repeated
+    assert f"(n={one_day['n']}, t={one_day['t_stat']:.2f})" in render_markdown(section)
     empty = score_signals([], market)
     assert "No alpha signals" in render_markdown(empty) and "No alpha signals" in render_html(empty)
 

@@ -224,6 +224,7 @@ NEUTRAL = {  # a live agent no rule objects to and a shadow agent that clears ev
     "ic": 0.05,
     "ic_kind": "cross_sectional",
     "ic_t_stat": 3.0,
+    "ic_t_stat_hac": 3.0,
     "hit_rate": 0.55,
     "brier": 0.24,
 }
@@ -256,16 +257,31 @@ def test_run_rules_retire_strictly_above_the_threshold(figure, threshold, rule):
 
 def test_ic_rule_needs_both_the_ic_and_its_t_stat_below():
     ic, t = POLICY.retire.ic_below, POLICY.retire.ic_t_stat_below
-    assert judge(ic=ic, ic_t_stat=t - 1).action == KEEP  # at the IC threshold
-    assert judge(ic=ic - EPS, ic_t_stat=t).action == KEEP  # at the t threshold
-    fired = judge(ic=ic - EPS, ic_t_stat=t - EPS)
+    assert judge(ic=ic, ic_t_stat_hac=t - 1).action == KEEP  # at the IC threshold
+    assert judge(ic=ic - EPS, ic_t_stat_hac=t).action == KEEP  # at the t threshold
+    fired = judge(ic=ic - EPS, ic_t_stat_hac=t - EPS)
     assert (fired.action, fired.rule) == (RETIRE, "retire.ic_below")
-    assert "ic_t_stat" in fired.reason
-    assert judge(ic=ic - 1, ic_t_stat=t - EPS, scored_signals=POLICY.retire.min_scored_signals - 1).action == KEEP
-    assert judge(ic=ic - 1, ic_t_stat=t - EPS, scored_signals=POLICY.retire.min_scored_signals).action == RETIRE
-    assert judge(ic=None, ic_t_stat=None).action == KEEP
+    assert "ic_t_stat_hac" in fired.reason
+    assert judge(ic=ic - 1, ic_t_stat_hac=t - EPS, scored_signals=POLICY.retire.min_scored_signals - 1).action == KEEP
+    assert judge(ic=ic - 1, ic_t_stat_hac=t - EPS, scored_signals=POLICY.retire.min_scored_signals).action == RETIRE
+    assert judge(ic=None, ic_t_stat_hac=None).action == KEEP
     ic_alone = Policy(retire=replace(RetireRules(), ic_t_stat_below=None))
-    assert decide_one("a", {**NEUTRAL, "ic": ic - EPS, "ic_t_stat": 0.0}, ic_alone, "live", None, None).action == RETIRE
+    assert decide_one("a", {**NEUTRAL, "ic": ic - EPS, "ic_t_stat_hac": 0.0}, ic_alone, "live", None, None).action == RETIRE
+
+
+# Issue 15: daily ICs of overlapping 5-day returns inflate the plain t-stat; the t-stat rules judge the
+# Newey-West one (ic_t_stat_hac), the plain one is only shown.
+def test_the_t_stat_rules_judge_the_hac_t_stat_not_the_inflated_plain_one():
+    ic, t = POLICY.retire.ic_below, POLICY.retire.ic_t_stat_below
+    assert judge(ic=ic - 0.1, ic_t_stat=t - 1, ic_t_stat_hac=t + 0.5).action == KEEP  # only the plain t is beyond
+    fired = judge(ic=ic - 0.1, ic_t_stat=t + 1, ic_t_stat_hac=t - 0.5)
+    assert (fired.action, fired.rule) == (RETIRE, "retire.ic_below")
+    assert [c.figure for c in fired.checks if c.met] == ["ic", "ic_t_stat_hac"]
+    assert judge(ic=ic - 0.1, ic_t_stat=t - 1, ic_t_stat_hac=None).action == KEEP  # too few dates for a HAC t: not judged
+    bar = POLICY.promote.ic_t_stat_at_least
+    short = judge("shadow", ic_t_stat=bar + 1, ic_t_stat_hac=bar - 0.5)
+    assert short.action == KEEP and "ic_t_stat_hac" in short.reason
+    assert judge("shadow", ic_t_stat=bar - 1, ic_t_stat_hac=bar).action == PROMOTE
 
 
 def test_first_crossed_rule_decides_and_all_are_in_the_reason():
@@ -281,7 +297,7 @@ def test_first_crossed_rule_decides_and_all_are_in_the_reason():
         ("cost_per_day_usd", POLICY.promote.cost_per_day_usd_at_most, +EPS),
         ("p95_latency_ms", POLICY.promote.p95_latency_ms_at_most, +EPS),
         ("ic", POLICY.promote.ic_at_least, -EPS),
-        ("ic_t_stat", POLICY.promote.ic_t_stat_at_least, -EPS),
+        ("ic_t_stat_hac", POLICY.promote.ic_t_stat_at_least, -EPS),
         ("hit_rate", POLICY.promote.hit_rate_at_least, -EPS),
         ("brier", POLICY.promote.brier_at_most, +EPS),
     ],

@@ -181,7 +181,7 @@ def test_supervisor_section_shows_a_revive_beside_the_decision_it_holds(tmp_path
     kill_file, audit = tmp_path / "killed.json", tmp_path / "audit.jsonl"
     revive("rule", "I trust it <b>", by="dave", path=kill_file, now=lambda: NOW)
     figures = {"runs": 100, "errors": 50, "error_rate": 0.5, "cost_per_day_usd": 0.0, "p95_latency_ms": 1.0, "scored_signals": 0}
-    figures.update({"ic": None, "ic_t_stat": None, "hit_rate": None, "brier": None})
+    figures.update({"ic": None, "ic_t_stat": None, "ic_t_stat_hac": None, "hit_rate": None, "brier": None})
     decision = decide_one("rule", figures, Policy(), "live", load_kill_entries(kill_file)["rule"], None)
     assert decision.action == "hold"
     audited = {**decision.to_json(), "at": "2026-01-03T11:00:00Z", "applied": False, "policy": "p", "dry_run": False}

@@ -153,6 +153,17 @@ def test_dry_run_prints_every_decision_with_figures_and_writes_nothing(world):
     assert not (world / "status.json").exists() and not (world / "audit.jsonl").exists()
 
 
+# Issue 15: the judged Newey-West t-stat is printed and recorded beside the plain one.
+def test_decisions_show_the_hac_t_stat_beside_the_plain_one(world):
+    _, text = run_cli(["--json"])
+    steady = {d["agent"]: d for d in json.loads(text)}["steady"]["figures"]
+    assert steady["ic_hac_lags"] == 0  # one-day returns do not overlap: 0 lags, the HAC t is the plain t
+    assert steady["ic_t_stat_hac"] == pytest.approx(steady["ic_t_stat"])
+    _, text = run_cli(["--dry-run"])
+    shown = f"t {steady['ic_t_stat']:+.2f}, HAC t {steady['ic_t_stat_hac']:+.2f} with 0 lags, n {steady['ic_n']})"
+    assert shown in text[text.index("KEEP     steady") :]
+
+
 def test_json_output_is_the_decisions(world):
     _, text = run_cli(["--json"])
     decisions = {d["agent"]: d for d in json.loads(text)}
@@ -204,6 +215,11 @@ def test_apply_retires_promotes_keeps_persons_entries_audits_and_traces(world, t
     markdown, html_text = render_decisions_markdown(section), render_decisions_html(section)
     assert "hold (policy: retire)" in markdown and "revived by dave" in markdown
     assert "hold (policy: retire)" in html_text
+    # issue 15: the judged Newey-West t-stat beside the plain one, on the span and in the report's pages
+    steady = {k.removeprefix(semconv.SUPERVISOR_FIGURE_PREFIX): v for k, v in decide[3].attributes.items()}
+    assert steady["ic_hac_lags"] == 0 and steady["ic_t_stat_hac"] == pytest.approx(steady["ic_t_stat"])
+    hac = f"HAC t {audit[3]['figures']['ic_t_stat_hac']:+.2f}"
+    assert hac in markdown and hac in html_text
 
 
 def test_second_apply_changes_nothing_already_done(world, telemetry):
@@ -376,6 +392,7 @@ def retire_decision(agent: str):
         "scored_signals": 0,
         "ic": None,
         "ic_t_stat": None,
+        "ic_t_stat_hac": None,
         "hit_rate": None,
         "brier": None,
     }
@@ -464,6 +481,7 @@ def test_promotion_rechecks_a_persons_status_entry_under_the_lock(tmp_path):
         "scored_signals": 1000,
         "ic": 0.5,
         "ic_t_stat": 5.0,
+        "ic_t_stat_hac": 5.0,
         "hit_rate": 0.9,
         "brier": 0.1,
     }
