@@ -215,6 +215,7 @@ class InputTally:
         "bad_line_examples",
         "bad_lines",
         "bad_spans",
+        "conflicting_spans",
         "duplicate_run_roots",
         "duplicate_spans",
         "other_spans",
@@ -227,7 +228,8 @@ class InputTally:
 
     def __init__(self) -> None:
         self.spans = 0
-        self.duplicate_spans = 0
+        self.duplicate_spans = 0  # the same ids and content again (an exporter retry)
+        self.conflicting_spans = 0  # the same ids with other content (the first copy is kept)
         self.bad_lines = 0
         self.bad_line_examples: list[tuple] = []  # (file, line, error), the first ones by file and line
         self.bad_spans = 0

@@ -137,6 +137,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append(
         f"Inputs: {len(inputs['files'])} file{'' if len(inputs['files']) == 1 else 's'}, {_num(inputs['spans'])} spans, "
         f"{_num(inputs['duplicate_spans'])} duplicates dropped, "
+        f"{_num(inputs['conflicting_spans'])} conflicting duplicates (same ids, other content) dropped, "
         f"{_num(inputs['bad_lines'])} bad lines, {_num(inputs['bad_spans'])} bad spans."
     )
     losses = inputs["telemetry_losses"]

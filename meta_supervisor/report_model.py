@@ -187,6 +187,16 @@ def _needs_attention(
                 "why": f"{inputs['bad_lines']} unreadable lines, {inputs['bad_spans']} unreadable spans",
             }
         )
+    if inputs["conflicting_spans"]:
+        items.append(
+            {
+                "kind": "conflicting_spans",
+                "agent": None,
+                "value": inputs["conflicting_spans"],
+                "why": f"{_count(inputs['conflicting_spans'], 'span')} reusing the trace and span ids of another span with other "
+                "content (two processes wrote the same ids?): the first copy of each is counted, the others are not",
+            }
+        )
     return items
 
 
@@ -271,6 +281,7 @@ def build_report(
         "spans": tally.spans,
         "bad_lines": tally.bad_lines,
         "duplicate_spans": tally.duplicate_spans,
+        "conflicting_spans": tally.conflicting_spans,
         "bad_spans": tally.bad_spans,
         "problems": [{"file": file, "line": line, "error": error} for file, line, error in tally.bad_line_examples],
         "partial_tails": [{"file": f["path"], "bytes": f["partial_tail_bytes"]} for f in data.files if f.get("partial_tail_bytes")],

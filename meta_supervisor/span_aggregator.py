@@ -1,7 +1,9 @@
 """The hot loop: decoded OTLP requests in, per-agent tallies out, every span counted once.
 
-For each span: drop it if its (traceId, spanId) was seen before (exporter retries), apply the
-``--since``/``--until`` window, then classify it by ``gen_ai.operation.name``:
+For each span: drop it if its (traceId, spanId) was seen before, counted as an exact duplicate (an
+exporter retry: the same content) or as a conflicting one (other content: the first copy is kept; see
+``fingerprints.content_check``), apply the ``--since``/``--until`` window, then classify it by
+``gen_ai.operation.name``:
 
 * ``invoke_agent``: a run's root span: outcome, latency, kill reason, failing/slowest runs, its
   ``alpha.signal`` / ``alpha.signal.invalid`` events, and the run totals it carries;
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from zlib import adler32
 
 import msgspec
 
@@ -59,7 +62,19 @@ from meta_supervisor.aggregates import (
     push_top,
 )
 from meta_supervisor.alpha_events import AlphaEvents
-from meta_supervisor.fingerprints import _K_SPAN, _K_TRACE, _K_TRACE_HIGH, MASK64, FingerprintMap, FingerprintSet, span_fingerprint
+from meta_supervisor.fingerprints import (
+    _K_SPAN,
+    _K_TRACE,
+    _K_TRACE_HIGH,
+    ID_MASK,
+    MASK64,
+    FingerprintMap,
+    FingerprintSet,
+    _encode,
+    content_check,
+    span_entry,
+    span_fingerprint,
+)
 from meta_supervisor.otlp_schema import (
     MAX_TIME_NS,
     AnyValue,
@@ -174,7 +189,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
     def is_empty(self) -> bool:
         """Nothing read yet (no saved state loaded either)."""
         inputs = self.inputs
-        return not (self.seen.count or self.closed_runs.count or self.pending or self.agents or inputs.spans or inputs.duplicate_spans)
+        return not (self.seen.count or self.closed_runs.count or self.pending or self.agents or inputs.spans or inputs.duplicate_spans or inputs.conflicting_spans)
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -188,6 +203,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
     def add_spans(self, spans: list[Span], simulated: bool, process: tuple) -> None:
         """Spans of one resource: ``simulated`` and ``process`` (``service.name``,
         ``service.instance.id``) are ``resource_facts`` of it."""
+        encode = _encode
         inputs = self.inputs
         seen = self.seen
         slots, size, count, limit = seen.slots, seen.size, seen.count, seen.limit
@@ -196,7 +212,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
         for span in spans:
             trace_id = span.traceId
             span_id = span.spanId
-            # dedup: span_fingerprint() and FingerprintSet.add() inlined
+            # dedup: span_fingerprint(), content_check(), span_entry() and FingerprintSet.add() inlined
             if len(trace_id) == 32 and len(span_id) == 16:
                 try:
                     t = int(trace_id, 16)
@@ -212,26 +228,32 @@ class SpanAggregator(RunJoin, AlphaEvents):
                 # so that a repeated line cannot count it twice.
                 inputs.spans_without_id += 1
                 fp = span_fingerprint("\x00no-id", msgspec.json.encode(span).decode("utf-8", "replace"))
-            if fp:
-                i = fp % size
-                while True:
-                    value = slots[i]
-                    if value == 0:
-                        slots[i] = fp
-                        count += 1
-                        seen.count = count
-                        if count > limit:
-                            seen._grow()
-                            slots, size, limit = seen.slots, seen.size, seen.limit
-                        break
-                    if value == fp:
-                        break
-                    i += 1
-                    if i == size:
-                        i = 0
-                if value == fp:
+            try:
+                entry = (fp & ID_MASK or 256) | (adler32(encode(span)) * _K_SPAN & MASK64) >> 56
+            except (OverflowError, UnicodeEncodeError):
+                entry = span_entry(fp, content_check(span))
+            i = (entry >> 8) % size
+            while True:
+                value = slots[i]
+                if value == 0:
+                    slots[i] = entry
+                    count += 1
+                    seen.count = count
+                    if count > limit:
+                        seen._grow()
+                        slots, size, limit = seen.slots, seen.size, seen.limit
+                    break
+                if value ^ entry < 256:  # the same id part
+                    break
+                i += 1
+                if i == size:
+                    i = 0
+            if value:
+                if value == entry:
                     inputs.duplicate_spans += 1
-                    continue
+                else:
+                    inputs.conflicting_spans += 1  # the same ids, other content: the first copy is kept
+                continue
             try:
                 start = int(span.startTimeUnixNano)
             except ValueError:

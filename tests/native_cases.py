@@ -407,6 +407,74 @@ def bench_like_mixture() -> list[str]:
     return lines_for(mixed_runs(80), per_line=16)
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+@canonical
+def byte_order_marks() -> list[bytes]:
+    """A UTF-8 byte order mark at the start of lines (and of the unterminated last one)."""
+    lines = [text.encode() for text in lines_for(mixed_runs(12), per_line=2)]
+    return [BOM + lines[0], *lines[1:3], BOM + lines[3], BOM + b"\n", BOM + b"  \n", *lines[4:-1], BOM + lines[-1].rstrip(b"\n")]
+
+
+def conflicting_copies(span: dict) -> list[dict]:
+    """``span`` again with its ids and other content: one change per copy, each field the report reads."""
+    changes = [
+        lambda s: s.update(endTimeUnixNano=str(int(s["endTimeUnixNano"]) + 1)),
+        lambda s: s.update(name=s["name"] + " "),
+        lambda s: s.update(status={"code": 2, "message": "other"}),
+        lambda s: s["attributes"].append({"key": "extra", "value": {"intValue": "1"}}),
+        lambda s: s["attributes"][0]["value"].update(stringValue=s["attributes"][0]["value"]["stringValue"] + "x"),
+    ]
+    if span.get("events"):
+        changes.append(lambda s: s["events"][0]["attributes"][1]["value"].update(stringValue="down"))
+        changes.append(lambda s: s["events"][0].update(timeUnixNano=str(int(s["events"][0]["timeUnixNano"]) + 1)))
+    copies = []
+    for change in changes:
+        again = copy.deepcopy(span)
+        change(again)
+        copies.append(again)
+    return copies
+
+
+@canonical
+def conflicting_duplicates() -> list[str]:
+    """Spans again with the same ids: exact copies (retries) and copies with other content, in the
+    same line, in later lines, before and after the window of their run's other spans."""
+    llm, root = spans_of(Run("a", 1, llm=[Llm()], signals=[Signal("AAA", "up")]))
+    others = spans_of(Run("b", 2, llm=[Llm(), Llm(tokens_in=7)]))
+    lines = span_lines([llm, *conflicting_copies(llm)[:2], root], per_line=4)
+    lines += span_lines([*conflicting_copies(root), root, llm, *others, *conflicting_copies(others[1])], per_line=3)
+    return lines + lines[:1]  # and a whole line again: exact copies of the first copies
+
+
+@canonical
+def content_value_forms() -> list[str]:
+    """Values in every form the content check encodes (integers of each size and sign, as numbers and
+    as text, doubles, strings of each header size, long attribute lists, booleans, nulls), each span
+    then again unchanged and with one value changed."""
+    values = [
+        {"intValue": 5}, {"intValue": 200}, {"intValue": 70_000}, {"intValue": 5_000_000_000}, {"intValue": 2**64 - 1},
+        {"intValue": -5}, {"intValue": -100}, {"intValue": -40_000}, {"intValue": -3_000_000_000}, {"intValue": -(2**63)},
+        {"intValue": "12"}, {"doubleValue": 0.1}, {"doubleValue": 5}, {"doubleValue": -0.0}, {"doubleValue": 1e300},
+        {"doubleValue": "NaN"}, {"stringValue": "x" * 31}, {"stringValue": "x" * 32}, {"stringValue": "é" * 200},
+        {"stringValue": "y" * 70_000}, {"boolValue": True}, {}, None,
+    ]
+    spans = []
+    for i, value in enumerate(values):
+        span = other_span(100 + i, 1, f"other {i}", {S.GEN_AI_AGENT_NAME: "a"}, events=signal_events([("AAA", "up")]))
+        span["attributes"].append({"key": "v", "value": value})
+        span["events"][0]["attributes"].append({"key": "v", "value": value})
+        span["events"][0]["attributes"].append({"key": "flag", "value": {"boolValue": i % 2 == 0}})
+        changed = copy.deepcopy(span)
+        changed["events"][0]["attributes"][-1]["value"] = {"boolValue": i % 2 == 1}
+        spans += [span, copy.deepcopy(span), changed]
+    many = other_span(200, 1, "many attributes", {f"k{i}": i for i in range(20)}, events=signal_events([("B", "up")] * 17))
+    many["startTimeUnixNano"] = T0  # a JSON number
+    spans += [many, copy.deepcopy(many), {**copy.deepcopy(many), "status": None}]
+    return span_lines(spans, per_line=5)
+
+
 # --- hostile inputs: decline or agree, never differ ---------------------------------------------------
 
 

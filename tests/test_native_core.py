@@ -34,7 +34,7 @@ from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.conftest import count_merges_of
 from tests.fixtures.report.otlp_builder import MS, T0, Llm, Run, Signal, lines_for, request, spans_of
-from tests.native_cases import CANONICAL, DAY_NS, HOSTILE, dump, mixed_runs, other_span, span_lines, write
+from tests.native_cases import BOM, CANONICAL, DAY_NS, HOSTILE, dump, mixed_runs, other_span, span_lines, write
 
 PRICES = PriceTable.load()
 OPTIONS = (PRICES, None, None, True)
@@ -197,6 +197,14 @@ def test_canonical_cases_cover_what_they_claim(tmp_path: Path) -> None:
     assert seen["signals_missing_fields"]["agents"]["b"]["signals"]["unusable"] == 8
     assert any(len(name) == 200 for name in seen["long_names"]["agent_order"])
     assert seen["bad_durations_and_days"]["agents"]["b"]["bad_durations"] == 2
+    without_bom = [line.replace(BOM, b"") for line in CANONICAL["byte_order_marks"]()]
+    plain = snapshot(read_part_python(write(tmp_path, without_bom, "plain.jsonl"), 0, None, OPTIONS))
+    assert seen["byte_order_marks"]["inputs"] == plain["inputs"] and seen["byte_order_marks"]["agents"] == plain["agents"]
+    assert seen["byte_order_marks"]["consumed"] == plain["consumed"] + 5 * len(BOM) and seen["byte_order_marks"]["partial_tail"] == 0
+    counts = {key: seen["conflicting_duplicates"]["inputs"][key] for key in ("spans", "duplicate_spans", "conflicting_spans")}
+    assert counts == {"spans": 5, "duplicate_spans": 4, "conflicting_spans": 16}
+    counts = {key: seen["content_value_forms"]["inputs"][key] for key in ("spans", "duplicate_spans", "conflicting_spans")}
+    assert counts == {"spans": 24, "duplicate_spans": 24, "conflicting_spans": 24}
 
 
 @pytest.mark.parametrize("profile", ["issue", "contract"])

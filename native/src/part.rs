@@ -8,6 +8,7 @@
 //! changes type, spans without ids) makes the part `Decline`: the Python reader then reads it.
 
 use crate::schema::{AnyValue, KeyValue, Span};
+use crate::content::{span_entry, Content};
 use crate::tables::{FpMap, FpSet, ModelRef, PairRef};
 use crate::tallies::{note_mismatch, push_top, Entry, Inputs, Process, Root, Store, Tally};
 use crate::values::{as_float, as_int, as_str, count_attr, label, run_fingerprint, span_fingerprint, time_of, Helpers};
@@ -139,6 +140,7 @@ pub struct Aggregator<'py, 't> {
     pub agent_order: Vec<String>,
     agent_index: FxHashMap<String, usize>,
     pub seen: FpSet<'t>,
+    content: Content,
     pub closed: FpMap<'t>,
     pub pending: FxHashMap<String, Entry>,
     next_seq: u64,
@@ -162,6 +164,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             agent_order: Vec::new(),
             agent_index: FxHashMap::default(),
             seen: tables.0,
+            content: Content::default(),
             closed: tables.1,
             pending: FxHashMap::default(),
             next_seq: 0,
@@ -201,9 +204,17 @@ impl<'py, 't> Aggregator<'py, 't> {
                 return decline("a span without ids");
             }
             let fp = span_fingerprint(trace_id, span_id, &self.helpers)?;
-            if !self.seen.insert(fp)? {
-                self.inputs.duplicate_spans += 1;
-                continue;
+            let entry = span_entry(fp, self.content.check(span, self.collect_signals));
+            match self.seen.insert(entry)? {
+                0 => {}
+                old if old == entry => {
+                    self.inputs.duplicate_spans += 1;
+                    continue;
+                }
+                _ => {
+                    self.inputs.conflicting_spans += 1; // the same ids, other content: the first copy is kept
+                    continue;
+                }
             }
             let start = time_of(&span.start, &self.helpers)?;
             if windowed && !self.in_window(start) {
