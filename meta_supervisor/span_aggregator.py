@@ -189,7 +189,8 @@ class SpanAggregator(RunJoin, AlphaEvents):
     def is_empty(self) -> bool:
         """Nothing read yet (no saved state loaded either)."""
         inputs = self.inputs
-        return not (self.seen.count or self.closed_runs.count or self.pending or self.agents or inputs.spans or inputs.duplicate_spans or inputs.conflicting_spans)
+        copies = inputs.duplicate_spans or inputs.conflicting_spans
+        return not (self.seen.count or self.closed_runs.count or self.pending or self.agents or inputs.spans or copies)
 
     # --- entry points -------------------------------------------------------------------------
 

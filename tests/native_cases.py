@@ -454,11 +454,29 @@ def content_value_forms() -> list[str]:
     as text, doubles, strings of each header size, long attribute lists, booleans, nulls), each span
     then again unchanged and with one value changed."""
     values = [
-        {"intValue": 5}, {"intValue": 200}, {"intValue": 70_000}, {"intValue": 5_000_000_000}, {"intValue": 2**64 - 1},
-        {"intValue": -5}, {"intValue": -100}, {"intValue": -40_000}, {"intValue": -3_000_000_000}, {"intValue": -(2**63)},
-        {"intValue": "12"}, {"doubleValue": 0.1}, {"doubleValue": 5}, {"doubleValue": -0.0}, {"doubleValue": 1e300},
-        {"doubleValue": "NaN"}, {"stringValue": "x" * 31}, {"stringValue": "x" * 32}, {"stringValue": "é" * 200},
-        {"stringValue": "y" * 70_000}, {"boolValue": True}, {}, None,
+        {"intValue": 5},
+        {"intValue": 200},
+        {"intValue": 70_000},
+        {"intValue": 5_000_000_000},
+        {"intValue": 2**64 - 1},
+        {"intValue": -5},
+        {"intValue": -100},
+        {"intValue": -40_000},
+        {"intValue": -3_000_000_000},
+        {"intValue": -(2**63)},
+        {"intValue": "12"},
+        {"doubleValue": 0.1},
+        {"doubleValue": 5},
+        {"doubleValue": -0.0},
+        {"doubleValue": 1e300},
+        {"doubleValue": "NaN"},
+        {"stringValue": "x" * 31},
+        {"stringValue": "x" * 32},
+        {"stringValue": "é" * 200},
+        {"stringValue": "y" * 70_000},
+        {"boolValue": True},
+        {},
+        None,
     ]
     spans = []
     for i, value in enumerate(values):

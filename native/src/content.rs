@@ -96,7 +96,13 @@ impl Content {
             self.buf.push(NIL);
             return;
         };
-        let AnyValue { string, int, double, boolean, .. } = value;
+        let AnyValue {
+            string,
+            int,
+            double,
+            boolean,
+            ..
+        } = value;
         self.map(fields);
         self.field("stringValue");
         match string {

@@ -7,8 +7,8 @@
 //! construction. What cannot be reproduced cheaply (a table at its size limit whose overflow key
 //! changes type, spans without ids) makes the part `Decline`: the Python reader then reads it.
 
-use crate::schema::{AnyValue, KeyValue, Span};
 use crate::content::{span_entry, Content};
+use crate::schema::{AnyValue, KeyValue, Span};
 use crate::tables::{FpMap, FpSet, ModelRef, PairRef};
 use crate::tallies::{note_mismatch, push_top, Entry, Inputs, Process, Root, Store, Tally};
 use crate::values::{as_float, as_int, as_str, count_attr, label, run_fingerprint, span_fingerprint, time_of, Helpers};
