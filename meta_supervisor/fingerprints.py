@@ -9,7 +9,7 @@ are computed from the hex ids themselves, or with BLAKE2b for anything that is n
 Slot values 0 (empty) and 1 (deleted) are reserved; fingerprints are always >= 2.
 
 The span set keeps one word per span, its *entry*: the high 56 bits of the id fingerprint and, in the
-low 8 bits, a check of the span's content (``content_check``). Two entries with the same id part are
+low 8 bits, a check of what the span says (``content_check``). Two entries with the same id part are
 the same span; if their checks differ too, the second copy is a conflicting duplicate (same ids,
 other content), else an exact one (an exporter retry). 56 bits of id make a false "same span" unlikely
 (about 7e-6 for a million spans, 7e-4 for ten million); 8 bits of check miss one conflicting copy
@@ -21,9 +21,6 @@ Reads no environment variables.
 from __future__ import annotations
 
 from array import array
-from zlib import adler32
-
-import msgspec
 
 try:  # the BLAKE2 module itself: importing hashlib would load OpenSSL (~10 ms per run)
     from _blake2 import blake2b
@@ -74,18 +71,18 @@ def run_fingerprint(run_key: str) -> int:
 CHECK_BITS = 8
 CHECK_MASK = (1 << CHECK_BITS) - 1
 ID_MASK = MASK64 ^ CHECK_MASK
-_encode = msgspec.msgpack.Encoder().encode
 
 
-def content_check(span) -> int:
-    """8 bits of a span's content: the span as decoded (``otlp_schema.Span``: every field the report
-    reads, in the form the file gives them) encoded as MessagePack, its Adler-32, mixed. The native
-    core writes the same bytes (``native/src/content.rs``)."""
-    try:
-        data = _encode(span)
-    except (OverflowError, UnicodeEncodeError):  # an integer beyond 64 bits, a lone surrogate: not read natively
-        data = repr(span).encode("utf-8", "surrogatepass")
-    return (adler32(data) * _K_SPAN & MASK64) >> 56
+def content_check(start: int, end: int, span) -> int:
+    """8 bits of what a span says beyond its ids: the top byte of ``hash()`` of the tuple of its start
+    and end times as the report reads them (``start``, ``end``: the integer, 0 when unreadable or
+    beyond 64 bits), its status code (-1 without a status) and the lengths of its status message and
+    name (in characters), of its attributes and of its events. The hash of a tuple of ints is not
+    salted per process (only that of text is): CPython's xxHash-based tuple hash over ints reduced
+    modulo 2^61 - 1, which the native core computes too (``native/src/content.rs``)."""
+    status = span.status
+    code, message = (-1, 0) if status is None else (status.code, len(status.message))
+    return hash((start, end, code, message, len(span.name), len(span.attributes), len(span.events))) >> 56 & CHECK_MASK
 
 
 def span_entry(fp: int, check: int) -> int:

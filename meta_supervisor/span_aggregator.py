@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from zlib import adler32
 
 import msgspec
 
@@ -70,9 +69,6 @@ from meta_supervisor.fingerprints import (
     MASK64,
     FingerprintMap,
     FingerprintSet,
-    _encode,
-    content_check,
-    span_entry,
     span_fingerprint,
 )
 from meta_supervisor.otlp_schema import (
@@ -204,7 +200,6 @@ class SpanAggregator(RunJoin, AlphaEvents):
     def add_spans(self, spans: list[Span], simulated: bool, process: tuple) -> None:
         """Spans of one resource: ``simulated`` and ``process`` (``service.name``,
         ``service.instance.id``) are ``resource_facts`` of it."""
-        encode = _encode
         inputs = self.inputs
         seen = self.seen
         slots, size, count, limit = seen.slots, seen.size, seen.count, seen.limit
@@ -213,7 +208,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
         for span in spans:
             trace_id = span.traceId
             span_id = span.spanId
-            # dedup: span_fingerprint(), content_check(), span_entry() and FingerprintSet.add() inlined
+            # dedup: span_fingerprint() and FingerprintSet.add() inlined
             if len(trace_id) == 32 and len(span_id) == 16:
                 try:
                     t = int(trace_id, 16)
@@ -230,9 +225,22 @@ class SpanAggregator(RunJoin, AlphaEvents):
                 inputs.spans_without_id += 1
                 fp = span_fingerprint("\x00no-id", msgspec.json.encode(span).decode("utf-8", "replace"))
             try:
-                entry = (fp & ID_MASK or 256) | (adler32(encode(span)) * _K_SPAN & MASK64) >> 56
-            except (OverflowError, UnicodeEncodeError):
-                entry = span_entry(fp, content_check(span))
+                start = int(span.startTimeUnixNano)
+            except ValueError:
+                start = 0
+            if start > MAX_TIME_NS:  # beyond fixed64 nanoseconds: not a time
+                start = 0
+            try:
+                end = int(span.endTimeUnixNano)
+            except ValueError:
+                end = 0
+            if end > MAX_TIME_NS:
+                end = 0
+            # content_check() and span_entry() inlined
+            status = span.status
+            code, message = (-1, 0) if status is None else (status.code, len(status.message))
+            check = hash((start, end, code, message, len(span.name), len(span.attributes), len(span.events))) >> 56 & 255
+            entry = (fp & ID_MASK or 256) | check
             i = (entry >> 8) % size
             while True:
                 value = slots[i]
@@ -255,12 +263,6 @@ class SpanAggregator(RunJoin, AlphaEvents):
                 else:
                     inputs.conflicting_spans += 1  # the same ids, other content: the first copy is kept
                 continue
-            try:
-                start = int(span.startTimeUnixNano)
-            except ValueError:
-                start = 0
-            if start > MAX_TIME_NS:  # beyond fixed64 nanoseconds: not a time
-                start = 0
             if windowed and not self._in_window(start):
                 inputs.outside_window += 1
                 continue
@@ -271,7 +273,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
             if operation == _CHAT:
                 self._llm_span(span, attrs, start, simulated)
             elif operation == _INVOKE_AGENT:
-                self._run_span(span, attrs, start, fp, process)
+                self._run_span(span, attrs, start, end, fp, process)
             elif span.name.startswith(_SUPERVISOR_PREFIX):
                 inputs.supervisor_spans += 1  # a decision about an agent, not one of its spans
             else:
@@ -315,7 +317,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
 
     # --- run (root) spans -------------------------------------------------------------------------
 
-    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int, fp: int, process: tuple) -> None:
+    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int, end: int, fp: int, process: tuple) -> None:
         value = attrs.get(_AGENT)
         agent = value.stringValue if value is not None else None
         if not agent:
@@ -351,12 +353,6 @@ class SpanAggregator(RunJoin, AlphaEvents):
                 error_type = as_str(attrs.get(semconv.ERROR_TYPE)) or ""
                 message = status.message if status is not None else ""
                 push_top(tally.failing, (start, span.traceId, label(run_id, ""), label(error_type, ""), label(message, "", 300)))
-            try:
-                end = int(span.endTimeUnixNano)
-            except ValueError:
-                end = 0
-            if end > MAX_TIME_NS:
-                end = 0
             if start > 0 and start <= end <= start + MAX_LATENCY_NS:
                 latency = end - start
                 tally.latencies_ns.append(latency)

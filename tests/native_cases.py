@@ -418,17 +418,17 @@ def byte_order_marks() -> list[bytes]:
 
 
 def conflicting_copies(span: dict) -> list[dict]:
-    """``span`` again with its ids and other content: one change per copy, each field the report reads."""
+    """``span`` again with its ids and other content: one change per copy, in each thing the content
+    check covers (``fingerprints.content_check``)."""
     changes = [
+        lambda s: s.update(startTimeUnixNano=str(int(s["startTimeUnixNano"]) + 1)),
         lambda s: s.update(endTimeUnixNano=str(int(s["endTimeUnixNano"]) + 1)),
-        lambda s: s.update(name=s["name"] + " "),
-        lambda s: s.update(status={"code": 2, "message": "other"}),
+        lambda s: s.update(name=s["name"] + "é"),
+        lambda s: s.update(status={"code": 2}),
+        lambda s: s.update(status={"code": s.get("status", {}).get("code", 0), "message": "other"}),
         lambda s: s["attributes"].append({"key": "extra", "value": {"intValue": "1"}}),
-        lambda s: s["attributes"][0]["value"].update(stringValue=s["attributes"][0]["value"]["stringValue"] + "x"),
+        lambda s: s.update(events=[*s.get("events", []), {"name": "extra"}]),
     ]
-    if span.get("events"):
-        changes.append(lambda s: s["events"][0]["attributes"][1]["value"].update(stringValue="down"))
-        changes.append(lambda s: s["events"][0].update(timeUnixNano=str(int(s["events"][0]["timeUnixNano"]) + 1)))
     copies = []
     for change in changes:
         again = copy.deepcopy(span)
@@ -440,7 +440,7 @@ def conflicting_copies(span: dict) -> list[dict]:
 @canonical
 def conflicting_duplicates() -> list[str]:
     """Spans again with the same ids: exact copies (retries) and copies with other content, in the
-    same line, in later lines, before and after the window of their run's other spans."""
+    same line and in later lines."""
     llm, root = spans_of(Run("a", 1, llm=[Llm()], signals=[Signal("AAA", "up")]))
     others = spans_of(Run("b", 2, llm=[Llm(), Llm(tokens_in=7)]))
     lines = span_lines([llm, *conflicting_copies(llm)[:2], root], per_line=4)
@@ -449,48 +449,30 @@ def conflicting_duplicates() -> list[str]:
 
 
 @canonical
-def content_value_forms() -> list[str]:
-    """Values in every form the content check encodes (integers of each size and sign, as numbers and
-    as text, doubles, strings of each header size, long attribute lists, booleans, nulls), each span
-    then again unchanged and with one value changed."""
-    values = [
-        {"intValue": 5},
-        {"intValue": 200},
-        {"intValue": 70_000},
-        {"intValue": 5_000_000_000},
-        {"intValue": 2**64 - 1},
-        {"intValue": -5},
-        {"intValue": -100},
-        {"intValue": -40_000},
-        {"intValue": -3_000_000_000},
-        {"intValue": -(2**63)},
-        {"intValue": "12"},
-        {"doubleValue": 0.1},
-        {"doubleValue": 5},
-        {"doubleValue": -0.0},
-        {"doubleValue": 1e300},
-        {"doubleValue": "NaN"},
-        {"stringValue": "x" * 31},
-        {"stringValue": "x" * 32},
-        {"stringValue": "é" * 200},
-        {"stringValue": "y" * 70_000},
-        {"boolValue": True},
-        {},
-        None,
+def content_check_inputs() -> list[str]:
+    """What the content check reads, in odd forms (times as numbers, negative, beyond 64 bits, as
+    text Python's int() reads; status codes; names beyond ASCII): each span first, then an exact
+    copy, then a copy with its start time one later (the same time where both read as 0)."""
+    forms = [
+        {"startTimeUnixNano": T0, "endTimeUnixNano": T0 + 5},
+        {"startTimeUnixNano": "-5", "endTimeUnixNano": -7},
+        {"startTimeUnixNano": str(2**64 + 3), "endTimeUnixNano": str(2**64 - 1)},
+        {"startTimeUnixNano": " 12", "endTimeUnixNano": "1_000"},
+        {"status": {"code": -3, "message": "ünïcödé"}},
+        {"status": {"code": 2**62}},
+        {"status": {}},
+        {"name": "名前" * 40},
+        {"name": ""},
     ]
     spans = []
-    for i, value in enumerate(values):
-        span = other_span(100 + i, 1, f"other {i}", {S.GEN_AI_AGENT_NAME: "a"}, events=signal_events([("AAA", "up")]))
-        span["attributes"].append({"key": "v", "value": value})
-        span["events"][0]["attributes"].append({"key": "v", "value": value})
-        span["events"][0]["attributes"].append({"key": "flag", "value": {"boolValue": i % 2 == 0}})
-        changed = copy.deepcopy(span)
-        changed["events"][0]["attributes"][-1]["value"] = {"boolValue": i % 2 == 1}
-        spans += [span, copy.deepcopy(span), changed]
-    many = other_span(200, 1, "many attributes", {f"k{i}": i for i in range(20)}, events=signal_events([("B", "up")] * 17))
-    many["startTimeUnixNano"] = T0  # a JSON number
-    spans += [many, copy.deepcopy(many), {**copy.deepcopy(many), "status": None}]
-    return span_lines(spans, per_line=5)
+    for i, form in enumerate(forms):
+        span = other_span(300 + i, 1, f"form {i}", {S.GEN_AI_AGENT_NAME: "a"}, events=signal_events([("AAA", "up")]))
+        span.update(form)
+        later = copy.deepcopy(span)
+        start = later["startTimeUnixNano"]
+        later["startTimeUnixNano"] = start + 1 if isinstance(start, int) else str(int(start.strip().replace("_", "")) + 1)
+        spans += [span, copy.deepcopy(span), later]
+    return span_lines(spans, per_line=4)
 
 
 # --- hostile inputs: decline or agree, never differ ---------------------------------------------------

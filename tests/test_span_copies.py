@@ -14,11 +14,15 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from meta_supervisor import report_cli
+from meta_supervisor.fingerprints import content_check, span_entry, span_fingerprint
+from meta_supervisor.otlp_schema import Event, Span
 from meta_supervisor.report_build import BuildOptions, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
+from meta_supervisor.span_aggregator import SpanAggregator
 from services.pricing import PriceTable
 from tests.conftest import count_merges_of
 from tests.fixtures.report.otlp_builder import Llm, Run, line, lines_for, spans_of
@@ -141,3 +145,18 @@ def test_a_conflicting_copy_in_a_later_file_and_a_later_build(tmp_path: Path, re
     incremental = report([folder], state_dir=state)
     assert counts(incremental) == (20, 1, 2)
     assert incremental == report([folder])
+
+
+def test_the_span_set_holds_each_span_s_entry() -> None:
+    """The aggregator's inlined dedup keeps ``span_entry(span_fingerprint(ids), content_check(...))``."""
+    spans = [span for i in range(1, 5) for span in spans_of(Run("a", i, llm=[Llm()]))]
+    spans[0]["status"] = {"code": 2, "message": "bad"}
+    spans[1].pop("status", None)
+    aggregator = SpanAggregator()
+    decoded = msgspec.convert(spans, list[Span[Event]])
+    aggregator.add_spans(decoded, False, (None, None))
+    expected = {
+        span_entry(span_fingerprint(s.traceId, s.spanId), content_check(int(s.startTimeUnixNano), int(s.endTimeUnixNano), s))
+        for s in decoded
+    }
+    assert set(aggregator.seen.values()) == expected and len(expected) == len(spans)

@@ -7,7 +7,7 @@
 //! construction. What cannot be reproduced cheaply (a table at its size limit whose overflow key
 //! changes type, spans without ids) makes the part `Decline`: the Python reader then reads it.
 
-use crate::content::{span_entry, Content};
+use crate::content::{content_check, span_entry};
 use crate::schema::{AnyValue, KeyValue, Span};
 use crate::tables::{FpMap, FpSet, ModelRef, PairRef};
 use crate::tallies::{note_mismatch, push_top, Entry, Inputs, Process, Root, Store, Tally};
@@ -140,7 +140,6 @@ pub struct Aggregator<'py, 't> {
     pub agent_order: Vec<String>,
     agent_index: FxHashMap<String, usize>,
     pub seen: FpSet<'t>,
-    content: Content,
     pub closed: FpMap<'t>,
     pub pending: FxHashMap<String, Entry>,
     next_seq: u64,
@@ -164,7 +163,6 @@ impl<'py, 't> Aggregator<'py, 't> {
             agent_order: Vec::new(),
             agent_index: FxHashMap::default(),
             seen: tables.0,
-            content: Content::default(),
             closed: tables.1,
             pending: FxHashMap::default(),
             next_seq: 0,
@@ -204,7 +202,9 @@ impl<'py, 't> Aggregator<'py, 't> {
                 return decline("a span without ids");
             }
             let fp = span_fingerprint(trace_id, span_id, &self.helpers)?;
-            let entry = span_entry(fp, self.content.check(span, self.collect_signals));
+            let start = time_of(&span.start, &self.helpers)?;
+            let end = time_of(&span.end, &self.helpers)?;
+            let entry = span_entry(fp, content_check(start, end, span));
             match self.seen.insert(entry)? {
                 0 => {}
                 old if old == entry => {
@@ -216,7 +216,6 @@ impl<'py, 't> Aggregator<'py, 't> {
                     continue;
                 }
             }
-            let start = time_of(&span.start, &self.helpers)?;
             if windowed && !self.in_window(start) {
                 self.inputs.outside_window += 1;
                 continue;
