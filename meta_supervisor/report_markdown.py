@@ -147,6 +147,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{_num(losses['spans_export_failed'])} failed to export, across {_num(losses['processes'])} "
             f"process{'' if losses['processes'] == 1 else 'es'}."
         )
+    for example in inputs["conflicting_span_examples"]:
+        lines.append(f"- conflicting duplicate: trace {md_text(example['trace_id'], 64)} span {md_text(example['span_id'], 64)}")
     for problem in inputs["problems"][:5]:
         lines.append(f"- {md_text(problem['file'], 80)}:{problem['line']}: {md_text(problem['error'], 160)}")
     for message in inputs["messages"][:5]:

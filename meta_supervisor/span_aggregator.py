@@ -261,7 +261,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
                 if value == entry:
                     inputs.duplicate_spans += 1
                 else:
-                    inputs.conflicting_spans += 1  # the same ids, other content: the first copy is kept
+                    inputs.add_conflicting_span(trace_id, span_id)  # the first copy is kept
                 continue
             if windowed and not self._in_window(start):
                 inputs.outside_window += 1

@@ -437,10 +437,9 @@ def conflicting_copies(span: dict) -> list[dict]:
     return copies
 
 
-@canonical
 def conflicting_duplicates() -> list[str]:
     """Spans again with the same ids: exact copies (retries) and copies with other content, in the
-    same line and in later lines."""
+    same line and in later lines (hostile: the core declines a conflicting copy)."""
     llm, root = spans_of(Run("a", 1, llm=[Llm()], signals=[Signal("AAA", "up")]))
     others = spans_of(Run("b", 2, llm=[Llm(), Llm(tokens_in=7)]))
     lines = span_lines([llm, *conflicting_copies(llm)[:2], root], per_line=4)
@@ -449,10 +448,11 @@ def conflicting_duplicates() -> list[str]:
 
 
 @canonical
-def content_check_inputs() -> list[str]:
+def content_check_inputs(changed: bool = False) -> list[str]:
     """What the content check reads, in odd forms (times as numbers, negative, beyond 64 bits, as
     text Python's int() reads; status codes; names beyond ASCII): each span first, then an exact
-    copy, then a copy with its start time one later (the same time where both read as 0)."""
+    copy, and (``changed``, hostile) a copy with its start time one later (the same time where both
+    read as 0)."""
     forms = [
         {"startTimeUnixNano": T0, "endTimeUnixNano": T0 + 5},
         {"startTimeUnixNano": "-5", "endTimeUnixNano": -7},
@@ -471,7 +471,7 @@ def content_check_inputs() -> list[str]:
         later = copy.deepcopy(span)
         start = later["startTimeUnixNano"]
         later["startTimeUnixNano"] = start + 1 if isinstance(start, int) else str(int(start.strip().replace("_", "")) + 1)
-        spans += [span, copy.deepcopy(span), later]
+        spans += [span, copy.deepcopy(span), *([later] if changed else [])]
     return span_lines(spans, per_line=4)
 
 
@@ -795,4 +795,8 @@ def _set_signal_time(span: dict, value: Any) -> dict:
     return span
 
 
-HOSTILE = _hostile_cases()
+HOSTILE = {
+    **_hostile_cases(),
+    "conflicting_duplicates": conflicting_duplicates(),
+    "content_check_inputs_changed": content_check_inputs(changed=True),
+}

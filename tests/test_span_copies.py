@@ -103,6 +103,10 @@ def test_conflicting_copies_are_counted_apart_and_reported(tmp_path: Path, reade
     assert attention and attention[0]["value"] == 3 and "other content" in attention[0]["why"]
     assert "3 conflicting duplicates (same ids, other content) dropped" in (out / "meta_report.md").read_text()
     assert "3 conflicting duplicates (same ids, other content) dropped" in (out / "meta_report.html").read_text()
+    ids = [{"trace_id": root["traceId"], "span_id": span["spanId"]} for span in (root, llm)]
+    assert result["inputs"]["conflicting_span_examples"] == sorted(ids, key=lambda e: (e["trace_id"], e["span_id"]))
+    assert f"trace {root['traceId']} span {root['spanId']}" in (out / "meta_report.md").read_text()
+    assert f"<code>{llm['spanId']}</code>" in (out / "meta_report.html").read_text()
 
 
 def test_readers_agree_on_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -263,7 +263,7 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
     for (name, value) in [
         ("spans", i.spans),
         ("duplicate_spans", i.duplicate_spans),
-        ("conflicting_spans", i.conflicting_spans),
+        ("conflicting_spans", 0),
         ("bad_lines", 0),
         ("bad_spans", 0),
         ("spans_without_id", 0),
@@ -275,6 +275,7 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
         inputs.set_item(name, value)?;
     }
     inputs.set_item("bad_line_examples", PyList::empty(py))?;
+    inputs.set_item("conflicting_examples", PyList::empty(py))?;
     inputs.set_item(
         "telemetry_losses",
         i.telemetry_losses

@@ -211,10 +211,7 @@ impl<'py, 't> Aggregator<'py, 't> {
                     self.inputs.duplicate_spans += 1;
                     continue;
                 }
-                _ => {
-                    self.inputs.conflicting_spans += 1; // the same ids, other content: the first copy is kept
-                    continue;
-                }
+                _ => return decline("a span whose ids were seen with other content (the Python reader lists its ids)"),
             }
             if windowed && !self.in_window(start) {
                 self.inputs.outside_window += 1;

@@ -213,7 +213,6 @@ impl Entry {
 pub struct Inputs {
     pub spans: i64,
     pub duplicate_spans: i64,
-    pub conflicting_spans: i64,
     pub outside_window: i64,
     pub other_spans: i64,
     pub supervisor_spans: i64,
