@@ -19,6 +19,7 @@ from otel.redaction import redact
 
 TOP_K = 5  # slowest runs, failing runs, mismatch examples kept per agent
 BAD_LINE_EXAMPLES = 20
+CONFLICT_EXAMPLES = 5  # (trace id, span id) of conflicting duplicates listed in the report
 MAX_LABEL = 200  # longest agent / model / symbol / reason string kept (hostile input)
 MAX_DISTINCT = 1000  # distinct symbols, models, reasons ... per agent before folding into "(other)"
 MAX_AGENTS = 10_000
@@ -218,6 +219,8 @@ class InputTally:
         "bad_line_examples",
         "bad_lines",
         "bad_spans",
+        "conflicting_examples",
+        "conflicting_spans",
         "duplicate_run_roots",
         "duplicate_spans",
         "other_spans",
@@ -230,7 +233,9 @@ class InputTally:
 
     def __init__(self) -> None:
         self.spans = 0
-        self.duplicate_spans = 0
+        self.duplicate_spans = 0  # the same ids and content again (an exporter retry)
+        self.conflicting_spans = 0  # the same ids with other content (the first copy is kept)
+        self.conflicting_examples: list[tuple] = []  # (trace id, span id), the smallest ones
         self.bad_lines = 0
         self.bad_line_examples: list[tuple] = []  # (file, line, error), the first ones by file and line
         self.bad_spans = 0
@@ -267,11 +272,19 @@ class InputTally:
         self.bad_spans += count
         _push_first(self.bad_line_examples, (file, line, label(error, "unreadable span", 300)))
 
+    def add_conflicting_span(self, trace_id: str, span_id: str) -> None:
+        """A span whose ids were seen before with other content (not counted as a span)."""
+        self.conflicting_spans += 1
+        _push_first(self.conflicting_examples, (label(trace_id, "", 64), label(span_id, "", 64)), CONFLICT_EXAMPLES)
+
     def merge(self, other: InputTally) -> None:
         for name in self.__slots__:
             if name == "bad_line_examples":
                 for item in other.bad_line_examples:
                     _push_first(self.bad_line_examples, item)
+            elif name == "conflicting_examples":
+                for item in other.conflicting_examples:
+                    _push_first(self.conflicting_examples, item, CONFLICT_EXAMPLES)
             elif name == "telemetry_losses":
                 for process, (dropped, failed) in other.telemetry_losses.items():
                     self.add_telemetry_losses(process, dropped, failed)
@@ -281,6 +294,7 @@ class InputTally:
     def to_state(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__slots__}
         out["bad_line_examples"] = [list(item) for item in self.bad_line_examples]
+        out["conflicting_examples"] = [list(item) for item in self.conflicting_examples]
         out["telemetry_losses"] = [[*process, *counts] for process, counts in sorted(self.telemetry_losses.items())]
         return out
 
@@ -290,17 +304,19 @@ class InputTally:
         for name in cls.__slots__:
             setattr(tally, name, data[name])
         tally.bad_line_examples = sorted(tuple(item) for item in data["bad_line_examples"])
+        tally.conflicting_examples = sorted(tuple(item) for item in data["conflicting_examples"])
         tally.telemetry_losses = {(service, instance): [dropped, failed] for service, instance, dropped, failed in data["telemetry_losses"]}
         return tally
 
 
-def _push_first(examples: list, item: tuple) -> None:
-    """Keep the BAD_LINE_EXAMPLES smallest (file, line, error) items, sorted."""
-    if item in examples or (len(examples) >= BAD_LINE_EXAMPLES and item >= examples[-1]):
+def _push_first(examples: list, item: tuple, limit: int = BAD_LINE_EXAMPLES) -> None:
+    """Keep the ``limit`` smallest items (e.g. (file, line, error)), sorted: the same ones whatever
+    the order they come in."""
+    if item in examples or (len(examples) >= limit and item >= examples[-1]):
         return
     examples.append(item)
     examples.sort()
-    del examples[BAD_LINE_EXAMPLES:]
+    del examples[limit:]
 
 
 def _merge_counts(target: dict, source: dict) -> None:

@@ -8,6 +8,13 @@ Fingerprints must not depend on the process (``hash()`` of a ``str`` is salted p
 are computed from the hex ids themselves, or with BLAKE2b for anything that is not the expected hex.
 Slot values 0 (empty) and 1 (deleted) are reserved; fingerprints are always >= 2.
 
+The span set keeps one word per span, its *entry*: the high 56 bits of the id fingerprint and, in the
+low 8 bits, a check of what the span says (``content_check``). Two entries with the same id part are
+the same span; if their checks differ too, the second copy is a conflicting duplicate (same ids,
+other content), else an exact one (an exporter retry). 56 bits of id make a false "same span" unlikely
+(about 7e-6 for a million spans, 7e-4 for ten million); 8 bits of check miss one conflicting copy
+in 256.
+
 Reads no environment variables.
 """
 
@@ -61,6 +68,28 @@ def run_fingerprint(run_key: str) -> int:
     return _blake64("run\x00" + run_key)
 
 
+CHECK_BITS = 8
+CHECK_MASK = (1 << CHECK_BITS) - 1
+ID_MASK = MASK64 ^ CHECK_MASK
+
+
+def content_check(start: int, end: int, span) -> int:
+    """8 bits of what a span says beyond its ids: the top byte of ``hash()`` of the tuple of its start
+    and end times as the report reads them (``start``, ``end``: the integer, 0 when unreadable or
+    beyond 64 bits), its status code (-1 without a status) and the lengths of its status message and
+    name (in characters), of its attributes and of its events. The hash of a tuple of ints is not
+    salted per process (only that of text is): CPython's xxHash-based tuple hash over ints reduced
+    modulo 2^61 - 1, which the native core computes too (``native/src/content.rs``)."""
+    status = span.status
+    code, message = (-1, 0) if status is None else (status.code, len(status.message))
+    return hash((start, end, code, message, len(span.name), len(span.attributes), len(span.events))) >> 56 & CHECK_MASK
+
+
+def span_entry(fp: int, check: int) -> int:
+    """The span set's word for a span: the id part of ``fp`` (never 0) and its content check."""
+    return (fp & ID_MASK or 1 << CHECK_BITS) | check
+
+
 MAX_LOAD = 0.7
 
 
@@ -88,10 +117,12 @@ def _slots_for(entries: int) -> int:
 
 
 class FingerprintSet:
-    """An insert-only set of fingerprints (``add`` returns False for one already present).
+    """An insert-only set of span entries (``span_entry``), one per span id: ``add`` returns 0 for a
+    new id, else the entry already there (equal to the new one for an exact duplicate).
 
-    Open addressing with linear probing in one ``array('Q')``; any table size (not only powers of
-    two), so the table is sized close to what it holds: at most 70% full, doubled when it gets there.
+    Open addressing with linear probing from ``id part % size`` in one ``array('Q')``; any table size
+    (not only powers of two), so the table is sized close to what it holds: at most 70% full,
+    doubled when it gets there.
     """
 
     __slots__ = ("count", "limit", "size", "slots")
@@ -108,90 +139,78 @@ class FingerprintSet:
     def __len__(self) -> int:
         return self.count
 
-    def __contains__(self, fp: int) -> bool:
+    def _slot(self, entry: int) -> int:
+        """Where the entry of ``entry``'s id is, or the empty slot where it would go."""
         slots, size = self.slots, self.size
-        i = fp % size
+        i = (entry >> CHECK_BITS) % size
         while True:
             value = slots[i]
-            if value == fp:
-                return True
-            if value == EMPTY:
-                return False
+            if value == EMPTY or value ^ entry <= CHECK_MASK:
+                return i
             i += 1
             if i == size:
                 i = 0
 
-    def add(self, fp: int) -> bool:
-        slots, size = self.slots, self.size
-        i = fp % size
-        while True:
-            value = slots[i]
-            if value == EMPTY:
-                slots[i] = fp
-                self.count += 1
-                if self.count > self.limit:
-                    self._grow()
-                return True
-            if value == fp:
-                return False
-            i += 1
-            if i == size:
-                i = 0
+    def __contains__(self, entry: int) -> bool:
+        """Whether ``entry``'s id is here (whatever its content check)."""
+        return self.slots[self._slot(entry)] != EMPTY
 
-    def first_present(self, fps) -> int:
-        """The index of the first of ``fps`` already here, or -1 (nothing changes)."""
-        if not len(fps):
+    def add(self, entry: int) -> int:
+        i = self._slot(entry)
+        value = self.slots[i]
+        if value == EMPTY:
+            self.slots[i] = entry
+            self.count += 1
+            if self.count > self.limit:
+                self._grow()
+        return value
+
+    def first_present(self, entries) -> int:
+        """The index of the first of ``entries`` whose id is already here, or -1 (nothing changes)."""
+        if not len(entries):
             return -1
         native = _native()
-        if native is not None and _is_q(fps):
-            return native.set_first_present(self.slots, fps)
-        for index, fp in enumerate(fps):
-            if fp in self:
+        if native is not None and _is_q(entries):
+            return native.set_first_present(self.slots, entries)
+        for index, entry in enumerate(entries):
+            if entry in self:
                 return index
         return -1
 
-    def add_all(self, fps) -> None:
-        """Add ``fps``, none of which is here yet (``first_present`` said so): ``add`` in a loop, or
-        in the native core when it is installed (the same table either way)."""
-        if not len(fps):
+    def add_all(self, entries) -> None:
+        """Add ``entries``, none of whose ids is here yet (``first_present`` said so): ``add`` in a
+        loop, or in the native core when it is installed (the same table either way)."""
+        if not len(entries):
             return
         native = _native()
-        if native is None or not _is_q(fps):
-            for fp in fps:
-                self.add(fp)
+        if native is None or not _is_q(entries):
+            for entry in entries:
+                self.add(entry)
             return
-        needed = self.count + len(fps)
+        needed = self.count + len(entries)
         if needed > self.limit:
             old = self.slots
             self._allocate(_grown(self.size, needed))
             self.count = native.set_rehash(old, self.slots)
-        self.count += native.set_add_all(self.slots, fps)
+        self.count += native.set_add_all(self.slots, entries)
 
     def clear(self) -> None:
         self._allocate(self.size)
         self.count = 0
 
     def values(self) -> array:
-        """The fingerprints, densely (in table order)."""
+        """The entries, densely (in table order)."""
         return array("Q", (v for v in self.slots if v > DELETED))
 
     def _grow(self) -> None:
         old = self.slots
         self._allocate(self.size * 2)
         self.count = 0
+        slots = self.slots
         for value in old:
             if value > DELETED:
-                self._insert_new(value)
-
-    def _insert_new(self, fp: int) -> None:
-        slots, size = self.slots, self.size
-        i = fp % size
-        while slots[i] != EMPTY:
-            i += 1
-            if i == size:
-                i = 0
-        slots[i] = fp
-        self.count += 1
+                slots[self._slot(value)] = value
+                self.count += 1
 
     def to_bytes(self) -> bytes:
         return self.slots.tobytes()

@@ -255,9 +255,16 @@ def _inputs(report: dict[str, Any]) -> str:
         ],
         {2, 3},
     )
+    conflicts = "".join(
+        f"<p>Conflicting duplicate: trace <code>{esc(e['trace_id'])}</code> span <code>{esc(e['span_id'])}</code></p>"
+        for e in i["conflicting_span_examples"]
+    )
     return (
-        f"<p>{num(i['spans'])} spans read; {num(i['duplicate_spans'])} duplicates dropped; {num(i['bad_lines'])} unreadable lines and "
+        f"<p>{num(i['spans'])} spans read; {num(i['duplicate_spans'])} duplicates dropped; "
+        f"{num(i['conflicting_spans'])} conflicting duplicates (same ids, other content) dropped; "
+        f"{num(i['bad_lines'])} unreadable lines and "
         f"{num(i['bad_spans'])} unreadable spans skipped; {num(i['spans_outside_window'])} outside the window.</p>"
+        f"{conflicts}"
         f"<p>Telemetry losses before export (the agents' SDK): {num(losses['spans_dropped'])} spans dropped by a full queue, "
         f"{num(losses['spans_export_failed'])} failed to export, across {num(losses['processes'])} processes.</p>"
         f"{lossy if losses['by_process'] else ''}"

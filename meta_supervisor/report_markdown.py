@@ -153,6 +153,7 @@ def _inputs(report: dict[str, Any]) -> Section:
     head = [
         f"Inputs: {len(inputs['files'])} file{'' if len(inputs['files']) == 1 else 's'}, {_num(inputs['spans'])} spans, "
         f"{_num(inputs['duplicate_spans'])} duplicates dropped, "
+        f"{_num(inputs['conflicting_spans'])} conflicting duplicates (same ids, other content) dropped, "
         f"{_num(inputs['bad_lines'])} bad lines, {_num(inputs['bad_spans'])} bad spans."
     ]
     losses = inputs["telemetry_losses"]
@@ -162,9 +163,13 @@ def _inputs(report: dict[str, Any]) -> Section:
             f"{_num(losses['spans_export_failed'])} failed to export, across {_num(losses['processes'])} "
             f"process{'' if losses['processes'] == 1 else 'es'}."
         )
-    items = [f"- {md_text(p['file'], 80)}:{p['line']}: {md_text(p['error'], 160)}" for p in inputs["problems"][:MAX_INPUT_NOTES]]
+    items = [
+        f"- conflicting duplicate: trace {md_text(example['trace_id'], 64)} span {md_text(example['span_id'], 64)}"
+        for example in inputs["conflicting_span_examples"]
+    ]
+    items += [f"- {md_text(p['file'], 80)}:{p['line']}: {md_text(p['error'], 160)}" for p in inputs["problems"][:MAX_INPUT_NOTES]]
     items += [f"- {md_text(message, 200)}" for message in inputs["messages"][:MAX_INPUT_NOTES]]
-    total = len(inputs["problems"]) + len(inputs["messages"])
+    total = len(inputs["conflicting_span_examples"]) + len(inputs["problems"]) + len(inputs["messages"])
     return Section("inputs", head, items, "problems and messages", total, [""])
 
 

@@ -197,6 +197,17 @@ def _needs_attention(
                 "why": f"{inputs['bad_lines']} unreadable lines, {inputs['bad_spans']} unreadable spans",
             }
         )
+    if inputs["conflicting_spans"]:
+        items.append(
+            {
+                "kind": "conflicting_spans",
+                "agent": None,
+                "value": inputs["conflicting_spans"],
+                "why": f"{_count(inputs['conflicting_spans'], 'span')} reusing the trace and span ids of another span with other "
+                "content (two processes wrote the same ids?): the first copy of each is counted, the others are not; e.g. trace "
+                f"{inputs['conflicting_span_examples'][0]['trace_id']} span {inputs['conflicting_span_examples'][0]['span_id']}",
+            }
+        )
     return items
 
 
@@ -281,6 +292,8 @@ def build_report(
         "spans": tally.spans,
         "bad_lines": tally.bad_lines,
         "duplicate_spans": tally.duplicate_spans,
+        "conflicting_spans": tally.conflicting_spans,
+        "conflicting_span_examples": [{"trace_id": t, "span_id": s} for t, s in tally.conflicting_examples],
         "bad_spans": tally.bad_spans,
         "problems": [{"file": file, "line": line, "error": error} for file, line, error in tally.bad_line_examples],
         "partial_tails": [{"file": f["path"], "bytes": f["partial_tail_bytes"]} for f in data.files if f.get("partial_tail_bytes")],

@@ -1,7 +1,9 @@
 """The hot loop: decoded OTLP requests in, per-agent tallies out, every span counted once.
 
-For each span: drop it if its (traceId, spanId) was seen before (exporter retries), apply the
-``--since``/``--until`` window, then classify it by ``gen_ai.operation.name``:
+For each span: drop it if its (traceId, spanId) was seen before, counted as an exact duplicate (an
+exporter retry: the same content) or as a conflicting one (other content: the first copy is kept; see
+``fingerprints.content_check``), apply the ``--since``/``--until`` window, then classify it by
+``gen_ai.operation.name``:
 
 * ``invoke_agent``: a run's root span: outcome, latency, kill reason, failing/slowest runs, its
   ``alpha.signal`` / ``alpha.signal.invalid`` events, and the run totals it carries;
@@ -59,7 +61,16 @@ from meta_supervisor.aggregates import (
     push_top,
 )
 from meta_supervisor.alpha_events import AlphaEvents
-from meta_supervisor.fingerprints import _K_SPAN, _K_TRACE, _K_TRACE_HIGH, MASK64, FingerprintMap, FingerprintSet, span_fingerprint
+from meta_supervisor.fingerprints import (
+    _K_SPAN,
+    _K_TRACE,
+    _K_TRACE_HIGH,
+    ID_MASK,
+    MASK64,
+    FingerprintMap,
+    FingerprintSet,
+    span_fingerprint,
+)
 from meta_supervisor.otlp_schema import (
     MAX_TIME_NS,
     AnyValue,
@@ -174,7 +185,8 @@ class SpanAggregator(RunJoin, AlphaEvents):
     def is_empty(self) -> bool:
         """Nothing read yet (no saved state loaded either)."""
         inputs = self.inputs
-        return not (self.seen.count or self.closed_runs.count or self.pending or self.agents or inputs.spans or inputs.duplicate_spans)
+        copies = inputs.duplicate_spans or inputs.conflicting_spans
+        return not (self.seen.count or self.closed_runs.count or self.pending or self.agents or inputs.spans or copies)
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -212,32 +224,45 @@ class SpanAggregator(RunJoin, AlphaEvents):
                 # so that a repeated line cannot count it twice.
                 inputs.spans_without_id += 1
                 fp = span_fingerprint("\x00no-id", msgspec.json.encode(span).decode("utf-8", "replace"))
-            if fp:
-                i = fp % size
-                while True:
-                    value = slots[i]
-                    if value == 0:
-                        slots[i] = fp
-                        count += 1
-                        seen.count = count
-                        if count > limit:
-                            seen._grow()
-                            slots, size, limit = seen.slots, seen.size, seen.limit
-                        break
-                    if value == fp:
-                        break
-                    i += 1
-                    if i == size:
-                        i = 0
-                if value == fp:
-                    inputs.duplicate_spans += 1
-                    continue
             try:
                 start = int(span.startTimeUnixNano)
             except ValueError:
                 start = 0
             if start > MAX_TIME_NS:  # beyond fixed64 nanoseconds: not a time
                 start = 0
+            try:
+                end = int(span.endTimeUnixNano)
+            except ValueError:
+                end = 0
+            if end > MAX_TIME_NS:
+                end = 0
+            # content_check() and span_entry() inlined
+            status = span.status
+            code, message = (-1, 0) if status is None else (status.code, len(status.message))
+            check = hash((start, end, code, message, len(span.name), len(span.attributes), len(span.events))) >> 56 & 255
+            entry = (fp & ID_MASK or 256) | check
+            i = (entry >> 8) % size
+            while True:
+                value = slots[i]
+                if value == 0:
+                    slots[i] = entry
+                    count += 1
+                    seen.count = count
+                    if count > limit:
+                        seen._grow()
+                        slots, size, limit = seen.slots, seen.size, seen.limit
+                    break
+                if value ^ entry < 256:  # the same id part
+                    break
+                i += 1
+                if i == size:
+                    i = 0
+            if value:
+                if value == entry:
+                    inputs.duplicate_spans += 1
+                else:
+                    inputs.add_conflicting_span(trace_id, span_id)  # the first copy is kept
+                continue
             if windowed and not self._in_window(start):
                 inputs.outside_window += 1
                 continue
@@ -248,7 +273,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
             if operation == _CHAT:
                 self._llm_span(span, attrs, start, simulated)
             elif operation == _INVOKE_AGENT:
-                self._run_span(span, attrs, start, fp, process)
+                self._run_span(span, attrs, start, end, fp, process)
             elif span.name.startswith(_SUPERVISOR_PREFIX):
                 inputs.supervisor_spans += 1  # a decision about an agent, not one of its spans
             else:
@@ -292,7 +317,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
 
     # --- run (root) spans -------------------------------------------------------------------------
 
-    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int, fp: int, process: tuple) -> None:
+    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int, end: int, fp: int, process: tuple) -> None:
         value = attrs.get(_AGENT)
         agent = value.stringValue if value is not None else None
         if not agent:
@@ -328,12 +353,6 @@ class SpanAggregator(RunJoin, AlphaEvents):
                 error_type = as_str(attrs.get(semconv.ERROR_TYPE)) or ""
                 message = status.message if status is not None else ""
                 push_top(tally.failing, (start, span.traceId, label(run_id, ""), label(error_type, ""), label(message, "", 300)))
-            try:
-                end = int(span.endTimeUnixNano)
-            except ValueError:
-                end = 0
-            if end > MAX_TIME_NS:
-                end = 0
             if start > 0 and start <= end <= start + MAX_LATENCY_NS:
                 latency = end - start
                 tally.latencies_ns.append(latency)

@@ -44,6 +44,7 @@ from meta_supervisor.otlp_schema import Event, ResourceKeyValue, Span, request_d
 from meta_supervisor.span_aggregator import SpanAggregator, resource_facts
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark: skipped at the start of a line (tools on Windows write one)
 BLOCK_SIZE = 2 << 20
 from meta_supervisor.trace_files import (  # noqa: E402
     ENV_MAX_LINE,
@@ -58,6 +59,11 @@ FORMAT_ZSTD_JSON_LINES = "zstd+json-lines"
 FORMAT_ZSTD_FRAMED = "zstd+framed"
 
 Progress = Callable[[int], None]  # called with the number of new bytes read
+
+
+def without_bom(data):
+    """``data`` without a UTF-8 byte order mark at its start (a line's JSON starts after it)."""
+    return data[3:] if data[:3] == BOM else data
 
 
 def plausible_frame(header: bytes, message: bytes) -> bool:
@@ -106,6 +112,7 @@ class RecordDecoder:
         self.request_decoder = request_decoder(aggregator.collect_signals)
 
     def json_record(self, data, number: int) -> None:
+        data = without_bom(data)
         try:
             request = self.request_decoder.decode(data)
         except msgspec.ValidationError:
@@ -289,7 +296,7 @@ def read_json_lines(
                 except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
                     if line[:1] == b"\0":
                         line = _after_nuls(decoder, line, number, start + consumed + pos)
-                    decoder.json_record(line, number)
+                    decoder.json_record(line, number)  # a line starting with a BOM too: it is read there
             pos = end + 1
         consumed += pos
         rest = filled - pos
@@ -304,7 +311,7 @@ def read_json_lines(
         filled = rest
     partial = 0
     if filled:
-        tail = bytes(view[:filled])
+        tail = without_bom(bytes(view[:filled]))
         try:
             request = decoder.request_decoder.decode(tail)
         except msgspec.ValidationError:

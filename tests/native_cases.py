@@ -407,6 +407,74 @@ def bench_like_mixture() -> list[str]:
     return lines_for(mixed_runs(80), per_line=16)
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+@canonical
+def byte_order_marks() -> list[bytes]:
+    """A UTF-8 byte order mark at the start of lines (and of the unterminated last one)."""
+    lines = [text.encode() for text in lines_for(mixed_runs(12), per_line=2)]
+    return [BOM + lines[0], *lines[1:3], BOM + lines[3], BOM + b"\n", BOM + b"  \n", *lines[4:-1], BOM + lines[-1].rstrip(b"\n")]
+
+
+def conflicting_copies(span: dict) -> list[dict]:
+    """``span`` again with its ids and other content: one change per copy, in each thing the content
+    check covers (``fingerprints.content_check``)."""
+    changes = [
+        lambda s: s.update(startTimeUnixNano=str(int(s["startTimeUnixNano"]) + 1)),
+        lambda s: s.update(endTimeUnixNano=str(int(s["endTimeUnixNano"]) + 1)),
+        lambda s: s.update(name=s["name"] + "é"),
+        lambda s: s.update(status={"code": 2}),
+        lambda s: s.update(status={"code": s.get("status", {}).get("code", 0), "message": "other"}),
+        lambda s: s["attributes"].append({"key": "extra", "value": {"intValue": "1"}}),
+        lambda s: s.update(events=[*s.get("events", []), {"name": "extra"}]),
+    ]
+    copies = []
+    for change in changes:
+        again = copy.deepcopy(span)
+        change(again)
+        copies.append(again)
+    return copies
+
+
+def conflicting_duplicates() -> list[str]:
+    """Spans again with the same ids: exact copies (retries) and copies with other content, in the
+    same line and in later lines (hostile: the core declines a conflicting copy)."""
+    llm, root = spans_of(Run("a", 1, llm=[Llm()], signals=[Signal("AAA", "up")]))
+    others = spans_of(Run("b", 2, llm=[Llm(), Llm(tokens_in=7)]))
+    lines = span_lines([llm, *conflicting_copies(llm)[:2], root], per_line=4)
+    lines += span_lines([*conflicting_copies(root), root, llm, *others, *conflicting_copies(others[1])], per_line=3)
+    return lines + lines[:1]  # and a whole line again: exact copies of the first copies
+
+
+@canonical
+def content_check_inputs(changed: bool = False) -> list[str]:
+    """What the content check reads, in odd forms (times as numbers, negative, beyond 64 bits, as
+    text Python's int() reads; status codes; names beyond ASCII): each span first, then an exact
+    copy, and (``changed``, hostile) a copy with its start time one later (the same time where both
+    read as 0)."""
+    forms = [
+        {"startTimeUnixNano": T0, "endTimeUnixNano": T0 + 5},
+        {"startTimeUnixNano": "-5", "endTimeUnixNano": -7},
+        {"startTimeUnixNano": str(2**64 + 3), "endTimeUnixNano": str(2**64 - 1)},
+        {"startTimeUnixNano": " 12", "endTimeUnixNano": "1_000"},
+        {"status": {"code": -3, "message": "ünïcödé"}},
+        {"status": {"code": 2**62}},
+        {"status": {}},
+        {"name": "名前" * 40},
+        {"name": ""},
+    ]
+    spans = []
+    for i, form in enumerate(forms):
+        span = other_span(300 + i, 1, f"form {i}", {S.GEN_AI_AGENT_NAME: "a"}, events=signal_events([("AAA", "up")]))
+        span.update(form)
+        later = copy.deepcopy(span)
+        start = later["startTimeUnixNano"]
+        later["startTimeUnixNano"] = start + 1 if isinstance(start, int) else str(int(start.strip().replace("_", "")) + 1)
+        spans += [span, copy.deepcopy(span), *([later] if changed else [])]
+    return span_lines(spans, per_line=4)
+
+
 # --- hostile inputs: decline or agree, never differ ---------------------------------------------------
 
 
@@ -730,4 +798,8 @@ def _set_signal_time(span: dict, value: Any) -> dict:
     return span
 
 
-HOSTILE = _hostile_cases()
+HOSTILE = {
+    **_hostile_cases(),
+    "conflicting_duplicates": conflicting_duplicates(),
+    "content_check_inputs_changed": content_check_inputs(changed=True),
+}

@@ -35,7 +35,7 @@ from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.conftest import count_merges_of
 from tests.fixtures.report.otlp_builder import MS, T0, Llm, Run, Signal, lines_for, request, spans_of
-from tests.native_cases import CANONICAL, DAY_NS, HOSTILE, dump, mixed_runs, other_span, span_lines, write
+from tests.native_cases import BOM, CANONICAL, DAY_NS, HOSTILE, dump, mixed_runs, other_span, span_lines, write
 
 PRICES = PriceTable.load()
 OPTIONS = (PRICES, None, None, True)
@@ -198,6 +198,12 @@ def test_canonical_cases_cover_what_they_claim(tmp_path: Path) -> None:
     assert seen["signals_missing_fields"]["agents"]["b"]["signals"]["unusable"] == 8
     assert any(len(name) == 200 for name in seen["long_names"]["agent_order"])
     assert seen["bad_durations_and_days"]["agents"]["b"]["bad_durations"] == 2
+    without_bom = [line.replace(BOM, b"") for line in CANONICAL["byte_order_marks"]()]
+    plain = snapshot(read_part_python(write(tmp_path, without_bom, "plain.jsonl"), 0, None, OPTIONS))
+    assert seen["byte_order_marks"]["inputs"] == plain["inputs"] and seen["byte_order_marks"]["agents"] == plain["agents"]
+    assert seen["byte_order_marks"]["consumed"] == plain["consumed"] + 5 * len(BOM) and seen["byte_order_marks"]["partial_tail"] == 0
+    counts = {key: seen["content_check_inputs"]["inputs"][key] for key in ("spans", "duplicate_spans", "conflicting_spans")}
+    assert counts == {"spans": 9, "duplicate_spans": 9, "conflicting_spans": 0}
 
 
 @pytest.mark.parametrize("profile", ["issue", "contract"])
@@ -229,7 +235,10 @@ OPTION_CASES = {
 @pytest.mark.parametrize("name", sorted(OPTION_CASES))
 def test_options(native, tmp_path: Path, name: str) -> None:
     # LLM spans start 1 ms after their root: a window edge at a root's start cuts runs in two
-    path = write(tmp_path, lines_for(mixed_runs(50), per_line=3) + CANONICAL["other_spans_with_alpha_events"]())
+    # without run 6: the other case has a run 6 of its own (its root again with other content would be
+    # a conflicting duplicate, which the core declines)
+    runs = [run for run in mixed_runs(50) if run.trace != 6]
+    path = write(tmp_path, lines_for(runs, per_line=3) + CANONICAL["other_spans_with_alpha_events"]())
     python = assert_taken_and_equal(path, options=OPTION_CASES[name])
     if name in ("since", "until", "window", "empty_window"):
         assert python["inputs"]["outside_window"] > 0
@@ -325,6 +334,12 @@ def test_hostile_cases_are_hostile(tmp_path: Path) -> None:
     assert read("zero_length_frames")["inputs"]["bad_lines"] == 1
     nul_prefixed = read("nul_prefixed_line")["inputs"]  # the NUL run is a bad line, the line after it is read
     assert nul_prefixed["bad_lines"] == 1 and nul_prefixed["spans"] == read("nul_run_then_lines")["inputs"]["spans"]
+    inputs = read("conflicting_duplicates")["inputs"]
+    assert (inputs["spans"], inputs["duplicate_spans"], inputs["conflicting_spans"]) == (5, 4, 18)
+    assert len(inputs["conflicting_examples"]) == 3  # three spans have conflicting copies
+    inputs = read("content_check_inputs_changed")["inputs"]
+    # start times beyond 64 bits both read as 0: that span's later copy is exact
+    assert (inputs["spans"], inputs["duplicate_spans"], inputs["conflicting_spans"]) == (9, 10, 8)
 
 
 # --- property: mutated canonical lines are declined or read alike ----------------------------------------

@@ -6,6 +6,7 @@
 //! same `PartResult` as `parallel_build.read_part_python`. On input it does not read exactly as
 //! Python does, it returns the reason as a string instead, and the Python reader reads the part.
 
+mod content;
 mod events;
 mod part;
 mod schema;
@@ -33,6 +34,11 @@ fn decode(line: &[u8]) -> serde_json::Result<schema::Request<'_>> {
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(line), // the parser's own error, with its position and kind
     }
+}
+
+/// `trace_reader.without_bom`: a line's JSON starts after a UTF-8 byte order mark.
+fn without_bom(line: &[u8]) -> &[u8] {
+    line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line)
 }
 
 /// `bytes.strip()` of Python: ASCII whitespace.
@@ -97,7 +103,7 @@ fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progres
                 return part::decline("a line longer than the line cap");
             }
             if end > pos {
-                let line = &buf[pos..end];
+                let line = without_bom(&buf[pos..end]);
                 match decode(line) {
                     Ok(request) => {
                         if !request.resource_spans.is_empty() {
@@ -121,7 +127,7 @@ fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progres
     }
     let mut partial_tail = 0u64;
     if filled > 0 {
-        let tail = &buf[..filled];
+        let tail = without_bom(&buf[..filled]);
         match decode(tail) {
             Ok(request) => {
                 records += 1;
@@ -265,6 +271,7 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
     for (name, value) in [
         ("spans", i.spans),
         ("duplicate_spans", i.duplicate_spans),
+        ("conflicting_spans", 0),
         ("bad_lines", 0),
         ("bad_spans", 0),
         ("spans_without_id", 0),
@@ -276,6 +283,7 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
         inputs.set_item(name, value)?;
     }
     inputs.set_item("bad_line_examples", PyList::empty(py))?;
+    inputs.set_item("conflicting_examples", PyList::empty(py))?;
     inputs.set_item(
         "telemetry_losses",
         i.telemetry_losses

@@ -7,6 +7,7 @@
 //! construction. What cannot be reproduced cheaply (a table at its size limit whose overflow key
 //! changes type, spans without ids) makes the part `Decline`: the Python reader then reads it.
 
+use crate::content::{content_check, span_entry};
 use crate::schema::{AnyValue, KeyValue, Span};
 use crate::tables::{FpMap, FpSet, ModelRef, PairRef};
 use crate::tallies::{note_mismatch, push_top, Entry, Inputs, Process, Root, Store, Tally};
@@ -201,11 +202,17 @@ impl<'py, 't> Aggregator<'py, 't> {
                 return decline("a span without ids");
             }
             let fp = span_fingerprint(trace_id, span_id, &self.helpers)?;
-            if !self.seen.insert(fp)? {
-                self.inputs.duplicate_spans += 1;
-                continue;
-            }
             let start = time_of(&span.start, &self.helpers)?;
+            let end = time_of(&span.end, &self.helpers)?;
+            let entry = span_entry(fp, content_check(start, end, span));
+            match self.seen.insert(entry)? {
+                0 => {}
+                old if old == entry => {
+                    self.inputs.duplicate_spans += 1;
+                    continue;
+                }
+                _ => return decline("a span whose ids were seen with other content (the Python reader lists its ids)"),
+            }
             if windowed && !self.in_window(start) {
                 self.inputs.outside_window += 1;
                 continue;

@@ -1,9 +1,10 @@
 //! The loops of `meta_supervisor/fingerprints.py` over whole tables, worked on in place in the
-//! Python arrays (an array('Q') of slots, linear probing from fp % size, 0 empty, 1 deleted; the
+//! Python arrays (an array('Q') of slots, linear probing from fp % size, or from the id part of a
+//! span entry for the span set, 0 empty, 1 deleted; the
 //! caller makes room first, so no insert here fills a table beyond its load limit), and an in-place
 //! sort of an array('q'). Used when a part is merged and when latencies are sorted.
 
-use crate::tables::probe;
+use crate::tables::{probe, probe_entry};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 
@@ -19,30 +20,30 @@ fn readable<'a, T: pyo3::buffer::Element>(py: Python<'a>, buffer: &'a PyBuffer<T
         .ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("a contiguous buffer is needed"))
 }
 
-/// `FingerprintSet.first_present`: the index of the first of `fps` already in `slots`, or -1.
+/// `FingerprintSet.first_present`: the index of the first of `entries` whose id is already in
+/// `slots`, or -1.
 #[pyfunction]
-pub(crate) fn set_first_present(py: Python, slots: PyBuffer<u64>, fps: PyBuffer<u64>) -> PyResult<i64> {
+pub(crate) fn set_first_present(py: Python, slots: PyBuffer<u64>, entries: PyBuffer<u64>) -> PyResult<i64> {
     let slots = writable(py, &slots)?;
-    for (index, fp) in readable(py, &fps)?.iter().enumerate() {
-        let fp = fp.get();
-        if slots[probe(slots, fp)].get() == fp {
+    for (index, entry) in readable(py, &entries)?.iter().enumerate() {
+        if slots[probe_entry(slots, entry.get())].get() != 0 {
             return Ok(index as i64);
         }
     }
     Ok(-1)
 }
 
-/// `FingerprintSet.add_all`: add `fps` (none of them there yet) to the set's `slots`; returns how
-/// many were added.
+/// `FingerprintSet.add_all`: add `entries` (none of their ids there yet) to the set's `slots`;
+/// returns how many were added.
 #[pyfunction]
-pub(crate) fn set_add_all(py: Python, slots: PyBuffer<u64>, fps: PyBuffer<u64>) -> PyResult<usize> {
+pub(crate) fn set_add_all(py: Python, slots: PyBuffer<u64>, entries: PyBuffer<u64>) -> PyResult<usize> {
     let slots = writable(py, &slots)?;
     let mut added = 0;
-    for fp in readable(py, &fps)? {
-        let fp = fp.get();
-        let i = probe(slots, fp);
-        if slots[i].get() != fp {
-            slots[i].set(fp);
+    for entry in readable(py, &entries)? {
+        let entry = entry.get();
+        let i = probe_entry(slots, entry);
+        if slots[i].get() == 0 {
+            slots[i].set(entry);
             added += 1;
         }
     }
@@ -57,7 +58,7 @@ pub(crate) fn set_rehash(py: Python, old: PyBuffer<u64>, new: PyBuffer<u64>) -> 
     for value in readable(py, &old)? {
         let value = value.get();
         if value > 1 {
-            let i = probe(new, value);
+            let i = probe_entry(new, value);
             new[i].set(value);
             count += 1;
         }

@@ -7,6 +7,7 @@ use std::hash::Hash;
 use std::cell::Cell;
 
 const EMPTY: u64 = 0;
+use crate::content::{CHECK_BITS, CHECK_MASK};
 
 /// A table's slots: its own, or those of a Python `array` it works on in place (which cannot grow).
 pub enum Slots<'t, T> {
@@ -30,7 +31,7 @@ impl<T: Copy + Default> Slots<'_, T> {
 /// A table in a Python array is full: the part is declined (the array was sized for the file).
 pub struct Full;
 
-/// The span dedup set (`fingerprints.FingerprintSet`).
+/// The span dedup set (`fingerprints.FingerprintSet`): one entry per span id (`content::span_entry`).
 pub struct FpSet<'t> {
     slots: Slots<'t, u64>,
     count: usize,
@@ -52,19 +53,21 @@ impl<'t> FpSet<'t> {
         }
     }
 
-    /// True when `fp` was not in the set (it is now).
-    pub fn insert(&mut self, fp: u64) -> Result<bool, Full> {
+    /// `FingerprintSet.add`: 0 when `entry`'s id was not in the set (it is now), else the entry
+    /// already there.
+    pub fn insert(&mut self, entry: u64) -> Result<u64, Full> {
         let slots = self.slots.cells();
-        let i = probe(slots, fp);
-        if slots[i].get() == fp {
-            return Ok(false);
+        let i = probe_entry(slots, entry);
+        let value = slots[i].get();
+        if value != EMPTY {
+            return Ok(value);
         }
-        slots[i].set(fp);
+        slots[i].set(entry);
         self.count += 1;
         if self.count * 10 > slots.len() * 7 {
             self.grow()?;
         }
-        Ok(true)
+        Ok(EMPTY)
     }
 
     fn grow(&mut self) -> Result<(), Full> {
@@ -190,6 +193,23 @@ pub(crate) fn probe(keys: &[Cell<u64>], fp: u64) -> usize {
     loop {
         let value = keys[i].get();
         if value == fp || value == EMPTY {
+            return i;
+        }
+        i += 1;
+        if i == size {
+            i = 0;
+        }
+    }
+}
+
+/// Where the entry of `entry`'s id is in `slots`, or the empty slot where it would go: linear
+/// probing from `id part % size` (`FingerprintSet._slot`).
+pub(crate) fn probe_entry(slots: &[Cell<u64>], entry: u64) -> usize {
+    let size = slots.len();
+    let mut i = ((entry >> CHECK_BITS) % size as u64) as usize;
+    loop {
+        let value = slots[i].get();
+        if value == EMPTY || value ^ entry <= CHECK_MASK {
             return i;
         }
         i += 1;
