@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from services.pricing import format_usd
+
 PALETTE = ("#3b6ea5", "#c0504d", "#5a8f5a", "#8064a2", "#d08c2b", "#4bacc6", "#7f7f7f", "#a05a2c")
 CELL_CHARS = 80  # escaped characters in a Markdown table cell
 _XS = "cross-sectional IC"
@@ -32,10 +34,6 @@ def _num(value: Any, digits: int = 3) -> str:
 
 def _pct(value: Any, digits: int = 1) -> str:
     return "–" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def _money(value: Any) -> str:
-    return "–" if value is None else f"${value:,.4f}"
 
 
 def _ic(summary: Mapping[str, Any]) -> str:
@@ -91,9 +89,9 @@ def _cost_rows(section: Mapping[str, Any]) -> list[list[str]]:
         rows.append(
             [
                 agent,
-                _money(c["cost_usd"]),
+                format_usd(c["cost_usd"]),
                 str(c["scored_signals"]),
-                _money(c["cost_per_scored_signal_usd"]),
+                format_usd(c["cost_per_scored_signal_usd"]),
                 f"{_num(c['ic'])} ({kind})",
                 per_dollar,
             ]

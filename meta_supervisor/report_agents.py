@@ -36,6 +36,7 @@ from meta_supervisor.aggregates import (
     note_mismatch,
 )
 from otel.redaction import redact
+from services.pricing import format_usd
 
 TOP_REASONS = 20
 
@@ -103,6 +104,24 @@ def jaeger_link(base_url: str, trace_id: str) -> str:
 
 def rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 6)
+
+
+def priced_sum(costs: Iterable[float | None]) -> float | None:
+    """The sum of the costs that were priced; ``None`` when none was (never a $0 for unpriced calls)."""
+    priced = [cost for cost in costs if cost is not None]
+    return usd(sum(priced)) if priced else None
+
+
+def cost_text(figures: Mapping[str, Any]) -> str:
+    """An agent's (or the fleet's) LLM cost as the pages show it: the priced cost
+    (``services.pricing.format_usd``), then what it leaves out, "unpriced (model, ...)" and
+    "simulated, not priced"; "–" without LLM calls. Plain text: the page escapes it."""
+    parts = [] if figures["cost_usd"] is None else [format_usd(figures["cost_usd"])]
+    if figures["unpriced_llm_calls"]:
+        parts.append(f"unpriced ({', '.join(figures['unpriced_models'])})")
+    if figures["simulated_llm_calls"]:
+        parts.append("simulated, not priced")
+    return " + ".join(parts) or "\u2013"
 
 
 # --- per agent --------------------------------------------------------------------------------------
@@ -204,7 +223,7 @@ def agent_report(
     unpriced_calls = sum(models[m]["calls"] - models[m]["simulated_calls"] for m in unpriced_models)
     tokens_in = sum(m["tokens_in"] for m in models.values())
     tokens_out = sum(m["tokens_out"] for m in models.values())
-    cost = usd(sum(m["cost_usd"] or 0.0 for m in models.values()))
+    cost = priced_sum(m["cost_usd"] for m in models.values())
     alpha_by_symbol: dict[str, dict[str, int]] = {}
     for (symbol, direction), count in sorted(tally.alpha.items()):
         alpha_by_symbol.setdefault(symbol, {})[direction] = count

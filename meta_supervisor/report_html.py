@@ -19,7 +19,9 @@ from html import escape
 from typing import Any
 
 from alpha.quality_render import bidi_visible
+from meta_supervisor.report_agents import cost_text
 from meta_supervisor.svg_charts import horizontal_bars, stacked_days
+from services.pricing import format_usd
 
 DASH = "\u2013"
 ELLIPSIS = "\u2026"
@@ -88,7 +90,7 @@ def _cards(report: dict[str, Any]) -> str:
         ("skipped (killed)", num(fleet["skipped_killed"])),
         ("LLM calls", num(fleet["llm_calls"])),
         ("tokens", num(fleet["tokens"])),
-        ("LLM cost", f"${fleet['cost_usd']:,.4f}"),
+        ("LLM cost", cost_text(fleet)),
         ("alpha signals", num(fleet["alpha_signals"])),
     ]
     return '<div class="cards">' + "".join(f'<div class="card"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for k, v in cards) + "</div>"
@@ -123,7 +125,7 @@ def _charts(report: dict[str, Any]) -> str:
         ((name, a["p95_latency_ms"]) for name, a in agents.items() if a["p95_latency_ms"] is not None), key=lambda item: (-item[1], item[0])
     )[:CHART_AGENTS]
     days = [(row["date"], row["runs"] - row["errors"], row["errors"]) for row in report["days"] if row["runs"] or row["errors"]]
-    cost_chart = horizontal_bars("LLM cost per agent", by_cost, lambda v: f"${v:,.4f}", empty="no priced LLM calls")
+    cost_chart = horizontal_bars("LLM cost per agent", by_cost, format_usd, empty="no priced LLM calls")
     p95_chart = horizontal_bars("p95 latency per agent", by_p95, lambda v: f"{v:,.1f} ms", color="#5a8f5a")
     return (
         '<div class="charts">'
@@ -148,11 +150,11 @@ def _attention(report: dict[str, Any]) -> str:
 
 
 def _agent_table(report: dict[str, Any]) -> str:
-    agents = sorted(report["agents"].items(), key=lambda item: (-item[1]["cost_usd"], -item[1]["runs"], item[0]))
+    agents = sorted(report["agents"].items(), key=lambda item: (-(item[1]["cost_usd"] or 0.0), -item[1]["runs"], item[0]))
     head = (
         "<tr><th>agent</th><th class=n>runs</th><th class=n>errors</th><th class=n>error rate</th><th class=n>killed runs</th>"
         "<th class=n>p50 ms</th><th class=n>p95 ms</th><th class=n>p99 ms</th><th class=n>max ms</th><th class=n>LLM calls</th>"
-        "<th class=n>tokens in / out</th><th class=n>cost USD</th><th class=n>signals</th><th>kill switch</th></tr>"
+        "<th class=n>tokens in / out</th><th class=n>LLM cost</th><th class=n>signals</th><th>kill switch</th></tr>"
     )
     rows = []
     for name, a in agents[:TABLE_AGENTS]:
@@ -168,7 +170,7 @@ def _agent_table(report: dict[str, Any]) -> str:
             f"<td class=n>{num(a['p50_latency_ms'], 1)}</td><td class=n>{num(a['p95_latency_ms'], 1)}</td>"
             f"<td class=n>{num(a['p99_latency_ms'], 1)}</td><td class=n>{num(a['max_latency_ms'], 1)}</td>"
             f"<td class=n>{num(a['llm_calls'])}</td>"
-            f"<td class=n>{num(a['tokens_in'])} / {num(a['tokens_out'])}</td><td class=n>{a['cost_usd']:,.4f}</td>"
+            f"<td class=n>{num(a['tokens_in'])} / {num(a['tokens_out'])}</td><td class=n>{esc(cost_text(a))}</td>"
             f"<td class=n>{num(a['alpha_signals'])}</td><td>{state}</td></tr>"
         )
     more = f'<p class="muted">{len(agents) - TABLE_AGENTS} more agents in meta_report.json.</p>' if len(agents) > TABLE_AGENTS else ""
@@ -187,7 +189,7 @@ def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozen
 
 def _agent_details(name: str, a: dict[str, Any]) -> str:
     models = _table(
-        ["model", "calls", "simulated", "errors", "tokens in", "cached", "tokens out", "cost USD"],
+        ["model", "calls", "simulated", "errors", "tokens in", "cached", "tokens out", "cost"],
         [
             [
                 esc(model),
@@ -197,7 +199,7 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
                 num(m["tokens_in"]),
                 num(m["tokens_cached"]),
                 num(m["tokens_out"]),
-                ("unpriced" if m["priced"] is False else "\u2013" if m["cost_usd"] is None else f"{m['cost_usd']:,.6f}"),
+                "unpriced" if m["priced"] is False else format_usd(m["cost_usd"], "simulated, not priced"),
             ]
             for model, m in a["models"].items()
         ],

@@ -23,6 +23,7 @@ from typing import Any
 
 from alpha.quality_render import md_escape
 from meta_supervisor.md_budget import ELLIPSIS, REST_IN, Section, fit_page
+from meta_supervisor.report_agents import cost_text
 
 MAX_ATTENTION_ITEMS = 15
 MAX_AGENT_ROWS = 40
@@ -70,7 +71,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append(
         f"**{fleet['agents']} agents \u00b7 {_num(fleet['runs'])} runs \u00b7 {_num(fleet['errors'])} errors "
         f"({_pct(fleet['error_rate'])}) \u00b7 {_num(fleet['skipped_killed'])} skipped (killed) \u00b7 "
-        f"${fleet['cost_usd']:,.4f} LLM cost \u00b7 {_num(fleet['alpha_signals'])} alpha signals** "
+        f"LLM cost {md_text(cost_text(fleet), 200)} \u00b7 {_num(fleet['alpha_signals'])} alpha signals** "
         f"({span})"
     )
     extras = []
@@ -110,17 +111,17 @@ def _agents(report: dict[str, Any]) -> Section:
         return Section("agents", ["### Agents", "No agent runs in the input.", ""], [], "agents")
     head = [
         "### Agents",
-        "| agent | runs | errors | error rate | p50 ms | p95 ms | LLM calls | tokens | cost USD | signals | killed |",
+        "| agent | runs | errors | error rate | p50 ms | p95 ms | LLM calls | tokens | LLM cost | signals | killed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     rows = []
-    ordered = sorted(agents.items(), key=lambda item: (-item[1]["cost_usd"], -item[1]["runs"], item[0]))
+    ordered = sorted(agents.items(), key=lambda item: (-(item[1]["cost_usd"] or 0.0), -item[1]["runs"], item[0]))
     for name, agent in ordered[:MAX_AGENT_ROWS]:
         killed = "unknown" if agent["killed"] is None else ("**yes**: " + md_text(agent["kill_reason"], 60) if agent["killed"] else "no")
         rows.append(
             f"| {md_text(name, 60)} | {_num(agent['runs'])} | {_num(agent['errors'])} | {_pct(agent['error_rate'])} | "
             f"{_num(agent['p50_latency_ms'], 1)} | {_num(agent['p95_latency_ms'], 1)} | {_num(agent['llm_calls'])} | "
-            f"{_num(agent['tokens'])} | {agent['cost_usd']:,.4f} | {_num(agent['alpha_signals'])} | {killed} |"
+            f"{_num(agent['tokens'])} | {md_text(cost_text(agent), 80)} | {_num(agent['alpha_signals'])} | {killed} |"
         )
     return Section("agents", head, rows, "agents", len(agents), [""])
 

@@ -33,6 +33,7 @@ from meta_supervisor.aggregates import (
 )
 from meta_supervisor.report_agents import (  # the number helpers are re-exported from here
     agent_report,
+    cost_text,
     is_killed,
     iso_day,
     iso_time,
@@ -40,6 +41,7 @@ from meta_supervisor.report_agents import (  # the number helpers are re-exporte
     latency_summary,
     ms,
     percentile,
+    priced_sum,
     rate,
     url_segment,
     usd,
@@ -121,7 +123,8 @@ def _needs_attention(
 
     found = top("cost_usd")
     if found:
-        items.append({"kind": "highest_cost", "agent": found[0], "value": found[1], "why": f"highest LLM cost: ${found[1]:.4f}"})
+        why = f"highest LLM cost: {cost_text(agents[found[0]])}"
+        items.append({"kind": "highest_cost", "agent": found[0], "value": found[1], "why": why})
     found = top("error_rate")
     if found:
         items.append({"kind": "highest_error_rate", "agent": found[0], "value": found[1], "why": f"highest error rate: {found[1]:.1%}"})
@@ -338,7 +341,7 @@ def _fleet(agents: dict[str, dict[str, Any]], latencies: Iterable[Mapping[str, A
     for key in _SUMMED:
         fleet[key] = sum(report[key] for report in agents.values())
     fleet["error_rate"] = rate(fleet["errors"], fleet["runs"])
-    fleet["cost_usd"] = usd(sum(report["cost_usd"] for report in agents.values()))
+    fleet["cost_usd"] = priced_sum(report["cost_usd"] for report in agents.values())
     fleet["llm_simulated"] = fleet["simulated_llm_calls"] > 0
     fleet["unpriced_models"] = sorted({m for report in agents.values() for m in report["unpriced_models"]})
     summaries = [summary for summary in latencies if summary["count"]]

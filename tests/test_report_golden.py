@@ -161,7 +161,7 @@ def test_simulated_calls_are_counted_labelled_and_never_priced(report: dict) -> 
     beta = report["agents"]["beta"]
     assert beta["llm_calls"] == 1
     assert beta["simulated_llm_calls"] == 1
-    assert beta["cost_usd"] == 0.0
+    assert beta["cost_usd"] is None  # nothing priced: null, never $0
     assert beta["unpriced_llm_calls"] == 0
     assert beta["models"]["sim-model"]["simulated_calls"] == 1
     assert beta["killed"] is False
