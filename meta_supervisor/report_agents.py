@@ -106,6 +106,15 @@ def rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 6)
 
 
+def error_text(run: Mapping[str, Any]) -> str:
+    """A failing run's error as the pages show it: ``RuntimeError: boom``, its type said once (the
+    status message of an exception recorded by the SDK starts with the type already)."""
+    error_type, message = run["error_type"] or "", run["message"] or ""
+    if not error_type or message.startswith(error_type):
+        return message or error_type
+    return f"{error_type}: {message}" if message else error_type
+
+
 def priced_sum(costs: Iterable[float | None]) -> float | None:
     """The sum of the costs that were priced; ``None`` when none was (never a $0 for unpriced calls)."""
     priced = [cost for cost in costs if cost is not None]

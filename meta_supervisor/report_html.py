@@ -1,14 +1,14 @@
 """``meta_report.html``: one self-contained page (inline CSS and SVG, no scripts, no external assets).
 
-Charts: cost per agent, p95 latency per agent, runs and errors per day; then the needs-attention
-list, the alpha-quality section (``alpha.quality_render``: tables and inline SVG charts of IC by
-horizon per agent and the calibration curve), the supervisor's decisions beside the kill-switch
-entries (``meta_supervisor.audit``), the agent table, per-agent details (models, signals, slowest
-and failing runs with Jaeger links, consistency) and the inputs. Every string from the report goes through ``html.escape`` (agent names,
-messages, models, symbols, file names come from span data), and links are emitted only for http(s)
-URLs, so an agent named ``<script>alert(1)</script>`` is shown as text; bidirectional controls are
-shown as ``[U+202E]`` (``alpha.quality_render.bidi_visible``), so no text displays in another order
-than it is written.
+In the Markdown's order: the needs-attention list, the agent table, then charts (cost per agent,
+p95 latency per agent, runs and errors per day), the alpha-quality section (``alpha.quality_render``:
+tables and inline SVG charts of IC by horizon per agent and the calibration curve), the supervisor's
+decisions beside the kill-switch entries (``meta_supervisor.audit``), per-agent details (models,
+signals, slowest and failing runs with Jaeger links, consistency) and the inputs. Every string from
+the report goes through ``html.escape`` (agent names, messages, models, symbols, file names come from
+span data), and links are emitted only for http(s) URLs, so an agent named
+``<script>alert(1)</script>`` is shown as text; bidirectional controls are shown as ``[U+202E]``
+(``alpha.quality_render.bidi_visible``), so no text displays in another order than it is written.
 
 Reads no environment variables.
 """
@@ -19,7 +19,7 @@ from html import escape
 from typing import Any
 
 from alpha.quality_render import bidi_visible
-from meta_supervisor.report_agents import cost_text
+from meta_supervisor.report_agents import cost_text, error_text
 from meta_supervisor.svg_charts import horizontal_bars, stacked_days
 from services.pricing import format_usd
 
@@ -154,7 +154,7 @@ def _agent_table(report: dict[str, Any]) -> str:
     head = (
         "<tr><th>agent</th><th class=n>runs</th><th class=n>errors</th><th class=n>error rate</th><th class=n>killed runs</th>"
         "<th class=n>p50 ms</th><th class=n>p95 ms</th><th class=n>p99 ms</th><th class=n>max ms</th><th class=n>LLM calls</th>"
-        "<th class=n>tokens in / out</th><th class=n>LLM cost</th><th class=n>signals</th><th>kill switch</th></tr>"
+        "<th class=n>tokens in / out</th><th class=n>LLM cost</th><th class=n>signals</th><th class=n>invalid</th><th>kill switch</th></tr>"
     )
     rows = []
     for name, a in agents[:TABLE_AGENTS]:
@@ -171,7 +171,7 @@ def _agent_table(report: dict[str, Any]) -> str:
             f"<td class=n>{num(a['p99_latency_ms'], 1)}</td><td class=n>{num(a['max_latency_ms'], 1)}</td>"
             f"<td class=n>{num(a['llm_calls'])}</td>"
             f"<td class=n>{num(a['tokens_in'])} / {num(a['tokens_out'])}</td><td class=n>{esc(cost_text(a))}</td>"
-            f"<td class=n>{num(a['alpha_signals'])}</td><td>{state}</td></tr>"
+            f"<td class=n>{num(a['alpha_signals'])}</td><td class=n>{num(a['invalid_signals'])}</td><td>{state}</td></tr>"
         )
     more = f'<p class="muted">{len(agents) - TABLE_AGENTS} more agents in meta_report.json.</p>' if len(agents) > TABLE_AGENTS else ""
     return f"<table>{head}{''.join(rows)}</table>{more}"
@@ -221,8 +221,8 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
         {2},
     )
     failing = _table(
-        ["trace", "error type", "message", "started"],
-        [[link(r["jaeger_url"], r["trace_id"]), esc(r["error_type"]), esc(r["message"]), esc(r["started_at"])] for r in a["failing_runs"]],
+        ["trace", "error", "started"],
+        [[link(r["jaeger_url"], r["trace_id"]), esc(error_text(r)), esc(r["started_at"])] for r in a["failing_runs"]],
     )
     c = a["consistency"]
     consistency = (
@@ -276,7 +276,7 @@ def _alpha_quality(report: dict[str, Any]) -> str:
 
     shown, left_out = trimmed_alpha(section, ALPHA_AGENTS, ALPHA_SYMBOLS)
     notes = [esc(note) for note in alpha_notes(section["unusable_signals"], left_out, "meta_report.json")]
-    notes.append(f"Prices: {esc(section['market_data'])}.")
+    notes.append(f"Market data (what the signals are scored against): {esc(section['market_data'])}.")
     return render_alpha(shown) + "".join(f'<p class="muted">{note}</p>' for note in notes)
 
 
@@ -306,13 +306,13 @@ def render_html(report: dict[str, Any]) -> str:
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
         f"<title>alphatrace meta report {esc(report['generated_at'])}</title><style>{CSS}</style></head><body><main>"
         f'<h1>alphatrace meta report</h1><p class="muted">generated {esc(report["generated_at"])} \u00b7 {esc(span)} \u00b7 '
-        f"prices {esc(report['prices']['version'])} \u00b7 schema {esc(report['schema_version'])}</p>"
+        f"LLM prices {esc(report['prices']['version'])} \u00b7 schema {esc(report['schema_version'])}</p>"
         f"{_cards(report)}{_notes(report)}"
         f"<h2>Needs attention</h2>{_attention(report)}"
+        f"<h2>Agents</h2>{_agent_table(report)}"
         f"<h2>Charts</h2>{_charts(report)}"
         f"{_alpha_quality(report)}"
         f"{_supervisor(report)}"
-        f"<h2>Agents</h2>{_agent_table(report)}"
         f"<h2>Agent details</h2>{details or '<p class=muted>No agents.</p>'}"
         f"<h2>Inputs</h2>{_inputs(report)}"
         "</main></body></html>\n"

@@ -23,7 +23,7 @@ from typing import Any
 
 from alpha.quality_render import md_escape
 from meta_supervisor.md_budget import ELLIPSIS, REST_IN, Section, fit_page
-from meta_supervisor.report_agents import cost_text
+from meta_supervisor.report_agents import cost_text, error_text
 
 MAX_ATTENTION_ITEMS = 15
 MAX_AGENT_ROWS = 40
@@ -111,8 +111,9 @@ def _agents(report: dict[str, Any]) -> Section:
         return Section("agents", ["### Agents", "No agent runs in the input.", ""], [], "agents")
     head = [
         "### Agents",
-        "| agent | runs | errors | error rate | p50 ms | p95 ms | LLM calls | tokens | LLM cost | signals | killed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| agent | runs | errors | error rate | p50 ms | p95 ms | p99 ms | max ms | LLM calls | tokens | LLM cost "
+        "| signals | invalid | killed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     rows = []
     ordered = sorted(agents.items(), key=lambda item: (-(item[1]["cost_usd"] or 0.0), -item[1]["runs"], item[0]))
@@ -120,8 +121,9 @@ def _agents(report: dict[str, Any]) -> Section:
         killed = "unknown" if agent["killed"] is None else ("**yes**: " + md_text(agent["kill_reason"], 60) if agent["killed"] else "no")
         rows.append(
             f"| {md_text(name, 60)} | {_num(agent['runs'])} | {_num(agent['errors'])} | {_pct(agent['error_rate'])} | "
-            f"{_num(agent['p50_latency_ms'], 1)} | {_num(agent['p95_latency_ms'], 1)} | {_num(agent['llm_calls'])} | "
-            f"{_num(agent['tokens'])} | {md_text(cost_text(agent), 80)} | {_num(agent['alpha_signals'])} | {killed} |"
+            f"{_num(agent['p50_latency_ms'], 1)} | {_num(agent['p95_latency_ms'], 1)} | {_num(agent['p99_latency_ms'], 1)} | "
+            f"{_num(agent['max_latency_ms'], 1)} | {_num(agent['llm_calls'])} | {_num(agent['tokens'])} | "
+            f"{md_text(cost_text(agent), 80)} | {_num(agent['alpha_signals'])} | {_num(agent['invalid_signals'])} | {killed} |"
         )
     return Section("agents", head, rows, "agents", len(agents), [""])
 
@@ -136,8 +138,7 @@ def _runs(report: dict[str, Any]) -> Section | None:
             continue
         for run in failing:
             links.append(
-                f"- {md_text(name, 60)} failed: {_link(md_text(run['trace_id'], 40), run['jaeger_url'])} "
-                f"{md_text(run['error_type'], 60)} {md_text(run['message'], 100)}"
+                f"- {md_text(name, 60)} failed: {_link(md_text(run['trace_id'], 40), run['jaeger_url'])} {md_text(error_text(run), 160)}"
             )
         for run in slowest:
             links.append(

@@ -33,7 +33,6 @@ from meta_supervisor.aggregates import (
 )
 from meta_supervisor.report_agents import (  # the number helpers are re-exported from here
     agent_report,
-    cost_text,
     is_killed,
     iso_day,
     iso_time,
@@ -47,6 +46,8 @@ from meta_supervisor.report_agents import (  # the number helpers are re-exporte
     usd,
 )
 from meta_supervisor.report_alpha import AuditState, alpha_quality_section, supervisor_section
+from meta_supervisor.report_attention import count_of as _count
+from meta_supervisor.report_attention import threshold_items
 
 SCHEMA_VERSION = 1
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
@@ -112,25 +113,7 @@ def _pending_by_agent(pending: Mapping[str, list]) -> tuple[dict[str, int], dict
 def _needs_attention(
     agents: dict[str, dict[str, Any]], inputs: dict[str, Any], kill: KillSwitchState, supervisor: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-
-    def top(key: str):
-        candidates = [(report[key], name) for name, report in agents.items() if report[key]]
-        if not candidates:
-            return None
-        value, name = min(candidates, key=lambda item: (-item[0], item[1]))  # ties: first name
-        return name, value
-
-    found = top("cost_usd")
-    if found:
-        why = f"highest LLM cost: {cost_text(agents[found[0]])}"
-        items.append({"kind": "highest_cost", "agent": found[0], "value": found[1], "why": why})
-    found = top("error_rate")
-    if found:
-        items.append({"kind": "highest_error_rate", "agent": found[0], "value": found[1], "why": f"highest error rate: {found[1]:.1%}"})
-    found = top("p95_latency_ms")
-    if found:
-        items.append({"kind": "slowest_p95", "agent": found[0], "value": found[1], "why": f"slowest p95 latency: {found[1]:.1f} ms"})
+    items = threshold_items(agents)
     for name, report in agents.items():
         if report["killed"]:
             items.append({"kind": "killed", "agent": name, "value": None, "why": f"killed: {report['kill_reason'] or 'no reason given'}"})
@@ -151,7 +134,7 @@ def _needs_attention(
                     "kind": "unpriced",
                     "agent": name,
                     "value": report["unpriced_llm_calls"],
-                    "why": f"{_count(report['unpriced_llm_calls'], 'LLM call')} with no price ({models})",
+                    "why": f"{_count(report['unpriced_llm_calls'], 'LLM call')} unpriced ({models}): not in the cost",
                 }
             )
     for name, decision in supervisor["agents"].items():
@@ -219,10 +202,6 @@ def telemetry_losses(by_process: Mapping[tuple, list[int]]) -> dict[str, Any]:
             for _, service, instance, dropped, failed in lossy[:MAX_LOSS_PROCESSES]
         ],
     }
-
-
-def _count(number: int, noun: str, plural: str | None = None) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {plural or noun + 's'}"
 
 
 def report_day(now: dt.datetime) -> dt.date:

@@ -85,3 +85,61 @@ def test_a_tiny_real_cost_is_shown_with_its_digits(tmp_path: Path) -> None:
     assert "\\$0.00000210" in md_row(md, "cheap")
     assert "$0.00000210" in page
     assert "0.0000<" not in page and "$0.0000 " not in md
+
+
+# --- needs attention: thresholds, invalid signals, agents returning nothing; the pages' tables -------------
+
+
+def test_needs_attention_lists_only_what_crosses_a_threshold(tmp_path: Path) -> None:
+    runs = [Run("fast", t, start_ms=t * 1000, duration_ms=47, signals=[("SPX", "up")]) for t in range(1, 5)]
+    report, md, page = build(tmp_path, "".join(lines_for(runs)))
+    assert report["agents"]["fast"]["p95_latency_ms"] == 47.0
+    assert report["needs_attention"] == []
+    assert "### Needs attention\n- nothing" in md
+    assert "Nothing needs attention." in page
+
+
+def test_a_slow_failing_agent_is_flagged_with_its_threshold(tmp_path: Path) -> None:
+    runs = [Run("slow", t, start_ms=t * 1000, duration_ms=40_000, signals=[("SPX", "up")]) for t in range(1, 4)]
+    runs.append(Run("slow", 9, start_ms=9000, duration_ms=40_000, outcome="error", error_type="RuntimeError", message="x"))
+    report, md, _ = build(tmp_path, "".join(lines_for(runs)))
+    items = {item["kind"]: item for item in report["needs_attention"]}
+    assert items["slowest_p95"]["threshold"] == 30_000.0 and items["slowest_p95"]["value"] == 40_000.0
+    assert items["highest_error_rate"]["value"] == 0.25
+    assert "slowest p95 latency: 40,000.0 ms (above 30,000 ms)" in md
+    assert "highest error rate: 25.0% (above 5.0%)" in md
+
+
+def test_invalid_signals_and_agents_returning_nothing_are_on_the_pages(tmp_path: Path) -> None:
+    report, md, page = build(tmp_path, small_input())
+    kinds = {(item["kind"], item["agent"]) for item in report["needs_attention"]}
+    assert ("invalid_signals", "alpha") in kinds  # 1 of 4 emitted signals was invalid
+    assert ("no_signals", "beta") in kinds  # a successful run, no signal
+    assert "**alpha**: 1 invalid alpha signal of 4 (25.0%); most often: prob\\_up outside \\[0, 1\\]" in md
+    assert "**beta**: 1 successful run and no valid alpha signal" in md
+    header = md_row(md, "agent")
+    assert "| signals | invalid |" in header and "| p99 ms | max ms |" in header
+    cells = [cell.strip() for cell in md_row(md, "alpha").split("|")]
+    columns = [cell.strip() for cell in header.split("|")]
+    assert cells[columns.index("invalid")] == "1" and cells[columns.index("p99 ms")] == "298.0"
+    assert cells[columns.index("max ms")] == "300.0"
+    assert "<th class=n>invalid</th>" in page
+
+
+def test_a_failing_run_names_its_error_type_once(tmp_path: Path) -> None:
+    runs = [
+        Run("a", 1, outcome="error", error_type="RuntimeError", message="RuntimeError: boom"),
+        Run("b", 2, outcome="error", error_type="ValueError", message="bad value"),
+    ]
+    _, md, page = build(tmp_path, "".join(lines_for(runs)))
+    assert "RuntimeError: boom" in md and "RuntimeError RuntimeError" not in md
+    assert "ValueError: bad value" in md
+    assert "<td>RuntimeError: boom</td>" in page and "<td>ValueError: bad value</td>" in page
+
+
+def test_the_html_puts_agents_first_and_prices_means_one_thing(tmp_path: Path) -> None:
+    _, _, page = build(tmp_path, small_input())
+    assert page.index("<h2>Needs attention</h2>") < page.index("<h2>Agents</h2>") < page.index("<h2>Charts</h2>")
+    assert page.index("<h2>Agents</h2>") < page.index('<section class="alpha-quality">')
+    assert "LLM prices " in page and "Prices:" not in page
+    assert "Market data (what the signals are scored against):" in page
