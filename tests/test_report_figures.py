@@ -143,3 +143,22 @@ def test_the_html_puts_agents_first_and_prices_means_one_thing(tmp_path: Path) -
     assert page.index("<h2>Agents</h2>") < page.index('<section class="alpha-quality">')
     assert "LLM prices " in page and "Prices:" not in page
     assert "Market data (what the signals are scored against):" in page
+
+
+# --- alpha quality: the hit rate beside its base rate, the short side's sign -----------------------------
+
+
+def test_hit_rate_is_shown_beside_its_base_rate_and_the_short_sign_is_explained(tmp_path: Path) -> None:
+    runs = [
+        Run("caller", t, start_ms=t * 1000, signals=[("SPX", "up" if t % 3 else "down")], as_of=f"2017-03-{t:02d}") for t in range(1, 29)
+    ]
+    report, md, page = build(tmp_path, "".join(lines_for(runs)))
+    cell = report["alpha_quality"]["agents"]["caller"]["horizons"][str(report["alpha_quality"]["primary_horizon"])]
+    shown = f"{100 * cell['hit_rate']:.1f}% (base {100 * cell['up_rate']:.1f}%)"
+    alpha_md = md[md.index("### Alpha quality") :]
+    alpha_html = page[page.index('<section class="alpha-quality">') :]
+    assert "| hit rate (base) |" in alpha_md and shown in alpha_md
+    assert "<th>hit rate (base)</th>" in alpha_html and f"<td>{shown}</td>" in alpha_html
+    assert "a good short has a **negative** mean return short" in alpha_md
+    assert "a good short has a negative mean return short" in alpha_html
+    assert "| mean return short (good: negative) |" in alpha_md and "<th>mean return short (good: negative)</th>" in alpha_html
