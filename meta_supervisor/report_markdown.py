@@ -24,6 +24,7 @@ from typing import Any
 from alpha.quality_render import md_escape
 from meta_supervisor.md_budget import ELLIPSIS, REST_IN, Section, fit_page
 from meta_supervisor.report_agents import cost_text, error_text
+from meta_supervisor.report_paths import for_pages
 
 MAX_ATTENTION_ITEMS = 15
 MAX_AGENT_ROWS = 40
@@ -60,6 +61,7 @@ def _link(label: str, url: str) -> str:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    report = for_pages(report)  # no absolute local path on a page (report_paths)
     fleet = report["fleet"]
     lines = ["## alphatrace meta report \u2014 " + md_text(report["generated_at"]), ""]
     window = report["window"]

@@ -162,3 +162,36 @@ def test_hit_rate_is_shown_beside_its_base_rate_and_the_short_sign_is_explained(
     assert "a good short has a **negative** mean return short" in alpha_md
     assert "a good short has a negative mean return short" in alpha_html
     assert "| mean return short (good: negative) |" in alpha_md and "<th>mean return short (good: negative)</th>" in alpha_html
+
+
+# --- no absolute local path on a page -----------------------------------------------------------------
+
+
+def test_pages_show_no_absolute_local_path(tmp_path: Path) -> None:
+    report, md, page = build(tmp_path, small_input())
+    assert report["supervisor"]["audit_log"] == str(tmp_path / "audit.jsonl")  # the JSON keeps them as read
+    assert report["alpha_quality"]["market_data"].startswith("/")
+    for text in (md, page):
+        assert str(tmp_path) not in text
+        assert str(report_cli.PROJECT_ROOT) not in text
+    assert "- traces.jsonl:3: not valid JSON" in md
+    assert "Audit log: audit.jsonl." in page
+    assert "Market data (what the signals are scored against): agents/data." in page  # inside the project: relative
+
+
+def test_short_path_is_relative_to_the_project_or_the_name_alone(tmp_path: Path) -> None:
+    from meta_supervisor.report_paths import PROJECT_ROOT, short_path
+
+    assert short_path(str(PROJECT_ROOT / "telemetry" / "traces.jsonl")) == "telemetry/traces.jsonl"
+    assert short_path(str(tmp_path / "prices")) == "prices"
+    assert short_path("relative/as/configured.jsonl") == "relative/as/configured.jsonl"
+    assert short_path(None) is None
+
+
+def test_errors_quoting_a_path_show_it_short(tmp_path: Path) -> None:
+    (tmp_path / "audit.jsonl").mkdir()  # unreadable: a folder
+    (tmp_path / "killed.json").write_text("{not json", encoding="utf-8")
+    report, md, page = build(tmp_path, small_input())
+    assert str(tmp_path) in report["supervisor"]["error"] and str(tmp_path) in report["kill_switch"]["error"]
+    assert str(tmp_path) not in md and str(tmp_path) not in page
+    assert "audit.jsonl" in md and "killed.json" in md
