@@ -262,6 +262,10 @@ def agent_report(
                 "invalid_signals": row[DAY_ALPHA_INVALID],
             }
         )
+    as_of_days = [
+        {"date": iso_day(day), "runs": row[DAY_OK] + row[DAY_ERROR], "errors": row[DAY_ERROR], "skipped_killed": row[DAY_KILLED]}
+        for day, row in sorted(tally.asof_runs.items())
+    ]
     report = {
         "runs": runs,
         "errors": errors,
@@ -332,5 +336,6 @@ def agent_report(
             ],
         },
         "days": days,
+        "as_of_days": as_of_days,
     }
     return report

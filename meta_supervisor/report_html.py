@@ -1,10 +1,11 @@
 """``meta_report.html``: one self-contained page (inline CSS and SVG, no scripts, no external assets).
 
 In the Markdown's order: the needs-attention list, the agent table, then charts (cost per agent,
-p95 latency per agent, runs and errors per day), the alpha-quality section (``alpha.quality_render``:
-tables and inline SVG charts of IC by horizon per agent and the calibration curve), the supervisor's
-decisions beside the kill-switch entries (``meta_supervisor.audit``), per-agent details (models,
-signals, slowest and failing runs with Jaeger links, consistency) and the inputs. Every string from
+p95 latency per agent, runs and errors per as-of day when runs carry one, else per UTC day), the
+alpha-quality section (``alpha.quality_render``: tables and inline SVG charts of IC by horizon per
+agent and the calibration curve), the supervisor's decisions beside the kill-switch entries
+(``meta_supervisor.audit``), per-agent details (models, signals, slowest and failing runs with Jaeger
+links, consistency) and the inputs. Every string from
 the report goes through ``html.escape`` (agent names, messages, models, symbols, file names come from
 span data), and links are emitted only for http(s) URLs, so an agent named
 ``<script>alert(1)</script>`` is shown as text; bidirectional controls are shown as ``[U+202E]``
@@ -125,7 +126,11 @@ def _charts(report: dict[str, Any]) -> str:
     by_p95 = sorted(
         ((name, a["p95_latency_ms"]) for name, a in agents.items() if a["p95_latency_ms"] is not None), key=lambda item: (-item[1], item[0])
     )[:CHART_AGENTS]
-    days = [(row["date"], row["runs"] - row["errors"], row["errors"]) for row in report["days"] if row["runs"] or row["errors"]]
+    # by the market day each run saw when runs carry one (a replay runs a year of days in one afternoon)
+    by_as_of = bool(report["as_of_days"])
+    rows = report["as_of_days"] if by_as_of else report["days"]
+    days = [(row["date"], row["runs"] - row["errors"], row["errors"]) for row in rows if row["runs"] or row["errors"]]
+    day_title = "Runs and errors per as-of day (the market day each run saw)" if by_as_of else "Runs and errors per day (UTC)"
     cost_chart = horizontal_bars("LLM cost per agent", by_cost, format_usd, empty="no priced LLM calls")
     p95_chart = horizontal_bars("p95 latency per agent", by_p95, lambda v: f"{v:,.1f} ms", color="#5a8f5a")
     return (
@@ -133,7 +138,7 @@ def _charts(report: dict[str, Any]) -> str:
         f'<div class="chart"><h3>LLM cost per agent (USD)</h3>{cost_chart}</div>'
         f'<div class="chart"><h3>p95 run latency per agent (ms)</h3>{p95_chart}</div>'
         "</div>"
-        '<div class="chart" style="margin-top:16px"><h3>Runs and errors per day (UTC)</h3>'
+        f'<div class="chart" style="margin-top:16px"><h3>{day_title}</h3>'
         '<div class="legend muted"><span style="background:#7fa7d9"></span>ok runs<span style="background:#c8553d"></span>errors</div>'
         f"{stacked_days('runs and errors per day', days)}</div>"
     )

@@ -290,6 +290,7 @@ def build_report(
         "fleet": fleet,
         "needs_attention": [],
         "days": _days(agents),
+        "as_of_days": _days(agents, "as_of_days"),
         "agents": agents,
         "alpha_quality": alpha,
         "supervisor": supervisor,
@@ -334,10 +335,11 @@ def _fleet(agents: dict[str, dict[str, Any]], latencies: Iterable[Mapping[str, A
     return fleet
 
 
-def _days(agents: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _days(agents: dict[str, dict[str, Any]], section: str = "days") -> list[dict[str, Any]]:
+    """The agents' ``days`` (or ``as_of_days``) summed per date, fleet-wide."""
     days: dict[str, dict[str, Any]] = {}
     for report in agents.values():
-        for row in report["days"]:
+        for row in report[section]:
             target = days.setdefault(row["date"], {key: 0 for key in row if key != "date"})
             for key, value in row.items():
                 if key != "date":
@@ -345,6 +347,7 @@ def _days(agents: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for date in sorted(days):
         row = days[date]
-        row["cost_usd"] = usd(row["cost_usd"])
+        if "cost_usd" in row:
+            row["cost_usd"] = usd(row["cost_usd"])
         out.append({"date": date, **row})
     return out

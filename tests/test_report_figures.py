@@ -195,3 +195,32 @@ def test_errors_quoting_a_path_show_it_short(tmp_path: Path) -> None:
     assert str(tmp_path) in report["supervisor"]["error"] and str(tmp_path) in report["kill_switch"]["error"]
     assert str(tmp_path) not in md and str(tmp_path) not in page
     assert "audit.jsonl" in md and "killed.json" in md
+
+
+# --- a replay: runs and errors per as-of day --------------------------------------------------------------
+
+
+def test_a_replay_is_charted_by_as_of_day(tmp_path: Path) -> None:
+    """Three market days replayed within one wall-clock second: one bar per as-of day, not one bar."""
+    runs = [
+        Run("replay", t, start_ms=t * 10, outcome="error" if t == 2 else "ok", as_of=f"2017-03-0{t}", signals=[("SPX", "up")])
+        for t in (1, 2, 3)
+    ]
+    runs.append(Run("replay", 4, start_ms=40, outcome="killed", kill_reason="drawdown", as_of="2017-03-03", totals=False))
+    runs.append(Run("live", 5, start_ms=50))  # no as-of date: in the wall-clock days only
+    report, _, page = build(tmp_path, "".join(lines_for(runs)))
+    assert [(d["date"], d["runs"]) for d in report["days"]] == [("2026-01-01", 4)]
+    assert report["as_of_days"] == [
+        {"date": "2017-03-01", "runs": 1, "errors": 0, "skipped_killed": 0},
+        {"date": "2017-03-02", "runs": 1, "errors": 1, "skipped_killed": 0},
+        {"date": "2017-03-03", "runs": 1, "errors": 0, "skipped_killed": 1},
+    ]
+    assert report["agents"]["replay"]["as_of_days"] == report["as_of_days"] and report["agents"]["live"]["as_of_days"] == []
+    assert "<h3>Runs and errors per as-of day (the market day each run saw)</h3>" in page
+    assert "<title>2017-03-02: 1 runs, 1 errors</title>" in page and "<title>2026-01-01:" not in page
+
+
+def test_runs_without_an_as_of_day_are_charted_by_wall_clock_day(tmp_path: Path) -> None:
+    report, _, page = build(tmp_path, small_input())
+    assert report["as_of_days"] == []
+    assert "<h3>Runs and errors per day (UTC)</h3>" in page and "<title>2026-01-01: 3 runs, 1 errors</title>" in page
