@@ -47,6 +47,7 @@ def is_killed(entry: Any) -> bool:
 
 
 UNKNOWN_DATE = "unknown"
+ELLIPSIS = "\u2026"
 
 
 def percentile(sorted_values: list[int] | list[float], q: float) -> float | None:
@@ -104,6 +105,17 @@ def jaeger_link(base_url: str, trace_id: str) -> str:
 
 def rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 6)
+
+
+def window_text(window: Mapping[str, Any]) -> str:
+    """The report's windows as the pages say them: "all time", "2026-01-01T00:00:00+00:00 to now",
+    then "as-of 2017-03-01 to 2017-03-31" when an as-of window is set. Plain text: the page escapes it."""
+    since, until = window["since"], window["until"]
+    text = "all time" if not (since or until) else f"{since or ELLIPSIS} to {until or 'now'}"
+    first, last = window.get("as_of_since"), window.get("as_of_until")
+    if first or last:
+        text += f"; as-of days {first or ELLIPSIS} to {last or 'the last'}"
+    return text
 
 
 def error_text(run: Mapping[str, Any]) -> str:

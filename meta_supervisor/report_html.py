@@ -20,7 +20,7 @@ from html import escape
 from typing import Any
 
 from alpha.quality_render import bidi_visible
-from meta_supervisor.report_agents import cost_text, error_text
+from meta_supervisor.report_agents import cost_text, error_text, window_text
 from meta_supervisor.report_paths import for_pages
 from meta_supervisor.svg_charts import horizontal_bars, stacked_days
 from services.pricing import format_usd
@@ -304,8 +304,7 @@ def _supervisor(report: dict[str, Any]) -> str:
 
 def render_html(report: dict[str, Any]) -> str:
     report = for_pages(report)  # no absolute local path on a page (report_paths)
-    window = report["window"]
-    span = "all time" if not (window["since"] or window["until"]) else f"{window['since'] or ELLIPSIS} to {window['until'] or 'now'}"
+    span = window_text(report["window"])
     details = "".join(_agent_details(name, a) for name, a in list(report["agents"].items())[:TABLE_AGENTS])
     page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -22,8 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from alpha.quality_render import md_escape
-from meta_supervisor.md_budget import ELLIPSIS, REST_IN, Section, fit_page
-from meta_supervisor.report_agents import cost_text, error_text
+from meta_supervisor.md_budget import REST_IN, Section, fit_page
+from meta_supervisor.report_agents import cost_text, error_text, window_text
 from meta_supervisor.report_paths import for_pages
 
 MAX_ATTENTION_ITEMS = 15
@@ -64,12 +64,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     report = for_pages(report)  # no absolute local path on a page (report_paths)
     fleet = report["fleet"]
     lines = ["## alphatrace meta report \u2014 " + md_text(report["generated_at"]), ""]
-    window = report["window"]
-    span = (
-        "all time"
-        if not (window["since"] or window["until"])
-        else f"{md_text(window['since'] or ELLIPSIS)} to {md_text(window['until'] or 'now')}"
-    )
+    span = md_text(window_text(report["window"]), 200)
     lines.append(
         f"**{fleet['agents']} agents \u00b7 {_num(fleet['runs'])} runs \u00b7 {_num(fleet['errors'])} errors "
         f"({_pct(fleet['error_rate'])}) \u00b7 {_num(fleet['skipped_killed'])} skipped (killed) \u00b7 "

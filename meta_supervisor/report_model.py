@@ -74,6 +74,8 @@ class BuildInputs:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     latency: Mapping[str, Mapping[str, Any]] | None = None  # name -> latency_summary(); None: computed here
+    as_of_since: dt.date | None = None  # the as-of window (first and last as-of day, both included):
+    as_of_until: dt.date | None = None  # what follows it is in_as_of_window's docstring
     alpha_signals: bool = True  # the tallies keep alpha signals (False: --no-alpha-quality)
 
 
@@ -204,6 +206,14 @@ def telemetry_losses(by_process: Mapping[tuple, list[int]]) -> dict[str, Any]:
     }
 
 
+def in_as_of_window(day: str | dt.date, since: dt.date | None, until: dt.date | None) -> bool:
+    """The as-of window (``--as-of-since`` / ``--as-of-until``, both days included, as the supervisor's
+    window): applied after reading, to what the tallies keep per as-of day, the runs per as-of day
+    (``as_of_days``) and the alpha signals scored; the other figures follow ``--since``/``--until``."""
+    text = day.isoformat() if isinstance(day, dt.date) else day
+    return (since is None or text >= since.isoformat()) and (until is None or text <= until.isoformat())
+
+
 def report_day(now: dt.datetime) -> dt.date:
     """The (UTC) day a report generated at ``now`` is for: the "today" of its alpha scoring."""
     return now.astimezone(dt.UTC).date()
@@ -233,6 +243,7 @@ def build_report(
     empty = AgentTally()
     latencies = data.latency if data.latency is not None else {name: latency_summary(t.latencies_ns) for name, t in data.agents.items()}
     no_runs = latency_summary(())
+    as_of = (data.as_of_since, data.as_of_until)
     agents = {
         name: agent_report(
             name,
@@ -247,6 +258,9 @@ def build_report(
         )
         for name in sorted(names)
     }
+    if as_of != (None, None):
+        for report in agents.values():
+            report["as_of_days"] = [row for row in report["as_of_days"] if in_as_of_window(row["date"], *as_of)]
     tally = data.inputs
     inputs = {
         "files": [f["path"] for f in data.files],
@@ -269,7 +283,7 @@ def build_report(
     today = report_day(now)
     alpha = None
     if data.alpha_signals and market is not None:
-        alpha = alpha_quality if alpha_quality is not None else alpha_quality_section(data.agents, agents, market, today)
+        alpha = alpha_quality if alpha_quality is not None else alpha_quality_section(data.agents, agents, market, today, as_of)
     supervisor = supervisor_section(audit, kill.entries if kill.error is None else {})
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -277,6 +291,8 @@ def build_report(
         "window": {
             "since": data.since.isoformat() if data.since else None,
             "until": data.until.isoformat() if data.until else None,
+            "as_of_since": data.as_of_since.isoformat() if data.as_of_since else None,
+            "as_of_until": data.as_of_until.isoformat() if data.as_of_until else None,
         },
         "inputs": inputs,
         "prices": {"version": getattr(prices, "version", None), "source": getattr(prices, "source_path", None)},

@@ -20,6 +20,7 @@ NOW = dt.datetime(2026, 1, 3, 12, 0, tzinfo=dt.UTC)
 
 def build(tmp_path: Path, text: str, *extra: str) -> tuple[dict, str, str]:
     """The report of ``text`` (a trace file's content): its JSON, Markdown and HTML."""
+    tmp_path.mkdir(exist_ok=True)
     traces = tmp_path / "traces.jsonl"
     traces.write_text(text, encoding="utf-8")
     kill_file = tmp_path / "killed.json"
@@ -224,3 +225,50 @@ def test_runs_without_an_as_of_day_are_charted_by_wall_clock_day(tmp_path: Path)
     report, _, page = build(tmp_path, small_input())
     assert report["as_of_days"] == []
     assert "<h3>Runs and errors per day (UTC)</h3>" in page and "<title>2026-01-01: 3 runs, 1 errors</title>" in page
+
+
+# --- the as-of window ---------------------------------------------------------------------------------
+
+
+def replay_runs() -> list[Run]:
+    return [Run("replay", t, start_ms=t * 10, as_of=f"2017-03-{t:02d}", signals=[("SPX", "up"), ("NDX", "down")]) for t in range(1, 21)]
+
+
+def test_the_as_of_window_selects_market_days_for_the_chart_and_the_scoring(tmp_path: Path) -> None:
+    text = "".join(lines_for(replay_runs()))
+    whole, _, _ = build(tmp_path / "whole", text)
+    report, md, page = build(tmp_path / "window", text, "--as-of-since", "2017-03-05", "--as-of-until", "2017-03-09")
+    assert report["window"] == {"since": None, "until": None, "as_of_since": "2017-03-05", "as_of_until": "2017-03-09"}
+    assert [row["date"] for row in report["as_of_days"]] == ["2017-03-05", "2017-03-06", "2017-03-07", "2017-03-08", "2017-03-09"]
+    assert [row["date"] for row in report["agents"]["replay"]["as_of_days"]] == [row["date"] for row in report["as_of_days"]]
+    assert report["alpha_quality"]["signals"] == 10 and whole["alpha_quality"]["signals"] == 40  # 5 days x 2 symbols
+    assert "<title>2017-03-04:" not in page and "<title>2017-03-05: 1 runs, 0 errors</title>" in page
+    assert "(all time; as-of days 2017-03-05 to 2017-03-09)" in md
+    assert "all time; as-of days 2017-03-05 to 2017-03-09" in page
+
+
+def test_an_as_of_window_after_its_end_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["--input", str(tmp_path / "none.jsonl"), "--no-state", "--quiet", "--as-of-since", "2017-03-09", "--as-of-until", "2017-03-05"]
+    assert report_cli.main([*argv, "--out", str(tmp_path / "out")]) == 2
+    assert "--as-of-since must not be after --as-of-until" in capsys.readouterr().err
+
+
+def test_spans_outside_the_written_window_are_not_called_missing(tmp_path: Path) -> None:
+    report, md, _ = build(tmp_path, "".join(lines_for(replay_runs())), "--since", "2027-01-01")
+    assert report["inputs"]["spans"] == 0 and report["inputs"]["spans_outside_window"] == 20
+    assert not any("hold no spans yet" in message for message in report["inputs"]["messages"])
+    assert "all 20 spans read started outside the --since/--until window" in report["inputs"]["messages"][0]
+    assert "all 20 spans read started outside the" in md
+
+
+def test_a_saved_alpha_section_is_not_reused_for_another_as_of_window(tmp_path: Path) -> None:
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("".join(lines_for(replay_runs())), encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["--input", str(traces), "--out", str(out), "--state-dir", str(tmp_path / "state"), "--quiet"]
+    argv += ["--kill-file", str(tmp_path / "killed.json"), "--audit-log", str(tmp_path / "audit.jsonl")]
+    signals = []
+    for window in ([], ["--as-of-until", "2017-03-02"], []):
+        assert report_cli.main([*argv, *window], now=lambda: NOW) == 0
+        signals.append(json.loads((out / "meta_report.json").read_text(encoding="utf-8"))["alpha_quality"]["signals"])
+    assert signals == [40, 4, 40]
