@@ -26,7 +26,6 @@ from meta_supervisor.svg_charts import horizontal_bars, stacked_days
 from services.pricing import format_usd
 
 DASH = "\u2013"
-ELLIPSIS = "\u2026"
 CHART_AGENTS = 25
 TABLE_AGENTS = 500
 ALPHA_AGENTS = 8  # one colour each in the alpha charts
