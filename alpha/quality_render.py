@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from services.pricing import format_usd
+
 PALETTE = ("#3b6ea5", "#c0504d", "#5a8f5a", "#8064a2", "#d08c2b", "#4bacc6", "#7f7f7f", "#a05a2c")
 CELL_CHARS = 80  # escaped characters in a Markdown table cell
 _XS = "cross-sectional IC"
@@ -34,8 +36,12 @@ def _pct(value: Any, digits: int = 1) -> str:
     return "–" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def _money(value: Any) -> str:
-    return "–" if value is None else f"${value:,.4f}"
+def _hit(cell: Mapping[str, Any]) -> str:
+    """The hit rate beside its base rate: the share of scored signals whose symbol went up (``up_rate``),
+    which an agent that always says ``up`` would hit."""
+    if cell["hit_rate"] is None:
+        return "–"
+    return f"{_pct(cell['hit_rate'])} (base {_pct(cell['up_rate'])})"
 
 
 def _ic(summary: Mapping[str, Any]) -> str:
@@ -57,7 +63,7 @@ def _rows(section: Mapping[str, Any]) -> list[list[str]]:
                     h,
                     str(cell["scored"]),
                     str(cell["pending"]),
-                    _pct(cell["hit_rate"]),
+                    _hit(cell),
                     _ic(cell["ic_cross_sectional"]),
                     _ic(cell["ic_time_series"]),
                     _num(cell["brier"], 4),
@@ -73,15 +79,24 @@ _HEAD = [
     "horizon (days)",
     "scored",
     "pending",
-    "hit rate",
+    "hit rate (base)",
     _XS + " (dates)",
     _TS + " (symbols)",
     "Brier",
     "mean return long",
-    "mean return short",
+    "mean return short (good: negative)",
 ]
 _COST_HEAD = ["agent", "cost USD", "scored signals", "cost per scored signal", "IC (kind)", "IC per dollar"]
-_SYMBOL_HEAD = ["agent", "symbol", "scored", "hit rate", "time-series IC", "Brier", "mean return long", "mean return short"]
+_SYMBOL_HEAD = [
+    "agent",
+    "symbol",
+    "scored",
+    "hit rate (base)",
+    "time-series IC",
+    "Brier",
+    "mean return long",
+    "mean return short (good: negative)",
+]
 
 
 def _cost_rows(section: Mapping[str, Any]) -> list[list[str]]:
@@ -93,9 +108,9 @@ def _cost_rows(section: Mapping[str, Any]) -> list[list[str]]:
         rows.append(
             [
                 agent,
-                _money(c["cost_usd"]),
+                format_usd(c["cost_usd"]),
                 str(c["scored_signals"]),
-                _money(c["cost_per_scored_signal_usd"]),
+                format_usd(c["cost_per_scored_signal_usd"]),
                 f"{_num(c['ic'])} ({kind})",
                 per_dollar,
             ]
@@ -113,7 +128,7 @@ def _symbol_rows(section: Mapping[str, Any]) -> list[list[str]]:
                     agent,
                     symbol,
                     str(cell["scored"]),
-                    _pct(cell["hit_rate"]),
+                    _hit(cell),
                     _num(cell["ic_time_series"]),
                     _num(cell["brier"], 4),
                     _pct(cell["mean_return_long"], 2),
@@ -128,7 +143,10 @@ def _intro(section: Mapping[str, Any]) -> str:
     today = f"; returns after {section['today']} are pending" if section["today"] else ""
     return (
         f"Every `alpha.signal` scored against its symbol's realised forward return over {horizons} trading days{today}. "
-        f"Hit rate leaves `flat` signals out; a zero return is a miss. "
+        f"Hit rate leaves `flat` signals out; a zero return is a miss; beside it its base rate, the share of scored signals "
+        f"whose symbol went up (`up_rate`: what always saying `up` would hit). "
+        f"Mean return long / short: the mean forward return of the symbols `up` / `down` signals named, as the symbol moved "
+        f"(not the short position's P&L), so a good short has a **negative** mean return short. "
         f"**Cross-sectional IC**: Spearman of score vs return across symbols on each as-of date with at least "
         f"{section['min_cross_section']} symbols, then mean over dates (Alphalens' IC). **Per-symbol time-series IC**: Spearman "
         f"over dates for each symbol with at least {section['min_time_series']} signals, then mean over symbols. "

@@ -31,8 +31,9 @@ NO_SERVICE = "(no service.name)"
 NO_INSTANCE = "(no service.instance.id)"
 NS_PER_DAY = 86_400 * 1_000_000_000
 
-# day_runs slots
+# day_runs slots (asof_runs: the first three, per the run's as-of day)
 DAY_OK, DAY_ERROR, DAY_KILLED, DAY_ALPHA, DAY_ALPHA_INVALID = range(5)
+EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal(): as-of days are kept as days since the epoch, as start days
 # day_models slots: (day, model, simulated) -> [calls, errors, tokens_in, tokens_cached, tokens_out]
 LLM_CALLS, LLM_ERRORS, LLM_IN, LLM_CACHED, LLM_OUT = range(5)
 # consistency slots
@@ -85,6 +86,7 @@ def note_mismatch(examples: list, trace_id: str, run_id: str, detail: str, k: in
 class AgentTally:
     __slots__ = (
         "alpha",
+        "asof_runs",
         "bad_durations",
         "bad_token_values",
         "consistency",
@@ -112,6 +114,7 @@ class AgentTally:
         self.first_start_ns = 0
         self.last_start_ns = 0
         self.day_runs: dict[int, list[int]] = {}
+        self.asof_runs: dict[int, list[int]] = {}  # agent.run.as_of day -> [ok, error, killed] runs
         self.day_models: dict[tuple[int, str, bool], list[int]] = {}
         self.bad_token_values = 0
         self.alpha: dict[tuple[str, str], int] = {}
@@ -134,6 +137,7 @@ class AgentTally:
             self.first_start_ns = other.first_start_ns
         self.last_start_ns = max(self.last_start_ns, other.last_start_ns)
         _merge_lists(self.day_runs, other.day_runs)
+        _merge_lists(self.asof_runs, other.asof_runs)
         _merge_lists(self.day_models, other.day_models)
         self.bad_token_values += other.bad_token_values
         _merge_counts(self.alpha, other.alpha)
@@ -164,6 +168,7 @@ class AgentTally:
             "first_start_ns": self.first_start_ns,
             "last_start_ns": self.last_start_ns,
             "day_runs": [[day, *counts] for day, counts in self.day_runs.items()],
+            "asof_runs": [[day, *counts] for day, counts in self.asof_runs.items()],
             "day_models": [[day, model, sim, *counts] for (day, model, sim), counts in self.day_models.items()],
             "bad_token_values": self.bad_token_values,
             "alpha": [[symbol, direction, count] for (symbol, direction), count in self.alpha.items()],
@@ -187,6 +192,7 @@ class AgentTally:
         tally.first_start_ns = data["first_start_ns"]
         tally.last_start_ns = data["last_start_ns"]
         tally.day_runs = {row[0]: list(row[1:]) for row in data["day_runs"]}
+        tally.asof_runs = {row[0]: list(row[1:]) for row in data["asof_runs"]}
         tally.day_models = {(row[0], row[1], row[2]): list(row[3:]) for row in data["day_models"]}
         tally.bad_token_values = data["bad_token_values"]
         tally.alpha = {(row[0], row[1]): row[2] for row in data["alpha"]}

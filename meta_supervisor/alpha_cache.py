@@ -39,11 +39,13 @@ def market_fingerprint(market: Any) -> list | None:
     return [str(folder), *([name, stat.st_size, stat.st_mtime_ns] for name, stat in files)]
 
 
-def cache_key(state: str, market: Any, today: dt.date) -> str | None:
+def cache_key(state: str, market: Any, today: dt.date, as_of: tuple = (None, None)) -> str | None:
+    """``as_of``: the as-of window the signals are scored in (first, last day or None)."""
     fingerprint = market_fingerprint(market)
     if not state or fingerprint is None:
         return None
-    material = json.dumps([CACHE_VERSION, state, fingerprint, today.isoformat()])
+    window = [day.isoformat() if day else None for day in as_of]
+    material = json.dumps([CACHE_VERSION, state, fingerprint, today.isoformat(), *([window] if any(as_of) else [])])
     return blake2b(material.encode(), digest_size=16).hexdigest()
 
 

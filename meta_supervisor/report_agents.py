@@ -37,6 +37,7 @@ from meta_supervisor.aggregates import (
 )
 from otel import semconv
 from otel.redaction import redact
+from services.pricing import format_usd
 
 TOP_REASONS = 20
 
@@ -47,6 +48,7 @@ def is_killed(entry: Any) -> bool:
 
 
 UNKNOWN_DATE = "unknown"
+ELLIPSIS = "\u2026"
 
 
 def percentile(sorted_values: list[int] | list[float], q: float) -> float | None:
@@ -104,6 +106,44 @@ def jaeger_link(base_url: str, trace_id: str) -> str:
 
 def rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 6)
+
+
+def window_text(window: Mapping[str, Any]) -> str:
+    """The report's windows as the pages say them: "all time", "2026-01-01T00:00:00+00:00 to now",
+    then "as-of 2017-03-01 to 2017-03-31" when an as-of window is set. Plain text: the page escapes it."""
+    since, until = window["since"], window["until"]
+    text = "all time" if not (since or until) else f"{since or ELLIPSIS} to {until or 'now'}"
+    first, last = window.get("as_of_since"), window.get("as_of_until")
+    if first or last:
+        text += f"; as-of days {first or ELLIPSIS} to {last or 'the last'}"
+    return text
+
+
+def error_text(run: Mapping[str, Any]) -> str:
+    """A failing run's error as the pages show it: ``RuntimeError: boom``, its type said once (the
+    status message of an exception recorded by the SDK starts with the type already)."""
+    error_type, message = run["error_type"] or "", run["message"] or ""
+    if not error_type or message.startswith(error_type):
+        return message or error_type
+    return f"{error_type}: {message}" if message else error_type
+
+
+def priced_sum(costs: Iterable[float | None]) -> float | None:
+    """The sum of the costs that were priced; ``None`` when none was (never a $0 for unpriced calls)."""
+    priced = [cost for cost in costs if cost is not None]
+    return usd(sum(priced)) if priced else None
+
+
+def cost_text(figures: Mapping[str, Any]) -> str:
+    """An agent's (or the fleet's) LLM cost as the pages show it: the priced cost
+    (``services.pricing.format_usd``), then what it leaves out, "unpriced (model, ...)" and
+    "simulated, not priced"; "–" without LLM calls. Plain text: the page escapes it."""
+    parts = [] if figures["cost_usd"] is None else [format_usd(figures["cost_usd"])]
+    if figures["unpriced_llm_calls"]:
+        parts.append(f"unpriced ({', '.join(figures['unpriced_models'])})")
+    if figures["simulated_llm_calls"]:
+        parts.append("simulated, not priced")
+    return " + ".join(parts) or "\u2013"
 
 
 # --- per agent --------------------------------------------------------------------------------------
@@ -205,7 +245,7 @@ def agent_report(
     unpriced_calls = sum(models[m]["calls"] - models[m]["simulated_calls"] for m in unpriced_models)
     tokens_in = sum(m["tokens_in"] for m in models.values())
     tokens_out = sum(m["tokens_out"] for m in models.values())
-    cost = usd(sum(m["cost_usd"] or 0.0 for m in models.values()))
+    cost = priced_sum(m["cost_usd"] for m in models.values())
     alpha_by_symbol: dict[str, dict[str, int]] = {}
     for (symbol, direction), count in sorted(tally.alpha.items()):
         alpha_by_symbol.setdefault(symbol, {})[direction] = count
@@ -235,6 +275,10 @@ def agent_report(
                 "invalid_signals": row[DAY_ALPHA_INVALID],
             }
         )
+    as_of_days = [
+        {"date": iso_day(day), "runs": row[DAY_OK] + row[DAY_ERROR], "errors": row[DAY_ERROR], "skipped_killed": row[DAY_KILLED]}
+        for day, row in sorted(tally.asof_runs.items())
+    ]
     report = {
         "runs": runs,
         "errors": errors,
@@ -306,5 +350,6 @@ def agent_report(
             ],
         },
         "days": days,
+        "as_of_days": as_of_days,
     }
     return report

@@ -33,10 +33,15 @@ def _source(market: Any) -> str | None:
 
 
 def alpha_quality_section(
-    tallies: Mapping[str, Any], agents: Mapping[str, Mapping[str, Any]], market: Any, today: dt.date
+    tallies: Mapping[str, Any],
+    agents: Mapping[str, Mapping[str, Any]],
+    market: Any,
+    today: dt.date,
+    as_of: tuple[dt.date | None, dt.date | None] = (None, None),
 ) -> dict[str, Any]:
     """``alpha_quality``: ``tallies`` name -> ``AgentTally`` (with ``signals``), ``agents`` the report's
-    per-agent sections (for ``cost_usd``), ``today`` the last day a forward return may end on."""
+    per-agent sections (for ``cost_usd``), ``today`` the last day a forward return may end on; only
+    signals with an as-of day in ``as_of`` (first, last: both included; None: open) are scored."""
     from alpha.quality import score_signals
 
     signals = []
@@ -45,7 +50,8 @@ def alpha_quality_section(
         store = tallies[name].signals
         if store is None:
             continue
-        signals.extend(store.records(name))
+        since, until = as_of
+        signals.extend(r for r in store.records(name) if (since is None or r.as_of >= since) and (until is None or r.as_of <= until))
         superseded += store.total - len(store)
         unusable += store.unusable
     costs = {name: report["cost_usd"] for name, report in agents.items() if report["cost_usd"]}

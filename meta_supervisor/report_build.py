@@ -137,6 +137,12 @@ def build_inputs(options: BuildOptions) -> tuple[BuildInputs, BuildStats]:
             messages.append(cursor.error)
     if not files:
         messages.append("no trace files to read: the report is empty")
+    elif aggregator.inputs.spans == 0 and aggregator.inputs.outside_window:
+        outside = aggregator.inputs.outside_window
+        messages.append(
+            f"all {outside:,} span{'' if outside == 1 else 's'} read started outside the --since/--until window (when the span was "
+            "written; --as-of-since/--as-of-until select market days): the report is empty"
+        )
     elif aggregator.inputs.spans == 0:
         messages.append("the trace files hold no spans yet: the report is empty")
     data = BuildInputs(

@@ -57,6 +57,14 @@ def parse_moment(text: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+def parse_day(text: str) -> dt.date:
+    """An ISO date: an as-of (market) day."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {text!r} (e.g. 2017-03-01)") from None
+
+
 def default_inputs() -> list[str]:
     """The trace file the exporter writes, plus its rotated backups next to it."""
     return trace_specs(Path(os.environ.get(ENV_TRACE_FILE) or DEFAULT_TRACE_FILE))
@@ -81,8 +89,17 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"where meta_report.json/.md/.html go (default: ${ENV_REPORT_DIR} or meta_supervisor/reports)",
     )
-    parser.add_argument("--since", type=parse_moment, help="only spans starting at or after this ISO date/time (UTC)")
-    parser.add_argument("--until", type=parse_moment, help="only spans starting before this ISO date/time (UTC)")
+    parser.add_argument(
+        "--since", type=parse_moment, help="only spans starting (written) at or after this ISO date/time (UTC); market days: --as-of-since"
+    )
+    parser.add_argument("--until", type=parse_moment, help="only spans starting (written) before this ISO date/time (UTC)")
+    parser.add_argument(
+        "--as-of-since",
+        type=parse_day,
+        metavar="DATE",
+        help="first as-of (market) day of the runs per day and the alpha signals scored (--since/--until: when spans were written)",
+    )
+    parser.add_argument("--as-of-until", type=parse_day, metavar="DATE", help="last as-of (market) day, included (see --as-of-since)")
     parser.add_argument("--jaeger-url", help=f"Jaeger UI base URL for trace links (default: ${ENV_JAEGER_URL} or {DEFAULT_JAEGER_URL})")
     parser.add_argument("--state-dir", type=Path, help=f"incremental state folder (default: ${ENV_STATE_DIR} or meta_supervisor/state)")
     parser.add_argument("--full", action="store_true", help="ignore the saved state: read everything again (and save new state)")
@@ -139,6 +156,9 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     if args.since and args.until and args.since >= args.until:
         print("error: --since must be before --until", file=sys.stderr)
         return 2
+    if args.as_of_since and args.as_of_until and args.as_of_since > args.as_of_until:
+        print("error: --as-of-since must not be after --as-of-until", file=sys.stderr)
+        return 2
     from services.config_error import ConfigError
     from services.pricing import PriceTable
 
@@ -186,6 +206,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     finally:
         if bar:
             bar.finish()
+    data.as_of_since, data.as_of_until = args.as_of_since, args.as_of_until
     kill = load_kill_state(args.kill_file)
     if kill.error:
         print(f"warning: {kill.error}; the report shows the kill-switch state as unknown", file=sys.stderr)
@@ -196,7 +217,8 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
     from meta_supervisor import alpha_cache
 
-    key = alpha_cache.cache_key(stats.state, market, report_day(moment)) if market is not None else None
+    as_of = (args.as_of_since, args.as_of_until)
+    key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
     cached = alpha_cache.load(stats.state_dir, stats.state, key)
     report = build_report(data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached)
     if cached is None:

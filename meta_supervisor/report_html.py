@@ -1,14 +1,15 @@
 """``meta_report.html``: one self-contained page (inline CSS and SVG, no scripts, no external assets).
 
-Charts: cost per agent, p95 latency per agent, runs and errors per day; then the needs-attention
-list, the alpha-quality section (``alpha.quality_render``: tables and inline SVG charts of IC by
-horizon per agent and the calibration curve), the supervisor's decisions beside the kill-switch
-entries (``meta_supervisor.audit``), the agent table, per-agent details (models, signals, slowest
-and failing runs with Jaeger links, consistency) and the inputs. Every string from the report goes through ``html.escape`` (agent names,
-messages, models, symbols, file names come from span data), and links are emitted only for http(s)
-URLs, so an agent named ``<script>alert(1)</script>`` is shown as text; bidirectional controls are
-shown as ``[U+202E]`` (``alpha.quality_render.bidi_visible``), so no text displays in another order
-than it is written.
+In the Markdown's order: the needs-attention list, the agent table, then charts (cost per agent,
+p95 latency per agent, runs and errors per as-of day when runs carry one, else per UTC day), the
+alpha-quality section (``alpha.quality_render``: tables and inline SVG charts of IC by horizon per
+agent and the calibration curve), the supervisor's decisions beside the kill-switch entries
+(``meta_supervisor.audit``), per-agent details (models, signals, slowest and failing runs with Jaeger
+links, consistency) and the inputs. Every string from
+the report goes through ``html.escape`` (agent names, messages, models, symbols, file names come from
+span data), and links are emitted only for http(s) URLs, so an agent named
+``<script>alert(1)</script>`` is shown as text; bidirectional controls are shown as ``[U+202E]``
+(``alpha.quality_render.bidi_visible``), so no text displays in another order than it is written.
 
 Reads no environment variables.
 """
@@ -19,10 +20,12 @@ from html import escape
 from typing import Any
 
 from alpha.quality_render import bidi_visible
+from meta_supervisor.report_agents import cost_text, error_text, window_text
+from meta_supervisor.report_paths import for_pages
 from meta_supervisor.svg_charts import horizontal_bars, stacked_days
+from services.pricing import format_usd
 
 DASH = "\u2013"
-ELLIPSIS = "\u2026"
 CHART_AGENTS = 25
 TABLE_AGENTS = 500
 ALPHA_AGENTS = 8  # one colour each in the alpha charts
@@ -88,7 +91,7 @@ def _cards(report: dict[str, Any]) -> str:
         ("skipped (killed)", num(fleet["skipped_killed"])),
         ("LLM calls", num(fleet["llm_calls"])),
         ("tokens", num(fleet["tokens"])),
-        ("LLM cost", f"${fleet['cost_usd']:,.4f}"),
+        ("LLM cost", cost_text(fleet)),
         ("alpha signals", num(fleet["alpha_signals"])),
     ]
     return '<div class="cards">' + "".join(f'<div class="card"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for k, v in cards) + "</div>"
@@ -122,15 +125,19 @@ def _charts(report: dict[str, Any]) -> str:
     by_p95 = sorted(
         ((name, a["p95_latency_ms"]) for name, a in agents.items() if a["p95_latency_ms"] is not None), key=lambda item: (-item[1], item[0])
     )[:CHART_AGENTS]
-    days = [(row["date"], row["runs"] - row["errors"], row["errors"]) for row in report["days"] if row["runs"] or row["errors"]]
-    cost_chart = horizontal_bars("LLM cost per agent", by_cost, lambda v: f"${v:,.4f}", empty="no priced LLM calls")
+    # by the market day each run saw when runs carry one (a replay runs a year of days in one afternoon)
+    by_as_of = bool(report["as_of_days"])
+    rows = report["as_of_days"] if by_as_of else report["days"]
+    days = [(row["date"], row["runs"] - row["errors"], row["errors"]) for row in rows if row["runs"] or row["errors"]]
+    day_title = "Runs and errors per as-of day (the market day each run saw)" if by_as_of else "Runs and errors per day (UTC)"
+    cost_chart = horizontal_bars("LLM cost per agent", by_cost, format_usd, empty="no priced LLM calls")
     p95_chart = horizontal_bars("p95 latency per agent", by_p95, lambda v: f"{v:,.1f} ms", color="#5a8f5a")
     return (
         '<div class="charts">'
         f'<div class="chart"><h3>LLM cost per agent (USD)</h3>{cost_chart}</div>'
         f'<div class="chart"><h3>p95 run latency per agent (ms)</h3>{p95_chart}</div>'
         "</div>"
-        '<div class="chart" style="margin-top:16px"><h3>Runs and errors per day (UTC)</h3>'
+        f'<div class="chart" style="margin-top:16px"><h3>{day_title}</h3>'
         '<div class="legend muted"><span style="background:#7fa7d9"></span>ok runs<span style="background:#c8553d"></span>errors</div>'
         f"{stacked_days('runs and errors per day', days)}</div>"
     )
@@ -148,11 +155,11 @@ def _attention(report: dict[str, Any]) -> str:
 
 
 def _agent_table(report: dict[str, Any]) -> str:
-    agents = sorted(report["agents"].items(), key=lambda item: (-item[1]["cost_usd"], -item[1]["runs"], item[0]))
+    agents = sorted(report["agents"].items(), key=lambda item: (-(item[1]["cost_usd"] or 0.0), -item[1]["runs"], item[0]))
     head = (
         "<tr><th>agent</th><th class=n>runs</th><th class=n>errors</th><th class=n>error rate</th><th class=n>killed runs</th>"
         "<th class=n>p50 ms</th><th class=n>p95 ms</th><th class=n>p99 ms</th><th class=n>max ms</th><th class=n>LLM calls</th>"
-        "<th class=n>tokens in / out</th><th class=n>cost USD</th><th class=n>signals</th><th>kill switch</th></tr>"
+        "<th class=n>tokens in / out</th><th class=n>LLM cost</th><th class=n>signals</th><th class=n>invalid</th><th>kill switch</th></tr>"
     )
     rows = []
     for name, a in agents[:TABLE_AGENTS]:
@@ -168,8 +175,8 @@ def _agent_table(report: dict[str, Any]) -> str:
             f"<td class=n>{num(a['p50_latency_ms'], 1)}</td><td class=n>{num(a['p95_latency_ms'], 1)}</td>"
             f"<td class=n>{num(a['p99_latency_ms'], 1)}</td><td class=n>{num(a['max_latency_ms'], 1)}</td>"
             f"<td class=n>{num(a['llm_calls'])}</td>"
-            f"<td class=n>{num(a['tokens_in'])} / {num(a['tokens_out'])}</td><td class=n>{a['cost_usd']:,.4f}</td>"
-            f"<td class=n>{num(a['alpha_signals'])}</td><td>{state}</td></tr>"
+            f"<td class=n>{num(a['tokens_in'])} / {num(a['tokens_out'])}</td><td class=n>{esc(cost_text(a))}</td>"
+            f"<td class=n>{num(a['alpha_signals'])}</td><td class=n>{num(a['invalid_signals'])}</td><td>{state}</td></tr>"
         )
     more = f'<p class="muted">{len(agents) - TABLE_AGENTS} more agents in meta_report.json.</p>' if len(agents) > TABLE_AGENTS else ""
     return f"<table>{head}{''.join(rows)}</table>{more}"
@@ -187,7 +194,7 @@ def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozen
 
 def _agent_details(name: str, a: dict[str, Any]) -> str:
     models = _table(
-        ["model", "calls", "simulated", "errors", "tokens in", "cached", "tokens out", "cost USD"],
+        ["model", "calls", "simulated", "errors", "tokens in", "cached", "tokens out", "cost"],
         [
             [
                 esc(model),
@@ -197,7 +204,7 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
                 num(m["tokens_in"]),
                 num(m["tokens_cached"]),
                 num(m["tokens_out"]),
-                ("unpriced" if m["priced"] is False else "\u2013" if m["cost_usd"] is None else f"{m['cost_usd']:,.6f}"),
+                "unpriced" if m["priced"] is False else format_usd(m["cost_usd"], "simulated, not priced"),
             ]
             for model, m in a["models"].items()
         ],
@@ -219,8 +226,8 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
         {2},
     )
     failing = _table(
-        ["trace", "error type", "message", "started"],
-        [[link(r["jaeger_url"], r["trace_id"]), esc(r["error_type"]), esc(r["message"]), esc(r["started_at"])] for r in a["failing_runs"]],
+        ["trace", "error", "started"],
+        [[link(r["jaeger_url"], r["trace_id"]), esc(error_text(r)), esc(r["started_at"])] for r in a["failing_runs"]],
     )
     c = a["consistency"]
     consistency = (
@@ -281,7 +288,7 @@ def _alpha_quality(report: dict[str, Any]) -> str:
 
     shown, left_out = trimmed_alpha(section, ALPHA_AGENTS, ALPHA_SYMBOLS)
     notes = [esc(note) for note in alpha_notes(section["unusable_signals"], left_out, "meta_report.json")]
-    notes.append(f"Prices: {esc(section['market_data'])}.")
+    notes.append(f"Market data (what the signals are scored against): {esc(section['market_data'])}.")
     return render_alpha(shown) + "".join(f'<p class="muted">{note}</p>' for note in notes)
 
 
@@ -302,8 +309,8 @@ def _supervisor(report: dict[str, Any]) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    window = report["window"]
-    span = "all time" if not (window["since"] or window["until"]) else f"{window['since'] or ELLIPSIS} to {window['until'] or 'now'}"
+    report = for_pages(report)  # no absolute local path on a page (report_paths)
+    span = window_text(report["window"])
     details = "".join(_agent_details(name, a) for name, a in list(report["agents"].items())[:TABLE_AGENTS])
     page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -311,13 +318,13 @@ def render_html(report: dict[str, Any]) -> str:
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
         f"<title>alphatrace meta report {esc(report['generated_at'])}</title><style>{CSS}</style></head><body><main>"
         f'<h1>alphatrace meta report</h1><p class="muted">generated {esc(report["generated_at"])} \u00b7 {esc(span)} \u00b7 '
-        f"prices {esc(report['prices']['version'])} \u00b7 schema {esc(report['schema_version'])}</p>"
+        f"LLM prices {esc(report['prices']['version'])} \u00b7 schema {esc(report['schema_version'])}</p>"
         f"{_cards(report)}{_notes(report)}"
         f"<h2>Needs attention</h2>{_attention(report)}"
+        f"<h2>Agents</h2>{_agent_table(report)}"
         f"<h2>Charts</h2>{_charts(report)}"
         f"{_alpha_quality(report)}"
         f"{_supervisor(report)}"
-        f"<h2>Agents</h2>{_agent_table(report)}"
         f"<h2>Agent details</h2>{details or '<p class=muted>No agents.</p>'}"
         f"<h2>Inputs</h2>{_inputs(report)}"
         "</main></body></html>\n"

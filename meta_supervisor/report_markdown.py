@@ -22,7 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 from alpha.quality_render import md_escape
-from meta_supervisor.md_budget import ELLIPSIS, REST_IN, Section, fit_page
+from meta_supervisor.md_budget import REST_IN, Section, fit_page
+from meta_supervisor.report_agents import cost_text, error_text, window_text
+from meta_supervisor.report_paths import for_pages
 
 MAX_ATTENTION_ITEMS = 15
 MAX_AGENT_ROWS = 40
@@ -59,18 +61,14 @@ def _link(label: str, url: str) -> str:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    report = for_pages(report)  # no absolute local path on a page (report_paths)
     fleet = report["fleet"]
     lines = ["## alphatrace meta report \u2014 " + md_text(report["generated_at"]), ""]
-    window = report["window"]
-    span = (
-        "all time"
-        if not (window["since"] or window["until"])
-        else f"{md_text(window['since'] or ELLIPSIS)} to {md_text(window['until'] or 'now')}"
-    )
+    span = md_text(window_text(report["window"]), 200)
     lines.append(
         f"**{fleet['agents']} agents \u00b7 {_num(fleet['runs'])} runs \u00b7 {_num(fleet['errors'])} errors "
         f"({_pct(fleet['error_rate'])}) \u00b7 {_num(fleet['skipped_killed'])} skipped (killed) \u00b7 "
-        f"${fleet['cost_usd']:,.4f} LLM cost \u00b7 {_num(fleet['alpha_signals'])} alpha signals** "
+        f"LLM cost {md_text(cost_text(fleet), 200)} \u00b7 {_num(fleet['alpha_signals'])} alpha signals** "
         f"({span})"
     )
     extras = []
@@ -110,17 +108,19 @@ def _agents(report: dict[str, Any]) -> Section:
         return Section("agents", ["### Agents", "No agent runs in the input.", ""], [], "agents")
     head = [
         "### Agents",
-        "| agent | runs | errors | error rate | p50 ms | p95 ms | LLM calls | tokens | cost USD | signals | killed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| agent | runs | errors | error rate | p50 ms | p95 ms | p99 ms | max ms | LLM calls | tokens | LLM cost "
+        "| signals | invalid | killed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     rows = []
-    ordered = sorted(agents.items(), key=lambda item: (-item[1]["cost_usd"], -item[1]["runs"], item[0]))
+    ordered = sorted(agents.items(), key=lambda item: (-(item[1]["cost_usd"] or 0.0), -item[1]["runs"], item[0]))
     for name, agent in ordered[:MAX_AGENT_ROWS]:
         killed = "unknown" if agent["killed"] is None else ("**yes**: " + md_text(agent["kill_reason"], 60) if agent["killed"] else "no")
         rows.append(
             f"| {md_text(name, 60)} | {_num(agent['runs'])} | {_num(agent['errors'])} | {_pct(agent['error_rate'])} | "
-            f"{_num(agent['p50_latency_ms'], 1)} | {_num(agent['p95_latency_ms'], 1)} | {_num(agent['llm_calls'])} | "
-            f"{_num(agent['tokens'])} | {agent['cost_usd']:,.4f} | {_num(agent['alpha_signals'])} | {killed} |"
+            f"{_num(agent['p50_latency_ms'], 1)} | {_num(agent['p95_latency_ms'], 1)} | {_num(agent['p99_latency_ms'], 1)} | "
+            f"{_num(agent['max_latency_ms'], 1)} | {_num(agent['llm_calls'])} | {_num(agent['tokens'])} | "
+            f"{md_text(cost_text(agent), 80)} | {_num(agent['alpha_signals'])} | {_num(agent['invalid_signals'])} | {killed} |"
         )
     return Section("agents", head, rows, "agents", len(agents), [""])
 
@@ -135,8 +135,7 @@ def _runs(report: dict[str, Any]) -> Section | None:
             continue
         for run in failing:
             links.append(
-                f"- {md_text(name, 60)} failed: {_link(md_text(run['trace_id'], 40), run['jaeger_url'])} "
-                f"{md_text(run['error_type'], 60)} {md_text(run['message'], 100)}"
+                f"- {md_text(name, 60)} failed: {_link(md_text(run['trace_id'], 40), run['jaeger_url'])} {md_text(error_text(run), 160)}"
             )
         for run in slowest:
             links.append(

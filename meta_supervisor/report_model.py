@@ -40,11 +40,14 @@ from meta_supervisor.report_agents import (  # the number helpers are re-exporte
     latency_summary,
     ms,
     percentile,
+    priced_sum,
     rate,
     url_segment,
     usd,
 )
 from meta_supervisor.report_alpha import AuditState, alpha_quality_section, supervisor_section
+from meta_supervisor.report_attention import count_of as _count
+from meta_supervisor.report_attention import threshold_items
 
 SCHEMA_VERSION = 1
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
@@ -71,6 +74,8 @@ class BuildInputs:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     latency: Mapping[str, Mapping[str, Any]] | None = None  # name -> latency_summary(); None: computed here
+    as_of_since: dt.date | None = None  # the as-of window (first and last as-of day, both included):
+    as_of_until: dt.date | None = None  # what follows it is in_as_of_window's docstring
     alpha_signals: bool = True  # the tallies keep alpha signals (False: --no-alpha-quality)
 
 
@@ -110,24 +115,7 @@ def _pending_by_agent(pending: Mapping[str, list]) -> tuple[dict[str, int], dict
 def _needs_attention(
     agents: dict[str, dict[str, Any]], inputs: dict[str, Any], kill: KillSwitchState, supervisor: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-
-    def top(key: str):
-        candidates = [(report[key], name) for name, report in agents.items() if report[key]]
-        if not candidates:
-            return None
-        value, name = min(candidates, key=lambda item: (-item[0], item[1]))  # ties: first name
-        return name, value
-
-    found = top("cost_usd")
-    if found:
-        items.append({"kind": "highest_cost", "agent": found[0], "value": found[1], "why": f"highest LLM cost: ${found[1]:.4f}"})
-    found = top("error_rate")
-    if found:
-        items.append({"kind": "highest_error_rate", "agent": found[0], "value": found[1], "why": f"highest error rate: {found[1]:.1%}"})
-    found = top("p95_latency_ms")
-    if found:
-        items.append({"kind": "slowest_p95", "agent": found[0], "value": found[1], "why": f"slowest p95 latency: {found[1]:.1f} ms"})
+    items = threshold_items(agents)
     for name, report in agents.items():
         if report["killed"]:
             items.append({"kind": "killed", "agent": name, "value": None, "why": f"killed: {report['kill_reason'] or 'no reason given'}"})
@@ -158,7 +146,7 @@ def _needs_attention(
                     "kind": "unpriced",
                     "agent": name,
                     "value": report["unpriced_llm_calls"],
-                    "why": f"{_count(report['unpriced_llm_calls'], 'LLM call')} with no price ({models})",
+                    "why": f"{_count(report['unpriced_llm_calls'], 'LLM call')} unpriced ({models}): not in the cost",
                 }
             )
     for name, decision in supervisor["agents"].items():
@@ -239,8 +227,12 @@ def telemetry_losses(by_process: Mapping[tuple, list[int]]) -> dict[str, Any]:
     }
 
 
-def _count(number: int, noun: str, plural: str | None = None) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {plural or noun + 's'}"
+def in_as_of_window(day: str | dt.date, since: dt.date | None, until: dt.date | None) -> bool:
+    """The as-of window (``--as-of-since`` / ``--as-of-until``, both days included, as the supervisor's
+    window): applied after reading, to what the tallies keep per as-of day, the runs per as-of day
+    (``as_of_days``) and the alpha signals scored; the other figures follow ``--since``/``--until``."""
+    text = day.isoformat() if isinstance(day, dt.date) else day
+    return (since is None or text >= since.isoformat()) and (until is None or text <= until.isoformat())
 
 
 def report_day(now: dt.datetime) -> dt.date:
@@ -272,6 +264,7 @@ def build_report(
     empty = AgentTally()
     latencies = data.latency if data.latency is not None else {name: latency_summary(t.latencies_ns) for name, t in data.agents.items()}
     no_runs = latency_summary(())
+    as_of = (data.as_of_since, data.as_of_until)
     agents = {
         name: agent_report(
             name,
@@ -286,6 +279,9 @@ def build_report(
         )
         for name in sorted(names)
     }
+    if as_of != (None, None):
+        for report in agents.values():
+            report["as_of_days"] = [row for row in report["as_of_days"] if in_as_of_window(row["date"], *as_of)]
     tally = data.inputs
     inputs = {
         "files": [f["path"] for f in data.files],
@@ -310,7 +306,7 @@ def build_report(
     today = report_day(now)
     alpha = None
     if data.alpha_signals and market is not None:
-        alpha = alpha_quality if alpha_quality is not None else alpha_quality_section(data.agents, agents, market, today)
+        alpha = alpha_quality if alpha_quality is not None else alpha_quality_section(data.agents, agents, market, today, as_of)
     supervisor = supervisor_section(audit, kill.entries if kill.error is None else {})
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -318,6 +314,8 @@ def build_report(
         "window": {
             "since": data.since.isoformat() if data.since else None,
             "until": data.until.isoformat() if data.until else None,
+            "as_of_since": data.as_of_since.isoformat() if data.as_of_since else None,
+            "as_of_until": data.as_of_until.isoformat() if data.as_of_until else None,
         },
         "inputs": inputs,
         "prices": {"version": getattr(prices, "version", None), "source": getattr(prices, "source_path", None)},
@@ -331,6 +329,7 @@ def build_report(
         "fleet": fleet,
         "needs_attention": [],
         "days": _days(agents),
+        "as_of_days": _days(agents, "as_of_days"),
         "agents": agents,
         "alpha_quality": alpha,
         "supervisor": supervisor,
@@ -362,7 +361,7 @@ def _fleet(agents: dict[str, dict[str, Any]], latencies: Iterable[Mapping[str, A
     for key in _SUMMED:
         fleet[key] = sum(report[key] for report in agents.values())
     fleet["error_rate"] = rate(fleet["errors"], fleet["runs"])
-    fleet["cost_usd"] = usd(sum(report["cost_usd"] for report in agents.values()))
+    fleet["cost_usd"] = priced_sum(report["cost_usd"] for report in agents.values())
     fleet["llm_simulated"] = fleet["simulated_llm_calls"] > 0
     fleet["unpriced_models"] = sorted({m for report in agents.values() for m in report["unpriced_models"]})
     summaries = [summary for summary in latencies if summary["count"]]
@@ -376,10 +375,11 @@ def _fleet(agents: dict[str, dict[str, Any]], latencies: Iterable[Mapping[str, A
     return fleet
 
 
-def _days(agents: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _days(agents: dict[str, dict[str, Any]], section: str = "days") -> list[dict[str, Any]]:
+    """The agents' ``days`` (or ``as_of_days``) summed per date, fleet-wide."""
     days: dict[str, dict[str, Any]] = {}
     for report in agents.values():
-        for row in report["days"]:
+        for row in report[section]:
             target = days.setdefault(row["date"], {key: 0 for key in row if key != "date"})
             for key, value in row.items():
                 if key != "date":
@@ -387,6 +387,7 @@ def _days(agents: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for date in sorted(days):
         row = days[date]
-        row["cost_usd"] = usd(row["cost_usd"])
+        if "cost_usd" in row:
+            row["cost_usd"] = usd(row["cost_usd"])
         out.append({"date": date, **row})
     return out

@@ -37,6 +37,7 @@ from meta_supervisor.aggregates import (
     DAY_ERROR,
     DAY_KILLED,
     DAY_OK,
+    EPOCH_ORDINAL,
     LLM_CACHED,
     LLM_CALLS,
     LLM_ERRORS,
@@ -108,6 +109,7 @@ _TOKENS_OUT = semconv.GEN_AI_USAGE_OUTPUT_TOKENS
 _TOKENS_CACHED = semconv.GEN_AI_USAGE_CACHED_INPUT_TOKENS
 _OUTCOME = semconv.AGENT_RUN_OUTCOME
 _KILLED = semconv.OUTCOME_KILLED
+_RUN_AS_OF = semconv.AGENT_RUN_AS_OF
 _SUPERVISOR_PREFIX = "supervisor."
 STATUS_ERROR = 2
 MAX_TOKENS = 10**15  # more tokens than that in one call is a broken value, not a count
@@ -345,6 +347,13 @@ class SpanAggregator(RunJoin, AlphaEvents):
         value = attrs.get(_RUN_ID)
         run_id = (value.stringValue if value is not None else None) or ""
         killed = False
+        as_of = as_str(attrs.get(_RUN_AS_OF))
+        as_of_day = self._day_ordinal(as_of) if as_of else 0
+        if as_of_day and (outcome == _OK or outcome == _ERROR or outcome == _KILLED):
+            as_of_row = tally.asof_runs.get(as_of_day - EPOCH_ORDINAL)
+            if as_of_row is None:
+                as_of_row = tally.asof_runs[as_of_day - EPOCH_ORDINAL] = [0, 0, 0]
+            as_of_row[DAY_OK if outcome == _OK else DAY_ERROR if outcome == _ERROR else DAY_KILLED] += 1
         if outcome == _OK or outcome == _ERROR:
             if outcome == _OK:
                 row[DAY_OK] += 1

@@ -37,7 +37,7 @@ from meta_supervisor.native_part import sorted_latencies
 from meta_supervisor.report_build import BuildOptions, new_aggregator, to_ns
 from meta_supervisor.report_outputs import write_atomically
 
-STATE_FORMAT = 6  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
+STATE_FORMAT = 7  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check; 7: runs per as-of day
 KEEP_STATES = 4  # state sets (one per combination of options) kept; the least recently used go
 _MAIN_NAME = re.compile(r"^report-([0-9a-f]{16})\.json$")
 

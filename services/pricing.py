@@ -89,3 +89,17 @@ class PriceTable:
         cached = min(max(cached_input_tokens, 0), max(input_tokens, 0))
         uncached = max(input_tokens, 0) - cached
         return (uncached * price.input + cached * price.cached_input + max(output_tokens, 0) * price.output) / 1_000_000
+
+
+def format_usd(amount: float | None, missing: str = "\u2013") -> str:
+    """The one way a cost in USD is shown (report pages, alpha section): ``$1,234.5678``; a cost
+    under $0.0001 with three significant digits (``$0.00000375``), so a real cost never reads
+    ``$0.0000``; exactly zero as ``$0``; ``None`` (nothing priced) as ``missing``."""
+    if amount is None or not math.isfinite(amount):
+        return missing
+    if amount == 0:
+        return "$0"
+    if abs(amount) >= 0.0001:
+        return f"${amount:,.4f}"
+    digits = 2 - math.floor(math.log10(abs(amount)))
+    return f"${amount:.{digits}f}"

@@ -64,6 +64,7 @@ def _key(key: Any) -> Any:
 def _tally(tally) -> dict:
     state = tally.to_state()
     state["day_runs"] = {row[0]: row[1:] for row in state["day_runs"]}
+    state["asof_runs"] = {row[0]: row[1:] for row in state["asof_runs"]}
     state["day_models"] = {(row[0], row[1], row[2]): row[3:] for row in state["day_models"]}
     state["alpha"] = {(row[0], row[1]): row[2] for row in state["alpha"]}
     state["slowest"] = sorted(state["slowest"])

@@ -111,7 +111,7 @@ def test_alpha_quality_figures_by_hand(tmp_path: Path) -> None:
     assert llm["cost"]["cost_per_scored_signal_usd"] == pytest.approx(0.00021)
     assert alpha["agents"]["rule"]["cost"]["cost_usd"] == 0.0 and alpha["agents"]["rule"]["cost"]["ic_per_dollar"] is None
     markdown = (out / "meta_report.md").read_text(encoding="utf-8")
-    assert "### Alpha quality" in markdown and "| rule | 1 | 5 | 1 | 75.0% |" in markdown
+    assert "### Alpha quality" in markdown and "| rule | 1 | 5 | 1 | 75.0% (base 60.0%) |" in markdown
     assert "1 `alpha.signal` events lack what scoring needs" in markdown
 
 

@@ -161,7 +161,7 @@ def test_simulated_calls_are_counted_labelled_and_never_priced(report: dict) -> 
     beta = report["agents"]["beta"]
     assert beta["llm_calls"] == 1
     assert beta["simulated_llm_calls"] == 1
-    assert beta["cost_usd"] == 0.0
+    assert beta["cost_usd"] is None  # nothing priced: null, never $0
     assert beta["unpriced_llm_calls"] == 0
     assert beta["models"]["sim-model"]["simulated_calls"] == 1
     assert beta["killed"] is False
@@ -178,12 +178,14 @@ def test_fleet_days_and_needs_attention(report: dict) -> None:
     ]
     kinds = {(item["kind"], item["agent"]) for item in report["needs_attention"]}
     assert {
-        ("highest_cost", "alpha"),
         ("highest_error_rate", "alpha"),
-        ("slowest_p95", "alpha"),
+        ("invalid_signals", "alpha"),
+        ("no_signals", "beta"),
         ("killed", "alpha"),
         ("unpriced", "alpha"),
     } <= kinds
+    # below their thresholds: $0.0003 in a day, a p95 of 290 ms
+    assert not {kind for kind, _ in kinds} & {"highest_cost", "slowest_p95"}
 
 
 def test_telemetry_losses_are_the_latest_counters_per_process(report: dict) -> None:

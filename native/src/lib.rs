@@ -163,6 +163,11 @@ fn tally_state<'py>(py: Python<'py>, tally: &Tally) -> PyResult<Bound<'py, PyDic
     }
     d.set_item("day_runs", rows)?;
     let rows = PyList::empty(py);
+    for (day, counts) in &tally.asof_runs.items {
+        rows.append((day, counts[0], counts[1], counts[2]))?;
+    }
+    d.set_item("asof_runs", rows)?;
+    let rows = PyList::empty(py);
     for ((day, model, simulated), c) in &tally.day_models.items {
         rows.append((day, model, simulated, c[0], c[1], c[2], c[3], c[4]))?;
     }

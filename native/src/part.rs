@@ -69,6 +69,8 @@ pub const DAY_OK: usize = 0;
 pub const DAY_ERROR: usize = 1;
 pub const DAY_KILLED: usize = 2;
 pub const DAY_ALPHA: usize = 3;
+/// `aggregates.EPOCH_ORDINAL`: as-of days are kept as days since 1970-01-01, as start days
+pub const EPOCH_ORDINAL: i64 = 719_163;
 pub const DAY_ALPHA_INVALID: usize = 4;
 pub const CONSISTENT: usize = 0;
 pub const MISMATCHED: usize = 1;
@@ -94,12 +96,13 @@ const A_RUN_IN: usize = 15;
 const A_RUN_OUT: usize = 16;
 const A_RUN_CACHED: usize = 17;
 const A_RUN_UNPRICED: usize = 18;
+const A_RUN_AS_OF: usize = 19;
 
-type Attrs<'s, 'a> = [Option<&'s AnyValue<'a>>; 19];
+type Attrs<'s, 'a> = [Option<&'s AnyValue<'a>>; 20];
 
 /// `{kv.key: kv.value for kv in span.attributes}` for the keys read: the last occurrence wins.
 fn span_attrs<'s, 'a>(attributes: &'s [KeyValue<'a>]) -> Attrs<'s, 'a> {
-    let mut found: Attrs = [None; 19];
+    let mut found: Attrs = [None; 20];
     for kv in attributes {
         let slot = match &*kv.key {
             "gen_ai.operation.name" => A_OP,
@@ -121,6 +124,7 @@ fn span_attrs<'s, 'a>(attributes: &'s [KeyValue<'a>]) -> Attrs<'s, 'a> {
             "agent.run.output_tokens" => A_RUN_OUT,
             "agent.run.cached_input_tokens" => A_RUN_CACHED,
             "agent.run.unpriced_llm_calls" => A_RUN_UNPRICED,
+            "agent.run.as_of" => A_RUN_AS_OF,
             _ => continue,
         };
         found[slot] = kv.value.as_ref();
@@ -283,6 +287,10 @@ impl<'py, 't> Aggregator<'py, 't> {
             Some(name) => name,
             None => span.name.strip_prefix("invoke_agent ").unwrap_or(UNKNOWN_AGENT),
         };
+        let as_of_day = match as_str(attrs[A_RUN_AS_OF]).filter(|t| !t.is_empty()) {
+            Some(text) => self.helpers.day_ordinal(text)?,
+            None => 0,
+        };
         let index = self.agent(agent_name);
         let helpers = &self.helpers;
         let tally = &mut self.agents[index];
@@ -306,6 +314,15 @@ impl<'py, 't> Aggregator<'py, 't> {
         let day = day_of(start)?;
         let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
         let mut killed = false;
+        if as_of_day != 0 && (outcome == "ok" || outcome == "error" || outcome == "killed") {
+            let key = as_of_day - EPOCH_ORDINAL;
+            let slot = match outcome {
+                "ok" => DAY_OK,
+                "error" => DAY_ERROR,
+                _ => DAY_KILLED,
+            };
+            tally.asof_runs.entry(&key, || key, || [0; 3])[slot] += 1;
+        }
         if outcome == "ok" || outcome == "error" {
             let row = tally.day_runs.entry(&day, || day, || [0; 5]);
             if outcome == "ok" {

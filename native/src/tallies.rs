@@ -121,6 +121,7 @@ pub struct Tally {
     pub first_start: i128,
     pub last_start: i128,
     pub day_runs: Ordered<i64, [i64; 5]>,
+    pub asof_runs: Ordered<i64, [i64; 3]>,
     pub day_models: Ordered<(i64, String, bool), [i128; 5]>,
     pub bad_token_values: i64,
     pub alpha: Ordered<(String, String), i64>,
