@@ -35,7 +35,7 @@ from meta_supervisor.aggregates import AgentTally, InputTally, Tallies
 from meta_supervisor.fingerprints import FingerprintMap, FingerprintSet, blake2b
 from meta_supervisor.native_part import sorted_latencies
 from meta_supervisor.report_build import BuildOptions, new_aggregator, to_ns
-from meta_supervisor.report_outputs import write_atomically
+from services.state_files import write_atomically
 
 STATE_FORMAT = 5  # 5: table digests and the checkpoint before the last file
 KEEP_STATES = 4  # state sets (one per combination of options) kept; the least recently used go
