@@ -39,6 +39,8 @@ class BuildOptions:
     force_full: bool = False  # ignore saved state (a new one is still saved)
     progress: Callable[[int, int], None] | None = None  # (bytes done, bytes total)
     alpha_signals: bool = True  # keep the alpha signals for scoring (the report's alpha_quality section)
+    lock_timeout: float | None = None  # seconds to wait for the state lock (None: state_store.DEFAULT_LOCK_TIMEOUT)
+    notify: Callable[[str], None] | None = None  # told at once when the build has to wait for the state lock
 
 
 @dataclass
@@ -51,6 +53,7 @@ class BuildStats:
     state_dir: Path | None = None  # where the incremental state is (None: not kept)
     state: str = ""  # "<key>-<generation>" of the saved state the tallies equal: what a derived cache may be keyed on
     checkpoint: str = ""  # what became of the state saved before the last file (written, kept, none ...)
+    warnings: list[str] = field(default_factory=list)  # the state could not be used, trusted or saved (inputs.state_warnings)
 
 
 def to_ns(moment: dt.datetime | None) -> int | None:
@@ -149,5 +152,6 @@ def build_inputs(options: BuildOptions) -> tuple[BuildInputs, BuildStats]:
         until=options.until,
         latency=aggregator.latency_summaries,
         alpha_signals=options.alpha_signals,
+        state_warnings=list(stats.warnings),
     )
     return data, stats

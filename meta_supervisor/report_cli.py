@@ -11,14 +11,20 @@ Environment (flags win over environment, environment over defaults):
 * ``ALPHATRACE_JAEGER_URL``: Jaeger UI base URL for trace links (default ``http://127.0.0.1:16686``);
 * ``ALPHATRACE_REPORT_DIR``: where the report files go (default ``meta_supervisor/reports``);
 * ``ALPHATRACE_REPORT_STATE_DIR``: incremental state (default ``meta_supervisor/state``);
+* ``ALPHATRACE_STATE_LOCK_TIMEOUT``: seconds to wait for another build using the same state
+  (default 600; ``meta_supervisor.state_store``);
 * ``ALPHATRACE_NATIVE``: ``auto`` / ``on`` / ``off``, the compiled reader (``native_part``);
 * read by the modules used here: ``ALPHATRACE_KILL_SWITCH_FILE`` (services.kill_switch),
   ``ALPHATRACE_PRICE_TABLE`` (services.pricing), ``ALPHATRACE_MARKET_DATA`` (services.market_data:
   the prices alpha signals are scored against, default ``agents/data``) and
   ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.audit: the supervisor's decisions).
 
-Exit status: 0 report written; 2 bad arguments or configuration (price table, market data folder),
-with the reason.
+The incremental state is best effort: when it cannot be used, trusted or saved the report is still
+written, with a warning on stderr and in the report (``inputs.state_warnings``).
+
+Exit status: 0 report written; 2 bad arguments or configuration (price table, market data folder,
+lock timeout), with the reason; 3 another build held the state longer than the lock timeout (no
+report written; the message names its process).
 """
 
 from __future__ import annotations
@@ -142,6 +148,9 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         from meta_supervisor import native_part
 
         native_part.core()  # ALPHATRACE_NATIVE checked now, not in the middle of the build
+        from meta_supervisor.state_store import ENV_LOCK_TIMEOUT, lock_timeout
+
+        wait_for_lock = lock_timeout()
         prices = PriceTable.load(args.price_table)
         market = None
         if not args.no_alpha_quality:
@@ -170,12 +179,25 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         progress=bar.update if bar else None,
         force_full=args.full,
         alpha_signals=market is not None,
+        lock_timeout=wait_for_lock,
+        notify=lambda message: print(f"note: {message}", file=sys.stderr),
     )
+    from services.state_files import LockTimeout
+
     try:
         data, stats = build_inputs(options)
+    except LockTimeout as exc:
+        print(
+            f"error: the incremental state is in use by {exc.holder} (lock {exc.lock_path}, waited {exc.waited:g} s, "
+            f"${ENV_LOCK_TIMEOUT}); try again later, or build without it (--no-state)",
+            file=sys.stderr,
+        )
+        return 3
     finally:
         if bar:
             bar.finish()
+    for warning in stats.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     kill = load_kill_state(args.kill_file)
     if kill.error:
         print(f"warning: {kill.error}; the report shows the kill-switch state as unknown", file=sys.stderr)

@@ -72,6 +72,7 @@ class BuildInputs:
     until: dt.datetime | None = None
     latency: Mapping[str, Mapping[str, Any]] | None = None  # name -> latency_summary(); None: computed here
     alpha_signals: bool = True  # the tallies keep alpha signals (False: --no-alpha-quality)
+    state_warnings: list[str] = field(default_factory=list)  # the incremental state was not used, trusted or saved
 
 
 __all__ = [
@@ -282,6 +283,7 @@ def build_report(
         "duplicate_run_roots": tally.duplicate_run_roots,
         "telemetry_losses": telemetry_losses(tally.telemetry_losses),
         "messages": list(data.messages),
+        "state_warnings": list(data.state_warnings),
     }
     fleet = _fleet(agents, latencies.values())
     today = report_day(now)
