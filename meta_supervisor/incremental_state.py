@@ -258,6 +258,8 @@ def _save(options: BuildOptions, stats: BuildStats, store: SavedState, aggregato
     try:
         generation = store.save(aggregator, cursors, summaries, checkpoint)
     except OSError as exc:
+        if checkpoint and stats.checkpoint.startswith("written"):  # written by this build for this state: not needed now
+            store.discard(checkpoint)
         stats.warnings.append(f"incremental state not saved ({exc}); what was written of it is removed, the previous state kept")
         return
     stats.state_dir, stats.state = options.state_dir, f"{store.key}-{generation}"

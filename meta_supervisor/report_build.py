@@ -114,8 +114,16 @@ def read_file_maybe_parallel(path: Path, aggregator, options: BuildOptions, adva
     from meta_supervisor.trace_files import read_trace_file
 
     if worth_splitting(path, cursor, options.workers):
-        return read_in_parallel(path, aggregator, options, advance, cursor)
-    return read_trace_file(path, aggregator, cursor, advance)
+        return _covering(read_in_parallel(path, aggregator, options, advance, cursor))
+    return _covering(read_trace_file(path, aggregator, cursor, advance))
+
+
+def _covering(cursor):
+    """The file grew while it was read (its size is taken before): its recorded size then covers what
+    was read, so a saved offset is never past the saved size (``state_checks`` holds states to it)."""
+    if not cursor.format.startswith("zstd"):
+        cursor.size = max(cursor.size, cursor.offset + cursor.partial_tail_bytes)
+    return cursor
 
 
 def build_inputs(options: BuildOptions) -> tuple[BuildInputs, BuildStats]:

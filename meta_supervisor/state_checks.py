@@ -4,7 +4,8 @@ The tables' digests (``state_store``) catch damaged bytes; these checks catch a 
 well-formed JSON but cannot be true: a file cursor with a negative count, more records than bytes,
 two cursors for one file, an offset past the end of the file as it is now (reading on from there
 would silently drop whatever lies between), a checkpoint further into a file than the state after
-it, latency or signal ranges out of order or past their table, counts larger than their tables.
+it (or past the end of the file as it was read: a read records at least the size it read to,
+``report_build``), latency or signal ranges out of order or past their table, counts larger than their tables.
 Each returns the reason ("" when nothing is wrong); the build then reads everything again and says
 why (``incremental_state``: a warning line, and the reason in the report's ``inputs.state_warnings``).
 
@@ -86,6 +87,8 @@ def _cursors_problem(cursors: list[FileCursor]) -> str:
             return f"the saved cursor of {cursor.path} has a negative or non-integer count"
         if cursor.records > cursor.offset:
             return f"the saved cursor of {cursor.path} has {cursor.records} records in {cursor.offset} bytes"
+        if not cursor.format.startswith("zstd") and cursor.offset > cursor.size:
+            return f"the saved offset of {cursor.path} ({cursor.offset}) is past the end of the file as read ({cursor.size} bytes)"
         if cursor.head_length > cursor.size:
             return f"the saved cursor of {cursor.path} has a head of {cursor.head_length} bytes in a file of {cursor.size}"
         if (cursor.device, cursor.inode) in identities or cursor.path in paths:

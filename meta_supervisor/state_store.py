@@ -42,7 +42,7 @@ from meta_supervisor.state_checks import summary_problem
 from services.config_error import ConfigError
 from services.state_files import LockTimeout, exclusive_lock, write_atomically
 
-STATE_FORMAT = 5  # 5: table digests and the checkpoint before the last file
+STATE_FORMAT = 6  # 5: table digests and the checkpoint before the last file; 6: a saved offset never past the saved size
 KEEP_STATES = 4  # state sets (one per combination of options) kept; the least recently used go
 ENV_LOCK_TIMEOUT = "ALPHATRACE_STATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600.0  # seconds; a full build of a year of traces takes a few minutes at most
