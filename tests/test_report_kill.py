@@ -82,34 +82,50 @@ def argv(tmp_path: Path, out: str, *extra: str) -> list[str]:
 
 
 def start(tmp_path: Path, out: str, *extra: str, slow_workers: bool = False) -> subprocess.Popen:
+    """A build in a process of its own (and its own process group); its output goes to files, never
+    to pipes: a worker left running would hold a pipe open, and reading it would wait for that."""
     env = {**os.environ, "ALPHATRACE_STATE_LOCK_TIMEOUT": "30"}
     if slow_workers:
         env["KILL_TEST_SLOW_WORKERS"] = "1"
-    return subprocess.Popen(
-        [sys.executable, "-c", SPLIT_EVERYTHING, *argv(tmp_path, out, *extra)],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,  # its own process group: what it leaves behind is killed after the test
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with open(tmp_path / f"{out}.stderr", "w") as err:
+        return subprocess.Popen(
+            [sys.executable, "-c", SPLIT_EVERYTHING, *argv(tmp_path, out, *extra)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # its own process group: what it leaves behind is killed after the test
+        )
 
 
-def finish(process: subprocess.Popen) -> tuple[int, str]:
+def finish(tmp_path: Path, process: subprocess.Popen, out: str) -> tuple[int, str]:
     try:
-        _, err = process.communicate(timeout=NEXT_BUILD_SECONDS)
+        process.wait(timeout=NEXT_BUILD_SECONDS)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.communicate()
+        process.wait()
         pytest.fail(f"the build after a killed build did not finish in {NEXT_BUILD_SECONDS} s (a lock left held?)")
-    return process.returncode, err
+    return process.returncode, (tmp_path / f"{out}.stderr").read_text()
 
 
 def report_of(folder: Path) -> dict:
     report = json.loads((folder / "meta_report.json").read_text(encoding="utf-8"))
     report.pop("generated_at")
     return report
+
+
+def alive_in_group(group: int) -> list[int]:
+    """The processes of a process group that still run (zombies excepted: nothing may reap them here)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError, IndexError):
+            continue
+        if int(pgrp) == group and state not in "ZX":
+            alive.append(int(stat.parent.name))
+    return alive
 
 
 def workers_of(pid: int) -> list[int]:
@@ -125,7 +141,7 @@ def test_killed_builds_never_block_the_next_and_leave_a_correct_state(tmp_path: 
     traces = tmp_path / "traces.jsonl"
     traces.write_text("".join(trace_lines(1, 3000, seed=1)))
     started = time.monotonic()
-    code, err = finish(start(tmp_path, "out", "--full"))
+    code, err = finish(tmp_path, start(tmp_path, "out", "--full"), "out")
     duration = time.monotonic() - started
     assert code == 0, err
     next_trace, with_workers = 3001, 0
@@ -147,8 +163,12 @@ def test_killed_builds_never_block_the_next_and_leave_a_correct_state(tmp_path: 
                 time.sleep(0.002)
             with_workers += bool(workers_of(victim.pid))
             victim.send_signal(signal.SIGKILL)
-            victim.communicate()
-            code, err = finish(start(tmp_path, "out"))
+            victim.wait()
+            code, err = finish(tmp_path, start(tmp_path, "out"), "out")
+            deadline = time.monotonic() + NEXT_BUILD_SECONDS  # workers die with their build (at once; generous bound)
+            while alive_in_group(victim.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not alive_in_group(victim.pid), f"kill {kill}: the killed build's workers still run"
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(victim.pid, signal.SIGKILL)  # workers a killed build left running (none should be)
