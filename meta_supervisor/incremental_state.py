@@ -14,8 +14,8 @@ kept), so a build with other options never reuses the wrong state. A build then:
   checkpoint is missing or damaged (the reason is in ``BuildStats.rebuild_reason``).
 
 The state is checked before it is trusted: the tables' digests and the summary's consistency
-(``state_checks``), each saved offset against its file's size now (an offset past the end would
-skip the bytes between), a checkpoint against the state after it. A state that fails is not used:
+(``state_checks``: among others no saved offset past its file's saved size, which a file smaller
+now than that is a truncation, read again), a checkpoint against the state after it. A state that fails is not used:
 everything is read again, and the reason is a warning (``BuildStats.warnings``, the report's
 ``inputs.state_warnings``). The state is best effort: a folder that cannot be locked (read-only,
 not a folder) means a full build without state, a save that fails (a full disk) leaves the previous
@@ -48,7 +48,7 @@ from pathlib import Path
 from meta_supervisor.native_part import sorted_latencies
 from meta_supervisor.report_build import BuildOptions, BuildStats, _progress_adapter, full_build, read_file_maybe_parallel
 from meta_supervisor.report_model import latency_summary
-from meta_supervisor.state_checks import cursors_of, offset_problem, regression_problem
+from meta_supervisor.state_checks import cursors_of, regression_problem
 from meta_supervisor.state_store import DEFAULT_LOCK_TIMEOUT, KEEP_STATES, SavedState, locked, state_key
 from meta_supervisor.trace_files import FileCursor, classify
 from meta_supervisor.trace_inputs import head_digest, identity_of
@@ -152,9 +152,6 @@ def _build_locked(options: BuildOptions, files: list[Path], stats: BuildStats, s
         return _full_and_save(options, files, stats, store, _distrusted(stats, str(exc)))
     if data is None:
         return _full_and_save(options, files, stats, store, reason)
-    problem = _offsets_problem(files, saved)
-    if problem:
-        return _full_and_save(options, files, stats, store, _distrusted(stats, problem))
     plan, problem = _plan(files, saved)
     if problem:
         return _from_checkpoint(options, files, stats, store, data, problem)
@@ -176,20 +173,6 @@ def _build_locked(options: BuildOptions, files: list[Path], stats: BuildStats, s
     stats.mode = "incremental"
     base = _Base(data["generation"], saved, is_main=True, checkpoint=data.get("checkpoint"), text=text)
     return _continue(options, files, stats, store, aggregator, plan, base)
-
-
-def _offsets_problem(files: list[Path], saved: list[FileCursor]) -> str:
-    """A saved offset past the end of its file (as it is now): the bytes between would be skipped."""
-    by_identity = {(cursor.device, cursor.inode): cursor for cursor in saved}
-    for path in files:
-        with contextlib.suppress(OSError):  # a file that cannot be stat'ed: _plan says so
-            ident = identity_of(path)
-            known = by_identity.get((ident.device, ident.inode))
-            if known is not None and known.size <= ident.size:  # (smaller: truncated, handled as such)
-                problem = offset_problem(known, ident.size)
-                if problem:
-                    return problem
-    return ""
 
 
 def _from_checkpoint(options: BuildOptions, files: list[Path], stats: BuildStats, store: SavedState, data: dict, problem: str):

@@ -2,10 +2,11 @@
 
 The tables' digests (``state_store``) catch damaged bytes; these checks catch a summary that is
 well-formed JSON but cannot be true: a file cursor with a negative count, more records than bytes,
-two cursors for one file, an offset past the end of the file as it is now (reading on from there
-would silently drop whatever lies between), a checkpoint further into a file than the state after
-it (or past the end of the file as it was read: a read records at least the size it read to,
-``report_build``), latency or signal ranges out of order or past their table, counts larger than their tables.
+two cursors for one file, an offset past the end of the file as it was read (a read records at
+least the size it read to, ``report_build``, and a file smaller now than that was truncated and is
+read again: so no build reads on from past the end of a file, which would silently drop whatever
+lies between), a checkpoint further into a file than the state after it, latency or signal ranges
+out of order or past their table, counts larger than their tables.
 Each returns the reason ("" when nothing is wrong); the build then reads everything again and says
 why (``incremental_state``: a warning line, and the reason in the report's ``inputs.state_warnings``).
 
@@ -95,14 +96,6 @@ def _cursors_problem(cursors: list[FileCursor]) -> str:
             return f"two saved cursors are for one file ({cursor.path})"
         identities.add((cursor.device, cursor.inode))
         paths.add(cursor.path)
-    return ""
-
-
-def offset_problem(cursor: FileCursor, size_now: int) -> str:
-    """An uncompressed file's saved offset is at most its size now (it never shrinks unnoticed:
-    a smaller size is a truncation, handled as such). Compressed files count decompressed bytes."""
-    if not cursor.format.startswith("zstd") and cursor.offset > size_now:
-        return f"the saved offset of {cursor.path} ({cursor.offset}) is past the end of the file ({size_now} bytes)"
     return ""
 
 

@@ -311,3 +311,27 @@ def test_a_checkpoint_further_than_the_state_after_it_is_not_used(tmp_path: Path
     assert without_warnings(report) == without_warnings(build(folder, None)[0])
     (warning,) = report["inputs"]["state_warnings"]
     assert stats.mode == "full" and "further" in warning and "than the state after it" in warning
+
+
+def test_a_file_that_grew_while_it_was_read_is_continued_without_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector appends while a build reads: the build reads past the size it took first. Its
+    state must still hold (offset <= size), so the next build continues it and warns of nothing."""
+    from meta_supervisor import trace_files, trace_inputs
+
+    folder, state = tmp_path / "traces", tmp_path / "state"
+    folder.mkdir()
+    active = folder / "traces.jsonl"
+    active.write_text("".join(lines(1, 30)))
+
+    def taken_earlier(path):  # the size as it was a moment before the last 500 bytes came
+        ident = trace_inputs.identity_of(path)
+        return trace_inputs.FileIdentity(ident.device, ident.inode, ident.size - 500, ident.mtime_ns - 1)
+
+    monkeypatch.setattr(trace_files, "identity_of", taken_earlier)
+    build(folder, state)
+    monkeypatch.undo()
+    with open(active, "a") as handle:
+        handle.write("".join(lines(31, 10)))
+    report, stats = build(folder, state)
+    assert stats.mode == "incremental" and stats.warnings == []
+    assert report == build(folder, None)[0]
