@@ -11,7 +11,9 @@ One state set per option key (``state_key``) in the state folder:
   sorted latencies and the kept alpha signals, written straight from their arrays. Each JSON records
   the size and BLAKE2b digest of every table it names, checked on load: a damaged or half-written
   table means a rebuild, never a wrong report; so does a summary that cannot be true
-  (``state_checks``: ``load_summary`` and ``load_checkpoint`` raise ``ValueError``). A generation
+  (``state_checks``: ``load_summary`` and ``load_checkpoint`` raise ``ValueError``). Tables are
+  fsynced before the JSON naming them is written (``write_atomically``), so a power loss leaves
+  the previous state or the new one, whole. A generation
   whose writing fails (a full disk) is removed at once, and so are temp files a killed build left;
 * ``report-<key>-<generation>.checkpoint.json``: a checkpoint's own summary (same fields as the
   main JSON). A checkpoint is an ordinary generation: when the last state itself becomes the
@@ -344,8 +346,13 @@ class _Table:
         self._hash.update(view)
         self.size += len(view)
 
-    def __exit__(self, *exc) -> None:
-        self._handle.close()
+    def __exit__(self, kind, *exc) -> None:
+        try:
+            if kind is None:  # on disk before the JSON naming it is (that write then syncs the folder)
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+        finally:
+            self._handle.close()
         self.digests[self.name] = [self.size, self._hash.hexdigest()]
 
 

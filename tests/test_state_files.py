@@ -99,3 +99,29 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path: Path) -> None:
     finally:
         os.close(write_end)
         os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_the_report_state_is_on_disk_before_the_summary_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every table of a new state is fsynced before its summary is written; the folder after that."""
+    from meta_supervisor.report_build import BuildOptions, build_inputs
+    from services.pricing import PriceTable
+    from tests.fixtures.report.otlp_builder import Run, lines_for
+
+    (tmp_path / "traces.jsonl").write_text("".join(lines_for([Run("a", trace) for trace in range(1, 5)])))
+    synced: list[str] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    state = tmp_path / "state"
+    build_inputs(BuildOptions(inputs=[str(tmp_path / "traces.jsonl")], prices=PriceTable.load(), state_dir=state, workers=1))
+    (summary,) = state.glob("report-????????????????.json")
+    tables = [path.name for path in state.glob("report-*.bin")]
+    assert tables and all(name in synced for name in tables)
+    summary_write = max(index for index, name in enumerate(synced) if name.startswith(f".{summary.name}."))  # its temp file
+    assert all(synced.index(name) < summary_write for name in tables)
+    assert synced[summary_write + 1] == "state"  # the folder, once the summary has its name
