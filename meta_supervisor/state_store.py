@@ -13,8 +13,8 @@ One state set per option key (``state_key``) in the state folder:
   table means a rebuild, never a wrong report; so does a summary that cannot be true
   (``state_checks``: ``load_summary`` and ``load_checkpoint`` raise ``ValueError``). Tables are
   fsynced before the JSON naming them is written (``write_atomically``), so a power loss leaves
-  the previous state or the new one, whole. A generation
-  whose writing fails (a full disk) is removed at once, and so are temp files a killed build left;
+  the previous state or the new one, whole. A generation whose writing fails (a full disk) is
+  removed at once, and so are the temp files of writes a killed build left;
 * ``report-<key>-<generation>.checkpoint.json``: a checkpoint's own summary (same fields as the
   main JSON). A checkpoint is an ordinary generation: when the last state itself becomes the
   checkpoint (a new active file after a rotation) its tables are kept, not copied.
