@@ -199,10 +199,12 @@ class SavedState:
 
     # --- writing ----------------------------------------------------------------------------------
 
-    def _write_generation(self, aggregator, cursors, summaries: dict | None) -> dict:
+    def _write_generation(self, aggregator, cursors, summaries: dict | None, keep: frozenset = frozenset()) -> dict:
         """Write the binary tables of a new generation (straight from their arrays, no copies);
-        returns the JSON-able summary naming them. ``cursors``: the files the aggregator covers.
-        On any failure (a full disk) the generation's files are removed before the error goes on."""
+        returns the JSON-able summary naming them. ``cursors``: the files the aggregator covers;
+        ``keep``: generations not yet named by the summary on disk that must stay. On any failure
+        (a full disk) the generation's files are removed before the error goes on."""
+        self._remove_stale(self._named() | keep)  # room first: what a killed build left (a full disk)
         generation = os.urandom(6).hex()
         try:
             return self._write_tables(generation, aggregator, cursors, summaries)
@@ -285,25 +287,38 @@ class SavedState:
     def save(self, aggregator, cursors, summaries: dict[str, dict], checkpoint: str | None) -> str:
         """Write a new generation, then the JSON naming it and ``checkpoint`` (a generation, "" for the
         empty state, None for none); drop every other generation. Returns the new generation."""
-        data = self._write_generation(aggregator, cursors, summaries)
+        data = self._write_generation(aggregator, cursors, summaries, frozenset({checkpoint}))
         data["checkpoint"] = checkpoint
         try:
             write_atomically(self.json_path, json.dumps(data, separators=(",", ":"), allow_nan=True))
         except BaseException:
             self.discard(data["generation"])
             raise
-        keep = {data["generation"], checkpoint}
-        prefix = f"report-{self.key}-"
-        # also the temp files of writes a killed build left (none is under way: the lock is held)
-        for stale in [*self.dir.glob(f"{prefix}*"), *self.dir.glob(f".report-{self.key}*.tmp")]:
-            generation, _, kind = stale.name[len(prefix) :].partition(".")
-            # a checkpoint keeps its tables and summary, not what was derived from it as a last state
-            if stale.name.startswith(".") or generation not in keep or (generation != data["generation"] and kind == "alpha.bin"):
-                with contextlib.suppress(OSError):
-                    stale.unlink()
+        self._remove_stale({data["generation"], checkpoint}, current=data["generation"])
         with contextlib.suppress(OSError):  # tidying up: the new state is saved already
             self._prune_other_keys()
         return data["generation"]
+
+    def _named(self) -> set:
+        """The generations the saved summary names: its own and its checkpoint."""
+        try:
+            data = json.loads(self.json_path.read_text(encoding="utf-8"))
+            return {data.get("generation"), data.get("checkpoint")}
+        except (OSError, ValueError, AttributeError):
+            return set()
+
+    def _remove_stale(self, keep: set, current: str | None = None) -> None:
+        """Delete the files of generations not in ``keep`` (a killed or failed build's, or replaced
+        ones) and the temp files of writes a killed build left: none is under way, the lock is held.
+        With ``current``: a checkpoint keeps its tables and summary, not what was derived from it
+        as a last state (its alpha cache)."""
+        prefix = f"report-{self.key}-"
+        for stale in [*self.dir.glob(f"{prefix}*"), *self.dir.glob(f".report-{self.key}*.tmp")]:
+            generation, _, kind = stale.name[len(prefix) :].partition(".")
+            derived = current is not None and generation != current and kind == "alpha.bin"
+            if stale.name.startswith(".") or generation not in keep or derived:
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
     def _prune_other_keys(self) -> None:
         """Drop the state of option sets not used recently (e.g. one-off ``--input`` builds)."""

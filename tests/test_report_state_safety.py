@@ -203,16 +203,36 @@ def test_a_full_disk_while_saving_keeps_the_report_and_the_previous_state(
     assert code == 0 and again["inputs"]["state_warnings"] == [] and without_warnings(again) == without_warnings(reference)
 
 
-def test_temp_files_of_a_killed_save_are_removed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("disk_full", [False, True])
+def test_what_killed_saves_left_is_removed_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk_full: bool) -> None:
+    """Temp files and tables of generations no summary names (a build killed while saving) go before
+    a new state is written, so they neither pile up nor keep a full disk full."""
+    from meta_supervisor import state_store
+
     (tmp_path / "traces.jsonl").write_text("".join(lines(1, 5)))
     state = tmp_path / "state"
     assert cli(tmp_path, "--state-dir", str(state))[0] == 0
     (key,) = [path.name[len("report-") : -len(".json")] for path in state.glob("report-????????????????.json")]
-    left = [state / f".report-{key}.json.x1y2.tmp", state / f".report-{key}-0123456789ab.checkpoint.json.z.tmp"]
+    named = sorted(path.name for path in state.iterdir())
+    left = [
+        state / f".report-{key}.json.x1y2.tmp",
+        state / f".report-{key}-0123456789ab.checkpoint.json.z.tmp",
+        state / f"report-{key}-0123456789ab.seen.bin",
+        state / f"report-{key}-0123456789ab.latencies.bin",
+    ]
     for path in left:
         path.write_text("half")
-    assert cli(tmp_path, "--state-dir", str(state), "--full")[0] == 0
+    if disk_full:
+
+        def no_space(table, blob) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(state_store._Table, "write", no_space)
+    code, report = cli(tmp_path, "--state-dir", str(state), "--full")
+    assert code == 0 and bool(report["inputs"]["state_warnings"]) == disk_full
     assert not any(path.exists() for path in left)
+    if disk_full:
+        assert sorted(path.name for path in state.iterdir()) == named  # the previous state, as it was
 
 
 # --- a state that cannot be true ------------------------------------------------------------------
