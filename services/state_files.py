@@ -73,21 +73,9 @@ def exclusive_lock(lock_path: Path, timeout: float | None = None, on_wait: Calla
 
     ``timeout``: None waits as long as it takes, 0 tries once, else seconds; ``LockTimeout`` when
     the lock is still held then. ``on_wait(holder)`` is called once when the lock is busy."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     owner = os.getpid()
+    fd = _acquire(Path(lock_path), timeout, on_wait)
     try:
-        if not _try_lock(fd):
-            holder = lock_holder(lock_path)
-            if on_wait is not None and timeout != 0:
-                on_wait(holder)
-            started = time.monotonic()
-            pause = 0.01
-            while not _try_lock(fd):
-                waited = time.monotonic() - started
-                if timeout is not None and waited >= timeout:
-                    raise LockTimeout(lock_path, timeout, lock_holder(lock_path))
-                time.sleep(pause if timeout is None else min(pause, max(timeout - waited, 0.001)))
-                pause = min(pause * 2, 0.25)
         _HELD[fd] = owner
         with contextlib.suppress(OSError):  # who holds it, for a build that waits in vain
             os.ftruncate(fd, 0)
@@ -97,6 +85,44 @@ def exclusive_lock(lock_path: Path, timeout: float | None = None, on_wait: Calla
         if os.getpid() == owner:  # a forked child closed its copy already (and may reuse the number)
             _HELD.pop(fd, None)
             os.close(fd)  # releases the lock (the last descriptor of its open file description)
+
+
+def _acquire(lock_path: Path, timeout: float | None, on_wait: Callable[[str], None] | None) -> int:
+    """A descriptor of ``lock_path`` holding its lock. A lock file removed while it was waited for
+    (a state set pruned by its last holder) is not a lock any more: the file there now is locked."""
+    started = time.monotonic()
+    told = on_wait is None or timeout == 0
+    pause = 0.01
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            while not _try_lock(fd):
+                if not told:
+                    told = True
+                    on_wait(lock_holder(lock_path))
+                waited = time.monotonic() - started
+                if timeout is None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    break
+                if waited >= timeout:
+                    raise LockTimeout(lock_path, timeout, lock_holder(lock_path))
+                time.sleep(min(pause, max(timeout - waited, 0.001)))
+                pause = min(pause * 2, 0.25)
+            if _is_at(fd, lock_path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    try:
+        there = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _try_lock(fd: int) -> bool:

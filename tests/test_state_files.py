@@ -125,3 +125,31 @@ def test_the_report_state_is_on_disk_before_the_summary_naming_it(tmp_path: Path
     summary_write = max(index for index, name in enumerate(synced) if name.startswith(f".{summary.name}."))  # its temp file
     assert all(synced.index(name) < summary_write for name in tables)
     assert synced[summary_write + 1] == "state"  # the folder, once the summary has its name
+
+
+def test_a_lock_file_removed_while_waited_for_is_not_a_lock(tmp_path: Path) -> None:
+    """The last holder of a pruned state set removes its lock file: a build that waited on that file
+    locks the one there now, so no two builds ever hold "the" lock at once."""
+    import threading
+
+    lock = tmp_path / "x.lock"
+    waiting, got, release = threading.Event(), threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        with state_files.exclusive_lock(lock, timeout=60, on_wait=lambda holder: waiting.set()):
+            got.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=waiter)
+    with state_files.exclusive_lock(lock):
+        thread.start()
+        assert waiting.wait(60)
+        lock.unlink()
+    try:
+        assert got.wait(60)
+        with pytest.raises(state_files.LockTimeout):  # the waiter holds the lock at the path
+            with state_files.exclusive_lock(lock, timeout=0):
+                pytest.fail("two holders")  # pragma: no cover
+    finally:
+        release.set()
+        thread.join()
