@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from meta_supervisor.fingerprints import blake2b
-from meta_supervisor.report_outputs import write_atomically
+from services.state_files import write_atomically
 
 CACHE_VERSION = 2  # 2: the HAC t-stats. Bump whenever the section's computation changes
 

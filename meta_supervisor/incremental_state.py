@@ -4,14 +4,24 @@ The state (per input file its identity and offset, and the aggregates; ``state_s
 disk) is keyed by what the numbers depend on (inputs, window, price table, whether alpha signals are
 kept), so a build with other options never reuses the wrong state. A build then:
 
-* does nothing but report when no input changed (identity, size, mtime): only the JSON and the
-  kept alpha signals are read;
+* does nothing but report when no input changed (identity, size, mtime, first bytes): only the
+  JSON, the kept alpha signals and each input's first 4 KB are read;
 * reads only the appended bytes of grown files (renamed files, i.e. collector rotation, are found
   by identity and continued), on top of the saved aggregates, then saves them again;
 * when the *last* input file was truncated, replaced or removed, restores the *checkpoint* (the
   state as it was just before that file) and reads only that file again: its share;
 * rebuilds from scratch when an earlier file was truncated, replaced or removed, or the state or its
   checkpoint is missing or damaged (the reason is in ``BuildStats.rebuild_reason``).
+
+The state is checked before it is trusted: the tables' digests and the summary's consistency
+(``state_checks``: among others no saved offset past its file's saved size, which a file smaller
+now than that is a truncation, read again), a checkpoint against the state after it. A state that fails is not used:
+everything is read again, and the reason is a warning (``BuildStats.warnings``, the report's
+``inputs.state_warnings``). The state is best effort: a folder that cannot be locked (read-only,
+not a folder) means a full build without state, a save that fails (a full disk) leaves the previous
+state and no partial files; both are warnings, and the report is written all the same. Another build
+of the same options holding the state is waited for at most ``BuildOptions.lock_timeout`` seconds
+(``LockTimeout`` then, naming it).
 
 Why a checkpoint and not subtraction: deduplication, the run join and the "last signal wins" store
 cross files, so one file's share cannot be taken out of the totals exactly. The aggregates are
@@ -38,9 +48,10 @@ from pathlib import Path
 from meta_supervisor.native_part import sorted_latencies
 from meta_supervisor.report_build import BuildOptions, BuildStats, _progress_adapter, full_build, read_file_maybe_parallel
 from meta_supervisor.report_model import latency_summary
-from meta_supervisor.state_store import KEEP_STATES, SavedState, locked, state_key
+from meta_supervisor.state_checks import cursors_of, regression_problem
+from meta_supervisor.state_store import DEFAULT_LOCK_TIMEOUT, KEEP_STATES, SavedState, locked, state_key
 from meta_supervisor.trace_files import FileCursor, classify
-from meta_supervisor.trace_inputs import identity_of
+from meta_supervisor.trace_inputs import head_digest, identity_of
 
 __all__ = ["KEEP_STATES", "incremental_build", "sort_latencies", "state_key"]
 _STATE_ERRORS = (OSError, ValueError, KeyError, TypeError)  # a damaged state: rebuild, never a wrong report
@@ -78,6 +89,8 @@ def _plan(files: list[Path], saved: list[FileCursor]) -> tuple[dict[str, tuple[s
             return {}, f"cannot stat {path}: {exc}"
         known = by_identity.get((ident.device, ident.inode))
         change = classify(path, known)
+        if change.kind == "unchanged" and known.head_length and _head_changed(path, known):
+            return {}, f"{path} has the size and time of the last build but other first bytes (rewritten)"
         if change.kind == "replaced":
             return {}, change.reason
         if known is not None:
@@ -92,41 +105,74 @@ def _plan(files: list[Path], saved: list[FileCursor]) -> tuple[dict[str, tuple[s
     return plan, ""
 
 
+def _head_changed(path: Path, known: FileCursor) -> bool:
+    """Same inode, size and mtime, yet other first bytes: the file was rewritten, its time set back."""
+    try:
+        return head_digest(path, known.head_length) != known.head_digest
+    except OSError:
+        return True
+
+
 def incremental_build(options: BuildOptions, files: list[Path], stats: BuildStats):
-    """The aggregator and file cursors for ``files``, reading as little as the saved state allows."""
+    """The aggregator and file cursors for ``files``, reading as little as the saved state allows.
+    The state is best effort: when its folder cannot be used, or its state cannot be trusted or
+    saved, the build says so (``stats.warnings``) and the report is still the full build's.
+    ``LockTimeout`` when another build holds the state longer than ``options.lock_timeout``."""
     assert options.state_dir is not None
     store = SavedState(options.state_dir, state_key(options))
-    with locked(options.state_dir, store.key):
-        if options.force_full:
-            return _full_and_save(options, files, stats, store, "forced full build")
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(locked(options.state_dir, store.key, options.lock_timeout, _waiting(options)))
+        except OSError as exc:  # a read-only or full folder, or not a folder
+            stats.warnings.append(f"incremental state in {options.state_dir} not used ({exc}): everything read, nothing saved")
+            return full_build(options, files, stats)
+        return _build_locked(options, files, stats, store)
+
+
+def _waiting(options: BuildOptions):
+    if options.notify is None:
+        return None
+    timeout = options.lock_timeout if options.lock_timeout is not None else DEFAULT_LOCK_TIMEOUT
+    return lambda holder: options.notify(f"waiting up to {timeout:g} s for the incremental state in {options.state_dir}: {holder} uses it")
+
+
+def _distrusted(stats: BuildStats, problem: str) -> str:
+    """A state that cannot be trusted: a warning, and the reason of the full build."""
+    stats.warnings.append(f"incremental state not trusted, everything read again: {problem}")
+    return f"rebuild: {problem}"
+
+
+def _build_locked(options: BuildOptions, files: list[Path], stats: BuildStats, store: SavedState):
+    if options.force_full:
+        return _full_and_save(options, files, stats, store, "forced full build")
+    try:
         data, text, reason = store.load_summary(options)
-        if data is None:
-            return _full_and_save(options, files, stats, store, reason)
+        saved = cursors_of(data) if data is not None else []
+    except _STATE_ERRORS as exc:
+        return _full_and_save(options, files, stats, store, _distrusted(stats, str(exc)))
+    if data is None:
+        return _full_and_save(options, files, stats, store, reason)
+    plan, problem = _plan(files, saved)
+    if problem:
+        return _from_checkpoint(options, files, stats, store, data, problem)
+    if all(action == "skip" for action, _ in plan.values()):
         try:
-            saved = [FileCursor.from_state(entry) for entry in data["files"]]
+            tallies = store.light_tallies(data)
         except _STATE_ERRORS as exc:
-            return _full_and_save(options, files, stats, store, f"rebuild: saved state unreadable ({exc})")
-        plan, problem = _plan(files, saved)
-        if problem:
-            return _from_checkpoint(options, files, stats, store, data, problem)
-        if all(action == "skip" for action, _ in plan.values()):
-            try:
-                tallies = store.light_tallies(data)
-            except _STATE_ERRORS as exc:
-                return _full_and_save(options, files, stats, store, f"rebuild: saved state unreadable ({exc})")
-            stats.mode = "unchanged"
-            stats.state_dir, stats.state = options.state_dir, f"{store.key}-{data['generation']}"
-            with contextlib.suppress(OSError):
-                os.utime(store.json_path)  # recently used: kept by the pruning
-            cursors = {str(path): _renamed(plan[str(path)][1], path) for path in files}
-            return tallies, cursors
-        try:
-            aggregator = store.load_aggregator(data, options)
-        except _STATE_ERRORS as exc:
-            return _full_and_save(options, files, stats, store, f"rebuild: saved state unreadable ({exc})")
-        stats.mode = "incremental"
-        base = _Base(data["generation"], saved, is_main=True, checkpoint=data.get("checkpoint"), text=text)
-        return _continue(options, files, stats, store, aggregator, plan, base)
+            return _full_and_save(options, files, stats, store, _distrusted(stats, f"saved state unreadable ({exc})"))
+        stats.mode = "unchanged"
+        stats.state_dir, stats.state = options.state_dir, f"{store.key}-{data['generation']}"
+        with contextlib.suppress(OSError):
+            os.utime(store.json_path)  # recently used: kept by the pruning
+        cursors = {str(path): _renamed(plan[str(path)][1], path) for path in files}
+        return tallies, cursors
+    try:
+        aggregator = store.load_aggregator(data, options)
+    except _STATE_ERRORS as exc:
+        return _full_and_save(options, files, stats, store, _distrusted(stats, f"saved state unreadable ({exc})"))
+    stats.mode = "incremental"
+    base = _Base(data["generation"], saved, is_main=True, checkpoint=data.get("checkpoint"), text=text)
+    return _continue(options, files, stats, store, aggregator, plan, base)
 
 
 def _from_checkpoint(options: BuildOptions, files: list[Path], stats: BuildStats, store: SavedState, data: dict, problem: str):
@@ -136,7 +182,7 @@ def _from_checkpoint(options: BuildOptions, files: list[Path], stats: BuildStats
     last = data["files"][-1]["path"] if data.get("files") else "the last input"
 
     def unusable(exc: Exception) -> str:
-        return f"rebuild: {problem}; the checkpoint before {last} is unusable ({exc})"
+        return f"{problem}; the checkpoint before {last} is unusable ({exc})"
 
     if generation is None:
         return _full_and_save(options, files, stats, store, f"rebuild: {problem} (no checkpoint before {last} was saved)")
@@ -144,16 +190,19 @@ def _from_checkpoint(options: BuildOptions, files: list[Path], stats: BuildStats
         return _full_and_save(options, files, stats, store, f"{problem}: it is the only input, read again from the start")
     try:
         checkpoint = store.load_checkpoint(generation)
-        covered = [FileCursor.from_state(entry) for entry in checkpoint["files"]]
+        covered = cursors_of(checkpoint)
+        regressed = regression_problem(covered, cursors_of(data))
+        if regressed:
+            raise ValueError(regressed)
     except _STATE_ERRORS as exc:
-        return _full_and_save(options, files, stats, store, unusable(exc))
+        return _full_and_save(options, files, stats, store, _distrusted(stats, unusable(exc)))
     plan, earlier = _plan(files, covered)
     if earlier:
         return _full_and_save(options, files, stats, store, f"rebuild: {earlier} (only the last input, {last}, can be read again alone)")
     try:
         aggregator = store.load_aggregator(checkpoint, options)
     except _STATE_ERRORS as exc:
-        return _full_and_save(options, files, stats, store, unusable(exc))
+        return _full_and_save(options, files, stats, store, _distrusted(stats, unusable(exc)))
     stats.mode = "incremental"
     stats.rebuild_reason = f"only the last input's share read again, from the checkpoint before it: {problem}"
     return _continue(options, files, stats, store, aggregator, plan, _Base(generation, covered, is_main=False))
@@ -182,10 +231,21 @@ def _continue(options, files: list[Path], stats: BuildStats, store: SavedState, 
         stats.checkpoint = "none (no input files)"
     aggregator.settle()
     summaries = sort_latencies(aggregator)  # mostly sorted already: a merge of two runs
-    generation = store.save(aggregator, cursors, summaries, checkpoint)
-    stats.state_dir, stats.state = options.state_dir, f"{store.key}-{generation}"
-    aggregator.latency_summaries = summaries
+    _save(options, stats, store, aggregator, cursors, summaries, checkpoint)
     return aggregator, cursors
+
+
+def _save(options: BuildOptions, stats: BuildStats, store: SavedState, aggregator, cursors: dict, summaries: dict, checkpoint) -> None:
+    """Save the new state (best effort: the report does not depend on it)."""
+    aggregator.latency_summaries = summaries
+    try:
+        generation = store.save(aggregator, cursors, summaries, checkpoint)
+    except OSError as exc:
+        if checkpoint and stats.checkpoint.startswith("written"):  # written by this build for this state: not needed now
+            store.discard(checkpoint)
+        stats.warnings.append(f"incremental state not saved ({exc}); what was written of it is removed, the previous state kept")
+        return
+    stats.state_dir, stats.state = options.state_dir, f"{store.key}-{generation}"
 
 
 def _checkpoint_before_last(store: SavedState, aggregator, cursors: dict, base: _Base, known, read_before: bool, stats: BuildStats):
@@ -195,7 +255,12 @@ def _checkpoint_before_last(store: SavedState, aggregator, cursors: dict, base: 
         if read_before:
             return _write_checkpoint(store, aggregator, cursors, stats)
         if base.is_main:  # after a rotation: the last state is the state before the new last file
-            store.adopt_as_checkpoint(base.text, base.generation)
+            try:
+                store.adopt_as_checkpoint(base.text, base.generation)
+            except OSError as exc:
+                stats.warnings.append(f"checkpoint before the last input not saved ({exc})")
+                stats.checkpoint = "none (could not be saved)"
+                return None
             stats.checkpoint = "the previous state, kept as the checkpoint"
             return base.generation
         stats.checkpoint = "kept"  # restored from it, and the files before the last did not change
@@ -215,9 +280,15 @@ def _checkpoint_before_last(store: SavedState, aggregator, cursors: dict, base: 
     return None
 
 
-def _write_checkpoint(store: SavedState, aggregator, cursors: dict, stats: BuildStats) -> str:
-    """Save ``aggregator`` (the files in ``cursors``) as a checkpoint; returns its generation."""
-    generation, size, seconds = store.write_checkpoint(aggregator, cursors)
+def _write_checkpoint(store: SavedState, aggregator, cursors: dict, stats: BuildStats) -> str | None:
+    """Save ``aggregator`` (the files in ``cursors``) as a checkpoint; returns its generation (None:
+    it could not be saved, best effort as the state itself)."""
+    try:
+        generation, size, seconds = store.write_checkpoint(aggregator, cursors)
+    except OSError as exc:
+        stats.warnings.append(f"checkpoint before the last input not saved ({exc}); what was written of it is removed")
+        stats.checkpoint = "none (could not be saved)"
+        return None
     stats.checkpoint = f"written ({size / 1e6:.1f} MB in {seconds:.2f} s)"
     return generation
 
@@ -240,8 +311,5 @@ def _full_and_save(options: BuildOptions, files: list[Path], stats: BuildStats, 
         checkpoint[0] = _write_checkpoint(store, aggregator, cursors, stats)
 
     aggregator, cursors = full_build(options, files, stats, before_last)
-    summaries = sort_latencies(aggregator)
-    generation = store.save(aggregator, cursors, summaries, checkpoint[0])
-    stats.state_dir, stats.state = options.state_dir, f"{store.key}-{generation}"
-    aggregator.latency_summaries = summaries
+    _save(options, stats, store, aggregator, cursors, sort_latencies(aggregator), checkpoint[0])
     return aggregator, cursors

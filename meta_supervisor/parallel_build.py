@@ -14,17 +14,22 @@ for the parent's part and for any JSON-lines read of ``trace_files``), else by t
 what the core declines is read by the Python reader.
 
 Children are forked (``multiprocessing`` "fork" context) and only when the process has no other
-thread; compressed and framed files, small files, and ``workers=1`` are read sequentially.
+thread; compressed and framed files, small files, and ``workers=1`` are read sequentially. A child
+dies with its parent (``die_with_parent``) and never holds the parent's state lock (its copy is
+closed at the fork, ``services.state_files``): a killed build leaves nothing that blocks the next.
 
 Reads no environment variables (``native_part`` reads ``ALPHATRACE_NATIVE``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
 import pickle
+import signal
+import sys
 import threading
 from array import array
 from dataclasses import dataclass
@@ -52,6 +57,7 @@ from meta_supervisor.trace_inputs import HEAD_BYTES, expected_spans, head_digest
 from meta_supervisor.trace_reader import FORMAT_JSON_LINES, ReadResult, RecordDecoder, read_json_lines, skip_rest_of_line, sniff
 
 MIN_SPLIT_BYTES = 48 << 20
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def worker_count(requested: int) -> int:
@@ -165,7 +171,20 @@ def read_part_python(path: Path, start: int, stop: int | None, options_tuple, fi
     )
 
 
-def _child(connection, path, start, stop, options_tuple) -> None:
+def die_with_parent(parent: int) -> None:
+    """In a forked worker: be killed when the parent dies (Linux ``PR_SET_PDEATHSIG``), and end now
+    if it died before that was set. A worker never outlives the build that started it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _child(connection, path, start, stop, options_tuple, parent: int) -> None:
+    die_with_parent(parent)
     try:
         result = read_part_any(path, start, stop, options_tuple)
     except BaseException as exc:  # reported to the parent, which then reads the part itself
@@ -195,7 +214,7 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     for k in range(1, len(points) - 1):
         receiver, sender = context.Pipe(duplex=False)
         stop = points[k + 1] if k + 2 < len(points) else None  # the last part reads to the end of the file
-        process = context.Process(target=_child, args=(sender, path, points[k], stop, options_tuple), daemon=True)
+        process = context.Process(target=_child, args=(sender, path, points[k], stop, options_tuple, os.getpid()), daemon=True)
         process.start()
         sender.close()
         children.append((receiver, process, points[k], stop))

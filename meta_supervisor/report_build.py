@@ -39,6 +39,8 @@ class BuildOptions:
     force_full: bool = False  # ignore saved state (a new one is still saved)
     progress: Callable[[int, int], None] | None = None  # (bytes done, bytes total)
     alpha_signals: bool = True  # keep the alpha signals for scoring (the report's alpha_quality section)
+    lock_timeout: float | None = None  # seconds to wait for the state lock (None: state_store.DEFAULT_LOCK_TIMEOUT)
+    notify: Callable[[str], None] | None = None  # told at once when the build has to wait for the state lock
 
 
 @dataclass
@@ -51,6 +53,7 @@ class BuildStats:
     state_dir: Path | None = None  # where the incremental state is (None: not kept)
     state: str = ""  # "<key>-<generation>" of the saved state the tallies equal: what a derived cache may be keyed on
     checkpoint: str = ""  # what became of the state saved before the last file (written, kept, none ...)
+    warnings: list[str] = field(default_factory=list)  # the state could not be used, trusted or saved (inputs.state_warnings)
 
 
 def to_ns(moment: dt.datetime | None) -> int | None:
@@ -111,8 +114,16 @@ def read_file_maybe_parallel(path: Path, aggregator, options: BuildOptions, adva
     from meta_supervisor.trace_files import read_trace_file
 
     if worth_splitting(path, cursor, options.workers):
-        return read_in_parallel(path, aggregator, options, advance, cursor)
-    return read_trace_file(path, aggregator, cursor, advance)
+        return _covering(read_in_parallel(path, aggregator, options, advance, cursor))
+    return _covering(read_trace_file(path, aggregator, cursor, advance))
+
+
+def _covering(cursor):
+    """The file grew while it was read (its size is taken before): its recorded size then covers what
+    was read, so a saved offset is never past the saved size (``state_checks`` holds states to it)."""
+    if not cursor.format.startswith("zstd"):
+        cursor.size = max(cursor.size, cursor.offset + cursor.partial_tail_bytes)
+    return cursor
 
 
 def build_inputs(options: BuildOptions) -> tuple[BuildInputs, BuildStats]:
@@ -155,5 +166,6 @@ def build_inputs(options: BuildOptions) -> tuple[BuildInputs, BuildStats]:
         until=options.until,
         latency=aggregator.latency_summaries,
         alpha_signals=options.alpha_signals,
+        state_warnings=list(stats.warnings),
     )
     return data, stats

@@ -11,6 +11,8 @@ Environment (flags win over environment, environment over defaults):
 * ``ALPHATRACE_JAEGER_URL``: Jaeger UI base URL for trace links (default ``http://127.0.0.1:16686``);
 * ``ALPHATRACE_REPORT_DIR``: where the report files go (default ``meta_supervisor/reports``);
 * ``ALPHATRACE_REPORT_STATE_DIR``: incremental state (default ``meta_supervisor/state``);
+* ``ALPHATRACE_STATE_LOCK_TIMEOUT``: seconds to wait for another build using the same state
+  (default 600; ``meta_supervisor.state_store``);
 * ``ALPHATRACE_NATIVE``: ``auto`` / ``on`` / ``off``, the compiled reader (``native_part``);
 * ``ALPHATRACE_MAX_LINE_BYTES``: the line cap (default 64 MiB): a longer line is one bad line
   (``trace_files``);
@@ -19,10 +21,14 @@ Environment (flags win over environment, environment over defaults):
   the prices alpha signals are scored against, default ``agents/data``) and
   ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.audit: the supervisor's decisions).
 
+The incremental state is best effort: when it cannot be used, trusted or saved the report is still
+written, with a warning on stderr and in the report (``inputs.state_warnings``).
+
 Exit status: 0 report written; 2 bad arguments or configuration (price table, market data folder,
-an ``--input`` that does not exist or names a FIFO, device or socket: only regular files are read),
-with the reason, and the report left as it was. The default trace file not written yet is not an
-error: the report says there are no spans yet.
+lock timeout, an ``--input`` that does not exist or names a FIFO, device or socket: only regular
+files are read), with the reason, and the report left as it was; 3 another build held the state
+longer than the lock timeout (no report written; the message names its process). The default trace
+file not written yet is not an error: the report says there are no spans yet.
 """
 
 from __future__ import annotations
@@ -169,6 +175,10 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         native_part.core()  # ALPHATRACE_NATIVE checked now, not in the middle of the build
         trace_files.max_line_bytes()  # and ALPHATRACE_MAX_LINE_BYTES
         require_inputs(args.input or [])  # before anything is written: a typo must not empty the report
+
+        from meta_supervisor.state_store import ENV_LOCK_TIMEOUT, lock_timeout
+
+        wait_for_lock = lock_timeout()
         prices = PriceTable.load(args.price_table)
         market = None
         if not args.no_alpha_quality:
@@ -197,15 +207,28 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         progress=bar.update if bar else None,
         force_full=args.full,
         alpha_signals=market is not None,
+        lock_timeout=wait_for_lock,
+        notify=lambda message: print(f"note: {message}", file=sys.stderr),
     )
+    from services.state_files import LockTimeout
+
     try:
         data, stats = build_inputs(options)
+    except LockTimeout as exc:
+        print(
+            f"error: the incremental state is in use by {exc.holder} (lock {exc.lock_path}, waited {exc.waited:g} s, "
+            f"${ENV_LOCK_TIMEOUT}); try again later, or build without it (--no-state)",
+            file=sys.stderr,
+        )
+        return 3
     except ConfigError as exc:  # an --input that is not a regular file (trace_inputs), a bad line cap
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         if bar:
             bar.finish()
+    for warning in stats.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     data.as_of_since, data.as_of_until = args.as_of_since, args.as_of_until
     kill = load_kill_state(args.kill_file)
     if kill.error:

@@ -77,6 +77,7 @@ class BuildInputs:
     as_of_since: dt.date | None = None  # the as-of window (first and last as-of day, both included):
     as_of_until: dt.date | None = None  # what follows it is in_as_of_window's docstring
     alpha_signals: bool = True  # the tallies keep alpha signals (False: --no-alpha-quality)
+    state_warnings: list[str] = field(default_factory=list)  # the incremental state was not used, trusted or saved
 
 
 __all__ = [
@@ -301,6 +302,7 @@ def build_report(
         "duplicate_run_roots": tally.duplicate_run_roots,
         "telemetry_losses": telemetry_losses(tally.telemetry_losses),
         "messages": list(data.messages),
+        "state_warnings": list(data.state_warnings),
     }
     fleet = _fleet(agents, latencies.values())
     today = report_day(now)

@@ -1,7 +1,8 @@
 """Write the report files: ``meta_report.json``, ``meta_report.md`` and ``meta_report.html``.
 
-Each file is written to a temporary file and renamed into place, so a reader (a dashboard, a CI
-step) sees the previous report or the new one, never half of one.
+Each file is written with ``services.state_files.write_atomically`` (temp file, fsync, rename, fsync
+of the folder), so a reader (a dashboard, a CI step) sees the previous report or the new one, never
+half of one, also after a power loss.
 
 Reads no environment variables.
 """
@@ -9,10 +10,10 @@ Reads no environment variables.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from services.state_files import write_atomically
 
 REPORT_JSON = "meta_report.json"
 REPORT_MD = "meta_report.md"
@@ -21,22 +22,6 @@ REPORT_HTML = "meta_report.html"
 
 def report_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_report(report: dict[str, Any], out_dir: Path, formats: tuple[str, ...] = ("json", "md", "html")) -> list[Path]:

@@ -10,7 +10,11 @@ One state set per option key (``state_key``) in the state folder:
 * ``report-<key>-<generation>.*.bin``: the dedup table (8 bytes a slot), the closed-run table, the
   sorted latencies and the kept alpha signals, written straight from their arrays. Each JSON records
   the size and BLAKE2b digest of every table it names, checked on load: a damaged or half-written
-  table means a rebuild, never a wrong report;
+  table means a rebuild, never a wrong report; so does a summary that cannot be true
+  (``state_checks``: ``load_summary`` and ``load_checkpoint`` raise ``ValueError``). Tables are
+  fsynced before the JSON naming them is written (``write_atomically``), so a power loss leaves
+  the previous state or the new one, whole. A generation whose writing fails (a full disk) is
+  removed at once, and so are the temp files of writes a killed build left;
 * ``report-<key>-<generation>.checkpoint.json``: a checkpoint's own summary (same fields as the
   main JSON). A checkpoint is an ordinary generation: when the last state itself becomes the
   checkpoint (a new active file after a rotation) its tables are kept, not copied.
@@ -18,13 +22,14 @@ One state set per option key (``state_key``) in the state folder:
 Generations other than the current one and its checkpoint are deleted after each save; the state
 sets of option keys not used recently go (``KEEP_STATES``), unless another build holds their lock.
 
-Reads no environment variables.
+``report-<key>.lock`` is held (``services.state_files.exclusive_lock``) while a build reads and
+writes the state of its key; it holds the holder's pid. A build waits for it at most
+``ALPHATRACE_STATE_LOCK_TIMEOUT`` seconds (read by ``lock_timeout``, for the CLI; default 600).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -35,10 +40,15 @@ from meta_supervisor.aggregates import AgentTally, InputTally, Tallies
 from meta_supervisor.fingerprints import FingerprintMap, FingerprintSet, blake2b
 from meta_supervisor.native_part import sorted_latencies
 from meta_supervisor.report_build import BuildOptions, new_aggregator, to_ns
-from meta_supervisor.report_outputs import write_atomically
+from meta_supervisor.state_checks import summary_problem
+from services.config_error import ConfigError
+from services.state_files import LockTimeout, exclusive_lock, write_atomically
 
-STATE_FORMAT = 7  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check; 7: runs per as-of day
+STATE_FORMAT = 7  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
+# and a saved offset is never past the saved size; 7: runs per as-of day
 KEEP_STATES = 4  # state sets (one per combination of options) kept; the least recently used go
+ENV_LOCK_TIMEOUT = "ALPHATRACE_STATE_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 600.0  # seconds; a full build of a year of traces takes a few minutes at most
 _MAIN_NAME = re.compile(r"^report-([0-9a-f]{16})\.json$")
 
 
@@ -62,15 +72,28 @@ def state_key(options: BuildOptions, state_format: int = STATE_FORMAT) -> str:
     return blake2b(material.encode(), digest_size=8).hexdigest()
 
 
+def lock_timeout(environ=os.environ) -> float:
+    """``ALPHATRACE_STATE_LOCK_TIMEOUT``: seconds a build waits for another build of the same
+    options to release the state (default 600); ``ConfigError`` when it is not a number >= 0."""
+    text = environ.get(ENV_LOCK_TIMEOUT, "").strip()
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(f"{ENV_LOCK_TIMEOUT}={text!r}: not a number of seconds >= 0")
+    return seconds
+
+
 @contextlib.contextmanager
-def locked(state_dir: Path, key: str):
+def locked(state_dir: Path, key: str, timeout: float | None = None, on_wait=None):
+    """The state lock of one option key: one build at a time reads and writes its state. Waits at
+    most ``timeout`` seconds (None: ``DEFAULT_LOCK_TIMEOUT``), then ``LockTimeout`` naming the holder."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / f"report-{key}.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with exclusive_lock(state_dir / f"report-{key}.lock", DEFAULT_LOCK_TIMEOUT if timeout is None else timeout, on_wait):
+        yield
 
 
 class SavedState:
@@ -82,17 +105,28 @@ class SavedState:
     # --- reading ----------------------------------------------------------------------------------
 
     def load_summary(self, options: BuildOptions) -> tuple[dict | None, str, str]:
-        """(summary, its raw text, "") or (None, "", why there is none to use)."""
+        """(summary, its raw text, "") or (None, "", why there is none to use); ``ValueError`` when
+        there is one but it is damaged or inconsistent (``state_checks``)."""
         try:
             text = self.json_path.read_text(encoding="utf-8")
-            data = json.loads(text)
         except FileNotFoundError:
             return None, "", self._older_format(options) or "no saved state"
         except (OSError, ValueError) as exc:
-            return None, "", f"saved state unreadable ({exc})"
-        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or data.get("key") != self.key:
-            return None, "", f"saved state is not of format {STATE_FORMAT}"
-        return data, text, ""
+            raise ValueError(f"saved state unreadable ({exc})") from None
+        return self._checked(text, STATE_FORMAT, self.key, "saved state"), text, ""
+
+    @staticmethod
+    def _checked(text: str, state_format: int, key: str, what: str) -> dict:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{what} unreadable ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != state_format or data.get("key") != key:
+            raise ValueError(f"{what} is not of format {state_format} for this key")
+        problem = summary_problem(data)
+        if problem:
+            raise ValueError(f"{what} inconsistent: {problem}")
+        return data
 
     def _older_format(self, options: BuildOptions) -> str:
         """Why there is no state when one of an older format exists for the same options (then removed:
@@ -105,9 +139,9 @@ class SavedState:
         return ""
 
     def load_checkpoint(self, generation: str) -> dict:
-        data = json.loads(self._checkpoint_path(generation).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or data.get("generation") != generation:
-            raise ValueError(f"checkpoint {generation} is not of format {STATE_FORMAT}")
+        data = self._checked(self._checkpoint_path(generation).read_text(encoding="utf-8"), STATE_FORMAT, self.key, "checkpoint")
+        if data.get("generation") != generation:
+            raise ValueError(f"checkpoint {generation} names generation {data.get('generation')!r}")
         return data
 
     def _bin(self, generation: str, name: str) -> Path:
@@ -166,10 +200,26 @@ class SavedState:
 
     # --- writing ----------------------------------------------------------------------------------
 
-    def _write_generation(self, aggregator, cursors, summaries: dict | None) -> dict:
+    def _write_generation(self, aggregator, cursors, summaries: dict | None, keep: frozenset = frozenset()) -> dict:
         """Write the binary tables of a new generation (straight from their arrays, no copies);
-        returns the JSON-able summary naming them. ``cursors``: the files the aggregator covers."""
+        returns the JSON-able summary naming them. ``cursors``: the files the aggregator covers;
+        ``keep``: generations not yet named by the summary on disk that must stay. On any failure
+        (a full disk) the generation's files are removed before the error goes on."""
+        self._remove_stale(self._named() | keep)  # room first: what a killed build left (a full disk)
         generation = os.urandom(6).hex()
+        try:
+            return self._write_tables(generation, aggregator, cursors, summaries)
+        except BaseException:
+            self.discard(generation)
+            raise
+
+    def discard(self, generation: str) -> None:
+        """Remove what was written of a generation no summary names (best effort)."""
+        for path in self.dir.glob(f"report-{self.key}-{generation}.*"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def _write_tables(self, generation: str, aggregator, cursors, summaries: dict | None) -> dict:
         digests: dict[str, list] = {}
         agents = {}
         with self._table(generation, "latencies", digests) as table:
@@ -221,7 +271,11 @@ class SavedState:
             tally.latencies_ns = sorted_latencies(tally.latencies_ns)  # the final sort then merges
         data = self._write_generation(aggregator, cursors, None)
         text = json.dumps(data, separators=(",", ":"), allow_nan=True)
-        write_atomically(self._checkpoint_path(data["generation"]), text)
+        try:
+            write_atomically(self._checkpoint_path(data["generation"]), text)
+        except BaseException:
+            self.discard(data["generation"])
+            raise
         size = len(text) + sum(size for size, _ in data["digests"].values())
         return data["generation"], size, time.perf_counter() - started
 
@@ -234,19 +288,38 @@ class SavedState:
     def save(self, aggregator, cursors, summaries: dict[str, dict], checkpoint: str | None) -> str:
         """Write a new generation, then the JSON naming it and ``checkpoint`` (a generation, "" for the
         empty state, None for none); drop every other generation. Returns the new generation."""
-        data = self._write_generation(aggregator, cursors, summaries)
+        data = self._write_generation(aggregator, cursors, summaries, frozenset({checkpoint}))
         data["checkpoint"] = checkpoint
-        write_atomically(self.json_path, json.dumps(data, separators=(",", ":"), allow_nan=True))
-        keep = {data["generation"], checkpoint}
-        prefix = f"report-{self.key}-"
-        for stale in self.dir.glob(f"{prefix}*"):
-            generation, _, kind = stale.name[len(prefix) :].partition(".")
-            # a checkpoint keeps its tables and summary, not what was derived from it as a last state
-            if generation not in keep or (generation != data["generation"] and kind == "alpha.bin"):
-                with contextlib.suppress(FileNotFoundError):
-                    stale.unlink()
-        self._prune_other_keys()
+        try:
+            write_atomically(self.json_path, json.dumps(data, separators=(",", ":"), allow_nan=True))
+        except BaseException:
+            self.discard(data["generation"])
+            raise
+        self._remove_stale({data["generation"], checkpoint}, current=data["generation"])
+        with contextlib.suppress(OSError):  # tidying up: the new state is saved already
+            self._prune_other_keys()
         return data["generation"]
+
+    def _named(self) -> set:
+        """The generations the saved summary names: its own and its checkpoint."""
+        try:
+            data = json.loads(self.json_path.read_text(encoding="utf-8"))
+            return {data.get("generation"), data.get("checkpoint")}
+        except (OSError, ValueError, AttributeError):
+            return set()
+
+    def _remove_stale(self, keep: set, current: str | None = None) -> None:
+        """Delete the files of generations not in ``keep`` (a killed or failed build's, or replaced
+        ones) and the temp files of writes a killed build left: none is under way, the lock is held.
+        With ``current``: a checkpoint keeps its tables and summary, not what was derived from it
+        as a last state (its alpha cache)."""
+        prefix = f"report-{self.key}-"
+        for stale in [*self.dir.glob(f"{prefix}*"), *self.dir.glob(f".report-{self.key}*.tmp")]:
+            generation, _, kind = stale.name[len(prefix) :].partition(".")
+            derived = current is not None and generation != current and kind == "alpha.bin"
+            if stale.name.startswith(".") or generation not in keep or derived:
+                with contextlib.suppress(OSError):
+                    stale.unlink()
 
     def _prune_other_keys(self) -> None:
         """Drop the state of option sets not used recently (e.g. one-off ``--input`` builds)."""
@@ -265,13 +338,9 @@ class SavedState:
     def _remove_set(self, key: str) -> None:
         """Delete one option key's whole state, unless a build is using it (holds its lock)."""
         lock_path = self.dir / f"report-{key}.lock"
-        with open(lock_path, "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return
+        with contextlib.suppress(LockTimeout), exclusive_lock(lock_path, timeout=0):
             for stale in [self.dir / f"report-{key}.json", *self.dir.glob(f"report-{key}-*"), lock_path]:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     stale.unlink()
 
 
@@ -293,8 +362,13 @@ class _Table:
         self._hash.update(view)
         self.size += len(view)
 
-    def __exit__(self, *exc) -> None:
-        self._handle.close()
+    def __exit__(self, kind, *exc) -> None:
+        try:
+            if kind is None:  # on disk before the JSON naming it is (that write then syncs the folder)
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+        finally:
+            self._handle.close()
         self.digests[self.name] = [self.size, self._hash.hexdigest()]
 
 

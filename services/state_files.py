@@ -1,8 +1,16 @@
-"""Small JSON state files that people and programs both edit: atomic replacement and a lock.
+"""State files that people and programs both edit: the one atomic write and the one lock helper.
 
-Readers of a file written by ``write_atomically`` see the old content or the new, never half; writers
-that hold ``locked_for_update`` for their read-change-write never lose each other's entries. Used by
-the kill switch, agent status and the supervisor.
+* ``write_atomically``: readers see the old content or the new, never half, and the new content
+  survives a power loss once it returns: a temp file in the same folder is written and fsynced,
+  renamed over the target, then the folder itself is fsynced (the rename is an entry of the folder).
+  Used for the kill switch, agent status, the supervisor's files, the report files and the report's
+  incremental state.
+* ``exclusive_lock``: an exclusive ``flock`` on a lock file, waited for at most a given time; the
+  holder's pid is written into the lock file, so a build that times out can say who holds it. A
+  forked child never keeps a lock its parent holds: the child's copy of the descriptor is closed
+  right after every fork (``os.register_at_fork``). ``flock`` locks belong to the open file
+  description, which a fork shares, so a child that outlived a killed parent kept the lock forever.
+* ``locked_for_update``: ``exclusive_lock`` on ``<path>.lock`` for a read-change-write of ``path``.
 
 Reads no environment variables.
 """
@@ -10,37 +18,161 @@ Reads no environment variables.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+_HELD: dict[int, int] = {}  # lock descriptor -> pid of the process that took the lock
+
+
+def _close_held_locks_in_child() -> None:
+    """After a fork, in the child: close the child's copies of the held lock descriptors. (Not
+    LOCK_UN: that would release the parent's lock too; closing one copy of several does not.)"""
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_locks_in_child)
+
+
+class LockTimeout(Exception):
+    """The lock was not free within the time allowed; ``holder`` describes who holds it."""
+
+    def __init__(self, lock_path: Path, waited: float, holder: str) -> None:
+        super().__init__(f"{lock_path} is held by {holder}; waited {waited:g} s")
+        self.lock_path, self.waited, self.holder = lock_path, waited, holder
+
+
+def lock_holder(lock_path: Path) -> str:
+    """Who holds the lock, from the pid the holder wrote into the lock file."""
+    try:
+        text = Path(lock_path).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        text = ""
+    pid = int(text.split()[0]) if text and text.split()[0].isdigit() else 0
+    if not pid:
+        return "another process (no pid recorded)"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"process {pid}, which is no longer running (a process it started may still hold the lock)"
+    except PermissionError:
+        pass
+    return f"process {pid}"
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path, timeout: float | None = None, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if needed) for the ``with`` block.
+
+    ``timeout``: None waits as long as it takes, 0 tries once, else seconds; ``LockTimeout`` when
+    the lock is still held then. ``on_wait(holder)`` is called once when the lock is busy."""
+    owner = os.getpid()
+    fd = _acquire(Path(lock_path), timeout, on_wait)
+    try:
+        _HELD[fd] = owner
+        with contextlib.suppress(OSError):  # who holds it, for a build that waits in vain
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{owner}\n".encode(), 0)
+        yield
+    finally:
+        if os.getpid() == owner:  # a forked child closed its copy already (and may reuse the number)
+            _HELD.pop(fd, None)
+            os.close(fd)  # releases the lock (the last descriptor of its open file description)
+
+
+def _acquire(lock_path: Path, timeout: float | None, on_wait: Callable[[str], None] | None) -> int:
+    """A descriptor of ``lock_path`` holding its lock. A lock file removed while it was waited for
+    (a state set pruned by its last holder) is not a lock any more: the file there now is locked."""
+    started = time.monotonic()
+    told = on_wait is None or timeout == 0
+    pause = 0.01
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            while not _try_lock(fd):
+                if not told:
+                    told = True
+                    on_wait(lock_holder(lock_path))
+                waited = time.monotonic() - started
+                if timeout is None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    break
+                if waited >= timeout:
+                    raise LockTimeout(lock_path, timeout, lock_holder(lock_path))
+                time.sleep(min(pause, max(timeout - waited, 0.001)))
+                pause = min(pause * 2, 0.25)
+            if _is_at(fd, lock_path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    try:
+        there = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
 def locked_for_update(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on ``<path>.lock`` (the file itself is replaced, so not locked)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    with exclusive_lock(path.with_name(path.name + ".lock")):
+        yield
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file, fsync and rename, keeping the file's mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def fsync_folder(folder: Path) -> None:
+    """Make the folder's entries (a rename, a new or deleted file) durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # file systems that cannot sync a folder
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write ``text`` to ``path``: temp file in the same folder, fsync, rename, fsync the folder.
+    The file keeps its mode (0644 for a new one)."""
+    path = Path(path)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(text.encode("utf-8") if isinstance(text, str) else text)
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.chmod(tmp_name, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o644
+        os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    fsync_folder(folder)
