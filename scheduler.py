@@ -305,21 +305,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"alphatrace: configuration error: {exc}", file=sys.stderr)
         return 2
-    if settings.simulated:
-        logger.info("LLM: SIMULATED model (no OPENAI_API_KEY); calls are labelled simulated and cost $0")
-    else:
-        logger.info("LLM: %s via %s", settings.model, settings.base_url or "the OpenAI API")
-    logger.info("spans: %s; killed agents: %s", telemetry.export.describe(), ", ".join(sorted(killed)) or "none")
-    clock: Clock
-    if args.replay:
-        start = args.start or fleet.replay_start
-        clock = ReplayClock(start)
-    else:
-        clock = WallClock()
     stop_signals = StopSignals()
     fleet_scheduler = None
     try:
+        # Before the start-up lines: once "spans: ..." is logged, SIGINT and SIGTERM stop gracefully.
+        # Earlier, a signal ends the process the default way; no run has started, nothing is lost.
         stop_signals.install()
+        if settings.simulated:
+            logger.info("LLM: SIMULATED model (no OPENAI_API_KEY); calls are labelled simulated and cost $0")
+        else:
+            logger.info("LLM: %s via %s", settings.model, settings.base_url or "the OpenAI API")
+        logger.info("spans: %s; killed agents: %s", telemetry.export.describe(), ", ".join(sorted(killed)) or "none")
+        clock: Clock
+        if args.replay:
+            start = args.start or fleet.replay_start
+            clock = ReplayClock(start)
+        else:
+            clock = WallClock()
         fleet_scheduler = build_fleet(fleet, telemetry, clock, market, kill_switch, settings)
         if args.replay:
             days = replay_days(market, fleet, start, args.days or fleet.replay_cycles)

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _start(world, trace_file: Path, extra_env: dict[str, str] | None = None, sigint_ignored: bool = False) -> subprocess.Popen:
+    """The scheduler in live mode; its output goes to ``output.log`` next to the trace file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ALPHATRACE_", "OPENAI_", "PYTEST_"))}
     env.update(
         {
@@ -33,14 +34,26 @@ def _start(world, trace_file: Path, extra_env: dict[str, str] | None = None, sig
     command = [sys.executable, "scheduler.py", "--config", str(world["config"])]
     if sigint_ignored:  # started the way a shell starts a background job: SIGINT ignored, then exec
         command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
-    return subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with open(_output_file(trace_file), "wb") as output:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
+def _output_file(trace_file: Path) -> Path:
+    return trace_file.parent / "output.log"
+
+
+def _output(trace_file: Path) -> str:
+    return _output_file(trace_file).read_text(errors="replace")
+
+
+def _wait_until_started(trace_file: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """The scheduler logs "spans: ..." once SIGINT and SIGTERM stop it gracefully (start-up can take
+    seconds on a loaded machine: a signal sent earlier ends it the default way)."""
+    deadline = time.monotonic() + timeout
+    while " spans: " not in _output(trace_file):
+        assert proc.poll() is None, _output(trace_file)
+        assert time.monotonic() < deadline, "the scheduler did not start in time"
+        time.sleep(0.05)
 
 
 def _spans(trace_file: Path) -> list[dict]:
@@ -57,7 +70,7 @@ def _wait_for_runs(trace_file: Path, proc: subprocess.Popen, minimum: int, timeo
     while time.monotonic() < deadline:
         if trace_file.exists() and len(_spans(trace_file)) >= minimum:
             return
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, _output(trace_file)
         time.sleep(0.1)
     raise AssertionError("the scheduler produced no spans in time")
 
@@ -69,11 +82,12 @@ def _assert_stops_gracefully(world, tmp_path, signum, sigint_ignored: bool = Fal
         _wait_for_runs(trace_file, proc, minimum=12)
         proc.send_signal(signum)
         started = time.monotonic()
-        output, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
         print(f"exit {time.monotonic() - started:.1f} s after {signal.Signals(signum).name}")
     finally:
         if proc.poll() is None:
             proc.kill()
+    output = _output(trace_file)
     assert proc.returncode == 0, output
     assert "letting in-flight runs finish" in output
     assert "0 dropped by the full queue, 0 still queued" in output and "0 failed to export" in output
@@ -158,15 +172,17 @@ def test_unreachable_collector_does_not_block_the_exit(world, tmp_path):
     trace_file = tmp_path / "unused.jsonl"
     proc = _start(world, trace_file, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
     try:
-        time.sleep(3)
+        _wait_until_started(trace_file, proc)
+        time.sleep(2)  # runs happen and their spans queue up for the unreachable collector
         assert proc.poll() is None
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
         took = time.monotonic() - started
     finally:
         if proc.poll() is None:
             proc.kill()
+    output = _output(trace_file)
     assert proc.returncode == 0, output
     print(f"exit with the collector unreachable took {took:.1f} s")
     assert took < 20, f"exit took {took:.1f}s"  # bounded shutdown (10 s) plus in-flight runs
