@@ -304,6 +304,7 @@ def configure_telemetry(
 ) -> Telemetry:
     """Build the provider. ``exporter`` (e.g. an ``InMemorySpanExporter`` in tests) beats the env."""
     env = os.environ if env is None else env
+    stall_seconds = _positive_seconds(env, ENV_EXPORT_STALL, DEFAULT_STALL_SECONDS)
     processor_factory = processor_factory or (lambda span_exporter: batch_processor(span_exporter, env))
     if exporter is not None:
         choice = ExportChoice("custom")
@@ -317,7 +318,6 @@ def configure_telemetry(
         shutdown_on_exit=False,
     )
     provider.add_span_processor(RunAttributesSpanProcessor())
-    stall_seconds = _positive_seconds(env, ENV_EXPORT_STALL, DEFAULT_STALL_SECONDS)
     label = type(exporter).__name__ if choice.kind == "custom" else choice.describe()
     accounting = SpanAccounting(stall_seconds=stall_seconds, exporter_label=label)
     watchdog = None
