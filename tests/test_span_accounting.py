@@ -19,10 +19,12 @@ class GatedExporter(SpanExporter):
 
     def __init__(self, result: SpanExportResult = SpanExportResult.SUCCESS) -> None:
         self.gate = threading.Event()
+        self.entered = threading.Event()  # an export is in progress
         self.result = result
         self.received: list[ReadableSpan] = []
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.entered.set()
         self.gate.wait(10)
         self.received.extend(spans)
         return self.result
@@ -187,13 +189,10 @@ def test_a_stalled_export_is_warned_about_while_running_then_its_end(caplog):
     accounting = SpanAccounting(clock=lambda: now[0], warn_every_seconds=60, stall_seconds=30, exporter_label="OTLP -> c:4318")
     exporter = GatedExporter()
     counting = CountingSpanExporter(exporter, accounting)
-    batch = [object()] * 3
-    exporting = threading.Thread(target=counting.export, args=(batch,), daemon=True)
+    exporting = threading.Thread(target=counting.export, args=([object()] * 3,), daemon=True)
     with caplog.at_level(logging.WARNING, logger="otel.span_accounting"):
         exporting.start()
-        deadline = threading.Event()
-        while not accounting._exports and not deadline.wait(0.01):  # the export has begun
-            pass
+        assert exporter.entered.wait(30)  # stamped at fake time 0
         now[0] = 29
         accounting.warn_if_losing()  # a run ends: not stalled yet
         now[0] = 31
