@@ -174,6 +174,8 @@ class AgentScheduler:
 
     def _job(self, agent_name: str, as_of: date | None = None) -> None:
         """What APScheduler calls: one traced run; a failing agent is logged and stops nothing."""
+        if self._bound_reached(agent_name):
+            return
         day = as_of or self._clock.as_of()
         try:
             self._runner.run(agent_name, self._run_agent, agent_name, day, as_of is None, as_of=day.isoformat())
@@ -229,15 +231,19 @@ class AgentScheduler:
             self._signals.record(agent_name, findings, default_as_of=day)
         return findings
 
+    def _bound_reached(self, agent_name: str) -> bool:
+        with self._lock:
+            return self._stop_after is not None and self._runs_done.get(agent_name, 0) >= self._stop_after
+
     def _count_run(self, agent_name: str) -> None:
+        """Counts a run toward ``stop_after``. A run never calls back into APScheduler: its
+        ``shutdown(wait=True)`` waits for running jobs while holding the job-store lock, so a run
+        that then asked for that lock (``get_job``, ``remove_job``) would deadlock the stop. An agent
+        past its bound is skipped by ``_job`` instead of having its job removed."""
         if self._stop_after is None:
             return
         with self._lock:
             self._runs_done[agent_name] = self._runs_done.get(agent_name, 0) + 1
-            if self._runs_done[agent_name] >= self._stop_after:
-                job = self._scheduler.get_job(agent_name)
-                if job is not None:
-                    job.remove()
             if all(self._runs_done.get(name, 0) >= self._stop_after for name in self.agents):
                 self.all_done.set()
 
@@ -274,15 +280,42 @@ def build_fleet(
     return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm)
 
 
-def _install_sigterm() -> Any:
-    """SIGTERM unwinds the main thread like Ctrl-C, so in-flight runs finish and spans are flushed."""
+class StopSignals:
+    """SIGINT and SIGTERM stop the fleet gracefully: the first one unwinds the main thread
+    (``KeyboardInterrupt`` / ``SystemExit``), in-flight runs finish and spans are flushed.
 
-    def on_sigterm(signum: int, frame: Any) -> None:
+    Both handlers are installed explicitly. A process started with SIGINT ignored (any background job
+    of a non-interactive shell: POSIX says so, and Python then leaves it ignored) would otherwise
+    never see ``kill -INT`` and run on until SIGKILL, losing whatever was still queued. Once stopping
+    (a first signal, or the normal end of a bounded run), a signal is logged, not raised, so it cannot
+    abort the flush halfway: the stop is bounded by the runs in flight and ``Telemetry.shutdown``'s
+    10 s, and SIGKILL forces it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stopping:
+            logger.warning("%s while stopping: in-flight runs finish and spans flush first", signal.Signals(signum).name)
+            return
+        self.stopping = True
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SystemExit(128 + signum)
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, on_sigterm)
 
 
 ENV_LOG_LEVEL = "ALPHATRACE_LOG_LEVEL"
@@ -360,22 +393,25 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"alphatrace: configuration error: {term(exc)}", file=sys.stderr)
         return 2
-    if settings.simulated:
-        logger.info("LLM: SIMULATED model (no OPENAI_API_KEY); calls are labelled simulated and cost $0")
-    else:
-        logger.info("LLM: %s via %s", settings.model, settings.base_url or "the OpenAI API")
-    logger.info("spans: %s; killed agents: %s", telemetry.export.describe(), ", ".join(sorted(killed)) or "none")
-    if args.cycles is not None:
-        logger.info("%s", describe_cycles(fleet, agents, args.cycles))
-    clock: Clock
-    if args.replay:
-        start = args.start or fleet.replay_start
-        clock = ReplayClock(start)
-    else:
-        clock = WallClock()
-    previous_sigterm = _install_sigterm()
+    stop_signals = StopSignals()
     fleet_scheduler = None
     try:
+        # Before the start-up lines: once "spans: ..." is logged, SIGINT and SIGTERM stop gracefully.
+        # Earlier, a signal ends the process the default way; no run has started, nothing is lost.
+        stop_signals.install()
+        if settings.simulated:
+            logger.info("LLM: SIMULATED model (no OPENAI_API_KEY); calls are labelled simulated and cost $0")
+        else:
+            logger.info("LLM: %s via %s", settings.model, settings.base_url or "the OpenAI API")
+        logger.info("spans: %s; killed agents: %s", telemetry.export.describe(), ", ".join(sorted(killed)) or "none")
+        if args.cycles is not None:
+            logger.info("%s", describe_cycles(fleet, agents, args.cycles))
+        clock: Clock
+        if args.replay:
+            start = args.start or fleet.replay_start
+            clock = ReplayClock(start)
+        else:
+            clock = WallClock()
         fleet_scheduler = build_fleet(fleet, telemetry, clock, market, kill_switch, settings, agents=agents)
         if args.replay:
             days = replay_days(market, fleet, start, args.days or fleet.replay_cycles)
@@ -394,12 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, SystemExit) as exc:
         logger.info("stopping (%s); letting in-flight runs finish", type(exc).__name__)
     finally:
+        stop_signals.stopping = True  # from here on a signal is logged, never raised into the flush
         if fleet_scheduler is not None:
             fleet_scheduler.shutdown(wait=True)
         flushed = telemetry.shutdown()
         logger.info("telemetry %s", "flushed" if flushed else "NOT fully flushed")
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        stop_signals.restore()
     return 0
 
 

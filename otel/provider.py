@@ -18,9 +18,11 @@ Environment (standard OpenTelemetry variables, as the SDK documents them):
 * ``OTEL_SDK_DISABLED=true``: no spans at all.
 
 alphatrace's own: ``ALPHATRACE_TRACE_FILE`` (embedded exporter's file, default
-``telemetry/traces.jsonl`` under the project root). Its folder is created and checked for writing
-when the exporter is built (``check_trace_file``), so a path nobody can write stops start-up instead
-of losing every span.
+``telemetry/traces.jsonl`` under the project root; it must be a regular file or not exist yet: a FIFO,
+device or socket is a ``ConfigError``). Its folder is created and checked for writing when the
+exporter is built (``check_trace_file``), so a path nobody can write stops start-up instead of
+losing every span. ``ALPHATRACE_EXPORT_STALL_SECONDS`` (default 30: an export in progress this
+long is warned about while running, see ``otel/span_accounting.py``).
 """
 
 from __future__ import annotations
@@ -42,16 +44,17 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Tracer
 
 from otel import semconv
-from otel.file_exporter import CollectorFileExporter
+from otel.file_exporter import CollectorFileExporter, special_file_kind
 from otel.redacting_exporter import RedactingSpanExporter
 from otel.run_context import RunAttributesSpanProcessor
-from otel.span_accounting import CountingSpanExporter, CountingSpanProcessor, SpanAccounting
+from otel.span_accounting import DEFAULT_STALL_SECONDS, CountingSpanExporter, CountingSpanProcessor, SpanAccounting, Watchdog
 from services.config_error import ConfigError
 
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_TRACE_FILE = "ALPHATRACE_TRACE_FILE"
+ENV_EXPORT_STALL = "ALPHATRACE_EXPORT_STALL_SECONDS"
 DEFAULT_TRACE_FILE = PROJECT_ROOT / "telemetry" / "traces.jsonl"
 TRACER_NAME = "alphatrace"
 _EXPORTERS = ("file", "otlp", "console", "none")
@@ -125,7 +128,14 @@ def choose_export(trace_file: str | os.PathLike | None = None, env: Mapping[str,
         raise ConfigError(f"OTEL_TRACES_EXPORTER={requested!r} is not supported; use one of {', '.join(_EXPORTERS)}")
     kind = requested or ("otlp" if endpoint else "file")
     if kind == "file":
-        return ExportChoice("file", trace_file=trace_file_path(trace_file, env))
+        path = trace_file_path(trace_file, env)
+        special = special_file_kind(path)
+        if special:
+            raise ConfigError(
+                f"trace file {path} is {special}, not a regular file: the embedded exporter appends to and repairs a "
+                f"regular file (set {ENV_TRACE_FILE} to one, or use OTEL_TRACES_EXPORTER=console or an OTLP collector)"
+            )
+        return ExportChoice("file", trace_file=path)
     if kind != "otlp":
         return ExportChoice(kind)
     protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
@@ -207,6 +217,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int | None) -> int
     return value
 
 
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
 def batch_processor(exporter: SpanExporter, env: Mapping[str, str] | None = None) -> BatchSpanProcessor:
     """The SDK's ``BatchSpanProcessor``; ``OTEL_BSP_*`` variables win over alphatrace's defaults."""
     env = os.environ if env is None else env
@@ -232,11 +255,13 @@ class Telemetry:
         export: ExportChoice,
         exporter: SpanExporter | None,
         accounting: SpanAccounting | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.tracer_provider = tracer_provider
         self.export = export
         self.exporter = exporter
         self.accounting = accounting or SpanAccounting()
+        self._watchdog = watchdog
         self._instrumentor = None
         self._shutdown_done = False
         self._lock = threading.Lock()
@@ -270,6 +295,8 @@ class Telemetry:
         worker = threading.Thread(target=self.tracer_provider.shutdown, name="alphatrace-telemetry-shutdown", daemon=True)
         worker.start()
         worker.join(timeout_seconds)
+        if self._watchdog is not None:
+            self._watchdog.stop()
         snapshot = self.accounting.snapshot()
         if worker.is_alive():
             logger.error(
@@ -299,6 +326,7 @@ def configure_telemetry(
 ) -> Telemetry:
     """Build the provider. ``exporter`` (e.g. an ``InMemorySpanExporter`` in tests) beats the env."""
     env = os.environ if env is None else env
+    stall_seconds = _positive_seconds(env, ENV_EXPORT_STALL, DEFAULT_STALL_SECONDS)
     processor_factory = processor_factory or (lambda span_exporter: batch_processor(span_exporter, env))
     if exporter is not None:
         choice = ExportChoice("custom")
@@ -312,12 +340,15 @@ def configure_telemetry(
         shutdown_on_exit=False,
     )
     provider.add_span_processor(RunAttributesSpanProcessor())
-    accounting = SpanAccounting()
+    label = type(exporter).__name__ if choice.kind == "custom" else choice.describe()
+    accounting = SpanAccounting(stall_seconds=stall_seconds, exporter_label=label)
+    watchdog = None
     if exporter is not None and not disabled:
         # Every span is redacted (API keys and their masked forms, otel/redaction.py) before export.
         batching = processor_factory(RedactingSpanExporter(CountingSpanExporter(exporter, accounting)))
         provider.add_span_processor(CountingSpanProcessor(batching, accounting))
-    telemetry = Telemetry(provider, choice, exporter, accounting)
+        watchdog = Watchdog(accounting, every_seconds=min(5.0, stall_seconds / 2)).start()
+    telemetry = Telemetry(provider, choice, exporter, accounting, watchdog)
     if instrument_openai:
         telemetry.instrument_openai()
     if register_atexit:

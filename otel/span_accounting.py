@@ -12,7 +12,14 @@ ending spans at the same instant on a full queue).
 meta report can show losses from the spans that did arrive), a rate-limited warning while running,
 and the summary line at shutdown.
 
-Reads no environment variables.
+A stalled exporter (a collector that stopped answering, a trace file nobody drains) loses nothing
+until the queue fills, so it is watched too: ``CountingSpanExporter`` stamps each export's start, and
+``warn_if_losing`` warns (rate-limited) once one has been in progress for ``stall_seconds``, then logs
+when it finishes. ``warn_if_losing`` runs at the end of every run and from ``Watchdog``, a daemon
+thread that only reads the counters, so the warning comes while no run ends and never waits on the
+exporter.
+
+Reads no environment variables (``otel/provider.py`` reads ``ALPHATRACE_EXPORT_STALL_SECONDS``).
 """
 
 from __future__ import annotations
@@ -29,8 +36,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel.internal_errors import report_internal_error
+from otel.rate_limit import DEFAULT_EVERY_SECONDS, RateLimit
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_STALL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,13 @@ class AccountingSnapshot:
 
 
 class SpanAccounting:
-    def __init__(self, clock: Callable[[], float] = time.monotonic, warn_every_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        warn_every_seconds: float = DEFAULT_EVERY_SECONDS,
+        stall_seconds: float = DEFAULT_STALL_SECONDS,
+        exporter_label: str = "the exporter",
+    ) -> None:
         self._lock = threading.Lock()
         self._ended = 0
         self._exported = 0
@@ -67,9 +83,14 @@ class SpanAccounting:
         self._dropped = 0
         self._queue_length: Callable[[], int] = lambda: 0
         self._clock = clock
-        self._warn_every = warn_every_seconds
-        self._warned_at: float | None = None
+        self._loss_rate = RateLimit(warn_every_seconds, clock)
         self._warned_lost = 0
+        self.stall_seconds = stall_seconds
+        self._exporter_label = exporter_label
+        self._stall_rate = RateLimit(warn_every_seconds, clock)
+        self._exports: dict[int, tuple[float, int]] = {}  # in progress: token -> (started, spans)
+        self._next_token = 0
+        self._stall_warned: set[int] = set()
 
     def watch_queue(self, queue_length: Callable[[], int]) -> None:
         self._queue_length = queue_length
@@ -80,12 +101,32 @@ class SpanAccounting:
             if evicts_one:
                 self._dropped += 1
 
-    def export_finished(self, count: int, ok: bool) -> None:
+    def export_started(self, count: int) -> int:
+        """Stamps an export's start; pass the token to ``export_finished``."""
+        with self._lock:
+            self._next_token += 1
+            self._exports[self._next_token] = (self._clock(), count)
+            return self._next_token
+
+    def export_finished(self, count: int, ok: bool, token: int | None = None) -> None:
         with self._lock:
             if ok:
                 self._exported += count
             else:
                 self._failed += count
+            started, _ = self._exports.pop(token, (None, 0))
+            was_stalled = token in self._stall_warned
+            if was_stalled:
+                self._stall_warned.discard(token)
+                if not self._stall_warned:
+                    self._stall_rate.reset()  # the next stall is news at once
+        if was_stalled and started is not None:
+            logger.warning(
+                "alphatrace telemetry: %s finished the stalled export after %.0f s (%s)",
+                self._exporter_label,
+                self._clock() - started,
+                "exported" if ok else "failed",
+            )
 
     def snapshot(self) -> AccountingSnapshot:
         with self._lock:
@@ -97,14 +138,64 @@ class SpanAccounting:
         return AccountingSnapshot(ended, exported, failed, dropped, queued)
 
     def warn_if_losing(self) -> AccountingSnapshot:
-        """Log a warning when spans were lost since the last one, at most once per interval."""
+        """Warn when spans were lost since the last warning, or an export is stalled; each at most
+        once per interval. Cheap and never blocks on the exporter: runs call it as they end."""
         snap = self.snapshot()
-        now = self._clock()
-        if snap.lost > self._warned_lost and (self._warned_at is None or now - self._warned_at >= self._warn_every):
+        with self._lock:
+            losing = snap.lost > self._warned_lost and self._loss_rate.ready()
+            if losing:
+                self._warned_lost = snap.lost
+            stalled = self._stalled_export()
+        if losing:
             logger.warning("alphatrace telemetry is losing spans: %s", snap.describe())
-            self._warned_at = now
-            self._warned_lost = snap.lost
+        if stalled:
+            seconds, count = stalled
+            logger.warning(
+                "alphatrace telemetry: %s has been stuck in one export of %d spans for %.0f s (more than %g s); "
+                "new spans wait in the queue and are dropped once it is full: %s",
+                self._exporter_label,
+                count,
+                seconds,
+                self.stall_seconds,
+                snap.describe(),
+            )
         return snap
+
+    def _stalled_export(self) -> tuple[float, int] | None:
+        """The oldest export in progress for ``stall_seconds`` or more, if one is due a warning (lock held)."""
+        if not self._exports:
+            return None
+        token, (started, count) = min(self._exports.items(), key=lambda item: item[1][0])
+        seconds = self._clock() - started
+        if seconds < self.stall_seconds or not self._stall_rate.ready():
+            return None
+        self._stall_warned.add(token)
+        return seconds, count
+
+
+class Watchdog:
+    """A daemon thread running ``accounting.warn_if_losing()`` every ``every_seconds``, so a stalled
+    export or a loss is reported while no run ends. It only reads counters: it never blocks anyone."""
+
+    def __init__(self, accounting: SpanAccounting, every_seconds: float) -> None:
+        self._accounting = accounting
+        self._every = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="alphatrace-telemetry-watchdog", daemon=True)
+
+    def start(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._accounting.warn_if_losing()
+            except Exception:
+                report_internal_error(logger, "the telemetry watchdog failed")
 
 
 def batch_queue(processor: SpanProcessor) -> collections.deque | None:
@@ -153,14 +244,15 @@ class CountingSpanExporter(SpanExporter):
         return self._inner
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        token = self._accounting.export_started(len(spans))
         try:
             result = self._inner.export(spans)
         except Exception:
             result = SpanExportResult.FAILURE
-            self._accounting.export_finished(len(spans), ok=False)
+            self._accounting.export_finished(len(spans), ok=False, token=token)
             report_internal_error(logger, f"{type(self._inner).__name__} raised while exporting {len(spans)} spans")
             return result
-        self._accounting.export_finished(len(spans), ok=result is SpanExportResult.SUCCESS)
+        self._accounting.export_finished(len(spans), ok=result is SpanExportResult.SUCCESS, token=token)
         return result
 
     def shutdown(self) -> None:

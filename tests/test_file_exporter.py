@@ -4,9 +4,11 @@ against the SDK's own OTLP protobuf encoding of the same spans, plus append and 
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import math
+import os
 import threading
 
 from google.protobuf import json_format
@@ -144,14 +146,83 @@ def test_unwritable_target_fails_once_in_the_log_and_recovers(tmp_path, span_exp
     assert "works again" in caplog.records[-1].getMessage()
 
 
-def test_disk_full_is_a_failure_not_an_exception(span_exporter, caplog):
+class FullDisk:
+    """The disk holding ``path`` has ``free`` bytes left: a write there is cut short at that point and
+    the next one fails with ENOSPC, as the kernel does. Other descriptors write as usual."""
+
+    def __init__(self, monkeypatch, path, free: int) -> None:
+        self.path = str(path)
+        self.free = free
+        self._write = os.write
+        monkeypatch.setattr(os, "write", self.write)
+
+    def write(self, fd: int, data: bytes) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}") != self.path:
+            return self._write(fd, data)
+        if self.free <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = self._write(fd, bytes(data[: self.free]))
+        self.free -= written
+        return written
+
+
+def test_a_full_disk_is_named_rate_limited_leaves_no_fragment_and_recovers(tmp_path, span_exporter, monkeypatch, caplog):
     spans = _sample_spans(span_exporter)
-    exporter = CollectorFileExporter("/dev/full")  # every write fails with ENOSPC, even for root
-    with caplog.at_level(logging.ERROR, logger="otel.file_exporter"):
+    target = tmp_path / "traces.jsonl"
+    whole = encode_line(spans)
+    target.write_bytes(whole)
+    now = [0.0]
+    exporter = CollectorFileExporter(target, clock=lambda: now[0], report_every_seconds=60)
+    disk = FullDisk(monkeypatch, target, free=len(whole) // 3)  # room for a third of a batch
+    with caplog.at_level(logging.INFO, logger="otel.file_exporter"):
+        assert [exporter.export(spans) for _ in range(5)] == [SpanExportResult.FAILURE] * 5
+        assert target.read_bytes() == whole  # each failed batch was cut back off: nothing half-written
+        now[0] = 61
         assert exporter.export(spans) == SpanExportResult.FAILURE
+        disk.free = 10 * len(whole)
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert target.read_bytes() == whole + whole
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert "killed mid-write" not in caplog.text
+    assert len(messages) == 3, messages
+    (level, first), (_, again), (_, recovered) = messages
+    assert level == logging.ERROR and "disk full" in first and "No space left on device" in first and "2 spans failed" in first
+    assert "still cannot write" in again and "disk full" in again and "12 spans failed" in again
+    assert "works again" in recovered and "12 spans failed" in recovered
+    assert exporter.spans_failed == 12 and exporter.spans_written == 2
+
+
+def test_a_fragment_a_failed_write_could_not_cut_is_not_blamed_on_a_killed_writer(tmp_path, span_exporter, monkeypatch, caplog):
+    spans = _sample_spans(span_exporter)
+    target = tmp_path / "traces.jsonl"
+    exporter = CollectorFileExporter(target)
+    FullDisk(monkeypatch, target, free=10)
+    monkeypatch.setattr(os, "ftruncate", lambda fd, size: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with caplog.at_level(logging.INFO, logger="otel.file_exporter"):
         assert exporter.export(spans) == SpanExportResult.FAILURE
+        monkeypatch.undo()
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert target.read_bytes() == encode_line(spans)
+    assert "killed mid-write" not in caplog.text and "removed the 10 bytes a failed write left" in caplog.text
+
+
+def test_a_fifo_trace_file_is_refused_at_once_instead_of_stalling(tmp_path, span_exporter, caplog):
+    """Nobody reads the FIFO: an exporter writing into it would block once the pipe is full."""
+    spans = _sample_spans(span_exporter)
+    fifo = tmp_path / "traces.jsonl"
+    os.mkfifo(fifo)
+    exporter = CollectorFileExporter(fifo)
+    results = []
+    worker = threading.Thread(target=lambda: results.extend(exporter.export(spans * 2000) for _ in range(3)), daemon=True)
+    with caplog.at_level(logging.WARNING, logger="otel.file_exporter"):
+        worker.start()
+        worker.join(30)
+    assert not worker.is_alive(), "the export is stuck writing into the FIFO"
+    assert results == [SpanExportResult.FAILURE] * 3
     (record,) = caplog.records
-    assert "No space left on device" in record.getMessage()
+    assert "is a FIFO (named pipe), not a regular file" in record.getMessage()
 
 
 def test_export_after_shutdown_is_refused(tmp_path, span_exporter):

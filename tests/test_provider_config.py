@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,19 @@ def test_a_trace_file_that_cannot_be_written_is_a_config_error_when_the_exporter
     fine = tmp_path / "new" / "traces.jsonl"
     configure_telemetry(trace_file=fine, instrument_openai=False, env={}).shutdown()
     assert fine.parent.is_dir() and not fine.exists()  # the folder is made; the file only with the first span
+
+
+def test_a_trace_file_that_is_not_a_regular_file_is_refused_at_start_up(tmp_path):
+    fifo = tmp_path / "traces.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"is a FIFO \(named pipe\), not a regular file"):
+        choose_export(env={"ALPHATRACE_TRACE_FILE": str(fifo)})
+    with pytest.raises(ConfigError, match="is a character device"):
+        choose_export("/dev/null", env={})
+    assert choose_export(tmp_path / "new" / "traces.jsonl", env={}).kind == "file"  # not there yet: fine
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "soon", "inf", "nan"])
+def test_a_bad_stall_threshold_is_a_config_error(bad):
+    with pytest.raises(ConfigError, match="ALPHATRACE_EXPORT_STALL_SECONDS"):
+        configure_telemetry(instrument_openai=False, env={"ALPHATRACE_EXPORT_STALL_SECONDS": bad})

@@ -165,6 +165,7 @@ def test_live_mode_runs_each_agent_on_its_interval_until_the_bound(world, teleme
         ("openai", "OPENAI_API_KEY is not set"),
         ("exporter", "OTEL_TRACES_EXPORTER='jaeger' is not supported"),
         ("config", "not valid TOML"),
+        ("fifo", "is a FIFO (named pipe), not a regular file"),
     ],
 )
 def test_bad_configuration_stops_start_up_with_exit_2(world, monkeypatch, capsys, setup, message):
@@ -175,6 +176,9 @@ def test_bad_configuration_stops_start_up_with_exit_2(world, monkeypatch, capsys
         monkeypatch.setenv("ALPHATRACE_LLM_PROVIDER", "openai")
     elif setup == "exporter":
         monkeypatch.setenv("OTEL_TRACES_EXPORTER", "jaeger")
+    elif setup == "fifo":  # a trace file nobody drains would stall the exporter
+        os.mkfifo(world["tmp"] / "traces.jsonl")
+        monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(world["tmp"] / "traces.jsonl"))
     else:
         config.write_text("[fleet\nuniverse=")
     assert scheduler.main(["--once", "--config", str(config)]) == 2

@@ -1,5 +1,6 @@
 """Stopping the scheduler: SIGTERM or Ctrl-C mid-run lets in-flight runs finish, flushes every span
-and exits 0; an unreachable collector cannot hold the exit hostage."""
+and exits 0, however the process was started (SIGINT ignored by a background job's shell) and
+whatever a run is doing when the stop comes; an unreachable collector cannot hold the exit hostage."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +18,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _start(world, trace_file: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+def _start(world, trace_file: Path, extra_env: dict[str, str] | None = None, sigint_ignored: bool = False) -> subprocess.Popen:
+    """The scheduler in live mode; its output goes to ``output.log`` next to the trace file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ALPHATRACE_", "OPENAI_", "PYTEST_"))}
     env.update(
         {
@@ -29,19 +32,36 @@ def _start(world, trace_file: Path, extra_env: dict[str, str] | None = None) -> 
         }
     )
     env.update(extra_env or {})
-    return subprocess.Popen(
-        [sys.executable, "scheduler.py", "--config", str(world["config"])],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    command = [sys.executable, "scheduler.py", "--config", str(world["config"])]
+    if sigint_ignored:  # started the way a shell starts a background job: SIGINT ignored, then exec
+        command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
+    with open(_output_file(trace_file), "wb") as output:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
+def _output_file(trace_file: Path) -> Path:
+    return trace_file.parent / "output.log"
+
+
+def _output(trace_file: Path) -> str:
+    return _output_file(trace_file).read_text(errors="replace")
+
+
+def _wait_until_started(trace_file: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """The scheduler logs "spans: ..." once SIGINT and SIGTERM stop it gracefully (start-up can take
+    seconds on a loaded machine: a signal sent earlier ends it the default way)."""
+    deadline = time.monotonic() + timeout
+    while " spans: " not in _output(trace_file):
+        assert proc.poll() is None, _output(trace_file)
+        assert time.monotonic() < deadline, "the scheduler did not start in time"
+        time.sleep(0.05)
 
 
 def _spans(trace_file: Path) -> list[dict]:
+    """The spans of the file's whole lines (while the scheduler runs, a batch can be half-written)."""
+    text = trace_file.read_text()
     spans = []
-    for line in trace_file.read_text().splitlines():
+    for line in text[: text.rfind("\n") + 1].splitlines():
         for rs in json.loads(line)["resourceSpans"]:
             for ss in rs["scopeSpans"]:
                 spans.extend(ss["spans"])
@@ -53,22 +73,24 @@ def _wait_for_runs(trace_file: Path, proc: subprocess.Popen, minimum: int, timeo
     while time.monotonic() < deadline:
         if trace_file.exists() and len(_spans(trace_file)) >= minimum:
             return
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, _output(trace_file)
         time.sleep(0.1)
     raise AssertionError("the scheduler produced no spans in time")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_mid_run_finishes_runs_and_flushes_every_span(world, tmp_path, signum):
+def _assert_stops_gracefully(world, tmp_path, signum, sigint_ignored: bool = False) -> None:
     trace_file = tmp_path / "traces.jsonl"
-    proc = _start(world, trace_file)
+    proc = _start(world, trace_file, sigint_ignored=sigint_ignored)
     try:
         _wait_for_runs(trace_file, proc, minimum=12)
         proc.send_signal(signum)
-        output, _ = proc.communicate(timeout=30)
+        started = time.monotonic()
+        proc.wait(timeout=30)
+        print(f"exit {time.monotonic() - started:.1f} s after {signal.Signals(signum).name}")
     finally:
         if proc.poll() is None:
             proc.kill()
+    output = _output(trace_file)
     assert proc.returncode == 0, output
     assert "letting in-flight runs finish" in output
     assert "0 dropped by the full queue, 0 still queued" in output and "0 failed to export" in output
@@ -84,19 +106,86 @@ def test_signal_mid_run_finishes_runs_and_flushes_every_span(world, tmp_path, si
     assert ended == len(spans)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_run_finishes_runs_and_flushes_every_span(world, tmp_path, signum):
+    _assert_stops_gracefully(world, tmp_path, signum)
+
+
+def test_sigint_stops_a_scheduler_started_with_sigint_ignored(world, tmp_path):
+    """What a background job of a non-interactive shell (``pytest ... &``, a CI step, a supervisor
+    script) inherits: the scheduler still stops on ``kill -INT`` instead of running on until killed."""
+    _assert_stops_gracefully(world, tmp_path, signal.SIGINT, sigint_ignored=True)
+
+
+class _HeldAgent:
+    """An agent whose first run waits until the test lets it finish."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.running = threading.Event()
+        self.release = threading.Event()
+
+    def run(self, context):
+        self.running.set()
+        self.release.wait(30)
+        return []
+
+
+def test_stopping_a_bounded_live_run_mid_run_never_deadlocks(world, telemetry, span_exporter):
+    """``--cycles``: APScheduler's shutdown waits for running jobs holding its job-store lock; a run
+    that ends then must not need that lock to count itself."""
+    from services.fleet_config import AgentSpec
+    from tests.fleet_fixtures import build_test_fleet, root_spans
+
+    held = _HeldAgent()
+    fleet = build_test_fleet(world, telemetry, agents={"held": held})
+    fleet.fleet.agents["held"] = AgentSpec("held", "tests", 0.05)
+    fleet.start(stop_after=1)  # the held run is its agent's last: counting it reaches the bound
+    assert held.running.wait(30)
+    stopper = threading.Thread(target=fleet.shutdown, daemon=True)
+    stopper.start()
+    pool = fleet._scheduler._executors["default"]._pool  # APScheduler's detail: shut down = waiting for runs
+    deadline = time.monotonic() + 30
+    while not pool._shutdown and time.monotonic() < deadline:
+        time.sleep(0.01)
+    held.release.set()
+    stopper.join(30)
+    assert not stopper.is_alive(), "the stop deadlocked with the run it was waiting for"
+    assert any(s.attributes["gen_ai.agent.name"] == "held" for s in root_spans(span_exporter))
+
+
+def test_a_second_signal_while_stopping_is_logged_not_raised(caplog):
+    import scheduler
+
+    stop = scheduler.StopSignals()
+    stop.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)  # would raise SystemExit into the flush
+        signal.raise_signal(signal.SIGINT)
+    finally:
+        stop.restore()
+    assert caplog.text.count("while stopping: in-flight runs finish and spans flush first") == 2
+    assert signal.getsignal(signal.SIGINT) != stop._on_signal  # put back
+
+
 def test_unreachable_collector_does_not_block_the_exit(world, tmp_path):
     trace_file = tmp_path / "unused.jsonl"
     proc = _start(world, trace_file, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
     try:
-        time.sleep(3)
+        _wait_until_started(trace_file, proc)
+        time.sleep(2)  # runs happen and their spans queue up for the unreachable collector
         assert proc.poll() is None
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
         took = time.monotonic() - started
     finally:
         if proc.poll() is None:
             proc.kill()
+    output = _output(trace_file)
     assert proc.returncode == 0, output
     print(f"exit with the collector unreachable took {took:.1f} s")
     assert took < 20, f"exit took {took:.1f}s"  # bounded shutdown (10 s) plus in-flight runs

@@ -19,10 +19,12 @@ class GatedExporter(SpanExporter):
 
     def __init__(self, result: SpanExportResult = SpanExportResult.SUCCESS) -> None:
         self.gate = threading.Event()
+        self.entered = threading.Event()  # an export is in progress
         self.result = result
         self.received: list[ReadableSpan] = []
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.entered.set()
         self.gate.wait(10)
         self.received.extend(spans)
         return self.result
@@ -176,3 +178,55 @@ def test_the_report_command_warns_about_losses(tmp_path, capsys):
         "warning: the agents' telemetry lost spans before export (4 dropped by a full queue, 2 failed to export, "
         "in 1 of 1 processes); the report undercounts (inputs.telemetry_losses)"
     ]
+
+
+def test_a_stalled_export_is_warned_about_while_running_then_its_end(caplog):
+    """A collector that stops answering (or a trace file nobody drains) loses nothing until the queue
+    fills: the export in progress is what gives it away, long before shutdown."""
+    from otel.span_accounting import CountingSpanExporter, SpanAccounting
+
+    now = [0.0]
+    accounting = SpanAccounting(clock=lambda: now[0], warn_every_seconds=60, stall_seconds=30, exporter_label="OTLP -> c:4318")
+    exporter = GatedExporter()
+    counting = CountingSpanExporter(exporter, accounting)
+    exporting = threading.Thread(target=counting.export, args=([object()] * 3,), daemon=True)
+    with caplog.at_level(logging.WARNING, logger="otel.span_accounting"):
+        exporting.start()
+        assert exporter.entered.wait(30)  # stamped at fake time 0
+        now[0] = 29
+        accounting.warn_if_losing()  # a run ends: not stalled yet
+        now[0] = 31
+        accounting.warn_if_losing()
+        now[0] = 60
+        accounting.warn_if_losing()  # within the interval: quiet
+        now[0] = 95
+        accounting.warn_if_losing()
+        exporter.gate.set()
+        exporting.join(10)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3, messages
+    assert "OTLP -> c:4318 has been stuck in one export of 3 spans for 31 s" in messages[0]
+    assert "for 95 s" in messages[1]
+    assert "finished the stalled export after 95 s (exported)" in messages[2]
+    assert accounting.snapshot().exported == 3
+
+
+def test_the_watchdog_warns_about_a_stall_while_no_run_ends(caplog):
+    exporter = GatedExporter()
+    handle = configure_telemetry(
+        exporter=exporter,
+        processor_factory=lambda e: BatchSpanProcessor(e, schedule_delay_millis=5),
+        instrument_openai=False,
+        env={"ALPHATRACE_EXPORT_STALL_SECONDS": "0.2"},
+    )
+    with caplog.at_level(logging.WARNING, logger="otel.span_accounting"):
+        with handle.tracer().start_as_current_span("one span, then silence"):
+            pass
+        waited = threading.Event()
+        for _ in range(600):  # up to 60 s on a loaded machine
+            if "GatedExporter has been stuck in one export of 1 spans" in caplog.text or waited.wait(0.1):
+                break
+        exporter.gate.set()
+        assert handle.shutdown(timeout_seconds=10)
+    assert "GatedExporter has been stuck in one export of 1 spans" in caplog.text
+    assert "GatedExporter finished the stalled export" in caplog.text
