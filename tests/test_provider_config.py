@@ -149,11 +149,13 @@ def test_a_trace_file_that_cannot_be_written_is_a_config_error_when_the_exporter
     blocker.write_text("a file where a folder should be")
     folder_as_file = tmp_path / "a-folder.jsonl"
     folder_as_file.mkdir()
-    for target in (blocker / "telemetry" / "traces.jsonl", folder_as_file):
-        with pytest.raises(
-            ConfigError, match=f"trace file {target} cannot be written .*; set ALPHATRACE_TRACE_FILE to a file in a writable folder"
-        ):
-            configure_telemetry(trace_file=target, instrument_openai=False, env={})
+    target = blocker / "telemetry" / "traces.jsonl"
+    with pytest.raises(
+        ConfigError, match=f"trace file {target} cannot be written .*; set ALPHATRACE_TRACE_FILE to a file in a writable folder"
+    ):
+        configure_telemetry(trace_file=target, instrument_openai=False, env={})
+    with pytest.raises(ConfigError, match=f"trace file {folder_as_file} is a folder, not a regular file: .*set ALPHATRACE_TRACE_FILE"):
+        configure_telemetry(trace_file=folder_as_file, instrument_openai=False, env={})
     fine = tmp_path / "new" / "traces.jsonl"
     configure_telemetry(trace_file=fine, instrument_openai=False, env={}).shutdown()
     assert fine.parent.is_dir() and not fine.exists()  # the folder is made; the file only with the first span
