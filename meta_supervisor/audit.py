@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from alpha.quality_render import md_escape
 from otel import semconv
+from services.state_files import fsync_folder
 
 if TYPE_CHECKING:  # the report reads the log without loading OpenTelemetry
     from opentelemetry.trace import Link, Tracer
@@ -81,7 +82,7 @@ def append_audit(records: Sequence[Mapping[str, Any]], path: str | os.PathLike |
             finally:
                 os.close(fd)
             if created:
-                _fsync_folder(target.parent)
+                fsync_folder(target.parent)  # a new file's name is durable once its folder is synced
     except OSError as exc:
         raise AuditWriteError(f"cannot write the audit log {target}: {exc}") from None
     return target
@@ -100,15 +101,6 @@ def _append_durably(fd: int, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, start)  # no half record left behind for the next append to glue onto
         raise
-
-
-def _fsync_folder(folder: Path) -> None:
-    """A new file's name is durable once its folder is synced."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_audit(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:

@@ -54,7 +54,15 @@ from meta_supervisor.fingerprints import run_fingerprint
 from meta_supervisor.span_aggregator import SpanAggregator
 from meta_supervisor.trace_files import FileCursor
 from meta_supervisor.trace_inputs import HEAD_BYTES, expected_spans, head_digest, identity_of, open_regular
-from meta_supervisor.trace_reader import FORMAT_JSON_LINES, ReadResult, RecordDecoder, read_json_lines, skip_rest_of_line, sniff
+from meta_supervisor.trace_reader import (
+    FORMAT_JSON_LINES,
+    ReadResult,
+    RecordDecoder,
+    read_json_lines,
+    read_past_newline,
+    skip_rest_of_line,
+    sniff,
+)
 
 MIN_SPLIT_BYTES = 48 << 20
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -90,16 +98,8 @@ def split_points(path: Path, start: int, end: int, parts: int) -> list[int]:
             target = start + (end - start) * k // parts
             handle.seek(max(target, points[-1]))
             position = handle.tell()
-            while True:
-                chunk = handle.read(1 << 16)
-                if not chunk:
-                    position = end
-                    break
-                newline = chunk.find(b"\n")
-                if newline >= 0:
-                    position += newline + 1
-                    break
-                position += len(chunk)
+            length, found = read_past_newline(handle, 1 << 16)
+            position = position + length if found else end
             if position < end:
                 points.append(position)
     points.append(end)

@@ -27,11 +27,11 @@ from __future__ import annotations
 import functools
 import glob
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from meta_supervisor.fingerprints import blake2b
+from otel.file_exporter import non_regular_kind
 from services.config_error import ConfigError
 
 HEAD_BYTES = 4096
@@ -57,25 +57,10 @@ def head_digest(path: Path, length: int) -> str:
         return blake2b(handle.read(length), digest_size=16).hexdigest()
 
 
-_KINDS = (
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a folder"),
-)
-
-
-def _kind_problem(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
-        return None
-    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
-
-
 def regular_file_problem(path: Path) -> str | None:
     """None for a regular file (a symbolic link to one included), else what it is instead."""
     try:
-        return _kind_problem(os.stat(path).st_mode)
+        return non_regular_kind(os.stat(path).st_mode)
     except OSError:
         return None  # gone or unreadable: reading it says so
 
@@ -89,7 +74,7 @@ def open_regular(path: Path | str):
     without blocking (opened with ``O_NONBLOCK``, then checked with ``fstat``)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     try:
-        kind = _kind_problem(os.fstat(fd).st_mode)
+        kind = non_regular_kind(os.fstat(fd).st_mode)
         if kind is not None:
             raise OSError(_refusal(path, kind))
         return os.fdopen(fd, "rb", buffering=0)

@@ -352,6 +352,20 @@ def _after_nuls(decoder: RecordDecoder, line, number: int, offset: int):
     return rest
 
 
+def read_past_newline(stream, block_size: int = BLOCK_SIZE) -> tuple[int, bool]:
+    """(bytes from the stream's position up to and with the next newline, True), or (bytes to the
+    end, False) when there is none; read in blocks, the stream left somewhere after them."""
+    count = 0
+    while True:
+        block = stream.read(block_size)
+        if not block:
+            return count, False
+        end = block.find(b"\n")
+        if end >= 0:
+            return count + end + 1, True
+        count += len(block)
+
+
 def skip_rest_of_line(stream, offset: int, progress: Progress | None = None) -> int:
     """Bytes of ``stream`` (a file, at ``offset``) up to and with the next newline when ``offset`` is
     not at a line start: the rest of a line longer than the cap that the last build counted and
@@ -362,16 +376,7 @@ def skip_rest_of_line(stream, offset: int, progress: Progress | None = None) -> 
     stream.seek(offset - 1)
     if stream.read(1) == b"\n":
         return 0
-    skipped = 0
-    while True:
-        block = stream.read(BLOCK_SIZE)
-        if not block:
-            break
-        end = block.find(b"\n")
-        if end >= 0:
-            skipped += end + 1
-            break
-        skipped += len(block)
+    skipped, _ = read_past_newline(stream)
     stream.seek(offset + skipped)
     if progress is not None and skipped:
         progress(skipped)

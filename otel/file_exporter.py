@@ -60,7 +60,9 @@ _SPECIAL_KINDS = (
 )
 
 
-def _kind_of(mode: int) -> str | None:
+def non_regular_kind(mode: int) -> str | None:
+    """What a file of this ``st_mode`` is when it is not a regular file ("a FIFO (named pipe)"), else
+    None: the one wording of the rule that trace files (written or read) are regular files."""
     if stat.S_ISREG(mode):
         return None
     return next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
@@ -69,7 +71,7 @@ def _kind_of(mode: int) -> str | None:
 def special_file_kind(path: str | os.PathLike) -> str | None:
     """What ``path`` is when it exists and is not a regular file ("a FIFO (named pipe)"), else None."""
     try:
-        return _kind_of(os.stat(path).st_mode)
+        return non_regular_kind(os.stat(path).st_mode)
     except OSError:  # missing (created on first export) or unreadable (the export reports why)
         return None
 
@@ -117,7 +119,7 @@ class CollectorFileExporter(SpanExporter):
             flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO cannot hang the open
             fd = os.open(self.path, flags, 0o644)
             try:
-                kind = _kind_of(os.fstat(fd).st_mode)
+                kind = non_regular_kind(os.fstat(fd).st_mode)
                 if kind:
                     raise NotARegularFile(f"it is {kind}, not a regular file")
                 os.set_blocking(fd, True)
