@@ -8,7 +8,9 @@ An agent starts with the ``status`` of its ``[agents.NAME]`` table in ``agents/a
 
 which wins over the config. A shadow agent runs and is scored, but its signals are flagged not
 tradable (``alpha.tradable=false``). The file is re-read when it changes; a malformed file (an empty or
-whitespace-only one too) keeps the last good state and is logged once, and is never rewritten.
+whitespace-only one, one that is not a regular file or is over ``MAX_STATUS_FILE_BYTES``, which is
+refused unread) keeps the last good state and is logged once, and is never rewritten. As for the kill
+switch, a run that sees a changed file reads and parses it holding no lock that other runs wait on.
 
 Environment: ``ALPHATRACE_AGENT_STATUS_FILE`` (default ``meta_supervisor/state/agent_status.json``).
 """
@@ -26,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from services.config_error import ConfigError
-from services.state_files import locked_for_update, write_atomically
+from services.state_files import SmallFileError, locked_for_update, read_small_file, write_atomically
+from services.terminal_text import term
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_AGENT_STATUS_FILE = "ALPHATRACE_AGENT_STATUS_FILE"
@@ -34,6 +37,7 @@ DEFAULT_AGENT_STATUS_FILE = PROJECT_ROOT / "meta_supervisor" / "state" / "agent_
 SHADOW = "shadow"
 LIVE = "live"
 STATUSES = (SHADOW, LIVE)
+MAX_STATUS_FILE_BYTES = 1 << 20  # 1 MiB, thousands of agents with the supervisor's figures; larger is refused unread
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +66,11 @@ def agent_status_path(path: str | os.PathLike | None = None) -> Path:
 def load_agent_status(path: str | os.PathLike | None = None) -> dict[str, StatusEntry]:
     target = agent_status_path(path)
     try:
-        text = target.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        text = read_small_file(target, MAX_STATUS_FILE_BYTES, "agent status file")
+    except SmallFileError as exc:
+        raise AgentStatusError(str(exc)) from None
+    if text is None:
         return {}
-    except (OSError, ValueError) as exc:
-        raise AgentStatusError(f"agent status file {target} is not valid JSON: {exc}") from None
     if not text.strip():  # a truncated save, as for the kill switch: not "no entries", never rewritten
         raise AgentStatusError(f"agent status file {target} is empty; write {{}} (no recorded change) or delete the file")
     try:
@@ -112,30 +116,44 @@ class AgentStatusBook:
     def __init__(self, configured: dict[str, str], path: str | os.PathLike | None = None) -> None:
         self.path = agent_status_path(path)
         self._configured = dict(configured)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields below; never held while reading the file
         self._stamp: tuple[int, int, int] | None = None
         self._entries: dict[str, StatusEntry] = {}
         self._logged_error: str | None = None
+        self._next_read = 0  # reads are numbered when they start; an older read never replaces a newer
+        self._applied_read = -1
 
     def status_of(self, agent: str) -> str:
-        with self._lock:
-            self._refresh()
-            entry = self._entries.get(agent)
-            return entry.status if entry else self._configured.get(agent, LIVE)
+        entry = self._refresh().get(agent)
+        return entry.status if entry else self._configured.get(agent, LIVE)
 
-    def _refresh(self) -> None:
+    def _refresh(self) -> dict[str, StatusEntry]:
         try:
             st = os.stat(self.path)
             stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         except FileNotFoundError:
             stamp = None
-        if stamp == self._stamp:
-            return
+        except OSError:
+            stamp = (-1, -1, -1)  # cannot stat: the read reports why
+        with self._lock:
+            if stamp == self._stamp:
+                return self._entries
+            number, self._next_read = self._next_read, self._next_read + 1
+        entries: dict[str, StatusEntry] | None = None
+        error = None
         try:
-            self._entries = load_agent_status(self.path) if stamp else {}
-            self._logged_error = None
+            entries = load_agent_status(self.path) if stamp else {}
         except AgentStatusError as exc:
-            if self._logged_error != str(exc):
-                logger.error("%s; keeping the last good statuses", exc)
-                self._logged_error = str(exc)
-        self._stamp = stamp
+            error = str(exc)
+        log = None
+        with self._lock:
+            if number > self._applied_read:
+                self._applied_read, self._stamp = number, stamp
+                if entries is not None:
+                    self._entries = entries
+                if error != self._logged_error:
+                    self._logged_error = log = error
+            current = self._entries
+        if log is not None:
+            logger.error("%s; keeping the last good statuses", term(log))
+        return current

@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from services.config_error import ConfigError, did_you_mean
-from services.state_files import locked_for_update, write_atomically
+from services.state_files import SmallFileError, locked_for_update, read_small_file, write_atomically
 from services.terminal_text import term
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -162,38 +162,14 @@ def parse_kill_file(text: str, source: str = "kill-switch file") -> dict[str, Ki
     raise KillSwitchError(f"{source}: expected a list of agent names or an object keyed by agent name, got {type(raw).__name__}")
 
 
-def _too_large(target: Path) -> KillSwitchError:
-    return KillSwitchError(
-        f"kill-switch file {target} is larger than the {MAX_KILL_FILE_BYTES:,}-byte limit (MAX_KILL_FILE_BYTES); "
-        "it is not read: a kill list that long is a mistake or an attack"
-    )
-
-
 def read_kill_text(target: Path) -> str | None:
     """The file's text, ``None`` when it is missing; ``KillSwitchError`` when it is not a regular file,
     cannot be read, is not UTF-8 or is over ``MAX_KILL_FILE_BYTES`` (never read past the limit)."""
     try:
-        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted at the path must not block
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise KillSwitchError(f"cannot read kill-switch file {target}: {exc}") from None
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise KillSwitchError(f"kill-switch file {target} is not a regular file")
-            if st.st_size > MAX_KILL_FILE_BYTES:
-                raise _too_large(target)
-            data = handle.read(MAX_KILL_FILE_BYTES + 1)
-        except OSError as exc:
-            raise KillSwitchError(f"cannot read kill-switch file {target}: {exc}") from None
-    if len(data) > MAX_KILL_FILE_BYTES:  # grew after the fstat
-        raise _too_large(target)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise KillSwitchError(f"kill-switch file {target} is not UTF-8 ({exc})") from None
+        return read_small_file(target, MAX_KILL_FILE_BYTES, "kill-switch file")
+    except SmallFileError as exc:
+        why = " (MAX_KILL_FILE_BYTES): a kill list that long is a mistake or an attack" if exc.too_large else ""
+        raise KillSwitchError(f"{exc}{why}") from None
 
 
 def load_kill_entries(path: str | os.PathLike | None = None) -> dict[str, KillEntry]:

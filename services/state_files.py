@@ -11,6 +11,8 @@
   right after every fork (``os.register_at_fork``). ``flock`` locks belong to the open file
   description, which a fork shares, so a child that outlived a killed parent kept the lock forever.
 * ``locked_for_update``: ``exclusive_lock`` on ``<path>.lock`` for a read-change-write of ``path``.
+* ``read_small_file``: a state file's text, read without blocking (a FIFO planted at the path) and
+  never past a size limit, so a huge or odd file costs one ``fstat``, never a read and a parse.
 
 Reads no environment variables.
 """
@@ -21,6 +23,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -176,3 +179,40 @@ def write_atomically(path: Path, text: str | bytes) -> None:
             os.unlink(tmp_name)
         raise
     fsync_folder(folder)
+
+
+class SmallFileError(ValueError):
+    """A state file that is not a regular file, cannot be read, is not UTF-8 or is over its limit."""
+
+    def __init__(self, message: str, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large
+
+
+def read_small_file(target: Path, max_bytes: int, what: str) -> str | None:
+    """``target``'s text, ``None`` when it is missing; ``SmallFileError`` (its message starting with
+    ``what`` and the path) when it is not a regular file, cannot be read, is not UTF-8 or is larger than
+    ``max_bytes`` (never read past the limit)."""
+    too_large = f"{what} {target} is larger than the {max_bytes:,}-byte limit; it is not read"
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO planted at the path must not block
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SmallFileError(f"cannot read {what} {target}: {exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise SmallFileError(f"{what} {target} is not a regular file")
+            if st.st_size > max_bytes:
+                raise SmallFileError(too_large, too_large=True)
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise SmallFileError(f"cannot read {what} {target}: {exc}") from None
+    if len(data) > max_bytes:  # grew after the fstat
+        raise SmallFileError(too_large, too_large=True)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SmallFileError(f"{what} {target} is not UTF-8 ({exc})") from None
