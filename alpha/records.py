@@ -42,6 +42,8 @@ class RunRecord:
     trace_id: str = ""
     span_id: str = ""
     start_unix_nano: int = 0
+    llm_calls: int = 0
+    simulated: bool = False  # its LLM calls went to the simulated model: not priced, never $0
 
 
 @dataclass

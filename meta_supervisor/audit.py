@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from alpha.quality_render import md_escape
 from otel import semconv
+from services.pricing import cost_per_day_text
 from services.state_files import fsync_folder
 
 if TYPE_CHECKING:  # the report reads the log without loading OpenTelemetry
@@ -193,7 +194,7 @@ def _figures_text(figures: Any) -> str:
         return format(value, fmt)
 
     return (
-        f"runs {figures.get('runs', 0)}, error rate {f('error_rate', '.1%')}, cost/day ${f('cost_per_day_usd', ',.4f')}, "
+        f"runs {figures.get('runs', 0)}, error rate {f('error_rate', '.1%')}, cost {cost_per_day_text(figures)}, "
         f"p95 {f('p95_latency_ms', ',.1f')} ms, IC {f('ic', '+.4f')} ({figures.get('ic_kind') or 'n/a'}, "
         f"t {f('ic_t_stat', '+.2f')}, HAC t {f('ic_t_stat_hac', '+.2f')}), "
         f"hit rate {f('hit_rate', '.1%')}, Brier {f('brier', '.4f')}"

@@ -243,6 +243,7 @@ def agent_figures(
             "cost_usd": cost,
             "cost_per_day_usd": cost / days if days else None,
             "unpriced_llm_calls": sum(r.unpriced_llm_calls for r in mine),
+            "simulated_llm_calls": sum(r.llm_calls for r in mine if r.simulated),
             "p95_latency_ms": percentile(sorted(r.duration_ms for r in ran), 95),
             "horizon": policy.primary_horizon,
             "scored_signals": cell["scored"] if cell else 0,

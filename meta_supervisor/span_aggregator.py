@@ -275,7 +275,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
             if operation == _CHAT:
                 self._llm_span(span, attrs, start, simulated)
             elif operation == _INVOKE_AGENT:
-                self._run_span(span, attrs, start, end, fp, process)
+                self._run_span(span, attrs, start, end, fp, process, simulated)
             elif span.name.startswith(_SUPERVISOR_PREFIX):
                 inputs.supervisor_spans += 1  # a decision about an agent, not one of its spans
             else:
@@ -319,7 +319,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
 
     # --- run (root) spans -------------------------------------------------------------------------
 
-    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int, end: int, fp: int, process: tuple) -> None:
+    def _run_span(self, span: Span, attrs: dict[str, AnyValue], start: int, end: int, fp: int, process: tuple, simulated: bool) -> None:
         value = attrs.get(_AGENT)
         agent = value.stringValue if value is not None else None
         if not agent:
@@ -388,10 +388,10 @@ class SpanAggregator(RunJoin, AlphaEvents):
         if dropped is not None or failed is not None:
             self.inputs.add_telemetry_losses(process, _count_attr(dropped), _count_attr(failed))
         if self.run_records is not None:
-            self._record_run(span, attrs, agent, outcome, start)
+            self._record_run(span, attrs, agent, outcome, start, simulated)
         self._join_root(agent, tally, span.traceId, attrs, run_id or span.traceId or span.spanId, run_id, killed)
 
-    def _record_run(self, span: Span, attrs: dict[str, AnyValue], agent: str, outcome: str, start: int) -> None:
+    def _record_run(self, span: Span, attrs: dict[str, AnyValue], agent: str, outcome: str, start: int, simulated: bool) -> None:
         end = as_time_ns(span.endTimeUnixNano)
         cost = as_float(attrs.get(semconv.RUN_COST_USD))
         self.run_records.append(
@@ -402,6 +402,8 @@ class SpanAggregator(RunJoin, AlphaEvents):
                 duration_ms=max(0, end - start) / 1e6 if start else 0.0,
                 cost_usd=cost if is_finite(cost) else 0.0,
                 unpriced_llm_calls=max(as_int(attrs.get(semconv.RUN_UNPRICED_LLM_CALLS)) or 0, 0),
+                llm_calls=max(as_int(attrs.get(semconv.RUN_LLM_CALLS)) or 0, 0),
+                simulated=simulated,
                 status=as_str(attrs.get(semconv.AGENT_STATUS)) or "",
                 trace_id=span.traceId,
                 span_id=span.spanId,

@@ -49,6 +49,7 @@ from services.config_error import ConfigError
 from services.fleet_config import load_fleet_config
 from services.kill_switch import SUPERVISOR, KillEntry, kill_switch_path, load_kill_entries, update_kill_file
 from services.market_data import CsvMarketData, MarketData
+from services.pricing import cost_per_day_text, format_usd
 from services.state_files import locked_for_update, write_atomically
 from services.terminal_text import term
 
@@ -190,8 +191,8 @@ def format_decision(d: Decision) -> str:
     head = f"{d.action.upper():8} {term(d.agent):16} rule {term(d.rule)}: {term(d.reason)}"
     body = (
         f"{'':8} {term(d.status)}{', killed' if d.killed else ''}; window {f.get('window_first')}..{f.get('window_last')}: "
-        f"runs {f.get('runs')}, errors {f.get('errors')} ({num('error_rate', '.1%')}), cost ${num('cost_usd', ',.4f')} "
-        f"= ${num('cost_per_day_usd', ',.4f')}/day over {f.get('run_days')} days, p95 {num('p95_latency_ms', ',.1f')} ms; "
+        f"runs {f.get('runs')}, errors {f.get('errors')} ({num('error_rate', '.1%')}), cost {format_usd(f.get('cost_usd'), 'n/a')} "
+        f"= {cost_per_day_text(f)} over {f.get('run_days')} days, p95 {num('p95_latency_ms', ',.1f')} ms; "
         f"{f.get('horizon')}d signals scored {f.get('scored_signals')} (pending {f.get('pending_signals')}), "
         f"IC {num('ic', '+.4f')} ({term(f.get('ic_kind') or 'n/a')}, t {num('ic_t_stat', '+.2f')}, "
         f"HAC t {num('ic_t_stat_hac', '+.2f')} with {f.get('ic_hac_lags')} lags, n {f.get('ic_n')}), "

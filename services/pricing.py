@@ -14,8 +14,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from services.config_error import ConfigError
 
@@ -103,3 +105,18 @@ def format_usd(amount: float | None, missing: str = "\u2013") -> str:
         return f"${amount:,.4f}"
     digits = 2 - math.floor(math.log10(abs(amount)))
     return f"${amount:.{digits}f}"
+
+
+def cost_per_day_text(figures: Mapping[str, Any]) -> str:
+    """The supervisor's cost figure as its terminal lines and audit text show it: the priced cost a
+    day (``format_usd``), then what it leaves out, so simulated or unpriced calls never read as
+    "$0.0000": ``$0.0123/day``, ``$0/day (83 simulated calls, not priced)``. Figures from an older
+    audit log (no call counts) show the cost alone."""
+    per_day = figures.get("cost_per_day_usd")
+    text = "n/a" if not isinstance(per_day, (int, float)) or isinstance(per_day, bool) else f"{format_usd(per_day)}/day"
+    left_out = [
+        f"{count:,} {what}"
+        for count, what in ((figures.get("simulated_llm_calls"), "simulated"), (figures.get("unpriced_llm_calls"), "unpriced"))
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0
+    ]
+    return f"{text} ({' and '.join(left_out)} LLM calls, not priced)" if left_out else text

@@ -564,3 +564,30 @@ def test_apply_never_appends_json_spans_to_a_compressed_file(world, capsys):
     assert run_cli(["--apply", "--traces", str(packed)])[0] == 2
     assert "would append its decision spans as JSON lines" in capsys.readouterr().err
     assert packed.read_bytes() == before and not (world / "killed.json").exists()
+
+
+# Issue 15: a simulated (or unpriced) LLM bill never reads "$0.0000" in the supervisor's lines.
+def test_simulated_llm_calls_are_shown_as_not_priced_never_as_zero_dollars(world, telemetry):
+    lines = []
+    for line in (world / "traces.jsonl").read_text().splitlines():
+        request = json.loads(line)
+        [resource_spans] = request["resourceSpans"]
+        [span] = resource_spans["scopeSpans"][0]["spans"]
+        if span["name"] == "invoke_agent steady":
+            resource_spans["resource"] = {"attributes": encode_attributes({semconv.RESOURCE_LLM_SIMULATED: True})}
+            span["attributes"] = [a for a in span["attributes"] if a["key"] != semconv.RUN_COST_USD]
+            span["attributes"] += encode_attributes({semconv.RUN_COST_USD: 0.0, semconv.RUN_LLM_CALLS: 2})
+        lines.append(json.dumps(request))
+    (world / "traces.jsonl").write_text("\n".join(lines) + "\n")
+    code, text = run_cli(["--dry-run"])
+    assert code == 0
+    steady = text[text.index("KEEP     steady") :]
+    assert "cost $0 = $0/day (60 simulated LLM calls, not priced) over 30 days" in steady
+    assert "$0.0000" not in text
+    assert "cost $0.3000 = $0.0100/day over 30 days" in text[text.index("RETIRE   contrarian") :]
+    code, _ = run_cli(["--apply"], telemetry=telemetry)
+    assert code == 0
+    [record] = [json.loads(line) for line in (world / "audit.jsonl").read_text().splitlines() if '"steady"' in line]
+    assert record["figures"]["simulated_llm_calls"] == 60
+    page = render_decisions_markdown(decisions_section(read_audit(world / "audit.jsonl")))
+    assert "cost \\$0/day (60 simulated LLM calls, not priced)" in page and "0.0000" not in page  # $ escaped for GitHub
