@@ -29,6 +29,7 @@ def _start(world, trace_file: Path, extra_env: dict[str, str] | None = None, sig
             "ALPHATRACE_TRACE_FILE": str(trace_file),
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "ALPHATRACE_ON_STALE": "last_bar",  # live on the test world's 2018 data: run on its last bar
+            "PYTHONFAULTHANDLER": "1",  # a stop that hangs is sent SIGABRT: every thread's stack lands in the output
         }
     )
     env.update(extra_env or {})
@@ -85,7 +86,12 @@ def _assert_stops_gracefully(world, tmp_path, signum, sigint_ignored: bool = Fal
         _wait_for_runs(trace_file, proc, minimum=12)
         proc.send_signal(signum)
         started = time.monotonic()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints where each thread waits
+            proc.wait(timeout=30)
+            raise AssertionError(f"no exit within 30 s of {signal.Signals(signum).name}:\n{_output(trace_file)}") from None
         print(f"exit {time.monotonic() - started:.1f} s after {signal.Signals(signum).name}")
     finally:
         if proc.poll() is None:
