@@ -41,7 +41,7 @@ from meta_supervisor.fingerprints import FingerprintMap, FingerprintSet, blake2b
 from meta_supervisor.native_part import sorted_latencies
 from meta_supervisor.report_build import BuildOptions, new_aggregator, to_ns
 from meta_supervisor.state_checks import summary_problem
-from services.config_error import ConfigError
+from services.config_error import env_number
 from services.state_files import LockTimeout, exclusive_lock, write_atomically
 
 STATE_FORMAT = 7  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
@@ -75,16 +75,7 @@ def state_key(options: BuildOptions, state_format: int = STATE_FORMAT) -> str:
 def lock_timeout(environ=os.environ) -> float:
     """``ALPHATRACE_STATE_LOCK_TIMEOUT``: seconds a build waits for another build of the same
     options to release the state (default 600); ``ConfigError`` when it is not a number >= 0."""
-    text = environ.get(ENV_LOCK_TIMEOUT, "").strip()
-    if not text:
-        return DEFAULT_LOCK_TIMEOUT
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise ConfigError(f"{ENV_LOCK_TIMEOUT}={text!r}: not a number of seconds >= 0")
-    return seconds
+    return env_number(environ, ENV_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT, whole=False, unit="seconds", minimum=0)
 
 
 @contextlib.contextmanager

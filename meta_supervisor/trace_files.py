@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from meta_supervisor.trace_inputs import HEAD_BYTES, head_digest, identity_of, open_regular
-from services.config_error import ConfigError
+from services.config_error import env_number
 
 FORMAT_EMPTY = "empty"
 FORMAT_FRAMED = "framed"
@@ -40,16 +40,7 @@ ENV_MAX_LINE = "ALPHATRACE_MAX_LINE_BYTES"
 
 def max_line_bytes() -> int:
     """The line cap: ``ALPHATRACE_MAX_LINE_BYTES`` when set, else ``MAX_LINE``."""
-    text = os.environ.get(ENV_MAX_LINE, "").strip()
-    if not text:
-        return MAX_LINE
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not MIN_LINE_CAP <= value <= MAX_FRAME:
-        raise ConfigError(f"{ENV_MAX_LINE}={text!r}: expected a number of bytes from {MIN_LINE_CAP} to {MAX_FRAME}")
-    return value
+    return env_number(os.environ, ENV_MAX_LINE, MAX_LINE, unit="bytes", minimum=MIN_LINE_CAP, maximum=MAX_FRAME)
 
 
 @dataclass

@@ -48,7 +48,7 @@ from otel.file_exporter import CollectorFileExporter, special_file_kind
 from otel.redacting_exporter import RedactingSpanExporter
 from otel.run_context import RunAttributesSpanProcessor
 from otel.span_accounting import DEFAULT_STALL_SECONDS, CountingSpanExporter, CountingSpanProcessor, SpanAccounting, Watchdog
-from services.config_error import ConfigError
+from services.config_error import ConfigError, env_number
 
 logger = logging.getLogger(__name__)
 
@@ -205,29 +205,7 @@ DEFAULT_BSP_SCHEDULE_DELAY_MS = 1000
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be a positive whole number")
-    return value
-
-
-def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
-    return value
+    return env_number(env, name, default, above=0)
 
 
 def batch_processor(exporter: SpanExporter, env: Mapping[str, str] | None = None) -> BatchSpanProcessor:
@@ -326,7 +304,7 @@ def configure_telemetry(
 ) -> Telemetry:
     """Build the provider. ``exporter`` (e.g. an ``InMemorySpanExporter`` in tests) beats the env."""
     env = os.environ if env is None else env
-    stall_seconds = _positive_seconds(env, ENV_EXPORT_STALL, DEFAULT_STALL_SECONDS)
+    stall_seconds = env_number(env, ENV_EXPORT_STALL, DEFAULT_STALL_SECONDS, whole=False, unit="seconds", above=0)
     processor_factory = processor_factory or (lambda span_exporter: batch_processor(span_exporter, env))
     if exporter is not None:
         choice = ExportChoice("custom")
