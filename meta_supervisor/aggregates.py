@@ -229,6 +229,9 @@ class InputTally:
         "conflicting_spans",
         "duplicate_run_roots",
         "duplicate_spans",
+        "evicted_llm_runs",
+        "evicted_llm_spans",
+        "evicted_roots",
         "other_spans",
         "outside_window",
         "spans",
@@ -250,6 +253,11 @@ class InputTally:
         self.other_spans = 0
         self.supervisor_spans = 0  # supervisor.run / supervisor.decide: the supervisor's, no agent's
         self.duplicate_run_roots = 0
+        # open runs evicted (run_join.bound_open_runs): roots that waited for LLM spans (closed as
+        # unchecked), and runs of LLM spans that waited for their root, with their spans
+        self.evicted_roots = 0
+        self.evicted_llm_runs = 0
+        self.evicted_llm_spans = 0
         # (service.name, service.instance.id) -> [spans dropped, spans failed to export]: the largest
         # value of each cumulative counter seen on that process's root spans, i.e. its latest
         self.telemetry_losses: dict[tuple, list[int]] = {}

@@ -95,11 +95,24 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
 
 def _read(native, path: Path, start: int, stop: int | None, options_tuple, progress, tables, expected) -> dict | None:
     """The core's ``read_part``: its raw result, or None when it declined (its progress taken back)."""
-    prices, since_ns, until_ns, collect_signals = options_tuple
+    prices, since_ns, until_ns, collect_signals, max_open_runs = options_tuple
     progress, undo = undoable(progress)
     answers = PythonAnswers(prices)
     cap = max_line_bytes()
-    raw = native.read_part(str(path), start, stop, since_ns, until_ns, collect_signals, answers, progress, tables, expected, max_line=cap)
+    raw = native.read_part(
+        str(path),
+        start,
+        stop,
+        since_ns,
+        until_ns,
+        collect_signals,
+        answers,
+        progress,
+        tables,
+        expected,
+        max_line=cap,
+        max_open_runs=max_open_runs,
+    )
     if isinstance(raw, str):
         import logging  # only here: a decline is rare, and logging costs the command's start-up ~4 ms
 

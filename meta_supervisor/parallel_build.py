@@ -143,13 +143,14 @@ class PartResult:
 
 def read_part_python(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0) -> PartResult:
     """Read ``[start, stop)`` of a JSON-lines file into a fresh aggregator: the reference reader of a part."""
-    prices, since_ns, until_ns, collect_signals = options_tuple
+    prices, since_ns, until_ns, collect_signals, max_open_runs = options_tuple
     aggregator = SpanAggregator(
         prices,
         since_ns,
         until_ns,
         expected_spans=expected_spans(path, start, stop),
         collect_signals=collect_signals,
+        max_open_runs=max_open_runs,
     )
     with open(path, "rb", buffering=0) as handle:
         handle.seek(start)
@@ -329,6 +330,7 @@ def _add_tallies(aggregator: SpanAggregator, tallies: tuple, line_offset: int) -
             mine[:4] = entry[:4]
         if mine[P_ROOT] is not None and mine[P_CALLS] >= mine[P_ROOT][0]:
             aggregator._close(key, mine)
+    aggregator.pending_added(len(pending))
 
 
 def within_limits(aggregator: SpanAggregator, inputs, agents: dict, agent_order: list) -> bool:

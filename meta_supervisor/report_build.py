@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meta_supervisor.open_runs import MAX_OPEN_RUNS
 from meta_supervisor.report_model import BuildInputs
 from meta_supervisor.trace_inputs import expected_spans, resolve_inputs
 
@@ -41,6 +42,7 @@ class BuildOptions:
     alpha_signals: bool = True  # keep the alpha signals for scoring (the report's alpha_quality section)
     lock_timeout: float | None = None  # seconds to wait for the state lock (None: state_store.DEFAULT_LOCK_TIMEOUT)
     notify: Callable[[str], None] | None = None  # told at once when the build has to wait for the state lock
+    max_open_runs: int = MAX_OPEN_RUNS  # run_join.bound_open_runs (ALPHATRACE_MAX_OPEN_RUNS, read by the command)
 
 
 @dataclass
@@ -68,7 +70,12 @@ def new_aggregator(options: BuildOptions, expected_spans: int = 0):
     from meta_supervisor.span_aggregator import SpanAggregator
 
     return SpanAggregator(
-        options.prices, to_ns(options.since), to_ns(options.until), expected_spans=expected_spans, collect_signals=options.alpha_signals
+        options.prices,
+        to_ns(options.since),
+        to_ns(options.until),
+        expected_spans=expected_spans,
+        collect_signals=options.alpha_signals,
+        max_open_runs=options.max_open_runs,
     )
 
 

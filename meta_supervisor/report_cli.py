@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
 
         native_part.core()  # ALPHATRACE_NATIVE checked now, not in the middle of the build
         trace_files.max_line_bytes()  # and ALPHATRACE_MAX_LINE_BYTES
+        from meta_supervisor.open_runs import max_open_runs
+
+        open_runs = max_open_runs()  # and ALPHATRACE_MAX_OPEN_RUNS
         require_inputs(args.input or [])  # before anything is written: a typo must not empty the report
 
         from meta_supervisor.state_store import ENV_LOCK_TIMEOUT, lock_timeout
@@ -208,6 +211,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         force_full=args.full,
         alpha_signals=market is not None,
         lock_timeout=wait_for_lock,
+        max_open_runs=open_runs,
         notify=lambda message: print(f"note: {message}", file=sys.stderr),
     )
     from services.state_files import LockTimeout

@@ -23,6 +23,7 @@ from typing import Any
 
 from alpha.quality_render import md_escape
 from meta_supervisor.md_budget import REST_IN, Section, fit_page
+from meta_supervisor.open_runs import ENV_MAX_OPEN_RUNS
 from meta_supervisor.report_agents import cost_text, error_text, window_text
 from meta_supervisor.report_paths import for_pages
 
@@ -81,6 +82,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         extras.append(
             f"{_num(consistency['mismatched'])} runs whose totals do not match their LLM spans, "
             f"{_num(consistency['orphan_llm_spans'])} LLM spans without a run"
+        )
+    evicted = report["inputs"]["evicted_open_runs"]
+    if evicted["roots_waiting_for_llm_spans"] or evicted["llm_runs_waiting_for_root"]:
+        extras.append(
+            f"{_num(evicted['roots_waiting_for_llm_spans'] + evicted['llm_runs_waiting_for_root'])} runs left **unchecked**: "
+            f"their spans were too far apart in the files (more than ${ENV_MAX_OPEN_RUNS} runs open at once)"
         )
     if not report["kill_switch"]["ok"]:
         extras.append(f"kill-switch file unreadable: {md_text(report['kill_switch']['error'], 200)}")

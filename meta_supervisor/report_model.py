@@ -300,6 +300,11 @@ def build_report(
         "other_spans": tally.other_spans,
         "supervisor_spans": tally.supervisor_spans,
         "duplicate_run_roots": tally.duplicate_run_roots,
+        "evicted_open_runs": {
+            "roots_waiting_for_llm_spans": tally.evicted_roots,
+            "llm_runs_waiting_for_root": tally.evicted_llm_runs,
+            "llm_spans_waiting_for_root": tally.evicted_llm_spans,
+        },
         "telemetry_losses": telemetry_losses(tally.telemetry_losses),
         "messages": list(data.messages),
         "state_warnings": list(data.state_warnings),

@@ -13,15 +13,34 @@ fingerprint in ``closed_runs``, so that
 
 A mismatch example records the run's final reason, so the report is the same whatever the order.
 Costs are compared with a tolerance (``COST_ABS_TOLERANCE`` + ``COST_REL_TOLERANCE``): the root sums
-floats in its own order. ``RunJoin`` is a mixin of ``SpanAggregator`` (which has ``pending``,
-``closed_runs``, ``inputs``, ``agent_index``, ``agent_order``, ``agents`` and ``_agent``).
+floats in its own order.
 
-Reads no environment variables.
+Open runs are bounded (``bound_open_runs``, after each batch of spans once more than
+``open_runs.sweep_every`` runs are open): LLM spans that arrived after their run was closed are resolved at
+once, as ``settle()`` would at the end, and if more than ``max_open_runs`` runs are still open the
+oldest (in the order the file opened them) are *evicted* down to 7/8 of it (``open_runs``),
+counted in ``inputs``:
+
+* a root waiting for LLM spans it announced: the run is closed as *unchecked* (its LLM spans, if they
+  come later, are attributed to the agent as always and change nothing else);
+* LLM spans waiting for their root: the run is remembered as evicted (``RUN_EVICTED``); when its root
+  comes later the run is *unchecked*, not a duplicate, and LLM spans of it coming later are attributed
+  as always.
+
+So *consistent* and *mismatched* mean "checked", *unchecked* "not checked" (the root announced no
+totals, or the run was evicted before it could be), whatever the order; a file never needs more
+than ``max_open_runs`` runs open at once unless its spans of one run are that far apart.
+
+``RunJoin`` is a mixin of ``SpanAggregator`` (which has ``pending``, ``closed_runs``, ``inputs``,
+``agent_index``, ``agent_order``, ``agents`` and ``_agent``).
+
+Reads no environment variables (``open_runs.max_open_runs`` reads the bound's setting).
 """
 
 from __future__ import annotations
 
 import math
+from itertools import islice
 
 from meta_supervisor.aggregates import (
     CONSISTENT,
@@ -40,18 +59,24 @@ from meta_supervisor.aggregates import (
     note_mismatch,
 )
 from meta_supervisor.fingerprints import _K_SPAN, _K_TRACE, EMPTY, MASK64, run_fingerprint
+from meta_supervisor.open_runs import evict_to, sweep_every
 from meta_supervisor.otlp_schema import as_float, as_int
 from otel import semconv
 
-# closed-run states: the low two bits; the agent's index (63 = not recorded) in the upper six
-RUN_CONSISTENT, RUN_MISMATCHED, RUN_UNCHECKED = 1, 2, 3
+# closed-run states: the low two bits; the agent's index (63 = not recorded) in the upper six.
+# RUN_EVICTED (0) is only ever stored with index 63, so that no state is 0 (0 is "not there").
+RUN_EVICTED, RUN_CONSISTENT, RUN_MISMATCHED, RUN_UNCHECKED = 0, 1, 2, 3
 AGENT_INDEX_UNKNOWN = 63
+EVICTED_STATE = RUN_EVICTED | AGENT_INDEX_UNKNOWN << 2
 EXTRA_LLM_SPANS = "more LLM spans than agent.run.llm_calls"
 COST_ABS_TOLERANCE = 1e-9
 COST_REL_TOLERANCE = 1e-6
 
 
 class RunJoin:
+    # set by SpanAggregator.__init__: max_open_runs, _sweep_at, _unswept (LLM-only runs opened since
+    # the last sweep, an upper bound)
+
     def _join_root(self, agent, tally, trace_id, attrs, run_key, run_id, killed) -> None:
         pending = self.pending
         entry = pending.get(run_key)
@@ -100,7 +125,7 @@ class RunJoin:
                         break
                     if value == fp:  # the run was closed before: this root is a second one
                         entry[P_AGENT], entry[P_TRACE], entry[P_RUN] = agent, trace_id, run_id  # as below
-                        self.inputs.duplicate_run_roots += 1
+                        self._root_of_closed_run(fp, agent, tally, run_key, killed)
                         return
                     i += 1
                     if i == size:
@@ -119,7 +144,7 @@ class RunJoin:
         root = _root_totals(attrs)
         if root is None:  # no totals on the root: nothing to check
             if not closed.insert_new(fp, self._closed_state(agent, RUN_UNCHECKED)):
-                self.inputs.duplicate_run_roots += 1
+                self._root_of_closed_run(fp, agent, tally, run_key, killed)
                 return
             if entry is not None:
                 del pending[run_key]
@@ -128,7 +153,7 @@ class RunJoin:
             return
         if (entry[P_CALLS] if entry is not None else 0) < root[0]:
             if closed.get(fp, 0):
-                self.inputs.duplicate_run_roots += 1
+                self._root_of_closed_run(fp, agent, tally, run_key, killed)
                 return
             if entry is None:
                 pending[run_key] = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0]
@@ -143,7 +168,7 @@ class RunJoin:
         detail = mismatch_detail(entry)
         if not closed.insert_new(fp, self._closed_state(agent, RUN_CONSISTENT if detail is None else RUN_MISMATCHED)):
             entry[P_ROOT] = None
-            self.inputs.duplicate_run_roots += 1
+            self._root_of_closed_run(fp, agent, tally, run_key, killed)
             return
         if run_key in pending:
             del pending[run_key]
@@ -152,6 +177,18 @@ class RunJoin:
         else:
             tally.consistency[MISMATCHED] += 1
             note_mismatch(tally.mismatches, trace_id, run_id, detail)
+
+    def _root_of_closed_run(self, fp: int, agent: str, tally, run_key: str, killed: bool) -> None:
+        """A root whose run is closed already: a second root (counted, nothing else), or the root of
+        a run whose LLM spans were evicted before it came (the run is then unchecked)."""
+        closed = self.closed_runs
+        if closed.get(fp, 0) != EVICTED_STATE:
+            self.inputs.duplicate_run_roots += 1
+            return
+        closed.set(fp, self._closed_state(agent, RUN_UNCHECKED))
+        self.pending.pop(run_key, None)  # LLM spans that came after the eviction: attributed already
+        if not killed:
+            tally.consistency[UNCHECKED] += 1
 
     def _closed_state(self, agent: str, code: int) -> int:
         return code | (min(self.agent_index.get(agent, AGENT_INDEX_UNKNOWN), AGENT_INDEX_UNKNOWN) << 2)
@@ -174,16 +211,61 @@ class RunJoin:
     def settle(self) -> None:
         """Resolve pending LLM-only runs whose root was already closed (late extra LLM spans)."""
         for run_key, entry in list(self.pending.items()):
-            if entry[P_ROOT] is not None:
-                continue
-            fp = run_fingerprint(run_key)
-            state = self.closed_runs.get(fp, 0)
-            if not state:
-                continue
+            if entry[P_ROOT] is None:
+                self._settle(run_key, entry)
+
+    def pending_added(self, count: int) -> None:
+        """``count`` open runs were added to ``pending`` from elsewhere (a part read apart, the state)."""
+        self._unswept += count
+        if len(self.pending) > self._sweep_at:
+            self.bound_open_runs()
+
+    def bound_open_runs(self) -> None:
+        """Resolve the LLM-only runs opened since the last call whose run is closed (what ``settle``
+        does at the end), then evict the oldest open runs while more than ``max_open_runs`` are open.
+
+        Only runs opened since the last call need a look: an LLM-only run is resolvable only if its
+        run was closed when it was opened (a root arriving later finds it in ``pending``)."""
+        pending = self.pending
+        if self._unswept:
+            keys = []
+            left = self._unswept
+            for run_key in reversed(pending):  # the newest first: the runs opened since the last call
+                if pending[run_key][P_ROOT] is None:
+                    keys.append(run_key)
+                    left -= 1
+                    if not left:
+                        break
+            for run_key in keys:
+                self._settle(run_key, pending[run_key])
+            self._unswept = 0
+        if len(pending) > self.max_open_runs:
+            for run_key in list(islice(pending, len(pending) - evict_to(self.max_open_runs))):
+                self._evict(run_key, pending.pop(run_key))
+        self._sweep_at = len(pending) + sweep_every(self.max_open_runs)
+
+    def _evict(self, run_key: str, entry: list) -> None:
+        """Stop waiting for the rest of an open run (see the module's docstring)."""
+        inputs = self.inputs
+        fp = run_fingerprint(run_key)
+        if entry[P_ROOT] is not None:  # a root waiting for LLM spans: its run is closed as unchecked
+            inputs.evicted_roots += 1
+            self.closed_runs.set(fp, self._closed_state(entry[P_AGENT], RUN_UNCHECKED))
+            self._agent(entry[P_AGENT])[1].consistency[UNCHECKED] += 1
+        else:  # LLM spans waiting for their root
+            inputs.evicted_llm_runs += 1
+            inputs.evicted_llm_spans += entry[P_CALLS]
+            self.closed_runs.set(fp, EVICTED_STATE)
+
+    def _settle(self, run_key: str, entry: list) -> None:
+        """An LLM-only open run: if its run is closed, resolve it (late extra LLM spans)."""
+        fp = run_fingerprint(run_key)
+        state = self.closed_runs.get(fp, 0)
+        if state:
             del self.pending[run_key]
             code = state & 3
-            if code == RUN_UNCHECKED:
-                continue
+            if code == RUN_UNCHECKED or code == RUN_EVICTED:
+                return
             index = state >> 2
             if index == AGENT_INDEX_UNKNOWN or index >= len(self.agent_order):
                 owner = self._agent(entry[P_AGENT])[1]

@@ -72,6 +72,7 @@ from meta_supervisor.fingerprints import (
     FingerprintSet,
     span_fingerprint,
 )
+from meta_supervisor.open_runs import MAX_OPEN_RUNS, sweep_every
 from meta_supervisor.otlp_schema import (
     MAX_TIME_NS,
     AnyValue,
@@ -162,8 +163,12 @@ class SpanAggregator(RunJoin, AlphaEvents):
         expected_spans: int = 0,
         collect_signals: bool = True,
         collect_runs: bool = False,
+        max_open_runs: int = MAX_OPEN_RUNS,
     ):
         self.collect_signals = collect_signals
+        self.max_open_runs = max_open_runs  # run_join.bound_open_runs
+        self._sweep_at = sweep_every(max_open_runs)
+        self._unswept = 0
         self.run_records: list | None = [] if collect_runs else None  # alpha.records.RunRecord per root span
         self._days: dict[str, int] = {}  # as-of text -> date ordinal (0: not a date)
         self.inputs = InputTally()
@@ -180,9 +185,10 @@ class SpanAggregator(RunJoin, AlphaEvents):
         self.latency_summaries: dict[str, dict] | None = None  # set by an incremental build
 
     def part_options(self) -> tuple:
-        """(prices, since, until, collect_signals): what a fresh aggregator for a part of a file needs
-        to read it as this one would (``parallel_build.read_part_python``, ``native_part``)."""
-        return self._prices, self.since_ns, self.until_ns, self.collect_signals
+        """(prices, since, until, collect_signals, max_open_runs): what a fresh aggregator for a part
+        of a file needs to read it as this one would (``parallel_build.read_part_python``,
+        ``native_part``)."""
+        return self._prices, self.since_ns, self.until_ns, self.collect_signals, self.max_open_runs
 
     def is_empty(self) -> bool:
         """Nothing read yet (no saved state loaded either)."""
@@ -286,6 +292,8 @@ class SpanAggregator(RunJoin, AlphaEvents):
                         tally = self._agent(agent)[1]
                         self._events(tally, span, self._day_row(tally, start), fp)
         inputs.spans += counted
+        if len(self.pending) > self._sweep_at:
+            self.bound_open_runs()
 
     def _in_window(self, start: int) -> bool:
         if self.since_ns is not None and start < self.since_ns:
@@ -471,8 +479,9 @@ class SpanAggregator(RunJoin, AlphaEvents):
         entry = self.pending.get(run_key)
         if entry is None:
             # Not checked against the closed runs here (that would cost a lookup per LLM span);
-            # settle() does it for whatever is still pending.
+            # bound_open_runs() does it once many runs are open, settle() at the end.
             self.pending[run_key] = [agent, span.traceId, run_id, None, 1, tokens_in, tokens_out, cached, cost, unpriced]
+            self._unswept += 1
             return
         entry[P_CALLS] += 1
         entry[P_IN] += tokens_in

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from bench import generate_workload
 from meta_supervisor import native_part, parallel_build
+from meta_supervisor.open_runs import MAX_OPEN_RUNS
 from meta_supervisor.parallel_build import PartResult, read_part_python
 from meta_supervisor.report_build import BuildOptions, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
@@ -38,7 +39,7 @@ from tests.fixtures.report.otlp_builder import MS, T0, Llm, Run, Signal, lines_f
 from tests.native_cases import BOM, CANONICAL, DAY_NS, HOSTILE, dump, mixed_runs, other_span, span_lines, write
 
 PRICES = PriceTable.load()
-OPTIONS = (PRICES, None, None, True)
+OPTIONS = (PRICES, None, None, True, MAX_OPEN_RUNS)
 NOW = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
 MARKET = CsvMarketData(Path(__file__).parent / "fixtures" / "alpha" / "prices")
 
@@ -219,17 +220,17 @@ def test_bench_workload(native, tmp_path: Path, profile: str) -> None:
     for k in range(3):
         assert_taken_and_equal(path, points[k], points[k + 1] if k < 2 else None, first_number=k)
     # without signals, without prices
-    assert_taken_and_equal(path, options=(None, None, None, False))
+    assert_taken_and_equal(path, options=(None, None, None, False, MAX_OPEN_RUNS))
 
 
 OPTION_CASES = {
-    "no_prices": (None, None, None, True),
-    "no_signals": (PRICES, None, None, False),
-    "no_prices_no_signals": (None, None, None, False),
-    "since": (PRICES, T0 + 20 * 3_600_000 * MS, None, True),
-    "until": (PRICES, None, T0 + 33 * 3_600_000 * MS + 1, True),
-    "window": (PRICES, T0 + 10 * 3_600_000 * MS, T0 + 30 * 3_600_000 * MS, True),
-    "empty_window": (PRICES, T0 + 10 * DAY_NS, T0 + 11 * DAY_NS, True),
+    "no_prices": (None, None, None, True, MAX_OPEN_RUNS),
+    "no_signals": (PRICES, None, None, False, MAX_OPEN_RUNS),
+    "no_prices_no_signals": (None, None, None, False, MAX_OPEN_RUNS),
+    "since": (PRICES, T0 + 20 * 3_600_000 * MS, None, True, MAX_OPEN_RUNS),
+    "until": (PRICES, None, T0 + 33 * 3_600_000 * MS + 1, True, MAX_OPEN_RUNS),
+    "window": (PRICES, T0 + 10 * 3_600_000 * MS, T0 + 30 * 3_600_000 * MS, True, MAX_OPEN_RUNS),
+    "empty_window": (PRICES, T0 + 10 * DAY_NS, T0 + 11 * DAY_NS, True, MAX_OPEN_RUNS),
 }
 
 
@@ -277,7 +278,7 @@ def test_incomplete_final_line(native, tmp_path: Path) -> None:
 def test_hostile_input_declined_or_equal(native, tmp_path: Path, case: str) -> None:
     path = write(tmp_path, HOSTILE[case])
     assert_none_or_equal(path)
-    assert_none_or_equal(path, options=(None, None, None, False))
+    assert_none_or_equal(path, options=(None, None, None, False, MAX_OPEN_RUNS))
 
 
 def test_hostile_ranges(native, tmp_path: Path) -> None:
@@ -460,7 +461,8 @@ def test_mutated_lines_are_declined_or_equal(native, tmp_path: Path) -> None:
         counts["mutated"] += 1
         counts["mutated_taken"] += assert_none_or_equal(mutated)
         collect = data.draw(st.booleans(), label="collect_signals")
-        assert_none_or_equal(mutated, options=(PRICES if collect else None, None, None, collect))
+        bound = data.draw(st.sampled_from((2, 3, 8, MAX_OPEN_RUNS)), label="max_open_runs")  # small: runs evicted
+        assert_none_or_equal(mutated, options=(PRICES if collect else None, None, None, collect, bound))
 
     check()
     print(f"native took {counts['plain_taken']}/{counts['plain']} plain and {counts['mutated_taken']}/{counts['mutated']} mutated inputs")
@@ -602,8 +604,8 @@ def test_harness_tells_parts_apart(tmp_path: Path) -> None:
     assert differences(a, snapshot(read_part_python(path, 0, None, OPTIONS))) == []
     other = write(tmp_path, lines_for(mixed_runs(39), per_line=3), "other.jsonl")
     assert differences(a, snapshot(read_part_python(other, 0, None, OPTIONS)))
-    assert differences(a, snapshot(read_part_python(path, 0, None, (None, None, None, True))))  # pending costs differ
-    assert differences(a, snapshot(read_part_python(path, 0, None, (PRICES, None, None, False))))  # no signal store
+    assert differences(a, snapshot(read_part_python(path, 0, None, (None, None, None, True, MAX_OPEN_RUNS))))  # pending costs differ
+    assert differences(a, snapshot(read_part_python(path, 0, None, (PRICES, None, None, False, MAX_OPEN_RUNS))))  # no signal store
     part = read_part_python(path, 0, None, OPTIONS)
     inputs, agents, order, pending = pickle.loads(part.aggregator_state)
     agents["a"].latencies_ns.append(1)

@@ -284,9 +284,12 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
         ("other_spans", i.other_spans),
         ("supervisor_spans", i.supervisor_spans),
         ("duplicate_run_roots", i.duplicate_run_roots),
+        ("evicted_roots", i.evicted_roots),
+        ("evicted_llm_runs", i.evicted_llm_runs),
     ] {
         inputs.set_item(name, value)?;
     }
+    inputs.set_item("evicted_llm_spans", i.evicted_llm_spans)?;
     inputs.set_item("bad_line_examples", PyList::empty(py))?;
     inputs.set_item("conflicting_examples", PyList::empty(py))?;
     inputs.set_item(
@@ -326,9 +329,10 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
 /// empty `FingerprintMap` (the build's own, sized for the whole file): they are filled in place
 /// instead of returned. After a decline they hold whatever was read before it. Otherwise the part's
 /// own tables are sized for `expected_spans` (`trace_inputs.expected_spans`; without it they grow).
-/// `max_line` is the Python reader's line cap (`trace_reader.max_line_bytes`).
+/// `max_line` is the Python reader's line cap (`trace_reader.max_line_bytes`); `max_open_runs` the
+/// open-run bound (`open_runs.max_open_runs`).
 #[pyfunction]
-#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line))]
+#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs))]
 #[allow(clippy::too_many_arguments)]
 fn read_part<'py>(
     py: Python<'py>,
@@ -343,6 +347,7 @@ fn read_part<'py>(
     tables: Option<(PyBuffer<u64>, PyBuffer<u64>, PyBuffer<u8>)>,
     expected_spans: Option<usize>,
     max_line: usize,
+    max_open_runs: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(start))?;
@@ -358,7 +363,7 @@ fn read_part<'py>(
             own_tables
         }
     };
-    let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen);
+    let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen, max_open_runs);
     match read_lines(
         &mut agg,
         &mut file,

@@ -64,6 +64,13 @@ pub(crate) const RUN_CONSISTENT: u8 = 1;
 pub(crate) const RUN_MISMATCHED: u8 = 2;
 pub(crate) const RUN_UNCHECKED: u8 = 3;
 pub(crate) const AGENT_INDEX_UNKNOWN: usize = 63;
+/// `run_join.EVICTED_STATE`: code RUN_EVICTED (0) with the unknown agent index
+pub(crate) const EVICTED_STATE: u8 = (AGENT_INDEX_UNKNOWN as u8) << 2;
+/// `open_runs.SWEEP_EVERY`
+const SWEEP_EVERY: usize = 4_096;
+/// `open_runs.EVICT_TO_EIGHTHS`
+const EVICT_TO_EIGHTHS: usize = 7;
+const EXTRA_LLM_SPANS: &str = "more LLM spans than agent.run.llm_calls";
 
 pub const DAY_OK: usize = 0;
 pub const DAY_ERROR: usize = 1;
@@ -147,6 +154,9 @@ pub struct Aggregator<'py, 't> {
     pub closed: FpMap<'t>,
     pub pending: FxHashMap<String, Entry>,
     next_seq: u64,
+    max_open_runs: usize,
+    sweep_at: usize,
+    sweep_seq: u64, // LLM-only open runs from this seq on were opened since the last sweep
 }
 
 impl<'py, 't> Aggregator<'py, 't> {
@@ -156,6 +166,7 @@ impl<'py, 't> Aggregator<'py, 't> {
         until_ns: Option<i128>,
         collect_signals: bool,
         tables: (FpSet<'t>, FpMap<'t>),
+        max_open_runs: usize,
     ) -> Self {
         Aggregator {
             helpers,
@@ -170,6 +181,9 @@ impl<'py, 't> Aggregator<'py, 't> {
             closed: tables.1,
             pending: FxHashMap::default(),
             next_seq: 0,
+            max_open_runs,
+            sweep_at: sweep_every(max_open_runs),
+            sweep_seq: 0,
         }
     }
 
@@ -239,6 +253,89 @@ impl<'py, 't> Aggregator<'py, 't> {
                     }
                 }
             }
+        }
+        if self.pending.len() > self.sweep_at {
+            self.bound_open_runs()?;
+        }
+        Ok(())
+    }
+
+    /// `RunJoin.bound_open_runs`: resolve the LLM-only runs opened since the last sweep whose run is
+    /// closed, then evict the oldest open runs while more than `max_open_runs` are open.
+    fn bound_open_runs(&mut self) -> R<()> {
+        let mut new: Vec<(u64, String)> = self
+            .pending
+            .iter()
+            .filter(|(_, e)| e.root.is_none() && e.seq >= self.sweep_seq)
+            .map(|(k, e)| (e.seq, k.clone()))
+            .collect();
+        new.sort_unstable();
+        for (_, key) in new {
+            self.settle_one(&key)?;
+        }
+        self.sweep_seq = self.next_seq;
+        if self.pending.len() > self.max_open_runs {
+            let mut all: Vec<(u64, String)> = self.pending.iter().map(|(k, e)| (e.seq, k.clone())).collect();
+            all.sort_unstable();
+            let excess = self.pending.len() - self.max_open_runs * EVICT_TO_EIGHTHS / 8;
+            for (_, key) in all.into_iter().take(excess) {
+                let entry = self.pending.remove(&key).unwrap();
+                self.evict(&key, entry)?;
+            }
+        }
+        self.sweep_at = self.pending.len() + sweep_every(self.max_open_runs);
+        Ok(())
+    }
+
+    /// `RunJoin._evict`.
+    fn evict(&mut self, run_key: &str, entry: Entry) -> R<()> {
+        let fp = run_fingerprint(run_key, &self.helpers)?;
+        if entry.root.is_some() {
+            self.inputs.evicted_roots += 1;
+            self.closed.set(fp, Self::closed_state(entry.agent, RUN_UNCHECKED))?;
+            self.agents[entry.agent].consistency[UNCHECKED] += 1;
+        } else {
+            self.inputs.evicted_llm_runs += 1;
+            self.inputs.evicted_llm_spans += entry.calls;
+            self.closed.set(fp, EVICTED_STATE)?;
+        }
+        Ok(())
+    }
+
+    /// `RunJoin._settle`: an LLM-only open run whose run is closed is resolved.
+    fn settle_one(&mut self, run_key: &str) -> R<()> {
+        let fp = run_fingerprint(run_key, &self.helpers)?;
+        let state = self.closed.get(fp);
+        if state == 0 {
+            return Ok(());
+        }
+        let entry = self.pending.remove(run_key).unwrap();
+        let code = state & 3;
+        if code == RUN_UNCHECKED || code == 0 {
+            return Ok(());
+        }
+        let index = (state >> 2) as usize;
+        let owner = if index == AGENT_INDEX_UNKNOWN || index >= self.agent_order.len() { entry.agent } else { index };
+        let tally = &mut self.agents[owner];
+        if code == RUN_CONSISTENT {
+            tally.consistency[CONSISTENT] -= 1;
+            tally.consistency[MISMATCHED] += 1;
+            self.closed.set(fp, (state & !3) | RUN_MISMATCHED)?;
+        }
+        note_mismatch(&mut tally.mismatches, &entry.trace_id, &entry.run_id, EXTRA_LLM_SPANS.to_string());
+        Ok(())
+    }
+
+    /// `RunJoin._root_of_closed_run`: a second root, or the root of a run whose LLM spans were evicted.
+    fn root_of_closed_run(&mut self, fp: u64, index: usize, run_key: &str, killed: bool) -> R<()> {
+        if self.closed.get(fp) != EVICTED_STATE {
+            self.inputs.duplicate_run_roots += 1;
+            return Ok(());
+        }
+        self.closed.set(fp, Self::closed_state(index, RUN_UNCHECKED))?;
+        self.pending.remove(run_key);
+        if !killed {
+            self.agents[index].consistency[UNCHECKED] += 1;
         }
         Ok(())
     }
@@ -553,8 +650,7 @@ impl<'py, 't> Aggregator<'py, 't> {
         let Some(root) = self.root_totals(attrs)? else {
             let state = Self::closed_state(index, RUN_UNCHECKED);
             if !self.closed.insert_new(fp, state)? {
-                self.inputs.duplicate_run_roots += 1;
-                return Ok(());
+                return self.root_of_closed_run(fp, index, run_key, killed);
             }
             if has_entry {
                 self.pending.remove(run_key);
@@ -567,8 +663,7 @@ impl<'py, 't> Aggregator<'py, 't> {
         let calls = self.pending.get(run_key).map_or(0, |e| e.calls);
         if calls < root.calls {
             if self.closed.get(fp) != 0 {
-                self.inputs.duplicate_run_roots += 1;
-                return Ok(());
+                return self.root_of_closed_run(fp, index, run_key, killed);
             }
             match self.pending.get_mut(run_key) {
                 None => {
@@ -598,8 +693,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             if let Some(entry) = self.pending.get_mut(run_key) {
                 entry.root = None;
             }
-            self.inputs.duplicate_run_roots += 1;
-            return Ok(());
+            return self.root_of_closed_run(fp, index, run_key, killed);
         }
         self.pending.remove(run_key);
         let tally = &mut self.agents[index];
@@ -612,6 +706,11 @@ impl<'py, 't> Aggregator<'py, 't> {
         }
         Ok(())
     }
+}
+
+/// `open_runs.sweep_every`.
+fn sweep_every(bound: usize) -> usize {
+    (bound / 8).clamp(1, SWEEP_EVERY)
 }
 
 /// `start // NS_PER_DAY`; a day beyond 64 bits (a hostile time) declines the part.

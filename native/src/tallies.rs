@@ -218,6 +218,9 @@ pub struct Inputs {
     pub other_spans: i64,
     pub supervisor_spans: i64,
     pub duplicate_run_roots: i64,
+    pub evicted_roots: i64,
+    pub evicted_llm_runs: i64,
+    pub evicted_llm_spans: i128,
     pub telemetry_losses: Ordered<(String, String), [i128; 2]>,
 }
 
