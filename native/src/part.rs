@@ -315,7 +315,11 @@ impl<'py, 't> Aggregator<'py, 't> {
             return Ok(());
         }
         let index = (state >> 2) as usize;
-        let owner = if index == AGENT_INDEX_UNKNOWN || index >= self.agent_order.len() { entry.agent } else { index };
+        let owner = if index == AGENT_INDEX_UNKNOWN || index >= self.agent_order.len() {
+            entry.agent
+        } else {
+            index
+        };
         let tally = &mut self.agents[owner];
         if code == RUN_CONSISTENT {
             tally.consistency[CONSISTENT] -= 1;
