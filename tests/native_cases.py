@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from otel import semconv as S
-from tests.fixtures.report.otlp_builder import MS, T0, Llm, Run, Signal, attrs, lines_for, request, root_span, spans_of
+from tests.fixtures.report.otlp_builder import MS, T0, Llm, Run, Signal, Tool, attrs, lines_for, request, root_span, spans_of
 
 DAY_NS = 86_400 * 1_000_000_000
 AS_OF = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
@@ -62,7 +62,7 @@ def kill_switch_event(message: str = "kill file is not valid JSON") -> dict:
 
 
 def mixed_runs(count: int, agents: tuple[str, ...] = ("a", "b", "c")) -> list[Run]:
-    """Runs with everything: outcomes, LLM calls, signals (scorable, superseding), losses."""
+    """Runs with everything: outcomes, LLM calls, tool calls, signals (scorable, superseding), losses."""
     return [
         Run(
             agents[i % len(agents)],
@@ -71,6 +71,12 @@ def mixed_runs(count: int, agents: tuple[str, ...] = ("a", "b", "c")) -> list[Ru
             duration_ms=10 + i,
             outcome=["ok", "ok", "error", "killed", "ok"][i % 5],
             llm=[Llm(tokens_in=10 * i + 1, tokens_out=i, cached=i % 3 or None, error=i % 11 == 0) for _ in range(i % 4)]
+            if i % 5 != 3
+            else [],
+            tools=[
+                Tool(["get_quote", "compute_var", "place_order"][(i + 2 * j) % 3], error=(3 * i + j) % 7 == 0, duration_ms=1 + (i + j) % 5)
+                for j in range(i % 4)
+            ]
             if i % 5 != 3
             else [],
             signals=[
