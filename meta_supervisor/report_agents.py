@@ -148,6 +148,16 @@ def cost_text(figures: Mapping[str, Any]) -> str:
     return " + ".join(parts) or "\u2013"
 
 
+def llm_calls_text(figures: Mapping[str, Any]) -> str:
+    """An agent's (or the fleet's) LLM calls as the pages show them: ``8``, or with its operations when
+    any is not a chat: ``4 (chat 3, embeddings 1)``. Plain text: the page escapes it."""
+    operations = figures["llm_operations"]
+    count = f"{figures['llm_calls']:,}"
+    if set(operations) <= {semconv.OPERATION_CHAT}:
+        return count
+    return f"{count} ({', '.join(f'{operation} {calls:,}' for operation, calls in operations.items())})"
+
+
 # --- per agent --------------------------------------------------------------------------------------
 
 

@@ -8,10 +8,10 @@ disjoint spans merge into exactly the tally of their union, in any order (parall
 native core, the incremental state).
 
 Latencies (end - start, when ``0 < start <= end`` and the difference fits 63 bits, else the call
-counts in ``calls_without_latency``) go into a log-linear histogram with 16 buckets per doubling,
+counts in ``calls_without_latency``) go into a log-linear histogram with 32 buckets per doubling,
 computed with integers only (``latency_bucket``; ``native/src/kinds.rs`` has the same one): values
-below 32 ns have a bucket each, larger ones share a bucket with values at most 1/16 (6.25%) apart,
-so there are at most 960 buckets per tool, however many calls. ``tool_report`` reads p50 and p95
+below 64 ns have a bucket each, larger ones share a bucket with values at most 1/32 (3.1%) apart,
+so there are at most 1,888 buckets per tool, however many calls. ``tool_report`` reads p50 and p95
 from it (nearest rank: the upper bound of the bucket holding that rank, never beyond the exact
 minimum and maximum); the count, average and maximum are exact.
 
@@ -24,14 +24,14 @@ from typing import Any
 
 from meta_supervisor.aggregates import T_CALLS, T_ERRORS, T_HIST, T_MAX, T_MIN, T_SUM, T_TIMED, bounded_key, label
 
-SUB_BITS = 4  # 2**SUB_BITS buckets per doubling
+SUB_BITS = 5  # 2**SUB_BITS buckets per doubling
 _SUB = 1 << SUB_BITS
 MAX_LATENCY_NS = (1 << 63) - 1  # as a run's: a longer one is a broken time
 UNKNOWN_TOOL = "(unknown tool)"
 
 
 def latency_bucket(ns: int) -> int:
-    """The histogram bucket of a latency of ``ns`` >= 0 nanoseconds (at most 959)."""
+    """The histogram bucket of a latency of ``ns`` >= 0 nanoseconds (below 2**63: at most 1,887)."""
     if ns < 2 * _SUB:
         return ns
     exponent = ns.bit_length() - 1

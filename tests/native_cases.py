@@ -6,11 +6,13 @@ may decline but must never read differently."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
 from otel import semconv as S
+from tests import genai_fixtures
 from tests.fixtures.report.otlp_builder import MS, T0, Llm, Run, Signal, Tool, attrs, lines_for, request, root_span, spans_of
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -411,6 +413,17 @@ def bad_durations_and_days() -> list[str]:
 @canonical
 def bench_like_mixture() -> list[str]:
     return lines_for(mixed_runs(80), per_line=16)
+
+
+for _fixture in genai_fixtures.FIXTURES:  # other instrumentations' span shapes, hand-written
+    CANONICAL[f"fixture_{_fixture}"] = functools.partial(genai_fixtures.lines, _fixture)
+
+
+@canonical
+def other_instrumentations_together() -> list[str]:
+    """Every fixture in one file, with alphatrace's own runs between them."""
+    own = lines_for(mixed_runs(9), per_line=2)
+    return [line for name in genai_fixtures.FIXTURES for line in genai_fixtures.lines(name)] + own
 
 
 BOM = b"\xef\xbb\xbf"

@@ -12,7 +12,7 @@ use crate::values::{as_str, label};
 use std::borrow::Cow;
 
 const UNKNOWN_TOOL: &str = "(unknown tool)";
-const SUB_BITS: u32 = 4;
+const SUB_BITS: u32 = 5;
 
 /// `genai_spans.classify`: what a span that is not alphatrace's own chat or run span is.
 #[derive(Clone, Copy)]
