@@ -1,6 +1,7 @@
 """The report's mergeable aggregates: per-agent tallies and input bookkeeping, exact under merge.
 
-Everything here is a count, an integer sum, a list of latencies, or a bounded "top K" heap, so two
+Everything here is a count, an integer sum, a minimum or maximum, a list of latencies, a bounded
+histogram (tool latencies, ``tool_tallies``) or a bounded "top K" heap, so two
 tallies over disjoint sets of spans merge into exactly the tally over their union (no float sum whose
 value depends on order: cost is priced at the end from integer token sums). ``to_state`` /
 ``from_state`` turn a tally into JSON-able data plus raw arrays for the incremental state; the failing
@@ -36,6 +37,9 @@ DAY_OK, DAY_ERROR, DAY_KILLED, DAY_ALPHA, DAY_ALPHA_INVALID = range(5)
 EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal(): as-of days are kept as days since the epoch, as start days
 # day_models slots: (day, model, simulated) -> [calls, errors, tokens_in, tokens_cached, tokens_out]
 LLM_CALLS, LLM_ERRORS, LLM_IN, LLM_CACHED, LLM_OUT = range(5)
+# tools slots: tool name -> [calls, errors, timed calls, latency sum ns, min ns, max ns, {latency bucket:
+# calls}] (meta_supervisor/tool_tallies.py)
+T_CALLS, T_ERRORS, T_TIMED, T_SUM, T_MIN, T_MAX, T_HIST = range(7)
 # consistency slots
 CONSISTENT, MISMATCHED, UNCHECKED, ORPHAN_LLM_SPANS = range(4)
 # an open run (root and LLM spans not all seen yet): [agent, trace_id, run_id, root totals or None,
@@ -99,11 +103,13 @@ class AgentTally:
         "last_kill",
         "last_start_ns",
         "latencies_ns",
+        "llm_operations",
         "mismatches",
         "outcome_missing",
         "outcomes",
         "signals",
         "slowest",
+        "tools",
     )
 
     def __init__(self, signals: Any = None) -> None:
@@ -117,6 +123,8 @@ class AgentTally:
         self.asof_runs: dict[int, list[int]] = {}  # agent.run.as_of day -> [ok, error, killed] runs
         self.day_models: dict[tuple[int, str, bool], list[int]] = {}
         self.bad_token_values = 0
+        self.llm_operations: dict[str, int] = {}  # LLM operation (chat, embeddings, ...) -> calls
+        self.tools: dict[str, list] = {}  # tool name -> T_* slots (tool_tallies.py)
         self.alpha: dict[tuple[str, str], int] = {}
         self.invalid_reasons: dict[str, int] = {}
         self.slowest: list[tuple] = []  # (latency_ns, trace_id, run_id, start_ns)
@@ -140,6 +148,13 @@ class AgentTally:
         _merge_lists(self.asof_runs, other.asof_runs)
         _merge_lists(self.day_models, other.day_models)
         self.bad_token_values += other.bad_token_values
+        _merge_counts(self.llm_operations, other.llm_operations)
+        for name, theirs in other.tools.items():
+            mine = self.tools.get(name)
+            if mine is None:
+                self.tools[name] = [*theirs[:T_HIST], dict(theirs[T_HIST])]
+            else:
+                _merge_tool(mine, theirs)
         _merge_counts(self.alpha, other.alpha)
         _merge_counts(self.invalid_reasons, other.invalid_reasons)
         for item in other.slowest:
@@ -171,6 +186,8 @@ class AgentTally:
             "asof_runs": [[day, *counts] for day, counts in self.asof_runs.items()],
             "day_models": [[day, model, sim, *counts] for (day, model, sim), counts in self.day_models.items()],
             "bad_token_values": self.bad_token_values,
+            "llm_operations": self.llm_operations,
+            "tools": [[name, *entry[:T_HIST], sorted([b, c] for b, c in entry[T_HIST].items())] for name, entry in self.tools.items()],
             "alpha": [[symbol, direction, count] for (symbol, direction), count in self.alpha.items()],
             "invalid_reasons": self.invalid_reasons,
             "slowest": [list(item) for item in self.slowest],
@@ -195,6 +212,8 @@ class AgentTally:
         tally.asof_runs = {row[0]: list(row[1:]) for row in data["asof_runs"]}
         tally.day_models = {(row[0], row[1], row[2]): list(row[3:]) for row in data["day_models"]}
         tally.bad_token_values = data["bad_token_values"]
+        tally.llm_operations = dict(data["llm_operations"])
+        tally.tools = {row[0]: [*row[1:7], {b: c for b, c in row[7]}] for row in data["tools"]}
         tally.alpha = {(row[0], row[1]): row[2] for row in data["alpha"]}
         tally.invalid_reasons = dict(data["invalid_reasons"])
         tally.slowest = [tuple(item) for item in data["slowest"]]
@@ -331,6 +350,17 @@ def _push_first(examples: list, item: tuple, limit: int = BAD_LINE_EXAMPLES) -> 
     examples.append(item)
     examples.sort()
     del examples[limit:]
+
+
+def _merge_tool(mine: list, theirs: list) -> None:
+    """One tool's tally (``T_*``) plus another's over other calls."""
+    if theirs[T_TIMED]:
+        if not mine[T_TIMED] or theirs[T_MIN] < mine[T_MIN]:
+            mine[T_MIN] = theirs[T_MIN]
+        mine[T_MAX] = max(mine[T_MAX], theirs[T_MAX])
+    for slot in (T_CALLS, T_ERRORS, T_TIMED, T_SUM):
+        mine[slot] += theirs[slot]
+    _merge_counts(mine[T_HIST], theirs[T_HIST])
 
 
 def _merge_counts(target: dict, source: dict) -> None:

@@ -349,6 +349,7 @@ def within_limits(aggregator: SpanAggregator, inputs, agents: dict, agent_order:
         for table, limit in (
             ("outcomes", MAX_OUTCOMES),
             ("day_models", MAX_DISTINCT),
+            ("tools", MAX_DISTINCT),
             ("alpha", MAX_DISTINCT),
             ("invalid_reasons", MAX_REASONS),
         ):

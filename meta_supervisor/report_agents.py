@@ -4,7 +4,8 @@ Pure functions of an agent's tally: latencies (percentiles by linear interpolati
 default), LLM calls and cost by model (priced from integer token sums, so the total does not depend
 on the order spans were read in; cached input tokens at the cached rate; simulated calls never
 priced; a model missing from the price table makes its calls unpriced, never $0), alpha signals,
-kill-switch state, slowest and failing runs with Jaeger links, the consistency check, the days. A
+kill-switch state, slowest and failing runs with Jaeger links, the consistency check, the days, LLM
+calls per operation and tool calls per tool (``tool_tallies.tool_report``). A
 failing run's error type and message go through ``otel.redaction.redact``: a trace file written by an
 older version or another process may still hold an API key, and the report is published.
 
@@ -35,6 +36,7 @@ from meta_supervisor.aggregates import (
     AgentTally,
     note_mismatch,
 )
+from meta_supervisor.tool_tallies import tool_report
 from otel import semconv
 from otel.redaction import redact
 from services.pricing import format_usd
@@ -146,6 +148,16 @@ def cost_text(figures: Mapping[str, Any]) -> str:
     return " + ".join(parts) or "\u2013"
 
 
+def llm_calls_text(figures: Mapping[str, Any]) -> str:
+    """An agent's (or the fleet's) LLM calls as the pages show them: ``8``, or with its operations when
+    any is not a chat: ``4 (chat 3, embeddings 1)``. Plain text: the page escapes it."""
+    operations = figures["llm_operations"]
+    count = f"{figures['llm_calls']:,}"
+    if set(operations) <= {semconv.OPERATION_CHAT}:
+        return count
+    return f"{count} ({', '.join(f'{operation} {calls:,}' for operation, calls in operations.items())})"
+
+
 # --- per agent --------------------------------------------------------------------------------------
 
 
@@ -239,6 +251,7 @@ def agent_report(
     errors = outcomes.get("error", 0)
     runs = ok + errors
     models, day_cost = _models(tally, prices)
+    tools = tool_report(tally.tools)
     llm_calls = sum(m["calls"] for m in models.values())
     simulated_calls = sum(m["simulated_calls"] for m in models.values())
     unpriced_models = sorted(name for name, m in models.items() if m["priced"] is False)
@@ -301,6 +314,10 @@ def agent_report(
         "bad_token_values": tally.bad_token_values,
         "cost_usd": cost,
         "models": models,
+        "llm_operations": dict(sorted(tally.llm_operations.items())),
+        "tool_calls": sum(t["calls"] for t in tools.values()),
+        "tool_errors": sum(t["errors"] for t in tools.values()),
+        "tools": tools,
         "alpha_signals": alpha_signals,
         "alpha_by_symbol": alpha_by_symbol,
         "invalid_signals": invalid,

@@ -4,8 +4,8 @@ In the Markdown's order: the needs-attention list, the agent table, then charts 
 p95 latency per agent, runs and errors per as-of day when runs carry one, else per UTC day), the
 alpha-quality section (``alpha.quality_render``: tables and inline SVG charts of IC by horizon per
 agent and the calibration curve), the supervisor's decisions beside the kill-switch entries
-(``meta_supervisor.audit``), per-agent details (models, signals, slowest and failing runs with Jaeger
-links, consistency) and the inputs. Every string from
+(``meta_supervisor.audit``), per-agent details (models, LLM calls per operation, tool calls per tool,
+signals, slowest and failing runs with Jaeger links, consistency) and the inputs. Every string from
 the report goes through ``html.escape`` (agent names, messages, models, symbols, file names come from
 span data), and links are emitted only for http(s) URLs, so an agent named
 ``<script>alert(1)</script>`` is shown as text; bidirectional controls are shown as ``[U+202E]``
@@ -20,7 +20,7 @@ from html import escape
 from typing import Any
 
 from alpha.quality_render import bidi_visible
-from meta_supervisor.report_agents import cost_text, error_text, window_text
+from meta_supervisor.report_agents import cost_text, error_text, llm_calls_text, window_text
 from meta_supervisor.report_paths import for_pages
 from meta_supervisor.svg_charts import horizontal_bars, stacked_days
 from services.pricing import format_usd
@@ -94,7 +94,13 @@ def _cards(report: dict[str, Any]) -> str:
         ("LLM cost", cost_text(fleet)),
         ("alpha signals", num(fleet["alpha_signals"])),
     ]
+    if fleet["tool_calls"]:
+        cards.insert(5, ("tool calls", _calls_failed(fleet["tool_calls"], fleet["tool_errors"])))
     return '<div class="cards">' + "".join(f'<div class="card"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for k, v in cards) + "</div>"
+
+
+def _calls_failed(calls: int, errors: int) -> str:
+    return f"{num(calls)} ({num(errors)} failed)" if errors else num(calls)
 
 
 def _notes(report: dict[str, Any]) -> str:
@@ -159,6 +165,7 @@ def _agent_table(report: dict[str, Any]) -> str:
     head = (
         "<tr><th>agent</th><th class=n>runs</th><th class=n>errors</th><th class=n>error rate</th><th class=n>killed runs</th>"
         "<th class=n>p50 ms</th><th class=n>p95 ms</th><th class=n>p99 ms</th><th class=n>max ms</th><th class=n>LLM calls</th>"
+        "<th class=n>tool calls</th>"
         "<th class=n>tokens in / out</th><th class=n>LLM cost</th><th class=n>signals</th><th class=n>invalid</th><th>kill switch</th></tr>"
     )
     rows = []
@@ -174,7 +181,7 @@ def _agent_table(report: dict[str, Any]) -> str:
             f"<td class=n>{pct(a['error_rate'])}</td><td class=n>{num(a['skipped_killed'])}</td>"
             f"<td class=n>{num(a['p50_latency_ms'], 1)}</td><td class=n>{num(a['p95_latency_ms'], 1)}</td>"
             f"<td class=n>{num(a['p99_latency_ms'], 1)}</td><td class=n>{num(a['max_latency_ms'], 1)}</td>"
-            f"<td class=n>{num(a['llm_calls'])}</td>"
+            f"<td class=n>{esc(llm_calls_text(a))}</td><td class=n>{esc(_calls_failed(a['tool_calls'], a['tool_errors']))}</td>"
             f"<td class=n>{num(a['tokens_in'])} / {num(a['tokens_out'])}</td><td class=n>{esc(cost_text(a))}</td>"
             f"<td class=n>{num(a['alpha_signals'])}</td><td class=n>{num(a['invalid_signals'])}</td><td>{state}</td></tr>"
         )
@@ -210,6 +217,24 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
         ],
         {1, 2, 3, 4, 5, 6, 7},
     )
+    tools = _table(
+        ["tool", "calls", "errors", "error rate", "avg ms", "p50 ms", "p95 ms", "max ms", "without latency"],
+        [
+            [
+                esc(tool),
+                num(t["calls"]),
+                num(t["errors"]),
+                pct(t["error_rate"]),
+                num(t["avg_latency_ms"], 1),
+                num(t["p50_latency_ms"], 1),
+                num(t["p95_latency_ms"], 1),
+                num(t["max_latency_ms"], 1),
+                num(t["calls_without_latency"]),
+            ]
+            for tool, t in a["tools"].items()
+        ],
+        set(range(1, 9)),
+    )
     directions = sorted({d for by_dir in a["alpha_by_symbol"].values() for d in by_dir})
     signals = _table(
         ["symbol", *directions],
@@ -239,8 +264,9 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
     return (
         f'<details><summary class="name">{esc(name)}</summary>'
         f'<p class="muted">{window}; {num(a["simulated_llm_calls"])} simulated LLM calls, '
-        f"{num(a['unpriced_llm_calls'])} unpriced</p>"
-        f"<h3>LLM calls by model</h3>{models}<h3>Alpha signals by symbol and direction</h3>{signals}{invalid}"
+        f"{num(a['unpriced_llm_calls'])} unpriced; LLM calls {esc(llm_calls_text(a))}</p>"
+        f"<h3>LLM calls by model</h3>{models}<h3>Tool calls</h3>{tools}"
+        f"<h3>Alpha signals by symbol and direction</h3>{signals}{invalid}"
         f"<h3>Slowest runs</h3>{slow}<h3>Failing runs</h3>{failing}<h3>Consistency</h3>{consistency}</details>"
     )
 

@@ -9,7 +9,8 @@ readable length; so a hostile agent name can neither break the table nor inject 
 The comment always fits GitHub's 65,536-character limit (``meta_supervisor.md_budget``: at most
 ``MAX_PAGE_CHARS`` UTF-16 code units, each section at most ``MAX_SECTION_CHARS``, measured after
 escaping, "… and N more" where a section is cut). Besides: the agent table shows at most
-``MAX_AGENT_ROWS`` rows (by cost), the failing and slowest runs ``MAX_RUN_LINKS`` links, the
+``MAX_AGENT_ROWS`` rows (by cost), the tool calls ``MAX_TOOL_ROWS`` rows (agents with most tool calls
+first, each one's most called tools first), the failing and slowest runs ``MAX_RUN_LINKS`` links, the
 alpha-quality section (``alpha.quality_render``) ``MAX_ALPHA_AGENTS`` agents and ``MAX_ALPHA_SYMBOLS``
 symbols each, the supervisor's decisions (``meta_supervisor.audit``) ``MAX_DECISION_ROWS``. When the
 page is too long, sections give up rows in ``TRIM_ORDER``.
@@ -24,18 +25,19 @@ from typing import Any
 from alpha.quality_render import md_escape
 from meta_supervisor.md_budget import REST_IN, Section, fit_page
 from meta_supervisor.open_runs import ENV_MAX_OPEN_RUNS
-from meta_supervisor.report_agents import cost_text, error_text, window_text
+from meta_supervisor.report_agents import cost_text, error_text, llm_calls_text, window_text
 from meta_supervisor.report_paths import for_pages
 
 MAX_ATTENTION_ITEMS = 15
 MAX_AGENT_ROWS = 40
+MAX_TOOL_ROWS = 60
 MAX_RUN_LINKS = 120
 MAX_LINKS_PER_AGENT = 3
 MAX_ALPHA_AGENTS = 8
 MAX_ALPHA_SYMBOLS = 12
 MAX_DECISION_ROWS = 20
 MAX_INPUT_NOTES = 5
-TRIM_ORDER = ("runs", "inputs", "supervisor", "alpha", "agents", "attention")  # the first goes first
+TRIM_ORDER = ("runs", "tools", "inputs", "supervisor", "alpha", "agents", "attention")  # the first goes first
 
 
 def md_text(value: Any, limit: int = 80) -> str:
@@ -77,6 +79,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         extras.append(f"{_num(fleet['simulated_llm_calls'])} of {_num(fleet['llm_calls'])} LLM calls were **simulated** (not priced)")
     if fleet["unpriced_llm_calls"]:
         extras.append(f"{_num(fleet['unpriced_llm_calls'])} LLM calls **unpriced** ({md_text(', '.join(fleet['unpriced_models']), 200)})")
+    if fleet["tool_calls"]:
+        extras.append(f"{_num(fleet['tool_calls'])} tool calls, {_num(fleet['tool_errors'])} failed")
     consistency = fleet["consistency"]
     if consistency["mismatched"] or consistency["orphan_llm_spans"]:
         extras.append(
@@ -95,7 +99,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- {extra}")
     lines.append("")
 
-    sections = [_attention(report), _agents(report), _runs(report), _alpha_quality(report), _supervisor(report), _inputs(report)]
+    sections = [_attention(report), _agents(report), _tools(report), _runs(report)]
+    sections += [_alpha_quality(report), _supervisor(report), _inputs(report)]
     return fit_page(lines, [s for s in sections if s is not None], [], TRIM_ORDER)
 
 
@@ -126,10 +131,31 @@ def _agents(report: dict[str, Any]) -> Section:
         rows.append(
             f"| {md_text(name, 60)} | {_num(agent['runs'])} | {_num(agent['errors'])} | {_pct(agent['error_rate'])} | "
             f"{_num(agent['p50_latency_ms'], 1)} | {_num(agent['p95_latency_ms'], 1)} | {_num(agent['p99_latency_ms'], 1)} | "
-            f"{_num(agent['max_latency_ms'], 1)} | {_num(agent['llm_calls'])} | {_num(agent['tokens'])} | "
+            f"{_num(agent['max_latency_ms'], 1)} | {md_text(llm_calls_text(agent), 80)} | {_num(agent['tokens'])} | "
             f"{md_text(cost_text(agent), 80)} | {_num(agent['alpha_signals'])} | {_num(agent['invalid_signals'])} | {killed} |"
         )
     return Section("agents", head, rows, "agents", len(agents), [""])
+
+
+def _tools(report: dict[str, Any]) -> Section | None:
+    """Tool calls per agent and tool (``execute_tool`` spans and other instrumentations' tool spans)."""
+    rows, total = [], 0
+    for name, agent in sorted(report["agents"].items(), key=lambda item: (-item[1]["tool_calls"], item[0])):
+        tools = sorted(agent["tools"].items(), key=lambda item: (-item[1]["calls"], item[0]))
+        total += len(tools)
+        for tool, t in tools[: max(0, MAX_TOOL_ROWS - len(rows))]:
+            rows.append(
+                f"| {md_text(name, 60)} | {md_text(tool, 60)} | {_num(t['calls'])} | {_num(t['errors'])} | {_pct(t['error_rate'])} | "
+                f"{_num(t['p50_latency_ms'], 1)} | {_num(t['p95_latency_ms'], 1)} | {_num(t['max_latency_ms'], 1)} |"
+            )
+    if not rows:
+        return None
+    head = [
+        "### Tool calls",
+        "| agent | tool | calls | errors | error rate | p50 ms | p95 ms | max ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    return Section("tools", head, rows, "tools", total, [""])
 
 
 def _runs(report: dict[str, Any]) -> Section | None:

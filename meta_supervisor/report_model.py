@@ -360,6 +360,8 @@ _SUMMED = (
     "tokens",
     "alpha_signals",
     "invalid_signals",
+    "tool_calls",
+    "tool_errors",
 )
 
 
@@ -371,6 +373,8 @@ def _fleet(agents: dict[str, dict[str, Any]], latencies: Iterable[Mapping[str, A
     fleet["cost_usd"] = priced_sum(report["cost_usd"] for report in agents.values())
     fleet["llm_simulated"] = fleet["simulated_llm_calls"] > 0
     fleet["unpriced_models"] = sorted({m for report in agents.values() for m in report["unpriced_models"]})
+    operations = [report["llm_operations"] for report in agents.values()]
+    fleet["llm_operations"] = {op: sum(o.get(op, 0) for o in operations) for op in sorted({op for o in operations for op in o})}
     summaries = [summary for summary in latencies if summary["count"]]
     count = sum(summary["count"] for summary in summaries)
     fleet["avg_latency_ms"] = ms(sum(summary["sum_ns"] for summary in summaries) / count) if count else None

@@ -8,6 +8,9 @@ exporter retry: the same content) or as a conflicting one (other content: the fi
 * ``invoke_agent``: a run's root span: outcome, latency, kill reason, failing/slowest runs, its
   ``alpha.signal`` / ``alpha.signal.invalid`` events, and the run totals it carries;
 * ``chat``: an LLM call: tokens by model (simulated calls kept apart, never priced);
+* spans of other instrumentations (``genai_spans.classify``: GenAI conventions, OpenInference,
+  OpenLLMetry): their agent runs as runs, their LLM calls (``text_completion``, ``embeddings``, ...) as
+  LLM calls, counted per operation too, their tool calls per agent and tool (``genai_spans.ToolSpans``);
 * ``supervisor.run`` / ``supervisor.decide`` (the supervisor's decisions, written into the same
   file by ``supervise --apply``): counted as ``supervisor_spans``, never as any agent's;
 * anything else: counted as "other" (its alpha events still count for its agent).
@@ -72,6 +75,7 @@ from meta_supervisor.fingerprints import (
     FingerprintSet,
     span_fingerprint,
 )
+from meta_supervisor.genai_spans import LLM, RUN, TOOL, ToolSpans, classify, llm_tokens, model_value, run_agent_name
 from meta_supervisor.open_runs import MAX_OPEN_RUNS, sweep_every
 from meta_supervisor.otlp_schema import (
     MAX_TIME_NS,
@@ -119,17 +123,6 @@ UNKNOWN_AGENT = "(unknown agent)"
 UNKNOWN_MODEL = "(unknown model)"
 
 
-def _int_attr(attrs: dict, key: str) -> int:
-    """An int attribute read the fast way (a string of digits); anything else via ``as_int``."""
-    value = attrs.get(key)
-    if value is None:
-        return 0
-    try:
-        return int(value.intValue)
-    except (TypeError, ValueError):
-        return as_int(value) or 0
-
-
 def resource_facts(attributes: Iterable[ResourceKeyValue]) -> tuple[bool, tuple]:
     """Of a resource: whether its LLM calls were simulated, and its process, i.e. its
     (``service.name``, ``service.instance.id``), each None when absent."""
@@ -152,7 +145,7 @@ def _count_attr(value) -> int:
     return number if number is not None and 0 <= number <= MAX_TOKENS else 0
 
 
-class SpanAggregator(RunJoin, AlphaEvents):
+class SpanAggregator(RunJoin, AlphaEvents, ToolSpans):
     """Accumulates spans into ``agents`` and ``inputs``; ``pending`` holds the still-open runs."""
 
     def __init__(
@@ -282,6 +275,12 @@ class SpanAggregator(RunJoin, AlphaEvents):
                 self._llm_span(span, attrs, start, simulated)
             elif operation == _INVOKE_AGENT:
                 self._run_span(span, attrs, start, end, fp, process, simulated)
+            elif (kind := classify(attrs, operation))[0] == LLM:  # another instrumentation's spans
+                self._llm_span(span, attrs, start, simulated, kind[1])
+            elif kind[0] == RUN:
+                self._run_span(span, attrs, start, end, fp, process, simulated)
+            elif kind[0] == TOOL:
+                self._tool_span(span, attrs, start, end, operation, fp)
             elif span.name.startswith(_SUPERVISOR_PREFIX):
                 inputs.supervisor_spans += 1  # a decision about an agent, not one of its spans
             else:
@@ -331,8 +330,7 @@ class SpanAggregator(RunJoin, AlphaEvents):
         value = attrs.get(_AGENT)
         agent = value.stringValue if value is not None else None
         if not agent:
-            prefix = _INVOKE_AGENT + " "
-            agent = span.name[len(prefix) :] if span.name.startswith(prefix) else UNKNOWN_AGENT
+            agent = run_agent_name(span, attrs) or UNKNOWN_AGENT
         tally = self.agents.get(agent)
         if tally is None:
             agent, tally = self._agent(agent)
@@ -425,22 +423,22 @@ class SpanAggregator(RunJoin, AlphaEvents):
 
     # --- LLM spans ------------------------------------------------------------------------------
 
-    def _llm_span(self, span: Span, attrs: dict[str, AnyValue], start: int, simulated: bool) -> None:
+    def _llm_span(self, span: Span, attrs: dict[str, AnyValue], start: int, simulated: bool, operation: str = _CHAT) -> None:
         value = attrs.get(_AGENT)
         agent = (value.stringValue if value is not None else None) or UNKNOWN_AGENT
         tally = self.agents.get(agent)
         if tally is None:
             agent, tally = self._agent(agent)
-        value = attrs.get(_RESPONSE_MODEL) or attrs.get(_REQUEST_MODEL)
+        operations = tally.llm_operations
+        operations[operation] = operations.get(operation, 0) + 1
+        value = attrs.get(_RESPONSE_MODEL) or attrs.get(_REQUEST_MODEL) or model_value(attrs)
         model = value.stringValue if value is not None else None
-        try:  # the common case: three strings of digits (what _int_attr does, without the calls)
+        try:  # the common case: three strings of digits (what genai_spans.llm_tokens does, without the calls)
             tokens_in = int(attrs[_TOKENS_IN].intValue)
             tokens_out = int(attrs[_TOKENS_OUT].intValue)
             cached = int(attrs[_TOKENS_CACHED].intValue)
         except (KeyError, AttributeError, TypeError, ValueError):
-            tokens_in = _int_attr(attrs, _TOKENS_IN)
-            tokens_out = _int_attr(attrs, _TOKENS_OUT)
-            cached = _int_attr(attrs, _TOKENS_CACHED)
+            tokens_in, tokens_out, cached = llm_tokens(attrs)  # also the deprecated and other producers' keys
         if tokens_in < 0 or tokens_out < 0 or cached < 0 or cached > tokens_in or max(tokens_in, tokens_out) > MAX_TOKENS:
             tally.bad_token_values += 1
             tokens_in = tokens_in if 0 <= tokens_in <= MAX_TOKENS else 0

@@ -44,8 +44,9 @@ from meta_supervisor.state_checks import summary_problem
 from services.config_error import env_number
 from services.state_files import LockTimeout, exclusive_lock, write_atomically
 
-STATE_FORMAT = 8  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
-# and a saved offset is never past the saved size; 7: runs per as-of day; 8: evicted open runs, the evicted run state
+STATE_FORMAT = 9  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
+# and a saved offset is never past the saved size; 7: runs per as-of day; 8: LLM calls per operation, tool calls;
+# 9: evicted open runs, the evicted run state
 KEEP_STATES = 4  # state sets (one per combination of options) kept; the least recently used go
 ENV_LOCK_TIMEOUT = "ALPHATRACE_STATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600.0  # seconds; a full build of a year of traces takes a few minutes at most

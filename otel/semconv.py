@@ -73,6 +73,73 @@ GEN_AI_USAGE_CACHED_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_RESPONSE_ID = "gen_ai.response.id"
 SERVER_ADDRESS = "server.address"
 
+# --- spans from other instrumentations, read by the report -----------------------------------
+# (docs/telemetry-contract.md, "Spans from other instrumentations"). alphatrace writes none of these.
+# GenAI semantic conventions: the other LLM operations, tool execution, the deprecated token keys.
+OPERATION_TEXT_COMPLETION = "text_completion"
+OPERATION_GENERATE_CONTENT = "generate_content"
+OPERATION_EMBEDDINGS = "embeddings"  # input tokens only
+OPERATION_EXECUTE_TOOL = "execute_tool"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
+GEN_AI_TOOL_TYPE = "gen_ai.tool.type"
+GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"  # deprecated: gen_ai.usage.input_tokens
+GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"  # deprecated: gen_ai.usage.output_tokens
+GEN_AI_SYSTEM = "gen_ai.system"  # deprecated: gen_ai.provider.name
+# OpenLLMetry (Traceloop): a span kind for its decorators' spans, a request type on LLM spans.
+TRACELOOP_SPAN_KIND = "traceloop.span.kind"  # workflow | task | agent | tool
+TRACELOOP_ENTITY_NAME = "traceloop.entity.name"  # the decorated function's (agent's, tool's) name
+TRACELOOP_WORKFLOW_NAME = "traceloop.workflow.name"
+TRACELOOP_KIND_AGENT = "agent"
+TRACELOOP_KIND_TOOL = "tool"
+LLM_REQUEST_TYPE = "llm.request.type"  # chat | completion | embedding | rerank
+LLM_REQUEST_CHAT = "chat"
+LLM_REQUEST_COMPLETION = "completion"
+LLM_REQUEST_EMBEDDING = "embedding"
+LLM_USAGE_TOTAL_TOKENS = "llm.usage.total_tokens"  # not read: input + output
+TRACELOOP_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read_input_tokens"  # its older name for cache_read
+# OpenInference (Arize): a span kind on every span, its own model and token keys.
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+OPENINFERENCE_LLM = "LLM"
+OPENINFERENCE_EMBEDDING = "EMBEDDING"
+OPENINFERENCE_AGENT = "AGENT"
+OPENINFERENCE_TOOL = "TOOL"
+OPENINFERENCE_AGENT_NAME = "agent.name"
+OPENINFERENCE_TOOL_NAME = "tool.name"
+OPENINFERENCE_TOOL_ID = "tool.id"
+OPENINFERENCE_MODEL_NAME = "llm.model_name"
+OPENINFERENCE_REQUEST_MODEL_NAME = "llm.request.model_name"
+OPENINFERENCE_RESPONSE_MODEL_NAME = "llm.response.model_name"
+OPENINFERENCE_EMBEDDING_MODEL_NAME = "embedding.model_name"
+OPENINFERENCE_SYSTEM = "llm.system"
+OPENINFERENCE_TOKENS_PROMPT = "llm.token_count.prompt"
+OPENINFERENCE_TOKENS_COMPLETION = "llm.token_count.completion"
+OPENINFERENCE_TOKENS_CACHE_READ = "llm.token_count.prompt_details.cache_read"
+OPENINFERENCE_TOKENS_TOTAL = "llm.token_count.total"  # not read: input + output
+
+# The report's LLM operations: the GenAI values, and "llm" for an OpenInference LLM span (which does
+# not say whether it was a chat or a text completion).
+OPERATION_LLM = "llm"
+LLM_OPERATIONS = (OPERATION_CHAT, OPERATION_TEXT_COMPLETION, OPERATION_GENERATE_CONTENT, OPERATION_EMBEDDINGS)
+
+# Keys read in this order, the first one present counting (native/src/part.rs reads the same order):
+LLM_MODEL_KEYS = (
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_REQUEST_MODEL,
+    OPENINFERENCE_RESPONSE_MODEL_NAME,
+    OPENINFERENCE_MODEL_NAME,
+    OPENINFERENCE_REQUEST_MODEL_NAME,
+    OPENINFERENCE_EMBEDDING_MODEL_NAME,
+)
+INPUT_TOKEN_KEYS = (GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_PROMPT_TOKENS, OPENINFERENCE_TOKENS_PROMPT)
+OUTPUT_TOKEN_KEYS = (GEN_AI_USAGE_OUTPUT_TOKENS, GEN_AI_USAGE_COMPLETION_TOKENS, OPENINFERENCE_TOKENS_COMPLETION)
+CACHED_TOKEN_KEYS = (GEN_AI_USAGE_CACHED_INPUT_TOKENS, TRACELOOP_CACHE_READ_INPUT_TOKENS, OPENINFERENCE_TOKENS_CACHE_READ)
+# Names, the first non-empty string counting: an agent run's (after gen_ai.agent.name), a tool's.
+RUN_AGENT_NAME_KEYS = (OPENINFERENCE_AGENT_NAME, TRACELOOP_ENTITY_NAME)
+TOOL_NAME_KEYS = (GEN_AI_TOOL_NAME, OPENINFERENCE_TOOL_NAME, TRACELOOP_ENTITY_NAME)
+TRACELOOP_AGENT_SUFFIX = ".agent"  # OpenLLMetry names a span "{entity}.{kind}"
+TRACELOOP_TOOL_SUFFIX = ".tool"
+
 # --- alpha signals: span events on the root span ------------------------------------------
 EVENT_ALPHA_SIGNAL = "alpha.signal"
 EVENT_ALPHA_SIGNAL_INVALID = "alpha.signal.invalid"

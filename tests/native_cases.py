@@ -6,12 +6,14 @@ may decline but must never read differently."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
 from otel import semconv as S
-from tests.fixtures.report.otlp_builder import MS, T0, Llm, Run, Signal, attrs, lines_for, request, root_span, spans_of
+from tests import genai_fixtures
+from tests.fixtures.report.otlp_builder import MS, T0, Llm, Run, Signal, Tool, attrs, lines_for, request, root_span, spans_of
 
 DAY_NS = 86_400 * 1_000_000_000
 AS_OF = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
@@ -62,7 +64,7 @@ def kill_switch_event(message: str = "kill file is not valid JSON") -> dict:
 
 
 def mixed_runs(count: int, agents: tuple[str, ...] = ("a", "b", "c")) -> list[Run]:
-    """Runs with everything: outcomes, LLM calls, signals (scorable, superseding), losses."""
+    """Runs with everything: outcomes, LLM calls, tool calls, signals (scorable, superseding), losses."""
     return [
         Run(
             agents[i % len(agents)],
@@ -71,6 +73,12 @@ def mixed_runs(count: int, agents: tuple[str, ...] = ("a", "b", "c")) -> list[Ru
             duration_ms=10 + i,
             outcome=["ok", "ok", "error", "killed", "ok"][i % 5],
             llm=[Llm(tokens_in=10 * i + 1, tokens_out=i, cached=i % 3 or None, error=i % 11 == 0) for _ in range(i % 4)]
+            if i % 5 != 3
+            else [],
+            tools=[
+                Tool(["get_quote", "compute_var", "place_order"][(i + 2 * j) % 3], error=(3 * i + j) % 7 == 0, duration_ms=1 + (i + j) % 5)
+                for j in range(i % 4)
+            ]
             if i % 5 != 3
             else [],
             signals=[
@@ -405,6 +413,17 @@ def bad_durations_and_days() -> list[str]:
 @canonical
 def bench_like_mixture() -> list[str]:
     return lines_for(mixed_runs(80), per_line=16)
+
+
+for _fixture in genai_fixtures.FIXTURES:  # other instrumentations' span shapes, hand-written
+    CANONICAL[f"fixture_{_fixture}"] = functools.partial(genai_fixtures.lines, _fixture)
+
+
+@canonical
+def other_instrumentations_together() -> list[str]:
+    """Every fixture in one file, with alphatrace's own runs between them."""
+    own = lines_for(mixed_runs(9), per_line=2)
+    return [line for name in genai_fixtures.FIXTURES for line in genai_fixtures.lines(name)] + own
 
 
 BOM = b"\xef\xbb\xbf"

@@ -191,7 +191,8 @@ def test_canonical_cases_cover_what_they_claim(tmp_path: Path) -> None:
     assert seen["duplicate_roots"]["inputs"]["duplicate_run_roots"] == 2
     assert any(key[2] for key in seen["simulated_resource"]["agents"]["a"]["day_models"])
     assert seen["supervisor_spans"]["inputs"]["supervisor_spans"] == 3
-    assert seen["other_spans_with_alpha_events"]["inputs"]["other_spans"] == 5
+    assert seen["other_spans_with_alpha_events"]["inputs"]["other_spans"] == 4  # its embeddings span is an LLM call
+    assert seen["other_spans_with_alpha_events"]["agents"]["(unknown agent)"]["llm_operations"] == {"embeddings": 1}
     assert seen["other_spans_with_alpha_events"]["agents"]["b"]["kill_switch_errors"] == 1
     assert seen["invalid_signals_and_kill_switch_errors"]["agents"]["a"]["kill_switch_errors"] == 2
     assert len(seen["telemetry_losses"]["inputs"]["telemetry_losses"]) == 3

@@ -15,7 +15,7 @@ from meta_supervisor.report_build import BuildOptions, BuildStats, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
-from tests.fixtures.report.otlp_builder import Llm, Run, Signal, lines_for
+from tests.fixtures.report.otlp_builder import Llm, Run, Signal, Tool, lines_for
 
 NOW = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 PRICES = PriceTable.load()
@@ -67,9 +67,16 @@ def workload(count: int, seed: int = 7) -> list[str]:
                 totals=outcome != "killed",
                 kill_reason="paused" if outcome == "killed" else None,
                 losses=(trace // 7, trace % 3),  # loss counters: the largest per process must survive every merge
+                tools=tool_calls(random.Random(trace)) if outcome != "killed" else [],
             )
         )
     return lines_for(runs, per_line=3)
+
+
+def tool_calls(rng: random.Random) -> list[Tool]:
+    """execute_tool spans (their own random numbers: the rest of the workload stays as it was)."""
+    names = ["get_quote", "compute_var", "place_order"]
+    return [Tool(rng.choice(names), error=rng.random() < 0.2, duration_ms=rng.randint(1, 900)) for _ in range(rng.randint(0, 3))]
 
 
 def build(folder: Path, state_dir: Path | None, workers: int = 1, **options) -> tuple[dict, BuildStats]:

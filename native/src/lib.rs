@@ -8,6 +8,7 @@
 
 mod content;
 mod events;
+mod kinds;
 mod part;
 mod schema;
 mod table_loops;
@@ -173,6 +174,17 @@ fn tally_state<'py>(py: Python<'py>, tally: &Tally) -> PyResult<Bound<'py, PyDic
     }
     d.set_item("day_models", rows)?;
     d.set_item("bad_token_values", tally.bad_token_values)?;
+    let operations = PyDict::new(py);
+    for (operation, count) in &tally.llm_operations.items {
+        operations.set_item(operation, count)?;
+    }
+    d.set_item("llm_operations", operations)?;
+    let rows = PyList::empty(py);
+    for (name, t) in &tally.tools.items {
+        let histogram: Vec<(u32, i64)> = t.histogram.iter().map(|(b, c)| (*b, *c)).collect();
+        rows.append((name, t.calls, t.errors, t.timed, t.sum, t.min, t.max, histogram))?;
+    }
+    d.set_item("tools", rows)?;
     let rows = PyList::empty(py);
     for ((symbol, direction), count) in &tally.alpha.items {
         rows.append((symbol, direction, count))?;

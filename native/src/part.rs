@@ -8,6 +8,7 @@
 //! changes type, spans without ids) makes the part `Decline`: the Python reader then reads it.
 
 use crate::content::{content_check, span_entry};
+use crate::kinds::{classify, run_agent_name, Kind};
 use crate::schema::{AnyValue, KeyValue, Span};
 use crate::tables::{FpMap, FpSet, ModelRef, PairRef};
 use crate::tallies::{note_mismatch, push_top, Entry, Inputs, Process, Root, Store, Tally};
@@ -84,11 +85,11 @@ pub const MISMATCHED: usize = 1;
 pub const UNCHECKED: usize = 2;
 
 // span attribute slots (`span_attrs`)
-const A_OP: usize = 0;
-const A_AGENT: usize = 1;
+pub(crate) const A_OP: usize = 0;
+pub(crate) const A_AGENT: usize = 1;
 const A_RUN_ID: usize = 2;
 const A_OUTCOME: usize = 3;
-const A_ERROR_TYPE: usize = 4;
+pub(crate) const A_ERROR_TYPE: usize = 4;
 const A_KILL_REASON: usize = 5;
 const A_DROPPED: usize = 6;
 const A_FAILED: usize = 7;
@@ -104,12 +105,31 @@ const A_RUN_OUT: usize = 16;
 const A_RUN_CACHED: usize = 17;
 const A_RUN_UNPRICED: usize = 18;
 const A_RUN_AS_OF: usize = 19;
+// spans from other instrumentations (`otel/semconv.py`, `kinds.rs`)
+pub(crate) const A_OPENINFERENCE_KIND: usize = 20;
+pub(crate) const A_TRACELOOP_KIND: usize = 21;
+pub(crate) const A_REQUEST_TYPE: usize = 22;
+pub(crate) const A_OPENINFERENCE_AGENT: usize = 23;
+pub(crate) const A_TRACELOOP_ENTITY: usize = 24;
+pub(crate) const A_TOOL_NAME: usize = 25;
+pub(crate) const A_OPENINFERENCE_TOOL: usize = 26;
+const A_OPENINFERENCE_RESPONSE_MODEL: usize = 27;
+const A_OPENINFERENCE_MODEL: usize = 28;
+const A_OPENINFERENCE_REQUEST_MODEL: usize = 29;
+const A_EMBEDDING_MODEL: usize = 30;
+const A_PROMPT_TOKENS: usize = 31;
+const A_OPENINFERENCE_PROMPT: usize = 32;
+const A_COMPLETION_TOKENS: usize = 33;
+const A_OPENINFERENCE_COMPLETION: usize = 34;
+const A_TRACELOOP_CACHE_READ: usize = 35;
+const A_OPENINFERENCE_CACHE_READ: usize = 36;
+const SLOTS: usize = 37;
 
-type Attrs<'s, 'a> = [Option<&'s AnyValue<'a>>; 20];
+pub(crate) type Attrs<'s, 'a> = [Option<&'s AnyValue<'a>>; SLOTS];
 
 /// `{kv.key: kv.value for kv in span.attributes}` for the keys read: the last occurrence wins.
 fn span_attrs<'s, 'a>(attributes: &'s [KeyValue<'a>]) -> Attrs<'s, 'a> {
-    let mut found: Attrs = [None; 20];
+    let mut found: Attrs = [None; SLOTS];
     for kv in attributes {
         let slot = match &*kv.key {
             "gen_ai.operation.name" => A_OP,
@@ -132,6 +152,23 @@ fn span_attrs<'s, 'a>(attributes: &'s [KeyValue<'a>]) -> Attrs<'s, 'a> {
             "agent.run.cached_input_tokens" => A_RUN_CACHED,
             "agent.run.unpriced_llm_calls" => A_RUN_UNPRICED,
             "agent.run.as_of" => A_RUN_AS_OF,
+            "openinference.span.kind" => A_OPENINFERENCE_KIND,
+            "traceloop.span.kind" => A_TRACELOOP_KIND,
+            "llm.request.type" => A_REQUEST_TYPE,
+            "agent.name" => A_OPENINFERENCE_AGENT,
+            "traceloop.entity.name" => A_TRACELOOP_ENTITY,
+            "gen_ai.tool.name" => A_TOOL_NAME,
+            "tool.name" => A_OPENINFERENCE_TOOL,
+            "llm.response.model_name" => A_OPENINFERENCE_RESPONSE_MODEL,
+            "llm.model_name" => A_OPENINFERENCE_MODEL,
+            "llm.request.model_name" => A_OPENINFERENCE_REQUEST_MODEL,
+            "embedding.model_name" => A_EMBEDDING_MODEL,
+            "gen_ai.usage.prompt_tokens" => A_PROMPT_TOKENS,
+            "llm.token_count.prompt" => A_OPENINFERENCE_PROMPT,
+            "gen_ai.usage.completion_tokens" => A_COMPLETION_TOKENS,
+            "llm.token_count.completion" => A_OPENINFERENCE_COMPLETION,
+            "gen_ai.usage.cache_read_input_tokens" => A_TRACELOOP_CACHE_READ,
+            "llm.token_count.prompt_details.cache_read" => A_OPENINFERENCE_CACHE_READ,
             _ => continue,
         };
         found[slot] = kv.value.as_ref();
@@ -237,21 +274,28 @@ impl<'py, 't> Aggregator<'py, 't> {
             }
             self.inputs.spans += 1;
             let attrs = span_attrs(&span.attributes);
-            match as_str(attrs[A_OP]) {
-                Some("chat") => self.llm_span(span, &attrs, start, simulated)?,
+            let operation = as_str(attrs[A_OP]);
+            match operation {
+                Some("chat") => self.llm_span(span, &attrs, start, simulated, "chat")?,
                 Some("invoke_agent") => self.run_span(span, &attrs, start, fp, process)?,
-                _ if span.name.starts_with("supervisor.") => self.inputs.supervisor_spans += 1,
-                _ => {
-                    self.inputs.other_spans += 1;
-                    if !span.events.is_empty() {
-                        if let Some(agent) = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()) {
-                            let index = self.agent(agent);
-                            let day = day_of(start)?;
-                            self.agents[index].day_runs.entry(&day, || day, || [0; 5]);
-                            self.events(index, span, day, fp)?;
+                // another instrumentation's spans (`genai_spans.classify`)
+                _ => match classify(&attrs, operation) {
+                    Kind::Llm(op) => self.llm_span(span, &attrs, start, simulated, op)?,
+                    Kind::Run => self.run_span(span, &attrs, start, fp, process)?,
+                    Kind::Tool => self.tool_span(span, &attrs, start, end, fp)?,
+                    Kind::Other if span.name.starts_with("supervisor.") => self.inputs.supervisor_spans += 1,
+                    Kind::Other => {
+                        self.inputs.other_spans += 1;
+                        if !span.events.is_empty() {
+                            if let Some(agent) = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()) {
+                                let index = self.agent(agent);
+                                let day = day_of(start)?;
+                                self.agents[index].day_runs.entry(&day, || day, || [0; 5]);
+                                self.events(index, span, day, fp)?;
+                            }
                         }
                     }
-                }
+                },
             }
         }
         if self.pending.len() > self.sweep_at {
@@ -354,7 +398,7 @@ impl<'py, 't> Aggregator<'py, 't> {
     }
 
     /// `SpanAggregator._agent`: the index of the agent's tally (its canonical, bounded name).
-    fn agent(&mut self, name: &str) -> usize {
+    pub(crate) fn agent(&mut self, name: &str) -> usize {
         if let Some(&index) = self.agent_index.get(name) {
             return index;
         }
@@ -384,10 +428,7 @@ impl<'py, 't> Aggregator<'py, 't> {
     /// `SpanAggregator._run_span`.
     fn run_span(&mut self, span: &Span, attrs: &Attrs, start: i128, fp: u64, process: &Process) -> R<()> {
         let named = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty());
-        let agent_name = match named {
-            Some(name) => name,
-            None => span.name.strip_prefix("invoke_agent ").unwrap_or(UNKNOWN_AGENT),
-        };
+        let agent_name = named.or_else(|| run_agent_name(span, attrs)).unwrap_or(UNKNOWN_AGENT);
         let as_of_day = match as_str(attrs[A_RUN_AS_OF]).filter(|t| !t.is_empty()) {
             Some(text) => self.helpers.day_ordinal(text)?,
             None => 0,
@@ -510,16 +551,31 @@ impl<'py, 't> Aggregator<'py, 't> {
         counts[1] = counts[1].max(failed);
     }
 
-    /// `SpanAggregator._llm_span`.
-    fn llm_span(&mut self, span: &Span, attrs: &Attrs, start: i128, simulated: bool) -> R<()> {
+    /// `SpanAggregator._llm_span`; `operation`: the LLM operation (`chat`, `embeddings`, ...).
+    fn llm_span(&mut self, span: &Span, attrs: &Attrs, start: i128, simulated: bool, operation: &str) -> R<()> {
         let agent_name = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()).unwrap_or(UNKNOWN_AGENT);
         let index = self.agent(agent_name);
-        let model_value = attrs[A_RESPONSE_MODEL].or(attrs[A_REQUEST_MODEL]);
+        // the first key present (`semconv.LLM_MODEL_KEYS`, `INPUT_TOKEN_KEYS`, ...)
+        let model_value = attrs[A_RESPONSE_MODEL]
+            .or(attrs[A_REQUEST_MODEL])
+            .or(attrs[A_OPENINFERENCE_RESPONSE_MODEL])
+            .or(attrs[A_OPENINFERENCE_MODEL])
+            .or(attrs[A_OPENINFERENCE_REQUEST_MODEL])
+            .or(attrs[A_EMBEDDING_MODEL]);
         let model = label(as_str(model_value), UNKNOWN_MODEL, MAX_LABEL);
-        let mut tokens_in = as_int(attrs[A_TOKENS_IN], &self.helpers)?.unwrap_or(0);
-        let mut tokens_out = as_int(attrs[A_TOKENS_OUT], &self.helpers)?.unwrap_or(0);
-        let mut cached = as_int(attrs[A_TOKENS_CACHED], &self.helpers)?.unwrap_or(0);
+        let h = &self.helpers;
+        let in_value = attrs[A_TOKENS_IN].or(attrs[A_PROMPT_TOKENS]).or(attrs[A_OPENINFERENCE_PROMPT]);
+        let out_value = attrs[A_TOKENS_OUT]
+            .or(attrs[A_COMPLETION_TOKENS])
+            .or(attrs[A_OPENINFERENCE_COMPLETION]);
+        let cached_value = attrs[A_TOKENS_CACHED]
+            .or(attrs[A_TRACELOOP_CACHE_READ])
+            .or(attrs[A_OPENINFERENCE_CACHE_READ]);
+        let mut tokens_in = as_int(in_value, h)?.unwrap_or(0);
+        let mut tokens_out = as_int(out_value, h)?.unwrap_or(0);
+        let mut cached = as_int(cached_value, h)?.unwrap_or(0);
         let tally = &mut self.agents[index];
+        *tally.llm_operations.entry(operation, || operation.to_string(), || 0) += 1;
         if tokens_in < 0 || tokens_out < 0 || cached < 0 || cached > tokens_in || tokens_in.max(tokens_out) > MAX_TOKENS {
             tally.bad_token_values += 1;
             if !(0..=MAX_TOKENS).contains(&tokens_in) {
@@ -718,7 +774,7 @@ fn sweep_every(bound: usize) -> usize {
 }
 
 /// `start // NS_PER_DAY`; a day beyond 64 bits (a hostile time) declines the part.
-fn day_of(start: i128) -> R<i64> {
+pub(crate) fn day_of(start: i128) -> R<i64> {
     match i64::try_from(start.div_euclid(NS_PER_DAY)) {
         Ok(day) => Ok(day),
         Err(_) => decline("a day beyond 64 bits"),

@@ -112,6 +112,19 @@ impl Store {
     }
 }
 
+/// One tool's calls (`aggregates.T_*`, `tool_tallies.py`): counts, latency sum, minimum and maximum of
+/// the timed calls, and their histogram (bucket -> calls, sorted).
+#[derive(Default)]
+pub struct ToolTally {
+    pub calls: i64,
+    pub errors: i64,
+    pub timed: i64,
+    pub sum: i128,
+    pub min: i128,
+    pub max: i128,
+    pub histogram: std::collections::BTreeMap<u32, i64>,
+}
+
 #[derive(Default)]
 pub struct Tally {
     pub outcomes: Ordered<String, i64>,
@@ -124,6 +137,8 @@ pub struct Tally {
     pub asof_runs: Ordered<i64, [i64; 3]>,
     pub day_models: Ordered<(i64, String, bool), [i128; 5]>,
     pub bad_token_values: i64,
+    pub llm_operations: Ordered<String, i64>,
+    pub tools: Ordered<String, ToolTally>,
     pub alpha: Ordered<(String, String), i64>,
     pub invalid_reasons: Ordered<String, i64>,
     pub slowest: Vec<(i128, String, String, i128)>,
