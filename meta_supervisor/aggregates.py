@@ -27,6 +27,7 @@ MAX_AGENTS = 10_000
 MAX_OUTCOMES = 20  # distinct outcomes per agent
 MAX_REASONS = 100  # distinct invalid-signal reasons per agent
 OTHER_LABEL = "(other)"
+UNKNOWN_AGENT = "(unknown agent)"  # spans that name no agent (and whose run's agent is not known)
 MAX_PROCESSES = 10_000  # distinct (service.name, service.instance.id) with loss counters kept
 NO_SERVICE = "(no service.name)"
 NO_INSTANCE = "(no service.instance.id)"
@@ -43,8 +44,9 @@ T_CALLS, T_ERRORS, T_TIMED, T_SUM, T_MIN, T_MAX, T_HIST = range(7)
 # consistency slots
 CONSISTENT, MISMATCHED, UNCHECKED, ORPHAN_LLM_SPANS = range(4)
 # an open run (root and LLM spans not all seen yet): [agent, trace_id, run_id, root totals or None,
-# LLM calls, input tokens, output tokens, cached input tokens, cost of priced calls, unpriced calls]
-P_AGENT, P_TRACE, P_RUN, P_ROOT, P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED = range(10)
+# LLM calls, input tokens, output tokens, cached input tokens, cost of priced calls, unpriced calls,
+# deferred calls or None (agent_counts: LLM and tool calls without an agent name, waiting for the root)]
+P_AGENT, P_TRACE, P_RUN, P_ROOT, P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED, P_DEFERRED = range(11)
 
 
 def label(text: str | None, fallback: str, limit: int = MAX_LABEL) -> str:

@@ -36,6 +36,8 @@ older cache key, then OpenInference's ``llm.token_count.*``).
 
 from __future__ import annotations
 
+from meta_supervisor.agent_counts import DEFERRED_TOOL
+from meta_supervisor.aggregates import label
 from meta_supervisor.otlp_schema import AnyValue, Span, as_int, as_str
 from meta_supervisor.tool_tallies import add_tool_call
 from otel import semconv as S
@@ -161,9 +163,20 @@ class ToolSpans:
     def _tool_span(self, span: Span, attrs: dict[str, AnyValue], start: int, end: int, operation: str | None, fp: int) -> None:
         value = attrs.get(S.GEN_AI_AGENT_NAME)
         agent = value.stringValue if value is not None else None
-        tally = self._agent(agent or "")[1]  # none or empty: "(unknown agent)" (_agent labels it)
         status = span.status
         error = (status is not None and status.code == STATUS_ERROR) or bool(as_str(attrs.get(S.ERROR_TYPE)))
-        add_tool_call(tally.tools, tool_name(span, attrs, operation), error, start, end)
-        if span.events and agent:  # its alpha events count for its agent, as an "other" span's do
+        name = label(tool_name(span, attrs, operation), UNKNOWN_TOOL)
+        if not agent:  # another instrumentation's child: its run's agent, or later (agent_counts)
+            value = attrs.get(S.AGENT_RUN_ID)
+            run_id = (value.stringValue if value is not None else None) or ""
+            run_key = run_id or span.traceId or span.spanId
+            run_agent = self._run_agent(run_key)
+            if run_agent is None:
+                self._defer(run_key, span.traceId, run_id, (DEFERRED_TOOL, name, error, start, end))
+                return
+            add_tool_call(self._agent(run_agent)[1].tools, name, error, start, end)
+            return
+        tally = self._agent(agent)[1]
+        add_tool_call(tally.tools, name, error, start, end)
+        if span.events:  # its alpha events count for its agent, as an "other" span's do
             self._events(tally, span, self._day_row(tally, start), fp)

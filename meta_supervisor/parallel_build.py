@@ -36,15 +36,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meta_supervisor import native_part
+from meta_supervisor.agent_counts import replay
 from meta_supervisor.aggregates import (
     MAX_AGENTS,
     MAX_DISTINCT,
     MAX_OUTCOMES,
     MAX_PROCESSES,
     MAX_REASONS,
+    P_AGENT,
     P_CACHED,
     P_CALLS,
     P_COST,
+    P_DEFERRED,
     P_IN,
     P_OUT,
     P_ROOT,
@@ -326,8 +329,13 @@ def _add_tallies(aggregator: SpanAggregator, tallies: tuple, line_offset: int) -
             continue
         for slot in (P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED):
             mine[slot] += entry[slot]
+        if entry[P_DEFERRED] is not None:
+            mine[P_DEFERRED] = (mine[P_DEFERRED] or []) + entry[P_DEFERRED]
         if mine[P_ROOT] is None and entry[P_ROOT] is not None:
             mine[:4] = entry[:4]
+        if mine[P_ROOT] is not None and mine[P_DEFERRED] is not None:  # as run_join._join_root does
+            replay(aggregator._agent(mine[P_AGENT])[1], mine[P_DEFERRED])
+            mine[P_DEFERRED] = None
         if mine[P_ROOT] is not None and mine[P_CALLS] >= mine[P_ROOT][0]:
             aggregator._close(key, mine)
     aggregator.pending_added(len(pending))

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meta_supervisor.agent_counts import with_deferred
 from meta_supervisor.aggregates import (
     P_AGENT,
     P_CALLS,
@@ -259,7 +260,8 @@ def build_report(
     ``alpha_quality``: the section as computed before for exactly these tallies, market data and day
     (``alpha_cache``); the market data are then not consulted."""
     orphans, short = _pending_by_agent(data.pending)
-    names = set(data.agents) | set(orphans) | set(short)
+    tallies = with_deferred(data.agents, data.pending)
+    names = set(tallies) | set(orphans) | set(short)
     if kill.error is None:
         names |= set(kill.entries)
     empty = AgentTally()
@@ -269,7 +271,7 @@ def build_report(
     agents = {
         name: agent_report(
             name,
-            data.agents.get(name, empty),
+            tallies.get(name, empty),
             latencies.get(name, no_runs),
             prices,
             kill.entries.get(name) if kill.error is None else None,

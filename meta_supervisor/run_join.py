@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from itertools import islice
 
+from meta_supervisor.agent_counts import replay
 from meta_supervisor.aggregates import (
     CONSISTENT,
     MISMATCHED,
@@ -49,6 +50,7 @@ from meta_supervisor.aggregates import (
     P_CACHED,
     P_CALLS,
     P_COST,
+    P_DEFERRED,
     P_IN,
     P_OUT,
     P_ROOT,
@@ -56,6 +58,7 @@ from meta_supervisor.aggregates import (
     P_TRACE,
     P_UNPRICED,
     UNCHECKED,
+    UNKNOWN_AGENT,
     note_mismatch,
 )
 from meta_supervisor.fingerprints import _K_SPAN, _K_TRACE, EMPTY, MASK64, run_fingerprint
@@ -81,6 +84,9 @@ class RunJoin:
         pending = self.pending
         entry = pending.get(run_key)
         if entry is not None:
+            if entry[P_DEFERRED] is not None:  # calls without an agent name that waited for this root
+                replay(tally, entry[P_DEFERRED])
+                entry[P_DEFERRED] = None
             if entry[P_ROOT] is not None:
                 self.inputs.duplicate_run_roots += 1  # a second root span with the same run id
                 return
@@ -144,6 +150,14 @@ class RunJoin:
         root = _root_totals(attrs)
         if root is None:  # no totals on the root: nothing to check
             if not closed.insert_new(fp, self._closed_state(agent, RUN_UNCHECKED)):
+                if not run_id and closed.get(fp, 0) != EVICTED_STATE:
+                    # another agent span of the same trace (no run id: another instrumentation's
+                    # nested or multi-agent trace): a run of its own, never a duplicate
+                    if entry is not None:
+                        del pending[run_key]
+                    if not killed:
+                        tally.consistency[UNCHECKED] += 1
+                    return
                 self._root_of_closed_run(fp, agent, tally, run_key, killed)
                 return
             if entry is not None:
@@ -156,13 +170,13 @@ class RunJoin:
                 self._root_of_closed_run(fp, agent, tally, run_key, killed)
                 return
             if entry is None:
-                pending[run_key] = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0]
+                pending[run_key] = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0, None]
             else:
                 entry[P_AGENT], entry[P_TRACE], entry[P_RUN], entry[P_ROOT] = agent, trace_id, run_id, root
             return
         # every LLM span the root counts has arrived: close the run now
         if entry is None:
-            entry = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0]
+            entry = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0, None]
         else:
             entry[P_AGENT], entry[P_TRACE], entry[P_RUN], entry[P_ROOT] = agent, trace_id, run_id, root
         detail = mismatch_detail(entry)
@@ -177,6 +191,31 @@ class RunJoin:
         else:
             tally.consistency[MISMATCHED] += 1
             note_mismatch(tally.mismatches, trace_id, run_id, detail)
+
+    def _run_agent(self, run_key: str) -> str | None:
+        """The agent of a run, for a call that does not name its agent: its root's when the root was
+        read (``(unknown agent)`` when the closed run does not record it: past the 63rd agent, or
+        evicted), None when the root has not been read yet (the call is then deferred)."""
+        entry = self.pending.get(run_key)
+        if entry is not None:
+            return entry[P_AGENT] if entry[P_ROOT] is not None else None
+        state = self.closed_runs.get(run_fingerprint(run_key), 0)
+        if not state:
+            return None
+        index = state >> 2
+        return self.agent_order[index] if index < AGENT_INDEX_UNKNOWN and index < len(self.agent_order) else UNKNOWN_AGENT
+
+    def _defer(self, run_key: str, trace_id: str, run_id: str, record: tuple) -> None:
+        """Keep a tool call that names no agent in its run's open entry until the root comes (an LLM
+        call's entry is made by ``_llm_span`` itself)."""
+        entry = self.pending.get(run_key)
+        if entry is None:
+            self.pending[run_key] = [UNKNOWN_AGENT, trace_id, run_id, None, 0, 0, 0, 0, 0.0, 0, [record]]
+            self._unswept += 1
+        elif entry[P_DEFERRED] is None:
+            entry[P_DEFERRED] = [record]
+        else:
+            entry[P_DEFERRED].append(record)
 
     def _root_of_closed_run(self, fp: int, agent: str, tally, run_key: str, killed: bool) -> None:
         """A root whose run is closed already: a second root (counted, nothing else), or the root of
@@ -256,6 +295,8 @@ class RunJoin:
             inputs.evicted_llm_runs += 1
             inputs.evicted_llm_spans += entry[P_CALLS]
             self.closed_runs.set(fp, EVICTED_STATE)
+            if entry[P_DEFERRED] is not None:  # their root never came in time: (unknown agent)'s
+                replay(self._agent(UNKNOWN_AGENT)[1], entry[P_DEFERRED])
 
     def _settle(self, run_key: str, entry: list) -> None:
         """An LLM-only open run: if its run is closed, resolve it (late extra LLM spans)."""
@@ -264,9 +305,12 @@ class RunJoin:
         if state:
             del self.pending[run_key]
             code = state & 3
-            if code == RUN_UNCHECKED or code == RUN_EVICTED:
-                return
             index = state >> 2
+            if entry[P_DEFERRED] is not None:  # calls without an agent name: the closed run's agent
+                known = index < AGENT_INDEX_UNKNOWN and index < len(self.agent_order)
+                replay(self.agents[self.agent_order[index]] if known else self._agent(UNKNOWN_AGENT)[1], entry[P_DEFERRED])
+            if code == RUN_UNCHECKED or code == RUN_EVICTED or not entry[P_CALLS]:
+                return
             if index == AGENT_INDEX_UNKNOWN or index >= len(self.agent_order):
                 owner = self._agent(entry[P_AGENT])[1]
             else:

@@ -36,28 +36,27 @@ from collections.abc import Iterable
 import msgspec
 
 from alpha.records import RunRecord
+from meta_supervisor.agent_counts import DEFERRED_LLM, count_llm_call
 from meta_supervisor.aggregates import (
     DAY_ERROR,
     DAY_KILLED,
     DAY_OK,
     EPOCH_ORDINAL,
-    LLM_CACHED,
-    LLM_CALLS,
-    LLM_ERRORS,
-    LLM_IN,
-    LLM_OUT,
     MAX_AGENTS,
+    MAX_LABEL,
     MAX_OUTCOMES,
     NS_PER_DAY,
     OTHER_LABEL,
     P_CACHED,
     P_CALLS,
     P_COST,
+    P_DEFERRED,
     P_IN,
     P_OUT,
     P_ROOT,
     P_UNPRICED,
     TOP_K,
+    UNKNOWN_AGENT,
     AgentTally,
     InputTally,
     bounded_key,
@@ -119,7 +118,6 @@ _SUPERVISOR_PREFIX = "supervisor."
 STATUS_ERROR = 2
 MAX_TOKENS = 10**15  # more tokens than that in one call is a broken value, not a count
 MAX_LATENCY_NS = (1 << 63) - 1  # the latencies array holds signed 64-bit values: longer is a broken time
-UNKNOWN_AGENT = "(unknown agent)"
 UNKNOWN_MODEL = "(unknown model)"
 
 
@@ -425,40 +423,40 @@ class SpanAggregator(RunJoin, AlphaEvents, ToolSpans):
 
     def _llm_span(self, span: Span, attrs: dict[str, AnyValue], start: int, simulated: bool, operation: str = _CHAT) -> None:
         value = attrs.get(_AGENT)
-        agent = (value.stringValue if value is not None else None) or UNKNOWN_AGENT
-        tally = self.agents.get(agent)
-        if tally is None:
-            agent, tally = self._agent(agent)
-        operations = tally.llm_operations
-        operations[operation] = operations.get(operation, 0) + 1
+        agent = value.stringValue if value is not None else None
+        value = attrs.get(_RUN_ID)
+        run_id = (value.stringValue if value is not None else None) or ""
+        run_key = run_id or span.traceId or span.spanId
+        deferred = None
+        if not agent:  # another instrumentation's child: its run's agent (agent_counts)
+            agent = self._run_agent(run_key)
+            if agent is None:
+                agent = UNKNOWN_AGENT
+                deferred = True
         value = attrs.get(_RESPONSE_MODEL) or attrs.get(_REQUEST_MODEL) or model_value(attrs)
         model = value.stringValue if value is not None else None
+        if not model or len(model) > MAX_LABEL:
+            model = label(model, UNKNOWN_MODEL)
         try:  # the common case: three strings of digits (what genai_spans.llm_tokens does, without the calls)
             tokens_in = int(attrs[_TOKENS_IN].intValue)
             tokens_out = int(attrs[_TOKENS_OUT].intValue)
             cached = int(attrs[_TOKENS_CACHED].intValue)
         except (KeyError, AttributeError, TypeError, ValueError):
             tokens_in, tokens_out, cached = llm_tokens(attrs)  # also the deprecated and other producers' keys
-        if tokens_in < 0 or tokens_out < 0 or cached < 0 or cached > tokens_in or max(tokens_in, tokens_out) > MAX_TOKENS:
-            tally.bad_token_values += 1
+        bad = tokens_in < 0 or tokens_out < 0 or cached < 0 or cached > tokens_in or max(tokens_in, tokens_out) > MAX_TOKENS
+        if bad:
             tokens_in = tokens_in if 0 <= tokens_in <= MAX_TOKENS else 0
             tokens_out = tokens_out if 0 <= tokens_out <= MAX_TOKENS else 0
             cached = min(max(cached, 0), tokens_in)
-        key = (start // NS_PER_DAY, model, simulated)
-        counts = tally.day_models.get(key)
-        if counts is None:
-            model = label(model, UNKNOWN_MODEL)
-            key = bounded_key(tally.day_models, (start // NS_PER_DAY, model, simulated))
-            counts = tally.day_models.get(key)
-            if counts is None:
-                counts = tally.day_models[key] = [0, 0, 0, 0, 0]
-        counts[LLM_CALLS] += 1
-        counts[LLM_IN] += tokens_in
-        counts[LLM_CACHED] += cached
-        counts[LLM_OUT] += tokens_out
         status = span.status
-        if status is not None and status.code == STATUS_ERROR:
-            counts[LLM_ERRORS] += 1
+        error = status is not None and status.code == STATUS_ERROR
+        if deferred:
+            deferred = (DEFERRED_LLM, start // NS_PER_DAY, model, simulated, operation, tokens_in, tokens_out, cached, error, bad)
+        else:
+            tally = self.agents.get(agent)
+            if tally is None:
+                agent, tally = self._agent(agent)
+            count_llm_call(tally, start // NS_PER_DAY, model, simulated, operation, tokens_in, tokens_out, cached, error, bad)
         # the cost of this one call, only for the per-run consistency check (the report prices sums)
         if simulated:
             cost, unpriced = 0.0, 0
@@ -471,16 +469,20 @@ class SpanAggregator(RunJoin, AlphaEvents, ToolSpans):
             else:
                 cost = ((tokens_in - cached) * price.input + cached * price.cached_input + tokens_out * price.output) / 1_000_000
                 unpriced = 0
-        value = attrs.get(_RUN_ID)
-        run_id = (value.stringValue if value is not None else None) or ""
-        run_key = run_id or span.traceId or span.spanId
         entry = self.pending.get(run_key)
         if entry is None:
             # Not checked against the closed runs here (that would cost a lookup per LLM span);
             # bound_open_runs() does it once many runs are open, settle() at the end.
-            self.pending[run_key] = [agent, span.traceId, run_id, None, 1, tokens_in, tokens_out, cached, cost, unpriced]
+            self.pending[run_key] = [
+                agent, span.traceId, run_id, None, 1, tokens_in, tokens_out, cached, cost, unpriced, [deferred] if deferred else None,
+            ]  # fmt: skip
             self._unswept += 1
             return
+        if deferred:
+            if entry[P_DEFERRED] is None:
+                entry[P_DEFERRED] = [deferred]
+            else:
+                entry[P_DEFERRED].append(deferred)
         entry[P_CALLS] += 1
         entry[P_IN] += tokens_in
         entry[P_OUT] += tokens_out

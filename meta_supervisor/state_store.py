@@ -36,7 +36,7 @@ import re
 import time
 from pathlib import Path
 
-from meta_supervisor.aggregates import AgentTally, InputTally, Tallies
+from meta_supervisor.aggregates import P_DEFERRED, AgentTally, InputTally, Tallies
 from meta_supervisor.fingerprints import FingerprintMap, FingerprintSet, blake2b
 from meta_supervisor.native_part import sorted_latencies
 from meta_supervisor.report_build import BuildOptions, new_aggregator, to_ns
@@ -44,9 +44,9 @@ from meta_supervisor.state_checks import summary_problem
 from services.config_error import env_number
 from services.state_files import LockTimeout, exclusive_lock, write_atomically
 
-STATE_FORMAT = 9  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
+STATE_FORMAT = 10  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
 # and a saved offset is never past the saved size; 7: runs per as-of day; 8: LLM calls per operation, tool calls;
-# 9: evicted open runs, the evicted run state
+# 9: evicted open runs, the evicted run state; 10: open runs keep deferred calls (agent_counts)
 KEEP_STATES = 4  # state sets (one per combination of options) kept; the least recently used go
 ENV_LOCK_TIMEOUT = "ALPHATRACE_STATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600.0  # seconds; a full build of a year of traces takes a few minutes at most
@@ -380,4 +380,10 @@ def _pending_to_json(entry: list) -> list:
 
 
 def _pending_from_json(entry: list) -> list:
-    return [*entry[:3], tuple(entry[3]) if entry[3] is not None else None, *entry[4:]]
+    deferred = entry[P_DEFERRED]
+    return [
+        *entry[:3],
+        tuple(entry[3]) if entry[3] is not None else None,
+        *entry[4:P_DEFERRED],
+        [tuple(record) for record in deferred] if deferred is not None else None,
+    ]

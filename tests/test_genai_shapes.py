@@ -188,13 +188,16 @@ def test_util_genai_shape(reader: str, tmp_path: Path) -> None:
     }
     (failing,) = unnamed["failing_runs"]
     assert (failing["error_type"], failing["message"]) == ("openai.APITimeoutError", "Request timed out.")
-    assert over_agents(report, "models") == {
-        "gpt-4.1-mini": model(1, 0, 0, errors=1, cost=0.0),
+    # the LLM and tool spans name no agent: each counts for the agent span of its trace
+    named = report["agents"]["research-assistant"]
+    assert named["models"] == {
         "gpt-4.1-mini-2025-04-14": model(2, 5520, 640, cached=2048, cost=0.0026176),
         "text-embedding-3-small": model(1, 320, 0),  # embeddings: input tokens only; not in the price table
     }
-    assert over_agents(report, "llm_operations") == {"chat": 3, "embeddings": 1}
-    assert over_agents(report, "tools") == {"web_search": tool(2, 1, 3300.0, 1610.613, 5000.0, 5000.0)}
+    assert named["llm_operations"] == {"chat": 2, "embeddings": 1}
+    assert named["tools"] == {"web_search": tool(2, 1, 3300.0, 1610.613, 5000.0, 5000.0)}
+    assert unnamed["models"] == {"gpt-4.1-mini": model(1, 0, 0, errors=1, cost=0.0)}  # the timed-out call of its trace
+    assert (unnamed["llm_operations"], unnamed["tools"]) == ({"chat": 1}, {})
     assert (report["inputs"]["spans"], report["inputs"]["other_spans"]) == (9, 1)  # invoke_workflow
     assert (report["fleet"]["llm_calls"], report["fleet"]["tokens_in"], report["fleet"]["tokens_out"]) == (4, 5840, 640)
 
@@ -294,7 +297,7 @@ def test_pages_show_tools_and_operations(tmp_path: Path) -> None:
     assert "### Tool calls" in markdown and "- 14 tool calls, 4 failed" in markdown
     assert "| portfolio-planner | get\\_quote | 3 | 0 | 0.0% | 230.7 | 430.0 | 430.0 |" in markdown
     assert "| portfolio-planner | place\\_order | 1 | 1 | 100.0% | 260.0 | 260.0 | 260.0 |" in markdown
-    assert "| 11 (chat 5, embeddings 3, llm 2, text\\_completion 1) |" in markdown  # (unknown agent)'s LLM calls
+    assert "| 4 (chat 2, embeddings 1, text\\_completion 1) |" in markdown  # news_analyst's, from its trace
     assert "| portfolio-planner | 1 | 0 | 0.0% | 9,500.0 | 9,500.0 | 9,500.0 | 9,500.0 | 8 |" in markdown
     page = render_html(report)
     assert "<b>14 (4 failed)</b><span>tool calls</span>" in page
@@ -302,18 +305,83 @@ def test_pages_show_tools_and_operations(tmp_path: Path) -> None:
     assert "<td>lookup_rates</td><td class=n>2</td><td class=n>1</td><td class=n>50.0%</td>" in page
 
 
-# attribution via the run join: changes when LLM children are attributed to their root
-def test_children_without_an_agent_name_are_the_unknown_agents_today(tmp_path: Path) -> None:
-    """util-genai, OpenLLMetry and OpenInference write no gen_ai.agent.name on LLM and tool spans:
-    today they are counted under "(unknown agent)", not under the run they belong to."""
-    for name, operations, tools in [
-        ("util_genai", {"chat": 3, "embeddings": 1}, {"web_search"}),
-        ("openllmetry", {"chat": 2, "embeddings": 1, "text_completion": 1}, {"fetch_headlines", "score_sentiment"}),
-        ("openinference", {"embeddings": 1, "llm": 2}, {"lookup_rates", "price_option"}),
-    ]:
-        (tmp_path / name).mkdir()
-        report = report_of(tmp_path / name, name)
-        unknown = report["agents"][UNKNOWN]
-        assert unknown["llm_operations"] == operations and set(unknown["tools"]) == tools, name
-        named = [agent for agent_name, agent in report["agents"].items() if agent_name != UNKNOWN]
-        assert named and all(not agent["llm_calls"] and not agent["tool_calls"] for agent in named), name
+def _reversed_lines(folder: Path, *names: str) -> Path:
+    """The fixtures' spans one per line, in the opposite order: every root before its children."""
+    path = genai_fixtures.write(folder, *names)
+    documents = [json.loads(line) for line in path.read_text().splitlines()]
+    single = []
+    for document in documents:
+        for resource_spans in document["resourceSpans"]:
+            for scope in resource_spans["scopeSpans"]:
+                for span in scope["spans"]:
+                    single.append({"resourceSpans": [{**resource_spans, "scopeSpans": [{**scope, "spans": [span]}]}]})
+    path.write_text("".join(json.dumps(d) + "\n" for d in reversed(single)))
+    return path
+
+
+ATTRIBUTED = {  # agent -> (LLM calls by operation, tools) of the fixtures' children, which name no agent
+    "research-assistant": ({"chat": 2, "embeddings": 1}, {"web_search"}),
+    UNKNOWN: ({"chat": 1}, set()),  # util-genai's invoke_agent without a name: its own trace's call
+    "news_analyst": ({"chat": 2, "embeddings": 1, "text_completion": 1}, {"fetch_headlines", "score_sentiment"}),
+    "macro_strategist": ({"embeddings": 1, "llm": 2}, {"lookup_rates"}),
+    "hedging_agent": ({}, {"price_option"}),
+}
+
+
+@pytest.mark.parametrize("order", ["as written", "roots first"])
+def test_children_without_an_agent_name_count_for_their_runs_agent(reader: str, tmp_path: Path, order: str) -> None:
+    """util-genai, OpenLLMetry and OpenInference write no gen_ai.agent.name on LLM and tool spans: each
+    counts for the agent span of its run (its trace), whether it comes before its root (as the SDKs
+    export) or after it (tail sampling, a re-sorted file); nothing is left waiting."""
+    names = ("util_genai", "openllmetry", "openinference")
+    if order == "as written":
+        path = genai_fixtures.write(tmp_path, *names)
+    else:
+        path = _reversed_lines(tmp_path, *names)
+    data, _ = build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES, workers=1))
+    report = build_report(data, PRICES, KillSwitchState(path="killed.json"), NOW)
+    got = {name: (agent["llm_operations"], set(agent["tools"])) for name, agent in report["agents"].items()}
+    assert got == ATTRIBUTED
+    assert report["fleet"]["consistency"]["orphan_llm_spans"] == 0 and data.pending == {}
+
+
+def test_children_whose_agent_span_never_comes_count_for_the_unknown_agent(reader: str, tmp_path: Path) -> None:
+    """The same children without their agent spans: they wait for a root; in the report they count for
+    "(unknown agent)" (their calls and tools), as orphans, and the open runs stay in the state for a
+    later build, where the root's arrival moves them to its agent."""
+    path = _reversed_lines(tmp_path, "openllmetry")  # one span a line
+    lines = path.read_text().splitlines()
+    roots = [line for line in lines if '"news_analyst.agent"' in line]
+    assert len(roots) == 1
+    path.write_text("".join(line + "\n" for line in lines if line not in roots))
+    state = tmp_path / "state"
+    data, _ = build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES, workers=1, state_dir=state))
+    report = build_report(data, PRICES, KillSwitchState(path="killed.json"), NOW)
+    unknown = report["agents"][UNKNOWN]
+    assert unknown["llm_operations"] == {"chat": 2, "embeddings": 1, "text_completion": 1}
+    assert set(unknown["tools"]) == {"fetch_headlines", "score_sentiment"}
+    assert unknown["consistency"]["orphan_llm_spans"] == 4 and report["fleet"]["runs"] == 0
+    # the agent span arrives: an incremental build attributes everything to it
+    with path.open("a") as out:
+        out.write(roots[0] + "\n")
+    data, stats = build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES, workers=1, state_dir=state))
+    assert stats.mode == "incremental"
+    report = build_report(data, PRICES, KillSwitchState(path="killed.json"), NOW)
+    assert UNKNOWN not in report["agents"]
+    agent = report["agents"]["news_analyst"]
+    assert agent["llm_operations"] == {"chat": 2, "embeddings": 1, "text_completion": 1}
+    assert set(agent["tools"]) == {"fetch_headlines", "score_sentiment"} and agent["consistency"]["orphan_llm_spans"] == 0
+
+
+def test_several_agent_spans_in_one_trace_are_several_runs(reader: str, tmp_path: Path) -> None:
+    """Another instrumentation's multi-agent trace (no agent.run_id): each agent span is a run, none a
+    duplicate root; calls naming no agent count for the first agent span read."""
+    path = genai_fixtures.write(tmp_path, "openinference")
+    text = path.read_text().replace("7d3c5e9a0b1f42c6a8e7d6c5b4a39282", "7d3c5e9a0b1f42c6a8e7d6c5b4a39281")
+    assert text != path.read_text()
+    path.write_text(text)
+    data, _ = build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES, workers=1))
+    report = build_report(data, PRICES, KillSwitchState(path="killed.json"), NOW)
+    assert report["fleet"]["runs"] == 2 and report["inputs"]["duplicate_run_roots"] == 0
+    assert {name: agent["runs"] for name, agent in report["agents"].items()} == {"hedging_agent": 1, "macro_strategist": 1}
+    assert report["fleet"]["tool_calls"] == 3 and report["fleet"]["llm_calls"] == 3

@@ -3,11 +3,11 @@
 //! (`tool_tallies.add_tool_call`). Part of `part::Aggregator`.
 
 use crate::part::{
-    Aggregator, Attrs, A_AGENT, A_ERROR_TYPE, A_OP, A_OPENINFERENCE_AGENT, A_OPENINFERENCE_KIND, A_OPENINFERENCE_TOOL, A_REQUEST_TYPE,
-    A_TOOL_NAME, A_TRACELOOP_ENTITY, A_TRACELOOP_KIND, MAX_DISTINCT, MAX_LABEL, OTHER_LABEL, R, STATUS_ERROR, UNKNOWN_AGENT,
+    run_key, Aggregator, Attrs, A_AGENT, A_ERROR_TYPE, A_OP, A_OPENINFERENCE_AGENT, A_OPENINFERENCE_KIND, A_OPENINFERENCE_TOOL,
+    A_REQUEST_TYPE, A_RUN_ID, A_TOOL_NAME, A_TRACELOOP_ENTITY, A_TRACELOOP_KIND, MAX_DISTINCT, MAX_LABEL, OTHER_LABEL, R, STATUS_ERROR,
 };
 use crate::schema::{AnyValue, Span};
-use crate::tallies::ToolTally;
+use crate::tallies::{Deferred, Tally, ToolTally};
 use crate::values::{as_str, label};
 use std::borrow::Cow;
 
@@ -118,34 +118,34 @@ pub fn latency_bucket(ns: i128) -> u32 {
 }
 
 impl Aggregator<'_, '_> {
-    /// `ToolSpans._tool_span`: a tool call, per agent and tool.
+    /// `ToolSpans._tool_span`: a tool call, per agent and tool; one that names no agent counts for
+    /// its run's agent, deferred until the run's root is read (`agent_counts`).
     pub(crate) fn tool_span(&mut self, span: &Span, attrs: &Attrs, start: i128, end: i128, fp: u64) -> R<()> {
         let named = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty());
-        let index = self.agent(named.unwrap_or(UNKNOWN_AGENT));
         let error =
             span.status.as_ref().is_some_and(|s| s.code == STATUS_ERROR) || as_str(attrs[A_ERROR_TYPE]).is_some_and(|t| !t.is_empty());
-        let tally = &mut self.agents[index];
-        let mut key = label(Some(tool_name(span, attrs)), UNKNOWN_TOOL, MAX_LABEL);
-        if !tally.tools.contains(&*key) && tally.tools.len() >= MAX_DISTINCT {
-            key = Cow::Borrowed(OTHER_LABEL);
-        }
-        let tool = tally.tools.entry(&*key, || key.to_string(), ToolTally::default);
-        tool.calls += 1;
-        if error {
-            tool.errors += 1;
-        }
-        if start > 0 && end >= start && end - start <= i64::MAX as i128 {
-            let latency = end - start;
-            if tool.timed == 0 || latency < tool.min {
-                tool.min = latency;
+        let name = label(Some(tool_name(span, attrs)), UNKNOWN_TOOL, MAX_LABEL);
+        let index = match named {
+            Some(agent) => self.agent(agent),
+            None => {
+                let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
+                let key = run_key(run_id, span);
+                match self.run_agent(key)? {
+                    Some(agent) => self.agent(&agent),
+                    None => {
+                        let record = Deferred::Tool {
+                            name: name.into_owned(),
+                            error,
+                            start,
+                            end,
+                        };
+                        self.defer(key, &span.trace_id, run_id, record);
+                        return Ok(());
+                    }
+                }
             }
-            if latency > tool.max {
-                tool.max = latency;
-            }
-            tool.timed += 1;
-            tool.sum += latency;
-            *tool.histogram.entry(latency_bucket(latency)).or_insert(0) += 1;
-        }
+        };
+        add_tool_call(&mut self.agents[index], &name, error, start, end);
         if !span.events.is_empty() && named.is_some() {
             // its alpha events count for its agent, as an "other" span's do
             let day = crate::part::day_of(start)?;
@@ -153,5 +153,30 @@ impl Aggregator<'_, '_> {
             self.events(index, span, day, fp)?;
         }
         Ok(())
+    }
+}
+
+/// `tool_tallies.add_tool_call`: one call of a tool (`name` labelled already) of an agent.
+pub(crate) fn add_tool_call(tally: &mut Tally, name: &str, error: bool, start: i128, end: i128) {
+    let mut key = Cow::Borrowed(name);
+    if !tally.tools.contains(name) && tally.tools.len() >= MAX_DISTINCT {
+        key = Cow::Borrowed(OTHER_LABEL);
+    }
+    let tool = tally.tools.entry(&*key, || key.to_string(), ToolTally::default);
+    tool.calls += 1;
+    if error {
+        tool.errors += 1;
+    }
+    if start > 0 && end >= start && end - start <= i64::MAX as i128 {
+        let latency = end - start;
+        if tool.timed == 0 || latency < tool.min {
+            tool.min = latency;
+        }
+        if latency > tool.max {
+            tool.max = latency;
+        }
+        tool.timed += 1;
+        tool.sum += latency;
+        *tool.histogram.entry(latency_bucket(latency)).or_insert(0) += 1;
     }
 }

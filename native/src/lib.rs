@@ -328,7 +328,7 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
     pending.sort_by_key(|(_, entry)| entry.seq);
     let rows = PyList::empty(py);
     for (key, entry) in pending {
-        rows.append((key, entry.to_python(py, &agg.agent_order[entry.agent])?))?;
+        rows.append((key, entry.to_python(py, agg.entry_agent(entry))?))?;
     }
     out.set_item("pending", rows)?;
     Ok(out)

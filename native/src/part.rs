@@ -8,10 +8,11 @@
 //! changes type, spans without ids) makes the part `Decline`: the Python reader then reads it.
 
 use crate::content::{content_check, span_entry};
+use crate::kinds::add_tool_call;
 use crate::kinds::{classify, run_agent_name, Kind};
 use crate::schema::{AnyValue, KeyValue, Span};
 use crate::tables::{FpMap, FpSet, ModelRef, PairRef};
-use crate::tallies::{note_mismatch, push_top, Entry, Inputs, Process, Root, Store, Tally};
+use crate::tallies::{note_mismatch, push_top, Deferred, Entry, Inputs, Process, Root, Store, Tally};
 use crate::values::{as_float, as_int, as_str, count_attr, label, run_fingerprint, span_fingerprint, time_of, Helpers};
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
@@ -65,6 +66,9 @@ pub(crate) const RUN_CONSISTENT: u8 = 1;
 pub(crate) const RUN_MISMATCHED: u8 = 2;
 pub(crate) const RUN_UNCHECKED: u8 = 3;
 pub(crate) const AGENT_INDEX_UNKNOWN: usize = 63;
+/// `Entry.agent` of an open run made by calls that name no agent: "(unknown agent)", whose tally is
+/// only made when something is counted for it
+pub(crate) const NO_AGENT: usize = usize::MAX;
 /// `run_join.EVICTED_STATE`: code RUN_EVICTED (0) with the unknown agent index
 pub(crate) const EVICTED_STATE: u8 = (AGENT_INDEX_UNKNOWN as u8) << 2;
 /// `open_runs.SWEEP_EVERY`
@@ -87,7 +91,7 @@ pub const UNCHECKED: usize = 2;
 // span attribute slots (`span_attrs`)
 pub(crate) const A_OP: usize = 0;
 pub(crate) const A_AGENT: usize = 1;
-const A_RUN_ID: usize = 2;
+pub(crate) const A_RUN_ID: usize = 2;
 const A_OUTCOME: usize = 3;
 pub(crate) const A_ERROR_TYPE: usize = 4;
 const A_KILL_REASON: usize = 5;
@@ -342,6 +346,11 @@ impl<'py, 't> Aggregator<'py, 't> {
             self.inputs.evicted_llm_runs += 1;
             self.inputs.evicted_llm_spans += entry.calls;
             self.closed.set(fp, EVICTED_STATE)?;
+            if let Some(records) = entry.deferred {
+                // their root never came in time: (unknown agent)'s
+                let unknown = self.agent(UNKNOWN_AGENT);
+                self.replay(unknown, records)?;
+            }
         }
         Ok(())
     }
@@ -353,16 +362,24 @@ impl<'py, 't> Aggregator<'py, 't> {
         if state == 0 {
             return Ok(());
         }
-        let entry = self.pending.remove(run_key).unwrap();
+        let mut entry = self.pending.remove(run_key).unwrap();
         let code = state & 3;
-        if code == RUN_UNCHECKED || code == 0 {
+        let index = (state >> 2) as usize;
+        let known = index < AGENT_INDEX_UNKNOWN && index < self.agent_order.len();
+        if let Some(records) = entry.deferred.take() {
+            // calls without an agent name: the closed run's agent
+            let owner = if known { index } else { self.agent(UNKNOWN_AGENT) };
+            self.replay(owner, records)?;
+        }
+        if code == RUN_UNCHECKED || code == 0 || entry.calls == 0 {
             return Ok(());
         }
-        let index = (state >> 2) as usize;
-        let owner = if index == AGENT_INDEX_UNKNOWN || index >= self.agent_order.len() {
-            entry.agent
-        } else {
+        let owner = if known {
             index
+        } else if entry.agent == NO_AGENT {
+            self.agent(UNKNOWN_AGENT)
+        } else {
+            entry.agent
         };
         let tally = &mut self.agents[owner];
         if code == RUN_CONSISTENT {
@@ -371,6 +388,117 @@ impl<'py, 't> Aggregator<'py, 't> {
             self.closed.set(fp, (state & !3) | RUN_MISMATCHED)?;
         }
         note_mismatch(&mut tally.mismatches, &entry.trace_id, &entry.run_id, EXTRA_LLM_SPANS.to_string());
+        Ok(())
+    }
+
+    /// The name an open run's entry records (`NO_AGENT`: "(unknown agent)").
+    pub(crate) fn entry_agent(&self, entry: &Entry) -> &str {
+        if entry.agent == NO_AGENT {
+            UNKNOWN_AGENT
+        } else {
+            &self.agent_order[entry.agent]
+        }
+    }
+
+    /// `RunJoin._run_agent`: the agent of a run for a call that names none: its root's when the root
+    /// was read ("(unknown agent)" when the closed run does not record it), None when not yet.
+    pub(crate) fn run_agent(&self, run_key: &str) -> R<Option<String>> {
+        if let Some(entry) = self.pending.get(run_key) {
+            return Ok(entry.root.as_ref().map(|_| self.entry_agent(entry).to_string()));
+        }
+        let state = self.closed.get(run_fingerprint(run_key, &self.helpers)?);
+        if state == 0 {
+            return Ok(None);
+        }
+        let index = (state >> 2) as usize;
+        Ok(Some(if index < AGENT_INDEX_UNKNOWN && index < self.agent_order.len() {
+            self.agent_order[index].clone()
+        } else {
+            UNKNOWN_AGENT.to_string()
+        }))
+    }
+
+    /// `RunJoin._defer`: a tool call that names no agent waits in its run's open entry.
+    pub(crate) fn defer(&mut self, run_key: &str, trace_id: &str, run_id: &str, record: Deferred) {
+        match self.pending.get_mut(run_key) {
+            Some(entry) => entry.deferred.get_or_insert_with(Vec::new).push(record),
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.pending.insert(
+                    run_key.to_string(),
+                    Entry {
+                        seq,
+                        agent: NO_AGENT,
+                        trace_id: trace_id.to_string(),
+                        run_id: run_id.to_string(),
+                        root: None,
+                        calls: 0,
+                        tokens_in: 0,
+                        tokens_out: 0,
+                        cached: 0,
+                        cost: 0.0,
+                        unpriced: 0,
+                        deferred: Some(vec![record]),
+                    },
+                );
+            }
+        }
+    }
+
+    /// `agent_counts.replay`: deferred calls counted for the agent with this index.
+    fn replay(&mut self, index: usize, records: Vec<Deferred>) -> R<()> {
+        for record in records {
+            match record {
+                Deferred::Llm {
+                    day,
+                    model,
+                    simulated,
+                    operation,
+                    tokens_in,
+                    tokens_out,
+                    cached,
+                    error,
+                    bad,
+                } => self.count_llm(index, day, &model, simulated, &operation, tokens_in, tokens_out, cached, error, bad)?,
+                Deferred::Tool { name, error, start, end } => add_tool_call(&mut self.agents[index], &name, error, start, end),
+            }
+        }
+        Ok(())
+    }
+
+    /// `agent_counts.count_llm_call`: one LLM call of the agent with this index.
+    #[allow(clippy::too_many_arguments)]
+    fn count_llm(
+        &mut self,
+        index: usize,
+        day: i64,
+        model: &str,
+        simulated: bool,
+        operation: &str,
+        tokens_in: i128,
+        tokens_out: i128,
+        cached: i128,
+        error: bool,
+        bad: bool,
+    ) -> R<()> {
+        let tally = &mut self.agents[index];
+        *tally.llm_operations.entry(operation, || operation.to_string(), || 0) += 1;
+        if bad {
+            tally.bad_token_values += 1;
+        }
+        let key = ModelRef(day, model, simulated);
+        if !tally.day_models.contains(&key) && tally.day_models.len() >= MAX_DISTINCT {
+            return decline("an agent's model table is full");
+        }
+        let counts = tally.day_models.entry(&key, || (key.0, key.1.to_string(), key.2), || [0; 5]);
+        counts[0] += 1;
+        counts[2] += tokens_in;
+        counts[3] += cached;
+        counts[4] += tokens_out;
+        if error {
+            counts[1] += 1;
+        }
         Ok(())
     }
 
@@ -553,8 +681,13 @@ impl<'py, 't> Aggregator<'py, 't> {
 
     /// `SpanAggregator._llm_span`; `operation`: the LLM operation (`chat`, `embeddings`, ...).
     fn llm_span(&mut self, span: &Span, attrs: &Attrs, start: i128, simulated: bool, operation: &str) -> R<()> {
-        let agent_name = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()).unwrap_or(UNKNOWN_AGENT);
-        let index = self.agent(agent_name);
+        let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
+        let run_key = run_key(run_id, span);
+        // another instrumentation's child names no agent: its run's (agent_counts), maybe later
+        let agent: Option<Cow<str>> = match as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()) {
+            Some(name) => Some(Cow::Borrowed(name)),
+            None => self.run_agent(run_key)?.map(Cow::Owned),
+        };
         // the first key present (`semconv.LLM_MODEL_KEYS`, `INPUT_TOKEN_KEYS`, ...)
         let model_value = attrs[A_RESPONSE_MODEL]
             .or(attrs[A_REQUEST_MODEL])
@@ -574,10 +707,8 @@ impl<'py, 't> Aggregator<'py, 't> {
         let mut tokens_in = as_int(in_value, h)?.unwrap_or(0);
         let mut tokens_out = as_int(out_value, h)?.unwrap_or(0);
         let mut cached = as_int(cached_value, h)?.unwrap_or(0);
-        let tally = &mut self.agents[index];
-        *tally.llm_operations.entry(operation, || operation.to_string(), || 0) += 1;
-        if tokens_in < 0 || tokens_out < 0 || cached < 0 || cached > tokens_in || tokens_in.max(tokens_out) > MAX_TOKENS {
-            tally.bad_token_values += 1;
+        let bad = tokens_in < 0 || tokens_out < 0 || cached < 0 || cached > tokens_in || tokens_in.max(tokens_out) > MAX_TOKENS;
+        if bad {
             if !(0..=MAX_TOKENS).contains(&tokens_in) {
                 tokens_in = 0;
             }
@@ -586,18 +717,29 @@ impl<'py, 't> Aggregator<'py, 't> {
             }
             cached = cached.max(0).min(tokens_in);
         }
-        let key = ModelRef(day_of(start)?, &model, simulated);
-        if !tally.day_models.contains(&key) && tally.day_models.len() >= MAX_DISTINCT {
-            return decline("an agent's model table is full");
-        }
-        let counts = tally.day_models.entry(&key, || (key.0, key.1.to_string(), key.2), || [0; 5]);
-        counts[0] += 1;
-        counts[2] += tokens_in;
-        counts[3] += cached;
-        counts[4] += tokens_out;
-        if span.status.as_ref().is_some_and(|s| s.code == STATUS_ERROR) {
-            counts[1] += 1;
-        }
+        let error = span.status.as_ref().is_some_and(|s| s.code == STATUS_ERROR);
+        let day = day_of(start)?;
+        let (index, deferred) = match agent {
+            Some(name) => {
+                let index = self.agent(&name);
+                self.count_llm(index, day, &model, simulated, operation, tokens_in, tokens_out, cached, error, bad)?;
+                (index, None)
+            }
+            None => (
+                NO_AGENT,
+                Some(Deferred::Llm {
+                    day,
+                    model: model.to_string(),
+                    simulated,
+                    operation: operation.to_string(),
+                    tokens_in,
+                    tokens_out,
+                    cached,
+                    error,
+                    bad,
+                }),
+            ),
+        };
         let (cost, unpriced) = if simulated {
             (0.0, 0)
         } else {
@@ -609,8 +751,6 @@ impl<'py, 't> Aggregator<'py, 't> {
                 ),
             }
         };
-        let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
-        let run_key = run_key(run_id, span);
         let close = match self.pending.get_mut(run_key) {
             None => {
                 let seq = self.next_seq;
@@ -629,11 +769,15 @@ impl<'py, 't> Aggregator<'py, 't> {
                         cached,
                         cost,
                         unpriced,
+                        deferred: deferred.map(|record| vec![record]),
                     },
                 );
                 false
             }
             Some(entry) => {
+                if let Some(record) = deferred {
+                    entry.deferred.get_or_insert_with(Vec::new).push(record);
+                }
                 entry.calls += 1;
                 entry.tokens_in += tokens_in;
                 entry.tokens_out += tokens_out;
@@ -655,8 +799,10 @@ impl<'py, 't> Aggregator<'py, 't> {
             return Ok(None);
         }
         let py = self.helpers.obj.py();
-        let agent = &self.agent_order[entry.agent];
-        Ok(self.helpers.call1("mismatch_detail", (entry.to_python(py, agent)?,))?.extract()?)
+        Ok(self
+            .helpers
+            .call1("mismatch_detail", (entry.to_python(py, self.entry_agent(entry))?,))?
+            .extract()?)
     }
 
     /// `RunJoin._close`: a run whose root came first, now that its last LLM span is here.
@@ -698,6 +844,9 @@ impl<'py, 't> Aggregator<'py, 't> {
     /// `RunJoin._join_root` (its general path, which its fast path agrees with).
     #[allow(clippy::too_many_arguments)]
     fn join_root(&mut self, index: usize, trace_id: &str, attrs: &Attrs, run_key: &str, run_id: &str, killed: bool) -> R<()> {
+        if let Some(records) = self.pending.get_mut(run_key).and_then(|entry| entry.deferred.take()) {
+            self.replay(index, records)?; // calls without an agent name that waited for this root
+        }
         let has_entry = match self.pending.get(run_key) {
             Some(entry) if entry.root.is_some() => {
                 self.inputs.duplicate_run_roots += 1;
@@ -710,6 +859,16 @@ impl<'py, 't> Aggregator<'py, 't> {
         let Some(root) = self.root_totals(attrs)? else {
             let state = Self::closed_state(index, RUN_UNCHECKED);
             if !self.closed.insert_new(fp, state)? {
+                if run_id.is_empty() && self.closed.get(fp) != EVICTED_STATE {
+                    // another agent span of the same trace: a run of its own, never a duplicate
+                    if has_entry {
+                        self.pending.remove(run_key);
+                    }
+                    if !killed {
+                        self.agents[index].consistency[UNCHECKED] += 1;
+                    }
+                    return Ok(());
+                }
                 return self.root_of_closed_run(fp, index, run_key, killed);
             }
             if has_entry {
@@ -782,7 +941,7 @@ pub(crate) fn day_of(start: i128) -> R<i64> {
 }
 
 /// The key a run is joined by: its `agent.run_id`, else the trace id, else the span id.
-fn run_key<'s>(run_id: &'s str, span: &'s Span) -> &'s str {
+pub(crate) fn run_key<'s>(run_id: &'s str, span: &'s Span) -> &'s str {
     if !run_id.is_empty() {
         run_id
     } else if !span.trace_id.is_empty() {
@@ -805,6 +964,7 @@ fn new_entry(seq: u64, agent: usize, trace_id: &str, run_id: &str, root: Root) -
         cached: 0,
         cost: 0.0,
         unpriced: 0,
+        deferred: None,
     }
 }
 

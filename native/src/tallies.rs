@@ -163,6 +163,70 @@ pub struct Root {
 }
 
 /// An open run (`aggregates.P_*`), with its insertion number (the pending dict's order).
+/// `agent_counts`: a call that names no agent, kept until its run's root is read.
+pub enum Deferred {
+    Llm {
+        day: i64,
+        model: String,
+        simulated: bool,
+        operation: String,
+        tokens_in: i128,
+        tokens_out: i128,
+        cached: i128,
+        error: bool,
+        bad: bool,
+    },
+    Tool {
+        name: String,
+        error: bool,
+        start: i128,
+        end: i128,
+    },
+}
+
+impl Deferred {
+    /// The record as `agent_counts` writes it (`DEFERRED_LLM` 0, `DEFERRED_TOOL` 1).
+    fn to_python<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        match self {
+            Deferred::Llm {
+                day,
+                model,
+                simulated,
+                operation,
+                tokens_in,
+                tokens_out,
+                cached,
+                error,
+                bad,
+            } => PyTuple::new(
+                py,
+                [
+                    0i64.into_pyobject(py)?.into_any(),
+                    day.into_pyobject(py)?.into_any(),
+                    model.as_str().into_pyobject(py)?.into_any(),
+                    simulated.into_pyobject(py)?.to_owned().into_any(),
+                    operation.as_str().into_pyobject(py)?.into_any(),
+                    tokens_in.into_pyobject(py)?.into_any(),
+                    tokens_out.into_pyobject(py)?.into_any(),
+                    cached.into_pyobject(py)?.into_any(),
+                    error.into_pyobject(py)?.to_owned().into_any(),
+                    bad.into_pyobject(py)?.to_owned().into_any(),
+                ],
+            ),
+            Deferred::Tool { name, error, start, end } => PyTuple::new(
+                py,
+                [
+                    1i64.into_pyobject(py)?.into_any(),
+                    name.as_str().into_pyobject(py)?.into_any(),
+                    error.into_pyobject(py)?.to_owned().into_any(),
+                    start.into_pyobject(py)?.into_any(),
+                    end.into_pyobject(py)?.into_any(),
+                ],
+            ),
+        }
+    }
+}
+
 pub struct Entry {
     pub seq: u64,
     pub agent: usize,
@@ -175,6 +239,7 @@ pub struct Entry {
     pub cached: i128,
     pub cost: f64,
     pub unpriced: i128,
+    pub deferred: Option<Vec<Deferred>>,
 }
 
 impl Entry {
@@ -220,6 +285,10 @@ impl Entry {
                 self.cached.into_pyobject(py)?.into_any(),
                 self.cost.into_pyobject(py)?.into_any(),
                 self.unpriced.into_pyobject(py)?.into_any(),
+                match &self.deferred {
+                    None => py.None().into_bound(py),
+                    Some(records) => PyList::new(py, records.iter().map(|r| r.to_python(py)).collect::<PyResult<Vec<_>>>()?)?.into_any(),
+                },
             ],
         )
     }
