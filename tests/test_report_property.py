@@ -3,7 +3,8 @@
 Runs are generated with everything the report distinguishes (outcomes, several LLM calls, simulated
 and unpriced models, signals (scorable ones superseding each other, and unusable ones), invalid
 signals, run totals that do and do not add up, LLM spans with more or fewer calls than the root
-claims, LLM spans whose root never comes). The same spans are then written as lines in another
+claims, LLM spans whose root never comes, LLM and tool spans that name no agent and count for their
+run's). The same spans are then written as lines in another
 order, cut into other lines, with lines and single spans repeated, and across several files; only
 the duplicate counter and the file statistics may differ (the alpha-quality section included).
 """
@@ -22,7 +23,7 @@ from meta_supervisor.report_build import BuildOptions, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
-from tests.fixtures.report.otlp_builder import Llm, Run, Signal, request, spans_of
+from tests.fixtures.report.otlp_builder import Llm, Run, Signal, Tool, request, spans_of
 
 PRICES = PriceTable.load()
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -49,6 +50,14 @@ llm_calls = st.builds(
     tokens_out=st.integers(0, 500),
     cached=st.one_of(st.none(), st.integers(0, 300)),
     error=st.booleans(),
+    agent=st.sampled_from(["-", "-", None]),  # None: no agent name, as other instrumentations write (its run's)
+)
+tool_calls = st.builds(
+    Tool,
+    name=st.sampled_from(["quote", "search"]),
+    error=st.booleans(),
+    duration_ms=st.sampled_from([0, 5, 250]),
+    agent=st.sampled_from(["-", None]),
 )
 
 
@@ -76,6 +85,7 @@ def runs(draw) -> list[tuple[Run, bool]]:
             duration_ms=draw(st.integers(0, 10_000)),
             outcome=outcome,
             llm=calls,
+            tools=draw(st.lists(tool_calls, max_size=2)),
             signals=draw(
                 st.lists(
                     st.one_of(st.tuples(st.sampled_from(["SPX", "NDX"]), st.sampled_from(["up", "down", "flat", "??"])), scorable),
