@@ -8,6 +8,7 @@
 
 mod content;
 mod events;
+mod join;
 mod kinds;
 mod part;
 mod schema;

@@ -1,5 +1,6 @@
-//! The per-span logic of `meta_supervisor/span_aggregator.py`, `run_join.py` and `alpha_events.py`,
-//! for one part of a file, with the same results.
+//! The per-span logic of `meta_supervisor/span_aggregator.py` and `alpha_events.py` (the run join is
+//! in `join.rs`, other instrumentations' spans in `kinds.rs`), for one part of a file, with the same
+//! results.
 //!
 //! Each function says which Python function it follows. What is rare and fiddly to reproduce exactly
 //! (Python's `int()` of an odd string, ISO dates, BLAKE2 fingerprints of ids that are not hex, the text
@@ -8,12 +9,12 @@
 //! changes type, spans without ids) makes the part `Decline`: the Python reader then reads it.
 
 use crate::content::{content_check, span_entry};
-use crate::kinds::add_tool_call;
+use crate::join::sweep_every;
 use crate::kinds::{classify, run_agent_name, Kind};
 use crate::schema::{AnyValue, KeyValue, Span};
-use crate::tables::{FpMap, FpSet, ModelRef, PairRef};
-use crate::tallies::{note_mismatch, push_top, Deferred, Entry, Inputs, Process, Root, Store, Tally};
-use crate::values::{as_float, as_int, as_str, count_attr, label, run_fingerprint, span_fingerprint, time_of, Helpers};
+use crate::tables::{FpMap, FpSet, PairRef};
+use crate::tallies::{push_top, Deferred, Entry, Inputs, Process, Store, Tally};
+use crate::values::{as_int, as_str, count_attr, label, span_fingerprint, time_of, Helpers};
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
@@ -72,10 +73,10 @@ pub(crate) const NO_AGENT: usize = usize::MAX;
 /// `run_join.EVICTED_STATE`: code RUN_EVICTED (0) with the unknown agent index
 pub(crate) const EVICTED_STATE: u8 = (AGENT_INDEX_UNKNOWN as u8) << 2;
 /// `open_runs.SWEEP_EVERY`
-const SWEEP_EVERY: usize = 4_096;
+pub(crate) const SWEEP_EVERY: usize = 4_096;
 /// `open_runs.EVICT_TO_EIGHTHS`
-const EVICT_TO_EIGHTHS: usize = 7;
-const EXTRA_LLM_SPANS: &str = "more LLM spans than agent.run.llm_calls";
+pub(crate) const EVICT_TO_EIGHTHS: usize = 7;
+pub(crate) const EXTRA_LLM_SPANS: &str = "more LLM spans than agent.run.llm_calls";
 
 pub const DAY_OK: usize = 0;
 pub const DAY_ERROR: usize = 1;
@@ -92,23 +93,23 @@ pub const UNCHECKED: usize = 2;
 pub(crate) const A_OP: usize = 0;
 pub(crate) const A_AGENT: usize = 1;
 pub(crate) const A_RUN_ID: usize = 2;
-const A_OUTCOME: usize = 3;
+pub(crate) const A_OUTCOME: usize = 3;
 pub(crate) const A_ERROR_TYPE: usize = 4;
-const A_KILL_REASON: usize = 5;
-const A_DROPPED: usize = 6;
-const A_FAILED: usize = 7;
-const A_RESPONSE_MODEL: usize = 8;
-const A_REQUEST_MODEL: usize = 9;
-const A_TOKENS_IN: usize = 10;
-const A_TOKENS_OUT: usize = 11;
-const A_TOKENS_CACHED: usize = 12;
-const A_RUN_CALLS: usize = 13;
-const A_RUN_COST: usize = 14;
-const A_RUN_IN: usize = 15;
-const A_RUN_OUT: usize = 16;
-const A_RUN_CACHED: usize = 17;
-const A_RUN_UNPRICED: usize = 18;
-const A_RUN_AS_OF: usize = 19;
+pub(crate) const A_KILL_REASON: usize = 5;
+pub(crate) const A_DROPPED: usize = 6;
+pub(crate) const A_FAILED: usize = 7;
+pub(crate) const A_RESPONSE_MODEL: usize = 8;
+pub(crate) const A_REQUEST_MODEL: usize = 9;
+pub(crate) const A_TOKENS_IN: usize = 10;
+pub(crate) const A_TOKENS_OUT: usize = 11;
+pub(crate) const A_TOKENS_CACHED: usize = 12;
+pub(crate) const A_RUN_CALLS: usize = 13;
+pub(crate) const A_RUN_COST: usize = 14;
+pub(crate) const A_RUN_IN: usize = 15;
+pub(crate) const A_RUN_OUT: usize = 16;
+pub(crate) const A_RUN_CACHED: usize = 17;
+pub(crate) const A_RUN_UNPRICED: usize = 18;
+pub(crate) const A_RUN_AS_OF: usize = 19;
 // spans from other instrumentations (`otel/semconv.py`, `kinds.rs`)
 pub(crate) const A_OPENINFERENCE_KIND: usize = 20;
 pub(crate) const A_TRACELOOP_KIND: usize = 21;
@@ -117,17 +118,17 @@ pub(crate) const A_OPENINFERENCE_AGENT: usize = 23;
 pub(crate) const A_TRACELOOP_ENTITY: usize = 24;
 pub(crate) const A_TOOL_NAME: usize = 25;
 pub(crate) const A_OPENINFERENCE_TOOL: usize = 26;
-const A_OPENINFERENCE_RESPONSE_MODEL: usize = 27;
-const A_OPENINFERENCE_MODEL: usize = 28;
-const A_OPENINFERENCE_REQUEST_MODEL: usize = 29;
-const A_EMBEDDING_MODEL: usize = 30;
-const A_PROMPT_TOKENS: usize = 31;
-const A_OPENINFERENCE_PROMPT: usize = 32;
-const A_COMPLETION_TOKENS: usize = 33;
-const A_OPENINFERENCE_COMPLETION: usize = 34;
-const A_TRACELOOP_CACHE_READ: usize = 35;
-const A_OPENINFERENCE_CACHE_READ: usize = 36;
-const SLOTS: usize = 37;
+pub(crate) const A_OPENINFERENCE_RESPONSE_MODEL: usize = 27;
+pub(crate) const A_OPENINFERENCE_MODEL: usize = 28;
+pub(crate) const A_OPENINFERENCE_REQUEST_MODEL: usize = 29;
+pub(crate) const A_EMBEDDING_MODEL: usize = 30;
+pub(crate) const A_PROMPT_TOKENS: usize = 31;
+pub(crate) const A_OPENINFERENCE_PROMPT: usize = 32;
+pub(crate) const A_COMPLETION_TOKENS: usize = 33;
+pub(crate) const A_OPENINFERENCE_COMPLETION: usize = 34;
+pub(crate) const A_TRACELOOP_CACHE_READ: usize = 35;
+pub(crate) const A_OPENINFERENCE_CACHE_READ: usize = 36;
+pub(crate) const SLOTS: usize = 37;
 
 pub(crate) type Attrs<'s, 'a> = [Option<&'s AnyValue<'a>>; SLOTS];
 
@@ -184,20 +185,20 @@ fn span_attrs<'s, 'a>(attributes: &'s [KeyValue<'a>]) -> Attrs<'s, 'a> {
 
 pub struct Aggregator<'py, 't> {
     pub helpers: Helpers<'py>,
-    since_ns: Option<i128>,
-    until_ns: Option<i128>,
-    collect_signals: bool,
+    pub(crate) since_ns: Option<i128>,
+    pub(crate) until_ns: Option<i128>,
+    pub(crate) collect_signals: bool,
     pub inputs: Inputs,
     pub agents: Vec<Tally>,
     pub agent_order: Vec<String>,
-    agent_index: FxHashMap<String, usize>,
+    pub(crate) agent_index: FxHashMap<String, usize>,
     pub seen: FpSet<'t>,
     pub closed: FpMap<'t>,
     pub pending: FxHashMap<String, Entry>,
-    next_seq: u64,
-    max_open_runs: usize,
-    sweep_at: usize,
-    sweep_seq: u64, // LLM-only open runs from this seq on were opened since the last sweep
+    pub(crate) next_seq: u64,
+    pub(crate) max_open_runs: usize,
+    pub(crate) sweep_at: usize,
+    pub(crate) sweep_seq: u64, // LLM-only open runs from this seq on were opened since the last sweep
 }
 
 impl<'py, 't> Aggregator<'py, 't> {
@@ -308,215 +309,7 @@ impl<'py, 't> Aggregator<'py, 't> {
         Ok(())
     }
 
-    /// `RunJoin.bound_open_runs`: resolve the LLM-only runs opened since the last sweep whose run is
-    /// closed, then evict the oldest open runs while more than `max_open_runs` are open.
-    fn bound_open_runs(&mut self) -> R<()> {
-        let mut new: Vec<(u64, String)> = self
-            .pending
-            .iter()
-            .filter(|(_, e)| e.root.is_none() && e.seq >= self.sweep_seq)
-            .map(|(k, e)| (e.seq, k.clone()))
-            .collect();
-        new.sort_unstable();
-        for (_, key) in new {
-            self.settle_one(&key)?;
-        }
-        self.sweep_seq = self.next_seq;
-        if self.pending.len() > self.max_open_runs {
-            let mut all: Vec<(u64, String)> = self.pending.iter().map(|(k, e)| (e.seq, k.clone())).collect();
-            all.sort_unstable();
-            let excess = self.pending.len() - self.max_open_runs * EVICT_TO_EIGHTHS / 8;
-            for (_, key) in all.into_iter().take(excess) {
-                let entry = self.pending.remove(&key).unwrap();
-                self.evict(&key, entry)?;
-            }
-        }
-        self.sweep_at = self.pending.len() + sweep_every(self.max_open_runs);
-        Ok(())
-    }
-
-    /// `RunJoin._evict`.
-    fn evict(&mut self, run_key: &str, entry: Entry) -> R<()> {
-        let fp = run_fingerprint(run_key, &self.helpers)?;
-        if entry.root.is_some() {
-            self.inputs.evicted_roots += 1;
-            self.closed.set(fp, Self::closed_state(entry.agent, RUN_UNCHECKED))?;
-            self.agents[entry.agent].consistency[UNCHECKED] += 1;
-        } else {
-            self.inputs.evicted_llm_runs += 1;
-            self.inputs.evicted_llm_spans += entry.calls;
-            self.closed.set(fp, EVICTED_STATE)?;
-            if let Some(records) = entry.deferred {
-                // their root never came in time: (unknown agent)'s
-                let unknown = self.agent(UNKNOWN_AGENT);
-                self.replay(unknown, records)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `RunJoin._settle`: an LLM-only open run whose run is closed is resolved.
-    fn settle_one(&mut self, run_key: &str) -> R<()> {
-        let fp = run_fingerprint(run_key, &self.helpers)?;
-        let state = self.closed.get(fp);
-        if state == 0 {
-            return Ok(());
-        }
-        let mut entry = self.pending.remove(run_key).unwrap();
-        let code = state & 3;
-        let index = (state >> 2) as usize;
-        let known = index < AGENT_INDEX_UNKNOWN && index < self.agent_order.len();
-        if let Some(records) = entry.deferred.take() {
-            // calls without an agent name: the closed run's agent
-            let owner = if known { index } else { self.agent(UNKNOWN_AGENT) };
-            self.replay(owner, records)?;
-        }
-        if code == RUN_UNCHECKED || code == 0 || entry.calls == 0 {
-            return Ok(());
-        }
-        let owner = if known {
-            index
-        } else if entry.agent == NO_AGENT {
-            self.agent(UNKNOWN_AGENT)
-        } else {
-            entry.agent
-        };
-        let tally = &mut self.agents[owner];
-        if code == RUN_CONSISTENT {
-            tally.consistency[CONSISTENT] -= 1;
-            tally.consistency[MISMATCHED] += 1;
-            self.closed.set(fp, (state & !3) | RUN_MISMATCHED)?;
-        }
-        note_mismatch(&mut tally.mismatches, &entry.trace_id, &entry.run_id, EXTRA_LLM_SPANS.to_string());
-        Ok(())
-    }
-
-    /// The name an open run's entry records (`NO_AGENT`: "(unknown agent)").
-    pub(crate) fn entry_agent(&self, entry: &Entry) -> &str {
-        if entry.agent == NO_AGENT {
-            UNKNOWN_AGENT
-        } else {
-            &self.agent_order[entry.agent]
-        }
-    }
-
-    /// `RunJoin._run_agent`: the agent of a run for a call that names none: its root's when the root
-    /// was read ("(unknown agent)" when the closed run does not record it), None when not yet.
-    pub(crate) fn run_agent(&self, run_key: &str) -> R<Option<String>> {
-        if let Some(entry) = self.pending.get(run_key) {
-            return Ok(entry.root.as_ref().map(|_| self.entry_agent(entry).to_string()));
-        }
-        let state = self.closed.get(run_fingerprint(run_key, &self.helpers)?);
-        if state == 0 {
-            return Ok(None);
-        }
-        let index = (state >> 2) as usize;
-        Ok(Some(if index < AGENT_INDEX_UNKNOWN && index < self.agent_order.len() {
-            self.agent_order[index].clone()
-        } else {
-            UNKNOWN_AGENT.to_string()
-        }))
-    }
-
-    /// `RunJoin._defer`: a tool call that names no agent waits in its run's open entry.
-    pub(crate) fn defer(&mut self, run_key: &str, trace_id: &str, run_id: &str, record: Deferred) {
-        match self.pending.get_mut(run_key) {
-            Some(entry) => entry.deferred.get_or_insert_with(Vec::new).push(record),
-            None => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.pending.insert(
-                    run_key.to_string(),
-                    Entry {
-                        seq,
-                        agent: NO_AGENT,
-                        trace_id: trace_id.to_string(),
-                        run_id: run_id.to_string(),
-                        root: None,
-                        calls: 0,
-                        tokens_in: 0,
-                        tokens_out: 0,
-                        cached: 0,
-                        cost: 0.0,
-                        unpriced: 0,
-                        deferred: Some(vec![record]),
-                    },
-                );
-            }
-        }
-    }
-
-    /// `agent_counts.replay`: deferred calls counted for the agent with this index.
-    fn replay(&mut self, index: usize, records: Vec<Deferred>) -> R<()> {
-        for record in records {
-            match record {
-                Deferred::Llm {
-                    day,
-                    model,
-                    simulated,
-                    operation,
-                    tokens_in,
-                    tokens_out,
-                    cached,
-                    error,
-                    bad,
-                } => self.count_llm(index, day, &model, simulated, &operation, tokens_in, tokens_out, cached, error, bad)?,
-                Deferred::Tool { name, error, start, end } => add_tool_call(&mut self.agents[index], &name, error, start, end),
-            }
-        }
-        Ok(())
-    }
-
-    /// `agent_counts.count_llm_call`: one LLM call of the agent with this index.
-    #[allow(clippy::too_many_arguments)]
-    fn count_llm(
-        &mut self,
-        index: usize,
-        day: i64,
-        model: &str,
-        simulated: bool,
-        operation: &str,
-        tokens_in: i128,
-        tokens_out: i128,
-        cached: i128,
-        error: bool,
-        bad: bool,
-    ) -> R<()> {
-        let tally = &mut self.agents[index];
-        *tally.llm_operations.entry(operation, || operation.to_string(), || 0) += 1;
-        if bad {
-            tally.bad_token_values += 1;
-        }
-        let key = ModelRef(day, model, simulated);
-        if !tally.day_models.contains(&key) && tally.day_models.len() >= MAX_DISTINCT {
-            return decline("an agent's model table is full");
-        }
-        let counts = tally.day_models.entry(&key, || (key.0, key.1.to_string(), key.2), || [0; 5]);
-        counts[0] += 1;
-        counts[2] += tokens_in;
-        counts[3] += cached;
-        counts[4] += tokens_out;
-        if error {
-            counts[1] += 1;
-        }
-        Ok(())
-    }
-
-    /// `RunJoin._root_of_closed_run`: a second root, or the root of a run whose LLM spans were evicted.
-    fn root_of_closed_run(&mut self, fp: u64, index: usize, run_key: &str, killed: bool) -> R<()> {
-        if self.closed.get(fp) != EVICTED_STATE {
-            self.inputs.duplicate_run_roots += 1;
-            return Ok(());
-        }
-        self.closed.set(fp, Self::closed_state(index, RUN_UNCHECKED))?;
-        self.pending.remove(run_key);
-        if !killed {
-            self.agents[index].consistency[UNCHECKED] += 1;
-        }
-        Ok(())
-    }
-
-    fn in_window(&self, start: i128) -> bool {
+    pub(crate) fn in_window(&self, start: i128) -> bool {
         if let Some(since) = self.since_ns {
             if start < since {
                 return false;
@@ -549,12 +342,12 @@ impl<'py, 't> Aggregator<'py, 't> {
     }
 
     /// `RunJoin._closed_state` of the agent with this index.
-    fn closed_state(index: usize, code: u8) -> u8 {
+    pub(crate) fn closed_state(index: usize, code: u8) -> u8 {
         code | ((index.min(AGENT_INDEX_UNKNOWN) as u8) << 2)
     }
 
     /// `SpanAggregator._run_span`.
-    fn run_span(&mut self, span: &Span, attrs: &Attrs, start: i128, fp: u64, process: &Process) -> R<()> {
+    pub(crate) fn run_span(&mut self, span: &Span, attrs: &Attrs, start: i128, fp: u64, process: &Process) -> R<()> {
         let named = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty());
         let agent_name = named.or_else(|| run_agent_name(span, attrs)).unwrap_or(UNKNOWN_AGENT);
         let as_of_day = match as_str(attrs[A_RUN_AS_OF]).filter(|t| !t.is_empty()) {
@@ -663,7 +456,7 @@ impl<'py, 't> Aggregator<'py, 't> {
     }
 
     /// `InputTally.add_telemetry_losses`: the largest value of each counter per process.
-    fn add_telemetry_losses(&mut self, process: &Process, dropped: i128, failed: i128) {
+    pub(crate) fn add_telemetry_losses(&mut self, process: &Process, dropped: i128, failed: i128) {
         let service = label(process.0.as_deref(), NO_SERVICE, MAX_LABEL);
         let mut instance = label(process.1.as_deref(), NO_INSTANCE, MAX_LABEL);
         let table = &mut self.inputs.telemetry_losses;
@@ -680,7 +473,7 @@ impl<'py, 't> Aggregator<'py, 't> {
     }
 
     /// `SpanAggregator._llm_span`; `operation`: the LLM operation (`chat`, `embeddings`, ...).
-    fn llm_span(&mut self, span: &Span, attrs: &Attrs, start: i128, simulated: bool, operation: &str) -> R<()> {
+    pub(crate) fn llm_span(&mut self, span: &Span, attrs: &Attrs, start: i128, simulated: bool, operation: &str) -> R<()> {
         let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
         let run_key = run_key(run_id, span);
         // another instrumentation's child names no agent: its run's (agent_counts), maybe later
@@ -792,144 +585,6 @@ impl<'py, 't> Aggregator<'py, 't> {
         }
         Ok(())
     }
-
-    /// `mismatch_detail`: None when consistent, else Python's text.
-    fn detail(&self, entry: &Entry) -> R<Option<String>> {
-        if entry.consistent() {
-            return Ok(None);
-        }
-        let py = self.helpers.obj.py();
-        Ok(self
-            .helpers
-            .call1("mismatch_detail", (entry.to_python(py, self.entry_agent(entry))?,))?
-            .extract()?)
-    }
-
-    /// `RunJoin._close`: a run whose root came first, now that its last LLM span is here.
-    fn close(&mut self, run_key: &str) -> R<()> {
-        let entry = self.pending.remove(run_key).unwrap();
-        let fp = run_fingerprint(run_key, &self.helpers)?;
-        let detail = self.detail(&entry)?;
-        let tally = &mut self.agents[entry.agent];
-        match detail {
-            None => {
-                tally.consistency[CONSISTENT] += 1;
-                self.closed.set(fp, Self::closed_state(entry.agent, RUN_CONSISTENT))?;
-            }
-            Some(detail) => {
-                tally.consistency[MISMATCHED] += 1;
-                note_mismatch(&mut tally.mismatches, &entry.trace_id, &entry.run_id, detail);
-                self.closed.set(fp, Self::closed_state(entry.agent, RUN_MISMATCHED))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `run_join._root_totals`.
-    fn root_totals(&self, attrs: &Attrs) -> R<Option<Root>> {
-        let Some(calls) = as_int(attrs[A_RUN_CALLS], &self.helpers)? else {
-            return Ok(None);
-        };
-        let h = &self.helpers;
-        Ok(Some(Root {
-            calls,
-            tokens_in: as_int(attrs[A_RUN_IN], h)?,
-            tokens_out: as_int(attrs[A_RUN_OUT], h)?,
-            cached: as_int(attrs[A_RUN_CACHED], h)?,
-            cost: as_float(attrs[A_RUN_COST], h)?,
-            unpriced: as_int(attrs[A_RUN_UNPRICED], h)?,
-        }))
-    }
-
-    /// `RunJoin._join_root` (its general path, which its fast path agrees with).
-    #[allow(clippy::too_many_arguments)]
-    fn join_root(&mut self, index: usize, trace_id: &str, attrs: &Attrs, run_key: &str, run_id: &str, killed: bool) -> R<()> {
-        if let Some(records) = self.pending.get_mut(run_key).and_then(|entry| entry.deferred.take()) {
-            self.replay(index, records)?; // calls without an agent name that waited for this root
-        }
-        let has_entry = match self.pending.get(run_key) {
-            Some(entry) if entry.root.is_some() => {
-                self.inputs.duplicate_run_roots += 1;
-                return Ok(());
-            }
-            Some(_) => true,
-            None => false,
-        };
-        let fp = run_fingerprint(run_key, &self.helpers)?;
-        let Some(root) = self.root_totals(attrs)? else {
-            let state = Self::closed_state(index, RUN_UNCHECKED);
-            if !self.closed.insert_new(fp, state)? {
-                if run_id.is_empty() && self.closed.get(fp) != EVICTED_STATE {
-                    // another agent span of the same trace: a run of its own, never a duplicate
-                    if has_entry {
-                        self.pending.remove(run_key);
-                    }
-                    if !killed {
-                        self.agents[index].consistency[UNCHECKED] += 1;
-                    }
-                    return Ok(());
-                }
-                return self.root_of_closed_run(fp, index, run_key, killed);
-            }
-            if has_entry {
-                self.pending.remove(run_key);
-            }
-            if !killed {
-                self.agents[index].consistency[UNCHECKED] += 1;
-            }
-            return Ok(());
-        };
-        let calls = self.pending.get(run_key).map_or(0, |e| e.calls);
-        if calls < root.calls {
-            if self.closed.get(fp) != 0 {
-                return self.root_of_closed_run(fp, index, run_key, killed);
-            }
-            match self.pending.get_mut(run_key) {
-                None => {
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    self.pending
-                        .insert(run_key.to_string(), new_entry(seq, index, trace_id, run_id, root));
-                }
-                Some(entry) => set_root(entry, index, trace_id, run_id, root),
-            }
-            return Ok(());
-        }
-        // every LLM span the root counts has arrived: close the run now
-        let detail = match self.pending.get_mut(run_key) {
-            None => {
-                let entry = new_entry(0, index, trace_id, run_id, root);
-                self.detail(&entry)?
-            }
-            Some(entry) => {
-                set_root(entry, index, trace_id, run_id, root);
-                let entry = self.pending.get(run_key).unwrap();
-                self.detail(entry)?
-            }
-        };
-        let state = Self::closed_state(index, if detail.is_none() { RUN_CONSISTENT } else { RUN_MISMATCHED });
-        if !self.closed.insert_new(fp, state)? {
-            if let Some(entry) = self.pending.get_mut(run_key) {
-                entry.root = None;
-            }
-            return self.root_of_closed_run(fp, index, run_key, killed);
-        }
-        self.pending.remove(run_key);
-        let tally = &mut self.agents[index];
-        match detail {
-            None => tally.consistency[CONSISTENT] += 1,
-            Some(detail) => {
-                tally.consistency[MISMATCHED] += 1;
-                note_mismatch(&mut tally.mismatches, trace_id, run_id, detail);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `open_runs.sweep_every`.
-fn sweep_every(bound: usize) -> usize {
-    (bound / 8).clamp(1, SWEEP_EVERY)
 }
 
 /// `start // NS_PER_DAY`; a day beyond 64 bits (a hostile time) declines the part.
@@ -949,28 +604,4 @@ pub(crate) fn run_key<'s>(run_id: &'s str, span: &'s Span) -> &'s str {
     } else {
         &span.span_id
     }
-}
-
-fn new_entry(seq: u64, agent: usize, trace_id: &str, run_id: &str, root: Root) -> Entry {
-    Entry {
-        seq,
-        agent,
-        trace_id: trace_id.to_string(),
-        run_id: run_id.to_string(),
-        root: Some(root),
-        calls: 0,
-        tokens_in: 0,
-        tokens_out: 0,
-        cached: 0,
-        cost: 0.0,
-        unpriced: 0,
-        deferred: None,
-    }
-}
-
-fn set_root(entry: &mut Entry, agent: usize, trace_id: &str, run_id: &str, root: Root) {
-    entry.agent = agent;
-    entry.trace_id = trace_id.to_string();
-    entry.run_id = run_id.to_string();
-    entry.root = Some(root);
 }
