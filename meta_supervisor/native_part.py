@@ -1,5 +1,8 @@
 """The optional compiled reader of a JSON-lines part (the Rust extension ``alphatrace_native``).
 
+``read_zstd_part`` reads a whole-file zstd stream of JSON lines the same way (from a decompressed
+offset, as ``trace_files._read_zstd`` continues one), when the core's libzstd is python-zstandard's.
+
 ``read_part`` has the contract of ``parallel_build.read_part_python``: the same ``PartResult`` for the
 same bytes. The native core takes only input it reads exactly as the Python reader does (well-formed
 lines, as the collector writes them); on anything else (a corrupt or oddly shaped line, a table at
@@ -91,6 +94,36 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
     seen.count = raw["span_count"]
     closed.count = raw["closed_count"]
     return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
+
+
+def read_zstd_part(path: Path, skip: int, options_tuple, progress=None):
+    """A whole-file zstd stream of JSON lines from decompressed byte ``skip`` to its end, as
+    ``parallel_build.PartResult`` (``consumed``: decompressed bytes after ``skip``), read the way
+    ``trace_files._read_zstd`` reads it; or None when the core is not used, is older than its zstd
+    reader, bundles another libzstd than python-zstandard's (another decoder could give other bytes
+    from a damaged stream), or declines (any zstd error among its reasons: Python then reports it)."""
+    native = core()
+    if native is None or not hasattr(native, "read_zstd_part") or not same_zstd(native):
+        return None
+    prices, since_ns, until_ns, collect_signals = options_tuple
+    progress, undo = undoable(progress)
+    raw = native.read_zstd_part(
+        str(path), skip, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress, None, max_line=max_line_bytes()
+    )
+    if isinstance(raw, str):
+        import logging
+
+        logging.getLogger(__name__).debug("the native reader declined the zstd stream %s from byte %d: %s", path, skip, raw)
+        undo()
+        return None
+    return _part_result(raw)
+
+
+def same_zstd(native) -> bool:
+    """Whether the core's libzstd is the one python-zstandard bundles (``zstandard.ZSTD_VERSION``)."""
+    import zstandard
+
+    return tuple(native.zstd_version()) == tuple(zstandard.ZSTD_VERSION)
 
 
 def _read(native, path: Path, start: int, stop: int | None, options_tuple, progress, tables, expected) -> dict | None:
