@@ -96,19 +96,62 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
     return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
 
 
-def read_zstd_part(path: Path, skip: int, options_tuple, progress=None):
+def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected: int | None = None):
     """A whole-file zstd stream of JSON lines from decompressed byte ``skip`` to its end, as
     ``parallel_build.PartResult`` (``consumed``: decompressed bytes after ``skip``), read the way
     ``trace_files._read_zstd`` reads it; or None when the core is not used, is older than its zstd
     reader, bundles another libzstd than python-zstandard's (another decoder could give other bytes
-    from a damaged stream), or declines (any zstd error among its reasons: Python then reports it)."""
+    from a damaged stream), or declines (any zstd error among its reasons: Python then reports it).
+    Its tables are sized for ``expected`` spans, and grow."""
+    native = _zstd_core()
+    if native is None:
+        return None
+    raw = _read_zstd(native, path, skip, options_tuple, progress, None, expected)
+    return None if raw is None else _part_result(raw)
+
+
+def read_zstd_into(aggregator, path: Path, skip: int, progress=None) -> tuple | None:
+    """``read_zstd_part`` straight into an empty ``aggregator``, its fingerprint tables filled in
+    place (``read_into``). They were sized from an estimate of the decompressed size
+    (``trace_inputs.expected_spans``): a table the stream turns out too large for grows out of its
+    array in the core, and its entries are put back into the aggregator's own table here. Returns
+    (consumed, records, partial tail, the tallies as ``(inputs, agents, agent_order, pending)``), or
+    None when the core is not used, the aggregator is not empty, or the stream was declined (the
+    aggregator is then empty again)."""
+    native = _zstd_core()
+    if native is None or not aggregator.is_empty():
+        return None
+    seen, closed = aggregator.seen, aggregator.closed_runs
+    tables = (seen.slots, closed.keys, closed.states)
+    raw = _read_zstd(native, path, skip, aggregator.part_options(), progress, tables, None)
+    if raw is None:
+        seen.clear()
+        closed.clear()
+        return None
+    if raw["tables_in_place"]:
+        seen.count = raw["span_count"]
+        closed.count = raw["closed_count"]
+    else:  # the tables grew out of the arrays: what they hold is in the core's result
+        del tables
+        seen.clear()
+        closed.clear()
+        seen.add_all(memoryview(raw.pop("span_fps")).cast("Q"))
+        closed.set_all(memoryview(raw.pop("closed_keys")).cast("Q"), raw.pop("closed_states"))
+    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
+
+
+def _zstd_core():
     native = core()
     if native is None or not hasattr(native, "read_zstd_part") or not same_zstd(native):
         return None
+    return native
+
+
+def _read_zstd(native, path: Path, skip: int, options_tuple, progress, tables, expected) -> dict | None:
     prices, since_ns, until_ns, collect_signals = options_tuple
     progress, undo = undoable(progress)
     raw = native.read_zstd_part(
-        str(path), skip, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress, None, max_line=max_line_bytes()
+        str(path), skip, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress, tables, expected, max_line=max_line_bytes()
     )
     if isinstance(raw, str):
         import logging
@@ -116,7 +159,7 @@ def read_zstd_part(path: Path, skip: int, options_tuple, progress=None):
         logging.getLogger(__name__).debug("the native reader declined the zstd stream %s from byte %d: %s", path, skip, raw)
         undo()
         return None
-    return _part_result(raw)
+    return raw
 
 
 def same_zstd(native) -> bool:

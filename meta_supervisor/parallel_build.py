@@ -280,12 +280,20 @@ def read_native(aggregator: SpanAggregator, path: Path, start: int, stop: int | 
 
 def read_native_zstd(aggregator: SpanAggregator, path: Path, skip: int, progress, line_offset: int) -> ReadResult | None:
     """A whole-file zstd stream of JSON lines read by the native core from decompressed byte
-    ``skip`` to its end, merged into ``aggregator`` (``merge_part``, so only when that is exact, as
-    for any part read apart). None when the core is not used or declines, or the merge is refused:
-    ``trace_files._read_zstd`` reads the stream in Python then. An aggregator that keeps run
-    records (the supervisor's) is read in Python: the core keeps none."""
+    ``skip`` to its end: straight into an empty aggregator (``native_part.read_zstd_into``), else
+    read apart and merged (``merge_part``, so only when that is exact, as for any part read apart).
+    None when the core is not used or declines, or the merge is refused: ``trace_files._read_zstd``
+    reads the stream in Python then. An aggregator that keeps run records (the supervisor's) is read
+    in Python: the core keeps none."""
     if aggregator.run_records is not None:
         return None
+    read = native_part.read_zstd_into(aggregator, path, skip, progress)
+    if read is not None:
+        consumed, records, partial_tail, tallies = read
+        _add_tallies(aggregator, tallies, line_offset)
+        return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
+    if aggregator.is_empty():
+        return None  # the core is not used, or it declined the stream
     progress, undo = native_part.undoable(progress)
     part = native_part.read_zstd_part(path, skip, aggregator.part_options(), progress)
     if part is None or not merge_part(aggregator, part, str(path), line_offset):

@@ -32,6 +32,7 @@ from meta_supervisor.report_build import BuildOptions, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
 from meta_supervisor.span_aggregator import SpanAggregator
 from meta_supervisor.trace_files import ENV_MAX_LINE, FileCursor, read_trace_file
+from meta_supervisor.trace_inputs import expected_spans
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import lines_for
@@ -79,21 +80,27 @@ class Spy:
         monkeypatch.setattr(parallel_build, "read_native_zstd", recording)
 
 
-def read_both(monkeypatch: pytest.MonkeyPatch, path: Path, cursor: FileCursor | None = None, options=OPTIONS) -> tuple[dict, dict, list]:
-    """(Python's snapshot, the core's snapshot, the core's calls) of ``read_trace_file(path, cursor)``."""
+def read_both(
+    monkeypatch: pytest.MonkeyPatch, path: Path, cursor: FileCursor | None = None, options=OPTIONS, expected: int = 0
+) -> tuple[dict, dict, list]:
+    """(Python's snapshot, the core's snapshot, the core's calls) of ``read_trace_file(path, cursor)``
+    into an aggregator whose tables are sized for ``expected`` spans (a build sizes them from
+    ``trace_inputs.expected_spans``; 0: the smallest tables, which the core grows out of)."""
     spy = Spy(monkeypatch)
     results = []
     for mode in ("off", "on"):
         monkeypatch.setenv(native_part.ENV, mode)
         prices, since_ns, until_ns, collect_signals = options
-        aggregator = SpanAggregator(prices, since_ns, until_ns, collect_signals=collect_signals)
+        aggregator = SpanAggregator(prices, since_ns, until_ns, expected_spans=expected, collect_signals=collect_signals)
         start = None if cursor is None else FileCursor(**cursor.to_state())
         results.append(aggregator_snapshot(aggregator, read_trace_file(path, aggregator, start)))
     return results[0], results[1], spy.calls
 
 
-def assert_taken_and_equal(monkeypatch: pytest.MonkeyPatch, path: Path, cursor: FileCursor | None = None, options=OPTIONS) -> dict:
-    python, native, calls = read_both(monkeypatch, path, cursor, options)
+def assert_taken_and_equal(
+    monkeypatch: pytest.MonkeyPatch, path: Path, cursor: FileCursor | None = None, options=OPTIONS, expected: int = 0
+) -> dict:
+    python, native, calls = read_both(monkeypatch, path, cursor, options, expected)
     assert calls and all(taken for _, taken in calls), f"the native core declined {path.name}: {calls}"
     diff = differences(python, native)
     assert not diff, f"native differs from python on {path.name}:\n" + "\n".join(diff)
@@ -187,6 +194,42 @@ def test_one_frame_of_the_bench_workload(native, tmp_path: Path, monkeypatch: py
     assert python["inputs"]["spans"] == 3000 and python["closed_count"][0] == 1500
     assert python["cursor"]["format"] == ZSTD_JSON_LINES and python["cursor"]["offset"] == len(data)
     assert_taken_and_equal(monkeypatch, path, options=(None, None, None, False))
+
+
+def test_tables_filled_in_place_or_grown_out_of_them(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into an empty aggregator the core fills the build's tables in place; when the stream holds
+    more spans than they were sized for, they grow in the core and are put back: the same result."""
+    data = workload_lines(tmp_path=tmp_path)
+    path = zfile(tmp_path, zstandard.ZstdCompressor(level=3).compress(data))
+    in_place = []
+    original = native_part._read_zstd
+
+    def recording(*args, **kwargs):
+        raw = original(*args, **kwargs)
+        if raw is not None and "tables_in_place" in raw:
+            in_place.append(raw["tables_in_place"])
+        return raw
+
+    monkeypatch.setattr(native_part, "_read_zstd", recording)
+    sized = expected_spans(path)
+    assert 3000 <= sized <= 4500  # the estimate from the stream's start: 3,000 spans, and headroom
+    results = [assert_taken_and_equal(monkeypatch, path, expected=expected) for expected in (sized, 100)]
+    assert in_place == [True, False]
+    assert results[0] == results[1] and results[0]["inputs"]["spans"] == 3000
+
+
+def test_the_size_estimate_of_a_zstd_stream(tmp_path: Path) -> None:
+    """``trace_inputs.expected_spans`` of a zstd file: from the compressed bytes per span of its
+    start; a stream of no spans, or one that compresses beyond belief, gets no huge tables."""
+    data = workload_lines(3000, tmp_path=tmp_path)
+    path = zfile(tmp_path, zstandard.ZstdCompressor(level=3).compress(data))
+    assert 6000 <= expected_spans(path) <= 6000 / 0.85 * 1.1
+    bomb = zfile(tmp_path, zstandard.ZstdCompressor(level=19).compress(b'{"spanId":"x"}\n' * (8 << 20)), "bomb.zst")
+    assert expected_spans(bomb) <= bomb.stat().st_size / 50 / 0.85 + 1
+    junk = zfile(tmp_path, zstandard.ZstdCompressor().compress(b"no spans here\n" * 1000), "junk.zst")
+    assert expected_spans(junk) == int(junk.stat().st_size / 1200 / 0.85)
+    broken = zfile(tmp_path, zstandard.ZstdCompressor().compress(data)[:100] + b"\xff" * 100, "broken.zst")
+    assert expected_spans(broken) == int(broken.stat().st_size / 1200 / 0.85)
 
 
 @pytest.mark.parametrize("case", sorted(CANONICAL))
