@@ -349,6 +349,22 @@ def test_a_line_over_the_line_cap_is_left_to_python(native, tmp_path: Path, monk
     assert_taken_and_equal(monkeypatch, path)
 
 
+def test_lines_longer_than_a_batch(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines of 4,096 spans (~5.5 MB, several of the core's 1 MiB batches): taken and equal; with a
+    line cap below their length, left to Python, which reports them."""
+    path = tmp_path / "big-lines.jsonl"
+    generate_workload.generate(path, 4500, seed=5, shape=generate_workload.Shape(spans_per_line=4096))
+    data = path.read_bytes()
+    assert data.index(b"\n") > 5 << 20 and data.count(b"\n") == 3
+    compressed = zfile(tmp_path, zstandard.ZstdCompressor().compress(small_lines() + data + small_lines()))
+    small = small_lines().count(b'"spanId"')  # the second copy: duplicates
+    python = assert_taken_and_equal(monkeypatch, compressed, expected=expected_spans(compressed))
+    assert python["inputs"]["spans"] == 9000 + small and python["inputs"]["duplicate_spans"] == small
+    monkeypatch.setenv(ENV_MAX_LINE, str(3 << 20))
+    python = assert_declined_and_equal(monkeypatch, compressed)
+    assert python["inputs"]["bad_lines"] == 2 and python["inputs"]["spans"] == 9000 - 2 * 4096 + small
+
+
 def test_a_bad_line_is_left_to_python(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lines = lines_for(mixed_runs(12), per_line=2)
     data = "".join([*lines[:3], "not json\n", *lines[3:]]).encode()

@@ -228,24 +228,28 @@ fn decode_lines(mut stream: Decompressed, batches: SyncSender<Batch>, spent: Rec
     let mut buf = fresh(&spent);
     buf.resize(BATCH, 0);
     let mut filled = 0usize;
+    let mut last_newline: Option<usize> = None;
     let mut read = 0u64;
     loop {
         if filled == buf.len() {
+            // full without a newline (else it would have made a batch): one line longer than it
             if filled > max_line {
                 return Err("a line longer than the line cap".to_string());
             }
-            buf.resize((buf.len() * 2).min(max_line + 1), 0); // one line longer than the buffer
+            buf.resize((buf.len() * 2).min(max_line + 1), 0);
         }
         let got = stream.read(&mut buf[filled..]).map_err(|e| e.to_string())?;
         if got == 0 {
             break;
         }
+        if let Some(at) = memchr::memrchr(b'\n', &buf[filled..filled + got]) {
+            last_newline = Some(filled + at); // only the new bytes are searched
+        }
         filled += got;
         read += got as u64;
-        if filled < buf.len() {
-            continue; // a full buffer makes a batch (fewer, larger batches)
-        }
-        let Some(last) = memchr::memrchr(b'\n', &buf[..filled]) else {
+        // a batch: at least BATCH bytes (fewer, larger batches), whole lines only; a buffer grown
+        // for a long line makes a batch as soon as that line is whole
+        let Some(last) = last_newline.filter(|_| filled >= BATCH) else {
             continue;
         };
         let end = last + 1;
@@ -254,6 +258,7 @@ fn decode_lines(mut stream: Decompressed, batches: SyncSender<Batch>, spent: Rec
         next[..filled - end].copy_from_slice(&buf[end..filled]);
         let (batch, _) = Batch::decode(std::mem::replace(&mut buf, next), end, false, read, max_line)?;
         filled -= end;
+        last_newline = None;
         read = 0;
         if batches.send(batch).is_err() {
             return Ok(0);
