@@ -18,9 +18,9 @@
 //! decoder's limit), a stream ending before the skipped bytes, or a read error declines the part:
 //! the Python reader then reads the file and reports the error its way. Memory: the decoder's
 //! window (at most 128 MiB, zstd's default limit, which python-zstandard keeps too), at most
-//! `DEPTH + 2` chunks of `CHUNK` bytes, and at most three batches of lines with their decoded
-//! requests (one queued, one being aggregated, one being decoded: each `BATCH` bytes, or one line
-//! when a line is longer, up to the line cap); never the whole decompressed file.
+//! `DEPTH + 2` chunks of `CHUNK` bytes, and at most two batches of lines with their decoded
+//! requests (one being aggregated, the next one decoded and waiting: each about `BATCH` bytes, or
+//! one line when a line is longer, up to the line cap); never the whole decompressed file.
 
 use crate::part::{self, Aggregator, Stop, R};
 use crate::schema::Request;
@@ -41,7 +41,7 @@ const DEPTH: usize = 2;
 /// Compressed bytes read from the file at a time.
 const INPUT: usize = 256 << 10;
 /// Bytes of lines decoded as one batch (a longer line is a batch of its own), and decoded batches
-/// waiting for the aggregating thread at most.
+/// queued for the aggregating thread besides the one the decoding thread holds until it is taken.
 const BATCH: usize = 1 << 20;
 const BATCHES: usize = 0;
 
