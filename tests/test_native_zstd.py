@@ -349,9 +349,10 @@ def test_a_line_over_the_line_cap_is_left_to_python(native, tmp_path: Path, monk
     assert_taken_and_equal(monkeypatch, path)
 
 
-def test_lines_longer_than_a_batch(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Lines of 4,096 spans (~5.5 MB, several of the core's 1 MiB batches): taken and equal; with a
-    line cap below their length, left to Python, which reports them."""
+def test_lines_longer_than_the_line_buffer(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines of 4,096 spans (~5.5 MB: the core's 2 MiB line buffer grows, fed by many decompressed
+    chunks): taken and equal; with a line cap below their length, left to Python, which reports
+    them."""
     path = tmp_path / "big-lines.jsonl"
     generate_workload.generate(path, 4500, seed=5, shape=generate_workload.Shape(spans_per_line=4096))
     data = path.read_bytes()

@@ -68,7 +68,7 @@ struct Lines {
 /// `read_json_lines`: whole lines, then an unterminated rest that is a complete request on its own.
 /// A line longer than `max_line` (Python's line cap, a bad line there) declines the part as soon as
 /// it is seen, so the buffer never holds more than `max_line + 1` bytes of a line.
-fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
+fn read_lines(agg: &mut Aggregator, file: &mut dyn Read, limit: Option<u64>, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
     let mut buf = vec![0u8; BLOCK_SIZE];
     let mut filled = 0usize;
     let mut consumed = 0u64;

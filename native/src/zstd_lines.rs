@@ -1,9 +1,7 @@
-//! A whole-file zstd stream of JSON lines (`trace_files._read_zstd`, format `zstd+json-lines`),
-//! read in three stages that overlap: a thread decompresses the stream into a bounded channel, a
-//! second splits the lines and decodes them (`decode`, the strict schema), and the calling thread
-//! aggregates the decoded requests in order (`add_request`, as for a plain file) holding the GIL.
-//! On the bench workload the decoding thread does about 60% of the CPU work, the aggregating one 30%
-//! and the decompressing one 10% (`perf`): with two free cores, up to ~1.7 times one thread's speed.
+//! A whole-file zstd stream of JSON lines (`trace_files._read_zstd`, format `zstd+json-lines`):
+//! decompressed on a thread of its own into a bounded channel while the calling thread reads the
+//! lines and aggregates them (`read_lines`, the same loop as for a plain file), so decompression
+//! and parsing overlap: the stream is read about as fast as the same lines uncompressed.
 //!
 //! What the Python reader does, and so this does too:
 //!
@@ -11,23 +9,24 @@
 //! * a stream cut short (a file still being written) ends where the decoder stops giving bytes: the
 //!   complete blocks are read, the unterminated last line is a partial tail, no error;
 //! * a continued build decompresses from the start again and skips the bytes read last time (a zstd
-//!   stream cannot be resumed in the middle); a stream that ends before them is an error there;
-//! * the lines: `read_lines` (`trace_reader.read_json_lines`) line by line, the same declines.
+//!   stream cannot be resumed in the middle); a stream that ends before them is an error there.
 //!
 //! Any decoder error (a corrupt block, a bad checksum, junk after a frame, a window beyond the
 //! decoder's limit), a stream ending before the skipped bytes, or a read error declines the part:
 //! the Python reader then reads the file and reports the error its way. Memory: the decoder's
 //! window (at most 128 MiB, zstd's default limit, which python-zstandard keeps too), at most
-//! `DEPTH + 2` chunks of `CHUNK` bytes, and at most two batches of lines with their decoded
-//! requests (one being aggregated, the next one decoded and waiting: each about `BATCH` bytes, or
-//! one line when a line is longer, up to the line cap); never the whole decompressed file.
+//! `DEPTH + 2` chunks of `CHUNK` bytes, and the line buffer of `read_lines`; never the whole
+//! decompressed file.
+//!
+//! (Decoding the lines on a third thread, the calling one only aggregating, was tried: decoded
+//! requests handed between threads lose the cache, and the whole took more CPU time than this, and
+//! as much wall time on two cores shared with other work.)
 
 use crate::part::{self, Aggregator, Stop, R};
-use crate::schema::Request;
 use crate::table_loops::writable;
 use crate::tables::{FpMap, FpSet};
 use crate::values::Helpers;
-use crate::{add_request, decode, is_blank, result, without_bom, Lines};
+use crate::{read_lines, result, Lines};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use std::fs::File;
@@ -40,11 +39,6 @@ const CHUNK: usize = 256 << 10;
 const DEPTH: usize = 2;
 /// Compressed bytes read from the file at a time.
 const INPUT: usize = 256 << 10;
-/// Bytes of lines decoded as one batch (a longer line is a batch of its own), and decoded batches
-/// queued for the aggregating thread besides the one the decoding thread holds until it is taken.
-const BATCH: usize = 1 << 20;
-const BATCHES: usize = 0;
-
 /// The decompressed stream as `Read`: chunks from the decompressing thread, copied out; each
 /// emptied chunk is sent back to be filled again. The end of the channel is the end of the stream
 /// (whether it ended well is the thread's result, checked after the lines are read).
@@ -132,219 +126,31 @@ fn decompress(mut file: File, mut skip: u64, chunks: SyncSender<Vec<u8>>, spent:
     Ok(())
 }
 
-/// Whole lines and the requests decoded from them. The requests borrow from `bytes`: they are
-/// declared first, so they are dropped first, and `bytes` is never written or moved out while they
-/// live (only `into_bytes`, which drops them first, gives it back).
-struct Batch {
-    requests: Vec<Request<'static>>,
-    bytes: Vec<u8>,
-    /// bytes of the stream this batch covers (its whole lines, or the partial tail's bytes too)
-    consumed: u64,
-    records: u64,
-    /// decompressed bytes read since the previous batch (for the progress callback)
-    read: u64,
-}
-
-impl Batch {
-    /// `lines` (the first `end` bytes of `bytes` are whole lines, or the unterminated last line when
-    /// `tail`) decoded as `read_lines` decodes them; Err: why the part is declined.
-    fn decode(bytes: Vec<u8>, end: usize, tail: bool, read: u64, max_line: usize) -> Result<(Batch, u64), String> {
-        // SAFETY: the slice points into the heap buffer of `bytes`, which moves into the batch with
-        // the requests borrowing from it and is neither written nor freed before they are dropped
-        // (field order, and `into_bytes`); moving a Vec does not move its buffer.
-        let text: &'static [u8] = unsafe { std::slice::from_raw_parts(bytes.as_ptr(), end) };
-        let mut requests = Vec::new();
-        let (mut consumed, mut records, mut partial) = (0u64, 0u64, 0u64);
-        if tail {
-            // `read_lines`' unterminated rest: taken only if it is a complete request on its own
-            let rest = without_bom(text);
-            match decode(rest) {
-                Ok(request) => {
-                    records = 1;
-                    consumed = end as u64;
-                    requests.push(request);
-                }
-                Err(_) if is_blank(rest) => consumed = end as u64,
-                Err(err) if err.is_eof() => partial = end as u64,
-                Err(err) => return Err(format!("an unterminated last line the strict decoder refuses: {err}")),
-            }
-        } else {
-            let mut pos = 0usize;
-            while let Some(offset) = memchr::memchr(b'\n', &text[pos..]) {
-                let line_end = pos + offset;
-                records += 1;
-                if line_end - pos > max_line {
-                    return Err("a line longer than the line cap".to_string());
-                }
-                if line_end > pos {
-                    let line = without_bom(&text[pos..line_end]);
-                    match decode(line) {
-                        Ok(request) => {
-                            if !request.resource_spans.is_empty() {
-                                requests.push(request);
-                            } else if line.len() > 2 {
-                                return Err("a line without resourceSpans".to_string());
-                            }
-                        }
-                        Err(_) if is_blank(line) => {}
-                        Err(err) => return Err(format!("a line the strict decoder refuses: {err}")),
-                    }
-                }
-                pos = line_end + 1;
-            }
-            consumed = pos as u64;
-        }
-        let batch = Batch {
-            requests,
-            bytes,
-            consumed,
-            records,
-            read,
-        };
-        Ok((batch, partial))
-    }
-
-    fn requests(&self) -> &[Request<'_>] {
-        &self.requests
-    }
-
-    fn into_bytes(self) -> Vec<u8> {
-        let Batch { requests, bytes, .. } = self;
-        drop(requests);
-        bytes
-    }
-}
-
-/// The decoding thread: the decompressed stream cut into batches of whole lines (`BATCH` bytes, or
-/// one longer line), each decoded, sent in order; then the unterminated rest, if any. Returns the
-/// partial tail's length, or why the part is declined. Returns early (Ok) when the aggregating
-/// thread has gone (it declined).
-fn decode_lines(mut stream: Decompressed, batches: SyncSender<Batch>, spent: Receiver<Vec<u8>>, max_line: usize) -> Result<u64, String> {
-    // a buffer given back by the aggregating thread, unless it grew for a long line (memory)
-    let fresh = |spent: &Receiver<Vec<u8>>| match spent.try_recv() {
-        Ok(buf) if buf.capacity() <= 2 * BATCH => buf,
-        _ => vec![0u8; BATCH],
-    };
-    let mut buf = fresh(&spent);
-    buf.resize(BATCH, 0);
-    let mut filled = 0usize;
-    let mut last_newline: Option<usize> = None;
-    let mut read = 0u64;
-    loop {
-        if filled == buf.len() {
-            // full without a newline (else it would have made a batch): one line longer than it
-            if filled > max_line {
-                return Err("a line longer than the line cap".to_string());
-            }
-            buf.resize((buf.len() * 2).min(max_line + 1), 0);
-        }
-        let got = stream.read(&mut buf[filled..]).map_err(|e| e.to_string())?;
-        if got == 0 {
-            break;
-        }
-        if let Some(at) = memchr::memrchr(b'\n', &buf[filled..filled + got]) {
-            last_newline = Some(filled + at); // only the new bytes are searched
-        }
-        filled += got;
-        read += got as u64;
-        // a batch: at least BATCH bytes (fewer, larger batches), whole lines only; a buffer grown
-        // for a long line makes a batch as soon as that line is whole
-        let Some(last) = last_newline.filter(|_| filled >= BATCH) else {
-            continue;
-        };
-        let end = last + 1;
-        let mut next = fresh(&spent);
-        next.resize(BATCH.max(filled - end), 0);
-        next[..filled - end].copy_from_slice(&buf[end..filled]);
-        let (batch, _) = Batch::decode(std::mem::replace(&mut buf, next), end, false, read, max_line)?;
-        filled -= end;
-        last_newline = None;
-        read = 0;
-        if batches.send(batch).is_err() {
-            return Ok(0);
-        }
-    }
-    // what is left: whole lines, then perhaps an unterminated rest
-    let end = memchr::memrchr(b'\n', &buf[..filled]).map_or(0, |last| last + 1);
-    if filled - end > max_line {
-        return Err("a line longer than the line cap".to_string());
-    }
-    let rest = buf[end..filled].to_vec();
-    if end > 0 || read > 0 {
-        let (batch, _) = Batch::decode(buf, end, false, read, max_line)?;
-        if batches.send(batch).is_err() {
-            return Ok(0);
-        }
-    }
-    if rest.is_empty() {
-        return Ok(0);
-    }
-    let size = rest.len();
-    let (batch, partial) = Batch::decode(rest, size, true, 0, max_line)?;
-    if batches.send(batch).is_err() {
-        return Ok(0);
-    }
-    Ok(partial)
-}
-
-/// The three stages on scoped threads (always joined, on every path out of here): decompressing,
-/// decoding, and here, aggregating in order. A decline at any stage declines the part.
+/// `read_lines` over the decompressed stream, the decompression on a scoped thread (always joined,
+/// on every path out of here). A decoder error declines the part.
 fn read_stream(agg: &mut Aggregator, file: File, skip: u64, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
     std::thread::scope(|scope| {
         let (chunk_sender, chunk_receiver) = sync_channel(DEPTH);
-        let (spent_chunk_sender, spent_chunk_receiver) = channel();
-        let decompressing = std::thread::Builder::new()
+        let (spent_sender, spent_receiver) = channel();
+        let worker = std::thread::Builder::new()
             .name("zstd-decompress".into())
-            .spawn_scoped(scope, move || decompress(file, skip, chunk_sender, spent_chunk_receiver))
+            .spawn_scoped(scope, move || decompress(file, skip, chunk_sender, spent_receiver))
             .map_err(|e| Stop::Python(e.into()))?;
-        let stream = Decompressed {
+        let mut stream = Decompressed {
             chunks: chunk_receiver,
-            spent: spent_chunk_sender,
+            spent: spent_sender,
             current: Vec::new(),
             pos: 0,
         };
-        let (batch_sender, batch_receiver) = sync_channel::<Batch>(BATCHES);
-        let (spent_batch_sender, spent_batch_receiver) = channel();
-        let decoding = std::thread::Builder::new()
-            .name("json-decode".into())
-            .spawn_scoped(scope, move || decode_lines(stream, batch_sender, spent_batch_receiver, max_line))
-            .map_err(|e| Stop::Python(e.into()))?;
-        let aggregated = (move || -> R<Lines> {
-            let mut lines = Lines {
-                consumed: 0,
-                records: 0,
-                partial_tail: 0,
-            };
-            for batch in batch_receiver.iter() {
-                for request in batch.requests() {
-                    add_request(agg, request)?;
-                }
-                lines.consumed += batch.consumed;
-                lines.records += batch.records;
-                if let Some(callback) = progress {
-                    if batch.read > 0 {
-                        callback.call1((batch.read,))?;
-                    }
-                }
-                let _ = spent_batch_sender.send(batch.into_bytes());
-            }
-            Ok(lines)
-        })();
-        // the batch receiver is dropped with the closure: a stage still running stops at its next send
-        let decoded = decoding.join();
-        let decompressed = decompressing.join();
-        let mut lines = aggregated?;
-        match decompressed {
-            Ok(Ok(())) => {}
-            Ok(Err(why)) => return part::decline(&why),
-            Err(_) => return part::decline("the zstd decompressing thread panicked"),
+        let read = read_lines(agg, &mut stream, None, progress, max_line);
+        drop(stream); // the thread, if still decompressing, stops at its next send
+        let ended = worker.join();
+        let lines = read?;
+        match ended {
+            Ok(Ok(())) => Ok(lines),
+            Ok(Err(why)) => part::decline(&why),
+            Err(_) => part::decline("the zstd decompressing thread panicked"),
         }
-        match decoded {
-            Ok(Ok(partial)) => lines.partial_tail = partial,
-            Ok(Err(why)) => return part::decline(&why),
-            Err(_) => return part::decline("the decoding thread panicked"),
-        }
-        Ok(lines)
     })
 }
 
