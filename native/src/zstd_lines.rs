@@ -39,6 +39,7 @@ const CHUNK: usize = 256 << 10;
 const DEPTH: usize = 2;
 /// Compressed bytes read from the file at a time.
 const INPUT: usize = 256 << 10;
+
 /// The decompressed stream as `Read`: chunks from the decompressing thread, copied out; each
 /// emptied chunk is sent back to be filled again. The end of the channel is the end of the stream
 /// (whether it ended well is the thread's result, checked after the lines are read).
