@@ -23,13 +23,37 @@ spans, 500,000 runs, three alpha events per run, about 1.35 GB):
   orientation figure "orjson dict walk, 101 MB/s" measures, so the ratio to it is printed too: the
   baseline above does more work and is the slower, friendlier yardstick.
 
-The best of ``--repeat`` runs is reported (the machine may be shared). Environment:
-``ALPHATRACE_BENCH_DIR`` (workload and scratch directory, default /tmp/alphatrace-bench).
+The best of ``--repeat`` runs is reported (the machine may be shared).
+
+The shape matrix (``--matrix``) measures the same full build on every shape of trace file users
+produce, in one run, at one span count:
+
+    python bench/report_bench.py --matrix --spans 1000000 --json matrix.json
+    python bench/report_bench.py --matrix --spans 200000 --rows base,zstd,worst   # some rows only
+
+Each row's workload is generated (``bench/generate_workload.py``, seed ``--seed``), measured, then
+deleted (``--keep`` keeps it: a 1,000,000-span row is ~1.3 GB, the 1-span-per-line row ~2x that).
+Per row: the full build with the default reader (the native core when installed; wall time, MB/s
+of decompressed JSON, spans/s, peak RSS of the main process and of the worker), the bare orjson
+walk of the same file (decompressing a zstd file as it reads) and the ratio of the two; whether the
+report counted every span, and how the main process's reads went (native core or Python). The rows
+are written as JSON (``--json``, after each row) and printed as a Markdown table.
+
+The rows are not the cartesian product of the dimensions (2 x 2 x 2 x 2 x 2 x 2 x 3 x 2 = 384
+files): the base row is the classic workload (child-first, roots with run totals, 4 agents, 1 LLM
+span and no tool span per run, unscorable signals, 512 spans a line, plain JSON lines), each
+following row changes one dimension from it (``MATRIX``), and two rows combine the worst of each:
+root-first, no totals, 1,000 agents, 8 LLM and 8 tool spans per run, plain and zstd. A dimension
+that costs alone shows in its own row; what they cost together shows in the worst rows.
+
+Environment: ``ALPHATRACE_BENCH_DIR`` (workload and scratch directory, default /tmp/alphatrace-bench).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
@@ -37,12 +61,30 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.generate_workload import default_dir, generate  # noqa: E402
+from bench.generate_workload import Shape, default_dir, generate, runs_for  # noqa: E402
+
+# (row, profile, shape): the base row, one dimension changed at a time, and the combined worst case
+_WORST = dict(order="root-first", totals=False, agents=1000, llm_spans=8, tool_spans=8)
+MATRIX: list[tuple[str, str, Shape]] = [
+    ("base", "issue", Shape()),
+    ("root-first", "issue", Shape(order="root-first")),
+    ("no-totals", "issue", Shape(totals=False)),
+    ("1000-agents", "issue", Shape(agents=1000)),
+    ("8-llm", "issue", Shape(llm_spans=8)),
+    ("8-llm+8-tools", "issue", Shape(llm_spans=8, tool_spans=8)),
+    ("scorable", "issue", Shape(scorable=True)),
+    ("1-span-a-line", "issue", Shape(spans_per_line=1)),
+    ("4096-spans-a-line", "issue", Shape(spans_per_line=4096)),
+    ("zstd", "issue", Shape(compression="zstd")),
+    ("worst", "issue", Shape(**_WORST)),
+    ("worst-zstd", "issue", Shape(**_WORST, compression="zstd")),
+]
 
 
 def _cpu_seconds() -> float:
@@ -68,17 +110,47 @@ def _measure_in_child(argv: list[str]) -> dict:
     import services.market_data  # noqa: F401
     from meta_supervisor.report_cli import main
 
+    reads = _count_reads()
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
     code = main(argv)
     elapsed = time.perf_counter() - started
-    return {
+    result = {
+        "reads": reads,
         "code": code,
         "seconds": elapsed,
         "cpu_seconds": _cpu_seconds() - cpu_started,
         "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
+    # what the report counted, read here after the peak RSS was taken (a report of many agents is
+    # large: parsed in the bench process, it would raise the peak RSS its next children inherit)
+    report = Path(argv[argv.index("--out") + 1]) / "meta_report.json"
+    if code == 0 and report.exists():
+        inputs = json.loads(report.read_text())["inputs"]
+        result["report_inputs"] = {"spans": inputs["spans"], "bad_lines": inputs["bad_lines"]}
+    return result
+
+
+def _count_reads() -> dict[str, int]:
+    """Counts, filled while the build runs, of the main process's reads by the native core
+    (``native``) and of those it left to the Python reader (``python``: declined, or its part not
+    mergeable); a forked worker's part is not counted."""
+    from meta_supervisor import parallel_build
+
+    counts = {"native": 0, "python": 0}
+
+    def counting(read):
+        def wrapper(*args, **kwargs):
+            result = read(*args, **kwargs)
+            counts["native" if result is not None else "python"] += 1
+            return result
+
+        return wrapper
+
+    parallel_build.read_native = counting(parallel_build.read_native)
+    parallel_build.read_native_zstd = counting(parallel_build.read_native_zstd)
+    return counts
 
 
 def _native_installed() -> bool:
@@ -117,7 +189,7 @@ def _each_request(path: Path, walk) -> None:
     cache (about 2x for orjson)."""
     import orjson
 
-    with open(path, "rb") as handle:
+    with _open_lines(path) as handle:
         for raw in handle:
             try:
                 request = orjson.loads(raw)
@@ -125,6 +197,20 @@ def _each_request(path: Path, walk) -> None:
                 continue
             walk(request)
             del request
+
+
+@contextlib.contextmanager
+def _open_lines(path: Path):
+    """The file's bytes, decompressed when it is one zstd stream, to iterate by line."""
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"\x28\xb5\x2f\xfd":
+            handle.seek(0)
+            yield handle
+            return
+        import zstandard
+
+        handle.seek(0)
+        yield io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True), 1 << 20)
 
 
 def baseline(path: Path) -> dict:
@@ -214,6 +300,144 @@ def _measure_reader(kind: str, workload: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _generate_in_child(path: Path, runs: int, seed: int, profile: str, shape: Shape) -> int:
+    """``generate`` in a fresh interpreter: the bench process stays small, and so does the peak RSS
+    that the builds it starts inherit (Linux keeps a process's peak RSS across fork and exec)."""
+    spec = json.dumps({"path": str(path), "runs": runs, "seed": seed, "profile": profile, "shape": asdict(shape)})
+    done = subprocess.run([sys.executable, __file__, "--_generate", spec], capture_output=True, text=True, cwd=ROOT, check=True)
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def matrix_rows(selected: str | None) -> list[tuple[str, str, Shape]]:
+    if not selected:
+        return list(MATRIX)
+    names = [name.strip() for name in selected.split(",") if name.strip()]
+    known = {name for name, _, _ in MATRIX}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"--rows: unknown rows {', '.join(unknown)} (known: {', '.join(known)})")
+    return [row for row in MATRIX if row[0] in names]
+
+
+def measure_row(name: str, profile: str, shape: Shape, args, work: Path) -> dict:
+    """Generate one row's workload, build it ``args.repeat`` times (best kept), walk it bare as
+    often, check the report, delete the file unless ``--keep``."""
+    runs = runs_for(args.spans, shape)
+    spans = runs * shape.spans_per_run
+    path = work / f"matrix-{name}.jsonl{'.zst' if shape.compression == 'zstd' else ''}"
+    print(f"[{name}] generating {spans:,} spans ({runs:,} runs) into {path} ...", flush=True)
+    started = time.perf_counter()
+    json_bytes = _generate_in_child(path, runs, args.seed, profile, shape)
+    generated = time.perf_counter() - started
+    try:
+        file_bytes = path.stat().st_size
+        load = os.getloadavg()[0]
+        with tempfile.TemporaryDirectory(dir=work) as scratch:
+            out, state = Path(scratch) / "out", Path(scratch) / "state"
+            common = ["--input", str(path), "--out", str(out), "--state-dir", str(state), "--quiet", "--workers", str(args.workers)]
+            if args.no_alpha_quality:
+                common.append("--no-alpha-quality")
+            builds, bares = [], []
+            for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits both alike
+                builds.append(run_build([*common, "--full"]))
+                bares.append(_measure_reader("bare", path))
+    finally:
+        if not args.keep:
+            path.unlink(missing_ok=True)
+    build = min(builds, key=lambda r: r["seconds"])
+    bare = min(bares, key=lambda r: r["seconds"])
+    inputs = build["report_inputs"]
+    return {
+        "row": name,
+        "profile": profile,
+        "shape": asdict(shape),
+        "spans": spans,
+        "runs": runs,
+        "json_bytes": json_bytes,
+        "file_bytes": file_bytes,
+        "generate_seconds": round(generated, 1),
+        "load_average_before": round(load, 2),
+        "full_build": {
+            "seconds": round(build["seconds"], 3),
+            "mb_per_s": round(json_bytes / build["seconds"] / 1e6, 1),
+            "spans_per_s": round(spans / build["seconds"]),
+            "peak_rss_main_mb": round(build["rss_main_mb"], 1),
+            "peak_rss_worker_mb": round(build["rss_worker_mb"], 1),
+            "cpu_seconds": round(build["cpu_seconds"], 3),
+            "main_process_reads": build["reads"],
+            "all_seconds": [round(r["seconds"], 3) for r in builds],
+        },
+        "bare_orjson_walk": {
+            "seconds": round(bare["seconds"], 3),
+            "mb_per_s": round(json_bytes / bare["seconds"] / 1e6, 1),
+            "spans_per_s": round(bare["spans"] / bare["seconds"]),
+            "peak_rss_mb": round(bare["rss_mb"], 1),
+            "all_seconds": [round(r["seconds"], 3) for r in bares],
+        },
+        "ratio_full_build_vs_bare_walk": round(bare["seconds"] / build["seconds"], 2),
+        "report_spans": inputs["spans"],
+        "report_bad_lines": inputs["bad_lines"],
+        "all_spans_counted": inputs["spans"] == spans and bare["spans"] == spans and inputs["bad_lines"] == 0,
+    }
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| shape | spans | JSON MB (file MB) | full build | MB/s | spans/s | peak RSS main / worker | bare walk | ratio | reads |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        f, w = row["full_build"], row["bare_orjson_walk"]
+        worker = f"{f['peak_rss_worker_mb']:.0f} MB" if f["peak_rss_worker_mb"] else "none"
+        size = f"{row['json_bytes'] / 1e6:,.0f}" + (f" ({row['file_bytes'] / 1e6:,.0f})" if row["file_bytes"] != row["json_bytes"] else "")
+        reads = f["main_process_reads"]
+        checked = "" if row["all_spans_counted"] else " **(spans miscounted)**"
+        lines.append(
+            f"| {row['row']}{checked} | {row['spans']:,} | {size} | {f['seconds']:.2f} s | {f['mb_per_s']:,.0f} | "
+            f"{f['spans_per_s']:,} | {f['peak_rss_main_mb']:.0f} MB / {worker} | {w['seconds']:.2f} s ({w['mb_per_s']:,.0f} MB/s) | "
+            f"{row['ratio_full_build_vs_bare_walk']:.2f}x | native {reads['native']}, Python {reads['python']} |"
+        )
+    return "\n".join(lines)
+
+
+def run_matrix(args, work: Path) -> int:
+    args.repeat = args.repeat or 1
+    rows = []
+    results = {
+        "matrix": True,
+        "spans": args.spans,
+        "seed": args.seed,
+        "repeat": args.repeat,
+        "alpha_quality": not args.no_alpha_quality,
+        "native_core": _native_installed(),
+        "cpus": os.cpu_count(),
+        "rows": rows,
+    }
+    print(
+        f"shape matrix: {args.spans:,} spans a row, {os.cpu_count()} CPUs, native core "
+        f"{'installed' if results['native_core'] else 'NOT installed (make native)'}; load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    for name, profile, shape in matrix_rows(args.rows):
+        row = measure_row(name, profile, shape, args, work)
+        rows.append(row)
+        f = row["full_build"]
+        print(
+            f"[{name}] full build {f['seconds']:.2f} s, {f['mb_per_s']:,.0f} MB/s, {f['spans_per_s']:,} spans/s, RSS "
+            f"{f['peak_rss_main_mb']:.0f} / {f['peak_rss_worker_mb']:.0f} MB; bare walk {row['bare_orjson_walk']['seconds']:.2f} s; "
+            f"{row['ratio_full_build_vs_bare_walk']:.2f}x",
+            flush=True,
+        )
+        if args.json:  # after each row: a long matrix stopped half-way keeps what it measured
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+    results["load_average_after"] = round(os.getloadavg()[0], 2)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(markdown_table(rows))
+    return 0 if all(row["all_spans_counted"] for row in rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=500_000, help="runs in the workload (2 spans each)")
@@ -221,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         "--dir", type=Path, default=None, help="workload and scratch directory (default: $ALPHATRACE_BENCH_DIR or /tmp/alphatrace-bench)"
     )
     parser.add_argument("--regenerate", action="store_true", help="write the workload again even if it exists")
-    parser.add_argument("--repeat", type=int, default=2, help="measure each thing this many times, keep the best")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="measure each thing this many times, keep the best (default 2; 1 with --matrix)"
+    )
     parser.add_argument("--workers", type=int, default=0, help="build processes (default: one per CPU)")
     parser.add_argument(
         "--profile",
@@ -231,9 +457,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-alpha-quality", action="store_true", help="build without the alpha-quality section")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--matrix", action="store_true", help="the shape matrix (MATRIX): one full build and bare walk per shape")
+    parser.add_argument("--spans", type=int, default=1_000_000, help="--matrix: spans in each row's workload (default 1,000,000)")
+    parser.add_argument("--rows", help=f"--matrix: only these rows, comma-separated ({', '.join(name for name, _, _ in MATRIX)})")
+    parser.add_argument("--seed", type=int, default=1, help="--matrix: the workloads' seed")
+    parser.add_argument("--keep", action="store_true", help="--matrix: keep each row's workload file")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     parser.add_argument("--_baseline", help=argparse.SUPPRESS)
     parser.add_argument("--_bare", help=argparse.SUPPRESS)
+    parser.add_argument("--_generate", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child:
         print(json.dumps(_measure_in_child(json.loads(args._child))))
@@ -244,9 +476,16 @@ def main(argv: list[str] | None = None) -> int:
     if args._bare:
         print(json.dumps(bare_walk(Path(args._bare))))
         return 0
+    if args._generate:
+        spec = json.loads(args._generate)
+        print(generate(Path(spec["path"]), spec["runs"], spec["seed"], spec["profile"], Shape(**spec["shape"])))
+        return 0
 
     work = args.dir or default_dir()
     work.mkdir(parents=True, exist_ok=True)
+    if args.matrix:
+        return run_matrix(args, work)
+    args.repeat = args.repeat or 2
     stem = "traces" if args.profile == "issue" else f"traces-{args.profile}"
     workload = work / (f"{stem}.jsonl" if args.runs == 500_000 else f"{stem}-{args.runs}.jsonl")
     if args.regenerate or not workload.exists():

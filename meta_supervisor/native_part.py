@@ -1,5 +1,8 @@
 """The optional compiled reader of a JSON-lines part (the Rust extension ``alphatrace_native``).
 
+``read_zstd_part`` reads a whole-file zstd stream of JSON lines the same way (from a decompressed
+offset, as ``trace_files._read_zstd`` continues one), when the core's libzstd is python-zstandard's.
+
 ``read_part`` has the contract of ``parallel_build.read_part_python``: the same ``PartResult`` for the
 same bytes. The native core takes only input it reads exactly as the Python reader does (well-formed
 lines, as the collector writes them); on anything else (a corrupt or oddly shaped line, a table at
@@ -91,6 +94,79 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
     seen.count = raw["span_count"]
     closed.count = raw["closed_count"]
     return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
+
+
+def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected: int | None = None):
+    """A whole-file zstd stream of JSON lines from decompressed byte ``skip`` to its end, as
+    ``parallel_build.PartResult`` (``consumed``: decompressed bytes after ``skip``), read the way
+    ``trace_files._read_zstd`` reads it; or None when the core is not used, is older than its zstd
+    reader, bundles another libzstd than python-zstandard's (another decoder could give other bytes
+    from a damaged stream), or declines (any zstd error among its reasons: Python then reports it).
+    Its tables are sized for ``expected`` spans, and grow."""
+    native = _zstd_core()
+    if native is None:
+        return None
+    raw = _read_zstd(native, path, skip, options_tuple, progress, None, expected)
+    return None if raw is None else _part_result(raw)
+
+
+def read_zstd_into(aggregator, path: Path, skip: int, progress=None) -> tuple | None:
+    """``read_zstd_part`` straight into an empty ``aggregator``, its fingerprint tables filled in
+    place (``read_into``). They were sized from an estimate of the decompressed size
+    (``trace_inputs.expected_spans``): a table the stream turns out too large for grows out of its
+    array in the core, and its entries are put back into the aggregator's own table here. Returns
+    (consumed, records, partial tail, the tallies as ``(inputs, agents, agent_order, pending)``), or
+    None when the core is not used, the aggregator is not empty, or the stream was declined (the
+    aggregator is then empty again)."""
+    native = _zstd_core()
+    if native is None or not aggregator.is_empty():
+        return None
+    seen, closed = aggregator.seen, aggregator.closed_runs
+    tables = (seen.slots, closed.keys, closed.states)
+    raw = _read_zstd(native, path, skip, aggregator.part_options(), progress, tables, None)
+    if raw is None:
+        seen.clear()
+        closed.clear()
+        return None
+    if raw["tables_in_place"]:
+        seen.count = raw["span_count"]
+        closed.count = raw["closed_count"]
+    else:  # the tables grew out of the arrays: what they hold is in the core's result
+        del tables
+        seen.clear()
+        closed.clear()
+        seen.add_all(memoryview(raw.pop("span_fps")).cast("Q"))
+        closed.set_all(memoryview(raw.pop("closed_keys")).cast("Q"), raw.pop("closed_states"))
+    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
+
+
+def _zstd_core():
+    native = core()
+    if native is None or not hasattr(native, "read_zstd_part") or not same_zstd(native):
+        return None
+    return native
+
+
+def _read_zstd(native, path: Path, skip: int, options_tuple, progress, tables, expected) -> dict | None:
+    prices, since_ns, until_ns, collect_signals = options_tuple
+    progress, undo = undoable(progress)
+    raw = native.read_zstd_part(
+        str(path), skip, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress, tables, expected, max_line=max_line_bytes()
+    )
+    if isinstance(raw, str):
+        import logging
+
+        logging.getLogger(__name__).debug("the native reader declined the zstd stream %s from byte %d: %s", path, skip, raw)
+        undo()
+        return None
+    return raw
+
+
+def same_zstd(native) -> bool:
+    """Whether the core's libzstd is the one python-zstandard bundles (``zstandard.ZSTD_VERSION``)."""
+    import zstandard
+
+    return tuple(native.zstd_version()) == tuple(zstandard.ZSTD_VERSION)
 
 
 def _read(native, path: Path, start: int, stop: int | None, options_tuple, progress, tables, expected) -> dict | None:

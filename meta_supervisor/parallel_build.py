@@ -10,8 +10,9 @@ would pass its limit. Otherwise that part is simply read again in the parent. So
 the speed, never the report.
 
 Each part is read by the native core when it is installed (``native_part``; ``read_native`` here
-for the parent's part and for any JSON-lines read of ``trace_files``), else by the Python reader;
-what the core declines is read by the Python reader.
+for the parent's part and for any JSON-lines read of ``trace_files``, ``read_native_zstd`` for a
+whole-file zstd stream of JSON lines), else by the Python reader; what the core declines is read
+by the Python reader.
 
 Children are forked (``multiprocessing`` "fork" context) and only when the process has no other
 thread; compressed and framed files, small files, and ``workers=1`` are read sequentially. A child
@@ -277,6 +278,30 @@ def read_native(aggregator: SpanAggregator, path: Path, start: int, stop: int | 
     part = native_part.read_part(path, start, stop, aggregator.part_options(), progress=progress)
     if part is None or not merge_part(aggregator, part, str(path), line_offset):
         undo()  # the Python reader reads these bytes again and reports them itself
+        return None
+    return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)
+
+
+def read_native_zstd(aggregator: SpanAggregator, path: Path, skip: int, progress, line_offset: int) -> ReadResult | None:
+    """A whole-file zstd stream of JSON lines read by the native core from decompressed byte
+    ``skip`` to its end: straight into an empty aggregator (``native_part.read_zstd_into``), else
+    read apart and merged (``merge_part``, so only when that is exact, as for any part read apart).
+    None when the core is not used or declines, or the merge is refused: ``trace_files._read_zstd``
+    reads the stream in Python then. An aggregator that keeps run records (the supervisor's) is read
+    in Python: the core keeps none."""
+    if aggregator.run_records is not None:
+        return None
+    read = native_part.read_zstd_into(aggregator, path, skip, progress)
+    if read is not None:
+        consumed, records, partial_tail, tallies = read
+        _add_tallies(aggregator, tallies, line_offset)
+        return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
+    if aggregator.is_empty():
+        return None  # the core is not used, or it declined the stream
+    progress, undo = native_part.undoable(progress)
+    part = native_part.read_zstd_part(path, skip, aggregator.part_options(), progress)
+    if part is None or not merge_part(aggregator, part, str(path), line_offset):
+        undo()
         return None
     return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)
 

@@ -7,7 +7,9 @@ a zstd stream cannot be resumed in the middle). ``read_trace_file`` continues fr
 the start) and returns the new cursor. A framed file whose framing broke down (``read_framed`` read
 its rest as lines) is recorded as JSON lines, and continued as lines. A JSON-lines file is continued
 at a line start: the rest of a line longer than the cap, counted and skipped last time, is skipped.
-Files are opened with ``trace_inputs.open_regular`` (never a FIFO or a device).
+Files are opened with ``trace_inputs.open_regular`` (never a FIFO or a device). A zstd stream of
+JSON lines is offered to the native core first (``parallel_build.read_native_zstd``), which reads it
+with this module's result or declines.
 
 The line cap (``max_line_bytes``): a JSON line longer than this is one bad line, skipped without
 being held in memory (``trace_reader.read_json_lines``). The default, ``MAX_LINE`` = 64 MiB, is
@@ -157,6 +159,10 @@ def _read_zstd(handle, decoder, out: FileCursor, progress):
         inner_head = stream.read(8) if out.offset == 0 else b""
         if out.offset == 0:
             out.format = "zstd+" + (sniff(inner_head) if inner_head else FORMAT_EMPTY)
+        native = _read_zstd_native(decoder, out, progress)
+        if native is not None:
+            return native
+        if out.offset == 0:
             rest = stream
             reader = Prepend(inner_head, rest)
         else:
@@ -179,3 +185,14 @@ def _read_zstd(handle, decoder, out: FileCursor, progress):
     except zstandard.ZstdError as exc:
         decoder.aggregator.inputs.add_bad_line(decoder.file_label, out.records + 1, f"corrupt zstd stream: {exc}")
         return ReadResult(0, 0, 0)
+
+
+def _read_zstd_native(decoder, out: FileCursor, progress):
+    """A stream of JSON lines read by the native core from ``out.offset`` (the decompressed bytes
+    read before), with the Python reader's result (``parallel_build.read_native_zstd``); None when
+    it is not a stream of JSON lines, or the core is not used or declines: read it in Python then."""
+    if out.format != "zstd+" + FORMAT_JSON_LINES:
+        return None
+    from meta_supervisor.parallel_build import read_native_zstd
+
+    return read_native_zstd(decoder.aggregator, Path(out.path), out.offset, progress, out.records)

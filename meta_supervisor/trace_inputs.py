@@ -140,7 +140,8 @@ SPAN_HEADROOM = 0.85  # tables sized for ~18% more spans than the sample suggest
 def expected_spans(path: Path, start: int = 0, stop: int | None = None) -> int:
     """About how many spans bytes ``[start, stop)`` of a trace file hold, to size the fingerprint
     tables before reading: from the bytes per span of the file's first JSON line (a few spans of
-    hundreds of bytes to several KB each), else a default. Too high costs memory, too low a table
+    hundreds of bytes to several KB each), or of a whole-file zstd stream's first 4 MB once
+    decompressed (``_zstd_bytes_per_span``), else a default. Too high costs memory, too low a table
     growing while it is read."""
     try:
         ident = identity_of(path)
@@ -152,12 +153,53 @@ def expected_spans(path: Path, start: int = 0, stop: int | None = None) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _bytes_per_span(path: str, ident: FileIdentity) -> int:
-    """Sampled once per file version (a build asks for each file, and each forked part again)."""
+    """Sampled once per file version (a build asks for each file, and each forked part again). For
+    a whole-file zstd stream: bytes of the file per span (``_zstd_bytes_per_span``)."""
     try:
         with open_regular(path) as handle:
             head = handle.read(2 << 20)
+            if head[:4] == ZSTD_MAGIC:
+                return _zstd_bytes_per_span(handle)
     except OSError:
         return DEFAULT_BYTES_PER_SPAN
     end = head.find(b"\n")
     spans = head.count(b'"spanId"', 0, end) if head[:1] == b"{" and end > 0 else 0
     return min(max(end // spans, 200), 8000) if spans else DEFAULT_BYTES_PER_SPAN
+
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+ZSTD_SAMPLE = 4 << 20  # decompressed bytes sampled from the start of a zstd stream
+ZSTD_SAMPLE_READ = 16 << 10  # compressed bytes handed to the decoder at a time (the count's precision)
+MIN_ZSTD_BYTES_PER_SPAN = 50  # at most ~24x compression of 1,200-byte spans: a zstd bomb sizes no huge table
+
+
+def _zstd_bytes_per_span(handle) -> int:
+    """Compressed bytes per span of a whole-file zstd stream, from its start: the compressed bytes
+    that decompress to ``ZSTD_SAMPLE`` bytes, over the spans in the whole lines of those. The
+    decompressed size is not in the stream (a collector writes it as it goes), and the build's
+    tables are sized from this before reading: too high costs memory, too low a table that grows.
+    At least ``MIN_ZSTD_BYTES_PER_SPAN``; ``DEFAULT_BYTES_PER_SPAN`` when the start holds no span
+    or is not a readable stream."""
+    import zstandard
+
+    class Counted:
+        given = 0
+
+        def read(self, size: int = -1) -> bytes:
+            data = handle.read(ZSTD_SAMPLE_READ if size < 0 else min(size, ZSTD_SAMPLE_READ))
+            self.given += len(data)
+            return data
+
+    handle.seek(0)
+    source = Counted()
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=ZSTD_SAMPLE_READ, read_across_frames=True)
+        sample = reader.read(ZSTD_SAMPLE)
+    except zstandard.ZstdError:
+        return DEFAULT_BYTES_PER_SPAN
+    end = sample.rfind(b"\n") + 1
+    spans = sample.count(b'"spanId"', 0, end)
+    if not spans:
+        return DEFAULT_BYTES_PER_SPAN
+    compressed = source.given * end / len(sample)
+    return max(int(compressed / spans), MIN_ZSTD_BYTES_PER_SPAN)

@@ -5,6 +5,7 @@
 //! (`part.rs`), and returns plain Python data that `meta_supervisor/native_part.py` turns into the
 //! same `PartResult` as `parallel_build.read_part_python`. On input it does not read exactly as
 //! Python does, it returns the reason as a string instead, and the Python reader reads the part.
+//! `zstd_lines::read_zstd_part` feeds the same line loop from a whole-file zstd stream.
 
 mod content;
 mod events;
@@ -16,6 +17,7 @@ mod table_loops;
 mod tables;
 mod tallies;
 mod values;
+mod zstd_lines;
 
 use part::{Aggregator, Stop, R};
 use pyo3::buffer::PyBuffer;
@@ -68,7 +70,7 @@ struct Lines {
 /// `read_json_lines`: whole lines, then an unterminated rest that is a complete request on its own.
 /// A line longer than `max_line` (Python's line cap, a bad line there) declines the part as soon as
 /// it is seen, so the buffer never holds more than `max_line + 1` bytes of a line.
-fn read_lines(agg: &mut Aggregator, file: &mut File, limit: Option<u64>, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
+fn read_lines(agg: &mut Aggregator, file: &mut dyn Read, limit: Option<u64>, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
     let mut buf = vec![0u8; BLOCK_SIZE];
     let mut filled = 0usize;
     let mut consumed = 0u64;
@@ -394,6 +396,8 @@ fn read_part<'py>(
 fn alphatrace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(table_loops::sort_in_place, m)?)?;
     m.add_function(wrap_pyfunction!(read_part, m)?)?;
+    m.add_function(wrap_pyfunction!(zstd_lines::read_zstd_part, m)?)?;
+    m.add_function(wrap_pyfunction!(zstd_lines::zstd_version, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_first_present, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_add_all, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_rehash, m)?)?;

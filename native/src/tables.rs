@@ -9,10 +9,12 @@ use std::cell::Cell;
 const EMPTY: u64 = 0;
 use crate::content::{CHECK_BITS, CHECK_MASK};
 
-/// A table's slots: its own, or those of a Python `array` it works on in place (which cannot grow).
+/// A table's slots: its own, or those of a Python `array` it works on in place (which cannot grow;
+/// `Detachable`: the table grows out of it into slots of its own, and the caller takes them back).
 pub enum Slots<'t, T> {
     Own(Vec<Cell<T>>),
     Shared(&'t [Cell<T>]),
+    Detachable(&'t [Cell<T>]),
 }
 
 impl<T: Copy + Default> Slots<'_, T> {
@@ -24,7 +26,13 @@ impl<T: Copy + Default> Slots<'_, T> {
         match self {
             Slots::Own(cells) => cells,
             Slots::Shared(cells) => cells,
+            Slots::Detachable(cells) => cells,
         }
+    }
+
+    /// Whether the slots are still those of the Python array the table was made on.
+    fn in_place(&self) -> bool {
+        !matches!(self, Slots::Own(_))
     }
 }
 
@@ -70,8 +78,25 @@ impl<'t> FpSet<'t> {
         Ok(EMPTY)
     }
 
+    /// The slots of an empty `FingerprintSet`, filled in place until the table must grow: it then
+    /// grows into slots of its own (`in_place` is false from then on).
+    pub fn detachable(slots: &'t [Cell<u64>]) -> Self {
+        FpSet {
+            slots: Slots::Detachable(slots),
+            count: 0,
+        }
+    }
+
+    pub fn in_place(&self) -> bool {
+        self.slots.in_place()
+    }
+
     fn grow(&mut self) -> Result<(), Full> {
-        let Slots::Own(old) = &self.slots else { return Err(Full) };
+        let old = match &self.slots {
+            Slots::Own(cells) => &cells[..],
+            Slots::Detachable(cells) => cells,
+            Slots::Shared(_) => return Err(Full),
+        };
         let mut bigger = FpSet {
             slots: Slots::new(old.len() * 2 + 1),
             count: 0,
@@ -154,6 +179,20 @@ impl<'t> FpMap<'t> {
         } else {
             self.insert_new(fp, state).map(|_| ())
         }
+    }
+
+    /// The keys and states of an empty `FingerprintMap`, filled in place until it must grow
+    /// (`FpSet::detachable`).
+    pub fn detachable(keys: &'t [Cell<u64>], states: &'t [Cell<u8>]) -> Self {
+        FpMap {
+            keys: Slots::Detachable(keys),
+            states: Slots::Detachable(states),
+            count: 0,
+        }
+    }
+
+    pub fn in_place(&self) -> bool {
+        self.keys.in_place()
     }
 
     fn grow(&mut self) -> Result<(), Full> {

@@ -1,0 +1,217 @@
+//! A whole-file zstd stream of JSON lines (`trace_files._read_zstd`, format `zstd+json-lines`):
+//! decompressed on a thread of its own into a bounded channel while the calling thread reads the
+//! lines and aggregates them (`read_lines`, the same loop as for a plain file), so decompression
+//! and parsing overlap: the stream is read about as fast as the same lines uncompressed.
+//!
+//! What the Python reader does, and so this does too:
+//!
+//! * frames one after the other are one stream (`stream_reader(read_across_frames=True)`);
+//! * a stream cut short (a file still being written) ends where the decoder stops giving bytes: the
+//!   complete blocks are read, the unterminated last line is a partial tail, no error;
+//! * a continued build decompresses from the start again and skips the bytes read last time (a zstd
+//!   stream cannot be resumed in the middle); a stream that ends before them is an error there.
+//!
+//! Any decoder error (a corrupt block, a bad checksum, junk after a frame, a window beyond the
+//! decoder's limit), a stream ending before the skipped bytes, or a read error declines the part:
+//! the Python reader then reads the file and reports the error its way. Memory: the decoder's
+//! window (at most 128 MiB, zstd's default limit, which python-zstandard keeps too), at most
+//! `DEPTH + 2` chunks of `CHUNK` bytes, and the line buffer of `read_lines`; never the whole
+//! decompressed file.
+//!
+//! (Decoding the lines on a third thread, the calling one only aggregating, was tried: decoded
+//! requests handed between threads lose the cache, and the whole took more CPU time than this, and
+//! as much wall time on two cores shared with other work.)
+
+use crate::part::{self, Aggregator, Stop, R};
+use crate::table_loops::writable;
+use crate::tables::{FpMap, FpSet};
+use crate::values::Helpers;
+use crate::{read_lines, result, Lines};
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+
+/// Bytes of decompressed output per message, and messages waiting in the channel at most.
+const CHUNK: usize = 256 << 10;
+const DEPTH: usize = 2;
+/// Compressed bytes read from the file at a time.
+const INPUT: usize = 256 << 10;
+
+/// The decompressed stream as `Read`: chunks from the decompressing thread, copied out; each
+/// emptied chunk is sent back to be filled again. The end of the channel is the end of the stream
+/// (whether it ended well is the thread's result, checked after the lines are read).
+struct Decompressed {
+    chunks: Receiver<Vec<u8>>,
+    spent: Sender<Vec<u8>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Decompressed {
+    fn read(&mut self, target: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            let Ok(next) = self.chunks.recv() else { return Ok(0) };
+            let spent = std::mem::replace(&mut self.current, next);
+            let _ = self.spent.send(spent); // the thread may be done: then the chunk is dropped here
+            self.pos = 0;
+        }
+        let count = target.len().min(self.current.len() - self.pos);
+        target[..count].copy_from_slice(&self.current[self.pos..self.pos + count]);
+        self.pos += count;
+        Ok(count)
+    }
+}
+
+/// A read that an interrupted system call does not end.
+fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match file.read(buf) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The decompressing thread: decode `file` from its start, drop the first `skip` bytes of output,
+/// send the rest in chunks. Err: why the stream cannot be read as the Python reader reads it.
+/// Returns early (Ok) when the reader has gone (it declined the part).
+fn decompress(mut file: File, mut skip: u64, chunks: SyncSender<Vec<u8>>, spent: Receiver<Vec<u8>>) -> Result<(), String> {
+    let mut decoder = Decoder::new().map_err(|e| format!("zstd decoder: {e}"))?;
+    let mut input = vec![0u8; INPUT];
+    let (mut in_pos, mut in_len, mut at_end) = (0usize, 0usize, false);
+    let mut out = vec![0u8; CHUNK];
+    let mut filled = 0usize;
+    loop {
+        if in_pos == in_len && !at_end {
+            in_len = read_some(&mut file, &mut input).map_err(|e| format!("reading the compressed file: {e}"))?;
+            in_pos = 0;
+            at_end = in_len == 0;
+        }
+        let mut source = InBuffer::around(&input[in_pos..in_len]);
+        let mut target = OutBuffer::around_pos(&mut out[..], filled);
+        decoder.run(&mut source, &mut target).map_err(|e| format!("zstd decoder: {e}"))?;
+        let (taken, now) = (source.pos(), target.pos());
+        let produced = now - filled;
+        in_pos += taken;
+        filled = now;
+        if skip > 0 && filled > 0 {
+            let dropped = (filled as u64).min(skip) as usize;
+            out.copy_within(dropped..filled, 0);
+            filled -= dropped;
+            skip -= dropped as u64;
+        }
+        if filled == out.len() {
+            let next = spent.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+            if chunks.send(std::mem::replace(&mut out, next)).is_err() {
+                return Ok(());
+            }
+            filled = 0;
+        }
+        // The end: no more input, and a call with none gave nothing (a stream cut short mid-frame
+        // ends here too, as python-zstandard's reader ends it: no error, the complete blocks read).
+        // One call without progress is the last: libzstd counts such calls and errs after 16.
+        if at_end && in_pos == in_len && produced == 0 && taken == 0 {
+            break;
+        }
+    }
+    if skip > 0 {
+        return Err(format!("the stream ends {skip} bytes before the offset already read"));
+    }
+    if filled > 0 {
+        out.truncate(filled);
+        let _ = chunks.send(out);
+    }
+    Ok(())
+}
+
+/// `read_lines` over the decompressed stream, the decompression on a scoped thread (always joined,
+/// on every path out of here). A decoder error declines the part.
+fn read_stream(agg: &mut Aggregator, file: File, skip: u64, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
+    std::thread::scope(|scope| {
+        let (chunk_sender, chunk_receiver) = sync_channel(DEPTH);
+        let (spent_sender, spent_receiver) = channel();
+        let worker = std::thread::Builder::new()
+            .name("zstd-decompress".into())
+            .spawn_scoped(scope, move || decompress(file, skip, chunk_sender, spent_receiver))
+            .map_err(|e| Stop::Python(e.into()))?;
+        let mut stream = Decompressed {
+            chunks: chunk_receiver,
+            spent: spent_sender,
+            current: Vec::new(),
+            pos: 0,
+        };
+        let read = read_lines(agg, &mut stream, None, progress, max_line);
+        drop(stream); // the thread, if still decompressing, stops at its next send
+        let ended = worker.join();
+        let lines = read?;
+        match ended {
+            Ok(Ok(())) => Ok(lines),
+            Ok(Err(why)) => part::decline(&why),
+            Err(_) => part::decline("the zstd decompressing thread panicked"),
+        }
+    })
+}
+
+/// Read the zstd stream of JSON lines in `path` from decompressed byte `skip` (what earlier builds
+/// read) to its end, as `trace_files._read_zstd` does after skipping. Returns the same dict as
+/// `read_part` (consumed: decompressed bytes after `skip`), or a string: why the part was declined
+/// (read it with the Python reader).
+///
+/// `tables`, when given, are those of an empty aggregator (as for `read_part`), filled in place.
+/// The decompressed size is not known before the end, so they were sized from an estimate and may
+/// turn out too small: a table that must grow then grows out of its array into slots of its own,
+/// and is returned like a part's (`span_fps`, or `closed_keys` and `closed_states`), with
+/// `tables_in_place` false: the caller puts them back. Otherwise the part's own tables are sized
+/// for `expected_spans` and grow.
+#[pyfunction]
+#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line))]
+#[allow(clippy::too_many_arguments)]
+pub fn read_zstd_part<'py>(
+    py: Python<'py>,
+    path: &str,
+    skip: u64,
+    since_ns: Option<i128>,
+    until_ns: Option<i128>,
+    collect_signals: bool,
+    helpers: Bound<'py, PyAny>,
+    progress: Option<Bound<'py, PyAny>>,
+    tables: Option<(PyBuffer<u64>, PyBuffer<u64>, PyBuffer<u8>)>,
+    expected_spans: Option<usize>,
+    max_line: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let file = File::open(path)?;
+    let own_tables;
+    let chosen = match &tables {
+        Some((seen, keys, states)) => (
+            FpSet::detachable(writable(py, seen)?),
+            FpMap::detachable(writable(py, keys)?, writable(py, states)?),
+        ),
+        None => {
+            let expected = expected_spans.unwrap_or(0);
+            own_tables = (FpSet::new(expected), FpMap::new(expected / 2));
+            own_tables
+        }
+    };
+    let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen);
+    match read_stream(&mut agg, file, skip, progress.as_ref(), max_line) {
+        Ok(read) => {
+            let in_place = tables.is_some() && agg.seen.in_place() && agg.closed.in_place();
+            let out = result(py, agg, &read, in_place)?;
+            out.set_item("tables_in_place", in_place)?;
+            Ok(out.into_any())
+        }
+        Err(Stop::Decline(why)) => Ok(why.into_pyobject(py)?.into_any()),
+        Err(Stop::Python(err)) => Err(err),
+    }
+}
+
+/// The version of the bundled libzstd, as `zstandard.ZSTD_VERSION` gives python-zstandard's: the
+/// core reads zstd only when the two are the same library (`native_part.read_zstd_part`).
+#[pyfunction]
+pub fn zstd_version() -> (u32, u32, u32) {
+    let n = zstd::zstd_safe::version_number();
+    (n / 10000, n / 100 % 100, n % 100)
+}

@@ -1,0 +1,457 @@
+"""The native core reads a whole-file zstd stream of JSON lines (``zstd+json-lines``) exactly as the
+Python reader (``trace_files._read_zstd``) does, or declines and the Python reader reads it.
+
+Every file is read twice through the real entry point, ``trace_files.read_trace_file``: with the
+core (``ALPHATRACE_NATIVE=on``) and without (``off``), and the two results are compared whole: the
+returned cursor (format, decompressed offset, records, partial tail, error) and a snapshot of the
+aggregator (``test_native_core.snapshot``: counts, fingerprints, closed runs, tallies, open runs,
+kept signals). Streams the core must take (one frame, many frames, many blocks, a skippable frame,
+a stream cut short as a file being written is, a continued build) are checked to be taken by it;
+streams it must leave to Python (a corrupt block, junk after a frame, a bad checksum, a line over
+the line cap, a continued build whose offset is past the stream's end) are checked to be declined,
+with the Python reader's report. End to end, builds of zstd files (full, and incremental while the
+file grows) give the same report with and without the core. The native core is required here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import pickle
+import shutil
+from array import array
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from bench import generate_workload
+from meta_supervisor import native_part, parallel_build
+from meta_supervisor.parallel_build import PartResult
+from meta_supervisor.report_build import BuildOptions, build_inputs
+from meta_supervisor.report_model import KillSwitchState, build_report
+from meta_supervisor.span_aggregator import SpanAggregator
+from meta_supervisor.trace_files import ENV_MAX_LINE, FileCursor, read_trace_file
+from meta_supervisor.trace_inputs import expected_spans
+from services.market_data import CsvMarketData
+from services.pricing import PriceTable
+from tests.fixtures.report.otlp_builder import lines_for
+from tests.native_cases import CANONICAL, mixed_runs
+from tests.test_native_core import differences, snapshot
+
+PRICES = PriceTable.load()
+OPTIONS = (PRICES, None, None, True)
+NOW = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+MARKET = CsvMarketData(Path(__file__).parent / "fixtures" / "alpha" / "prices")
+ZSTD_JSON_LINES = "zstd+json-lines"
+
+
+# --- the harness -------------------------------------------------------------------------------------
+
+
+def aggregator_snapshot(aggregator: SpanAggregator, cursor: FileCursor) -> dict:
+    """The aggregator as ``test_native_core.snapshot`` sees a part, and the cursor beside it."""
+    closed = aggregator.closed_runs
+    part = PartResult(
+        consumed=cursor.offset,
+        records=cursor.records,
+        partial_tail=cursor.partial_tail_bytes,
+        aggregator_state=pickle.dumps((aggregator.inputs, aggregator.agents, aggregator.agent_order, aggregator.pending)),
+        span_fps=array("Q", filter(None, aggregator.seen.slots)),
+        closed_keys=array("Q", itertools.compress(closed.keys, closed.keys)),
+        closed_states=bytes(itertools.compress(closed.states, closed.keys)),
+    )
+    return {**snapshot(part), "cursor": cursor.to_state()}
+
+
+class Spy:
+    """Records what ``parallel_build.read_native_zstd`` returned: a result (taken) or None (declined)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[int, bool]] = []  # (skip, taken)
+        original = parallel_build.read_native_zstd
+
+        def recording(aggregator, path, skip, progress, line_offset):
+            result = original(aggregator, path, skip, progress, line_offset)
+            if native_part.mode() != "off":  # only the reads with the core
+                self.calls.append((skip, result is not None))
+            return result
+
+        monkeypatch.setattr(parallel_build, "read_native_zstd", recording)
+
+
+def read_both(
+    monkeypatch: pytest.MonkeyPatch, path: Path, cursor: FileCursor | None = None, options=OPTIONS, expected: int = 0
+) -> tuple[dict, dict, list]:
+    """(Python's snapshot, the core's snapshot, the core's calls) of ``read_trace_file(path, cursor)``
+    into an aggregator whose tables are sized for ``expected`` spans (a build sizes them from
+    ``trace_inputs.expected_spans``; 0: the smallest tables, which the core grows out of)."""
+    spy = Spy(monkeypatch)
+    results = []
+    for mode in ("off", "on"):
+        monkeypatch.setenv(native_part.ENV, mode)
+        prices, since_ns, until_ns, collect_signals = options
+        aggregator = SpanAggregator(prices, since_ns, until_ns, expected_spans=expected, collect_signals=collect_signals)
+        start = None if cursor is None else FileCursor(**cursor.to_state())
+        results.append(aggregator_snapshot(aggregator, read_trace_file(path, aggregator, start)))
+    return results[0], results[1], spy.calls
+
+
+def assert_taken_and_equal(
+    monkeypatch: pytest.MonkeyPatch, path: Path, cursor: FileCursor | None = None, options=OPTIONS, expected: int = 0
+) -> dict:
+    python, native, calls = read_both(monkeypatch, path, cursor, options, expected)
+    assert calls and all(taken for _, taken in calls), f"the native core declined {path.name}: {calls}"
+    diff = differences(python, native)
+    assert not diff, f"native differs from python on {path.name}:\n" + "\n".join(diff)
+    return python
+
+
+def assert_declined_and_equal(monkeypatch: pytest.MonkeyPatch, path: Path, cursor: FileCursor | None = None) -> dict:
+    python, native, calls = read_both(monkeypatch, path, cursor)
+    assert calls and not any(taken for _, taken in calls), f"the native core took {path.name}: {calls}"
+    diff = differences(python, native)
+    assert not diff, f"after the core declined, the result differs on {path.name}:\n" + "\n".join(diff)
+    return python
+
+
+@pytest.fixture
+def native(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(native_part.ENV, raising=False)
+    if not native_part.available():
+        pytest.fail("the native core is not installed: run make native")
+
+
+def workload_lines(runs: int = 1500, seed: int = 7, tmp_path: Path | None = None) -> bytes:
+    """The bench workload's bytes: lines of 512 spans (~0.7 MB each), ~1.8 MB per 1,000 runs."""
+    assert tmp_path is not None
+    path = tmp_path / f"workload-{runs}-{seed}.jsonl"
+    generate_workload.generate(path, runs, seed=seed)
+    return path.read_bytes()
+
+
+def small_lines() -> bytes:
+    """Many short lines: two spans a line, every kind of run."""
+    return "".join(lines_for(mixed_runs(120), per_line=2)).encode()
+
+
+def flushed_per_line(data: bytes, level: int = 3, checksum: bool = False) -> bytes:
+    """One frame, a block flushed after every line (a writer that flushes each write)."""
+    compressor = zstandard.ZstdCompressor(level=level, write_checksum=checksum)
+    chunks = []
+    compressobj = compressor.compressobj()
+    for line in data.splitlines(keepends=True):
+        chunks.append(compressobj.compress(line))
+        chunks.append(compressobj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    chunks.append(compressobj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
+    return b"".join(chunks)
+
+
+def frames_at(data: bytes, cuts: list[int], checksum: bool = False) -> bytes:
+    """One frame per piece of ``data`` cut at ``cuts`` (byte positions, mid-line as well)."""
+    compressor = zstandard.ZstdCompressor(level=1, write_checksum=checksum)
+    points = [0, *cuts, len(data)]
+    return b"".join(compressor.compress(data[a:b]) for a, b in itertools.pairwise(points))
+
+
+def skippable(payload: bytes) -> bytes:
+    return (0x184D2A50).to_bytes(4, "little") + len(payload).to_bytes(4, "little") + payload
+
+
+def zfile(tmp_path: Path, blob: bytes, name: str = "traces.jsonl.zst") -> Path:
+    path = tmp_path / name
+    path.write_bytes(blob)
+    return path
+
+
+# --- the same decoder --------------------------------------------------------------------------------
+
+
+def test_core_bundles_the_libzstd_of_python_zstandard(native) -> None:
+    """The core reads zstd only with the same libzstd as python-zstandard (the same bytes out of a
+    damaged stream); a new python-zstandard needs the core's zstd-sys pinned to match (Cargo.toml)."""
+    core = native_part.core()
+    assert tuple(core.zstd_version()) == tuple(zstandard.ZSTD_VERSION)
+    assert native_part.same_zstd(core)
+
+
+def test_another_libzstd_is_left_to_python(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = zfile(tmp_path, zstandard.ZstdCompressor().compress(small_lines()))
+    monkeypatch.setattr(zstandard, "ZSTD_VERSION", (1, 4, 0))
+    assert native_part.read_zstd_part(path, 0, OPTIONS) is None
+    monkeypatch.undo()
+    assert native_part.read_zstd_part(path, 0, OPTIONS) is not None
+
+
+# --- streams the core takes ----------------------------------------------------------------------------
+
+
+def test_one_frame_of_the_bench_workload(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = workload_lines(tmp_path=tmp_path)
+    assert len(data) > 3 << 20  # more than the core's chunks and its line buffer
+    path = zfile(tmp_path, zstandard.ZstdCompressor(level=3).compress(data))
+    python = assert_taken_and_equal(monkeypatch, path)
+    assert python["inputs"]["spans"] == 3000 and python["closed_count"][0] == 1500
+    assert python["cursor"]["format"] == ZSTD_JSON_LINES and python["cursor"]["offset"] == len(data)
+    assert_taken_and_equal(monkeypatch, path, options=(None, None, None, False))
+
+
+def test_tables_filled_in_place_or_grown_out_of_them(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into an empty aggregator the core fills the build's tables in place; when the stream holds
+    more spans than they were sized for, they grow in the core and are put back: the same result."""
+    data = workload_lines(tmp_path=tmp_path)
+    path = zfile(tmp_path, zstandard.ZstdCompressor(level=3).compress(data))
+    in_place = []
+    original = native_part._read_zstd
+
+    def recording(*args, **kwargs):
+        raw = original(*args, **kwargs)
+        if raw is not None and "tables_in_place" in raw:
+            in_place.append(raw["tables_in_place"])
+        return raw
+
+    monkeypatch.setattr(native_part, "_read_zstd", recording)
+    sized = expected_spans(path)
+    assert 3000 <= sized <= 4500  # the estimate from the stream's start: 3,000 spans, and headroom
+    results = [assert_taken_and_equal(monkeypatch, path, expected=expected) for expected in (sized, 100)]
+    assert in_place == [True, False]
+    assert results[0] == results[1] and results[0]["inputs"]["spans"] == 3000
+
+
+def test_the_size_estimate_of_a_zstd_stream(tmp_path: Path) -> None:
+    """``trace_inputs.expected_spans`` of a zstd file: from the compressed bytes per span of its
+    start; a stream of no spans, or one that compresses beyond belief, gets no huge tables."""
+    data = workload_lines(3000, tmp_path=tmp_path)
+    path = zfile(tmp_path, zstandard.ZstdCompressor(level=3).compress(data))
+    assert 6000 <= expected_spans(path) <= 6000 / 0.85 * 1.1
+    bomb = zfile(tmp_path, zstandard.ZstdCompressor(level=19).compress(b'{"spanId":"x"}\n' * (8 << 20)), "bomb.zst")
+    assert expected_spans(bomb) <= bomb.stat().st_size / 50 / 0.85 + 1
+    junk = zfile(tmp_path, zstandard.ZstdCompressor().compress(b"no spans here\n" * 1000), "junk.zst")
+    assert expected_spans(junk) == int(junk.stat().st_size / 1200 / 0.85)
+    broken = zfile(tmp_path, zstandard.ZstdCompressor().compress(data)[:100] + b"\xff" * 100, "broken.zst")
+    assert expected_spans(broken) == int(broken.stat().st_size / 1200 / 0.85)
+
+
+@pytest.mark.parametrize("case", sorted(CANONICAL))
+def test_canonical_input_compressed(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    lines = CANONICAL[case]()
+    data = b"".join(item.encode() if isinstance(item, str) else item for item in lines)
+    path = zfile(tmp_path, flushed_per_line(data))
+    python = assert_taken_and_equal(monkeypatch, path)
+    assert python["inputs"]["spans"] > 0 and python["cursor"]["offset"] == len(data)
+
+
+def test_many_frames_cut_anywhere_with_a_skippable_frame(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = workload_lines(600, tmp_path=tmp_path) + small_lines()
+    cuts = [1, 7, 4096, len(data) // 3, len(data) // 3 + 1, len(data) // 2, len(data) - 10]  # mid-line too
+    empty = zstandard.ZstdCompressor().compress(b"")
+    # the same lines twice (the second copy: retried exports, counted as duplicates)
+    blob = frames_at(data, cuts, checksum=True) + empty + skippable(b"not json at all") + frames_at(data, cuts[2:5])
+    python = assert_taken_and_equal(monkeypatch, zfile(tmp_path, blob))
+    assert python["inputs"]["duplicate_spans"] == python["inputs"]["spans"] > 0
+    assert python["cursor"]["offset"] == 2 * len(data) and python["cursor"]["records"] == 2 * data.count(b"\n")
+
+
+def test_a_block_per_line_with_a_checksum(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = small_lines()
+    python = assert_taken_and_equal(monkeypatch, zfile(tmp_path, flushed_per_line(data, level=19, checksum=True)))
+    assert python["records"] == data.count(b"\n")
+
+
+def test_window_and_options(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.report.otlp_builder import MS, T0
+    from tests.native_cases import DAY_NS
+
+    path = zfile(tmp_path, zstandard.ZstdCompressor().compress(small_lines()))
+    for options in [(None, None, None, False), (PRICES, T0 + 20 * 3_600_000 * MS, None, True), (PRICES, T0 + 10 * DAY_NS, None, True)]:
+        assert_taken_and_equal(monkeypatch, path, options=options)
+
+
+# --- a stream cut short: a file being written ---------------------------------------------------------------
+
+
+def test_a_stream_cut_short_anywhere(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file still being written ends mid-block, mid-frame header, mid-checksum: Python reads the
+    complete blocks and leaves the unterminated last line as a partial tail; so does the core."""
+    data = workload_lines(400, tmp_path=tmp_path) + small_lines()
+    one_frame = flushed_per_line(data, checksum=True)
+    frames = frames_at(data, [len(data) // 4, len(data) // 2, len(data) // 2 + 3])
+    seen_tails = seen_records = 0
+    for name, blob in (("blocks", one_frame), ("frames", frames)):
+        # every 23rd byte near the start and the end, and a spread in between
+        cuts = sorted({*range(1, 200, 23), *range(len(blob) - 200, len(blob), 23), *range(200, len(blob), len(blob) // 13)})
+        for cut in cuts:
+            path = zfile(tmp_path, blob[:cut], f"{name}-{cut}.zst")
+            python, native_result, calls = read_both(monkeypatch, path)
+            diff = differences(python, native_result)
+            assert not diff, f"cut at {cut} of {len(blob)} ({name}):\n" + "\n".join(diff)
+            if python["cursor"]["format"] == ZSTD_JSON_LINES:
+                assert calls and all(taken for _, taken in calls), f"declined a stream cut at {cut} ({name})"
+            assert python["inputs"]["bad_lines"] == 0 and python["cursor"]["error"] is None
+            seen_tails += python["partial_tail"] > 0
+            seen_records += 0 < python["records"] < data.count(b"\n")
+    assert seen_tails > 10 and seen_records > 10  # the cuts did land mid-line and mid-stream
+
+
+# --- streams the core leaves to Python ------------------------------------------------------------------------
+
+
+def _corrupt_cases(data: bytes) -> dict[str, bytes]:
+    blob = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(data)
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0xFF
+    bad_sum = bytearray(blob)
+    bad_sum[-1] ^= 0x01
+    bad_header = bytearray(blob)
+    bad_header[5] ^= 0xFF
+    return {
+        "a corrupt block": bytes(flipped),
+        "a bad checksum": bytes(bad_sum),
+        "junk after a frame": blob + b"this is not a zstd frame",
+        "a bad second frame header": blob + blob[:4] + b"\xff" * 40,
+        "a damaged frame header": bytes(bad_header),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_corrupt_cases(b"x")))
+def test_a_corrupt_stream_is_left_to_python(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """Python reports the error as one bad line (numbered after the lines read before), keeps the
+    spans of the lines it read before the error and does not move the cursor: the core declines any
+    zstd error, so all of that is Python's own."""
+    data = workload_lines(1500, tmp_path=tmp_path)
+    path = zfile(tmp_path, _corrupt_cases(data)[case])
+    if case == "a damaged frame header":  # the error at the first bytes, before the shape is known: no core
+        python, native_result, calls = read_both(monkeypatch, path)
+        assert not calls and not differences(python, native_result)
+    else:
+        python = assert_declined_and_equal(monkeypatch, path)
+        assert python["cursor"]["format"] == ZSTD_JSON_LINES
+    assert python["cursor"]["offset"] == 0
+    assert python["inputs"]["bad_lines"] == 1
+    assert python["inputs"]["bad_line_examples"][0][1:] == [1, python["inputs"]["bad_line_examples"][0][2]]
+    assert python["inputs"]["bad_line_examples"][0][2].startswith("corrupt zstd stream: zstd decompress error: ")
+    if case in ("a bad checksum", "junk after a frame"):  # the error after every line was decompressed
+        assert python["inputs"]["spans"] > 0
+
+
+def test_a_line_over_the_line_cap_is_left_to_python(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cap = 16384
+    monkeypatch.setenv(ENV_MAX_LINE, str(cap))
+    lines = lines_for(mixed_runs(12), per_line=2)
+    padded = '{"pad":"' + "x" * cap + '",' + lines[1][1:]  # valid JSON with spans, longer than the cap
+    data = "".join([lines[0], padded, *lines[2:], "y" * (3 * cap)]).encode()  # and an unterminated one
+    path = zfile(tmp_path, zstandard.ZstdCompressor().compress(data))
+    python = assert_declined_and_equal(monkeypatch, path)
+    assert python["inputs"]["bad_lines"] == 2 and python["inputs"]["spans"] > 0
+    assert all("cap" in error for _, _, error in python["inputs"]["bad_line_examples"])
+    monkeypatch.setenv(ENV_MAX_LINE, str(len(padded.encode()) - 1))  # exactly the cap, the newline apart
+    path = zfile(tmp_path, zstandard.ZstdCompressor().compress("".join([lines[0], padded, *lines[2:]]).encode()), "exact.zst")
+    assert_taken_and_equal(monkeypatch, path)
+
+
+def test_lines_longer_than_the_line_buffer(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines of 4,096 spans (~5.5 MB: the core's 2 MiB line buffer grows, fed by many decompressed
+    chunks): taken and equal; with a line cap below their length, left to Python, which reports
+    them."""
+    path = tmp_path / "big-lines.jsonl"
+    generate_workload.generate(path, 4500, seed=5, shape=generate_workload.Shape(spans_per_line=4096))
+    data = path.read_bytes()
+    assert data.index(b"\n") > 5 << 20 and data.count(b"\n") == 3
+    compressed = zfile(tmp_path, zstandard.ZstdCompressor().compress(small_lines() + data + small_lines()))
+    small = small_lines().count(b'"spanId"')  # the second copy: duplicates
+    python = assert_taken_and_equal(monkeypatch, compressed, expected=expected_spans(compressed))
+    assert python["inputs"]["spans"] == 9000 + small and python["inputs"]["duplicate_spans"] == small
+    monkeypatch.setenv(ENV_MAX_LINE, str(3 << 20))
+    python = assert_declined_and_equal(monkeypatch, compressed)
+    assert python["inputs"]["bad_lines"] == 2 and python["inputs"]["spans"] == 9000 - 2 * 4096 + small
+
+
+def test_a_bad_line_is_left_to_python(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = lines_for(mixed_runs(12), per_line=2)
+    data = "".join([*lines[:3], "not json\n", *lines[3:]]).encode()
+    python = assert_declined_and_equal(monkeypatch, zfile(tmp_path, zstandard.ZstdCompressor().compress(data)))
+    assert python["inputs"]["bad_line_examples"][0][1] == 4  # its line number
+
+
+# --- continued builds ----------------------------------------------------------------------------------------
+
+
+def test_continuing_from_a_saved_offset(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python decompresses from the start again and skips the bytes read before: so does the core,
+    from any offset (in a chunk, at a frame's end, the very end); an offset past the end is an error
+    Python reports (the core declines)."""
+    data = small_lines() + workload_lines(400, tmp_path=tmp_path)
+    path = zfile(tmp_path, frames_at(data, [len(data) // 3]))
+    newlines = [i + 1 for i, byte in enumerate(data) if byte == 0x0A]
+    for index in (0, 1, 17, len(newlines) // 2, len(newlines) - 1):
+        offset = newlines[index]
+        cursor = FileCursor(path=str(path), offset=offset, records=index + 1, format=ZSTD_JSON_LINES)
+        python, native_result, calls = read_both(monkeypatch, path, cursor)
+        assert calls == [(offset, True)]
+        assert not differences(python, native_result)
+        assert python["cursor"]["offset"] == len(data) and python["cursor"]["records"] == len(newlines)
+    past = FileCursor(path=str(path), offset=len(data) + 5, records=3, format=ZSTD_JSON_LINES)
+    python = assert_declined_and_equal(monkeypatch, path, past)
+    assert "ends before byte" in python["cursor"]["error"] and python["cursor"]["offset"] == len(data) + 5
+
+
+def _report(paths: list[Path], state: Path | None) -> dict:
+    data, _ = build_inputs(BuildOptions(inputs=[str(p) for p in paths], prices=PRICES, state_dir=state))
+    return build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET)
+
+
+def test_incremental_build_of_a_growing_zstd_file(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zstd file being written is read, then read on from its saved decompressed offset as it grows
+    (the rest of a frame, then new frames): the same report with and without the core, and the
+    same as a full build of the final file; the core reads every step."""
+    data = workload_lines(300, tmp_path=tmp_path) + small_lines()
+    first = flushed_per_line(data[: len(data) // 2])
+    blob = first + frames_at(data[len(data) // 2 :], [1000])
+    steps = [len(first) // 3, len(first) // 3 + 1, len(first), len(blob) - 7, len(blob)]
+    reports: dict[str, list[dict]] = {}
+    spy = Spy(monkeypatch)
+    for mode in ("on", "off"):
+        monkeypatch.setenv(native_part.ENV, mode)
+        folder = tmp_path / "traces"  # the same paths both times: they are in the report
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        path = folder / "traces.jsonl.zst"
+        state = folder / "state"
+        with open(path, "wb") as handle:  # grown in place: the same file, appended to
+            written = 0
+            reports[mode] = []
+            for step in steps:
+                handle.write(blob[written:step])
+                handle.flush()
+                written = step
+                reports[mode].append(_report([path], state))
+    assert reports["on"] == reports["off"]
+    skips = [skip for skip, _ in spy.calls]
+    assert all(taken for _, taken in spy.calls) and len(spy.calls) == len(steps) and skips[0] == 0 and max(skips) > 0
+    final = reports["off"][-1]
+    assert final["inputs"]["spans"] > 600 and final["inputs"]["bad_lines"] == 0
+    monkeypatch.setenv(native_part.ENV, "off")
+    full = _report([tmp_path / "traces" / "traces.jsonl.zst"], None)
+    assert {k: v for k, v in final.items() if k != "build"} == {k: v for k, v in full.items() if k != "build"}
+
+
+def test_full_build_of_zstd_and_plain_files_together(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rotated backup compressed as one zstd stream, then the plain active file: the same report as
+    the Python reader's; and a plain backup, then a zstd file repeating some of its spans (the
+    core's part is not merged into the non-empty aggregator, and Python reads the file)."""
+    data = workload_lines(300, tmp_path=tmp_path)
+    again = small_lines() + data[: data.index(b"\n") + 1]  # a line again: duplicates across files
+    compressed = zstandard.ZstdCompressor().compress(data)
+    for first, second, taken in [(compressed, again, True), (again, compressed, False)]:
+        folder = tmp_path / f"zstd-{'first' if taken else 'last'}"
+        folder.mkdir()
+        (folder / "traces-2026-01-01T00-00-00.000.jsonl").write_bytes(first)  # inputs are read in path order
+        (folder / "traces.jsonl").write_bytes(second)
+        spy = Spy(monkeypatch)
+        reports = []
+        for mode in ("on", "off"):
+            monkeypatch.setenv(native_part.ENV, mode)
+            reports.append(_report([folder], None))
+        assert reports[0] == reports[1]
+        assert spy.calls == [(0, taken)]
+        assert reports[0]["inputs"]["duplicate_spans"] > 0 and reports[0]["inputs"]["bad_lines"] == 0
