@@ -148,10 +148,20 @@ def _zstd_core():
 
 
 def _read_zstd(native, path: Path, skip: int, options_tuple, progress, tables, expected) -> dict | None:
-    prices, since_ns, until_ns, collect_signals = options_tuple
+    prices, since_ns, until_ns, collect_signals, max_open_runs = options_tuple
     progress, undo = undoable(progress)
     raw = native.read_zstd_part(
-        str(path), skip, since_ns, until_ns, collect_signals, PythonAnswers(prices), progress, tables, expected, max_line=max_line_bytes()
+        str(path),
+        skip,
+        since_ns,
+        until_ns,
+        collect_signals,
+        PythonAnswers(prices),
+        progress,
+        tables,
+        expected,
+        max_line=max_line_bytes(),
+        max_open_runs=max_open_runs,
     )
     if isinstance(raw, str):
         import logging

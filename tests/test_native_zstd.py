@@ -27,6 +27,7 @@ import zstandard
 
 from bench import generate_workload
 from meta_supervisor import native_part, parallel_build
+from meta_supervisor.open_runs import MAX_OPEN_RUNS
 from meta_supervisor.parallel_build import PartResult
 from meta_supervisor.report_build import BuildOptions, build_inputs
 from meta_supervisor.report_model import KillSwitchState, build_report
@@ -40,7 +41,7 @@ from tests.native_cases import CANONICAL, mixed_runs
 from tests.test_native_core import differences, snapshot
 
 PRICES = PriceTable.load()
-OPTIONS = (PRICES, None, None, True)
+OPTIONS = (PRICES, None, None, True, MAX_OPEN_RUNS)
 NOW = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
 MARKET = CsvMarketData(Path(__file__).parent / "fixtures" / "alpha" / "prices")
 ZSTD_JSON_LINES = "zstd+json-lines"
@@ -90,8 +91,10 @@ def read_both(
     results = []
     for mode in ("off", "on"):
         monkeypatch.setenv(native_part.ENV, mode)
-        prices, since_ns, until_ns, collect_signals = options
-        aggregator = SpanAggregator(prices, since_ns, until_ns, expected_spans=expected, collect_signals=collect_signals)
+        prices, since_ns, until_ns, collect_signals, bound = options
+        aggregator = SpanAggregator(
+            prices, since_ns, until_ns, expected_spans=expected, collect_signals=collect_signals, max_open_runs=bound
+        )
         start = None if cursor is None else FileCursor(**cursor.to_state())
         results.append(aggregator_snapshot(aggregator, read_trace_file(path, aggregator, start)))
     return results[0], results[1], spy.calls
@@ -193,7 +196,7 @@ def test_one_frame_of_the_bench_workload(native, tmp_path: Path, monkeypatch: py
     python = assert_taken_and_equal(monkeypatch, path)
     assert python["inputs"]["spans"] == 3000 and python["closed_count"][0] == 1500
     assert python["cursor"]["format"] == ZSTD_JSON_LINES and python["cursor"]["offset"] == len(data)
-    assert_taken_and_equal(monkeypatch, path, options=(None, None, None, False))
+    assert_taken_and_equal(monkeypatch, path, options=(None, None, None, False, MAX_OPEN_RUNS))
 
 
 def test_tables_filled_in_place_or_grown_out_of_them(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,7 +266,11 @@ def test_window_and_options(native, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     from tests.native_cases import DAY_NS
 
     path = zfile(tmp_path, zstandard.ZstdCompressor().compress(small_lines()))
-    for options in [(None, None, None, False), (PRICES, T0 + 20 * 3_600_000 * MS, None, True), (PRICES, T0 + 10 * DAY_NS, None, True)]:
+    for options in [
+        (None, None, None, False, MAX_OPEN_RUNS),
+        (PRICES, T0 + 20 * 3_600_000 * MS, None, True, MAX_OPEN_RUNS),
+        (PRICES, T0 + 10 * DAY_NS, None, True, 8),  # a small bound: runs evicted alike
+    ]:
         assert_taken_and_equal(monkeypatch, path, options=options)
 
 

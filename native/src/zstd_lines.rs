@@ -167,7 +167,7 @@ fn read_stream(agg: &mut Aggregator, file: File, skip: u64, progress: Option<&Bo
 /// `tables_in_place` false: the caller puts them back. Otherwise the part's own tables are sized
 /// for `expected_spans` and grow.
 #[pyfunction]
-#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line))]
+#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs))]
 #[allow(clippy::too_many_arguments)]
 pub fn read_zstd_part<'py>(
     py: Python<'py>,
@@ -181,6 +181,7 @@ pub fn read_zstd_part<'py>(
     tables: Option<(PyBuffer<u64>, PyBuffer<u64>, PyBuffer<u8>)>,
     expected_spans: Option<usize>,
     max_line: usize,
+    max_open_runs: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let file = File::open(path)?;
     let own_tables;
@@ -195,7 +196,7 @@ pub fn read_zstd_part<'py>(
             own_tables
         }
     };
-    let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen);
+    let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen, max_open_runs);
     match read_stream(&mut agg, file, skip, progress.as_ref(), max_line) {
         Ok(read) => {
             let in_place = tables.is_some() && agg.seen.in_place() && agg.closed.in_place();
