@@ -75,6 +75,7 @@ MATRIX: list[tuple[str, str, Shape]] = [
     ("base", "issue", Shape()),
     ("root-first", "issue", Shape(order="root-first")),
     ("no-totals", "issue", Shape(totals=False)),
+    ("root-first+no-totals", "issue", Shape(order="root-first", totals=False)),  # another instrumentation's roots
     ("1000-agents", "issue", Shape(agents=1000)),
     ("8-llm", "issue", Shape(llm_spans=8)),
     ("8-llm+8-tools", "issue", Shape(llm_spans=8, tool_spans=8)),
