@@ -110,14 +110,15 @@ def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected
     return None if raw is None else _part_result(raw)
 
 
-def read_zstd_from_line(path: Path, offset: int, options_tuple) -> tuple | None:
+def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None) -> tuple | None:
     """The second of two parts of a zstd stream read in parallel (``parallel_build``): from the first
-    line start at or after decompressed byte ``offset`` to the end, in tables of its own. Returns
-    (``PartResult``, where the part starts), or None as ``read_zstd_part``."""
+    line start at or after decompressed byte ``offset`` to the end, in tables of its own (sized for
+    ``expected`` spans). Returns (``PartResult``, where the part starts), or None as
+    ``read_zstd_part``."""
     native = _zstd_core()
     if native is None:
         return None
-    raw = _read_zstd(native, path, offset, options_tuple, None, None, None, align=True)
+    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True)
     return None if raw is None else (_part_result(raw), raw["start"])
 
 

@@ -354,10 +354,11 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
     out.head_digest = head_digest(path, out.head_length)
     total = zstd_decompressed_size(path) or 0
     cut = out.offset + int(max(total - out.offset, 0) * ZSTD_SPLIT_AT)
+    rest = expected_spans(path) * max(total - cut, 0) // max(total, 1)  # the child's tables, sized for its part
     options_tuple = aggregator.part_options()
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_zstd_child, args=(sender, path, cut, options_tuple, os.getpid()), daemon=True)
+    child = context.Process(target=_zstd_child, args=(sender, path, cut, options_tuple, os.getpid(), rest), daemon=True)
     child.start()
     sender.close()
 
@@ -405,11 +406,11 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
     return out
 
 
-def _zstd_child(connection, path: Path, offset: int, options_tuple, parent: int) -> None:
+def _zstd_child(connection, path: Path, offset: int, options_tuple, parent: int, expected: int) -> None:
     """The second part of ``read_zstd_in_parallel``: where it starts, then the ``PartResult``."""
     die_with_parent(parent)
     try:
-        read = native_part.read_zstd_from_line(path, offset, options_tuple)
+        read = native_part.read_zstd_from_line(path, offset, options_tuple, expected)
         if read is None:
             raise RuntimeError("the native core declined the second part of the zstd stream")
     except BaseException as exc:  # reported to the parent, which then reads the stream itself
