@@ -158,8 +158,8 @@ def _bytes_per_span(path: str, ident: FileIdentity) -> int:
     try:
         with open_regular(path) as handle:
             head = handle.read(2 << 20)
-            if head[:4] == ZSTD_MAGIC:
-                return _zstd_bytes_per_span(handle)
+        if head[:4] == ZSTD_MAGIC:
+            return _zstd_bytes_per_span(_zstd_sample_of(path, ident))
     except OSError:
         return DEFAULT_BYTES_PER_SPAN
     end = head.find(b"\n")
@@ -173,13 +173,12 @@ ZSTD_SAMPLE_READ = 16 << 10  # compressed bytes handed to the decoder at a time 
 MIN_ZSTD_BYTES_PER_SPAN = 50  # at most ~24x compression of 1,200-byte spans: a zstd bomb sizes no huge table
 
 
-def _zstd_bytes_per_span(handle) -> int:
-    """Compressed bytes per span of a whole-file zstd stream, from its start (``zstd_sample``): the
+def _zstd_bytes_per_span(sample) -> int:
+    """Compressed bytes per span of a whole-file zstd stream, from its start (``_zstd_sample``): the
     decompressed size is not in the stream (a collector writes it as it goes), and the build's
     tables are sized from this before reading: too high costs memory, too low a table that grows.
     At least ``MIN_ZSTD_BYTES_PER_SPAN``; ``DEFAULT_BYTES_PER_SPAN`` when the start holds no span
     or is not a readable stream."""
-    sample = _zstd_sample(handle)
     if sample is None or not sample[2]:
         return DEFAULT_BYTES_PER_SPAN
     compressed, _, spans, _ = sample
