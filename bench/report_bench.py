@@ -36,7 +36,7 @@ deleted (``--keep`` keeps it: a 1,000,000-span row is ~1.3 GB, the 1-span-per-li
 Per row: the full build with the default reader (the native core when installed; wall time, MB/s
 of decompressed JSON, spans/s, peak RSS of the main process and of the worker), the bare orjson
 walk of the same file (decompressing a zstd file as it reads) and the ratio of the two; whether the
-report counted every span, and how the main process's reads went (native core or Python). The rows
+report counted every span, and the parts the native core read or declined in the main process. The rows
 are written as JSON (``--json``, after each row) and printed as a Markdown table.
 
 The rows are not the cartesian product of the dimensions (2 x 2 x 2 x 2 x 2 x 2 x 3 x 2 = 384
@@ -134,10 +134,10 @@ def _measure_in_child(argv: list[str]) -> dict:
 
 
 def _count_reads() -> dict[str, int]:
-    """Counts, filled while the build runs, of the main process's reads by the native core
-    (``native``) and of those it left to the Python reader (``python``: declined, or its part not
-    mergeable); a forked worker's part is not counted."""
-    from meta_supervisor import parallel_build
+    """Counts, filled while the build runs, of the main process's reads by the native core: parts
+    it read (``native``) and parts it declined (``python``: the Python reader read them). A forked
+    worker's reads are not counted, nor a part the core read that could not be merged exactly."""
+    from meta_supervisor import native_part
 
     counts = {"native": 0, "python": 0}
 
@@ -149,8 +149,8 @@ def _count_reads() -> dict[str, int]:
 
         return wrapper
 
-    parallel_build.read_native = counting(parallel_build.read_native)
-    parallel_build.read_native_zstd = counting(parallel_build.read_native_zstd)
+    native_part._read = counting(native_part._read)
+    native_part._read_zstd = counting(native_part._read_zstd)
     return counts
 
 
@@ -384,7 +384,7 @@ def measure_row(name: str, profile: str, shape: Shape, args, work: Path) -> dict
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| shape | spans | JSON MB (file MB) | full build | MB/s | spans/s | peak RSS main / worker | bare walk | ratio | reads |",
+        "| shape | spans | JSON MB (file MB) | full build | MB/s | spans/s | peak RSS main / worker | bare walk | ratio | core (main) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -396,7 +396,7 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['row']}{checked} | {row['spans']:,} | {size} | {f['seconds']:.2f} s | {f['mb_per_s']:,.0f} | "
             f"{f['spans_per_s']:,} | {f['peak_rss_main_mb']:.0f} MB / {worker} | {w['seconds']:.2f} s ({w['mb_per_s']:,.0f} MB/s) | "
-            f"{row['ratio_full_build_vs_bare_walk']:.2f}x | native {reads['native']}, Python {reads['python']} |"
+            f"{row['ratio_full_build_vs_bare_walk']:.2f}x | {reads['native']} read, {reads['python']} declined |"
         )
     return "\n".join(lines)
 

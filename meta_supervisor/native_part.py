@@ -110,20 +110,35 @@ def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected
     return None if raw is None else _part_result(raw)
 
 
-def read_zstd_into(aggregator, path: Path, skip: int, progress=None) -> tuple | None:
+def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None) -> tuple | None:
+    """The second of two parts of a zstd stream read in parallel (``parallel_build``): from the first
+    line start at or after decompressed byte ``offset`` to the end, in tables of its own (sized for
+    ``expected`` spans). Returns (``PartResult``, where the part starts), or None as
+    ``read_zstd_part``."""
+    native = _zstd_core()
+    if native is None:
+        return None
+    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True)
+    return None if raw is None else (_part_result(raw), raw["start"])
+
+
+def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int | None = None) -> tuple | None:
     """``read_zstd_part`` straight into an empty ``aggregator``, its fingerprint tables filled in
     place (``read_into``). They were sized from an estimate of the decompressed size
     (``trace_inputs.expected_spans``): a table the stream turns out too large for grows out of its
     array in the core, and its entries are put back into the aggregator's own table here. Returns
-    (consumed, records, partial tail, the tallies as ``(inputs, agents, agent_order, pending)``), or
-    None when the core is not used, the aggregator is not empty, or the stream was declined (the
-    aggregator is then empty again)."""
+    (consumed, records, partial tail, the tallies as ``(inputs, agents, agent_order, pending)``,
+    stopped), or None when the core is not used, the aggregator is not empty, or the stream was
+    declined (the aggregator is then empty again). With ``stop``, reading ends at the first line
+    start at or after that decompressed byte (``stopped`` says whether it did, else it reached the
+    end): the first of two parts read in parallel. The tallies are not added to the aggregator
+    here; until they are, clearing its tables (``seen.clear()``, ``closed_runs.clear()``) undoes it."""
     native = _zstd_core()
     if native is None or not aggregator.is_empty():
         return None
     seen, closed = aggregator.seen, aggregator.closed_runs
     tables = (seen.slots, closed.keys, closed.states)
-    raw = _read_zstd(native, path, skip, aggregator.part_options(), progress, tables, None)
+    raw = _read_zstd(native, path, skip, aggregator.part_options(), progress, tables, None, stop=stop)
     if raw is None:
         seen.clear()
         closed.clear()
@@ -137,7 +152,7 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None) -> tuple | 
         closed.clear()
         seen.add_all(memoryview(raw.pop("span_fps")).cast("Q"))
         closed.set_all(memoryview(raw.pop("closed_keys")).cast("Q"), raw.pop("closed_states"))
-    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
+    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw), raw["stopped"]
 
 
 def _zstd_core():
@@ -147,21 +162,25 @@ def _zstd_core():
     return native
 
 
-def _read_zstd(native, path: Path, skip: int, options_tuple, progress, tables, expected) -> dict | None:
+def _read_zstd(native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None) -> dict | None:
     prices, since_ns, until_ns, collect_signals, max_open_runs = options_tuple
     progress, undo = undoable(progress)
+    answers = PythonAnswers(prices)
+    cap = max_line_bytes()
     raw = native.read_zstd_part(
         str(path),
         skip,
         since_ns,
         until_ns,
         collect_signals,
-        PythonAnswers(prices),
+        answers,
         progress,
         tables,
         expected,
-        max_line=max_line_bytes(),
+        max_line=cap,
         max_open_runs=max_open_runs,
+        align=align,
+        stop=stop,
     )
     if isinstance(raw, str):
         import logging

@@ -14,8 +14,14 @@ for the parent's part and for any JSON-lines read of ``trace_files``, ``read_nat
 whole-file zstd stream of JSON lines), else by the Python reader; what the core declines is read
 by the Python reader.
 
+A large whole-file zstd stream of JSON lines is read in two parts too (``read_zstd_in_parallel``),
+when the native core is installed and the build's aggregator is still empty: the child decompresses
+the stream up to the cut (a stream cannot be entered in the middle) and reads the rest, the parent
+reads up to the cut, and the two parts meet at the same line start.
+
 Children are forked (``multiprocessing`` "fork" context) and only when the process has no other
-thread; compressed and framed files, small files, and ``workers=1`` are read sequentially. A child
+thread; framed files, other compressed files, small files, and ``workers=1`` are read
+sequentially. A child
 dies with its parent (``die_with_parent``) and never holds the parent's state lock (its copy is
 closed at the fork, ``services.state_files``): a killed build leaves nothing that blocks the next.
 
@@ -293,7 +299,7 @@ def read_native_zstd(aggregator: SpanAggregator, path: Path, skip: int, progress
         return None
     read = native_part.read_zstd_into(aggregator, path, skip, progress)
     if read is not None:
-        consumed, records, partial_tail, tallies = read
+        consumed, records, partial_tail, tallies, _ = read
         _add_tallies(aggregator, tallies, line_offset)
         return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
     if aggregator.is_empty():
@@ -304,6 +310,121 @@ def read_native_zstd(aggregator: SpanAggregator, path: Path, skip: int, progress
         undo()
         return None
     return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)
+
+
+ZSTD_SPLIT_AT = 0.55  # the second part also decompresses the first to skip it: the first is a bit longer
+
+
+def worth_splitting_zstd(path: Path, cursor: FileCursor | None, workers: int) -> bool:
+    """A whole-file zstd stream of JSON lines with ``MIN_SPLIT_BYTES`` or more left to read (its
+    decompressed size estimated from its start), two workers or more, the native core installed:
+    read in two parts in parallel (``read_zstd_in_parallel``)."""
+    from meta_supervisor.trace_inputs import zstd_decompressed_size
+
+    if worker_count(workers) < 2 or (cursor is not None and cursor.format != "zstd+" + FORMAT_JSON_LINES):
+        return False
+    total = zstd_decompressed_size(path)  # None at once for a file that is not zstd
+    start = cursor.offset if cursor is not None else 0
+    if total is None or total - start < MIN_SPLIT_BYTES:
+        return False
+    return fork_is_safe() and native_part._zstd_core() is not None
+
+
+def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, cursor: FileCursor | None = None) -> FileCursor:
+    """A whole-file zstd stream of JSON lines in two parts read at once: a forked child decompresses
+    the stream up to about ``ZSTD_SPLIT_AT`` of what is left (its size estimated from its start)
+    and reads from the first line start there to the end into tables of its own
+    (``native_part.read_zstd_from_line``), while this process reads up to that same line start into
+    the build's tables (``native_part.read_zstd_into`` with ``stop``); the child's part is then
+    merged (``merge_part``). The result is that of reading the stream in one go
+    (``trace_files.read_trace_file``), which is what happens instead when the aggregator is not
+    empty, when either part is declined (this part's tables are cleared first: nothing of it was
+    added yet), or when the stream ends before the cut; a child's part that cannot be merged
+    exactly is read again from the cut by ``read_trace_file``."""
+    from meta_supervisor.trace_files import read_trace_file
+
+    if not aggregator.is_empty() or aggregator.run_records is not None:
+        return read_trace_file(path, aggregator, cursor, advance)
+    from meta_supervisor.trace_inputs import zstd_decompressed_size
+
+    ident = identity_of(path)
+    out = FileCursor(
+        path=str(path), device=ident.device, inode=ident.inode, size=ident.size, mtime_ns=ident.mtime_ns, format="zstd+" + FORMAT_JSON_LINES
+    )
+    out.offset = cursor.offset if cursor is not None else 0
+    out.records = cursor.records if cursor is not None else 0
+    with open_regular(path) as handle:
+        out.head_length = len(handle.read(HEAD_BYTES))
+    out.head_digest = head_digest(path, out.head_length)
+    total = zstd_decompressed_size(path) or 0
+    cut = out.offset + int(max(total - out.offset, 0) * ZSTD_SPLIT_AT)
+    rest = expected_spans(path) * max(total - cut, 0) // max(total, 1)  # the child's tables, sized for its part
+    options_tuple = aggregator.part_options()
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_zstd_child, args=(sender, path, cut, options_tuple, os.getpid(), rest), daemon=True)
+    child.start()
+    sender.close()
+
+    def stop_child() -> None:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join()
+
+    progress, undo = native_part.undoable(advance)
+    first = native_part.read_zstd_into(aggregator, path, out.offset, progress, stop=cut)
+    if first is None or not first[4]:
+        stop_child()
+        if first is None:  # declined: the stream is read in one go (and the core may decline it again)
+            return read_trace_file(path, aggregator, cursor, advance)
+    consumed, records, partial_tail, tallies, stopped = first
+    part = None
+    if stopped:
+        try:
+            start = pickle.loads(receiver.recv_bytes())
+            if isinstance(start, BaseException):
+                raise start
+            part = PartResult.receive(receiver)
+        except (EOFError, OSError, RuntimeError, pickle.UnpicklingError):
+            part = None
+        stop_child()
+        if part is None or start != out.offset + consumed:  # not read: the stream in one go
+            aggregator.seen.clear()
+            aggregator.closed_runs.clear()
+            undo()
+            return read_trace_file(path, aggregator, cursor, advance)
+    _add_tallies(aggregator, tallies, out.records)
+    out.offset += consumed
+    out.records += records
+    out.partial_tail_bytes = partial_tail
+    if part is None:
+        return out
+    if not merge_part(aggregator, part, str(path), out.records):  # the rest read again, in one go
+        return read_trace_file(path, aggregator, out, advance)
+    if advance is not None:
+        advance(part.consumed)
+    out.offset += part.consumed
+    out.records += part.records
+    out.partial_tail_bytes = part.partial_tail
+    return out
+
+
+def _zstd_child(connection, path: Path, offset: int, options_tuple, parent: int, expected: int) -> None:
+    """The second part of ``read_zstd_in_parallel``: where it starts, then the ``PartResult``."""
+    die_with_parent(parent)
+    try:
+        read = native_part.read_zstd_from_line(path, offset, options_tuple, expected)
+        if read is None:
+            raise RuntimeError("the native core declined the second part of the zstd stream")
+    except BaseException as exc:  # reported to the parent, which then reads the stream itself
+        connection.send_bytes(pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
+    else:
+        part, start = read
+        connection.send_bytes(pickle.dumps(start))
+        part.send(connection)
+    finally:
+        connection.close()
 
 
 def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, line_offset: int) -> bool:

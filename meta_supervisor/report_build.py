@@ -6,8 +6,8 @@ file that was truncated or replaced since the last build cannot have its share s
 (deduplication and run joins cross file boundaries): when it is the last input (the active file),
 the state saved just before it is restored and only that file is read again; an earlier file
 triggers a rebuild from all inputs (``incremental_state``). A renamed file (collector rotation) is
-recognised by its identity and continued, not read again. Large uncompressed files are split across
-processes (see ``parallel_build``).
+recognised by its identity and continued, not read again. Large files of JSON lines, plain or one
+zstd stream (with the native core), are split across processes (see ``parallel_build``).
 
 Reads no environment variables.
 """
@@ -117,11 +117,13 @@ def full_build(options: BuildOptions, files: list[Path], stats: BuildStats, befo
 
 
 def read_file_maybe_parallel(path: Path, aggregator, options: BuildOptions, advance, cursor=None):
-    from meta_supervisor.parallel_build import read_in_parallel, worth_splitting
+    from meta_supervisor.parallel_build import read_in_parallel, read_zstd_in_parallel, worth_splitting, worth_splitting_zstd
     from meta_supervisor.trace_files import read_trace_file
 
     if worth_splitting(path, cursor, options.workers):
         return _covering(read_in_parallel(path, aggregator, options, advance, cursor))
+    if worth_splitting_zstd(path, cursor, options.workers):
+        return _covering(read_zstd_in_parallel(path, aggregator, options, advance, cursor))
     return _covering(read_trace_file(path, aggregator, cursor, advance))
 
 

@@ -158,8 +158,8 @@ def _bytes_per_span(path: str, ident: FileIdentity) -> int:
     try:
         with open_regular(path) as handle:
             head = handle.read(2 << 20)
-            if head[:4] == ZSTD_MAGIC:
-                return _zstd_bytes_per_span(handle)
+        if head[:4] == ZSTD_MAGIC:
+            return _zstd_bytes_per_span(_zstd_sample_of(path, ident))
     except OSError:
         return DEFAULT_BYTES_PER_SPAN
     end = head.find(b"\n")
@@ -173,13 +173,49 @@ ZSTD_SAMPLE_READ = 16 << 10  # compressed bytes handed to the decoder at a time 
 MIN_ZSTD_BYTES_PER_SPAN = 50  # at most ~24x compression of 1,200-byte spans: a zstd bomb sizes no huge table
 
 
-def _zstd_bytes_per_span(handle) -> int:
-    """Compressed bytes per span of a whole-file zstd stream, from its start: the compressed bytes
-    that decompress to ``ZSTD_SAMPLE`` bytes, over the spans in the whole lines of those. The
+def _zstd_bytes_per_span(sample) -> int:
+    """Compressed bytes per span of a whole-file zstd stream, from its start (``_zstd_sample``): the
     decompressed size is not in the stream (a collector writes it as it goes), and the build's
     tables are sized from this before reading: too high costs memory, too low a table that grows.
     At least ``MIN_ZSTD_BYTES_PER_SPAN``; ``DEFAULT_BYTES_PER_SPAN`` when the start holds no span
     or is not a readable stream."""
+    if sample is None or not sample[2]:
+        return DEFAULT_BYTES_PER_SPAN
+    compressed, _, spans, _ = sample
+    return max(int(compressed / spans), MIN_ZSTD_BYTES_PER_SPAN)
+
+
+def zstd_decompressed_size(path: Path) -> int | None:
+    """About how many bytes a whole-file zstd stream of JSON lines decompresses to, from the
+    compression of its start (``_zstd_sample``; at most ``MAX_ZSTD_RATIO`` times the file); None when
+    it is not one (not zstd, not JSON, or unreadable)."""
+    try:
+        ident = identity_of(path)
+        sample = _zstd_sample_of(str(path), ident)
+    except OSError:
+        return None
+    if sample is None or sample[3][:1] != b"{":
+        return None
+    compressed, decompressed, _, _ = sample
+    return int(ident.size * min(decompressed / compressed, MAX_ZSTD_RATIO))
+
+
+MAX_ZSTD_RATIO = 50
+
+
+@functools.lru_cache(maxsize=64)
+def _zstd_sample_of(path: str, ident: FileIdentity):
+    with open_regular(path) as handle:
+        if handle.read(4) != ZSTD_MAGIC:
+            return None
+        return _zstd_sample(handle)
+
+
+def _zstd_sample(handle) -> tuple[float, int, int, bytes] | None:
+    """(compressed bytes, the decompressed bytes of the whole lines they hold (or of the first line,
+    if longer), spans in those, the first bytes) of the start of a zstd stream: up to
+    ``ZSTD_SAMPLE`` bytes decompressed, the compressed ones counted to ``ZSTD_SAMPLE_READ``. None
+    when it is not a readable stream, or an empty one."""
     import zstandard
 
     class Counted:
@@ -196,10 +232,8 @@ def _zstd_bytes_per_span(handle) -> int:
         reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=ZSTD_SAMPLE_READ, read_across_frames=True)
         sample = reader.read(ZSTD_SAMPLE)
     except zstandard.ZstdError:
-        return DEFAULT_BYTES_PER_SPAN
-    end = sample.rfind(b"\n") + 1
-    spans = sample.count(b'"spanId"', 0, end)
-    if not spans:
-        return DEFAULT_BYTES_PER_SPAN
-    compressed = source.given * end / len(sample)
-    return max(int(compressed / spans), MIN_ZSTD_BYTES_PER_SPAN)
+        return None
+    if not sample:
+        return None
+    end = sample.rfind(b"\n") + 1 or len(sample)  # whole lines, or all of a line longer than the sample
+    return source.given * end / len(sample), end, sample.count(b'"spanId"', 0, end), sample[:8]

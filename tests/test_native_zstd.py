@@ -462,3 +462,115 @@ def test_full_build_of_zstd_and_plain_files_together(native, tmp_path: Path, mon
         assert reports[0] == reports[1]
         assert spy.calls == [(0, taken)]
         assert reports[0]["inputs"]["duplicate_spans"] > 0 and reports[0]["inputs"]["bad_lines"] == 0
+
+
+# --- a stream read in two parts at once (parallel_build.read_zstd_in_parallel) -----------------------------
+
+
+class Split:
+    """Forces the two-part read of every zstd file (any size, forking allowed) and records each:
+    (the cut as a fraction of the stream's estimated size, whether the child's part was merged)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: float) -> None:
+        monkeypatch.setattr(parallel_build, "MIN_SPLIT_BYTES", 1)
+        monkeypatch.setattr(parallel_build, "fork_is_safe", lambda: True)  # the child only reads and decodes
+        monkeypatch.setattr(parallel_build, "ZSTD_SPLIT_AT", at)
+        self.merges: list[bool] = []
+        self.splits = 0
+        original_merge, original_split = parallel_build.merge_part, parallel_build.read_zstd_in_parallel
+
+        def merging(*args, **kwargs):
+            accepted = original_merge(*args, **kwargs)
+            self.merges.append(accepted)
+            return accepted
+
+        def splitting(*args, **kwargs):
+            self.splits += 1
+            return original_split(*args, **kwargs)
+
+        monkeypatch.setattr(parallel_build, "merge_part", merging)
+        monkeypatch.setattr(parallel_build, "read_zstd_in_parallel", splitting)
+
+
+def _build_both(monkeypatch: pytest.MonkeyPatch, paths: list[Path], workers: int = 2) -> tuple[dict, dict]:
+    """The report of a full build of ``paths`` with the core (``workers`` processes) and without."""
+    reports = []
+    for mode in ("on", "off"):
+        monkeypatch.setenv(native_part.ENV, mode)
+        data, _ = build_inputs(BuildOptions(inputs=[str(p) for p in paths], prices=PRICES, workers=workers))
+        reports.append(build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET))
+    return reports[0], reports[1]
+
+
+@pytest.mark.parametrize("at", [0.02, 0.5, 0.97, 3.0])
+def test_two_parts_at_once(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: float) -> None:
+    """Cut near the start, in the middle, near the end, and beyond the end (the stream is shorter
+    than its estimate: the first part reads it all): the same report as the Python reader's."""
+    data = workload_lines(2000, tmp_path=tmp_path) + small_lines()
+    path = zfile(tmp_path, frames_at(data, [len(data) // 3]))
+    split = Split(monkeypatch, at)
+    with_core, without = _build_both(monkeypatch, [path])
+    assert with_core == without and with_core["inputs"]["spans"] > 4000
+    assert split.splits == 1
+    assert split.merges == ([] if at > 1 else [True])  # the child's part merged, or not needed
+
+
+def test_two_parts_of_a_stream_cut_short(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = workload_lines(2000, tmp_path=tmp_path)
+    blob = flushed_per_line(data)
+    path = zfile(tmp_path, blob[: len(blob) - 5000])
+    split = Split(monkeypatch, 0.5)
+    with_core, without = _build_both(monkeypatch, [path])
+    assert with_core == without and with_core["inputs"]["partial_tails"]
+    assert split.merges == [True]
+
+
+def test_two_parts_when_the_second_is_declined(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A corrupt block, or a bad line, after the cut: the child declines, this process's part is
+    undone, and the stream is read in one go (by Python in the end): Python's report."""
+    data = workload_lines(4000, tmp_path=tmp_path)  # the corrupt block beyond the size estimate's sample
+    corrupt = bytearray(zstandard.ZstdCompressor(level=3).compress(data))
+    corrupt[len(corrupt) * 3 // 4] ^= 0xFF
+    bad_line = zstandard.ZstdCompressor().compress(data + b"not json\n" + small_lines())
+    for name, blob in (("corrupt", bytes(corrupt)), ("bad-line", bad_line)):
+        path = zfile(tmp_path, blob, f"{name}.zst")
+        split = Split(monkeypatch, 0.5)
+        with_core, without = _build_both(monkeypatch, [path])
+        assert with_core == without and with_core["inputs"]["bad_lines"] == 1, name
+        assert split.splits == 1 and split.merges == [], name
+
+
+def test_two_parts_that_cannot_be_merged(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second half repeats spans of the first (a retried export): the child's part is not merged
+    exactly, and the rest is read again from the cut."""
+    data = workload_lines(1000, tmp_path=tmp_path)
+    path = zfile(tmp_path, zstandard.ZstdCompressor().compress(data + data))
+    split = Split(monkeypatch, 0.5)
+    with_core, without = _build_both(monkeypatch, [path])
+    assert with_core == without and with_core["inputs"]["duplicate_spans"] == 2000
+    assert split.merges[0] is False
+
+
+def test_no_two_parts_for_one_worker_a_small_stream_or_a_later_file(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = workload_lines(600, tmp_path=tmp_path)
+    path = zfile(tmp_path, zstandard.ZstdCompressor().compress(data))
+    monkeypatch.setattr(parallel_build, "fork_is_safe", lambda: True)
+    assert not parallel_build.worth_splitting_zstd(path, None, 2)  # ~1 MB: below MIN_SPLIT_BYTES
+    monkeypatch.setattr(parallel_build, "MIN_SPLIT_BYTES", 1)
+    assert parallel_build.worth_splitting_zstd(path, None, 2)
+    assert not parallel_build.worth_splitting_zstd(path, None, 1)
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(data)
+    assert not parallel_build.worth_splitting_zstd(plain, None, 2)
+    framed = FileCursor(path=str(path), offset=10, format="zstd+framed")
+    assert not parallel_build.worth_splitting_zstd(path, framed, 2)
+    # a later file: the aggregator is not empty, so the stream is read in one go (read apart and
+    # merged, like the plain file's second part before it)
+    split = Split(monkeypatch, 0.5)
+    spy = Spy(monkeypatch)
+    first = tmp_path / "traces-2026-01-01T00-00-00.000.jsonl"
+    first.write_bytes(small_lines())
+    later = zfile(tmp_path, zstandard.ZstdCompressor().compress(data), "traces.jsonl")
+    with_core, without = _build_both(monkeypatch, [first, later])
+    assert with_core == without and split.splits == 1 and spy.calls == [(0, True)]
+    assert len(split.merges) == 3 and all(split.merges)  # the plain file's second part (twice), the zstd file

@@ -1,7 +1,9 @@
 //! A whole-file zstd stream of JSON lines (`trace_files._read_zstd`, format `zstd+json-lines`):
 //! decompressed on a thread of its own into a bounded channel while the calling thread reads the
 //! lines and aggregates them (`read_lines`, the same loop as for a plain file), so decompression
-//! and parsing overlap: the stream is read about as fast as the same lines uncompressed.
+//! and parsing overlap: the stream is read about as fast as the same lines uncompressed. A part of
+//! the stream can be read (`Window`): two processes read one large stream at once, each its part
+//! (`parallel_build.read_zstd_in_parallel`).
 //!
 //! What the Python reader does, and so this does too:
 //!
@@ -75,15 +77,37 @@ fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// The decompressing thread: decode `file` from its start, drop the first `skip` bytes of output,
-/// send the rest in chunks. Err: why the stream cannot be read as the Python reader reads it.
-/// Returns early (Ok) when the reader has gone (it declined the part).
-fn decompress(mut file: File, mut skip: u64, chunks: SyncSender<Vec<u8>>, spent: Receiver<Vec<u8>>) -> Result<(), String> {
+/// Which bytes of the decompressed stream the reader gets: from byte `skip` (`align`: from the first
+/// line start at or after it), to the end, or (`stop`) to the first line start at or after `stop`.
+/// A stream cut at a line start by `stop` in one process and started there by `align` in another
+/// (`parallel_build.read_zstd_in_parallel`) is read in two parts that meet exactly.
+#[derive(Clone, Copy)]
+struct Window {
+    skip: u64,
+    align: bool,
+    stop: Option<u64>,
+}
+
+/// Where the bytes sent start in the stream, and whether they were cut at the window's `stop`.
+struct Sent {
+    start: u64,
+    stopped: bool,
+}
+
+/// The decompressing thread: decode `file` from its start, send the window's bytes in chunks.
+/// Err: why the stream cannot be read as the Python reader reads it. Returns early when the reader
+/// has gone (it declined the part).
+fn decompress(mut file: File, window: Window, chunks: SyncSender<Vec<u8>>, spent: Receiver<Vec<u8>>) -> Result<Sent, String> {
     let mut decoder = Decoder::new().map_err(|e| format!("zstd decoder: {e}"))?;
     let mut input = vec![0u8; INPUT];
     let (mut in_pos, mut in_len, mut at_end) = (0usize, 0usize, false);
     let mut out = vec![0u8; CHUNK];
-    let mut filled = 0usize;
+    let mut filled = 0usize; // bytes in `out`: still to drop (before the window), or to send
+    let mut skip = window.skip; // bytes still to drop
+    let mut aligning = window.align && window.skip > 0; // then dropping up to a line start
+    let mut start = window.skip; // where the bytes sent start
+    let mut sent = 0u64; // bytes sent so far (so `out[i]` is byte `start + sent + i`)
+    let mut scanned = 0usize; // bytes of `out` searched for the stop's newline
     loop {
         if in_pos == in_len && !at_end {
             in_len = read_some(&mut file, &mut input).map_err(|e| format!("reading the compressed file: {e}"))?;
@@ -99,16 +123,41 @@ fn decompress(mut file: File, mut skip: u64, chunks: SyncSender<Vec<u8>>, spent:
         filled = now;
         if skip > 0 && filled > 0 {
             let dropped = (filled as u64).min(skip) as usize;
+            skip -= dropped as u64;
+            if skip == 0 && aligning && out[dropped - 1] == b'\n' {
+                aligning = false; // the window starts at a line start already
+            }
             out.copy_within(dropped..filled, 0);
             filled -= dropped;
-            skip -= dropped as u64;
+        }
+        if skip == 0 && aligning && filled > 0 {
+            let dropped = memchr::memchr(b'\n', &out[..filled]).map_or(filled, |at| {
+                aligning = false;
+                at + 1
+            });
+            start += dropped as u64;
+            out.copy_within(dropped..filled, 0);
+            filled -= dropped;
+        }
+        if let (Some(stop), false, 0) = (window.stop, aligning, skip) {
+            // the first newline at or after byte `stop - 1` ends the window
+            let first = stop.saturating_sub(1).saturating_sub(start + sent).min(filled as u64) as usize;
+            let from = scanned.max(first);
+            if let Some(at) = memchr::memchr(b'\n', &out[from..filled]) {
+                out.truncate(from + at + 1);
+                let _ = chunks.send(out);
+                return Ok(Sent { start, stopped: true });
+            }
+            scanned = filled;
         }
         if filled == out.len() {
             let next = spent.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
             if chunks.send(std::mem::replace(&mut out, next)).is_err() {
-                return Ok(());
+                return Ok(Sent { start, stopped: false });
             }
+            sent += filled as u64;
             filled = 0;
+            scanned = 0;
         }
         // The end: no more input, and a call with none gave nothing (a stream cut short mid-frame
         // ends here too, as python-zstandard's reader ends it: no error, the complete blocks read).
@@ -124,18 +173,18 @@ fn decompress(mut file: File, mut skip: u64, chunks: SyncSender<Vec<u8>>, spent:
         out.truncate(filled);
         let _ = chunks.send(out);
     }
-    Ok(())
+    Ok(Sent { start, stopped: false })
 }
 
-/// `read_lines` over the decompressed stream, the decompression on a scoped thread (always joined,
-/// on every path out of here). A decoder error declines the part.
-fn read_stream(agg: &mut Aggregator, file: File, skip: u64, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
+/// `read_lines` over the window of the decompressed stream, the decompression on a scoped thread
+/// (always joined, on every path out of here). A decoder error declines the part.
+fn read_stream(agg: &mut Aggregator, file: File, window: Window, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<(Lines, Sent)> {
     std::thread::scope(|scope| {
         let (chunk_sender, chunk_receiver) = sync_channel(DEPTH);
         let (spent_sender, spent_receiver) = channel();
         let worker = std::thread::Builder::new()
             .name("zstd-decompress".into())
-            .spawn_scoped(scope, move || decompress(file, skip, chunk_sender, spent_receiver))
+            .spawn_scoped(scope, move || decompress(file, window, chunk_sender, spent_receiver))
             .map_err(|e| Stop::Python(e.into()))?;
         let mut stream = Decompressed {
             chunks: chunk_receiver,
@@ -148,7 +197,7 @@ fn read_stream(agg: &mut Aggregator, file: File, skip: u64, progress: Option<&Bo
         let ended = worker.join();
         let lines = read?;
         match ended {
-            Ok(Ok(())) => Ok(lines),
+            Ok(Ok(sent)) => Ok((lines, sent)),
             Ok(Err(why)) => part::decline(&why),
             Err(_) => part::decline("the zstd decompressing thread panicked"),
         }
@@ -166,8 +215,12 @@ fn read_stream(agg: &mut Aggregator, file: File, skip: u64, progress: Option<&Bo
 /// and is returned like a part's (`span_fps`, or `closed_keys` and `closed_states`), with
 /// `tables_in_place` false: the caller puts them back. Otherwise the part's own tables are sized
 /// for `expected_spans` and grow.
+///
+/// `align` and `stop` make the part one of two read in parallel (`Window`): `start` in the result
+/// is where its bytes start (`skip`, or the line start after it), `stopped` whether it ended at
+/// the first line start at or after `stop` (else at the end of the stream).
 #[pyfunction]
-#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs))]
+#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, align=false, stop=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn read_zstd_part<'py>(
     py: Python<'py>,
@@ -182,8 +235,11 @@ pub fn read_zstd_part<'py>(
     expected_spans: Option<usize>,
     max_line: usize,
     max_open_runs: usize,
+    align: bool,
+    stop: Option<u64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let file = File::open(path)?;
+    let window = Window { skip, align, stop };
     let own_tables;
     let chosen = match &tables {
         Some((seen, keys, states)) => (
@@ -197,11 +253,13 @@ pub fn read_zstd_part<'py>(
         }
     };
     let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen, max_open_runs);
-    match read_stream(&mut agg, file, skip, progress.as_ref(), max_line) {
-        Ok(read) => {
+    match read_stream(&mut agg, file, window, progress.as_ref(), max_line) {
+        Ok((read, sent)) => {
             let in_place = tables.is_some() && agg.seen.in_place() && agg.closed.in_place();
             let out = result(py, agg, &read, in_place)?;
             out.set_item("tables_in_place", in_place)?;
+            out.set_item("start", sent.start)?;
+            out.set_item("stopped", sent.stopped)?;
             Ok(out.into_any())
         }
         Err(Stop::Decline(why)) => Ok(why.into_pyobject(py)?.into_any()),
