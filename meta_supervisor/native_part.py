@@ -163,32 +163,9 @@ def _zstd_core():
 
 
 def _read_zstd(native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None) -> dict | None:
-    prices, since_ns, until_ns, collect_signals, max_open_runs = options_tuple
-    progress, undo = undoable(progress)
-    answers = PythonAnswers(prices)
-    cap = max_line_bytes()
-    raw = native.read_zstd_part(
-        str(path),
-        skip,
-        since_ns,
-        until_ns,
-        collect_signals,
-        answers,
-        progress,
-        tables,
-        expected,
-        max_line=cap,
-        max_open_runs=max_open_runs,
-        align=align,
-        stop=stop,
-    )
-    if isinstance(raw, str):
-        import logging
-
-        logging.getLogger(__name__).debug("the native reader declined the zstd stream %s from byte %d: %s", path, skip, raw)
-        undo()
-        return None
-    return raw
+    """The core's ``read_zstd_part``: its raw result, or None when it declined (its progress taken back)."""
+    where = f"the zstd stream {path} from byte {skip}"
+    return _call(native.read_zstd_part, where, (str(path), skip), options_tuple, progress, tables, expected, align=align, stop=stop)
 
 
 def same_zstd(native) -> bool:
@@ -200,28 +177,31 @@ def same_zstd(native) -> bool:
 
 def _read(native, path: Path, start: int, stop: int | None, options_tuple, progress, tables, expected) -> dict | None:
     """The core's ``read_part``: its raw result, or None when it declined (its progress taken back)."""
+    return _call(native.read_part, f"{path} [{start}, {stop})", (str(path), start, stop), options_tuple, progress, tables, expected)
+
+
+def _call(read, where: str, head: tuple, options_tuple, progress, tables, expected, **keywords) -> dict | None:
+    """``read`` (the core's ``read_part`` or ``read_zstd_part``) of what ``head`` names, with the
+    build's options: its raw result, or None when it declined (its progress taken back)."""
     prices, since_ns, until_ns, collect_signals, max_open_runs = options_tuple
     progress, undo = undoable(progress)
-    answers = PythonAnswers(prices)
-    cap = max_line_bytes()
-    raw = native.read_part(
-        str(path),
-        start,
-        stop,
+    raw = read(
+        *head,
         since_ns,
         until_ns,
         collect_signals,
-        answers,
+        PythonAnswers(prices),
         progress,
         tables,
         expected,
-        max_line=cap,
+        max_line=max_line_bytes(),
         max_open_runs=max_open_runs,
+        **keywords,
     )
     if isinstance(raw, str):
         import logging  # only here: a decline is rare, and logging costs the command's start-up ~4 ms
 
-        logging.getLogger(__name__).debug("the native reader declined %s [%d, %s): %s", path, start, stop, raw)
+        logging.getLogger(__name__).debug("the native reader declined %s: %s", where, raw)
         undo()
         return None
     return raw

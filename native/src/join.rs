@@ -126,27 +126,18 @@ impl Aggregator<'_, '_> {
         match self.pending.get_mut(run_key) {
             Some(entry) => entry.deferred.get_or_insert_with(Vec::new).push(record),
             None => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.pending.insert(
-                    run_key.to_string(),
-                    Entry {
-                        seq,
-                        agent: NO_AGENT,
-                        trace_id: trace_id.to_string(),
-                        run_id: run_id.to_string(),
-                        root: None,
-                        calls: 0,
-                        tokens_in: 0,
-                        tokens_out: 0,
-                        cached: 0,
-                        cost: 0.0,
-                        unpriced: 0,
-                        deferred: Some(vec![record]),
-                    },
-                );
+                let mut entry = new_entry(NO_AGENT, trace_id, run_id, None);
+                entry.deferred = Some(vec![record]);
+                self.open(run_key, entry);
             }
         }
+    }
+
+    /// A new open run, after every other (its `seq`: the order `pending` has it in Python).
+    pub(crate) fn open(&mut self, run_key: &str, mut entry: Entry) {
+        entry.seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.insert(run_key.to_string(), entry);
     }
 
     /// `agent_counts.replay`: deferred calls counted for the agent with this index.
@@ -311,12 +302,7 @@ impl Aggregator<'_, '_> {
                 return self.root_of_closed_run(fp, index, run_key, killed);
             }
             match self.pending.get_mut(run_key) {
-                None => {
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    self.pending
-                        .insert(run_key.to_string(), new_entry(seq, index, trace_id, run_id, root));
-                }
+                None => self.open(run_key, new_entry(index, trace_id, run_id, Some(root))),
                 Some(entry) => set_root(entry, index, trace_id, run_id, root),
             }
             return Ok(());
@@ -324,7 +310,7 @@ impl Aggregator<'_, '_> {
         // every LLM span the root counts has arrived: close the run now
         let detail = match self.pending.get_mut(run_key) {
             None => {
-                let entry = new_entry(0, index, trace_id, run_id, root);
+                let entry = new_entry(index, trace_id, run_id, Some(root));
                 self.detail(&entry)?
             }
             Some(entry) => {
@@ -358,13 +344,14 @@ pub(crate) fn sweep_every(bound: usize) -> usize {
     (bound / 8).clamp(1, SWEEP_EVERY)
 }
 
-pub(crate) fn new_entry(seq: u64, agent: usize, trace_id: &str, run_id: &str, root: Root) -> Entry {
+/// An open run with nothing counted yet (its `seq` set by `Aggregator::open`).
+pub(crate) fn new_entry(agent: usize, trace_id: &str, run_id: &str, root: Option<Root>) -> Entry {
     Entry {
-        seq,
+        seq: 0,
         agent,
         trace_id: trace_id.to_string(),
         run_id: run_id.to_string(),
-        root: Some(root),
+        root,
         calls: 0,
         tokens_in: 0,
         tokens_out: 0,

@@ -9,7 +9,7 @@
 //! changes type, spans without ids) makes the part `Decline`: the Python reader then reads it.
 
 use crate::content::{content_check, span_entry};
-use crate::join::sweep_every;
+use crate::join::{new_entry, sweep_every};
 use crate::kinds::{classify, run_agent_name, Kind};
 use crate::schema::{AnyValue, KeyValue, Span};
 use crate::tables::{FpMap, FpSet, PairRef};
@@ -546,25 +546,10 @@ impl<'py, 't> Aggregator<'py, 't> {
         };
         let close = match self.pending.get_mut(run_key) {
             None => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.pending.insert(
-                    run_key.to_string(),
-                    Entry {
-                        seq,
-                        agent: index,
-                        trace_id: span.trace_id.to_string(),
-                        run_id: run_id.to_string(),
-                        root: None,
-                        calls: 1,
-                        tokens_in,
-                        tokens_out,
-                        cached,
-                        cost,
-                        unpriced,
-                        deferred: deferred.map(|record| vec![record]),
-                    },
-                );
+                let mut entry = new_entry(index, &span.trace_id, run_id, None);
+                (entry.calls, entry.tokens_in, entry.tokens_out, entry.cached) = (1, tokens_in, tokens_out, cached);
+                (entry.cost, entry.unpriced, entry.deferred) = (cost, unpriced, deferred.map(|record| vec![record]));
+                self.open(run_key, entry);
                 false
             }
             Some(entry) => {
