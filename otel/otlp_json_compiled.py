@@ -29,7 +29,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
-
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -101,7 +100,11 @@ def encode_value(value: Any) -> Any:
 
 def _plain(attributes: Any) -> dict:
     """The attributes as a plain dict to iterate (the SDK's ``BoundedAttributes`` has a public
-    ``copy()``; iterating it as a mapping costs a Python call per key)."""
+    ``copy()``; iterating it as a mapping, or even asking its length, is a Python call)."""
+    if type(attributes) is dict:
+        return attributes
+    if attributes is None:
+        return {}
     copy = getattr(attributes, "copy", None)
     result = copy() if copy is not None else None
     return result if type(result) is dict else dict(attributes)
@@ -122,10 +125,7 @@ def _new_pair(item: tuple, table: dict) -> msgspec.Raw | dict[str, Any]:
 
 
 def encode_attributes(attributes: Any) -> list:
-    if not attributes:
-        return []
-    if type(attributes) is not dict:
-        attributes = _plain(attributes)
+    attributes = _plain(attributes)
     out = []
     append = out.append
     tables = _TABLES
@@ -140,10 +140,9 @@ def encode_attributes(attributes: Any) -> list:
 
 
 def _with_attributes(target: dict[str, Any], attributes: Any, dropped: int) -> dict[str, Any]:
-    if attributes:
-        encoded = encode_attributes(attributes)
-        if encoded:
-            target["attributes"] = encoded
+    plain = _plain(attributes)
+    if plain:
+        target["attributes"] = encode_attributes(plain)
     if dropped:
         target["droppedAttributesCount"] = dropped
     return target
@@ -182,7 +181,7 @@ def encode_span(span: ReadableSpan) -> dict[str, Any]:
     out["kind"] = _kind(span.kind)
     out["startTimeUnixNano"] = str(span.start_time or 0)
     out["endTimeUnixNano"] = str(span.end_time or 0)
-    attributes = span.attributes
+    attributes = _plain(span.attributes)
     if attributes:
         out["attributes"] = encode_attributes(attributes)
     dropped = span.dropped_attributes
@@ -193,7 +192,7 @@ def encode_span(span: ReadableSpan) -> dict[str, Any]:
         encoded_events = []
         for event in events:
             entry = {"timeUnixNano": str(event.timestamp), "name": event.name}
-            attributes = event.attributes
+            attributes = _plain(event.attributes)
             if attributes:
                 entry["attributes"] = encode_attributes(attributes)
             dropped = event.dropped_attributes
@@ -242,23 +241,24 @@ def _encode_scope(scope: InstrumentationScope | None) -> dict[str, Any]:
 
 def _group(spans: Sequence[ReadableSpan]) -> list[tuple[Resource, dict[Any, list[dict[str, Any]]]]]:
     """Encoded spans grouped as the reference groups them (by equal resource, then equal scope, in
-    order of first appearance). ``Resource.__hash__`` serializes its attributes each time, so spans
-    are matched by the resource object first and equality is asked once per distinct object."""
+    order of first appearance). ``Resource.__hash__`` serializes its attributes and
+    ``InstrumentationScope.__hash__`` is a Python call, so spans are matched by the objects first and
+    equality is asked once per distinct pair of objects in the batch."""
     groups: list[tuple[Resource, dict[Any, list[dict[str, Any]]]]] = []
-    by_object: dict[int, dict[Any, list[dict[str, Any]]]] = {}
+    by_objects: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for span in spans:
         resource = span.resource
-        scopes = by_object.get(id(resource))
-        if scopes is None:
-            scopes = next((known for seen, known in groups if seen == resource), None)
+        scope = span.instrumentation_scope or None
+        members = by_objects.get((id(resource), id(scope)))
+        if members is None:
+            scopes = next((known for seen, known in groups if seen is resource or seen == resource), None)
             if scopes is None:
                 scopes = {}
                 groups.append((resource, scopes))
-            by_object[id(resource)] = scopes
-        scope = span.instrumentation_scope or None
-        members = scopes.get(scope)
-        if members is None:
-            members = scopes[scope] = []
+            members = scopes.get(scope)
+            if members is None:
+                members = scopes[scope] = []
+            by_objects[(id(resource), id(scope))] = members
         members.append(encode_span(span))
     return groups
 

@@ -32,6 +32,8 @@ def _plain(attributes: Any) -> dict[str, Any]:
     it as a mapping costs a Python call per key)."""
     if type(attributes) is dict:
         return attributes
+    if attributes is None:
+        return {}
     copy = getattr(attributes, "copy", None)
     result = copy() if copy is not None else None
     return result if type(result) is dict else dict(attributes)
@@ -50,8 +52,6 @@ _SCALARS = frozenset({int, float, bool, bytes, type(None)})
 
 def _attributes(attributes: Any, redactor: RedactionMemo) -> dict[str, Any] | None:
     """The redacted attributes, or None when nothing changed."""
-    if not attributes:
-        return None
     plain = _plain(attributes)
     clean = redactor.clean  # the usual case, a string seen before with nothing to redact: one lookup
     scalars = _SCALARS
