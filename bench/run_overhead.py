@@ -168,7 +168,12 @@ def summarize(blocks: list[dict], variants: list[str]) -> dict:
                 "handoff_waits": sum(r[name]["spans"].get("handoff_waits", 0) for r in complete),
             }
             if "seed_jsonl" in variants and name != "bare":
-                for field, key in (("wall_median_us", "x_seed_wall"), ("process_cpu_us_per_run", "x_seed_cpu")):
+                fields = (
+                    ("wall_median_us", "x_seed_wall"),
+                    ("thread_cpu_median_us", "x_seed_thread_cpu"),
+                    ("process_cpu_us_per_run", "x_seed_cpu"),
+                )
+                for field, key in fields:
                     ratios = [
                         (r[name][field] - r["bare"][field]) / (r["seed_jsonl"][field] - r["bare"][field])
                         for r in complete
@@ -193,13 +198,14 @@ def markdown(summary: dict) -> str:
         lines.append(f"**{mode}** ({part['rounds']} rounds; median over rounds, range in brackets)")
         lines.append("")
         lines.append(
-            "| variant | agent thread: run median µs | added µs | × seed | total CPU added µs/run | × seed "
-            "| of which export µs/run | runs/s | spans lost |"
+            "| variant | agent thread: run median µs | added µs | × seed | agent thread CPU added µs | × seed "
+            "| total CPU added µs/run | × seed | of which export µs/run | runs/s | spans lost |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for name, row in part["variants"].items():
             lines.append(
                 f"| `{name}` | {_fmt(row['wall_median_us'])} | {_fmt(row['added_wall_us'])} | {_fmt(row.get('x_seed_wall'), 2)} "
+                f"| {_fmt(row['added_thread_cpu_us'])} | {_fmt(row.get('x_seed_thread_cpu'), 2)} "
                 f"| {_fmt(row['added_process_cpu_us'])} | {_fmt(row.get('x_seed_cpu'), 2)} | {_fmt(row['export_cpu_us'])} "
                 f"| {_fmt(row['runs_per_s'])} | {row['spans_lost']} |"
             )

@@ -217,7 +217,7 @@ class CountingSpanProcessor(SpanProcessor):
         self._inner = inner
         self._accounting = accounting
         self._queue = batch_queue(inner)
-        self._handoff = handoff
+        self._handoff = handoff if self._queue is not None else None
         if self._queue is not None:
             queue = self._queue
             accounting.watch_queue(lambda: len(queue))
@@ -230,9 +230,10 @@ class CountingSpanProcessor(SpanProcessor):
             full = self._queue is not None and len(self._queue) >= self._queue.maxlen
             self._accounting.span_ended(evicts_one=full)
         self._inner.on_end(span)
-        if self._handoff is not None and span.parent is None:
+        handoff = self._handoff
+        if handoff is not None and span.parent is None and len(self._queue) >= handoff.high_water:
             try:
-                self._handoff.run_ended()
+                handoff.run_ended()
             except Exception:
                 report_internal_error(logger, "the export hand-off failed")
 
