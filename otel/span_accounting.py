@@ -19,6 +19,10 @@ when it finishes. ``warn_if_losing`` runs at the end of every run and from ``Wat
 thread that only reads the counters, so the warning comes while no run ends and never waits on the
 exporter.
 
+The two wrappers are also where the export hand-off (``otel/export_handoff.py``) hooks in:
+``CountingSpanProcessor`` asks it, when a root span ends with the queue backed up, to give the
+export thread its turn; ``CountingSpanExporter`` tells it when an export finishes.
+
 Reads no environment variables (``otel/provider.py`` reads ``ALPHATRACE_EXPORT_STALL_SECONDS``).
 """
 
