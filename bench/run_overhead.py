@@ -167,35 +167,40 @@ def summarize(blocks: list[dict], variants: list[str]) -> dict:
                 "spans_lost": sum(r[name]["spans"].get("lost", 0) for r in complete),
                 "handoff_waits": sum(r[name]["spans"].get("handoff_waits", 0) for r in complete),
             }
-            if "seed_jsonl" in variants and name != "bare":
-                fields = (
-                    ("wall_median_us", "x_seed_wall"),
-                    ("thread_cpu_median_us", "x_seed_thread_cpu"),
-                    ("process_cpu_us_per_run", "x_seed_cpu"),
-                )
-                for field, key in fields:
-                    ratios = [
-                        (r[name][field] - r["bare"][field]) / (r["seed_jsonl"][field] - r["bare"][field])
-                        for r in complete
-                        if r["seed_jsonl"][field] - r["bare"][field] > 0
-                    ]
-                    if ratios:
-                        row[key] = _stat(ratios)
             table[name] = row
+        if "seed_jsonl" in variants:
+            # What a variant adds as a multiple of what the seed adds: the ratio of the medians of
+            # the paired differences (a ratio per round is unstable when the seed's is near zero).
+            seed = table["seed_jsonl"]
+            for name, row in table.items():
+                if name == "bare":
+                    continue
+                for field, key in (
+                    ("added_wall_us", "x_seed_wall"),
+                    ("added_thread_cpu_us", "x_seed_thread_cpu"),
+                    ("added_process_cpu_us", "x_seed_cpu"),
+                ):
+                    if seed[field]["median"] > 0:
+                        row[key] = row[field]["median"] / seed[field]["median"]
         out[mode] = {"rounds": len(complete), "variants": table}
     return out
 
 
-def _fmt(stat: dict | None, digits: int = 0) -> str:
-    if not stat:
+def _fmt(stat: dict | float | None, digits: int = 0) -> str:
+    if stat is None:
         return "-"
+    if isinstance(stat, float):
+        return f"{stat:,.{digits}f}"
     return f"{stat['median']:,.{digits}f} ({stat['min']:,.{digits}f} to {stat['max']:,.{digits}f})"
 
 
 def markdown(summary: dict) -> str:
     lines = []
     for mode, part in summary.items():
-        lines.append(f"**{mode}** ({part['rounds']} rounds; median over rounds, range in brackets)")
+        lines.append(
+            f"**{mode}** ({part['rounds']} rounds; per round, each variant's block median minus the `bare` block's; "
+            "median over rounds, range in brackets; × seed: the ratio of the medians)"
+        )
         lines.append("")
         lines.append(
             "| variant | agent thread: run median µs | added µs | × seed | agent thread CPU added µs | × seed "
@@ -231,9 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="gap", help=argparse.SUPPRESS)
     parser.add_argument("--source", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--summarize", type=Path, default=None, help="print the tables of a --json file again (no runs)")
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(run_block(args.child, args.mode, args.runs, args.warmup, args.gap_ms / 1000)))
+        return 0
+    if args.summarize:
+        saved = json.loads(args.summarize.read_text())
+        variants = list(dict.fromkeys(block["variant"] for block in saved["blocks"]))
+        print(saved["header"] + "\n")
+        print(markdown(summarize(saved["blocks"], variants)))
         return 0
     variants = args.variants.split(",")
     if args.before:
