@@ -84,6 +84,9 @@ def high_water_mark(queue_size: int, export_batch_size: int) -> int:
 
 @dataclass
 class HandoffStats:
+    """What the hand-off did, for benchmarks and tests (threads add to it without a lock: under heavy
+    concurrency a count may miss an increment)."""
+
     waits: int = 0  # runs that waited for the export thread
     waited_seconds: float = 0.0
     exports_seen: int = 0  # waits that ended because an export finished
