@@ -61,20 +61,93 @@ def _text(signal: Mapping[str, Any], key: str) -> str:
 
 
 def _as_of(value: Any) -> str:
+    if type(value) is str:
+        known = _as_of_dates.get(value)  # every signal of a run, and of a day, has the same as-of date
+        if known is not None:
+            return known
     if isinstance(value, datetime):
         return value.date().isoformat()
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str):
         try:
-            return date.fromisoformat(value[:10]).isoformat()
+            text = date.fromisoformat(value[:10]).isoformat()
         except ValueError:
             pass
+        else:
+            if type(value) is str:
+                if len(_as_of_dates) >= _MAX_AS_OF_DATES:
+                    _as_of_dates.clear()
+                _as_of_dates[value] = text
+            return text
     raise InvalidSignal(f"as_of must be an ISO date, got {value!r}")
+
+
+_as_of_dates: dict[str, str] = {}  # as-of text -> its ISO date, bounded
+_MAX_AS_OF_DATES = 4096
+
+
+def _plain_text(value: Any) -> bool:
+    """A str that ``_text`` accepts as it is."""
+    return type(value) is str and 0 < len(value) <= _MAX_TEXT and not value.isspace()
+
+
+def _unit(value: Any) -> bool:
+    """A float or int in [0, 1] (NaN fails the comparison)."""
+    kind = type(value)
+    return (kind is float or kind is int) and 0 <= value <= 1
+
+
+def _fast_attributes(signal: Any, default_as_of: str | None) -> dict[str, Any] | None:
+    """The attributes of a plainly valid signal (a dict of exact types), with as few checks as
+    ``signal_attributes`` needs for it; None for anything else, which ``signal_attributes`` then
+    checks in full (and names what is wrong)."""
+    if type(signal) is not dict:
+        return None
+    get = signal.get
+    symbol, direction, regime = get("symbol"), get("direction"), get("regime")
+    prob_up, confidence, score = get("prob_up"), get("confidence"), get("ensemble_score_final")
+    horizon = get("horizon", 1)
+    score_kind = type(score)
+    if not (
+        _plain_text(symbol)
+        and _plain_text(regime)
+        and type(direction) is str
+        and direction in _DIRECTIONS
+        and _unit(prob_up)
+        and _unit(confidence)
+        and (score_kind is int or (score_kind is float and math.isfinite(score)))
+        and type(horizon) is int
+        and horizon >= 1
+    ):
+        return None
+    as_of = get("as_of", default_as_of)
+    known = _as_of_dates.get(as_of) if type(as_of) is str else None
+    if known is None:
+        return None
+    return {
+        semconv.ALPHA_SYMBOL: symbol,
+        semconv.ALPHA_DIRECTION: direction,
+        semconv.ALPHA_PROB_UP: float(prob_up),
+        semconv.ALPHA_CONFIDENCE: float(confidence),
+        semconv.ALPHA_SCORE_FINAL: float(score),
+        semconv.ALPHA_REGIME: regime,
+        semconv.ALPHA_HORIZON: horizon,
+        semconv.ALPHA_AS_OF: known,
+    }
+
+
+_DIRECTIONS = frozenset(semconv.DIRECTIONS)
 
 
 def signal_attributes(signal: Any, default_as_of: str | None = None) -> dict[str, Any]:
     """The ``alpha.*`` attributes of a valid signal; raises ``InvalidSignal`` with the reason."""
+    fast = _fast_attributes(signal, default_as_of)
+    return fast if fast is not None else checked_attributes(signal, default_as_of)
+
+
+def checked_attributes(signal: Any, default_as_of: str | None = None) -> dict[str, Any]:
+    """``signal_attributes`` checking everything in order, so the reason names the first problem."""
     if not isinstance(signal, Mapping):
         raise InvalidSignal(f"a signal must be a mapping, got {type(signal).__name__}")
     missing = [key for key in _REQUIRED if signal.get(key) is None]
@@ -133,18 +206,23 @@ def emit_alpha_signal(result: Any, agent_name: str, span: trace.Span | None = No
         return 0
     signals = result if isinstance(result, list) else [result]
     valid = 0
+    default_as_of = run.as_of if run is not None else None
+    extra: dict[str, bool] = {}  # the same for every signal of the run
+    if run is not None and run.status is not None:
+        extra[semconv.ALPHA_TRADABLE] = run.status == "live" and run.stale_data is None
+    if run is not None and run.stale_data is not None:
+        extra[semconv.ALPHA_STALE] = True
     for signal in signals:
         try:
             try:
-                attributes = signal_attributes(signal, default_as_of=run.as_of if run is not None else None)
+                attributes = signal_attributes(signal, default_as_of)
             except InvalidSignal as exc:
                 target.add_event(semconv.EVENT_ALPHA_SIGNAL_INVALID, _invalid_attributes(signal, str(exc)))
                 continue
-            if run is not None and run.status is not None:
-                attributes[semconv.ALPHA_TRADABLE] = run.status == "live" and run.stale_data is None
-            if run is not None and run.stale_data is not None:
-                attributes[semconv.ALPHA_STALE] = True
-            attributes.update(_members(signal))
+            if extra:
+                attributes.update(extra)
+            if "members" in signal or "members_missing" in signal:
+                attributes.update(_members(signal))
             target.add_event(semconv.EVENT_ALPHA_SIGNAL, attributes)
             valid += 1
         except Exception:

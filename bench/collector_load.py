@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from alpha.emit import emit_alpha_signal
-from bench.run_overhead import FEATURES, SIGNALS  # the same run as the per-run cost bench
+from bench.agent_workload import FEATURES, SIGNALS  # the same run as the per-run cost bench
 from otel.provider import configure_telemetry
 from services.agent_run_wrapper import AgentRunWrapper
 from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client

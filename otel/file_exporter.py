@@ -17,6 +17,9 @@ hang a blocking open), a device or socket cannot be repaired. ``special_file_kin
 ``otel/provider.py`` refuses such a path at start-up (``ConfigError``), and every open here is
 non-blocking and refuses it too (the path may be replaced while running).
 
+Lines are encoded by ``otel/otlp_json_compiled.py`` (msgspec), byte for byte what the pure-Python
+reference ``otel/otlp_json.py`` writes.
+
 Reads no environment variables (``otel/provider.py`` resolves the path).
 """
 
@@ -37,7 +40,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel.internal_errors import report_internal_error
-from otel.otlp_json import encode_line
+from otel.otlp_json_compiled import encode_line
 from otel.rate_limit import RateLimit
 
 logger = logging.getLogger(__name__)

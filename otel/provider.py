@@ -44,6 +44,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Tracer
 
 from otel import semconv
+from otel.export_handoff import ExportHandoff, export_handoff_for
 from otel.file_exporter import CollectorFileExporter, special_file_kind
 from otel.redacting_exporter import RedactingSpanExporter
 from otel.run_context import RunAttributesSpanProcessor
@@ -234,8 +235,10 @@ class Telemetry:
         exporter: SpanExporter | None,
         accounting: SpanAccounting | None = None,
         watchdog: Watchdog | None = None,
+        handoff: ExportHandoff | None = None,
     ) -> None:
         self.tracer_provider = tracer_provider
+        self.handoff = handoff  # None without a batch processor (or when turned off)
         self.export = export
         self.exporter = exporter
         self.accounting = accounting or SpanAccounting()
@@ -301,8 +304,11 @@ def configure_telemetry(
     instrument_openai: bool = True,
     register_atexit: bool = False,
     env: Mapping[str, str] | None = None,
+    export_handoff: bool = True,
 ) -> Telemetry:
-    """Build the provider. ``exporter`` (e.g. an ``InMemorySpanExporter`` in tests) beats the env."""
+    """Build the provider. ``exporter`` (e.g. an ``InMemorySpanExporter`` in tests) beats the env.
+    ``export_handoff=False`` turns off the export hand-off (``otel/export_handoff.py``): for the
+    benchmarks that show what it prevents."""
     env = os.environ if env is None else env
     stall_seconds = env_number(env, ENV_EXPORT_STALL, DEFAULT_STALL_SECONDS, whole=False, unit="seconds", above=0)
     processor_factory = processor_factory or (lambda span_exporter: batch_processor(span_exporter, env))
@@ -321,12 +327,17 @@ def configure_telemetry(
     label = type(exporter).__name__ if choice.kind == "custom" else choice.describe()
     accounting = SpanAccounting(stall_seconds=stall_seconds, exporter_label=label)
     watchdog = None
+    handoff = None
     if exporter is not None and not disabled:
         # Every span is redacted (API keys and their masked forms, otel/redaction.py) before export.
-        batching = processor_factory(RedactingSpanExporter(CountingSpanExporter(exporter, accounting)))
-        provider.add_span_processor(CountingSpanProcessor(batching, accounting))
+        # Busy agent threads give the export thread its turn when the queue backs up (the hand-off
+        # needs the batch processor's queue, so it is made once the processor exists).
+        counting = CountingSpanExporter(exporter, accounting)
+        batching = processor_factory(RedactingSpanExporter(counting))
+        handoff = counting.handoff = export_handoff_for(batching) if export_handoff else None
+        provider.add_span_processor(CountingSpanProcessor(batching, accounting, handoff))
         watchdog = Watchdog(accounting, every_seconds=min(5.0, stall_seconds / 2)).start()
-    telemetry = Telemetry(provider, choice, exporter, accounting, watchdog)
+    telemetry = Telemetry(provider, choice, exporter, accounting, watchdog, handoff)
     if instrument_openai:
         telemetry.instrument_openai()
     if register_atexit:

@@ -22,54 +22,82 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
 from otel.internal_errors import report_internal_error
-from otel.redaction import REDACTED, known_secrets, redact
+from otel.redaction import REDACTED, RedactionMemo, known_secrets
 
 logger = logging.getLogger(__name__)
 
 
-def _value(value: Any, secrets: tuple[str, ...]) -> Any:
+def _plain(attributes: Any) -> dict[str, Any]:
+    """A plain dict of ``attributes`` to iterate (the SDK's ``BoundedAttributes.copy()``; iterating
+    it as a mapping costs a Python call per key)."""
+    if type(attributes) is dict:
+        return attributes
+    if attributes is None:
+        return {}
+    copy = getattr(attributes, "copy", None)
+    result = copy() if copy is not None else None
+    return result if type(result) is dict else dict(attributes)
+
+
+def _value(value: Any, redactor: RedactionMemo) -> Any:
     if isinstance(value, str):
-        return redact(value, secrets)
+        return redactor(value)
     if isinstance(value, (list, tuple)) and any(isinstance(item, str) for item in value):
-        return type(value)(redact(item, secrets) if isinstance(item, str) else item for item in value)
+        return type(value)(redactor(item) if isinstance(item, str) else item for item in value)
     return value
 
 
-def _attributes(attributes: Any, secrets: tuple[str, ...]) -> dict[str, Any] | None:
+_SCALARS = frozenset({int, float, bool, bytes, type(None)})
+
+
+def _attributes(attributes: Any, redactor: RedactionMemo) -> dict[str, Any] | None:
     """The redacted attributes, or None when nothing changed."""
-    if not attributes:
-        return None
-    changed = False
-    out = {}
-    for key, value in attributes.items():
-        new = _value(value, secrets)
-        changed = changed or new != value
-        out[key] = new
-    return out if changed else None
+    plain = _plain(attributes)
+    clean = redactor.clean  # the usual case, a string seen before with nothing to redact: one lookup
+    scalars = _SCALARS
+    for value in plain.values():
+        kind = type(value)
+        if kind is str:
+            if value in clean or redactor(value) == value:
+                continue
+        elif kind in scalars or _value(value, redactor) == value:
+            continue
+        return {key: _value(item, redactor) for key, item in plain.items()}
+    return None
 
 
-def redact_span(span: ReadableSpan, secrets: tuple[str, ...] | None = None) -> ReadableSpan:
-    """``span`` itself when nothing in it needs redacting, else a redacted copy."""
-    secrets = known_secrets() if secrets is None else secrets
+def _redactor(secrets: tuple[str, ...] | RedactionMemo | None) -> RedactionMemo:
+    if isinstance(secrets, RedactionMemo):
+        return secrets
+    return RedactionMemo(known_secrets() if secrets is None else secrets, remember=False)
+
+
+def redact_span(span: ReadableSpan, secrets: tuple[str, ...] | RedactionMemo | None = None) -> ReadableSpan:
+    """``span`` itself when nothing in it needs redacting, else a redacted copy. ``secrets``: the
+    secrets to redact (default: ``known_secrets()``), or a ``RedactionMemo`` over them."""
+    redactor = _redactor(secrets)
     status = span.status
     description = status.description
-    new_description = redact(description, secrets) if description else description
-    attributes = _attributes(span.attributes, secrets)
-    events = []
+    new_description = redactor(description) if description else description
+    attributes = _attributes(span.attributes, redactor)
+    events = span.events
     events_changed = False
-    for event in span.events:
-        event_attributes = _attributes(event.attributes, secrets)
-        if event_attributes is None:
-            events.append(event)
-        else:
-            events_changed = True
-            events.append(Event(event.name, event_attributes, timestamp=event.timestamp, limit=None))
-    links = []
+    for index, event in enumerate(events):
+        event_attributes = _attributes(event.attributes, redactor)
+        if event_attributes is not None:
+            if not events_changed:
+                events = list(events)
+                events_changed = True
+            events[index] = Event(event.name, event_attributes, timestamp=event.timestamp, limit=None)
+    links = span.links
     links_changed = False
-    for link in span.links:
-        link_attributes = _attributes(link.attributes, secrets)
-        links_changed = links_changed or link_attributes is not None
-        links.append(link if link_attributes is None else Link(link.context, link_attributes))
+    for index, link in enumerate(links):
+        link_attributes = _attributes(link.attributes, redactor)
+        if link_attributes is not None:
+            if not links_changed:
+                links = list(links)
+                links_changed = True
+            links[index] = Link(link.context, link_attributes)
     if new_description == description and attributes is None and not events_changed and not links_changed:
         return span
     return _copy(span, Status(status.status_code, new_description), attributes, events, links)
@@ -107,17 +135,25 @@ def _scrubbed(span: ReadableSpan) -> ReadableSpan:
 
 
 class RedactingSpanExporter(SpanExporter):
-    """Redacts each span, then hands the batch to ``exporter``."""
+    """Redacts each span, then hands the batch to ``exporter``. Remembers what each string redacts
+    to while the secrets stay the same (a new memo when they change)."""
 
     def __init__(self, exporter: SpanExporter) -> None:
         self.exporter = exporter
+        self._memo = RedactionMemo(())
+
+    def _memo_for(self, secrets: tuple[str, ...]) -> RedactionMemo:
+        memo = self._memo  # one read: a concurrent export with other secrets keeps its own memo
+        if memo.secrets != secrets:
+            memo = self._memo = RedactionMemo(secrets)
+        return memo
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        secrets = known_secrets()
+        memo = self._memo_for(known_secrets())
         safe = []
         for span in spans:
             try:
-                safe.append(redact_span(span, secrets))
+                safe.append(redact_span(span, memo))
             except Exception:
                 report_internal_error(logger, "could not redact a span; its strings are exported as [REDACTED]")
                 safe.append(_scrubbed(span))

@@ -130,6 +130,42 @@ def redact(text: str, secrets: tuple[str, ...] | None = None) -> str:
     return text
 
 
+class RedactionMemo:
+    """``redact`` over one tuple of secrets, remembering its answers: the strings spans carry repeat
+    (an agent's name, a model, ``"ok"``), so a repeated one costs a set or dictionary lookup.
+    ``redact`` is a pure function of the text and the secrets, so a memo is only ever used with the
+    secrets it was made for (``otel/redacting_exporter.py`` makes a new one when they change). Only
+    plain ``str`` texts are remembered (a subclass may hash or compare unlike its text). Bounded: each
+    table is cleared when it holds ``max_entries``; texts longer than ``max_length`` (tracebacks) are
+    not kept."""
+
+    def __init__(self, secrets: tuple[str, ...], max_entries: int = 8192, max_length: int = 512, remember: bool = True) -> None:
+        self.secrets = secrets
+        self.clean: set[str] = set()  # texts with nothing to redact
+        self.redacted: dict[str, str] = {}  # texts that change, and what they become
+        self._max_entries = max_entries if remember else 0
+        self._max_length = max_length
+
+    def __call__(self, text: str) -> str:
+        if type(text) is not str:
+            return redact(text, self.secrets)
+        if text in self.clean:
+            return text
+        known = self.redacted.get(text)
+        if known is not None:
+            return known
+        result = redact(text, self.secrets)
+        if self._max_entries and len(text) <= self._max_length:
+            table = self.clean if result == text else self.redacted
+            if len(table) >= self._max_entries:
+                table.clear()
+            if table is self.clean:
+                self.clean.add(text)
+            else:
+                self.redacted[text] = result
+        return result
+
+
 def content_capture_enabled(env: Mapping[str, str] | None = None) -> bool:
     """Whether prompt and completion text may be recorded (the instrumentation's opt-in)."""
     env = os.environ if env is None else env

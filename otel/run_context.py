@@ -95,6 +95,11 @@ def get_current_run(context: otel_context.Context | None = None) -> RunTelemetry
     return otel_context.get_value(_RUN_KEY, context)
 
 
+def run_context(run: RunTelemetry | None, context: otel_context.Context | None = None) -> otel_context.Context:
+    """``context`` (default: the current one) with ``run`` as its run, to attach."""
+    return otel_context.set_value(_RUN_KEY, run, context)
+
+
 def set_current_run(run: RunTelemetry | None) -> object:
     """Make ``run`` current; returns the token to give to ``reset_current_run``."""
     return otel_context.attach(otel_context.set_value(_RUN_KEY, run))
@@ -108,10 +113,9 @@ class RunAttributesSpanProcessor(SpanProcessor):
     """Stamps ``gen_ai.agent.name`` and ``agent.run_id`` on every span started inside a run."""
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        run = get_current_run(parent_context)
+        run = otel_context.get_value(_RUN_KEY, parent_context)
         if run is not None:
-            span.set_attribute(semconv.GEN_AI_AGENT_NAME, run.agent)
-            span.set_attribute(semconv.AGENT_RUN_ID, run.run_id)
+            span.set_attributes({semconv.GEN_AI_AGENT_NAME: run.agent, semconv.AGENT_RUN_ID: run.run_id})
 
     def on_end(self, span: ReadableSpan) -> None:
         pass

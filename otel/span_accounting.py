@@ -19,12 +19,15 @@ when it finishes. ``warn_if_losing`` runs at the end of every run and from ``Wat
 thread that only reads the counters, so the warning comes while no run ends and never waits on the
 exporter.
 
+The two wrappers are also where the export hand-off (``otel/export_handoff.py``) hooks in:
+``CountingSpanProcessor`` asks it, when a root span ends with the queue backed up, to give the
+export thread its turn; ``CountingSpanExporter`` tells it when an export finishes.
+
 Reads no environment variables (``otel/provider.py`` reads ``ALPHATRACE_EXPORT_STALL_SECONDS``).
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -35,6 +38,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel.export_handoff import ExportHandoff, batch_queue
 from otel.internal_errors import report_internal_error
 from otel.rate_limit import DEFAULT_EVERY_SECONDS, RateLimit
 
@@ -91,6 +95,16 @@ class SpanAccounting:
         self._exports: dict[int, tuple[float, int]] = {}  # in progress: token -> (started, spans)
         self._next_token = 0
         self._stall_warned: set[int] = set()
+
+    @property
+    def warned_lost(self) -> int:
+        """The losses (dropped + failed) the last loss warning counted (see ``losses``)."""
+        return self._warned_lost
+
+    def losses(self) -> tuple[int, int]:
+        """(dropped, failed to export) so far: two reads, no lock (each count is exact; a run ending
+        while another span is dropped may see one of them a moment early)."""
+        return self._dropped, self._failed
 
     def watch_queue(self, queue_length: Callable[[], int]) -> None:
         self._queue_length = queue_length
@@ -198,20 +212,16 @@ class Watchdog:
                 report_internal_error(logger, "the telemetry watchdog failed")
 
 
-def batch_queue(processor: SpanProcessor) -> collections.deque | None:
-    """The queue of a ``BatchSpanProcessor`` (an SDK detail; ``None`` where it is not visible)."""
-    queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
-    return queue if isinstance(queue, collections.deque) and queue.maxlen else None
-
-
 class CountingSpanProcessor(SpanProcessor):
     """Counts ended, sampled spans, and the evictions a full batch queue is about to make, then hands
-    each span to the wrapped processor."""
+    each span to the wrapped processor. When a root span (a run) ends and ``handoff`` is given, the
+    thread gives the export thread its turn if the queue has backed up (``otel/export_handoff.py``)."""
 
-    def __init__(self, inner: SpanProcessor, accounting: SpanAccounting) -> None:
+    def __init__(self, inner: SpanProcessor, accounting: SpanAccounting, handoff: ExportHandoff | None = None) -> None:
         self._inner = inner
         self._accounting = accounting
         self._queue = batch_queue(inner)
+        self._handoff = handoff if self._queue is not None else None
         if self._queue is not None:
             queue = self._queue
             accounting.watch_queue(lambda: len(queue))
@@ -224,6 +234,12 @@ class CountingSpanProcessor(SpanProcessor):
             full = self._queue is not None and len(self._queue) >= self._queue.maxlen
             self._accounting.span_ended(evicts_one=full)
         self._inner.on_end(span)
+        handoff = self._handoff
+        if handoff is not None and span.parent is None and len(self._queue) >= handoff.high_water:
+            try:
+                handoff.run_ended()
+            except Exception:
+                report_internal_error(logger, "the export hand-off failed")
 
     def shutdown(self) -> None:
         self._inner.shutdown()
@@ -233,11 +249,13 @@ class CountingSpanProcessor(SpanProcessor):
 
 
 class CountingSpanExporter(SpanExporter):
-    """Counts what the wrapped exporter accepted and refused; an exception becomes ``FAILURE``."""
+    """Counts what the wrapped exporter accepted and refused; an exception becomes ``FAILURE``.
+    Each finished export is told to ``handoff`` (threads waiting for the export thread go on)."""
 
-    def __init__(self, inner: SpanExporter, accounting: SpanAccounting) -> None:
+    def __init__(self, inner: SpanExporter, accounting: SpanAccounting, handoff: ExportHandoff | None = None) -> None:
         self._inner = inner
         self._accounting = accounting
+        self.handoff = handoff  # set by otel/provider.py once the batch processor exists
 
     @property
     def inner(self) -> SpanExporter:
@@ -249,11 +267,16 @@ class CountingSpanExporter(SpanExporter):
             result = self._inner.export(spans)
         except Exception:
             result = SpanExportResult.FAILURE
-            self._accounting.export_finished(len(spans), ok=False, token=token)
+            self._finished(len(spans), False, token)
             report_internal_error(logger, f"{type(self._inner).__name__} raised while exporting {len(spans)} spans")
             return result
-        self._accounting.export_finished(len(spans), ok=result is SpanExportResult.SUCCESS, token=token)
+        self._finished(len(spans), result is SpanExportResult.SUCCESS, token)
         return result
+
+    def _finished(self, count: int, ok: bool, token: int) -> None:
+        self._accounting.export_finished(count, ok=ok, token=token)
+        if self.handoff is not None:
+            self.handoff.export_finished()
 
     def shutdown(self) -> None:
         self._inner.shutdown()

@@ -14,8 +14,8 @@ Reads no environment variables.
 from __future__ import annotations
 
 import logging
+import random
 import traceback
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from otel import semconv
 from otel.internal_errors import report_internal_error
 from otel.redaction import redact
-from otel.run_context import RunTelemetry, reset_current_run, set_current_run
+from otel.run_context import RunTelemetry, run_context
 from otel.span_accounting import SpanAccounting
 
 logger = logging.getLogger(__name__)
@@ -38,13 +38,28 @@ def _qualified_name(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
+def new_run_id() -> str:
+    """A random (version 4) UUID as text, from the ``random`` module's generator, as the SDK makes
+    trace and span ids: ``uuid.uuid4()`` reads ``os.urandom``, a system call on every run that costs
+    more and releases the GIL (``otel/export_handoff.py`` says why that matters). ``random``
+    reseeds in a forked child, so processes forked from one parent do not repeat ids."""
+    value = (_getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_getrandbits = random.getrandbits
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # version and variant bits
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
 class AgentRunWrapper:
     """Opens and closes the root span of each run; the tracer and id source are injected."""
 
     def __init__(
         self,
         tracer: Tracer,
-        new_run_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_run_id: Callable[[], str] = new_run_id,
         accounting: SpanAccounting | None = None,
     ) -> None:
         self._tracer = tracer
@@ -60,54 +75,69 @@ class AgentRunWrapper:
         }
         if as_of:
             attributes[semconv.AGENT_RUN_AS_OF] = as_of
-        # A fresh context: every run is a root, even when called from inside another span.
-        with self._tracer.start_as_current_span(
+        # A fresh context: every run is a root, even when called from inside another span. The span
+        # and the run are made current together (one attach), as start_as_current_span would make
+        # the span current, without its two context managers.
+        span = self._tracer.start_span(
             semconv.root_span_name(agent_name),
-            context=otel_context.Context(),
+            context=_EMPTY_CONTEXT,
             kind=SpanKind.INTERNAL,
             attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
-        ) as span:
-            run.span = span
-            token = set_current_run(run)
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                run.add_error()
-                _finish(span, run, exc, self._accounting)
-                raise
-            else:
-                _finish(span, run, None, self._accounting)
-                return result
-            finally:
-                reset_current_run(token)
+        )
+        run.span = span
+        token = otel_context.attach(run_context(run, trace.set_span_in_context(span, _EMPTY_CONTEXT)))
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            run.add_error()
+            _finish(span, run, exc, self._accounting)
+            raise
+        else:
+            _finish(span, run, None, self._accounting)
+            return result
+        finally:
+            otel_context.detach(token)
+            span.end()
+
+
+_EMPTY_CONTEXT = otel_context.Context()
 
 
 def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, accounting: SpanAccounting | None) -> None:
+    """The outcome, the totals and the process's loss counters, set in one call (one lock)."""
     try:
+        attributes: dict[str, Any] = {}
         if exc is not None:
-            span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_ERROR)
-            span.set_attribute(semconv.ERROR_TYPE, _qualified_name(exc))
+            attributes[semconv.AGENT_RUN_OUTCOME] = semconv.OUTCOME_ERROR
+            attributes[semconv.ERROR_TYPE] = _qualified_name(exc)
             status_code = getattr(exc, "status_code", None)
             if isinstance(status_code, int) and not isinstance(status_code, bool):
-                span.set_attribute(semconv.HTTP_RESPONSE_STATUS_CODE, status_code)
+                attributes[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
             _record_exception(span, exc)
             span.set_status(Status(StatusCode.ERROR, redact(f"{type(exc).__name__}: {exc}")))
         elif run.kill_reason is not None:
-            span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_KILLED)
-            span.set_attribute(semconv.KILL_REASON, run.kill_reason)
+            attributes[semconv.AGENT_RUN_OUTCOME] = semconv.OUTCOME_KILLED
+            attributes[semconv.KILL_REASON] = run.kill_reason
         elif run.stale_refused:
-            span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_STALE_DATA)
+            attributes[semconv.AGENT_RUN_OUTCOME] = semconv.OUTCOME_STALE_DATA
         else:
-            span.set_attribute(semconv.AGENT_RUN_OUTCOME, semconv.OUTCOME_OK)
+            attributes[semconv.AGENT_RUN_OUTCOME] = semconv.OUTCOME_OK
         if run.stale_data:
-            span.set_attributes(run.stale_data)
-        span.set_attributes(run.totals())
+            attributes.update(run.stale_data)
+        attributes.update(run.totals())
         if accounting is not None:
-            losses = accounting.warn_if_losing()
-            span.set_attribute(semconv.TELEMETRY_SPANS_DROPPED, losses.dropped)
-            span.set_attribute(semconv.TELEMETRY_SPANS_EXPORT_FAILED, losses.export_failed)
+            # Cumulative for the process, on every root span: the report takes the largest value per
+            # process from whichever roots it reads (a window, a rotated file), so each root carries
+            # them. Reading them is two integers; the warning check runs only when they changed
+            # (the watchdog checks for stalled exports every few seconds anyway).
+            dropped, failed = accounting.losses()
+            if dropped + failed != accounting.warned_lost:
+                accounting.warn_if_losing()
+            attributes[semconv.TELEMETRY_SPANS_DROPPED] = dropped
+            attributes[semconv.TELEMETRY_SPANS_EXPORT_FAILED] = failed
+        span.set_attributes(attributes)
     except Exception:
         report_internal_error(logger, "could not record the run outcome")
 
