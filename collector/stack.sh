@@ -19,9 +19,9 @@ set -euo pipefail
 # ---- pinned versions -----------------------------------------------------------------------
 # The collector's component versions live in collector/builder-config.yaml; the builder must have
 # the same v0.N.  Jaeger's module version lives in collector/jaeger/go.mod.
-OCB_VERSION="v0.162.0"
-JAEGER_MODULE_VERSION="v1.76.0"   # module github.com/jaegertracing/jaeger v1.76.0 == Jaeger 2.13.0
-JAEGER_VERSION="v2.13.0"
+OCB_VERSION="v0.161.0"
+JAEGER_MODULE_VERSION="v1.75.0"   # module github.com/jaegertracing/jaeger v1.75.0 == Jaeger 2.12.0
+JAEGER_VERSION="v2.12.0"
 JAEGER_PKG="github.com/jaegertracing/jaeger/cmd/jaeger"
 # Our Compose-file validator (collector/compose-spec/main.go) on compose-go, the library Docker
 # Compose v2 loads files with; version pinned in collector/compose-spec/go.mod.  The tests use it

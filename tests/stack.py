@@ -519,7 +519,7 @@ class LocalStack:
 
         Default window: the last hour up to one minute from now.  Extra query parameters may be
         given without the ``query.`` prefix, e.g. ``operation_name="invoke_agent momentum"``,
-        ``duration_min="1ms"``.  ``query.num_traces`` defaults to 20: Jaeger 2.13's v3 search
+        ``duration_min="1ms"``.  ``query.num_traces`` defaults to 20: Jaeger 2.12's v3 search
         answers 500 ("search depth must be greater than 0") without it.  Jaeger answers 404 when
         nothing matches.  Attribute (tag) search is not offered by the v3 HTTP API.
         """
