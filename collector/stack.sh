@@ -2,11 +2,13 @@
 # The Docker-less alphatrace stack: an OpenTelemetry Collector built with the Collector Builder
 # (collector/builder-config.yaml) and Jaeger v2 built from its Go module (collector/jaeger/).
 #
-#   collector/stack.sh build [collector|jaeger|compose-spec]...
+#   collector/stack.sh build [collector|jaeger|compose-spec|prometheus]...
 #                               build bin/otelcol-alphatrace, bin/jaeger and bin/compose-spec (the
-#                               Compose file validator) -- all three by default -- only if missing
-#                               or if the pinned versions changed
-#   collector/stack.sh up       start both in the background on 127.0.0.1, wait until healthy
+#                               Compose file validator) only if missing or if the pinned versions
+#                               changed, and install Debian's `prometheus` package if it is missing
+#                               (as root; apt) -- all four by default
+#   collector/stack.sh up       start Prometheus, Jaeger and the collector in the background on
+#                               127.0.0.1, wait until healthy
 #   collector/stack.sh down     stop exactly the processes `up` started (pid files)
 #   collector/stack.sh status   show what runs and whether it is healthy
 #   collector/stack.sh clean    remove the built binaries and build stamps (not telemetry/)
@@ -40,6 +42,12 @@ COLLECTOR_BIN="$BIN_DIR/otelcol-alphatrace"
 JAEGER_BIN="$BIN_DIR/jaeger"
 COLLECTOR_CONFIG="${ALPHATRACE_COLLECTOR_CONFIG:-$ROOT/collector-config.yaml}"
 JAEGER_CONFIG="${ALPHATRACE_JAEGER_CONFIG:-$ROOT/collector/jaeger-config.yaml}"
+# Prometheus: Debian's package (2.42), the server the Monitor tab and the metrics tests query.
+PROMETHEUS_BIN="${ALPHATRACE_PROMETHEUS_BIN:-$(command -v prometheus || echo /usr/bin/prometheus)}"
+PROMETHEUS_CONFIG="$ROOT/collector/prometheus.yml"
+PROMETHEUS_LISTEN="${ALPHATRACE_PROMETHEUS_LISTEN:-127.0.0.1:9090}"
+PROMETHEUS_DATA="${ALPHATRACE_PROMETHEUS_DATA_DIR:-$ROOT/telemetry/prometheus}"
+PROMETHEUS_RETENTION="${ALPHATRACE_PROMETHEUS_RETENTION:-15d}"
 STATE_DIR="${ALPHATRACE_STACK_DIR:-$ROOT/telemetry/stack}"
 START_TIMEOUT="${ALPHATRACE_STACK_START_TIMEOUT:-60}"
 
@@ -153,15 +161,33 @@ build_compose_spec() {
   say "built bin/compose-spec"
 }
 
+install_prometheus() {
+  if [[ -x "$PROMETHEUS_BIN" ]]; then
+    say "prometheus is installed ($("$PROMETHEUS_BIN" --version 2>&1 | head -n 1))"
+    return 0
+  fi
+  if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    die "prometheus is not installed: as root, 'apt-get install prometheus' (Debian's 2.42), or set ALPHATRACE_PROMETHEUS_BIN to a prometheus binary"
+  fi
+  say "installing Debian's prometheus package with apt (about a minute)"
+  # The package's service is not started: policy-rc.d or the lack of systemd refuses it, and
+  # stack.sh starts its own instance on loopback.
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+    || die "apt-get install prometheus failed"
+  PROMETHEUS_BIN="$(command -v prometheus)"
+  say "installed $("$PROMETHEUS_BIN" --version 2>&1 | head -n 1)"
+}
+
 cmd_build() {
   local what
-  (($#)) || set -- collector jaeger compose-spec
+  (($#)) || set -- collector jaeger compose-spec prometheus
   for what in "$@"; do
     case "$what" in
       collector) with_lock build_collector ;;
       jaeger) with_lock build_jaeger ;;
       compose-spec) with_lock build_compose_spec ;;
-      *) die "unknown build target '$what' (collector, jaeger, compose-spec)" ;;
+      prometheus) with_lock install_prometheus ;;
+      *) die "unknown build target '$what' (collector, jaeger, compose-spec, prometheus)" ;;
     esac
   done
 }
@@ -183,7 +209,7 @@ pid_of() { # pid_of NAME -> prints the pid if NAME's pid file points at our live
   [[ -f "$pf" ]] || return 1
   pid="$(cat "$pf")"
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  case "$1" in collector) bin="$COLLECTOR_BIN" ;; jaeger) bin="$JAEGER_BIN" ;; esac
+  case "$1" in collector) bin="$COLLECTOR_BIN" ;; jaeger) bin="$JAEGER_BIN" ;; prometheus) bin="$PROMETHEUS_BIN" ;; esac
   # Guard against a recycled pid: the process must be running our binary.
   [[ -r "/proc/$pid/cmdline" ]] || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$bin" || return 1
@@ -194,11 +220,13 @@ health_url() {
   case "$1" in
     collector) printf 'http://%s/\n' "$COLLECTOR_HEALTH" ;;
     jaeger) printf 'http://%s/status\n' "$JAEGER_HEALTH" ;;
+    prometheus) printf 'http://%s/-/ready\n' "$PROMETHEUS_LISTEN" ;;
   esac
 }
 
-start_one() { # start_one NAME BINARY CONFIG
-  local name="$1" bin="$2" config="$3" log="$STATE_DIR/$1.log" pid
+start_one() { # start_one NAME BINARY ARG...
+  local name="$1" bin="$2" log="$STATE_DIR/$1.log" pid
+  shift 2
   if pid="$(pid_of "$name")"; then
     say "$name already running (pid $pid)"
     return 0
@@ -206,9 +234,9 @@ start_one() { # start_one NAME BINARY CONFIG
   if http_ok "$(health_url "$name")"; then
     die "something else already answers on $(health_url "$name"); stop it or set the ALPHATRACE_* port variables (docs/stack.md)"
   fi
-  printf '\n=== %s: %s --config=%s\n' "$(date -u +%FT%TZ)" "$bin" "$config" >>"$log"
+  printf '\n=== %s: %s %s\n' "$(date -u +%FT%TZ)" "$bin" "$*" >>"$log"
   # setsid: own session, so closing the terminal or make's shell does not stop it.
-  (cd "$ROOT" && exec setsid "$bin" "--config=$config" </dev/null >>"$log" 2>&1) &
+  (cd "$ROOT" && exec setsid "$bin" "$@" </dev/null >>"$log" 2>&1) &
   pid=$!
   printf '%s\n' "$pid" >"$STATE_DIR/$name.pid"
 }
@@ -244,19 +272,30 @@ cmd_up() {
   for b in "$COLLECTOR_BIN" "$JAEGER_BIN"; do
     [[ -x "$b" ]] || die "$b is missing: run '$0 build' (make stack) first"
   done
-  mkdir -p "$STATE_DIR"
-  start_one jaeger "$JAEGER_BIN" "$JAEGER_CONFIG"
+  [[ -x "$PROMETHEUS_BIN" ]] || die "prometheus is missing: run '$0 build prometheus' (make stack) first"
+  mkdir -p "$STATE_DIR" "$PROMETHEUS_DATA"
+  # The scrape target follows the collector's exporter address when it is moved.
+  sed "s/127\.0\.0\.1:8889/${ALPHATRACE_COLLECTOR_PROMETHEUS_ENDPOINT:-127.0.0.1:8889}/" "$PROMETHEUS_CONFIG" >"$STATE_DIR/prometheus.yml"
+  start_one prometheus "$PROMETHEUS_BIN" "--config.file=$STATE_DIR/prometheus.yml" \
+    "--storage.tsdb.path=$PROMETHEUS_DATA" "--storage.tsdb.retention.time=$PROMETHEUS_RETENTION" \
+    "--web.listen-address=$PROMETHEUS_LISTEN"
+  if ! wait_healthy prometheus "$(health_url prometheus)"; then
+    cmd_down >/dev/null 2>&1 || true
+    exit 1
+  fi
+  start_one jaeger "$JAEGER_BIN" "--config=$JAEGER_CONFIG"
   if ! wait_healthy jaeger "$(health_url jaeger)" "http://$JAEGER_QUERY/api/v3/services"; then
     cmd_down >/dev/null 2>&1 || true
     exit 1
   fi
-  start_one collector "$COLLECTOR_BIN" "$COLLECTOR_CONFIG"
+  start_one collector "$COLLECTOR_BIN" "--config=$COLLECTOR_CONFIG"
   if ! wait_healthy collector "$(health_url collector)"; then
     cmd_down >/dev/null 2>&1 || true
     exit 1
   fi
   say "collector healthy (pid $(pid_of collector)): OTLP gRPC ${ALPHATRACE_OTLP_GRPC_ENDPOINT:-127.0.0.1:4317}, OTLP HTTP http://${ALPHATRACE_OTLP_HTTP_ENDPOINT:-127.0.0.1:4318}, traces file ${ALPHATRACE_TRACE_FILE:-./telemetry/traces.jsonl}"
-  say "jaeger healthy (pid $(pid_of jaeger)): query API/UI http://$JAEGER_QUERY (e.g. http://$JAEGER_QUERY/api/v3/services)"
+  say "jaeger healthy (pid $(pid_of jaeger)): query API/UI http://$JAEGER_QUERY (e.g. http://$JAEGER_QUERY/api/v3/services; Monitor tab: http://$JAEGER_QUERY/api/metrics/calls?service=alphatrace)"
+  say "prometheus healthy (pid $(pid_of prometheus)): http://$PROMETHEUS_LISTEN (e.g. http://$PROMETHEUS_LISTEN/api/v1/query?query=traces_span_metrics_calls_total)"
   say "logs and pid files in $STATE_DIR; stop with '$0 down'"
 }
 
@@ -287,11 +326,12 @@ stop_one() { # stop_one NAME
 cmd_down() {
   stop_one collector   # first, so it can flush its batch to Jaeger and the file
   stop_one jaeger
+  stop_one prometheus
 }
 
 cmd_status() {
   local name pid rc=0 health
-  for name in collector jaeger; do
+  for name in collector jaeger prometheus; do
     if pid="$(pid_of "$name")"; then
       if http_ok "$(health_url "$name")"; then health="healthy"; else health="NOT healthy"; rc=1; fi
       say "$name: running (pid $pid), $health ($(health_url "$name"))"

@@ -19,10 +19,15 @@ This module holds no tests.  It gives:
           s.wait_for_trace_lines(lambda lines: len(lines) >= 1)
           s.jaeger_find_traces("alphatrace")
 
+* With ``with_prometheus=True`` it also starts Prometheus (Debian's package, installed by
+  ``collector/stack.sh build``) scraping the collector's ``prometheus`` exporter every second, and
+  points Jaeger's Monitor tab at it: :meth:`LocalStack.prometheus_query`,
+  :meth:`LocalStack.jaeger_metrics`.
+
 * :func:`validate_compose` validates ``docker-compose.yml`` with ``bin/compose-spec``.
 
 Environment knobs: ``ALPHATRACE_OTELCOL_BIN`` / ``ALPHATRACE_JAEGER_BIN`` /
-``ALPHATRACE_COMPOSE_SPEC_BIN`` use prebuilt binaries instead of the ones in ``bin/``
+``ALPHATRACE_COMPOSE_SPEC_BIN`` / ``ALPHATRACE_PROMETHEUS_BIN`` use prebuilt binaries instead of the ones in ``bin/``
 (``ensure_built`` then builds nothing);
 ``ALPHATRACE_STACK_BUILD_TIMEOUT`` (seconds, default 3600) bounds the build.
 """
@@ -72,6 +77,17 @@ def collector_bin() -> Path:
 
 def jaeger_bin() -> Path:
     return Path(os.environ.get("ALPHATRACE_JAEGER_BIN") or REPO_ROOT / "bin" / "jaeger")
+
+
+def prometheus_bin() -> Path:
+    """Debian's ``prometheus`` (installed by ``collector/stack.sh build prometheus``)."""
+    return Path(os.environ.get("ALPHATRACE_PROMETHEUS_BIN") or shutil.which("prometheus") or "/usr/bin/prometheus")
+
+
+def prometheus_version() -> str:
+    """The installed Prometheus's release, e.g. ``2.42.0`` (Debian's ``2.42.0+ds`` without the suffix)."""
+    out = subprocess.run([str(prometheus_bin()), "--version"], capture_output=True, text=True, timeout=30).stdout
+    return out.split()[2].split("+")[0]
 
 
 def compose_spec_bin() -> Path:
@@ -134,7 +150,7 @@ def _ensure_built(timeout: float | None) -> str | None:
             # Up-to-date binaries need no Go; anything to (re)build does.
             return f"the Go toolchain (`go`) is not on PATH; to run the collector/Jaeger tests, {_ENABLE_HINT}"
         return f"`collector/stack.sh build` failed (exit {proc.returncode}); log {BUILD_LOG}:\n{_tail(BUILD_LOG)}"
-    for p in (collector_bin(), jaeger_bin(), compose_spec_bin()):
+    for p in (collector_bin(), jaeger_bin(), compose_spec_bin(), prometheus_bin()):
         if not os.access(p, os.X_OK):
             return f"build finished but {p} is missing; log {BUILD_LOG}:\n{_tail(BUILD_LOG)}"
     return None
@@ -317,6 +333,14 @@ class LocalStack:
         Extra command-line arguments, e.g. ``["--feature-gates=exporter.file.nativeCompression"]``.
     batch_timeout / flush_interval:
         Short defaults so tests see spans quickly.
+    with_prometheus:
+        Also start Prometheus (scraping the collector's ``prometheus`` exporter every second) and
+        point Jaeger's metrics storage (the Monitor tab) at it.
+    spanmetrics_flush_interval:
+        How often the spanmetrics connector emits its series (short, so tests see them quickly).
+
+    Jaeger keeps its traces in Badger under ``tmp_path/jaeger-data``, so :meth:`restart_jaeger`
+    keeps them.
     """
 
     def __init__(
@@ -331,6 +355,8 @@ class LocalStack:
         batch_timeout: str = "100ms",
         flush_interval: str = "100ms",
         startup_timeout: float = 60.0,
+        with_prometheus: bool = False,
+        spanmetrics_flush_interval: str = "1s",
     ):
         self.tmp_path = Path(tmp_path).resolve()
         self.with_jaeger = with_jaeger
@@ -351,7 +377,13 @@ class LocalStack:
             self.jaeger_query_grpc_port,
             self.jaeger_health_port,
             self.jaeger_metrics_port,
-        ) = free_ports(10)
+            self.collector_prometheus_port,
+            self.prometheus_port,
+        ) = free_ports(12)
+        self.with_prometheus = with_prometheus
+        self.jaeger_data_dir = self.tmp_path / "jaeger-data"
+        self.prometheus_url = f"http://{HOST}:{self.prometheus_port}"
+        self.collector_prometheus_endpoint = f"{HOST}:{self.collector_prometheus_port}"
 
         self.otlp_grpc_endpoint = f"{HOST}:{self.otlp_grpc_port}"
         self.otlp_http_endpoint = f"http://{HOST}:{self.otlp_http_port}"
@@ -374,6 +406,8 @@ class LocalStack:
                 "ALPHATRACE_BATCH_TIMEOUT": batch_timeout,
                 "ALPHATRACE_TRACE_FILE_FLUSH_INTERVAL": flush_interval,
                 "JAEGER_OTLP_ENDPOINT": self.jaeger_otlp_grpc_endpoint,
+                "ALPHATRACE_COLLECTOR_PROMETHEUS_ENDPOINT": self.collector_prometheus_endpoint,
+                "ALPHATRACE_SPANMETRICS_FLUSH_INTERVAL": spanmetrics_flush_interval,
             }
         )
         if not with_jaeger:
@@ -400,6 +434,8 @@ class LocalStack:
                     "ALPHATRACE_JAEGER_HEALTH_ENDPOINT": f"{HOST}:{self.jaeger_health_port}",
                     "ALPHATRACE_JAEGER_METRICS_HOST": HOST,
                     "ALPHATRACE_JAEGER_METRICS_PORT": str(self.jaeger_metrics_port),
+                    "ALPHATRACE_JAEGER_DATA_DIR": str(self.jaeger_data_dir),
+                    "ALPHATRACE_PROMETHEUS_URL": self.prometheus_url,
                 }
             )
             self.jaeger = _Proc(
@@ -412,6 +448,24 @@ class LocalStack:
                 ready_urls=[f"{self.jaeger_query_url}/api/v3/services"],
             )
 
+        self.prometheus: _Proc | None = None
+        if with_prometheus:
+            prometheus_config = self.tmp_path / "prometheus.yml"
+            self.prometheus_config = prometheus_config
+            self.prometheus = _Proc(
+                "prometheus",
+                [
+                    str(prometheus_bin()),
+                    f"--config.file={prometheus_config}",
+                    f"--storage.tsdb.path={self.tmp_path / 'prometheus-data'}",
+                    f"--web.listen-address={HOST}:{self.prometheus_port}",
+                ],
+                base_env,
+                self.tmp_path,
+                self.log_dir / "prometheus.log",
+                f"{self.prometheus_url}/-/ready",
+            )
+
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> LocalStack:
         self.start()
@@ -421,11 +475,17 @@ class LocalStack:
         self.stop()
 
     def start(self) -> LocalStack:
-        for p in (collector_bin(),) + ((jaeger_bin(),) if self.with_jaeger else ()):
+        for p in (collector_bin(),) + ((jaeger_bin(),) if self.with_jaeger else ()) + ((prometheus_bin(),) if self.with_prometheus else ()):
             if not os.access(p, os.X_OK):
                 raise StackError(f"{p} is missing: call tests.stack.ensure_built() first")
         self.trace_file.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self.prometheus is not None:
+                # The repository's scrape config, pointed at this collector and scraped every second.
+                config = (REPO_ROOT / "collector" / "prometheus.yml").read_text()
+                config = config.replace("127.0.0.1:8889", self.collector_prometheus_endpoint).replace("10s", "1s")
+                self.prometheus_config.write_text(config)
+                self.prometheus.start(self.startup_timeout)
             if self.jaeger is not None:
                 self.jaeger.start(self.startup_timeout)
             self.collector.start(self.startup_timeout)
@@ -439,6 +499,15 @@ class LocalStack:
         self.collector.stop()
         if self.jaeger is not None:
             self.jaeger.stop()
+        if self.prometheus is not None:
+            self.prometheus.stop()
+
+    def restart_jaeger(self) -> None:
+        """Stop Jaeger gracefully and start it again on the same ports and Badger directory."""
+        if self.jaeger is None:
+            raise StackError("this LocalStack runs without Jaeger")
+        self.jaeger.stop()
+        self.jaeger.start(self.startup_timeout)
 
     def start_collector(self) -> None:
         self.collector.start(self.startup_timeout)
@@ -470,6 +539,8 @@ class LocalStack:
         out = f"--- collector log ({self.collector.log}) ---\n{self.collector_log_tail(lines)}"
         if self.jaeger is not None:
             out += f"\n--- jaeger log ({self.jaeger.log}) ---\n{self.jaeger_log_tail(lines)}"
+        if self.prometheus is not None:
+            out += f"\n--- prometheus log ({self.prometheus.log}) ---\n{self.prometheus.log_tail(lines)}"
         return out
 
     # -- the file exporter's output -----------------------------------------------------------
@@ -548,6 +619,30 @@ class LocalStack:
             if time.monotonic() > deadline:
                 raise AssertionError(f"trace {trace_id_hex} not in Jaeger after {timeout}s (last status {status})\n{self.log_tails()}")
             time.sleep(0.2)
+
+    # -- Prometheus and Jaeger's Monitor tab ---------------------------------------------------
+    def prometheus_query(self, promql: str) -> list[dict]:
+        """An instant query; returns the result vector (``[{"metric": {...}, "value": [t, "v"]}]``)."""
+        if self.prometheus is None:
+            raise StackError("this LocalStack runs without Prometheus")
+        status, body = http_get(f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+        if status != 200:
+            raise AssertionError(f"Prometheus answered {status} to {promql!r}: {body[:300]!r}")
+        return json.loads(body)["data"]["result"]
+
+    def jaeger_metrics(self, kind: str, service: str, **params: str):
+        """Jaeger's metrics API behind the Monitor tab: ``kind`` is ``calls``, ``errors`` or
+        ``latencies``; the window is the last 10 minutes in 5 s steps unless ``params`` say otherwise.
+        Returns ``(status, json)``."""
+        query = {
+            "service": service,
+            "endTs": str(int(time.time() * 1000)),
+            "lookback": "600000",
+            "step": "5000",
+            "ratePer": "60000",
+        }
+        query.update(params)
+        return self.jaeger_get(f"/api/metrics/{kind}", query)
 
 
 def _rfc3339(t: datetime) -> str:

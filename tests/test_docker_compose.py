@@ -30,13 +30,17 @@ def test_images_are_pinned_to_the_versions_the_local_stack_builds(compose):
     jaeger_version = _pinned(r'^JAEGER_VERSION="v([0-9.]+)"', REPO / "collector" / "stack.sh")
     assert services["collector"]["image"] == f"otel/opentelemetry-collector-contrib:{collector_version}"
     assert services["jaeger"]["image"] == f"jaegertracing/jaeger:{jaeger_version}"
+    prometheus_version = stack.prometheus_version()
+    assert services["prometheus"]["image"] == f"prom/prometheus:v{prometheus_version}"
 
 
 def test_every_published_port_is_on_loopback(compose):
     ports = [p for service in compose["services"].values() for p in service.get("ports", [])]
     assert ports and all(p["host_ip"] == "127.0.0.1" for p in ports)
     published = {(name, int(p["published"])) for name, s in compose["services"].items() for p in s["ports"]}
-    assert {("collector", 4317), ("collector", 4318), ("collector", 13133), ("jaeger", 16686)} <= published
+    expected = {("collector", 4317), ("collector", 4318), ("collector", 13133), ("collector", 8889)}
+    expected |= {("jaeger", 16686), ("prometheus", 9090)}
+    assert expected <= published
 
 
 def test_same_config_files_and_trace_file_as_the_local_stack(compose):
@@ -49,6 +53,16 @@ def test_same_config_files_and_trace_file_as_the_local_stack(compose):
     jaeger_mounts = {v["target"]: v["source"] for v in compose["services"]["jaeger"]["volumes"]}
     assert any(source.endswith("collector/jaeger-config.yaml") for source in jaeger_mounts.values())
     assert compose["services"]["collector"]["depends_on"]["jaeger"]["condition"] == "service_healthy"
+    jaeger = compose["services"]["jaeger"]
+    assert jaeger["environment"]["ALPHATRACE_JAEGER_DATA_DIR"].startswith("/telemetry/")
+    assert jaeger["environment"]["ALPHATRACE_PROMETHEUS_URL"] == "http://prometheus:9090"
+    assert collector["environment"]["ALPHATRACE_COLLECTOR_PROMETHEUS_ENDPOINT"] == "0.0.0.0:8889"
+    prometheus_mounts = {v["target"]: v["source"] for v in compose["services"]["prometheus"]["volumes"]}
+    assert prometheus_mounts["/etc/prometheus/prometheus.yml"].endswith("collector/prometheus-compose.yml")
+    local = (REPO / "collector" / "prometheus.yml").read_text()
+    assert (REPO / "collector" / "prometheus-compose.yml").read_text().split("scrape_configs:")[1] == local.split("scrape_configs:")[
+        1
+    ].replace("127.0.0.1:8889", "collector:8889")
     assert all("healthcheck" in s for s in compose["services"].values())
 
 
