@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 NATIVE := $(VENV)/.native
 TRACE_FILE := telemetry/traces.jsonl
 
-.PHONY: install native demo report test lint unit clean stack stack-up stack-down stack-status demo-stack
+.PHONY: install native demo report test lint unit clean stack stack-up stack-down stack-status demo-stack fleet-demo
 
 # Each step says what it does and how long it took on a busy 2-core machine (measured; a quiet or
 # faster machine takes less): pip and the Rust build are otherwise silent for minutes.
@@ -89,3 +89,9 @@ demo-stack: install
 	@sleep 2
 	$(VPY) meta_supervisor/build_meta_report.py
 	@$(VPY) collector/jaeger_link.py llm_analyst
+
+## fleet-demo: the fleet on several hosts, simulated here (docs/several-hosts.md): three scheduler
+## shards, an agent-mode collector each, two gateway collectors with a trace file each, one report
+## over both; loopback only, free ports, under telemetry/fleet-demo/ (about 15 s once built).
+fleet-demo: install stack
+	$(VPY) collector/fleet_demo.py

@@ -35,6 +35,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -60,7 +61,7 @@ from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client, r
 from services.clock import Clock, ReplayClock, WallClock
 from services.config_error import ConfigError
 from services.data_freshness import check_freshness
-from services.fleet_config import FleetConfig, load_agents, load_fleet_config
+from services.fleet_config import FleetConfig, for_shard, load_agents, load_fleet_config, resolve_shard
 from services.kill_switch import KillSwitch
 from services.market_data import CsvMarketData, MarketData
 from services.pricing import PriceTable
@@ -274,7 +275,7 @@ def build_fleet(
     llm = AIAnalysis(client, settings, PriceTable.load())
     agents = load_agents(fleet) if agents is None else agents
     params = {name: spec.params for name, spec in fleet.agents.items()}
-    check_members(agents, params, fleet.agents, fleet.source)  # a member that is no agent of the fleet: a typo
+    check_members(agents, params, fleet.agents, fleet.source, fleet.elsewhere)  # a typo, or a member on another shard
     run_stages(agents, params)  # a cycle is refused at start-up
     runner = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
     return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm)
@@ -332,6 +333,13 @@ def log_level(env: Mapping[str, str] | None = None) -> str:
     return level
 
 
+def shard_resource(fleet: FleetConfig) -> dict[str, str]:
+    """The resource attributes of a sharded scheduler: its shard and its host (none for one host)."""
+    if fleet.shard is None:
+        return {}
+    return {semconv.RESOURCE_SHARD: fleet.shard, semconv.HOST_NAME: socket.gethostname()}
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """The combinations argparse cannot check: ``ConfigError`` naming the option, its value and the fix."""
     for option, value in (("--start", args.start), ("--days", args.days)):
@@ -369,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     bounded.add_argument("--replay", action="store_true", help="replay history, one trading day per cycle")
     parser.add_argument("--start", type=date.fromisoformat, help="replay: first day (default from config)")
     parser.add_argument("--days", type=int, help="replay: number of trading days (default from config)")
+    parser.add_argument("--shard", help="run only the agents assigned to this shard (agents.*.shard; default: $ALPHATRACE_SHARD, else every agent)")
     args = parser.parse_args(argv)
     try:
         check_arguments(args)
@@ -382,14 +391,14 @@ def main(argv: list[str] | None = None) -> int:
     for chatty in ("apscheduler", "httpx2", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
-        fleet = load_fleet_config(args.config)
+        fleet = for_shard(load_fleet_config(args.config), resolve_shard(args.shard))
         market = CsvMarketData()
         market.require(fleet.universe, f"{fleet.source}: fleet.universe")
         agents = load_agents(fleet)
         kill_switch = KillSwitch()
         killed = kill_switch.load_strict()
         settings = resolve_llm_settings(fleet.llm)
-        telemetry = configure_telemetry(llm_simulated=settings.simulated, register_atexit=True)
+        telemetry = configure_telemetry(llm_simulated=settings.simulated, register_atexit=True, resource_attributes=shard_resource(fleet))
     except ConfigError as exc:
         print(f"alphatrace: configuration error: {term(exc)}", file=sys.stderr)
         return 2
@@ -404,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             logger.info("LLM: %s via %s", settings.model, settings.base_url or "the OpenAI API")
         logger.info("spans: %s; killed agents: %s", telemetry.export.describe(), ", ".join(sorted(killed)) or "none")
+        if fleet.shard is not None:
+            logger.info("shard %s: agents %s", fleet.shard, ", ".join(sorted(agents)))
         if args.cycles is not None:
             logger.info("%s", describe_cycles(fleet, agents, args.cycles))
         clock: Clock

@@ -8,6 +8,8 @@ Reads no environment variables.
 # --- resource -----------------------------------------------------------------------------
 SERVICE_NAME_DEFAULT = "alphatrace"
 RESOURCE_LLM_SIMULATED = "alphatrace.llm.simulated"
+RESOURCE_SHARD = "alphatrace.shard"  # the fleet shard a scheduler process runs (agents.*.shard)
+HOST_NAME = "host.name"  # standard resource key: the host a sharded scheduler runs on
 SERVICE_NAME = "service.name"  # the SDK's standard resource keys, read by the report
 SERVICE_INSTANCE_ID = "service.instance.id"  # one per process (the SDK makes a UUID)
 

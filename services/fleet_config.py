@@ -7,10 +7,15 @@ Adding an agent is one module plus one such table. Anything malformed is a ``Con
 so is a key nobody reads (``KNOWN_KEYS``, with "did you mean ...?"): a typo never falls back to a default.
 An agent's ``params`` are checked by the agent's own declaration (``PARAMS``, ``agents/base.py``) when
 ``load_agent`` builds it.
+Several hosts: an agent's ``shard`` names the scheduler process that runs it (``scheduler.py --shard
+NAME``, or ``ALPHATRACE_SHARD``): one value per agent, so no agent is ever assigned to two shards;
+``for_shard`` keeps one shard's agents (an unknown shard is a ``ConfigError`` with the known ones).
+A scheduler started without a shard runs every enabled agent (one host).
 ``[fleet]`` also holds the staleness limit of live runs, ``max_data_age_days`` and ``on_stale``
 (``services/data_freshness.py``).
 
 Environment: ``ALPHATRACE_FLEET_CONFIG`` (path of the TOML file; default ``agents/agents.toml``);
+``ALPHATRACE_SHARD`` (the shard this scheduler runs, when ``--shard`` is not given);
 ``ALPHATRACE_MAX_DATA_AGE_DAYS`` and ``ALPHATRACE_ON_STALE`` (``services/data_freshness.py``).
 """
 
@@ -20,7 +25,8 @@ import importlib
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,7 @@ from services.data_freshness import FreshnessPolicy, parse_freshness_policy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_FLEET_CONFIG = "ALPHATRACE_FLEET_CONFIG"
+ENV_SHARD = "ALPHATRACE_SHARD"
 DEFAULT_FLEET_CONFIG = PROJECT_ROOT / "agents" / "agents.toml"
 _AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -40,7 +47,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "fleet": ("universe", "max_workers", "misfire_grace_seconds", "max_data_age_days", "on_stale"),
     "replay": ("start", "cycles"),
     "llm": ("provider", "model", "timeout_seconds", "max_retries", "base_url"),
-    "agents.*": ("module", "interval_seconds", "params", "enabled", "status"),
+    "agents.*": ("module", "interval_seconds", "params", "enabled", "status", "shard"),
 }
 
 
@@ -52,6 +59,7 @@ class AgentSpec:
     params: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
     status: str = "live"
+    shard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,13 @@ class FleetConfig:
     misfire_grace_seconds: int = 30
     source: str = ""
     freshness: FreshnessPolicy = field(default_factory=FreshnessPolicy)
+    shard: str | None = None  # the shard this config was narrowed to (for_shard), None: every agent
+    elsewhere: dict[str, str | None] = field(default_factory=dict)  # narrowed: other agents -> their shard
+
+    @property
+    def shards(self) -> tuple[str, ...]:
+        """Every shard an agent is assigned to, sorted."""
+        return tuple(sorted({spec.shard for spec in self.agents.values() if spec.shard is not None}))
 
 
 def _table(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:
@@ -120,7 +135,10 @@ def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> Fle
         status = table.get("status", "live")
         if status not in ("shadow", "live"):
             raise ConfigError(f"{source}: agents.{name}.status must be 'shadow' or 'live', got {status!r}")
-        agents[name] = AgentSpec(name, module, float(interval), dict(params), enabled, status)
+        shard = table.get("shard")
+        if shard is not None and (not isinstance(shard, str) or not _AGENT_NAME.match(shard)):
+            raise ConfigError(f"{source}: agents.{name}.shard must be 1-64 letters, digits, '_', '.' or '-', got {shard!r}")
+        agents[name] = AgentSpec(name, module, float(interval), dict(params), enabled, status, shard)
     if not any(spec.enabled for spec in agents.values()):
         raise ConfigError(f"{source}: no enabled agent in [agents.*]")
     return FleetConfig(
@@ -146,6 +164,28 @@ def load_fleet_config(path: str | os.PathLike | None = None) -> FleetConfig:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"fleet config {chosen} is not valid TOML: {exc}") from None
     return parse_fleet_config(raw, source=str(chosen))
+
+
+def resolve_shard(argument: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """``--shard`` beats ``ALPHATRACE_SHARD`` beats none (every agent)."""
+    env = os.environ if env is None else env
+    chosen = argument if argument is not None else (env.get(ENV_SHARD) or "").strip() or None
+    if chosen is not None and not _AGENT_NAME.match(chosen):
+        raise ConfigError(f"shard {chosen!r} must be 1-64 letters, digits, '_', '.' or '-'")
+    return chosen
+
+
+def for_shard(fleet: FleetConfig, shard: str | None) -> FleetConfig:
+    """The fleet narrowed to the enabled agents assigned to ``shard`` (``None``: unchanged)."""
+    if shard is None:
+        return fleet
+    if shard not in fleet.shards:
+        check_known([shard], fleet.shards, f"{fleet.source}: agents.*.shard", "shard")
+    mine = {name: spec for name, spec in fleet.agents.items() if spec.shard == shard}
+    if not any(spec.enabled for spec in mine.values()):
+        raise ConfigError(f"{fleet.source}: no enabled agent is assigned to shard {shard!r}")
+    elsewhere = {name: spec.shard for name, spec in fleet.agents.items() if name not in mine}
+    return replace(fleet, agents=mine, shard=shard, elsewhere=elsewhere)
 
 
 def load_agent(spec: AgentSpec, source: str = "fleet config") -> Any:

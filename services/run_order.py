@@ -27,13 +27,29 @@ def dependencies(agents: Mapping[str, Any], params: Mapping[str, Mapping[str, An
     return deps
 
 
-def check_members(agents: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]], configured: Iterable[str], source: str) -> None:
-    """``ConfigError`` when an agent combines one that the fleet config does not name ("did you mean")."""
+def check_members(
+    agents: Mapping[str, Any],
+    params: Mapping[str, Mapping[str, Any]],
+    configured: Iterable[str],
+    source: str,
+    elsewhere: Mapping[str, str | None] | None = None,
+) -> None:
+    """``ConfigError`` when an agent combines one that the fleet config does not name ("did you mean"),
+    or, on a shard, one that another shard runs (``elsewhere``: its signals never reach this process)."""
     configured = list(configured)
+    elsewhere = elsewhere or {}
     for name, agent in agents.items():
         members = getattr(agent, "members", None)
         if callable(members):
-            check_known(members(params.get(name, {})), configured, f"{source}: agents.{name}.params", "agent")
+            wanted = list(members(params.get(name, {})))
+            for member in wanted:
+                if member in elsewhere:
+                    where = f"shard {elsewhere[member]!r}" if elsewhere[member] else "no shard"
+                    raise ConfigError(
+                        f"{source}: agents.{name} combines {member!r}, which is assigned to {where}: "
+                        f"an agent and the agents it combines must share a shard"
+                    )
+            check_known(wanted, configured, f"{source}: agents.{name}.params", "agent")
 
 
 def run_stages(agents: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:

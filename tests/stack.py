@@ -24,6 +24,12 @@ This module holds no tests.  It gives:
   points Jaeger's Monitor tab at it: :meth:`LocalStack.prometheus_query`,
   :meth:`LocalStack.jaeger_metrics`.
 
+* :class:`MultiHost` is the fleet on several hosts, on loopback: gateway collectors (each with its
+  own trace file) and one agent-mode collector per shard routing by trace id to them
+  (``collector/agent-config.yaml``); :meth:`MultiHost.start_shard` runs a scheduler shard against
+  its agent collector.  ``collector/fleet_demo.py`` (``make fleet-demo``) and
+  ``tests/test_fleet_hosts.py`` use it.
+
 * :func:`validate_compose` validates ``docker-compose.yml`` with ``bin/compose-spec``.
 
 Environment knobs: ``ALPHATRACE_OTELCOL_BIN`` / ``ALPHATRACE_JAEGER_BIN`` /
@@ -40,6 +46,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -52,6 +59,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STACK_SH = REPO_ROOT / "collector" / "stack.sh"
 COLLECTOR_CONFIG = REPO_ROOT / "collector-config.yaml"
 JAEGER_CONFIG = REPO_ROOT / "collector" / "jaeger-config.yaml"
+AGENT_CONFIG = REPO_ROOT / "collector" / "agent-config.yaml"
 BUILD_LOG = REPO_ROOT / "bin" / "build" / "stack-build.log"
 
 HOST = "127.0.0.1"
@@ -649,3 +657,80 @@ def _rfc3339(t: datetime) -> str:
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class MultiHost:
+    """Gateways and one agent collector per shard, each a :class:`LocalStack` under ``tmp_path``.
+
+    Start order: gateways, then agent collectors; stop order the reverse, so an agent collector can
+    still deliver while it stops.  A shard's scheduler exports over OTLP/HTTP to its agent collector.
+    """
+
+    def __init__(self, tmp_path, shards: Sequence[str], gateways: int = 2, startup_timeout: float = 60.0):
+        self.tmp_path = Path(tmp_path).resolve()
+        self.gateways = [
+            LocalStack(self.tmp_path / f"gateway-{i + 1}", with_jaeger=False, startup_timeout=startup_timeout) for i in range(gateways)
+        ]
+        ring = "[" + ", ".join(g.otlp_grpc_endpoint for g in self.gateways) + "]"
+        self.agent_collectors = {
+            shard: LocalStack(
+                self.tmp_path / f"agent-{shard}",
+                with_jaeger=False,
+                collector_config=AGENT_CONFIG,
+                env={"ALPHATRACE_GATEWAYS": ring, "ALPHATRACE_GATEWAY_RETRY_MAX_INTERVAL": "1s"},
+                startup_timeout=startup_timeout,
+            )
+            for shard in shards
+        }
+
+    def __enter__(self) -> MultiHost:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop()
+
+    def start(self) -> MultiHost:
+        try:
+            for part in (*self.gateways, *self.agent_collectors.values()):
+                part.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for part in (*self.agent_collectors.values(), *self.gateways):
+            part.stop()
+
+    def start_shard(self, shard: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.Popen:
+        """``scheduler.py --shard SHARD *argv`` in its own process, exporting to its agent collector;
+        its output goes to ``tmp_path/shard-SHARD.log``."""
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        child_env.update(env or {})
+        child_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.agent_collectors[shard].otlp_http_endpoint
+        child_env.pop("ALPHATRACE_TRACE_FILE", None)
+        log = open(self.tmp_path / f"shard-{shard}.log", "ab")
+        try:
+            return subprocess.Popen(
+                [os.environ.get("ALPHATRACE_PYTHON") or sys.executable, "scheduler.py", "--shard", shard, *argv],
+                cwd=REPO_ROOT,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            log.close()
+
+    def shard_log(self, shard: str) -> str:
+        return _tail(self.tmp_path / f"shard-{shard}.log", 40)
+
+    def trace_files(self) -> list[Path]:
+        """Every gateway's trace files (active and rotated), gateway by gateway."""
+        return [path for gateway in self.gateways for path in gateway.trace_files()]
+
+    def log_tails(self, lines: int = 20) -> str:
+        parts = [f"=== {g.tmp_path.name}\n{g.log_tails(lines)}" for g in self.gateways]
+        parts += [f"=== agent {shard}\n{a.log_tails(lines)}" for shard, a in self.agent_collectors.items()]
+        return "\n".join(parts)
