@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     bounded.add_argument("--replay", action="store_true", help="replay history, one trading day per cycle")
     parser.add_argument("--start", type=date.fromisoformat, help="replay: first day (default from config)")
     parser.add_argument("--days", type=int, help="replay: number of trading days (default from config)")
-    parser.add_argument("--shard", help="run only the agents assigned to this shard (agents.*.shard; default: $ALPHATRACE_SHARD, else every agent)")
+    parser.add_argument("--shard", help="run only the agents of this shard (agents.*.shard; default: $ALPHATRACE_SHARD, else all)")
     args = parser.parse_args(argv)
     try:
         check_arguments(args)
