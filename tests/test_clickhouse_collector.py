@@ -1,7 +1,7 @@
 """The ClickHouse path, collector side: the built collector accepts collector/clickhouse-config.yaml over
 collector-config.yaml (the exporter in the traces pipeline, loopback, a persistent queue, the TTL, the
 password from the environment and redacted), refuses a broken endpoint, and the DDL the SQL tests load is
-the exporter's own, byte for byte."""
+the exporter's own, byte for byte; Jaeger accepts collector/jaeger-clickhouse-config.yaml over its config."""
 
 from __future__ import annotations
 
@@ -66,3 +66,23 @@ def test_the_ddl_under_test_is_the_exporter_s_own(built, tmp_path):
     assert names == ["traces_id_ts_lookup_mv.sql", "traces_id_ts_lookup_table.sql", "traces_insert.sql", "traces_table.sql"]
     for name in names:
         assert (FIXTURES / name).read_bytes() == (templates / name).read_bytes(), name
+
+
+JAEGER_CONFIGS = [
+    f"--config={REPO / 'collector' / 'jaeger-config.yaml'}",
+    f"--config={REPO / 'collector' / 'jaeger-clickhouse-config.yaml'}",
+]
+
+
+def test_jaeger_validates_its_clickhouse_overlay_and_refuses_a_broken_one(built, tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ALPHATRACE_")}
+    done = subprocess.run([str(stack.jaeger_bin()), "validate", *JAEGER_CONFIGS], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        "extensions:\n  jaeger_storage:\n    backends:\n      clickhouse_store:\n        clickhouse:\n          protocol: udp\n"
+    )
+    done = subprocess.run(
+        [str(stack.jaeger_bin()), "validate", *JAEGER_CONFIGS, f"--config={broken}"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert done.returncode != 0 and "does not validate as in(native|http)" in done.stderr
