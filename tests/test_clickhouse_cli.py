@@ -97,7 +97,7 @@ def test_the_http_client_posts_the_query_with_the_password_in_a_header(fake_serv
     assert client.rows("SELECT 1") == [{"agent": "a", "n": 1}, {"agent": "b", "n": 2}]
     (request,) = _FakeClickHouse.seen
     assert request["body"] == "SELECT 1" and request["user"] == "reader" and request["key"] == "pw-in-header"
-    assert "pw-in-header" not in request["path"] and "readonly=1" in request["path"] and "default_format=JSONEachRow" in request["path"]
+    assert "pw-in-header" not in request["path"] and "readonly=2" in request["path"] and "default_format=JSONEachRow" in request["path"]
     with pytest.raises(
         ClickHouseError, match=r"refused the query \(HTTP 500\): Code: 62. DB::Exception: Syntax error: failed at position 1"
     ):

@@ -41,8 +41,8 @@ class HttpClickHouse:
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
         params = urllib.parse.urlencode(
-            # numbers as JSON numbers; the caller's rounding stays as computed
-            {"default_format": "JSONEachRow", "output_format_json_quote_64bit_integers": "0", "readonly": "1"}
+            # numbers as JSON numbers; readonly=2: read-only, but these settings may be set
+            {"default_format": "JSONEachRow", "output_format_json_quote_64bit_integers": "0", "readonly": "2"}
         )
         request = urllib.request.Request(
             f"{self.url}?{params}",
