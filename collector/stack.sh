@@ -41,6 +41,8 @@ COMPOSE_SPEC_BIN="$BIN_DIR/compose-spec"
 COLLECTOR_BIN="$BIN_DIR/otelcol-alphatrace"
 JAEGER_BIN="$BIN_DIR/jaeger"
 COLLECTOR_CONFIG="${ALPHATRACE_COLLECTOR_CONFIG:-$ROOT/collector-config.yaml}"
+# An overlay merged over it, e.g. collector/clickhouse-config.yaml (the ClickHouse path, docs/clickhouse.md).
+COLLECTOR_EXTRA_CONFIG="${ALPHATRACE_COLLECTOR_EXTRA_CONFIG:-}"
 JAEGER_CONFIG="${ALPHATRACE_JAEGER_CONFIG:-$ROOT/collector/jaeger-config.yaml}"
 # Prometheus: Debian's package (2.42), the server the Monitor tab and the metrics tests query.
 PROMETHEUS_BIN="${ALPHATRACE_PROMETHEUS_BIN:-$(command -v prometheus || echo /usr/bin/prometheus)}"
@@ -288,7 +290,12 @@ cmd_up() {
     cmd_down >/dev/null 2>&1 || true
     exit 1
   fi
-  start_one collector "$COLLECTOR_BIN" "--config=$COLLECTOR_CONFIG"
+  if [[ -n "$COLLECTOR_EXTRA_CONFIG" ]]; then
+    [[ -f "$COLLECTOR_EXTRA_CONFIG" ]] || die "ALPHATRACE_COLLECTOR_EXTRA_CONFIG=$COLLECTOR_EXTRA_CONFIG is not a file"
+    start_one collector "$COLLECTOR_BIN" "--config=$COLLECTOR_CONFIG" "--config=$(realpath "$COLLECTOR_EXTRA_CONFIG")"
+  else
+    start_one collector "$COLLECTOR_BIN" "--config=$COLLECTOR_CONFIG"
+  fi
   if ! wait_healthy collector "$(health_url collector)"; then
     cmd_down >/dev/null 2>&1 || true
     exit 1
