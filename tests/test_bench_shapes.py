@@ -17,8 +17,8 @@ import zstandard
 
 from bench import generate_workload as gw
 from bench import report_bench
-from meta_supervisor import native_part
-from meta_supervisor.report_build import BuildOptions, build_inputs
+from meta_supervisor.build import native_reader as native_part
+from meta_supervisor.build.full import BuildOptions, build_inputs
 from services.pricing import PriceTable
 from tests.test_native_core import _tally
 

@@ -1,4 +1,4 @@
-"""The rules for spans of other instrumentations (``meta_supervisor/genai_spans.py``, ``tool_tallies.py``)
+"""The rules for spans of other instrumentations (``meta_supervisor/tally/genai_spans.py``, ``tool_tallies.py``)
 and the native core's copy of them (``native/src/kinds.rs``): each case is read by both readers, which
 must agree (``tests/test_native_core.py``'s harness), and its outcome is checked on the Python
 reader's tallies. Then the hand-written fixtures (``tests/fixtures/genai``) cut into parts and
@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meta_supervisor import native_part
-from meta_supervisor.agent_counts import DEFERRED_TOOL, with_deferred
-from meta_supervisor.aggregates import MAX_DISTINCT, P_DEFERRED, T_CALLS, T_ERRORS
-from meta_supervisor.open_runs import MAX_OPEN_RUNS
-from meta_supervisor.parallel_build import read_part_python
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.tool_tallies import SUB_BITS, bucket_high, latency_bucket
+from meta_supervisor.build import native_reader as native_part
+from meta_supervisor.build.full import BuildOptions, build_inputs
+from meta_supervisor.build.parallel import read_part_python
+from meta_supervisor.tally.agent_counts import DEFERRED_TOOL, with_deferred
+from meta_supervisor.tally.aggregates import MAX_DISTINCT, P_DEFERRED, T_CALLS, T_ERRORS
+from meta_supervisor.tally.open_runs import MAX_OPEN_RUNS
+from meta_supervisor.tally.tool_tallies import SUB_BITS, bucket_high, latency_bucket
 from otel import semconv as S
 from tests import genai_fixtures
 from tests.fixtures.report.otlp_builder import MS, T0

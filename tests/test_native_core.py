@@ -1,5 +1,5 @@
-"""The native core (``alphatrace_native`` via ``meta_supervisor.native_part``) reads a part exactly as
-``parallel_build.read_part_python`` does, or declines.
+"""The native core (``alphatrace_native`` via ``meta_supervisor.build.native_reader``) reads a part exactly as
+``parallel.read_part_python`` does, or declines.
 
 Every part is read by both readers and compared as a normalised snapshot (``snapshot``): counts,
 fingerprints, closed runs, the unpickled tallies and open runs, the kept signals byte for byte. On
@@ -24,14 +24,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench import generate_workload
-from meta_supervisor import native_part, parallel_build
-from meta_supervisor.agent_counts import DEFERRED_LLM
-from meta_supervisor.aggregates import P_DEFERRED
-from meta_supervisor.open_runs import MAX_OPEN_RUNS
-from meta_supervisor.parallel_build import PartResult, read_part_python
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
-from meta_supervisor.trace_files import ENV_MAX_LINE
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build import native_reader as native_part
+from meta_supervisor.build import parallel as parallel_build
+from meta_supervisor.build.file_reader import ENV_MAX_LINE
+from meta_supervisor.build.full import BuildOptions, build_inputs
+from meta_supervisor.build.parallel import PartResult, read_part_python
+from meta_supervisor.tally.agent_counts import DEFERRED_LLM
+from meta_supervisor.tally.aggregates import P_DEFERRED
+from meta_supervisor.tally.open_runs import MAX_OPEN_RUNS
 from otel import semconv as S
 from services.config_error import ConfigError
 from services.market_data import CsvMarketData
@@ -557,7 +558,7 @@ def test_table_limits_hold_across_files(native, tmp_path: Path, monkeypatch: pyt
 
 def test_open_runs_of_an_agent_beyond_the_agent_limit(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """10,000 agents, then an LLM span of a new one: read in order it is "(other)"'s open run."""
-    from meta_supervisor.aggregates import MAX_AGENTS
+    from meta_supervisor.tally.aggregates import MAX_AGENTS
 
     first = write(tmp_path, span_lines([_root(1 + i, f"agent{i}") for i in range(MAX_AGENTS)], per_line=500), "a.jsonl")
     llm = other_span(50_000, 2, "chat m", {S.GEN_AI_OPERATION_NAME: "chat", S.GEN_AI_AGENT_NAME: "newcomer", S.AGENT_RUN_ID: "r1"})
@@ -584,7 +585,7 @@ def test_bogus_mode_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv(native_part.ENV, "bogus")
     with pytest.raises(ConfigError, match="ALPHATRACE_NATIVE"):
         native_part.mode()
-    from meta_supervisor import report_cli
+    from meta_supervisor.cli import report as report_cli
 
     code = report_cli.main(["--input", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out"), "--no-state", "--quiet"])
     assert code == 2 and "ALPHATRACE_NATIVE='bogus'" in capsys.readouterr().err  # at start-up, before any reading

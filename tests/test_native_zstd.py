@@ -1,7 +1,7 @@
 """The native core reads a whole-file zstd stream of JSON lines (``zstd+json-lines``) exactly as the
-Python reader (``trace_files._read_zstd``) does, or declines and the Python reader reads it.
+Python reader (``file_reader._read_zstd``) does, or declines and the Python reader reads it.
 
-Every file is read twice through the real entry point, ``trace_files.read_trace_file``: with the
+Every file is read twice through the real entry point, ``file_reader.read_trace_file``: with the
 core (``ALPHATRACE_NATIVE=on``) and without (``off``), and the two results are compared whole: the
 returned cursor (format, decompressed offset, records, partial tail, error) and a snapshot of the
 aggregator (``test_native_core.snapshot``: counts, fingerprints, closed runs, tallies, open runs,
@@ -26,14 +26,15 @@ import pytest
 import zstandard
 
 from bench import generate_workload
-from meta_supervisor import native_part, parallel_build
-from meta_supervisor.open_runs import MAX_OPEN_RUNS
-from meta_supervisor.parallel_build import PartResult
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
-from meta_supervisor.span_aggregator import SpanAggregator
-from meta_supervisor.trace_files import ENV_MAX_LINE, FileCursor, read_trace_file
-from meta_supervisor.trace_inputs import expected_spans
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build import native_reader as native_part
+from meta_supervisor.build import parallel as parallel_build
+from meta_supervisor.build.file_reader import ENV_MAX_LINE, FileCursor, read_trace_file
+from meta_supervisor.build.full import BuildOptions, build_inputs
+from meta_supervisor.build.parallel import PartResult
+from meta_supervisor.reading.inputs import expected_spans
+from meta_supervisor.tally.open_runs import MAX_OPEN_RUNS
+from meta_supervisor.tally.span_aggregator import SpanAggregator
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import lines_for
@@ -66,7 +67,7 @@ def aggregator_snapshot(aggregator: SpanAggregator, cursor: FileCursor) -> dict:
 
 
 class Spy:
-    """Records what ``parallel_build.read_native_zstd`` returned: a result (taken) or None (declined)."""
+    """Records what ``parallel.read_native_zstd`` returned: a result (taken) or None (declined)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[int, bool]] = []  # (skip, taken)
@@ -86,7 +87,7 @@ def read_both(
 ) -> tuple[dict, dict, list]:
     """(Python's snapshot, the core's snapshot, the core's calls) of ``read_trace_file(path, cursor)``
     into an aggregator whose tables are sized for ``expected`` spans (a build sizes them from
-    ``trace_inputs.expected_spans``; 0: the smallest tables, which the core grows out of)."""
+    ``inputs.expected_spans``; 0: the smallest tables, which the core grows out of)."""
     spy = Spy(monkeypatch)
     results = []
     for mode in ("off", "on"):
@@ -222,7 +223,7 @@ def test_tables_filled_in_place_or_grown_out_of_them(native, tmp_path: Path, mon
 
 
 def test_the_size_estimate_of_a_zstd_stream(tmp_path: Path) -> None:
-    """``trace_inputs.expected_spans`` of a zstd file: from the compressed bytes per span of its
+    """``inputs.expected_spans`` of a zstd file: from the compressed bytes per span of its
     start; a stream of no spans, or one that compresses beyond belief, gets no huge tables."""
     data = workload_lines(3000, tmp_path=tmp_path)
     path = zfile(tmp_path, zstandard.ZstdCompressor(level=3).compress(data))

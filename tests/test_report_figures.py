@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import report_cli
-from meta_supervisor.report_html import render_html
-from meta_supervisor.report_markdown import render_markdown
+from meta_supervisor.cli import report as report_cli
+from meta_supervisor.render.html import render_html
+from meta_supervisor.render.markdown import render_markdown
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
 from tests.test_report_golden import small_input
 
@@ -181,7 +181,7 @@ def test_pages_show_no_absolute_local_path(tmp_path: Path) -> None:
 
 
 def test_short_path_is_relative_to_the_project_or_the_name_alone(tmp_path: Path) -> None:
-    from meta_supervisor.report_paths import PROJECT_ROOT, short_path
+    from meta_supervisor.render.paths import PROJECT_ROOT, short_path
 
     assert short_path(str(PROJECT_ROOT / "telemetry" / "traces.jsonl")) == "telemetry/traces.jsonl"
     assert short_path(str(tmp_path / "prices")) == "prices"

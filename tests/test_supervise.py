@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import supervise
-from meta_supervisor.audit import decisions_section, read_audit, render_decisions_html, render_decisions_markdown
-from meta_supervisor.policy import Policy, decide_one
+from meta_supervisor.cli import supervise
+from meta_supervisor.supervisor.audit import decisions_section, read_audit, render_decisions_html, render_decisions_markdown
+from meta_supervisor.supervisor.policy import Policy, decide_one
 from otel import semconv
 from otel.otlp_json import encode_attributes
 from services.agent_status import load_agent_status, set_agent_status
@@ -529,7 +529,7 @@ def test_reads_rotated_and_compressed_traces_like_one_file(world):
 
 
 def test_report_counts_decision_spans_apart_and_shows_the_hold(world, tmp_path):
-    from meta_supervisor import report_cli
+    from meta_supervisor.cli import report as report_cli
 
     revive("revived", "trust me", by="dave", path=world / "killed.json", now=lambda: NOW)
     code, _ = run_cli(["--apply"])  # no telemetry handed in: the spans go into the trace file itself

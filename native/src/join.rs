@@ -1,4 +1,4 @@
-//! The run join of `meta_supervisor/run_join.py` (each root's totals against its LLM spans, open runs
+//! The run join of `meta_supervisor/tally/consistency.py` (each root's totals against its LLM spans, open runs
 //! bounded and evicted) and the deferred calls of `agent_counts.py` (calls naming no agent, counted
 //! for their run's agent when its root is read), for `part::Aggregator`; each function says which
 //! Python function it follows.
@@ -242,7 +242,7 @@ impl Aggregator<'_, '_> {
         Ok(())
     }
 
-    /// `run_join._root_totals`.
+    /// `consistency._root_totals`.
     pub(crate) fn root_totals(&self, attrs: &Attrs) -> R<Option<Root>> {
         let Some(calls) = as_int(attrs[A_RUN_CALLS], &self.helpers)? else {
             return Ok(None);
