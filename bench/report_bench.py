@@ -102,8 +102,10 @@ def _measure_in_child(argv: list[str]) -> dict:
     build: resolve inputs, read (or find nothing new), aggregate, write the report and the state.
     """
     import alpha.quality  # noqa: F401
+    import meta_supervisor.assemble.decisions
     import meta_supervisor.build.alpha_cache
     import meta_supervisor.build.incremental
+    import meta_supervisor.render.decisions
     import meta_supervisor.render.html
     import meta_supervisor.render.markdown
     import meta_supervisor.supervisor.audit  # noqa: F401

@@ -16,11 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meta_supervisor.build import native_reader as native_part
-from meta_supervisor.build.full import BuildOptions, build_inputs
-from meta_supervisor.build.parallel import read_part_python
+from meta_supervisor import native_core
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
+from meta_supervisor.build.python_part import read_part_python
 from meta_supervisor.tally.agent_counts import DEFERRED_TOOL, with_deferred
-from meta_supervisor.tally.aggregates import MAX_DISTINCT, P_DEFERRED, T_CALLS, T_ERRORS
+from meta_supervisor.tally.bounds import MAX_DISTINCT, P_DEFERRED, T_CALLS, T_ERRORS
 from meta_supervisor.tally.open_runs import MAX_OPEN_RUNS
 from meta_supervisor.tally.tool_tallies import SUB_BITS, bucket_high, latency_bucket
 from otel import semconv as S
@@ -34,8 +35,8 @@ UNKNOWN = "(unknown agent)"
 
 @pytest.fixture
 def native(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(native_part.ENV, raising=False)
-    if not native_part.available():
+    monkeypatch.delenv(native_core.ENV, raising=False)
+    if not native_core.available():
         pytest.fail("the native core is not installed: run make native")
 
 
@@ -244,7 +245,7 @@ def test_tools_fold_past_the_limit_in_both_readers(native, tmp_path: Path, monke
     second = write(tmp_path, span_lines(spans[600:], per_line=50), "b.jsonl")
     results = []
     for mode in ("on", "off"):
-        monkeypatch.setenv(native_part.ENV, mode)
+        monkeypatch.setenv(native_core.ENV, mode)
         data, _ = build_inputs(BuildOptions(inputs=[str(first), str(second)], prices=PRICES))
         results.append({name: entry[T_CALLS] for name, entry in data.agents["a"].tools.items()})
     assert results[0] == results[1] and len(results[0]) == MAX_DISTINCT + 1 and results[0]["(other)"] == 5

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor.build.file_reader import ENV_MAX_LINE, read_trace_file
+from meta_supervisor.build.file_reader import read_trace_file
 from meta_supervisor.cli import report as report_cli
+from meta_supervisor.reading.formats import ENV_MAX_LINE
 from meta_supervisor.reading.shapes import BLOCK_SIZE, FORMAT_FRAMED, FORMAT_JSON_LINES, RecordDecoder, read_json_lines, sniff
 from meta_supervisor.tally.span_aggregator import SpanAggregator
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for

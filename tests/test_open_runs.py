@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from meta_supervisor.assemble.report import KillSwitchState, build_report
-from meta_supervisor.build.full import BuildOptions, build_inputs
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
 from meta_supervisor.reading.otlp_schema import request_decoder
 from meta_supervisor.render.markdown import render_markdown
 from meta_supervisor.tally.open_runs import ENV_MAX_OPEN_RUNS

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from meta_supervisor.assemble.report import KillSwitchState, build_report
-from meta_supervisor.build.full import BuildOptions, BuildStats, build_inputs
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions, BuildStats
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import Llm, Run, Signal, Tool, lines_for

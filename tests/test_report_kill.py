@@ -32,10 +32,11 @@ KILLS = 30
 SPLIT_EVERYTHING = """
 import os, sys, time
 from meta_supervisor.build import parallel as parallel_build
+from meta_supervisor.build import parts
 parallel_build.MIN_SPLIT_BYTES = 1
 if os.environ.get("KILL_TEST_SLOW_WORKERS"):  # each worker reads for an hour, as on a very large file
-    read = parallel_build.read_part_any
-    parallel_build.read_part_any = lambda *args: (time.sleep(3600), read(*args))[1]
+    read = parts.read_part
+    parts.read_part = lambda *args: (time.sleep(3600), read(*args))[1]
 from meta_supervisor.cli.report import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -12,7 +12,8 @@ import pytest
 
 from meta_supervisor.assemble.report import KillSwitchState, build_report
 from meta_supervisor.build import parallel as parallel_build
-from meta_supervisor.build.full import BuildOptions, build_inputs
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.conftest import count_merges_of

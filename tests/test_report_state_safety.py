@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from meta_supervisor.assemble.report import KillSwitchState, build_report
-from meta_supervisor.build.full import BuildOptions, build_inputs
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
 from meta_supervisor.cli import report as report_cli
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for

@@ -18,7 +18,8 @@ import msgspec
 import pytest
 
 from meta_supervisor.assemble.report import KillSwitchState, build_report
-from meta_supervisor.build.full import BuildOptions, build_inputs
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
 from meta_supervisor.cli import report as report_cli
 from meta_supervisor.reading.otlp_schema import Event, Span
 from meta_supervisor.tally.fingerprints import content_check, span_entry, span_fingerprint

@@ -105,7 +105,8 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path: Path) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
 def test_the_report_state_is_on_disk_before_the_summary_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every table of a new state is fsynced before its summary is written; the folder after that."""
-    from meta_supervisor.build.full import BuildOptions, build_inputs
+    from meta_supervisor.build.dispatch import build_inputs
+    from meta_supervisor.build.options import BuildOptions
     from services.pricing import PriceTable
     from tests.fixtures.report.otlp_builder import Run, lines_for
 

@@ -15,11 +15,11 @@ Reads no environment variables.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from meta_supervisor.tally.aggregates import (
+from meta_supervisor.tally.aggregates import AgentTally, note_mismatch
+from meta_supervisor.tally.bounds import (
     CONSISTENT,
     DAY_ALPHA,
     DAY_ALPHA_INVALID,
@@ -33,8 +33,6 @@ from meta_supervisor.tally.aggregates import (
     LLM_OUT,
     MISMATCHED,
     UNCHECKED,
-    AgentTally,
-    note_mismatch,
 )
 from meta_supervisor.tally.tool_tallies import tool_report
 from otel import semconv
@@ -51,19 +49,6 @@ def is_killed(entry: Any) -> bool:
 
 UNKNOWN_DATE = "unknown"
 ELLIPSIS = "\u2026"
-
-
-def percentile(sorted_values: list[int] | list[float], q: float) -> float | None:
-    """numpy.percentile(values, q) with the default 'linear' method, on already sorted values."""
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    rank = (n - 1) * q / 100.0
-    lower = math.floor(rank)
-    upper = min(lower + 1, n - 1)
-    fraction = rank - lower
-    low_value = sorted_values[lower]
-    return low_value + (sorted_values[upper] - low_value) * fraction
 
 
 def ms(nanoseconds: float | None) -> float | None:
@@ -159,24 +144,6 @@ def llm_calls_text(figures: Mapping[str, Any]) -> str:
 
 
 # --- per agent --------------------------------------------------------------------------------------
-
-
-def latency_summary(latencies: Iterable[int], already_sorted: bool = False) -> dict[str, Any]:
-    """Count, sum, percentiles and max of run latencies in ns: all the report needs of them.
-
-    The incremental state keeps this next to the (sorted) latencies, so a build with nothing new
-    does not sort a year of latencies again.
-    """
-    ordered = latencies if already_sorted else sorted(latencies)
-    count = len(ordered)
-    return {
-        "count": count,
-        "sum_ns": sum(ordered),
-        "p50_ns": percentile(ordered, 50),
-        "p95_ns": percentile(ordered, 95),
-        "p99_ns": percentile(ordered, 99),
-        "max_ns": ordered[-1] if count else None,
-    }
 
 
 def _latency_fields(summary: Mapping[str, Any]) -> dict[str, Any]:

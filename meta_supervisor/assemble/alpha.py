@@ -11,7 +11,7 @@ Symbols come from span data, which anyone can write: ``services.market_data.CsvM
 the symbols its folder lists, so a symbol such as ``../../x`` is "no data", never a file path.
 
 ``supervisor_section`` is the supervisor's latest audited decision per agent next to the kill-switch
-entries as they are now (``meta_supervisor.supervisor.audit.decisions_section``), so a person's revive is shown
+entries as they are now (``assemble.decisions.decisions_section``), so a person's revive is shown
 beside the retirement the policy holds back.
 
 Reads no environment variables, no files and no clock.
@@ -84,7 +84,7 @@ def kill_entry_json(entry: Any) -> dict[str, Any]:
 
 def supervisor_section(audit: AuditState | None, kill_entries: Mapping[str, Any]) -> dict[str, Any]:
     """``supervisor``: the latest decision per agent, the kill-switch entries now, and the log read."""
-    from meta_supervisor.supervisor.audit import decisions_section
+    from meta_supervisor.assemble.decisions import decisions_section
 
     section = decisions_section(audit.records if audit else [], {name: kill_entry_json(e) for name, e in kill_entries.items()})
     held = sorted(name for name, d in section["agents"].items() if d.get("action") == "hold")

@@ -28,9 +28,7 @@ from meta_supervisor.assemble.agents import (  # the number helpers are re-expor
     iso_day,
     iso_time,
     jaeger_link,
-    latency_summary,
     ms,
-    percentile,
     priced_sum,
     rate,
     url_segment,
@@ -39,16 +37,11 @@ from meta_supervisor.assemble.agents import (  # the number helpers are re-expor
 from meta_supervisor.assemble.alpha import AuditState, alpha_quality_section, supervisor_section
 from meta_supervisor.assemble.attention import count_of as _count
 from meta_supervisor.assemble.attention import threshold_items
+from meta_supervisor.build.options import BuildInputs
 from meta_supervisor.tally.agent_counts import with_deferred
-from meta_supervisor.tally.aggregates import (
-    P_AGENT,
-    P_CALLS,
-    P_ROOT,
-    P_RUN,
-    P_TRACE,
-    AgentTally,
-    InputTally,
-)
+from meta_supervisor.tally.aggregates import AgentTally
+from meta_supervisor.tally.bounds import P_AGENT, P_CALLS, P_ROOT, P_RUN, P_TRACE
+from meta_supervisor.tally.latency import latency_summary, percentile
 
 SCHEMA_VERSION = 1
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
@@ -61,24 +54,6 @@ class KillSwitchState:
     path: str
     entries: Mapping[str, Any] = field(default_factory=dict)  # name -> KillEntry(agent, reason, by, at)
     error: str | None = None
-
-
-@dataclass
-class BuildInputs:
-    """Everything read from the trace files, ready to report on."""
-
-    agents: Mapping[str, AgentTally]
-    inputs: InputTally
-    pending: Mapping[str, list] = field(default_factory=dict)
-    files: list[dict[str, Any]] = field(default_factory=list)  # path, format, bytes, records, partial_tail_bytes
-    messages: list[str] = field(default_factory=list)
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    latency: Mapping[str, Mapping[str, Any]] | None = None  # name -> latency_summary(); None: computed here
-    as_of_since: dt.date | None = None  # the as-of window (first and last as-of day, both included):
-    as_of_until: dt.date | None = None  # what follows it is in_as_of_window's docstring
-    alpha_signals: bool = True  # the tallies keep alpha signals (False: --no-alpha-quality)
-    state_warnings: list[str] = field(default_factory=list)  # the incremental state was not used, trusted or saved
 
 
 __all__ = [

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from meta_supervisor.tally.fingerprints import blake2b
+from meta_supervisor.blake2 import blake2b
 from services.state_files import write_atomically
 
 CACHE_VERSION = 2  # 2: the HAC t-stats. Bump whenever the section's computation changes

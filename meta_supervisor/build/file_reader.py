@@ -8,98 +8,21 @@ the start) and returns the new cursor. A framed file whose framing broke down (`
 its rest as lines) is recorded as JSON lines, and continued as lines. A JSON-lines file is continued
 at a line start: the rest of a line longer than the cap, counted and skipped last time, is skipped.
 Files are opened with ``inputs.open_regular`` (never a FIFO or a device). A zstd stream of
-JSON lines is offered to the native core first (``parallel.read_native_zstd``), which reads it
+JSON lines is offered to the native core first (``native_reader.read_native_zstd``), which reads it
 with this module's result or declines.
 
-The line cap (``max_line_bytes``): a JSON line longer than this is one bad line, skipped without
-being held in memory (``shapes.read_json_lines``). The default, ``MAX_LINE`` = 64 MiB, is
-above the largest line a collector writes: a batch of 8,192 spans (the batch processor's default
-size) of up to ~8 KB each; a longer line is junk (a file of NULs, a binary file, a lost newline).
-
-Environment: ``ALPHATRACE_MAX_LINE_BYTES``, the line cap in bytes (1024 to ``MAX_FRAME``; a bad
-value is a ``ConfigError``).
+Environment: ``ALPHATRACE_MAX_LINE_BYTES`` (the line cap, ``reading.formats.max_line_bytes``).
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from meta_supervisor.reading.cursor import FileCursor
+from meta_supervisor.reading.formats import FORMAT_EMPTY, FORMAT_FRAMED, FORMAT_JSON_LINES
 from meta_supervisor.reading.inputs import HEAD_BYTES, head_digest, identity_of, open_regular
-from services.config_error import env_number
-
-FORMAT_EMPTY = "empty"
-FORMAT_FRAMED = "framed"
-FORMAT_JSON_LINES = "json-lines"
 
 SKIP_CHUNK = 4 << 20
-MAX_FRAME = 1 << 30  # the largest message (framed, or decompressed from one zstd frame) read
-MAX_LINE = 64 << 20  # the line cap's default (see above)
-MIN_LINE_CAP = 1024
-ENV_MAX_LINE = "ALPHATRACE_MAX_LINE_BYTES"
-
-
-def max_line_bytes() -> int:
-    """The line cap: ``ALPHATRACE_MAX_LINE_BYTES`` when set, else ``MAX_LINE``."""
-    return env_number(os.environ, ENV_MAX_LINE, MAX_LINE, unit="bytes", minimum=MIN_LINE_CAP, maximum=MAX_FRAME)
-
-
-@dataclass
-class FileCursor:
-    path: str
-    device: int = 0
-    inode: int = 0
-    size: int = 0  # file size when last read
-    mtime_ns: int = 0
-    head_length: int = 0
-    head_digest: str = ""
-    format: str = FORMAT_EMPTY
-    offset: int = 0  # bytes consumed (of the decompressed stream for zstd files)
-    records: int = 0  # lines or messages consumed
-    partial_tail_bytes: int = 0
-    error: str | None = None
-
-    def to_state(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_state(cls, data: dict) -> FileCursor:
-        return cls(**data)
-
-    def details(self) -> dict:
-        """The file's entry in the report's ``inputs.file_details``."""
-        return {
-            "path": self.path,
-            "format": self.format,
-            "bytes": self.size,
-            "records": self.records,
-            "partial_tail_bytes": self.partial_tail_bytes,
-            "error": self.error,
-        }
-
-
-@dataclass
-class FileChange:
-    kind: str  # "unchanged" | "grown" | "new" | "replaced"
-    reason: str = ""
-    cursor: FileCursor | None = field(default=None)
-
-
-def classify(path: Path, known: FileCursor | None) -> FileChange:
-    """How ``path`` relates to what the last build read of the same file (``known``)."""
-    if known is None:
-        return FileChange("new")
-    ident = identity_of(path)
-    if (ident.device, ident.inode) != (known.device, known.inode):
-        return FileChange("replaced", f"{path} is a different file than last time (inode changed)")
-    if ident.size == known.size and ident.mtime_ns == known.mtime_ns:
-        return FileChange("unchanged", cursor=known)
-    if ident.size < known.size:
-        return FileChange("replaced", f"{path} shrank from {known.size} to {ident.size} bytes (truncated)")
-    if known.head_length and head_digest(path, known.head_length) != known.head_digest:
-        return FileChange("replaced", f"{path} was rewritten (its first bytes changed)")
-    return FileChange("grown", cursor=known)
 
 
 def read_trace_file(path: Path, aggregator, cursor: FileCursor | None = None, progress=None) -> FileCursor:
@@ -125,7 +48,7 @@ def read_trace_file(path: Path, aggregator, cursor: FileCursor | None = None, pr
             else:
                 out.format = shape
                 if shape == FORMAT_JSON_LINES:
-                    from meta_supervisor.build.parallel import read_native
+                    from meta_supervisor.build.native_reader import read_native
 
                     out.offset += skip_rest_of_line(handle, out.offset, progress)
                     handle.seek(out.offset)
@@ -189,10 +112,10 @@ def _read_zstd(handle, decoder, out: FileCursor, progress):
 
 def _read_zstd_native(decoder, out: FileCursor, progress):
     """A stream of JSON lines read by the native core from ``out.offset`` (the decompressed bytes
-    read before), with the Python reader's result (``parallel.read_native_zstd``); None when
+    read before), with the Python reader's result (``native_reader.read_native_zstd``); None when
     it is not a stream of JSON lines, or the core is not used or declines: read it in Python then."""
     if out.format != "zstd+" + FORMAT_JSON_LINES:
         return None
-    from meta_supervisor.build.parallel import read_native_zstd
+    from meta_supervisor.build.native_reader import read_native_zstd
 
     return read_native_zstd(decoder.aggregator, Path(out.path), out.offset, progress, out.records)

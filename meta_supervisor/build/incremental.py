@@ -45,13 +45,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from meta_supervisor.assemble.report import latency_summary
-from meta_supervisor.build.file_reader import FileCursor, classify
-from meta_supervisor.build.full import BuildOptions, BuildStats, _progress_adapter, full_build, read_file_maybe_parallel
-from meta_supervisor.build.native_reader import sorted_latencies
+from meta_supervisor.build.full import full_build, read_file_maybe_parallel
+from meta_supervisor.build.options import BuildOptions, BuildStats, progress_adapter
 from meta_supervisor.build.state_checks import cursors_of, regression_problem
 from meta_supervisor.build.state_store import DEFAULT_LOCK_TIMEOUT, KEEP_STATES, SavedState, locked, state_key
+from meta_supervisor.reading.cursor import FileCursor, classify
 from meta_supervisor.reading.inputs import head_digest, identity_of
+from meta_supervisor.tally.latency import latency_summary, sorted_latencies
 
 __all__ = ["KEEP_STATES", "incremental_build", "sort_latencies", "state_key"]
 _STATE_ERRORS = (OSError, ValueError, KeyError, TypeError)  # a damaged state: rebuild, never a wrong report
@@ -211,7 +211,7 @@ def _from_checkpoint(options: BuildOptions, files: list[Path], stats: BuildStats
 def _continue(options, files: list[Path], stats: BuildStats, store: SavedState, aggregator, plan: dict, base: _Base):
     """Read what the plan says on top of ``aggregator`` (the state ``base``), then save."""
     total = sum(max(identity_of(path).size - (plan[str(path)][1].size if plan[str(path)][1] else 0), 0) for path in files)
-    advance = _progress_adapter(options, total)
+    advance = progress_adapter(options, total)
     cursors: dict[str, FileCursor] = {}
     checkpoint = None
     read_before_last = False

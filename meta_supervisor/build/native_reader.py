@@ -3,7 +3,7 @@
 ``read_zstd_part`` reads a whole-file zstd stream of JSON lines the same way (from a decompressed
 offset, as ``file_reader._read_zstd`` continues one), when the core's libzstd is python-zstandard's.
 
-``read_part`` has the contract of ``parallel.read_part_python``: the same ``PartResult`` for the
+``read_part`` has the contract of ``python_part.read_part_python``: the same ``PartResult`` for the
 same bytes. The native core takes only input it reads exactly as the Python reader does (well-formed
 lines, as the collector writes them); on anything else (a corrupt or oddly shaped line, a table at
 its size limit, spans without ids, a line longer than the line cap) it declines and returns None,
@@ -11,66 +11,31 @@ and the caller reads that part with the Python reader. So the native core change
 
 Environment: ``ALPHATRACE_NATIVE`` = ``auto`` (default: use it when installed), ``off`` (never), or
 ``on`` (require it: a ``ConfigError`` when it is not installed); ``ALPHATRACE_MAX_LINE_BYTES`` (the
-line cap, ``file_reader.max_line_bytes``), handed to the core.
+line cap, ``reading.formats.max_line_bytes``), handed to the core.
 """
 
 from __future__ import annotations
 
-import os
-from array import array
 from pathlib import Path
 
-from meta_supervisor.build.file_reader import max_line_bytes
+from meta_supervisor import native_core
+from meta_supervisor.build import merge
+from meta_supervisor.build.part_result import PartResult
+from meta_supervisor.build.rulebook import Rulebook
+from meta_supervisor.reading.formats import max_line_bytes
 from meta_supervisor.reading.inputs import expected_spans
-from services.config_error import ConfigError
-
-# The aggregator's modules (msgspec among them) are imported where a part is read, not here: the
-# command checks ALPHATRACE_NATIVE at start-up, and a build with nothing new reads no part.
-
-ENV = "ALPHATRACE_NATIVE"
-MODES = ("auto", "on", "off")
-
-
-def mode() -> str:
-    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
-    if value not in MODES:
-        raise ConfigError(f"{ENV}={value!r}: expected one of {', '.join(MODES)}")
-    return value
-
-
-def core():
-    """The compiled module, or None (not installed, or ``ALPHATRACE_NATIVE=off``)."""
-    chosen = mode()
-    if chosen == "off":
-        return None
-    try:
-        import alphatrace_native
-    except ImportError:
-        if chosen == "on":
-            raise ConfigError(f"{ENV}=on but the native core is not installed (make native)") from None
-        return None
-    return alphatrace_native
-
-
-def available() -> bool:
-    return core() is not None
-
-
-def sorted_latencies(values: array) -> array:
-    """``array("q", sorted(values))``, sorted in place by the core when it is there (no list of ints)."""
-    native = core()
-    if native is None or len(values) < 2:  # an empty array's buffer has no aligned address to hand over
-        return array("q", sorted(values))
-    native.sort_in_place(values)
-    return values
+from meta_supervisor.reading.shapes import ReadResult
+from meta_supervisor.tally.aggregates import AgentTally, InputTally
+from meta_supervisor.tally.signal_store import SignalStore
+from meta_supervisor.tally.span_aggregator import SpanAggregator
 
 
 def read_part(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0, progress=None):
-    """The part as ``parallel.PartResult``, or None when the native core is not used or declines.
+    """The part as ``part_result.PartResult``, or None when the native core is not used or declines.
 
     ``first_number`` is not needed: a part with a bad line (whose number would be reported) is declined.
     """
-    native = core()
+    native = native_core.core()
     if native is None:
         return None
     raw = _read(native, path, start, stop, options_tuple, progress, None, expected_spans(path, start, stop))
@@ -82,7 +47,7 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
     (no second copy of them, no merge). Returns (consumed, records, partial tail, the part's
     tallies as ``(inputs, agents, agent_order, pending)``), or None when the core is not used, the
     aggregator is not empty, or the part was declined (the aggregator is then empty again)."""
-    native = core()
+    native = native_core.core()
     if native is None or not aggregator.is_empty():
         return None
     seen, closed = aggregator.seen, aggregator.closed_runs
@@ -98,7 +63,7 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
 
 def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected: int | None = None):
     """A whole-file zstd stream of JSON lines from decompressed byte ``skip`` to its end, as
-    ``parallel.PartResult`` (``consumed``: decompressed bytes after ``skip``), read the way
+    ``part_result.PartResult`` (``consumed``: decompressed bytes after ``skip``), read the way
     ``file_reader._read_zstd`` reads it; or None when the core is not used, is older than its zstd
     reader, bundles another libzstd than python-zstandard's (another decoder could give other bytes
     from a damaged stream), or declines (any zstd error among its reasons: Python then reports it).
@@ -156,7 +121,7 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int |
 
 
 def _zstd_core():
-    native = core()
+    native = native_core.core()
     if native is None or not hasattr(native, "read_zstd_part") or not same_zstd(native):
         return None
     return native
@@ -190,7 +155,7 @@ def _call(read, where: str, head: tuple, options_tuple, progress, tables, expect
         since_ns,
         until_ns,
         collect_signals,
-        PythonAnswers(prices),
+        Rulebook(prices),
         progress,
         tables,
         expected,
@@ -228,9 +193,6 @@ def undoable(progress):
 
 def _tallies(raw: dict) -> tuple:
     """(inputs, agents, agent_order, pending) of a part, as the Python reader has them."""
-    from meta_supervisor.tally.aggregates import AgentTally, InputTally
-    from meta_supervisor.tally.signal_store import SignalStore
-
     inputs = InputTally.from_state(raw["inputs"])
     agents = {}
     for name, state, latencies, signals in raw["agents"]:
@@ -240,8 +202,6 @@ def _tallies(raw: dict) -> tuple:
 
 
 def _part_result(raw: dict):
-    from meta_supervisor.build.parallel import PartResult
-
     return PartResult(
         consumed=raw["consumed"],
         records=raw["records"],
@@ -254,35 +214,47 @@ def _part_result(raw: dict):
     )
 
 
-class PythonAnswers:
-    """What the native core asks of Python for rare input, so that the answer is Python's own."""
+def read_native(aggregator: SpanAggregator, path: Path, start: int, stop: int | None, progress, line_offset: int) -> ReadResult | None:
+    """Bytes ``[start, stop)`` of a JSON-lines file read by the native core into ``aggregator``: in
+    place when it is empty, else read apart and merged (``merge_part``, so only when that is exact).
+    None when the core is not used, declines, or the merge is refused: read the bytes in Python then.
+    An aggregator that keeps run records (the supervisor's) is read in Python: the core keeps none."""
+    if aggregator.run_records is not None:
+        return None
+    read = read_into(aggregator, path, start, stop, progress)
+    if read is not None:
+        consumed, records, partial_tail, tallies = read
+        aggregator.add_tallies(tallies, line_offset)
+        return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
+    if aggregator.is_empty():
+        return None  # declined
+    progress, undo = undoable(progress)
+    part = read_part(path, start, stop, aggregator.part_options(), progress=progress)
+    if part is None or not merge.merge_part(aggregator, part, str(path), line_offset):
+        undo()  # the Python reader reads these bytes again and reports them itself
+        return None
+    return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)
 
-    def __init__(self, prices) -> None:
-        from meta_supervisor.tally.alpha_events import iso_day_ordinal
-        from meta_supervisor.tally.consistency import mismatch_detail
-        from meta_supervisor.tally.fingerprints import run_fingerprint, span_fingerprint
-        from meta_supervisor.tally.signal_store import span_ids
 
-        self._prices = prices
-        self.day_ordinal = iso_day_ordinal
-        self.span_fingerprint = span_fingerprint
-        self.run_fingerprint = run_fingerprint
-        self.span_ids = span_ids
-        self.mismatch_detail = mismatch_detail
-
-    def price(self, model: str) -> tuple[float, float, float] | None:
-        price = self._prices.price_for(model) if self._prices is not None else None
-        return None if price is None else (price.input, price.cached_input, price.output)
-
-    @staticmethod
-    def int_text(text: str) -> int | None:
-        try:
-            return int(text)
-        except ValueError:
-            return None
-
-    @staticmethod
-    def truthy(text: str) -> bool:
-        from meta_supervisor.reading.otlp_schema import ResourceValue, as_bool
-
-        return as_bool(ResourceValue(stringValue=text))
+def read_native_zstd(aggregator: SpanAggregator, path: Path, skip: int, progress, line_offset: int) -> ReadResult | None:
+    """A whole-file zstd stream of JSON lines read by the native core from decompressed byte
+    ``skip`` to its end: straight into an empty aggregator (``read_zstd_into``), else
+    read apart and merged (``merge_part``, so only when that is exact, as for any part read apart).
+    None when the core is not used or declines, or the merge is refused: ``file_reader._read_zstd``
+    reads the stream in Python then. An aggregator that keeps run records (the supervisor's) is read
+    in Python: the core keeps none."""
+    if aggregator.run_records is not None:
+        return None
+    read = read_zstd_into(aggregator, path, skip, progress)
+    if read is not None:
+        consumed, records, partial_tail, tallies, _ = read
+        aggregator.add_tallies(tallies, line_offset)
+        return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
+    if aggregator.is_empty():
+        return None  # the core is not used, or it declined the stream
+    progress, undo = undoable(progress)
+    part = read_zstd_part(path, skip, aggregator.part_options(), progress)
+    if part is None or not merge.merge_part(aggregator, part, str(path), line_offset):
+        undo()
+        return None
+    return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)

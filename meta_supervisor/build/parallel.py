@@ -31,47 +31,28 @@ Reads no environment variables (``native_reader`` reads ``ALPHATRACE_NATIVE``).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import multiprocessing
 import os
 import pickle
 import signal
 import sys
 import threading
-from array import array
-from dataclasses import dataclass
 from pathlib import Path
 
-from meta_supervisor.build import native_reader
-from meta_supervisor.build.file_reader import FileCursor
-from meta_supervisor.reading.inputs import HEAD_BYTES, expected_spans, head_digest, identity_of, open_regular
+from meta_supervisor.build import merge, native_reader, parts
+from meta_supervisor.build.file_reader import read_trace_file
+from meta_supervisor.build.native_reader import read_native
+from meta_supervisor.build.part_result import PartResult
+from meta_supervisor.reading.cursor import FileCursor
+from meta_supervisor.reading.inputs import HEAD_BYTES, expected_spans, head_digest, identity_of, open_regular, zstd_decompressed_size
 from meta_supervisor.reading.shapes import (
     FORMAT_JSON_LINES,
-    ReadResult,
     RecordDecoder,
     read_json_lines,
     read_past_newline,
     skip_rest_of_line,
     sniff,
 )
-from meta_supervisor.tally.agent_counts import replay
-from meta_supervisor.tally.aggregates import (
-    MAX_AGENTS,
-    MAX_DISTINCT,
-    MAX_OUTCOMES,
-    MAX_PROCESSES,
-    MAX_REASONS,
-    P_AGENT,
-    P_CACHED,
-    P_CALLS,
-    P_COST,
-    P_DEFERRED,
-    P_IN,
-    P_OUT,
-    P_ROOT,
-    P_UNPRICED,
-)
-from meta_supervisor.tally.fingerprints import run_fingerprint
 from meta_supervisor.tally.span_aggregator import SpanAggregator
 
 MIN_SPLIT_BYTES = 48 << 20
@@ -116,72 +97,6 @@ def split_points(path: Path, start: int, end: int, parts: int) -> list[int]:
     return points
 
 
-@dataclass
-class PartResult:
-    consumed: int
-    records: int
-    partial_tail: int
-    aggregator_state: bytes | tuple  # (inputs, agents, agent_order, pending), pickled or not
-    span_fps: array | memoryview  # of 64-bit fingerprints ('Q')
-    closed_keys: array | memoryview
-    closed_states: bytes
-
-    def send(self, connection) -> None:
-        """Small things pickled, the big arrays as raw bytes (no pickling, no extra copies)."""
-        header = (self.consumed, self.records, self.partial_tail, self.aggregator_state, len(self.span_fps), len(self.closed_keys))
-        connection.send_bytes(pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
-        for blob in (self.span_fps, self.closed_keys, self.closed_states):
-            connection.send_bytes(memoryview(blob).cast("B"))
-
-    @classmethod
-    def receive(cls, connection) -> PartResult:
-        header = pickle.loads(connection.recv_bytes())
-        if isinstance(header, BaseException):
-            raise header
-        consumed, records, partial_tail, state, n_spans, n_closed = header
-        # allocated at their size and filled in place: no temporary bytes of the same size (peak RSS)
-        span_fps = array("Q", [0]) * n_spans
-        closed_keys = array("Q", [0]) * n_closed
-        closed_states = bytearray(n_closed)
-        for target in (span_fps, closed_keys, closed_states):
-            if len(target):
-                connection.recv_bytes_into(target)
-            else:
-                connection.recv_bytes()
-        return cls(consumed, records, partial_tail, state, span_fps, closed_keys, bytes(closed_states))
-
-
-def read_part_python(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0) -> PartResult:
-    """Read ``[start, stop)`` of a JSON-lines file into a fresh aggregator: the reference reader of a part."""
-    prices, since_ns, until_ns, collect_signals, max_open_runs = options_tuple
-    aggregator = SpanAggregator(
-        prices,
-        since_ns,
-        until_ns,
-        expected_spans=expected_spans(path, start, stop),
-        collect_signals=collect_signals,
-        max_open_runs=max_open_runs,
-    )
-    with open(path, "rb", buffering=0) as handle:
-        handle.seek(start)
-        result = read_json_lines(
-            handle, RecordDecoder(aggregator, str(path)), first_number, None if stop is None else stop - start, start=start
-        )
-    closed = aggregator.closed_runs
-    state = pickle.dumps(
-        (aggregator.inputs, aggregator.agents, aggregator.agent_order, aggregator.pending), protocol=pickle.HIGHEST_PROTOCOL
-    )
-    return PartResult(
-        consumed=result.consumed,
-        records=result.records,
-        partial_tail=result.partial_tail,
-        aggregator_state=state,
-        span_fps=array("Q", filter(None, aggregator.seen.slots)),
-        closed_keys=array("Q", itertools.compress(closed.keys, closed.keys)),
-        closed_states=bytes(itertools.compress(closed.states, closed.keys)),
-    )
-
-
 def die_with_parent(parent: int) -> None:
     """In a forked worker: be killed when the parent dies (Linux ``PR_SET_PDEATHSIG``), and end now
     if it died before that was set. A worker never outlives the build that started it."""
@@ -197,7 +112,7 @@ def die_with_parent(parent: int) -> None:
 def _child(connection, path, start, stop, options_tuple, parent: int) -> None:
     die_with_parent(parent)
     try:
-        result = read_part_any(path, start, stop, options_tuple)
+        result = parts.read_part(path, start, stop, options_tuple)
     except BaseException as exc:  # reported to the parent, which then reads the part itself
         connection.send_bytes(pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
     else:
@@ -253,7 +168,7 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
             payload = RuntimeError(str(exc))
         receiver.close()
         process.join()
-        if isinstance(payload, PartResult) and merge_part(aggregator, payload, str(path), out.records):
+        if isinstance(payload, PartResult) and merge.merge_part(aggregator, payload, str(path), out.records):
             part = payload
         else:
             with open(path, "rb", buffering=0) as handle:  # not mergeable exactly: read it here instead
@@ -266,52 +181,6 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     return out
 
 
-def read_native(aggregator: SpanAggregator, path: Path, start: int, stop: int | None, progress, line_offset: int) -> ReadResult | None:
-    """Bytes ``[start, stop)`` of a JSON-lines file read by the native core into ``aggregator``: in
-    place when it is empty, else read apart and merged (``merge_part``, so only when that is exact).
-    None when the core is not used, declines, or the merge is refused: read the bytes in Python then.
-    An aggregator that keeps run records (the supervisor's) is read in Python: the core keeps none."""
-    if aggregator.run_records is not None:
-        return None
-    read = native_reader.read_into(aggregator, path, start, stop, progress)
-    if read is not None:
-        consumed, records, partial_tail, tallies = read
-        _add_tallies(aggregator, tallies, line_offset)
-        return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
-    if aggregator.is_empty():
-        return None  # declined
-    progress, undo = native_reader.undoable(progress)
-    part = native_reader.read_part(path, start, stop, aggregator.part_options(), progress=progress)
-    if part is None or not merge_part(aggregator, part, str(path), line_offset):
-        undo()  # the Python reader reads these bytes again and reports them itself
-        return None
-    return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)
-
-
-def read_native_zstd(aggregator: SpanAggregator, path: Path, skip: int, progress, line_offset: int) -> ReadResult | None:
-    """A whole-file zstd stream of JSON lines read by the native core from decompressed byte
-    ``skip`` to its end: straight into an empty aggregator (``native_reader.read_zstd_into``), else
-    read apart and merged (``merge_part``, so only when that is exact, as for any part read apart).
-    None when the core is not used or declines, or the merge is refused: ``file_reader._read_zstd``
-    reads the stream in Python then. An aggregator that keeps run records (the supervisor's) is read
-    in Python: the core keeps none."""
-    if aggregator.run_records is not None:
-        return None
-    read = native_reader.read_zstd_into(aggregator, path, skip, progress)
-    if read is not None:
-        consumed, records, partial_tail, tallies, _ = read
-        _add_tallies(aggregator, tallies, line_offset)
-        return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
-    if aggregator.is_empty():
-        return None  # the core is not used, or it declined the stream
-    progress, undo = native_reader.undoable(progress)
-    part = native_reader.read_zstd_part(path, skip, aggregator.part_options(), progress)
-    if part is None or not merge_part(aggregator, part, str(path), line_offset):
-        undo()
-        return None
-    return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)
-
-
 ZSTD_SPLIT_AT = 0.55  # the second part also decompresses the first to skip it: the first is a bit longer
 
 
@@ -319,8 +188,6 @@ def worth_splitting_zstd(path: Path, cursor: FileCursor | None, workers: int) ->
     """A whole-file zstd stream of JSON lines with ``MIN_SPLIT_BYTES`` or more left to read (its
     decompressed size estimated from its start), two workers or more, the native core installed:
     read in two parts in parallel (``read_zstd_in_parallel``)."""
-    from meta_supervisor.reading.inputs import zstd_decompressed_size
-
     if worker_count(workers) < 2 or (cursor is not None and cursor.format != "zstd+" + FORMAT_JSON_LINES):
         return False
     total = zstd_decompressed_size(path)  # None at once for a file that is not zstd
@@ -341,12 +208,8 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
     empty, when either part is declined (this part's tables are cleared first: nothing of it was
     added yet), or when the stream ends before the cut; a child's part that cannot be merged
     exactly is read again from the cut by ``read_trace_file``."""
-    from meta_supervisor.build.file_reader import read_trace_file
-
     if not aggregator.is_empty() or aggregator.run_records is not None:
         return read_trace_file(path, aggregator, cursor, advance)
-    from meta_supervisor.reading.inputs import zstd_decompressed_size
-
     ident = identity_of(path)
     out = FileCursor(
         path=str(path), device=ident.device, inode=ident.inode, size=ident.size, mtime_ns=ident.mtime_ns, format="zstd+" + FORMAT_JSON_LINES
@@ -394,13 +257,13 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
             aggregator.closed_runs.clear()
             undo()
             return read_trace_file(path, aggregator, cursor, advance)
-    _add_tallies(aggregator, tallies, out.records)
+    aggregator.add_tallies(tallies, out.records)
     out.offset += consumed
     out.records += records
     out.partial_tail_bytes = partial_tail
     if part is None:
         return out
-    if not merge_part(aggregator, part, str(path), out.records):  # the rest read again, in one go
+    if not merge.merge_part(aggregator, part, str(path), out.records):  # the rest read again, in one go
         return read_trace_file(path, aggregator, out, advance)
     if advance is not None:
         advance(part.consumed)
@@ -425,97 +288,3 @@ def _zstd_child(connection, path: Path, offset: int, options_tuple, parent: int,
         part.send(connection)
     finally:
         connection.close()
-
-
-def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, line_offset: int) -> bool:
-    """Merge a part read apart (in a child, or by the native core) into ``aggregator`` if that equals
-    reading it here in order; else change nothing."""
-    state = part.aggregator_state
-    inputs, agents, agent_order, pending = pickle.loads(state) if isinstance(state, bytes) else state
-    part.aggregator_state = b""  # its objects are out: the bytes need not stay (peak RSS)
-    closed = aggregator.closed_runs
-    # runs: the part's closed runs must be unknown here, and the part's open runs joinable
-    pending_fps = {run_fingerprint(key) for key in aggregator.pending}
-    if not pending_fps.isdisjoint(part.closed_keys) or closed.any_set(part.closed_keys):
-        return False
-    for key, entry in pending.items():
-        mine = aggregator.pending.get(key)
-        if mine is not None and mine[P_ROOT] is not None and entry[P_ROOT] is not None:
-            return False
-        if entry[P_ROOT] is not None and closed.get(run_fingerprint(key), 0):
-            return False
-    # spans: none of the part's spans seen before
-    seen = aggregator.seen
-    if seen.first_present(part.span_fps) >= 0:
-        return False
-    # tables with a size limit: read in order, no key of the part would be folded into "(other)"
-    if not within_limits(aggregator, inputs, agents, agent_order):
-        return False
-    # accepted: spans, tallies, inputs, open runs, closed runs (agent index remapped)
-    seen.add_all(part.span_fps)
-    _add_tallies(aggregator, (inputs, agents, agent_order, pending), line_offset)
-    remap = bytes(min(aggregator.agent_index.get(name, 63), 63) for name in agent_order[:63]) + bytes([63] * 64)
-    closed.set_all(part.closed_keys, part.closed_states.translate(bytes((state & 3) | (remap[state >> 2] << 2) for state in range(256))))
-    return True
-
-
-def _add_tallies(aggregator: SpanAggregator, tallies: tuple, line_offset: int) -> None:
-    """Add a part's tallies and open runs (its spans and closed runs are in the tables already)."""
-    inputs, agents, agent_order, pending = tallies
-    for name in agent_order:
-        aggregator._agent(name)
-    for name, tally in agents.items():
-        aggregator._agent(name)[1].merge(tally)
-    inputs.bad_line_examples = [(file, line + line_offset, error) for file, line, error in inputs.bad_line_examples]
-    aggregator.inputs.merge(inputs)
-    for key, entry in pending.items():
-        mine = aggregator.pending.get(key)
-        if mine is None:
-            aggregator.pending[key] = entry
-            continue
-        for slot in (P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED):
-            mine[slot] += entry[slot]
-        if entry[P_DEFERRED] is not None:
-            mine[P_DEFERRED] = (mine[P_DEFERRED] or []) + entry[P_DEFERRED]
-        if mine[P_ROOT] is None and entry[P_ROOT] is not None:
-            mine[:4] = entry[:4]
-        if mine[P_ROOT] is not None and mine[P_DEFERRED] is not None:  # as run_join._join_root does
-            replay(aggregator._agent(mine[P_AGENT])[1], mine[P_DEFERRED])
-            mine[P_DEFERRED] = None
-        if mine[P_ROOT] is not None and mine[P_CALLS] >= mine[P_ROOT][0]:
-            aggregator._close(key, mine)
-    aggregator.pending_added(len(pending))
-
-
-def within_limits(aggregator: SpanAggregator, inputs, agents: dict, agent_order: list) -> bool:
-    """Whether adding a part's tallies leaves every bounded table within its limit. Reading the part
-    in order folds a new key into "(other)" only when its table is full, so if the union of both
-    sides' keys fits, nothing is folded and adding the counts is exact; otherwise the part is read
-    again in order (rare: a table that large is hostile input, or a very long history)."""
-    if len(aggregator.agents.keys() | agent_order) > MAX_AGENTS:
-        return False
-    if len(aggregator.inputs.telemetry_losses.keys() | inputs.telemetry_losses.keys()) > MAX_PROCESSES:
-        return False
-    for name, theirs in agents.items():
-        mine = aggregator.agents.get(name)
-        if mine is None:
-            continue
-        for table, limit in (
-            ("outcomes", MAX_OUTCOMES),
-            ("day_models", MAX_DISTINCT),
-            ("tools", MAX_DISTINCT),
-            ("alpha", MAX_DISTINCT),
-            ("invalid_reasons", MAX_REASONS),
-        ):
-            if len(getattr(mine, table).keys() | getattr(theirs, table).keys()) > limit:
-                return False
-        if mine.signals is not None and theirs.signals is not None:
-            if len(mine.signals.symbol_ids.keys() | theirs.signals.symbol_ids.keys()) > MAX_DISTINCT:
-                return False
-    return True
-
-
-def read_part_any(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0) -> PartResult:
-    """The native reader when it is installed and takes this part, else the Python reader."""
-    part = native_reader.read_part(path, start, stop, options_tuple, first_number)
-    return part if part is not None else read_part_python(path, start, stop, options_tuple, first_number)

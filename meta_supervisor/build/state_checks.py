@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from meta_supervisor.build.file_reader import FileCursor
+from meta_supervisor.reading.cursor import FileCursor
 
 _GENERATION = re.compile(r"^[0-9a-f]{12}$")
 _ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)

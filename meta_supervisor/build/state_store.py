@@ -36,13 +36,15 @@ import re
 import time
 from pathlib import Path
 
-from meta_supervisor.build.full import BuildOptions, new_aggregator, to_ns
-from meta_supervisor.build.native_reader import sorted_latencies
+from meta_supervisor.blake2 import blake2b
+from meta_supervisor.build.options import BuildOptions, new_aggregator, to_ns
 from meta_supervisor.build.state_checks import summary_problem
-from meta_supervisor.tally.aggregates import P_DEFERRED, AgentTally, InputTally, Tallies
-from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet, blake2b
-from services.config_error import env_number
+from meta_supervisor.tally.aggregates import AgentTally, InputTally, Tallies
+from meta_supervisor.tally.bounds import P_DEFERRED
+from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet
+from meta_supervisor.tally.latency import sorted_latencies
 from services.state_files import LockTimeout, exclusive_lock, write_atomically
+from settings.config_error import env_number
 
 STATE_FORMAT = 10  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
 # and a saved offset is never past the saved size; 7: runs per as-of day; 8: LLM calls per operation, tool calls;
@@ -86,6 +88,24 @@ def locked(state_dir: Path, key: str, timeout: float | None = None, on_wait=None
     state_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(state_dir / f"report-{key}.lock", DEFAULT_LOCK_TIMEOUT if timeout is None else timeout, on_wait):
         yield
+
+
+_SET_FILE = re.compile(r"^\.?report-([0-9a-f]{16})[.-]")  # a state set's files, locks and temp files
+
+
+def remove_old_location(old_dir: Path) -> int:
+    """Delete the report's caches from the folder they were kept in before ``locations.DEFAULT_CACHE_DIR``
+    (``meta_supervisor/state/``, beside the files people edit): each option key's state set with its
+    alpha cache, lock and temp files, unless a build (an older checkout's) holds its lock. Nothing
+    else in the folder is touched; the new folder is filled by the next build (a full one). Returns
+    how many sets were removed."""
+    try:
+        keys = {match.group(1) for path in old_dir.iterdir() if (match := _SET_FILE.match(path.name))}
+    except OSError:  # no such folder (a fresh checkout), or not readable: nothing to tidy
+        return 0
+    for key in sorted(keys):
+        SavedState(old_dir, key)._remove_set(key)
+    return len(keys)
 
 
 class SavedState:
@@ -332,7 +352,8 @@ class SavedState:
         """Delete one option key's whole state, unless a build is using it (holds its lock)."""
         lock_path = self.dir / f"report-{key}.lock"
         with contextlib.suppress(LockTimeout), exclusive_lock(lock_path, timeout=0):
-            for stale in [self.dir / f"report-{key}.json", *self.dir.glob(f"report-{key}-*"), lock_path]:
+            stale_files = [self.dir / f"report-{key}.json", *self.dir.glob(f"report-{key}-*"), *self.dir.glob(f".report-{key}*.tmp")]
+            for stale in [*stale_files, lock_path]:
                 with contextlib.suppress(OSError):
                     stale.unlink()
 

@@ -1,7 +1,7 @@
 """Command line of the meta-supervisor report (``python meta_supervisor/build_meta_report.py``).
 
 With no arguments: read ``telemetry/traces.jsonl`` and its rotated backups (``traces-*.jsonl``),
-reuse the incremental state in ``meta_supervisor/state/`` so only new bytes are read, and write
+reuse the incremental state in ``meta_supervisor/cache/`` so only new bytes are read, and write
 ``meta_supervisor/reports/meta_report.json`` + ``.md`` + ``.html``. A malformed kill-switch file
 does not stop the report: the error is in the report (``kill_switch.error``) and on stderr.
 
@@ -10,7 +10,8 @@ Environment (flags win over environment, environment over defaults):
 * ``ALPHATRACE_TRACE_FILE``: the trace file (default ``telemetry/traces.jsonl``), like the exporter;
 * ``ALPHATRACE_JAEGER_URL``: Jaeger UI base URL for trace links (default ``http://127.0.0.1:16686``);
 * ``ALPHATRACE_REPORT_DIR``: where the report files go (default ``meta_supervisor/reports``);
-* ``ALPHATRACE_REPORT_STATE_DIR``: incremental state (default ``meta_supervisor/state``);
+* ``ALPHATRACE_REPORT_STATE_DIR``: incremental state (default ``meta_supervisor/cache``; the caches an older
+  version kept in ``meta_supervisor/state/`` are removed by a build using the default, and rebuilt here);
 * ``ALPHATRACE_STATE_LOCK_TIMEOUT``: seconds to wait for another build using the same state
   (default 600; ``meta_supervisor.build.state_store``);
 * ``ALPHATRACE_NATIVE``: ``auto`` / ``on`` / ``off``, the compiled reader (``native_reader``);
@@ -41,18 +42,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from meta_supervisor import locations
 from meta_supervisor.assemble.report import DEFAULT_JAEGER_URL, AuditState, KillSwitchState, build_report, report_day
 from meta_supervisor.build.run_records import trace_specs
+from meta_supervisor.locations import DEFAULT_CACHE_DIR, DEFAULT_REPORT_DIR, DEFAULT_TRACE_FILE, OLD_CACHE_DIR
 
-PROJECT_ROOT = locations.PROJECT_ROOT
 ENV_TRACE_FILE = "ALPHATRACE_TRACE_FILE"
 ENV_JAEGER_URL = "ALPHATRACE_JAEGER_URL"
 ENV_REPORT_DIR = "ALPHATRACE_REPORT_DIR"
 ENV_STATE_DIR = "ALPHATRACE_REPORT_STATE_DIR"
-DEFAULT_TRACE_FILE = PROJECT_ROOT / "telemetry" / "traces.jsonl"
-DEFAULT_REPORT_DIR = PROJECT_ROOT / "meta_supervisor" / "reports"
-DEFAULT_STATE_DIR = PROJECT_ROOT / "meta_supervisor" / "state"
+DEFAULT_STATE_DIR = DEFAULT_CACHE_DIR
 
 
 def parse_moment(text: str) -> dt.datetime:
@@ -108,7 +106,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--as-of-until", type=parse_day, metavar="DATE", help="last as-of (market) day, included (see --as-of-since)")
     parser.add_argument("--jaeger-url", help=f"Jaeger UI base URL for trace links (default: ${ENV_JAEGER_URL} or {DEFAULT_JAEGER_URL})")
-    parser.add_argument("--state-dir", type=Path, help=f"incremental state folder (default: ${ENV_STATE_DIR} or meta_supervisor/state)")
+    parser.add_argument("--state-dir", type=Path, help=f"incremental state folder (default: ${ENV_STATE_DIR} or meta_supervisor/cache)")
     parser.add_argument("--full", action="store_true", help="ignore the saved state: read everything again (and save new state)")
     parser.add_argument("--no-state", action="store_true", help="neither read nor write incremental state")
     parser.add_argument("--kill-file", help="kill-switch file (default: services.kill_switch's)")
@@ -166,15 +164,16 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     if args.as_of_since and args.as_of_until and args.as_of_since > args.as_of_until:
         print("error: --as-of-since must not be after --as-of-until", file=sys.stderr)
         return 2
-    from services.config_error import ConfigError
     from services.pricing import PriceTable
+    from settings.config_error import ConfigError
 
     try:
-        from meta_supervisor.build import file_reader, native_reader
+        from meta_supervisor import native_core
+        from meta_supervisor.reading.formats import max_line_bytes
         from meta_supervisor.reading.inputs import require_inputs
 
-        native_reader.core()  # ALPHATRACE_NATIVE checked now, not in the middle of the build
-        file_reader.max_line_bytes()  # and ALPHATRACE_MAX_LINE_BYTES
+        native_core.core()  # ALPHATRACE_NATIVE checked now, not in the middle of the build
+        max_line_bytes()  # and ALPHATRACE_MAX_LINE_BYTES
         from meta_supervisor.tally.open_runs import max_open_runs
 
         open_runs = max_open_runs()  # and ALPHATRACE_MAX_OPEN_RUNS
@@ -193,7 +192,8 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         hint = "; or leave alpha quality out with --no-alpha-quality" if "market data" in str(exc) else ""
         print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
-    from meta_supervisor.build.full import BuildOptions, build_inputs
+    from meta_supervisor.build.dispatch import build_inputs
+    from meta_supervisor.build.options import BuildOptions
     from meta_supervisor.cli.progress import ProgressBar
     from meta_supervisor.render.outputs import write_report
 
@@ -201,6 +201,10 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     bar = ProgressBar() if not args.quiet else None
     inputs = default_inputs() if args.input is None else args.input
     state_dir = None if args.no_state else (args.state_dir or Path(os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR))
+    if state_dir == DEFAULT_STATE_DIR and args.state_dir is None and not os.environ.get(ENV_STATE_DIR):
+        from meta_supervisor.build.state_store import remove_old_location
+
+        remove_old_location(OLD_CACHE_DIR)  # the caches' folder before cache/: tidied, never read (a full build)
     options = BuildOptions(
         inputs=inputs,
         prices=prices,
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
             file=sys.stderr,
         )
         return 3
-    except ConfigError as exc:  # an --input that is not a regular file (trace_inputs), a bad line cap
+    except ConfigError as exc:  # an --input that is not a regular file (reading.inputs), a bad line cap
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

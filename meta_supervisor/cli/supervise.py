@@ -35,150 +35,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
 from meta_supervisor.build.run_records import read_records, trace_specs
 from meta_supervisor.reading.inputs import resolve_inputs
-from meta_supervisor.supervisor.audit import AuditWriteError, append_audit, audit_path, emit_decision_spans
-from meta_supervisor.supervisor.policy import HOLD, KEEP, PROMOTE, RETIRE, Decision, Policy, agent_figures, decide, load_policy, policy_path
+from meta_supervisor.supervisor.actions import ApplyError, apply_audited, audit_records, stamp
+from meta_supervisor.supervisor.audit import audit_path
+from meta_supervisor.supervisor.decision_spans import emit_decision_spans
+from meta_supervisor.supervisor.policy import PROMOTE, RETIRE, Decision, agent_figures, decide, load_policy, policy_path
 from otel.provider import Telemetry, choose_export, configure_telemetry, trace_file_path
-from services.agent_status import LIVE, SHADOW, AgentStatusBook, StatusEntry, agent_status_path, load_agent_status
-from services.config_error import ConfigError
+from services.agent_status import AgentStatusBook, load_agent_status
 from services.fleet_config import load_fleet_config
-from services.kill_switch import SUPERVISOR, KillEntry, kill_switch_path, load_kill_entries, update_kill_file
+from services.kill_switch import load_kill_entries
 from services.market_data import CsvMarketData, MarketData
 from services.pricing import cost_per_day_text, format_usd
-from services.state_files import locked_for_update, write_atomically
 from services.terminal_text import term
-
-
-def _stamp(now: Callable[[], datetime]) -> str:
-    return now().astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _details(decision: Decision, policy: Policy) -> dict[str, Any]:
-    figures = {k: v for k, v in decision.figures.items() if k != "last_run"}
-    thresholds = {c.rule: c.threshold for c in decision.checks if c.met}
-    window = {"first": figures.pop("window_first", None), "last": figures.pop("window_last", None)}
-    return {"rule": decision.rule, "figures": figures, "thresholds": thresholds, "window": window, "policy": policy.source}
-
-
-Hook = Callable[[dict[str, str]], None]
-
-
-class ApplyError(Exception):
-    """``--apply`` could not write a file; the message says what was applied and what was not."""
-
-
-def apply_retirements(
-    decisions: Sequence[Decision], policy: Policy, path: Any, now: Callable[[], datetime], before_write: Hook | None = None
-) -> dict[str, str]:
-    """Write the retirements in one locked read-change-write; returns the result per agent.
-    ``before_write`` gets the results under the lock before the file is written (also when there is
-    nothing to write); if it raises, nothing is written."""
-    wanted = [d for d in decisions if d.action == RETIRE]
-    results: dict[str, str] = {}
-    if not wanted:
-        if before_write is not None:
-            before_write(results)
-        return results
-    at = _stamp(now)
-
-    def change(entries: dict[str, KillEntry]) -> dict[str, KillEntry]:
-        results.clear()
-        merged = dict(entries)
-        for d in wanted:
-            current = merged.get(d.agent)
-            if current is None:
-                merged[d.agent] = KillEntry(d.agent, f"supervisor: {d.reason}", SUPERVISOR, at, details=_details(d, policy))
-                results[d.agent] = "written"
-            elif not current.killed:
-                results[d.agent] = f"held: revived by {current.by} at {current.at}"
-            else:
-                results[d.agent] = f"already killed by {current.by or 'unknown'}"
-        return merged
-
-    update_kill_file(change, path, None if before_write is None else lambda _entries: before_write(results))
-    return results
-
-
-def apply_promotions(
-    decisions: Sequence[Decision], policy: Policy, path: Any, now: Callable[[], datetime], before_write: Hook | None = None
-) -> dict[str, str]:
-    """Set promoted agents ``live`` in the status file, re-checking a person's entry under the lock.
-    ``before_write`` as for ``apply_retirements``."""
-    wanted = [d for d in decisions if d.action == PROMOTE]
-    results: dict[str, str] = {}
-    if not wanted:
-        if before_write is not None:
-            before_write(results)
-        return results
-    target = agent_status_path(path)
-    at = _stamp(now)
-    with locked_for_update(target):
-        entries = load_agent_status(target)
-        for d in wanted:
-            current = entries.get(d.agent)
-            if current is not None and current.by != SUPERVISOR and current.status == SHADOW:
-                results[d.agent] = f"held: set to shadow by {current.by} at {current.at}"
-                continue
-            entries[d.agent] = StatusEntry(d.agent, LIVE, f"supervisor: {d.reason}", SUPERVISOR, at, _details(d, policy))
-            results[d.agent] = "written"
-        if before_write is not None:
-            before_write(results)
-        body = {name: item.to_json() for name, item in sorted(entries.items())}
-        write_atomically(target, json.dumps(body, indent=2, ensure_ascii=False) + "\n")
-    return results
-
-
-def audit_records(decisions: Sequence[Decision], results: dict[str, str], at: str, policy: Policy, applying: bool) -> list[dict[str, Any]]:
-    """One audit line per decision (``meta_supervisor/supervisor/audit.py`` lists the keys)."""
-    return [
-        {
-            **d.to_json(),
-            "at": at,
-            "applied": results.get(d.agent) == "written",
-            "policy": policy.source,
-            "dry_run": not applying,
-            "result": results.get(d.agent, "no change" if d.action in (KEEP, HOLD) else "dry run"),
-        }
-        for d in decisions
-    ]
-
-
-def apply_audited(
-    decisions: Sequence[Decision], policy: Policy, args: argparse.Namespace, now: Callable[[], datetime]
-) -> list[dict[str, Any]]:
-    """``--apply``: the audit record first, then the changes. The status file's lock is taken, then the
-    kill switch's; with both held and every result known, the audit lines are appended and fsynced,
-    and only then are the two files written. An audit log that cannot be written (``AuditWriteError``)
-    leaves both files untouched. Returns the audit lines written."""
-    results: dict[str, str] = {}
-    written: list[dict[str, Any]] = []
-
-    def audit_first(retired: dict[str, str]) -> None:
-        results.update(retired)
-        written[:] = audit_records(decisions, results, _stamp(now), policy, True)
-        append_audit(written, args.audit_log)
-
-    def then_retire(promoted: dict[str, str]) -> None:
-        results.update(promoted)
-        apply_retirements(decisions, policy, kill_switch_path(args.kill_file), now, audit_first)
-
-    try:
-        apply_promotions(decisions, policy, args.status_file, now, then_retire)
-    except AuditWriteError as exc:
-        raise ApplyError(f"{exc}; nothing was applied (the audit record is written first)") from None
-    except OSError as exc:
-        if not written:
-            raise ApplyError(f"{exc}; nothing was applied") from None
-        raise ApplyError(
-            f"the audit log has this command's decisions, but a state file was not written ({exc}); "
-            "--apply again re-decides on the files as they are"
-        ) from None
-    return written
+from settings.config_error import ConfigError
 
 
 def format_decision(d: Decision) -> str:
@@ -283,7 +157,11 @@ def main(
         kill_entries = load_kill_entries(args.kill_file)
         figures = agent_figures(records.runs, records.signals, market, policy, args.until, args.today or now().astimezone(UTC).date())
         decisions = decide(figures, policy, {agent: book.status_of(agent) for agent in figures}, kill_entries, status_entries)
-        audit = apply_audited(decisions, policy, args, now) if args.apply else audit_records(decisions, {}, _stamp(now), policy, False)
+        audit = (
+            apply_audited(decisions, policy, now, args.audit_log, args.kill_file, args.status_file)
+            if args.apply
+            else audit_records(decisions, {}, stamp(now), policy, False)
+        )
     except ConfigError as exc:
         print(f"error: {term(exc)}", file=sys.stderr)
         return 2

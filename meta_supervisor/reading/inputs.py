@@ -30,9 +30,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from meta_supervisor.tally.fingerprints import blake2b
+from meta_supervisor.blake2 import blake2b
+from meta_supervisor.reading.formats import ZSTD_MAGIC
 from otel.file_exporter import non_regular_kind
-from services.config_error import ConfigError
+from settings.config_error import ConfigError
 
 HEAD_BYTES = 4096
 _IGNORED_SUFFIXES = (".lock", ".tmp", ".swp", ".partial")
@@ -167,7 +168,6 @@ def _bytes_per_span(path: str, ident: FileIdentity) -> int:
     return min(max(end // spans, 200), 8000) if spans else DEFAULT_BYTES_PER_SPAN
 
 
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_SAMPLE = 4 << 20  # decompressed bytes sampled from the start of a zstd stream
 ZSTD_SAMPLE_READ = 16 << 10  # compressed bytes handed to the decoder at a time (the count's precision)
 MIN_ZSTD_BYTES_PER_SPAN = 50  # at most ~24x compression of 1,200-byte spans: a zstd bomb sizes no huge table

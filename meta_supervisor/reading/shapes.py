@@ -23,13 +23,13 @@ Hostile bytes (``sniff``, ``read_framed``, ``read_json_lines``):
   followed by a plausible frame; lines after the junk are read, the junk up to the next newline is
   one bad line, except a leading run of NULs, which is one bad line and the rest of its line is read
   (a crash can leave NULs where the file was extended, and a restarted writer appends after them);
-* a line longer than the line cap (``file_reader.max_line_bytes``: 64 MiB unless
+* a line longer than the line cap (``formats.max_line_bytes``: 64 MiB unless
   ``ALPHATRACE_MAX_LINE_BYTES`` says otherwise) is one bad line reported with its byte offset,
   skipped in blocks up to its newline (or the end of the file) without being held in memory: reading
   holds at most max(``BLOCK_SIZE``, cap + 1) bytes of a line (1.5 times that while its buffer grows).
   The native core is given the same cap and declines a part with a longer line.
 
-Reads ``ALPHATRACE_MAX_LINE_BYTES`` (through ``file_reader.max_line_bytes``).
+Reads ``ALPHATRACE_MAX_LINE_BYTES`` (through ``formats.max_line_bytes``).
 """
 
 from __future__ import annotations
@@ -40,23 +40,21 @@ from dataclasses import dataclass
 
 import msgspec
 
-from meta_supervisor.reading.otlp_schema import Event, ResourceKeyValue, Span, request_decoder
-from meta_supervisor.tally.span_aggregator import SpanAggregator, resource_facts
-
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark: skipped at the start of a line (tools on Windows write one)
-BLOCK_SIZE = 2 << 20
-from meta_supervisor.build.file_reader import (  # noqa: E402
+from meta_supervisor.reading.formats import (
     ENV_MAX_LINE,
     FORMAT_EMPTY,
     FORMAT_FRAMED,
     FORMAT_JSON_LINES,
     MAX_FRAME,
+    ZSTD_MAGIC,
     max_line_bytes,
 )
+from meta_supervisor.reading.otlp_schema import Event, ResourceKeyValue, Span, request_decoder
+from meta_supervisor.reading.resource import resource_facts
 
-FORMAT_ZSTD_JSON_LINES = "zstd+json-lines"
-FORMAT_ZSTD_FRAMED = "zstd+framed"
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark: skipped at the start of a line (tools on Windows write one)
+BLOCK_SIZE = 2 << 20
+
 
 Progress = Callable[[int], None]  # called with the number of new bytes read
 
@@ -106,7 +104,7 @@ class ReadResult:
 class RecordDecoder:
     """Turns one record (a JSON line or a framed message) into spans added to the aggregator."""
 
-    def __init__(self, aggregator: SpanAggregator, file_label: str) -> None:
+    def __init__(self, aggregator, file_label: str) -> None:
         self.aggregator = aggregator
         self.file_label = file_label
         self.request_decoder = request_decoder(aggregator.collect_signals)

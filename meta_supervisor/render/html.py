@@ -21,11 +21,11 @@ from typing import Any
 
 from alpha.quality_render import bidi_visible
 from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_text, window_text
+from meta_supervisor.render.numbers import DASH, num, pct
 from meta_supervisor.render.paths import for_pages
 from meta_supervisor.render.svg_charts import horizontal_bars, stacked_days
 from services.pricing import format_usd
 
-DASH = "\u2013"
 CHART_AGENTS = 25
 TABLE_AGENTS = 500
 ALPHA_AGENTS = 8  # one colour each in the alpha charts
@@ -62,18 +62,6 @@ tr.held td{background:#fdf3e1}
 
 def esc(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
-
-
-def num(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "\u2013"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return f"{value:,.{digits}f}"
-
-
-def pct(value: float | None) -> str:
-    return "\u2013" if value is None else f"{value:.1%}"
 
 
 def link(url: str, text: str) -> str:
@@ -323,7 +311,7 @@ def _supervisor(report: dict[str, Any]) -> str:
     if section is None:
         return ""
     from meta_supervisor.assemble.alpha import trimmed_supervisor
-    from meta_supervisor.supervisor.audit import render_decisions_html
+    from meta_supervisor.render.decisions import render_decisions_html
 
     shown, left_out = trimmed_supervisor(section, DECISION_ROWS)
     notes = [f"Audit log: {esc(section['audit_log'])}."] if section["audit_log"] else []

@@ -25,6 +25,7 @@ from typing import Any
 from alpha.quality_render import md_escape
 from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_text, window_text
 from meta_supervisor.render.md_budget import REST_IN, Section, fit_page
+from meta_supervisor.render.numbers import num, pct
 from meta_supervisor.render.paths import for_pages
 from meta_supervisor.tally.open_runs import ENV_MAX_OPEN_RUNS
 
@@ -46,18 +47,6 @@ def md_text(value: Any, limit: int = 80) -> str:
     return md_escape(value, limit)
 
 
-def _num(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float) and digits:
-        return f"{value:,.{digits}f}"
-    return f"{value:,}" if isinstance(value, int) else f"{value:,.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
 def _link(label: str, url: str) -> str:
     safe_url = url.replace("(", "%28").replace(")", "%29").replace(" ", "%20").replace("<", "%3C").replace(">", "%3E")
     return f"[{label}]({safe_url})"
@@ -69,28 +58,28 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = ["## alphatrace meta report \u2014 " + md_text(report["generated_at"]), ""]
     span = md_text(window_text(report["window"]), 200)
     lines.append(
-        f"**{fleet['agents']} agents \u00b7 {_num(fleet['runs'])} runs \u00b7 {_num(fleet['errors'])} errors "
-        f"({_pct(fleet['error_rate'])}) \u00b7 {_num(fleet['skipped_killed'])} skipped (killed) \u00b7 "
-        f"LLM cost {md_text(cost_text(fleet), 200)} \u00b7 {_num(fleet['alpha_signals'])} alpha signals** "
+        f"**{fleet['agents']} agents \u00b7 {num(fleet['runs'])} runs \u00b7 {num(fleet['errors'])} errors "
+        f"({pct(fleet['error_rate'])}) \u00b7 {num(fleet['skipped_killed'])} skipped (killed) \u00b7 "
+        f"LLM cost {md_text(cost_text(fleet), 200)} \u00b7 {num(fleet['alpha_signals'])} alpha signals** "
         f"({span})"
     )
     extras = []
     if fleet["simulated_llm_calls"]:
-        extras.append(f"{_num(fleet['simulated_llm_calls'])} of {_num(fleet['llm_calls'])} LLM calls were **simulated** (not priced)")
+        extras.append(f"{num(fleet['simulated_llm_calls'])} of {num(fleet['llm_calls'])} LLM calls were **simulated** (not priced)")
     if fleet["unpriced_llm_calls"]:
-        extras.append(f"{_num(fleet['unpriced_llm_calls'])} LLM calls **unpriced** ({md_text(', '.join(fleet['unpriced_models']), 200)})")
+        extras.append(f"{num(fleet['unpriced_llm_calls'])} LLM calls **unpriced** ({md_text(', '.join(fleet['unpriced_models']), 200)})")
     if fleet["tool_calls"]:
-        extras.append(f"{_num(fleet['tool_calls'])} tool calls, {_num(fleet['tool_errors'])} failed")
+        extras.append(f"{num(fleet['tool_calls'])} tool calls, {num(fleet['tool_errors'])} failed")
     consistency = fleet["consistency"]
     if consistency["mismatched"] or consistency["orphan_llm_spans"]:
         extras.append(
-            f"{_num(consistency['mismatched'])} runs whose totals do not match their LLM spans, "
-            f"{_num(consistency['orphan_llm_spans'])} LLM spans without a run"
+            f"{num(consistency['mismatched'])} runs whose totals do not match their LLM spans, "
+            f"{num(consistency['orphan_llm_spans'])} LLM spans without a run"
         )
     evicted = report["inputs"]["evicted_open_runs"]
     if evicted["roots_waiting_for_llm_spans"] or evicted["llm_runs_waiting_for_root"]:
         extras.append(
-            f"{_num(evicted['roots_waiting_for_llm_spans'] + evicted['llm_runs_waiting_for_root'])} runs left **unchecked**: "
+            f"{num(evicted['roots_waiting_for_llm_spans'] + evicted['llm_runs_waiting_for_root'])} runs left **unchecked**: "
             f"their spans were too far apart in the files (more than ${ENV_MAX_OPEN_RUNS} runs open at once)"
         )
     if not report["kill_switch"]["ok"]:
@@ -129,10 +118,10 @@ def _agents(report: dict[str, Any]) -> Section:
     for name, agent in ordered[:MAX_AGENT_ROWS]:
         killed = "unknown" if agent["killed"] is None else ("**yes**: " + md_text(agent["kill_reason"], 60) if agent["killed"] else "no")
         rows.append(
-            f"| {md_text(name, 60)} | {_num(agent['runs'])} | {_num(agent['errors'])} | {_pct(agent['error_rate'])} | "
-            f"{_num(agent['p50_latency_ms'], 1)} | {_num(agent['p95_latency_ms'], 1)} | {_num(agent['p99_latency_ms'], 1)} | "
-            f"{_num(agent['max_latency_ms'], 1)} | {md_text(llm_calls_text(agent), 80)} | {_num(agent['tokens'])} | "
-            f"{md_text(cost_text(agent), 80)} | {_num(agent['alpha_signals'])} | {_num(agent['invalid_signals'])} | {killed} |"
+            f"| {md_text(name, 60)} | {num(agent['runs'])} | {num(agent['errors'])} | {pct(agent['error_rate'])} | "
+            f"{num(agent['p50_latency_ms'], 1)} | {num(agent['p95_latency_ms'], 1)} | {num(agent['p99_latency_ms'], 1)} | "
+            f"{num(agent['max_latency_ms'], 1)} | {md_text(llm_calls_text(agent), 80)} | {num(agent['tokens'])} | "
+            f"{md_text(cost_text(agent), 80)} | {num(agent['alpha_signals'])} | {num(agent['invalid_signals'])} | {killed} |"
         )
     return Section("agents", head, rows, "agents", len(agents), [""])
 
@@ -145,8 +134,8 @@ def _tools(report: dict[str, Any]) -> Section | None:
         total += len(tools)
         for tool, t in tools[: max(0, MAX_TOOL_ROWS - len(rows))]:
             rows.append(
-                f"| {md_text(name, 60)} | {md_text(tool, 60)} | {_num(t['calls'])} | {_num(t['errors'])} | {_pct(t['error_rate'])} | "
-                f"{_num(t['p50_latency_ms'], 1)} | {_num(t['p95_latency_ms'], 1)} | {_num(t['max_latency_ms'], 1)} |"
+                f"| {md_text(name, 60)} | {md_text(tool, 60)} | {num(t['calls'])} | {num(t['errors'])} | {pct(t['error_rate'])} | "
+                f"{num(t['p50_latency_ms'], 1)} | {num(t['p95_latency_ms'], 1)} | {num(t['max_latency_ms'], 1)} |"
             )
     if not rows:
         return None
@@ -172,7 +161,7 @@ def _runs(report: dict[str, Any]) -> Section | None:
             )
         for run in slowest:
             links.append(
-                f"- {md_text(name, 60)} slowest: {_link(md_text(run['trace_id'], 40), run['jaeger_url'])} {_num(run['latency_ms'], 1)} ms"
+                f"- {md_text(name, 60)} slowest: {_link(md_text(run['trace_id'], 40), run['jaeger_url'])} {num(run['latency_ms'], 1)} ms"
             )
     if not links:
         return None
@@ -183,16 +172,16 @@ def _runs(report: dict[str, Any]) -> Section | None:
 def _inputs(report: dict[str, Any]) -> Section:
     inputs = report["inputs"]
     head = [
-        f"Inputs: {len(inputs['files'])} file{'' if len(inputs['files']) == 1 else 's'}, {_num(inputs['spans'])} spans, "
-        f"{_num(inputs['duplicate_spans'])} duplicates dropped, "
-        f"{_num(inputs['conflicting_spans'])} conflicting duplicates (same ids, other content) dropped, "
-        f"{_num(inputs['bad_lines'])} bad lines, {_num(inputs['bad_spans'])} bad spans."
+        f"Inputs: {len(inputs['files'])} file{'' if len(inputs['files']) == 1 else 's'}, {num(inputs['spans'])} spans, "
+        f"{num(inputs['duplicate_spans'])} duplicates dropped, "
+        f"{num(inputs['conflicting_spans'])} conflicting duplicates (same ids, other content) dropped, "
+        f"{num(inputs['bad_lines'])} bad lines, {num(inputs['bad_spans'])} bad spans."
     ]
     losses = inputs["telemetry_losses"]
     if losses["processes"]:
         head.append(
-            f"Telemetry losses (agents' SDK, before export): {_num(losses['spans_dropped'])} dropped, "
-            f"{_num(losses['spans_export_failed'])} failed to export, across {_num(losses['processes'])} "
+            f"Telemetry losses (agents' SDK, before export): {num(losses['spans_dropped'])} dropped, "
+            f"{num(losses['spans_export_failed'])} failed to export, across {num(losses['processes'])} "
             f"process{'' if losses['processes'] == 1 else 'es'}."
         )
     items = [
@@ -233,7 +222,7 @@ def _supervisor(report: dict[str, Any]) -> Section | None:
     if section is None:
         return None
     from meta_supervisor.assemble.alpha import trimmed_supervisor
-    from meta_supervisor.supervisor.audit import render_decisions_markdown
+    from meta_supervisor.render.decisions import render_decisions_markdown
 
     shown, left_out = trimmed_supervisor(section, MAX_DECISION_ROWS)
     tail = []

@@ -15,9 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath
 from typing import Any
 
-from meta_supervisor import locations
-
-PROJECT_ROOT = locations.PROJECT_ROOT
+from meta_supervisor.locations import PROJECT_ROOT
 
 
 def short_path(path: str | None, root: Path = PROJECT_ROOT) -> str | None:

@@ -18,7 +18,6 @@ Environment: ``ALPHATRACE_POLICY_FILE`` (path of the policy; default ``meta_supe
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -28,16 +27,15 @@ from typing import Any
 
 from alpha.quality import IC_KINDS, primary_ic, score_signals
 from alpha.records import RunRecord, SignalRecord
-from meta_supervisor import locations
+from meta_supervisor.locations import DEFAULT_POLICY_FILE
 from meta_supervisor.supervisor.policy_file import MAX_WINDOW_DAYS, count, read_policy_yaml, threshold
+from meta_supervisor.tally.latency import percentile
 from services.agent_status import LIVE, SHADOW, StatusEntry
-from services.config_error import ConfigError
 from services.kill_switch import SUPERVISOR, KillEntry
 from services.market_data import MarketData
+from settings.config_error import ConfigError
 
-PROJECT_ROOT = locations.PROJECT_ROOT
 ENV_POLICY_FILE = "ALPHATRACE_POLICY_FILE"
-DEFAULT_POLICY_FILE = PROJECT_ROOT / "meta_supervisor" / "policy.yaml"
 POLICY_VERSION = 1
 
 RETIRE, PROMOTE, KEEP, HOLD = "retire", "promote", "keep", "hold"
@@ -167,16 +165,6 @@ def load_policy(path: str | os.PathLike | None = None) -> Policy:
 
 
 # --- figures ---------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """``numpy.percentile`` with the default linear interpolation, on sorted values."""
-    if not sorted_values:
-        return None
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def window_bounds(runs: Iterable[RunRecord], policy: Policy, until: date | None = None) -> tuple[date, date] | None:

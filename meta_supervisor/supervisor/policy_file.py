@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from services.config_error import ConfigError
+from settings.config_error import ConfigError
 
 MAX_WINDOW_DAYS = 36_500  # a hundred years: more is a typo (and overflows the calendar)
 # The range each judged figure can take; a threshold outside it would fire always or never.

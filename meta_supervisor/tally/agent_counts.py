@@ -4,7 +4,7 @@ An LLM or tool span that names its agent (``gen_ai.agent.name``, as alphatrace's
 counted at once. One that does not (the children of another instrumentation's agent span) belongs to
 the agent of its run (joined by ``agent.run_id``, else the trace id): when that run's root has not
 been read yet, the call is kept as a *deferred* record in the run's open entry
-(``aggregates.P_DEFERRED``) and counted for the root's agent when the root comes
+(``bounds.P_DEFERRED``) and counted for the root's agent when the root comes
 (``consistency``); if it never comes (the run is evicted, or still open when the report is made), the
 call counts for ``(unknown agent)``.
 
@@ -22,17 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from meta_supervisor.tally.aggregates import (
-    LLM_CACHED,
-    LLM_CALLS,
-    LLM_ERRORS,
-    LLM_IN,
-    LLM_OUT,
-    P_DEFERRED,
-    UNKNOWN_AGENT,
-    AgentTally,
-    bounded_key,
-)
+from meta_supervisor.tally.aggregates import AgentTally
+from meta_supervisor.tally.bounds import LLM_CACHED, LLM_CALLS, LLM_ERRORS, LLM_IN, LLM_OUT, P_DEFERRED, UNKNOWN_AGENT, bounded_key
 from meta_supervisor.tally.tool_tallies import add_tool_call
 
 DEFERRED_LLM, DEFERRED_TOOL = 0, 1

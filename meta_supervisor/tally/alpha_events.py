@@ -1,7 +1,7 @@
 """The alpha events of a span: ``alpha.signal`` counted by symbol and direction and kept for scoring,
 ``alpha.signal.invalid`` counted by reason, kill-switch read errors counted.
 
-A mixin of ``span_aggregator.SpanAggregator`` (as ``consistency.RunJoin`` is): the aggregator calls
+A mixin of ``span_aggregator.SpanAggregator`` (as ``consistency.ConsistencyCheck`` is): the aggregator calls
 ``_events`` for every span that has events; the state it touches lives on the aggregator (``_days``,
 the agents' tallies and their ``signal_store.SignalStore``). Three signals a run make this the
 largest share of the per-span work after decoding, so it is written for speed: the attributes are
@@ -16,7 +16,8 @@ from __future__ import annotations
 import datetime as dt
 
 from meta_supervisor.reading.otlp_schema import MAX_TIME_NS, Span, as_str
-from meta_supervisor.tally.aggregates import DAY_ALPHA, DAY_ALPHA_INVALID, MAX_REASONS, AgentTally, bounded_key, label
+from meta_supervisor.tally.aggregates import AgentTally
+from meta_supervisor.tally.bounds import DAY_ALPHA, DAY_ALPHA_INVALID, MAX_REASONS, bounded_key, label
 from meta_supervisor.tally.signal_store import (
     DAY_BITS,
     DIRECTION_CODE,

@@ -31,7 +31,7 @@ So *consistent* and *mismatched* mean "checked", *unchecked* "not checked" (the 
 totals, or the run was evicted before it could be), whatever the order; a file never needs more
 than ``max_open_runs`` runs open at once unless its spans of one run are that far apart.
 
-``RunJoin`` is a mixin of ``SpanAggregator`` (which has ``pending``, ``closed_runs``, ``inputs``,
+``ConsistencyCheck`` is a mixin of ``SpanAggregator`` (which has ``pending``, ``closed_runs``, ``inputs``,
 ``agent_index``, ``agent_order``, ``agents`` and ``_agent``).
 
 Reads no environment variables (``open_runs.max_open_runs`` reads the bound's setting).
@@ -44,7 +44,8 @@ from itertools import islice
 
 from meta_supervisor.reading.otlp_schema import as_float, as_int
 from meta_supervisor.tally.agent_counts import replay
-from meta_supervisor.tally.aggregates import (
+from meta_supervisor.tally.aggregates import note_mismatch
+from meta_supervisor.tally.bounds import (
     CONSISTENT,
     MISMATCHED,
     P_AGENT,
@@ -60,7 +61,6 @@ from meta_supervisor.tally.aggregates import (
     P_UNPRICED,
     UNCHECKED,
     UNKNOWN_AGENT,
-    note_mismatch,
 )
 from meta_supervisor.tally.fingerprints import _K_SPAN, _K_TRACE, EMPTY, MASK64, run_fingerprint
 from meta_supervisor.tally.open_runs import evict_to, sweep_every
@@ -76,7 +76,7 @@ COST_ABS_TOLERANCE = 1e-9
 COST_REL_TOLERANCE = 1e-6
 
 
-class RunJoin:
+class ConsistencyCheck:
     # set by SpanAggregator.__init__: max_open_runs, _sweep_at, _unswept (LLM-only runs opened since
     # the last sweep, an upper bound)
 

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 from array import array
 
-try:  # the BLAKE2 module itself: importing hashlib would load OpenSSL (~10 ms per run)
-    from _blake2 import blake2b
-except ImportError:  # pragma: no cover - other Python builds
-    from hashlib import blake2b
+from meta_supervisor import native_core
+from meta_supervisor.blake2 import blake2b
 
 MASK64 = (1 << 64) - 1
 _K_SPAN = 0x9E3779B97F4A7C15
@@ -99,10 +97,8 @@ def _is_q(values) -> bool:
 
 
 def _native():
-    """The native core's table loops, or None (imported here: native_part imports this module)."""
-    from meta_supervisor.build import native_reader
-
-    return native_reader.core()
+    """The native core's table loops, or None."""
+    return native_core.core()
 
 
 def _grown(size: int, needed: int) -> int:

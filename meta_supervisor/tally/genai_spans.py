@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from meta_supervisor.reading.otlp_schema import AnyValue, Span, as_int, as_str
 from meta_supervisor.tally.agent_counts import DEFERRED_TOOL
-from meta_supervisor.tally.aggregates import label
+from meta_supervisor.tally.bounds import label
 from meta_supervisor.tally.tool_tallies import add_tool_call
 from otel import semconv as S
 

@@ -1,6 +1,6 @@
 """The bound on open runs (runs waiting for their root or for LLM spans) a build keeps in memory.
 
-``consistency.RunJoin.bound_open_runs`` applies it; this module holds only the numbers and the setting,
+``consistency.ConsistencyCheck.bound_open_runs`` applies it; this module holds only the numbers and the setting,
 so that the command can check the setting before importing the reader.
 
 Environment: ``ALPHATRACE_MAX_OPEN_RUNS`` (a whole number from ``SWEEP_EVERY`` to 2^30; a bad value is
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from services.config_error import env_number
+from settings.config_error import env_number
 
 MAX_OPEN_RUNS = 32_768  # runs waiting for their root or LLM spans (about 350 bytes each in Python)
 SWEEP_EVERY = 4_096  # new open runs between two bound_open_runs() once this many are open

@@ -30,7 +30,7 @@ from typing import Any
 
 from alpha.records import SignalRecord
 from meta_supervisor.reading.otlp_schema import as_float, as_str
-from meta_supervisor.tally.aggregates import MAX_DISTINCT, OTHER_LABEL
+from meta_supervisor.tally.bounds import MAX_DISTINCT, OTHER_LABEL
 from otel import semconv
 
 _SYMBOL = semconv.ALPHA_SYMBOL

@@ -21,7 +21,7 @@ aggregator was made with ``collect_signals=False``;
 with ``collect_runs=True`` each root span also becomes an ``alpha.records.RunRecord`` (for the
 supervisor's policy).
 
-Each root's totals are joined with the sum of its LLM spans by ``consistency.RunJoin`` (the
+Each root's totals are joined with the sum of its LLM spans by ``consistency.ConsistencyCheck`` (the
 consistency check), independently of the order spans arrive in.
 
 This is the build's inner loop: it is written for speed (locals, inlined fingerprinting) rather
@@ -31,7 +31,6 @@ than for brevity. Reads no environment variables.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 
 import msgspec
 
@@ -39,18 +38,19 @@ from alpha.records import RunRecord
 from meta_supervisor.reading.otlp_schema import (
     MAX_TIME_NS,
     AnyValue,
-    ResourceKeyValue,
     Span,
     TraceRequest,
-    as_bool,
     as_float,
     as_int,
     as_str,
     as_time_ns,
     is_finite,
 )
-from meta_supervisor.tally.agent_counts import DEFERRED_LLM, count_llm_call
-from meta_supervisor.tally.aggregates import (
+from meta_supervisor.reading.resource import resource_facts
+from meta_supervisor.tally.agent_counts import DEFERRED_LLM, count_llm_call, replay
+from meta_supervisor.tally.aggregates import AgentTally, InputTally, push_top
+from meta_supervisor.tally.alpha_events import AlphaEvents
+from meta_supervisor.tally.bounds import (
     DAY_ERROR,
     DAY_KILLED,
     DAY_OK,
@@ -60,6 +60,7 @@ from meta_supervisor.tally.aggregates import (
     MAX_OUTCOMES,
     NS_PER_DAY,
     OTHER_LABEL,
+    P_AGENT,
     P_CACHED,
     P_CALLS,
     P_COST,
@@ -70,14 +71,10 @@ from meta_supervisor.tally.aggregates import (
     P_UNPRICED,
     TOP_K,
     UNKNOWN_AGENT,
-    AgentTally,
-    InputTally,
     bounded_key,
     label,
-    push_top,
 )
-from meta_supervisor.tally.alpha_events import AlphaEvents
-from meta_supervisor.tally.consistency import RunJoin
+from meta_supervisor.tally.consistency import ConsistencyCheck
 from meta_supervisor.tally.fingerprints import (
     _K_SPAN,
     _K_TRACE,
@@ -121,29 +118,13 @@ MAX_LATENCY_NS = (1 << 63) - 1  # the latencies array holds signed 64-bit values
 UNKNOWN_MODEL = "(unknown model)"
 
 
-def resource_facts(attributes: Iterable[ResourceKeyValue]) -> tuple[bool, tuple]:
-    """Of a resource: whether its LLM calls were simulated, and its process, i.e. its
-    (``service.name``, ``service.instance.id``), each None when absent."""
-    simulated = False
-    service = instance = None
-    for kv in attributes:
-        key = kv.key
-        if key == semconv.RESOURCE_LLM_SIMULATED:
-            simulated = as_bool(kv.value)
-        elif key == _SERVICE_INSTANCE_ID:
-            instance = as_str(kv.value)
-        elif key == _SERVICE_NAME:
-            service = as_str(kv.value)
-    return simulated, (service, instance)
-
-
 def _count_attr(value) -> int:
     """A cumulative counter attribute; anything negative, too large or not an integer reads as 0."""
     number = as_int(value) if value is not None else None
     return number if number is not None and 0 <= number <= MAX_TOKENS else 0
 
 
-class SpanAggregator(RunJoin, AlphaEvents, ToolSpans):
+class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
     """Accumulates spans into ``agents`` and ``inputs``; ``pending`` holds the still-open runs."""
 
     def __init__(
@@ -157,7 +138,7 @@ class SpanAggregator(RunJoin, AlphaEvents, ToolSpans):
         max_open_runs: int = MAX_OPEN_RUNS,
     ):
         self.collect_signals = collect_signals
-        self.max_open_runs = max_open_runs  # run_join.bound_open_runs
+        self.max_open_runs = max_open_runs  # consistency.bound_open_runs
         self._sweep_at = sweep_every(max_open_runs)
         self._unswept = 0
         self.run_records: list | None = [] if collect_runs else None  # alpha.records.RunRecord per root span
@@ -177,7 +158,7 @@ class SpanAggregator(RunJoin, AlphaEvents, ToolSpans):
 
     def part_options(self) -> tuple:
         """(prices, since, until, collect_signals, max_open_runs): what a fresh aggregator for a part
-        of a file needs to read it as this one would (``parallel.read_part_python``,
+        of a file needs to read it as this one would (``python_part.read_part_python``,
         ``native_reader``)."""
         return self._prices, self.since_ns, self.until_ns, self.collect_signals, self.max_open_runs
 
@@ -186,6 +167,35 @@ class SpanAggregator(RunJoin, AlphaEvents, ToolSpans):
         inputs = self.inputs
         copies = inputs.duplicate_spans or inputs.conflicting_spans
         return not (self.seen.count or self.closed_runs.count or self.pending or self.agents or inputs.spans or copies)
+
+    def add_tallies(self, tallies: tuple, line_offset: int) -> None:
+        """Add the tallies and open runs of a part read apart (``build.merge``, the native reader): its
+        spans and closed runs are in the tables already. ``tallies`` is ``(inputs, agents,
+        agent_order, pending)``; the part's bad lines are numbered from ``line_offset``."""
+        inputs, agents, agent_order, pending = tallies
+        for name in agent_order:
+            self._agent(name)
+        for name, tally in agents.items():
+            self._agent(name)[1].merge(tally)
+        inputs.bad_line_examples = [(file, line + line_offset, error) for file, line, error in inputs.bad_line_examples]
+        self.inputs.merge(inputs)
+        for key, entry in pending.items():
+            mine = self.pending.get(key)
+            if mine is None:
+                self.pending[key] = entry
+                continue
+            for slot in (P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED):
+                mine[slot] += entry[slot]
+            if entry[P_DEFERRED] is not None:
+                mine[P_DEFERRED] = (mine[P_DEFERRED] or []) + entry[P_DEFERRED]
+            if mine[P_ROOT] is None and entry[P_ROOT] is not None:
+                mine[:4] = entry[:4]
+            if mine[P_ROOT] is not None and mine[P_DEFERRED] is not None:  # as consistency._join_root does
+                replay(self._agent(mine[P_AGENT])[1], mine[P_DEFERRED])
+                mine[P_DEFERRED] = None
+            if mine[P_ROOT] is not None and mine[P_CALLS] >= mine[P_ROOT][0]:
+                self._close(key, mine)
+        self.pending_added(len(pending))
 
     # --- entry points -------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """Tool calls per agent and tool: counts, errors and a latency histogram that merges exactly.
 
-An agent's ``AgentTally.tools`` maps a tool's name (``aggregates.label``: at most 200 characters;
+An agent's ``AgentTally.tools`` maps a tool's name (``bounds.label``: at most 200 characters;
 past ``MAX_DISTINCT`` tools per agent the rest fold into ``"(other)"``) to
 ``[calls, errors, timed calls, latency sum ns, min ns, max ns, {latency bucket: calls}]``
-(``aggregates.T_*``). Everything is an integer count, sum, minimum or maximum, so two tallies over
+(``bounds.T_*``). Everything is an integer count, sum, minimum or maximum, so two tallies over
 disjoint spans merge into exactly the tally of their union, in any order (parallel parts, the
 native core, the incremental state).
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meta_supervisor.tally.aggregates import T_CALLS, T_ERRORS, T_HIST, T_MAX, T_MIN, T_SUM, T_TIMED, bounded_key, label
+from meta_supervisor.tally.bounds import T_CALLS, T_ERRORS, T_HIST, T_MAX, T_MIN, T_SUM, T_TIMED, bounded_key, label
 
 SUB_BITS = 5  # 2**SUB_BITS buckets per doubling
 _SUB = 1 << SUB_BITS

@@ -341,7 +341,7 @@ impl<'py, 't> Aggregator<'py, 't> {
         index
     }
 
-    /// `RunJoin._closed_state` of the agent with this index.
+    /// `ConsistencyCheck._closed_state` of the agent with this index.
     pub(crate) fn closed_state(index: usize, code: u8) -> u8 {
         code | ((index.min(AGENT_INDEX_UNKNOWN) as u8) << 2)
     }

@@ -1,5 +1,5 @@
 //! The mergeable tallies of `meta_supervisor/tally/aggregates.py` (per agent, per input), the signal store
-//! of `signal_store.py` and the open runs of `run_join.py`, as the core builds them for one part.
+//! of `signal_store.py` and the open runs of `tally/consistency.py`, as the core builds them for one part.
 
 use crate::part::{MAX_DISTINCT, OTHER_LABEL, TOP_K};
 use crate::tables::Ordered;
