@@ -1,17 +1,21 @@
-"""The optional compiled reader of a JSON-lines part (the Rust extension ``alphatrace_native``).
+"""The native reader: JSON lines read and aggregated by the compiled core (``alphatrace_native``, ``native/``).
 
-``read_zstd_part`` reads a whole-file zstd stream of JSON lines the same way (from a decompressed
-offset, as ``file_reader._read_zstd`` continues one), when the core's libzstd is python-zstandard's.
+The core takes only input it reads exactly as the Python reader does (well-formed lines, as the
+collector writes them); on anything else (a corrupt or oddly shaped line, a table at its size limit,
+spans without ids, a line longer than the line cap) it declines, and the Python reader reads those
+bytes. So the native core changes the speed of a build, never its report. What it asks of Python
+for rare input is answered by ``rulebook.Rulebook``, the Python reader's own rules.
 
-``read_part`` has the contract of ``python_part.read_part_python``: the same ``PartResult`` for the
-same bytes. The native core takes only input it reads exactly as the Python reader does (well-formed
-lines, as the collector writes them); on anything else (a corrupt or oddly shaped line, a table at
-its size limit, spans without ids, a line longer than the line cap) it declines and returns None,
-and the caller reads that part with the Python reader. So the native core changes the speed of a build, never its report.
+* ``read_part``: the native implementation of ``parts.PartReader`` (the contract of
+  ``python_part.read_part_python``: the same ``PartResult`` for the same bytes, or None: declined);
+* ``read_native``: bytes of a file into the build's aggregator, straight into its tables when it is
+  empty (``read_into``), else read apart and merged (``merge.merge_part``); None: read them in Python;
+* ``read_zstd_part``, ``read_zstd_from_line``, ``read_zstd_into``, ``read_native_zstd``: the same for
+  a whole-file zstd stream of JSON lines (from a decompressed offset, as ``file_reader._read_zstd``
+  continues one), when the core's libzstd is python-zstandard's.
 
-Environment: ``ALPHATRACE_NATIVE`` = ``auto`` (default: use it when installed), ``off`` (never), or
-``on`` (require it: a ``ConfigError`` when it is not installed); ``ALPHATRACE_MAX_LINE_BYTES`` (the
-line cap, ``reading.formats.max_line_bytes``), handed to the core.
+Environment: ``ALPHATRACE_NATIVE`` (whether the core is used: ``native_core``) and
+``ALPHATRACE_MAX_LINE_BYTES`` (the line cap, ``reading.formats.max_line_bytes``), handed to the core.
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ already closed or waiting in the parent in a way a join could not reproduce, and
 would pass its limit. Otherwise that part is simply read again in the parent. So splitting changes
 the speed, never the report.
 
-Each part is read by the native core when it is installed (``native_reader``; ``read_native`` here
-for the parent's part and for any JSON-lines read of ``file_reader``, ``read_native_zstd`` for a
-whole-file zstd stream of JSON lines), else by the Python reader; what the core declines is read
-by the Python reader.
+Each child reads its part through the one seam for a part (``parts.read_part``: the native core
+when it is installed and takes the part, else the Python reader); the parent's own part is read by
+the native core straight into the build's tables when it can (``native_reader.read_native``), else
+by the Python reader. The merge rules are ``merge.merge_part``.
 
 A large whole-file zstd stream of JSON lines is read in two parts too (``read_zstd_in_parallel``),
 when the native core is installed and the build's aggregator is still empty: the child decompresses
@@ -25,7 +25,7 @@ sequentially. A child
 dies with its parent (``die_with_parent``) and never holds the parent's state lock (its copy is
 closed at the fork, ``services.state_files``): a killed build leaves nothing that blocks the next.
 
-Reads no environment variables (``native_reader`` reads ``ALPHATRACE_NATIVE``).
+Reads no environment variables (``native_core`` reads ``ALPHATRACE_NATIVE``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ class Rulebook:
     """What the native core asks of Python for rare input, so that the answer is Python's own."""
 
     def __init__(self, prices) -> None:
-
         self._prices = prices
         self.day_ordinal = iso_day_ordinal
         self.span_fingerprint = span_fingerprint
@@ -42,5 +41,4 @@ class Rulebook:
 
     @staticmethod
     def truthy(text: str) -> bool:
-
         return as_bool(ResourceValue(stringValue=text))
