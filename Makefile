@@ -48,6 +48,8 @@ report: install
 lint: install
 	$(VPY) -m ruff check .
 	$(VPY) -m ruff format --check .
+	@echo "the import contract (tests/test_import_contract.py): no cycles, imports flow one way"
+	$(VPY) -m pytest -q -p no:cacheprovider tests/test_import_contract.py
 	@if command -v cargo >/dev/null 2>&1; then \
 		cd native && cargo fmt --check && cargo clippy --quiet --release -- -D warnings; \
 	fi
@@ -65,7 +67,7 @@ unit: install
 	$(VPY) -m pytest -m "not integration"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis telemetry meta_supervisor/reports native/target
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis telemetry meta_supervisor/reports meta_supervisor/cache native/target
 
 ## The Docker-less stack: the OpenTelemetry Collector (built with the Collector Builder from
 ## collector/builder-config.yaml) and Jaeger v2 (built from its Go module) in bin/, on 127.0.0.1.

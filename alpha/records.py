@@ -1,9 +1,9 @@
 """What scoring and the supervisor's policy need from the traces: one record per signal and per run.
 
 ``SignalRecord`` is one ``alpha.signal`` event; ``RunRecord`` is one agent run's root span. Scoring
-(``alpha.quality``) and the policy (``meta_supervisor.policy``) are pure functions over lists of these.
-The report builder's reader produces them (``meta_supervisor.trace_records.read_records`` for the
-supervisor; ``meta_supervisor.signal_store`` inside the report), from every file shape the collector
+(``alpha.quality``) and the policy (``meta_supervisor.supervisor.policy``) are pure functions over lists of these.
+The report builder's reader produces them (``meta_supervisor.build.run_records.read_records`` for the
+supervisor; ``meta_supervisor.tally.signal_store`` inside the report), from every file shape the collector
 writes, spans seen twice taken once.
 
 Reads no environment variables.

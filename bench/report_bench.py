@@ -102,14 +102,16 @@ def _measure_in_child(argv: list[str]) -> dict:
     build: resolve inputs, read (or find nothing new), aggregate, write the report and the state.
     """
     import alpha.quality  # noqa: F401
-    import meta_supervisor.alpha_cache
-    import meta_supervisor.audit
-    import meta_supervisor.incremental_state
-    import meta_supervisor.report_html
-    import meta_supervisor.report_markdown  # noqa: F401
+    import meta_supervisor.assemble.decisions
+    import meta_supervisor.build.alpha_cache
+    import meta_supervisor.build.incremental
+    import meta_supervisor.render.decisions
+    import meta_supervisor.render.html
+    import meta_supervisor.render.markdown
+    import meta_supervisor.supervisor.audit  # noqa: F401
     import services.kill_switch
     import services.market_data  # noqa: F401
-    from meta_supervisor.report_cli import main
+    from meta_supervisor.cli.report import main
 
     reads = _count_reads()
     started = time.perf_counter()
@@ -137,7 +139,7 @@ def _count_reads() -> dict[str, int]:
     """Counts, filled while the build runs, of the main process's reads by the native core: parts
     it read (``native``) and parts it declined (``python``: the Python reader read them). A forked
     worker's reads are not counted, nor a part the core read that could not be merged exactly."""
-    from meta_supervisor import native_part
+    from meta_supervisor.build import native_reader as native_part
 
     counts = {"native": 0, "python": 0}
 

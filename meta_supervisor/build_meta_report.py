@@ -3,7 +3,7 @@
 With no arguments it reads ``telemetry/traces.jsonl`` (and its rotated backups) and writes
 ``meta_supervisor/reports/meta_report.json``, ``.md`` and ``.html``. Also runnable as
 ``python -m meta_supervisor.build_meta_report``. Options and environment variables:
-``meta_supervisor.report_cli`` (``--help``).
+``meta_supervisor.cli.report`` (``--help``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ if __package__ in (None, ""):
     # top-level name; the project root must be.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from meta_supervisor.report_cli import main
+from meta_supervisor.cli.report import main
 
 if __name__ == "__main__":
     sys.exit(main())

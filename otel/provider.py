@@ -49,7 +49,7 @@ from otel.file_exporter import CollectorFileExporter, special_file_kind
 from otel.redacting_exporter import RedactingSpanExporter
 from otel.run_context import RunAttributesSpanProcessor
 from otel.span_accounting import DEFAULT_STALL_SECONDS, CountingSpanExporter, CountingSpanProcessor, SpanAccounting, Watchdog
-from services.config_error import ConfigError, env_number
+from settings.config_error import ConfigError, env_number
 
 logger = logging.getLogger(__name__)
 

@@ -99,19 +99,20 @@ def built():
 
 
 def count_merges_of(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Split every file across processes (``parallel_build``) and record whether each part's merge was
+    """Split every file across processes (``parallel``) and record whether each part's merge was
     accepted: the list the parallel-build tests assert on."""
-    from meta_supervisor import parallel_build
+    from meta_supervisor.build import merge
+    from meta_supervisor.build import parallel as parallel_build
 
     monkeypatch.setattr(parallel_build, "MIN_SPLIT_BYTES", 1)
     monkeypatch.setattr(parallel_build, "fork_is_safe", lambda: True)  # the child only reads and decodes
     results: list[bool] = []
-    original = parallel_build.merge_part
+    original = merge.merge_part
 
     def counting(*args, **kwargs):
         accepted = original(*args, **kwargs)
         results.append(accepted)
         return accepted
 
-    monkeypatch.setattr(parallel_build, "merge_part", counting)
+    monkeypatch.setattr(merge, "merge_part", counting)
     return results

@@ -13,7 +13,7 @@ import pytest
 
 from alpha.quality import dedupe, ic_summary, newey_west_t_stat, primary_ic, render_html, render_markdown, score_signals, spearman
 from alpha.records import SignalRecord
-from meta_supervisor.trace_records import read_records
+from meta_supervisor.build.run_records import read_records
 from services.market_data import CsvMarketData
 from tests.fleet_fixtures import business_days
 

@@ -17,8 +17,9 @@ import zstandard
 
 from bench import generate_workload as gw
 from bench import report_bench
-from meta_supervisor import native_part
-from meta_supervisor.report_build import BuildOptions, build_inputs
+from meta_supervisor import native_core
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
 from services.pricing import PriceTable
 from tests.test_native_core import _tally
 
@@ -143,8 +144,8 @@ def test_every_matrix_shape_reads_the_same_with_and_without_the_core(tmp_path: P
     runs = gw.runs_for(600, shape)
     path = _write(tmp_path, shape, runs=runs, profile=profile)
     results = []
-    for mode in ("on", "off") if native_part.available() else ("off",):
-        monkeypatch.setenv(native_part.ENV, mode)
+    for mode in ("on", "off") if native_core.available() else ("off",):
+        monkeypatch.setenv(native_core.ENV, mode)
         data, _ = build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES))
         results.append(data)
     for data in results:

@@ -170,7 +170,7 @@ def test_jaeger_down_does_not_touch_the_file_and_catches_up(built, tmp_path):
 def test_spans_the_sdk_dropped_while_the_collector_was_away_show_in_the_report(built, tmp_path):
     """A queue far too small for an outage: the SDK evicts spans, the counters ride on the root spans
     that did arrive, and the meta report built from the collector's file shows the loss."""
-    from meta_supervisor import report_cli
+    from meta_supervisor.cli import report as report_cli
 
     running = stack.LocalStack(tmp_path, with_jaeger=False)
     try:

@@ -1,4 +1,4 @@
-"""The rules for spans of other instrumentations (``meta_supervisor/genai_spans.py``, ``tool_tallies.py``)
+"""The rules for spans of other instrumentations (``meta_supervisor/tally/genai_spans.py``, ``tool_tallies.py``)
 and the native core's copy of them (``native/src/kinds.rs``): each case is read by both readers, which
 must agree (``tests/test_native_core.py``'s harness), and its outcome is checked on the Python
 reader's tallies. Then the hand-written fixtures (``tests/fixtures/genai``) cut into parts and
@@ -16,13 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meta_supervisor import native_part
-from meta_supervisor.agent_counts import DEFERRED_TOOL, with_deferred
-from meta_supervisor.aggregates import MAX_DISTINCT, P_DEFERRED, T_CALLS, T_ERRORS
-from meta_supervisor.open_runs import MAX_OPEN_RUNS
-from meta_supervisor.parallel_build import read_part_python
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.tool_tallies import SUB_BITS, bucket_high, latency_bucket
+from meta_supervisor import native_core
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
+from meta_supervisor.build.python_part import read_part_python
+from meta_supervisor.tally.agent_counts import DEFERRED_TOOL, with_deferred
+from meta_supervisor.tally.bounds import MAX_DISTINCT, P_DEFERRED, T_CALLS, T_ERRORS
+from meta_supervisor.tally.open_runs import MAX_OPEN_RUNS
+from meta_supervisor.tally.tool_tallies import SUB_BITS, bucket_high, latency_bucket
 from otel import semconv as S
 from tests import genai_fixtures
 from tests.fixtures.report.otlp_builder import MS, T0
@@ -34,8 +35,8 @@ UNKNOWN = "(unknown agent)"
 
 @pytest.fixture
 def native(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(native_part.ENV, raising=False)
-    if not native_part.available():
+    monkeypatch.delenv(native_core.ENV, raising=False)
+    if not native_core.available():
         pytest.fail("the native core is not installed: run make native")
 
 
@@ -244,7 +245,7 @@ def test_tools_fold_past_the_limit_in_both_readers(native, tmp_path: Path, monke
     second = write(tmp_path, span_lines(spans[600:], per_line=50), "b.jsonl")
     results = []
     for mode in ("on", "off"):
-        monkeypatch.setenv(native_part.ENV, mode)
+        monkeypatch.setenv(native_core.ENV, mode)
         data, _ = build_inputs(BuildOptions(inputs=[str(first), str(second)], prices=PRICES))
         results.append({name: entry[T_CALLS] for name, entry in data.agents["a"].tools.items()})
     assert results[0] == results[1] and len(results[0]) == MAX_DISTINCT + 1 and results[0]["(other)"] == 5

@@ -20,9 +20,10 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from meta_supervisor import native_part
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
+from meta_supervisor import native_core
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
 from services.pricing import PriceTable
 from tests import genai_fixtures
 
@@ -35,7 +36,7 @@ RUN_KEYS = ("runs", "errors", "error_rate", "runs_without_outcome", "outcomes", 
 @pytest.fixture(params=["off", "on"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The Python reader, then the native core (required: ``make native``)."""
-    monkeypatch.setenv(native_part.ENV, request.param)
+    monkeypatch.setenv(native_core.ENV, request.param)
     return request.param
 
 
@@ -289,8 +290,8 @@ def test_all_shapes_in_one_file_add_up(reader: str, tmp_path: Path) -> None:
 
 
 def test_pages_show_tools_and_operations(tmp_path: Path) -> None:
-    from meta_supervisor.report_html import render_html
-    from meta_supervisor.report_markdown import render_markdown
+    from meta_supervisor.render.html import render_html
+    from meta_supervisor.render.markdown import render_markdown
 
     report = report_of(tmp_path, *genai_fixtures.FIXTURES)
     markdown = render_markdown(report)

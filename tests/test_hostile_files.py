@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import report_cli
-from meta_supervisor.span_aggregator import SpanAggregator
-from meta_supervisor.trace_files import ENV_MAX_LINE, read_trace_file
-from meta_supervisor.trace_reader import BLOCK_SIZE, FORMAT_FRAMED, FORMAT_JSON_LINES, RecordDecoder, read_json_lines, sniff
+from meta_supervisor.build.file_reader import read_trace_file
+from meta_supervisor.cli import report as report_cli
+from meta_supervisor.reading.formats import ENV_MAX_LINE
+from meta_supervisor.reading.shapes import BLOCK_SIZE, FORMAT_FRAMED, FORMAT_JSON_LINES, RecordDecoder, read_json_lines, sniff
+from meta_supervisor.tally.span_aggregator import SpanAggregator
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
 from tests.test_report_hostile import NOW, build
 
@@ -249,7 +250,7 @@ def test_a_large_file_without_a_newline_is_one_bad_line_in_bounded_memory(tmp_pa
 
 def test_the_reader_buffer_is_bounded_by_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a cap above the block size, a line without end grows the buffer to cap + 1 at most."""
-    from meta_supervisor import trace_reader
+    from meta_supervisor.reading import shapes as trace_reader
 
     monkeypatch.setattr(trace_reader, "BLOCK_SIZE", 1024)
     stream = ReadIntoSizes(b"q" * 50_000)
@@ -269,7 +270,7 @@ def test_a_bad_line_cap_is_a_config_error(tmp_path: Path, monkeypatch: pytest.Mo
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_the_supervisor_names_a_fifo_as_such(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from meta_supervisor import supervise
+    from meta_supervisor.cli import supervise
 
     fifo = tmp_path / "traces.jsonl"
     os.mkfifo(fifo)
@@ -288,7 +289,7 @@ def test_a_512_mib_file_without_a_newline_reads_in_bounded_memory(tmp_path: Path
         handle.truncate(512 << 20)  # NULs
     code = (
         "import json, re, sys\n"
-        "from meta_supervisor import report_cli\n"
+        "from meta_supervisor.cli import report as report_cli\n"
         "code = report_cli.main(sys.argv[1:])\n"
         "status = open('/proc/self/status').read()\n"
         "print(json.dumps([code, int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1))]))\n"

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from meta_supervisor.report_cli import main as build_report
+from meta_supervisor.cli.report import main as build_report
 from otel.file_exporter import CollectorFileExporter
 from otel.provider import configure_telemetry
 from otel.redaction import install_log_redaction

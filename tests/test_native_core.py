@@ -1,5 +1,5 @@
-"""The native core (``alphatrace_native`` via ``meta_supervisor.native_part``) reads a part exactly as
-``parallel_build.read_part_python`` does, or declines.
+"""The native core (``alphatrace_native`` via ``meta_supervisor.build.native_reader``) reads a part exactly as
+``python_part.read_part_python`` does, or declines.
 
 Every part is read by both readers and compared as a normalised snapshot (``snapshot``): counts,
 fingerprints, closed runs, the unpickled tallies and open runs, the kept signals byte for byte. On
@@ -24,14 +24,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench import generate_workload
-from meta_supervisor import native_part, parallel_build
-from meta_supervisor.agent_counts import DEFERRED_LLM
-from meta_supervisor.aggregates import P_DEFERRED
-from meta_supervisor.open_runs import MAX_OPEN_RUNS
-from meta_supervisor.parallel_build import PartResult, read_part_python
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
-from meta_supervisor.trace_files import ENV_MAX_LINE
+from meta_supervisor import native_core
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build import native_reader as native_part
+from meta_supervisor.build import parallel as parallel_build
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
+from meta_supervisor.build.part_result import PartResult
+from meta_supervisor.build.python_part import read_part_python
+from meta_supervisor.reading.formats import ENV_MAX_LINE
+from meta_supervisor.tally.agent_counts import DEFERRED_LLM
+from meta_supervisor.tally.bounds import P_DEFERRED
+from meta_supervisor.tally.open_runs import MAX_OPEN_RUNS
 from otel import semconv as S
 from services.config_error import ConfigError
 from services.market_data import CsvMarketData
@@ -167,8 +171,8 @@ def assert_none_or_equal(path: Path, start: int = 0, stop: int | None = None, op
 
 @pytest.fixture
 def native(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(native_part.ENV, raising=False)
-    if not native_part.available():
+    monkeypatch.delenv(native_core.ENV, raising=False)
+    if not native_core.available():
         pytest.fail("the native core is not installed: run make native")
 
 
@@ -503,11 +507,11 @@ def test_report_with_native_core_equals_report_without(
         data, _ = build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES, workers=2))
         return build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET)
 
-    monkeypatch.setenv(native_part.ENV, "on")
+    monkeypatch.setenv(native_core.ENV, "on")
     with_native = report()
     notes = taken.read_text().split() if taken.exists() else ["(no note: the native read raised)"]
     assert notes and set(notes) == {"taken"}, notes  # every part offered to the native core was read by it
-    monkeypatch.setenv(native_part.ENV, "off")
+    monkeypatch.setenv(native_core.ENV, "off")
     without = report()
     assert len(count_merges) >= 2 and all(count_merges)  # parts were read apart and merged
     assert with_native == without
@@ -518,7 +522,7 @@ def _inputs_both_ways(monkeypatch: pytest.MonkeyPatch, paths: list[Path], **opti
     """``build_inputs`` of ``paths`` with the native core on, then off: (on, off)."""
     results = []
     for mode in ("on", "off"):
-        monkeypatch.setenv(native_part.ENV, mode)
+        monkeypatch.setenv(native_core.ENV, mode)
         data, _ = build_inputs(BuildOptions(inputs=[str(p) for p in paths], prices=PRICES, **options))
         results.append(data)
     return tuple(results)
@@ -557,7 +561,7 @@ def test_table_limits_hold_across_files(native, tmp_path: Path, monkeypatch: pyt
 
 def test_open_runs_of_an_agent_beyond_the_agent_limit(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """10,000 agents, then an LLM span of a new one: read in order it is "(other)"'s open run."""
-    from meta_supervisor.aggregates import MAX_AGENTS
+    from meta_supervisor.tally.bounds import MAX_AGENTS
 
     first = write(tmp_path, span_lines([_root(1 + i, f"agent{i}") for i in range(MAX_AGENTS)], per_line=500), "a.jsonl")
     llm = other_span(50_000, 2, "chat m", {S.GEN_AI_OPERATION_NAME: "chat", S.GEN_AI_AGENT_NAME: "newcomer", S.AGENT_RUN_ID: "r1"})
@@ -571,7 +575,7 @@ def test_a_declined_part_reports_its_bytes_once(native, tmp_path: Path, monkeypa
     path = write(tmp_path, [*lines_for(mixed_runs(50), per_line=1), "corrupt\n"])
     size = path.stat().st_size
     for mode in ("on", "off"):
-        monkeypatch.setenv(native_part.ENV, mode)
+        monkeypatch.setenv(native_core.ENV, mode)
         seen: list[tuple[int, int]] = []
         build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES, progress=lambda done, total, seen=seen: seen.append((done, total))))
         assert seen[-1] == (size, size), mode
@@ -581,10 +585,10 @@ def test_a_declined_part_reports_its_bytes_once(native, tmp_path: Path, monkeypa
 
 
 def test_bogus_mode_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setenv(native_part.ENV, "bogus")
+    monkeypatch.setenv(native_core.ENV, "bogus")
     with pytest.raises(ConfigError, match="ALPHATRACE_NATIVE"):
-        native_part.mode()
-    from meta_supervisor import report_cli
+        native_core.mode()
+    from meta_supervisor.cli import report as report_cli
 
     code = report_cli.main(["--input", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out"), "--no-state", "--quiet"])
     assert code == 2 and "ALPHATRACE_NATIVE='bogus'" in capsys.readouterr().err  # at start-up, before any reading
@@ -593,9 +597,9 @@ def test_bogus_mode_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 def test_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     for value, expected in [("", "auto"), ("auto", "auto"), (" ON ", "on"), ("Off", "off")]:
-        monkeypatch.setenv(native_part.ENV, value)
-        assert native_part.mode() == expected
-    monkeypatch.setenv(native_part.ENV, "off")
+        monkeypatch.setenv(native_core.ENV, value)
+        assert native_core.mode() == expected
+    monkeypatch.setenv(native_core.ENV, "off")
     assert native_part.read_part(Path("/nonexistent"), 0, None, OPTIONS) is None  # off: never used
 
 

@@ -1,7 +1,7 @@
 """The native core reads a whole-file zstd stream of JSON lines (``zstd+json-lines``) exactly as the
-Python reader (``trace_files._read_zstd``) does, or declines and the Python reader reads it.
+Python reader (``file_reader._read_zstd``) does, or declines and the Python reader reads it.
 
-Every file is read twice through the real entry point, ``trace_files.read_trace_file``: with the
+Every file is read twice through the real entry point, ``file_reader.read_trace_file``: with the
 core (``ALPHATRACE_NATIVE=on``) and without (``off``), and the two results are compared whole: the
 returned cursor (format, decompressed offset, records, partial tail, error) and a snapshot of the
 aggregator (``test_native_core.snapshot``: counts, fingerprints, closed runs, tallies, open runs,
@@ -26,14 +26,20 @@ import pytest
 import zstandard
 
 from bench import generate_workload
-from meta_supervisor import native_part, parallel_build
-from meta_supervisor.open_runs import MAX_OPEN_RUNS
-from meta_supervisor.parallel_build import PartResult
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
-from meta_supervisor.span_aggregator import SpanAggregator
-from meta_supervisor.trace_files import ENV_MAX_LINE, FileCursor, read_trace_file
-from meta_supervisor.trace_inputs import expected_spans
+from meta_supervisor import native_core
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build import merge
+from meta_supervisor.build import native_reader as native_part
+from meta_supervisor.build import parallel as parallel_build
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.file_reader import read_trace_file
+from meta_supervisor.build.options import BuildOptions
+from meta_supervisor.build.part_result import PartResult
+from meta_supervisor.reading.cursor import FileCursor
+from meta_supervisor.reading.formats import ENV_MAX_LINE
+from meta_supervisor.reading.inputs import expected_spans
+from meta_supervisor.tally.open_runs import MAX_OPEN_RUNS
+from meta_supervisor.tally.span_aggregator import SpanAggregator
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import lines_for
@@ -66,19 +72,19 @@ def aggregator_snapshot(aggregator: SpanAggregator, cursor: FileCursor) -> dict:
 
 
 class Spy:
-    """Records what ``parallel_build.read_native_zstd`` returned: a result (taken) or None (declined)."""
+    """Records what ``native_reader.read_native_zstd`` returned: a result (taken) or None (declined)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[int, bool]] = []  # (skip, taken)
-        original = parallel_build.read_native_zstd
+        original = native_part.read_native_zstd
 
         def recording(aggregator, path, skip, progress, line_offset):
             result = original(aggregator, path, skip, progress, line_offset)
-            if native_part.mode() != "off":  # only the reads with the core
+            if native_core.mode() != "off":  # only the reads with the core
                 self.calls.append((skip, result is not None))
             return result
 
-        monkeypatch.setattr(parallel_build, "read_native_zstd", recording)
+        monkeypatch.setattr(native_part, "read_native_zstd", recording)
 
 
 def read_both(
@@ -86,11 +92,11 @@ def read_both(
 ) -> tuple[dict, dict, list]:
     """(Python's snapshot, the core's snapshot, the core's calls) of ``read_trace_file(path, cursor)``
     into an aggregator whose tables are sized for ``expected`` spans (a build sizes them from
-    ``trace_inputs.expected_spans``; 0: the smallest tables, which the core grows out of)."""
+    ``inputs.expected_spans``; 0: the smallest tables, which the core grows out of)."""
     spy = Spy(monkeypatch)
     results = []
     for mode in ("off", "on"):
-        monkeypatch.setenv(native_part.ENV, mode)
+        monkeypatch.setenv(native_core.ENV, mode)
         prices, since_ns, until_ns, collect_signals, bound = options
         aggregator = SpanAggregator(
             prices, since_ns, until_ns, expected_spans=expected, collect_signals=collect_signals, max_open_runs=bound
@@ -120,8 +126,8 @@ def assert_declined_and_equal(monkeypatch: pytest.MonkeyPatch, path: Path, curso
 
 @pytest.fixture
 def native(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(native_part.ENV, raising=False)
-    if not native_part.available():
+    monkeypatch.delenv(native_core.ENV, raising=False)
+    if not native_core.available():
         pytest.fail("the native core is not installed: run make native")
 
 
@@ -173,7 +179,7 @@ def zfile(tmp_path: Path, blob: bytes, name: str = "traces.jsonl.zst") -> Path:
 def test_core_bundles_the_libzstd_of_python_zstandard(native) -> None:
     """The core reads zstd only with the same libzstd as python-zstandard (the same bytes out of a
     damaged stream); a new python-zstandard needs the core's zstd-sys pinned to match (Cargo.toml)."""
-    core = native_part.core()
+    core = native_core.core()
     assert tuple(core.zstd_version()) == tuple(zstandard.ZSTD_VERSION)
     assert native_part.same_zstd(core)
 
@@ -222,7 +228,7 @@ def test_tables_filled_in_place_or_grown_out_of_them(native, tmp_path: Path, mon
 
 
 def test_the_size_estimate_of_a_zstd_stream(tmp_path: Path) -> None:
-    """``trace_inputs.expected_spans`` of a zstd file: from the compressed bytes per span of its
+    """``inputs.expected_spans`` of a zstd file: from the compressed bytes per span of its
     start; a stream of no spans, or one that compresses beyond belief, gets no huge tables."""
     data = workload_lines(3000, tmp_path=tmp_path)
     path = zfile(tmp_path, zstandard.ZstdCompressor(level=3).compress(data))
@@ -418,7 +424,7 @@ def test_incremental_build_of_a_growing_zstd_file(native, tmp_path: Path, monkey
     reports: dict[str, list[dict]] = {}
     spy = Spy(monkeypatch)
     for mode in ("on", "off"):
-        monkeypatch.setenv(native_part.ENV, mode)
+        monkeypatch.setenv(native_core.ENV, mode)
         folder = tmp_path / "traces"  # the same paths both times: they are in the report
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
@@ -437,7 +443,7 @@ def test_incremental_build_of_a_growing_zstd_file(native, tmp_path: Path, monkey
     assert all(taken for _, taken in spy.calls) and len(spy.calls) == len(steps) and skips[0] == 0 and max(skips) > 0
     final = reports["off"][-1]
     assert final["inputs"]["spans"] > 600 and final["inputs"]["bad_lines"] == 0
-    monkeypatch.setenv(native_part.ENV, "off")
+    monkeypatch.setenv(native_core.ENV, "off")
     full = _report([tmp_path / "traces" / "traces.jsonl.zst"], None)
     assert {k: v for k, v in final.items() if k != "build"} == {k: v for k, v in full.items() if k != "build"}
 
@@ -457,7 +463,7 @@ def test_full_build_of_zstd_and_plain_files_together(native, tmp_path: Path, mon
         spy = Spy(monkeypatch)
         reports = []
         for mode in ("on", "off"):
-            monkeypatch.setenv(native_part.ENV, mode)
+            monkeypatch.setenv(native_core.ENV, mode)
             reports.append(_report([folder], None))
         assert reports[0] == reports[1]
         assert spy.calls == [(0, taken)]
@@ -477,7 +483,7 @@ class Split:
         monkeypatch.setattr(parallel_build, "ZSTD_SPLIT_AT", at)
         self.merges: list[bool] = []
         self.splits = 0
-        original_merge, original_split = parallel_build.merge_part, parallel_build.read_zstd_in_parallel
+        original_merge, original_split = merge.merge_part, parallel_build.read_zstd_in_parallel
 
         def merging(*args, **kwargs):
             accepted = original_merge(*args, **kwargs)
@@ -488,7 +494,7 @@ class Split:
             self.splits += 1
             return original_split(*args, **kwargs)
 
-        monkeypatch.setattr(parallel_build, "merge_part", merging)
+        monkeypatch.setattr(merge, "merge_part", merging)
         monkeypatch.setattr(parallel_build, "read_zstd_in_parallel", splitting)
 
 
@@ -496,7 +502,7 @@ def _build_both(monkeypatch: pytest.MonkeyPatch, paths: list[Path], workers: int
     """The report of a full build of ``paths`` with the core (``workers`` processes) and without."""
     reports = []
     for mode in ("on", "off"):
-        monkeypatch.setenv(native_part.ENV, mode)
+        monkeypatch.setenv(native_core.ENV, mode)
         data, _ = build_inputs(BuildOptions(inputs=[str(p) for p in paths], prices=PRICES, workers=workers))
         reports.append(build_report(data, PRICES, KillSwitchState(path="k"), NOW, market=MARKET))
     return reports[0], reports[1]

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor.open_runs import ENV_MAX_OPEN_RUNS
-from meta_supervisor.otlp_schema import request_decoder
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_markdown import render_markdown
-from meta_supervisor.report_model import KillSwitchState, build_report
-from meta_supervisor.span_aggregator import SpanAggregator
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
+from meta_supervisor.reading.otlp_schema import request_decoder
+from meta_supervisor.render.markdown import render_markdown
+from meta_supervisor.tally.open_runs import ENV_MAX_OPEN_RUNS
+from meta_supervisor.tally.span_aggregator import SpanAggregator
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import Llm, Run, llm_span, request, root_span
 
@@ -234,7 +235,7 @@ def test_root_first_file_without_totals_is_read_in_bounded_memory(tmp_path: Path
     _root_first_without_totals(trace)
     probe = (
         "import resource, sys\n"
-        "from meta_supervisor.report_cli import main\n"
+        "from meta_supervisor.cli.report import main\n"
         "code = main(sys.argv[1:])\n"
         # VmHWM, not RUSAGE_SELF: Linux carries ru_maxrss across exec, so that would include pytest's own
         "own = int(next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')).split()[1])\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alpha.records import RunRecord, SignalRecord
-from meta_supervisor.policy import (
+from meta_supervisor.supervisor.policy import (
     DEFAULT_POLICY_FILE,
     HOLD,
     KEEP,

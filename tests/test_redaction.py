@@ -131,8 +131,9 @@ def test_the_error_summary_keeps_identifiers_not_text():
 
 
 def test_the_report_and_its_state_redact_error_texts_from_files_written_by_older_versions():
-    from meta_supervisor.aggregates import AgentTally
-    from meta_supervisor.report_agents import agent_report, latency_summary
+    from meta_supervisor.assemble.agents import agent_report
+    from meta_supervisor.tally.aggregates import AgentTally
+    from meta_supervisor.tally.latency import latency_summary
     from services.pricing import PriceTable
 
     tally = AgentTally()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import report_cli
-from meta_supervisor.audit import append_audit
-from meta_supervisor.policy import Policy, decide_one
+from meta_supervisor.cli import report as report_cli
+from meta_supervisor.supervisor.audit import append_audit
+from meta_supervisor.supervisor.policy import Policy, decide_one
 from services.kill_switch import load_kill_entries, revive
 from tests.fixtures.report.otlp_builder import T0, Llm, Run, Signal, attrs, line, lines_for
 
@@ -229,7 +229,8 @@ def test_an_unreadable_audit_log_does_not_stop_the_report(tmp_path: Path) -> Non
 def test_a_build_with_nothing_new_reuses_the_scored_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from meta_supervisor import report_alpha, report_model
+    from meta_supervisor.assemble import alpha as report_alpha
+    from meta_supervisor.assemble import report as report_model
 
     first, out = build(tmp_path, "".join(lines_for(hand_made_runs())), "--state-dir", str(tmp_path / "state"))
     assert len(list((tmp_path / "state").glob("report-*.alpha.bin"))) == 1

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import report_cli
-from meta_supervisor.report_html import render_html
-from meta_supervisor.report_markdown import render_markdown
+from meta_supervisor.cli import report as report_cli
+from meta_supervisor.locations import PROJECT_ROOT
+from meta_supervisor.render.html import render_html
+from meta_supervisor.render.markdown import render_markdown
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
 from tests.test_report_golden import small_input
 
@@ -174,14 +175,14 @@ def test_pages_show_no_absolute_local_path(tmp_path: Path) -> None:
     assert report["alpha_quality"]["market_data"].startswith("/")
     for text in (md, page):
         assert str(tmp_path) not in text
-        assert str(report_cli.PROJECT_ROOT) not in text
+        assert str(PROJECT_ROOT) not in text
     assert "- traces.jsonl:3: not valid JSON" in md
     assert "Audit log: audit.jsonl." in page
     assert "Market data (what the signals are scored against): agents/data." in page  # inside the project: relative
 
 
 def test_short_path_is_relative_to_the_project_or_the_name_alone(tmp_path: Path) -> None:
-    from meta_supervisor.report_paths import PROJECT_ROOT, short_path
+    from meta_supervisor.render.paths import short_path
 
     assert short_path(str(PROJECT_ROOT / "telemetry" / "traces.jsonl")) == "telemetry/traces.jsonl"
     assert short_path(str(tmp_path / "prices")) == "prices"

@@ -17,8 +17,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
 from services.pricing import PriceTable
 
 FIXTURE = Path(__file__).parent / "fixtures" / "collector" / "traces.json.jsonl"

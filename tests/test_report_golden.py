@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import report_cli
-from meta_supervisor.report_model import percentile
+from meta_supervisor.assemble.report import percentile
+from meta_supervisor.cli import report as report_cli
 from tests.fixtures.report.otlp_builder import Llm, Run, line, lines_for, spans_of
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from meta_supervisor import report_cli
-from meta_supervisor.report_html import render_html
-from meta_supervisor.report_markdown import render_markdown
+from meta_supervisor.cli import report as report_cli
+from meta_supervisor.render.html import render_html
+from meta_supervisor.render.markdown import render_markdown
 from tests.fixtures.report.otlp_builder import Llm, Run, attrs, line, lines_for, request, spans_of
 
 NOW = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
@@ -242,7 +242,7 @@ def test_bad_price_table_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_too_many_agents_fold_into_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from meta_supervisor import span_aggregator
+    from meta_supervisor.tally import span_aggregator
 
     monkeypatch.setattr(span_aggregator, "MAX_AGENTS", 3)
     path = tmp_path / "traces.jsonl"
@@ -310,7 +310,7 @@ def test_a_run_longer_than_64_bits_of_nanoseconds_has_no_latency(tmp_path: Path)
 def test_zstd_bomb_is_one_bad_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import struct
 
-    from meta_supervisor import trace_reader
+    from meta_supervisor.reading import shapes as trace_reader
 
     monkeypatch.setattr(trace_reader, "MAX_FRAME", 1 << 20)
     bomb = zstandard.ZstdCompressor().compress(b"{" + b" " * (4 << 20))
@@ -326,7 +326,7 @@ def test_zstd_bomb_is_one_bad_record(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_integer_too_large_for_a_float_reads_as_no_number(tmp_path: Path) -> None:
     """A root's cost and a signal's prob_up and score written as integers beyond a float's range: the
     report and the supervisor's reader count the run, read the cost as absent and the signal as unusable."""
-    from meta_supervisor.trace_records import read_records
+    from meta_supervisor.build.run_records import read_records
 
     huge = 10**400
     run = Run("a", 1, llm=[Llm()], totals={"agent.run.cost_usd": huge}, as_of="2026-01-01", signals=[("AAA", "up"), ("BBB", "down")])

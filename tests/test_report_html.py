@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import report_cli
-from meta_supervisor.report_html import render_html
-from meta_supervisor.report_markdown import render_markdown
+from meta_supervisor.cli import report as report_cli
+from meta_supervisor.render.html import render_html
+from meta_supervisor.render.markdown import render_markdown
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
 
 HOSTILE = "<script>alert(1)</script>"
@@ -165,7 +165,7 @@ class Elements(HTMLParser):
 def test_progress_bar_only_on_a_terminal_and_after_a_moment() -> None:
     import io
 
-    from meta_supervisor.progress import ProgressBar
+    from meta_supervisor.cli.progress import ProgressBar
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor.report_build import BuildOptions, BuildStats, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions, BuildStats
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import Llm, Run, Signal, Tool, lines_for
@@ -326,7 +327,7 @@ def test_damaged_checkpoint_rebuilds_in_full(tmp_path: Path, damage: str) -> Non
 
 
 def test_crash_while_saving_leaves_the_previous_state_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from meta_supervisor import state_store
+    from meta_supervisor.build import state_store
 
     folder, state, _backup, active, lines = two_files(tmp_path)
     real = state_store.write_atomically
@@ -351,7 +352,7 @@ def test_crash_while_saving_leaves_the_previous_state_usable(tmp_path: Path, mon
 
 
 def test_state_of_an_older_format_is_rebuilt_and_removed(tmp_path: Path) -> None:
-    from meta_supervisor import state_store
+    from meta_supervisor.build import state_store
 
     folder, state, _active = one_file(tmp_path, workload(10))
     state.mkdir()
@@ -387,7 +388,7 @@ def test_state_is_per_options_and_survives_damage(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_incremental_with_parallel_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
-    from meta_supervisor import parallel_build
+    from meta_supervisor.build import parallel as parallel_build
 
     monkeypatch.setattr(parallel_build, "MIN_SPLIT_BYTES", 1)
     monkeypatch.setattr(parallel_build, "fork_is_safe", lambda: True)  # the child only reads and decodes
@@ -416,7 +417,7 @@ def test_state_of_unused_option_sets_is_pruned(tmp_path: Path) -> None:
     the set in use keeps its checkpoint."""
     import fcntl
 
-    from meta_supervisor import incremental_state
+    from meta_supervisor.build import incremental as incremental_state
 
     state = tmp_path / "state"
     keys = []

@@ -2,7 +2,7 @@
 the next build, and the next build's report equals a clean full build's.
 
 Each build runs in its own process, as ``build_meta_report.py`` does, with every file split across
-forked workers (``parallel_build.MIN_SPLIT_BYTES`` set to 1 in that process: the split point, not
+forked workers (``parallel.MIN_SPLIT_BYTES`` set to 1 in that process: the split point, not
 the file size, is what the test is about). The build to be killed reads everything (``--full``)
 after a few lines were appended, and is killed at a random moment of a clean build's duration, or
 (every other time) at a random moment while its workers read a part that takes them an hour; the
@@ -24,19 +24,20 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import report_cli
+from meta_supervisor.cli import report as report_cli
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = 30
 SPLIT_EVERYTHING = """
 import os, sys, time
-from meta_supervisor import parallel_build
+from meta_supervisor.build import parallel as parallel_build
+from meta_supervisor.build import parts
 parallel_build.MIN_SPLIT_BYTES = 1
 if os.environ.get("KILL_TEST_SLOW_WORKERS"):  # each worker reads for an hour, as on a very large file
-    read = parallel_build.read_part_any
-    parallel_build.read_part_any = lambda *args: (time.sleep(3600), read(*args))[1]
-from meta_supervisor.report_cli import main
+    read = parts.read_part
+    parts.read_part = lambda *args: (time.sleep(3600), read(*args))[1]
+from meta_supervisor.cli.report import main
 sys.exit(main(sys.argv[1:]))
 """
 NEXT_BUILD_SECONDS = 120  # far more than a build takes (about a second), even on a loaded machine

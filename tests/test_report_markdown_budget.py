@@ -1,4 +1,4 @@
-"""``meta_report.md`` as a GitHub pull-request comment: it always fits (``meta_supervisor.md_budget``),
+"""``meta_report.md`` as a GitHub pull-request comment: it always fits (``meta_supervisor.render.md_budget``),
 escaped first and cut after, with "… and N more" where a section is cut; ``@mentions``, issue
 references and bidirectional controls from span data are inert (in the HTML page too)."""
 
@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alpha.quality_render import BIDI_CONTROLS, md_escape
-from meta_supervisor import report_cli
-from meta_supervisor.md_budget import MAX_PAGE_CHARS, REST_IN, Section, fit_page, size
-from meta_supervisor.report_html import render_html
-from meta_supervisor.report_markdown import render_markdown
+from meta_supervisor.cli import report as report_cli
+from meta_supervisor.render.html import render_html
+from meta_supervisor.render.markdown import render_markdown
+from meta_supervisor.render.md_budget import MAX_PAGE_CHARS, REST_IN, Section, fit_page, size
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
 
 NOW = dt.datetime(2026, 1, 12, tzinfo=dt.UTC)

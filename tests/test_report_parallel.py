@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import parallel_build
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build import parallel as parallel_build
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.conftest import count_merges_of

@@ -19,8 +19,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import Llm, Run, Signal, Tool, request, spans_of

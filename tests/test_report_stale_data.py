@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from meta_supervisor import report_cli
+from meta_supervisor.cli import report as report_cli
 from tests.fixtures.report.otlp_builder import Run, lines_for
 
 NOW = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import report_cli
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
+from meta_supervisor.cli import report as report_cli
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
 
@@ -152,7 +153,7 @@ def test_an_unusable_state_folder_still_gives_the_report(
 def test_a_full_disk_while_saving_keeps_the_report_and_the_previous_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, fails: str
 ) -> None:
-    from meta_supervisor import state_store
+    from meta_supervisor.build import state_store
 
     traces = tmp_path / "traces.jsonl"
     (tmp_path / "traces-2026-01-01T00-00-00.000.jsonl").write_text("".join(lines(1, 10)))  # a checkpoint is written before the last file
@@ -207,7 +208,7 @@ def test_a_full_disk_while_saving_keeps_the_report_and_the_previous_state(
 def test_what_killed_saves_left_is_removed_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disk_full: bool) -> None:
     """Temp files and tables of generations no summary names (a build killed while saving) go before
     a new state is written, so they neither pile up nor keep a full disk full."""
-    from meta_supervisor import state_store
+    from meta_supervisor.build import state_store
 
     (tmp_path / "traces.jsonl").write_text("".join(lines(1, 5)))
     state = tmp_path / "state"
@@ -336,7 +337,8 @@ def test_a_checkpoint_further_than_the_state_after_it_is_not_used(tmp_path: Path
 def test_a_file_that_grew_while_it_was_read_is_continued_without_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The collector appends while a build reads: the build reads past the size it took first. Its
     state must still hold (offset <= size), so the next build continues it and warns of nothing."""
-    from meta_supervisor import trace_files, trace_inputs
+    from meta_supervisor.build import file_reader as trace_files
+    from meta_supervisor.reading import inputs as trace_inputs
 
     folder, state = tmp_path / "traces", tmp_path / "state"
     folder.mkdir()

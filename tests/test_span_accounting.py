@@ -131,7 +131,7 @@ class GatedFileExporter(GatedExporter):
 
 def write_report(tmp_path, trace_file):
     """The report of trace_file, without state or alpha quality; returns its output folder."""
-    from meta_supervisor import report_cli
+    from meta_supervisor.cli import report as report_cli
 
     out = tmp_path / "out"
     argv = ["--input", str(trace_file), "--out", str(out), "--no-state", "--quiet", "--kill-file", str(tmp_path / "k.json")]

@@ -17,12 +17,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from meta_supervisor import report_cli
-from meta_supervisor.fingerprints import content_check, span_entry, span_fingerprint
-from meta_supervisor.otlp_schema import Event, Span
-from meta_supervisor.report_build import BuildOptions, build_inputs
-from meta_supervisor.report_model import KillSwitchState, build_report
-from meta_supervisor.span_aggregator import SpanAggregator
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
+from meta_supervisor.cli import report as report_cli
+from meta_supervisor.reading.otlp_schema import Event, Span
+from meta_supervisor.tally.fingerprints import content_check, span_entry, span_fingerprint
+from meta_supervisor.tally.span_aggregator import SpanAggregator
 from services.pricing import PriceTable
 from tests.conftest import count_merges_of
 from tests.fixtures.report.otlp_builder import Llm, Run, line, lines_for, spans_of

@@ -46,7 +46,8 @@ def test_write_atomically_fsyncs_the_file_then_the_folder_after_the_rename(tmp_p
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
 def test_every_state_writer_uses_the_durable_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The report files and the report's incremental state go through the same write."""
-    from meta_supervisor import alpha_cache, report_outputs, state_store
+    from meta_supervisor.build import alpha_cache, state_store
+    from meta_supervisor.render import outputs as report_outputs
 
     assert report_outputs.write_atomically is state_store.write_atomically is alpha_cache.write_atomically
     assert report_outputs.write_atomically is state_files.write_atomically
@@ -104,7 +105,8 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path: Path) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
 def test_the_report_state_is_on_disk_before_the_summary_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every table of a new state is fsynced before its summary is written; the folder after that."""
-    from meta_supervisor.report_build import BuildOptions, build_inputs
+    from meta_supervisor.build.dispatch import build_inputs
+    from meta_supervisor.build.options import BuildOptions
     from services.pricing import PriceTable
     from tests.fixtures.report.otlp_builder import Run, lines_for
 

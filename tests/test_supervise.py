@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from meta_supervisor import supervise
-from meta_supervisor.audit import decisions_section, read_audit, render_decisions_html, render_decisions_markdown
-from meta_supervisor.policy import Policy, decide_one
+from meta_supervisor.assemble.decisions import decisions_section
+from meta_supervisor.cli import supervise
+from meta_supervisor.render.decisions import render_decisions_html, render_decisions_markdown
+from meta_supervisor.supervisor import actions
+from meta_supervisor.supervisor.audit import read_audit
+from meta_supervisor.supervisor.policy import Policy, decide_one
 from otel import semconv
 from otel.otlp_json import encode_attributes
 from services.agent_status import load_agent_status, set_agent_status
@@ -411,7 +414,7 @@ def test_concurrent_apply_and_manual_kills_never_lose_an_entry(tmp_path):
     def supervisor(i: int) -> None:
         barrier.wait()
         for j in range(15):
-            supervise.apply_retirements([retire_decision(f"policy-{i}-{j}")], Policy(), path, lambda: NOW)
+            actions.apply_retirements([retire_decision(f"policy-{i}-{j}")], Policy(), path, lambda: NOW)
 
     threads = [threading.Thread(target=person, args=(i,)) for i in range(4)] + [
         threading.Thread(target=supervisor, args=(i,)) for i in range(4)
@@ -437,7 +440,7 @@ def test_a_racing_revive_always_wins_over_the_policy(tmp_path):
 
         def policy(path=path, barrier=barrier) -> None:
             barrier.wait()
-            supervise.apply_retirements([retire_decision("x")], Policy(), path, lambda: NOW)
+            actions.apply_retirements([retire_decision("x")], Policy(), path, lambda: NOW)
 
         threads = [threading.Thread(target=person), threading.Thread(target=policy)]
         for t in threads:
@@ -489,7 +492,7 @@ def test_promotion_rechecks_a_persons_status_entry_under_the_lock(tmp_path):
     assert decision.action == "promote"
     path = tmp_path / "status.json"
     set_agent_status("x", "shadow", "wait", "frank", path=path)  # written after the decision was made
-    assert supervise.apply_promotions([decision], Policy(), path, lambda: NOW) == {
+    assert actions.apply_promotions([decision], Policy(), path, lambda: NOW) == {
         "x": "held: set to shadow by frank at " + load_agent_status(path)["x"].at
     }
     assert load_agent_status(path)["x"].by == "frank"
@@ -529,7 +532,7 @@ def test_reads_rotated_and_compressed_traces_like_one_file(world):
 
 
 def test_report_counts_decision_spans_apart_and_shows_the_hold(world, tmp_path):
-    from meta_supervisor import report_cli
+    from meta_supervisor.cli import report as report_cli
 
     revive("revived", "trust me", by="dave", path=world / "killed.json", now=lambda: NOW)
     code, _ = run_cli(["--apply"])  # no telemetry handed in: the spans go into the trace file itself

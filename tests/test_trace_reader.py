@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from meta_supervisor.agent_counts import with_deferred
-from meta_supervisor.otlp_proto import ProtoError, decode_request
-from meta_supervisor.span_aggregator import SpanAggregator
-from meta_supervisor.trace_files import read_trace_file
-from meta_supervisor.trace_reader import FORMAT_FRAMED, FORMAT_JSON_LINES, RecordDecoder, read_framed, read_json_lines, sniff
+from meta_supervisor.build.file_reader import read_trace_file
+from meta_supervisor.reading.otlp_proto import ProtoError, decode_request
+from meta_supervisor.reading.shapes import FORMAT_FRAMED, FORMAT_JSON_LINES, RecordDecoder, read_framed, read_json_lines, sniff
+from meta_supervisor.tally.agent_counts import with_deferred
+from meta_supervisor.tally.span_aggregator import SpanAggregator
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import Llm, Run, Signal, line, lines_for, request, spans_of
 
@@ -201,7 +201,7 @@ def test_json_lines_partial_tail_and_collector_two_writes(tmp_path: Path) -> Non
 
 
 def test_lines_longer_than_the_read_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from meta_supervisor import trace_reader
+    from meta_supervisor.reading import shapes as trace_reader
 
     monkeypatch.setattr(trace_reader, "BLOCK_SIZE", 1024)
     runs = [Run("a" * 3000, i, llm=[Llm()]) for i in range(1, 6)]

@@ -1,4 +1,4 @@
-//! The alpha events of a span (`meta_supervisor/alpha_events.py`): `alpha.signal` counted by symbol
+//! The alpha events of a span (`meta_supervisor/tally/alpha_events.py`): `alpha.signal` counted by symbol
 //! and direction and kept for scoring, `alpha.signal.invalid` counted by reason, kill-switch read
 //! errors counted. Part of `part::Aggregator`.
 

@@ -1,4 +1,4 @@
-//! The run join of `meta_supervisor/run_join.py` (each root's totals against its LLM spans, open runs
+//! The run join of `meta_supervisor/tally/consistency.py` (each root's totals against its LLM spans, open runs
 //! bounded and evicted) and the deferred calls of `agent_counts.py` (calls naming no agent, counted
 //! for their run's agent when its root is read), for `part::Aggregator`; each function says which
 //! Python function it follows.
@@ -11,7 +11,7 @@ use crate::values::{as_float, as_int, run_fingerprint};
 use pyo3::prelude::*;
 
 impl Aggregator<'_, '_> {
-    /// `RunJoin.bound_open_runs`: resolve the LLM-only runs opened since the last sweep whose run is
+    /// `ConsistencyCheck.bound_open_runs`: resolve the LLM-only runs opened since the last sweep whose run is
     /// closed, then evict the oldest open runs while more than `max_open_runs` are open.
     pub(crate) fn bound_open_runs(&mut self) -> R<()> {
         let mut new: Vec<(u64, String)> = self
@@ -38,7 +38,7 @@ impl Aggregator<'_, '_> {
         Ok(())
     }
 
-    /// `RunJoin._evict`.
+    /// `ConsistencyCheck._evict`.
     pub(crate) fn evict(&mut self, run_key: &str, entry: Entry) -> R<()> {
         let fp = run_fingerprint(run_key, &self.helpers)?;
         if entry.root.is_some() {
@@ -58,7 +58,7 @@ impl Aggregator<'_, '_> {
         Ok(())
     }
 
-    /// `RunJoin._settle`: an LLM-only open run whose run is closed is resolved.
+    /// `ConsistencyCheck._settle`: an LLM-only open run whose run is closed is resolved.
     pub(crate) fn settle_one(&mut self, run_key: &str) -> R<()> {
         let fp = run_fingerprint(run_key, &self.helpers)?;
         let state = self.closed.get(fp);
@@ -103,7 +103,7 @@ impl Aggregator<'_, '_> {
         }
     }
 
-    /// `RunJoin._run_agent`: the agent of a run for a call that names none: its root's when the root
+    /// `ConsistencyCheck._run_agent`: the agent of a run for a call that names none: its root's when the root
     /// was read ("(unknown agent)" when the closed run does not record it), None when not yet.
     pub(crate) fn run_agent(&self, run_key: &str) -> R<Option<String>> {
         if let Some(entry) = self.pending.get(run_key) {
@@ -121,7 +121,7 @@ impl Aggregator<'_, '_> {
         }))
     }
 
-    /// `RunJoin._defer`: a tool call that names no agent waits in its run's open entry.
+    /// `ConsistencyCheck._defer`: a tool call that names no agent waits in its run's open entry.
     pub(crate) fn defer(&mut self, run_key: &str, trace_id: &str, run_id: &str, record: Deferred) {
         match self.pending.get_mut(run_key) {
             Some(entry) => entry.deferred.get_or_insert_with(Vec::new).push(record),
@@ -196,7 +196,7 @@ impl Aggregator<'_, '_> {
         Ok(())
     }
 
-    /// `RunJoin._root_of_closed_run`: a second root, or the root of a run whose LLM spans were evicted.
+    /// `ConsistencyCheck._root_of_closed_run`: a second root, or the root of a run whose LLM spans were evicted.
     pub(crate) fn root_of_closed_run(&mut self, fp: u64, index: usize, run_key: &str, killed: bool) -> R<()> {
         if self.closed.get(fp) != EVICTED_STATE {
             self.inputs.duplicate_run_roots += 1;
@@ -222,7 +222,7 @@ impl Aggregator<'_, '_> {
             .extract()?)
     }
 
-    /// `RunJoin._close`: a run whose root came first, now that its last LLM span is here.
+    /// `ConsistencyCheck._close`: a run whose root came first, now that its last LLM span is here.
     pub(crate) fn close(&mut self, run_key: &str) -> R<()> {
         let entry = self.pending.remove(run_key).unwrap();
         let fp = run_fingerprint(run_key, &self.helpers)?;
@@ -242,7 +242,7 @@ impl Aggregator<'_, '_> {
         Ok(())
     }
 
-    /// `run_join._root_totals`.
+    /// `consistency._root_totals`.
     pub(crate) fn root_totals(&self, attrs: &Attrs) -> R<Option<Root>> {
         let Some(calls) = as_int(attrs[A_RUN_CALLS], &self.helpers)? else {
             return Ok(None);
@@ -258,7 +258,7 @@ impl Aggregator<'_, '_> {
         }))
     }
 
-    /// `RunJoin._join_root` (its general path, which its fast path agrees with).
+    /// `ConsistencyCheck._join_root` (its general path, which its fast path agrees with).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn join_root(&mut self, index: usize, trace_id: &str, attrs: &Attrs, run_key: &str, run_id: &str, killed: bool) -> R<()> {
         if let Some(records) = self.pending.get_mut(run_key).and_then(|entry| entry.deferred.take()) {

@@ -1,5 +1,5 @@
 //! Spans that are not alphatrace's own but follow the GenAI conventions
-//! (`meta_supervisor/genai_spans.py`): what a span is, the names read from it, and tool calls
+//! (`meta_supervisor/tally/genai_spans.py`): what a span is, the names read from it, and tool calls
 //! (`tool_tallies.add_tool_call`). Part of `part::Aggregator`.
 
 use crate::part::{

@@ -1,9 +1,9 @@
 //! alphatrace_native: the compiled reader of one part of a collector JSON-lines trace file.
 //!
-//! `read_part` reads bytes `[start, stop)` the way `meta_supervisor.trace_reader.read_json_lines`
-//! does and aggregates the spans the way `meta_supervisor.span_aggregator.SpanAggregator` does
-//! (`part.rs`), and returns plain Python data that `meta_supervisor/native_part.py` turns into the
-//! same `PartResult` as `parallel_build.read_part_python`. On input it does not read exactly as
+//! `read_part` reads bytes `[start, stop)` the way `meta_supervisor.reading.shapes.read_json_lines`
+//! does and aggregates the spans the way `meta_supervisor.tally.span_aggregator.SpanAggregator` does
+//! (`part.rs`), and returns plain Python data that `meta_supervisor/build/native_reader.py` turns into the
+//! same `PartResult` as `parallel.read_part_python`. On input it does not read exactly as
 //! Python does, it returns the reason as a string instead, and the Python reader reads the part.
 //! `zstd_lines::read_zstd_part` feeds the same line loop from a whole-file zstd stream.
 
@@ -40,7 +40,7 @@ fn decode(line: &[u8]) -> serde_json::Result<schema::Request<'_>> {
     }
 }
 
-/// `trace_reader.without_bom`: a line's JSON starts after a UTF-8 byte order mark.
+/// `shapes.without_bom`: a line's JSON starts after a UTF-8 byte order mark.
 fn without_bom(line: &[u8]) -> &[u8] {
     line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line)
 }
@@ -343,8 +343,8 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
 /// `tables`, when given, are the slots of an empty `FingerprintSet` and the keys and states of an
 /// empty `FingerprintMap` (the build's own, sized for the whole file): they are filled in place
 /// instead of returned. After a decline they hold whatever was read before it. Otherwise the part's
-/// own tables are sized for `expected_spans` (`trace_inputs.expected_spans`; without it they grow).
-/// `max_line` is the Python reader's line cap (`trace_reader.max_line_bytes`); `max_open_runs` the
+/// own tables are sized for `expected_spans` (`inputs.expected_spans`; without it they grow).
+/// `max_line` is the Python reader's line cap (`shapes.max_line_bytes`); `max_open_runs` the
 /// open-run bound (`open_runs.max_open_runs`).
 #[pyfunction]
 #[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs))]

@@ -1,4 +1,4 @@
-//! The per-span logic of `meta_supervisor/span_aggregator.py` and `alpha_events.py` (the run join is
+//! The per-span logic of `meta_supervisor/tally/span_aggregator.py` and `alpha_events.py` (the run join is
 //! in `join.rs`, other instrumentations' spans in `kinds.rs`), for one part of a file, with the same
 //! results.
 //!
@@ -42,7 +42,7 @@ pub fn decline<T>(why: &str) -> R<T> {
     Err(Stop::Decline(why.to_string()))
 }
 
-// --- constants (otel/semconv.py, meta_supervisor/aggregates.py) ------------------------------------
+// --- constants (otel/semconv.py, meta_supervisor/tally/aggregates.py) ------------------------------------
 
 pub const TOP_K: usize = 5;
 pub(crate) const MAX_LABEL: usize = 200;
@@ -70,7 +70,7 @@ pub(crate) const AGENT_INDEX_UNKNOWN: usize = 63;
 /// `Entry.agent` of an open run made by calls that name no agent: "(unknown agent)", whose tally is
 /// only made when something is counted for it
 pub(crate) const NO_AGENT: usize = usize::MAX;
-/// `run_join.EVICTED_STATE`: code RUN_EVICTED (0) with the unknown agent index
+/// `consistency.EVICTED_STATE`: code RUN_EVICTED (0) with the unknown agent index
 pub(crate) const EVICTED_STATE: u8 = (AGENT_INDEX_UNKNOWN as u8) << 2;
 /// `open_runs.SWEEP_EVERY`
 pub(crate) const SWEEP_EVERY: usize = 4_096;
@@ -341,7 +341,7 @@ impl<'py, 't> Aggregator<'py, 't> {
         index
     }
 
-    /// `RunJoin._closed_state` of the agent with this index.
+    /// `ConsistencyCheck._closed_state` of the agent with this index.
     pub(crate) fn closed_state(index: usize, code: u8) -> u8 {
         code | ((index.min(AGENT_INDEX_UNKNOWN) as u8) << 2)
     }

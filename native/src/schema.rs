@@ -1,6 +1,6 @@
 //! The OTLP/JSON shapes the report reads, as serde types borrowing from the line.
 //!
-//! They mirror `meta_supervisor/otlp_schema.py` (the msgspec structs) but accept a strict subset of
+//! They mirror `meta_supervisor/reading/otlp_schema.py` (the msgspec structs) but accept a strict subset of
 //! what msgspec accepts: a duplicate key, an integer given as a float, an integer beyond 64 bits, a
 //! `null` where msgspec wants a value, are errors here. An error makes the caller decline the part
 //! (the Python reader then reads it), so being stricter never changes a report.

@@ -1,4 +1,4 @@
-//! The loops of `meta_supervisor/fingerprints.py` over whole tables, worked on in place in the
+//! The loops of `meta_supervisor/tally/fingerprints.py` over whole tables, worked on in place in the
 //! Python arrays (an array('Q') of slots, linear probing from fp % size, or from the id part of a
 //! span entry for the span set, 0 empty, 1 deleted; the
 //! caller makes room first, so no insert here fills a table beyond its load limit), and an in-place

@@ -1,5 +1,5 @@
-//! The mergeable tallies of `meta_supervisor/aggregates.py` (per agent, per input), the signal store
-//! of `signal_store.py` and the open runs of `run_join.py`, as the core builds them for one part.
+//! The mergeable tallies of `meta_supervisor/tally/aggregates.py` (per agent, per input), the signal store
+//! of `signal_store.py` and the open runs of `tally/consistency.py`, as the core builds them for one part.
 
 use crate::part::{MAX_DISTINCT, OTHER_LABEL, TOP_K};
 use crate::tables::Ordered;
@@ -150,7 +150,7 @@ pub struct Tally {
     pub signals: Option<Store>,
 }
 
-/// The root's totals (`run_join._root_totals`): calls, then input, output, cached input tokens,
+/// The root's totals (`consistency._root_totals`): calls, then input, output, cached input tokens,
 /// cost and unpriced calls, each None when absent or unreadable.
 #[derive(Clone, Copy)]
 pub struct Root {

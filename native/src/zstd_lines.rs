@@ -1,9 +1,9 @@
-//! A whole-file zstd stream of JSON lines (`trace_files._read_zstd`, format `zstd+json-lines`):
+//! A whole-file zstd stream of JSON lines (`file_reader._read_zstd`, format `zstd+json-lines`):
 //! decompressed on a thread of its own into a bounded channel while the calling thread reads the
 //! lines and aggregates them (`read_lines`, the same loop as for a plain file), so decompression
 //! and parsing overlap: the stream is read about as fast as the same lines uncompressed. A part of
 //! the stream can be read (`Window`): two processes read one large stream at once, each its part
-//! (`parallel_build.read_zstd_in_parallel`).
+//! (`parallel.read_zstd_in_parallel`).
 //!
 //! What the Python reader does, and so this does too:
 //!
@@ -80,7 +80,7 @@ fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// Which bytes of the decompressed stream the reader gets: from byte `skip` (`align`: from the first
 /// line start at or after it), to the end, or (`stop`) to the first line start at or after `stop`.
 /// A stream cut at a line start by `stop` in one process and started there by `align` in another
-/// (`parallel_build.read_zstd_in_parallel`) is read in two parts that meet exactly.
+/// (`parallel.read_zstd_in_parallel`) is read in two parts that meet exactly.
 #[derive(Clone, Copy)]
 struct Window {
     skip: u64,
@@ -205,7 +205,7 @@ fn read_stream(agg: &mut Aggregator, file: File, window: Window, progress: Optio
 }
 
 /// Read the zstd stream of JSON lines in `path` from decompressed byte `skip` (what earlier builds
-/// read) to its end, as `trace_files._read_zstd` does after skipping. Returns the same dict as
+/// read) to its end, as `file_reader._read_zstd` does after skipping. Returns the same dict as
 /// `read_part` (consumed: decompressed bytes after `skip`), or a string: why the part was declined
 /// (read it with the Python reader).
 ///
@@ -268,7 +268,7 @@ pub fn read_zstd_part<'py>(
 }
 
 /// The version of the bundled libzstd, as `zstandard.ZSTD_VERSION` gives python-zstandard's: the
-/// core reads zstd only when the two are the same library (`native_part.read_zstd_part`).
+/// core reads zstd only when the two are the same library (`native_reader.read_zstd_part`).
 #[pyfunction]
 pub fn zstd_version() -> (u32, u32, u32) {
     let n = zstd::zstd_safe::version_number();

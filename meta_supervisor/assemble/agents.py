@@ -1,0 +1,339 @@
+"""The per-agent section of the report, and the number formatting every section shares.
+
+Pure functions of an agent's tally: latencies (percentiles by linear interpolation, numpy's
+default), LLM calls and cost by model (priced from integer token sums, so the total does not depend
+on the order spans were read in; cached input tokens at the cached rate; simulated calls never
+priced; a model missing from the price table makes its calls unpriced, never $0), alpha signals,
+kill-switch state, slowest and failing runs with Jaeger links, the consistency check, the days, LLM
+calls per operation and tool calls per tool (``tool_tallies.tool_report``). A
+failing run's error type and message go through ``otel.redaction.redact``: a trace file written by an
+older version or another process may still hold an API key, and the report is published.
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from meta_supervisor.tally.aggregates import AgentTally, note_mismatch
+from meta_supervisor.tally.bounds import (
+    CONSISTENT,
+    DAY_ALPHA,
+    DAY_ALPHA_INVALID,
+    DAY_ERROR,
+    DAY_KILLED,
+    DAY_OK,
+    LLM_CACHED,
+    LLM_CALLS,
+    LLM_ERRORS,
+    LLM_IN,
+    LLM_OUT,
+    MISMATCHED,
+    UNCHECKED,
+)
+from meta_supervisor.tally.tool_tallies import tool_report
+from otel import semconv
+from otel.redaction import redact
+from services.pricing import format_usd
+
+TOP_REASONS = 20
+
+
+def is_killed(entry: Any) -> bool:
+    """A kill-switch entry stops its agent unless it records a person's revive (``state: revived``)."""
+    return bool(getattr(entry, "killed", True))
+
+
+UNKNOWN_DATE = "unknown"
+ELLIPSIS = "\u2026"
+
+
+def ms(nanoseconds: float | None) -> float | None:
+    return None if nanoseconds is None else round(nanoseconds / 1e6, 3)
+
+
+def usd(amount: float) -> float:
+    return float(round(amount, 8))
+
+
+def iso_time(nanoseconds: int) -> str | None:
+    if not nanoseconds or nanoseconds <= 0:
+        return None
+    try:
+        moment = dt.datetime.fromtimestamp(nanoseconds // 1_000_000_000, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    micros = (nanoseconds // 1000) % 1_000_000
+    return moment.replace(microsecond=micros).isoformat().replace("+00:00", "Z")
+
+
+def iso_day(day_index: int) -> str:
+    if day_index <= 0:
+        return UNKNOWN_DATE
+    try:
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=day_index)).isoformat()
+    except OverflowError:
+        return UNKNOWN_DATE
+
+
+_URL_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def url_segment(text: str) -> str:
+    """Percent-encode ``text`` as one URL path segment (``urllib.parse.quote(text, safe='')``)."""
+    return "".join(chr(b) if b in _URL_SAFE else f"%{b:02X}" for b in text.encode("utf-8", "surrogatepass"))
+
+
+def jaeger_link(base_url: str, trace_id: str) -> str:
+    return f"{base_url.rstrip('/')}/trace/{url_segment(trace_id)}"
+
+
+def rate(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 6)
+
+
+def window_text(window: Mapping[str, Any]) -> str:
+    """The report's windows as the pages say them: "all time", "2026-01-01T00:00:00+00:00 to now",
+    then "as-of 2017-03-01 to 2017-03-31" when an as-of window is set. Plain text: the page escapes it."""
+    since, until = window["since"], window["until"]
+    text = "all time" if not (since or until) else f"{since or ELLIPSIS} to {until or 'now'}"
+    first, last = window.get("as_of_since"), window.get("as_of_until")
+    if first or last:
+        text += f"; as-of days {first or ELLIPSIS} to {last or 'the last'}"
+    return text
+
+
+def error_text(run: Mapping[str, Any]) -> str:
+    """A failing run's error as the pages show it: ``RuntimeError: boom``, its type said once (the
+    status message of an exception recorded by the SDK starts with the type already)."""
+    error_type, message = run["error_type"] or "", run["message"] or ""
+    if not error_type or message.startswith(error_type):
+        return message or error_type
+    return f"{error_type}: {message}" if message else error_type
+
+
+def priced_sum(costs: Iterable[float | None]) -> float | None:
+    """The sum of the costs that were priced; ``None`` when none was (never a $0 for unpriced calls)."""
+    priced = [cost for cost in costs if cost is not None]
+    return usd(sum(priced)) if priced else None
+
+
+def cost_text(figures: Mapping[str, Any]) -> str:
+    """An agent's (or the fleet's) LLM cost as the pages show it: the priced cost
+    (``services.pricing.format_usd``), then what it leaves out, "unpriced (model, ...)" and
+    "simulated, not priced"; "–" without LLM calls. Plain text: the page escapes it."""
+    parts = [] if figures["cost_usd"] is None else [format_usd(figures["cost_usd"])]
+    if figures["unpriced_llm_calls"]:
+        parts.append(f"unpriced ({', '.join(figures['unpriced_models'])})")
+    if figures["simulated_llm_calls"]:
+        parts.append("simulated, not priced")
+    return " + ".join(parts) or "\u2013"
+
+
+def llm_calls_text(figures: Mapping[str, Any]) -> str:
+    """An agent's (or the fleet's) LLM calls as the pages show them: ``8``, or with its operations when
+    any is not a chat: ``4 (chat 3, embeddings 1)``. Plain text: the page escapes it."""
+    operations = figures["llm_operations"]
+    count = f"{figures['llm_calls']:,}"
+    if set(operations) <= {semconv.OPERATION_CHAT}:
+        return count
+    return f"{count} ({', '.join(f'{operation} {calls:,}' for operation, calls in operations.items())})"
+
+
+# --- per agent --------------------------------------------------------------------------------------
+
+
+def _latency_fields(summary: Mapping[str, Any]) -> dict[str, Any]:
+    count = summary["count"]
+    return {
+        "avg_latency_ms": ms(summary["sum_ns"] / count) if count else None,
+        "p50_latency_ms": ms(summary["p50_ns"]),
+        "p95_latency_ms": ms(summary["p95_ns"]),
+        "p99_latency_ms": ms(summary["p99_ns"]),
+        "max_latency_ms": ms(summary["max_ns"]),
+    }
+
+
+def _models(tally: AgentTally, prices) -> tuple[dict[str, dict[str, Any]], dict[int, float]]:
+    """Per model (sorted by name): calls and tokens, and the priced cost; also cost per day."""
+    models: dict[str, dict[str, Any]] = {}
+    token_sums: dict[str, list[int]] = {}  # model -> priced [uncached, cached, out] (non-simulated)
+    day_tokens: dict[tuple[int, str], list[int]] = {}
+    for (day, model, simulated), counts in tally.day_models.items():
+        entry = models.setdefault(
+            model,
+            {
+                "calls": 0,
+                "simulated_calls": 0,
+                "errors": 0,
+                "tokens_in": 0,
+                "tokens_out": 0,
+                "tokens_cached": 0,
+                "cost_usd": None,
+                "priced": None,
+            },
+        )
+        entry["calls"] += counts[LLM_CALLS]
+        entry["errors"] += counts[LLM_ERRORS]
+        entry["tokens_in"] += counts[LLM_IN]
+        entry["tokens_out"] += counts[LLM_OUT]
+        entry["tokens_cached"] += counts[LLM_CACHED]
+        if simulated:
+            entry["simulated_calls"] += counts[LLM_CALLS]
+        else:
+            sums = token_sums.setdefault(model, [0, 0, 0])
+            per_day = day_tokens.setdefault((day, model), [0, 0, 0])
+            for target in (sums, per_day):
+                target[0] += counts[LLM_IN]
+                target[1] += counts[LLM_CACHED]
+                target[2] += counts[LLM_OUT]
+    for model, (tokens_in, cached, tokens_out) in token_sums.items():
+        cost = prices.cost(model, tokens_in, tokens_out, cached) if prices is not None else None
+        models[model]["priced"] = cost is not None
+        models[model]["cost_usd"] = None if cost is None else usd(cost)
+    day_cost: dict[int, float] = {}
+    for (day, model), (tokens_in, cached, tokens_out) in sorted(day_tokens.items()):
+        cost = prices.cost(model, tokens_in, tokens_out, cached) if prices is not None else None
+        if cost is not None:
+            day_cost[day] = day_cost.get(day, 0.0) + cost
+    return dict(sorted(models.items())), day_cost
+
+
+def agent_report(
+    name: str,
+    tally: AgentTally,
+    latency: Mapping[str, Any],
+    prices,
+    kill_entry: Any,
+    kill_known: bool,
+    jaeger_url: str,
+    orphans: int,
+    extra_mismatches: list[tuple],
+) -> dict[str, Any]:
+    outcomes = dict(sorted(tally.outcomes.items()))
+    ok = outcomes.get("ok", 0)
+    errors = outcomes.get("error", 0)
+    runs = ok + errors
+    models, day_cost = _models(tally, prices)
+    tools = tool_report(tally.tools)
+    llm_calls = sum(m["calls"] for m in models.values())
+    simulated_calls = sum(m["simulated_calls"] for m in models.values())
+    unpriced_models = sorted(name for name, m in models.items() if m["priced"] is False)
+    unpriced_calls = sum(models[m]["calls"] - models[m]["simulated_calls"] for m in unpriced_models)
+    tokens_in = sum(m["tokens_in"] for m in models.values())
+    tokens_out = sum(m["tokens_out"] for m in models.values())
+    cost = priced_sum(m["cost_usd"] for m in models.values())
+    alpha_by_symbol: dict[str, dict[str, int]] = {}
+    for (symbol, direction), count in sorted(tally.alpha.items()):
+        alpha_by_symbol.setdefault(symbol, {})[direction] = count
+    alpha_signals = sum(tally.alpha.values())
+    invalid = sum(tally.invalid_reasons.values())
+    reasons = sorted(tally.invalid_reasons.items(), key=lambda item: (-item[1], item[0]))
+    consistency = list(tally.consistency)
+    mismatches = list(tally.mismatches)
+    for trace_id, run_id, detail in extra_mismatches:
+        consistency[MISMATCHED] += 1
+        note_mismatch(mismatches, trace_id, run_id, detail)
+    entry = kill_entry if kill_known else None
+    killed = entry is not None and is_killed(entry)
+    days = []
+    for day in sorted(set(tally.day_runs) | {d for d, _, _ in tally.day_models}):
+        row = tally.day_runs.get(day, [0, 0, 0, 0, 0])
+        calls = sum(c[LLM_CALLS] for (d, _, _), c in tally.day_models.items() if d == day)
+        days.append(
+            {
+                "date": iso_day(day),
+                "runs": row[DAY_OK] + row[DAY_ERROR],
+                "errors": row[DAY_ERROR],
+                "skipped_killed": row[DAY_KILLED],
+                "llm_calls": calls,
+                "cost_usd": usd(day_cost.get(day, 0.0)),
+                "alpha_signals": row[DAY_ALPHA],
+                "invalid_signals": row[DAY_ALPHA_INVALID],
+            }
+        )
+    as_of_days = [
+        {"date": iso_day(day), "runs": row[DAY_OK] + row[DAY_ERROR], "errors": row[DAY_ERROR], "skipped_killed": row[DAY_KILLED]}
+        for day, row in sorted(tally.asof_runs.items())
+    ]
+    report = {
+        "runs": runs,
+        "errors": errors,
+        "error_rate": rate(errors, runs),
+        "skipped_killed": outcomes.get(semconv.OUTCOME_KILLED, 0),
+        "skipped_stale_data": outcomes.get(semconv.OUTCOME_STALE_DATA, 0),
+        "outcomes": outcomes,
+        "runs_without_outcome": tally.outcome_missing,
+        **_latency_fields(latency),
+        "runs_without_latency": tally.bad_durations,
+        "llm_calls": llm_calls,
+        "llm_errors": sum(m["errors"] for m in models.values()),
+        "simulated_llm_calls": simulated_calls,
+        "unpriced_llm_calls": unpriced_calls,
+        "unpriced_models": unpriced_models,
+        "tokens_in": tokens_in,
+        "tokens_out": tokens_out,
+        "tokens_cached": sum(m["tokens_cached"] for m in models.values()),
+        "tokens": tokens_in + tokens_out,
+        "bad_token_values": tally.bad_token_values,
+        "cost_usd": cost,
+        "models": models,
+        "llm_operations": dict(sorted(tally.llm_operations.items())),
+        "tool_calls": sum(t["calls"] for t in tools.values()),
+        "tool_errors": sum(t["errors"] for t in tools.values()),
+        "tools": tools,
+        "alpha_signals": alpha_signals,
+        "alpha_by_symbol": alpha_by_symbol,
+        "invalid_signals": invalid,
+        "invalid_signal_reasons": dict(reasons[:TOP_REASONS]),
+        "first_run_at": iso_time(tally.first_start_ns),
+        "last_run_at": iso_time(tally.last_start_ns),
+        "killed": killed if kill_known else None,
+        "kill_reason": entry.reason if killed else None,
+        "killed_by": entry.by if killed else None,
+        "killed_at": entry.at if killed else None,
+        "kill_switch_entry": None
+        if entry is None
+        else {"state": getattr(entry, "state", "killed"), "reason": entry.reason, "by": entry.by, "at": entry.at},
+        "last_skip_reason": tally.last_kill[1] if tally.last_kill else None,
+        "last_skip_at": iso_time(tally.last_kill[0]) if tally.last_kill else None,
+        "kill_switch_errors_seen": tally.kill_switch_errors,
+        "slowest_runs": [
+            {
+                "trace_id": trace_id,
+                "run_id": run_id,
+                "latency_ms": ms(latency),
+                "started_at": iso_time(start),
+                "jaeger_url": jaeger_link(jaeger_url, trace_id),
+            }
+            for latency, trace_id, run_id, start in sorted(tally.slowest, key=lambda item: (-item[0], item[1]))
+        ],
+        "failing_runs": [
+            {
+                "trace_id": trace_id,
+                "run_id": run_id,
+                "error_type": redact(error_type),
+                "message": redact(message),
+                "started_at": iso_time(start),
+                "jaeger_url": jaeger_link(jaeger_url, trace_id),
+            }
+            for start, trace_id, run_id, error_type, message in sorted(tally.failing, key=lambda item: (-item[0], item[1]))
+        ],
+        "consistency": {
+            "checked": consistency[CONSISTENT] + consistency[MISMATCHED],
+            "consistent": consistency[CONSISTENT],
+            "mismatched": consistency[MISMATCHED],
+            "unchecked": consistency[UNCHECKED],
+            "orphan_llm_spans": orphans,
+            "mismatch_examples": [
+                {"trace_id": trace_id, "run_id": run_id, "detail": detail, "jaeger_url": jaeger_link(jaeger_url, trace_id)}
+                for trace_id, run_id, detail in mismatches
+            ],
+        },
+        "days": days,
+        "as_of_days": as_of_days,
+    }
+    return report

@@ -1,0 +1,74 @@
+"""A cache of the ``alpha_quality`` section beside the incremental state, for builds with nothing new.
+
+Scoring reads the market data and computes forward returns and rank correlations: a fraction of a
+second on a year of signals, most of a build that finds nothing new to read. The section is a pure
+function of the kept signals and costs (fixed by the saved state's generation: a new generation is
+written whenever anything new was read), the market data (each CSV's name, size and modification
+time), ``today`` and the scoring code's version, so it is kept in
+``report-<key>-<generation>.alpha.bin`` (JSON, despite the name: the state's own clean-up removes it
+with the generation it belongs to) under a digest of all of that, and reused when the digest matches.
+Any doubt (no state, unknown market data, unreadable or other digest) means computing it again.
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from meta_supervisor.blake2 import blake2b
+from services.state_files import write_atomically
+
+CACHE_VERSION = 2  # 2: the HAC t-stats. Bump whenever the section's computation changes
+
+
+def market_fingerprint(market: Any) -> list | None:
+    """(name, size, mtime) of every CSV the market data reads; None when it is not a folder of CSVs."""
+    folder = getattr(market, "folder", None)
+    if folder is None:
+        return None
+    try:
+        with os.scandir(folder) as entries:
+            files = sorted((entry.name, entry.stat()) for entry in entries if entry.name.endswith(".csv"))
+    except OSError:
+        return None
+    return [str(folder), *([name, stat.st_size, stat.st_mtime_ns] for name, stat in files)]
+
+
+def cache_key(state: str, market: Any, today: dt.date, as_of: tuple = (None, None)) -> str | None:
+    """``as_of``: the as-of window the signals are scored in (first, last day or None)."""
+    fingerprint = market_fingerprint(market)
+    if not state or fingerprint is None:
+        return None
+    window = [day.isoformat() if day else None for day in as_of]
+    material = json.dumps([CACHE_VERSION, state, fingerprint, today.isoformat(), *([window] if any(as_of) else [])])
+    return blake2b(material.encode(), digest_size=16).hexdigest()
+
+
+def _path(state_dir: Path, state: str) -> Path:
+    return Path(state_dir) / f"report-{state}.alpha.bin"
+
+
+def load(state_dir: Path | None, state: str, key: str | None) -> dict | None:
+    if state_dir is None or key is None:
+        return None
+    try:
+        data = json.loads(_path(state_dir, state).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("section"), dict):
+        return None
+    return data["section"]
+
+
+def save(state_dir: Path | None, state: str, key: str | None, section: dict | None) -> None:
+    if state_dir is None or key is None or section is None:
+        return
+    try:
+        write_atomically(_path(state_dir, state), json.dumps({"key": key, "section": section}, separators=(",", ":")))
+    except OSError:
+        pass  # only a cache

@@ -1,0 +1,79 @@
+"""The merge rules of a part read apart: accepted only when it equals reading the part in order.
+
+A part (``PartResult``, from a forked child or the native core) is merged into the build's
+aggregator only if no span of the part was seen before (a retried batch across the cut), no run of
+the part was already closed or waiting in a way a join could not reproduce, and no bounded table
+would pass its limit (``within_limits``); otherwise nothing changes and the caller reads the part
+again in order. The tallies themselves are added by the aggregator (``SpanAggregator.add_tallies``).
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+from meta_supervisor.build.part_result import PartResult
+from meta_supervisor.tally.bounds import MAX_AGENTS, MAX_DISTINCT, MAX_OUTCOMES, MAX_PROCESSES, MAX_REASONS, P_ROOT
+from meta_supervisor.tally.fingerprints import run_fingerprint
+from meta_supervisor.tally.span_aggregator import SpanAggregator
+
+
+def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, line_offset: int) -> bool:
+    """Merge a part read apart (in a child, or by the native core) into ``aggregator`` if that equals
+    reading it here in order; else change nothing."""
+    state = part.aggregator_state
+    inputs, agents, agent_order, pending = pickle.loads(state) if isinstance(state, bytes) else state
+    part.aggregator_state = b""  # its objects are out: the bytes need not stay (peak RSS)
+    closed = aggregator.closed_runs
+    # runs: the part's closed runs must be unknown here, and the part's open runs joinable
+    pending_fps = {run_fingerprint(key) for key in aggregator.pending}
+    if not pending_fps.isdisjoint(part.closed_keys) or closed.any_set(part.closed_keys):
+        return False
+    for key, entry in pending.items():
+        mine = aggregator.pending.get(key)
+        if mine is not None and mine[P_ROOT] is not None and entry[P_ROOT] is not None:
+            return False
+        if entry[P_ROOT] is not None and closed.get(run_fingerprint(key), 0):
+            return False
+    # spans: none of the part's spans seen before
+    seen = aggregator.seen
+    if seen.first_present(part.span_fps) >= 0:
+        return False
+    # tables with a size limit: read in order, no key of the part would be folded into "(other)"
+    if not within_limits(aggregator, inputs, agents, agent_order):
+        return False
+    # accepted: spans, tallies, inputs, open runs, closed runs (agent index remapped)
+    seen.add_all(part.span_fps)
+    aggregator.add_tallies((inputs, agents, agent_order, pending), line_offset)
+    remap = bytes(min(aggregator.agent_index.get(name, 63), 63) for name in agent_order[:63]) + bytes([63] * 64)
+    closed.set_all(part.closed_keys, part.closed_states.translate(bytes((state & 3) | (remap[state >> 2] << 2) for state in range(256))))
+    return True
+
+
+def within_limits(aggregator: SpanAggregator, inputs, agents: dict, agent_order: list) -> bool:
+    """Whether adding a part's tallies leaves every bounded table within its limit. Reading the part
+    in order folds a new key into "(other)" only when its table is full, so if the union of both
+    sides' keys fits, nothing is folded and adding the counts is exact; otherwise the part is read
+    again in order (rare: a table that large is hostile input, or a very long history)."""
+    if len(aggregator.agents.keys() | agent_order) > MAX_AGENTS:
+        return False
+    if len(aggregator.inputs.telemetry_losses.keys() | inputs.telemetry_losses.keys()) > MAX_PROCESSES:
+        return False
+    for name, theirs in agents.items():
+        mine = aggregator.agents.get(name)
+        if mine is None:
+            continue
+        for table, limit in (
+            ("outcomes", MAX_OUTCOMES),
+            ("day_models", MAX_DISTINCT),
+            ("tools", MAX_DISTINCT),
+            ("alpha", MAX_DISTINCT),
+            ("invalid_reasons", MAX_REASONS),
+        ):
+            if len(getattr(mine, table).keys() | getattr(theirs, table).keys()) > limit:
+                return False
+        if mine.signals is not None and theirs.signals is not None:
+            if len(mine.signals.symbol_ids.keys() | theirs.signals.symbol_ids.keys()) > MAX_DISTINCT:
+                return False
+    return True

@@ -1,0 +1,264 @@
+"""The native reader: JSON lines read and aggregated by the compiled core (``alphatrace_native``, ``native/``).
+
+The core takes only input it reads exactly as the Python reader does (well-formed lines, as the
+collector writes them); on anything else (a corrupt or oddly shaped line, a table at its size limit,
+spans without ids, a line longer than the line cap) it declines, and the Python reader reads those
+bytes. So the native core changes the speed of a build, never its report. What it asks of Python
+for rare input is answered by ``rulebook.Rulebook``, the Python reader's own rules.
+
+* ``read_part``: the native implementation of ``parts.PartReader`` (the contract of
+  ``python_part.read_part_python``: the same ``PartResult`` for the same bytes, or None: declined);
+* ``read_native``: bytes of a file into the build's aggregator, straight into its tables when it is
+  empty (``read_into``), else read apart and merged (``merge.merge_part``); None: read them in Python;
+* ``read_zstd_part``, ``read_zstd_from_line``, ``read_zstd_into``, ``read_native_zstd``: the same for
+  a whole-file zstd stream of JSON lines (from a decompressed offset, as ``file_reader._read_zstd``
+  continues one), when the core's libzstd is python-zstandard's.
+
+Environment: ``ALPHATRACE_NATIVE`` (whether the core is used: ``native_core``) and
+``ALPHATRACE_MAX_LINE_BYTES`` (the line cap, ``reading.formats.max_line_bytes``), handed to the core.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from meta_supervisor import native_core
+from meta_supervisor.build import merge
+from meta_supervisor.build.part_result import PartResult
+from meta_supervisor.build.rulebook import Rulebook
+from meta_supervisor.reading.formats import max_line_bytes
+from meta_supervisor.reading.inputs import expected_spans
+from meta_supervisor.reading.shapes import ReadResult
+from meta_supervisor.tally.aggregates import AgentTally, InputTally
+from meta_supervisor.tally.signal_store import SignalStore
+from meta_supervisor.tally.span_aggregator import SpanAggregator
+
+
+def read_part(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0, progress=None):
+    """The part as ``part_result.PartResult``, or None when the native core is not used or declines.
+
+    ``first_number`` is not needed: a part with a bad line (whose number would be reported) is declined.
+    """
+    native = native_core.core()
+    if native is None:
+        return None
+    raw = _read(native, path, start, stop, options_tuple, progress, None, expected_spans(path, start, stop))
+    return None if raw is None else _part_result(raw)
+
+
+def read_into(aggregator, path: Path, start: int, stop: int | None, progress=None) -> tuple | None:
+    """Read a part straight into an empty ``aggregator``: its fingerprint tables are filled in place
+    (no second copy of them, no merge). Returns (consumed, records, partial tail, the part's
+    tallies as ``(inputs, agents, agent_order, pending)``), or None when the core is not used, the
+    aggregator is not empty, or the part was declined (the aggregator is then empty again)."""
+    native = native_core.core()
+    if native is None or not aggregator.is_empty():
+        return None
+    seen, closed = aggregator.seen, aggregator.closed_runs
+    raw = _read(native, path, start, stop, aggregator.part_options(), progress, (seen.slots, closed.keys, closed.states), None)
+    if raw is None:
+        seen.clear()
+        closed.clear()
+        return None
+    seen.count = raw["span_count"]
+    closed.count = raw["closed_count"]
+    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
+
+
+def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected: int | None = None):
+    """A whole-file zstd stream of JSON lines from decompressed byte ``skip`` to its end, as
+    ``part_result.PartResult`` (``consumed``: decompressed bytes after ``skip``), read the way
+    ``file_reader._read_zstd`` reads it; or None when the core is not used, is older than its zstd
+    reader, bundles another libzstd than python-zstandard's (another decoder could give other bytes
+    from a damaged stream), or declines (any zstd error among its reasons: Python then reports it).
+    Its tables are sized for ``expected`` spans, and grow."""
+    native = _zstd_core()
+    if native is None:
+        return None
+    raw = _read_zstd(native, path, skip, options_tuple, progress, None, expected)
+    return None if raw is None else _part_result(raw)
+
+
+def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None) -> tuple | None:
+    """The second of two parts of a zstd stream read in parallel (``parallel``): from the first
+    line start at or after decompressed byte ``offset`` to the end, in tables of its own (sized for
+    ``expected`` spans). Returns (``PartResult``, where the part starts), or None as
+    ``read_zstd_part``."""
+    native = _zstd_core()
+    if native is None:
+        return None
+    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True)
+    return None if raw is None else (_part_result(raw), raw["start"])
+
+
+def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int | None = None) -> tuple | None:
+    """``read_zstd_part`` straight into an empty ``aggregator``, its fingerprint tables filled in
+    place (``read_into``). They were sized from an estimate of the decompressed size
+    (``inputs.expected_spans``): a table the stream turns out too large for grows out of its
+    array in the core, and its entries are put back into the aggregator's own table here. Returns
+    (consumed, records, partial tail, the tallies as ``(inputs, agents, agent_order, pending)``,
+    stopped), or None when the core is not used, the aggregator is not empty, or the stream was
+    declined (the aggregator is then empty again). With ``stop``, reading ends at the first line
+    start at or after that decompressed byte (``stopped`` says whether it did, else it reached the
+    end): the first of two parts read in parallel. The tallies are not added to the aggregator
+    here; until they are, clearing its tables (``seen.clear()``, ``closed_runs.clear()``) undoes it."""
+    native = _zstd_core()
+    if native is None or not aggregator.is_empty():
+        return None
+    seen, closed = aggregator.seen, aggregator.closed_runs
+    tables = (seen.slots, closed.keys, closed.states)
+    raw = _read_zstd(native, path, skip, aggregator.part_options(), progress, tables, None, stop=stop)
+    if raw is None:
+        seen.clear()
+        closed.clear()
+        return None
+    if raw["tables_in_place"]:
+        seen.count = raw["span_count"]
+        closed.count = raw["closed_count"]
+    else:  # the tables grew out of the arrays: what they hold is in the core's result
+        del tables
+        seen.clear()
+        closed.clear()
+        seen.add_all(memoryview(raw.pop("span_fps")).cast("Q"))
+        closed.set_all(memoryview(raw.pop("closed_keys")).cast("Q"), raw.pop("closed_states"))
+    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw), raw["stopped"]
+
+
+def _zstd_core():
+    native = native_core.core()
+    if native is None or not hasattr(native, "read_zstd_part") or not same_zstd(native):
+        return None
+    return native
+
+
+def _read_zstd(native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None) -> dict | None:
+    """The core's ``read_zstd_part``: its raw result, or None when it declined (its progress taken back)."""
+    where = f"the zstd stream {path} from byte {skip}"
+    return _call(native.read_zstd_part, where, (str(path), skip), options_tuple, progress, tables, expected, align=align, stop=stop)
+
+
+def same_zstd(native) -> bool:
+    """Whether the core's libzstd is the one python-zstandard bundles (``zstandard.ZSTD_VERSION``)."""
+    import zstandard
+
+    return tuple(native.zstd_version()) == tuple(zstandard.ZSTD_VERSION)
+
+
+def _read(native, path: Path, start: int, stop: int | None, options_tuple, progress, tables, expected) -> dict | None:
+    """The core's ``read_part``: its raw result, or None when it declined (its progress taken back)."""
+    return _call(native.read_part, f"{path} [{start}, {stop})", (str(path), start, stop), options_tuple, progress, tables, expected)
+
+
+def _call(read, where: str, head: tuple, options_tuple, progress, tables, expected, **keywords) -> dict | None:
+    """``read`` (the core's ``read_part`` or ``read_zstd_part``) of what ``head`` names, with the
+    build's options: its raw result, or None when it declined (its progress taken back)."""
+    prices, since_ns, until_ns, collect_signals, max_open_runs = options_tuple
+    progress, undo = undoable(progress)
+    raw = read(
+        *head,
+        since_ns,
+        until_ns,
+        collect_signals,
+        Rulebook(prices),
+        progress,
+        tables,
+        expected,
+        max_line=max_line_bytes(),
+        max_open_runs=max_open_runs,
+        **keywords,
+    )
+    if isinstance(raw, str):
+        import logging  # only here: a decline is rare, and logging costs the command's start-up ~4 ms
+
+        logging.getLogger(__name__).debug("the native reader declined %s: %s", where, raw)
+        undo()
+        return None
+    return raw
+
+
+def undoable(progress):
+    """``progress`` counting what it reports, and a function taking that back (a declined part is
+    read again by the Python reader, which reports its bytes itself)."""
+    if progress is None:
+        return None, lambda: None
+    reported = 0
+
+    def counted(count: int) -> None:
+        nonlocal reported
+        reported += count
+        progress(count)
+
+    def undo() -> None:
+        if reported:
+            progress(-reported)
+
+    return counted, undo
+
+
+def _tallies(raw: dict) -> tuple:
+    """(inputs, agents, agent_order, pending) of a part, as the Python reader has them."""
+    inputs = InputTally.from_state(raw["inputs"])
+    agents = {}
+    for name, state, latencies, signals in raw["agents"]:
+        store = SignalStore.from_state(*signals) if signals is not None else None
+        agents[name] = AgentTally.from_state(state, latencies, store)
+    return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}
+
+
+def _part_result(raw: dict):
+    return PartResult(
+        consumed=raw["consumed"],
+        records=raw["records"],
+        partial_tail=raw["partial_tail"],
+        aggregator_state=_tallies(raw),
+        # views of the bytes the core made, not copies (peak memory)
+        span_fps=memoryview(raw["span_fps"]).cast("Q"),
+        closed_keys=memoryview(raw["closed_keys"]).cast("Q"),
+        closed_states=raw["closed_states"],
+    )
+
+
+def read_native(aggregator: SpanAggregator, path: Path, start: int, stop: int | None, progress, line_offset: int) -> ReadResult | None:
+    """Bytes ``[start, stop)`` of a JSON-lines file read by the native core into ``aggregator``: in
+    place when it is empty, else read apart and merged (``merge_part``, so only when that is exact).
+    None when the core is not used, declines, or the merge is refused: read the bytes in Python then.
+    An aggregator that keeps run records (the supervisor's) is read in Python: the core keeps none."""
+    if aggregator.run_records is not None:
+        return None
+    read = read_into(aggregator, path, start, stop, progress)
+    if read is not None:
+        consumed, records, partial_tail, tallies = read
+        aggregator.add_tallies(tallies, line_offset)
+        return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
+    if aggregator.is_empty():
+        return None  # declined
+    progress, undo = undoable(progress)
+    part = read_part(path, start, stop, aggregator.part_options(), progress=progress)
+    if part is None or not merge.merge_part(aggregator, part, str(path), line_offset):
+        undo()  # the Python reader reads these bytes again and reports them itself
+        return None
+    return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)
+
+
+def read_native_zstd(aggregator: SpanAggregator, path: Path, skip: int, progress, line_offset: int) -> ReadResult | None:
+    """A whole-file zstd stream of JSON lines read by the native core from decompressed byte
+    ``skip`` to its end: straight into an empty aggregator (``read_zstd_into``), else
+    read apart and merged (``merge_part``, so only when that is exact, as for any part read apart).
+    None when the core is not used or declines, or the merge is refused: ``file_reader._read_zstd``
+    reads the stream in Python then. An aggregator that keeps run records (the supervisor's) is read
+    in Python: the core keeps none."""
+    if aggregator.run_records is not None:
+        return None
+    read = read_zstd_into(aggregator, path, skip, progress)
+    if read is not None:
+        consumed, records, partial_tail, tallies, _ = read
+        aggregator.add_tallies(tallies, line_offset)
+        return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
+    if aggregator.is_empty():
+        return None  # the core is not used, or it declined the stream
+    progress, undo = undoable(progress)
+    part = read_zstd_part(path, skip, aggregator.part_options(), progress)
+    if part is None or not merge.merge_part(aggregator, part, str(path), line_offset):
+        undo()
+        return None
+    return ReadResult(consumed=part.consumed, records=part.records, partial_tail=part.partial_tail)

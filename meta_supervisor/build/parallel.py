@@ -1,0 +1,290 @@
+"""Use every core on a large JSON-lines file: split it at line boundaries, read the parts in parallel.
+
+The parent process reads the first part into the build's aggregator (so the result stays that of a
+sequential read: saved state first, then the file in order); each other part is read by a forked
+child into a fresh aggregator and sent back as compact arrays. Parts are then merged in file order,
+and a merge is accepted only if it is exactly what reading that part sequentially would have given:
+no span of the part was seen before (a retried batch across the cut), and no run of the part was
+already closed or waiting in the parent in a way a join could not reproduce, and no bounded table
+would pass its limit. Otherwise that part is simply read again in the parent. So splitting changes
+the speed, never the report.
+
+Each child reads its part through the one seam for a part (``parts.read_part``: the native core
+when it is installed and takes the part, else the Python reader); the parent's own part is read by
+the native core straight into the build's tables when it can (``native_reader.read_native``), else
+by the Python reader. The merge rules are ``merge.merge_part``.
+
+A large whole-file zstd stream of JSON lines is read in two parts too (``read_zstd_in_parallel``),
+when the native core is installed and the build's aggregator is still empty: the child decompresses
+the stream up to the cut (a stream cannot be entered in the middle) and reads the rest, the parent
+reads up to the cut, and the two parts meet at the same line start.
+
+Children are forked (``multiprocessing`` "fork" context) and only when the process has no other
+thread; framed files, other compressed files, small files, and ``workers=1`` are read
+sequentially. A child
+dies with its parent (``die_with_parent``) and never holds the parent's state lock (its copy is
+closed at the fork, ``services.state_files``): a killed build leaves nothing that blocks the next.
+
+Reads no environment variables (``native_core`` reads ``ALPHATRACE_NATIVE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from meta_supervisor.build import merge, native_reader, parts
+from meta_supervisor.build.file_reader import read_trace_file
+from meta_supervisor.build.native_reader import read_native
+from meta_supervisor.build.part_result import PartResult
+from meta_supervisor.reading.cursor import FileCursor
+from meta_supervisor.reading.inputs import HEAD_BYTES, expected_spans, head_digest, identity_of, open_regular, zstd_decompressed_size
+from meta_supervisor.reading.shapes import (
+    FORMAT_JSON_LINES,
+    RecordDecoder,
+    read_json_lines,
+    read_past_newline,
+    skip_rest_of_line,
+    sniff,
+)
+from meta_supervisor.tally.span_aggregator import SpanAggregator
+
+MIN_SPLIT_BYTES = 48 << 20
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def worker_count(requested: int) -> int:
+    return requested if requested > 0 else (os.cpu_count() or 1)
+
+
+def fork_is_safe() -> bool:
+    """Forking a process that runs other threads can deadlock the child on a lock held at the fork."""
+    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+
+
+def worth_splitting(path: Path, cursor: FileCursor | None, workers: int) -> bool:
+    if worker_count(workers) < 2 or not fork_is_safe():
+        return False
+    try:
+        size = os.path.getsize(path)
+        with open_regular(path) as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return False
+    start = cursor.offset if cursor is not None else 0
+    return sniff(head, size) == FORMAT_JSON_LINES and size - start >= MIN_SPLIT_BYTES
+
+
+def split_points(path: Path, start: int, end: int, parts: int) -> list[int]:
+    """Offsets just after a newline, so each part holds whole lines: [start, p1, ..., end]."""
+    points = [start]
+    with open(path, "rb") as handle:
+        for k in range(1, parts):
+            target = start + (end - start) * k // parts
+            handle.seek(max(target, points[-1]))
+            position = handle.tell()
+            length, found = read_past_newline(handle, 1 << 16)
+            position = position + length if found else end
+            if position < end:
+                points.append(position)
+    points.append(end)
+    return points
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked worker: be killed when the parent dies (Linux ``PR_SET_PDEATHSIG``), and end now
+    if it died before that was set. A worker never outlives the build that started it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _child(connection, path, start, stop, options_tuple, parent: int) -> None:
+    die_with_parent(parent)
+    try:
+        result = parts.read_part(path, start, stop, options_tuple)
+    except BaseException as exc:  # reported to the parent, which then reads the part itself
+        connection.send_bytes(pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
+    else:
+        result.send(connection)
+    finally:
+        connection.close()
+
+
+def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, cursor: FileCursor | None = None) -> FileCursor:
+    ident = identity_of(path)
+    out = FileCursor(
+        path=str(path), device=ident.device, inode=ident.inode, size=ident.size, mtime_ns=ident.mtime_ns, format=FORMAT_JSON_LINES
+    )
+    out.offset = cursor.offset if cursor is not None else 0
+    out.records = cursor.records if cursor is not None else 0
+    with open_regular(path) as handle:
+        out.head_length = len(handle.read(HEAD_BYTES))
+        out.offset += skip_rest_of_line(handle, out.offset, advance)  # the rest of a line over the cap
+    out.head_digest = head_digest(path, out.head_length)
+    parts = worker_count(options.workers)
+    points = split_points(path, out.offset, ident.size, parts)
+    options_tuple = aggregator.part_options()
+    context = multiprocessing.get_context("fork")
+    children = []
+    for k in range(1, len(points) - 1):
+        receiver, sender = context.Pipe(duplex=False)
+        stop = points[k + 1] if k + 2 < len(points) else None  # the last part reads to the end of the file
+        process = context.Process(target=_child, args=(sender, path, points[k], stop, options_tuple, os.getpid()), daemon=True)
+        process.start()
+        sender.close()
+        children.append((receiver, process, points[k], stop))
+    scale = len(points) - 1
+
+    def scaled(count: int) -> None:
+        if advance is not None:
+            advance(count * scale)
+
+    decoder = RecordDecoder(aggregator, str(path))
+    first_stop = None if len(points) == 2 else points[1]
+    first = read_native(aggregator, path, points[0], first_stop, scaled, out.records)
+    if first is None:
+        with open(path, "rb", buffering=0) as handle:
+            handle.seek(points[0])
+            limit = None if first_stop is None else first_stop - points[0]
+            first = read_json_lines(handle, decoder, out.records, limit, scaled, start=points[0])
+    out.offset += first.consumed
+    out.records += first.records
+    out.partial_tail_bytes = first.partial_tail
+    for receiver, process, start, stop in children:
+        try:
+            payload = PartResult.receive(receiver)
+        except (EOFError, OSError, RuntimeError, pickle.UnpicklingError) as exc:
+            payload = RuntimeError(str(exc))
+        receiver.close()
+        process.join()
+        if isinstance(payload, PartResult) and merge.merge_part(aggregator, payload, str(path), out.records):
+            part = payload
+        else:
+            with open(path, "rb", buffering=0) as handle:  # not mergeable exactly: read it here instead
+                handle.seek(start)
+                result = read_json_lines(handle, decoder, out.records, None if stop is None else stop - start, start=start)
+            part = result
+        out.offset += part.consumed
+        out.records += part.records
+        out.partial_tail_bytes = part.partial_tail
+    return out
+
+
+ZSTD_SPLIT_AT = 0.55  # the second part also decompresses the first to skip it: the first is a bit longer
+
+
+def worth_splitting_zstd(path: Path, cursor: FileCursor | None, workers: int) -> bool:
+    """A whole-file zstd stream of JSON lines with ``MIN_SPLIT_BYTES`` or more left to read (its
+    decompressed size estimated from its start), two workers or more, the native core installed:
+    read in two parts in parallel (``read_zstd_in_parallel``)."""
+    if worker_count(workers) < 2 or (cursor is not None and cursor.format != "zstd+" + FORMAT_JSON_LINES):
+        return False
+    total = zstd_decompressed_size(path)  # None at once for a file that is not zstd
+    start = cursor.offset if cursor is not None else 0
+    if total is None or total - start < MIN_SPLIT_BYTES:
+        return False
+    return fork_is_safe() and native_reader._zstd_core() is not None
+
+
+def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, cursor: FileCursor | None = None) -> FileCursor:
+    """A whole-file zstd stream of JSON lines in two parts read at once: a forked child decompresses
+    the stream up to about ``ZSTD_SPLIT_AT`` of what is left (its size estimated from its start)
+    and reads from the first line start there to the end into tables of its own
+    (``native_reader.read_zstd_from_line``), while this process reads up to that same line start into
+    the build's tables (``native_reader.read_zstd_into`` with ``stop``); the child's part is then
+    merged (``merge_part``). The result is that of reading the stream in one go
+    (``file_reader.read_trace_file``), which is what happens instead when the aggregator is not
+    empty, when either part is declined (this part's tables are cleared first: nothing of it was
+    added yet), or when the stream ends before the cut; a child's part that cannot be merged
+    exactly is read again from the cut by ``read_trace_file``."""
+    if not aggregator.is_empty() or aggregator.run_records is not None:
+        return read_trace_file(path, aggregator, cursor, advance)
+    ident = identity_of(path)
+    out = FileCursor(
+        path=str(path), device=ident.device, inode=ident.inode, size=ident.size, mtime_ns=ident.mtime_ns, format="zstd+" + FORMAT_JSON_LINES
+    )
+    out.offset = cursor.offset if cursor is not None else 0
+    out.records = cursor.records if cursor is not None else 0
+    with open_regular(path) as handle:
+        out.head_length = len(handle.read(HEAD_BYTES))
+    out.head_digest = head_digest(path, out.head_length)
+    total = zstd_decompressed_size(path) or 0
+    cut = out.offset + int(max(total - out.offset, 0) * ZSTD_SPLIT_AT)
+    rest = expected_spans(path) * max(total - cut, 0) // max(total, 1)  # the child's tables, sized for its part
+    options_tuple = aggregator.part_options()
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_zstd_child, args=(sender, path, cut, options_tuple, os.getpid(), rest), daemon=True)
+    child.start()
+    sender.close()
+
+    def stop_child() -> None:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join()
+
+    progress, undo = native_reader.undoable(advance)
+    first = native_reader.read_zstd_into(aggregator, path, out.offset, progress, stop=cut)
+    if first is None or not first[4]:
+        stop_child()
+        if first is None:  # declined: the stream is read in one go (and the core may decline it again)
+            return read_trace_file(path, aggregator, cursor, advance)
+    consumed, records, partial_tail, tallies, stopped = first
+    part = None
+    if stopped:
+        try:
+            start = pickle.loads(receiver.recv_bytes())
+            if isinstance(start, BaseException):
+                raise start
+            part = PartResult.receive(receiver)
+        except (EOFError, OSError, RuntimeError, pickle.UnpicklingError):
+            part = None
+        stop_child()
+        if part is None or start != out.offset + consumed:  # not read: the stream in one go
+            aggregator.seen.clear()
+            aggregator.closed_runs.clear()
+            undo()
+            return read_trace_file(path, aggregator, cursor, advance)
+    aggregator.add_tallies(tallies, out.records)
+    out.offset += consumed
+    out.records += records
+    out.partial_tail_bytes = partial_tail
+    if part is None:
+        return out
+    if not merge.merge_part(aggregator, part, str(path), out.records):  # the rest read again, in one go
+        return read_trace_file(path, aggregator, out, advance)
+    if advance is not None:
+        advance(part.consumed)
+    out.offset += part.consumed
+    out.records += part.records
+    out.partial_tail_bytes = part.partial_tail
+    return out
+
+
+def _zstd_child(connection, path: Path, offset: int, options_tuple, parent: int, expected: int) -> None:
+    """The second part of ``read_zstd_in_parallel``: where it starts, then the ``PartResult``."""
+    die_with_parent(parent)
+    try:
+        read = native_reader.read_zstd_from_line(path, offset, options_tuple, expected)
+        if read is None:
+            raise RuntimeError("the native core declined the second part of the zstd stream")
+    except BaseException as exc:  # reported to the parent, which then reads the stream itself
+        connection.send_bytes(pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
+    else:
+        part, start = read
+        connection.send_bytes(pickle.dumps(start))
+        part.send(connection)
+    finally:
+        connection.close()

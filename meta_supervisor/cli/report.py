@@ -1,0 +1,279 @@
+"""Command line of the meta-supervisor report (``python meta_supervisor/build_meta_report.py``).
+
+With no arguments: read ``telemetry/traces.jsonl`` and its rotated backups (``traces-*.jsonl``),
+reuse the incremental state in ``meta_supervisor/cache/`` so only new bytes are read, and write
+``meta_supervisor/reports/meta_report.json`` + ``.md`` + ``.html``. A malformed kill-switch file
+does not stop the report: the error is in the report (``kill_switch.error``) and on stderr.
+
+Environment (flags win over environment, environment over defaults):
+
+* ``ALPHATRACE_TRACE_FILE``: the trace file (default ``telemetry/traces.jsonl``), like the exporter;
+* ``ALPHATRACE_JAEGER_URL``: Jaeger UI base URL for trace links (default ``http://127.0.0.1:16686``);
+* ``ALPHATRACE_REPORT_DIR``: where the report files go (default ``meta_supervisor/reports``);
+* ``ALPHATRACE_REPORT_STATE_DIR``: incremental state (default ``meta_supervisor/cache``; the caches an older
+  version kept in ``meta_supervisor/state/`` are removed by a build using the default, and rebuilt here);
+* ``ALPHATRACE_STATE_LOCK_TIMEOUT``: seconds to wait for another build using the same state
+  (default 600; ``meta_supervisor.build.state_store``);
+* ``ALPHATRACE_NATIVE``: ``auto`` / ``on`` / ``off``, the compiled reader (``native_reader``);
+* ``ALPHATRACE_MAX_LINE_BYTES``: the line cap (default 64 MiB): a longer line is one bad line
+  (``file_reader``);
+* read by the modules used here: ``ALPHATRACE_KILL_SWITCH_FILE`` (services.kill_switch),
+  ``ALPHATRACE_PRICE_TABLE`` (services.pricing), ``ALPHATRACE_MARKET_DATA`` (services.market_data:
+  the prices alpha signals are scored against, default ``agents/data``) and
+  ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.supervisor.audit: the supervisor's decisions).
+
+The incremental state is best effort: when it cannot be used, trusted or saved the report is still
+written, with a warning on stderr and in the report (``inputs.state_warnings``).
+
+Exit status: 0 report written; 2 bad arguments or configuration (price table, market data folder,
+lock timeout, an ``--input`` that does not exist or names a FIFO, device or socket: only regular
+files are read), with the reason, and the report left as it was; 3 another build held the state
+longer than the lock timeout (no report written; the message names its process). The default trace
+file not written yet is not an error: the report says there are no spans yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from meta_supervisor.assemble.report import DEFAULT_JAEGER_URL, AuditState, KillSwitchState, build_report, report_day
+from meta_supervisor.build.run_records import trace_specs
+from meta_supervisor.locations import DEFAULT_CACHE_DIR, DEFAULT_REPORT_DIR, DEFAULT_TRACE_FILE, OLD_CACHE_DIR
+
+ENV_TRACE_FILE = "ALPHATRACE_TRACE_FILE"
+ENV_JAEGER_URL = "ALPHATRACE_JAEGER_URL"
+ENV_REPORT_DIR = "ALPHATRACE_REPORT_DIR"
+ENV_STATE_DIR = "ALPHATRACE_REPORT_STATE_DIR"
+DEFAULT_STATE_DIR = DEFAULT_CACHE_DIR
+
+
+def parse_moment(text: str) -> dt.datetime:
+    """An ISO date (midnight UTC) or date-time (UTC unless it says otherwise)."""
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r} (e.g. 2026-11-20 or 2026-11-20T10:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def parse_day(text: str) -> dt.date:
+    """An ISO date: an as-of (market) day."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {text!r} (e.g. 2017-03-01)") from None
+
+
+def default_inputs() -> list[str]:
+    """The trace file the exporter writes, plus its rotated backups next to it."""
+    return trace_specs(Path(os.environ.get(ENV_TRACE_FILE) or DEFAULT_TRACE_FILE))
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="build_meta_report.py",
+        description="Build the meta-supervisor report from collector trace files.",
+        epilog="Environment" + __doc__.split("Environment", 1)[1].replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--input",
+        action="append",
+        metavar="PATH",
+        help=f"trace file, folder or glob; repeatable (default: ${ENV_TRACE_FILE} or telemetry/traces.jsonl, with its rotated backups)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help=f"where meta_report.json/.md/.html go (default: ${ENV_REPORT_DIR} or meta_supervisor/reports)",
+    )
+    parser.add_argument(
+        "--since", type=parse_moment, help="only spans starting (written) at or after this ISO date/time (UTC); market days: --as-of-since"
+    )
+    parser.add_argument("--until", type=parse_moment, help="only spans starting (written) before this ISO date/time (UTC)")
+    parser.add_argument(
+        "--as-of-since",
+        type=parse_day,
+        metavar="DATE",
+        help="first as-of (market) day of the runs per day and the alpha signals scored (--since/--until: when spans were written)",
+    )
+    parser.add_argument("--as-of-until", type=parse_day, metavar="DATE", help="last as-of (market) day, included (see --as-of-since)")
+    parser.add_argument("--jaeger-url", help=f"Jaeger UI base URL for trace links (default: ${ENV_JAEGER_URL} or {DEFAULT_JAEGER_URL})")
+    parser.add_argument("--state-dir", type=Path, help=f"incremental state folder (default: ${ENV_STATE_DIR} or meta_supervisor/cache)")
+    parser.add_argument("--full", action="store_true", help="ignore the saved state: read everything again (and save new state)")
+    parser.add_argument("--no-state", action="store_true", help="neither read nor write incremental state")
+    parser.add_argument("--kill-file", help="kill-switch file (default: services.kill_switch's)")
+    parser.add_argument("--price-table", help="price table JSON (default: $ALPHATRACE_PRICE_TABLE or services/llm_prices.json)")
+    parser.add_argument("--workers", type=int, default=0, help="processes for large files (default: one per CPU; 1 = no extra process)")
+    parser.add_argument(
+        "--market-data",
+        metavar="DIR",
+        help="folder of <SYMBOL>.csv prices to score alpha signals against (default: $ALPHATRACE_MARKET_DATA or agents/data)",
+    )
+    parser.add_argument(
+        "--no-alpha-quality",
+        action="store_true",
+        help="leave out the alpha-quality section (signals are then not kept while reading: a little faster)",
+    )
+    parser.add_argument(
+        "--audit-log",
+        help="the supervisor's audit log (default: $ALPHATRACE_SUPERVISOR_AUDIT_FILE or meta_supervisor/state/supervisor_audit.jsonl)",
+    )
+    parser.add_argument("--format", default="json,md,html", help="comma-separated subset of json,md,html (default: all)")
+    parser.add_argument("--quiet", action="store_true", help="no summary line, no progress bar")
+    return parser
+
+
+def load_kill_state(path: str | None) -> KillSwitchState:
+    from services.kill_switch import KillSwitchError, kill_switch_path, load_kill_entries
+
+    target = kill_switch_path(path)
+    try:
+        return KillSwitchState(path=str(target), entries=load_kill_entries(target))
+    except KillSwitchError as exc:
+        return KillSwitchState(path=str(target), error=str(exc))
+
+
+def load_audit(path: str | None) -> AuditState:
+    from meta_supervisor.supervisor.audit import audit_path, read_audit
+
+    target = audit_path(path)
+    try:
+        return AuditState(path=str(target), records=read_audit(target))
+    except (OSError, UnicodeDecodeError) as exc:
+        return AuditState(path=str(target), error=f"cannot read the supervisor's audit log {target}: {exc}")
+
+
+def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    formats = tuple(part.strip() for part in args.format.split(",") if part.strip())
+    unknown = set(formats) - {"json", "md", "html"}
+    if unknown:
+        print(f"error: --format: unknown format(s) {', '.join(sorted(unknown))}; use json, md, html", file=sys.stderr)
+        return 2
+    if args.since and args.until and args.since >= args.until:
+        print("error: --since must be before --until", file=sys.stderr)
+        return 2
+    if args.as_of_since and args.as_of_until and args.as_of_since > args.as_of_until:
+        print("error: --as-of-since must not be after --as-of-until", file=sys.stderr)
+        return 2
+    from services.pricing import PriceTable
+    from settings.config_error import ConfigError
+
+    try:
+        from meta_supervisor import native_core
+        from meta_supervisor.reading.formats import max_line_bytes
+        from meta_supervisor.reading.inputs import require_inputs
+
+        native_core.core()  # ALPHATRACE_NATIVE checked now, not in the middle of the build
+        max_line_bytes()  # and ALPHATRACE_MAX_LINE_BYTES
+        from meta_supervisor.tally.open_runs import max_open_runs
+
+        open_runs = max_open_runs()  # and ALPHATRACE_MAX_OPEN_RUNS
+        require_inputs(args.input or [])  # before anything is written: a typo must not empty the report
+
+        from meta_supervisor.build.state_store import ENV_LOCK_TIMEOUT, lock_timeout
+
+        wait_for_lock = lock_timeout()
+        prices = PriceTable.load(args.price_table)
+        market = None
+        if not args.no_alpha_quality:
+            from services.market_data import CsvMarketData
+
+            market = CsvMarketData(args.market_data)
+    except ConfigError as exc:
+        hint = "; or leave alpha quality out with --no-alpha-quality" if "market data" in str(exc) else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
+        return 2
+    from meta_supervisor.build.dispatch import build_inputs
+    from meta_supervisor.build.options import BuildOptions
+    from meta_supervisor.cli.progress import ProgressBar
+    from meta_supervisor.render.outputs import write_report
+
+    started = time.monotonic()
+    bar = ProgressBar() if not args.quiet else None
+    inputs = default_inputs() if args.input is None else args.input
+    state_dir = None if args.no_state else (args.state_dir or Path(os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR))
+    if state_dir == DEFAULT_STATE_DIR and args.state_dir is None and not os.environ.get(ENV_STATE_DIR):
+        from meta_supervisor.build.state_store import remove_old_location
+
+        remove_old_location(OLD_CACHE_DIR)  # the caches' folder before cache/: tidied, never read (a full build)
+    options = BuildOptions(
+        inputs=inputs,
+        prices=prices,
+        since=args.since,
+        until=args.until,
+        state_dir=state_dir,
+        workers=args.workers,
+        progress=bar.update if bar else None,
+        force_full=args.full,
+        alpha_signals=market is not None,
+        lock_timeout=wait_for_lock,
+        max_open_runs=open_runs,
+        notify=lambda message: print(f"note: {message}", file=sys.stderr),
+    )
+    from services.state_files import LockTimeout
+
+    try:
+        data, stats = build_inputs(options)
+    except LockTimeout as exc:
+        print(
+            f"error: the incremental state is in use by {exc.holder} (lock {exc.lock_path}, waited {exc.waited:g} s, "
+            f"${ENV_LOCK_TIMEOUT}); try again later, or build without it (--no-state)",
+            file=sys.stderr,
+        )
+        return 3
+    except ConfigError as exc:  # an --input that is not a regular file (reading.inputs), a bad line cap
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if bar:
+            bar.finish()
+    for warning in stats.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    data.as_of_since, data.as_of_until = args.as_of_since, args.as_of_until
+    kill = load_kill_state(args.kill_file)
+    if kill.error:
+        print(f"warning: {kill.error}; the report shows the kill-switch state as unknown", file=sys.stderr)
+    jaeger_url = args.jaeger_url or os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL
+    audit = load_audit(args.audit_log)
+    if audit.error:
+        print(f"warning: {audit.error}; the report shows no supervisor decisions", file=sys.stderr)
+    moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
+    from meta_supervisor.build import alpha_cache
+
+    as_of = (args.as_of_since, args.as_of_until)
+    key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
+    cached = alpha_cache.load(stats.state_dir, stats.state, key)
+    report = build_report(data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached)
+    if cached is None:
+        alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"])
+    out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)
+    written = write_report(report, out_dir, formats)
+    for message in data.messages:
+        print(f"note: {message}", file=sys.stderr)
+    losses = report["inputs"]["telemetry_losses"]
+    if losses["spans_dropped"] or losses["spans_export_failed"]:
+        print(
+            f"warning: the agents' telemetry lost spans before export ({losses['spans_dropped']} dropped by a full queue, "
+            f"{losses['spans_export_failed']} failed to export, in {losses['processes_with_losses']} of {losses['processes']} "
+            "processes); the report undercounts (inputs.telemetry_losses)",
+            file=sys.stderr,
+        )
+    if not args.quiet:
+        fleet = report["fleet"]
+        inputs_section = report["inputs"]
+        print(
+            f"wrote {', '.join(str(p) for p in written)}: {fleet['agents']} agents, {fleet['runs']} runs, "
+            f"{inputs_section['spans']} spans, {inputs_section['bad_lines']} bad lines "
+            f"({stats.mode} build, {stats.bytes_read / 1e6:.1f} MB read in {time.monotonic() - started:.2f} s"
+            f"{'; ' + stats.rebuild_reason if stats.rebuild_reason else ''})"
+        )
+    return 0

@@ -1,0 +1,32 @@
+"""What a span's resource says about its spans: whether their LLM calls were simulated, and which
+process wrote them (``service.name``, ``service.instance.id``: the key of ``inputs.telemetry_losses``).
+
+Read for every request, by the aggregator (``tally.span_aggregator``) and by the lenient JSON path
+of ``shapes``. Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from meta_supervisor.reading.otlp_schema import ResourceKeyValue, as_bool, as_str
+from otel import semconv
+
+_SERVICE_NAME = semconv.SERVICE_NAME
+_SERVICE_INSTANCE_ID = semconv.SERVICE_INSTANCE_ID
+
+
+def resource_facts(attributes: Iterable[ResourceKeyValue]) -> tuple[bool, tuple]:
+    """Of a resource: whether its LLM calls were simulated, and its process, i.e. its
+    (``service.name``, ``service.instance.id``), each None when absent."""
+    simulated = False
+    service = instance = None
+    for kv in attributes:
+        key = kv.key
+        if key == semconv.RESOURCE_LLM_SIMULATED:
+            simulated = as_bool(kv.value)
+        elif key == _SERVICE_INSTANCE_ID:
+            instance = as_str(kv.value)
+        elif key == _SERVICE_NAME:
+            service = as_str(kv.value)
+    return simulated, (service, instance)

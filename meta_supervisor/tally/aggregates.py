@@ -1,0 +1,348 @@
+"""The report's mergeable aggregates: per-agent tallies and input bookkeeping, exact under merge.
+
+Everything here is a count, an integer sum, a minimum or maximum, a list of latencies, a bounded
+histogram (tool latencies, ``tool_tallies``) or a bounded "top K" heap, so two
+tallies over disjoint sets of spans merge into exactly the tally over their union (no float sum whose
+value depends on order: cost is priced at the end from integer token sums). ``to_state`` /
+``from_state`` turn a tally into JSON-able data plus raw arrays for the incremental state; the failing
+runs' error texts are written through ``otel.redaction.redact`` (no API key in the state folder).
+
+Reads no environment variables.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from typing import Any
+
+from meta_supervisor.tally.bounds import (
+    BAD_LINE_EXAMPLES,
+    CONFLICT_EXAMPLES,
+    MAX_PROCESSES,
+    NO_INSTANCE,
+    NO_SERVICE,
+    T_CALLS,
+    T_ERRORS,
+    T_HIST,
+    T_MAX,
+    T_MIN,
+    T_SUM,
+    T_TIMED,
+    TOP_K,
+    bounded_key,
+    label,
+)
+from meta_supervisor.tally.signal_store import SignalStore
+from otel.redaction import redact
+
+
+def push_top(heap: list, item: tuple, k: int = TOP_K) -> None:
+    """Keep the ``k`` largest items (a min-heap)."""
+    if len(heap) < k:
+        heapq.heappush(heap, item)
+    elif item > heap[0]:
+        heapq.heapreplace(heap, item)
+
+
+def note_mismatch(examples: list, trace_id: str, run_id: str, detail: str, k: int = TOP_K) -> None:
+    """Keep, sorted by trace id, the ``k`` mismatched runs with the smallest trace ids; a run noted
+    again replaces its detail (the last word on a run is order-independent: see span_aggregator)."""
+    for i, item in enumerate(examples):
+        if item[0] == trace_id:
+            examples[i] = (trace_id, run_id, detail)
+            return
+    if len(examples) >= k and trace_id > examples[-1][0]:
+        return
+    examples.append((trace_id, run_id, detail))
+    examples.sort()
+    del examples[k:]
+
+
+class AgentTally:
+    __slots__ = (
+        "alpha",
+        "asof_runs",
+        "bad_durations",
+        "bad_token_values",
+        "consistency",
+        "day_models",
+        "day_runs",
+        "failing",
+        "first_start_ns",
+        "invalid_reasons",
+        "kill_switch_errors",
+        "last_kill",
+        "last_start_ns",
+        "latencies_ns",
+        "llm_operations",
+        "mismatches",
+        "outcome_missing",
+        "outcomes",
+        "signals",
+        "slowest",
+        "tools",
+    )
+
+    def __init__(self, signals: Any = None) -> None:
+        self.outcomes: dict[str, int] = {}
+        self.outcome_missing = 0
+        self.latencies_ns = array("q")
+        self.bad_durations = 0
+        self.first_start_ns = 0
+        self.last_start_ns = 0
+        self.day_runs: dict[int, list[int]] = {}
+        self.asof_runs: dict[int, list[int]] = {}  # agent.run.as_of day -> [ok, error, killed] runs
+        self.day_models: dict[tuple[int, str, bool], list[int]] = {}
+        self.bad_token_values = 0
+        self.llm_operations: dict[str, int] = {}  # LLM operation (chat, embeddings, ...) -> calls
+        self.tools: dict[str, list] = {}  # tool name -> T_* slots (tool_tallies.py)
+        self.alpha: dict[tuple[str, str], int] = {}
+        self.invalid_reasons: dict[str, int] = {}
+        self.slowest: list[tuple] = []  # (latency_ns, trace_id, run_id, start_ns)
+        self.failing: list[tuple] = []  # (start_ns, trace_id, run_id, error_type, message)
+        self.last_kill: tuple | None = None  # (start_ns, reason)
+        self.kill_switch_errors = 0
+        self.consistency = [0, 0, 0, 0]
+        self.mismatches: list[tuple] = []  # (trace_id, run_id, detail), smallest trace ids
+        self.signals = signals  # signal_store.SignalStore, or None when alpha signals are not collected
+
+    def merge(self, other: AgentTally) -> None:
+        for key, count in other.outcomes.items():
+            self.outcomes[key] = self.outcomes.get(key, 0) + count
+        self.outcome_missing += other.outcome_missing
+        self.latencies_ns.extend(other.latencies_ns)
+        self.bad_durations += other.bad_durations
+        if other.first_start_ns and (not self.first_start_ns or other.first_start_ns < self.first_start_ns):
+            self.first_start_ns = other.first_start_ns
+        self.last_start_ns = max(self.last_start_ns, other.last_start_ns)
+        _merge_lists(self.day_runs, other.day_runs)
+        _merge_lists(self.asof_runs, other.asof_runs)
+        _merge_lists(self.day_models, other.day_models)
+        self.bad_token_values += other.bad_token_values
+        _merge_counts(self.llm_operations, other.llm_operations)
+        for name, theirs in other.tools.items():
+            mine = self.tools.get(name)
+            if mine is None:
+                self.tools[name] = [*theirs[:T_HIST], dict(theirs[T_HIST])]
+            else:
+                _merge_tool(mine, theirs)
+        _merge_counts(self.alpha, other.alpha)
+        _merge_counts(self.invalid_reasons, other.invalid_reasons)
+        for item in other.slowest:
+            push_top(self.slowest, item)
+        for item in other.failing:
+            push_top(self.failing, item)
+        for item in other.mismatches:
+            note_mismatch(self.mismatches, *item)
+        if other.last_kill is not None and (self.last_kill is None or other.last_kill > self.last_kill):
+            self.last_kill = other.last_kill
+        self.kill_switch_errors += other.kill_switch_errors
+        self.consistency = [a + b for a, b in zip(self.consistency, other.consistency)]
+        if other.signals is not None:
+            if self.signals is None:
+                self.signals = SignalStore()
+            self.signals.merge(other.signals)
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able state; the latencies and the signal store's arrays are saved apart (raw bytes)."""
+        return {
+            "outcomes": self.outcomes,
+            "outcome_missing": self.outcome_missing,
+            "bad_durations": self.bad_durations,
+            "first_start_ns": self.first_start_ns,
+            "last_start_ns": self.last_start_ns,
+            "day_runs": [[day, *counts] for day, counts in self.day_runs.items()],
+            "asof_runs": [[day, *counts] for day, counts in self.asof_runs.items()],
+            "day_models": [[day, model, sim, *counts] for (day, model, sim), counts in self.day_models.items()],
+            "bad_token_values": self.bad_token_values,
+            "llm_operations": self.llm_operations,
+            "tools": [[name, *entry[:T_HIST], sorted([b, c] for b, c in entry[T_HIST].items())] for name, entry in self.tools.items()],
+            "alpha": [[symbol, direction, count] for (symbol, direction), count in self.alpha.items()],
+            "invalid_reasons": self.invalid_reasons,
+            "slowest": [list(item) for item in self.slowest],
+            "failing": [[*item[:3], redact(item[3]), redact(item[4])] for item in self.failing],
+            "last_kill": list(self.last_kill) if self.last_kill else None,
+            "kill_switch_errors": self.kill_switch_errors,
+            "consistency": self.consistency,
+            "mismatches": [list(item) for item in self.mismatches],
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any], latencies: bytes, signals: Any = None) -> AgentTally:
+        """``signals``: the agent's ``SignalStore`` (loaded apart), or None."""
+        tally = cls(signals)
+        tally.outcomes = dict(data["outcomes"])
+        tally.outcome_missing = data["outcome_missing"]
+        tally.latencies_ns.frombytes(latencies)
+        tally.bad_durations = data["bad_durations"]
+        tally.first_start_ns = data["first_start_ns"]
+        tally.last_start_ns = data["last_start_ns"]
+        tally.day_runs = {row[0]: list(row[1:]) for row in data["day_runs"]}
+        tally.asof_runs = {row[0]: list(row[1:]) for row in data["asof_runs"]}
+        tally.day_models = {(row[0], row[1], row[2]): list(row[3:]) for row in data["day_models"]}
+        tally.bad_token_values = data["bad_token_values"]
+        tally.llm_operations = dict(data["llm_operations"])
+        tally.tools = {row[0]: [*row[1:7], {b: c for b, c in row[7]}] for row in data["tools"]}
+        tally.alpha = {(row[0], row[1]): row[2] for row in data["alpha"]}
+        tally.invalid_reasons = dict(data["invalid_reasons"])
+        tally.slowest = [tuple(item) for item in data["slowest"]]
+        tally.failing = [tuple(item) for item in data["failing"]]
+        heapq.heapify(tally.slowest)
+        heapq.heapify(tally.failing)
+        tally.last_kill = tuple(data["last_kill"]) if data["last_kill"] else None
+        tally.kill_switch_errors = data["kill_switch_errors"]
+        tally.consistency = list(data["consistency"])
+        tally.mismatches = sorted(tuple(item) for item in data["mismatches"])
+        return tally
+
+
+class Tallies:
+    """What a build hands to the report: per-agent tallies, input counts, open runs, latency summaries."""
+
+    def __init__(self, agents: dict, inputs: InputTally, pending: dict, latency_summaries: dict | None = None) -> None:
+        self.agents = agents
+        self.inputs = inputs
+        self.pending = pending
+        self.latency_summaries = latency_summaries
+
+
+class InputTally:
+    """What was read: spans, duplicates, unreadable lines and spans (with where), skipped spans."""
+
+    __slots__ = (
+        "bad_line_examples",
+        "bad_lines",
+        "bad_spans",
+        "conflicting_examples",
+        "conflicting_spans",
+        "duplicate_run_roots",
+        "duplicate_spans",
+        "evicted_llm_runs",
+        "evicted_llm_spans",
+        "evicted_roots",
+        "other_spans",
+        "outside_window",
+        "spans",
+        "spans_without_id",
+        "supervisor_spans",
+        "telemetry_losses",
+    )
+
+    def __init__(self) -> None:
+        self.spans = 0
+        self.duplicate_spans = 0  # the same ids and content again (an exporter retry)
+        self.conflicting_spans = 0  # the same ids with other content (the first copy is kept)
+        self.conflicting_examples: list[tuple] = []  # (trace id, span id), the smallest ones
+        self.bad_lines = 0
+        self.bad_line_examples: list[tuple] = []  # (file, line, error), the first ones by file and line
+        self.bad_spans = 0
+        self.spans_without_id = 0
+        self.outside_window = 0
+        self.other_spans = 0
+        self.supervisor_spans = 0  # supervisor.run / supervisor.decide: the supervisor's, no agent's
+        self.duplicate_run_roots = 0
+        # open runs evicted (consistency.bound_open_runs): roots that waited for LLM spans (closed as
+        # unchecked), and runs of LLM spans that waited for their root, with their spans
+        self.evicted_roots = 0
+        self.evicted_llm_runs = 0
+        self.evicted_llm_spans = 0
+        # (service.name, service.instance.id) -> [spans dropped, spans failed to export]: the largest
+        # value of each cumulative counter seen on that process's root spans, i.e. its latest
+        self.telemetry_losses: dict[tuple, list[int]] = {}
+
+    def add_telemetry_losses(self, process: tuple, dropped: int, failed: int) -> None:
+        """One root span's loss counters (cumulative for its process): the maximum per process counts."""
+        counts = self.telemetry_losses.get(process)
+        if counts is None:
+            key = (label(process[0], NO_SERVICE), label(process[1], NO_INSTANCE))
+            key = bounded_key(self.telemetry_losses, key, MAX_PROCESSES)
+            counts = self.telemetry_losses.get(key)
+            if counts is None:
+                counts = self.telemetry_losses[key] = [0, 0]
+        if dropped > counts[0]:
+            counts[0] = dropped
+        if failed > counts[1]:
+            counts[1] = failed
+
+    def add_bad_line(self, file: str, line: int, error: str) -> None:
+        """A whole line (message) that could not be read."""
+        self.bad_lines += 1
+        _push_first(self.bad_line_examples, (file, line, label(error, "unreadable", 300)))
+
+    def add_bad_spans(self, file: str, line: int, count: int, error: str) -> None:
+        """A readable line with ``count`` spans (or groups of spans) that could not be read."""
+        self.bad_spans += count
+        _push_first(self.bad_line_examples, (file, line, label(error, "unreadable span", 300)))
+
+    def add_conflicting_span(self, trace_id: str, span_id: str) -> None:
+        """A span whose ids were seen before with other content (not counted as a span)."""
+        self.conflicting_spans += 1
+        _push_first(self.conflicting_examples, (label(trace_id, "", 64), label(span_id, "", 64)), CONFLICT_EXAMPLES)
+
+    def merge(self, other: InputTally) -> None:
+        for name in self.__slots__:
+            if name == "bad_line_examples":
+                for item in other.bad_line_examples:
+                    _push_first(self.bad_line_examples, item)
+            elif name == "conflicting_examples":
+                for item in other.conflicting_examples:
+                    _push_first(self.conflicting_examples, item, CONFLICT_EXAMPLES)
+            elif name == "telemetry_losses":
+                for process, (dropped, failed) in other.telemetry_losses.items():
+                    self.add_telemetry_losses(process, dropped, failed)
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def to_state(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__slots__}
+        out["bad_line_examples"] = [list(item) for item in self.bad_line_examples]
+        out["conflicting_examples"] = [list(item) for item in self.conflicting_examples]
+        out["telemetry_losses"] = [[*process, *counts] for process, counts in sorted(self.telemetry_losses.items())]
+        return out
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> InputTally:
+        tally = cls()
+        for name in cls.__slots__:
+            setattr(tally, name, data[name])
+        tally.bad_line_examples = sorted(tuple(item) for item in data["bad_line_examples"])
+        tally.conflicting_examples = sorted(tuple(item) for item in data["conflicting_examples"])
+        tally.telemetry_losses = {(service, instance): [dropped, failed] for service, instance, dropped, failed in data["telemetry_losses"]}
+        return tally
+
+
+def _push_first(examples: list, item: tuple, limit: int = BAD_LINE_EXAMPLES) -> None:
+    """Keep the ``limit`` smallest items (e.g. (file, line, error)), sorted: the same ones whatever
+    the order they come in."""
+    if item in examples or (len(examples) >= limit and item >= examples[-1]):
+        return
+    examples.append(item)
+    examples.sort()
+    del examples[limit:]
+
+
+def _merge_tool(mine: list, theirs: list) -> None:
+    """One tool's tally (``T_*``) plus another's over other calls."""
+    if theirs[T_TIMED]:
+        if not mine[T_TIMED] or theirs[T_MIN] < mine[T_MIN]:
+            mine[T_MIN] = theirs[T_MIN]
+        mine[T_MAX] = max(mine[T_MAX], theirs[T_MAX])
+    for slot in (T_CALLS, T_ERRORS, T_TIMED, T_SUM):
+        mine[slot] += theirs[slot]
+    _merge_counts(mine[T_HIST], theirs[T_HIST])
+
+
+def _merge_counts(target: dict, source: dict) -> None:
+    for key, count in source.items():
+        target[key] = target.get(key, 0) + count
+
+
+def _merge_lists(target: dict, source: dict) -> None:
+    for key, values in source.items():
+        mine = target.get(key)
+        if mine is None:
+            target[key] = list(values)
+        else:
+            for i, value in enumerate(values):
+                mine[i] += value
