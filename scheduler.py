@@ -58,6 +58,8 @@ from otel.run_context import get_current_run
 from services.agent_run_wrapper import AgentRunWrapper
 from services.agent_status import AgentStatusBook
 from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client, resolve_llm_settings
+from services.alerts import ALERT_KILL_SWITCH_BAD_EDIT, Alert, AlertSink, NoAlerts, alerts_from_env
+from services.alerts import stamp as alert_stamp
 from services.clock import Clock, ReplayClock, WallClock
 from services.config_error import ConfigError
 from services.data_freshness import check_freshness
@@ -87,8 +89,10 @@ class AgentScheduler:
         scheduler: BackgroundScheduler | None = None,
         statuses: AgentStatusBook | None = None,
         signals: SignalBook | None = None,
+        alerts: AlertSink | None = None,
     ) -> None:
         self.fleet = fleet
+        self._alerts = alerts or NoAlerts()
         self.agents = agents
         self._runner = runner
         self._kill_switch = kill_switch
@@ -190,8 +194,12 @@ class AgentScheduler:
         alpha signals, the signal book."""
         run = get_current_run()
         decision = self._kill_switch.check(agent_name)
-        if decision.file_error and run is not None and run.span is not None:
-            run.span.add_event(semconv.EVENT_KILL_SWITCH_ERROR, {semconv.KILL_SWITCH_ERROR_MESSAGE: decision.file_error})
+        if decision.file_error:
+            if run is not None and run.span is not None:
+                run.span.add_event(semconv.EVENT_KILL_SWITCH_ERROR, {semconv.KILL_SWITCH_ERROR_MESSAGE: decision.file_error})
+            # fleet-wide: one alert per period, whichever agent's run saw it first
+            summary = f"the kill-switch file could not be read ({decision.file_error}); the last good state holds until it is fixed"
+            self._alerts.send(Alert(ALERT_KILL_SWITCH_BAD_EDIT, "*", summary, {"first_seen_by": agent_name}, at=alert_stamp()))
         if decision.killed:
             reason = decision.entry.reason if decision.entry else ""
             logger.warning("Agent %s is disabled by kill-switch (%s)", agent_name, term(reason) if reason else "no reason given")
@@ -269,6 +277,7 @@ def build_fleet(
     settings: LLMSettings,
     llm_transport: Any = None,
     agents: dict[str, Any] | None = None,
+    alerts: AlertSink | None = None,
 ) -> AgentScheduler:
     """The fleet wired up; ``agents`` already loaded (``load_agents``) or loaded here."""
     client = build_openai_client(settings, transport=llm_transport)
@@ -278,7 +287,7 @@ def build_fleet(
     check_members(agents, params, fleet.agents, fleet.source, fleet.elsewhere)  # a typo, or a member on another shard
     run_stages(agents, params)  # a cycle is refused at start-up
     runner = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
-    return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm)
+    return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm, alerts=alerts)
 
 
 class StopSignals:
@@ -398,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_switch = KillSwitch()
         killed = kill_switch.load_strict()
         settings = resolve_llm_settings(fleet.llm)
+        alerts = alerts_from_env(os.environ)
         telemetry = configure_telemetry(llm_simulated=settings.simulated, register_atexit=True, resource_attributes=shard_resource(fleet))
     except ConfigError as exc:
         print(f"alphatrace: configuration error: {term(exc)}", file=sys.stderr)
@@ -423,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             clock = ReplayClock(start)
         else:
             clock = WallClock()
-        fleet_scheduler = build_fleet(fleet, telemetry, clock, market, kill_switch, settings, agents=agents)
+        fleet_scheduler = build_fleet(fleet, telemetry, clock, market, kill_switch, settings, agents=agents, alerts=alerts)
         if args.replay:
             days = replay_days(market, fleet, start, args.days or fleet.replay_cycles)
             logger.info("replaying %d trading days, %s to %s", len(days), days[0], days[-1])
@@ -445,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         if fleet_scheduler is not None:
             fleet_scheduler.shutdown(wait=True)
         flushed = telemetry.shutdown()
+        alerts.close()  # bounded: what is queued gets a few seconds to reach the webhook
         logger.info("telemetry %s", "flushed" if flushed else "NOT fully flushed")
         stop_signals.restore()
     return 0
