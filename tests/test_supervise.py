@@ -26,9 +26,11 @@ from meta_supervisor.supervisor.policy import Policy, decide_one
 from otel import semconv
 from otel.otlp_json import encode_attributes
 from services.agent_status import load_agent_status, set_agent_status
+from services.alerts import WebhookAlerts
 from services.kill_switch import clear, kill, load_kill_entries, revive
 from services.market_data import CsvMarketData
 from tests.fleet_fixtures import business_days
+from tests.webhook_sink import URL_SECRET, Sink
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SYMBOLS = ["S1", "S2", "S3", "S4", "S5", "S6"]
@@ -131,9 +133,9 @@ def world(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run_cli(argv, telemetry=None, now=NOW) -> tuple[int, str]:
+def run_cli(argv, telemetry=None, now=NOW, alerts=None) -> tuple[int, str]:
     out = io.StringIO()
-    code = supervise.main(argv, now=lambda: now, telemetry=telemetry, market=CsvMarketData(), out=out)
+    code = supervise.main(argv, now=lambda: now, telemetry=telemetry, market=CsvMarketData(), out=out, alerts=alerts)
     return code, out.getvalue()
 
 
@@ -223,6 +225,29 @@ def test_apply_retires_promotes_keeps_persons_entries_audits_and_traces(world, t
     assert steady["ic_hac_lags"] == 0 and steady["ic_t_stat_hac"] == pytest.approx(steady["ic_t_stat"])
     hac = f"HAC t {audit[3]['figures']['ic_t_stat_hac']:+.2f}"
     assert hac in markdown and hac in html_text
+
+
+def test_apply_sends_one_alert_per_decision_written_with_its_figures_and_a_jaeger_link(world, telemetry, span_exporter, monkeypatch):
+    monkeypatch.setenv("ALPHATRACE_JAEGER_URL", "http://jaeger.internal:16686")
+    sink = Sink()
+    try:
+        alerts = WebhookAlerts(sink.url)
+        assert run_cli(["--apply"], telemetry, alerts=alerts)[0] == 0
+        bodies = sink.wait_for(3)
+        assert run_cli(["--apply"], telemetry, now=NOW + timedelta(hours=1), alerts=WebhookAlerts(sink.url))[0] == 0
+    finally:
+        sink.close()
+    assert len(sink.bodies) == 3  # the second --apply wrote nothing, so it alerted nothing
+    run_span = next(s for s in span_exporter.get_finished_spans() if s.name == semconv.SPAN_SUPERVISOR_RUN)
+    link = f"http://jaeger.internal:16686/trace/{run_span.context.trace_id:032x}"
+    by_agent = {b["agent"]: b for b in bodies}
+    assert set(by_agent) == {"contrarian", "oracle", "revived"}  # steady's keep is not news
+    retired = by_agent["contrarian"]
+    assert (retired["cause"], retired["jaeger_url"], retired["at"]) == ("supervisor.retire", link, "2026-11-24T12:00:00Z")
+    assert retired["summary"].startswith("retire (retire.ic_below): ")
+    assert retired["figures"]["runs"] == 30 and retired["figures"]["ic"] == pytest.approx(-1.0)
+    assert by_agent["oracle"]["cause"] == "supervisor.promote"
+    assert URL_SECRET not in json.dumps(bodies)
 
 
 def test_second_apply_changes_nothing_already_done(world, telemetry):

@@ -45,6 +45,7 @@ from meta_supervisor.tally.latency import latency_summary, percentile
 
 SCHEMA_VERSION = 1
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
+ENV_JAEGER_URL = "ALPHATRACE_JAEGER_URL"  # the Jaeger UI base URL for links (report and supervisor alerts)
 
 
 @dataclass

@@ -42,12 +42,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from meta_supervisor.assemble.report import DEFAULT_JAEGER_URL, AuditState, KillSwitchState, build_report, report_day
+from meta_supervisor.assemble.report import DEFAULT_JAEGER_URL, ENV_JAEGER_URL, AuditState, KillSwitchState, build_report, report_day
 from meta_supervisor.build.run_records import trace_specs
 from meta_supervisor.locations import DEFAULT_CACHE_DIR, DEFAULT_REPORT_DIR, DEFAULT_TRACE_FILE, OLD_CACHE_DIR
 
 ENV_TRACE_FILE = "ALPHATRACE_TRACE_FILE"
-ENV_JAEGER_URL = "ALPHATRACE_JAEGER_URL"
 ENV_REPORT_DIR = "ALPHATRACE_REPORT_DIR"
 ENV_STATE_DIR = "ALPHATRACE_REPORT_STATE_DIR"
 DEFAULT_STATE_DIR = DEFAULT_CACHE_DIR

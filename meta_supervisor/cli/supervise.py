@@ -34,11 +34,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import TextIO
 
+from meta_supervisor.assemble.agents import jaeger_link
+from meta_supervisor.assemble.report import DEFAULT_JAEGER_URL, ENV_JAEGER_URL
 from meta_supervisor.build.run_records import read_records, trace_specs
 from meta_supervisor.reading.inputs import resolve_inputs
 from meta_supervisor.supervisor.actions import ApplyError, apply_audited, audit_records, stamp
@@ -47,6 +50,7 @@ from meta_supervisor.supervisor.decision_spans import emit_decision_spans
 from meta_supervisor.supervisor.policy import PROMOTE, RETIRE, Decision, agent_figures, decide, load_policy, policy_path
 from otel.provider import Telemetry, choose_export, configure_telemetry, trace_file_path
 from services.agent_status import AgentStatusBook, load_agent_status
+from services.alerts import ALERT_SUPERVISOR_PROMOTE, ALERT_SUPERVISOR_RETIRE, Alert, AlertSink, alerts_from_env
 from services.fleet_config import load_fleet_config
 from services.kill_switch import load_kill_entries
 from services.market_data import CsvMarketData, MarketData
@@ -77,6 +81,23 @@ def format_decision(d: Decision) -> str:
         who = {key: term(d.held_by.get(key)) for key in ("by", "state", "at", "reason")}
         held = f"\n{'':8} held by {who['by']} ({who['state']} at {who['at']}: {who['reason']})"
     return f"{head}\n{body}{held}"
+
+
+# The figures an alert carries (the rest are in the audit log and the decision span).
+ALERT_FIGURES = ("runs", "error_rate", "cost_usd", "p95_latency_ms", "scored_signals", "ic", "hit_rate")
+
+
+def send_decision_alerts(alerts: AlertSink, audit: list[dict], link: str) -> None:
+    """One alert per retirement or promotion that was written, linked to the decision spans' trace;
+    delivered within a few seconds (the notifier's thread), never failing the command."""
+    for record in audit:
+        if not record["applied"] or record["action"] not in (RETIRE, PROMOTE):
+            continue
+        cause = ALERT_SUPERVISOR_RETIRE if record["action"] == RETIRE else ALERT_SUPERVISOR_PROMOTE
+        figures = {name: record["figures"][name] for name in ALERT_FIGURES if record["figures"].get(name) is not None}
+        summary = f"{record['action']} ({record['rule']}): {record['reason']}"
+        alerts.send(Alert(cause, record["agent"], summary, figures, link, record["at"]))
+    alerts.close()
 
 
 def _check_span_destination(traces) -> None:
@@ -134,10 +155,13 @@ def main(
     telemetry: Telemetry | None = None,
     market: MarketData | None = None,
     out: TextIO | None = None,
+    alerts: AlertSink | None = None,
 ) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     try:
+        if args.apply and alerts is None:
+            alerts = alerts_from_env(os.environ)
         policy = load_policy(args.policy)
         traces = trace_file_path(args.traces)
         if not traces.is_file() and not traces.is_dir():
@@ -192,10 +216,12 @@ def main(
         own = telemetry is None
         handle = telemetry or configure_telemetry(trace_file=traces, instrument_openai=False)
         try:
-            emit_decision_spans(handle.tracer(), audit, policy.source, window)
+            trace_id = emit_decision_spans(handle.tracer(), audit, policy.source, window)
         finally:
             if own:
                 handle.shutdown()
+        if alerts is not None:
+            send_decision_alerts(alerts, audit, jaeger_link(os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL, trace_id))
         if not args.json:
             print(f"audit: {term(audit_path(args.audit_log))}", file=out)
     return 0

@@ -50,12 +50,14 @@ def _link(last_run: Mapping[str, str] | None) -> list[Link]:
     return [Link(context)] if context.is_valid else []
 
 
-def emit_decision_spans(tracer: Tracer, records: Sequence[Mapping[str, Any]], policy_source: str, window: tuple[str, str] | None) -> None:
-    """One ``supervisor.run`` span with a ``supervisor.decide`` child per audit record."""
+def emit_decision_spans(tracer: Tracer, records: Sequence[Mapping[str, Any]], policy_source: str, window: tuple[str, str] | None) -> str:
+    """One ``supervisor.run`` span with a ``supervisor.decide`` child per audit record; returns the
+    trace id (32 hex digits), for links to it."""
     run_attributes: dict[str, Any] = {semconv.SUPERVISOR_DECISIONS: len(records), semconv.SUPERVISOR_POLICY_FILE: policy_source}
     if window:
         run_attributes[semconv.SUPERVISOR_WINDOW_FIRST], run_attributes[semconv.SUPERVISOR_WINDOW_LAST] = window
-    with tracer.start_as_current_span(semconv.SPAN_SUPERVISOR_RUN, attributes=run_attributes):
+    with tracer.start_as_current_span(semconv.SPAN_SUPERVISOR_RUN, attributes=run_attributes) as run_span:
+        trace_id = format(run_span.get_span_context().trace_id, "032x")
         for record in records:
             attributes: dict[str, Any] = {
                 semconv.SUPERVISOR_AGENT: record["agent"],
@@ -78,3 +80,4 @@ def emit_decision_spans(tracer: Tracer, records: Sequence[Mapping[str, Any]], po
                 attributes[semconv.SUPERVISOR_FIGURE_PREFIX + "ic_kind"] = figures["ic_kind"]
             with tracer.start_as_current_span(semconv.SPAN_SUPERVISOR_DECIDE, attributes=attributes, links=_link(figures.get("last_run"))):
                 pass
+    return trace_id
