@@ -39,7 +39,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -90,9 +90,11 @@ class AgentScheduler:
         statuses: AgentStatusBook | None = None,
         signals: SignalBook | None = None,
         alerts: AlertSink | None = None,
+        supervise: Callable[[], None] | None = None,
     ) -> None:
         self.fleet = fleet
         self._alerts = alerts or NoAlerts()
+        self._supervise = supervise
         self.agents = agents
         self._runner = runner
         self._kill_switch = kill_switch
@@ -135,6 +137,27 @@ class AgentScheduler:
         self._scheduler.start()
         for name in self.agents:
             self.start_agent(name)
+        if self._supervise is not None and self.fleet.supervisor is not None:
+            every = self.fleet.supervisor.every_seconds
+            # first pass one interval from now: at start there is nothing new to judge
+            self._scheduler.add_job(
+                func=self._supervisor_job,
+                trigger=IntervalTrigger(seconds=every, timezone=UTC),
+                id="supervisor",
+                name="supervisor",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(every)),
+                replace_existing=True,
+            )
+            logger.info("supervisor: every %s (%s)", _duration(every), self.fleet.supervisor.mode)
+
+    def _supervisor_job(self) -> None:
+        """The scheduled supervisor: a failure is logged and the next pass comes on schedule."""
+        try:
+            self._supervise()
+        except Exception:
+            logger.exception("scheduled supervisor failed; the agents keep running, next pass on schedule")
 
     def run_cycle(self, as_of: date | None = None, timeout_seconds: float = 600.0) -> None:
         """Every agent once as of ``as_of``, concurrently on the pool but members before the agents
@@ -287,7 +310,17 @@ def build_fleet(
     check_members(agents, params, fleet.agents, fleet.source, fleet.elsewhere)  # a typo, or a member on another shard
     run_stages(agents, params)  # a cycle is refused at start-up
     runner = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
-    return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm, alerts=alerts)
+    supervise = None
+    if fleet.supervisor is not None and fleet.supervisor.runs_on(fleet.shard):
+        # imported only when configured: the report's modules are not needed to run agents
+        from meta_supervisor.scheduled import supervise_once
+
+        schedule = fleet.supervisor
+
+        def supervise() -> None:
+            supervise_once(schedule, telemetry, fleet.source)
+
+    return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm, alerts=alerts, supervise=supervise)
 
 
 class StopSignals:

@@ -11,6 +11,9 @@ Several hosts: an agent's ``shard`` names the scheduler process that runs it (``
 NAME``, or ``ALPHATRACE_SHARD``): one value per agent, so no agent is ever assigned to two shards;
 ``for_shard`` keeps one shard's agents (an unknown shard is a ``ConfigError`` with the known ones).
 A scheduler started without a shard runs every enabled agent (one host).
+``[supervisor]`` (optional) makes the supervisor a job of a live scheduler: ``every_seconds``, ``mode``
+(``dry-run`` or ``apply``), ``report`` (build the report first; ``meta_supervisor/scheduled.py``) and,
+for a sharded fleet, ``shard``: the one shard whose scheduler runs it.
 ``[fleet]`` also holds the staleness limit of live runs, ``max_data_age_days`` and ``on_stale``
 (``services/data_freshness.py``).
 
@@ -43,10 +46,11 @@ _AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Every key the file may have, per table ("" is the top level, "agents.*" each [agents.NAME] table).
 # A new setting is one entry here plus the code that reads it.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("fleet", "replay", "llm", "agents"),
+    "": ("fleet", "replay", "llm", "agents", "supervisor"),
     "fleet": ("universe", "max_workers", "misfire_grace_seconds", "max_data_age_days", "on_stale"),
     "replay": ("start", "cycles"),
     "llm": ("provider", "model", "timeout_seconds", "max_retries", "base_url"),
+    "supervisor": ("every_seconds", "mode", "report", "shard"),
     "agents.*": ("module", "interval_seconds", "params", "enabled", "status", "shard"),
 }
 
@@ -63,6 +67,25 @@ class AgentSpec:
 
 
 @dataclass(frozen=True)
+class SupervisorSchedule:
+    """``[supervisor]``: the supervisor as a job of the scheduler (live mode), every ``every_seconds``;
+    ``mode`` ``dry-run`` (log the decisions) or ``apply``; ``report``: build the report first."""
+
+    every_seconds: float
+    mode: str = "dry-run"
+    report: bool = True
+    shard: str | None = None  # a sharded fleet: the one shard whose scheduler runs it
+
+    def runs_on(self, shard: str | None) -> bool:
+        """An unsharded scheduler runs it; a sharded one only when this names its shard (one
+        supervisor for the whole fleet, never one per host)."""
+        return shard is None or shard == self.shard
+
+
+SUPERVISOR_MODES = ("dry-run", "apply")
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     universe: tuple[str, ...]
     agents: dict[str, AgentSpec]
@@ -73,6 +96,7 @@ class FleetConfig:
     misfire_grace_seconds: int = 30
     source: str = ""
     freshness: FreshnessPolicy = field(default_factory=FreshnessPolicy)
+    supervisor: SupervisorSchedule | None = None  # None: the supervisor is run by hand
     shard: str | None = None  # the shard this config was narrowed to (for_shard), None: every agent
     elsewhere: dict[str, str | None] = field(default_factory=dict)  # narrowed: other agents -> their shard
 
@@ -104,7 +128,8 @@ def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> Fle
     fleet = _table(raw, "fleet", source)
     replay = _table(raw, "replay", source)
     llm = _table(raw, "llm", source)
-    for key, table in (("fleet", fleet), ("replay", replay), ("llm", llm)):
+    supervisor = _table(raw, "supervisor", source)
+    for key, table in (("fleet", fleet), ("replay", replay), ("llm", llm), ("supervisor", supervisor)):
         _known_keys(table, key, key, source)
     universe = fleet.get("universe")
     if not isinstance(universe, list) or not universe or not all(isinstance(s, str) and s for s in universe):
@@ -151,7 +176,26 @@ def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> Fle
         misfire_grace_seconds=_positive_int(fleet.get("misfire_grace_seconds", 30), "fleet.misfire_grace_seconds", source),
         source=source,
         freshness=parse_freshness_policy(fleet, source),
+        supervisor=_supervisor_schedule(supervisor, source),
     )
+
+
+def _supervisor_schedule(table: dict[str, Any], source: str) -> SupervisorSchedule | None:
+    if not table:
+        return None
+    every = table.get("every_seconds")
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
+        raise ConfigError(f"{source}: supervisor.every_seconds must be a positive number of seconds, got {every!r}")
+    mode = table.get("mode", "dry-run")
+    if mode not in SUPERVISOR_MODES:
+        raise ConfigError(f"{source}: supervisor.mode must be one of {', '.join(SUPERVISOR_MODES)}, got {mode!r}")
+    report = table.get("report", True)
+    if not isinstance(report, bool):
+        raise ConfigError(f"{source}: supervisor.report must be true or false")
+    shard = table.get("shard")
+    if shard is not None and (not isinstance(shard, str) or not _AGENT_NAME.match(shard)):
+        raise ConfigError(f"{source}: supervisor.shard must be 1-64 letters, digits, '_', '.' or '-', got {shard!r}")
+    return SupervisorSchedule(float(every), mode, report, shard)
 
 
 def load_fleet_config(path: str | os.PathLike | None = None) -> FleetConfig:

@@ -44,7 +44,7 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
 # docstrings and docs/architecture.md say what each holds). The entry points sit on top; the leaves
 # at the bottom hold vocabulary every folder shares.
 META_LAYERS: list[tuple[str, ...]] = [
-    ("meta_supervisor.build_meta_report", "meta_supervisor.supervise"),  # the seed's entry points
+    ("meta_supervisor.build_meta_report", "meta_supervisor.supervise", "meta_supervisor.scheduled"),  # entry points
     ("meta_supervisor.cli", "meta_supervisor.clickhouse"),  # the commands; the same figures as SQL over ClickHouse
     ("meta_supervisor.render", "meta_supervisor.supervisor"),  # dict -> json/md/html; policy, actions, audit
     ("meta_supervisor.assemble",),  # tallies -> the report dict (pure)
