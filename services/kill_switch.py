@@ -28,6 +28,15 @@ Command line::
     python -m services.kill_switch kill momentum --reason "drawdown" [--by alice]
     python -m services.kill_switch revive momentum [--reason "fixed"]
     python -m services.kill_switch clear momentum
+    python -m services.kill_switch --store redis://host:6379/0 sync [--watch]
+
+With a shared store (``--store``, else ``ALPHATRACE_KILL_SWITCH_STORE``; ``services.kill_switch_store``)
+``kill``/``revive``/``clear`` and every write through ``update_kill_file`` (the supervisor's) publish the
+new file to the store under the file's lock; ``sync`` publishes a hand edit (``--watch``: whenever the
+file changes, retrying while the store is down). A write whose publish fails leaves the file written
+and is a ``KillStorePublishError`` (exit 2) naming ``sync``. A scheduler's ``KillSwitch`` then reads the
+store, not its local file (``KillSwitch(source=...)``; docs/several-hosts.md says what wins and what
+happens when the store is unreachable).
 
 ``kill`` and ``revive`` refuse a name that is not an agent of the fleet config (``--config``, else
 ``ALPHATRACE_FLEET_CONFIG``, else ``agents/agents.toml``), with "did you mean ...?": the entry would stop
@@ -38,8 +47,9 @@ What the command prints passes through ``services.terminal_text.term`` (no contr
 file reaches the terminal raw).
 
 Environment: ``ALPHATRACE_KILL_SWITCH_FILE`` (path of the kill-switch file; default
-``meta_supervisor/state/killed_agents.json`` under the project root); the command line's ``kill`` and
-``revive`` also read ``ALPHATRACE_FLEET_CONFIG`` (``services.fleet_config``) and the login name
+``meta_supervisor/state/killed_agents.json`` under the project root); the store's variables
+(``services.kill_switch_store``); the command line's ``kill`` and ``revive`` also read
+``ALPHATRACE_FLEET_CONFIG`` (``services.fleet_config``) and the login name
 (``LOGNAME``, ``USER``, ``LNAME``, ``USERNAME``, as ``getpass.getuser`` does).
 """
 
