@@ -64,7 +64,8 @@ from services.clock import Clock, ReplayClock, WallClock
 from services.config_error import ConfigError
 from services.data_freshness import check_freshness
 from services.fleet_config import FleetConfig, for_shard, load_agents, load_fleet_config, resolve_shard
-from services.kill_switch import KillSwitch
+from services.kill_switch import MAX_KILL_FILE_BYTES, KillSwitch, kill_switch_path
+from services.kill_switch_store import kill_state_source
 from services.market_data import CsvMarketData, MarketData
 from services.pricing import PriceTable
 from services.run_order import check_members, run_stages
@@ -223,6 +224,9 @@ class AgentScheduler:
             # fleet-wide: one alert per period, whichever agent's run saw it first
             summary = f"the kill-switch file could not be read ({decision.file_error}); the last good state holds until it is fixed"
             self._alerts.send(Alert(ALERT_KILL_SWITCH_BAD_EDIT, "*", summary, {"first_seen_by": agent_name}, at=alert_stamp()))
+        if decision.store_error and run is not None and run.span is not None:
+            run.span.set_attribute(semconv.KILL_SWITCH_STATE_STALE, True)
+            run.span.set_attribute(semconv.KILL_SWITCH_STORE_ERROR, decision.store_error)
         if decision.killed:
             reason = decision.entry.reason if decision.entry else ""
             logger.warning("Agent %s is disabled by kill-switch (%s)", agent_name, term(reason) if reason else "no reason given")
@@ -420,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=date.fromisoformat, help="replay: first day (default from config)")
     parser.add_argument("--days", type=int, help="replay: number of trading days (default from config)")
     parser.add_argument("--shard", help="run only the agents of this shard (agents.*.shard; default: $ALPHATRACE_SHARD, else all)")
+    parser.add_argument(
+        "--kill-switch-store", help="shared kill-switch store, redis://host:6379/0 (default: $ALPHATRACE_KILL_SWITCH_STORE, else the file)"
+    )
     args = parser.parse_args(argv)
     try:
         check_arguments(args)
@@ -437,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         market = CsvMarketData()
         market.require(fleet.universe, f"{fleet.source}: fleet.universe")
         agents = load_agents(fleet)
-        kill_switch = KillSwitch()
+        kill_switch = KillSwitch(source=kill_state_source(kill_switch_path(), MAX_KILL_FILE_BYTES, args.kill_switch_store))
         killed = kill_switch.load_strict()
         settings = resolve_llm_settings(fleet.llm)
         alerts = alerts_from_env(os.environ)
@@ -456,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             logger.info("LLM: %s via %s", settings.model, settings.base_url or "the OpenAI API")
         logger.info("spans: %s; killed agents: %s", telemetry.export.describe(), ", ".join(sorted(killed)) or "none")
+        logger.info("kill switch: %s", kill_switch.source.describe())
         if fleet.shard is not None:
             logger.info("shard %s: agents %s", fleet.shard, ", ".join(sorted(agents)))
         if args.cycles is not None:

@@ -2,11 +2,11 @@
 # The Docker-less alphatrace stack: an OpenTelemetry Collector built with the Collector Builder
 # (collector/builder-config.yaml) and Jaeger v2 built from its Go module (collector/jaeger/).
 #
-#   collector/stack.sh build [collector|jaeger|compose-spec|prometheus]...
+#   collector/stack.sh build [collector|jaeger|compose-spec|prometheus|redis]...
 #                               build bin/otelcol-alphatrace, bin/jaeger and bin/compose-spec (the
 #                               Compose file validator) only if missing or if the pinned versions
-#                               changed, and install Debian's `prometheus` package if it is missing
-#                               (as root; apt) -- all four by default
+#                               changed, and install Debian's `prometheus` and `redis-server`
+#                               packages if they are missing (as root; apt) -- all five by default
 #   collector/stack.sh up       start Prometheus, Jaeger and the collector in the background on
 #                               127.0.0.1, wait until healthy
 #   collector/stack.sh down     stop exactly the processes `up` started (pid files)
@@ -50,6 +50,8 @@ PROMETHEUS_CONFIG="$ROOT/collector/prometheus.yml"
 PROMETHEUS_LISTEN="${ALPHATRACE_PROMETHEUS_LISTEN:-127.0.0.1:9090}"
 PROMETHEUS_DATA="${ALPHATRACE_PROMETHEUS_DATA_DIR:-$ROOT/telemetry/prometheus}"
 PROMETHEUS_RETENTION="${ALPHATRACE_PROMETHEUS_RETENTION:-15d}"
+# Redis: Debian's package (7.0), the shared store of the kill switch (docs/several-hosts.md).
+REDIS_BIN="${ALPHATRACE_REDIS_BIN:-$(command -v redis-server || echo /usr/bin/redis-server)}"
 STATE_DIR="${ALPHATRACE_STACK_DIR:-$ROOT/telemetry/stack}"
 START_TIMEOUT="${ALPHATRACE_STACK_START_TIMEOUT:-60}"
 
@@ -180,16 +182,34 @@ install_prometheus() {
   say "installed $("$PROMETHEUS_BIN" --version 2>&1 | head -n 1)"
 }
 
+install_redis() {
+  if [[ -x "$REDIS_BIN" ]]; then
+    say "redis-server is installed ($("$REDIS_BIN" --version 2>&1 | head -n 1))"
+    return 0
+  fi
+  if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    die "redis-server is not installed: as root, 'apt-get install redis-server' (Debian's 7.0), or set ALPHATRACE_REDIS_BIN to a redis-server binary"
+  fi
+  say "installing Debian's redis-server package with apt (about a minute)"
+  # As with prometheus, the package's own service is not what the project runs: tests and
+  # deployments start redis-server themselves with their own config.
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
+    || die "apt-get install redis-server failed"
+  REDIS_BIN="$(command -v redis-server)"
+  say "installed $("$REDIS_BIN" --version 2>&1 | head -n 1)"
+}
+
 cmd_build() {
   local what
-  (($#)) || set -- collector jaeger compose-spec prometheus
+  (($#)) || set -- collector jaeger compose-spec prometheus redis
   for what in "$@"; do
     case "$what" in
       collector) with_lock build_collector ;;
       jaeger) with_lock build_jaeger ;;
       compose-spec) with_lock build_compose_spec ;;
       prometheus) with_lock install_prometheus ;;
-      *) die "unknown build target '$what' (collector, jaeger, compose-spec, prometheus)" ;;
+      redis) with_lock install_redis ;;
+      *) die "unknown build target '$what' (collector, jaeger, compose-spec, prometheus, redis)" ;;
     esac
   done
 }

@@ -164,6 +164,10 @@ DIRECTIONS = ("up", "down", "flat")
 # --- kill switch ---------------------------------------------------------------------------
 EVENT_KILL_SWITCH_ERROR = "kill_switch.error"
 KILL_SWITCH_ERROR_MESSAGE = "kill_switch.error.message"
+# on a run span when the shared store (services/kill_switch_store.py) could not be read: the run was
+# decided on the last known state (bool true) and why (the store's URL with its password redacted)
+KILL_SWITCH_STATE_STALE = "kill_switch.state.stale"
+KILL_SWITCH_STORE_ERROR = "kill_switch.store.error"
 
 # --- supervisor decisions (meta_supervisor/supervise.py, docs/policy.md) ----------------------
 # One "supervisor.run" span per --apply, with one "supervisor.decide" child per agent judged; each
