@@ -4,7 +4,8 @@
   survives a power loss once it returns: a temp file in the same folder is written and fsynced,
   renamed over the target, then the folder itself is fsynced (the rename is an entry of the folder).
   Used for the kill switch, agent status, the supervisor's files, the report files and the report's
-  incremental state.
+  incremental state. The content may come as pieces (an iterable of strings, e.g. a JSON encoder's
+  ``iterencode``): they are written as they come, so a large report is never whole in memory.
 * ``exclusive_lock``: an exclusive ``flock`` on a lock file, waited for at most a given time; the
   holder's pid is written into the lock file, so a build that times out can say who holds it. A
   forked child never keeps a lock its parent holds: the child's copy of the descriptor is closed
@@ -26,7 +27,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 _HELD: dict[int, int] = {}  # lock descriptor -> pid of the process that took the lock
@@ -156,16 +157,41 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, text: str | bytes) -> None:
+WRITE_CHUNK_CHARS = 1 << 16  # pieces are joined into writes of about this many characters
+
+
+def _write_pieces(tmp, pieces: Iterable[str]) -> None:
+    """Write string pieces as UTF-8, joined into writes of about ``WRITE_CHUNK_CHARS`` (an encoder
+    yields pieces of a few characters: one write each would be slow, all at once would hold them all)."""
+    batch: list[str] = []
+    size = 0
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece)
+        if size >= WRITE_CHUNK_CHARS:
+            tmp.write("".join(batch).encode("utf-8"))
+            batch.clear()
+            size = 0
+    if batch:
+        tmp.write("".join(batch).encode("utf-8"))
+
+
+def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> None:
     """Write ``text`` to ``path``: temp file in the same folder, fsync, rename, fsync the folder.
-    The file keeps its mode (0644 for a new one)."""
+    ``text`` may be string pieces, written as they come (an error while they are made leaves the
+    old file as it was). The file keeps its mode (0644 for a new one)."""
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as tmp:
-            tmp.write(text.encode("utf-8") if isinstance(text, str) else text)
+            if isinstance(text, str):
+                tmp.write(text.encode("utf-8"))
+            elif isinstance(text, bytes | bytearray | memoryview):
+                tmp.write(text)
+            else:
+                _write_pieces(tmp, text)
             tmp.flush()
             os.fsync(tmp.fileno())
         try:
