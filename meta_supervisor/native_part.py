@@ -20,6 +20,7 @@ import os
 from array import array
 from pathlib import Path
 
+from meta_supervisor.heap_trim import release_free_memory
 from meta_supervisor.trace_files import max_line_bytes
 from meta_supervisor.trace_inputs import expected_spans
 from services.config_error import ConfigError
@@ -204,6 +205,7 @@ def _call(read, where: str, head: tuple, options_tuple, progress, tables, expect
         logging.getLogger(__name__).debug("the native reader declined %s: %s", where, raw)
         undo()
         return None
+    release_free_memory()  # the core's tables are freed: their pages back before the tallies are made (heap_trim)
     return raw
 
 
@@ -233,7 +235,10 @@ def _tallies(raw: dict) -> tuple:
 
     inputs = InputTally.from_state(raw["inputs"])
     agents = {}
-    for name, state, latencies, signals in raw["agents"]:
+    rows = raw.pop("agents")
+    rows.reverse()
+    while rows:  # each agent's raw state let go once converted: never all of both at once (peak RSS)
+        name, state, latencies, signals = rows.pop()
         store = SignalStore.from_state(*signals) if signals is not None else None
         agents[name] = AgentTally.from_state(state, latencies, store)
     return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}

@@ -61,6 +61,7 @@ from meta_supervisor.aggregates import (
     P_UNPRICED,
 )
 from meta_supervisor.fingerprints import run_fingerprint
+from meta_supervisor.packed_tallies import packed_state
 from meta_supervisor.span_aggregator import SpanAggregator
 from meta_supervisor.trace_files import FileCursor
 from meta_supervisor.trace_inputs import HEAD_BYTES, expected_spans, head_digest, identity_of, open_regular
@@ -128,7 +129,10 @@ class PartResult:
 
     def send(self, connection) -> None:
         """Small things pickled, the big arrays as raw bytes (no pickling, no extra copies)."""
-        header = (self.consumed, self.records, self.partial_tail, self.aggregator_state, len(self.span_fps), len(self.closed_keys))
+        state = self.aggregator_state
+        if isinstance(state, tuple):  # the agents pickled one by one: the receiver unpickles them as it merges
+            state = packed_state(state)
+        header = (self.consumed, self.records, self.partial_tail, state, len(self.span_fps), len(self.closed_keys))
         connection.send_bytes(pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
         for blob in (self.span_fps, self.closed_keys, self.closed_states):
             connection.send_bytes(memoryview(blob).cast("B"))
@@ -169,7 +173,7 @@ def read_part_python(path: Path, start: int, stop: int | None, options_tuple, fi
         )
     closed = aggregator.closed_runs
     state = pickle.dumps(
-        (aggregator.inputs, aggregator.agents, aggregator.agent_order, aggregator.pending), protocol=pickle.HIGHEST_PROTOCOL
+        packed_state((aggregator.inputs, aggregator.agents, aggregator.agent_order, aggregator.pending)), protocol=pickle.HIGHEST_PROTOCOL
     )
     return PartResult(
         consumed=result.consumed,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meta_supervisor.heap_trim import release_free_memory
 from meta_supervisor.open_runs import MAX_OPEN_RUNS
 from meta_supervisor.report_model import BuildInputs
 from meta_supervisor.trace_inputs import expected_spans, resolve_inputs
@@ -151,6 +152,7 @@ def build_inputs(options: BuildOptions) -> tuple[BuildInputs, BuildStats]:
     finally:
         if was_enabled:
             gc.enable()
+    release_free_memory()  # what reading and merging freed: the report is built beside it, not on top (heap_trim)
     file_details = [cursors[str(path)].details() for path in files if str(path) in cursors]
     for cursor in cursors.values():
         if cursor.error:

@@ -11,8 +11,8 @@ Reads no environment variables.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from services.state_files import write_atomically

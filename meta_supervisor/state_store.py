@@ -42,7 +42,7 @@ from meta_supervisor.native_part import sorted_latencies
 from meta_supervisor.report_build import BuildOptions, new_aggregator, to_ns
 from meta_supervisor.state_checks import summary_problem
 from services.config_error import env_number
-from services.state_files import LockTimeout, exclusive_lock, write_atomically
+from services.state_files import LockTimeout, exclusive_lock, json_pieces, write_atomically
 
 STATE_FORMAT = 10  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
 # and a saved offset is never past the saved size; 7: runs per as-of day; 8: LLM calls per operation, tool calls;
@@ -284,7 +284,7 @@ class SavedState:
         data = self._write_generation(aggregator, cursors, summaries, frozenset({checkpoint}))
         data["checkpoint"] = checkpoint
         try:
-            write_atomically(self.json_path, json.dumps(data, separators=(",", ":"), allow_nan=True))
+            write_atomically(self.json_path, json_pieces(data, depth=2, allow_nan=True))  # agent by agent, never whole
         except BaseException:
             self.discard(data["generation"])
             raise

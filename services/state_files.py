@@ -5,7 +5,8 @@
   renamed over the target, then the folder itself is fsynced (the rename is an entry of the folder).
   Used for the kill switch, agent status, the supervisor's files, the report files and the report's
   incremental state. The content may come as pieces (an iterable of strings, e.g. a JSON encoder's
-  ``iterencode``): they are written as they come, so a large report is never whole in memory.
+  ``iterencode``, or ``json_pieces``): they are written as they come, so a large report or state is
+  never whole in memory.
 * ``exclusive_lock``: an exclusive ``flock`` on a lock file, waited for at most a given time; the
   holder's pid is written into the lock file, so a build that times out can say who holds it. A
   forked child never keeps a lock its parent holds: the child's copy of the descriptor is closed
@@ -23,12 +24,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 _HELD: dict[int, int] = {}  # lock descriptor -> pid of the process that took the lock
 
@@ -174,6 +177,27 @@ def _write_pieces(tmp, pieces: Iterable[str]) -> None:
             size = 0
     if batch:
         tmp.write("".join(batch).encode("utf-8"))
+
+
+def json_pieces(value: Any, depth: int = 2, **options: Any) -> Iterator[str]:
+    """Compact JSON text of ``value`` (``json.dumps(value, separators=(",", ":"), **options)``, the
+    same text) as pieces for ``write_atomically``: a dict down to ``depth`` levels is encoded key by
+    key, so only one value's text is made at a time (a state of 1,000 agents is several MB of text,
+    made whole twice over by ``dumps`` and then ``encode``)."""
+    encoder = json.JSONEncoder(separators=(",", ":"), **options)
+
+    def pieces(item: Any, level: int) -> Iterator[str]:
+        if level > 0 and type(item) is dict and item and all(type(key) is str for key in item):
+            opening = "{"
+            for key, inner in item.items():
+                yield f"{opening}{encoder.encode(key)}:"
+                yield from pieces(inner, level - 1)
+                opening = ","
+            yield "}"
+        else:
+            yield encoder.encode(item)
+
+    return pieces(value, depth)
 
 
 def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> None:
