@@ -61,6 +61,7 @@ from meta_supervisor.aggregates import (
     P_UNPRICED,
 )
 from meta_supervisor.fingerprints import run_fingerprint
+from meta_supervisor.heap_trim import release_free_memory
 from meta_supervisor.packed_tallies import packed_state
 from meta_supervisor.span_aggregator import SpanAggregator
 from meta_supervisor.trace_files import FileCursor
@@ -250,6 +251,7 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     out.offset += first.consumed
     out.records += first.records
     out.partial_tail_bytes = first.partial_tail
+    release_free_memory()  # what reading the first part freed, before the others' tallies come in (heap_trim)
     for receiver, process, start, stop in children:
         try:
             payload = PartResult.receive(receiver)
