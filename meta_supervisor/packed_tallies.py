@@ -20,27 +20,37 @@ from typing import Any
 
 class PackedTallies(Mapping):
     """name -> tally, each unpickled anew on every access (a fresh object each time: read it, merge
-    it, let it go)."""
+    it, let it go). The pickles are one blob (``blob``), which ``parallel_build.PartResult`` sends
+    apart from its header, received straight into a buffer of its size."""
 
-    __slots__ = ("_packed",)
+    __slots__ = ("_ends", "blob")
 
     def __init__(self, tallies: Mapping[str, Any]) -> None:
-        self._packed = {name: pickle.dumps(tally, protocol=pickle.HIGHEST_PROTOCOL) for name, tally in tallies.items()}
+        pieces = []
+        self._ends: dict[str, tuple[int, int]] = {}
+        at = 0
+        for name, tally in tallies.items():
+            piece = pickle.dumps(tally, protocol=pickle.HIGHEST_PROTOCOL)
+            self._ends[name] = (at, at + len(piece))
+            at += len(piece)
+            pieces.append(piece)
+        self.blob: bytes | bytearray = b"".join(pieces)
 
     def __getitem__(self, name: str) -> Any:
-        return pickle.loads(self._packed[name])
+        start, end = self._ends[name]
+        return pickle.loads(memoryview(self.blob)[start:end])
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._packed)
+        return iter(self._ends)
 
     def __len__(self) -> int:
-        return len(self._packed)
+        return len(self._ends)
 
     def __getstate__(self):
-        return self._packed
+        return self._ends, self.blob
 
-    def __setstate__(self, packed) -> None:
-        self._packed = packed
+    def __setstate__(self, state) -> None:
+        self._ends, self.blob = state
 
 
 def packed_state(state: tuple) -> tuple:
