@@ -235,10 +235,9 @@ def _tallies(raw: dict) -> tuple:
 
     inputs = InputTally.from_state(raw["inputs"])
     agents = {}
-    rows = raw.pop("agents")
-    rows.reverse()
-    while rows:  # each agent's raw state let go once converted: never all of both at once (peak RSS)
-        name, state, latencies, signals = rows.pop()
+    # the core hands the agents over one at a time (its ``AgentStates``), freeing each agent's tally
+    # as it does: never all of a part's tallies at once in Rust, as raw data and as AgentTally
+    for name, state, latencies, signals in raw.pop("agents"):
         store = SignalStore.from_state(*signals) if signals is not None else None
         agents[name] = AgentTally.from_state(state, latencies, store)
     return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}
