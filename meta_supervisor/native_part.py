@@ -240,6 +240,7 @@ def _tallies(raw: dict) -> tuple:
     for name, state, latencies, signals in raw.pop("agents"):
         store = SignalStore.from_state(*signals) if signals is not None else None
         agents[name] = AgentTally.from_state(state, latencies, store)
+    release_free_memory()  # the core's tallies, freed one by one above (heap_trim)
     return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}
 
 

@@ -26,15 +26,12 @@ class PackedTallies(Mapping):
     __slots__ = ("_ends", "blob")
 
     def __init__(self, tallies: Mapping[str, Any]) -> None:
-        pieces = []
         self._ends: dict[str, tuple[int, int]] = {}
-        at = 0
+        self.blob = bytearray()  # appended to: not a list of pieces and their join (twice the size)
         for name, tally in tallies.items():
-            piece = pickle.dumps(tally, protocol=pickle.HIGHEST_PROTOCOL)
-            self._ends[name] = (at, at + len(piece))
-            at += len(piece)
-            pieces.append(piece)
-        self.blob: bytes | bytearray = b"".join(pieces)
+            start = len(self.blob)
+            self.blob += pickle.dumps(tally, protocol=pickle.HIGHEST_PROTOCOL)
+            self._ends[name] = (start, len(self.blob))
 
     def __getitem__(self, name: str) -> Any:
         start, end = self._ends[name]
