@@ -152,7 +152,8 @@ def build_inputs(options: BuildOptions) -> tuple[BuildInputs, BuildStats]:
     finally:
         if was_enabled:
             gc.enable()
-    release_free_memory()  # what reading and merging freed: the report is built beside it, not on top (heap_trim)
+    if stats.bytes_read:  # what reading and merging freed: the report is built beside it, not on top (heap_trim)
+        release_free_memory()
     file_details = [cursors[str(path)].details() for path in files if str(path) in cursors]
     for cursor in cursors.values():
         if cursor.error:

@@ -10,6 +10,7 @@ Reads no environment variables.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +27,7 @@ def report_json_pieces(report: dict[str, Any]) -> Iterator[str]:
     """``meta_report.json`` as the pieces the encoder makes, to be written as they come: the whole
     text of a report of many agents is several times the dict's size while it is joined (with
     ``indent`` the standard encoder builds a list of every piece first)."""
-    yield from json.JSONEncoder(indent=2, ensure_ascii=False, allow_nan=False).iterencode(report)
-    yield "\n"
+    return itertools.chain(json.JSONEncoder(indent=2, ensure_ascii=False, allow_nan=False).iterencode(report), ("\n",))
 
 
 def report_json(report: dict[str, Any]) -> str:

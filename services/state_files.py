@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import os
 import stat
@@ -160,22 +161,14 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-WRITE_CHUNK_CHARS = 1 << 16  # pieces are joined into writes of about this many characters
+WRITE_BATCH = 4096  # pieces joined into one write (an encoder's pieces are a few characters each)
 
 
 def _write_pieces(tmp, pieces: Iterable[str]) -> None:
-    """Write string pieces as UTF-8, joined into writes of about ``WRITE_CHUNK_CHARS`` (an encoder
-    yields pieces of a few characters: one write each would be slow, all at once would hold them all)."""
-    batch: list[str] = []
-    size = 0
-    for piece in pieces:
-        batch.append(piece)
-        size += len(piece)
-        if size >= WRITE_CHUNK_CHARS:
-            tmp.write("".join(batch).encode("utf-8"))
-            batch.clear()
-            size = 0
-    if batch:
+    """Write string pieces as UTF-8, ``WRITE_BATCH`` at a time (one write each would be slow, all at
+    once would hold them all; ``islice`` and ``join`` keep the per-piece work in C)."""
+    pieces = iter(pieces)
+    while batch := list(itertools.islice(pieces, WRITE_BATCH)):
         tmp.write("".join(batch).encode("utf-8"))
 
 
