@@ -422,6 +422,7 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
             undo()
             return read_trace_file(path, aggregator, cursor, advance)
     _add_tallies(aggregator, tallies, out.records)
+    del first, tallies  # added (copied): not held through the merge below (peak RSS)
     out.offset += consumed
     out.records += records
     out.partial_tail_bytes = partial_tail
