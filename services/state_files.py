@@ -4,7 +4,9 @@
   survives a power loss once it returns: a temp file in the same folder is written and fsynced,
   renamed over the target, then the folder itself is fsynced (the rename is an entry of the folder).
   Used for the kill switch, agent status, the supervisor's files, the report files and the report's
-  incremental state.
+  incremental state. The content may come as pieces (an iterable of strings, e.g. a JSON encoder's
+  ``iterencode``, or ``json_pieces``): they are written as they come, so a large report or state is
+  never whole in memory.
 * ``exclusive_lock``: an exclusive ``flock`` on a lock file, waited for at most a given time; the
   holder's pid is written into the lock file, so a build that times out can say who holds it. A
   forked child never keeps a lock its parent holds: the child's copy of the descriptor is closed
@@ -22,12 +24,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
+import json
 import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 _HELD: dict[int, int] = {}  # lock descriptor -> pid of the process that took the lock
 
@@ -156,16 +161,54 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, text: str | bytes) -> None:
+WRITE_BATCH = 4096  # pieces joined into one write (an encoder's pieces are a few characters each)
+
+
+def _write_pieces(tmp, pieces: Iterable[str]) -> None:
+    """Write string pieces as UTF-8, ``WRITE_BATCH`` at a time (one write each would be slow, all at
+    once would hold them all; ``islice`` and ``join`` keep the per-piece work in C)."""
+    pieces = iter(pieces)
+    while batch := list(itertools.islice(pieces, WRITE_BATCH)):
+        tmp.write("".join(batch).encode("utf-8"))
+
+
+def json_pieces(value: Any, depth: int = 2, **options: Any) -> Iterator[str]:
+    """Compact JSON text of ``value`` (``json.dumps(value, separators=(",", ":"), **options)``, the
+    same text) as pieces for ``write_atomically``: a dict down to ``depth`` levels is encoded key by
+    key, so only one value's text is made at a time (a state of 1,000 agents is several MB of text,
+    made whole twice over by ``dumps`` and then ``encode``)."""
+    encoder = json.JSONEncoder(separators=(",", ":"), **options)
+
+    def pieces(item: Any, level: int) -> Iterator[str]:
+        if level > 0 and type(item) is dict and item and all(type(key) is str for key in item):
+            opening = "{"
+            for key, inner in item.items():
+                yield f"{opening}{encoder.encode(key)}:"
+                yield from pieces(inner, level - 1)
+                opening = ","
+            yield "}"
+        else:
+            yield encoder.encode(item)
+
+    return pieces(value, depth)
+
+
+def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> None:
     """Write ``text`` to ``path``: temp file in the same folder, fsync, rename, fsync the folder.
-    The file keeps its mode (0644 for a new one)."""
+    ``text`` may be string pieces, written as they come (an error while they are made leaves the
+    old file as it was). The file keeps its mode (0644 for a new one)."""
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as tmp:
-            tmp.write(text.encode("utf-8") if isinstance(text, str) else text)
+            if isinstance(text, str):
+                tmp.write(text.encode("utf-8"))
+            elif isinstance(text, bytes | bytearray | memoryview):
+                tmp.write(text)
+            else:
+                _write_pieces(tmp, text)
             tmp.flush()
             os.fsync(tmp.fileno())
         try:

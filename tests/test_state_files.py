@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -68,6 +69,34 @@ def test_a_failed_write_leaves_the_old_content_and_no_temp_file(tmp_path: Path, 
     with pytest.raises(OSError):
         state_files.write_atomically(target, "new")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_pieces_are_written_as_they_come_and_a_failure_while_making_them_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    big = {"agents": {f"a{i}": {"x": [i, 1.5, None, "\u00e9\u2028"], "y": {}} for i in range(3000)}, "n": float("nan")}
+    state_files.write_atomically(target, state_files.json_pieces(big, depth=3, allow_nan=True))
+    assert target.read_text(encoding="utf-8") == json.dumps(big, separators=(",", ":"), allow_nan=True)
+    for depth in range(4):  # any depth: the text json.dumps makes
+        assert "".join(state_files.json_pieces(big, depth, allow_nan=True)) == json.dumps(big, separators=(",", ":"), allow_nan=True)
+    assert "".join(state_files.json_pieces({1: 2, "a": {}})) == json.dumps({1: 2, "a": {}}, separators=(",", ":"))
+
+    def failing():
+        yield "{"
+        raise ValueError("Out of range float values are not JSON compliant")
+
+    with pytest.raises(ValueError):
+        state_files.write_atomically(target, failing())
+    assert json.loads(target.read_text(encoding="utf-8"))["agents"]["a7"]["x"][0] == 7
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_the_report_json_written_in_pieces_is_the_text_json_dumps_makes(tmp_path: Path) -> None:
+    from meta_supervisor.render import outputs as report_outputs
+
+    report = {"agents": {f"agent_{i:04d}": {"runs": i, "latency": [0.5, None], "name": "\u00e9"} for i in range(2000)}, "e": []}
+    report_outputs.write_report(report, tmp_path, ("json",))
+    expected = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    assert (tmp_path / "meta_report.json").read_text(encoding="utf-8") == expected == report_outputs.report_json(report)
 
 
 def test_lock_times_out_naming_its_holder(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from meta_supervisor.blake2 import blake2b
-from services.state_files import write_atomically
+from services.state_files import json_pieces, write_atomically
 
 CACHE_VERSION = 2  # 2: the HAC t-stats. Bump whenever the section's computation changes
 
@@ -69,6 +69,7 @@ def save(state_dir: Path | None, state: str, key: str | None, section: dict | No
     if state_dir is None or key is None or section is None:
         return
     try:
-        write_atomically(_path(state_dir, state), json.dumps({"key": key, "section": section}, separators=(",", ":")))
+        # agent by agent (the section of 1,000 agents is ~9 MB of text): never whole in memory
+        write_atomically(_path(state_dir, state), json_pieces({"key": key, "section": section}, depth=3))
     except OSError:
         pass  # only a cache

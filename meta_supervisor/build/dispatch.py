@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 
 from meta_supervisor.build.full import full_build
+from meta_supervisor.build.heap_trim import release_free_memory
 from meta_supervisor.build.incremental import incremental_build
 from meta_supervisor.build.options import BuildInputs, BuildOptions, BuildStats
 from meta_supervisor.reading.inputs import resolve_inputs
@@ -32,6 +33,8 @@ def build_inputs(options: BuildOptions) -> tuple[BuildInputs, BuildStats]:
     finally:
         if was_enabled:
             gc.enable()
+    if stats.bytes_read:  # what reading and merging freed: the report is built beside it, not on top (heap_trim)
+        release_free_memory()
     file_details = [cursors[str(path)].details() for path in files if str(path) in cursors]
     for cursor in cursors.values():
         if cursor.error:

@@ -60,10 +60,11 @@ def within_limits(aggregator: SpanAggregator, inputs, agents: dict, agent_order:
         return False
     if len(aggregator.inputs.telemetry_losses.keys() | inputs.telemetry_losses.keys()) > MAX_PROCESSES:
         return False
-    for name, theirs in agents.items():
+    for name in agents:
         mine = aggregator.agents.get(name)
         if mine is None:
             continue
+        theirs = agents[name]  # unpickled here only when needed (packed_tallies)
         for table, limit in (
             ("outcomes", MAX_OUTCOMES),
             ("day_models", MAX_DISTINCT),

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from meta_supervisor import native_core
 from meta_supervisor.build import merge
+from meta_supervisor.build.heap_trim import release_free_memory
 from meta_supervisor.build.part_result import PartResult
 from meta_supervisor.build.rulebook import Rulebook
 from meta_supervisor.reading.formats import max_line_bytes
@@ -173,6 +174,7 @@ def _call(read, where: str, head: tuple, options_tuple, progress, tables, expect
         logging.getLogger(__name__).debug("the native reader declined %s: %s", where, raw)
         undo()
         return None
+    release_free_memory()  # the core's tables are freed: their pages back before the tallies are made (heap_trim)
     return raw
 
 
@@ -199,9 +201,12 @@ def _tallies(raw: dict) -> tuple:
     """(inputs, agents, agent_order, pending) of a part, as the Python reader has them."""
     inputs = InputTally.from_state(raw["inputs"])
     agents = {}
-    for name, state, latencies, signals in raw["agents"]:
+    # the core hands the agents over one at a time (its ``AgentStates``), freeing each agent's tally
+    # as it does: never all of a part's tallies at once in Rust, as raw data and as AgentTally
+    for name, state, latencies, signals in raw.pop("agents"):
         store = SignalStore.from_state(*signals) if signals is not None else None
         agents[name] = AgentTally.from_state(state, latencies, store)
+    release_free_memory()  # the core's tallies, freed one by one above (heap_trim)
     return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from meta_supervisor.build import merge, native_reader, parts
 from meta_supervisor.build.file_reader import read_trace_file
+from meta_supervisor.build.heap_trim import release_free_memory
 from meta_supervisor.build.native_reader import read_native
 from meta_supervisor.build.part_result import PartResult
 from meta_supervisor.reading.cursor import FileCursor
@@ -161,6 +162,7 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     out.offset += first.consumed
     out.records += first.records
     out.partial_tail_bytes = first.partial_tail
+    release_free_memory()  # what reading the first part freed, before the others' tallies come in (heap_trim)
     for receiver, process, start, stop in children:
         try:
             payload = PartResult.receive(receiver)
@@ -258,6 +260,7 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
             undo()
             return read_trace_file(path, aggregator, cursor, advance)
     aggregator.add_tallies(tallies, out.records)
+    del first, tallies  # added (copied): not held through the merge below (peak RSS)
     out.offset += consumed
     out.records += records
     out.partial_tail_bytes = partial_tail

@@ -43,7 +43,7 @@ from meta_supervisor.tally.aggregates import AgentTally, InputTally, Tallies
 from meta_supervisor.tally.bounds import P_DEFERRED
 from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet
 from meta_supervisor.tally.latency import sorted_latencies
-from services.state_files import LockTimeout, exclusive_lock, write_atomically
+from services.state_files import LockTimeout, exclusive_lock, json_pieces, write_atomically
 from settings.config_error import env_number
 
 STATE_FORMAT = 10  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
@@ -53,6 +53,14 @@ KEEP_STATES = 4  # state sets (one per combination of options) kept; the least r
 ENV_LOCK_TIMEOUT = "ALPHATRACE_STATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600.0  # seconds; a full build of a year of traces takes a few minutes at most
 _MAIN_NAME = re.compile(r"^report-([0-9a-f]{16})\.json$")
+
+
+def _encoded(later):
+    """``json`` ``default``: an agent's tally state, made only when the encoder reaches it, so the
+    states of 1,000 agents (~13 MB of lists) are never all made at once."""
+    if callable(later):
+        return later()
+    raise TypeError(f"Object of type {type(later).__name__} is not JSON serializable")
 
 
 def state_key(options: BuildOptions, state_format: int = STATE_FORMAT) -> str:
@@ -233,6 +241,8 @@ class SavedState:
                 path.unlink()
 
     def _write_tables(self, generation: str, aggregator, cursors, summaries: dict | None) -> dict:
+        """The summary's ``agents[name]["tally"]`` is the tally's ``to_state`` method, called by
+        ``_encoded`` as the JSON is written (serialise it at once: the tally may change after)."""
         digests: dict[str, list] = {}
         agents = {}
         with self._table(generation, "latencies", digests) as table:
@@ -240,7 +250,8 @@ class SavedState:
                 tally = aggregator.agents[name]
                 start = table.size
                 table.write(tally.latencies_ns)  # sorted by sort_latencies(): the next sort is cheap
-                agents[name] = {"tally": tally.to_state(), "latency_bytes": [start, table.size]}
+                # made when the JSON is written, agent by agent (``_encoded``): not all agents' at once
+                agents[name] = {"tally": tally.to_state, "latency_bytes": [start, table.size]}
                 if summaries is not None:
                     agents[name]["latency"] = summaries[name]
         if aggregator.collect_signals:
@@ -283,7 +294,7 @@ class SavedState:
         for tally in aggregator.agents.values():
             tally.latencies_ns = sorted_latencies(tally.latencies_ns)  # the final sort then merges
         data = self._write_generation(aggregator, cursors, None)
-        text = json.dumps(data, separators=(",", ":"), allow_nan=True)
+        text = json.dumps(data, separators=(",", ":"), allow_nan=True, default=_encoded)
         try:
             write_atomically(self._checkpoint_path(data["generation"]), text)
         except BaseException:
@@ -304,7 +315,7 @@ class SavedState:
         data = self._write_generation(aggregator, cursors, summaries, frozenset({checkpoint}))
         data["checkpoint"] = checkpoint
         try:
-            write_atomically(self.json_path, json.dumps(data, separators=(",", ":"), allow_nan=True))
+            write_atomically(self.json_path, json_pieces(data, depth=2, allow_nan=True, default=_encoded))  # agent by agent, never whole
         except BaseException:
             self.discard(data["generation"])
             raise

@@ -316,17 +316,6 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
             .collect::<Vec<_>>(),
     )?;
     out.set_item("inputs", inputs)?;
-    let agents = PyList::empty(py);
-    for (name, tally) in agg.agent_order.iter().zip(agg.agents.iter_mut()) {
-        let latencies = words(py, tally.latencies.len(), tally.latencies.iter().map(|&v| v as u64))?;
-        tally.latencies = Vec::new();
-        let signals = match &tally.signals {
-            Some(store) => signal_state(py, store)?.into_any(),
-            None => py.None().into_bound(py),
-        };
-        agents.append((name, tally_state(py, tally)?, latencies, signals))?;
-    }
-    out.set_item("agents", agents)?;
     let mut pending: Vec<_> = agg.pending.iter().collect();
     pending.sort_by_key(|(_, entry)| entry.seq);
     let rows = PyList::empty(py);
@@ -334,7 +323,48 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
         rows.append((key, entry.to_python(py, agg.entry_agent(entry))?))?;
     }
     out.set_item("pending", rows)?;
+    let names = std::mem::take(&mut agg.agent_order);
+    let tallies = std::mem::take(&mut agg.agents);
+    let rest: Vec<(String, Tally)> = names.into_iter().zip(tallies).collect();
+    out.set_item("agents", Bound::new(py, AgentStates { rest: rest.into_iter() })?)?;
     Ok(out)
+}
+
+/// A part's agents, in order, as `(name, tally state, latencies, signal state)`: an iterator that
+/// makes each agent's Python data only when it is asked for and frees the agent's tally then, so a
+/// part of 1,000 agents is never whole both as Rust tallies and as Python data (peak memory).
+#[pyclass(module = "alphatrace_native")]
+struct AgentStates {
+    rest: std::vec::IntoIter<(String, Tally)>,
+}
+
+#[pymethods]
+impl AgentStates {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(mut slf: PyRefMut<'py, Self>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let py = slf.py();
+        let Some((name, tally)) = slf.rest.next() else {
+            return Ok(None);
+        };
+        let latencies = words(py, tally.latencies.len(), tally.latencies.iter().map(|&v| v as u64))?;
+        let signals = match &tally.signals {
+            Some(store) => signal_state(py, store)?.into_any(),
+            None => py.None().into_bound(py),
+        };
+        let state = tally_state(py, &tally)?;
+        drop(tally);
+        Ok(Some(PyTuple::new(
+            py,
+            [name.into_pyobject(py)?.into_any(), state.into_any(), latencies.into_any(), signals],
+        )?))
+    }
+
+    fn __len__(&self) -> usize {
+        self.rest.len()
+    }
 }
 
 /// Read `[start, stop)` of `path` (to the end when `stop` is None). Returns a dict of the part's
