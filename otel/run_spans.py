@@ -11,8 +11,10 @@ its outcome and totals (``services/agent_run_wrapper.py``). Through ``Span.add_e
 values. So, as the run's root starts, the processor tells the run to keep them
 (``RunTelemetry.defer_root``), and as it ends hands the batch processor a ``RunRootSpan``: the span as
 it ended plus those values, which it attaches the first time an exporter reads its attributes or
-events (on the export thread), through the same ``BoundedAttributes`` / ``BoundedList`` with the
-provider's ``SpanLimits``. Exporters see the same span as before: the same attributes in the same
+events (on the export thread), with the provider's ``SpanLimits``: through the SDK's ``BoundedAttributes``
+/ ``BoundedList`` where they would change anything (a list value, a limit reached), else as the
+plain dicts they are, which costs the export thread less than the SDK's check would have cost the
+agent's. Exporters see the same span as before: the same attributes in the same
 order (a key set again moves to the end, as ``set_attributes`` does), events in the order they were
 added (kept ones and ones added to the span directly are merged by timestamp), the same limits and
 dropped counts.
@@ -128,21 +130,22 @@ def complete(
                 for key in updates:
                     plain.pop(key, None)  # a key set again moves to the end, as in BoundedAttributes
                 plain.update(updates)
-        merged_attributes = BoundedAttributes(
-            limits.max_span_attributes, plain, immutable=True, max_value_len=limits.max_span_attribute_length
-        )
-        merged_attributes.dropped += getattr(live_attributes, "dropped", 0)
+        dropped = getattr(live_attributes, "dropped", 0)
+        if not dropped and _within_limits(plain, limits.max_span_attributes, limits.max_span_attribute_length):
+            merged_attributes = plain
+        else:
+            # Set one by one, in the order they were set, so a limit drops what it would have dropped.
+            staged = BoundedAttributes(limits.max_span_attributes, immutable=False, max_value_len=limits.max_span_attribute_length)
+            for updates in (first, live_attributes, last):
+                if updates:
+                    for key, value in updates.items():
+                        staged[key] = value
+            merged_attributes = BoundedAttributes(limits.max_span_attributes, staged, immutable=True)
+            merged_attributes.dropped = staged.dropped + dropped
     else:
         merged_attributes = live_attributes
     if events:
-        made = [
-            Event(
-                name,
-                BoundedAttributes(limits.max_event_attributes, values, immutable=True, max_value_len=limits.max_attribute_length),
-                timestamp=timestamp,
-            )
-            for name, values, timestamp in events
-        ]
+        made = [Event(name, _event_attributes(values, limits), timestamp=timestamp) for name, values, timestamp in events]
         merged_events = BoundedList(limits.max_events)
         merged_events.dropped = getattr(live_events, "dropped", 0)
         existing = list(live_events) if live_events else []
@@ -153,6 +156,33 @@ def complete(
     else:
         merged_events = live_events
     return merged_attributes, merged_events
+
+
+_PLAIN = frozenset({str, bool, int, float})
+
+
+def _within_limits(attributes: dict[str, Any], max_count: int | None, max_length: int | None) -> bool:
+    """True when ``BoundedAttributes`` would keep ``attributes`` exactly as they are (non-empty
+    string keys; str, bool, int or float values; none too long, not too many): then the plain dict
+    is what the exporter gets, as checked, without the copy."""
+    if max_count is not None and len(attributes) > max_count:
+        return False
+    plain = _PLAIN
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind not in plain or type(key) is not str or not key:
+            return False
+        if kind is str and max_length is not None and len(value) > max_length:
+            return False
+    return True
+
+
+def _event_attributes(values: dict[str, Any], limits: SpanLimits) -> Any:
+    """An event's attributes as ``Span.add_event`` leaves them: the plain dict when the SDK's check
+    would keep it as it is, else the SDK's ``BoundedAttributes`` (lists become tuples, limits apply)."""
+    if _within_limits(values, limits.max_event_attributes, limits.max_attribute_length):
+        return values
+    return BoundedAttributes(limits.max_event_attributes, values, immutable=True, max_value_len=limits.max_attribute_length)
 
 
 def _timestamp(event: Event) -> int:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -219,3 +221,52 @@ def test_a_failure_attaching_is_reported_and_the_span_exported_as_it_ended(monke
     assert root.name == "invoke_agent momentum" and root.parent is None and root.end_time >= root.start_time
     assert dict(root.attributes) == {} and root.events == ()
     assert "could not attach a run's deferred events" in caplog.text
+
+
+values = st.one_of(
+    st.text(max_size=6),
+    st.integers(min_value=-3, max_value=3),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.lists(st.text(max_size=3), max_size=3),
+    st.tuples(st.integers(), st.integers()),
+)
+attribute_dicts = st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", ""]), values, max_size=6)
+limit_values = st.one_of(st.none(), st.integers(min_value=1, max_value=5))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    first=attribute_dicts, live=attribute_dicts, last=attribute_dicts, event=attribute_dicts, limits=st.tuples(limit_values, limit_values)
+)
+def test_attaching_gives_what_the_sdk_gives(first, live, last, event, limits, caplog):
+    """Any attributes (lists, None, too long, too many, empty keys): ``complete`` leaves the span
+    as ``start_span(attributes=...)``, ``set_attributes`` and ``add_event`` on a real span do."""
+    count, length = limits
+    # Attributes set on the live span during the run are checked there, against what it holds then
+    # (the root's own first attributes are kept aside): with a count limit, the same only while
+    # they do not overflow it (a root span holds about 20 of the 128 allowed).
+    assume(not live or count is None or len(first) + len(live) + len(last) <= count)
+    span_limits = SpanLimits(
+        max_span_attributes=count, max_event_attributes=count, max_span_attribute_length=length, max_attribute_length=length
+    )
+    tracer = TracerProvider(span_limits=span_limits, shutdown_on_exit=False).get_tracer("test")
+    with caplog.at_level(logging.ERROR):  # the SDK warns about every value it changes, both ways
+        direct = tracer.start_span("root", attributes=first)
+        direct.set_attributes(live)
+        direct.add_event("alpha.signal", event, timestamp=5)
+        direct.set_attributes(last)
+        direct.end()
+        started = tracer.start_span("root")
+        started.set_attributes(live)
+        started.end()
+        attributes, events = run_spans.complete(
+            started._attributes, started._events, [("alpha.signal", event, 5)], first, last, span_limits
+        )
+    done = ReadableSpan("root", attributes=attributes, events=events)
+    assert list(done.attributes.items()) == list(direct.attributes.items())
+    assert done.dropped_attributes == direct.dropped_attributes
+    assert [(e.name, e.timestamp, list(e.attributes.items()), e.dropped_attributes) for e in done.events] == [
+        (e.name, e.timestamp, list(e.attributes.items()), e.dropped_attributes) for e in direct.events
+    ]
