@@ -146,13 +146,18 @@ def complete(
         merged_attributes = live_attributes
     if events:
         made = [Event(name, _event_attributes(values, limits), timestamp=timestamp) for name, values, timestamp in events]
-        merged_events = BoundedList(limits.max_events)
-        merged_events.dropped = getattr(live_events, "dropped", 0)
         existing = list(live_events) if live_events else []
-        # Both lists are in the order their events were added; merging by timestamp keeps each
-        # list's order and puts the span's own events first on a tie.
-        for event in heapq.merge(existing, made, key=_timestamp) if existing else made:
-            merged_events.append(event)
+        dropped = getattr(live_events, "dropped", 0)
+        max_events = limits.max_events
+        if not existing and not dropped and (max_events is None or len(made) <= max_events):
+            merged_events = tuple(made)  # nothing to bound: what ``events`` returns, without a copy
+        else:
+            merged_events = BoundedList(max_events)
+            merged_events.dropped = dropped
+            # Both lists are in the order their events were added; merging by timestamp keeps each
+            # list's order and puts the span's own events first on a tie.
+            for event in heapq.merge(existing, made, key=_timestamp) if existing else made:
+                merged_events.append(event)
     else:
         merged_events = live_events
     return merged_attributes, merged_events
