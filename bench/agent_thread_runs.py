@@ -6,7 +6,9 @@ blocks in separate processes seconds apart.
 The variants are ``bench/agent_workload.py``'s (``bare``, ``seed_jsonl``, ``otel_plain``,
 ``alphatrace``), built once each in this process. The official OpenAI instrumentation patches the
 ``openai`` client globally, so before each block it is turned on against that variant's provider
-(``otel_plain``, ``alphatrace``) or off (``bare``, ``seed_jsonl``), outside the timing. Each round
+(``otel_plain``, ``alphatrace``) or off (``bare``, ``seed_jsonl``), outside the timing. Two more
+blocks run ``otel_plain`` and ``alphatrace`` with it off: the difference is what the
+instrumentation's LLM span costs, the rest is the run's root span, its events and the processors. Each round
 runs every variant for ``--runs`` runs (order reversed every other round), sleeping ``--gap-ms``
 between runs (outside the timing; the export threads work then) and 20 ms between blocks. Per block:
 the median of the runs' agent-thread CPU time and wall time; per round, each variant's minus
@@ -32,6 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 VARIANTS = ("bare", "seed_jsonl", "otel_plain", "alphatrace")
+# The same two variants with the instrumentation off: no LLM span, the rest of the telemetry as it is.
+WITHOUT_LLM_SPAN = {"otel_plain, no LLM span": "otel_plain", "alphatrace, no LLM span": "alphatrace"}
+BLOCKS = VARIANTS + tuple(WITHOUT_LLM_SPAN)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,24 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     providers = {"otel_plain": variants["otel_plain"].provider, "alphatrace": variants["alphatrace"].telemetry.tracer_provider}
     instrumentor = OpenAIInstrumentor()  # one instance per process: instrument() patches the client globally
 
-    def use(name: str) -> None:
+    def use(block: str) -> None:
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
-        if name in providers:
-            instrumentor.instrument(tracer_provider=providers[name])
+        if block in providers:
+            instrumentor.instrument(tracer_provider=providers[block])
 
     gap = args.gap_ms / 1000
     for name, variant in variants.items():  # warm-up
         use(name)
         for _ in range(100):
             variant.one_run()
-    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    wall: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpu: dict[str, list[float]] = {name: [] for name in BLOCKS}
+    wall: dict[str, list[float]] = {name: [] for name in BLOCKS}
     started = datetime.now(UTC)
     for round_ in range(args.rounds):
-        for name in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
+        for name in BLOCKS if round_ % 2 == 0 else BLOCKS[::-1]:
             use(name)
-            run = variants[name].one_run
+            run = variants[WITHOUT_LLM_SPAN.get(name, name)].one_run
             run()
             cpus, walls = [], []
             for _ in range(args.runs):
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| variant | run median µs (agent thread wall) | added wall µs | × seed | agent thread CPU added µs | × seed |")
     print("|---|---|---|---|---|---|")
     seed = {}
-    for name in VARIANTS:
+    for name in BLOCKS:
         added_wall = [w - b for w, b in zip(wall[name], wall["bare"], strict=True)]
         added_cpu = [c - b for c, b in zip(cpu[name], cpu["bare"], strict=True)]
         if name == "seed_jsonl":
