@@ -10,12 +10,15 @@ The variants are ``bench/agent_workload.py``'s (``bare``, ``seed_jsonl``, ``otel
 blocks run ``otel_plain`` and ``alphatrace`` with it off: the difference is what the
 instrumentation's LLM span costs, the rest is the run's root span, its events and the processors. Each round
 runs every variant for ``--runs`` runs (order reversed every other round), sleeping ``--gap-ms``
-between runs (outside the timing; the export threads work then) and 20 ms between blocks. Per block:
-the median of the runs' agent-thread CPU time and wall time; per round, each variant's minus
-``bare``'s; printed: the median over rounds and the range, and the ratio to what the seed adds.
+between runs and between blocks (outside the timing; the export threads work then). Per block: the
+median of the runs' agent-thread CPU time and wall time; per round, each variant's minus ``bare``'s;
+printed: the median over rounds, the middle half of the rounds in brackets (25th to 75th
+percentile), and the ratio of the medians to what the seed adds. With ``--runs 1`` the variants
+alternate run by run (the instrumentation is switched between runs, outside the timing): the finest
+interleaving, which a busy shared machine needs.
 Export threads' CPU is not measured here (``bench/run_overhead.py`` measures it).
 
-    .venv/bin/python bench/agent_thread_runs.py --rounds 30 --runs 200
+    .venv/bin/python bench/agent_thread_runs.py --rounds 1000 --runs 1
 
 Reads no environment variables (``OTEL_*`` and ``ALPHATRACE_*`` are removed first).
 """
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(gap)
             cpu[name].append(statistics.median(cpus))
             wall[name].append(statistics.median(walls))
-            time.sleep(0.02)
+            time.sleep(gap)
     use("bare")
     for variant in variants.values():
         variant.drain()
@@ -119,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fmt(values: list[float]) -> str:
-    return f"{statistics.median(values):,.0f} ({min(values):,.0f} to {max(values):,.0f})"
+    """The median and, in brackets, the middle half (25th to 75th percentile)."""
+    low, _, high = statistics.quantiles(values, n=4)
+    return f"{statistics.median(values):,.0f} ({low:,.0f} to {high:,.0f})"
 
 
 def _ratio(values: list[float], seed: float | None) -> str:
