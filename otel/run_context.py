@@ -7,10 +7,10 @@ run id on every span started inside it (``otel/run_spans.py``'s ``RunSpanProcess
 where spans are exported).
 
 What a run puts on its own root span (its first attributes, alpha signals, the exception, the
-outcome and totals) goes through ``start_attributes``, ``add_root_event`` and ``finish_attributes``. When the provider's
-processor can finish the root span on the export thread (``RunSpanProcessor`` calls ``defer_root``
-as the root starts), they are kept here as plain values and validated and attached there; otherwise
-they go on the span at once. Either way the exported span is the same.
+outcome and totals) goes through ``start_attributes``, ``add_root_event`` and ``finish_attributes``.
+When the provider's processor can finish the root span on the export thread (``RunSpanProcessor``
+calls ``defer_root`` as the root starts), they are kept here as plain values and attached there;
+otherwise they go on the span at once. Either way the exported span is the same.
 
 Reads no environment variables.
 """
