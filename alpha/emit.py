@@ -205,6 +205,9 @@ def emit_alpha_signal(result: Any, agent_name: str, span: trace.Span | None = No
             _warned_outside_run = True
         return 0
     signals = result if isinstance(result, list) else [result]
+    # On the run's root span, through the run: kept as checked plain values and attached on the
+    # export thread when the root is finished there (otel/run_spans.py), else added now.
+    add_event = run.add_root_event if run is not None and target is run.span else target.add_event
     valid = 0
     default_as_of = run.as_of if run is not None else None
     extra: dict[str, bool] = {}  # the same for every signal of the run
@@ -217,13 +220,13 @@ def emit_alpha_signal(result: Any, agent_name: str, span: trace.Span | None = No
             try:
                 attributes = signal_attributes(signal, default_as_of)
             except InvalidSignal as exc:
-                target.add_event(semconv.EVENT_ALPHA_SIGNAL_INVALID, _invalid_attributes(signal, str(exc)))
+                add_event(semconv.EVENT_ALPHA_SIGNAL_INVALID, _invalid_attributes(signal, str(exc)))
                 continue
             if extra:
                 attributes.update(extra)
             if "members" in signal or "members_missing" in signal:
                 attributes.update(_members(signal))
-            target.add_event(semconv.EVENT_ALPHA_SIGNAL, attributes)
+            add_event(semconv.EVENT_ALPHA_SIGNAL, attributes)
             valid += 1
         except Exception:
             report_internal_error(logger, f"could not record an alpha signal of {agent_name}")

@@ -38,7 +38,7 @@ from importlib import metadata
 from pathlib import Path
 
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Tracer
@@ -48,7 +48,8 @@ from otel.export_handoff import ExportHandoff, export_handoff_for
 from otel.file_exporter import CollectorFileExporter, special_file_kind
 from otel.redacting_exporter import RedactingSpanExporter
 from otel.run_context import RunAttributesSpanProcessor
-from otel.span_accounting import DEFAULT_STALL_SECONDS, CountingSpanExporter, CountingSpanProcessor, SpanAccounting, Watchdog
+from otel.run_spans import RunSpanProcessor
+from otel.span_accounting import DEFAULT_STALL_SECONDS, CountingSpanExporter, SpanAccounting, Watchdog
 from settings.config_error import ConfigError, env_number
 
 logger = logging.getLogger(__name__)
@@ -318,12 +319,13 @@ def configure_telemetry(
         choice = choose_export(trace_file, env)
         exporter = build_exporter(choice)
     disabled = (env.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true"
+    limits = SpanLimits()  # the SDK's default, from OTEL_*_LIMIT; kept for RunSpanProcessor
     provider = TracerProvider(
         resource=build_resource(service_name, llm_simulated, resource_attributes),
         id_generator=id_generator,
         shutdown_on_exit=False,
+        span_limits=limits,
     )
-    provider.add_span_processor(RunAttributesSpanProcessor())
     label = type(exporter).__name__ if choice.kind == "custom" else choice.describe()
     accounting = SpanAccounting(stall_seconds=stall_seconds, exporter_label=label)
     watchdog = None
@@ -335,8 +337,12 @@ def configure_telemetry(
         counting = CountingSpanExporter(exporter, accounting)
         batching = processor_factory(RedactingSpanExporter(counting))
         handoff = counting.handoff = export_handoff_for(batching) if export_handoff else None
-        provider.add_span_processor(CountingSpanProcessor(batching, accounting, handoff))
+        # One processor on the agent's thread: the run's ids on its spans, counting, the hand-off,
+        # and run root spans finished on the export thread (otel/run_spans.py).
+        provider.add_span_processor(RunSpanProcessor(batching, accounting, handoff, limits))
         watchdog = Watchdog(accounting, every_seconds=min(5.0, stall_seconds / 2)).start()
+    else:
+        provider.add_span_processor(RunAttributesSpanProcessor())
     telemetry = Telemetry(provider, choice, exporter, accounting, watchdog, handoff)
     if instrument_openai:
         telemetry.instrument_openai()

@@ -3,7 +3,14 @@
 ``RunTelemetry`` keeps the seed's name and its ``add_llm_usage``; it now feeds span attributes instead
 of a JSONL line. The current run lives in the OpenTelemetry context (so it follows the span into
 anything that propagates context), and ``RunAttributesSpanProcessor`` stamps the run's agent name and
-run id on every span started inside it.
+run id on every span started inside it (``otel/run_spans.py``'s ``RunSpanProcessor`` does the same
+where spans are exported).
+
+What a run puts on its own root span (its first attributes, alpha signals, the exception, the
+outcome and totals) goes through ``start_attributes``, ``add_root_event`` and ``finish_attributes``.
+When the provider's processor can finish the root span on the export thread (``RunSpanProcessor``
+calls ``defer_root`` as the root starts), they are kept here as plain values and attached there;
+otherwise they go on the span at once. Either way the exported span is the same.
 
 Reads no environment variables.
 """
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from time import time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -41,7 +49,16 @@ class RunTelemetry:
     kill_reason: str | None = None
     stale_data: dict[str, Any] | None = None  # the staleness attributes, when the data was stale
     stale_refused: bool = False
+    # True from the wrapper's creating the run until its root span has started: the span started
+    # then, without a parent, is the run's root (not stamped, maybe deferred).
+    root_pending: bool = False
+    # The root span's first attributes (agent, run id, as-of) and its last (the outcome and totals),
+    # when it is finished on the export thread.
+    start_attributes: dict[str, Any] | None = field(default=None, repr=False)
+    finish_attributes: dict[str, Any] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # (name, attributes, timestamp) of the root span's events, when it is finished on the export thread.
+    _root_events: list[tuple[str, dict[str, Any], int]] | None = field(default=None, repr=False)
 
     def add_llm_usage(
         self,
@@ -78,6 +95,31 @@ class RunTelemetry:
         self.stale_data = dict(attributes)
         self.stale_refused = refused
 
+    def defer_root(self) -> None:
+        """Called by the span processor as the root span starts: it will attach the root's events
+        and ``finish_attributes`` when the span is exported (``otel/run_spans.py``)."""
+        self._root_events = []
+
+    @property
+    def defers_root(self) -> bool:
+        return self._root_events is not None
+
+    def add_root_event(self, name: str, attributes: dict[str, Any]) -> None:
+        """An event on the run's root span: kept for the export thread when deferred (with the time
+        now, as ``Span.add_event`` stamps it), else added to the span now."""
+        events = self._root_events
+        if events is not None:
+            events.append((name, attributes, time_ns()))
+        elif self.span is not None:
+            self.span.add_event(name, attributes)
+
+    def take_root_updates(self) -> tuple[tuple[tuple[str, dict[str, Any], int], ...], dict[str, Any] | None, dict[str, Any] | None]:
+        """The deferred events, start and finish attributes, once, as the root span ends; later
+        events go to the (ended) span, which refuses them as the SDK does."""
+        events = self._root_events
+        self._root_events = None
+        return (tuple(events) if events else ()), self.start_attributes, self.finish_attributes
+
     def totals(self) -> dict[str, int | float]:
         with self._lock:
             return {
@@ -109,13 +151,27 @@ def reset_current_run(token: object) -> None:
     otel_context.detach(token)
 
 
+def stamp_run_attributes(span: Span, parent_context: otel_context.Context | None) -> RunTelemetry | None:
+    """Stamp the run's agent name and run id on ``span``, started inside a run; the run's own root
+    (which has them already) is returned instead, and ``root_pending`` cleared."""
+    run = otel_context.get_value(_RUN_KEY, parent_context)
+    if run is None:
+        return None
+    if run.root_pending and span.parent is None:
+        run.root_pending = False
+        return run
+    # Two set_attribute calls cost less than one set_attributes of a dict (its check of the dict
+    # itself is two abstract-class isinstance calls); the span ends up the same.
+    span.set_attribute(semconv.GEN_AI_AGENT_NAME, run.agent)
+    span.set_attribute(semconv.AGENT_RUN_ID, run.run_id)
+    return None
+
+
 class RunAttributesSpanProcessor(SpanProcessor):
     """Stamps ``gen_ai.agent.name`` and ``agent.run_id`` on every span started inside a run."""
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
-        run = otel_context.get_value(_RUN_KEY, parent_context)
-        if run is not None:
-            span.set_attributes({semconv.GEN_AI_AGENT_NAME: run.agent, semconv.AGENT_RUN_ID: run.run_id})
+        stamp_run_attributes(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
         pass

@@ -67,7 +67,7 @@ class AgentRunWrapper:
         self._accounting = accounting
 
     def run(self, agent_name: str, fn: Callable[..., T], *args: Any, as_of: str | None = None, **kwargs: Any) -> T | None:
-        run = RunTelemetry(agent=agent_name, run_id=self._new_run_id(), as_of=as_of)
+        run = RunTelemetry(agent=agent_name, run_id=self._new_run_id(), as_of=as_of, root_pending=True)
         attributes: dict[str, Any] = {
             semconv.GEN_AI_OPERATION_NAME: semconv.OPERATION_INVOKE_AGENT,
             semconv.GEN_AI_AGENT_NAME: agent_name,
@@ -75,19 +75,26 @@ class AgentRunWrapper:
         }
         if as_of:
             attributes[semconv.AGENT_RUN_AS_OF] = as_of
-        # A fresh context: every run is a root, even when called from inside another span. The span
-        # and the run are made current together (one attach), as start_as_current_span would make
-        # the span current, without its two context managers.
+        # A fresh context: every run is a root, even when called from inside another span. The run
+        # is in it, so the span processor knows this span as the run's root (otel/run_spans.py). The
+        # span and the run are made current together (one attach), as start_as_current_span would
+        # make the span current, without its two context managers. Its attributes are set right
+        # after it starts, or kept for the export thread with the rest (otel/run_spans.py).
+        start_context = run_context(run, _EMPTY_CONTEXT)
         span = self._tracer.start_span(
             semconv.root_span_name(agent_name),
-            context=_EMPTY_CONTEXT,
+            context=start_context,
             kind=SpanKind.INTERNAL,
-            attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
         )
+        run.root_pending = False  # whether or not a processor saw it start (a sampler may drop it)
         run.span = span
-        token = otel_context.attach(run_context(run, trace.set_span_in_context(span, _EMPTY_CONTEXT)))
+        if run.defers_root:
+            run.start_attributes = attributes
+        else:
+            span.set_attributes(attributes)
+        token = otel_context.attach(trace.set_span_in_context(span, start_context))
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -106,7 +113,8 @@ _EMPTY_CONTEXT = otel_context.Context()
 
 
 def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, accounting: SpanAccounting | None) -> None:
-    """The outcome, the totals and the process's loss counters, set in one call (one lock)."""
+    """The outcome, the totals and the process's loss counters: set in one call (one lock), or
+    kept for the export thread when the run's root is finished there (``otel/run_spans.py``)."""
     try:
         attributes: dict[str, Any] = {}
         if exc is not None:
@@ -115,7 +123,7 @@ def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, acco
             status_code = getattr(exc, "status_code", None)
             if isinstance(status_code, int) and not isinstance(status_code, bool):
                 attributes[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
-            _record_exception(span, exc)
+            _record_exception(run, exc)
             span.set_status(Status(StatusCode.ERROR, redact(f"{type(exc).__name__}: {exc}")))
         elif run.kill_reason is not None:
             attributes[semconv.AGENT_RUN_OUTCOME] = semconv.OUTCOME_KILLED
@@ -137,15 +145,18 @@ def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, acco
                 accounting.warn_if_losing()
             attributes[semconv.TELEMETRY_SPANS_DROPPED] = dropped
             attributes[semconv.TELEMETRY_SPANS_EXPORT_FAILED] = failed
-        span.set_attributes(attributes)
+        if run.defers_root:
+            run.finish_attributes = attributes
+        else:
+            span.set_attributes(attributes)
     except Exception:
         report_internal_error(logger, "could not record the run outcome")
 
 
-def _record_exception(span: trace.Span, exc: BaseException) -> None:
+def _record_exception(run: RunTelemetry, exc: BaseException) -> None:
     """The SDK's ``exception`` event, its message and traceback redacted."""
     stacktrace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    span.add_event(
+    run.add_root_event(
         semconv.EVENT_EXCEPTION,
         {
             semconv.EXCEPTION_TYPE: _qualified_name(exc),
