@@ -63,7 +63,8 @@ def _wait_for_runs(fleet: stack.MultiHost, expected: int, agents=None) -> None:
     deadline = time.monotonic() + WAIT
     while len(_run_ids(fleet, agents)) < expected:
         if time.monotonic() > deadline:
-            raise AssertionError(f"{len(_run_ids(fleet, agents))} of {expected} runs reached the gateways in {WAIT:.0f}s\n{fleet.log_tails()}")
+            arrived = len(_run_ids(fleet, agents))
+            raise AssertionError(f"{arrived} of {expected} runs reached the gateways in {WAIT:.0f}s\n{fleet.log_tails()}")
         time.sleep(0.5)
 
 
