@@ -165,39 +165,31 @@ build_compose_spec() {
   say "built bin/compose-spec"
 }
 
-install_prometheus() {
-  if [[ -x "$PROMETHEUS_BIN" ]]; then
-    say "prometheus is installed ($("$PROMETHEUS_BIN" --version 2>&1 | head -n 1))"
+# install_debian_package PACKAGE VAR VERSION -- the package's program is at ${!VAR}; installed with
+# apt (as root) when missing.  The package's own service is never what the project runs: policy-rc.d
+# or the lack of systemd refuses to start it, and stack.sh and the tests start their own instances
+# on loopback with their own configs.
+install_debian_package() {
+  local package="$1" var="$2" version="$3" program
+  program="${!var}"
+  if [[ -x "$program" ]]; then
+    say "$package is installed ($("$program" --version 2>&1 | head -n 1))"
     return 0
   fi
   if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-    die "prometheus is not installed: as root, 'apt-get install prometheus' (Debian's 2.42), or set ALPHATRACE_PROMETHEUS_BIN to a prometheus binary"
+    die "$package is not installed: as root, 'apt-get install $package' (Debian's $version), or set ALPHATRACE_${var} to its program"
   fi
-  say "installing Debian's prometheus package with apt (about a minute)"
-  # The package's service is not started: policy-rc.d or the lack of systemd refuses it, and
-  # stack.sh starts its own instance on loopback.
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
-    || die "apt-get install prometheus failed"
-  PROMETHEUS_BIN="$(command -v prometheus)"
-  say "installed $("$PROMETHEUS_BIN" --version 2>&1 | head -n 1)"
+  say "installing Debian's $package package with apt (about a minute)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null \
+    || die "apt-get install $package failed"
+  program="$(command -v "$(basename "$program")")" || die "apt-get installed $package but $(basename "$program") is not on PATH"
+  printf -v "$var" '%s' "$program"
+  say "installed $("$program" --version 2>&1 | head -n 1)"
 }
 
-install_redis() {
-  if [[ -x "$REDIS_BIN" ]]; then
-    say "redis-server is installed ($("$REDIS_BIN" --version 2>&1 | head -n 1))"
-    return 0
-  fi
-  if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-    die "redis-server is not installed: as root, 'apt-get install redis-server' (Debian's 7.0), or set ALPHATRACE_REDIS_BIN to a redis-server binary"
-  fi
-  say "installing Debian's redis-server package with apt (about a minute)"
-  # As with prometheus, the package's own service is not what the project runs: tests and
-  # deployments start redis-server themselves with their own config.
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
-    || die "apt-get install redis-server failed"
-  REDIS_BIN="$(command -v redis-server)"
-  say "installed $("$REDIS_BIN" --version 2>&1 | head -n 1)"
-}
+install_prometheus() { install_debian_package prometheus PROMETHEUS_BIN 2.42; }
+
+install_redis() { install_debian_package redis-server REDIS_BIN 7.0; }
 
 cmd_build() {
   local what
