@@ -7,7 +7,7 @@ DEL, line and paragraph separators, bidi and other format controls, lone surroga
 escape (``\\x1b``, ``\\n``, ``\\u202e``), so a value stays on its line and what it hides is visible.
 Every line ``python -m meta_supervisor.supervise`` and ``python -m services.kill_switch`` print, and the
 kill switch's log lines, pass their values through it; the report's Markdown and HTML have their own
-escapers (``alpha.quality_render.md_escape``, ``html.escape``).
+escapers (``services.markup_text.md_escape``, ``html.escape``).
 
 Reads no environment variables.
 """

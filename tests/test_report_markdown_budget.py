@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alpha.quality_render import BIDI_CONTROLS, md_escape
 from meta_supervisor.cli import report as report_cli
 from meta_supervisor.render.html import render_html
 from meta_supervisor.render.markdown import render_markdown
 from meta_supervisor.render.md_budget import MAX_PAGE_CHARS, REST_IN, Section, fit_page, size
+from services.markup_text import BIDI_CONTROLS, md_escape
 from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
 
 NOW = dt.datetime(2026, 1, 12, tzinfo=dt.UTC)

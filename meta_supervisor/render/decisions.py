@@ -11,7 +11,7 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from alpha.quality_render import md_escape
+from services.markup_text import md_escape
 from services.pricing import cost_per_day_text
 
 

@@ -9,7 +9,7 @@ signals, slowest and failing runs with Jaeger links, consistency) and the inputs
 the report goes through ``html.escape`` (agent names, messages, models, symbols, file names come from
 span data), and links are emitted only for http(s) URLs, so an agent named
 ``<script>alert(1)</script>`` is shown as text; bidirectional controls are shown as ``[U+202E]``
-(``alpha.quality_render.bidi_visible``), so no text displays in another order than it is written.
+(``services.markup_text.bidi_visible``), so no text displays in another order than it is written.
 
 Reads no environment variables.
 """
@@ -19,11 +19,11 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from alpha.quality_render import bidi_visible
 from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_text, window_text
 from meta_supervisor.render.numbers import DASH, num, pct
 from meta_supervisor.render.paths import for_pages
 from meta_supervisor.render.svg_charts import horizontal_bars, stacked_days
+from services.markup_text import bidi_visible
 from services.pricing import format_usd
 
 CHART_AGENTS = 25

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from alpha.quality_render import md_escape
 from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_text, window_text
 from meta_supervisor.render.md_budget import REST_IN, Section, fit_page
 from meta_supervisor.render.numbers import num, pct
 from meta_supervisor.render.paths import for_pages
 from meta_supervisor.tally.open_runs import ENV_MAX_OPEN_RUNS
+from services.markup_text import md_escape
 
 MAX_ATTENTION_ITEMS = 15
 MAX_AGENT_ROWS = 40
