@@ -5,7 +5,7 @@ export thread.
 ``RunAttributesSpanProcessor``'s stamping, in one processor: each span start and end is one call
 from the SDK instead of two. It also takes work off the agent's thread. A run's root span gets,
 after it started, the run's alpha signals (``alpha/emit.py``), maybe an ``exception`` event, and
-its outcome and totals (``services/agent_run_wrapper.py``). Through ``Span.add_event`` and
+its outcome and totals (``otel/agent_runs.py``). Through ``Span.add_event`` and
 ``Span.set_attributes`` the SDK checks every value of them again on the agent's thread (a
 ``BoundedAttributes`` per event, about 11 µs on Python 3.11); they are already plain, checked
 values. So, as the run's root starts, the processor tells the run to keep them
