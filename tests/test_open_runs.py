@@ -28,6 +28,7 @@ from meta_supervisor.tally.open_runs import ENV_MAX_OPEN_RUNS
 from meta_supervisor.tally.span_aggregator import SpanAggregator
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import Llm, Run, llm_span, request, root_span
+from tests.report_memory import report_peak_kb
 
 PRICES = PriceTable.load()
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -233,21 +234,8 @@ def _root_first_without_totals(path: Path) -> None:
 def test_root_first_file_without_totals_is_read_in_bounded_memory(tmp_path: Path, reader: str) -> None:
     trace = tmp_path / "traces.jsonl"
     _root_first_without_totals(trace)
-    probe = (
-        "import resource, sys\n"
-        "from meta_supervisor.cli.report import main\n"
-        "code = main(sys.argv[1:])\n"
-        # VmHWM, not RUSAGE_SELF: Linux carries ru_maxrss across exec, so that would include pytest's own
-        "own = int(next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')).split()[1])\n"
-        "workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print('RSS', own, workers)\n"
-        "sys.exit(code)\n"
-    )
-    done = subprocess.run(
+    own_kb, workers_kb = report_peak_kb(
         [
-            sys.executable,
-            "-c",
-            probe,
             "--input",
             str(trace),
             "--out",
@@ -258,14 +246,8 @@ def test_root_first_file_without_totals_is_read_in_bounded_memory(tmp_path: Path
             "--kill-file",
             str(tmp_path / "kill.json"),
         ],
-        cwd=ROOT,
-        env={**os.environ, "ALPHATRACE_NATIVE": reader},
-        capture_output=True,
-        text=True,
-        timeout=600,
+        reader,
     )
-    assert done.returncode == 0, done.stderr
-    own_kb, workers_kb = (int(x) for x in done.stdout.split("RSS", 1)[1].split())
     assert max(own_kb, workers_kb) / 1024 < MEMORY_BOUND_MB, (own_kb, workers_kb)
     result = json.loads((tmp_path / "out" / "meta_report.json").read_text())
     assert result["fleet"]["runs"] == MEMORY_RUNS and result["fleet"]["llm_calls"] == MEMORY_RUNS

@@ -13,29 +13,17 @@ Nothing here measures a time.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.generate_workload import Shape, generate, runs_for
+from tests.report_memory import report_peak_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = 1000
 SPANS = 100_000  # ~135 MB of JSON: split across two processes (parallel_build.MIN_SPLIT_BYTES)
 MEMORY_BOUND_MB = 72
-
-PROBE = (
-    "import resource, sys\n"
-    "from meta_supervisor.cli.report import main\n"
-    "code = main(sys.argv[1:])\n"
-    "own = int(next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')).split()[1])\n"
-    "workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print('RSS', own, workers)\n"
-    "sys.exit(code)\n"
-)
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +37,8 @@ def many_agents(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("reader", ["auto", "off"])
 def test_a_report_of_1000_agents_stays_in_bounded_memory(many_agents: Path, tmp_path: Path, reader: str) -> None:
     out = tmp_path / "out"
-    done = subprocess.run(
+    own_kb, workers_kb = report_peak_kb(
         [
-            sys.executable,
-            "-c",
-            PROBE,
             "--input",
             str(many_agents),
             "--out",
@@ -68,14 +53,8 @@ def test_a_report_of_1000_agents_stays_in_bounded_memory(many_agents: Path, tmp_
             "--audit-log",
             str(tmp_path / "audit.jsonl"),
         ],
-        cwd=ROOT,
-        env={**os.environ, "ALPHATRACE_NATIVE": reader},
-        capture_output=True,
-        text=True,
-        timeout=600,
+        reader,
     )
-    assert done.returncode == 0, done.stderr
-    own_kb, workers_kb = (int(x) for x in done.stdout.split("RSS", 1)[1].split())
     assert max(own_kb, workers_kb) / 1024 < MEMORY_BOUND_MB, (own_kb, workers_kb)
     report = json.loads((out / "meta_report.json").read_text(encoding="utf-8"))
     runs = runs_for(SPANS, Shape(agents=AGENTS))
