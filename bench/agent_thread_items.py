@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from alpha import emit
-    from bench.agent_workload import AS_OF, FEATURES, SIGNALS, openai_analysis
+    from bench.agent_workload import AS_OF, FEATURES, SIGNALS, openai_analysis, plain_signal_event
     from otel.file_exporter import CollectorFileExporter
     from otel.provider import configure_telemetry
     from otel.run_context import RunAttributesSpanProcessor
@@ -91,19 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     def plain_events() -> None:
         span = trace.get_current_span()
         for s in SIGNALS:
-            span.add_event(
-                "alpha.signal",
-                {
-                    "alpha.symbol": s["symbol"],
-                    "alpha.direction": s["direction"],
-                    "alpha.prob_up": s["prob_up"],
-                    "alpha.confidence": s["confidence"],
-                    "alpha.score_final": s["ensemble_score_final"],
-                    "alpha.regime": s["regime"],
-                    "alpha.horizon": s["horizon"],
-                    "alpha.as_of": s["as_of"],
-                },
-            )
+            span.add_event("alpha.signal", plain_signal_event(s))
 
     def nothing() -> None:
         pass

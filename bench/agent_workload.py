@@ -61,6 +61,20 @@ VARIANTS = ("bare", "seed_jsonl", "otel_plain", "alphatrace")
 SPANS_PER_RUN = 2  # the run's root span and the LLM call's span (the signals are events on the root)
 
 
+def plain_signal_event(s: dict) -> dict:
+    """A signal as plain OTel code would put it on a span event (built per event, as such code does)."""
+    return {
+        "alpha.symbol": s["symbol"],
+        "alpha.direction": s["direction"],
+        "alpha.prob_up": s["prob_up"],
+        "alpha.confidence": s["confidence"],
+        "alpha.score_final": s["ensemble_score_final"],
+        "alpha.regime": s["regime"],
+        "alpha.horizon": s["horizon"],
+        "alpha.as_of": s["as_of"],
+    }
+
+
 def openai_analysis() -> AIAnalysis:
     settings = LLMSettings(provider="simulated", model="gpt-4o-mini", base_url=SIMULATED_BASE_URL, api_key="simulated-no-key")
     return AIAnalysis(build_openai_client(settings), settings, PriceTable.load())
@@ -236,19 +250,7 @@ class OtelPlain(Variant):
         with self.tracer.start_as_current_span("invoke_agent bench", attributes=attributes) as span:
             self.analysis.analyze(FEATURES, AS_OF)
             for s in SIGNALS:
-                span.add_event(
-                    "alpha.signal",
-                    {
-                        "alpha.symbol": s["symbol"],
-                        "alpha.direction": s["direction"],
-                        "alpha.prob_up": s["prob_up"],
-                        "alpha.confidence": s["confidence"],
-                        "alpha.score_final": s["ensemble_score_final"],
-                        "alpha.regime": s["regime"],
-                        "alpha.horizon": s["horizon"],
-                        "alpha.as_of": s["as_of"],
-                    },
-                )
+                span.add_event("alpha.signal", plain_signal_event(s))
             span.set_attribute("agent.run.outcome", "ok")
         self.runs += 1
 
