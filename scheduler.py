@@ -54,7 +54,7 @@ from alpha.emit import emit_alpha_signal
 from otel import semconv
 from otel.provider import Telemetry, configure_telemetry
 from otel.redaction import install_log_redaction
-from otel.run_context import get_current_run
+from otel.run_context import RunStopped, RunTelemetry, get_current_run
 from services.agent_run_wrapper import AgentRunWrapper
 from services.agent_status import AgentStatusBook
 from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client, resolve_llm_settings
@@ -208,6 +208,8 @@ class AgentScheduler:
         day = as_of or self._clock.as_of()
         try:
             self._runner.run(agent_name, self._run_agent, agent_name, day, as_of is None, as_of=day.isoformat())
+        except RunStopped as stop:
+            logger.warning("agent %s stopped before a %s (%s); its schedule goes on", agent_name, stop.step, stop.outcome)
         except Exception:
             logger.exception("agent %s failed; its schedule goes on", agent_name)
         finally:
@@ -233,6 +235,8 @@ class AgentScheduler:
             if run is not None:
                 run.mark_killed(reason)
             return None
+        if run is not None:
+            run.checkpoints.append(self._kill_checkpoint)
         status = self._statuses.status_of(agent_name)
         if run is not None:
             run.status = status  # a shadow agent's signals are recorded as not tradable
@@ -266,6 +270,15 @@ class AgentScheduler:
             emit_alpha_signal(findings, agent_name)
             self._signals.record(agent_name, findings, default_as_of=day)
         return findings
+
+    def _kill_checkpoint(self, run: RunTelemetry, step: str) -> None:
+        """Before each LLM call and tool step of a run: the kill switch again (a stat of the file, or
+        the store's version; parsed only when it changed), so a kill stops a run mid-way."""
+        decision = self._kill_switch.check(run.agent)
+        if decision.killed:
+            reason = (decision.entry.reason if decision.entry else "") or "killed"
+            logger.warning("Agent %s killed mid-run before its %s (%s)", run.agent, step, term(reason))
+            raise RunStopped(semconv.OUTCOME_KILLED, step, reason)
 
     def _bound_reached(self, agent_name: str) -> bool:
         with self._lock:

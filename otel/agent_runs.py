@@ -5,9 +5,11 @@ and re-exports what is here.
 
 ``run_with_telemetry(agent_name, fn, *args, **kwargs)`` keeps the seed's signature. It opens the root
 span ``invoke_agent {agent}``, makes the run current (so LLM spans become its children and carry the
-run's ids), calls ``fn``, and when ``fn`` returns or raises records the outcome (``ok``, ``error`` or
-``killed`` or ``stale_data``) and the run's totals. An exception is recorded on the span (type, message and traceback
-through ``otel.redaction.redact``, and ``http.response.status_code`` when it was an HTTP error of the
+run's ids), calls ``fn``, and when ``fn`` returns or raises records the outcome (``ok``, ``error``,
+``killed``, ``stale_data`` or ``budget_exceeded``) and the run's totals. A run stopped inside by a
+check (``RunStopped``, from ``otel.run_context.checkpoint``) ends with the check's outcome, the step it
+stopped before and the reason, status unset, and the exception goes on to the caller. Any other
+exception is recorded on the span (type, message and traceback through ``otel.redaction.redact``, and ``http.response.status_code`` when it was an HTTP error of the
 LLM) and re-raised to the caller, as the seed does; a failure of the telemetry itself never reaches
 the agent.
 
@@ -29,7 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from otel import semconv
 from otel.internal_errors import report_internal_error
 from otel.redaction import redact
-from otel.run_context import RunTelemetry, run_context
+from otel.run_context import RunStopped, RunTelemetry, run_context
 from otel.span_accounting import SpanAccounting
 
 logger = logging.getLogger(__name__)
@@ -101,7 +103,8 @@ class AgentRunWrapper:
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            run.add_error()
+            if not isinstance(exc, RunStopped):
+                run.add_error()
             _finish(span, run, exc, self._accounting)
             raise
         else:
@@ -120,7 +123,14 @@ def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, acco
     kept for the export thread when the run's root is finished there (``otel/run_spans.py``)."""
     try:
         attributes: dict[str, Any] = {}
-        if exc is not None:
+        if isinstance(exc, RunStopped):
+            # Stopped by a check before a step (kill switch, budget): not an error of the agent.
+            attributes[semconv.AGENT_RUN_OUTCOME] = exc.outcome
+            attributes[semconv.RUN_STOPPED_BEFORE] = exc.step
+            attributes[semconv.RUN_STOP_REASON] = redact(exc.reason)
+            if exc.outcome == semconv.OUTCOME_KILLED:
+                attributes[semconv.KILL_REASON] = redact(exc.reason)
+        elif exc is not None:
             attributes[semconv.AGENT_RUN_OUTCOME] = semconv.OUTCOME_ERROR
             attributes[semconv.ERROR_TYPE] = _qualified_name(exc)
             status_code = getattr(exc, "status_code", None)

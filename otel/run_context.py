@@ -6,6 +6,12 @@ anything that propagates context), and ``RunAttributesSpanProcessor`` stamps the
 run id on every span started inside it (``otel/run_spans.py``'s ``RunSpanProcessor`` does the same
 where spans are exported).
 
+Checkpoints: a run carries the checks to pass before each of its steps (``checkpoints``: the kill
+switch, the budgets; the scheduler adds them). ``checkpoint(step)`` runs them for the current run;
+the LLM wrapper calls it before every LLM call and a tool loop before every tool step. A check that
+says stop raises ``RunStopped``; the run wrapper then ends the run with that outcome, the step it
+stopped before and the reason (``otel/agent_runs.py``), and no further call is made.
+
 What a run puts on its own root span (its first attributes, alpha signals, the exception, the
 outcome and totals) goes through ``start_attributes``, ``add_root_event`` and ``finish_attributes``.
 When the provider's processor can finish the root span on the export thread (``RunSpanProcessor``
@@ -18,6 +24,7 @@ Reads no environment variables.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import time_ns
 from typing import Any
@@ -31,6 +38,19 @@ from otel import semconv
 _RUN_KEY = otel_context.create_key("alphatrace.current_run")
 
 
+class RunStopped(Exception):
+    """A check before a step of a run said stop: the step is not taken and the run ends.
+
+    ``outcome`` is the run's (``semconv.OUTCOME_KILLED``, ``OUTCOME_BUDGET_EXCEEDED``), ``step`` the
+    step not taken (``semconv.STEPS``), ``reason`` why, for people (no content, no secrets)."""
+
+    def __init__(self, outcome: str, step: str, reason: str) -> None:
+        super().__init__(f"run stopped before {step} ({outcome}): {reason}")
+        self.outcome = outcome
+        self.step = step
+        self.reason = reason
+
+
 @dataclass
 class RunTelemetry:
     agent: str
@@ -39,6 +59,7 @@ class RunTelemetry:
     as_of: str | None = None
     status: str | None = None  # shadow | live, set by the scheduler before the agent runs
     llm_calls: int = 0
+    tool_calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
     cached_tokens_in: int = 0
@@ -49,6 +70,8 @@ class RunTelemetry:
     kill_reason: str | None = None
     stale_data: dict[str, Any] | None = None  # the staleness attributes, when the data was stale
     stale_refused: bool = False
+    # Called with (run, step) before every step (``checkpoint``); each may raise ``RunStopped``.
+    checkpoints: list[Callable[[RunTelemetry, str], None]] = field(default_factory=list, repr=False)
     # True from the wrapper's creating the run until its root span has started: the span started
     # then, without a parent, is the run's root (not stamped, maybe deferred).
     root_pending: bool = False
@@ -77,6 +100,11 @@ class RunTelemetry:
                 self.unpriced_llm_calls += 1
             else:
                 self.cost_usd += cost_usd
+
+    def add_tool_call(self) -> None:
+        """Count one tool step executed (its ``execute_tool`` span is the tool loop's)."""
+        with self._lock:
+            self.tool_calls += 1
 
     def add_alpha_signals(self, count: int) -> None:
         with self._lock:
@@ -130,7 +158,17 @@ class RunTelemetry:
                 semconv.RUN_COST_USD: round(self.cost_usd, 9),
                 semconv.RUN_UNPRICED_LLM_CALLS: self.unpriced_llm_calls,
                 semconv.RUN_ALPHA_SIGNALS: self.alpha_signals,
+                semconv.RUN_TOOL_CALLS: self.tool_calls,
             }
+
+
+def checkpoint(step: str) -> None:
+    """Before a step of the current run (``semconv.STEPS``): run its checks, which raise
+    ``RunStopped`` to stop it. Outside a run, nothing to check."""
+    run = otel_context.get_value(_RUN_KEY)
+    if run is not None:
+        for check in run.checkpoints:
+            check(run, step)
 
 
 def get_current_run(context: otel_context.Context | None = None) -> RunTelemetry | None:

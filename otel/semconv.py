@@ -25,8 +25,17 @@ OUTCOME_OK = "ok"
 OUTCOME_ERROR = "error"
 OUTCOME_KILLED = "killed"
 OUTCOME_STALE_DATA = "stale_data"  # a live run refused: its market data is older than the limit
-OUTCOMES = (OUTCOME_OK, OUTCOME_ERROR, OUTCOME_KILLED, OUTCOME_STALE_DATA)
+OUTCOME_BUDGET_EXCEEDED = "budget_exceeded"  # a call that would break a budget was not made
+OUTCOMES = (OUTCOME_OK, OUTCOME_ERROR, OUTCOME_KILLED, OUTCOME_STALE_DATA, OUTCOME_BUDGET_EXCEEDED)
 KILL_REASON = "agent.kill.reason"
+# A run stopped inside, before one of its steps (otel/run_context.py checkpoint): which step
+# (STEPS), and why (the kill reason, or the budget that would break). A run killed before it
+# started has neither.
+RUN_STOPPED_BEFORE = "alphatrace.run.stopped_before"
+RUN_STOP_REASON = "alphatrace.run.stop_reason"
+STEP_LLM_CALL = "llm_call"
+STEP_TOOL_STEP = "tool_step"
+STEPS = (STEP_LLM_CALL, STEP_TOOL_STEP)
 # on a live run whose data is stale (services/data_freshness.py): refused (outcome stale_data) or run
 # on the last bar (outcome ok, agent.run.as_of the last bar's date)
 STALE_REASON = "agent.stale.reason"
@@ -55,6 +64,7 @@ RUN_CACHED_INPUT_TOKENS = "agent.run.cached_input_tokens"
 RUN_COST_USD = "agent.run.cost_usd"
 RUN_UNPRICED_LLM_CALLS = "agent.run.unpriced_llm_calls"
 RUN_ALPHA_SIGNALS = "agent.run.alpha_signals"
+RUN_TOOL_CALLS = "alphatrace.run.tool_calls"  # tool steps executed (each an execute_tool child span)
 # process-wide telemetry losses so far (cumulative per service.instance.id), on every root span
 TELEMETRY_SPANS_DROPPED = "alphatrace.telemetry.spans_dropped"
 TELEMETRY_SPANS_EXPORT_FAILED = "alphatrace.telemetry.spans_export_failed"

@@ -29,8 +29,9 @@ from typing import Any
 import httpx2
 import openai
 
+from otel import semconv
 from otel.redaction import register_secret
-from otel.run_context import get_current_run
+from otel.run_context import checkpoint, get_current_run
 from services.config_error import ConfigError
 from services.llm_http import GuardedHTTPClient
 from services.pricing import PriceTable
@@ -180,7 +181,8 @@ def parse_verdicts(content: str | None, symbols: set[str]) -> dict[str, Verdict]
 
 
 class AIAnalysis:
-    """One LLM call per analysis; usage and cost go to the current run."""
+    """One LLM call per analysis, after the run's checkpoint (``otel.run_context.checkpoint``: the
+    kill switch and budgets may stop the run first); usage and cost go to the current run."""
 
     def __init__(self, client: openai.OpenAI, settings: LLMSettings, prices: PriceTable) -> None:
         self._client = client
@@ -189,6 +191,7 @@ class AIAnalysis:
 
     def analyze(self, features: Mapping[str, Mapping[str, float | str]], as_of: str, horizon: int = 5) -> dict[str, Verdict]:
         run = get_current_run()
+        checkpoint(semconv.STEP_LLM_CALL)  # the kill switch and budgets, before any money is spent
         try:
             response = self._client.chat.completions.create(
                 model=self.settings.model,

@@ -65,6 +65,7 @@ def test_live_run_on_stale_data_is_refused_with_the_reason_on_its_span(world, te
         "agent.run.cost_usd": 0.0,
         "agent.run.unpriced_llm_calls": 0,
         "agent.run.alpha_signals": 0,
+        "alphatrace.run.tool_calls": 0,
         "alphatrace.telemetry.spans_dropped": 0,
         "alphatrace.telemetry.spans_export_failed": 0,
     }

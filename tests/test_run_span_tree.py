@@ -42,6 +42,7 @@ def test_ok_run_is_one_root_span_with_totals(telemetry, span_exporter, sequentia
         "agent.run.cost_usd": 0.000036,
         "agent.run.unpriced_llm_calls": 1,
         "agent.run.alpha_signals": 0,
+        "alphatrace.run.tool_calls": 0,
     }
 
 

@@ -116,7 +116,7 @@ def test_root_finished_on_export_is_the_span_set_directly(fail):
     assert root.events[2].attributes["alpha.members"] == ("momentum", "mean_reversion")
     assert root.attributes["agent.run.outcome"] == ("error" if fail else "ok")
     assert root.attributes["agent.run.alpha_signals"] == 2
-    assert list(root.attributes)[-1] == "agent.run.alpha_signals"  # the totals come last, as set at the end
+    assert list(root.attributes)[-1] == "alphatrace.run.tool_calls"  # the totals come last, as set at the end
     stamps = [event.timestamp for event in root.events]
     assert stamps == sorted(stamps) and root.start_time <= stamps[0] and stamps[-1] <= root.end_time
 
