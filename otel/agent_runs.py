@@ -9,9 +9,9 @@ run's ids), calls ``fn``, and when ``fn`` returns or raises records the outcome 
 ``killed``, ``stale_data`` or ``budget_exceeded``) and the run's totals. A run stopped inside by a
 check (``RunStopped``, from ``otel.run_context.checkpoint``) ends with the check's outcome, the step it
 stopped before and the reason, status unset, and the exception goes on to the caller. Any other
-exception is recorded on the span (type, message and traceback through ``otel.redaction.redact``, and ``http.response.status_code`` when it was an HTTP error of the
-LLM) and re-raised to the caller, as the seed does; a failure of the telemetry itself never reaches
-the agent.
+exception is recorded on the span (type, message and traceback through ``otel.redaction.redact``,
+and ``http.response.status_code`` when it was an HTTP error of the LLM) and re-raised to the caller,
+as the seed does; a failure of the telemetry itself never reaches the agent.
 
 Reads no environment variables.
 """
