@@ -6,7 +6,8 @@ and re-exports what is here.
 ``run_with_telemetry(agent_name, fn, *args, **kwargs)`` keeps the seed's signature. It opens the root
 span ``invoke_agent {agent}``, makes the run current (so LLM spans become its children and carry the
 run's ids), calls ``fn``, and when ``fn`` returns or raises records the outcome (``ok``, ``error`` or
-``killed`` or ``stale_data``) and the run's totals. An exception is recorded on the span (type, message and traceback
+``killed`` or ``stale_data``), the run's totals and, for a run that called a model, the GenAI
+conventions' provider, model and usage of an ``invoke_agent`` span (``RunTelemetry.usage_attributes``). An exception is recorded on the span (type, message and traceback
 through ``otel.redaction.redact``, and ``http.response.status_code`` when it was an HTTP error of the
 LLM) and re-raised to the caller, as the seed does; a failure of the telemetry itself never reaches
 the agent.
@@ -137,6 +138,7 @@ def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, acco
             attributes[semconv.AGENT_RUN_OUTCOME] = semconv.OUTCOME_OK
         if run.stale_data:
             attributes.update(run.stale_data)
+        attributes.update(run.usage_attributes())
         attributes.update(run.totals())
         if accounting is not None:
             # Cumulative for the process, on every root span: the report takes the largest value per

@@ -93,7 +93,7 @@ class AgentTally:
         self.first_start_ns = 0
         self.last_start_ns = 0
         self.day_runs: dict[int, list[int]] = {}
-        self.asof_runs: dict[int, list[int]] = {}  # agent.run.as_of day -> [ok, error, killed] runs
+        self.asof_runs: dict[int, list[int]] = {}  # alphatrace.run.as_of day -> [ok, error, killed] runs
         self.day_models: dict[tuple[int, str, bool], list[int]] = {}
         self.bad_token_values = 0
         self.llm_operations: dict[str, int] = {}  # LLM operation (chat, embeddings, ...) -> calls
