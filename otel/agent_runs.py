@@ -5,12 +5,12 @@ and re-exports what is here.
 
 ``run_with_telemetry(agent_name, fn, *args, **kwargs)`` keeps the seed's signature. It opens the root
 span ``invoke_agent {agent}``, makes the run current (so LLM spans become its children and carry the
-run's ids), calls ``fn``, and when ``fn`` returns or raises records the outcome (``ok``, ``error`` or
+run's ids), calls ``fn``, and when ``fn`` returns or raises records the outcome (``ok``, ``error``,
 ``killed`` or ``stale_data``), the run's totals and, for a run that called a model, the GenAI
-conventions' provider, model and usage of an ``invoke_agent`` span (``RunTelemetry.usage_attributes``). An exception is recorded on the span (type, message and traceback
-through ``otel.redaction.redact``, and ``http.response.status_code`` when it was an HTTP error of the
-LLM) and re-raised to the caller, as the seed does; a failure of the telemetry itself never reaches
-the agent.
+conventions' provider, model and usage of an ``invoke_agent`` span (``RunTelemetry.usage_attributes``).
+An exception is recorded on the span (type, message and traceback through ``otel.redaction.redact``,
+and ``http.response.status_code`` when it was an HTTP error of the LLM) and re-raised to the caller,
+as the seed does; a failure of the telemetry itself never reaches the agent.
 
 Reads no environment variables.
 """

@@ -17,8 +17,9 @@ def _wrapper(telemetry, sequential_run_ids) -> AgentRunWrapper:
 def test_ok_run_is_one_root_span_with_totals(telemetry, span_exporter, sequential_run_ids):
     def agent() -> str:
         run = get_current_run()
-        run.add_llm_usage(tokens_in=120, tokens_out=30, cost_usd=0.000036, cached_tokens_in=20, provider="openai", request_model="gpt-4o-mini")
-        run.add_llm_usage(tokens_in=80, tokens_out=10, cost_usd=None, provider="openai", request_model="gpt-4.1")
+        first, second = {"provider": "openai", "request_model": "gpt-4o-mini"}, {"provider": "openai", "request_model": "gpt-4.1"}
+        run.add_llm_usage(tokens_in=120, tokens_out=30, cost_usd=0.000036, cached_tokens_in=20, **first)
+        run.add_llm_usage(tokens_in=80, tokens_out=10, cost_usd=None, **second)
         return "findings"
 
     result = _wrapper(telemetry, sequential_run_ids).run("momentum", agent, as_of="2018-03-01")

@@ -20,9 +20,8 @@ from otel import semconv
 _CURRENT = semconv.LEGACY_NAMES
 _OLD = frozenset(_CURRENT)
 _RUN_ID = semconv.AGENT_RUN_ID
-_OLD_EVENTS = frozenset(
-    old for old, new in _CURRENT.items() if new in (semconv.EVENT_ALPHA_SIGNAL, semconv.EVENT_ALPHA_SIGNAL_INVALID, semconv.EVENT_KILL_SWITCH_ERROR)
-)
+_EVENTS = (semconv.EVENT_ALPHA_SIGNAL, semconv.EVENT_ALPHA_SIGNAL_INVALID, semconv.EVENT_KILL_SWITCH_ERROR)
+_OLD_EVENTS = frozenset(old for old, new in _CURRENT.items() if new in _EVENTS)
 SUPERVISOR_SPAN_PREFIXES = (semconv.SUPERVISOR_SPAN_PREFIX, semconv.LEGACY_SUPERVISOR_SPAN_PREFIX)
 
 

@@ -39,6 +39,7 @@ import datetime as dt
 import msgspec
 
 from alpha.records import RunRecord
+from meta_supervisor.reading.legacy_names import SUPERVISOR_SPAN_PREFIXES, is_old_span, upgrade_attributes
 from meta_supervisor.reading.otlp_schema import (
     MAX_TIME_NS,
     AnyValue,
@@ -50,7 +51,6 @@ from meta_supervisor.reading.otlp_schema import (
     as_time_ns,
     is_finite,
 )
-from meta_supervisor.reading.legacy_names import SUPERVISOR_SPAN_PREFIXES, is_old_span, upgrade_attributes
 from meta_supervisor.reading.resource import resource_facts
 from meta_supervisor.tally.agent_counts import DEFERRED_LLM, count_llm_call, replay
 from meta_supervisor.tally.aggregates import AgentTally, InputTally, push_top
