@@ -96,3 +96,9 @@ def test_an_old_file_really_holds_old_names_and_counts_everything(tmp_path: Path
     assert sum(agents["a"]["alpha"].values()) == 1 and agents["a"]["signals"]["total"] == 1  # counted and kept for scoring
     assert agents["b"]["invalid_reasons"] == {"NaN prob_up": 1}
     assert agents["a"]["consistency"][0] == 2 and agents["b"]["consistency"][0] == 1  # totals read and matched
+
+
+def test_the_contract_lists_every_old_name_with_its_name_now() -> None:
+    contract = (REPO / "docs" / "telemetry-contract.md").read_text(encoding="utf-8")
+    table = dict(re.findall(r"^\| `([^`]+)` \| `([^`]+)` \|$", contract.split("## Names before the project namespace")[1], re.M))
+    assert {old: new for old, new in table.items() if "<" not in old} == semconv.LEGACY_NAMES
