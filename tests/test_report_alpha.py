@@ -113,7 +113,7 @@ def test_alpha_quality_figures_by_hand(tmp_path: Path) -> None:
     assert alpha["agents"]["rule"]["cost"]["cost_usd"] == 0.0 and alpha["agents"]["rule"]["cost"]["ic_per_dollar"] is None
     markdown = (out / "meta_report.md").read_text(encoding="utf-8")
     assert "### Alpha quality" in markdown and "| rule | 1 | 5 | 1 | 75.0% (base 60.0%) |" in markdown
-    assert "1 `alpha.signal` events lack what scoring needs" in markdown
+    assert f"1 `{semconv.EVENT_ALPHA_SIGNAL}` events lack what scoring needs" in markdown
 
 
 def test_pending_until_today(tmp_path: Path) -> None:

@@ -244,7 +244,7 @@ class InputTally:
         self.spans_without_id = 0
         self.outside_window = 0
         self.other_spans = 0
-        self.supervisor_spans = 0  # supervisor.run / supervisor.decide: the supervisor's, no agent's
+        self.supervisor_spans = 0  # alphatrace.supervisor.run / alphatrace.supervisor.decide: the supervisor's, no agent's
         self.duplicate_run_roots = 0
         # open runs evicted (consistency.bound_open_runs): roots that waited for LLM spans (closed as
         # unchecked), and runs of LLM spans that waited for their root, with their spans

@@ -1,6 +1,6 @@
 """The consistency check: each run's root totals against the sum of its LLM spans, order-independent.
 
-Runs are joined by ``agent.run_id`` (the trace id when a span has none), whatever order and file the
+Runs are joined by ``alphatrace.run.id`` (the trace id when a span has none), whatever order and file the
 spans arrive in. A run stays open (``pending``) until its LLM span count reaches the root's
 ``alphatrace.run.llm_calls``; it is then closed as consistent or mismatched and remembered as a
 fingerprint in ``closed_runs``, so that
