@@ -3,12 +3,13 @@
 A result is one signal (a dict) or a list of them, in the seed's schema: ``symbol``, ``direction``,
 ``prob_up``, ``confidence``, ``ensemble_score_final``, ``regime``, plus ``horizon`` (trading days) and
 ``as_of`` (date of the data it was computed on). A signal from a shadow agent carries
-``alpha.tradable=false`` (a live agent's ``true``); a signal of a live run on stale data
-(``services/data_freshness.py``, ``on_stale="last_bar"``) carries ``alpha.stale=true`` and is not
-tradable. A combiner's signal may name the members it blended and those missing (``members``,
-``members_missing``: lists of agent names), recorded as ``alpha.members`` / ``alpha.members.missing``.
-A valid signal becomes an ``alpha.signal`` event; an invalid one (missing field, ``prob_up`` outside
-[0, 1], unknown direction, NaN, wrong type) becomes an ``alpha.signal.invalid`` event with the reason. Emitting never raises into the agent.
+``alphatrace.alpha.tradable=false`` (a live agent's ``true``); a signal of a live run on stale data
+(``services/data_freshness.py``, ``on_stale="last_bar"``) carries ``alphatrace.alpha.stale=true`` and
+is not tradable. A combiner's signal may name the members it blended and those missing
+(``members``, ``members_missing``: lists of agent names), recorded as ``alphatrace.alpha.members`` /
+``alphatrace.alpha.members.missing``. A valid signal becomes an ``alphatrace.alpha.signal`` event; an
+invalid one (missing field, ``prob_up`` outside [0, 1], unknown direction, NaN, wrong type) becomes an
+``alphatrace.alpha.signal.invalid`` event with the reason. Emitting never raises into the agent.
 
 Reads no environment variables.
 """
@@ -141,7 +142,7 @@ _DIRECTIONS = frozenset(semconv.DIRECTIONS)
 
 
 def signal_attributes(signal: Any, default_as_of: str | None = None) -> dict[str, Any]:
-    """The ``alpha.*`` attributes of a valid signal; raises ``InvalidSignal`` with the reason."""
+    """The ``alphatrace.alpha.*`` attributes of a valid signal; raises ``InvalidSignal`` with the reason."""
     fast = _fast_attributes(signal, default_as_of)
     return fast if fast is not None else checked_attributes(signal, default_as_of)
 

@@ -19,6 +19,7 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
+from otel import semconv
 from services.markup_text import md_escape
 from services.pricing import format_usd
 
@@ -142,7 +143,7 @@ def _intro(section: Mapping[str, Any]) -> str:
     horizons = ", ".join(str(h) for h in section["horizons"])
     today = f"; returns after {section['today']} are pending" if section["today"] else ""
     return (
-        f"Every `alpha.signal` scored against its symbol's realised forward return over {horizons} trading days{today}. "
+        f"Every `{semconv.EVENT_ALPHA_SIGNAL}` scored against its symbol's realised forward return over {horizons} trading days{today}. "
         f"Hit rate leaves `flat` signals out; a zero return is a miss; beside it its base rate, the share of scored signals "
         f"whose symbol went up (`up_rate`: what always saying `up` would hit). "
         f"Mean return long / short: the mean forward return of the symbols `up` / `down` signals named, as the symbol moved "

@@ -1,6 +1,6 @@
 """What scoring and the supervisor's policy need from the traces: one record per signal and per run.
 
-``SignalRecord`` is one ``alpha.signal`` event; ``RunRecord`` is one agent run's root span. Scoring
+``SignalRecord`` is one ``alphatrace.alpha.signal`` event; ``RunRecord`` is one agent run's root span. Scoring
 (``alpha.quality``) and the policy (``meta_supervisor.supervisor.policy``) are pure functions over lists of these.
 The report builder's reader produces them (``meta_supervisor.build.run_records.read_records`` for the
 supervisor; ``meta_supervisor.tally.signal_store`` inside the report), from every file shape the collector
@@ -34,7 +34,7 @@ class SignalRecord:
 class RunRecord:
     agent: str
     outcome: str  # ok | error | killed
-    as_of: date | None  # agent.run.as_of: the market day the run saw
+    as_of: date | None  # alphatrace.run.as_of: the market day the run saw
     duration_ms: float
     cost_usd: float = 0.0
     unpriced_llm_calls: int = 0
@@ -51,4 +51,4 @@ class Records:
     runs: list[RunRecord] = field(default_factory=list)
     signals: list[SignalRecord] = field(default_factory=list)
     bad_lines: int = 0  # lines (messages) that could not be read
-    bad_signals: int = 0  # alpha.signal events lacking what scoring needs
+    bad_signals: int = 0  # alphatrace.alpha.signal events lacking what scoring needs

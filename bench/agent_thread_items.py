@@ -40,6 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from otel import semconv
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -84,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def plain_root() -> None:
-        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "bench", "agent.run_id": str(uuid.uuid4())}
+        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "bench", semconv.AGENT_RUN_ID: str(uuid.uuid4())}
         with tracer.start_as_current_span("invoke_agent bench", attributes=attributes) as span:
-            span.set_attribute("agent.run.outcome", "ok")
+            span.set_attribute(semconv.AGENT_RUN_OUTCOME, "ok")
 
     def plain_events() -> None:
         span = trace.get_current_span()
         for s in SIGNALS:
-            span.add_event("alpha.signal", plain_signal_event(s))
+            span.add_event(semconv.EVENT_ALPHA_SIGNAL, plain_signal_event(s))
 
     def nothing() -> None:
         pass

@@ -38,6 +38,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel import semconv
 from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client
 from services.pricing import PriceTable
 from services.simulated_llm import SIMULATED_BASE_URL
@@ -64,14 +65,14 @@ SPANS_PER_RUN = 2  # the run's root span and the LLM call's span (the signals ar
 def plain_signal_event(s: dict) -> dict:
     """A signal as plain OTel code would put it on a span event (built per event, as such code does)."""
     return {
-        "alpha.symbol": s["symbol"],
-        "alpha.direction": s["direction"],
-        "alpha.prob_up": s["prob_up"],
-        "alpha.confidence": s["confidence"],
-        "alpha.score_final": s["ensemble_score_final"],
-        "alpha.regime": s["regime"],
-        "alpha.horizon": s["horizon"],
-        "alpha.as_of": s["as_of"],
+        semconv.ALPHA_SYMBOL: s["symbol"],
+        semconv.ALPHA_DIRECTION: s["direction"],
+        semconv.ALPHA_PROB_UP: s["prob_up"],
+        semconv.ALPHA_CONFIDENCE: s["confidence"],
+        semconv.ALPHA_SCORE_FINAL: s["ensemble_score_final"],
+        semconv.ALPHA_REGIME: s["regime"],
+        semconv.ALPHA_HORIZON: s["horizon"],
+        semconv.ALPHA_AS_OF: s["as_of"],
     }
 
 
@@ -246,12 +247,12 @@ class OtelPlain(Variant):
         self.runs = 0
 
     def one_run(self) -> None:
-        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "bench", "agent.run_id": str(uuid.uuid4())}
+        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "bench", semconv.AGENT_RUN_ID: str(uuid.uuid4())}
         with self.tracer.start_as_current_span("invoke_agent bench", attributes=attributes) as span:
             self.analysis.analyze(FEATURES, AS_OF)
             for s in SIGNALS:
-                span.add_event("alpha.signal", plain_signal_event(s))
-            span.set_attribute("agent.run.outcome", "ok")
+                span.add_event(semconv.EVENT_ALPHA_SIGNAL, plain_signal_event(s))
+            span.set_attribute(semconv.AGENT_RUN_OUTCOME, "ok")
         self.runs += 1
 
     def drain(self, timeout: float = 60.0) -> None:

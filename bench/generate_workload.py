@@ -19,15 +19,18 @@ benchmark's shape matrix (``bench/report_bench.py --matrix``):
   line groups its spans by instrumentation scope, as the OTLP encoder does: the LLM spans' scope
   first for child-first, the roots' (and tools') scope first for root-first, so every root is read
   after (before) all its children, in a line of many runs too;
-* ``--no-totals``: roots without the run totals (``agent.run.llm_calls``, ``agent.run.input_tokens``,
-  ``agent.run.output_tokens``, ``agent.run.cached_input_tokens``, ``agent.run.cost_usd``,
-  ``agent.run.alpha_signals``, ``agent.run.unpriced_llm_calls``): runs the report cannot check;
+* ``--no-totals``: roots without the run totals (``alphatrace.run.llm_calls``, ``.input_tokens``,
+  ``.output_tokens``, ``.cached_input_tokens``, ``.cost_usd``, ``.alpha_signals``,
+  ``.unpriced_llm_calls``): runs the report cannot check;
+* ``--old-names``: alphatrace's keys and event names as written before the project namespace
+  (``agent.run_id``, ``alpha.signal``, ...: ``otel.semconv.LEGACY_NAMES``), a file the report
+  still reads;
 * ``--agents N`` (default 4: the fleet's names; otherwise ``agent_0000`` ...);
 * ``--llm-spans N`` ``chat`` spans per run (default 1), and ``--tool-spans N`` ``execute_tool``
   spans per run (default 0; GenAI semantic conventions: name ``execute_tool {gen_ai.tool.name}``,
   ``gen_ai.operation.name=execute_tool``, ``gen_ai.tool.name``, ``gen_ai.tool.call.id``,
   ``gen_ai.tool.type=function``, children of the root, with ``gen_ai.agent.name`` and
-  ``agent.run_id`` like the chat spans);
+  ``alphatrace.run.id`` like the chat spans);
 * ``--signals scorable`` or ``unscorable`` (default: what the profile writes): the alpha events with
   every field ``alpha.emit`` writes (horizon and as-of: scorable), or without horizon and as-of;
 * ``--spans-per-line N`` (default 512; 1 is a file written span by span, 4,096 a large batch);
@@ -115,6 +118,7 @@ class Shape:
     scorable: bool | None = None  # None: as the profile writes them (contract: scorable)
     spans_per_line: int = SPANS_PER_LINE
     compression: str = "none"
+    old_names: bool = False  # alphatrace's names of before the project namespace
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
@@ -278,6 +282,17 @@ def runs_for(spans: int, shape: Shape = Shape()) -> int:
     return max(1, spans // shape.spans_per_run)
 
 
+# (quoted name now, quoted old name): a name is always a whole JSON string here (a key or an event name)
+_OLD_NAMES = [(f'"{new}"', f'"{old}"') for old, new in S.LEGACY_NAMES.items()]
+
+
+def _as_old_names(line: str) -> str:
+    """A line with alphatrace's names as written before the project namespace."""
+    for new, old in _OLD_NAMES:
+        line = line.replace(new, old)
+    return line
+
+
 def generate(path: Path, runs: int, seed: int = 1, profile: str = "issue", shape: Shape = Shape()) -> int:
     """Write ``runs`` runs to ``path`` in ``shape``; returns the bytes of JSON written (before any
     compression)."""
@@ -290,17 +305,18 @@ def generate(path: Path, runs: int, seed: int = 1, profile: str = "issue", shape
     scope_order = (SCOPE_LLM, SCOPE_ALPHATRACE) if shape.order == "child-first" else (SCOPE_ALPHATRACE, SCOPE_LLM)
     path.parent.mkdir(parents=True, exist_ok=True)
     written = 0
+    names = _as_old_names if shape.old_names else str
     with open(path, "wb") as raw:
         out = zstandard.ZstdCompressor(level=3).stream_writer(raw) if shape.compression == "zstd" else raw
         batch: list[tuple[str, str]] = []
         for i in range(runs):
             batch += run_spans(i, rng, full, shape, agents)
             while len(batch) >= shape.spans_per_line:
-                data = _line(resource, batch[: shape.spans_per_line], scope_order).encode()
+                data = names(_line(resource, batch[: shape.spans_per_line], scope_order)).encode()
                 del batch[: shape.spans_per_line]
                 written += out.write(data) and len(data)
         if batch:
-            data = _line(resource, batch, scope_order).encode()
+            data = names(_line(resource, batch, scope_order)).encode()
             written += out.write(data) and len(data)
         if out is not raw:
             out.flush(zstandard.FLUSH_FRAME)
@@ -323,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signals", choices=("scorable", "unscorable"), default=None, help="default: as the profile writes them")
     parser.add_argument("--spans-per-line", type=int, default=SPANS_PER_LINE)
     parser.add_argument("--compression", choices=COMPRESSIONS, default="none", help="zstd: the whole file one zstd stream")
+    parser.add_argument("--old-names", action="store_true", help="alphatrace's names of before the project namespace")
     args = parser.parse_args(argv)
     shape = Shape(
         order=args.order,
@@ -333,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         scorable=None if args.signals is None else args.signals == "scorable",
         spans_per_line=args.spans_per_line,
         compression=args.compression,
+        old_names=args.old_names,
     )
     runs = args.runs if args.runs is not None else runs_for(args.spans, shape) if args.spans is not None else 500_000
     out = args.out or default_dir() / ("traces.jsonl" if shape.compression == "none" else "traces.jsonl.zst")

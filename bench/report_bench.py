@@ -39,9 +39,10 @@ walk of the same file (decompressing a zstd file as it reads) and the ratio of t
 report counted every span, and the parts the native core read or declined in the main process. The rows
 are written as JSON (``--json``, after each row) and printed as a Markdown table.
 
-The rows are not the cartesian product of the dimensions (2 x 2 x 2 x 2 x 2 x 2 x 3 x 2 = 384
+The rows are not the cartesian product of the dimensions (2 x 2 x 2 x 2 x 2 x 2 x 3 x 2 x 2 = 768
 files): the base row is the classic workload (child-first, roots with run totals, 4 agents, 1 LLM
-span and no tool span per run, unscorable signals, 512 spans a line, plain JSON lines), each
+span and no tool span per run, unscorable signals, 512 spans a line, plain JSON lines, today's
+names; the ``old-names`` row is a file written before the project namespace), each
 following row changes one dimension from it (``MATRIX``), and two rows combine the worst of each:
 root-first, no totals, 1,000 agents, 8 LLM and 8 tool spans per run, plain and zstd. A dimension
 that costs alone shows in its own row; what they cost together shows in the worst rows.
@@ -68,6 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.generate_workload import Shape, default_dir, generate, runs_for  # noqa: E402
+from otel import semconv  # noqa: E402
 
 # (row, profile, shape): the base row, one dimension changed at a time, and the combined worst case
 _WORST = dict(order="root-first", totals=False, agents=1000, llm_spans=8, tool_spans=8)
@@ -83,6 +85,7 @@ MATRIX: list[tuple[str, str, Shape]] = [
     ("1-span-a-line", "issue", Shape(spans_per_line=1)),
     ("4096-spans-a-line", "issue", Shape(spans_per_line=4096)),
     ("zstd", "issue", Shape(compression="zstd")),
+    ("old-names", "issue", Shape(old_names=True)),  # a file written before the project namespace
     ("worst", "issue", Shape(**_WORST)),
     ("worst-zstd", "issue", Shape(**_WORST, compression="zstd")),
 ]
@@ -244,12 +247,12 @@ def baseline(path: Path) -> dict:
                     operation = values.get("gen_ai.operation.name")
                     if operation == "invoke_agent":
                         agent["runs"] += 1
-                        agent["errors"] += values.get("agent.run.outcome") == "error"
+                        agent["errors"] += values.get(semconv.AGENT_RUN_OUTCOME) == "error"
                         agent["latencies"].append(int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"]))
                         for event in span.get("events", ()):
-                            if event.get("name") == "alpha.signal":
+                            if event.get("name") == semconv.EVENT_ALPHA_SIGNAL:
                                 ev = {kv["key"]: next(iter(kv["value"].values())) for kv in event.get("attributes", ())}
-                                pair = (ev.get("alpha.symbol"), ev.get("alpha.direction"))
+                                pair = (ev.get(semconv.ALPHA_SYMBOL), ev.get(semconv.ALPHA_DIRECTION))
                                 agent["signals"][pair] = agent["signals"].get(pair, 0) + 1
                     elif operation == "chat":
                         agent["llm_calls"] += 1

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from otel import semconv
 from otel.provider import configure_telemetry
 from tests import stack
 
@@ -39,8 +40,13 @@ def send_runs(endpoint: str, runs: int, llm_calls: int) -> int:
     telemetry = configure_telemetry(env=env, instrument_openai=False, export_handoff=True)
     tracer = telemetry.tracer()
     for i in range(runs):
-        totals = {"agent.run.llm_calls": llm_calls, "agent.run.input_tokens": 600 * llm_calls, "agent.run.output_tokens": 90 * llm_calls}
-        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": f"agent_{i % 1000}", "agent.run_id": f"r{i}", **totals}
+        totals = {semconv.RUN_LLM_CALLS: llm_calls, semconv.RUN_INPUT_TOKENS: 600 * llm_calls, semconv.RUN_OUTPUT_TOKENS: 90 * llm_calls}
+        attributes = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": f"agent_{i % 1000}",
+            semconv.AGENT_RUN_ID: f"r{i}",
+            **totals,
+        }
         with tracer.start_as_current_span(f"invoke_agent agent_{i % 1000}", attributes=attributes) as root:
             for _ in range(llm_calls):
                 chat = {
@@ -51,13 +57,19 @@ def send_runs(endpoint: str, runs: int, llm_calls: int) -> int:
                     "gen_ai.usage.input_tokens": 600,
                     "gen_ai.usage.output_tokens": 90,
                     "gen_ai.agent.name": f"agent_{i % 1000}",
-                    "agent.run_id": f"r{i}",
+                    semconv.AGENT_RUN_ID: f"r{i}",
                 }
                 with tracer.start_as_current_span("chat gpt-4o-mini", attributes=chat):
                     pass
             for symbol in ("SPX", "AAPL", "WTI"):
                 root.add_event(
-                    "alpha.signal", {"alpha.symbol": symbol, "alpha.direction": "long", "alpha.confidence": 0.61, "alpha.horizon_days": 5}
+                    semconv.EVENT_ALPHA_SIGNAL,
+                    {
+                        semconv.ALPHA_SYMBOL: symbol,
+                        semconv.ALPHA_DIRECTION: "long",
+                        semconv.ALPHA_CONFIDENCE: 0.61,
+                        semconv.ALPHA_HORIZON: 5,
+                    },
                 )
     assert telemetry.shutdown(timeout_seconds=120)
     return telemetry.accounting.snapshot().exported

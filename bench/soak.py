@@ -6,7 +6,7 @@ sit under its own run.
 The agents are the shipped four modules, repeated under distinct names, on the shipped market data
 (replayed as of 2017-06-30), the LLM over the simulated transport, spans to the embedded file exporter.
 RSS is sampled every 15 s; at the end the trace file is checked: every LLM span's parent is a run span
-with the same ``agent.run_id`` and agent name.
+with the same ``alphatrace.run.id`` and agent name.
 
 Reads no environment variables beyond what the modules it starts document.
 """
@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import scheduler
+from otel import semconv
 from otel.provider import configure_telemetry
 from services.ai_analysis import resolve_llm_settings
 from services.clock import ReplayClock
@@ -53,7 +54,7 @@ def check_tree(trace_file: Path) -> dict[str, int]:
     misparented = sum(
         1
         for c in children
-        if spans.get(c["parentSpanId"], {}).get("attrs", {}).get("agent.run_id") != c["attrs"].get("agent.run_id")
+        if spans.get(c["parentSpanId"], {}).get("attrs", {}).get(semconv.AGENT_RUN_ID) != c["attrs"].get(semconv.AGENT_RUN_ID)
         or spans[c["parentSpanId"]]["attrs"].get("gen_ai.agent.name") != c["attrs"].get("gen_ai.agent.name")
     )
     return {"spans": len(spans), "runs": len(spans) - len(children), "llm_spans": len(children), "misparented": misparented}

@@ -3,7 +3,7 @@
 Every ``every_seconds`` the scheduler calls ``supervise_once``: the report is built incrementally
 (``meta_supervisor.cli.report``, the same files and state as ``make report``), then the policy decides
 (``meta_supervisor.cli.supervise``, ``--dry-run`` or ``--apply`` as ``mode`` says) with the scheduler's
-own telemetry, so the ``supervisor.run`` spans land beside the agents' (in the same file or collector,
+own telemetry, so the ``alphatrace.supervisor.run`` spans land beside the agents' (in the same file or collector,
 and in Jaeger), and an ``--apply`` alerts through the webhook (``docs/alerts.md``). What either command
 prints goes to the log. A failure is the caller's to log: the scheduler logs it and keeps its agents
 running. Environment: whatever the two commands read (``ALPHATRACE_TRACE_FILE``, ``ALPHATRACE_REPORT_DIR``,

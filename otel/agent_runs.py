@@ -6,10 +6,12 @@ and re-exports what is here.
 ``run_with_telemetry(agent_name, fn, *args, **kwargs)`` keeps the seed's signature. It opens the root
 span ``invoke_agent {agent}``, makes the run current (so LLM spans become its children and carry the
 run's ids), calls ``fn``, and when ``fn`` returns or raises records the outcome (``ok``, ``error``,
-``killed``, ``stale_data`` or ``budget_exceeded``) and the run's totals. A run stopped inside by a
-check (``RunStopped``, from ``otel.run_context.checkpoint``) ends with the check's outcome, the step it
-stopped before and the reason, status unset, and the exception goes on to the caller. Any other
-exception is recorded on the span (type, message and traceback through ``otel.redaction.redact``,
+``killed``, ``stale_data`` or ``budget_exceeded``), the run's totals and, for a run that called a
+model, the GenAI conventions' provider, model and usage of an ``invoke_agent`` span
+(``RunTelemetry.usage_attributes``). A run stopped inside by a check (``RunStopped``, from
+``otel.run_context.checkpoint``) ends with the check's outcome, the step it stopped before and the
+reason, status unset, and the exception goes on to the caller. Any other exception is recorded on
+the span (type, message and traceback through ``otel.redaction.redact``,
 and ``http.response.status_code`` when it was an HTTP error of the LLM) and re-raised to the caller,
 as the seed does; a failure of the telemetry itself never reaches the agent.
 
@@ -147,6 +149,7 @@ def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, acco
             attributes[semconv.AGENT_RUN_OUTCOME] = semconv.OUTCOME_OK
         if run.stale_data:
             attributes.update(run.stale_data)
+        attributes.update(run.usage_attributes())
         attributes.update(run.totals())
         if accounting is not None:
             # Cumulative for the process, on every root span: the report takes the largest value per

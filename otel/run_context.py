@@ -12,6 +12,10 @@ the LLM wrapper calls it before every LLM call and a tool loop before every tool
 says stop raises ``RunStopped``; the run wrapper then ends the run with that outcome, the step it
 stopped before and the reason (``otel/agent_runs.py``), and no further call is made.
 
+The run also learns the provider and model of its LLM calls as they are counted (``add_llm_usage``),
+so the root span carries what the GenAI conventions recommend on an ``invoke_agent`` span for a run
+that called a model (``usage_attributes``), whichever agent made the calls.
+
 What a run puts on its own root span (its first attributes, alpha signals, the exception, the
 outcome and totals) goes through ``start_attributes``, ``add_root_event`` and ``finish_attributes``.
 When the provider's processor can finish the root span on the export thread (``RunSpanProcessor``
@@ -67,6 +71,8 @@ class RunTelemetry:
     unpriced_llm_calls: int = 0
     alpha_signals: int = 0
     errors: int = 0
+    provider: str | None = None  # of the run's first LLM call
+    request_model: str | None = None
     kill_reason: str | None = None
     stale_data: dict[str, Any] | None = None  # the staleness attributes, when the data was stale
     stale_refused: bool = False
@@ -89,9 +95,15 @@ class RunTelemetry:
         tokens_out: int,
         cost_usd: float | None = 0.0,
         cached_tokens_in: int = 0,
+        provider: str | None = None,
+        request_model: str | None = None,
     ) -> None:
-        """Count one LLM call; ``cost_usd=None`` means the model had no price (counted, not $0)."""
+        """Count one LLM call; ``cost_usd=None`` means the model had no price (counted, not $0).
+        ``provider`` and ``request_model`` (``gen_ai.provider.name``, ``gen_ai.request.model``) of the
+        run's first call go on its root span."""
         with self._lock:
+            if self.llm_calls == 0:
+                self.provider, self.request_model = provider, request_model
             self.llm_calls += 1
             self.tokens_in += int(tokens_in)
             self.tokens_out += int(tokens_out)
@@ -161,6 +173,25 @@ class RunTelemetry:
                 semconv.RUN_TOOL_CALLS: self.tool_calls,
             }
 
+    def usage_attributes(self) -> dict[str, int | str]:
+        """The GenAI conventions' recommended attributes of an ``invoke_agent`` span: the provider
+        and model of the run's first LLM call and the usage summed over its calls; none for a run
+        that called no model (a rule-based agent, a run refused before its call). The LLM spans
+        carry the same usage per call: a backend summing usage over every span counts it twice."""
+        with self._lock:
+            if not self.llm_calls:
+                return {}
+            attributes: dict[str, int | str] = {
+                semconv.GEN_AI_USAGE_INPUT_TOKENS: self.tokens_in,
+                semconv.GEN_AI_USAGE_OUTPUT_TOKENS: self.tokens_out,
+                semconv.GEN_AI_USAGE_CACHED_INPUT_TOKENS: self.cached_tokens_in,
+            }
+            if self.provider:
+                attributes[semconv.GEN_AI_PROVIDER_NAME] = self.provider
+            if self.request_model:
+                attributes[semconv.GEN_AI_REQUEST_MODEL] = self.request_model
+            return attributes
+
 
 def checkpoint(step: str) -> None:
     """Before a step of the current run (``semconv.STEPS``): run its checks, which raise
@@ -206,7 +237,7 @@ def stamp_run_attributes(span: Span, parent_context: otel_context.Context | None
 
 
 class RunAttributesSpanProcessor(SpanProcessor):
-    """Stamps ``gen_ai.agent.name`` and ``agent.run_id`` on every span started inside a run."""
+    """Stamps ``gen_ai.agent.name`` and ``alphatrace.run.id`` on every span started inside a run."""
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         stamp_run_attributes(span, parent_context)

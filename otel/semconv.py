@@ -1,9 +1,14 @@
 """Every span name, attribute key and event name alphatrace writes or reads, written once.
 
-The GenAI keys follow the OpenTelemetry GenAI semantic conventions; the ``agent.*`` and
-``alpha.*`` keys are alphatrace's own and are documented in ``docs/telemetry-contract.md``.
+The GenAI keys follow the OpenTelemetry GenAI semantic conventions; every key, event and span name
+of alphatrace's own lies under ``alphatrace.`` (``PROJECT_PREFIX``) and is documented in
+``docs/telemetry-contract.md``. Trace files written before the namespace used other names
+(``agent.run_id``, ``alpha.signal``, ...): ``LEGACY_NAMES`` at the end maps each to its name now, for
+every reader (the report's Python reader, ``native/src/legacy.rs``, the ClickHouse query).
 Reads no environment variables.
 """
+
+PROJECT_PREFIX = "alphatrace."
 
 # --- resource -----------------------------------------------------------------------------
 SERVICE_NAME_DEFAULT = "alphatrace"
@@ -17,17 +22,17 @@ SERVICE_INSTANCE_ID = "service.instance.id"  # one per process (the SDK makes a 
 OPERATION_INVOKE_AGENT = "invoke_agent"
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 GEN_AI_AGENT_NAME = "gen_ai.agent.name"
-AGENT_RUN_ID = "agent.run_id"
-AGENT_RUN_OUTCOME = "agent.run.outcome"
-AGENT_RUN_AS_OF = "agent.run.as_of"
-AGENT_STATUS = "agent.status"  # shadow | live
+AGENT_RUN_ID = "alphatrace.run.id"
+AGENT_RUN_OUTCOME = "alphatrace.run.outcome"
+AGENT_RUN_AS_OF = "alphatrace.run.as_of"
+AGENT_STATUS = "alphatrace.agent.status"  # shadow | live
 OUTCOME_OK = "ok"
 OUTCOME_ERROR = "error"
 OUTCOME_KILLED = "killed"
 OUTCOME_STALE_DATA = "stale_data"  # a live run refused: its market data is older than the limit
 OUTCOME_BUDGET_EXCEEDED = "budget_exceeded"  # a call that would break a budget was not made
 OUTCOMES = (OUTCOME_OK, OUTCOME_ERROR, OUTCOME_KILLED, OUTCOME_STALE_DATA, OUTCOME_BUDGET_EXCEEDED)
-KILL_REASON = "agent.kill.reason"
+KILL_REASON = "alphatrace.kill.reason"
 # A run stopped inside, before one of its steps (otel/run_context.py checkpoint): which step
 # (STEPS), and why (the kill reason, or the budget that would break). A run killed before it
 # started has neither.
@@ -37,13 +42,13 @@ STEP_LLM_CALL = "llm_call"
 STEP_TOOL_STEP = "tool_step"
 STEPS = (STEP_LLM_CALL, STEP_TOOL_STEP)
 # on a live run whose data is stale (services/data_freshness.py): refused (outcome stale_data) or run
-# on the last bar (outcome ok, agent.run.as_of the last bar's date)
-STALE_REASON = "agent.stale.reason"
-DATA_STALE = "agent.data.stale"  # bool
-DATA_LAST_BAR = "agent.data.last_bar"  # ISO date of the universe's latest bar; absent when none
-DATA_AGE_DAYS = "agent.data.age_days"  # calendar days from that bar to the clock's date
-DATA_MAX_AGE_DAYS = "agent.data.max_age_days"
-DATA_ON_STALE = "agent.data.on_stale"  # refuse | last_bar
+# on the last bar (outcome ok, alphatrace.run.as_of the last bar's date)
+STALE_REASON = "alphatrace.stale.reason"
+DATA_STALE = "alphatrace.data.stale"  # bool
+DATA_LAST_BAR = "alphatrace.data.last_bar"  # ISO date of the universe's latest bar; absent when none
+DATA_AGE_DAYS = "alphatrace.data.age_days"  # calendar days from that bar to the clock's date
+DATA_MAX_AGE_DAYS = "alphatrace.data.max_age_days"
+DATA_ON_STALE = "alphatrace.data.on_stale"  # refuse | last_bar
 ERROR_TYPE = "error.type"
 # on a failed run (from an HTTP error of the LLM) and on the LLM span (set by services/llm_http.py):
 # the status and the error body's length; the body itself only when content capture is opted in
@@ -56,14 +61,21 @@ EXCEPTION_MESSAGE = "exception.message"
 EXCEPTION_STACKTRACE = "exception.stacktrace"
 EXCEPTION_ESCAPED = "exception.escaped"
 
+# What the GenAI conventions recommend on an invoke_agent span, for a run that called a model: the
+# provider and model of its first call (every alphatrace LLM agent calls one model through the
+# OpenAI wire, real or simulated: "openai") and its usage summed over its calls, in the GenAI keys
+# below (GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_USAGE_*). Unset on a run that called none.
+# The LLM child spans carry the same usage per call: the report reads usage from LLM spans only.
+PROVIDER_OPENAI = "openai"
+
 # run totals, set on the root span when the run ends
-RUN_LLM_CALLS = "agent.run.llm_calls"
-RUN_INPUT_TOKENS = "agent.run.input_tokens"
-RUN_OUTPUT_TOKENS = "agent.run.output_tokens"
-RUN_CACHED_INPUT_TOKENS = "agent.run.cached_input_tokens"
-RUN_COST_USD = "agent.run.cost_usd"
-RUN_UNPRICED_LLM_CALLS = "agent.run.unpriced_llm_calls"
-RUN_ALPHA_SIGNALS = "agent.run.alpha_signals"
+RUN_LLM_CALLS = "alphatrace.run.llm_calls"
+RUN_INPUT_TOKENS = "alphatrace.run.input_tokens"
+RUN_OUTPUT_TOKENS = "alphatrace.run.output_tokens"
+RUN_CACHED_INPUT_TOKENS = "alphatrace.run.cached_input_tokens"
+RUN_COST_USD = "alphatrace.run.cost_usd"
+RUN_UNPRICED_LLM_CALLS = "alphatrace.run.unpriced_llm_calls"
+RUN_ALPHA_SIGNALS = "alphatrace.run.alpha_signals"
 RUN_TOOL_CALLS = "alphatrace.run.tool_calls"  # tool steps executed (each an execute_tool child span)
 # process-wide telemetry losses so far (cumulative per service.instance.id), on every root span
 TELEMETRY_SPANS_DROPPED = "alphatrace.telemetry.spans_dropped"
@@ -153,49 +165,116 @@ TRACELOOP_AGENT_SUFFIX = ".agent"  # OpenLLMetry names a span "{entity}.{kind}"
 TRACELOOP_TOOL_SUFFIX = ".tool"
 
 # --- alpha signals: span events on the root span ------------------------------------------
-EVENT_ALPHA_SIGNAL = "alpha.signal"
-EVENT_ALPHA_SIGNAL_INVALID = "alpha.signal.invalid"
-ALPHA_SYMBOL = "alpha.symbol"
-ALPHA_DIRECTION = "alpha.direction"
-ALPHA_PROB_UP = "alpha.prob_up"
-ALPHA_CONFIDENCE = "alpha.confidence"
-ALPHA_SCORE_FINAL = "alpha.score_final"
-ALPHA_REGIME = "alpha.regime"
-ALPHA_HORIZON = "alpha.horizon"
-ALPHA_AS_OF = "alpha.as_of"
-ALPHA_TRADABLE = "alpha.tradable"  # false for a shadow agent's signals and for stale ones
-ALPHA_STALE = "alpha.stale"  # true on every signal of a live run on stale data (on_stale=last_bar)
+EVENT_ALPHA_SIGNAL = "alphatrace.alpha.signal"
+EVENT_ALPHA_SIGNAL_INVALID = "alphatrace.alpha.signal.invalid"
+ALPHA_SYMBOL = "alphatrace.alpha.symbol"
+ALPHA_DIRECTION = "alphatrace.alpha.direction"
+ALPHA_PROB_UP = "alphatrace.alpha.prob_up"
+ALPHA_CONFIDENCE = "alphatrace.alpha.confidence"
+ALPHA_SCORE_FINAL = "alphatrace.alpha.score_final"
+ALPHA_REGIME = "alphatrace.alpha.regime"
+ALPHA_HORIZON = "alphatrace.alpha.horizon"
+ALPHA_AS_OF = "alphatrace.alpha.as_of"
+ALPHA_TRADABLE = "alphatrace.alpha.tradable"  # false for a shadow agent's signals and for stale ones
+ALPHA_STALE = "alphatrace.alpha.stale"  # true on every signal of a live run on stale data (on_stale=last_bar)
 # on a combiner's signal (agents/ensemble.py): the members it blended and those with no signal
-ALPHA_MEMBERS = "alpha.members"
-ALPHA_MEMBERS_MISSING = "alpha.members.missing"
-ALPHA_INVALID_REASON = "alpha.invalid.reason"
+ALPHA_MEMBERS = "alphatrace.alpha.members"
+ALPHA_MEMBERS_MISSING = "alphatrace.alpha.members.missing"
+ALPHA_INVALID_REASON = "alphatrace.alpha.invalid.reason"
 DIRECTIONS = ("up", "down", "flat")
 
 # --- kill switch ---------------------------------------------------------------------------
-EVENT_KILL_SWITCH_ERROR = "kill_switch.error"
-KILL_SWITCH_ERROR_MESSAGE = "kill_switch.error.message"
+EVENT_KILL_SWITCH_ERROR = "alphatrace.kill_switch.error"
+KILL_SWITCH_ERROR_MESSAGE = "alphatrace.kill_switch.error.message"
 # on a run span when the shared store (services/kill_switch_store.py) could not be read: the run was
 # decided on the last known state (bool true) and why (the store's URL with its password redacted)
-KILL_SWITCH_STATE_STALE = "kill_switch.state.stale"
-KILL_SWITCH_STORE_ERROR = "kill_switch.store.error"
+KILL_SWITCH_STATE_STALE = "alphatrace.kill_switch.state.stale"
+KILL_SWITCH_STORE_ERROR = "alphatrace.kill_switch.store.error"
 
 # --- supervisor decisions (meta_supervisor/supervise.py, docs/policy.md) ----------------------
-# One "supervisor.run" span per --apply, with one "supervisor.decide" child per agent judged; each
+# One "alphatrace.supervisor.run" span per --apply, with one "alphatrace.supervisor.decide" child per
+# agent judged; each
 # decision links to the agent's latest run span in the window. The judged agent is in
 # SUPERVISOR_AGENT, not gen_ai.agent.name, so a decision is never counted as one of the agent's spans.
-SPAN_SUPERVISOR_RUN = "supervisor.run"
-SPAN_SUPERVISOR_DECIDE = "supervisor.decide"
-SUPERVISOR_AGENT = "supervisor.agent"
-SUPERVISOR_ACTION = "supervisor.action"  # retire | promote | keep | hold
-SUPERVISOR_WOULD = "supervisor.would"  # what the policy wants (differs from the action for a hold)
-SUPERVISOR_RULE = "supervisor.rule"  # e.g. retire.ic_below, promote.bar, none
-SUPERVISOR_REASON = "supervisor.reason"
-SUPERVISOR_RESULT = "supervisor.result"  # what --apply did: written | held ... | already ... | no change
-SUPERVISOR_APPLIED = "supervisor.applied"  # bool: a file was written for this decision
-SUPERVISOR_STATUS = "supervisor.status"  # the agent's status before the decision
-SUPERVISOR_HELD_BY = "supervisor.held_by"  # the person whose entry holds the decision
-SUPERVISOR_POLICY_FILE = "supervisor.policy.file"
-SUPERVISOR_WINDOW_FIRST = "supervisor.window.first"
-SUPERVISOR_WINDOW_LAST = "supervisor.window.last"
-SUPERVISOR_DECISIONS = "supervisor.decisions"  # on the run span: decisions made
-SUPERVISOR_FIGURE_PREFIX = "supervisor.figure."  # + figure name (error_rate, ic, p95_latency_ms, ...)
+SUPERVISOR_SPAN_PREFIX = "alphatrace.supervisor."  # the report counts such spans apart from any agent's
+SPAN_SUPERVISOR_RUN = "alphatrace.supervisor.run"
+SPAN_SUPERVISOR_DECIDE = "alphatrace.supervisor.decide"
+SUPERVISOR_AGENT = "alphatrace.supervisor.agent"
+SUPERVISOR_ACTION = "alphatrace.supervisor.action"  # retire | promote | keep | hold
+SUPERVISOR_WOULD = "alphatrace.supervisor.would"  # what the policy wants (differs from the action for a hold)
+SUPERVISOR_RULE = "alphatrace.supervisor.rule"  # e.g. retire.ic_below, promote.bar, none
+SUPERVISOR_REASON = "alphatrace.supervisor.reason"
+SUPERVISOR_RESULT = "alphatrace.supervisor.result"  # what --apply did: written | held ... | already ... | no change
+SUPERVISOR_APPLIED = "alphatrace.supervisor.applied"  # bool: a file was written for this decision
+SUPERVISOR_STATUS = "alphatrace.supervisor.status"  # the agent's status before the decision
+SUPERVISOR_HELD_BY = "alphatrace.supervisor.held_by"  # the person whose entry holds the decision
+SUPERVISOR_POLICY_FILE = "alphatrace.supervisor.policy.file"
+SUPERVISOR_WINDOW_FIRST = "alphatrace.supervisor.window.first"
+SUPERVISOR_WINDOW_LAST = "alphatrace.supervisor.window.last"
+SUPERVISOR_DECISIONS = "alphatrace.supervisor.decisions"  # on the run span: decisions made
+SUPERVISOR_FIGURE_PREFIX = "alphatrace.supervisor.figure."  # + figure name (error_rate, ic, p95_latency_ms, ...)
+
+
+# --- names in trace files written before the project namespace --------------------------------
+# Old name -> the name now, for attribute keys, event names and span names alike. Writers write only
+# the names above; every reader of trace files reads these too (a file may mix both):
+# meta_supervisor/reading/legacy_names.py (the Python reader), native/src/legacy.rs (the same pairs,
+# tests/test_legacy_names.py checks they agree), meta_supervisor/clickhouse (filled in from here).
+LEGACY_NAMES = {
+    "agent.run_id": AGENT_RUN_ID,
+    "agent.run.outcome": AGENT_RUN_OUTCOME,
+    "agent.run.as_of": AGENT_RUN_AS_OF,
+    "agent.run.llm_calls": RUN_LLM_CALLS,
+    "agent.run.input_tokens": RUN_INPUT_TOKENS,
+    "agent.run.output_tokens": RUN_OUTPUT_TOKENS,
+    "agent.run.cached_input_tokens": RUN_CACHED_INPUT_TOKENS,
+    "agent.run.cost_usd": RUN_COST_USD,
+    "agent.run.unpriced_llm_calls": RUN_UNPRICED_LLM_CALLS,
+    "agent.run.alpha_signals": RUN_ALPHA_SIGNALS,
+    "agent.status": AGENT_STATUS,
+    "agent.kill.reason": KILL_REASON,
+    "agent.stale.reason": STALE_REASON,
+    "agent.data.stale": DATA_STALE,
+    "agent.data.last_bar": DATA_LAST_BAR,
+    "agent.data.age_days": DATA_AGE_DAYS,
+    "agent.data.max_age_days": DATA_MAX_AGE_DAYS,
+    "agent.data.on_stale": DATA_ON_STALE,
+    "alpha.signal": EVENT_ALPHA_SIGNAL,
+    "alpha.signal.invalid": EVENT_ALPHA_SIGNAL_INVALID,
+    "alpha.symbol": ALPHA_SYMBOL,
+    "alpha.direction": ALPHA_DIRECTION,
+    "alpha.prob_up": ALPHA_PROB_UP,
+    "alpha.confidence": ALPHA_CONFIDENCE,
+    "alpha.score_final": ALPHA_SCORE_FINAL,
+    "alpha.regime": ALPHA_REGIME,
+    "alpha.horizon": ALPHA_HORIZON,
+    "alpha.as_of": ALPHA_AS_OF,
+    "alpha.tradable": ALPHA_TRADABLE,
+    "alpha.stale": ALPHA_STALE,
+    "alpha.members": ALPHA_MEMBERS,
+    "alpha.members.missing": ALPHA_MEMBERS_MISSING,
+    "alpha.invalid.reason": ALPHA_INVALID_REASON,
+    "kill_switch.error": EVENT_KILL_SWITCH_ERROR,
+    "kill_switch.error.message": KILL_SWITCH_ERROR_MESSAGE,
+    "kill_switch.state.stale": KILL_SWITCH_STATE_STALE,
+    "kill_switch.store.error": KILL_SWITCH_STORE_ERROR,
+    "supervisor.run": SPAN_SUPERVISOR_RUN,
+    "supervisor.decide": SPAN_SUPERVISOR_DECIDE,
+    "supervisor.agent": SUPERVISOR_AGENT,
+    "supervisor.action": SUPERVISOR_ACTION,
+    "supervisor.would": SUPERVISOR_WOULD,
+    "supervisor.rule": SUPERVISOR_RULE,
+    "supervisor.reason": SUPERVISOR_REASON,
+    "supervisor.result": SUPERVISOR_RESULT,
+    "supervisor.applied": SUPERVISOR_APPLIED,
+    "supervisor.status": SUPERVISOR_STATUS,
+    "supervisor.held_by": SUPERVISOR_HELD_BY,
+    "supervisor.policy.file": SUPERVISOR_POLICY_FILE,
+    "supervisor.window.first": SUPERVISOR_WINDOW_FIRST,
+    "supervisor.window.last": SUPERVISOR_WINDOW_LAST,
+    "supervisor.decisions": SUPERVISOR_DECISIONS,
+}
+# Keys made of a prefix and a name (the supervisor's figures): old prefix -> the prefix now.
+LEGACY_PREFIXES = {"supervisor.figure.": SUPERVISOR_FIGURE_PREFIX}
+# The old supervisor span names (LEGACY_NAMES above) began with this.
+LEGACY_SUPERVISOR_SPAN_PREFIX = "supervisor."

@@ -7,7 +7,7 @@ An agent starts with the ``status`` of its ``[agents.NAME]`` table in ``agents/a
     {"llm_analyst": {"status": "live", "by": "supervisor", "at": "...", "reason": "...", ...}}
 
 which wins over the config. A shadow agent runs and is scored, but its signals are flagged not
-tradable (``alpha.tradable=false``). The file is re-read when it changes; a malformed file (an empty or
+tradable (``alphatrace.alpha.tradable=false``). The file is re-read when it changes; a malformed file (an empty or
 whitespace-only one, one that is not a regular file or is over ``MAX_STATUS_FILE_BYTES``, which is
 refused unread) keeps the last good state and is logged once, and is never rewritten. As for the kill
 switch, a run that sees a changed file reads and parses it holding no lock that other runs wait on.

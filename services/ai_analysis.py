@@ -188,6 +188,9 @@ class AIAnalysis:
         self._client = client
         self.settings = settings
         self._prices = prices
+        # gen_ai.provider.name of the run's root: "openai", the simulated model's too (it answers in
+        # the OpenAI wire format through the same client, as the instrumentation's chat spans say)
+        self._call_model = {"provider": semconv.PROVIDER_OPENAI, "request_model": settings.model}
 
     def analyze(self, features: Mapping[str, Mapping[str, float | str]], as_of: str, horizon: int = 5) -> dict[str, Verdict]:
         run = get_current_run()
@@ -201,11 +204,11 @@ class AIAnalysis:
             )
         except openai.OpenAIError:
             if run is not None:
-                run.add_llm_usage(0, 0, 0.0)  # the call happened and failed: it counts, it costs nothing
+                run.add_llm_usage(0, 0, 0.0, **self._call_model)  # the call happened and failed: it counts, it costs nothing
             raise
         if not isinstance(response, openai.types.chat.ChatCompletion):  # e.g. a non-JSON body the SDK passed on as text
             if run is not None:
-                run.add_llm_usage(0, 0, 0.0)
+                run.add_llm_usage(0, 0, 0.0, **self._call_model)
             raise LLMVerdictError(f"the LLM server did not answer with a chat completion (got {_kind(response)})")
         usage = response.usage
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
@@ -217,6 +220,6 @@ class AIAnalysis:
         else:
             cost = self._prices.cost(response.model or self.settings.model, tokens_in, tokens_out, cached)
         if run is not None:
-            run.add_llm_usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost, cached_tokens_in=cached)
+            run.add_llm_usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost, cached_tokens_in=cached, **self._call_model)
         content = response.choices[0].message.content if response.choices else None
         return parse_verdicts(content, set(features))

@@ -8,7 +8,7 @@ there is none) the data is stale. What happens then is the fleet's ``on_stale`` 
 * ``refuse`` (default): the run does not happen; its root span ends with outcome ``stale_data`` and
   the reason (``otel/semconv.py``, ``docs/telemetry-contract.md``).
 * ``last_bar``: the run stands on the last bar's date; every signal carries that as-of date and
-  ``alpha.stale=true`` (and is not tradable), and the LLM is told that date.
+  ``alphatrace.alpha.stale=true`` (and is not tradable), and the LLM is told that date.
 
 Replay never asks: its days come from the data. The settings live in ``[fleet]`` of
 ``agents/agents.toml`` and are parsed by ``services/fleet_config.py``.
@@ -81,7 +81,7 @@ class Freshness:
         )
 
     def attributes(self) -> dict[str, Any]:
-        """The root span's ``agent.data.*`` / ``agent.stale.reason`` attributes for this finding."""
+        """The root span's ``alphatrace.data.*`` / ``alphatrace.stale.reason`` attributes for this finding."""
         attributes: dict[str, Any] = {
             semconv.DATA_STALE: self.stale,
             semconv.DATA_MAX_AGE_DAYS: self.policy.max_data_age_days,

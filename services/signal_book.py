@@ -53,7 +53,7 @@ class RecentSignals:
             try:
                 attributes = signal_attributes(item, default_as_of=default)
             except InvalidSignal:
-                continue  # recorded as alpha.signal.invalid by emit_alpha_signal; nobody combines it
+                continue  # recorded as alphatrace.alpha.signal.invalid by emit_alpha_signal; nobody combines it
             valid.append((attributes[semconv.ALPHA_AS_OF], attributes[semconv.ALPHA_SYMBOL], dict(item)))
         with self._lock:
             days = self._by_agent.setdefault(agent, {})

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from otel import semconv
 from services import agent_status
 from services.agent_status import AgentStatusBook, AgentStatusError, load_agent_status, set_agent_status
 from services.config_error import ConfigError
@@ -51,13 +52,13 @@ def test_shadow_agent_signals_are_not_tradable(world, telemetry, span_exporter, 
     fleet.shutdown()
     runs = sorted(
         (s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == "llm_analyst"),
-        key=lambda s: s.attributes["agent.run.as_of"],
+        key=lambda s: s.attributes[semconv.AGENT_RUN_AS_OF],
     )
-    assert [r.attributes["agent.status"] for r in runs] == ["shadow", "live"]
-    assert {e.attributes["alpha.tradable"] for e in runs[0].events} == {False}
-    assert {e.attributes["alpha.tradable"] for e in runs[1].events} == {True}
+    assert [r.attributes[semconv.AGENT_STATUS] for r in runs] == ["shadow", "live"]
+    assert {e.attributes[semconv.ALPHA_TRADABLE] for e in runs[0].events} == {False}
+    assert {e.attributes[semconv.ALPHA_TRADABLE] for e in runs[1].events} == {True}
     momentum = next(s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == "momentum")
-    assert momentum.attributes["agent.status"] == "live"
+    assert momentum.attributes[semconv.AGENT_STATUS] == "live"
 
 
 @pytest.mark.parametrize("content", ["", " \n"])

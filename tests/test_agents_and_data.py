@@ -12,6 +12,7 @@ import pytest
 from agents import ensemble, mean_reversion, momentum
 from agents.base import AgentContext, check_params
 from alpha.emit import signal_attributes
+from otel import semconv
 from services.config_error import ConfigError
 from services.fleet_config import AgentSpec, load_agent, load_fleet_config, parse_fleet_config
 from services.market_data import CsvMarketData
@@ -85,7 +86,7 @@ def test_quant_agents_return_valid_signals_as_of_the_day(market, module):
     assert [s["symbol"] for s in signals] == ["SPX", "WTI"]
     for item in signals:
         attributes = signal_attributes(item)  # raises if invalid
-        assert attributes["alpha.as_of"] == calendar[80].isoformat() and attributes["alpha.horizon"] == 10
+        assert attributes[semconv.ALPHA_AS_OF] == calendar[80].isoformat() and attributes[semconv.ALPHA_HORIZON] == 10
     assert module.Agent().run(context) == signals  # deterministic
 
 

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from alpha.emit import emit_alpha_signal
+from otel import semconv
 from services.agent_run_wrapper import AgentRunWrapper
 
 GOOD = {
@@ -37,28 +38,28 @@ def test_one_signal_is_one_event_with_every_field(telemetry, span_exporter):
     root, valid = _emit(telemetry, span_exporter, GOOD)
     assert valid == 1
     (event,) = root.events
-    assert event.name == "alpha.signal"
+    assert event.name == semconv.EVENT_ALPHA_SIGNAL
     assert dict(event.attributes) == {
-        "alpha.symbol": "SPX",
-        "alpha.direction": "up",
-        "alpha.prob_up": 0.62,
-        "alpha.confidence": 0.4,
-        "alpha.score_final": 0.31,
-        "alpha.regime": "trend_up",
-        "alpha.horizon": 5,
-        "alpha.as_of": "2018-03-01",
+        semconv.ALPHA_SYMBOL: "SPX",
+        semconv.ALPHA_DIRECTION: "up",
+        semconv.ALPHA_PROB_UP: 0.62,
+        semconv.ALPHA_CONFIDENCE: 0.4,
+        semconv.ALPHA_SCORE_FINAL: 0.31,
+        semconv.ALPHA_REGIME: "trend_up",
+        semconv.ALPHA_HORIZON: 5,
+        semconv.ALPHA_AS_OF: "2018-03-01",
     }
-    assert root.attributes["agent.run.alpha_signals"] == 1
-    assert root.attributes["agent.run.outcome"] == "ok"
+    assert root.attributes[semconv.RUN_ALPHA_SIGNALS] == 1
+    assert root.attributes[semconv.AGENT_RUN_OUTCOME] == "ok"
 
 
 def test_a_list_gives_one_event_each_and_as_of_defaults_to_the_run(telemetry, span_exporter):
     second = {k: v for k, v in GOOD.items() if k not in ("as_of", "horizon")} | {"symbol": "NDX", "direction": "flat"}
     root, valid = _emit(telemetry, span_exporter, [GOOD, second], as_of="2018-03-02")
     assert valid == 2
-    assert [e.attributes["alpha.symbol"] for e in root.events] == ["SPX", "NDX"]
-    assert root.events[1].attributes["alpha.as_of"] == "2018-03-02"
-    assert root.events[1].attributes["alpha.horizon"] == 1
+    assert [e.attributes[semconv.ALPHA_SYMBOL] for e in root.events] == ["SPX", "NDX"]
+    assert root.events[1].attributes[semconv.ALPHA_AS_OF] == "2018-03-02"
+    assert root.events[1].attributes[semconv.ALPHA_HORIZON] == 1
 
 
 @pytest.mark.parametrize(
@@ -84,25 +85,27 @@ def test_invalid_signal_is_an_invalid_event_with_the_reason(telemetry, span_expo
     root, valid = _emit(telemetry, span_exporter, [bad, GOOD])
     assert valid == 1
     invalid, good = root.events
-    assert invalid.name == "alpha.signal.invalid"
-    assert reason in invalid.attributes["alpha.invalid.reason"]
-    assert good.name == "alpha.signal"
-    assert root.attributes["agent.run.outcome"] == "ok"
-    assert root.attributes["agent.run.alpha_signals"] == 1
+    assert invalid.name == semconv.EVENT_ALPHA_SIGNAL_INVALID
+    assert reason in invalid.attributes[semconv.ALPHA_INVALID_REASON]
+    assert good.name == semconv.EVENT_ALPHA_SIGNAL
+    assert root.attributes[semconv.AGENT_RUN_OUTCOME] == "ok"
+    assert root.attributes[semconv.RUN_ALPHA_SIGNALS] == 1
 
 
 def test_not_a_mapping_is_invalid_not_a_crash(telemetry, span_exporter):
     root, valid = _emit(telemetry, span_exporter, ["SPX up", 42, None])
     assert valid == 0
-    assert [e.name for e in root.events] == ["alpha.signal.invalid"] * 3
-    assert root.events[0].attributes["alpha.invalid.reason"] == "a signal must be a mapping, got str"
+    assert [e.name for e in root.events] == [semconv.EVENT_ALPHA_SIGNAL_INVALID] * 3
+    assert root.events[0].attributes[semconv.ALPHA_INVALID_REASON] == "a signal must be a mapping, got str"
 
 
 def test_missing_fields_are_all_named(telemetry, span_exporter):
     root, _ = _emit(telemetry, span_exporter, {"symbol": "SPX"})
     (event,) = root.events
-    assert event.attributes["alpha.invalid.reason"] == ("missing field(s): direction, prob_up, confidence, ensemble_score_final, regime")
-    assert event.attributes["alpha.symbol"] == "SPX"
+    assert event.attributes[semconv.ALPHA_INVALID_REASON] == (
+        "missing field(s): direction, prob_up, confidence, ensemble_score_final, regime"
+    )
+    assert event.attributes[semconv.ALPHA_SYMBOL] == "SPX"
 
 
 def test_outside_a_run_nothing_is_recorded_and_nothing_raises(span_exporter):

@@ -20,6 +20,7 @@ from bench import report_bench
 from meta_supervisor import native_core
 from meta_supervisor.build.dispatch import build_inputs
 from meta_supervisor.build.options import BuildOptions
+from otel import semconv
 from services.pricing import PriceTable
 from tests.test_native_core import _tally
 
@@ -64,7 +65,7 @@ def test_the_base_shape_is_the_classic_workload(tmp_path: Path) -> None:
     assert scopes == [["opentelemetry.instrumentation.genai_openai", "alphatrace"]] * 2  # children first
     roots = [_attrs(span) for _, span in _spans(path) if span["name"].startswith("invoke_agent")]
     assert {root["gen_ai.agent.name"] for root in roots} == set(gw.AGENTS)
-    assert all(root["agent.run.llm_calls"] == "1" and "agent.run.cost_usd" in root for root in roots)
+    assert all(root[semconv.RUN_LLM_CALLS] == "1" and semconv.RUN_COST_USD in root for root in roots)
 
 
 def test_order_totals_agents_llm_and_tool_spans(tmp_path: Path) -> None:
@@ -80,7 +81,9 @@ def test_order_totals_agents_llm_and_tool_spans(tmp_path: Path) -> None:
         root = members[0]
         assert root["name"].startswith("invoke_agent") and "parentSpanId" not in root  # root-first
         values = _attrs(root)
-        assert not [key for key in values if key.startswith("agent.run.") and key != "agent.run.outcome"]  # no totals
+        assert not {semconv.RUN_LLM_CALLS, semconv.RUN_INPUT_TOKENS, semconv.RUN_COST_USD, semconv.RUN_ALPHA_SIGNALS} & set(
+            values
+        )  # no totals
         chats = [s for s in members if s["name"] == "chat gpt-4o-mini"]
         tools = [s for s in members if s["name"].startswith("execute_tool ")]
         assert len(chats) == 8 and len(tools) == 8
@@ -89,7 +92,7 @@ def test_order_totals_agents_llm_and_tool_spans(tmp_path: Path) -> None:
             assert int(root["startTimeUnixNano"]) <= int(span["startTimeUnixNano"]) < int(span["endTimeUnixNano"])
             assert int(span["endTimeUnixNano"]) <= int(root["endTimeUnixNano"])
             child = _attrs(span)
-            assert child["gen_ai.agent.name"] == values["gen_ai.agent.name"] and child["agent.run_id"] == values["agent.run_id"]
+            assert child["gen_ai.agent.name"] == values["gen_ai.agent.name"] and child[semconv.AGENT_RUN_ID] == values[semconv.AGENT_RUN_ID]
         for tool in tools:
             t = _attrs(tool)
             assert t["gen_ai.operation.name"] == "execute_tool" and t["gen_ai.tool.type"] == "function"
@@ -114,7 +117,7 @@ def test_signals_scorable_or_not(tmp_path: Path) -> None:
         events = [_attrs(event) for _, span in _spans(path) for event in span.get("events", ())]
         assert len(events) == 12
         expected = scorable if scorable is not None else profile == "contract"
-        assert all(("alpha.horizon" in e and "alpha.as_of" in e) == expected for e in events)
+        assert all((semconv.ALPHA_HORIZON in e and semconv.ALPHA_AS_OF in e) == expected for e in events)
 
 
 @pytest.mark.parametrize("per_line", [1, 3, 4096])
@@ -178,3 +181,17 @@ def test_matrix_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert not list(tmp_path.glob("matrix-*"))  # each row's workload deleted
     printed = capsys.readouterr().out
     assert "| base | 300 |" in printed and "| worst-zstd | " in printed
+
+
+def test_old_names_write_the_same_runs_under_the_names_of_before_the_namespace(tmp_path: Path) -> None:
+    now = _spans(_write(tmp_path, gw.Shape(), runs=20, name="now"))
+    old = _spans(_write(tmp_path, gw.Shape(old_names=True), runs=20, name="old"))
+    assert len(old) == len(now) == 40
+    for (_, new_span), (_, old_span) in zip(now, old):
+        renamed = {semconv.LEGACY_NAMES.get(key, key): value for key, value in _attrs(old_span).items()}
+        assert renamed == _attrs(new_span) and not any(key.startswith(semconv.PROJECT_PREFIX + "run.") for key in _attrs(old_span))
+        events = [
+            (semconv.LEGACY_NAMES[e["name"]], {semconv.LEGACY_NAMES[k]: v for k, v in _attrs(e).items()})
+            for e in old_span.get("events", ())
+        ]
+        assert events == [(e["name"], _attrs(e)) for e in new_span.get("events", ())]

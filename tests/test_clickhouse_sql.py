@@ -17,7 +17,9 @@ import scheduler
 from meta_supervisor.clickhouse.queries import FIGURES, render_agent_figures
 from otel import semconv
 from tests.clickhouse_rows import ChdbClickHouse
-from tests.fixtures.report.otlp_builder import Llm, Run, lines_for
+from tests.fixtures.report.otlp_builder import Llm, Run, lines_for, spans_of
+from tests.legacy_files import mixed_lines, old_lines
+from tests.native_cases import kill_switch_event, other_span, signal_events, span_lines
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -163,3 +165,21 @@ def test_the_exporter_schema_is_created_with_its_ttl_and_read_as_the_sql_expects
     assert columns["Duration"] == "UInt64" and columns["Timestamp"] == "DateTime64(9)"
     # an empty table: no agents, no error
     assert clickhouse.rows(render_agent_figures(clickhouse.database, clickhouse.table)) == []
+
+
+def test_a_file_of_before_the_namespace_gives_the_same_figures_as_one_written_now(tmp_path):
+    """Old names (``agent.run_id``, ``alpha.signal``, ``supervisor.run``, ``kill_switch.error``):
+    the query renames them as it reads, as the report does, for an old file and for one mixing both."""
+    supervisor = other_span(
+        90, 1, semconv.SPAN_SUPERVISOR_DECIDE, {semconv.GEN_AI_AGENT_NAME: "alpha"}, events=signal_events([("SPX", "up")])
+    )
+    *children, root = spans_of(Run("beta", 91, start_ms=50))
+    root["events"] = [kill_switch_event()]
+    lines = _shapes() + span_lines([supervisor, *children, root])
+    for name in ("now", "old", "mixed"):
+        (tmp_path / name).mkdir()
+    now, _ = assert_same_figures(tmp_path / "now", lines)
+    old, _ = assert_same_figures(tmp_path / "old", old_lines(lines))
+    mixed, _ = assert_same_figures(tmp_path / "mixed", mixed_lines(lines))
+    assert old == now and mixed == now
+    assert now["beta"]["kill_switch_errors_seen"] == 1 and now["alpha"]["alpha_signals"] == 3  # not the supervisor's span's

@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import scheduler
 from alpha.emit import emit_alpha_signal
+from otel import semconv
 from otel.otlp_json import encode_request
 from otel.provider import configure_telemetry
 from services.agent_run_wrapper import AgentRunWrapper
@@ -139,8 +140,8 @@ def test_jaeger_shows_a_run_with_its_llm_child_and_alpha_signals(built, tmp_path
     assert chat["parentSpanId"] == root["spanId"]
     assert chat["attributes"]["gen_ai.usage.input_tokens"]["intValue"] != "0"
     assert chat["attributes"]["gen_ai.agent.name"] == {"stringValue": "llm_analyst"}
-    signals = [e for e in root["events"] if e["name"] == "alpha.signal"]
-    assert {e["attributes"]["alpha.symbol"]["stringValue"] for e in signals} == {"SPX", "WTI"}
+    signals = [e for e in root["events"] if e["name"] == semconv.EVENT_ALPHA_SIGNAL]
+    assert {e["attributes"][semconv.ALPHA_SYMBOL]["stringValue"] for e in signals} == {"SPX", "WTI"}
     assert root["resource"]["service.name"] == {"stringValue": "alphatrace"}
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alpha import emit
+from otel import semconv
 
 numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
@@ -67,5 +68,5 @@ def test_a_valid_signal_takes_the_fast_path_once_its_date_is_known():
     assert emit._fast_attributes(signal, None) is None  # the date is parsed the first time
     first = emit.signal_attributes(signal)
     again = emit._fast_attributes(signal, None)
-    assert again == first and again["alpha.prob_up"] == 1.0 and isinstance(again["alpha.score_final"], float)
-    assert math.isclose(again["alpha.confidence"], 0.3) and again["alpha.horizon"] == 1
+    assert again == first and again[semconv.ALPHA_PROB_UP] == 1.0 and isinstance(again[semconv.ALPHA_SCORE_FINAL], float)
+    assert math.isclose(again[semconv.ALPHA_CONFIDENCE], 0.3) and again[semconv.ALPHA_HORIZON] == 1

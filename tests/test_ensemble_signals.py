@@ -12,6 +12,7 @@ import pytest
 
 from agents import ensemble
 from agents.base import AgentContext
+from otel import semconv
 from services.config_error import ConfigError
 from services.run_order import run_stages
 from services.signal_book import RecentSignals
@@ -114,23 +115,23 @@ def test_replay_makes_one_llm_call_per_analyst_run_and_the_ensemble_blends_what_
     chats = [s for s in spans if s.name.startswith("chat")]
     by_agent = Counter(s.attributes["gen_ai.agent.name"] for s in chats)
     assert by_agent == {"llm_analyst": 2}  # was 4: the ensemble called the model with the same prompt
-    assert [s.attributes["agent.run.llm_calls"] for s in roots if s.attributes["gen_ai.agent.name"] == "ensemble"] == [0, 0]
+    assert [s.attributes[semconv.RUN_LLM_CALLS] for s in roots if s.attributes["gen_ai.agent.name"] == "ensemble"] == [0, 0]
     weights = {"momentum": 0.4, "mean_reversion": 0.3, "llm_analyst": 0.3}
     for day in world["calendar"][70:72]:
-        mine = {s.attributes["gen_ai.agent.name"]: s for s in roots if s.attributes["agent.run.as_of"] == day.isoformat()}
+        mine = {s.attributes["gen_ai.agent.name"]: s for s in roots if s.attributes[semconv.AGENT_RUN_AS_OF] == day.isoformat()}
         members = [mine[name] for name in weights]
         assert mine["ensemble"].start_time >= max(s.end_time for s in members)  # members first
         scores = {
-            (s.attributes["gen_ai.agent.name"], e.attributes["alpha.symbol"]): e.attributes["alpha.score_final"]
+            (s.attributes["gen_ai.agent.name"], e.attributes[semconv.ALPHA_SYMBOL]): e.attributes[semconv.ALPHA_SCORE_FINAL]
             for s in members
             for e in s.events
         }
         for event in mine["ensemble"].events:
-            symbol = event.attributes["alpha.symbol"]
+            symbol = event.attributes[semconv.ALPHA_SYMBOL]
             expected = sum(w * scores[(name, symbol)] for name, w in weights.items())
-            assert event.attributes["alpha.score_final"] == pytest.approx(expected, abs=1e-6)
-            assert event.attributes["alpha.members"] == ("momentum", "mean_reversion", "llm_analyst")
-            assert "alpha.members.missing" not in event.attributes
+            assert event.attributes[semconv.ALPHA_SCORE_FINAL] == pytest.approx(expected, abs=1e-6)
+            assert event.attributes[semconv.ALPHA_MEMBERS] == ("momentum", "mean_reversion", "llm_analyst")
+            assert semconv.ALPHA_MEMBERS_MISSING not in event.attributes
 
 
 def test_killing_the_llm_analyst_stops_all_llm_spend_and_the_ensemble_says_it_is_missing(world, telemetry, span_exporter):
@@ -141,11 +142,11 @@ def test_killing_the_llm_analyst_stops_all_llm_spend_and_the_ensemble_says_it_is
 
     assert [s for s in span_exporter.get_finished_spans() if s.name.startswith("chat")] == []
     roots = {s.attributes["gen_ai.agent.name"]: s for s in root_spans(span_exporter)}
-    assert sum(s.attributes["agent.run.llm_calls"] for s in roots.values()) == 0
+    assert sum(s.attributes[semconv.RUN_LLM_CALLS] for s in roots.values()) == 0
     events = roots["ensemble"].events
     assert len(events) == 2
-    assert {e.attributes["alpha.members.missing"] for e in events} == {("llm_analyst",)}
-    assert {e.attributes["alpha.members"] for e in events} == {("momentum", "mean_reversion")}
+    assert {e.attributes[semconv.ALPHA_MEMBERS_MISSING] for e in events} == {("llm_analyst",)}
+    assert {e.attributes[semconv.ALPHA_MEMBERS] for e in events} == {("momentum", "mean_reversion")}
 
 
 def test_combiners_combining_each_other_stop_start_up_with_exit_2(world, capsys, monkeypatch):

@@ -16,6 +16,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from otel import semconv
 from otel.file_exporter import CollectorFileExporter
 from otel.otlp_json import encode_line, encode_request
 from otel.provider import configure_telemetry
@@ -47,7 +48,7 @@ def _sample_spans(span_exporter):
         "invoke_agent momentum",
         attributes={"gen_ai.agent.name": "momentum", "n": 3, "flag": True, "ratio": 0.25, "nums": [1, 2], "names": ("a", "b"), "zero": 0.0},
     ) as root:
-        root.add_event("alpha.signal", {"alpha.symbol": "SPX", "alpha.prob_up": 0.61, "alpha.horizon": 5})
+        root.add_event(semconv.EVENT_ALPHA_SIGNAL, {semconv.ALPHA_SYMBOL: "SPX", semconv.ALPHA_PROB_UP: 0.61, semconv.ALPHA_HORIZON: 5})
         with other.start_as_current_span(
             "chat gpt-4o-mini", kind=SpanKind.CLIENT, links=[Link(root.get_span_context(), {"why": "demo"})]
         ) as chat:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import scheduler
+from otel import semconv
 from services import kill_switch
 from services.kill_switch import MAX_KILL_FILE_BYTES, KillStorePublishError, KillSwitch, kill, revive
 from services.kill_switch_store import (
@@ -194,15 +195,15 @@ def test_the_store_down_keeps_the_last_state_on_the_span_then_its_return_brings_
     def outcomes(agent):
         spans = sorted(
             (s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == agent),
-            key=lambda s: s.attributes["agent.run.as_of"],
+            key=lambda s: s.attributes[semconv.AGENT_RUN_AS_OF],
         )
-        return [(s.attributes["agent.run.outcome"], s.attributes.get("kill_switch.state.stale", False)) for s in spans]
+        return [(s.attributes[semconv.AGENT_RUN_OUTCOME], s.attributes.get(semconv.KILL_SWITCH_STATE_STALE, False)) for s in spans]
 
     assert outcomes("llm_analyst") == [("killed", False)] + [("killed", True)] * 4 + [("killed", False)]
     assert outcomes("momentum") == [("ok", False)] + [("ok", True)] * 4 + [("killed", False)]
     assert outcomes("ensemble") == [("ok", False)] + [("ok", True)] * 4 + [("killed", False)]
-    stale = [s for s in root_spans(span_exporter) if s.attributes.get("kill_switch.state.stale")]
-    errors = {s.attributes["kill_switch.store.error"] for s in stale}
+    stale = [s for s in root_spans(span_exporter) if s.attributes.get(semconv.KILL_SWITCH_STATE_STALE)]
+    errors = {s.attributes[semconv.KILL_SWITCH_STORE_ERROR] for s in stale}
     assert any("ConnectionError" in e for e in errors) and any("holds no kill-switch state" in e for e in errors)
     outage_lines = [r for r in caplog.records if r.name == "services.kill_switch" and "keeping the last known state" in r.getMessage()]
     assert len(outage_lines) == 1  # once per outage: the down store, then the empty one, then back

@@ -12,6 +12,7 @@ import httpx2
 import pytest
 
 import scheduler
+from otel import semconv
 from services.clock import ReplayClock
 from services.config_error import ConfigError
 from services.data_freshness import FreshnessPolicy, parse_freshness_policy
@@ -45,32 +46,32 @@ def test_live_run_on_stale_data_is_refused_with_the_reason_on_its_span(world, te
     last_bar = world["calendar"][-1]
     momentum = next(s for s in roots if s.attributes["gen_ai.agent.name"] == "momentum")
     attributes = dict(momentum.attributes)
-    assert attributes.pop("agent.run_id").startswith("run-")
+    assert attributes.pop(semconv.AGENT_RUN_ID).startswith("run-")
     assert attributes == {
         "gen_ai.operation.name": "invoke_agent",
         "gen_ai.agent.name": "momentum",
-        "agent.run.as_of": LATER.isoformat(),
-        "agent.status": "live",
-        "agent.run.outcome": "stale_data",
-        "agent.data.stale": True,
-        "agent.data.last_bar": last_bar.isoformat(),
-        "agent.data.age_days": (LATER - last_bar).days,
-        "agent.data.max_age_days": 4,
-        "agent.data.on_stale": "refuse",
-        "agent.stale.reason": f"latest bar {last_bar} is {(LATER - last_bar).days} days before {LATER} (max_data_age_days=4)",
-        "agent.run.llm_calls": 0,
-        "agent.run.input_tokens": 0,
-        "agent.run.output_tokens": 0,
-        "agent.run.cached_input_tokens": 0,
-        "agent.run.cost_usd": 0.0,
-        "agent.run.unpriced_llm_calls": 0,
-        "agent.run.alpha_signals": 0,
-        "alphatrace.run.tool_calls": 0,
+        semconv.AGENT_RUN_AS_OF: LATER.isoformat(),
+        semconv.AGENT_STATUS: "live",
+        semconv.AGENT_RUN_OUTCOME: "stale_data",
+        semconv.DATA_STALE: True,
+        semconv.DATA_LAST_BAR: last_bar.isoformat(),
+        semconv.DATA_AGE_DAYS: (LATER - last_bar).days,
+        semconv.DATA_MAX_AGE_DAYS: 4,
+        semconv.DATA_ON_STALE: "refuse",
+        semconv.STALE_REASON: f"latest bar {last_bar} is {(LATER - last_bar).days} days before {LATER} (max_data_age_days=4)",
+        semconv.RUN_LLM_CALLS: 0,
+        semconv.RUN_INPUT_TOKENS: 0,
+        semconv.RUN_OUTPUT_TOKENS: 0,
+        semconv.RUN_CACHED_INPUT_TOKENS: 0,
+        semconv.RUN_COST_USD: 0.0,
+        semconv.RUN_UNPRICED_LLM_CALLS: 0,
+        semconv.RUN_ALPHA_SIGNALS: 0,
+        semconv.RUN_TOOL_CALLS: 0,
         "alphatrace.telemetry.spans_dropped": 0,
         "alphatrace.telemetry.spans_export_failed": 0,
     }
     assert momentum.events == ()
-    assert Counter(s.attributes["agent.run.outcome"] for s in roots) == {"stale_data": 4}
+    assert Counter(s.attributes[semconv.AGENT_RUN_OUTCOME] for s in roots) == {"stale_data": 4}
 
 
 def test_live_run_on_last_bar_says_so_on_every_signal_and_tells_the_model_that_date(world, telemetry, span_exporter):
@@ -81,14 +82,14 @@ def test_live_run_on_last_bar_says_so_on_every_signal_and_tells_the_model_that_d
 
     last_bar = world["calendar"][-1].isoformat()
     roots = root_spans(span_exporter)
-    assert {s.attributes["agent.run.outcome"] for s in roots} == {"ok"}
-    assert {s.attributes["agent.run.as_of"] for s in roots} == {last_bar}
-    assert {s.attributes["agent.data.stale"] for s in roots} == {True}
-    signals = [e for s in roots for e in s.events if e.name == "alpha.signal"]
+    assert {s.attributes[semconv.AGENT_RUN_OUTCOME] for s in roots} == {"ok"}
+    assert {s.attributes[semconv.AGENT_RUN_AS_OF] for s in roots} == {last_bar}
+    assert {s.attributes[semconv.DATA_STALE] for s in roots} == {True}
+    signals = [e for s in roots for e in s.events if e.name == semconv.EVENT_ALPHA_SIGNAL]
     assert len(signals) == 8  # 4 agents x 2 symbols
-    assert {e.attributes["alpha.as_of"] for e in signals} == {last_bar}
-    assert {e.attributes["alpha.stale"] for e in signals} == {True}
-    assert {e.attributes["alpha.tradable"] for e in signals} == {False}  # stale data is not tradable
+    assert {e.attributes[semconv.ALPHA_AS_OF] for e in signals} == {last_bar}
+    assert {e.attributes[semconv.ALPHA_STALE] for e in signals} == {True}
+    assert {e.attributes[semconv.ALPHA_TRADABLE] for e in signals} == {False}  # stale data is not tradable
     assert len(transport.prompts) == 1 and transport.prompts[0].startswith(f"As-of date: {last_bar}.")
 
 
@@ -98,10 +99,10 @@ def test_live_run_on_fresh_data_is_unchanged(world, telemetry, span_exporter):
     fleet.run_cycle()
     fleet.shutdown()
     roots = root_spans(span_exporter)
-    assert {s.attributes["agent.run.outcome"] for s in roots} == {"ok"}
-    assert all("agent.data.stale" not in s.attributes for s in roots)
-    signals = [e for s in roots for e in s.events if e.name == "alpha.signal"]
-    assert len(signals) == 8 and all("alpha.stale" not in e.attributes for e in signals)
+    assert {s.attributes[semconv.AGENT_RUN_OUTCOME] for s in roots} == {"ok"}
+    assert all(semconv.DATA_STALE not in s.attributes for s in roots)
+    signals = [e for s in roots for e in s.events if e.name == semconv.EVENT_ALPHA_SIGNAL]
+    assert len(signals) == 8 and all(semconv.ALPHA_STALE not in e.attributes for e in signals)
 
 
 def test_once_from_the_command_line_never_stamps_old_history_as_today(world, monkeypatch):
@@ -117,8 +118,8 @@ def test_once_from_the_command_line_never_stamps_old_history_as_today(world, mon
                 roots += [s for s in ss["spans"] if s["name"].startswith("invoke_agent")]
     attrs = [{a["key"]: next(iter(a["value"].values())) for a in s["attributes"]} for s in roots]
     assert len(attrs) == 4
-    assert {a["agent.run.outcome"] for a in attrs} == {"stale_data"}
-    assert {a["agent.data.last_bar"] for a in attrs} == {world["calendar"][-1].isoformat()}
+    assert {a[semconv.AGENT_RUN_OUTCOME] for a in attrs} == {"stale_data"}
+    assert {a[semconv.DATA_LAST_BAR] for a in attrs} == {world["calendar"][-1].isoformat()}
     assert all(not s.get("events") for s in roots)
 
 
@@ -153,7 +154,7 @@ def test_no_bar_at_all_is_refused_even_with_last_bar(world):
     found = check_freshness(CsvMarketData(), ("SPX", "WTI"), before, FreshnessPolicy(4, "last_bar"))
     assert (found.stale, found.refused, found.last_bar, found.as_of) == (True, True, None, before)
     assert found.reason() == "no market data on or before 2017-12-01"
-    assert "agent.data.last_bar" not in found.attributes()
+    assert semconv.DATA_LAST_BAR not in found.attributes()
     friday = world["calendar"][-1]
     fresh = check_freshness(CsvMarketData(), ("SPX", "WTI"), date.fromordinal(friday.toordinal() + 4), FreshnessPolicy())
     assert (fresh.stale, fresh.refused, fresh.age_days) == (False, False, 4)

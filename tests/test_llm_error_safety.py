@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from meta_supervisor.cli.report import main as build_report
+from otel import semconv
 from otel.file_exporter import CollectorFileExporter
 from otel.provider import configure_telemetry
 from otel.redaction import install_log_redaction
@@ -165,7 +166,7 @@ def test_an_error_echoing_key_and_prompt_leaves_no_trace_of_either(tmp_path, key
     assert chat.attributes["http.response.status_code"] == status
     assert chat.attributes["alphatrace.llm.error.body_length"] > 100
     assert f"Error code: {status} - the LLM server's error body" in chat.status.description
-    assert root.attributes["agent.run.outcome"] == "error"
+    assert root.attributes[semconv.AGENT_RUN_OUTCOME] == "error"
     assert root.attributes["error.type"] == f"openai.{STATUSES[status].__name__}"
     assert root.attributes["http.response.status_code"] == status
 
@@ -213,9 +214,9 @@ def test_an_unrequested_sse_stream_is_a_clear_llm_error_on_the_span_and_the_run(
     assert chat.attributes["error.type"] == "services.llm_http.UnrequestedStreamError"
     assert "text/event-stream" in chat.status.description
     assert root.status.status_code is StatusCode.ERROR
-    assert root.attributes["agent.run.outcome"] == "error"
+    assert root.attributes[semconv.AGENT_RUN_OUTCOME] == "error"
     assert root.attributes["error.type"] == "services.llm_http.UnrequestedStreamError"
-    assert root.attributes["agent.run.llm_calls"] == 1
+    assert root.attributes[semconv.RUN_LLM_CALLS] == 1
     assert "AttributeError" not in logs
     _assert_clean({"spans": _span_text(spans), "log": logs, "trace file": trace_file.read_text()}, forbidden(SK_KEY))
 

@@ -10,6 +10,7 @@ import openai
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
+from otel import semconv
 from otel.run_context import get_current_run
 from services.agent_run_wrapper import AgentRunWrapper
 from services.ai_analysis import AIAnalysis, LLMSettings, LLMVerdictError, build_openai_client
@@ -72,14 +73,14 @@ def test_call_is_a_child_span_with_genai_usage_and_priced_cost(telemetry, span_e
     assert attrs["gen_ai.usage.output_tokens"] == 64
     assert attrs["gen_ai.usage.cache_read.input_tokens"] == 512
     assert attrs["gen_ai.agent.name"] == "llm_analyst"
-    assert attrs["agent.run_id"] == "run-1"
+    assert attrs[semconv.AGENT_RUN_ID] == "run-1"
     # 300 uncached at $0.15/M + 512 cached at $0.075/M + 64 output at $0.60/M
     expected_cost = (300 * 0.15 + 512 * 0.075 + 64 * 0.60) / 1e6
-    assert root.attributes["agent.run.cost_usd"] == pytest.approx(expected_cost)
-    assert root.attributes["agent.run.llm_calls"] == 1
-    assert root.attributes["agent.run.input_tokens"] == 812
-    assert root.attributes["agent.run.cached_input_tokens"] == 512
-    assert root.attributes["agent.run.unpriced_llm_calls"] == 0
+    assert root.attributes[semconv.RUN_COST_USD] == pytest.approx(expected_cost)
+    assert root.attributes[semconv.RUN_LLM_CALLS] == 1
+    assert root.attributes[semconv.RUN_INPUT_TOKENS] == 812
+    assert root.attributes[semconv.RUN_CACHED_INPUT_TOKENS] == 512
+    assert root.attributes[semconv.RUN_UNPRICED_LLM_CALLS] == 0
 
 
 def test_prompt_completion_and_key_are_not_captured_by_default(telemetry, span_exporter, sequential_run_ids):
@@ -100,8 +101,8 @@ def test_unknown_model_is_unpriced_not_free(telemetry, span_exporter, sequential
     analysis = _analysis(transport, _openai_settings(model="acme-finance-7b"))
     _run(telemetry, sequential_run_ids, lambda: analysis.analyze(FEATURES, "2018-03-01"))
     root, _ = _spans(span_exporter)
-    assert root.attributes["agent.run.unpriced_llm_calls"] == 1
-    assert root.attributes["agent.run.cost_usd"] == 0.0
+    assert root.attributes[semconv.RUN_UNPRICED_LLM_CALLS] == 1
+    assert root.attributes[semconv.RUN_COST_USD] == 0.0
 
 
 def test_429_then_success_is_one_ok_span_after_a_retry(telemetry, span_exporter, sequential_run_ids):
@@ -115,8 +116,8 @@ def test_429_then_success_is_one_ok_span_after_a_retry(telemetry, span_exporter,
     assert len(transport.requests) == 2
     assert chat.status.status_code is not StatusCode.ERROR
     assert chat.attributes["http.response.status_code"] == 200  # the last answer's
-    assert root.attributes["agent.run.outcome"] == "ok"
-    assert root.attributes["agent.run.llm_calls"] == 1
+    assert root.attributes[semconv.AGENT_RUN_OUTCOME] == "ok"
+    assert root.attributes[semconv.RUN_LLM_CALLS] == 1
 
 
 def test_server_error_after_retries_marks_span_and_run_as_errors(telemetry, span_exporter, sequential_run_ids):
@@ -129,10 +130,10 @@ def test_server_error_after_retries_marks_span_and_run_as_errors(telemetry, span
     assert chat.attributes["error.type"] == "openai.InternalServerError"
     assert chat.parent.span_id == root.context.span_id
     assert root.status.status_code is StatusCode.ERROR
-    assert root.attributes["agent.run.outcome"] == "error"
+    assert root.attributes[semconv.AGENT_RUN_OUTCOME] == "error"
     assert root.attributes["error.type"] == "openai.InternalServerError"
-    assert root.attributes["agent.run.llm_calls"] == 1  # the failed call counts, and costs nothing
-    assert root.attributes["agent.run.cost_usd"] == 0.0
+    assert root.attributes[semconv.RUN_LLM_CALLS] == 1  # the failed call counts, and costs nothing
+    assert root.attributes[semconv.RUN_COST_USD] == 0.0
 
 
 def test_timeout_is_an_error_span_and_reraised(telemetry, span_exporter, sequential_run_ids):
@@ -142,7 +143,7 @@ def test_timeout_is_an_error_span_and_reraised(telemetry, span_exporter, sequent
         _run(telemetry, sequential_run_ids, lambda: analysis.analyze(FEATURES, "2018-03-01"))
     root, (chat,) = _spans(span_exporter)
     assert chat.status.status_code is StatusCode.ERROR
-    assert root.attributes["agent.run.outcome"] == "error"
+    assert root.attributes[semconv.AGENT_RUN_OUTCOME] == "error"
 
 
 def test_unusable_verdict_fails_the_run_clearly(telemetry, span_exporter, sequential_run_ids):
@@ -152,8 +153,8 @@ def test_unusable_verdict_fails_the_run_clearly(telemetry, span_exporter, sequen
         _run(telemetry, sequential_run_ids, lambda: analysis.analyze(FEATURES, "2018-03-01"))
     root, (chat,) = _spans(span_exporter)
     assert chat.status.status_code is not StatusCode.ERROR  # the call itself worked
-    assert root.attributes["agent.run.outcome"] == "error"
-    assert root.attributes["agent.run.llm_calls"] == 1
+    assert root.attributes[semconv.AGENT_RUN_OUTCOME] == "error"
+    assert root.attributes[semconv.RUN_LLM_CALLS] == 1
 
 
 def test_simulated_model_runs_the_real_client_deterministically(telemetry, span_exporter, sequential_run_ids):
@@ -172,7 +173,7 @@ def test_simulated_model_runs_the_real_client_deterministically(telemetry, span_
     assert len(chats) == 2
     assert chats[0].attributes["server.address"] == "simulated-llm.alphatrace.invalid"
     assert 100 < chats[0].attributes["gen_ai.usage.input_tokens"] < 1000
-    assert all(r.attributes["agent.run.cost_usd"] == 0.0 and r.attributes["agent.run.unpriced_llm_calls"] == 0 for r in roots)
+    assert all(r.attributes[semconv.RUN_COST_USD] == 0.0 and r.attributes[semconv.RUN_UNPRICED_LLM_CALLS] == 0 for r in roots)
     assert telemetry.tracer_provider.resource.attributes["alphatrace.llm.simulated"] is True
 
 

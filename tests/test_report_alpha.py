@@ -15,6 +15,7 @@ import pytest
 from meta_supervisor.cli import report as report_cli
 from meta_supervisor.supervisor.audit import append_audit
 from meta_supervisor.supervisor.policy import Policy, decide_one
+from otel import semconv
 from services.kill_switch import load_kill_entries, revive
 from tests.fixtures.report.otlp_builder import T0, Llm, Run, Signal, attrs, line, lines_for
 
@@ -112,7 +113,7 @@ def test_alpha_quality_figures_by_hand(tmp_path: Path) -> None:
     assert alpha["agents"]["rule"]["cost"]["cost_usd"] == 0.0 and alpha["agents"]["rule"]["cost"]["ic_per_dollar"] is None
     markdown = (out / "meta_report.md").read_text(encoding="utf-8")
     assert "### Alpha quality" in markdown and "| rule | 1 | 5 | 1 | 75.0% (base 60.0%) |" in markdown
-    assert "1 `alpha.signal` events lack what scoring needs" in markdown
+    assert f"1 `{semconv.EVENT_ALPHA_SIGNAL}` events lack what scoring needs" in markdown
 
 
 def test_pending_until_today(tmp_path: Path) -> None:
@@ -188,8 +189,8 @@ def test_supervisor_section_shows_a_revive_beside_the_decision_it_holds(tmp_path
     append_audit([{**audited, "result": "no change"}], audit)
     # the spans supervise --apply writes into the same file: the supervisor's, not any agent's
     spans = [
-        supervisor_span("supervisor.run", 99, 1, {"supervisor.decisions": 1}),
-        supervisor_span("supervisor.decide", 99, 2, {"supervisor.agent": "rule", "supervisor.action": "hold"}),
+        supervisor_span(semconv.SPAN_SUPERVISOR_RUN, 99, 1, {semconv.SUPERVISOR_DECISIONS: 1}),
+        supervisor_span(semconv.SPAN_SUPERVISOR_DECIDE, 99, 2, {semconv.SUPERVISOR_AGENT: "rule", semconv.SUPERVISOR_ACTION: "hold"}),
     ]
     text = "".join(lines_for(hand_made_runs())) + line(spans)
     report, out = build(tmp_path, text)

@@ -16,6 +16,7 @@ import pytest
 
 from meta_supervisor.assemble.report import percentile
 from meta_supervisor.cli import report as report_cli
+from otel import semconv
 from tests.fixtures.report.otlp_builder import Llm, Run, line, lines_for, spans_of
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
@@ -44,7 +45,7 @@ def small_input() -> str:
         error_type="ValueError",
         message="boom",
         signals=[("SPX", "up")],
-        totals={"agent.run.llm_calls": 1},
+        totals={semconv.RUN_LLM_CALLS: 1},
         losses=(3, 1),
     )
     run3 = Run(
@@ -54,7 +55,7 @@ def small_input() -> str:
         duration_ms=200,
         llm=[Llm(tokens_in=500, tokens_out=50), Llm(model="mystery-model", tokens_in=10, tokens_out=5)],
         invalid=["prob_up outside [0, 1]"],
-        totals={"agent.run.cost_usd": (500 * 0.15 + 50 * 0.60) / 1e6, "agent.run.unpriced_llm_calls": 1},
+        totals={semconv.RUN_COST_USD: (500 * 0.15 + 50 * 0.60) / 1e6, semconv.RUN_UNPRICED_LLM_CALLS: 1},
         losses=(2, 1),  # smaller than run2's though it ends later and comes after it in the file: the largest counts
     )
     run4 = Run("alpha", 4, start_ms=3000, duration_ms=1, outcome="killed", kill_reason="drawdown", totals=False)

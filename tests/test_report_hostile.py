@@ -14,6 +14,7 @@ import zstandard
 from meta_supervisor.cli import report as report_cli
 from meta_supervisor.render.html import render_html
 from meta_supervisor.render.markdown import render_markdown
+from otel import semconv
 from tests.fixtures.report.otlp_builder import Llm, Run, attrs, line, lines_for, request, spans_of
 
 NOW = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
@@ -123,7 +124,7 @@ def test_wrong_types_lose_only_the_bad_spans(tmp_path: Path) -> None:
 
 
 def test_missing_fields_and_odd_values(tmp_path: Path) -> None:
-    root = spans_of(Run("a", 1, llm=[Llm(tokens_in=-5, tokens_out=3)], outcome=None, totals={"agent.run.cost_usd": float("nan")}))
+    root = spans_of(Run("a", 1, llm=[Llm(tokens_in=-5, tokens_out=3)], outcome=None, totals={semconv.RUN_COST_USD: float("nan")}))
     no_ids = {"name": "invoke_agent ghost", "attributes": attrs({"gen_ai.operation.name": "invoke_agent"})}
     no_times = dict(spans_of(Run("b", 2))[0])
     no_times.pop("startTimeUnixNano")
@@ -278,7 +279,7 @@ def test_renderers_survive_an_empty_report(tmp_path: Path) -> None:
 
 
 def test_absurd_numbers_and_deep_nesting(tmp_path: Path) -> None:
-    huge_tokens = spans_of(Run("a", 1, llm=[Llm(tokens_in=10**400, tokens_out=5)], totals={"agent.run.input_tokens": 10**400}, price=None))
+    huge_tokens = spans_of(Run("a", 1, llm=[Llm(tokens_in=10**400, tokens_out=5)], totals={semconv.RUN_INPUT_TOKENS: 10**400}, price=None))
     far_future = spans_of(Run("b", 2))[0]
     far_future["startTimeUnixNano"] = "9" * 4000
     far_future["endTimeUnixNano"] = "9" * 4001
@@ -329,12 +330,12 @@ def test_integer_too_large_for_a_float_reads_as_no_number(tmp_path: Path) -> Non
     from meta_supervisor.build.run_records import read_records
 
     huge = 10**400
-    run = Run("a", 1, llm=[Llm()], totals={"agent.run.cost_usd": huge}, as_of="2026-01-01", signals=[("AAA", "up"), ("BBB", "down")])
+    run = Run("a", 1, llm=[Llm()], totals={semconv.RUN_COST_USD: huge}, as_of="2026-01-01", signals=[("AAA", "up"), ("BBB", "down")])
     spans = spans_of(run)
     for kv in spans[-1]["events"][0]["attributes"]:
-        if kv["key"] in ("alpha.prob_up", "alpha.score_final"):
+        if kv["key"] in (semconv.ALPHA_PROB_UP, semconv.ALPHA_SCORE_FINAL):
             kv["value"] = {"intValue": str(huge)}
-    assert {"key": "agent.run.cost_usd", "value": {"intValue": str(huge)}} in spans[-1]["attributes"]
+    assert {"key": semconv.RUN_COST_USD, "value": {"intValue": str(huge)}} in spans[-1]["attributes"]
     path = tmp_path / "traces.jsonl"
     path.write_text(line(spans))
     code, report, _ = build(tmp_path, path)

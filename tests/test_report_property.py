@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from meta_supervisor.assemble.report import KillSwitchState, build_report
 from meta_supervisor.build.dispatch import build_inputs
 from meta_supervisor.build.options import BuildOptions
+from otel import semconv
 from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import Llm, Run, Signal, Tool, request, spans_of
@@ -72,11 +73,11 @@ def runs(draw) -> list[tuple[Run, bool]]:
         totals: bool | dict = outcome != "killed"
         twist = draw(st.sampled_from(["none", "none", "claims_more", "claims_fewer", "tokens_off", "no_totals"]))
         if totals and twist == "claims_more":
-            totals = {"agent.run.llm_calls": len(calls) + 1}
+            totals = {semconv.RUN_LLM_CALLS: len(calls) + 1}
         elif totals and twist == "claims_fewer" and calls:
-            totals = {"agent.run.llm_calls": len(calls) - 1}
+            totals = {semconv.RUN_LLM_CALLS: len(calls) - 1}
         elif totals and twist == "tokens_off":
-            totals = {"agent.run.input_tokens": 1}
+            totals = {semconv.RUN_INPUT_TOKENS: 1}
         elif twist == "no_totals":
             totals = False
         run = Run(

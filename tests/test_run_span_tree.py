@@ -17,8 +17,9 @@ def _wrapper(telemetry, sequential_run_ids) -> AgentRunWrapper:
 def test_ok_run_is_one_root_span_with_totals(telemetry, span_exporter, sequential_run_ids):
     def agent() -> str:
         run = get_current_run()
-        run.add_llm_usage(tokens_in=120, tokens_out=30, cost_usd=0.000036, cached_tokens_in=20)
-        run.add_llm_usage(tokens_in=80, tokens_out=10, cost_usd=None)
+        first, second = {"provider": "openai", "request_model": "gpt-4o-mini"}, {"provider": "openai", "request_model": "gpt-4.1"}
+        run.add_llm_usage(tokens_in=120, tokens_out=30, cost_usd=0.000036, cached_tokens_in=20, **first)
+        run.add_llm_usage(tokens_in=80, tokens_out=10, cost_usd=None, **second)
         return "findings"
 
     result = _wrapper(telemetry, sequential_run_ids).run("momentum", agent, as_of="2018-03-01")
@@ -32,18 +33,36 @@ def test_ok_run_is_one_root_span_with_totals(telemetry, span_exporter, sequentia
     assert dict(span.attributes) == {
         "gen_ai.operation.name": "invoke_agent",
         "gen_ai.agent.name": "momentum",
-        "agent.run_id": "run-1",
-        "agent.run.as_of": "2018-03-01",
-        "agent.run.outcome": "ok",
-        "agent.run.llm_calls": 2,
-        "agent.run.input_tokens": 200,
-        "agent.run.output_tokens": 40,
-        "agent.run.cached_input_tokens": 20,
-        "agent.run.cost_usd": 0.000036,
-        "agent.run.unpriced_llm_calls": 1,
-        "agent.run.alpha_signals": 0,
-        "alphatrace.run.tool_calls": 0,
+        semconv.AGENT_RUN_ID: "run-1",
+        semconv.AGENT_RUN_AS_OF: "2018-03-01",
+        semconv.AGENT_RUN_OUTCOME: "ok",
+        semconv.RUN_LLM_CALLS: 2,
+        semconv.RUN_INPUT_TOKENS: 200,
+        semconv.RUN_OUTPUT_TOKENS: 40,
+        semconv.RUN_CACHED_INPUT_TOKENS: 20,
+        semconv.RUN_COST_USD: 0.000036,
+        semconv.RUN_UNPRICED_LLM_CALLS: 1,
+        semconv.RUN_ALPHA_SIGNALS: 0,
+        semconv.RUN_TOOL_CALLS: 0,
+        # the GenAI conventions' invoke_agent attributes: the first call's provider and model, the
+        # usage summed over the calls (the LLM spans carry it per call)
+        semconv.GEN_AI_PROVIDER_NAME: "openai",
+        semconv.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+        semconv.GEN_AI_USAGE_INPUT_TOKENS: 200,
+        semconv.GEN_AI_USAGE_OUTPUT_TOKENS: 40,
+        semconv.GEN_AI_USAGE_CACHED_INPUT_TOKENS: 20,
     }
+
+
+def test_a_run_that_calls_no_model_names_no_provider_model_or_usage(telemetry, span_exporter, sequential_run_ids):
+    _wrapper(telemetry, sequential_run_ids).run("momentum", lambda: None, as_of="2018-03-01")
+
+    (span,) = span_exporter.get_finished_spans()
+    assert span.attributes[semconv.RUN_LLM_CALLS] == 0
+    genai_keys = (semconv.GEN_AI_PROVIDER_NAME, semconv.GEN_AI_REQUEST_MODEL, semconv.GEN_AI_USAGE_INPUT_TOKENS)
+    assert [key for key in genai_keys if key in span.attributes] == []
+    # the conventions advise against in-memory ids there: alphatrace has no stable agent or conversation id
+    assert {"gen_ai.agent.id", "gen_ai.conversation.id"}.isdisjoint(span.attributes)
 
 
 def test_failing_run_records_error_and_reraises(telemetry, span_exporter, sequential_run_ids):
@@ -59,7 +78,7 @@ def test_failing_run_records_error_and_reraises(telemetry, span_exporter, sequen
     (span,) = span_exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description == "DataGap: no close for WTI on 2018-03-01"
-    assert span.attributes["agent.run.outcome"] == "error"
+    assert span.attributes[semconv.AGENT_RUN_OUTCOME] == "error"
     assert span.attributes["error.type"].endswith("DataGap")
     (event,) = span.events
     assert event.name == "exception"
@@ -74,9 +93,9 @@ def test_killed_run_is_visible_with_reason_and_no_children(telemetry, span_expor
     _wrapper(telemetry, sequential_run_ids).run("llm_analyst", agent)
 
     (span,) = span_exporter.get_finished_spans()
-    assert span.attributes["agent.run.outcome"] == "killed"
-    assert span.attributes["agent.kill.reason"] == "drawdown over 5% (alice)"
-    assert span.attributes["agent.run.llm_calls"] == 0
+    assert span.attributes[semconv.AGENT_RUN_OUTCOME] == "killed"
+    assert span.attributes[semconv.KILL_REASON] == "drawdown over 5% (alice)"
+    assert span.attributes[semconv.RUN_LLM_CALLS] == 0
 
 
 def test_every_run_is_a_root_even_inside_another_span(telemetry, span_exporter, sequential_run_ids):

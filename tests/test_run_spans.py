@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from alpha.emit import emit_alpha_signal
-from otel import run_spans
+from otel import run_spans, semconv
 from otel.provider import configure_telemetry
 from otel.run_context import RunAttributesSpanProcessor, get_current_run
 from otel.run_spans import RunRootSpan, RunSpanProcessor
@@ -42,7 +42,7 @@ def _agent(tracer, fail: bool):
         run = get_current_run()
         # What the scheduler does on the root span directly, before the agent's own work.
         run.span.add_event("alphatrace.kill_switch.error", {"alphatrace.kill_switch.error.message": "unreadable"})
-        run.span.set_attribute("agent.status", "live")
+        run.span.set_attribute(semconv.AGENT_STATUS, "live")
         run.status = "live"
         with tracer.start_as_current_span("chat gpt-4o-mini", attributes={"gen_ai.operation.name": "chat"}) as child:
             child.set_attribute("gen_ai.usage.input_tokens", 120)
@@ -109,14 +109,14 @@ def test_root_finished_on_export_is_the_span_set_directly(fail):
 
     assert [_seen(span) for span in deferred] == [_seen(span) for span in direct]
     child, root = deferred
-    assert child.attributes["gen_ai.agent.name"] == "momentum" and child.attributes["agent.run_id"] == "run-1"
+    assert child.attributes["gen_ai.agent.name"] == "momentum" and child.attributes[semconv.AGENT_RUN_ID] == "run-1"
     names = [event.name for event in root.events]
-    expected = ["alphatrace.kill_switch.error", "alpha.signal", "alpha.signal", "alpha.signal.invalid"]
+    expected = ["alphatrace.kill_switch.error", semconv.EVENT_ALPHA_SIGNAL, semconv.EVENT_ALPHA_SIGNAL, semconv.EVENT_ALPHA_SIGNAL_INVALID]
     assert names == expected + (["exception"] if fail else [])
-    assert root.events[2].attributes["alpha.members"] == ("momentum", "mean_reversion")
-    assert root.attributes["agent.run.outcome"] == ("error" if fail else "ok")
-    assert root.attributes["agent.run.alpha_signals"] == 2
-    assert list(root.attributes)[-1] == "alphatrace.run.tool_calls"  # the totals come last, as set at the end
+    assert root.events[2].attributes[semconv.ALPHA_MEMBERS] == ("momentum", "mean_reversion")
+    assert root.attributes[semconv.AGENT_RUN_OUTCOME] == ("error" if fail else "ok")
+    assert root.attributes[semconv.RUN_ALPHA_SIGNALS] == 2
+    assert list(root.attributes)[-1] == semconv.RUN_TOOL_CALLS  # the totals come last, as set at the end
     stamps = [event.timestamp for event in root.events]
     assert stamps == sorted(stamps) and root.start_time <= stamps[0] and stamps[-1] <= root.end_time
 
@@ -133,7 +133,7 @@ def test_limits_and_dropped_counts_are_the_sdks(monkeypatch):
     root = deferred[-1]
     assert len(root.events) == 2 and root.dropped_events == 2
     assert len(root.attributes) == 7 and root.dropped_attributes > 0
-    assert [event.name for event in root.events] == ["alpha.signal", "alpha.signal.invalid"]  # the last two kept
+    assert [event.name for event in root.events] == [semconv.EVENT_ALPHA_SIGNAL, semconv.EVENT_ALPHA_SIGNAL_INVALID]  # the last two kept
     assert root.events[0].dropped_attributes > 0 and root.events[1].dropped_attributes == 0
     assert all(len(value) <= 4 for event in root.events for value in event.attributes.values() if isinstance(value, str))
 
@@ -162,9 +162,9 @@ def test_the_agent_thread_hands_on_the_root_with_its_updates_kept():
     (root,) = inner.ended
     assert isinstance(root, RunRootSpan)
     assert seen_during_run == {"live events": 0}  # kept for the export thread, not on the live span
-    assert [event.name for event in root.events] == ["alpha.signal"]
-    assert root.attributes["agent.run.outcome"] == "ok" and root.attributes["agent.run.alpha_signals"] == 1
-    assert '"agent.run.outcome": "ok"' in root.to_json()
+    assert [event.name for event in root.events] == [semconv.EVENT_ALPHA_SIGNAL]
+    assert root.attributes[semconv.AGENT_RUN_OUTCOME] == "ok" and root.attributes[semconv.RUN_ALPHA_SIGNALS] == 1
+    assert f'"{semconv.AGENT_RUN_OUTCOME}": "ok"' in root.to_json()
 
 
 def test_a_root_without_updates_is_handed_on_as_it_ended():
@@ -255,14 +255,14 @@ def test_attaching_gives_what_the_sdk_gives(first, live, last, event, limits, ca
     with caplog.at_level(logging.ERROR):  # the SDK warns about every value it changes, both ways
         direct = tracer.start_span("root", attributes=first)
         direct.set_attributes(live)
-        direct.add_event("alpha.signal", event, timestamp=5)
+        direct.add_event(semconv.EVENT_ALPHA_SIGNAL, event, timestamp=5)
         direct.set_attributes(last)
         direct.end()
         started = tracer.start_span("root")
         started.set_attributes(live)
         started.end()
         attributes, events = run_spans.complete(
-            started._attributes, started._events, [("alpha.signal", event, 5)], first, last, span_limits
+            started._attributes, started._events, [(semconv.EVENT_ALPHA_SIGNAL, event, 5)], first, last, span_limits
         )
     done = ReadableSpan("root", attributes=attributes, events=events)
     assert list(done.attributes.items()) == list(direct.attributes.items())

@@ -16,6 +16,7 @@ import httpx2
 import pytest
 
 import scheduler
+from otel import semconv
 from services.fleet_config import AgentSpec
 from services.simulated_llm import SimulatedLLMTransport
 from tests.fleet_fixtures import build_test_fleet, root_spans
@@ -41,18 +42,18 @@ def test_replay_from_the_command_line_writes_every_run_to_the_trace_file(world, 
     chats = [(s, a) for s, a in zip(spans, attrs) if a.get("gen_ai.operation.name") == "chat"]
     assert Counter(a["gen_ai.agent.name"] for a in roots) == {"momentum": 3, "mean_reversion": 3, "llm_analyst": 3, "ensemble": 3}
     expected_days = {d.isoformat() for d in world["calendar"][70:73]}
-    assert {a["agent.run.as_of"] for a in roots} == expected_days
-    assert all(a["agent.run.outcome"] == "ok" for a in roots)
+    assert {a[semconv.AGENT_RUN_AS_OF] for a in roots} == expected_days
+    assert all(a[semconv.AGENT_RUN_OUTCOME] == "ok" for a in roots)
     assert len(chats) == 3  # llm_analyst only, one call per run: the ensemble combines recorded signals
     span_by_id = {s["spanId"]: (s, a) for s, a in zip(spans, attrs)}
     for chat, chat_attrs in chats:
         _parent, parent_attrs = span_by_id[chat["parentSpanId"]]
-        assert parent_attrs["agent.run_id"] == chat_attrs["agent.run_id"]
-        assert parent_attrs["agent.run.llm_calls"] == "1"
+        assert parent_attrs[semconv.AGENT_RUN_ID] == chat_attrs[semconv.AGENT_RUN_ID]
+        assert parent_attrs[semconv.RUN_LLM_CALLS] == "1"
     assert all(r["alphatrace.llm.simulated"] == {"boolValue": True} for r in resources)
     assert all(r["service.name"] == {"stringValue": "alphatrace"} for r in resources)
     events = [e for s in spans for e in s.get("events", [])]
-    assert Counter(e["name"] for e in events) == {"alpha.signal": 24}  # 4 agents x 2 symbols x 3 days
+    assert Counter(e["name"] for e in events) == {semconv.EVENT_ALPHA_SIGNAL: 24}  # 4 agents x 2 symbols x 3 days
 
 
 def test_killed_agent_gets_a_killed_root_span_and_makes_no_llm_call(world, telemetry, span_exporter):
@@ -63,11 +64,11 @@ def test_killed_agent_gets_a_killed_root_span_and_makes_no_llm_call(world, telem
     fleet.shutdown()
     roots = {s.attributes["gen_ai.agent.name"]: s for s in root_spans(span_exporter)}
     killed = roots["llm_analyst"]
-    assert killed.attributes["agent.run.outcome"] == "killed"
-    assert killed.attributes["agent.kill.reason"] == "too expensive"
+    assert killed.attributes[semconv.AGENT_RUN_OUTCOME] == "killed"
+    assert killed.attributes[semconv.KILL_REASON] == "too expensive"
     assert [s for s in span_exporter.get_finished_spans() if s.parent and s.parent.span_id == killed.context.span_id] == []
     assert transport.requests == 0  # killing the analyst stops all LLM spend (the ensemble calls no model)
-    assert roots["momentum"].attributes["agent.run.outcome"] == "ok"
+    assert roots["momentum"].attributes[semconv.AGENT_RUN_OUTCOME] == "ok"
 
 
 @pytest.mark.parametrize(
@@ -84,10 +85,10 @@ def test_kill_switch_edit_applies_to_the_next_cycle_and_a_bad_edit_is_on_the_spa
     fleet.run_cycle(world["calendar"][72])
     fleet.shutdown()
     momentum = [s for s in root_spans(span_exporter) if s.attributes["gen_ai.agent.name"] == "momentum"]
-    momentum.sort(key=lambda s: s.attributes["agent.run.as_of"])
-    assert [s.attributes["agent.run.outcome"] for s in momentum] == ["ok", "killed", "killed"]
+    momentum.sort(key=lambda s: s.attributes[semconv.AGENT_RUN_AS_OF])
+    assert [s.attributes[semconv.AGENT_RUN_OUTCOME] for s in momentum] == ["ok", "killed", "killed"]
     (event,) = momentum[2].events
-    assert event.name == "kill_switch.error" and message in event.attributes["kill_switch.error.message"]
+    assert event.name == semconv.EVENT_KILL_SWITCH_ERROR and message in event.attributes[semconv.KILL_SWITCH_ERROR_MESSAGE]
 
 
 class _Boom:
@@ -103,7 +104,7 @@ def test_one_failing_agent_stops_nothing(world, telemetry, span_exporter, caplog
     fleet.run_cycle(world["calendar"][70])
     fleet.run_cycle(world["calendar"][71])
     fleet.shutdown()
-    outcomes = Counter((s.attributes["gen_ai.agent.name"], s.attributes["agent.run.outcome"]) for s in root_spans(span_exporter))
+    outcomes = Counter((s.attributes["gen_ai.agent.name"], s.attributes[semconv.AGENT_RUN_OUTCOME]) for s in root_spans(span_exporter))
     assert outcomes[("boom", "error")] == 2
     assert outcomes[("momentum", "ok")] == 2 and outcomes[("ensemble", "ok")] == 2
     assert "agent boom failed; its schedule goes on" in caplog.text
@@ -142,7 +143,7 @@ def test_twenty_concurrent_runs_each_own_their_llm_span(world, telemetry, span_e
     for chat in chats:
         root = roots[chat.parent.span_id]
         assert chat.context.trace_id == root.context.trace_id
-        assert chat.attributes["agent.run_id"] == root.attributes["agent.run_id"]
+        assert chat.attributes[semconv.AGENT_RUN_ID] == root.attributes[semconv.AGENT_RUN_ID]
         assert chat.attributes["gen_ai.agent.name"] == root.attributes["gen_ai.agent.name"]
     starts = sorted(s.start_time for s in roots.values())
     ends = sorted(s.end_time for s in roots.values())

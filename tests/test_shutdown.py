@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from otel import semconv
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -106,7 +108,7 @@ def _assert_stops_gracefully(world, tmp_path, signum, sigint_ignored: bool = Fal
     chats = [s for s in spans if s["name"].startswith("chat ")]
     assert len(roots) >= 8 and chats  # 12 spans seen before the signal: two cycles of 4 runs + 2 LLM calls
     assert all(by_id[c["parentSpanId"]]["name"].startswith("invoke_agent") for c in chats)  # no orphan LLM span
-    outcomes = [next(a["value"]["stringValue"] for a in r["attributes"] if a["key"] == "agent.run.outcome") for r in roots]
+    outcomes = [next(a["value"]["stringValue"] for a in r["attributes"] if a["key"] == semconv.AGENT_RUN_OUTCOME) for r in roots]
     assert set(outcomes) == {"ok"}
     ended = int(output.split("alphatrace telemetry: ")[1].split(" spans ended")[0])
     assert ended == len(spans)

@@ -3,7 +3,7 @@
 ``alpha_quality_section`` scores the signals the build kept (the last per agent, symbol and as-of
 day: ``signal_store``) with ``alpha.quality.score_signals`` against the market data it is handed,
 with each agent's priced LLM cost from the report, and adds what only the report knows: how many
-``alpha.signal`` events could not be scored at all, and which market data was used. Per-date IC
+``alphatrace.alpha.signal`` events could not be scored at all, and which market data was used. Per-date IC
 lists (``daily``) are left out when the section would hold more than ``MAX_DAILY_POINTS`` of them,
 so the report stays small (``daily_omitted`` says so).
 
@@ -23,6 +23,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from otel import semconv
 
 MAX_DAILY_POINTS = 1000
 
@@ -123,7 +125,7 @@ def trimmed_alpha(section: Mapping[str, Any], max_agents: int, max_symbols: int)
     return {**section, "agents": out}, len(agents) - len(out)
 
 
-def alpha_notes(unusable: int, left_out: int, rest_in: str, event: str = "alpha.signal") -> list[str]:
+def alpha_notes(unusable: int, left_out: int, rest_in: str, event: str = semconv.EVENT_ALPHA_SIGNAL) -> list[str]:
     """The notes under the alpha-quality tables, as plain text for the page to escape: ``unusable``
     signals that could not be scored, ``left_out`` agents (``trimmed_alpha``) that are only in ``rest_in``."""
     notes = []

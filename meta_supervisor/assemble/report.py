@@ -41,6 +41,7 @@ from meta_supervisor.build.options import BuildInputs
 from meta_supervisor.tally.agent_counts import with_deferred
 from meta_supervisor.tally.aggregates import AgentTally
 from meta_supervisor.tally.bounds import P_AGENT, P_CALLS, P_ROOT, P_RUN, P_TRACE
+from meta_supervisor.tally.consistency import fewer_llm_spans
 from meta_supervisor.tally.latency import latency_summary, percentile
 
 SCHEMA_VERSION = 1
@@ -85,7 +86,7 @@ def _pending_by_agent(pending: Mapping[str, list]) -> tuple[dict[str, int], dict
         if entry[P_ROOT] is None:
             orphans[agent] = orphans.get(agent, 0) + entry[P_CALLS]
         else:
-            detail = f"fewer LLM spans than agent.run.llm_calls ({entry[P_CALLS]} of {entry[P_ROOT][0]})"
+            detail = fewer_llm_spans(entry[P_CALLS], entry[P_ROOT][0])
             short.setdefault(agent, []).append((entry[P_TRACE], entry[P_RUN], detail))
     return orphans, short
 

@@ -5,7 +5,7 @@
 (JSON lines, framed protobuf or JSON, zstd; ``file_reader`` / ``shapes``), drops spans seen
 twice (exporter retries), and returns ``alpha.records.Records``: one ``RunRecord`` per run root span
 and the last ``SignalRecord`` per (agent, symbol, as-of date) (``signal_store``; scoring keeps only
-that one anyway). Unreadable lines are counted in ``bad_lines``, ``alpha.signal`` events that cannot
+that one anyway). Unreadable lines are counted in ``bad_lines``, ``alphatrace.alpha.signal`` events that cannot
 be scored in ``bad_signals``.
 
 Reads no environment variables.

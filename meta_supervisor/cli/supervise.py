@@ -3,7 +3,7 @@
     python -m meta_supervisor.supervise                 # same as --dry-run
     python -m meta_supervisor.supervise --dry-run       # print each decision and its figures; write nothing
     python -m meta_supervisor.supervise --apply         # also write the kill switch / agent status,
-                                                        # the audit log and supervisor.decide spans
+                                                        # the audit log and alphatrace.supervisor.decide spans
     python -m meta_supervisor.supervise --json          # the decisions as JSON (dry run unless --apply)
 
 ``--apply`` retires through ``services.kill_switch.update_kill_file`` (read-change-write under the

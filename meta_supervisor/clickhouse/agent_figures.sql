@@ -8,12 +8,18 @@
 --   $$price_input    USD per 1M uncached input tokens, in the same order (Float64 literals)
 --   $$price_cached   USD per 1M cached input tokens
 --   $$price_output   USD per 1M output tokens
+--   $$legacy_old     names of before the project namespace (otel/semconv.py LEGACY_NAMES), an array of strings
+--   $$legacy_new     their names now, in the same order
+--   $$supervisor_span_prefixes  how the supervisor's span names begin, now and before (the report counts them apart)
 -- (In this file a literal dollar sign is written twice.)
 --
 -- Rules reproduced from the report (and where they live there):
 --   * a span is counted once per (TraceId, SpanId): the exporter's retries store it twice
 --     (a span without ids once per content, as the report does);
---   * runs are `invoke_agent` spans; outcome `agent.run.outcome`, else `error` when the status is
+--   * a file written before the project namespace is read under today's names (`agent.run_id` as
+--     `alphatrace.run.id`, `alpha.signal` as `alphatrace.alpha.signal`, ...): keys, event names and
+--     event keys are renamed as the spans are read;
+--   * runs are `invoke_agent` spans; outcome `alphatrace.run.outcome`, else `error` when the status is
 --     Error, else `ok`; latency = Duration of `ok`/`error` runs with a start time and end >= start;
 --   * percentiles by linear interpolation between closest ranks (numpy's default;
 --     meta_supervisor/report_agents.py `percentile`), on the latencies in ns;
@@ -23,12 +29,14 @@
 --   * figures rounded as Python's round() does (half-even on the exact binary value, which
 --     ClickHouse's round() is not): latencies to 3 decimals of a ms, costs to 8, rates to 6.
 WITH
-    -- One row per span.
+    -- One row per span, under today's names.
     spans AS (
         SELECT
             TraceId, SpanId, SpanName, StatusCode, Timestamp, Duration,
-            SpanAttributes AS attrs, ResourceAttributes AS resource,
-            Events.Name AS event_names, Events.Attributes AS event_attrs,
+            mapApply((k, v) -> (transform(toString(k), $legacy_old, $legacy_new, toString(k)), v), SpanAttributes) AS attrs,
+            ResourceAttributes AS resource,
+            arrayMap(n -> transform(n, $legacy_old, $legacy_new, n), Events.Name) AS event_names,
+            arrayMap(m -> mapApply((k, v) -> (transform(toString(k), $legacy_old, $legacy_new, toString(k)), v), m), Events.Attributes) AS event_attrs,
             attrs['gen_ai.operation.name'] AS operation
         FROM $table
         LIMIT 1 BY TraceId, SpanId,
@@ -44,8 +52,8 @@ WITH
                 attrs['traceloop.entity.name'] != '', attrs['traceloop.entity.name'],
                 startsWith(SpanName, 'invoke_agent ') AND length(SpanName) > 13, substring(SpanName, 14),
                 '(unknown agent)') AS agent,
-            if(attrs['agent.run_id'] != '', attrs['agent.run_id'], TraceId) AS run_key,
-            attrs['agent.run.outcome'] AS written_outcome,
+            if(attrs['alphatrace.run.id'] != '', attrs['alphatrace.run.id'], TraceId) AS run_key,
+            attrs['alphatrace.run.outcome'] AS written_outcome,
             if(written_outcome != '', written_outcome, if(StatusCode = 'Error', 'error', 'ok')) AS outcome,
             outcome IN ('ok', 'error') AS is_run,
             toUnixTimestamp64Nano(Timestamp) AS start_ns,
@@ -69,7 +77,7 @@ WITH
             arraySort(groupArrayIf(Duration, is_run AND timed)) AS latencies_ns,
             minIf(start_ns, is_run AND start_ns > 0) AS first_start_ns,
             maxIf(start_ns, is_run AND start_ns > 0) AS last_start_ns,
-            sum(countEqual(event_names, 'kill_switch.error')) AS kill_switch_errors_seen
+            sum(countEqual(event_names, 'alphatrace.kill_switch.error')) AS kill_switch_errors_seen
         FROM runs
         GROUP BY agent
     ),
@@ -112,7 +120,7 @@ WITH
             lower(trimBoth(resource['alphatrace.llm.simulated'])) IN ('true', '1') AS simulated,
             StatusCode = 'Error' AS error
         FROM spans
-        LEFT JOIN run_agents ON run_agents.run_key = if(spans.attrs['agent.run_id'] != '', spans.attrs['agent.run_id'], spans.TraceId)
+        LEFT JOIN run_agents ON run_agents.run_key = if(spans.attrs['alphatrace.run.id'] != '', spans.attrs['alphatrace.run.id'], spans.TraceId)
         WHERE operation IN ('chat', 'text_completion', 'generate_content', 'embeddings')
     ),
     llm_models AS (
@@ -162,32 +170,32 @@ WITH
         FROM llm_models
         GROUP BY agent
     ),
-    -- alpha.signal / alpha.signal.invalid events: on runs, and on other spans naming their agent.
+    -- alphatrace.alpha.signal / .invalid events: on runs, and on other spans naming their agent.
     event_spans AS (
         SELECT agent, event_names, event_attrs FROM runs
         UNION ALL
         SELECT attrs['gen_ai.agent.name'] AS agent, event_names, event_attrs
         FROM spans
-        WHERE attrs['gen_ai.agent.name'] != '' AND length(event_names) > 0 AND NOT startsWith(SpanName, 'supervisor.')
+        WHERE attrs['gen_ai.agent.name'] != '' AND length(event_names) > 0 AND NOT arrayExists(prefix -> startsWith(SpanName, prefix), $supervisor_span_prefixes)
           AND operation NOT IN ('invoke_agent', 'chat', 'text_completion', 'generate_content', 'embeddings', 'execute_tool')
     ),
     signals AS (
         SELECT
             agent,
             event_name,
-            multiIf(event_attr['alpha.symbol'] = '', '(no symbol)',
-                    lengthUTF8(event_attr['alpha.symbol']) > 200, concat(substringUTF8(event_attr['alpha.symbol'], 1, 199), '…'),
-                    event_attr['alpha.symbol']) AS symbol,
-            multiIf(event_attr['alpha.direction'] = '', '(no direction)',
-                    lengthUTF8(event_attr['alpha.direction']) > 40, concat(substringUTF8(event_attr['alpha.direction'], 1, 39), '…'),
-                    event_attr['alpha.direction']) AS direction
+            multiIf(event_attr['alphatrace.alpha.symbol'] = '', '(no symbol)',
+                    lengthUTF8(event_attr['alphatrace.alpha.symbol']) > 200, concat(substringUTF8(event_attr['alphatrace.alpha.symbol'], 1, 199), '…'),
+                    event_attr['alphatrace.alpha.symbol']) AS symbol,
+            multiIf(event_attr['alphatrace.alpha.direction'] = '', '(no direction)',
+                    lengthUTF8(event_attr['alphatrace.alpha.direction']) > 40, concat(substringUTF8(event_attr['alphatrace.alpha.direction'], 1, 39), '…'),
+                    event_attr['alphatrace.alpha.direction']) AS direction
         FROM event_spans
         ARRAY JOIN event_names AS event_name, event_attrs AS event_attr
-        WHERE event_name IN ('alpha.signal', 'alpha.signal.invalid')
+        WHERE event_name IN ('alphatrace.alpha.signal', 'alphatrace.alpha.signal.invalid')
     ),
     signal_counts AS (
-        SELECT agent, symbol, countIf(event_name = 'alpha.signal') AS valid, countIf(event_name = 'alpha.signal.invalid') AS invalid,
-               sumMapIf(map(direction, toUInt64(1)), event_name = 'alpha.signal') AS by_direction
+        SELECT agent, symbol, countIf(event_name = 'alphatrace.alpha.signal') AS valid, countIf(event_name = 'alphatrace.alpha.signal.invalid') AS invalid,
+               sumMapIf(map(direction, toUInt64(1)), event_name = 'alphatrace.alpha.signal') AS by_direction
         FROM signals
         GROUP BY agent, symbol
     ),

@@ -2,7 +2,9 @@
 
 ``agent_figures.sql`` (beside this module) is the query; this module fills in the table and the price
 table (``services.pricing.PriceTable``: the file argument, else ``ALPHATRACE_PRICE_TABLE``, else the
-shipped ``services/llm_prices.json``), so the SQL prices tokens exactly as the report does. The
+shipped ``services/llm_prices.json``), so the SQL prices tokens exactly as the report does, and the
+names of before the project namespace (``otel.semconv.LEGACY_NAMES``), so it reads old files as the
+report does. The
 figures' names are the report's (``docs/report-schema.md``, ``agents.<name>``); ``FIGURES`` lists them.
 
 Reads no environment variables itself (``PriceTable.load`` reads ``ALPHATRACE_PRICE_TABLE``).
@@ -11,9 +13,11 @@ Reads no environment variables itself (``PriceTable.load`` reads ``ALPHATRACE_PR
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from string import Template
 
+from otel import semconv
 from services.config_error import ConfigError
 from services.pricing import PriceTable
 
@@ -81,8 +85,15 @@ def render_agent_figures(database: str = DEFAULT_DATABASE, table: str = DEFAULT_
     models = list(prices.models.items())
     return Template(SQL_FILE.read_text(encoding="utf-8")).substitute(
         table=f"{quote_identifier(database, 'database')}.{quote_identifier(table, 'table')}",
-        price_models=f"CAST([{', '.join(string_literal(name) for name, _ in models)}] AS Array(String))",
+        price_models=string_array(name for name, _ in models),
         price_input=f"CAST([{', '.join(float_literal(price.input) for _, price in models)}] AS Array(Float64))",
         price_cached=f"CAST([{', '.join(float_literal(price.cached_input) for _, price in models)}] AS Array(Float64))",
         price_output=f"CAST([{', '.join(float_literal(price.output) for _, price in models)}] AS Array(Float64))",
+        legacy_old=string_array(semconv.LEGACY_NAMES),
+        legacy_new=string_array(semconv.LEGACY_NAMES.values()),
+        supervisor_span_prefixes=string_array((semconv.SUPERVISOR_SPAN_PREFIX, semconv.LEGACY_SUPERVISOR_SPAN_PREFIX)),
     )
+
+
+def string_array(texts: Iterable[str]) -> str:
+    return f"CAST([{', '.join(string_literal(text) for text in texts)}] AS Array(String))"

@@ -46,7 +46,7 @@ class ResourceKeyValue(msgspec.Struct, gc=False):
 
 
 class EventValue(msgspec.Struct, gc=False):
-    """An event attribute value: ``alpha.signal`` carries strings (symbol, direction, as-of date),
+    """An event attribute value: ``alphatrace.alpha.signal`` carries strings (symbol, direction, as-of date),
     doubles (``prob_up``, ``score_final``), an int (``horizon``) and a bool (``tradable``)."""
 
     stringValue: str | None = None

@@ -27,6 +27,7 @@ from meta_supervisor.render.md_budget import REST_IN, Section, fit_page
 from meta_supervisor.render.numbers import num, pct
 from meta_supervisor.render.paths import for_pages
 from meta_supervisor.tally.open_runs import ENV_MAX_OPEN_RUNS
+from otel import semconv
 from services.markup_text import md_escape
 
 MAX_ATTENTION_ITEMS = 15
@@ -213,7 +214,7 @@ def _alpha_quality(report: dict[str, Any]) -> Section:
     from meta_supervisor.assemble.alpha import alpha_notes, trimmed_alpha
 
     shown, left_out = trimmed_alpha(section, MAX_ALPHA_AGENTS, MAX_ALPHA_SYMBOLS)
-    notes = alpha_notes(section["unusable_signals"], left_out, REST_IN, "`alpha.signal`")
+    notes = alpha_notes(section["unusable_signals"], left_out, REST_IN, f"`{semconv.EVENT_ALPHA_SIGNAL}`")
     return _fragment("alpha", render_alpha(shown), "rows", [*notes, ""] if notes else [])
 
 

@@ -1,5 +1,5 @@
-"""The supervisor's decisions as spans: one ``supervisor.run`` span per command, one
-``supervisor.decide`` child per agent, linked to the agent's latest run span so Jaeger shows it
+"""The supervisor's decisions as spans: one ``alphatrace.supervisor.run`` span per command, one
+``alphatrace.supervisor.decide`` child per agent, linked to the agent's latest run span so Jaeger shows it
 beside the runs it judged (``docs/telemetry-contract.md``).
 
 Reads no environment variables.
@@ -51,7 +51,7 @@ def _link(last_run: Mapping[str, str] | None) -> list[Link]:
 
 
 def emit_decision_spans(tracer: Tracer, records: Sequence[Mapping[str, Any]], policy_source: str, window: tuple[str, str] | None) -> str:
-    """One ``supervisor.run`` span with a ``supervisor.decide`` child per audit record; returns the
+    """One ``alphatrace.supervisor.run`` span with a ``alphatrace.supervisor.decide`` child per audit record; returns the
     trace id (32 hex digits), for links to it."""
     run_attributes: dict[str, Any] = {semconv.SUPERVISOR_DECISIONS: len(records), semconv.SUPERVISOR_POLICY_FILE: policy_source}
     if window:

@@ -2,7 +2,7 @@
 
 An LLM or tool span that names its agent (``gen_ai.agent.name``, as alphatrace's own spans do) is
 counted at once. One that does not (the children of another instrumentation's agent span) belongs to
-the agent of its run (joined by ``agent.run_id``, else the trace id): when that run's root has not
+the agent of its run (joined by ``alphatrace.run.id``, else the trace id): when that run's root has not
 been read yet, the call is kept as a *deferred* record in the run's open entry
 (``bounds.P_DEFERRED``) and counted for the root's agent when the root comes
 (``consistency``); if it never comes (the run is evicted, or still open when the report is made), the

@@ -93,7 +93,7 @@ class AgentTally:
         self.first_start_ns = 0
         self.last_start_ns = 0
         self.day_runs: dict[int, list[int]] = {}
-        self.asof_runs: dict[int, list[int]] = {}  # agent.run.as_of day -> [ok, error, killed] runs
+        self.asof_runs: dict[int, list[int]] = {}  # alphatrace.run.as_of day -> [ok, error, killed] runs
         self.day_models: dict[tuple[int, str, bool], list[int]] = {}
         self.bad_token_values = 0
         self.llm_operations: dict[str, int] = {}  # LLM operation (chat, embeddings, ...) -> calls
@@ -244,7 +244,7 @@ class InputTally:
         self.spans_without_id = 0
         self.outside_window = 0
         self.other_spans = 0
-        self.supervisor_spans = 0  # supervisor.run / supervisor.decide: the supervisor's, no agent's
+        self.supervisor_spans = 0  # alphatrace.supervisor.run / alphatrace.supervisor.decide: the supervisor's, no agent's
         self.duplicate_run_roots = 0
         # open runs evicted (consistency.bound_open_runs): roots that waited for LLM spans (closed as
         # unchecked), and runs of LLM spans that waited for their root, with their spans

@@ -1,5 +1,6 @@
-"""The alpha events of a span: ``alpha.signal`` counted by symbol and direction and kept for scoring,
-``alpha.signal.invalid`` counted by reason, kill-switch read errors counted.
+"""The alpha events of a span: ``alphatrace.alpha.signal`` counted by symbol and direction and kept for
+scoring, ``alphatrace.alpha.signal.invalid`` counted by reason, kill-switch read errors counted (an
+old file's ``alpha.signal``, ... renamed first: ``reading.legacy_names``).
 
 A mixin of ``span_aggregator.SpanAggregator`` (as ``consistency.ConsistencyCheck`` is): the aggregator calls
 ``_events`` for every span that has events; the state it touches lives on the aggregator (``_days``,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from meta_supervisor.reading.legacy_names import is_old_event, upgrade_event
 from meta_supervisor.reading.otlp_schema import MAX_TIME_NS, Span, as_str
 from meta_supervisor.tally.aggregates import AgentTally
 from meta_supervisor.tally.bounds import DAY_ALPHA, DAY_ALPHA_INVALID, MAX_REASONS, bounded_key, label
@@ -84,6 +86,8 @@ class AlphaEvents:
         for event in span.events:
             position += 1
             name = event.name
+            if is_old_event(name):
+                name = upgrade_event(event)
             if name == _SIGNAL:
                 attributes = event.attributes
                 # fast path: symbol and direction first, in that order (as alphatrace writes them);

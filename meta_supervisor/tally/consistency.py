@@ -1,8 +1,8 @@
 """The consistency check: each run's root totals against the sum of its LLM spans, order-independent.
 
-Runs are joined by ``agent.run_id`` (the trace id when a span has none), whatever order and file the
+Runs are joined by ``alphatrace.run.id`` (the trace id when a span has none), whatever order and file the
 spans arrive in. A run stays open (``pending``) until its LLM span count reaches the root's
-``agent.run.llm_calls``; it is then closed as consistent or mismatched and remembered as a
+``alphatrace.run.llm_calls``; it is then closed as consistent or mismatched and remembered as a
 fingerprint in ``closed_runs``, so that
 
 * a second root span with the same run id is counted (``duplicate_run_roots``), not a second run;
@@ -71,9 +71,14 @@ from otel import semconv
 RUN_EVICTED, RUN_CONSISTENT, RUN_MISMATCHED, RUN_UNCHECKED = 0, 1, 2, 3
 AGENT_INDEX_UNKNOWN = 63
 EVICTED_STATE = RUN_EVICTED | AGENT_INDEX_UNKNOWN << 2
-EXTRA_LLM_SPANS = "more LLM spans than agent.run.llm_calls"
+EXTRA_LLM_SPANS = f"more LLM spans than {semconv.RUN_LLM_CALLS}"
 COST_ABS_TOLERANCE = 1e-9
 COST_REL_TOLERANCE = 1e-6
+
+
+def fewer_llm_spans(spans: int, calls: int) -> str:
+    """The mismatch of a run whose root counts more LLM calls than it has LLM spans."""
+    return f"fewer LLM spans than {semconv.RUN_LLM_CALLS} ({spans} of {calls})"
 
 
 class ConsistencyCheck:
@@ -324,7 +329,7 @@ class ConsistencyCheck:
 
 def _root_totals(attrs: dict) -> tuple | None:
     """(llm_calls, input, output, cached input tokens, cost, unpriced calls) from a root span, None
-    without ``agent.run.llm_calls``; a total that is absent (or unreadable) is None and not compared."""
+    without ``alphatrace.run.llm_calls``; a total that is absent (or unreadable) is None and not compared."""
     value = attrs.get(_RUN_LLM_CALLS)
     if value is None:
         return None
@@ -380,7 +385,7 @@ def mismatch_detail(entry: list) -> str | None:
         return EXTRA_LLM_SPANS
     differences = []
     if calls != entry[P_CALLS]:
-        differences.append(f"fewer LLM spans than agent.run.llm_calls ({entry[P_CALLS]} of {calls})")
+        differences.append(fewer_llm_spans(entry[P_CALLS], calls))
     if tokens_in is not None and tokens_in != entry[P_IN]:
         differences.append(f"input_tokens root={tokens_in} spans={entry[P_IN]}")
     if tokens_out is not None and tokens_out != entry[P_OUT]:

@@ -69,7 +69,7 @@ def span_ids(trace_id: str, span_id: str) -> bytes | tuple[str, str]:
 
 class SignalStore:
     """One agent's kept signals; ``total`` counts every usable signal offered (kept or superseded),
-    ``unusable`` the ``alpha.signal`` events that lack what scoring needs (a valid symbol, direction,
+    ``unusable`` the ``alphatrace.alpha.signal`` events that lack what scoring needs (a valid symbol, direction,
     prob_up in [0, 1], finite score, horizon >= 1, ISO as-of date)."""
 
     __slots__ = ("_index", "odd_ids", "rows", "symbol_ids", "symbols", "total", "unusable")
@@ -203,11 +203,11 @@ class SignalStore:
 NO_ROW = bytes(ROW_SIZE)
 
 
-# --- reading an alpha.signal event whatever its attribute order (span_aggregator has the fast path) ---
+# --- reading an alphatrace.alpha.signal event whatever its attribute order (span_aggregator has the fast path) ---
 
 
 def signal_values(attributes: list) -> tuple | None:
-    """(prob_up, score, horizon, as_of, tradable) of an alpha.signal event whatever the attribute
+    """(prob_up, score, horizon, as_of, tradable) of an alphatrace.alpha.signal event whatever the attribute
     order (first occurrence of a key counts), or None when a number or the as-of date is missing."""
     found: dict = {}
     for kv in attributes:

@@ -6,16 +6,20 @@ exporter retry: the same content) or as a conflicting one (other content: the fi
 ``gen_ai.operation.name``:
 
 * ``invoke_agent``: a run's root span: outcome, latency, kill reason, failing/slowest runs, its
-  ``alpha.signal`` / ``alpha.signal.invalid`` events, and the run totals it carries;
+  ``alphatrace.alpha.signal`` / ``alphatrace.alpha.signal.invalid`` events, and the run totals it
+  carries (never its ``gen_ai.usage.*``: they sum its LLM spans, which count themselves);
 * ``chat``: an LLM call: tokens by model (simulated calls kept apart, never priced);
 * spans of other instrumentations (``genai_spans.classify``: GenAI conventions, OpenInference,
   OpenLLMetry): their agent runs as runs, their LLM calls (``text_completion``, ``embeddings``, ...) as
   LLM calls, counted per operation too, their tool calls per agent and tool (``genai_spans.ToolSpans``);
-* ``supervisor.run`` / ``supervisor.decide`` (the supervisor's decisions, written into the same
+* ``alphatrace.supervisor.run`` / ``.decide`` (the supervisor's decisions, written into the same
   file by ``supervise --apply``): counted as ``supervisor_spans``, never as any agent's;
 * anything else: counted as "other" (its alpha events still count for its agent).
 
-The events (``alpha_events.AlphaEvents``): every usable ``alpha.signal`` event is also offered to its
+A span of a file written before the project namespace (``agent.run_id``, ``alpha.signal``, ...) is
+read under today's names (``reading.legacy_names``).
+
+The events (``alpha_events.AlphaEvents``): every usable ``alphatrace.alpha.signal`` event is also offered to its
 agent's ``SignalStore`` (the last signal per symbol and as-of day, for scoring), unless the
 aggregator was made with ``collect_signals=False``;
 with ``collect_runs=True`` each root span also becomes an ``alpha.records.RunRecord`` (for the
@@ -35,6 +39,7 @@ import datetime as dt
 import msgspec
 
 from alpha.records import RunRecord
+from meta_supervisor.reading.legacy_names import SUPERVISOR_SPAN_PREFIXES, is_old_span, upgrade_attributes
 from meta_supervisor.reading.otlp_schema import (
     MAX_TIME_NS,
     AnyValue,
@@ -111,7 +116,6 @@ _TOKENS_CACHED = semconv.GEN_AI_USAGE_CACHED_INPUT_TOKENS
 _OUTCOME = semconv.AGENT_RUN_OUTCOME
 _KILLED = semconv.OUTCOME_KILLED
 _RUN_AS_OF = semconv.AGENT_RUN_AS_OF
-_SUPERVISOR_PREFIX = "supervisor."
 STATUS_ERROR = 2
 MAX_TOKENS = 10**15  # more tokens than that in one call is a broken value, not a count
 MAX_LATENCY_NS = (1 << 63) - 1  # the latencies array holds signed 64-bit values: longer is a broken time
@@ -277,6 +281,8 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
                 continue
             counted += 1
             attrs = {kv.key: kv.value for kv in span.attributes}
+            if is_old_span(attrs):
+                upgrade_attributes(attrs)
             operation = attrs.get(_OP)
             operation = operation.stringValue if operation is not None else None
             if operation == _CHAT:
@@ -289,7 +295,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
                 self._run_span(span, attrs, start, end, fp, process, simulated)
             elif kind[0] == TOOL:
                 self._tool_span(span, attrs, start, end, operation, fp)
-            elif span.name.startswith(_SUPERVISOR_PREFIX):
+            elif span.name.startswith(SUPERVISOR_SPAN_PREFIXES):
                 inputs.supervisor_spans += 1  # a decision about an agent, not one of its spans
             else:
                 inputs.other_spans += 1

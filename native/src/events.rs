@@ -1,7 +1,9 @@
-//! The alpha events of a span (`meta_supervisor/tally/alpha_events.py`): `alpha.signal` counted by symbol
-//! and direction and kept for scoring, `alpha.signal.invalid` counted by reason, kill-switch read
-//! errors counted. Part of `part::Aggregator`.
+//! The alpha events of a span (`meta_supervisor/tally/alpha_events.py`): `alphatrace.alpha.signal`
+//! counted by symbol and direction and kept for scoring, `alphatrace.alpha.signal.invalid` counted by
+//! reason, kill-switch read errors counted; an old file's `alpha.signal`, ... read under today's names
+//! (`legacy.rs`). Part of `part::Aggregator`.
 
+use crate::legacy;
 use crate::part::{
     decline, Aggregator, DAY_ALPHA, DAY_ALPHA_INVALID, DAY_BITS, MAX_DISTINCT, MAX_HORIZON, MAX_LABEL, MAX_TIME_NS, NO_DIRECTION,
     NO_SYMBOL, OTHER_LABEL, R, TRADABLE_SHIFT,
@@ -17,12 +19,13 @@ impl Aggregator<'_, '_> {
     pub(crate) fn events(&mut self, index: usize, span: &Span, day: i64, fp: u64) -> R<()> {
         let mut ids: Option<Ids> = None;
         for (position, event) in span.events.iter().enumerate() {
-            match &*event.name {
-                "alpha.signal" => self.signal(index, span, event, position, day, fp, &mut ids)?,
-                "alpha.signal.invalid" => {
+            let old = legacy::current(&event.name);
+            match old.unwrap_or(&event.name) {
+                "alphatrace.alpha.signal" => self.signal(index, span, event, old.is_some(), position, day, fp, &mut ids)?,
+                "alphatrace.alpha.signal.invalid" => {
                     let mut reason = None;
                     for kv in &event.attributes {
-                        if &*kv.key == "alpha.invalid.reason" {
+                        if event_key(&kv.key, old.is_some()) == "alphatrace.alpha.invalid.reason" {
                             reason = as_str(kv.value.as_ref());
                         }
                     }
@@ -34,7 +37,7 @@ impl Aggregator<'_, '_> {
                     *tally.invalid_reasons.entry(&*key, || key.to_string(), || 0) += 1;
                     tally.day_runs.entry(&day, || day, || [0; 5])[DAY_ALPHA_INVALID] += 1;
                 }
-                "kill_switch.error" => self.agents[index].kill_switch_errors += 1,
+                "alphatrace.kill_switch.error" => self.agents[index].kill_switch_errors += 1,
                 _ => {}
             }
         }
@@ -42,18 +45,28 @@ impl Aggregator<'_, '_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn signal(&mut self, index: usize, span: &Span, event: &Event, position: usize, day_row: i64, fp: u64, ids: &mut Option<Ids>) -> R<()> {
+    fn signal(
+        &mut self,
+        index: usize,
+        span: &Span,
+        event: &Event,
+        old: bool,
+        position: usize,
+        day_row: i64,
+        fp: u64,
+        ids: &mut Option<Ids>,
+    ) -> R<()> {
         // the first occurrence of each key counts (signal_store.symbol_direction / signal_values)
         let mut found: [Option<Option<&AnyValue>>; 7] = [None; 7];
         for kv in &event.attributes {
-            let slot = match &*kv.key {
-                "alpha.symbol" => 0,
-                "alpha.direction" => 1,
-                "alpha.prob_up" => 2,
-                "alpha.score_final" => 3,
-                "alpha.horizon" => 4,
-                "alpha.as_of" => 5,
-                "alpha.tradable" => 6,
+            let slot = match event_key(&kv.key, old) {
+                "alphatrace.alpha.symbol" => 0,
+                "alphatrace.alpha.direction" => 1,
+                "alphatrace.alpha.prob_up" => 2,
+                "alphatrace.alpha.score_final" => 3,
+                "alphatrace.alpha.horizon" => 4,
+                "alphatrace.alpha.as_of" => 5,
+                "alphatrace.alpha.tradable" => 6,
                 _ => continue,
             };
             if found[slot].is_none() {
@@ -151,5 +164,14 @@ impl Aggregator<'_, '_> {
         };
         store.put(row, odd);
         Ok(())
+    }
+}
+
+/// An attribute key of an event, under today's name when the event is an old one (`legacy_names.upgrade_event`).
+fn event_key(key: &str, old_event: bool) -> &str {
+    if old_event {
+        legacy::current(key).unwrap_or(key)
+    } else {
+        key
     }
 }

@@ -11,6 +11,7 @@ mod content;
 mod events;
 mod join;
 mod kinds;
+mod legacy;
 mod part;
 mod schema;
 mod table_loops;

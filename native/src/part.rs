@@ -11,6 +11,7 @@
 use crate::content::{content_check, span_entry};
 use crate::join::{new_entry, sweep_every};
 use crate::kinds::{classify, run_agent_name, Kind};
+use crate::legacy;
 use crate::schema::{AnyValue, KeyValue, Span};
 use crate::tables::{FpMap, FpSet, PairRef};
 use crate::tallies::{push_top, Deferred, Entry, Inputs, Process, Store, Tally};
@@ -76,7 +77,7 @@ pub(crate) const EVICTED_STATE: u8 = (AGENT_INDEX_UNKNOWN as u8) << 2;
 pub(crate) const SWEEP_EVERY: usize = 4_096;
 /// `open_runs.EVICT_TO_EIGHTHS`
 pub(crate) const EVICT_TO_EIGHTHS: usize = 7;
-pub(crate) const EXTRA_LLM_SPANS: &str = "more LLM spans than agent.run.llm_calls";
+pub(crate) const EXTRA_LLM_SPANS: &str = "more LLM spans than alphatrace.run.llm_calls";
 
 pub const DAY_OK: usize = 0;
 pub const DAY_ERROR: usize = 1;
@@ -132,53 +133,75 @@ pub(crate) const SLOTS: usize = 37;
 
 pub(crate) type Attrs<'s, 'a> = [Option<&'s AnyValue<'a>>; SLOTS];
 
-/// `{kv.key: kv.value for kv in span.attributes}` for the keys read: the last occurrence wins.
+/// `{kv.key: kv.value for kv in span.attributes}` for the keys read: the last occurrence wins. A span
+/// of a file written before the project namespace (old keys, no `alphatrace.run.id`) is read under
+/// today's names, a key present under both keeping the new one's value (`legacy_names.upgrade_attributes`).
 fn span_attrs<'s, 'a>(attributes: &'s [KeyValue<'a>]) -> Attrs<'s, 'a> {
     let mut found: Attrs = [None; SLOTS];
+    let mut old: Option<Attrs> = None;
     for kv in attributes {
-        let slot = match &*kv.key {
-            "gen_ai.operation.name" => A_OP,
-            "gen_ai.agent.name" => A_AGENT,
-            "agent.run_id" => A_RUN_ID,
-            "agent.run.outcome" => A_OUTCOME,
-            "error.type" => A_ERROR_TYPE,
-            "agent.kill.reason" => A_KILL_REASON,
-            "alphatrace.telemetry.spans_dropped" => A_DROPPED,
-            "alphatrace.telemetry.spans_export_failed" => A_FAILED,
-            "gen_ai.response.model" => A_RESPONSE_MODEL,
-            "gen_ai.request.model" => A_REQUEST_MODEL,
-            "gen_ai.usage.input_tokens" => A_TOKENS_IN,
-            "gen_ai.usage.output_tokens" => A_TOKENS_OUT,
-            "gen_ai.usage.cache_read.input_tokens" => A_TOKENS_CACHED,
-            "agent.run.llm_calls" => A_RUN_CALLS,
-            "agent.run.cost_usd" => A_RUN_COST,
-            "agent.run.input_tokens" => A_RUN_IN,
-            "agent.run.output_tokens" => A_RUN_OUT,
-            "agent.run.cached_input_tokens" => A_RUN_CACHED,
-            "agent.run.unpriced_llm_calls" => A_RUN_UNPRICED,
-            "agent.run.as_of" => A_RUN_AS_OF,
-            "openinference.span.kind" => A_OPENINFERENCE_KIND,
-            "traceloop.span.kind" => A_TRACELOOP_KIND,
-            "llm.request.type" => A_REQUEST_TYPE,
-            "agent.name" => A_OPENINFERENCE_AGENT,
-            "traceloop.entity.name" => A_TRACELOOP_ENTITY,
-            "gen_ai.tool.name" => A_TOOL_NAME,
-            "tool.name" => A_OPENINFERENCE_TOOL,
-            "llm.response.model_name" => A_OPENINFERENCE_RESPONSE_MODEL,
-            "llm.model_name" => A_OPENINFERENCE_MODEL,
-            "llm.request.model_name" => A_OPENINFERENCE_REQUEST_MODEL,
-            "embedding.model_name" => A_EMBEDDING_MODEL,
-            "gen_ai.usage.prompt_tokens" => A_PROMPT_TOKENS,
-            "llm.token_count.prompt" => A_OPENINFERENCE_PROMPT,
-            "gen_ai.usage.completion_tokens" => A_COMPLETION_TOKENS,
-            "llm.token_count.completion" => A_OPENINFERENCE_COMPLETION,
-            "gen_ai.usage.cache_read_input_tokens" => A_TRACELOOP_CACHE_READ,
-            "llm.token_count.prompt_details.cache_read" => A_OPENINFERENCE_CACHE_READ,
-            _ => continue,
-        };
-        found[slot] = kv.value.as_ref();
+        if let Some(slot) = slot_of(&kv.key) {
+            found[slot] = kv.value.as_ref();
+        } else if legacy::may_be_old_key(&kv.key) {
+            if let Some(slot) = legacy::current(&kv.key).and_then(slot_of) {
+                old.get_or_insert([None; SLOTS])[slot] = kv.value.as_ref();
+            }
+        }
+    }
+    if let Some(old) = old {
+        if found[A_RUN_ID].is_none() {
+            for (slot, value) in found.iter_mut().zip(old) {
+                if slot.is_none() {
+                    *slot = value;
+                }
+            }
+        }
     }
     found
+}
+
+/// The slot of a span attribute key the report reads.
+fn slot_of(key: &str) -> Option<usize> {
+    Some(match key {
+        "gen_ai.operation.name" => A_OP,
+        "gen_ai.agent.name" => A_AGENT,
+        "alphatrace.run.id" => A_RUN_ID,
+        "alphatrace.run.outcome" => A_OUTCOME,
+        "error.type" => A_ERROR_TYPE,
+        "alphatrace.kill.reason" => A_KILL_REASON,
+        "alphatrace.telemetry.spans_dropped" => A_DROPPED,
+        "alphatrace.telemetry.spans_export_failed" => A_FAILED,
+        "gen_ai.response.model" => A_RESPONSE_MODEL,
+        "gen_ai.request.model" => A_REQUEST_MODEL,
+        "gen_ai.usage.input_tokens" => A_TOKENS_IN,
+        "gen_ai.usage.output_tokens" => A_TOKENS_OUT,
+        "gen_ai.usage.cache_read.input_tokens" => A_TOKENS_CACHED,
+        "alphatrace.run.llm_calls" => A_RUN_CALLS,
+        "alphatrace.run.cost_usd" => A_RUN_COST,
+        "alphatrace.run.input_tokens" => A_RUN_IN,
+        "alphatrace.run.output_tokens" => A_RUN_OUT,
+        "alphatrace.run.cached_input_tokens" => A_RUN_CACHED,
+        "alphatrace.run.unpriced_llm_calls" => A_RUN_UNPRICED,
+        "alphatrace.run.as_of" => A_RUN_AS_OF,
+        "openinference.span.kind" => A_OPENINFERENCE_KIND,
+        "traceloop.span.kind" => A_TRACELOOP_KIND,
+        "llm.request.type" => A_REQUEST_TYPE,
+        "agent.name" => A_OPENINFERENCE_AGENT,
+        "traceloop.entity.name" => A_TRACELOOP_ENTITY,
+        "gen_ai.tool.name" => A_TOOL_NAME,
+        "tool.name" => A_OPENINFERENCE_TOOL,
+        "llm.response.model_name" => A_OPENINFERENCE_RESPONSE_MODEL,
+        "llm.model_name" => A_OPENINFERENCE_MODEL,
+        "llm.request.model_name" => A_OPENINFERENCE_REQUEST_MODEL,
+        "embedding.model_name" => A_EMBEDDING_MODEL,
+        "gen_ai.usage.prompt_tokens" => A_PROMPT_TOKENS,
+        "llm.token_count.prompt" => A_OPENINFERENCE_PROMPT,
+        "gen_ai.usage.completion_tokens" => A_COMPLETION_TOKENS,
+        "llm.token_count.completion" => A_OPENINFERENCE_COMPLETION,
+        "gen_ai.usage.cache_read_input_tokens" => A_TRACELOOP_CACHE_READ,
+        "llm.token_count.prompt_details.cache_read" => A_OPENINFERENCE_CACHE_READ,
+        _ => return None,
+    })
 }
 
 // --- the aggregator (span_aggregator.SpanAggregator) -------------------------------------------------
@@ -288,7 +311,11 @@ impl<'py, 't> Aggregator<'py, 't> {
                     Kind::Llm(op) => self.llm_span(span, &attrs, start, simulated, op)?,
                     Kind::Run => self.run_span(span, &attrs, start, fp, process)?,
                     Kind::Tool => self.tool_span(span, &attrs, start, end, fp)?,
-                    Kind::Other if span.name.starts_with("supervisor.") => self.inputs.supervisor_spans += 1,
+                    Kind::Other
+                        if span.name.starts_with("alphatrace.supervisor.") || span.name.starts_with(legacy::OLD_SUPERVISOR_SPAN_PREFIX) =>
+                    {
+                        self.inputs.supervisor_spans += 1
+                    }
                     Kind::Other => {
                         self.inputs.other_spans += 1;
                         if !span.events.is_empty() {
