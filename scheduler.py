@@ -39,7 +39,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from agents.base import AgentContext
 from alpha.emit import emit_alpha_signal
@@ -308,6 +309,19 @@ def replay_days(market: MarketData, fleet: FleetConfig, start: date, cycles: int
     return days[:cycles]
 
 
+def observe_kill_switch(meter: Meter, kill_switch: KillSwitch, agent_names: list[str]) -> None:
+    """The kill switch's state as a gauge per agent of this fleet (1 killed, 0 not), read at each
+    metrics collection: the same cheap check a run makes (a stat, parsed only when changed)."""
+
+    def killed(options: CallbackOptions) -> Iterable[Observation]:
+        for name in agent_names:
+            yield Observation(int(kill_switch.check(name).killed), {semconv.GEN_AI_AGENT_NAME: name})
+
+    meter.create_observable_gauge(
+        semconv.METRIC_KILL_SWITCH_KILLED, [killed], unit="1", description="Agent killed by the kill switch (1) or not (0)"
+    )
+
+
 def build_fleet(
     fleet: FleetConfig,
     telemetry: Telemetry,
@@ -327,6 +341,7 @@ def build_fleet(
     check_members(agents, params, fleet.agents, fleet.source, fleet.elsewhere)  # a typo, or a member on another shard
     run_stages(agents, params)  # a cycle is refused at start-up
     runner = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
+    observe_kill_switch(telemetry.meter(), kill_switch, sorted(agents))
     supervise = None
     if fleet.supervisor is not None and fleet.supervisor.runs_on(fleet.shard):
         # imported only when configured: the report's modules are not needed to run agents

@@ -36,6 +36,8 @@ RUN_STOP_REASON = "alphatrace.run.stop_reason"
 STEP_LLM_CALL = "llm_call"
 STEP_TOOL_STEP = "tool_step"
 STEPS = (STEP_LLM_CALL, STEP_TOOL_STEP)
+# on a budget_exceeded run: which budget (run_cost | day_cost | run_tokens | fleet_day_cost)
+BUDGET_NAME = "alphatrace.budget.name"
 # on a live run whose data is stale (services/data_freshness.py): refused (outcome stale_data) or run
 # on the last bar (outcome ok, agent.run.as_of the last bar's date)
 STALE_REASON = "agent.stale.reason"
@@ -199,3 +201,20 @@ SUPERVISOR_WINDOW_FIRST = "supervisor.window.first"
 SUPERVISOR_WINDOW_LAST = "supervisor.window.last"
 SUPERVISOR_DECISIONS = "supervisor.decisions"  # on the run span: decisions made
 SUPERVISOR_FIGURE_PREFIX = "supervisor.figure."  # + figure name (error_rate, ic, p95_latency_ms, ...)
+
+# --- metrics (otel/span_metrics.py, docs/telemetry-contract.md "Metrics") ----------------------
+# The official OpenAI instrumentation adds gen_ai.client.token.usage and gen_ai.client.operation.duration.
+METRIC_AGENT_RUNS = "alphatrace.agent.runs"  # {run}, by gen_ai.agent.name and alphatrace.run.outcome
+METRIC_INVOKE_AGENT_DURATION = "gen_ai.invoke_agent.duration"  # s (the name opentelemetry-util-genai uses)
+METRIC_LLM_COST = "alphatrace.llm.cost"  # USD, by agent and gen_ai.request.model
+METRIC_LLM_TOKENS = "alphatrace.llm.tokens"  # {token}, by agent, model and gen_ai.token.type
+METRIC_LLM_UNPRICED_CALLS = "alphatrace.llm.unpriced_calls"  # {call}, by agent
+METRIC_ALPHA_SIGNALS = "alphatrace.alpha.signals"  # {signal}, by agent and alpha direction
+METRIC_ALPHA_SIGNALS_INVALID = "alphatrace.alpha.signals.invalid"  # {signal}, by agent
+METRIC_BUDGET_STOPS = "alphatrace.budget.stops"  # {run}, by agent and alphatrace.budget.name
+METRIC_SPANS_DROPPED = "alphatrace.telemetry.spans_dropped"  # {span}, observed, cumulative per process
+METRIC_SPANS_EXPORT_FAILED = "alphatrace.telemetry.spans_export_failed"  # {span}, observed
+METRIC_KILL_SWITCH_KILLED = "alphatrace.kill_switch.killed"  # gauge 1/0, by agent of the fleet
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"  # input | output
+TOKEN_TYPE_INPUT = "input"
+TOKEN_TYPE_OUTPUT = "output"
