@@ -56,10 +56,11 @@ from otel import semconv
 from otel.provider import Telemetry, configure_telemetry
 from otel.redaction import install_log_redaction
 from otel.run_context import RunStopped, RunTelemetry, get_current_run
+from otel.span_accounting import AccountingSnapshot
 from services.agent_run_wrapper import AgentRunWrapper
 from services.agent_status import AgentStatusBook
 from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client, resolve_llm_settings
-from services.alerts import ALERT_KILL_SWITCH_BAD_EDIT, Alert, AlertSink, NoAlerts, alerts_from_env
+from services.alerts import ALERT_KILL_SWITCH_BAD_EDIT, ALERT_TELEMETRY_LOSS, Alert, AlertSink, NoAlerts, alerts_from_env
 from services.alerts import stamp as alert_stamp
 from services.clock import Clock, ReplayClock, WallClock
 from services.config_error import ConfigError
@@ -322,6 +323,22 @@ def observe_kill_switch(meter: Meter, kill_switch: KillSwitch, agent_names: list
     )
 
 
+def alert_on_telemetry_loss(telemetry: Telemetry, alerts: AlertSink) -> None:
+    """An alert when the process loses spans or its exporter is stuck (as often as it is warned
+    about, then deduplicated by the sink): a person learns that traces and the report are incomplete."""
+
+    def tell(snapshot: AccountingSnapshot, what: str) -> None:
+        figures = {
+            "spans_dropped": snapshot.dropped,
+            "spans_export_failed": snapshot.export_failed,
+            "spans_queued": snapshot.queued,
+            "exporter": telemetry.export.describe(),
+        }
+        alerts.send(Alert(ALERT_TELEMETRY_LOSS, "*", what, figures, at=alert_stamp()))
+
+    telemetry.accounting.loss_listeners.append(tell)
+
+
 def build_fleet(
     fleet: FleetConfig,
     telemetry: Telemetry,
@@ -342,6 +359,8 @@ def build_fleet(
     run_stages(agents, params)  # a cycle is refused at start-up
     runner = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
     observe_kill_switch(telemetry.meter(), kill_switch, sorted(agents))
+    if alerts is not None:
+        alert_on_telemetry_loss(telemetry, alerts)
     supervise = None
     if fleet.supervisor is not None and fleet.supervisor.runs_on(fleet.shard):
         # imported only when configured: the report's modules are not needed to run agents
