@@ -270,7 +270,7 @@ class Alphatrace(Variant):
     name = "alphatrace"
     exports_off_thread = True
 
-    env: dict[str, str] = {}  # the default: metrics to the embedded file beside the traces
+    env: tuple[tuple[str, str], ...] = ()  # the default: metrics to the embedded file beside the traces
 
     def __init__(self, folder: Path, export_handoff: bool = True) -> None:
         from alpha.emit import emit_alpha_signal
@@ -316,7 +316,7 @@ class AlphatraceNoMetrics(Alphatrace):
     metrics on the export thread)."""
 
     name = "alphatrace_no_metrics"
-    env = {"OTEL_METRICS_EXPORTER": "none"}
+    env = (("OTEL_METRICS_EXPORTER", "none"),)
 
 
 def make_variant(name: str, folder: Path, **options: Any) -> Variant:

@@ -9,6 +9,7 @@ Reads no environment variables.
 SERVICE_NAME_DEFAULT = "alphatrace"
 RESOURCE_LLM_SIMULATED = "alphatrace.llm.simulated"
 RESOURCE_SHARD = "alphatrace.shard"  # the fleet shard a scheduler process runs (agents.*.shard)
+RESOURCE_SAMPLING = "alphatrace.sampling"  # set by a tail-sampling collector (collector-config.yaml): how the file was sampled
 HOST_NAME = "host.name"  # standard resource key: the host a sharded scheduler runs on
 SERVICE_NAME = "service.name"  # the SDK's standard resource keys, read by the report
 SERVICE_INSTANCE_ID = "service.instance.id"  # one per process (the SDK makes a UUID)
