@@ -39,7 +39,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from agents.base import AgentContext
 from alpha.emit import emit_alpha_signal
@@ -55,10 +56,11 @@ from otel import semconv
 from otel.provider import Telemetry, configure_telemetry
 from otel.redaction import install_log_redaction
 from otel.run_context import RunStopped, RunTelemetry, get_current_run
+from otel.span_accounting import AccountingSnapshot
 from services.agent_run_wrapper import AgentRunWrapper
 from services.agent_status import AgentStatusBook
 from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client, resolve_llm_settings
-from services.alerts import ALERT_KILL_SWITCH_BAD_EDIT, Alert, AlertSink, NoAlerts, alerts_from_env
+from services.alerts import ALERT_KILL_SWITCH_BAD_EDIT, ALERT_TELEMETRY_LOSS, Alert, AlertSink, NoAlerts, alerts_from_env
 from services.alerts import stamp as alert_stamp
 from services.clock import Clock, ReplayClock, WallClock
 from services.config_error import ConfigError
@@ -308,6 +310,35 @@ def replay_days(market: MarketData, fleet: FleetConfig, start: date, cycles: int
     return days[:cycles]
 
 
+def observe_kill_switch(meter: Meter, kill_switch: KillSwitch, agent_names: list[str]) -> None:
+    """The kill switch's state as a gauge per agent of this fleet (1 killed, 0 not), read at each
+    metrics collection: the same cheap check a run makes (a stat, parsed only when changed)."""
+
+    def killed(options: CallbackOptions) -> Iterable[Observation]:
+        for name in agent_names:
+            yield Observation(int(kill_switch.check(name).killed), {semconv.GEN_AI_AGENT_NAME: name})
+
+    meter.create_observable_gauge(
+        semconv.METRIC_KILL_SWITCH_KILLED, [killed], unit="1", description="Agent killed by the kill switch (1) or not (0)"
+    )
+
+
+def alert_on_telemetry_loss(telemetry: Telemetry, alerts: AlertSink) -> None:
+    """An alert when the process loses spans or its exporter is stuck (as often as it is warned
+    about, then deduplicated by the sink): a person learns that traces and the report are incomplete."""
+
+    def tell(snapshot: AccountingSnapshot, what: str) -> None:
+        figures = {
+            "spans_dropped": snapshot.dropped,
+            "spans_export_failed": snapshot.export_failed,
+            "spans_queued": snapshot.queued,
+            "exporter": telemetry.export.describe(),
+        }
+        alerts.send(Alert(ALERT_TELEMETRY_LOSS, "*", what, figures, at=alert_stamp()))
+
+    telemetry.accounting.loss_listeners.append(tell)
+
+
 def build_fleet(
     fleet: FleetConfig,
     telemetry: Telemetry,
@@ -327,6 +358,9 @@ def build_fleet(
     check_members(agents, params, fleet.agents, fleet.source, fleet.elsewhere)  # a typo, or a member on another shard
     run_stages(agents, params)  # a cycle is refused at start-up
     runner = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
+    observe_kill_switch(telemetry.meter(), kill_switch, sorted(agents))
+    if alerts is not None:
+        alert_on_telemetry_loss(telemetry, alerts)
     supervise = None
     if fleet.supervisor is not None and fleet.supervisor.runs_on(fleet.shard):
         # imported only when configured: the report's modules are not needed to run agents

@@ -58,7 +58,7 @@ SIGNALS = [
     }
     for s in ("SPX", "IXIC", "WTI")
 ]
-VARIANTS = ("bare", "seed_jsonl", "otel_plain", "alphatrace")
+VARIANTS = ("bare", "seed_jsonl", "otel_plain", "alphatrace", "alphatrace_no_metrics")
 SPANS_PER_RUN = 2  # the run's root span and the LLM call's span (the signals are events on the root)
 
 
@@ -271,13 +271,15 @@ class Alphatrace(Variant):
     name = "alphatrace"
     exports_off_thread = True
 
+    env: tuple[tuple[str, str], ...] = ()  # the default: metrics to the embedded file beside the traces
+
     def __init__(self, folder: Path, export_handoff: bool = True) -> None:
         from alpha.emit import emit_alpha_signal
         from otel.provider import configure_telemetry
         from services.agent_run_wrapper import AgentRunWrapper
 
         options = {} if export_handoff else {"export_handoff": False}  # earlier trees have no such option
-        self.telemetry = configure_telemetry(trace_file=folder / "traces.jsonl", llm_simulated=True, env={}, **options)
+        self.telemetry = configure_telemetry(trace_file=folder / "traces.jsonl", llm_simulated=True, env=dict(self.env), **options)
         self.wrapper = AgentRunWrapper(self.telemetry.tracer(), accounting=self.telemetry.accounting)
         analysis = openai_analysis()
 
@@ -309,6 +311,21 @@ class Alphatrace(Variant):
         self.telemetry.shutdown(timeout_seconds=30)
 
 
+class AlphatraceNoMetrics(Alphatrace):
+    """alphatrace with metrics off (``OTEL_METRICS_EXPORTER=none``): the difference to ``alphatrace``
+    is what the metrics cost a run (the instrumentation's histograms on the agent's thread, the agent
+    metrics on the export thread)."""
+
+    name = "alphatrace_no_metrics"
+    env = (("OTEL_METRICS_EXPORTER", "none"),)
+
+
 def make_variant(name: str, folder: Path, **options: Any) -> Variant:
-    classes = {"bare": Bare, "seed_jsonl": SeedJsonl, "otel_plain": OtelPlain, "alphatrace": Alphatrace}
+    classes = {
+        "bare": Bare,
+        "seed_jsonl": SeedJsonl,
+        "otel_plain": OtelPlain,
+        "alphatrace": Alphatrace,
+        "alphatrace_no_metrics": AlphatraceNoMetrics,
+    }
     return classes[name](folder, **options)

@@ -103,8 +103,15 @@ def _file_lock(fd: int) -> Iterator[None]:
 
 
 class CollectorFileExporter(SpanExporter):
-    def __init__(self, path: str | os.PathLike, clock: Callable[[], float] = time.monotonic, report_every_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        clock: Callable[[], float] = time.monotonic,
+        report_every_seconds: float = 60.0,
+        noun: str = "spans",
+    ) -> None:
         self.path = Path(path)
+        self.noun = noun  # what a line's items are, in log lines: spans, metric points
         self._fd: int | None = None
         self._lock = threading.Lock()
         self._rate = RateLimit(report_every_seconds, clock)
@@ -191,23 +198,36 @@ class CollectorFileExporter(SpanExporter):
             self.spans_failed += len(spans)
             report_internal_error(logger, f"could not encode {len(spans)} spans")
             return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS if self.write_line(line, len(spans)) else SpanExportResult.FAILURE
+
+    def write_line(self, line: bytes, count: int) -> bool:
+        """Append one encoded line of ``count`` items (spans, or metric points for
+        ``otel/metrics.py``) with every guarantee above; False when it failed (reported)."""
         with self._lock:
+            if self._closed:
+                self.spans_failed += count
+                return False
             try:
                 fd = self._open()
                 with _file_lock(fd):  # so another writer's repair never cuts a line being written
                     self._append(fd, line)
             except OSError as exc:
                 self._close_fd()
-                self._report_failure(len(spans), exc)
-                return SpanExportResult.FAILURE
+                self._report_failure(count, exc)
+                return False
             if self._failure is not None:
                 logger.warning(
-                    "alphatrace: writing spans to %s works again (%s: %d spans failed)", self.path, self._failure, self._failure_spans
+                    "alphatrace: writing %s to %s works again (%s: %d %s failed)",
+                    self.noun,
+                    self.path,
+                    self._failure,
+                    self._failure_spans,
+                    self.noun,
                 )
                 self._failure = None
             self.lines_written += 1
-            self.spans_written += len(spans)
-        return SpanExportResult.SUCCESS
+            self.spans_written += count
+        return True
 
     def _report_failure(self, count: int, exc: OSError) -> None:
         """A new cause is logged at once; the same cause again at most once per interval, with a count."""
@@ -218,17 +238,21 @@ class CollectorFileExporter(SpanExporter):
             self._rate.reset()
             self._rate.ready()
             logger.error(
-                "alphatrace: cannot write spans to %s: %s: %d spans failed; spans are dropped until it works again "
-                "(repeated at most every %.0f s)",
+                "alphatrace: cannot write %s to %s: %s: %d %s failed; %s are dropped until it works again (repeated at most every %.0f s)",
+                self.noun,
                 self.path,
                 cause,
                 count,
+                self.noun,
+                self.noun,
                 self._rate.every,
             )
             return
         self._failure_spans += count
         if self._rate.ready():
-            logger.warning("alphatrace: still cannot write spans to %s: %s: %d spans failed", self.path, cause, self._failure_spans)
+            logger.warning(
+                "alphatrace: still cannot write %s to %s: %s: %d %s failed", self.noun, self.path, cause, self._failure_spans, self.noun
+            )
 
     def _close_fd(self) -> None:
         if self._fd is not None:

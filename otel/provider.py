@@ -37,6 +37,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -46,10 +49,12 @@ from opentelemetry.trace import Tracer
 from otel import semconv
 from otel.export_handoff import ExportHandoff, export_handoff_for
 from otel.file_exporter import CollectorFileExporter, special_file_kind
+from otel.metrics import MetricsChoice, build_meter_provider, build_metric_exporter, choose_metrics_export
 from otel.redacting_exporter import RedactingSpanExporter
 from otel.run_context import RunAttributesSpanProcessor
 from otel.run_spans import RunSpanProcessor
 from otel.span_accounting import DEFAULT_STALL_SECONDS, CountingSpanExporter, SpanAccounting, Watchdog
+from otel.span_metrics import AgentMetrics, SpanMetricsExporter
 from settings.config_error import ConfigError, env_number
 
 logger = logging.getLogger(__name__)
@@ -237,8 +242,12 @@ class Telemetry:
         accounting: SpanAccounting | None = None,
         watchdog: Watchdog | None = None,
         handoff: ExportHandoff | None = None,
+        meter_provider: MeterProvider | None = None,
+        metrics: MetricsChoice | None = None,
     ) -> None:
         self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider or MeterProvider(shutdown_on_exit=False)
+        self.metrics = metrics or MetricsChoice("none")
         self.handoff = handoff  # None without a batch processor (or when turned off)
         self.export = export
         self.exporter = exporter
@@ -251,18 +260,24 @@ class Telemetry:
     def tracer(self, name: str = TRACER_NAME) -> Tracer:
         return self.tracer_provider.get_tracer(name, package_version())
 
+    def meter(self, name: str = TRACER_NAME) -> Meter:
+        return self.meter_provider.get_meter(name, package_version())
+
     def instrument_openai(self) -> None:
-        """Turn on the official OpenAI instrumentation against this provider (undone by shutdown)."""
+        """Turn on the official OpenAI instrumentation against these providers (undone by shutdown):
+        its spans, and its ``gen_ai.client.*`` metrics."""
         from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
 
         instrumentor = OpenAIInstrumentor()
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
-        instrumentor.instrument(tracer_provider=self.tracer_provider)
+        instrumentor.instrument(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
         self._instrumentor = instrumentor
 
     def force_flush(self, timeout_seconds: float = 10.0) -> bool:
-        return self.tracer_provider.force_flush(int(timeout_seconds * 1000))
+        """Spans first (the agent metrics are recorded as they are exported), then metrics."""
+        spans = self.tracer_provider.force_flush(int(timeout_seconds * 1000))
+        return self.meter_provider.force_flush(int(timeout_seconds * 1000)) and spans
 
     def shutdown(self, timeout_seconds: float = 10.0) -> bool:
         """Flush and stop, waiting at most ``timeout_seconds`` (the SDK alone can block far longer
@@ -274,7 +289,12 @@ class Telemetry:
         if self._instrumentor is not None:
             self._instrumentor.uninstrument()
             self._instrumentor = None
-        worker = threading.Thread(target=self.tracer_provider.shutdown, name="alphatrace-telemetry-shutdown", daemon=True)
+
+        def stop() -> None:
+            self.tracer_provider.shutdown()  # spans first: exporting them records the agent metrics
+            self.meter_provider.shutdown()  # then the last collection of metrics
+
+        worker = threading.Thread(target=stop, name="alphatrace-telemetry-shutdown", daemon=True)
         worker.start()
         worker.join(timeout_seconds)
         if self._watchdog is not None:
@@ -306,8 +326,11 @@ def configure_telemetry(
     register_atexit: bool = False,
     env: Mapping[str, str] | None = None,
     export_handoff: bool = True,
+    metric_reader: MetricReader | None = None,
 ) -> Telemetry:
-    """Build the provider. ``exporter`` (e.g. an ``InMemorySpanExporter`` in tests) beats the env.
+    """Build the providers. ``exporter`` (e.g. an ``InMemorySpanExporter`` in tests) beats the env;
+    with it, metrics go to ``metric_reader`` only (e.g. an ``InMemoryMetricReader``), else where
+    ``otel/metrics.py`` says.
     ``export_handoff=False`` turns off the export hand-off (``otel/export_handoff.py``): for the
     benchmarks that show what it prevents."""
     env = os.environ if env is None else env
@@ -320,8 +343,18 @@ def configure_telemetry(
         exporter = build_exporter(choice)
     disabled = (env.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true"
     limits = SpanLimits()  # the SDK's default, from OTEL_*_LIMIT; kept for RunSpanProcessor
+    resource = build_resource(service_name, llm_simulated, resource_attributes)
+    metrics_choice = (
+        MetricsChoice("custom" if metric_reader else "none")
+        if choice.kind == "custom"
+        else choose_metrics_export(choice.kind, choice.trace_file, env)
+    )
+    if metric_reader is not None or disabled:
+        meter_provider = MeterProvider(resource=resource, metric_readers=[] if disabled else [metric_reader], shutdown_on_exit=False)
+    else:
+        meter_provider = build_meter_provider(resource, build_metric_exporter(metrics_choice))
     provider = TracerProvider(
-        resource=build_resource(service_name, llm_simulated, resource_attributes),
+        resource=resource,
         id_generator=id_generator,
         shutdown_on_exit=False,
         span_limits=limits,
@@ -335,7 +368,8 @@ def configure_telemetry(
         # Busy agent threads give the export thread its turn when the queue backs up (the hand-off
         # needs the batch processor's queue, so it is made once the processor exists).
         counting = CountingSpanExporter(exporter, accounting)
-        batching = processor_factory(RedactingSpanExporter(counting))
+        agent_metrics = AgentMetrics(meter_provider.get_meter(TRACER_NAME, package_version()), accounting.losses)
+        batching = processor_factory(RedactingSpanExporter(SpanMetricsExporter(counting, agent_metrics)))
         handoff = counting.handoff = export_handoff_for(batching) if export_handoff else None
         # One processor on the agent's thread: the run's ids on its spans, counting, the hand-off,
         # and run root spans finished on the export thread (otel/run_spans.py).
@@ -343,7 +377,7 @@ def configure_telemetry(
         watchdog = Watchdog(accounting, every_seconds=min(5.0, stall_seconds / 2)).start()
     else:
         provider.add_span_processor(RunAttributesSpanProcessor())
-    telemetry = Telemetry(provider, choice, exporter, accounting, watchdog, handoff)
+    telemetry = Telemetry(provider, choice, exporter, accounting, watchdog, handoff, meter_provider, metrics_choice)
     if instrument_openai:
         telemetry.instrument_openai()
     if register_atexit:

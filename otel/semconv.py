@@ -14,6 +14,7 @@ PROJECT_PREFIX = "alphatrace."
 SERVICE_NAME_DEFAULT = "alphatrace"
 RESOURCE_LLM_SIMULATED = "alphatrace.llm.simulated"
 RESOURCE_SHARD = "alphatrace.shard"  # the fleet shard a scheduler process runs (agents.*.shard)
+RESOURCE_SAMPLING = "alphatrace.sampling"  # set by a tail-sampling collector (collector-config.yaml): how the file was sampled
 HOST_NAME = "host.name"  # standard resource key: the host a sharded scheduler runs on
 SERVICE_NAME = "service.name"  # the SDK's standard resource keys, read by the report
 SERVICE_INSTANCE_ID = "service.instance.id"  # one per process (the SDK makes a UUID)
@@ -41,6 +42,8 @@ RUN_STOP_REASON = "alphatrace.run.stop_reason"
 STEP_LLM_CALL = "llm_call"
 STEP_TOOL_STEP = "tool_step"
 STEPS = (STEP_LLM_CALL, STEP_TOOL_STEP)
+# on a budget_exceeded run: which budget (run_cost | day_cost | run_tokens | fleet_day_cost)
+BUDGET_NAME = "alphatrace.budget.name"
 # on a live run whose data is stale (services/data_freshness.py): refused (outcome stale_data) or run
 # on the last bar (outcome ok, alphatrace.run.as_of the last bar's date)
 STALE_REASON = "alphatrace.stale.reason"
@@ -278,3 +281,19 @@ LEGACY_NAMES = {
 LEGACY_PREFIXES = {"supervisor.figure.": SUPERVISOR_FIGURE_PREFIX}
 # The old supervisor span names (LEGACY_NAMES above) began with this.
 LEGACY_SUPERVISOR_SPAN_PREFIX = "supervisor."
+# --- metrics (otel/span_metrics.py, docs/telemetry-contract.md "Metrics") ----------------------
+# The official OpenAI instrumentation adds gen_ai.client.token.usage and gen_ai.client.operation.duration.
+METRIC_AGENT_RUNS = "alphatrace.agent.runs"  # {run}, by gen_ai.agent.name and alphatrace.run.outcome
+METRIC_INVOKE_AGENT_DURATION = "gen_ai.invoke_agent.duration"  # s (the name opentelemetry-util-genai uses)
+METRIC_LLM_COST = "alphatrace.llm.cost"  # USD, by agent and gen_ai.request.model
+METRIC_LLM_TOKENS = "alphatrace.llm.tokens"  # {token}, by agent, model and gen_ai.token.type
+METRIC_LLM_UNPRICED_CALLS = "alphatrace.llm.unpriced_calls"  # {call}, by agent
+METRIC_ALPHA_SIGNALS = "alphatrace.alpha.signals"  # {signal}, by agent and alpha direction
+METRIC_ALPHA_SIGNALS_INVALID = "alphatrace.alpha.signals.invalid"  # {signal}, by agent
+METRIC_BUDGET_STOPS = "alphatrace.budget.stops"  # {run}, by agent and alphatrace.budget.name
+METRIC_SPANS_DROPPED = "alphatrace.telemetry.spans_dropped"  # {span}, observed, cumulative per process
+METRIC_SPANS_EXPORT_FAILED = "alphatrace.telemetry.spans_export_failed"  # {span}, observed
+METRIC_KILL_SWITCH_KILLED = "alphatrace.kill_switch.killed"  # gauge 1/0, by agent of the fleet
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"  # input | output
+TOKEN_TYPE_INPUT = "input"
+TOKEN_TYPE_OUTPUT = "output"

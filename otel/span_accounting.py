@@ -95,6 +95,9 @@ class SpanAccounting:
         self._exports: dict[int, tuple[float, int]] = {}  # in progress: token -> (started, spans)
         self._next_token = 0
         self._stall_warned: set[int] = set()
+        # Called with (snapshot, what happened) when a loss or a stall is warned about (at most once
+        # per interval each): the scheduler's telemetry-loss alert. Never blocks, never raises here.
+        self.loss_listeners: list[Callable[[AccountingSnapshot, str], None]] = []
 
     @property
     def warned_lost(self) -> int:
@@ -162,6 +165,7 @@ class SpanAccounting:
             stalled = self._stalled_export()
         if losing:
             logger.warning("alphatrace telemetry is losing spans: %s", snap.describe())
+            self._tell(snap, f"telemetry is losing spans ({self._exporter_label})")
         if stalled:
             seconds, count = stalled
             logger.warning(
@@ -173,7 +177,15 @@ class SpanAccounting:
                 self.stall_seconds,
                 snap.describe(),
             )
+            self._tell(snap, f"{self._exporter_label} has been stuck in one export of {count} spans for {seconds:.0f} s")
         return snap
+
+    def _tell(self, snap: AccountingSnapshot, what: str) -> None:
+        for listener in list(self.loss_listeners):
+            try:
+                listener(snap, what)
+            except Exception:
+                report_internal_error(logger, "a telemetry-loss listener failed")
 
     def _stalled_export(self) -> tuple[float, int] | None:
         """The oldest export in progress for ``stall_seconds`` or more, if one is due a warning (lock held)."""

@@ -173,3 +173,42 @@ def test_a_kill_switch_edit_that_cannot_be_read_reaches_the_webhook_once(world, 
     assert "the kill-switch file could not be read" in body["summary"] and "last good state holds" in body["summary"]
     assert body["figures"]["first_seen_by"] in {"momentum", "mean_reversion", "llm_analyst", "ensemble"}
     assert (alerts.stats.sent, alerts.stats.suppressed) == (1, 7)
+
+
+class _RefusingExporter:
+    """A collector that refuses every batch (down, or rejecting): every span fails to export."""
+
+    def export(self, spans):
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.FAILURE
+
+    def shutdown(self):
+        pass
+
+    def force_flush(self, timeout_millis=30000):
+        return True
+
+
+def test_lost_spans_reach_a_person_once_per_period_with_the_figures(sink, world):
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from otel.provider import configure_telemetry
+    from services.simulated_llm import SimulatedLLMTransport
+
+    telemetry = configure_telemetry(exporter=_RefusingExporter(), processor_factory=SimpleSpanProcessor, llm_simulated=True)
+    alerts = WebhookAlerts(sink.url)
+    try:
+        fleet = build_test_fleet(world, telemetry, SimulatedLLMTransport(), alerts=alerts)
+        fleet.run_cycle(world["calendar"][70])
+        fleet.run_cycle(world["calendar"][71])  # more losses in the same period: no second alert
+        fleet.shutdown()
+        telemetry.accounting.warn_if_losing()  # what the watchdog does every few seconds
+        [body] = sink.wait_for(1)
+    finally:
+        alerts.close()
+        telemetry.shutdown()
+    assert body["cause"] == "telemetry.loss" and body["agent"] == "*"
+    assert body["summary"].startswith("telemetry is losing spans")
+    assert body["figures"]["spans_export_failed"] > 0 and body["figures"]["spans_dropped"] == 0
+    assert alerts.stats.sent == 1

@@ -1,6 +1,6 @@
-"""The live view on the real stack: the collector's spanmetrics series in Prometheus and in Jaeger's
-Monitor tab agree with the report built from the collector's file for the same runs, and Jaeger
-keeps its traces (Badger) across a restart."""
+"""The live view on the real stack: the collector's spanmetrics series and the SDK's own metrics in
+Prometheus, and Jaeger's Monitor tab, agree with the report built from the collector's file for the
+same runs, and Jaeger keeps its traces (Badger) across a restart."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 import scheduler
+from otel import semconv
 from otel.provider import configure_telemetry
+from otel.run_context import get_current_run
 from services.agent_run_wrapper import AgentRunWrapper
 from tests import stack
 
@@ -32,13 +34,17 @@ def _report(trace_file: Path, out: Path) -> dict:
     return json.loads((out / "meta_report.json").read_text())
 
 
-def _root_spans(trace_file: Path) -> list[dict]:
-    roots = []
+def _spans(trace_file: Path) -> list[dict]:
+    spans = []
     for line in stack.complete_lines(trace_file):
         for rs in json.loads(line).get("resourceSpans", []):
             for ss in rs.get("scopeSpans", []):
-                roots += [span for span in ss.get("spans", []) if span["name"].startswith("invoke_agent ")]
-    return roots
+                spans += ss.get("spans", [])
+    return spans
+
+
+def _root_spans(trace_file: Path) -> list[dict]:
+    return [span for span in _spans(trace_file) if span["name"].startswith("invoke_agent ")]
 
 
 def _failing_runs(endpoint: str, agent: str, runs: int) -> None:
@@ -51,6 +57,16 @@ def _failing_runs(endpoint: str, agent: str, runs: int) -> None:
     for _ in range(runs):
         with pytest.raises(RuntimeError):
             wrapper.run(agent, fails)
+    assert telemetry.shutdown(timeout_seconds=30)
+
+
+def _priced_runs(endpoint: str, agent: str, costs: list[float]) -> None:
+    """Runs whose LLM calls were priced (the simulated model never is): their cost reaches the
+    ``alphatrace.llm.cost`` series, by agent and model."""
+    telemetry = configure_telemetry(env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, instrument_openai=False)
+    wrapper = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
+    for cost in costs:
+        wrapper.run(agent, lambda cost=cost: get_current_run().add_llm_usage(1000, 200, cost))
     assert telemetry.shutdown(timeout_seconds=30)
 
 
@@ -71,6 +87,7 @@ def test_prometheus_and_the_monitor_tab_count_the_runs_the_report_counts(built, 
         assert scheduler.main(["--replay", "--days", "6", "--config", str(world["config"])]) == 0
         monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
         _failing_runs(running.otlp_http_endpoint, "flaky_agent", 2)
+        _priced_runs(running.otlp_http_endpoint, "priced_agent", [0.0125, 0.0075])
         running.wait_for_trace_lines(lambda lines: bool(lines))
         built_report = _report(running.trace_file, tmp_path / "out")
         # every run of the report, by agent and by outcome (ok / error), as the report counts them
@@ -90,6 +107,47 @@ def test_prometheus_and_the_monitor_tab_count_the_runs_the_report_counts(built, 
 
         _wait_for(runs_in_prometheus, expected_runs, "runs per agent in Prometheus", running)
         assert errors_in_prometheus() == expected_errors
+
+        # The SDK's own metrics (OTLP to the collector's metrics pipeline, then Prometheus): runs per
+        # agent as the report counts them, and tokens per agent as the LLM spans in the file say.
+        def agent_runs_in_prometheus() -> dict:
+            series = running.prometheus_query("sum by (gen_ai_agent_name) (alphatrace_agent_runs_total)")
+            return {s["metric"]["gen_ai_agent_name"]: int(float(s["value"][1])) for s in series}
+
+        _wait_for(agent_runs_in_prometheus, expected_runs, "alphatrace.agent.runs per agent in Prometheus", running)
+        expected_tokens: dict = {}
+        for span in _spans(running.trace_file):
+            attributes = {a["key"]: a["value"] for a in span.get("attributes", [])}
+            if span["name"].startswith("chat "):
+                agent = attributes["gen_ai.agent.name"]["stringValue"]
+                for kind in ("input", "output"):
+                    key = (agent, kind)
+                    expected_tokens[key] = expected_tokens.get(key, 0) + int(attributes[f"gen_ai.usage.{kind}_tokens"]["intValue"])
+        assert expected_tokens
+        # the priced runs' usage has no chat span here (no model was called): it is on their roots
+        expected_tokens.update({("priced_agent", "input"): 2000, ("priced_agent", "output"): 400})
+
+        def tokens_in_prometheus() -> dict:
+            series = running.prometheus_query('sum by (gen_ai_agent_name, gen_ai_token_type) ({__name__=~"alphatrace_llm_tokens.*"})')
+            return {(s["metric"]["gen_ai_agent_name"], s["metric"]["gen_ai_token_type"]): int(float(s["value"][1])) for s in series}
+
+        _wait_for(tokens_in_prometheus, expected_tokens, "alphatrace.llm.tokens per agent in Prometheus", running)
+        expected_cost: dict = {}
+        for root in _root_spans(running.trace_file):
+            attributes = {a["key"]: a["value"] for a in root.get("attributes", [])}
+            cost = attributes.get(semconv.RUN_COST_USD, {}).get("doubleValue", 0.0)
+            if cost:
+                agent = attributes[semconv.GEN_AI_AGENT_NAME]["stringValue"]
+                expected_cost[agent] = round(expected_cost.get(agent, 0.0) + cost, 9)
+        assert expected_cost == {"priced_agent": 0.02}
+
+        def cost_in_prometheus() -> dict:
+            series = running.prometheus_query('sum by (gen_ai_agent_name) ({__name__=~"alphatrace_llm_cost.*"})')
+            return {s["metric"]["gen_ai_agent_name"]: round(float(s["value"][1]), 9) for s in series}
+
+        _wait_for(cost_in_prometheus, expected_cost, "alphatrace.llm.cost per agent in Prometheus", running)
+        instrumentation = running.prometheus_query('count({__name__=~"gen_ai_client_token_usage.*"})')
+        assert instrumentation and int(float(instrumentation[0]["value"][1])) > 0  # the official instrumentation's series
 
         # The Monitor tab: Jaeger asks Prometheus for call rates per operation of the service.
         def operations_in_jaeger() -> set:
