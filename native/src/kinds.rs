@@ -125,27 +125,25 @@ impl Aggregator<'_, '_> {
         let error =
             span.status.as_ref().is_some_and(|s| s.code == STATUS_ERROR) || as_str(attrs[A_ERROR_TYPE]).is_some_and(|t| !t.is_empty());
         let name = label(Some(tool_name(span, attrs)), UNKNOWN_TOOL, MAX_LABEL);
+        let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
+        let key = run_key(run_id, span);
         let index = match named {
             Some(agent) => self.agent(agent),
-            None => {
-                let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
-                let key = run_key(run_id, span);
-                match self.run_agent(key)? {
-                    Some(agent) => self.agent(&agent),
-                    None => {
-                        let record = Deferred::Tool {
-                            name: name.into_owned(),
-                            error,
-                            start,
-                            end,
-                        };
-                        self.defer(key, &span.trace_id, run_id, record);
-                        return Ok(());
-                    }
+            None => match self.run_agent(key)? {
+                Some(agent) => self.agent(&agent),
+                None => {
+                    let record = Deferred::Tool {
+                        name: name.into_owned(),
+                        error,
+                        start,
+                        end,
+                    };
+                    return self.join_tool(key, &span.trace_id, run_id, NO_AGENT, Some(record));
                 }
-            }
+            },
         };
         add_tool_call(&mut self.agents[index], &name, error, start, end);
+        self.join_tool(key, &span.trace_id, run_id, index, None)?;
         if !span.events.is_empty() && named.is_some() {
             // its alpha events count for its agent, as an "other" span's do
             let day = crate::part::day_of(start)?;
