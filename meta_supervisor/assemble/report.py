@@ -123,7 +123,7 @@ def _needs_attention(
                     "kind": "totals_mismatch",
                     "agent": name,
                     "value": count,
-                    "why": f"{_count(count, 'run')} whose root totals differ from their LLM spans",
+                    "why": f"{_count(count, 'run')} whose root totals differ from their LLM or tool spans",
                 }
             )
         if report["unpriced_llm_calls"]:

@@ -246,7 +246,8 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
     )
     c = a["consistency"]
     consistency = (
-        f"<p>{num(c['consistent'])} of {num(c['checked'])} runs' root totals match their LLM and tool spans; <b>{num(c['mismatched'])}</b> do not; "
+        f"<p>{num(c['consistent'])} of {num(c['checked'])} runs' root totals match their LLM and tool spans; "
+        f"<b>{num(c['mismatched'])}</b> do not; "
         f"{num(c['unchecked'])} carry no totals; {num(c['orphan_llm_spans'])} LLM spans have no run.</p>"
         + _table(["trace", "what differs"], [[link(m["jaeger_url"], m["trace_id"]), esc(m["detail"])] for m in c["mismatch_examples"]])
     )

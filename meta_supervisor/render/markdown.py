@@ -77,7 +77,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     consistency = fleet["consistency"]
     if consistency["mismatched"] or consistency["orphan_llm_spans"]:
         extras.append(
-            f"{num(consistency['mismatched'])} runs whose totals do not match their LLM spans, "
+            f"{num(consistency['mismatched'])} runs whose totals do not match their LLM or tool spans, "
             f"{num(consistency['orphan_llm_spans'])} LLM spans without a run"
         )
     evicted = report["inputs"]["evicted_open_runs"]

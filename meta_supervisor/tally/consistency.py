@@ -238,7 +238,7 @@ class ConsistencyCheck:
         if root is not None and is_complete(entry[P_CALLS], entry[P_TOOLS], root):
             self._close(run_key, entry)
 
-    def _root_of_closed_run(self, fp: int, agent: str, tally, run_key: str, killed: bool) -> None:
+    def _root_of_closed_run(self, fp: int, agent: str, tally, run_key: str, skipped: bool) -> None:
         """A root whose run is closed already: a second root (counted, nothing else), or the root of
         a run whose LLM spans were evicted before it came (the run is then unchecked)."""
         closed = self.closed_runs
@@ -384,7 +384,13 @@ _RUN_CACHED = semconv.RUN_CACHED_INPUT_TOKENS
 _RUN_UNPRICED = semconv.RUN_UNPRICED_LLM_CALLS
 _RUN_TOOL_CALLS = semconv.RUN_TOOL_CALLS
 _RUN_INT_TOTALS = (_RUN_INPUT, _RUN_OUTPUT, _RUN_CACHED, _RUN_UNPRICED, _RUN_TOOL_CALLS)
-_INT_TOTAL_SLOTS = ((_RUN_INPUT, P_IN), (_RUN_OUTPUT, P_OUT), (_RUN_CACHED, P_CACHED), (_RUN_UNPRICED, P_UNPRICED), (_RUN_TOOL_CALLS, P_TOOLS))
+_INT_TOTAL_SLOTS = (
+    (_RUN_INPUT, P_IN),
+    (_RUN_OUTPUT, P_OUT),
+    (_RUN_CACHED, P_CACHED),
+    (_RUN_UNPRICED, P_UNPRICED),
+    (_RUN_TOOL_CALLS, P_TOOLS),
+)
 
 
 def is_complete(calls: int, tools: int, root: tuple) -> bool:

@@ -463,7 +463,10 @@ impl<'py, 't> Aggregator<'py, 't> {
                     None => skipped = true,
                 }
             } else if outcome == "budget_exceeded" {
-                count_key(&mut tally.budget_stops, &label(as_str(attrs[A_BUDGET_NAME]), UNKNOWN_BUDGET, MAX_LABEL));
+                count_key(
+                    &mut tally.budget_stops,
+                    &label(as_str(attrs[A_BUDGET_NAME]), UNKNOWN_BUDGET, MAX_LABEL),
+                );
             }
         }
         if !skipped && outcome != "stale_data" {
@@ -608,7 +611,11 @@ impl<'py, 't> Aggregator<'py, 't> {
 
 /// `span_aggregator._count_key`: one more for `key` (labelled already) in a bounded table of counts.
 pub(crate) fn count_key(table: &mut crate::tables::Ordered<String, i64>, key: &str) {
-    let key = if !table.contains(key) && table.len() >= MAX_DISTINCT { OTHER_LABEL } else { key };
+    let key = if !table.contains(key) && table.len() >= MAX_DISTINCT {
+        OTHER_LABEL
+    } else {
+        key
+    };
     *table.entry(key, || key.to_string(), || 0) += 1;
 }
 
