@@ -42,8 +42,12 @@ RUN_STOP_REASON = "alphatrace.run.stop_reason"
 STEP_LLM_CALL = "llm_call"
 STEP_TOOL_STEP = "tool_step"
 STEPS = (STEP_LLM_CALL, STEP_TOOL_STEP)
-# on a budget_exceeded run: which budget (run_cost | day_cost | run_tokens | fleet_day_cost)
+# on a run stopped by a budget (outcome budget_exceeded): which budget (BUDGETS), its limit and what
+# had been spent when the next call was refused (USD, or tokens for run_tokens)
 BUDGET_NAME = "alphatrace.budget.name"
+BUDGET_LIMIT = "alphatrace.budget.limit"
+BUDGET_SPENT = "alphatrace.budget.spent"
+BUDGETS = ("run_cost", "day_cost", "run_tokens", "fleet_day_cost")
 # on a live run whose data is stale (services/data_freshness.py): refused (outcome stale_data) or run
 # on the last bar (outcome ok, alphatrace.run.as_of the last bar's date)
 STALE_REASON = "alphatrace.stale.reason"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 FOLDER = Path(__file__).parent / "fixtures" / "genai"
 FIXTURES = ("genai_tool_calling", "util_genai", "openllmetry", "openinference")
+ALPHATRACE_FIXTURES = ("alphatrace_stops",)  # alphatrace's own spans (tests/test_report_run_steps.py)
 
 
 def lines(name: str) -> list[str]:

@@ -99,7 +99,7 @@ def _ids(document: dict, convert) -> None:
                         span[key] = convert(span[key])
 
 
-@pytest.mark.parametrize("name", genai_fixtures.FIXTURES)
+@pytest.mark.parametrize("name", genai_fixtures.FIXTURES + genai_fixtures.ALPHATRACE_FIXTURES)
 def test_fixture_lines_are_exactly_otlp_json(name: str) -> None:
     """Each line parses strictly as an OTLP ExportTraceServiceRequest (opentelemetry-proto's own
     classes: no unknown field, no wrong type) and prints back to the same JSON: the canonical OTLP/JSON

@@ -26,6 +26,7 @@ from meta_supervisor.supervisor.policy import (
     parse_policy,
     percentile,
 )
+from otel import semconv
 from services.agent_status import StatusEntry
 from services.config_error import ConfigError
 from services.kill_switch import KillEntry
@@ -184,6 +185,8 @@ def test_figures_over_the_window_by_hand():
         run("a", date(2024, 1, 9), "ok", 30.0, 0.0),
         run("a", date(2024, 1, 11), "killed", 0.1, 0.0),  # skipped by the kill switch: not a run
         run("a", date(2024, 1, 10), "stale_data", 0.1, 0.0),  # refused on stale data: not a run, not killed
+        run("a", date(2024, 1, 10), semconv.OUTCOME_BUDGET_EXCEEDED, 5000.0, 0.25),  # stopped by a budget: its cost counts
+        run("a", date(2024, 1, 10), semconv.OUTCOME_KILLED, 6000.0, 0.25),  # stopped mid-run: its cost counts
         run("a", end, "ok", 40.0, 1.5, span="00000000000000ff"),
     ]
     signals = [
@@ -193,11 +196,11 @@ def test_figures_over_the_window_by_hand():
     ]
     figures = agent_figures(runs, signals, CsvMarketData(PRICES), policy, today=date(2030, 1, 1))["a"]
     assert (figures["window_first"], figures["window_last"]) == ("2024-01-08", "2024-01-12")
-    assert (figures["runs"], figures["errors"], figures["killed_runs"]) == (4, 1, 1)
-    assert figures["error_rate"] == 0.25
+    assert (figures["runs"], figures["errors"], figures["killed_runs"], figures["budget_stops"]) == (4, 1, 2, 1)
+    assert figures["error_rate"] == 0.25  # neither stop is an error, nor a judged run
     assert figures["run_days"] == 3
-    assert figures["cost_usd"] == pytest.approx(3.0)
-    assert figures["cost_per_day_usd"] == pytest.approx(1.0)
+    assert figures["cost_usd"] == pytest.approx(3.5)
+    assert figures["cost_per_day_usd"] == pytest.approx(3.5 / 3)
     assert figures["p95_latency_ms"] == pytest.approx(30 + 0.85 * 10)  # of 10, 20, 30, 40
     assert (figures["scored_signals"], figures["pending_signals"], figures["hit_rate"]) == (1, 1, 1.0)
     assert figures["brier"] == pytest.approx(0.01)

@@ -5,7 +5,8 @@ default), LLM calls and cost by model (priced from integer token sums, so the to
 on the order spans were read in; cached input tokens at the cached rate; simulated calls never
 priced; a model missing from the price table makes its calls unpriced, never $0), alpha signals,
 kill-switch state, slowest and failing runs with Jaeger links, the consistency check, the days, LLM
-calls per operation and tool calls per tool (``tool_tallies.tool_report``). A
+calls per operation and tool calls per tool (``tool_tallies.tool_report``), LLM and tool calls per run
+(``calls_per_run``) and the runs stopped before they ended (``stops``). A
 failing run's error type and message go through ``otel.redaction.redact``: a trace file written by an
 older version or another process may still hold an API key, and the report is published.
 
@@ -32,6 +33,8 @@ from meta_supervisor.tally.bounds import (
     LLM_IN,
     LLM_OUT,
     MISMATCHED,
+    RS_LLM_RUNS,
+    RS_TOOL_RUNS,
     UNCHECKED,
 )
 from meta_supervisor.tally.tool_tallies import tool_report
@@ -143,6 +146,49 @@ def llm_calls_text(figures: Mapping[str, Any]) -> str:
     return f"{count} ({', '.join(f'{operation} {calls:,}' for operation, calls in operations.items())})"
 
 
+def calls_per_run(runs: int, calls: int, most: int) -> dict[str, Any]:
+    """LLM (or tool) calls per run: over ``runs`` runs that ran and carry the total, ``calls`` in all,
+    at most ``most`` in one; ``mean`` and ``max`` are ``null`` without such runs."""
+    return {"runs": runs, "calls": calls, "mean": round(calls / runs, 3) if runs else None, "max": most if runs else None}
+
+
+def fleet_calls_per_run(figures: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """``calls_per_run`` over the fleet, from the agents' (``runs`` and ``calls`` add, ``max`` the largest)."""
+    figures = [f for f in figures if f["runs"]]
+    return calls_per_run(sum(f["runs"] for f in figures), sum(f["calls"] for f in figures), max((f["max"] for f in figures), default=0))
+
+
+def stops_section(outcomes: Mapping[str, int], killed_mid_run: Mapping[str, int], budget_stops: Mapping[str, int]) -> dict[str, Any]:
+    """Runs that did not end by themselves: killed before they started, stopped mid-run by the kill
+    switch (by the step they stopped before), stopped by a budget (by the budget's name)."""
+    mid_run = sum(killed_mid_run.values())
+    return {
+        "killed_before_start": outcomes.get(semconv.OUTCOME_KILLED, 0) - mid_run,
+        "killed_mid_run": mid_run,
+        "killed_before_step": dict(sorted(killed_mid_run.items())),
+        "budget_exceeded": outcomes.get(semconv.OUTCOME_BUDGET_EXCEEDED, 0),
+        "budget_exceeded_by_budget": dict(sorted(budget_stops.items())),
+    }
+
+
+def stops_text(stops: Mapping[str, Any]) -> str:
+    """An agent's (or the fleet's) stops as the pages show them: ``2 killed (1 before start, 1 mid-run),
+    3 over budget (day_cost 2, run_cost 1)``; ``–`` without any. Plain text: the page escapes it."""
+    parts = []
+    killed = stops["killed_before_start"] + stops["killed_mid_run"]
+    if killed:
+        parts.append(f"{killed:,} killed ({stops['killed_before_start']:,} before start, {stops['killed_mid_run']:,} mid-run)")
+    if stops["budget_exceeded"]:
+        by_budget = ", ".join(f"{name} {count:,}" for name, count in stops["budget_exceeded_by_budget"].items())
+        parts.append(f"{stops['budget_exceeded']:,} over budget ({by_budget})")
+    return ", ".join(parts) or "\u2013"
+
+
+def per_run_text(figures: Mapping[str, Any]) -> str:
+    """Calls per run as the pages show them: ``2.5 (max 4)``; ``–`` without runs carrying the total."""
+    return "\u2013" if figures["mean"] is None else f"{figures['mean']:g} (max {figures['max']:,})"
+
+
 # --- per agent --------------------------------------------------------------------------------------
 
 
@@ -232,6 +278,7 @@ def agent_report(
     alpha_signals = sum(tally.alpha.values())
     invalid = sum(tally.invalid_reasons.values())
     reasons = sorted(tally.invalid_reasons.items(), key=lambda item: (-item[1], item[0]))
+    steps = tally.run_steps
     consistency = list(tally.consistency)
     mismatches = list(tally.mismatches)
     for trace_id, run_id, detail in extra_mismatches:
@@ -285,6 +332,9 @@ def agent_report(
         "tool_calls": sum(t["calls"] for t in tools.values()),
         "tool_errors": sum(t["errors"] for t in tools.values()),
         "tools": tools,
+        "llm_calls_per_run": calls_per_run(*steps[RS_LLM_RUNS : RS_LLM_RUNS + 3]),
+        "tool_calls_per_run": calls_per_run(*steps[RS_TOOL_RUNS : RS_TOOL_RUNS + 3]),
+        "stops": stops_section(outcomes, tally.killed_mid_run, tally.budget_stops),
         "alpha_signals": alpha_signals,
         "alpha_by_symbol": alpha_by_symbol,
         "invalid_signals": invalid,

@@ -24,6 +24,7 @@ from typing import Any
 
 from meta_supervisor.assemble.agents import (  # the number helpers are re-exported from here
     agent_report,
+    fleet_calls_per_run,
     is_killed,
     iso_day,
     iso_time,
@@ -31,6 +32,7 @@ from meta_supervisor.assemble.agents import (  # the number helpers are re-expor
     ms,
     priced_sum,
     rate,
+    stops_section,
     url_segment,
     usd,
 )
@@ -40,8 +42,8 @@ from meta_supervisor.assemble.attention import threshold_items
 from meta_supervisor.build.options import BuildInputs
 from meta_supervisor.tally.agent_counts import with_deferred
 from meta_supervisor.tally.aggregates import AgentTally
-from meta_supervisor.tally.bounds import P_AGENT, P_CALLS, P_ROOT, P_RUN, P_TRACE
-from meta_supervisor.tally.consistency import fewer_llm_spans
+from meta_supervisor.tally.bounds import P_AGENT, P_CALLS, P_ROOT, P_RUN, P_TOOLS, P_TRACE
+from meta_supervisor.tally.consistency import fewer_llm_spans, fewer_tool_spans
 from meta_supervisor.tally.latency import latency_summary, percentile
 
 SCHEMA_VERSION = 1
@@ -83,11 +85,17 @@ def _pending_by_agent(pending: Mapping[str, list]) -> tuple[dict[str, int], dict
     short: dict[str, list[tuple]] = {}
     for entry in pending.values():
         agent = entry[P_AGENT]
-        if entry[P_ROOT] is None:
-            orphans[agent] = orphans.get(agent, 0) + entry[P_CALLS]
+        root = entry[P_ROOT]
+        if root is None:
+            if entry[P_CALLS]:
+                orphans[agent] = orphans.get(agent, 0) + entry[P_CALLS]
         else:
-            detail = fewer_llm_spans(entry[P_CALLS], entry[P_ROOT][0])
-            short.setdefault(agent, []).append((entry[P_TRACE], entry[P_RUN], detail))
+            missing = []
+            if entry[P_CALLS] < root[0]:
+                missing.append(fewer_llm_spans(entry[P_CALLS], root[0]))
+            if root[6] is not None and entry[P_TOOLS] < root[6]:
+                missing.append(fewer_tool_spans(entry[P_TOOLS], root[6]))
+            short.setdefault(agent, []).append((entry[P_TRACE], entry[P_RUN], "; ".join(missing)))
     return orphans, short
 
 
@@ -115,7 +123,7 @@ def _needs_attention(
                     "kind": "totals_mismatch",
                     "agent": name,
                     "value": count,
-                    "why": f"{_count(count, 'run')} whose root totals differ from their LLM spans",
+                    "why": f"{_count(count, 'run')} whose root totals differ from their LLM or tool spans",
                 }
             )
         if report["unpriced_llm_calls"]:
@@ -358,11 +366,29 @@ def _fleet(agents: dict[str, dict[str, Any]], latencies: Iterable[Mapping[str, A
     count = sum(summary["count"] for summary in summaries)
     fleet["avg_latency_ms"] = ms(sum(summary["sum_ns"] for summary in summaries) / count) if count else None
     fleet["max_latency_ms"] = ms(max(summary["max_ns"] for summary in summaries)) if count else None
+    for key in ("llm_calls_per_run", "tool_calls_per_run"):
+        fleet[key] = fleet_calls_per_run(report[key] for report in agents.values())
+    fleet["stops"] = _fleet_stops([report["stops"] for report in agents.values()])
     consistency = [report["consistency"] for report in agents.values()]
     fleet["consistency"] = {
         key: sum(c[key] for c in consistency) for key in ("checked", "consistent", "mismatched", "unchecked", "orphan_llm_spans")
     }
     return fleet
+
+
+def _fleet_stops(stops: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The agents' ``stops`` summed (the counts by step and by budget too)."""
+    out: dict[str, Any] = {}
+    for key, value in stops_section({}, {}, {}).items():
+        if isinstance(value, dict):
+            merged: dict[str, int] = {}
+            for agent_stops in stops:
+                for name, count in agent_stops[key].items():
+                    merged[name] = merged.get(name, 0) + count
+            out[key] = dict(sorted(merged.items()))
+        else:
+            out[key] = sum(agent_stops[key] for agent_stops in stops)
+    return out
 
 
 def _days(agents: dict[str, dict[str, Any]], section: str = "days") -> list[dict[str, Any]]:

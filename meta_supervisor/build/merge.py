@@ -15,6 +15,7 @@ import pickle
 
 from meta_supervisor.build.part_result import PartResult
 from meta_supervisor.tally.bounds import MAX_AGENTS, MAX_DISTINCT, MAX_OUTCOMES, MAX_PROCESSES, MAX_REASONS, P_ROOT
+from meta_supervisor.tally.consistency import AGENT_INDEX_UNKNOWN, INDEX_SHIFT
 from meta_supervisor.tally.fingerprints import run_fingerprint
 from meta_supervisor.tally.span_aggregator import SpanAggregator
 
@@ -46,8 +47,11 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
     # accepted: spans, tallies, inputs, open runs, closed runs (agent index remapped)
     seen.add_all(part.span_fps)
     aggregator.add_tallies((inputs, agents, agent_order, pending), line_offset)
-    remap = bytes(min(aggregator.agent_index.get(name, 63), 63) for name in agent_order[:63]) + bytes([63] * 64)
-    closed.set_all(part.closed_keys, part.closed_states.translate(bytes((state & 3) | (remap[state >> 2] << 2) for state in range(256))))
+    unknown = AGENT_INDEX_UNKNOWN
+    remap = bytes(min(aggregator.agent_index.get(name, unknown), unknown) for name in agent_order[:unknown]) + bytes([unknown] * 32)
+    low = (1 << INDEX_SHIFT) - 1  # the code and the tools flag
+    translate = bytes((state & low) | (remap[state >> INDEX_SHIFT] << INDEX_SHIFT) for state in range(256))
+    closed.set_all(part.closed_keys, part.closed_states.translate(translate))
     return True
 
 
@@ -69,6 +73,8 @@ def within_limits(aggregator: SpanAggregator, inputs, agents: dict, agent_order:
             ("outcomes", MAX_OUTCOMES),
             ("day_models", MAX_DISTINCT),
             ("tools", MAX_DISTINCT),
+            ("killed_mid_run", MAX_DISTINCT),
+            ("budget_stops", MAX_DISTINCT),
             ("alpha", MAX_DISTINCT),
             ("invalid_reasons", MAX_REASONS),
         ):

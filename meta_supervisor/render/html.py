@@ -19,7 +19,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_text, window_text
+from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_text, per_run_text, stops_text, window_text
 from meta_supervisor.render.numbers import DASH, num, pct
 from meta_supervisor.render.paths import for_pages
 from meta_supervisor.render.svg_charts import horizontal_bars, stacked_days
@@ -84,6 +84,8 @@ def _cards(report: dict[str, Any]) -> str:
     ]
     if fleet["tool_calls"]:
         cards.insert(5, ("tool calls", _calls_failed(fleet["tool_calls"], fleet["tool_errors"])))
+    if fleet["stops"]["killed_mid_run"] or fleet["stops"]["budget_exceeded"]:
+        cards.insert(4, ("runs stopped (not errors)", stops_text(fleet["stops"])))
     return '<div class="cards">' + "".join(f'<div class="card"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for k, v in cards) + "</div>"
 
 
@@ -244,7 +246,8 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
     )
     c = a["consistency"]
     consistency = (
-        f"<p>{num(c['consistent'])} of {num(c['checked'])} runs' root totals match their LLM spans; <b>{num(c['mismatched'])}</b> do not; "
+        f"<p>{num(c['consistent'])} of {num(c['checked'])} runs' root totals match their LLM and tool spans; "
+        f"<b>{num(c['mismatched'])}</b> do not; "
         f"{num(c['unchecked'])} carry no totals; {num(c['orphan_llm_spans'])} LLM spans have no run.</p>"
         + _table(["trace", "what differs"], [[link(m["jaeger_url"], m["trace_id"]), esc(m["detail"])] for m in c["mismatch_examples"]])
     )
@@ -253,6 +256,9 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
         f'<details><summary class="name">{esc(name)}</summary>'
         f'<p class="muted">{window}; {num(a["simulated_llm_calls"])} simulated LLM calls, '
         f"{num(a['unpriced_llm_calls'])} unpriced; LLM calls {esc(llm_calls_text(a))}</p>"
+        f"<p>LLM calls per run {esc(per_run_text(a['llm_calls_per_run']))}, tool calls per run "
+        f"{esc(per_run_text(a['tool_calls_per_run']))} (over the runs that ran and carry the total); "
+        f"stopped runs: {esc(stops_text(a['stops']))}</p>"
         f"<h3>LLM calls by model</h3>{models}<h3>Tool calls</h3>{tools}"
         f"<h3>Alpha signals by symbol and direction</h3>{signals}{invalid}"
         f"<h3>Slowest runs</h3>{slow}<h3>Failing runs</h3>{failing}<h3>Consistency</h3>{consistency}</details>"

@@ -10,7 +10,8 @@ The comment always fits GitHub's 65,536-character limit (``meta_supervisor.rende
 ``MAX_PAGE_CHARS`` UTF-16 code units, each section at most ``MAX_SECTION_CHARS``, measured after
 escaping, "… and N more" where a section is cut). Besides: the agent table shows at most
 ``MAX_AGENT_ROWS`` rows (by cost), the tool calls ``MAX_TOOL_ROWS`` rows (agents with most tool calls
-first, each one's most called tools first), the failing and slowest runs ``MAX_RUN_LINKS`` links, the
+first, each one's most called tools first), the calls per run and stops ``MAX_STEP_ROWS`` rows
+(agents whose runs made LLM or tool calls, or were stopped, by name), the failing and slowest runs ``MAX_RUN_LINKS`` links, the
 alpha-quality section (``alpha.quality_render``) ``MAX_ALPHA_AGENTS`` agents and ``MAX_ALPHA_SYMBOLS``
 symbols each, the supervisor's decisions (``meta_supervisor.supervisor.audit``) ``MAX_DECISION_ROWS``. When the
 page is too long, sections give up rows in ``TRIM_ORDER``.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_text, window_text
+from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_text, per_run_text, stops_text, window_text
 from meta_supervisor.render.md_budget import REST_IN, Section, fit_page
 from meta_supervisor.render.numbers import num, pct
 from meta_supervisor.render.paths import for_pages
@@ -33,13 +34,14 @@ from services.markup_text import md_escape
 MAX_ATTENTION_ITEMS = 15
 MAX_AGENT_ROWS = 40
 MAX_TOOL_ROWS = 60
+MAX_STEP_ROWS = 40
 MAX_RUN_LINKS = 120
 MAX_LINKS_PER_AGENT = 3
 MAX_ALPHA_AGENTS = 8
 MAX_ALPHA_SYMBOLS = 12
 MAX_DECISION_ROWS = 20
 MAX_INPUT_NOTES = 5
-TRIM_ORDER = ("runs", "tools", "inputs", "supervisor", "alpha", "agents", "attention")  # the first goes first
+TRIM_ORDER = ("runs", "tools", "steps", "inputs", "supervisor", "alpha", "agents", "attention")  # the first goes first
 
 
 def md_text(value: Any, limit: int = 80) -> str:
@@ -71,10 +73,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         extras.append(f"{num(fleet['unpriced_llm_calls'])} LLM calls **unpriced** ({md_text(', '.join(fleet['unpriced_models']), 200)})")
     if fleet["tool_calls"]:
         extras.append(f"{num(fleet['tool_calls'])} tool calls, {num(fleet['tool_errors'])} failed")
+    if fleet["stops"]["killed_mid_run"] or fleet["stops"]["budget_exceeded"]:
+        extras.append(f"runs stopped: {md_text(stops_text(fleet['stops']), 300)} (not errors)")
     consistency = fleet["consistency"]
     if consistency["mismatched"] or consistency["orphan_llm_spans"]:
         extras.append(
-            f"{num(consistency['mismatched'])} runs whose totals do not match their LLM spans, "
+            f"{num(consistency['mismatched'])} runs whose totals do not match their LLM or tool spans, "
             f"{num(consistency['orphan_llm_spans'])} LLM spans without a run"
         )
     evicted = report["inputs"]["evicted_open_runs"]
@@ -89,7 +93,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- {extra}")
     lines.append("")
 
-    sections = [_attention(report), _agents(report), _tools(report), _runs(report)]
+    sections = [_attention(report), _agents(report), _steps(report), _tools(report), _runs(report)]
     sections += [_alpha_quality(report), _supervisor(report), _inputs(report)]
     return fit_page(lines, [s for s in sections if s is not None], [], TRIM_ORDER)
 
@@ -146,6 +150,28 @@ def _tools(report: dict[str, Any]) -> Section | None:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     return Section("tools", head, rows, "tools", total, [""])
+
+
+def _steps(report: dict[str, Any]) -> Section | None:
+    """LLM and tool calls per run (mean and max over the runs that ran) and the runs stopped, for the
+    agents whose runs made calls or were stopped."""
+    rows, total = [], 0
+    for name, agent in sorted(report["agents"].items()):
+        llm, tools, stops = agent["llm_calls_per_run"], agent["tool_calls_per_run"], agent["stops"]
+        stopped = stops["killed_before_start"] + stops["killed_mid_run"] + stops["budget_exceeded"]
+        if not (llm["max"] or tools["max"] or stopped):
+            continue
+        total += 1
+        if len(rows) < MAX_STEP_ROWS:
+            rows.append(f"| {md_text(name, 60)} | {per_run_text(llm)} | {per_run_text(tools)} | {md_text(stops_text(stops), 160)} |")
+    if not rows:
+        return None
+    head = [
+        "### Calls per run and stops",
+        "| agent | LLM calls / run | tool calls / run | stopped runs |",
+        "|---|---:|---:|---|",
+    ]
+    return Section("steps", head, rows, "agents", total, [""])
 
 
 def _runs(report: dict[str, Any]) -> Section | None:

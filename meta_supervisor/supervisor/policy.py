@@ -30,6 +30,7 @@ from alpha.records import RunRecord, SignalRecord
 from meta_supervisor.locations import DEFAULT_POLICY_FILE
 from meta_supervisor.supervisor.policy_file import MAX_WINDOW_DAYS, count, read_policy_yaml, threshold
 from meta_supervisor.tally.latency import percentile
+from otel import semconv
 from services.agent_status import LIVE, SHADOW, StatusEntry
 from services.kill_switch import SUPERVISOR, KillEntry
 from services.market_data import MarketData
@@ -179,6 +180,11 @@ def window_bounds(runs: Iterable[RunRecord], policy: Policy, until: date | None 
         return date.min, end
 
 
+# outcomes left out of the runs judged (error rate, latency, run days): killed (skipped, or stopped
+# mid-run), refused on stale data, stopped by a budget
+_NOT_JUDGED = (semconv.OUTCOME_KILLED, semconv.OUTCOME_STALE_DATA, semconv.OUTCOME_BUDGET_EXCEEDED)
+
+
 def agent_figures(
     runs: Iterable[RunRecord],
     signals: Iterable[SignalRecord],
@@ -187,8 +193,10 @@ def agent_figures(
     until: date | None = None,
     today: date | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per agent, the figures over the window (``docs/policy.md``). Killed runs are counted apart and
-    are not part of the error rate or latency (the agent did not run)."""
+    """Per agent, the figures over the window (``docs/policy.md``). Killed runs (before they started or
+    mid-run) and runs stopped by a budget are counted apart and are not part of the error rate or
+    latency: neither is an error of the agent, and a stopped run's duration is not a whole run's. Their
+    cost counts."""
     runs = list(runs)
     bounds = window_bounds(runs, policy, until)
     if bounds is None:
@@ -213,7 +221,7 @@ def agent_figures(
     out: dict[str, dict[str, Any]] = {}
     for agent in sorted({r.agent for r in in_window} | set(quality["agents"])):
         mine = [r for r in in_window if r.agent == agent]
-        ran = [r for r in mine if r.outcome not in ("killed", "stale_data")]  # skipped: not runs
+        ran = [r for r in mine if r.outcome not in _NOT_JUDGED]  # skipped or stopped: not judged as runs
         errors = sum(1 for r in ran if r.outcome == "error")
         days = len({r.as_of for r in ran})
         cost = sum(r.cost_usd for r in mine)
@@ -226,7 +234,8 @@ def agent_figures(
             "window_last": last.isoformat(),
             "runs": len(ran),
             "errors": errors,
-            "killed_runs": sum(1 for r in mine if r.outcome == "killed"),
+            "killed_runs": sum(1 for r in mine if r.outcome == semconv.OUTCOME_KILLED),
+            "budget_stops": sum(1 for r in mine if r.outcome == semconv.OUTCOME_BUDGET_EXCEEDED),
             "error_rate": errors / len(ran) if ran else None,
             "run_days": days,
             "cost_usd": cost,

@@ -23,6 +23,8 @@ from meta_supervisor.tally.bounds import (
     MAX_PROCESSES,
     NO_INSTANCE,
     NO_SERVICE,
+    RS_LLM_MAX,
+    RS_TOOL_MAX,
     T_CALLS,
     T_ERRORS,
     T_HIST,
@@ -66,6 +68,7 @@ class AgentTally:
         "asof_runs",
         "bad_durations",
         "bad_token_values",
+        "budget_stops",
         "consistency",
         "day_models",
         "day_runs",
@@ -73,6 +76,7 @@ class AgentTally:
         "first_start_ns",
         "invalid_reasons",
         "kill_switch_errors",
+        "killed_mid_run",
         "last_kill",
         "last_start_ns",
         "latencies_ns",
@@ -80,6 +84,7 @@ class AgentTally:
         "mismatches",
         "outcome_missing",
         "outcomes",
+        "run_steps",
         "signals",
         "slowest",
         "tools",
@@ -98,6 +103,9 @@ class AgentTally:
         self.bad_token_values = 0
         self.llm_operations: dict[str, int] = {}  # LLM operation (chat, embeddings, ...) -> calls
         self.tools: dict[str, list] = {}  # tool name -> T_* slots (tool_tallies.py)
+        self.run_steps = [0, 0, 0, 0, 0, 0]  # LLM and tool calls per run that ran (bounds.RS_*)
+        self.killed_mid_run: dict[str, int] = {}  # killed runs with stopped_before: step -> runs
+        self.budget_stops: dict[str, int] = {}  # budget_exceeded runs: budget name -> runs
         self.alpha: dict[tuple[str, str], int] = {}
         self.invalid_reasons: dict[str, int] = {}
         self.slowest: list[tuple] = []  # (latency_ns, trace_id, run_id, start_ns)
@@ -128,6 +136,9 @@ class AgentTally:
                 self.tools[name] = [*theirs[:T_HIST], dict(theirs[T_HIST])]
             else:
                 _merge_tool(mine, theirs)
+        self.run_steps = merge_run_steps(self.run_steps, other.run_steps)
+        _merge_counts(self.killed_mid_run, other.killed_mid_run)
+        _merge_counts(self.budget_stops, other.budget_stops)
         _merge_counts(self.alpha, other.alpha)
         _merge_counts(self.invalid_reasons, other.invalid_reasons)
         for item in other.slowest:
@@ -159,6 +170,9 @@ class AgentTally:
             "bad_token_values": self.bad_token_values,
             "llm_operations": self.llm_operations,
             "tools": [[name, *entry[:T_HIST], sorted([b, c] for b, c in entry[T_HIST].items())] for name, entry in self.tools.items()],
+            "run_steps": self.run_steps,
+            "killed_mid_run": self.killed_mid_run,
+            "budget_stops": self.budget_stops,
             "alpha": [[symbol, direction, count] for (symbol, direction), count in self.alpha.items()],
             "invalid_reasons": self.invalid_reasons,
             "slowest": [list(item) for item in self.slowest],
@@ -188,6 +202,9 @@ class AgentTally:
         tally.bad_token_values = data["bad_token_values"]
         tally.llm_operations = {intern(key): count for key, count in data["llm_operations"].items()}
         tally.tools = {intern(row[0]): [*row[1:7], {b: c for b, c in row[7]}] for row in data["tools"]}
+        tally.run_steps = list(data["run_steps"])
+        tally.killed_mid_run = {intern(key): count for key, count in data["killed_mid_run"].items()}
+        tally.budget_stops = {intern(key): count for key, count in data["budget_stops"].items()}
         tally.alpha = {(intern(row[0]), intern(row[1])): row[2] for row in data["alpha"]}
         tally.invalid_reasons = {intern(key): count for key, count in data["invalid_reasons"].items()}
         tally.slowest = [tuple(item) for item in data["slowest"]]
@@ -324,6 +341,12 @@ def _push_first(examples: list, item: tuple, limit: int = BAD_LINE_EXAMPLES) -> 
     examples.append(item)
     examples.sort()
     del examples[limit:]
+
+
+def merge_run_steps(mine: list[int], theirs: list[int]) -> list[int]:
+    """Two agents' (or tallies') ``run_steps`` (``bounds.RS_*``) as one: runs and sums add, maxima take
+    the larger."""
+    return [max(a, b) if slot in (RS_LLM_MAX, RS_TOOL_MAX) else a + b for slot, (a, b) in enumerate(zip(mine, theirs))]
 
 
 def _merge_tool(mine: list, theirs: list) -> None:

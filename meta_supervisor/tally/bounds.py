@@ -39,10 +39,15 @@ LLM_CALLS, LLM_ERRORS, LLM_IN, LLM_CACHED, LLM_OUT = range(5)
 T_CALLS, T_ERRORS, T_TIMED, T_SUM, T_MIN, T_MAX, T_HIST = range(7)
 # consistency slots
 CONSISTENT, MISMATCHED, UNCHECKED, ORPHAN_LLM_SPANS = range(4)
-# an open run (root and LLM spans not all seen yet): [agent, trace_id, run_id, root totals or None,
+# run_steps slots (LLM and tool calls per run, from the root totals of the runs that ran: runs carrying
+# the total, the totals' sum, their maximum): exact under merge (sums and a maximum)
+RS_LLM_RUNS, RS_LLM_SUM, RS_LLM_MAX, RS_TOOL_RUNS, RS_TOOL_SUM, RS_TOOL_MAX = range(6)
+UNKNOWN_BUDGET = "(unknown budget)"  # a budget stop whose root names no budget
+# an open run (root and child spans not all seen yet): [agent, trace_id, run_id, root totals or None,
 # LLM calls, input tokens, output tokens, cached input tokens, cost of priced calls, unpriced calls,
-# deferred calls or None (agent_counts: LLM and tool calls without an agent name, waiting for the root)]
-P_AGENT, P_TRACE, P_RUN, P_ROOT, P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED, P_DEFERRED = range(11)
+# deferred calls or None (agent_counts: LLM and tool calls without an agent name, waiting for the root),
+# tool calls]
+P_AGENT, P_TRACE, P_RUN, P_ROOT, P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED, P_DEFERRED, P_TOOLS = range(12)
 
 
 def label(text: str | None, fallback: str, limit: int = MAX_LABEL) -> str:

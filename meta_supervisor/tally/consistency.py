@@ -1,15 +1,21 @@
-"""The consistency check: each run's root totals against the sum of its LLM spans, order-independent.
+"""The consistency check: each run's root totals against the sums of its LLM and tool spans, order-independent.
 
 Runs are joined by ``alphatrace.run.id`` (the trace id when a span has none), whatever order and file the
 spans arrive in. A run stays open (``pending``) until its LLM span count reaches the root's
-``alphatrace.run.llm_calls``; it is then closed as consistent or mismatched and remembered as a
+``alphatrace.run.llm_calls`` and its tool span count the root's ``alphatrace.run.tool_calls`` (a root
+without that total, written before tools were counted, is not checked for tools: ``TOOLS_UNANNOUNCED``);
+it is then closed as consistent or mismatched and remembered as a
 fingerprint in ``closed_runs``, so that
 
 * a second root span with the same run id is counted (``duplicate_run_roots``), not a second run;
-* an LLM span arriving after its run was closed (more LLM spans than the root says) waits in
-  ``pending`` and ``settle()`` turns the run into a mismatch;
+* an LLM or tool span arriving after its run was closed (more spans than the root says) waits in
+  ``pending`` and ``settle()`` turns the run into a mismatch (a tool span only when the root
+  announced its tool calls);
 * what is still open at report time is reported: roots missing LLM spans as mismatches, LLM spans
   without a root as orphans (``report``).
+
+A run killed before it started (``killed`` without ``alphatrace.run.stopped_before``) has no children;
+a run stopped mid-way (killed or over a budget) is checked like any other.
 
 A mismatch example records the run's final reason, so the report is the same whatever the order.
 Costs are compared with a tolerance (``COST_ABS_TOLERANCE`` + ``COST_REL_TOLERANCE``): the root sums
@@ -57,6 +63,7 @@ from meta_supervisor.tally.bounds import (
     P_OUT,
     P_ROOT,
     P_RUN,
+    P_TOOLS,
     P_TRACE,
     P_UNPRICED,
     UNCHECKED,
@@ -66,18 +73,24 @@ from meta_supervisor.tally.fingerprints import _K_SPAN, _K_TRACE, EMPTY, MASK64,
 from meta_supervisor.tally.open_runs import evict_to, sweep_every
 from otel import semconv
 
-# closed-run states: the low two bits; the agent's index (63 = not recorded) in the upper six.
-# RUN_EVICTED (0) is only ever stored with index 63, so that no state is 0 (0 is "not there").
+# closed-run states: the code in the low two bits, TOOLS_UNANNOUNCED (the root carried no tool
+# total: a tool span after the run closed is no mismatch) in the third, the agent's index (31 = not
+# recorded) in the upper five. RUN_EVICTED (0) is only ever stored with index 31, so that no state is
+# 0 (0 is "not there").
 RUN_EVICTED, RUN_CONSISTENT, RUN_MISMATCHED, RUN_UNCHECKED = 0, 1, 2, 3
-AGENT_INDEX_UNKNOWN = 63
-EVICTED_STATE = RUN_EVICTED | AGENT_INDEX_UNKNOWN << 2
+TOOLS_UNANNOUNCED = 4
+INDEX_SHIFT = 3
+AGENT_INDEX_UNKNOWN = 31
+EVICTED_STATE = RUN_EVICTED | AGENT_INDEX_UNKNOWN << INDEX_SHIFT
 EXTRA_LLM_SPANS = f"more LLM spans than {semconv.RUN_LLM_CALLS}"
+EXTRA_TOOL_SPANS = f"more tool spans than {semconv.RUN_TOOL_CALLS}"
 COST_ABS_TOLERANCE = 1e-9
 COST_REL_TOLERANCE = 1e-6
 
 
 def fewer_llm_spans(spans: int, calls: int) -> str:
-    """The mismatch of a run whose root counts more LLM calls than it has LLM spans."""
+    """The mismatch of a run whose root counts more LLM calls than it has LLM spans (the native
+    core writes the same text)."""
     return f"fewer LLM spans than {semconv.RUN_LLM_CALLS} ({spans} of {calls})"
 
 
@@ -85,7 +98,9 @@ class ConsistencyCheck:
     # set by SpanAggregator.__init__: max_open_runs, _sweep_at, _unswept (LLM-only runs opened since
     # the last sweep, an upper bound)
 
-    def _join_root(self, agent, tally, trace_id, attrs, run_key, run_id, killed) -> None:
+    def _join_root(self, agent, tally, trace_id, attrs, run_key, run_id, skipped) -> None:
+        """The root of a run (``skipped``: killed before it started, so its absent totals are not
+        even "unchecked")."""
         pending = self.pending
         entry = pending.get(run_key)
         if entry is not None:
@@ -136,14 +151,15 @@ class ConsistencyCheck:
                         break
                     if value == fp:  # the run was closed before: this root is a second one
                         entry[P_AGENT], entry[P_TRACE], entry[P_RUN] = agent, trace_id, run_id  # as below
-                        self._root_of_closed_run(fp, agent, tally, run_key, killed)
+                        self._root_of_closed_run(fp, agent, tally, run_key, skipped)
                         return
                     i += 1
                     if i == size:
                         i = 0
                 keys[i] = fp
                 index = self.agent_index.get(agent, AGENT_INDEX_UNKNOWN)
-                closed.states[i] = RUN_CONSISTENT | (index if index < AGENT_INDEX_UNKNOWN else AGENT_INDEX_UNKNOWN) << 2
+                code = RUN_CONSISTENT if _RUN_TOOL_CALLS in attrs else RUN_CONSISTENT | TOOLS_UNANNOUNCED
+                closed.states[i] = code | (index if index < AGENT_INDEX_UNKNOWN else AGENT_INDEX_UNKNOWN) << INDEX_SHIFT
                 closed.count += 1
                 if closed.count > closed.limit:
                     closed._grow()
@@ -160,34 +176,34 @@ class ConsistencyCheck:
                     # nested or multi-agent trace): a run of its own, never a duplicate
                     if entry is not None:
                         del pending[run_key]
-                    if not killed:
+                    if not skipped:
                         tally.consistency[UNCHECKED] += 1
                     return
-                self._root_of_closed_run(fp, agent, tally, run_key, killed)
+                self._root_of_closed_run(fp, agent, tally, run_key, skipped)
                 return
             if entry is not None:
                 del pending[run_key]
-            if not killed:  # a skipped run without totals is not even "unchecked"
+            if not skipped:  # a skipped run without totals is not even "unchecked"
                 tally.consistency[UNCHECKED] += 1
             return
-        if (entry[P_CALLS] if entry is not None else 0) < root[0]:
+        if not (is_complete(entry[P_CALLS], entry[P_TOOLS], root) if entry is not None else is_complete(0, 0, root)):
             if closed.get(fp, 0):
-                self._root_of_closed_run(fp, agent, tally, run_key, killed)
+                self._root_of_closed_run(fp, agent, tally, run_key, skipped)
                 return
             if entry is None:
-                pending[run_key] = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0, None]
+                pending[run_key] = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0, None, 0]
             else:
                 entry[P_AGENT], entry[P_TRACE], entry[P_RUN], entry[P_ROOT] = agent, trace_id, run_id, root
             return
         # every LLM span the root counts has arrived: close the run now
         if entry is None:
-            entry = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0, None]
+            entry = [agent, trace_id, run_id, root, 0, 0, 0, 0, 0.0, 0, None, 0]
         else:
             entry[P_AGENT], entry[P_TRACE], entry[P_RUN], entry[P_ROOT] = agent, trace_id, run_id, root
         detail = mismatch_detail(entry)
-        if not closed.insert_new(fp, self._closed_state(agent, RUN_CONSISTENT if detail is None else RUN_MISMATCHED)):
+        if not closed.insert_new(fp, self._closed_state(agent, _checked_code(detail, root))):
             entry[P_ROOT] = None
-            self._root_of_closed_run(fp, agent, tally, run_key, killed)
+            self._root_of_closed_run(fp, agent, tally, run_key, skipped)
             return
         if run_key in pending:
             del pending[run_key]
@@ -207,22 +223,28 @@ class ConsistencyCheck:
         state = self.closed_runs.get(run_fingerprint(run_key), 0)
         if not state:
             return None
-        index = state >> 2
+        index = state >> INDEX_SHIFT
         return self.agent_order[index] if index < AGENT_INDEX_UNKNOWN and index < len(self.agent_order) else UNKNOWN_AGENT
 
-    def _defer(self, run_key: str, trace_id: str, run_id: str, record: tuple) -> None:
-        """Keep a tool call that names no agent in its run's open entry until the root comes (an LLM
-        call's entry is made by ``_llm_span`` itself)."""
+    def _join_tool(self, run_key: str, trace_id: str, run_id: str, agent: str, record: tuple | None) -> None:
+        """A tool span joined to its run, counted in its open entry (an LLM call's is made by
+        ``_llm_span`` itself); ``record``: the call, when it names no agent, kept until the root comes."""
         entry = self.pending.get(run_key)
         if entry is None:
-            self.pending[run_key] = [UNKNOWN_AGENT, trace_id, run_id, None, 0, 0, 0, 0, 0.0, 0, [record]]
+            self.pending[run_key] = [agent, trace_id, run_id, None, 0, 0, 0, 0, 0.0, 0, None if record is None else [record], 1]
             self._unswept += 1
-        elif entry[P_DEFERRED] is None:
-            entry[P_DEFERRED] = [record]
-        else:
-            entry[P_DEFERRED].append(record)
+            return
+        if record is not None:
+            if entry[P_DEFERRED] is None:
+                entry[P_DEFERRED] = [record]
+            else:
+                entry[P_DEFERRED].append(record)
+        entry[P_TOOLS] += 1
+        root = entry[P_ROOT]
+        if root is not None and is_complete(entry[P_CALLS], entry[P_TOOLS], root):
+            self._close(run_key, entry)
 
-    def _root_of_closed_run(self, fp: int, agent: str, tally, run_key: str, killed: bool) -> None:
+    def _root_of_closed_run(self, fp: int, agent: str, tally, run_key: str, skipped: bool) -> None:
         """A root whose run is closed already: a second root (counted, nothing else), or the root of
         a run whose LLM spans were evicted before it came (the run is then unchecked)."""
         closed = self.closed_runs
@@ -231,14 +253,14 @@ class ConsistencyCheck:
             return
         closed.set(fp, self._closed_state(agent, RUN_UNCHECKED))
         self.pending.pop(run_key, None)  # LLM spans that came after the eviction: attributed already
-        if not killed:
+        if not skipped:
             tally.consistency[UNCHECKED] += 1
 
     def _closed_state(self, agent: str, code: int) -> int:
-        return code | (min(self.agent_index.get(agent, AGENT_INDEX_UNKNOWN), AGENT_INDEX_UNKNOWN) << 2)
+        return code | (min(self.agent_index.get(agent, AGENT_INDEX_UNKNOWN), AGENT_INDEX_UNKNOWN) << INDEX_SHIFT)
 
     def _close(self, run_key: str, entry: list, fp: int | None = None) -> None:
-        """Close a run whose root arrived earlier, now that its last LLM span is here."""
+        """Close a run whose root arrived earlier, now that its last LLM or tool span is here."""
         del self.pending[run_key]
         if fp is None:
             fp = run_fingerprint(run_key)
@@ -246,14 +268,13 @@ class ConsistencyCheck:
         tally = self._agent(entry[P_AGENT])[1]
         if detail is None:
             tally.consistency[CONSISTENT] += 1
-            self.closed_runs.set(fp, self._closed_state(entry[P_AGENT], RUN_CONSISTENT))
         else:
             tally.consistency[MISMATCHED] += 1
             note_mismatch(tally.mismatches, entry[P_TRACE], entry[P_RUN], detail)
-            self.closed_runs.set(fp, self._closed_state(entry[P_AGENT], RUN_MISMATCHED))
+        self.closed_runs.set(fp, self._closed_state(entry[P_AGENT], _checked_code(detail, entry[P_ROOT])))
 
     def settle(self) -> None:
-        """Resolve pending LLM-only runs whose root was already closed (late extra LLM spans)."""
+        """Resolve pending runs without a root whose root was already closed (late extra spans)."""
         for run_key, entry in list(self.pending.items()):
             if entry[P_ROOT] is None:
                 self._settle(run_key, entry)
@@ -304,17 +325,19 @@ class ConsistencyCheck:
                 replay(self._agent(UNKNOWN_AGENT)[1], entry[P_DEFERRED])
 
     def _settle(self, run_key: str, entry: list) -> None:
-        """An LLM-only open run: if its run is closed, resolve it (late extra LLM spans)."""
+        """An open run of child spans without a root: if its run is closed, resolve it (late extra
+        LLM spans, or tool spans of a root that announced its tool calls)."""
         fp = run_fingerprint(run_key)
         state = self.closed_runs.get(fp, 0)
         if state:
             del self.pending[run_key]
             code = state & 3
-            index = state >> 2
+            index = state >> INDEX_SHIFT
             if entry[P_DEFERRED] is not None:  # calls without an agent name: the closed run's agent
                 known = index < AGENT_INDEX_UNKNOWN and index < len(self.agent_order)
                 replay(self.agents[self.agent_order[index]] if known else self._agent(UNKNOWN_AGENT)[1], entry[P_DEFERRED])
-            if code == RUN_UNCHECKED or code == RUN_EVICTED or not entry[P_CALLS]:
+            extra_tools = 0 if state & TOOLS_UNANNOUNCED else entry[P_TOOLS]
+            if code == RUN_UNCHECKED or code == RUN_EVICTED or not (entry[P_CALLS] or extra_tools):
                 return
             if index == AGENT_INDEX_UNKNOWN or index >= len(self.agent_order):
                 owner = self._agent(entry[P_AGENT])[1]
@@ -324,11 +347,11 @@ class ConsistencyCheck:
                 owner.consistency[CONSISTENT] -= 1
                 owner.consistency[MISMATCHED] += 1
                 self.closed_runs.set(fp, (state & ~3) | RUN_MISMATCHED)
-            note_mismatch(owner.mismatches, entry[P_TRACE], entry[P_RUN], EXTRA_LLM_SPANS)
+            note_mismatch(owner.mismatches, entry[P_TRACE], entry[P_RUN], EXTRA_LLM_SPANS if entry[P_CALLS] else EXTRA_TOOL_SPANS)
 
 
 def _root_totals(attrs: dict) -> tuple | None:
-    """(llm_calls, input, output, cached input tokens, cost, unpriced calls) from a root span, None
+    """(llm_calls, input, output, cached input tokens, cost, unpriced calls, tool calls) from a root span, None
     without ``alphatrace.run.llm_calls``; a total that is absent (or unreadable) is None and not compared."""
     value = attrs.get(_RUN_LLM_CALLS)
     if value is None:
@@ -356,7 +379,7 @@ def _root_totals(attrs: dict) -> tuple | None:
         cost = value.doubleValue
         if type(cost) is not float:
             cost = as_float(value)
-    return (calls, totals[1], totals[2], totals[3], cost, totals[4])
+    return (calls, totals[1], totals[2], totals[3], cost, totals[4], totals[5])
 
 
 _RUN_LLM_CALLS = semconv.RUN_LLM_CALLS
@@ -365,15 +388,35 @@ _RUN_INPUT = semconv.RUN_INPUT_TOKENS
 _RUN_OUTPUT = semconv.RUN_OUTPUT_TOKENS
 _RUN_CACHED = semconv.RUN_CACHED_INPUT_TOKENS
 _RUN_UNPRICED = semconv.RUN_UNPRICED_LLM_CALLS
-_RUN_INT_TOTALS = (_RUN_INPUT, _RUN_OUTPUT, _RUN_CACHED, _RUN_UNPRICED)
-_INT_TOTAL_SLOTS = ((_RUN_INPUT, P_IN), (_RUN_OUTPUT, P_OUT), (_RUN_CACHED, P_CACHED), (_RUN_UNPRICED, P_UNPRICED))
+_RUN_TOOL_CALLS = semconv.RUN_TOOL_CALLS
+_RUN_INT_TOTALS = (_RUN_INPUT, _RUN_OUTPUT, _RUN_CACHED, _RUN_UNPRICED, _RUN_TOOL_CALLS)
+_INT_TOTAL_SLOTS = (
+    (_RUN_INPUT, P_IN),
+    (_RUN_OUTPUT, P_OUT),
+    (_RUN_CACHED, P_CACHED),
+    (_RUN_UNPRICED, P_UNPRICED),
+    (_RUN_TOOL_CALLS, P_TOOLS),
+)
+
+
+def is_complete(calls: int, tools: int, root: tuple) -> bool:
+    """Whether ``calls`` LLM and ``tools`` tool spans are every one the root announces (the run is
+    closed then)."""
+    return calls >= root[0] and (root[6] is None or tools >= root[6])
+
+
+def _checked_code(detail: str | None, root: tuple) -> int:
+    """The closed state's code of a checked run (``mismatch_detail``'s ``detail``)."""
+    code = RUN_CONSISTENT if detail is None else RUN_MISMATCHED
+    return code if root[6] is not None else code | TOOLS_UNANNOUNCED
 
 
 def mismatch_detail(entry: list) -> str | None:
-    """None when the root's totals equal the sums over its LLM spans, else what differs."""
-    calls, tokens_in, tokens_out, cached, cost, unpriced = entry[P_ROOT]
+    """None when the root's totals equal the sums over its LLM and tool spans, else what differs."""
+    calls, tokens_in, tokens_out, cached, cost, unpriced, tools = entry[P_ROOT]
     if (
         calls == entry[P_CALLS]
+        and (tools is None or tools == entry[P_TOOLS])
         and (tokens_in is None or tokens_in == entry[P_IN])
         and (tokens_out is None or tokens_out == entry[P_OUT])
         and (cached is None or cached == entry[P_CACHED])
@@ -383,9 +426,13 @@ def mismatch_detail(entry: list) -> str | None:
         return None  # the common case, decided without building any text
     if entry[P_CALLS] > calls:
         return EXTRA_LLM_SPANS
+    if tools is not None and entry[P_TOOLS] > tools:
+        return EXTRA_TOOL_SPANS
     differences = []
     if calls != entry[P_CALLS]:
         differences.append(fewer_llm_spans(entry[P_CALLS], calls))
+    if tools is not None and tools != entry[P_TOOLS]:
+        differences.append(fewer_tool_spans(entry[P_TOOLS], tools))
     if tokens_in is not None and tokens_in != entry[P_IN]:
         differences.append(f"input_tokens root={tokens_in} spans={entry[P_IN]}")
     if tokens_out is not None and tokens_out != entry[P_OUT]:
@@ -399,3 +446,7 @@ def mismatch_detail(entry: list) -> str | None:
     if unpriced is not None and unpriced != entry[P_UNPRICED]:
         differences.append(f"unpriced_llm_calls root={unpriced} spans={entry[P_UNPRICED]}")
     return "; ".join(differences) or None
+
+
+def fewer_tool_spans(spans: int, announced: int) -> str:
+    return f"fewer tool spans than {semconv.RUN_TOOL_CALLS} ({spans} of {announced})"

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from meta_supervisor.reading.otlp_schema import AnyValue, Span, as_int, as_str
 from meta_supervisor.tally.agent_counts import DEFERRED_TOOL
-from meta_supervisor.tally.bounds import label
+from meta_supervisor.tally.bounds import UNKNOWN_AGENT, label
 from meta_supervisor.tally.tool_tallies import add_tool_call
 from otel import semconv as S
 
@@ -166,17 +166,19 @@ class ToolSpans:
         status = span.status
         error = (status is not None and status.code == STATUS_ERROR) or bool(as_str(attrs.get(S.ERROR_TYPE)))
         name = label(tool_name(span, attrs, operation), UNKNOWN_TOOL)
+        value = attrs.get(S.AGENT_RUN_ID)
+        run_id = (value.stringValue if value is not None else None) or ""
+        run_key = run_id or span.traceId or span.spanId
         if not agent:  # another instrumentation's child: its run's agent, or later (agent_counts)
-            value = attrs.get(S.AGENT_RUN_ID)
-            run_id = (value.stringValue if value is not None else None) or ""
-            run_key = run_id or span.traceId or span.spanId
             run_agent = self._run_agent(run_key)
             if run_agent is None:
-                self._defer(run_key, span.traceId, run_id, (DEFERRED_TOOL, name, error, start, end))
+                self._join_tool(run_key, span.traceId, run_id, UNKNOWN_AGENT, (DEFERRED_TOOL, name, error, start, end))
                 return
             add_tool_call(self._agent(run_agent)[1].tools, name, error, start, end)
+            self._join_tool(run_key, span.traceId, run_id, run_agent, None)
             return
-        tally = self._agent(agent)[1]
+        agent, tally = self._agent(agent)
         add_tool_call(tally.tools, name, error, start, end)
+        self._join_tool(run_key, span.traceId, run_id, agent, None)
         if span.events:  # its alpha events count for its agent, as an "other" span's do
             self._events(tally, span, self._day_row(tally, start), fp)

@@ -25,8 +25,11 @@ aggregator was made with ``collect_signals=False``;
 with ``collect_runs=True`` each root span also becomes an ``alpha.records.RunRecord`` (for the
 supervisor's policy).
 
-Each root's totals are joined with the sum of its LLM spans by ``consistency.ConsistencyCheck`` (the
-consistency check), independently of the order spans arrive in.
+Each root's totals are joined with the sums of its LLM and tool spans by ``consistency.ConsistencyCheck``
+(the consistency check), independently of the order spans arrive in. Each run that ran (not killed
+before it started, not refused on stale data) adds its root's ``llm_calls`` and ``tool_calls`` totals
+to its agent's ``run_steps`` (calls per run: runs, sum, maximum), and a run stopped mid-way counts
+by where (killed) or by budget (``budget_exceeded``).
 
 This is the build's inner loop: it is written for speed (locals, inlined fingerprinting) rather
 than for brevity. Reads no environment variables.
@@ -73,13 +76,17 @@ from meta_supervisor.tally.bounds import (
     P_IN,
     P_OUT,
     P_ROOT,
+    P_TOOLS,
     P_UNPRICED,
+    RS_LLM_RUNS,
+    RS_TOOL_RUNS,
     TOP_K,
     UNKNOWN_AGENT,
+    UNKNOWN_BUDGET,
     bounded_key,
     label,
 )
-from meta_supervisor.tally.consistency import ConsistencyCheck
+from meta_supervisor.tally.consistency import ConsistencyCheck, is_complete
 from meta_supervisor.tally.fingerprints import (
     _K_SPAN,
     _K_TRACE,
@@ -115,11 +122,23 @@ _TOKENS_OUT = semconv.GEN_AI_USAGE_OUTPUT_TOKENS
 _TOKENS_CACHED = semconv.GEN_AI_USAGE_CACHED_INPUT_TOKENS
 _OUTCOME = semconv.AGENT_RUN_OUTCOME
 _KILLED = semconv.OUTCOME_KILLED
+_STALE_DATA = semconv.OUTCOME_STALE_DATA
+_BUDGET_EXCEEDED = semconv.OUTCOME_BUDGET_EXCEEDED
+_STOPPED_BEFORE = semconv.RUN_STOPPED_BEFORE
+_BUDGET_NAME = semconv.BUDGET_NAME
+_STEP_TOTALS = ((semconv.RUN_LLM_CALLS, RS_LLM_RUNS), (semconv.RUN_TOOL_CALLS, RS_TOOL_RUNS))
 _RUN_AS_OF = semconv.AGENT_RUN_AS_OF
 STATUS_ERROR = 2
 MAX_TOKENS = 10**15  # more tokens than that in one call is a broken value, not a count
 MAX_LATENCY_NS = (1 << 63) - 1  # the latencies array holds signed 64-bit values: longer is a broken time
 UNKNOWN_MODEL = "(unknown model)"
+
+
+def _count_key(table: dict[str, int], key: str) -> None:
+    """One more for ``key`` (already labelled) in a bounded table of counts."""
+    if key not in table:
+        key = bounded_key(table, key)
+    table[key] = table.get(key, 0) + 1
 
 
 def _count_attr(value) -> int:
@@ -188,7 +207,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
             if mine is None:
                 self.pending[key] = entry
                 continue
-            for slot in (P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED):
+            for slot in (P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED, P_TOOLS):
                 mine[slot] += entry[slot]
             if entry[P_DEFERRED] is not None:
                 mine[P_DEFERRED] = (mine[P_DEFERRED] or []) + entry[P_DEFERRED]
@@ -197,7 +216,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
             if mine[P_ROOT] is not None and mine[P_DEFERRED] is not None:  # as consistency._join_root does
                 replay(self._agent(mine[P_AGENT])[1], mine[P_DEFERRED])
                 mine[P_DEFERRED] = None
-            if mine[P_ROOT] is not None and mine[P_CALLS] >= mine[P_ROOT][0]:
+            if mine[P_ROOT] is not None and is_complete(mine[P_CALLS], mine[P_TOOLS], mine[P_ROOT]):
                 self._close(key, mine)
         self.pending_added(len(pending))
 
@@ -366,7 +385,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
             row = tally.day_runs[day] = [0, 0, 0, 0, 0]
         value = attrs.get(_RUN_ID)
         run_id = (value.stringValue if value is not None else None) or ""
-        killed = False
+        skipped = False  # killed before it started: no children, not a run that ran
         as_of = as_str(attrs.get(_RUN_AS_OF))
         as_of_day = self._day_ordinal(as_of) if as_of else 0
         if as_of_day and (outcome == _OK or outcome == _ERROR or outcome == _KILLED):
@@ -396,11 +415,19 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
                 if not tally.first_start_ns or start < tally.first_start_ns:
                     tally.first_start_ns = start
         elif outcome == _KILLED:
-            killed = True
             row[DAY_KILLED] += 1
             item = (start, label(as_str(attrs.get(semconv.KILL_REASON)), "", 300))
             if tally.last_kill is None or item > tally.last_kill:
                 tally.last_kill = item
+            step = as_str(attrs.get(_STOPPED_BEFORE))
+            if step:  # stopped mid-run: it ran, and its children are checked as any run's
+                _count_key(tally.killed_mid_run, label(step, ""))
+            else:
+                skipped = True
+        elif outcome == _BUDGET_EXCEEDED:
+            _count_key(tally.budget_stops, label(as_str(attrs.get(_BUDGET_NAME)), UNKNOWN_BUDGET))
+        if not skipped and outcome != _STALE_DATA:
+            self._run_steps(tally.run_steps, attrs)
         if span.events:
             self._events(tally, span, row, fp)
         dropped = attrs.get(_SPANS_DROPPED)
@@ -409,7 +436,23 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
             self.inputs.add_telemetry_losses(process, _count_attr(dropped), _count_attr(failed))
         if self.run_records is not None:
             self._record_run(span, attrs, agent, outcome, start, simulated)
-        self._join_root(agent, tally, span.traceId, attrs, run_id or span.traceId or span.spanId, run_id, killed)
+        self._join_root(agent, tally, span.traceId, attrs, run_id or span.traceId or span.spanId, run_id, skipped)
+
+    @staticmethod
+    def _run_steps(steps: list[int], attrs: dict[str, AnyValue]) -> None:
+        """A run that ran: its LLM and tool calls from its root's totals, when it carries them
+        (``bounds.RS_*``; a total that is not a count in range is as absent)."""
+        for key, runs in _STEP_TOTALS:
+            value = attrs.get(key)
+            if value is None:
+                continue
+            number = as_int(value)
+            if number is None or not 0 <= number <= MAX_TOKENS:
+                continue
+            steps[runs] += 1
+            steps[runs + 1] += number
+            if number > steps[runs + 2]:
+                steps[runs + 2] = number
 
     def _record_run(self, span: Span, attrs: dict[str, AnyValue], agent: str, outcome: str, start: int, simulated: bool) -> None:
         end = as_time_ns(span.endTimeUnixNano)
@@ -490,7 +533,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
             # Not checked against the closed runs here (that would cost a lookup per LLM span);
             # bound_open_runs() does it once many runs are open, settle() at the end.
             self.pending[run_key] = [
-                agent, span.traceId, run_id, None, 1, tokens_in, tokens_out, cached, cost, unpriced, [deferred] if deferred else None,
+                agent, span.traceId, run_id, None, 1, tokens_in, tokens_out, cached, cost, unpriced, [deferred] if deferred else None, 0,
             ]  # fmt: skip
             self._unswept += 1
             return
@@ -506,5 +549,5 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         entry[P_COST] += cost
         entry[P_UNPRICED] += unpriced
         root = entry[P_ROOT]
-        if root is not None and entry[P_CALLS] >= root[0]:
+        if root is not None and is_complete(entry[P_CALLS], entry[P_TOOLS], root):
             self._close(run_key, entry)

@@ -67,14 +67,15 @@ impl Aggregator<'_, '_> {
         }
         let mut entry = self.pending.remove(run_key).unwrap();
         let code = state & 3;
-        let index = (state >> 2) as usize;
+        let index = (state >> INDEX_SHIFT) as usize;
         let known = index < AGENT_INDEX_UNKNOWN && index < self.agent_order.len();
         if let Some(records) = entry.deferred.take() {
             // calls without an agent name: the closed run's agent
             let owner = if known { index } else { self.agent(UNKNOWN_AGENT) };
             self.replay(owner, records)?;
         }
-        if code == RUN_UNCHECKED || code == 0 || entry.calls == 0 {
+        let extra_tools = if state & TOOLS_UNANNOUNCED != 0 { 0 } else { entry.tools };
+        if code == RUN_UNCHECKED || code == 0 || (entry.calls == 0 && extra_tools == 0) {
             return Ok(());
         }
         let owner = if known {
@@ -90,7 +91,8 @@ impl Aggregator<'_, '_> {
             tally.consistency[MISMATCHED] += 1;
             self.closed.set(fp, (state & !3) | RUN_MISMATCHED)?;
         }
-        note_mismatch(&mut tally.mismatches, &entry.trace_id, &entry.run_id, EXTRA_LLM_SPANS.to_string());
+        let detail = if entry.calls != 0 { EXTRA_LLM_SPANS } else { EXTRA_TOOL_SPANS };
+        note_mismatch(&mut tally.mismatches, &entry.trace_id, &entry.run_id, detail.to_string());
         Ok(())
     }
 
@@ -113,7 +115,7 @@ impl Aggregator<'_, '_> {
         if state == 0 {
             return Ok(None);
         }
-        let index = (state >> 2) as usize;
+        let index = (state >> INDEX_SHIFT) as usize;
         Ok(Some(if index < AGENT_INDEX_UNKNOWN && index < self.agent_order.len() {
             self.agent_order[index].clone()
         } else {
@@ -121,16 +123,27 @@ impl Aggregator<'_, '_> {
         }))
     }
 
-    /// `ConsistencyCheck._defer`: a tool call that names no agent waits in its run's open entry.
-    pub(crate) fn defer(&mut self, run_key: &str, trace_id: &str, run_id: &str, record: Deferred) {
+    /// `ConsistencyCheck._join_tool`: a tool span counted in its run's open entry; `record`: the
+    /// call, when it names no agent (`agent` is then `NO_AGENT`), kept until the root comes.
+    pub(crate) fn join_tool(&mut self, run_key: &str, trace_id: &str, run_id: &str, agent: usize, record: Option<Deferred>) -> R<()> {
         match self.pending.get_mut(run_key) {
-            Some(entry) => entry.deferred.get_or_insert_with(Vec::new).push(record),
+            Some(entry) => {
+                if let Some(record) = record {
+                    entry.deferred.get_or_insert_with(Vec::new).push(record);
+                }
+                entry.tools += 1;
+                if entry.complete() {
+                    self.close(run_key)?;
+                }
+            }
             None => {
-                let mut entry = new_entry(NO_AGENT, trace_id, run_id, None);
-                entry.deferred = Some(vec![record]);
+                let mut entry = new_entry(agent, trace_id, run_id, None);
+                entry.deferred = record.map(|record| vec![record]);
+                entry.tools = 1;
                 self.open(run_key, entry);
             }
         }
+        Ok(())
     }
 
     /// A new open run, after every other (its `seq`: the order `pending` has it in Python).
@@ -197,14 +210,14 @@ impl Aggregator<'_, '_> {
     }
 
     /// `ConsistencyCheck._root_of_closed_run`: a second root, or the root of a run whose LLM spans were evicted.
-    pub(crate) fn root_of_closed_run(&mut self, fp: u64, index: usize, run_key: &str, killed: bool) -> R<()> {
+    pub(crate) fn root_of_closed_run(&mut self, fp: u64, index: usize, run_key: &str, skipped: bool) -> R<()> {
         if self.closed.get(fp) != EVICTED_STATE {
             self.inputs.duplicate_run_roots += 1;
             return Ok(());
         }
         self.closed.set(fp, Self::closed_state(index, RUN_UNCHECKED))?;
         self.pending.remove(run_key);
-        if !killed {
+        if !skipped {
             self.agents[index].consistency[UNCHECKED] += 1;
         }
         Ok(())
@@ -227,18 +240,16 @@ impl Aggregator<'_, '_> {
         let entry = self.pending.remove(run_key).unwrap();
         let fp = run_fingerprint(run_key, &self.helpers)?;
         let detail = self.detail(&entry)?;
+        let state = Self::closed_state(entry.agent, checked_code(detail.is_none(), entry.root.as_ref().unwrap()));
         let tally = &mut self.agents[entry.agent];
         match detail {
-            None => {
-                tally.consistency[CONSISTENT] += 1;
-                self.closed.set(fp, Self::closed_state(entry.agent, RUN_CONSISTENT))?;
-            }
+            None => tally.consistency[CONSISTENT] += 1,
             Some(detail) => {
                 tally.consistency[MISMATCHED] += 1;
                 note_mismatch(&mut tally.mismatches, &entry.trace_id, &entry.run_id, detail);
-                self.closed.set(fp, Self::closed_state(entry.agent, RUN_MISMATCHED))?;
             }
         }
+        self.closed.set(fp, state)?;
         Ok(())
     }
 
@@ -255,12 +266,14 @@ impl Aggregator<'_, '_> {
             cached: as_int(attrs[A_RUN_CACHED], h)?,
             cost: as_float(attrs[A_RUN_COST], h)?,
             unpriced: as_int(attrs[A_RUN_UNPRICED], h)?,
+            tools: as_int(attrs[A_RUN_TOOLS], h)?,
         }))
     }
 
     /// `ConsistencyCheck._join_root` (its general path, which its fast path agrees with).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn join_root(&mut self, index: usize, trace_id: &str, attrs: &Attrs, run_key: &str, run_id: &str, killed: bool) -> R<()> {
+    /// `skipped`: killed before it started (its absent totals are not even "unchecked").
+    pub(crate) fn join_root(&mut self, index: usize, trace_id: &str, attrs: &Attrs, run_key: &str, run_id: &str, skipped: bool) -> R<()> {
         if let Some(records) = self.pending.get_mut(run_key).and_then(|entry| entry.deferred.take()) {
             self.replay(index, records)?; // calls without an agent name that waited for this root
         }
@@ -281,25 +294,25 @@ impl Aggregator<'_, '_> {
                     if has_entry {
                         self.pending.remove(run_key);
                     }
-                    if !killed {
+                    if !skipped {
                         self.agents[index].consistency[UNCHECKED] += 1;
                     }
                     return Ok(());
                 }
-                return self.root_of_closed_run(fp, index, run_key, killed);
+                return self.root_of_closed_run(fp, index, run_key, skipped);
             }
             if has_entry {
                 self.pending.remove(run_key);
             }
-            if !killed {
+            if !skipped {
                 self.agents[index].consistency[UNCHECKED] += 1;
             }
             return Ok(());
         };
-        let calls = self.pending.get(run_key).map_or(0, |e| e.calls);
-        if calls < root.calls {
+        let (calls, tools) = self.pending.get(run_key).map_or((0, 0), |e| (e.calls, e.tools));
+        if !root.complete_with(calls, tools) {
             if self.closed.get(fp) != 0 {
-                return self.root_of_closed_run(fp, index, run_key, killed);
+                return self.root_of_closed_run(fp, index, run_key, skipped);
             }
             match self.pending.get_mut(run_key) {
                 None => self.open(run_key, new_entry(index, trace_id, run_id, Some(root))),
@@ -319,12 +332,12 @@ impl Aggregator<'_, '_> {
                 self.detail(entry)?
             }
         };
-        let state = Self::closed_state(index, if detail.is_none() { RUN_CONSISTENT } else { RUN_MISMATCHED });
+        let state = Self::closed_state(index, checked_code(detail.is_none(), &root));
         if !self.closed.insert_new(fp, state)? {
             if let Some(entry) = self.pending.get_mut(run_key) {
                 entry.root = None;
             }
-            return self.root_of_closed_run(fp, index, run_key, killed);
+            return self.root_of_closed_run(fp, index, run_key, skipped);
         }
         self.pending.remove(run_key);
         let tally = &mut self.agents[index];
@@ -359,6 +372,17 @@ pub(crate) fn new_entry(agent: usize, trace_id: &str, run_id: &str, root: Option
         cost: 0.0,
         unpriced: 0,
         deferred: None,
+        tools: 0,
+    }
+}
+
+/// `consistency._checked_code`: the closed state's code of a checked run.
+pub(crate) fn checked_code(consistent: bool, root: &Root) -> u8 {
+    let code = if consistent { RUN_CONSISTENT } else { RUN_MISMATCHED };
+    if root.tools.is_some() {
+        code
+    } else {
+        code | TOOLS_UNANNOUNCED
     }
 }
 

@@ -4,7 +4,8 @@
 
 use crate::part::{
     run_key, Aggregator, Attrs, A_AGENT, A_ERROR_TYPE, A_OP, A_OPENINFERENCE_AGENT, A_OPENINFERENCE_KIND, A_OPENINFERENCE_TOOL,
-    A_REQUEST_TYPE, A_RUN_ID, A_TOOL_NAME, A_TRACELOOP_ENTITY, A_TRACELOOP_KIND, MAX_DISTINCT, MAX_LABEL, OTHER_LABEL, R, STATUS_ERROR,
+    A_REQUEST_TYPE, A_RUN_ID, A_TOOL_NAME, A_TRACELOOP_ENTITY, A_TRACELOOP_KIND, MAX_DISTINCT, MAX_LABEL, NO_AGENT, OTHER_LABEL, R,
+    STATUS_ERROR,
 };
 use crate::schema::{AnyValue, Span};
 use crate::tallies::{Deferred, Tally, ToolTally};
@@ -125,27 +126,25 @@ impl Aggregator<'_, '_> {
         let error =
             span.status.as_ref().is_some_and(|s| s.code == STATUS_ERROR) || as_str(attrs[A_ERROR_TYPE]).is_some_and(|t| !t.is_empty());
         let name = label(Some(tool_name(span, attrs)), UNKNOWN_TOOL, MAX_LABEL);
+        let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
+        let key = run_key(run_id, span);
         let index = match named {
             Some(agent) => self.agent(agent),
-            None => {
-                let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
-                let key = run_key(run_id, span);
-                match self.run_agent(key)? {
-                    Some(agent) => self.agent(&agent),
-                    None => {
-                        let record = Deferred::Tool {
-                            name: name.into_owned(),
-                            error,
-                            start,
-                            end,
-                        };
-                        self.defer(key, &span.trace_id, run_id, record);
-                        return Ok(());
-                    }
+            None => match self.run_agent(key)? {
+                Some(agent) => self.agent(&agent),
+                None => {
+                    let record = Deferred::Tool {
+                        name: name.into_owned(),
+                        error,
+                        start,
+                        end,
+                    };
+                    return self.join_tool(key, &span.trace_id, run_id, NO_AGENT, Some(record));
                 }
-            }
+            },
         };
         add_tool_call(&mut self.agents[index], &name, error, start, end);
+        self.join_tool(key, &span.trace_id, run_id, index, None)?;
         if !span.events.is_empty() && named.is_some() {
             // its alpha events count for its agent, as an "other" span's do
             let day = crate::part::day_of(start)?;

@@ -189,6 +189,14 @@ fn tally_state<'py>(py: Python<'py>, tally: &Tally) -> PyResult<Bound<'py, PyDic
         rows.append((name, t.calls, t.errors, t.timed, t.sum, t.min, t.max, histogram))?;
     }
     d.set_item("tools", rows)?;
+    d.set_item("run_steps", tally.run_steps.to_vec())?;
+    for (key, table) in [("killed_mid_run", &tally.killed_mid_run), ("budget_stops", &tally.budget_stops)] {
+        let counts = PyDict::new(py);
+        for (name, count) in &table.items {
+            counts.set_item(name, count)?;
+        }
+        d.set_item(key, counts)?;
+    }
     let rows = PyList::empty(py);
     for ((symbol, direction), count) in &tally.alpha.items {
         rows.append((symbol, direction, count))?;

@@ -67,17 +67,27 @@ pub(crate) const TRADABLE_SHIFT: u32 = 2;
 pub(crate) const RUN_CONSISTENT: u8 = 1;
 pub(crate) const RUN_MISMATCHED: u8 = 2;
 pub(crate) const RUN_UNCHECKED: u8 = 3;
-pub(crate) const AGENT_INDEX_UNKNOWN: usize = 63;
+/// `consistency.AGENT_INDEX_UNKNOWN`, `INDEX_SHIFT`, `TOOLS_UNANNOUNCED`: a closed run's state is its
+/// code (2 bits), the flag "the root carried no tool total" and the agent's index (5 bits)
+pub(crate) const AGENT_INDEX_UNKNOWN: usize = 31;
+pub(crate) const INDEX_SHIFT: u32 = 3;
+pub(crate) const TOOLS_UNANNOUNCED: u8 = 4;
 /// `Entry.agent` of an open run made by calls that name no agent: "(unknown agent)", whose tally is
 /// only made when something is counted for it
 pub(crate) const NO_AGENT: usize = usize::MAX;
 /// `consistency.EVICTED_STATE`: code RUN_EVICTED (0) with the unknown agent index
-pub(crate) const EVICTED_STATE: u8 = (AGENT_INDEX_UNKNOWN as u8) << 2;
+pub(crate) const EVICTED_STATE: u8 = (AGENT_INDEX_UNKNOWN as u8) << INDEX_SHIFT;
 /// `open_runs.SWEEP_EVERY`
 pub(crate) const SWEEP_EVERY: usize = 4_096;
 /// `open_runs.EVICT_TO_EIGHTHS`
 pub(crate) const EVICT_TO_EIGHTHS: usize = 7;
 pub(crate) const EXTRA_LLM_SPANS: &str = "more LLM spans than alphatrace.run.llm_calls";
+pub(crate) const EXTRA_TOOL_SPANS: &str = "more tool spans than alphatrace.run.tool_calls";
+/// `bounds.UNKNOWN_BUDGET`
+pub(crate) const UNKNOWN_BUDGET: &str = "(unknown budget)";
+/// `span_aggregator.MAX_TOKENS` bounds a run's call totals too (`_run_steps`)
+pub(crate) const RS_LLM_RUNS: usize = 0;
+pub(crate) const RS_TOOL_RUNS: usize = 3;
 
 pub const DAY_OK: usize = 0;
 pub const DAY_ERROR: usize = 1;
@@ -129,7 +139,11 @@ pub(crate) const A_COMPLETION_TOKENS: usize = 33;
 pub(crate) const A_OPENINFERENCE_COMPLETION: usize = 34;
 pub(crate) const A_TRACELOOP_CACHE_READ: usize = 35;
 pub(crate) const A_OPENINFERENCE_CACHE_READ: usize = 36;
-pub(crate) const SLOTS: usize = 37;
+// run totals and stops (`otel/semconv.py`)
+pub(crate) const A_RUN_TOOLS: usize = 37;
+pub(crate) const A_STOPPED_BEFORE: usize = 38;
+pub(crate) const A_BUDGET_NAME: usize = 39;
+pub(crate) const SLOTS: usize = 40;
 
 pub(crate) type Attrs<'s, 'a> = [Option<&'s AnyValue<'a>>; SLOTS];
 
@@ -200,6 +214,9 @@ fn slot_of(key: &str) -> Option<usize> {
         "llm.token_count.completion" => A_OPENINFERENCE_COMPLETION,
         "gen_ai.usage.cache_read_input_tokens" => A_TRACELOOP_CACHE_READ,
         "llm.token_count.prompt_details.cache_read" => A_OPENINFERENCE_CACHE_READ,
+        "alphatrace.run.tool_calls" => A_RUN_TOOLS,
+        "alphatrace.run.stopped_before" => A_STOPPED_BEFORE,
+        "alphatrace.budget.name" => A_BUDGET_NAME,
         _ => return None,
     })
 }
@@ -370,7 +387,7 @@ impl<'py, 't> Aggregator<'py, 't> {
 
     /// `ConsistencyCheck._closed_state` of the agent with this index.
     pub(crate) fn closed_state(index: usize, code: u8) -> u8 {
-        code | ((index.min(AGENT_INDEX_UNKNOWN) as u8) << 2)
+        code | ((index.min(AGENT_INDEX_UNKNOWN) as u8) << INDEX_SHIFT)
     }
 
     /// `SpanAggregator._run_span`.
@@ -403,7 +420,7 @@ impl<'py, 't> Aggregator<'py, 't> {
         *tally.outcomes.entry(&*key, || key.to_string(), || 0) += 1;
         let day = day_of(start)?;
         let run_id = as_str(attrs[A_RUN_ID]).unwrap_or("");
-        let mut killed = false;
+        let mut skipped = false; // killed before it started: no children, not a run that ran
         if as_of_day != 0 && (outcome == "ok" || outcome == "error" || outcome == "killed") {
             let key = as_of_day - EPOCH_ORDINAL;
             let slot = match outcome {
@@ -462,11 +479,31 @@ impl<'py, 't> Aggregator<'py, 't> {
         } else {
             let row = tally.day_runs.entry(&day, || day, || [0; 5]);
             if outcome == "killed" {
-                killed = true;
                 row[DAY_KILLED] += 1;
                 let item = (start, label(as_str(attrs[A_KILL_REASON]), "", 300).into_owned());
                 if tally.last_kill.as_ref().is_none_or(|kill| item > *kill) {
                     tally.last_kill = Some(item);
+                }
+                match as_str(attrs[A_STOPPED_BEFORE]).filter(|s| !s.is_empty()) {
+                    // stopped mid-run: it ran, and its children are checked as any run's
+                    Some(step) => count_key(&mut tally.killed_mid_run, &label(Some(step), "", MAX_LABEL)),
+                    None => skipped = true,
+                }
+            } else if outcome == "budget_exceeded" {
+                count_key(
+                    &mut tally.budget_stops,
+                    &label(as_str(attrs[A_BUDGET_NAME]), UNKNOWN_BUDGET, MAX_LABEL),
+                );
+            }
+        }
+        if !skipped && outcome != "stale_data" {
+            for (slot, runs) in [(A_RUN_CALLS, RS_LLM_RUNS), (A_RUN_TOOLS, RS_TOOL_RUNS)] {
+                // `SpanAggregator._run_steps`: a total that is not a count in range is as absent
+                if let Some(number) = as_int(attrs[slot], helpers)?.filter(|n| (0..=MAX_TOKENS).contains(n)) {
+                    let steps = &mut tally.run_steps;
+                    steps[runs] += 1;
+                    steps[runs + 1] += number;
+                    steps[runs + 2] = steps[runs + 2].max(number);
                 }
             }
         }
@@ -479,7 +516,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             self.add_telemetry_losses(process, dropped, failed);
         }
         let run_key = run_key(run_id, span);
-        self.join_root(index, &span.trace_id, attrs, run_key, run_id, killed)
+        self.join_root(index, &span.trace_id, attrs, run_key, run_id, skipped)
     }
 
     /// `InputTally.add_telemetry_losses`: the largest value of each counter per process.
@@ -589,7 +626,7 @@ impl<'py, 't> Aggregator<'py, 't> {
                 entry.cached += cached;
                 entry.cost += cost;
                 entry.unpriced += unpriced;
-                entry.root.is_some_and(|root| entry.calls >= root.calls)
+                entry.complete()
             }
         };
         if close {
@@ -597,6 +634,16 @@ impl<'py, 't> Aggregator<'py, 't> {
         }
         Ok(())
     }
+}
+
+/// `span_aggregator._count_key`: one more for `key` (labelled already) in a bounded table of counts.
+pub(crate) fn count_key(table: &mut crate::tables::Ordered<String, i64>, key: &str) {
+    let key = if !table.contains(key) && table.len() >= MAX_DISTINCT {
+        OTHER_LABEL
+    } else {
+        key
+    };
+    *table.entry(key, || key.to_string(), || 0) += 1;
 }
 
 /// `start // NS_PER_DAY`; a day beyond 64 bits (a hostile time) declines the part.
@@ -607,7 +654,7 @@ pub(crate) fn day_of(start: i128) -> R<i64> {
     }
 }
 
-/// The key a run is joined by: its `agent.run_id`, else the trace id, else the span id.
+/// The key a run is joined by: its `alphatrace.run.id`, else the trace id, else the span id.
 pub(crate) fn run_key<'s>(run_id: &'s str, span: &'s Span) -> &'s str {
     if !run_id.is_empty() {
         run_id

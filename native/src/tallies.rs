@@ -139,6 +139,10 @@ pub struct Tally {
     pub bad_token_values: i64,
     pub llm_operations: Ordered<String, i64>,
     pub tools: Ordered<String, ToolTally>,
+    /// `aggregates.AgentTally.run_steps` (`bounds.RS_*`): LLM and tool calls per run that ran
+    pub run_steps: [i128; 6],
+    pub killed_mid_run: Ordered<String, i64>,
+    pub budget_stops: Ordered<String, i64>,
     pub alpha: Ordered<(String, String), i64>,
     pub invalid_reasons: Ordered<String, i64>,
     pub slowest: Vec<(i128, String, String, i128)>,
@@ -151,7 +155,7 @@ pub struct Tally {
 }
 
 /// The root's totals (`consistency._root_totals`): calls, then input, output, cached input tokens,
-/// cost and unpriced calls, each None when absent or unreadable.
+/// cost, unpriced calls and tool calls, each None when absent or unreadable.
 #[derive(Clone, Copy)]
 pub struct Root {
     pub calls: i128,
@@ -160,6 +164,14 @@ pub struct Root {
     pub cached: Option<i128>,
     pub cost: Option<f64>,
     pub unpriced: Option<i128>,
+    pub tools: Option<i128>,
+}
+
+impl Root {
+    /// `consistency.is_complete`: `calls` LLM and `tools` tool spans are every one the root announces.
+    pub(crate) fn complete_with(&self, calls: i128, tools: i128) -> bool {
+        calls >= self.calls && self.tools.is_none_or(|announced| tools >= announced)
+    }
 }
 
 /// An open run (`aggregates.P_*`), with its insertion number (the pending dict's order).
@@ -240,6 +252,7 @@ pub struct Entry {
     pub cost: f64,
     pub unpriced: i128,
     pub deferred: Option<Vec<Deferred>>,
+    pub tools: i128,
 }
 
 impl Entry {
@@ -247,6 +260,7 @@ impl Entry {
     pub(crate) fn consistent(&self) -> bool {
         let root = self.root.as_ref().unwrap();
         root.calls == self.calls
+            && root.tools.is_none_or(|v| v == self.tools)
             && root.tokens_in.is_none_or(|v| v == self.tokens_in)
             && root.tokens_out.is_none_or(|v| v == self.tokens_out)
             && root.cached.is_none_or(|v| v == self.cached)
@@ -254,6 +268,11 @@ impl Entry {
             && root
                 .cost
                 .is_none_or(|c| (c - self.cost).abs() <= COST_ABS_TOLERANCE + COST_REL_TOLERANCE * self.cost.abs())
+    }
+
+    /// `consistency.is_complete`: every LLM and tool span the root announces has arrived.
+    pub(crate) fn complete(&self) -> bool {
+        self.root.is_some_and(|root| root.complete_with(self.calls, self.tools))
     }
 
     pub fn to_python<'py>(&self, py: Python<'py>, agent: &str) -> PyResult<Bound<'py, PyList>> {
@@ -268,6 +287,7 @@ impl Entry {
                     r.cached.into_pyobject(py)?.into_any(),
                     r.cost.into_pyobject(py)?.into_any(),
                     r.unpriced.into_pyobject(py)?.into_any(),
+                    r.tools.into_pyobject(py)?.into_any(),
                 ],
             )?
             .into_any(),
@@ -289,6 +309,7 @@ impl Entry {
                     None => py.None().into_bound(py),
                     Some(records) => PyList::new(py, records.iter().map(|r| r.to_python(py)).collect::<PyResult<Vec<_>>>()?)?.into_any(),
                 },
+                self.tools.into_pyobject(py)?.into_any(),
             ],
         )
     }
