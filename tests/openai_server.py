@@ -15,12 +15,14 @@ from services.simulated_llm import SimulatedLLMTransport
 
 class OpenAIServer:
     """Serves ``POST /v1/chat/completions`` with the simulated model (streams too). ``bodies`` holds
-    every request body received. With ``break_streams_after`` set, a streamed answer stops after that
-    many events with an ``error`` event carrying ``stream_error`` (what a provider sends when it fails
-    mid-way), and the connection closes."""
+    every request body received, ``authorizations`` their ``Authorization`` headers. With
+    ``break_streams_after`` set, a streamed answer stops after that many events with an ``error``
+    event carrying ``stream_error`` (what a provider sends when it fails mid-way). Every answer
+    closes its connection."""
 
     def __init__(self, break_streams_after: int | None = None, stream_error: str = "upstream failure") -> None:
         self.bodies: list[dict] = []
+        self.authorizations: list[str] = []  # the Authorization header of each request
         self._lock = threading.Lock()
         model = SimulatedLLMTransport()
         server = self
@@ -32,6 +34,7 @@ class OpenAIServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with server._lock:
                     server.bodies.append(json.loads(body or b"{}"))
+                    server.authorizations.append(self.headers.get("Authorization", ""))
                 answer = model.handle_request(httpx2.Request("POST", f"http://127.0.0.1{self.path}", content=body))
                 content = answer.read()
                 streamed = answer.headers.get("content-type", "").startswith("text/event-stream")
@@ -42,9 +45,9 @@ class OpenAIServer:
                 self.send_response(answer.status_code)
                 self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))
                 self.send_header("Content-Length", str(len(content)))
-                if streamed and break_streams_after is not None:
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
+                # one request per connection: the client's pool keeps no socket open past the test
+                self.send_header("Connection", "close")
+                self.close_connection = True
                 self.end_headers()
                 self.wfile.write(content)
 

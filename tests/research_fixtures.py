@@ -21,7 +21,7 @@ start = "{start}"
 cycles = 1
 
 [llm]
-provider = "simulated"
+provider = "{provider}"
 model = "gpt-4o-mini"
 
 [agents.research_analyst]
@@ -51,11 +51,11 @@ class RecordingModel(SimulatedLLMTransport):
         return response
 
 
-def research_config(world, **params):
+def research_config(world, provider="simulated", **params):
     """The world's config path rewritten for a fleet of research_analyst alone, with ``params``."""
     inline = "{ " + ", ".join(f"{key} = {json.dumps(value)}" for key, value in params.items()) + " }"
     path = world["tmp"] / "research.toml"
-    path.write_text(RESEARCH_TOML.format(start=world["calendar"][70].isoformat(), params=inline))
+    path.write_text(RESEARCH_TOML.format(start=world["calendar"][70].isoformat(), params=inline, provider=provider))
     return path
 
 
