@@ -64,7 +64,7 @@ class Agent:
         if not features:
             return []
         messages = research_messages(context.as_of.isoformat(), values["horizon"], sorted(features))
-        answer = context.tools.run(messages, self.tools(context), values["max_steps"], stream=values["stream"] or None)
+        answer = context.tools.run(messages, self.tools(context, features), values["max_steps"], stream=values["stream"] or None)
         verdicts = parse_verdicts(answer, set(features))
         out = []
         for symbol, verdict in sorted(verdicts.items()):
@@ -74,12 +74,13 @@ class Agent:
             out[-1]["direction"] = verdict.direction
         return out
 
-    def tools(self, context: AgentContext) -> list[Tool]:
-        """The tools this run offers the model, bound to the run's context (its date and universe)."""
+    def tools(self, context: AgentContext, features: Mapping[str, Mapping[str, float | str]]) -> list[Tool]:
+        """The tools this run offers the model, bound to the run's context (its date and universe)
+        and the universe's ``features`` as of that date (computed once a run)."""
         implementations = {
-            TOOL_PRICE_FEATURES: lambda arguments: _features_of(context, _symbol(context, arguments)),
+            TOOL_PRICE_FEATURES: lambda arguments: _features_of(context, features, _symbol(context, arguments)),
             TOOL_RECENT_CLOSES: lambda arguments: _recent_closes(context, arguments),
-            TOOL_MARKET_REGIME: lambda arguments: _market_regime(context),
+            TOOL_MARKET_REGIME: lambda arguments: _market_regime(context, features),
         }
         return [Tool(name, *TOOL_SPECS[name], run=implementations[name]) for name in TOOL_SPECS]
 
@@ -96,8 +97,8 @@ def _symbol(context: AgentContext, arguments: Mapping[str, Any]) -> str:
     return symbol
 
 
-def _features_of(context: AgentContext, symbol: str) -> dict[str, Any]:
-    values = price_features(context.closes(symbol, MIN_HISTORY))
+def _features_of(context: AgentContext, features: Mapping[str, Mapping[str, float | str]], symbol: str) -> dict[str, Any]:
+    values = features.get(symbol)
     if values is None:
         raise ToolError(f"{symbol} has fewer than {MIN_HISTORY} daily closes up to the as-of date")
     return {"symbol": symbol, "as_of": context.as_of.isoformat(), **values}
@@ -112,8 +113,7 @@ def _recent_closes(context: AgentContext, arguments: Mapping[str, Any]) -> dict[
     return {"symbol": symbol, "closes": [{"date": bar.day.isoformat(), "close": round(bar.close, 4)} for bar in bars]}
 
 
-def _market_regime(context: AgentContext) -> dict[str, Any]:
-    features = _universe_features(context)
+def _market_regime(context: AgentContext, features: Mapping[str, Mapping[str, float | str]]) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for values in features.values():
         counts[str(values["regime"])] = counts.get(str(values["regime"]), 0) + 1

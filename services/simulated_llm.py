@@ -166,7 +166,7 @@ def sse_events(completion: dict, include_usage: bool) -> bytes:
 
     text = message.get("content") or ""
     chunks = [chunk({"role": "assistant", "content": "" if text else None})]
-    chunks += [chunk({"content": text[start : start + 64]}) for start in range(0, len(text), 64)]
+    chunks += [chunk({"content": text[start : start + 128]}) for start in range(0, len(text), 128)]
     for index, call in enumerate(message.get("tool_calls") or ()):
         function = call["function"]
         opening = {"index": index, "id": call["id"], "type": "function", "function": {"name": function["name"], "arguments": ""}}

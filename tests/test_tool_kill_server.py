@@ -35,8 +35,8 @@ class _KilledWhileResearching(research_analyst.Agent):
     def __init__(self, kill_file) -> None:
         self._kill_file = kill_file
 
-    def tools(self, context):
-        tools = super().tools(context)
+    def tools(self, context, features):
+        tools = super().tools(context, features)
         original = next(t for t in tools if t.name == TOOL_MARKET_REGIME)
 
         def regime_then_kill(arguments):
