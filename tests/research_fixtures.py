@@ -7,8 +7,24 @@ import json
 
 import httpx2
 
+from otel import semconv
+from services.research_tools import TOOL_MARKET_REGIME, TOOL_PRICE_FEATURES, TOOL_RECENT_CLOSES
 from services.simulated_llm import SimulatedLLMTransport
 from tests.fleet_fixtures import build_test_fleet
+
+_CHAT = f"{semconv.OPERATION_CHAT} gpt-4o-mini"
+# The children of one research_analyst run over a two-symbol universe with the simulated model, in
+# the order they start: the regime and both symbols' features asked at once, one symbol's last closes,
+# then the verdict.
+TWO_SYMBOL_RUN = [
+    _CHAT,
+    semconv.tool_span_name(TOOL_MARKET_REGIME),
+    semconv.tool_span_name(TOOL_PRICE_FEATURES),
+    semconv.tool_span_name(TOOL_PRICE_FEATURES),
+    _CHAT,
+    semconv.tool_span_name(TOOL_RECENT_CLOSES),
+    _CHAT,
+]
 
 RESEARCH_TOML = """
 [fleet]

@@ -23,6 +23,7 @@ from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from services.tool_loop import ToolLoop
 from tests import stack
+from tests.research_fixtures import TWO_SYMBOL_RUN
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parent.parent
@@ -154,15 +155,7 @@ def test_jaeger_keeps_traces_across_a_restart_and_shows_the_tool_loop(built, tmp
         (root,) = [span for span in spans if not span.get("parentSpanId")]
         children = sorted((span for span in spans if span is not root), key=lambda span: int(span["startTimeUnixNano"]))
         assert {span["parentSpanId"] for span in children} == {root["spanId"]}
-        assert [span["name"] for span in children] == [
-            "chat gpt-4o-mini",
-            "execute_tool market_regime",
-            "execute_tool price_features",
-            "execute_tool price_features",
-            "chat gpt-4o-mini",
-            "execute_tool recent_closes",
-            "chat gpt-4o-mini",
-        ]
+        assert [span["name"] for span in children] == TWO_SYMBOL_RUN
         tool = next(span for span in children if span["name"] == "execute_tool recent_closes")
         attributes = {a["key"]: next(iter(a["value"].values())) for a in tool["attributes"]}
         assert attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_EXECUTE_TOOL

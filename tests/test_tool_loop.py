@@ -15,7 +15,7 @@ from otel import semconv
 from services.config_error import ConfigError
 from services.simulated_llm import SimulatedLLMTransport
 from tests.llm_transports import ScriptedTransport, chat_completion, ok, tool_call_completion, verdict_json
-from tests.research_fixtures import RecordingModel, by_start, run_research
+from tests.research_fixtures import TWO_SYMBOL_RUN, RecordingModel, by_start, run_research
 
 
 def test_one_run_is_a_trace_of_chat_and_execute_tool_children(world, telemetry, span_exporter, sequential_run_ids):
@@ -24,15 +24,7 @@ def test_one_run_is_a_trace_of_chat_and_execute_tool_children(world, telemetry, 
 
     root, *children = by_start(span_exporter)
     assert root.name == "invoke_agent research_analyst" and root.parent is None and root.kind is SpanKind.INTERNAL
-    assert [s.name for s in children] == [
-        "chat gpt-4o-mini",
-        "execute_tool market_regime",
-        "execute_tool price_features",
-        "execute_tool price_features",
-        "chat gpt-4o-mini",
-        "execute_tool recent_closes",
-        "chat gpt-4o-mini",
-    ]
+    assert [s.name for s in children] == TWO_SYMBOL_RUN
     assert all(s.parent.span_id == root.context.span_id and s.context.trace_id == root.context.trace_id for s in children)
     chats = [s for s in children if s.name.startswith(semconv.OPERATION_CHAT)]
     tools = [s for s in children if s.name.startswith(semconv.OPERATION_EXECUTE_TOOL)]
