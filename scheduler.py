@@ -9,7 +9,9 @@ One run: APScheduler's thread pool calls ``_job`` -> ``AgentRunWrapper.run`` ope
 (``services/agent_run_wrapper.py``) -> ``_run_agent`` asks the kill switch (``services/kill_switch.py``)
 -> in live mode, the data's age (``services/data_freshness.py``: a stale run is refused or stands on the
 last bar) -> the agent computes signals (``agents/``), the LLM analyst calling the model through
-``services/ai_analysis.py`` (a child span from the official instrumentation), the ensemble combining
+``services/ai_analysis.py`` (a child span from the official instrumentation), the research analyst
+looping over model calls and tool steps (``services/tool_loop.py``: ``execute_tool`` child spans; the
+kill switch checked again before each call and step), the ensemble combining
 the others' signals from the signal book (``services/signal_book.py``; members run first in a cycle,
 ``services/run_order.py``) -> ``emit_alpha_signal`` (``alpha/emit.py``) records them as events and the
 book keeps them -> the wrapper records outcome and totals -> the batch
@@ -73,6 +75,7 @@ from services.pricing import PriceTable
 from services.run_order import check_members, run_stages
 from services.signal_book import RecentSignals, SignalBook
 from services.terminal_text import term
+from services.tool_loop import ToolLoop
 
 logger = logging.getLogger("alphatrace.scheduler")
 
@@ -94,6 +97,7 @@ class AgentScheduler:
         signals: SignalBook | None = None,
         alerts: AlertSink | None = None,
         supervise: Callable[[], None] | None = None,
+        tools: ToolLoop | None = None,
     ) -> None:
         self.fleet = fleet
         self._alerts = alerts or NoAlerts()
@@ -104,6 +108,7 @@ class AgentScheduler:
         self._clock = clock
         self._market = market
         self._llm = llm
+        self._tools = tools
         self._signals = signals if signals is not None else RecentSignals()
         self._statuses = statuses or AgentStatusBook({name: spec.status for name, spec in fleet.agents.items()})
         self._scheduler = scheduler or BackgroundScheduler(
@@ -266,6 +271,7 @@ class AgentScheduler:
             params=self.fleet.agents[agent_name].params,
             llm=self._llm,
             signals=self._signals,
+            tools=self._tools,
         )
         findings = agent.run(context)
         if findings:
@@ -353,6 +359,7 @@ def build_fleet(
     """The fleet wired up; ``agents`` already loaded (``load_agents``) or loaded here."""
     client = build_openai_client(settings, transport=llm_transport)
     llm = AIAnalysis(client, settings, PriceTable.load())
+    tools = ToolLoop(llm, telemetry.tracer_provider)  # its execute_tool spans on the fleet's provider
     agents = load_agents(fleet) if agents is None else agents
     params = {name: spec.params for name, spec in fleet.agents.items()}
     check_members(agents, params, fleet.agents, fleet.source, fleet.elsewhere)  # a typo, or a member on another shard
@@ -371,7 +378,7 @@ def build_fleet(
         def supervise() -> None:
             supervise_once(schedule, telemetry, fleet.source)
 
-    return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm, alerts=alerts, supervise=supervise)
+    return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm, alerts=alerts, supervise=supervise, tools=tools)
 
 
 class StopSignals:

@@ -3,8 +3,9 @@
 An agent is a module with a class ``Agent`` whose ``run(context)`` returns signals in the seed's
 schema (``symbol``, ``direction``, ``prob_up``, ``confidence``, ``ensemble_score_final``, ``regime``,
 plus ``horizon`` and ``as_of``): one dict or a list. ``AgentContext`` hands it the as-of date, a view
-of the market data that cannot see past that date, its parameters, the LLM analyst and the book of
-other agents' recent signals (``services/signal_book.py``), which an agent combining others reads.
+of the market data that cannot see past that date, its parameters, the LLM analyst, the tool loop
+(``services/tool_loop.py``) and the book of other agents' recent signals
+(``services/signal_book.py``), which an agent combining others reads.
 
 An agent module declares its parameters in ``PARAMS``, a dict of name to ``Param`` (type, default,
 range); ``services.fleet_config.load_agent`` checks the ``params`` of its ``[agents.NAME]`` table
@@ -27,13 +28,14 @@ from services.ai_analysis import AIAnalysis
 from services.config_error import ConfigError, check_known
 from services.market_data import MarketData
 from services.signal_book import SignalBook
+from services.tool_loop import ToolLoop
 
-_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", dict: "a table"}
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false", dict: "a table"}
 
 
 @dataclass(frozen=True)
 class Param:
-    """One declared parameter. ``kind`` is ``int``, ``float``, ``str`` or ``dict``; numbers must lie in
+    """One declared parameter. ``kind`` is ``int``, ``float``, ``str``, ``bool`` or ``dict``; numbers must lie in
     [``minimum``, ``maximum``] (and be above zero with ``positive``). A ``dict`` is a table of numbers
     keyed by ``keys`` (each number checked against the same range); ``key_kind`` names what a key is
     in the error for an unknown one (``"agent"``: "unknown agent 'x'; did you mean ...?")."""
@@ -75,8 +77,8 @@ class Param:
 
     def check(self, value: Any, where: str) -> Any:
         """The value as the agent uses it, or ``ConfigError`` naming ``where``, the value and the rule."""
-        if self.kind is str:
-            if not isinstance(value, str):
+        if self.kind in (str, bool):
+            if not isinstance(value, self.kind):
                 raise ConfigError(f"{where} = {value!r}: must be {self.describe()}")
             return value
         if self.kind is not dict:
@@ -103,6 +105,7 @@ class AgentContext:
     params: Mapping[str, Any] = field(default_factory=dict)
     llm: AIAnalysis | None = None
     signals: SignalBook | None = None
+    tools: ToolLoop | None = None  # the tool loop over ``llm``, for an agent that offers the model tools
 
     def closes(self, symbol: str, lookback: int) -> list[float]:
         """Closing prices up to and including ``as_of``, oldest first."""

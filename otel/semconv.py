@@ -104,16 +104,30 @@ GEN_AI_USAGE_CACHED_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_RESPONSE_ID = "gen_ai.response.id"
 SERVER_ADDRESS = "server.address"
 
-# --- spans from other instrumentations, read by the report -----------------------------------
-# (docs/telemetry-contract.md, "Spans from other instrumentations"). alphatrace writes none of these.
-# GenAI semantic conventions: the other LLM operations, tool execution, the deprecated token keys.
-OPERATION_TEXT_COMPLETION = "text_completion"
-OPERATION_GENERATE_CONTENT = "generate_content"
-OPERATION_EMBEDDINGS = "embeddings"  # input tokens only
+# --- tool spans: "execute_tool {gen_ai.tool.name}", one per tool step of a run --------------
+# (services/tool_loop.py, through opentelemetry-util-genai's tool helper; also read from other
+# applications' spans). Kind INTERNAL, children of the run span; a failed step has status ERROR
+# and error.type. Arguments and results only with content capture opted in (the helper's rule).
 OPERATION_EXECUTE_TOOL = "execute_tool"
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
 GEN_AI_TOOL_TYPE = "gen_ai.tool.type"
+TOOL_TYPE_FUNCTION = "function"
+# the tool name recorded when the model asked for a name that is not a function name at all
+# (OpenAI's ^[A-Za-z0-9_-]{1,64}$): the conventions' placeholder for an unknown value
+TOOL_NAME_OTHER = "_OTHER"
+
+
+def tool_span_name(tool_name: str) -> str:
+    return f"{OPERATION_EXECUTE_TOOL} {tool_name}"
+
+
+# --- spans from other instrumentations, read by the report -----------------------------------
+# (docs/telemetry-contract.md, "Spans from other instrumentations"). alphatrace writes none of these.
+# GenAI semantic conventions: the other LLM operations, the deprecated token keys.
+OPERATION_TEXT_COMPLETION = "text_completion"
+OPERATION_GENERATE_CONTENT = "generate_content"
+OPERATION_EMBEDDINGS = "embeddings"  # input tokens only
 GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"  # deprecated: gen_ai.usage.input_tokens
 GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"  # deprecated: gen_ai.usage.output_tokens
 GEN_AI_SYSTEM = "gen_ai.system"  # deprecated: gen_ai.provider.name

@@ -12,6 +12,10 @@ Environment (beats the ``[llm]`` table of the fleet config, which beats the defa
 * ``ALPHATRACE_LLM_PROVIDER``: ``auto`` (default: OpenAI when ``OPENAI_API_KEY`` is set, else
   simulated), ``openai`` (a key is then required) or ``simulated``.
 * ``ALPHATRACE_LLM_MODEL``: model name (default ``gpt-4o-mini``).
+* ``ALPHATRACE_LLM_STREAM``: ``true``/``false`` (default ``false``, or ``[llm] stream``): stream every
+  call (``stream=True`` with ``stream_options.include_usage``); the answer is read to its end and the
+  usage of its last chunk goes to the run. An agent may ask for streaming of its own calls
+  (``chat(stream=True)``, e.g. ``research_analyst``'s ``stream`` parameter).
 * ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``: read by the ``openai`` client; a base URL points at any
   OpenAI-compatible server (vLLM, Ollama, LM Studio).
 """
@@ -34,12 +38,15 @@ from otel.redaction import register_secret
 from otel.run_context import checkpoint, get_current_run
 from services.config_error import ConfigError
 from services.llm_http import GuardedHTTPClient
+from services.llm_turns import ModelTurn, Usage, turn_of_completion, turn_of_stream
 from services.pricing import PriceTable
 from services.simulated_llm import FEATURES_MARKER, SIMULATED_BASE_URL, SimulatedLLMTransport
 
 logger = logging.getLogger(__name__)
 
 PROVIDERS = ("auto", "openai", "simulated")
+ENV_STREAM = "ALPHATRACE_LLM_STREAM"
+_TRUTH = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 DEFAULT_MODEL = "gpt-4o-mini"
 SYSTEM_PROMPT = (
     "You are a cautious quantitative equity and commodity analyst. For each instrument you are given "
@@ -76,6 +83,7 @@ class LLMSettings:
     max_retries: int = 2
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    stream: bool = False
 
     @property
     def simulated(self) -> bool:
@@ -103,6 +111,14 @@ def resolve_llm_settings(config: Mapping[str, Any] | None = None, env: Mapping[s
         raise ConfigError(f"llm.timeout_seconds must be a number of seconds in (0, 600], got {timeout!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
         raise ConfigError(f"llm.max_retries must be a whole number in [0, 10], got {retries!r}")
+    stream = config.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ConfigError(f"llm.stream must be true or false, got {stream!r}")
+    raw_stream = env.get(ENV_STREAM)
+    if raw_stream:
+        if raw_stream.strip().lower() not in _TRUTH:
+            raise ConfigError(f"{ENV_STREAM}={raw_stream!r} is not true or false; set it to true or false, or unset it")
+        stream = _TRUTH[raw_stream.strip().lower()]
     return LLMSettings(
         provider=provider,
         model=env.get("ALPHATRACE_LLM_MODEL") or str(config.get("model", DEFAULT_MODEL)),
@@ -110,6 +126,7 @@ def resolve_llm_settings(config: Mapping[str, Any] | None = None, env: Mapping[s
         max_retries=retries,
         base_url=(env.get("OPENAI_BASE_URL") or config.get("base_url") or None) if provider == "openai" else SIMULATED_BASE_URL,
         api_key=api_key if provider == "openai" else "simulated-no-key",
+        stream=stream,
     )
 
 
@@ -181,8 +198,9 @@ def parse_verdicts(content: str | None, symbols: set[str]) -> dict[str, Verdict]
 
 
 class AIAnalysis:
-    """One LLM call per analysis, after the run's checkpoint (``otel.run_context.checkpoint``: the
-    kill switch and budgets may stop the run first); usage and cost go to the current run."""
+    """LLM calls, each after the run's checkpoint (``otel.run_context.checkpoint``: the kill switch
+    and budgets may stop the run first); usage and cost go to the current run. ``analyze`` is the
+    one-call verdict; ``chat`` is one call of any conversation (the tool loop's, ``services/tool_loop.py``)."""
 
     def __init__(self, client: openai.OpenAI, settings: LLMSettings, prices: PriceTable) -> None:
         self._client = client
@@ -193,33 +211,41 @@ class AIAnalysis:
         self._call_model = {"provider": semconv.PROVIDER_OPENAI, "request_model": settings.model}
 
     def analyze(self, features: Mapping[str, Mapping[str, float | str]], as_of: str, horizon: int = 5) -> dict[str, Verdict]:
+        turn = self.chat(build_messages(features, as_of, horizon), temperature=0, response_format={"type": "json_object"})
+        return parse_verdicts(turn.content, set(features))
+
+    def chat(self, messages: list[dict[str, Any]], *, stream: bool | None = None, **request: Any) -> ModelTurn:
+        """One call of ``chat.completions.create`` (``request``: its other arguments), streamed when
+        ``stream`` (default: the settings') says so, read to its end. The call counts on the run
+        even when it fails (at no cost); a stream that ends without its usage chunk counts as
+        unpriced, never as $0."""
         run = get_current_run()
         checkpoint(semconv.STEP_LLM_CALL)  # the kill switch and budgets, before any money is spent
+        streamed = self.settings.stream if stream is None else stream
+        if streamed:
+            request = {**request, "stream": True, "stream_options": {"include_usage": True}}
         try:
-            response = self._client.chat.completions.create(
-                model=self.settings.model,
-                messages=build_messages(features, as_of, horizon),
-                temperature=0,
-                response_format={"type": "json_object"},
-            )
-        except openai.OpenAIError:
+            response = self._client.chat.completions.create(model=self.settings.model, messages=messages, **request)
+            if streamed:
+                with response as chunks:  # closed however reading ends, and the LLM span ends with it
+                    turn = turn_of_stream(chunks)
+            elif isinstance(response, openai.types.chat.ChatCompletion):
+                turn = turn_of_completion(response)
+            else:  # e.g. a non-JSON body the SDK passed on as text
+                raise LLMVerdictError(f"the LLM server did not answer with a chat completion (got {_kind(response)})")
+        except Exception:
             if run is not None:
                 run.add_llm_usage(0, 0, 0.0, **self._call_model)  # the call happened and failed: it counts, it costs nothing
             raise
-        if not isinstance(response, openai.types.chat.ChatCompletion):  # e.g. a non-JSON body the SDK passed on as text
-            if run is not None:
-                run.add_llm_usage(0, 0, 0.0, **self._call_model)
-            raise LLMVerdictError(f"the LLM server did not answer with a chat completion (got {_kind(response)})")
-        usage = response.usage
-        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = int(getattr(details, "cached_tokens", 0) or 0)
-        if self.settings.simulated:
-            cost: float | None = 0.0
-        else:
-            cost = self._prices.cost(response.model or self.settings.model, tokens_in, tokens_out, cached)
         if run is not None:
-            run.add_llm_usage(tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost, cached_tokens_in=cached, **self._call_model)
-        content = response.choices[0].message.content if response.choices else None
-        return parse_verdicts(content, set(features))
+            usage = turn.usage or Usage(0, 0)
+            run.add_llm_usage(usage.tokens_in, usage.tokens_out, self._cost(turn), usage.cached_tokens_in, **self._call_model)
+        return turn
+
+    def _cost(self, turn: ModelTurn) -> float | None:
+        if self.settings.simulated:
+            return 0.0
+        if turn.usage is None:
+            return None
+        usage = turn.usage
+        return self._prices.cost(turn.model or self.settings.model, usage.tokens_in, usage.tokens_out, usage.cached_tokens_in)

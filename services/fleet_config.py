@@ -49,7 +49,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("fleet", "replay", "llm", "agents", "supervisor"),
     "fleet": ("universe", "max_workers", "misfire_grace_seconds", "max_data_age_days", "on_stale"),
     "replay": ("start", "cycles"),
-    "llm": ("provider", "model", "timeout_seconds", "max_retries", "base_url"),
+    "llm": ("provider", "model", "timeout_seconds", "max_retries", "base_url", "stream"),
     "supervisor": ("every_seconds", "mode", "report", "shard"),
     "agents.*": ("module", "interval_seconds", "params", "enabled", "status", "shard"),
 }

@@ -82,3 +82,14 @@ def error(status: int, message: str, headers: dict | None = None) -> httpx2.Resp
     return httpx2.Response(
         status, json={"error": {"message": message, "type": "requests", "param": None, "code": None}}, headers=headers or {}
     )
+
+
+def tool_call_completion(*calls: tuple[str, str, str], prompt_tokens: int = 420, completion_tokens: int = 48) -> dict:
+    """A ``chat.completion`` whose answer asks for tool calls, each ``(id, function name, arguments
+    JSON text)``, all in one message (parallel tool calls), as the API returns it."""
+    body = chat_completion("", prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    message = body["choices"][0]["message"]
+    message["content"] = None
+    message["tool_calls"] = [{"id": i, "type": "function", "function": {"name": name, "arguments": args}} for i, name, args in calls]
+    body["choices"][0]["finish_reason"] = "tool_calls"
+    return body

@@ -1,6 +1,7 @@
 """The live view on the real stack: the collector's spanmetrics series and the SDK's own metrics in
 Prometheus, and Jaeger's Monitor tab, agree with the report built from the collector's file for the
-same runs, and Jaeger keeps its traces (Badger) across a restart."""
+same runs, Jaeger keeps its traces (Badger) across a restart, and a tool-calling run reads in Jaeger
+as its tool loop."""
 
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ from pathlib import Path
 import pytest
 
 import scheduler
+from agents import research_analyst
+from agents.base import AgentContext
 from otel import semconv
 from otel.provider import configure_telemetry
 from otel.run_context import get_current_run
 from services.agent_run_wrapper import AgentRunWrapper
+from services.ai_analysis import AIAnalysis, build_openai_client, resolve_llm_settings
+from services.market_data import CsvMarketData
+from services.pricing import PriceTable
+from services.tool_loop import ToolLoop
 from tests import stack
+from tests.research_fixtures import TWO_SYMBOL_RUN
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parent.parent
@@ -166,17 +174,49 @@ def test_prometheus_and_the_monitor_tab_count_the_runs_the_report_counts(built, 
             assert status == 200 and data["metrics"], (kind, data)
 
 
-def test_jaeger_keeps_traces_across_a_restart(built, tmp_path):
+def _research_run(telemetry, world) -> None:
+    """One run of the tool-calling agent over the simulated model: chat and execute_tool children."""
+    settings = resolve_llm_settings({"provider": "simulated"}, env={})
+    llm = AIAnalysis(build_openai_client(settings), settings, PriceTable.load())
+    context = AgentContext(
+        as_of=world["calendar"][70],
+        market=CsvMarketData(),
+        universe=("SPX", "WTI"),
+        llm=llm,
+        tools=ToolLoop(llm, telemetry.tracer_provider),
+    )
+    AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting).run("research_analyst", research_analyst.Agent().run, context)
+
+
+def _jaeger_spans(data: dict) -> list[dict]:
+    return [span for rs in data["result"]["resourceSpans"] for ss in rs["scopeSpans"] for span in ss["spans"]]
+
+
+def test_jaeger_keeps_traces_across_a_restart_and_shows_the_tool_loop(built, tmp_path, world):
     with stack.LocalStack(tmp_path / "stack") as running:
-        telemetry = configure_telemetry(env={"OTEL_EXPORTER_OTLP_ENDPOINT": running.otlp_http_endpoint}, instrument_openai=False)
+        telemetry = configure_telemetry(env={"OTEL_EXPORTER_OTLP_ENDPOINT": running.otlp_http_endpoint})
         wrapper = AgentRunWrapper(telemetry.tracer(), accounting=telemetry.accounting)
         wrapper.run("momentum", lambda: None)
+        _research_run(telemetry, world)
         assert telemetry.shutdown(timeout_seconds=30)
-        running.wait_for_trace_lines(lambda lines: bool(_root_spans(running.trace_file)))
-        trace_id = _root_spans(running.trace_file)[0]["traceId"]
-        running.wait_for_jaeger_trace(trace_id, timeout=WAIT)
+        running.wait_for_trace_lines(lambda lines: len(_root_spans(running.trace_file)) == 2)
+        trace_ids = {span["name"]: span["traceId"] for span in _root_spans(running.trace_file)}
+        for trace_id in trace_ids.values():
+            running.wait_for_jaeger_trace(trace_id, timeout=WAIT)
         running.stop_collector()  # nothing else reaches Jaeger: what it shows next comes from its disk
         running.restart_jaeger()
-        data = running.wait_for_jaeger_trace(trace_id, timeout=WAIT)
-        names = [span["name"] for rs in data["result"]["resourceSpans"] for ss in rs["scopeSpans"] for span in ss["spans"]]
-        assert names == ["invoke_agent momentum"]
+        data = running.wait_for_jaeger_trace(trace_ids["invoke_agent momentum"], timeout=WAIT)
+        assert [span["name"] for span in _jaeger_spans(data)] == ["invoke_agent momentum"]
+
+        # the tool loop as Jaeger's API shows it: invoke_agent -> chat -> execute_tool x N -> chat -> ...
+        spans = _jaeger_spans(running.wait_for_jaeger_trace(trace_ids["invoke_agent research_analyst"], timeout=WAIT))
+        (root,) = [span for span in spans if not span.get("parentSpanId")]
+        children = sorted((span for span in spans if span is not root), key=lambda span: int(span["startTimeUnixNano"]))
+        assert {span["parentSpanId"] for span in children} == {root["spanId"]}
+        assert [span["name"] for span in children] == TWO_SYMBOL_RUN
+        tool = next(span for span in children if span["name"] == "execute_tool recent_closes")
+        attributes = {a["key"]: next(iter(a["value"].values())) for a in tool["attributes"]}
+        assert attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_EXECUTE_TOOL
+        assert attributes[semconv.GEN_AI_TOOL_NAME] == "recent_closes"
+        assert attributes[semconv.GEN_AI_AGENT_NAME] == "research_analyst"
+        assert attributes[semconv.GEN_AI_TOOL_CALL_ID].startswith("call_")
