@@ -14,8 +14,8 @@ worth") defines every figure. In short, with a notional ``capital`` per agent (`
 * **net daily return** ``r_net,d = r_d - cost_d / capital``; **PnL** on the fixed notional
   ``capital * sum_d r_d`` (daily rebalanced to the capital, not compounded);
 * **cost share** ``total cost / gross PnL`` (``None`` unless the gross PnL is positive);
-* **break-even capital** ``total cost / sum_d r_d``: above it the net PnL is positive (``None`` with
-  a reason when the gross PnL is not positive: no capital makes the alpha pay);
+* **break-even capital** ``total cost / sum_d r_d``: above it the net PnL is positive (0 without a
+  cost; ``None`` with a reason when the gross PnL is not positive: no capital makes the alpha pay);
 * an agent with **simulated or unpriced** LLM calls has no net figures (``None`` and ``reason``),
   never a cost of $0.
 
@@ -79,20 +79,24 @@ def net_figures(days: Sequence[Day], cost: Mapping[date, float] | None, capital:
     if not_available is not None or cost is None:
         return out
     held = {d.as_of for d in days}
-    total = sum(v for day, v in cost.items() if day in held)
+    total = sum((v for day, v in cost.items() if day in held), 0.0)
     net = [d.value - cost.get(d.as_of, 0.0) / capital for d in days]
     out["cost_usd"] = total
-    out["cost_outside_portfolio_days_usd"] = sum(v for day, v in cost.items() if day not in held)
+    out["cost_outside_portfolio_days_usd"] = sum((v for day, v in cost.items() if day not in held), 0.0)
     out["net_pnl_usd"] = capital * gross_sum - total if days else None
     out["net"] = performance(net, [d.as_of for d in days])
     out["net_daily"] = net
     if days and gross_sum > 0:
         out["cost_share_of_gross_pnl"] = total / (capital * gross_sum)
-        out["break_even_capital_usd"] = total / gross_sum
-    elif days:
-        out["break_even_reason"] = "the gross PnL is not positive: no capital makes this alpha pay for its model"
-    else:
+    if not days:
         out["break_even_reason"] = "no portfolio days"
+    elif total == 0:
+        out["break_even_capital_usd"] = 0.0
+        out["break_even_reason"] = "no priced LLM cost to pay for"
+    elif gross_sum > 0:
+        out["break_even_capital_usd"] = total / gross_sum
+    else:
+        out["break_even_reason"] = "gross PnL not positive: no capital pays for the model"
     return out
 
 

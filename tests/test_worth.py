@@ -83,6 +83,9 @@ def test_losing_alpha_has_no_break_even_capital():
     assert out["break_even_capital_usd"] is None and out["cost_share_of_gross_pnl"] is None
     assert "not positive" in out["break_even_reason"]
     assert out["net"]["sharpe"] is not None
+    free = net_figures(days, {}, capital=1e6)  # no LLM calls at all: nothing to pay for
+    assert (free["cost_usd"], free["break_even_capital_usd"]) == (0.0, 0.0)
+    assert free["net_daily"] == [-0.01, 0.005] and free["net_pnl_usd"] == free["gross_pnl_usd"]
 
 
 def test_simulated_calls_make_net_figures_not_available_never_free():
