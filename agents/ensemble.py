@@ -20,19 +20,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from agents.base import AgentContext, Param, signal
+from agents.ensemble_weights import DEFAULT_WEIGHTS, member_weights
 
-DEFAULT_WEIGHTS = {"momentum": 0.4, "mean_reversion": 0.3, "llm_analyst": 0.3}
+__all__ = ["DEFAULT_WEIGHTS", "PARAMS", "Agent", "member_weights"]
 PARAMS = {
     "horizon": Param(int, 5, minimum=1, maximum=250),
     "weights": Param(dict, DEFAULT_WEIGHTS, minimum=0, keys=None),  # members: agents of the fleet (run_order)
 }
-
-
-def member_weights(params: Mapping[str, Any]) -> dict[str, float]:
-    """The members and their positive weights: the ``weights`` table when given, else the defaults."""
-    weights = params.get("weights")
-    chosen = dict(weights) if isinstance(weights, Mapping) and weights else dict(DEFAULT_WEIGHTS)
-    return {str(name): float(weight) for name, weight in chosen.items() if float(weight) > 0}
 
 
 class Agent:

@@ -2,7 +2,8 @@
 
 ``agents/agents.toml`` (TOML, read with the standard library) has a ``[fleet]`` table, a ``[replay]``
 table for the demo's replay of history, an ``[llm]`` table and one ``[agents.NAME]`` table per agent
-with its ``module``, ``interval_seconds``, ``params`` and initial ``status`` (``live``/``shadow``).
+with its ``module``, ``interval_seconds``, ``params``, initial ``status`` (``live``/``shadow``) and
+``capital_usd`` (the notional capital of the report's "worth" section, default ``DEFAULT_CAPITAL_USD``).
 Adding an agent is one module plus one such table. Anything malformed is a ``ConfigError`` naming the key;
 so is a key nobody reads (``KNOWN_KEYS``, with "did you mean ...?"): a typo never falls back to a default.
 An agent's ``params`` are checked by the agent's own declaration (``PARAMS``, ``agents/base.py``) when
@@ -51,8 +52,11 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "replay": ("start", "cycles"),
     "llm": ("provider", "model", "timeout_seconds", "max_retries", "base_url", "stream"),
     "supervisor": ("every_seconds", "mode", "report", "shard"),
-    "agents.*": ("module", "interval_seconds", "params", "enabled", "status", "shard"),
+    "agents.*": ("module", "interval_seconds", "params", "enabled", "status", "shard", "capital_usd"),
 }
+# The notional capital an agent's signals are traded with in the report's "worth" section (its PnL
+# net of its LLM bill; docs/alpha-quality.md): agents.NAME.capital_usd, this when not given.
+DEFAULT_CAPITAL_USD = 1_000_000.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class AgentSpec:
     enabled: bool = True
     status: str = "live"
     shard: str | None = None
+    capital_usd: float = DEFAULT_CAPITAL_USD  # notional capital of the report's worth section
 
 
 @dataclass(frozen=True)
@@ -163,7 +168,10 @@ def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> Fle
         shard = table.get("shard")
         if shard is not None and (not isinstance(shard, str) or not _AGENT_NAME.match(shard)):
             raise ConfigError(f"{source}: agents.{name}.shard must be 1-64 letters, digits, '_', '.' or '-', got {shard!r}")
-        agents[name] = AgentSpec(name, module, float(interval), dict(params), enabled, status, shard)
+        capital = table.get("capital_usd", DEFAULT_CAPITAL_USD)
+        if isinstance(capital, bool) or not isinstance(capital, (int, float)) or not 0 < capital < float("inf"):
+            raise ConfigError(f"{source}: agents.{name}.capital_usd must be a positive number of US dollars, got {capital!r}")
+        agents[name] = AgentSpec(name, module, float(interval), dict(params), enabled, status, shard, float(capital))
     if not any(spec.enabled for spec in agents.values()):
         raise ConfigError(f"{source}: no enabled agent in [agents.*]")
     return FleetConfig(

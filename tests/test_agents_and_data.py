@@ -125,6 +125,21 @@ def test_bad_fleet_config_is_a_clear_error(raw, message):
         parse_fleet_config(raw)
 
 
+@pytest.mark.parametrize("capital", [0, -5, True, "1e6", float("nan"), float("inf")])
+def test_bad_capital_is_a_config_error_naming_the_key(capital):
+    raw = {"fleet": {"universe": ["SPX"]}, "agents": {"m": {"capital_usd": capital}}}
+    with pytest.raises(ConfigError, match=r"f\.toml: agents\.m\.capital_usd must be a positive number of US dollars"):
+        parse_fleet_config(raw, source="f.toml")
+
+
+def test_capital_defaults_and_is_read_per_agent():
+    from services.fleet_config import DEFAULT_CAPITAL_USD
+
+    fleet = parse_fleet_config({"fleet": {"universe": ["SPX"]}, "agents": {"m": {}, "n": {"capital_usd": 250_000}}})
+    assert fleet.agents["m"].capital_usd == DEFAULT_CAPITAL_USD == 1_000_000.0
+    assert fleet.agents["n"].capital_usd == 250_000.0
+
+
 def test_unknown_agent_module_is_a_clear_error(tmp_path):
     fleet = load_fleet_config(write_fleet(tmp_path / "agents.toml", date(2018, 3, 1)))
     spec = fleet.agents["momentum"]
@@ -180,7 +195,7 @@ BASE = {"fleet": {"universe": ["SPX"]}, "agents": {"m": {}}}
         ),
         (
             {**BASE, "agents": {"m": {"zzz": 1}}},
-            r"\[agents\.m\]: unknown key 'zzz'; known: enabled, interval_seconds, module, params, shard, status",
+            r"\[agents\.m\]: unknown key 'zzz'; known: capital_usd, enabled, interval_seconds, module, params, shard, status",
         ),
     ],
 )

@@ -74,7 +74,11 @@ def test_html_is_self_contained_and_escaped(hostile_report: Path) -> None:
         assert needle not in page
     assert 'href="javascript' not in page  # links only for http(s) Jaeger URLs
     assert not re.search(r'(src|href)="(https?:)?//', page)  # no external assets
-    assert page.count("<svg") == 6  # cost, p95, per-day charts; alpha: IC by horizon (two kinds), calibration
+    # cost, p95, per-day charts; alpha: IC by horizon (two kinds), calibration; worth: PnL and drawdown of 4 agents
+    assert page.count("<svg") == 6 + 4 * 2
+    worth = page[page.index('<section class="worth">') :]
+    worth = worth[: worth.index("</section>")]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in worth and "<script" not in worth  # the hostile agent, in the table and charts
     alpha = page[page.index('<section class="alpha-quality">') :]
     alpha = alpha[: alpha.index("</section>")]
     assert "&lt;i&gt;SPX&lt;/i&gt;" in alpha and "<i>" not in alpha  # the hostile symbol, as text

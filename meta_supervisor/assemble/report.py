@@ -39,6 +39,7 @@ from meta_supervisor.assemble.agents import (  # the number helpers are re-expor
 from meta_supervisor.assemble.alpha import AuditState, alpha_quality_section, supervisor_section
 from meta_supervisor.assemble.attention import count_of as _count
 from meta_supervisor.assemble.attention import threshold_items
+from meta_supervisor.assemble.worth import WorthConfig, worth_section
 from meta_supervisor.build.options import BuildInputs
 from meta_supervisor.tally.agent_counts import with_deferred
 from meta_supervisor.tally.aggregates import AgentTally
@@ -64,6 +65,7 @@ __all__ = [
     "AuditState",
     "BuildInputs",
     "KillSwitchState",
+    "WorthConfig",
     "build_report",
     "iso_day",
     "iso_time",
@@ -236,6 +238,7 @@ def build_report(
     market=None,
     audit: AuditState | None = None,
     alpha_quality: dict[str, Any] | None = None,
+    worth: WorthConfig | None = None,
 ) -> dict[str, Any]:
     """The report dict. Pure: the same arguments always give the same dict.
 
@@ -243,7 +246,9 @@ def build_report(
     against; without it, or when the build kept no signals, ``alpha_quality`` is null. ``audit``: the
     supervisor's audit log as read; without it the ``supervisor`` section has no decisions.
     ``alpha_quality``: the section as computed before for exactly these tallies, market data and day
-    (``alpha_cache``); the market data are then not consulted."""
+    (``alpha_cache``); the market data are then not consulted for it. ``worth``: capital per agent,
+    the combining agents' members and the universe (``agents/agents.toml``) for the ``worth`` section
+    (each agent's signals as a portfolio, net of its LLM bill; null without market data or signals)."""
     orphans, short = _pending_by_agent(data.pending)
     tallies = with_deferred(data.agents, data.pending)
     names = set(tallies) | set(orphans) | set(short)
@@ -298,9 +303,10 @@ def build_report(
     }
     fleet = _fleet(agents, latencies.values())
     today = report_day(now)
-    alpha = None
+    alpha = worth_figures = None
     if data.alpha_signals and market is not None:
         alpha = alpha_quality if alpha_quality is not None else alpha_quality_section(data.agents, agents, market, today, as_of)
+        worth_figures = worth_section(data.agents, agents, market, today, worth or WorthConfig(), as_of)
     supervisor = supervisor_section(audit, kill.entries if kill.error is None else {})
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -326,6 +332,7 @@ def build_report(
         "as_of_days": _days(agents, "as_of_days"),
         "agents": agents,
         "alpha_quality": alpha,
+        "worth": worth_figures,
         "supervisor": supervisor,
     }
     report["needs_attention"] = _needs_attention(agents, inputs, kill, supervisor)

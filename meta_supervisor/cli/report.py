@@ -20,7 +20,9 @@ Environment (flags win over environment, environment over defaults):
 * read by the modules used here: ``ALPHATRACE_KILL_SWITCH_FILE`` (services.kill_switch),
   ``ALPHATRACE_PRICE_TABLE`` (services.pricing), ``ALPHATRACE_MARKET_DATA`` (services.market_data:
   the prices alpha signals are scored against, default ``agents/data``) and
-  ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.supervisor.audit: the supervisor's decisions).
+  ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.supervisor.audit: the supervisor's decisions) and
+  ``ALPHATRACE_FLEET_CONFIG`` (services.fleet_config: each agent's ``capital_usd`` and the ensemble's
+  members, for the ``worth`` section).
 
 The incremental state is best effort: when it cannot be used, trusted or saved the report is still
 written, with a warning on stderr and in the report (``inputs.state_warnings``).
@@ -109,6 +111,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--full", action="store_true", help="ignore the saved state: read everything again (and save new state)")
     parser.add_argument("--no-state", action="store_true", help="neither read nor write incremental state")
     parser.add_argument("--kill-file", help="kill-switch file (default: services.kill_switch's)")
+    parser.add_argument(
+        "--fleet-config",
+        help="fleet config TOML: each agent's capital_usd and the ensemble's members for the worth section "
+        "(default: $ALPHATRACE_FLEET_CONFIG or agents/agents.toml)",
+    )
     parser.add_argument("--price-table", help="price table JSON (default: $ALPHATRACE_PRICE_TABLE or services/llm_prices.json)")
     parser.add_argument("--workers", type=int, default=0, help="processes for large files (default: one per CPU; 1 = no extra process)")
     parser.add_argument(
@@ -150,6 +157,21 @@ def load_audit(path: str | None) -> AuditState:
         return AuditState(path=str(target), error=f"cannot read the supervisor's audit log {target}: {exc}")
 
 
+def worth_config(path: str | None):
+    """The worth section's configuration from the fleet config (``--fleet-config`` beats
+    ``ALPHATRACE_FLEET_CONFIG`` beats ``agents/agents.toml``): capital per agent, and the members and
+    weights of every ensemble (``agents.ensemble_weights``, the ensemble's own rule). The agents'
+    modules are not imported: ``agents.base`` loads the whole ``openai`` client into the report's process."""
+    from agents.ensemble_weights import ENSEMBLE_MODULE, member_weights
+    from meta_supervisor.assemble.worth import WorthConfig
+    from services.fleet_config import DEFAULT_CAPITAL_USD, load_fleet_config
+
+    fleet = load_fleet_config(path)
+    members = {name: member_weights(spec.params) for name, spec in fleet.agents.items() if spec.module == ENSEMBLE_MODULE}
+    capital = {name: spec.capital_usd for name, spec in fleet.agents.items()}
+    return WorthConfig(capital, DEFAULT_CAPITAL_USD, members, fleet.universe, fleet.source)
+
+
 def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = None) -> int:
     args = make_parser().parse_args(argv)
     formats = tuple(part.strip() for part in args.format.split(",") if part.strip())
@@ -182,11 +204,12 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
 
         wait_for_lock = lock_timeout()
         prices = PriceTable.load(args.price_table)
-        market = None
+        market = worth = None
         if not args.no_alpha_quality:
             from services.market_data import CsvMarketData
 
             market = CsvMarketData(args.market_data)
+            worth = worth_config(args.fleet_config)
     except ConfigError as exc:
         hint = "; or leave alpha quality out with --no-alpha-quality" if "market data" in str(exc) else ""
         print(f"error: {exc}{hint}", file=sys.stderr)
@@ -251,7 +274,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     as_of = (args.as_of_since, args.as_of_until)
     key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
     cached = alpha_cache.load(stats.state_dir, stats.state, key)
-    report = build_report(data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached)
+    report = build_report(data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached, worth=worth)
     if cached is None:
         alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"])
     out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)

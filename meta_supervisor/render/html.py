@@ -55,6 +55,7 @@ ul.attention li{margin:3px 0}details{border:1px solid var(--line);border-radius:
 summary{cursor:pointer;font-weight:600}.name{word-break:break-all}code{font-size:12px}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px;border-radius:2px}
 section.alpha-quality .chart svg{max-width:100%;height:auto}section.alpha-quality td{white-space:nowrap}
+section.worth td{white-space:nowrap}
 section.alpha-quality h2,section.supervisor h2{font-size:17px;margin:28px 0 10px;padding-bottom:4px;border-bottom:1px solid var(--line)}
 tr.held td{background:#fdf3e1}
 """
@@ -312,6 +313,14 @@ def _alpha_quality(report: dict[str, Any]) -> str:
     return render_alpha(shown) + "".join(f'<p class="muted">{note}</p>' for note in notes)
 
 
+def _worth(report: dict[str, Any]) -> str:
+    if report.get("alpha_quality") is None and report.get("worth") is None:
+        return ""
+    from meta_supervisor.render.worth import render_worth_html
+
+    return render_worth_html(report.get("worth"))
+
+
 def _supervisor(report: dict[str, Any]) -> str:
     section = report.get("supervisor")
     if section is None:
@@ -344,6 +353,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<h2>Agents</h2>{_agent_table(report)}"
         f"<h2>Charts</h2>{_charts(report)}"
         f"{_alpha_quality(report)}"
+        f"{_worth(report)}"
         f"{_supervisor(report)}"
         f"<h2>Agent details</h2>{details or '<p class=muted>No agents.</p>'}"
         f"<h2>Inputs</h2>{_inputs(report)}"

@@ -13,7 +13,8 @@ escaping, "… and N more" where a section is cut). Besides: the agent table sho
 first, each one's most called tools first), the calls per run and stops ``MAX_STEP_ROWS`` rows
 (agents whose runs made LLM or tool calls, or were stopped, by name), the failing and slowest runs ``MAX_RUN_LINKS`` links, the
 alpha-quality section (``alpha.quality_render``) ``MAX_ALPHA_AGENTS`` agents and ``MAX_ALPHA_SYMBOLS``
-symbols each, the supervisor's decisions (``meta_supervisor.supervisor.audit``) ``MAX_DECISION_ROWS``. When the
+symbols each, the worth ranking (``render.worth``) ``MAX_MD_ROWS`` agents, the supervisor's decisions
+(``meta_supervisor.supervisor.audit``) ``MAX_DECISION_ROWS``. When the
 page is too long, sections give up rows in ``TRIM_ORDER``.
 
 Reads no environment variables.
@@ -41,7 +42,7 @@ MAX_ALPHA_AGENTS = 8
 MAX_ALPHA_SYMBOLS = 12
 MAX_DECISION_ROWS = 20
 MAX_INPUT_NOTES = 5
-TRIM_ORDER = ("runs", "tools", "steps", "inputs", "supervisor", "alpha", "agents", "attention")  # the first goes first
+TRIM_ORDER = ("runs", "tools", "steps", "inputs", "supervisor", "alpha", "worth", "agents", "attention")  # the first goes first
 
 
 def md_text(value: Any, limit: int = 80) -> str:
@@ -94,7 +95,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append("")
 
     sections = [_attention(report), _agents(report), _steps(report), _tools(report), _runs(report)]
-    sections += [_alpha_quality(report), _supervisor(report), _inputs(report)]
+    sections += [_alpha_quality(report), _worth(report), _supervisor(report), _inputs(report)]
     return fit_page(lines, [s for s in sections if s is not None], [], TRIM_ORDER)
 
 
@@ -242,6 +243,16 @@ def _alpha_quality(report: dict[str, Any]) -> Section:
     shown, left_out = trimmed_alpha(section, MAX_ALPHA_AGENTS, MAX_ALPHA_SYMBOLS)
     notes = alpha_notes(section["unusable_signals"], left_out, REST_IN, f"`{semconv.EVENT_ALPHA_SIGNAL}`")
     return _fragment("alpha", render_alpha(shown), "rows", [*notes, ""] if notes else [])
+
+
+def _worth(report: dict[str, Any]) -> Section | None:
+    """Each agent's signals as a portfolio, gross and net of its LLM bill, ranked by net Sharpe."""
+    if report.get("alpha_quality") is None and report.get("worth") is None:
+        return None  # left out with the alpha quality (--no-alpha-quality)
+    from meta_supervisor.render.worth import render_worth_markdown
+
+    head, rows, total = render_worth_markdown(report.get("worth"))
+    return Section("worth", head, rows, "agents", total, [""])
 
 
 def _supervisor(report: dict[str, Any]) -> Section | None:

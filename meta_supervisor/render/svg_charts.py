@@ -1,4 +1,4 @@
-"""Inline SVG charts for the HTML report: horizontal bars per agent, stacked bars per day.
+"""Inline SVG charts for the HTML report: horizontal bars per agent, stacked bars per day, lines over days.
 
 Plain SVG strings, no scripts, no external assets; every label goes through ``html.escape`` (the
 labels are agent names and dates taken from span data).
@@ -90,5 +90,48 @@ def stacked_days(title: str, days: Sequence[tuple[str, int, int]], width: int = 
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{height - 12}" text-anchor="middle" fill="{COLORS["axis"]}">{escape(date)}</text>'
             )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def line_chart(
+    title: str,
+    dates: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float], str]],
+    fmt: Callable[[float], str],
+    width: int = 560,
+    height: int = 200,
+) -> str:
+    """One polyline per (label, values, colour) over the same ``dates``, a zero line, a y axis with the
+    lowest, zero and highest values, and the first and last dates; a legend under the plot."""
+    drawn = [(label, values, color) for label, values, color in series if values]
+    if not dates or not drawn:
+        return _no_data(title, width)
+    left, right, top_pad, bottom = 64, 10, 10, 40
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    low = min(0.0, *(min(values) for _, values, _ in drawn))
+    high = max(0.0, *(max(values) for _, values, _ in drawn))
+    span = (high - low) or 1.0
+    step = plot_w / max(len(dates) - 1, 1)
+
+    def y(value: float) -> float:
+        return top_pad + plot_h * (high - value) / span
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" {_size(width, height)} role="img" aria-label="{escape(title)}" font-size="11">']
+    for value in sorted({low, 0.0, high}):
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#e3e6ea"/>')
+        parts.append(f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" fill="{COLORS["axis"]}">{escape(fmt(value))}</text>')
+    for label, values, color in drawn:
+        points = " ".join(f"{left + i * step:.1f},{y(v):.1f}" for i, v in enumerate(values))
+        parts.append(f"<g><title>{escape(label)}: {escape(fmt(values[-1]))} at {escape(dates[len(values) - 1])}</title>")
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5"/></g>')
+    base = height - bottom + 14
+    parts.append(f'<text x="{left}" y="{base}" fill="{COLORS["axis"]}">{escape(dates[0])}</text>')
+    parts.append(f'<text x="{width - right}" y="{base}" text-anchor="end" fill="{COLORS["axis"]}">{escape(dates[-1])}</text>')
+    x = left
+    for label, _, color in drawn:
+        parts.append(f'<rect x="{x}" y="{base + 10}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{x + 14}" y="{base + 19}" fill="{COLORS["text"]}">{escape(_short(label))}</text>')
+        x += 24 + 7 * len(_short(label))
     parts.append("</svg>")
     return "".join(parts)
