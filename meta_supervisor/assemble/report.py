@@ -165,6 +165,17 @@ def _needs_attention(
                 f"{_count(losses['processes_with_losses'], 'process', 'processes')}: the figures above undercount",
             }
         )
+    if inputs["tail_sampled_spans"]:
+        items.append(
+            {
+                "kind": "tail_sampled",
+                "agent": None,
+                "value": inputs["tail_sampled_spans"],
+                "why": f"{_count(inputs['tail_sampled_spans'], 'span')} come from a tail-sampling collector (alphatrace.sampling): "
+                "the runs, costs and signals above are of the traces it kept, not totals, and rates lean towards what it "
+                "always keeps (errors, stopped runs, slow runs); Prometheus's spanmetrics count every run",
+            }
+        )
     if inputs["bad_lines"] or inputs["bad_spans"]:
         items.append(
             {
@@ -291,6 +302,7 @@ def build_report(
         "spans_without_id": tally.spans_without_id,
         "other_spans": tally.other_spans,
         "supervisor_spans": tally.supervisor_spans,
+        "tail_sampled_spans": tally.tail_sampled_spans,
         "duplicate_run_roots": tally.duplicate_run_roots,
         "evicted_open_runs": {
             "roots_waiting_for_llm_spans": tally.evicted_roots,

@@ -16,6 +16,12 @@ _SERVICE_NAME = semconv.SERVICE_NAME
 _SERVICE_INSTANCE_ID = semconv.SERVICE_INSTANCE_ID
 
 
+def is_tail_sampled(attributes: Iterable[ResourceKeyValue]) -> bool:
+    """Whether a tail-sampling collector kept these spans (``alphatrace.sampling`` on the resource,
+    ``collector-config.yaml``): the file then holds the traces kept, not all of them."""
+    return any(kv.key == semconv.RESOURCE_SAMPLING for kv in attributes)
+
+
 def resource_facts(attributes: Iterable[ResourceKeyValue]) -> tuple[bool, tuple]:
     """Of a resource: whether its LLM calls were simulated, and its process, i.e. its
     (``service.name``, ``service.instance.id``), each None when absent."""

@@ -50,7 +50,7 @@ from meta_supervisor.reading.formats import (
     max_line_bytes,
 )
 from meta_supervisor.reading.otlp_schema import Event, ResourceKeyValue, Span, request_decoder
-from meta_supervisor.reading.resource import resource_facts
+from meta_supervisor.reading.resource import is_tail_sampled, resource_facts
 
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark: skipped at the start of a line (tools on Windows write one)
 BLOCK_SIZE = 2 << 20
@@ -168,7 +168,7 @@ class RecordDecoder:
             if not isinstance(entry, dict):
                 problems.append(f"resourceSpans[{i}] is not an object")
                 continue
-            simulated, process = _lenient_resource(entry.get("resource"))
+            simulated, process, sampled = _lenient_resource(entry.get("resource"))
             scope_spans = entry.get("scopeSpans")
             if not isinstance(scope_spans, list):
                 problems.append(f"resourceSpans[{i}].scopeSpans is not a list")
@@ -185,14 +185,17 @@ class RecordDecoder:
                     except (msgspec.ValidationError, TypeError, RecursionError) as exc:
                         problems.append(f"span resourceSpans[{i}].scopeSpans[{j}].spans[{k}]: {exc}")
                 if good:
+                    if sampled:
+                        inputs.tail_sampled_spans += len(good)
                     self.aggregator.add_spans(good, simulated, process)
         if problems:
             more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
             inputs.add_bad_spans(self.file_label, number, len(problems), "; ".join(problems[:3]) + more)
 
 
-def _lenient_resource(resource) -> tuple[bool, tuple]:
-    """``resource_facts`` of a resource read leniently: an unreadable attribute is skipped."""
+def _lenient_resource(resource) -> tuple[bool, tuple, bool]:
+    """``resource_facts`` and ``is_tail_sampled`` of a resource read leniently: an unreadable
+    attribute is skipped."""
     attributes = resource.get("attributes") if isinstance(resource, dict) else None
     readable = []
     for raw in attributes if isinstance(attributes, list) else ():
@@ -200,7 +203,7 @@ def _lenient_resource(resource) -> tuple[bool, tuple]:
             readable.append(msgspec.convert(raw, ResourceKeyValue, strict=False))
         except (msgspec.ValidationError, TypeError, RecursionError):
             continue
-    return resource_facts(readable)
+    return (*resource_facts(readable), is_tail_sampled(readable))
 
 
 def _decompress(payload: bytes) -> bytes:

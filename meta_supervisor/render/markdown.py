@@ -205,6 +205,11 @@ def _inputs(report: dict[str, Any]) -> Section:
         f"{num(inputs['conflicting_spans'])} conflicting duplicates (same ids, other content) dropped, "
         f"{num(inputs['bad_lines'])} bad lines, {num(inputs['bad_spans'])} bad spans."
     ]
+    if inputs["tail_sampled_spans"]:
+        head.append(
+            f"**Sampled input**: {num(inputs['tail_sampled_spans'])} spans come from a tail-sampling collector: "
+            "counts are of the traces kept, not totals."
+        )
     losses = inputs["telemetry_losses"]
     if losses["processes"]:
         head.append(

@@ -247,6 +247,7 @@ class InputTally:
         "spans",
         "spans_without_id",
         "supervisor_spans",
+        "tail_sampled_spans",
         "telemetry_losses",
     )
 
@@ -261,6 +262,7 @@ class InputTally:
         self.spans_without_id = 0
         self.outside_window = 0
         self.other_spans = 0
+        self.tail_sampled_spans = 0  # spans of resources a tail-sampling collector marked (alphatrace.sampling)
         self.supervisor_spans = 0  # alphatrace.supervisor.run / alphatrace.supervisor.decide: the supervisor's, no agent's
         self.duplicate_run_roots = 0
         # open runs evicted (consistency.bound_open_runs): roots that waited for LLM spans (closed as

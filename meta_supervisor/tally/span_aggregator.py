@@ -54,7 +54,7 @@ from meta_supervisor.reading.otlp_schema import (
     as_time_ns,
     is_finite,
 )
-from meta_supervisor.reading.resource import resource_facts
+from meta_supervisor.reading.resource import is_tail_sampled, resource_facts
 from meta_supervisor.tally.agent_counts import DEFERRED_LLM, count_llm_call, replay
 from meta_supervisor.tally.aggregates import AgentTally, InputTally, push_top
 from meta_supervisor.tally.alpha_events import AlphaEvents
@@ -225,7 +225,10 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
     def add_request(self, request: TraceRequest) -> None:
         for resource_spans in request.resourceSpans:
             resource = resource_spans.resource
-            simulated, process = resource_facts(resource.attributes if resource is not None else ())
+            attributes = resource.attributes if resource is not None else ()
+            simulated, process = resource_facts(attributes)
+            if attributes and is_tail_sampled(attributes):
+                self.inputs.tail_sampled_spans += sum(len(scope_spans.spans) for scope_spans in resource_spans.scopeSpans)
             for scope_spans in resource_spans.scopeSpans:
                 self.add_spans(scope_spans.spans, simulated, process)
 

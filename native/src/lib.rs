@@ -55,6 +55,10 @@ fn add_request(agg: &mut Aggregator, request: &schema::Request) -> R<()> {
     for resource_spans in &request.resource_spans {
         let attributes = resource_spans.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         let (simulated, process) = agg.resource_facts(attributes)?;
+        // `is_tail_sampled`: a tail-sampling collector marked the resource (alphatrace.sampling)
+        if attributes.iter().any(|kv| &*kv.key == "alphatrace.sampling") {
+            agg.inputs.tail_sampled_spans += resource_spans.scope_spans.iter().map(|s| s.spans.len() as i64).sum::<i64>();
+        }
         for scope_spans in &resource_spans.scope_spans {
             agg.add_spans(&scope_spans.spans, simulated, &process)?;
         }
@@ -307,6 +311,7 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
         ("outside_window", i.outside_window),
         ("other_spans", i.other_spans),
         ("supervisor_spans", i.supervisor_spans),
+        ("tail_sampled_spans", i.tail_sampled_spans),
         ("duplicate_run_roots", i.duplicate_run_roots),
         ("evicted_roots", i.evicted_roots),
         ("evicted_llm_runs", i.evicted_llm_runs),
