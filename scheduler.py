@@ -337,7 +337,7 @@ def build_fleet(
     client = build_openai_client(settings, transport=llm_transport)
     prices = PriceTable.load()
     llm = AIAnalysis(client, settings, prices)
-    budgets = build_budgets(fleet, clock, prices, settings.model, kill_switch.source, alerts, ledger)
+    budgets = build_budgets(fleet, clock, prices, settings.model, kill_switch.source, alerts, ledger, simulated=settings.simulated)
     agents = load_agents(fleet) if agents is None else agents
     params = {name: spec.params for name, spec in fleet.agents.items()}
     check_members(agents, params, fleet.agents, fleet.source, fleet.elsewhere)  # a typo, or a member on another shard

@@ -85,6 +85,7 @@ class FleetBudgets:
         ledger: SpendLedger | None = None,
         alerts: AlertSink | None = None,
         on_store_down: str = FAIL_CLOSED,
+        simulated: bool = False,
     ) -> None:
         needs_ledger = fleet_day_cost_usd is not None or any(b.day_cost_usd is not None for b in agents.values())
         if needs_ledger and ledger is None:
@@ -97,6 +98,7 @@ class FleetBudgets:
         self.ledger = ledger
         self.alerts = alerts or NoAlerts()
         self.on_store_down = on_store_down
+        self.simulated = simulated  # every call is simulated: all spend is an estimate
         self._lock = threading.Lock()
         self._largest: dict[str, tuple[float, int]] = {}  # agent -> its largest call seen (USD, tokens)
         self._alerted: set[tuple[str, str, str]] = set()
@@ -261,7 +263,7 @@ class RunBudget:
             semconv.BUDGET_LIMIT: float(stop.limit),
             semconv.BUDGET_UNIT: stop.unit,
             semconv.BUDGET_NEXT_CALL: float(stop.next_call),
-            semconv.BUDGET_ESTIMATED: self.estimated,
+            semconv.BUDGET_ESTIMATED: self.estimated or self._budgets.simulated,
         }
         if stop.spent is not None:
             attributes[semconv.BUDGET_SPENT] = float(stop.spent)
@@ -341,6 +343,7 @@ def build_budgets(
     alerts: AlertSink | None = None,
     ledger: SpendLedger | None = None,
     env: Mapping[str, str] | None = None,
+    simulated: bool = False,
 ) -> FleetBudgets | None:
     """The fleet's budgets at start-up (``None`` when it has none): the ledger is the shared store
     when the kill switch reads one, else the files in ``ALPHATRACE_SPEND_DIR``. A fleet on the store
@@ -358,4 +361,4 @@ def build_budgets(
         )
     if prices.price_for(model) is None and (fleet.fleet_day_cost_usd is not None or any(b.in_usd for b in agents.values())):
         logger.warning("model %s has no price in the price table: every call checked against a USD budget will be refused", model)
-    return FleetBudgets(agents, fleet.fleet_day_cost_usd, clock, prices, model, ledger, alerts, on_store_down)
+    return FleetBudgets(agents, fleet.fleet_day_cost_usd, clock, prices, model, ledger, alerts, on_store_down, simulated)

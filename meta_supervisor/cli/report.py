@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     if args.as_of_since and args.as_of_until and args.as_of_since > args.as_of_until:
         print("error: --as-of-since must not be after --as-of-until", file=sys.stderr)
         return 2
-    from services.pricing import PriceTable
+    from services.pricing import PriceTable, max_age_days
     from settings.config_error import ConfigError
 
     try:
@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
 
         wait_for_lock = lock_timeout()
         prices = PriceTable.load(args.price_table)
+        price_age = max_age_days()  # ALPHATRACE_PRICE_TABLE_MAX_AGE_DAYS
         market = None
         if not args.no_alpha_quality:
             from services.market_data import CsvMarketData
@@ -251,7 +252,11 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     as_of = (args.as_of_since, args.as_of_until)
     key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
     cached = alpha_cache.load(stats.state_dir, stats.state, key)
-    report = build_report(data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached)
+    report = build_report(
+        data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached, price_max_age_days=price_age
+    )
+    if report["prices"]["warning"]:
+        print(f"warning: {report['prices']['warning']}", file=sys.stderr)
     if cached is None:
         alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"])
     out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)
