@@ -24,8 +24,11 @@ config and every agent's parameters, the market data of every symbol of the univ
 file, the LLM settings, where spans go): a mistake exits 2 with one line naming the setting, the value
 and the fix.
 
+Budgets (``services/budgets.py``): each run gets a budget check beside the kill switch's, run before
+every LLM call, and its calls' spend recorded in the spend ledger (``services/spend_ledger.py``).
+
 Environment: everything ``otel/provider.py``, ``services/ai_analysis.py``, ``services/fleet_config.py``,
-``services/kill_switch.py`` and ``services/market_data.py`` document; ``ALPHATRACE_LOG_LEVEL``
+``services/kill_switch.py``, ``services/budgets.py`` and ``services/market_data.py`` document; ``ALPHATRACE_LOG_LEVEL``
 (``DEBUG``/``INFO``/``WARNING``/``ERROR``/``CRITICAL``, default ``INFO``).
 """
 
