@@ -95,6 +95,17 @@ def configure(world, budget: str = "", fleet_budget: str = "", calls: int = 1, m
     )
 
 
+def run_fleet(world, telemetry, day, cycles: int = 1, **options) -> SimulatedLLMTransport:
+    """A new scheduler over the world's config (as after a restart) running ``cycles`` cycles on
+    ``day``; returns its model's transport, which counts the requests that reached it."""
+    transport = SimulatedLLMTransport()
+    fleet = build_test_fleet(world, telemetry, transport, **options)
+    for _ in range(cycles):
+        fleet.run_cycle(day)
+    fleet.shutdown()
+    return transport
+
+
 def runs_of(span_exporter, agent: str = "spender"):
     return [s for s in root_spans(span_exporter) if s.attributes[semconv.GEN_AI_AGENT_NAME] == agent]
 
@@ -118,12 +129,7 @@ def test_a_daily_budget_holds_across_a_scheduler_restart(world, telemetry, span_
     cost, tokens = call
     configure(world, budget=f"budget = {{ day_cost_usd = {cost * 2.5!r} }}")
     alerts = RecordedAlerts()
-    first_transport = SimulatedLLMTransport()
-    fleet = build_test_fleet(world, telemetry, first_transport, alerts=alerts)
-    for _ in range(4):
-        fleet.run_cycle(day)
-    fleet.shutdown()
-    assert first_transport.requests == 2  # the third run's call would have passed the budget
+    assert run_fleet(world, telemetry, day, cycles=4, alerts=alerts).requests == 2  # the third run's call would have passed the budget
     outcomes = [s.attributes[semconv.AGENT_RUN_OUTCOME] for s in runs_of(span_exporter)]
     assert outcomes == ["ok", "ok", "budget_exceeded", "budget_exceeded"]
     stopped = runs_of(span_exporter)[2]
@@ -150,11 +156,7 @@ def test_a_daily_budget_holds_across_a_scheduler_restart(world, telemetry, span_
 
     # A restart: a new scheduler over the same ledger. No request reaches the model.
     span_exporter.clear()
-    second_transport = SimulatedLLMTransport()
-    restarted = build_test_fleet(world, telemetry, second_transport)
-    restarted.run_cycle(day)
-    restarted.shutdown()
-    assert second_transport.requests == 0
+    assert run_fleet(world, telemetry, day).requests == 0
     (run,) = runs_of(span_exporter)
     assert run.attributes[semconv.AGENT_RUN_OUTCOME] == semconv.OUTCOME_BUDGET_EXCEEDED
     assert run.attributes[semconv.BUDGET_SPENT] == pytest.approx(2 * cost)
@@ -204,11 +206,7 @@ def test_a_run_budget_stops_a_run_mid_way(world, telemetry, span_exporter, day, 
     limit = int(tokens * 2.5) if budget_name == "run_tokens" else cost * 2.5
     key = "run_tokens" if budget_name == "run_tokens" else "run_cost_usd"
     configure(world, budget=f"budget = {{ {key} = {limit!r} }}", calls=3)
-    transport = SimulatedLLMTransport()
-    fleet = build_test_fleet(world, telemetry, transport)
-    fleet.run_cycle(day)
-    fleet.shutdown()
-    assert transport.requests == 2
+    assert run_fleet(world, telemetry, day).requests == 2
     (run,) = runs_of(span_exporter)
     spent, unit = (2 * tokens, semconv.BUDGET_UNIT_TOKENS) if budget_name == "run_tokens" else (2 * cost, semconv.BUDGET_UNIT_USD)
     assert budget_attributes(run) == {
@@ -230,12 +228,8 @@ def test_a_run_budget_stops_a_run_mid_way(world, telemetry, span_exporter, day, 
 def test_the_fleet_day_cap_stops_every_agent(world, telemetry, span_exporter, day, call):
     cost, _ = call
     configure(world, fleet_budget=f"budget = {{ day_cost_usd = {cost * 2.5!r} }}", other=True)
-    transport = SimulatedLLMTransport()
-    fleet = build_test_fleet(world, telemetry, transport)
-    fleet.run_cycle(day)  # each agent's first call: two calls in all
-    fleet.run_cycle(day)  # a third would pass the fleet's cap
-    fleet.shutdown()
-    assert transport.requests == 2
+    # the first cycle: each agent's first call, two in all; in the second a third would pass the cap
+    assert run_fleet(world, telemetry, day, cycles=2).requests == 2
     for agent in ("spender", "other"):
         first, second = runs_of(span_exporter, agent)
         assert first.attributes[semconv.AGENT_RUN_OUTCOME] == semconv.OUTCOME_OK
@@ -249,11 +243,7 @@ def test_a_corrupt_ledger_fails_closed_and_is_left_as_it_was(world, telemetry, s
     ledger_file = world["tmp"] / "spend" / f"spend-{day.isoformat()}.json"
     ledger_file.parent.mkdir()
     ledger_file.write_text('{"format": 1, "day": "trunc')
-    transport = SimulatedLLMTransport()
-    fleet = build_test_fleet(world, telemetry, transport)
-    fleet.run_cycle(day)
-    fleet.shutdown()
-    assert transport.requests == 0
+    assert run_fleet(world, telemetry, day).requests == 0
     (run,) = runs_of(span_exporter)
     assert run.attributes[semconv.AGENT_RUN_OUTCOME] == semconv.OUTCOME_BUDGET_EXCEEDED
     assert run.attributes[semconv.BUDGET_NAME] == semconv.BUDGET_DAY_COST
@@ -265,11 +255,7 @@ def test_a_corrupt_ledger_fails_closed_and_is_left_as_it_was(world, telemetry, s
 
 def test_a_real_model_missing_from_the_price_table_fails_a_usd_budget_closed(world, telemetry, span_exporter, day):
     configure(world, budget="budget = { day_cost_usd = 5.0 }", model="local-llama-3")
-    transport = SimulatedLLMTransport()
-    fleet = build_test_fleet(world, telemetry, transport)
-    fleet.run_cycle(day)
-    fleet.shutdown()
-    assert transport.requests == 0
+    assert run_fleet(world, telemetry, day).requests == 0
     (run,) = runs_of(span_exporter)
     assert run.attributes[semconv.BUDGET_NAME] == semconv.BUDGET_DAY_COST
     assert "local-llama-3 has no price" in run.attributes[semconv.RUN_STOP_REASON]
@@ -278,11 +264,7 @@ def test_a_real_model_missing_from_the_price_table_fails_a_usd_budget_closed(wor
 def test_an_unpriced_model_still_counts_its_tokens(world, telemetry, span_exporter, day):
     _, tokens = one_call(day.isoformat(), model="local-llama-3")
     configure(world, budget=f"budget = {{ run_tokens = {int(tokens * 1.5)} }}", model="local-llama-3", calls=3)
-    transport = SimulatedLLMTransport()
-    fleet = build_test_fleet(world, telemetry, transport)
-    fleet.run_cycle(day)
-    fleet.shutdown()
-    assert transport.requests == 1
+    assert run_fleet(world, telemetry, day).requests == 1
     (run,) = runs_of(span_exporter)
     assert run.attributes[semconv.BUDGET_NAME] == semconv.BUDGET_RUN_TOKENS
     assert run.attributes[semconv.BUDGET_SPENT] == tokens

@@ -2,6 +2,7 @@
 restarts, two hosts at the edge of a budget cannot both pass, and a store that is down stops calls
 (``budget_on_store_down=closed``, the default) or lets them through and says so (``open``)."""
 
+# ruff: noqa: F811 (the store's fixtures, imported from the kill-switch store tests, are test arguments here)
 from __future__ import annotations
 
 import threading
@@ -13,23 +14,8 @@ from services.kill_switch_store import RedisSource
 from services.simulated_llm import SimulatedLLMTransport
 from services.spend_ledger import LedgerUnavailable, RedisSpendLedger
 from tests.fleet_fixtures import build_test_fleet
-from tests.redis_server import RedisServer, ensure_redis
-from tests.test_budgets import configure, one_call, runs_of
-
-CANARY = "budget-pw-51c9e0a7d3"
-
-
-@pytest.fixture(scope="module")
-def redis_available():
-    reason = ensure_redis()
-    if reason:
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def server(redis_available, tmp_path):
-    with RedisServer(tmp_path, password=CANARY) as srv:
-        yield srv
+from tests.test_budgets import configure, one_call, run_fleet, runs_of
+from tests.test_kill_switch_store import CANARY, redis_available, server  # noqa: F401 (the store's fixtures)
 
 
 def _ledger(server) -> RedisSpendLedger:
@@ -40,19 +26,10 @@ def test_a_daily_budget_on_the_store_holds_across_a_restart(server, world, telem
     day = world["calendar"][70]
     cost, _ = one_call(day.isoformat())
     configure(world, budget=f"budget = {{ day_cost_usd = {cost * 2.5!r} }}")
-    first = SimulatedLLMTransport()
-    fleet = build_test_fleet(world, telemetry, first, ledger=_ledger(server))
-    for _ in range(3):
-        fleet.run_cycle(day)
-    fleet.shutdown()
-    assert first.requests == 2
+    assert run_fleet(world, telemetry, day, cycles=3, ledger=_ledger(server)).requests == 2
     assert [s.attributes[semconv.AGENT_RUN_OUTCOME] for s in runs_of(span_exporter)] == ["ok", "ok", "budget_exceeded"]
     # another scheduler (a restart, or another host) with its own connection to the store
-    second = SimulatedLLMTransport()
-    restarted = build_test_fleet(world, telemetry, second, ledger=_ledger(server))
-    restarted.run_cycle(day)
-    restarted.shutdown()
-    assert second.requests == 0
+    assert run_fleet(world, telemetry, day, ledger=_ledger(server)).requests == 0
     last = runs_of(span_exporter)[-1]
     assert last.attributes[semconv.BUDGET_NAME] == semconv.BUDGET_DAY_COST
     assert last.attributes[semconv.BUDGET_SPENT] == pytest.approx(2 * cost)
