@@ -6,9 +6,10 @@ file (same shape) to override it. A model missing from the table is *unpriced*: 
 ``None`` and callers count it, never a silent $0. Dated snapshots such as ``gpt-4o-mini-2024-07-18``
 fall back to their base name when the table has no exact entry.
 
-Each model states the date its prices were read (``date``, ISO; default the table's ``version``) and
-where (``source``; default the table's ``source``). ``age_warning`` says when the oldest of them is
-older than ``ALPHATRACE_PRICE_TABLE_MAX_AGE_DAYS`` (default 90): the report carries that line.
+Each model states the date its prices were read (``date``, ISO; default the table's ``version`` when
+that is a date) and where (``source``; default the table's ``source``). ``age_warning`` says when the
+oldest of them is older than ``ALPHATRACE_PRICE_TABLE_MAX_AGE_DAYS`` (default 90), or a model states
+no date at all: the report carries that line.
 
 How one call is priced (``cost``), following OpenAI's documented usage: ``prompt_tokens`` counts every
 input token, and its breakdowns are parts of it: cached (read) tokens
@@ -57,6 +58,14 @@ class ModelPrice:
     source: str = ""  # where they were read
 
 
+def _is_iso_date(value: object) -> bool:
+    try:
+        date.fromisoformat(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def max_age_days(env: Mapping[str, str] | None = None) -> int:
     """``ALPHATRACE_PRICE_TABLE_MAX_AGE_DAYS`` (default 90): a table older than this is warned about."""
     env = os.environ if env is None else env
@@ -99,21 +108,20 @@ class PriceTable:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                     raise ConfigError(f"price table {source}: model {name!r} needs a non-negative number for {key!r}")
                 values[key] = float(value)
-            read_on = entry.get("date", version)
-            try:
-                date.fromisoformat(str(read_on))
-            except ValueError:
+            read_on = entry.get("date", version if _is_iso_date(version) else "")
+            if read_on != "" and not _is_iso_date(read_on):
                 raise ConfigError(
-                    f"price table {source}: model {name!r} needs a 'date' (the ISO date its prices were read), got {read_on!r}"
-                ) from None
+                    f"price table {source}: model {name!r}: 'date' must be the ISO date its prices were read, got {read_on!r}"
+                )
             where = entry.get("source", table_source)
-            if not isinstance(where, str) or not where.strip():
-                raise ConfigError(f"price table {source}: model {name!r} needs a 'source' (where its prices were read)")
+            if not isinstance(where, str):
+                raise ConfigError(f"price table {source}: model {name!r}: 'source' must be text (where its prices were read)")
             models[name] = ModelPrice(**values, date=str(read_on), source=where)
         return cls(version=version, models=models, source_path=source)
 
     def oldest(self) -> tuple[str, str] | None:
-        """(model, date) of the model whose prices were read longest ago; ``None`` for an empty table."""
+        """(model, date) of the model whose prices were read longest ago (an undated one first, date
+        ``""``); ``None`` for an empty table."""
         if not self.models:
             return None
         name = min(self.models, key=lambda model: (self.models[model].date, model))
@@ -125,6 +133,11 @@ class PriceTable:
         if oldest is None:
             return None
         model, read_on = oldest
+        if not read_on:
+            return (
+                f"the LLM price table ({self.version}) states no date for {model}'s prices (and its version is not a date): "
+                f"costs may be out of date; give each model a 'date' in {ENV_PRICE_TABLE}"
+            )
         age = (today - date.fromisoformat(read_on)).days
         if age <= max_age:
             return None

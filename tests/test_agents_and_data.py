@@ -179,7 +179,7 @@ BASE = {"fleet": {"universe": ["SPX"]}, "agents": {"m": {}}}
         ),
         (
             {**BASE, "agents": {"m": {"zzz": 1}}},
-            r"\[agents\.m\]: unknown key 'zzz'; known: enabled, interval_seconds, module, params, shard, status",
+            r"\[agents\.m\]: unknown key 'zzz'; known: budget, enabled, interval_seconds, module, params, shard, status",
         ),
     ],
 )

@@ -94,10 +94,12 @@ def test_every_model_states_its_date_and_source():
     table = PriceTable.from_dict(TABLE)
     assert (table.models["cachy"].date, table.models["cachy"].source) == ("2026-01-10", "vendor page")
     assert (table.models["thinker"].date, table.models["thinker"].source) == ("2026-01-10", "test table")  # the table's
-    with pytest.raises(ConfigError, match="model 'x' needs a 'date'"):
-        PriceTable.from_dict({"version": "v1", "source": "s", "models": {"x": {"input": 1, "output": 1}}})
-    with pytest.raises(ConfigError, match="model 'x' needs a 'source'"):
-        PriceTable.from_dict({"version": "2026-01-01", "models": {"x": {"input": 1, "output": 1}}})
+    with pytest.raises(ConfigError, match="model 'x': 'date' must be the ISO date"):
+        PriceTable.from_dict({"version": "v1", "models": {"x": {"input": 1, "output": 1, "date": "last spring"}}})
+    # a table of before per-model dates still loads, and is warned about when its version is no date
+    undated = PriceTable.from_dict({"version": "v1", "models": {"x": {"input": 1, "output": 1}}})
+    assert (undated.models["x"].date, undated.models["x"].source) == ("", "")
+    assert "states no date for x's prices" in undated.age_warning(dt.date(2026, 1, 1), 90)
 
 
 def test_the_age_warning_and_its_setting():

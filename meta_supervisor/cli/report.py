@@ -18,7 +18,8 @@ Environment (flags win over environment, environment over defaults):
 * ``ALPHATRACE_MAX_LINE_BYTES``: the line cap (default 64 MiB): a longer line is one bad line
   (``file_reader``);
 * read by the modules used here: ``ALPHATRACE_KILL_SWITCH_FILE`` (services.kill_switch),
-  ``ALPHATRACE_PRICE_TABLE`` (services.pricing), ``ALPHATRACE_MARKET_DATA`` (services.market_data:
+  ``ALPHATRACE_PRICE_TABLE`` and ``ALPHATRACE_PRICE_TABLE_MAX_AGE_DAYS`` (services.pricing: a table
+  older than that many days, default 90, gets a warning line in the report), ``ALPHATRACE_MARKET_DATA`` (services.market_data:
   the prices alpha signals are scored against, default ``agents/data``) and
   ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.supervisor.audit: the supervisor's decisions).
 
