@@ -26,8 +26,11 @@ config and every agent's parameters, the market data of every symbol of the univ
 file, the LLM settings, where spans go): a mistake exits 2 with one line naming the setting, the value
 and the fix.
 
+Budgets (``services/budgets.py``): each run gets a budget check beside the kill switch's, run before
+every LLM call, and its calls' spend recorded in the spend ledger (``services/spend_ledger.py``).
+
 Environment: everything ``otel/provider.py``, ``services/ai_analysis.py``, ``services/fleet_config.py``,
-``services/kill_switch.py`` and ``services/market_data.py`` document; ``ALPHATRACE_LOG_LEVEL``
+``services/kill_switch.py``, ``services/budgets.py`` and ``services/market_data.py`` document; ``ALPHATRACE_LOG_LEVEL``
 (``DEBUG``/``INFO``/``WARNING``/``ERROR``/``CRITICAL``, default ``INFO``).
 """
 
@@ -64,6 +67,7 @@ from services.agent_status import AgentStatusBook
 from services.ai_analysis import AIAnalysis, LLMSettings, build_openai_client, resolve_llm_settings
 from services.alerts import ALERT_KILL_SWITCH_BAD_EDIT, ALERT_TELEMETRY_LOSS, Alert, AlertSink, NoAlerts, alerts_from_env
 from services.alerts import stamp as alert_stamp
+from services.budgets import FleetBudgets, build_budgets
 from services.clock import Clock, ReplayClock, WallClock
 from services.config_error import ConfigError
 from services.data_freshness import check_freshness
@@ -74,6 +78,7 @@ from services.market_data import CsvMarketData, MarketData
 from services.pricing import PriceTable
 from services.run_order import check_members, run_stages
 from services.signal_book import RecentSignals, SignalBook
+from services.spend_ledger import SpendLedger
 from services.terminal_text import term
 from services.tool_loop import ToolLoop
 
@@ -98,8 +103,10 @@ class AgentScheduler:
         alerts: AlertSink | None = None,
         supervise: Callable[[], None] | None = None,
         tools: ToolLoop | None = None,
+        budgets: FleetBudgets | None = None,
     ) -> None:
         self.fleet = fleet
+        self.budgets = budgets
         self._alerts = alerts or NoAlerts()
         self._supervise = supervise
         self.agents = agents
@@ -242,8 +249,12 @@ class AgentScheduler:
             if run is not None:
                 run.mark_killed(reason)
             return None
+        run_budget = self.budgets.open_run(run) if self.budgets is not None and run is not None else None
         if run is not None:
             run.checkpoints.append(self._kill_checkpoint)
+            if run_budget is not None:  # after the kill switch: a killed run reserves nothing
+                run.checkpoints.append(run_budget.check)
+                run.usage_listeners.append(run_budget.record)
         status = self._statuses.status_of(agent_name)
         if run is not None:
             run.status = status  # a shadow agent's signals are recorded as not tradable
@@ -273,7 +284,11 @@ class AgentScheduler:
             signals=self._signals,
             tools=self._tools,
         )
-        findings = agent.run(context)
+        try:
+            findings = agent.run(context)
+        finally:
+            if run_budget is not None:
+                run_budget.close()
         if findings:
             emit_alpha_signal(findings, agent_name)
             self._signals.record(agent_name, findings, default_as_of=day)
@@ -355,11 +370,15 @@ def build_fleet(
     llm_transport: Any = None,
     agents: dict[str, Any] | None = None,
     alerts: AlertSink | None = None,
+    ledger: SpendLedger | None = None,
 ) -> AgentScheduler:
-    """The fleet wired up; ``agents`` already loaded (``load_agents``) or loaded here."""
+    """The fleet wired up; ``agents`` already loaded (``load_agents``) or loaded here. ``ledger``: where
+    the day budgets' spend lives (default: the shared store when the kill switch reads one, else files)."""
     client = build_openai_client(settings, transport=llm_transport)
-    llm = AIAnalysis(client, settings, PriceTable.load())
+    prices = PriceTable.load()
+    llm = AIAnalysis(client, settings, prices)
     tools = ToolLoop(llm, telemetry.tracer_provider)  # its execute_tool spans on the fleet's provider
+    budgets = build_budgets(fleet, clock, prices, settings.model, kill_switch.source, alerts, ledger, simulated=settings.simulated)
     agents = load_agents(fleet) if agents is None else agents
     params = {name: spec.params for name, spec in fleet.agents.items()}
     check_members(agents, params, fleet.agents, fleet.source, fleet.elsewhere)  # a typo, or a member on another shard
@@ -378,7 +397,9 @@ def build_fleet(
         def supervise() -> None:
             supervise_once(schedule, telemetry, fleet.source)
 
-    return AgentScheduler(fleet, agents, runner, kill_switch, clock, market, llm, alerts=alerts, supervise=supervise, tools=tools)
+    return AgentScheduler(
+        fleet, agents, runner, kill_switch, clock, market, llm, alerts=alerts, supervise=supervise, tools=tools, budgets=budgets
+    )
 
 
 class StopSignals:
@@ -529,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             clock = WallClock()
         fleet_scheduler = build_fleet(fleet, telemetry, clock, market, kill_switch, settings, agents=agents, alerts=alerts)
+        if fleet_scheduler.budgets is not None:
+            logger.info("budgets: %s", fleet_scheduler.budgets.describe())
         if args.replay:
             days = replay_days(market, fleet, start, args.days or fleet.replay_cycles)
             logger.info("replaying %d trading days, %s to %s", len(days), days[0], days[-1])

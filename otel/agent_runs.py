@@ -132,6 +132,7 @@ def _finish(span: trace.Span, run: RunTelemetry, exc: BaseException | None, acco
             attributes[semconv.RUN_STOP_REASON] = redact(exc.reason)
             if exc.outcome == semconv.OUTCOME_KILLED:
                 attributes[semconv.KILL_REASON] = redact(exc.reason)
+            attributes.update(exc.attributes)  # the check's own (a budget's name, limit, spent)
         elif exc is not None:
             attributes[semconv.AGENT_RUN_OUTCOME] = semconv.OUTCOME_ERROR
             attributes[semconv.ERROR_TYPE] = _qualified_name(exc)

@@ -16,7 +16,8 @@ Where metrics go follows where spans go, as the standard variables say:
 * ``OTEL_METRIC_EXPORT_INTERVAL`` (ms, the SDK's default 60000) and ``OTEL_METRIC_EXPORT_TIMEOUT``,
   read by the SDK's periodic reader; whatever is left is written at shutdown.
 
-``ALPHATRACE_METRICS_FILE``: the embedded metrics file, default ``metrics.jsonl`` beside the trace file.
+``ALPHATRACE_METRICS_FILE``: the embedded metrics file, default ``metrics/metrics.jsonl`` beside the trace
+file: in a folder of its own, so that a report reading the trace file's folder never meets metrics.
 It is written the way the collector's file exporter writes metrics (one OTLP/JSON
 ``ExportMetricsServiceRequest`` per line, cumulative temporality) through the trace file's own writer
 (``otel/file_exporter.py``: one ``write()`` per line, torn lines repaired, failures logged and counted,
@@ -53,7 +54,7 @@ from settings.config_error import ConfigError
 logger = logging.getLogger(__name__)
 
 ENV_METRICS_FILE = "ALPHATRACE_METRICS_FILE"
-METRICS_FILE_NAME = "metrics.jsonl"
+METRICS_FILE = Path("metrics") / "metrics.jsonl"  # relative to the trace file's folder
 _EXPORTERS = ("file", "otlp", "console", "none")
 _PROTOCOLS = ("http/protobuf", "grpc")
 
@@ -83,7 +84,7 @@ def choose_metrics_export(traces_kind: str, trace_file: Path | None, env: Mappin
         raise ConfigError(f"OTEL_METRICS_EXPORTER={kind!r} is not one of {', '.join(_EXPORTERS)}")
     if kind == "file":
         named = env.get(ENV_METRICS_FILE)
-        beside = (trace_file.parent if trace_file is not None else Path("telemetry")) / METRICS_FILE_NAME
+        beside = (trace_file.parent if trace_file is not None else Path("telemetry")) / METRICS_FILE
         return MetricsChoice("file", metrics_file=Path(named) if named else beside)
     if kind != "otlp":
         return MetricsChoice(kind)

@@ -10,7 +10,13 @@ Checkpoints: a run carries the checks to pass before each of its steps (``checkp
 switch, the budgets; the scheduler adds them). ``checkpoint(step)`` runs them for the current run;
 the LLM wrapper calls it before every LLM call and a tool loop before every tool step. A check that
 says stop raises ``RunStopped``; the run wrapper then ends the run with that outcome, the step it
-stopped before and the reason (``otel/agent_runs.py``), and no further call is made.
+stopped before, the reason and the stop's own attributes (``otel/agent_runs.py``), and no further
+call is made.
+
+Usage listeners: ``add_llm_usage`` is the one place an LLM call is counted; after counting it hands
+the call's ``LLMUsage`` to each of the run's ``usage_listeners`` (the budgets record their spend
+there, ``services/budgets.py``), so any code that counts a call through it (the analyst, a tool loop)
+feeds the budgets without knowing of them.
 
 The run also learns the provider and model of its LLM calls as they are counted (``add_llm_usage``),
 so the root span carries what the GenAI conventions recommend on an ``invoke_agent`` span for a run
@@ -27,6 +33,7 @@ Reads no environment variables.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +45,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Span as ApiSpan
 
 from otel import semconv
+from otel.internal_errors import report_internal_error
 
+logger = logging.getLogger(__name__)
 _RUN_KEY = otel_context.create_key("alphatrace.current_run")
 
 
@@ -48,11 +57,34 @@ class RunStopped(Exception):
     ``outcome`` is the run's (``semconv.OUTCOME_KILLED``, ``OUTCOME_BUDGET_EXCEEDED``), ``step`` the
     step not taken (``semconv.STEPS``), ``reason`` why, for people (no content, no secrets)."""
 
-    def __init__(self, outcome: str, step: str, reason: str) -> None:
+    def __init__(self, outcome: str, step: str, reason: str, attributes: dict[str, Any] | None = None) -> None:
         super().__init__(f"run stopped before {step} ({outcome}): {reason}")
         self.outcome = outcome
         self.step = step
         self.reason = reason
+        self.attributes = dict(attributes or {})  # what the check adds to the root span (semconv keys)
+
+
+_SAME_AS_COST = object()
+
+
+@dataclass(frozen=True)
+class LLMUsage:
+    """One LLM call as the run counted it, for the run's ``usage_listeners``. ``cost_usd`` is the
+    priced cost (``None``: the model has no price); ``spend_usd`` what budgets count (the cost, or a
+    simulated call's estimate at its stand-in model's price, ``estimated``; ``None``: no price)."""
+
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float | None
+    cached_tokens_in: int = 0
+    spend_usd: float | None = None
+    estimated: bool = False
+    model: str | None = None  # the model that answered, when the caller said
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
 
 
 @dataclass
@@ -78,6 +110,8 @@ class RunTelemetry:
     stale_refused: bool = False
     # Called with (run, step) before every step (``checkpoint``); each may raise ``RunStopped``.
     checkpoints: list[Callable[[RunTelemetry, str], None]] = field(default_factory=list, repr=False)
+    # Called with (run, usage) after every LLM call is counted (``add_llm_usage``); must not raise.
+    usage_listeners: list[Callable[[RunTelemetry, LLMUsage], None]] = field(default_factory=list, repr=False)
     # True from the wrapper's creating the run until its root span has started: the span started
     # then, without a parent, is the run's root (not stamped, maybe deferred).
     root_pending: bool = False
@@ -95,10 +129,15 @@ class RunTelemetry:
         tokens_out: int,
         cost_usd: float | None = 0.0,
         cached_tokens_in: int = 0,
+        spend_usd: Any = _SAME_AS_COST,
+        estimated: bool = False,
+        model: str | None = None,
         provider: str | None = None,
         request_model: str | None = None,
     ) -> None:
         """Count one LLM call; ``cost_usd=None`` means the model had no price (counted, not $0).
+        ``spend_usd`` (default: the cost) and ``estimated`` are what the budgets count (``LLMUsage``,
+        ``model`` the model priced); the run's listeners get the call after it is counted.
         ``provider`` and ``request_model`` (``gen_ai.provider.name``, ``gen_ai.request.model``) of the
         run's first call go on its root span."""
         with self._lock:
@@ -112,6 +151,14 @@ class RunTelemetry:
                 self.unpriced_llm_calls += 1
             else:
                 self.cost_usd += cost_usd
+        if self.usage_listeners:
+            spend = cost_usd if spend_usd is _SAME_AS_COST else spend_usd
+            usage = LLMUsage(int(tokens_in), int(tokens_out), cost_usd, int(cached_tokens_in), spend, estimated, model)
+            for listener in list(self.usage_listeners):
+                try:
+                    listener(self, usage)
+                except Exception:
+                    report_internal_error(logger, "a usage listener of the run failed")
 
     def add_tool_call(self) -> None:
         """Count one tool step executed (its ``execute_tool`` span is the tool loop's)."""

@@ -84,6 +84,25 @@ RUN_COST_USD = "alphatrace.run.cost_usd"
 RUN_UNPRICED_LLM_CALLS = "alphatrace.run.unpriced_llm_calls"
 RUN_ALPHA_SIGNALS = "alphatrace.run.alpha_signals"
 RUN_TOOL_CALLS = "alphatrace.run.tool_calls"  # tool steps executed (each an execute_tool child span)
+# --- budgets (services/budgets.py): on the root span of a run a budget stopped (outcome
+# budget_exceeded, alphatrace.run.stop_reason saying why) ------------------------------------
+BUDGET_NAME = "alphatrace.budget.name"  # BUDGET_NAMES: the budget the next call would have broken
+BUDGET_LIMIT = "alphatrace.budget.limit"  # double, in BUDGET_UNIT
+BUDGET_SPENT = "alphatrace.budget.spent"  # double: spent (and reserved by runs in flight) before the call
+BUDGET_UNIT = "alphatrace.budget.unit"  # BUDGET_UNIT_USD | BUDGET_UNIT_TOKENS
+BUDGET_NEXT_CALL = "alphatrace.budget.next_call"  # double: the next call's estimate the check added to spent
+BUDGET_ESTIMATED = "alphatrace.budget.estimated"  # bool: spent includes simulated calls priced as their stand-in model
+# on any run whose budget ledger could not be read or written (the store down, a corrupt file): why,
+# and whether the check then let the call through (budget_on_store_down = open) or stopped it
+BUDGET_LEDGER_ERROR = "alphatrace.budget.ledger.error"
+BUDGET_UNCHECKED = "alphatrace.budget.unchecked"  # bool true: a day budget was not checked (store down, open)
+BUDGET_RUN_COST = "run_cost"
+BUDGET_DAY_COST = "day_cost"
+BUDGET_RUN_TOKENS = "run_tokens"
+BUDGET_FLEET_DAY_COST = "fleet_day_cost"
+BUDGET_NAMES = (BUDGET_RUN_COST, BUDGET_DAY_COST, BUDGET_RUN_TOKENS, BUDGET_FLEET_DAY_COST)
+BUDGET_UNIT_USD = "USD"
+BUDGET_UNIT_TOKENS = "tokens"
 # process-wide telemetry losses so far (cumulative per service.instance.id), on every root span
 TELEMETRY_SPANS_DROPPED = "alphatrace.telemetry.spans_dropped"
 TELEMETRY_SPANS_EXPORT_FAILED = "alphatrace.telemetry.spans_export_failed"
@@ -101,6 +120,17 @@ GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
 GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHED_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+# tokens written to the provider's prompt cache (part of input_tokens), and reasoning tokens (part of
+# output_tokens, as OpenAI counts completion_tokens): the current GenAI name first, then older ones
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"  # older name
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_FLAT = "gen_ai.usage.cache_creation_input_tokens"  # older still (OpenLLMetry)
+CACHE_WRITE_TOKEN_KEYS = (
+    GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
+    GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS_FLAT,
+)
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_RESPONSE_ID = "gen_ai.response.id"
 SERVER_ADDRESS = "server.address"
 

@@ -3,9 +3,11 @@
 It calls ``chat.completions.create`` through the real ``openai`` client, which the official
 OpenTelemetry instrumentation turns into a ``chat {model}`` child span of the current run. Timeouts and
 bounded retries (429, 5xx, connection errors) are the client's own. After each call the usage and its
-cost from the price table are added to the run (the seed's ``add_llm_usage``); a model missing from
-the table is counted as unpriced, never $0. With no key, a simulated model answers over an httpx
-transport (``services/simulated_llm.py``).
+cost from the price table are added to the run by ``account_llm_call`` (the one place a call is
+counted: a tool loop calls it too; the run hands the call on to the budgets, ``services/budgets.py``);
+a model missing from the table is counted as unpriced, never $0. With no key, a simulated model
+answers over an httpx transport (``services/simulated_llm.py``); its calls cost the run $0 and are
+counted by the budgets at the price of the model they stand in for, marked as an estimate.
 
 Environment (beats the ``[llm]`` table of the fleet config, which beats the defaults):
 
@@ -35,10 +37,10 @@ import openai
 
 from otel import semconv
 from otel.redaction import register_secret
-from otel.run_context import checkpoint, get_current_run
+from otel.run_context import RunTelemetry, checkpoint, get_current_run
 from services.config_error import ConfigError
 from services.llm_http import GuardedHTTPClient
-from services.llm_turns import ModelTurn, Usage, turn_of_completion, turn_of_stream
+from services.llm_turns import ModelTurn, turn_of_completion, turn_of_stream
 from services.pricing import PriceTable
 from services.simulated_llm import FEATURES_MARKER, SIMULATED_BASE_URL, SimulatedLLMTransport
 
@@ -197,6 +199,69 @@ def parse_verdicts(content: str | None, symbols: set[str]) -> dict[str, Verdict]
     return verdicts
 
 
+@dataclass(frozen=True)
+class UsageCounts:
+    """One response's token counts, as OpenAI documents its ``usage``: ``cached`` and ``cache_write``
+    are parts of ``tokens_in``, ``reasoning`` a part of ``tokens_out`` (services/pricing.py)."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cached: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_counts(usage: Any) -> UsageCounts:
+    """The counts of a chat completion's ``usage`` (an SDK object or a dict), with the extensions
+    OpenAI-compatible servers add: cache writes as ``prompt_tokens_details.cache_write_tokens``
+    (OpenRouter) or ``cache_creation_input_tokens`` (Anthropic-compatible servers, LiteLLM)."""
+
+    def get(obj: Any, key: str) -> Any:
+        return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+    prompt_details = get(usage, "prompt_tokens_details")
+    completion_details = get(usage, "completion_tokens_details")
+    return UsageCounts(
+        tokens_in=_count(get(usage, "prompt_tokens")),
+        tokens_out=_count(get(usage, "completion_tokens")),
+        cached=_count(get(prompt_details, "cached_tokens")),
+        cache_write=_count(get(prompt_details, "cache_write_tokens")) or _count(get(usage, "cache_creation_input_tokens")),
+        reasoning=_count(get(completion_details, "reasoning_tokens")),
+    )
+
+
+def account_llm_call(
+    run: RunTelemetry | None, usage: Any, model: str | None, settings: LLMSettings, prices: PriceTable, **call_model: str | None
+) -> None:
+    """Count one answered LLM call on ``run``: its tokens and its cost from the price table (``None``,
+    unpriced, for a model the table lacks). A simulated call costs the run $0 and is handed to the
+    budgets at the price of the model it stands in for (``settings.model``), marked as an estimate.
+    ``call_model``: the call's ``provider`` and ``request_model`` for the run's root span. A call that
+    failed is counted with ``run.add_llm_usage(0, 0, 0.0)``."""
+    if run is None:
+        return
+    counts = usage_counts(usage)
+    model = settings.model if settings.simulated else (model or settings.model)
+    priced = prices.cost(
+        model,
+        counts.tokens_in,
+        counts.tokens_out,
+        counts.cached,
+        counts.cache_write,
+        counts.reasoning,
+    )
+    if settings.simulated:
+        run.add_llm_usage(
+            counts.tokens_in, counts.tokens_out, 0.0, counts.cached, spend_usd=priced, estimated=True, model=model, **call_model
+        )
+    else:
+        run.add_llm_usage(counts.tokens_in, counts.tokens_out, priced, counts.cached, model=model, **call_model)
+
+
 class AIAnalysis:
     """LLM calls, each after the run's checkpoint (``otel.run_context.checkpoint``: the kill switch
     and budgets may stop the run first); usage and cost go to the current run. ``analyze`` is the
@@ -238,14 +303,8 @@ class AIAnalysis:
                 run.add_llm_usage(0, 0, 0.0, **self._call_model)  # the call happened and failed: it counts, it costs nothing
             raise
         if run is not None:
-            usage = turn.usage or Usage(0, 0)
-            run.add_llm_usage(usage.tokens_in, usage.tokens_out, self._cost(turn), usage.cached_tokens_in, **self._call_model)
+            if turn.sdk_usage is None and not self.settings.simulated:
+                run.add_llm_usage(0, 0, None, **self._call_model)  # a stream without its usage chunk: unpriced, never $0
+            else:
+                account_llm_call(run, turn.sdk_usage, turn.model, self.settings, self._prices, **self._call_model)
         return turn
-
-    def _cost(self, turn: ModelTurn) -> float | None:
-        if self.settings.simulated:
-            return 0.0
-        if turn.usage is None:
-            return None
-        usage = turn.usage
-        return self._prices.cost(turn.model or self.settings.model, usage.tokens_in, usage.tokens_out, usage.cached_tokens_in)

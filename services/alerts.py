@@ -1,7 +1,9 @@
 """Alerts that reach a person: a webhook notifier that never blocks or slows its caller.
 
 An ``Alert`` says which agent, what happened (``cause``: ``supervisor.retire``, ``kill_switch.bad_edit``,
-``telemetry.loss``, ...), the figures behind it and, when there is a run to look at, a Jaeger link.
+``telemetry.loss``, ``budget.exceeded``, ...), the figures behind it and, when there is a run to look
+at, a Jaeger link. ``dedup`` narrows the deduplication below cause and agent (a budget stop: the
+budget and the day).
 ``AlertSink`` is the seam (``NoAlerts`` does nothing; ``WebhookAlerts`` posts); ``alerts_from_env``
 picks one at start-up.
 
@@ -47,6 +49,7 @@ ALERT_SUPERVISOR_RETIRE = "supervisor.retire"
 ALERT_SUPERVISOR_PROMOTE = "supervisor.promote"
 ALERT_KILL_SWITCH_BAD_EDIT = "kill_switch.bad_edit"
 ALERT_TELEMETRY_LOSS = "telemetry.loss"
+ALERT_BUDGET_EXCEEDED = "budget.exceeded"  # a budget stopped a run (services/budgets.py)
 DEFAULT_DEDUP_SECONDS = 3600.0
 QUEUE_SIZE = 256
 # Delivery: attempts 0.5 s, 1 s, 2 s, 4 s, 8 s apart, never past DELIVERY_DEADLINE_SECONDS in all.
@@ -66,6 +69,7 @@ class Alert:
     figures: Mapping[str, Any] = field(default_factory=dict)
     jaeger_url: str | None = None
     at: str = ""
+    dedup: str = ""  # within a cause and agent, what makes two alerts different (not sent)
 
     def payload(self) -> dict[str, Any]:
         """The generic JSON payload, every text redacted."""
@@ -150,7 +154,7 @@ class WebhookAlerts(AlertSink):
         self._deadline_seconds = deadline_seconds
         self._first_backoff = first_backoff_seconds
         self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize=QUEUE_SIZE)
-        self._last_sent: dict[tuple[str, str], float] = {}
+        self._last_sent: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()  # stats and the dedup table: send() runs on any thread
         self._stats = AlertStats()
         self._failing = False
@@ -166,7 +170,7 @@ class WebhookAlerts(AlertSink):
             return AlertStats(**vars(self._stats))
 
     def send(self, alert: Alert) -> None:
-        key = (alert.cause, alert.agent)
+        key = (alert.cause, alert.agent, alert.dedup)
         now = self._monotonic()
         with self._lock:
             last = self._last_sent.get(key)

@@ -17,6 +17,8 @@ A scheduler started without a shard runs every enabled agent (one host).
 for a sharded fleet, ``shard``: the one shard whose scheduler runs it.
 ``[fleet]`` also holds the staleness limit of live runs, ``max_data_age_days`` and ``on_stale``
 (``services/data_freshness.py``).
+Budgets (``services/budget_limits.py``): ``[agents.NAME.budget]`` (``run_cost_usd``, ``day_cost_usd``,
+``run_tokens``) and ``[fleet.budget]`` (``day_cost_usd``); none means unlimited.
 
 Environment: ``ALPHATRACE_FLEET_CONFIG`` (path of the TOML file; default ``agents/agents.toml``);
 ``ALPHATRACE_SHARD`` (the shard this scheduler runs, when ``--shard`` is not given);
@@ -35,6 +37,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from services.budget_limits import AgentBudget, parse_agent_budget, parse_fleet_budget
 from services.config_error import ConfigError, check_known
 from services.data_freshness import FreshnessPolicy, parse_freshness_policy
 
@@ -48,11 +51,11 @@ _AGENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # A new setting is one entry here plus the code that reads it.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": ("fleet", "replay", "llm", "agents", "supervisor"),
-    "fleet": ("universe", "max_workers", "misfire_grace_seconds", "max_data_age_days", "on_stale"),
+    "fleet": ("universe", "max_workers", "misfire_grace_seconds", "max_data_age_days", "on_stale", "budget"),
     "replay": ("start", "cycles"),
     "llm": ("provider", "model", "timeout_seconds", "max_retries", "base_url", "stream"),
     "supervisor": ("every_seconds", "mode", "report", "shard"),
-    "agents.*": ("module", "interval_seconds", "params", "enabled", "status", "shard", "capital_usd"),
+    "agents.*": ("module", "interval_seconds", "params", "enabled", "status", "shard", "capital_usd", "budget"),
 }
 # The notional capital an agent's signals are traded with in the report's "worth" section (its PnL
 # net of its LLM bill; docs/alpha-quality.md): agents.NAME.capital_usd, this when not given.
@@ -69,6 +72,7 @@ class AgentSpec:
     status: str = "live"
     shard: str | None = None
     capital_usd: float = DEFAULT_CAPITAL_USD  # notional capital of the report's worth section
+    budget: AgentBudget = field(default_factory=AgentBudget)  # none: unlimited
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,11 @@ class FleetConfig:
     supervisor: SupervisorSchedule | None = None  # None: the supervisor is run by hand
     shard: str | None = None  # the shard this config was narrowed to (for_shard), None: every agent
     elsewhere: dict[str, str | None] = field(default_factory=dict)  # narrowed: other agents -> their shard
+    fleet_day_cost_usd: float | None = None  # [fleet.budget] day_cost_usd: the whole fleet's daily cap
+
+    @property
+    def has_budgets(self) -> bool:
+        return self.fleet_day_cost_usd is not None or any(spec.budget.limited for spec in self.agents.values())
 
     @property
     def shards(self) -> tuple[str, ...]:
@@ -171,7 +180,8 @@ def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> Fle
         capital = table.get("capital_usd", DEFAULT_CAPITAL_USD)
         if isinstance(capital, bool) or not isinstance(capital, (int, float)) or not 0 < capital < float("inf"):
             raise ConfigError(f"{source}: agents.{name}.capital_usd must be a positive number of US dollars, got {capital!r}")
-        agents[name] = AgentSpec(name, module, float(interval), dict(params), enabled, status, shard, float(capital))
+        budget = parse_agent_budget(table.get("budget"), f"{source}: agents.{name}.budget")
+        agents[name] = AgentSpec(name, module, float(interval), dict(params), enabled, status, shard, float(capital), budget)
     if not any(spec.enabled for spec in agents.values()):
         raise ConfigError(f"{source}: no enabled agent in [agents.*]")
     return FleetConfig(
@@ -185,6 +195,7 @@ def parse_fleet_config(raw: dict[str, Any], source: str = "fleet config") -> Fle
         source=source,
         freshness=parse_freshness_policy(fleet, source),
         supervisor=_supervisor_schedule(supervisor, source),
+        fleet_day_cost_usd=parse_fleet_budget(fleet.get("budget"), f"{source}: fleet.budget"),
     )
 
 

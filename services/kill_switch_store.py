@@ -20,8 +20,11 @@ The store, under one prefix (``alphatrace:``):
 * ``alphatrace:killswitch:changed``, a pub/sub channel: each publish sends the new version. The
   scheduler does not depend on it: before every run it reads the version and epoch (one ``HMGET``) and
   fetches the text only when they changed;
-* ``alphatrace:budget:spend:<day>:<agent>`` and ``alphatrace:budget:spend:<day>:fleet``: the spend
-  primitive a budget can use (``RedisSource.add_spend``: atomic float increments with a TTL).
+* ``alphatrace:budget:spend:<day>:<agent>`` and ``alphatrace:budget:spend:<day>:fleet``: a day's spend
+  in USD (``RedisSource.add_spend``: atomic float increments with a TTL), and
+  ``alphatrace:budget:largest:<day>:<agent>``, the agent's largest call that day. The budgets' ledger
+  (``services/spend_ledger.py``) checks and reserves in one script (``reserve_spend``) and settles a
+  call to what it cost in another (``settle_spend``).
 
 A publish is one Lua script (new state, version and message together, atomically). Store calls use
 short socket timeouts (``STORE_TIMEOUT_S``) and no retries, so an unreachable store costs a run at most
@@ -37,7 +40,7 @@ Environment (``store_settings``; an argument beats the variable):
   start-up, where it has no last known state: ``refuse`` (default: a configuration error, exit 2) or
   ``file`` (start from the local kill-switch file, marked as stale until the store answers).
 * ``ALPHATRACE_BUDGET_ON_STORE_DOWN``: ``closed`` (default) or ``open``: what a budget check decides
-  when the store cannot be read (read by ``budget_on_store_down`` for the budgets to come).
+  when the store cannot be read (``budget_on_store_down``, applied by ``services/budgets.py``).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ KEY_PREFIX = "alphatrace:"
 STATE_KEY = KEY_PREFIX + "killswitch:state"
 CHANGED_CHANNEL = KEY_PREFIX + "killswitch:changed"
 SPEND_KEY = KEY_PREFIX + "budget:spend:{day}:{agent}"
+LARGEST_KEY = KEY_PREFIX + "budget:largest:{day}:{agent}"
 FLEET_SPEND = "fleet"  # the fleet-wide total's key, beside the agents' (no agent may have this name in a budget)
 SPEND_TTL_S = 8 * 24 * 3600  # a day's spend is kept a week past the day, then expires on its own
 STORE_TIMEOUT_S = 0.5  # connect and each reply; a run never waits longer on the store
@@ -170,6 +174,39 @@ return {agent, fleet}
 """
 
 
+# KEYS: the agent's spend, the fleet's, the agent's largest call; ARGV: floor, agent limit, fleet limit
+# (negative: none), ttl. The rule is services/spend_ledger.would_pass's: refused when spent has reached
+# the limit or spent + estimate would pass it. Returns {passed, estimate, agent, fleet, refused_by} as
+# strings (Redis would truncate a Lua number to an integer).
+_RESERVE_LUA = """
+local agent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local fleet = tonumber(redis.call('GET', KEYS[2]) or '0')
+local estimate = math.max(tonumber(ARGV[1]), tonumber(redis.call('GET', KEYS[3]) or '0'))
+local function would_pass(spent, limit)
+  return limit >= 0 and (spent >= limit or spent + estimate > limit)
+end
+local shown = {string.format('%.17g', estimate), string.format('%.17g', agent), string.format('%.17g', fleet)}
+if would_pass(agent, tonumber(ARGV[2])) then return {'0', shown[1], shown[2], shown[3], 'agent'} end
+if would_pass(fleet, tonumber(ARGV[3])) then return {'0', shown[1], shown[2], shown[3], 'fleet'} end
+if estimate > 0 then
+  redis.call('INCRBYFLOAT', KEYS[1], shown[1])
+  redis.call('INCRBYFLOAT', KEYS[2], shown[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return {'1', shown[1], shown[2], shown[3], ''}
+"""
+
+# KEYS as _RESERVE_LUA's; ARGV: the change (actual - reserved), the call's cost, ttl.
+_SETTLE_LUA = """
+redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+redis.call('INCRBYFLOAT', KEYS[2], ARGV[1])
+if tonumber(ARGV[2]) > tonumber(redis.call('GET', KEYS[3]) or '0') then redis.call('SET', KEYS[3], ARGV[2]) end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+return 1
+"""
+
+
 class RedisSource(KillStateSource):
     """The shared store (Redis). ``retry_after_s`` bounds how often a down store is asked again;
     ``offline_start`` is ``refuse`` or ``file`` (with ``local_file``, the file a scheduler starts from)."""
@@ -204,6 +241,8 @@ class RedisSource(KillStateSource):
         )
         self._publish = self._client.register_script(_PUBLISH_LUA)
         self._spend = self._client.register_script(_SPEND_LUA)
+        self._reserve = self._client.register_script(_RESERVE_LUA)
+        self._settle = self._client.register_script(_SETTLE_LUA)
 
     def describe(self) -> str:
         return self.safe_url
@@ -261,6 +300,35 @@ class RedisSource(KillStateSource):
         keys = [SPEND_KEY.format(day=day, agent=agent), SPEND_KEY.format(day=day, agent=FLEET_SPEND)]
         agent_total, fleet_total = self._call("spend", self._spend, keys=keys, args=[repr(float(amount)), int(ttl_s)])
         return float(agent_total), float(fleet_total)
+
+    def _budget_keys(self, agent: str, day: str) -> list[str]:
+        if agent == FLEET_SPEND:
+            raise ValueError(f"{FLEET_SPEND!r} is the fleet total's key, not an agent")
+        return [
+            SPEND_KEY.format(day=day, agent=agent),
+            SPEND_KEY.format(day=day, agent=FLEET_SPEND),
+            LARGEST_KEY.format(day=day, agent=agent),
+        ]
+
+    def reserve_spend(
+        self, agent: str, day: str, floor: float, agent_limit: float | None, fleet_limit: float | None, ttl_s: int = SPEND_TTL_S
+    ) -> tuple[bool, float, float, float, str]:
+        """Check ``agent``'s and the fleet's spend on ``day`` against their limits (``None``: none) and,
+        when the next call fits, reserve its estimate (the larger of ``floor`` and the agent's largest
+        call that day) on both, in one script. Returns (passed, estimate, agent's spend, fleet's spend
+        before it, ``"agent"``/``"fleet"``/``""``: the limit that refused)."""
+        limits = [repr(float(limit)) if limit is not None else "-1" for limit in (agent_limit, fleet_limit)]
+        args = [repr(float(floor)), *limits, int(ttl_s)]
+        passed, estimate, agent_spent, fleet_spent, refused = self._call(
+            "budget check", self._reserve, keys=self._budget_keys(agent, day), args=args
+        )
+        return passed == "1", float(estimate), float(agent_spent), float(fleet_spent), refused
+
+    def settle_spend(self, agent: str, day: str, change: float, call_usd: float, ttl_s: int = SPEND_TTL_S) -> None:
+        """Add ``change`` (a call's cost minus its reservation) to the agent's and the fleet's spend and
+        keep the agent's largest call, in one script."""
+        args = [repr(float(change)), repr(float(call_usd)), int(ttl_s)]
+        self._call("spend", self._settle, keys=self._budget_keys(agent, day), args=args)
 
 
 def store_url(url: str | None = None, env: Mapping[str, str] | None = None) -> str | None:

@@ -43,6 +43,7 @@ class ModelTurn:
     finish_reason: str | None = None
     model: str | None = None
     usage: Usage | None = None
+    sdk_usage: Any = None  # the SDK's usage object itself (cache writes, reasoning tokens: services/ai_analysis.py prices it)
 
     def assistant_message(self) -> dict[str, Any]:
         """The turn as the ``assistant`` message of the conversation sent with the next call."""
@@ -68,7 +69,7 @@ def turn_of_completion(response: Any) -> ModelTurn:
     """The turn of a non-streamed ``ChatCompletion`` (its first choice)."""
     usage = usage_of(response.usage) or Usage(0, 0)
     if not response.choices:
-        return ModelTurn(content=None, model=response.model, usage=usage)
+        return ModelTurn(content=None, model=response.model, usage=usage, sdk_usage=response.usage)
     choice = response.choices[0]
     calls = tuple(
         ToolCallRequest(id=call.id, name=call.function.name, arguments=call.function.arguments or "")
@@ -76,7 +77,14 @@ def turn_of_completion(response: Any) -> ModelTurn:
         if getattr(call, "function", None) is not None
     )
     message = choice.message
-    return ModelTurn(content=message.content, tool_calls=calls, finish_reason=choice.finish_reason, model=response.model, usage=usage)
+    return ModelTurn(
+        content=message.content,
+        tool_calls=calls,
+        finish_reason=choice.finish_reason,
+        model=response.model,
+        usage=usage,
+        sdk_usage=response.usage,
+    )
 
 
 @dataclass
@@ -91,11 +99,11 @@ def turn_of_stream(chunks: Iterable[Any]) -> ModelTurn:
     text: list[str] = []
     calls: dict[int, _CallPieces] = {}
     finish_reason = model = None
-    usage = None
+    usage = sdk_usage = None
     for chunk in chunks:
         model = model or getattr(chunk, "model", None)
         if getattr(chunk, "usage", None) is not None:
-            usage = usage_of(chunk.usage)
+            usage, sdk_usage = usage_of(chunk.usage), chunk.usage
         for choice in getattr(chunk, "choices", None) or ():
             if choice.index != 0:
                 continue
@@ -113,4 +121,11 @@ def turn_of_stream(chunks: Iterable[Any]) -> ModelTurn:
                     if piece.function.arguments:
                         call.arguments.append(piece.function.arguments)
     requests = tuple(ToolCallRequest(call.id, call.name, "".join(call.arguments)) for _, call in sorted(calls.items()))
-    return ModelTurn(content="".join(text) if text else None, tool_calls=requests, finish_reason=finish_reason, model=model, usage=usage)
+    return ModelTurn(
+        content="".join(text) if text else None,
+        tool_calls=requests,
+        finish_reason=finish_reason,
+        model=model,
+        usage=usage,
+        sdk_usage=sdk_usage,
+    )

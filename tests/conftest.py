@@ -83,6 +83,7 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setenv("ALPHATRACE_MARKET_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("ALPHATRACE_KILL_SWITCH_FILE", str(tmp_path / "killed_agents.json"))
     monkeypatch.setenv("ALPHATRACE_AGENT_STATUS_FILE", str(tmp_path / "agent_status.json"))
+    monkeypatch.setenv("ALPHATRACE_SPEND_DIR", str(tmp_path / "spend"))
     config = write_fleet(tmp_path / "agents.toml", calendar[70])
     return {"tmp": tmp_path, "calendar": calendar, "config": config, "kill_file": tmp_path / "killed_agents.json"}
 

@@ -73,15 +73,18 @@ def write_fleet(path: Path, start: date) -> Path:
     return path
 
 
-def build_test_fleet(world, telemetry, transport=None, agents=None, clock=None, run_ids=None, alerts=None, **fleet_changes):
+def build_test_fleet(world, telemetry, transport=None, agents=None, clock=None, run_ids=None, alerts=None, ledger=None, **fleet_changes):
     """The scheduler over the test world's data and config, wired to the test's telemetry; ``clock``
-    (default: standing on the 71st day) and ``run_ids`` (a run-id source) are the test's to choose."""
+    (default: standing on the 71st day), ``run_ids`` (a run-id source) and ``ledger`` (the budgets'
+    spend ledger; default the files in ``ALPHATRACE_SPEND_DIR``) are the test's to choose."""
     fleet = load_fleet_config(world["config"])
     for key, value in fleet_changes.items():
         object.__setattr__(fleet, key, value)
     clock = clock or ReplayClock(world["calendar"][70])
     settings = resolve_llm_settings(fleet.llm, env={})
-    built = scheduler.build_fleet(fleet, telemetry, clock, CsvMarketData(), KillSwitch(), settings, llm_transport=transport, alerts=alerts)
+    built = scheduler.build_fleet(
+        fleet, telemetry, clock, CsvMarketData(), KillSwitch(), settings, llm_transport=transport, alerts=alerts, ledger=ledger
+    )
     if run_ids is not None:
         built._runner = AgentRunWrapper(telemetry.tracer(), new_run_id=run_ids, accounting=telemetry.accounting)
     if agents:

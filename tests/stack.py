@@ -410,7 +410,7 @@ class LocalStack:
                 "ALPHATRACE_COLLECTOR_METRICS_HOST": HOST,
                 "ALPHATRACE_COLLECTOR_METRICS_PORT": str(self.metrics_port),
                 "ALPHATRACE_TRACE_FILE": str(self.trace_file),
-                "ALPHATRACE_COLLECTOR_METRICS_FILE": str(self.trace_file.parent / "metrics.jsonl"),
+                "ALPHATRACE_COLLECTOR_METRICS_FILE": str(self.trace_file.parent / "metrics" / "metrics.jsonl"),
                 "ALPHATRACE_COLLECTOR_STORAGE": str(self.storage_dir),
                 "ALPHATRACE_BATCH_TIMEOUT": batch_timeout,
                 "ALPHATRACE_TRACE_FILE_FLUSH_INTERVAL": flush_interval,

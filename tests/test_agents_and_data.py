@@ -195,7 +195,7 @@ BASE = {"fleet": {"universe": ["SPX"]}, "agents": {"m": {}}}
         ),
         (
             {**BASE, "agents": {"m": {"zzz": 1}}},
-            r"\[agents\.m\]: unknown key 'zzz'; known: capital_usd, enabled, interval_seconds, module, params, shard, status",
+            r"\[agents\.m\]: unknown key 'zzz'; known: budget, capital_usd, enabled, interval_seconds, module, params, shard, status",
         ),
     ],
 )

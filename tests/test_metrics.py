@@ -171,12 +171,12 @@ def test_a_failure_to_record_metrics_never_keeps_spans_from_the_exporter(monkeyp
 def test_the_embedded_default_writes_otlp_json_metrics_beside_the_trace_file(world, tmp_path):
     trace_file = tmp_path / "out" / "traces.jsonl"
     telemetry = configure_telemetry(trace_file=trace_file, llm_simulated=True, env={})
-    assert telemetry.metrics.kind == "file" and telemetry.metrics.metrics_file == trace_file.parent / "metrics.jsonl"
+    assert telemetry.metrics.kind == "file" and telemetry.metrics.metrics_file == trace_file.parent / "metrics" / "metrics.jsonl"
     fleet = build_test_fleet(world, telemetry, SimulatedLLMTransport())
     fleet.run_cycle(world["calendar"][70])
     fleet.shutdown()
     assert telemetry.shutdown()
-    lines = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+    lines = (tmp_path / "out" / "metrics" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1  # one collection, at shutdown (the interval is the SDK's 60 s)
     request = json.loads(lines[0])
     (resource,) = request["resourceMetrics"]
@@ -218,7 +218,7 @@ def test_the_embedded_default_writes_otlp_json_metrics_beside_the_trace_file(wor
 def test_where_metrics_go_follows_the_standard_variables_then_the_spans(tmp_path, env, traces, expected):
     choice = choose_metrics_export(traces, tmp_path / "traces.jsonl", env)
     if expected.kind == "file":
-        want = expected.metrics_file or tmp_path / "metrics.jsonl"
+        want = expected.metrics_file or tmp_path / "metrics" / "metrics.jsonl"
         assert (choice.kind, str(choice.metrics_file)) == ("file", str(want))
     else:
         assert choice == expected

@@ -168,8 +168,10 @@ def test_losses_reach_the_meta_report(tmp_path):
     assert f"Telemetry losses (agents' SDK, before export): {losses['spans_dropped']:,} dropped" in markdown
 
 
-def test_the_report_command_warns_about_losses(tmp_path, capsys):
+def test_the_report_command_warns_about_losses(tmp_path, capsys, monkeypatch):
     from tests.fixtures.report.otlp_builder import Run, line, spans_of
+
+    monkeypatch.setenv("ALPHATRACE_PRICE_TABLE_MAX_AGE_DAYS", "100000")  # the shipped table's age is not this test's warning
 
     trace_file = tmp_path / "traces.jsonl"
     trace_file.write_text(line(spans_of(Run("momentum", 1, losses=(4, 2))), instance="p-1"))

@@ -250,6 +250,7 @@ def build_report(
     audit: AuditState | None = None,
     alpha_quality: dict[str, Any] | None = None,
     worth: WorthConfig | None = None,
+    price_max_age_days: int | None = None,
 ) -> dict[str, Any]:
     """The report dict. Pure: the same arguments always give the same dict.
 
@@ -330,7 +331,7 @@ def build_report(
             "as_of_until": data.as_of_until.isoformat() if data.as_of_until else None,
         },
         "inputs": inputs,
-        "prices": {"version": getattr(prices, "version", None), "source": getattr(prices, "source_path", None)},
+        "prices": _prices_section(prices, report_day(now), price_max_age_days),
         "kill_switch": {
             "path": kill.path,
             "ok": kill.error is None,
@@ -349,6 +350,17 @@ def build_report(
     }
     report["needs_attention"] = _needs_attention(agents, inputs, kill, supervisor)
     return report
+
+
+def _prices_section(prices, today: dt.date, max_age_days: int | None) -> dict[str, Any]:
+    """The price table's version and file, the age it may reach, and the warning when it is older."""
+    warning = prices.age_warning(today, max_age_days) if max_age_days is not None and hasattr(prices, "age_warning") else None
+    return {
+        "version": getattr(prices, "version", None),
+        "source": getattr(prices, "source_path", None),
+        "max_age_days": max_age_days,
+        "warning": warning,
+    }
 
 
 _SUMMED = (

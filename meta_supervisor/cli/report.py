@@ -18,7 +18,8 @@ Environment (flags win over environment, environment over defaults):
 * ``ALPHATRACE_MAX_LINE_BYTES``: the line cap (default 64 MiB): a longer line is one bad line
   (``file_reader``);
 * read by the modules used here: ``ALPHATRACE_KILL_SWITCH_FILE`` (services.kill_switch),
-  ``ALPHATRACE_PRICE_TABLE`` (services.pricing), ``ALPHATRACE_MARKET_DATA`` (services.market_data:
+  ``ALPHATRACE_PRICE_TABLE`` and ``ALPHATRACE_PRICE_TABLE_MAX_AGE_DAYS`` (services.pricing: a table
+  older than that many days, default 90, gets a warning line in the report), ``ALPHATRACE_MARKET_DATA`` (services.market_data:
   the prices alpha signals are scored against, default ``agents/data``) and
   ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.supervisor.audit: the supervisor's decisions) and
   ``ALPHATRACE_FLEET_CONFIG`` (services.fleet_config: each agent's ``capital_usd`` and the ensemble's
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     if args.as_of_since and args.as_of_until and args.as_of_since > args.as_of_until:
         print("error: --as-of-since must not be after --as-of-until", file=sys.stderr)
         return 2
-    from services.pricing import PriceTable
+    from services.pricing import PriceTable, max_age_days
     from settings.config_error import ConfigError
 
     try:
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
 
         wait_for_lock = lock_timeout()
         prices = PriceTable.load(args.price_table)
+        price_age = max_age_days()  # ALPHATRACE_PRICE_TABLE_MAX_AGE_DAYS
         market = worth = None
         if not args.no_alpha_quality:
             from services.market_data import CsvMarketData
@@ -274,7 +276,11 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     as_of = (args.as_of_since, args.as_of_until)
     key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
     cached = alpha_cache.load(stats.state_dir, stats.state, key)
-    report = build_report(data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached, worth=worth)
+    report = build_report(
+        data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached, worth=worth, price_max_age_days=price_age
+    )
+    if report["prices"]["warning"]:
+        print(f"warning: {report['prices']['warning']}", file=sys.stderr)
     if cached is None:
         alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"])
     out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)

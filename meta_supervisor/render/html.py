@@ -109,6 +109,8 @@ def _notes(report: dict[str, Any]) -> str:
         )
     if not report["kill_switch"]["ok"]:
         notes.append(f'<span class="tag bad">kill switch unreadable</span> {esc(report["kill_switch"]["error"])}')
+    if report["prices"].get("warning"):
+        notes.append(f'<span class="tag warn">prices out of date</span> {esc(report["prices"]["warning"])}')
     for message in report["inputs"]["messages"]:
         notes.append(f'<span class="tag">note</span> {esc(message)}')
     return "".join(f"<p>{n}</p>" for n in notes)

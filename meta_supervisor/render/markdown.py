@@ -90,6 +90,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     if not report["kill_switch"]["ok"]:
         extras.append(f"kill-switch file unreadable: {md_text(report['kill_switch']['error'], 200)}")
+    if report["prices"].get("warning"):
+        extras.append(f"**prices out of date**: {md_text(report['prices']['warning'], 300)}")
     for extra in extras:
         lines.append(f"- {extra}")
     lines.append("")
