@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from meta_supervisor import native_core
+from meta_supervisor.assemble.report import KillSwitchState, build_report
+from meta_supervisor.build.dispatch import build_inputs
+from meta_supervisor.build.options import BuildOptions
 from meta_supervisor.render.markdown import render_markdown
 from otel import semconv
 from tests import genai_fixtures
-from tests.test_genai_shapes import report_of
+from tests.test_genai_shapes import NOW, PRICES, report_of
 
 STATEMENT = "tail: every error, stopped or refused run and span over 30000 ms; 10% of the rest"
 
@@ -45,7 +48,8 @@ def test_a_sampled_file_is_reported_as_sampled_with_the_same_counts(reader: str,
     path = genai_fixtures.write(tmp_path, "genai_tool_calling")
     marked = _mark_first_lines(path, 2)
     assert 0 < marked < plain["inputs"]["spans"]
-    sampled = report_of(tmp_path, "genai_tool_calling")
+    data, _ = build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES, workers=1))
+    sampled = build_report(data, PRICES, KillSwitchState(path="killed.json"), NOW)
 
     assert plain["inputs"]["tail_sampled_spans"] == 0
     assert sampled["inputs"]["tail_sampled_spans"] == marked
