@@ -1,16 +1,20 @@
 """An OpenAI-compatible HTTP server on loopback for tests: the simulated model's answers over a real
 socket, so the real ``openai`` client goes through its real HTTP stack (``OPENAI_BASE_URL``) and the
-test counts, on the server's side, every request that reached it."""
+test counts, on the server's side, every request that reached it, and can hold one request open
+until it says so (``hold``): the caller is then known to be inside that call."""
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2
 
 from services.simulated_llm import SimulatedLLMTransport
+
+HOLD_LIMIT_S = 300.0  # a held request answers by itself after this long: a failed test never hangs
 
 
 class OpenAIServer:
@@ -24,6 +28,9 @@ class OpenAIServer:
         self.bodies: list[dict] = []
         self.authorizations: list[str] = []  # the Authorization header of each request
         self._lock = threading.Lock()
+        self._hold: Callable[[dict], bool] | None = None
+        self.held = threading.Event()  # a request matching ``hold`` arrived and waits for ``release``
+        self._released = threading.Event()
         model = SimulatedLLMTransport()
         server = self
 
@@ -35,6 +42,12 @@ class OpenAIServer:
                 with server._lock:
                     server.bodies.append(json.loads(body or b"{}"))
                     server.authorizations.append(self.headers.get("Authorization", ""))
+                    holding = server._hold is not None and server._hold(server.bodies[-1])
+                    if holding:
+                        server._hold = None
+                if holding:
+                    server.held.set()
+                    server._released.wait(HOLD_LIMIT_S)
                 answer = model.handle_request(httpx2.Request("POST", f"http://127.0.0.1{self.path}", content=body))
                 content = answer.read()
                 streamed = answer.headers.get("content-type", "").startswith("text/event-stream")
@@ -59,12 +72,23 @@ class OpenAIServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="openai-test-server", daemon=True)
         self._thread.start()
 
+    def hold(self, matches: Callable[[dict], bool]) -> None:
+        """Hold the next request whose body ``matches`` (counted on arrival) until ``release``."""
+        with self._lock:
+            self._hold = matches
+        self.held.clear()
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
     @property
     def requests(self) -> int:
         with self._lock:
             return len(self.bodies)
 
     def close(self) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=30)

@@ -99,6 +99,10 @@ def test_the_report_over_every_gateway_equals_what_the_shards_ran(built, sharded
 
     assert {name: agent["runs"] for name, agent in report["agents"].items()} == dict.fromkeys(agents, days)
     assert all(agent["consistency"]["mismatched"] == 0 for agent in report["agents"].values())
+    # the report's per-host figures: each shard (one process) ran its own agents' runs
+    assert {row["shard"]: (row["processes"], row["runs"]) for row in report["hosts"]} == {
+        shard: (1, days * len(members)) for shard, members in SHARDS.items()
+    }
     # Each gateway wrote its own file, and a trace (a run with its LLM spans) sits in one of them.
     traces_per_gateway = []
     for gateway in fleet.gateways:

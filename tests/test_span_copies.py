@@ -159,7 +159,7 @@ def test_the_span_set_holds_each_span_s_entry() -> None:
     spans[1].pop("status", None)
     aggregator = SpanAggregator()
     decoded = msgspec.convert(spans, list[Span[Event]])
-    aggregator.add_spans(decoded, False, (None, None))
+    aggregator.add_spans(decoded, False, (None, None, None, None))
     expected = {
         span_entry(span_fingerprint(s.traceId, s.spanId), content_check(int(s.startTimeUnixNano), int(s.endTimeUnixNano), s))
         for s in decoded

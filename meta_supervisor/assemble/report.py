@@ -43,7 +43,21 @@ from meta_supervisor.assemble.worth import WorthConfig, worth_section
 from meta_supervisor.build.options import BuildInputs
 from meta_supervisor.tally.agent_counts import with_deferred
 from meta_supervisor.tally.aggregates import AgentTally
-from meta_supervisor.tally.bounds import P_AGENT, P_CALLS, P_ROOT, P_RUN, P_TOOLS, P_TRACE
+from meta_supervisor.tally.bounds import (
+    H_COST_NANO_USD,
+    H_DROPPED,
+    H_ERRORS,
+    H_FAILED,
+    H_LLM_CALLS,
+    H_RUNS,
+    H_SPANS,
+    P_AGENT,
+    P_CALLS,
+    P_ROOT,
+    P_RUN,
+    P_TOOLS,
+    P_TRACE,
+)
 from meta_supervisor.tally.consistency import fewer_llm_spans, fewer_tool_spans
 from meta_supervisor.tally.latency import latency_summary, percentile
 
@@ -227,6 +241,35 @@ def telemetry_losses(by_process: Mapping[tuple, list[int]]) -> dict[str, Any]:
     }
 
 
+def hosts(host_processes: Mapping[tuple, list[int]]) -> list[dict[str, Any]]:
+    """Per host and shard (``host.name``, ``alphatrace.shard`` on the spans' resource): its processes
+    (``service.instance.id``), runs (ok + error, as an agent's), errors, LLM calls, spans, the cost
+    its runs recorded (``alphatrace.run.cost_usd``) and what its processes' telemetry lost; the
+    most runs first. Processes past MAX_HOST_PROCESSES are one "(other)" row."""
+    groups: dict[tuple, list[int]] = {}
+    for (host, shard, _instance), row in host_processes.items():
+        group = groups.setdefault((host, shard), [0] * (len(row) + 1))
+        group[-1] += 1
+        for column, value in enumerate(row):
+            group[column] += value
+    rows = [
+        {
+            "host": host,
+            "shard": shard,
+            "processes": group[-1],
+            "runs": group[H_RUNS],
+            "errors": group[H_ERRORS],
+            "llm_calls": group[H_LLM_CALLS],
+            "spans": group[H_SPANS],
+            "cost_usd": round(group[H_COST_NANO_USD] / 1e9, 9),
+            "spans_dropped": group[H_DROPPED],
+            "spans_export_failed": group[H_FAILED],
+        }
+        for (host, shard), group in groups.items()
+    ]
+    return sorted(rows, key=lambda row: (-row["runs"], -row["spans"], row["host"], row["shard"]))
+
+
 def in_as_of_window(day: str | dt.date, since: dt.date | None, until: dt.date | None) -> bool:
     """The as-of window (``--as-of-since`` / ``--as-of-until``, both days included, as the supervisor's
     window): applied after reading, to what the tallies keep per as-of day, the runs per as-of day
@@ -340,6 +383,7 @@ def build_report(
         },
         "jaeger_url": jaeger_url,
         "fleet": fleet,
+        "hosts": hosts(data.inputs.host_processes),
         "needs_attention": [],
         "days": _days(agents),
         "as_of_days": _days(agents, "as_of_days"),

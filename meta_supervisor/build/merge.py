@@ -14,7 +14,7 @@ from __future__ import annotations
 import pickle
 
 from meta_supervisor.build.part_result import PartResult
-from meta_supervisor.tally.bounds import MAX_AGENTS, MAX_DISTINCT, MAX_OUTCOMES, MAX_PROCESSES, MAX_REASONS, P_ROOT
+from meta_supervisor.tally.bounds import MAX_AGENTS, MAX_DISTINCT, MAX_HOST_PROCESSES, MAX_OUTCOMES, MAX_PROCESSES, MAX_REASONS, P_ROOT
 from meta_supervisor.tally.consistency import AGENT_INDEX_UNKNOWN, INDEX_SHIFT
 from meta_supervisor.tally.fingerprints import run_fingerprint
 from meta_supervisor.tally.span_aggregator import SpanAggregator
@@ -63,6 +63,8 @@ def within_limits(aggregator: SpanAggregator, inputs, agents: dict, agent_order:
     if len(aggregator.agents.keys() | agent_order) > MAX_AGENTS:
         return False
     if len(aggregator.inputs.telemetry_losses.keys() | inputs.telemetry_losses.keys()) > MAX_PROCESSES:
+        return False
+    if len(aggregator.inputs.host_processes.keys() | inputs.host_processes.keys()) > MAX_HOST_PROCESSES:
         return False
     for name in agents:
         mine = aggregator.agents.get(name)

@@ -1,5 +1,6 @@
 """What a span's resource says about its spans: whether their LLM calls were simulated, and which
-process wrote them (``service.name``, ``service.instance.id``: the key of ``inputs.telemetry_losses``).
+process wrote them (``service.name``, ``service.instance.id``: the key of ``inputs.telemetry_losses``;
+with ``host.name`` and ``alphatrace.shard``, the row of the per-host table).
 
 Read for every request, by the aggregator (``tally.span_aggregator``) and by the lenient JSON path
 of ``shapes``. Reads no environment variables.
@@ -14,6 +15,8 @@ from otel import semconv
 
 _SERVICE_NAME = semconv.SERVICE_NAME
 _SERVICE_INSTANCE_ID = semconv.SERVICE_INSTANCE_ID
+_HOST_NAME = semconv.HOST_NAME
+_SHARD = semconv.RESOURCE_SHARD
 
 
 def is_tail_sampled(attributes: Iterable[ResourceKeyValue]) -> bool:
@@ -24,9 +27,9 @@ def is_tail_sampled(attributes: Iterable[ResourceKeyValue]) -> bool:
 
 def resource_facts(attributes: Iterable[ResourceKeyValue]) -> tuple[bool, tuple]:
     """Of a resource: whether its LLM calls were simulated, and its process, i.e. its
-    (``service.name``, ``service.instance.id``), each None when absent."""
+    (``service.name``, ``service.instance.id``, ``host.name``, ``alphatrace.shard``), each None when absent."""
     simulated = False
-    service = instance = None
+    service = instance = host = shard = None
     for kv in attributes:
         key = kv.key
         if key == semconv.RESOURCE_LLM_SIMULATED:
@@ -35,4 +38,8 @@ def resource_facts(attributes: Iterable[ResourceKeyValue]) -> tuple[bool, tuple]
             instance = as_str(kv.value)
         elif key == _SERVICE_NAME:
             service = as_str(kv.value)
-    return simulated, (service, instance)
+        elif key == _HOST_NAME:
+            host = as_str(kv.value)
+        elif key == _SHARD:
+            shard = as_str(kv.value)
+    return simulated, (service, instance, host, shard)

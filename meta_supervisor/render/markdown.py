@@ -28,6 +28,7 @@ from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_tex
 from meta_supervisor.render.md_budget import REST_IN, Section, fit_page
 from meta_supervisor.render.numbers import num, pct
 from meta_supervisor.render.paths import for_pages
+from meta_supervisor.tally.bounds import NO_HOST, NO_SHARD
 from meta_supervisor.tally.open_runs import ENV_MAX_OPEN_RUNS
 from otel import semconv
 from services.markup_text import md_escape
@@ -42,7 +43,7 @@ MAX_ALPHA_AGENTS = 8
 MAX_ALPHA_SYMBOLS = 12
 MAX_DECISION_ROWS = 20
 MAX_INPUT_NOTES = 5
-TRIM_ORDER = ("runs", "tools", "steps", "inputs", "supervisor", "alpha", "worth", "agents", "attention")  # the first goes first
+TRIM_ORDER = ("runs", "tools", "steps", "hosts", "inputs", "supervisor", "alpha", "worth", "agents", "attention")  # the first goes first
 
 
 def md_text(value: Any, limit: int = 80) -> str:
@@ -97,7 +98,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append("")
 
     sections = [_attention(report), _agents(report), _steps(report), _tools(report), _runs(report)]
-    sections += [_alpha_quality(report), _worth(report), _supervisor(report), _inputs(report)]
+    sections += [_alpha_quality(report), _worth(report), _supervisor(report), _hosts(report), _inputs(report)]
     return fit_page(lines, [s for s in sections if s is not None], [], TRIM_ORDER)
 
 
@@ -197,6 +198,25 @@ def _runs(report: dict[str, Any]) -> Section | None:
         return None
     head = ["<details><summary>Failing and slowest runs (Jaeger)</summary>", ""]
     return Section("runs", head, links[:MAX_RUN_LINKS], "runs", total, ["", "</details>", ""])
+
+
+def _hosts(report: dict[str, Any]) -> Section | None:
+    """Per host and shard; left out for a fleet on one unnamed host (no ``host.name`` or shard)."""
+    hosts = report["hosts"]
+    if not hosts or (len(hosts) == 1 and (hosts[0]["host"], hosts[0]["shard"]) == (NO_HOST, NO_SHARD)):
+        return None
+    head = [
+        "### Hosts",
+        "| host | shard | processes | runs | errors | LLM calls | spans | run cost | spans lost |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = [
+        f"| {md_text(row['host'], 60)} | {md_text(row['shard'], 40)} | {num(row['processes'])} | {num(row['runs'])} | "
+        f"{num(row['errors'])} | {num(row['llm_calls'])} | {num(row['spans'])} | ${row['cost_usd']:.4f} | "
+        f"{num(row['spans_dropped'] + row['spans_export_failed'])} |"
+        for row in hosts
+    ]
+    return Section("hosts", head, rows, "hosts", tail=[""])
 
 
 def _inputs(report: dict[str, Any]) -> Section:

@@ -20,9 +20,16 @@ from typing import Any
 from meta_supervisor.tally.bounds import (
     BAD_LINE_EXAMPLES,
     CONFLICT_EXAMPLES,
+    H_DROPPED,
+    H_FAILED,
+    H_SUMMED,
+    MAX_HOST_PROCESSES,
     MAX_PROCESSES,
+    NO_HOST,
     NO_INSTANCE,
     NO_SERVICE,
+    NO_SHARD,
+    OTHER_LABEL,
     RS_LLM_MAX,
     RS_TOOL_MAX,
     T_CALLS,
@@ -242,6 +249,7 @@ class InputTally:
         "evicted_llm_runs",
         "evicted_llm_spans",
         "evicted_roots",
+        "host_processes",
         "other_spans",
         "outside_window",
         "spans",
@@ -273,6 +281,28 @@ class InputTally:
         # (service.name, service.instance.id) -> [spans dropped, spans failed to export]: the largest
         # value of each cumulative counter seen on that process's root spans, i.e. its latest
         self.telemetry_losses: dict[tuple, list[int]] = {}
+        # (host.name, alphatrace.shard, service.instance.id) -> the H_* columns (bounds.py)
+        self.host_processes: dict[tuple, list[int]] = {}
+
+    def host_row(self, process: tuple) -> list[int]:
+        """The per-host row of ``process`` (``resource_facts``), created on first sight; past
+        MAX_HOST_PROCESSES a new process is folded whole into ("(other)", "(other)", "(other)")."""
+        key = (label(process[2], NO_HOST), label(process[3], NO_SHARD), label(process[1], NO_INSTANCE))
+        row = self.host_processes.get(key)
+        if row is None:
+            if len(self.host_processes) >= MAX_HOST_PROCESSES:
+                key = (OTHER_LABEL, OTHER_LABEL, OTHER_LABEL)
+            row = self.host_processes.get(key)
+            if row is None:
+                row = self.host_processes[key] = [0] * (H_FAILED + 1)
+        return row
+
+    def add_host_losses(self, process: tuple, dropped: int, failed: int) -> None:
+        row = self.host_row(process)
+        if dropped > row[H_DROPPED]:
+            row[H_DROPPED] = dropped
+        if failed > row[H_FAILED]:
+            row[H_FAILED] = failed
 
     def add_telemetry_losses(self, process: tuple, dropped: int, failed: int) -> None:
         """One root span's loss counters (cumulative for its process): the maximum per process counts."""
@@ -314,6 +344,13 @@ class InputTally:
             elif name == "telemetry_losses":
                 for process, (dropped, failed) in other.telemetry_losses.items():
                     self.add_telemetry_losses(process, dropped, failed)
+            elif name == "host_processes":
+                for (host, shard, instance), theirs in other.host_processes.items():
+                    row = self.host_row((None, instance, host, shard))
+                    for column in range(H_SUMMED):
+                        row[column] += theirs[column]
+                    row[H_DROPPED] = max(row[H_DROPPED], theirs[H_DROPPED])
+                    row[H_FAILED] = max(row[H_FAILED], theirs[H_FAILED])
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -322,6 +359,7 @@ class InputTally:
         out["bad_line_examples"] = [list(item) for item in self.bad_line_examples]
         out["conflicting_examples"] = [list(item) for item in self.conflicting_examples]
         out["telemetry_losses"] = [[*process, *counts] for process, counts in sorted(self.telemetry_losses.items())]
+        out["host_processes"] = [[*key, *row] for key, row in sorted(self.host_processes.items())]
         return out
 
     @classmethod
@@ -332,6 +370,7 @@ class InputTally:
         tally.bad_line_examples = sorted(tuple(item) for item in data["bad_line_examples"])
         tally.conflicting_examples = sorted(tuple(item) for item in data["conflicting_examples"])
         tally.telemetry_losses = {(service, instance): [dropped, failed] for service, instance, dropped, failed in data["telemetry_losses"]}
+        tally.host_processes = {tuple(item[:3]): list(item[3:]) for item in data["host_processes"]}
         return tally
 
 

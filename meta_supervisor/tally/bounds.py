@@ -27,6 +27,14 @@ UNKNOWN_AGENT = "(unknown agent)"  # spans that name no agent (and whose run's a
 MAX_PROCESSES = 10_000  # distinct (service.name, service.instance.id) with loss counters kept
 NO_SERVICE = "(no service.name)"
 NO_INSTANCE = "(no service.instance.id)"
+# The per-host table (``InputTally.host_processes``): one row per (host.name, alphatrace.shard,
+# service.instance.id), at most this many; a process past it is folded whole into "(other)".
+MAX_HOST_PROCESSES = 1_000
+NO_HOST = "(no host.name)"
+NO_SHARD = "(no shard)"
+# a host_processes row: counts summed, then each loss counter's largest value (cumulative per process)
+H_SPANS, H_RUNS, H_ERRORS, H_LLM_CALLS, H_COST_NANO_USD, H_DROPPED, H_FAILED = range(7)
+H_SUMMED = 5  # the first H_SUMMED columns add up under merge; the rest keep their maximum
 NS_PER_DAY = 86_400 * 1_000_000_000
 
 # day_runs slots (asof_runs: the first three, per the run's as-of day)

@@ -38,6 +38,7 @@ than for brevity. Reads no environment variables.
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import msgspec
 
@@ -63,6 +64,11 @@ from meta_supervisor.tally.bounds import (
     DAY_KILLED,
     DAY_OK,
     EPOCH_ORDINAL,
+    H_COST_NANO_USD,
+    H_ERRORS,
+    H_LLM_CALLS,
+    H_RUNS,
+    H_SPANS,
     MAX_AGENTS,
     MAX_LABEL,
     MAX_OUTCOMES,
@@ -112,6 +118,7 @@ _RUN_ID = semconv.AGENT_RUN_ID
 _OK = semconv.OUTCOME_OK
 _ERROR = semconv.OUTCOME_ERROR
 _SPANS_DROPPED = semconv.TELEMETRY_SPANS_DROPPED
+MAX_RUN_COST_USD = 1e9  # a run's cost past this is not a cost: left out of the per-host sum
 _SPANS_EXPORT_FAILED = semconv.TELEMETRY_SPANS_EXPORT_FAILED
 _SERVICE_NAME = semconv.SERVICE_NAME
 _SERVICE_INSTANCE_ID = semconv.SERVICE_INSTANCE_ID
@@ -239,7 +246,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         seen = self.seen
         slots, size, count, limit = seen.slots, seen.size, seen.count, seen.limit
         windowed = self.since_ns is not None or self.until_ns is not None
-        counted = 0
+        counted = llm_calls = 0
         for span in spans:
             trace_id = span.traceId
             span_id = span.spanId
@@ -308,10 +315,12 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
             operation = attrs.get(_OP)
             operation = operation.stringValue if operation is not None else None
             if operation == _CHAT:
+                llm_calls += 1
                 self._llm_span(span, attrs, start, simulated)
             elif operation == _INVOKE_AGENT:
                 self._run_span(span, attrs, start, end, fp, process, simulated)
             elif (kind := classify(attrs, operation))[0] == LLM:  # another instrumentation's spans
+                llm_calls += 1
                 self._llm_span(span, attrs, start, simulated, kind[1])
             elif kind[0] == RUN:
                 self._run_span(span, attrs, start, end, fp, process, simulated)
@@ -327,6 +336,10 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
                         tally = self._agent(agent)[1]
                         self._events(tally, span, self._day_row(tally, start), fp)
         inputs.spans += counted
+        if counted:
+            row = inputs.host_row(process)
+            row[H_SPANS] += counted
+            row[H_LLM_CALLS] += llm_calls
         if len(self.pending) > self._sweep_at:
             self.bound_open_runs()
 
@@ -437,6 +450,13 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         failed = attrs.get(_SPANS_EXPORT_FAILED)
         if dropped is not None or failed is not None:
             self.inputs.add_telemetry_losses(process, _count_attr(dropped), _count_attr(failed))
+            self.inputs.add_host_losses(process, _count_attr(dropped), _count_attr(failed))
+        host = self.inputs.host_row(process)
+        if outcome == _OK or outcome == _ERROR:
+            host[H_RUNS] += 1
+            if outcome == _ERROR:
+                host[H_ERRORS] += 1
+        host[H_COST_NANO_USD] += cost_nano_usd(attrs.get(semconv.RUN_COST_USD))
         if self.run_records is not None:
             self._record_run(span, attrs, agent, outcome, start, simulated)
         self._join_root(agent, tally, span.traceId, attrs, run_id or span.traceId or span.spanId, run_id, skipped)
@@ -554,3 +574,13 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         root = entry[P_ROOT]
         if root is not None and is_complete(entry[P_CALLS], entry[P_TOOLS], root):
             self._close(run_key, entry)
+
+
+def cost_nano_usd(value: AnyValue | None) -> int:
+    """A run's own ``alphatrace.run.cost_usd`` in whole nano-dollars (an integer sum is the same in
+    any order and merges exactly); not a finite amount in [0, MAX_RUN_COST_USD]: 0. The native core
+    rounds the same way (``part.rs``)."""
+    cost = as_float(value)
+    if cost is None or not 0.0 <= cost <= MAX_RUN_COST_USD:  # NaN fails both comparisons
+        return 0
+    return math.floor(cost * 1e9 + 0.5)

@@ -329,6 +329,13 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
             .map(|((s, n), c)| (s, n, c[0], c[1]))
             .collect::<Vec<_>>(),
     )?;
+    let mut hosts: Vec<_> = i.host_processes.items.iter().collect();
+    hosts.sort(); // `InputTally.to_state`: by key
+    let hosts: Vec<_> = hosts
+        .into_iter()
+        .map(|((h, s, n), c)| (h, s, n, c[0], c[1], c[2], c[3], c[4], c[5], c[6]))
+        .collect();
+    inputs.set_item("host_processes", hosts)?;
     out.set_item("inputs", inputs)?;
     let mut pending: Vec<_> = agg.pending.iter().collect();
     pending.sort_by_key(|(_, entry)| entry.seq);

@@ -53,6 +53,18 @@ pub const OTHER_LABEL: &str = "(other)";
 pub(crate) const MAX_PROCESSES: usize = 10_000;
 pub(crate) const NO_SERVICE: &str = "(no service.name)";
 pub(crate) const NO_INSTANCE: &str = "(no service.instance.id)";
+// the per-host table (`bounds.py`: MAX_HOST_PROCESSES, NO_HOST, NO_SHARD, the H_* columns)
+pub(crate) const MAX_HOST_PROCESSES: usize = 1_000;
+const NO_HOST: &str = "(no host.name)";
+const NO_SHARD: &str = "(no shard)";
+const H_SPANS: usize = 0;
+const H_RUNS: usize = 1;
+const H_ERRORS: usize = 2;
+const H_LLM_CALLS: usize = 3;
+const H_COST_NANO_USD: usize = 4;
+const H_DROPPED: usize = 5;
+const H_FAILED: usize = 6;
+const MAX_RUN_COST_USD: f64 = 1e9;
 pub(crate) const NS_PER_DAY: i128 = 86_400 * 1_000_000_000;
 pub(crate) const MAX_TIME_NS: i128 = u64::MAX as i128;
 pub(crate) const MAX_TOKENS: i128 = 1_000_000_000_000_000;
@@ -272,7 +284,7 @@ impl<'py, 't> Aggregator<'py, 't> {
     /// `resource_facts`: whether the resource's LLM calls were simulated, and its process.
     pub fn resource_facts(&self, attributes: &[KeyValue]) -> R<(bool, Process)> {
         let mut simulated = false;
-        let (mut service, mut instance) = (None, None);
+        let (mut service, mut instance, mut host, mut shard) = (None, None, None, None);
         for kv in attributes {
             match &*kv.key {
                 "alphatrace.llm.simulated" => {
@@ -287,15 +299,18 @@ impl<'py, 't> Aggregator<'py, 't> {
                 }
                 "service.instance.id" => instance = as_str(kv.value.as_ref()).map(str::to_string),
                 "service.name" => service = as_str(kv.value.as_ref()).map(str::to_string),
+                "host.name" => host = as_str(kv.value.as_ref()).map(str::to_string),
+                "alphatrace.shard" => shard = as_str(kv.value.as_ref()).map(str::to_string),
                 _ => {}
             }
         }
-        Ok((simulated, (service, instance)))
+        Ok((simulated, (service, instance, host, shard)))
     }
 
     /// `SpanAggregator.add_spans`.
     pub fn add_spans(&mut self, spans: &[Span], simulated: bool, process: &Process) -> R<()> {
         let windowed = self.since_ns.is_some() || self.until_ns.is_some();
+        let (mut counted, mut llm_calls) = (0i128, 0i128);
         for span in spans {
             let (trace_id, span_id) = (&*span.trace_id, &*span.span_id);
             if trace_id.is_empty() || span_id.is_empty() {
@@ -318,14 +333,21 @@ impl<'py, 't> Aggregator<'py, 't> {
                 continue;
             }
             self.inputs.spans += 1;
+            counted += 1;
             let attrs = span_attrs(&span.attributes);
             let operation = as_str(attrs[A_OP]);
             match operation {
-                Some("chat") => self.llm_span(span, &attrs, start, simulated, "chat")?,
+                Some("chat") => {
+                    llm_calls += 1;
+                    self.llm_span(span, &attrs, start, simulated, "chat")?
+                }
                 Some("invoke_agent") => self.run_span(span, &attrs, start, fp, process)?,
                 // another instrumentation's spans (`genai_spans.classify`)
                 _ => match classify(&attrs, operation) {
-                    Kind::Llm(op) => self.llm_span(span, &attrs, start, simulated, op)?,
+                    Kind::Llm(op) => {
+                        llm_calls += 1;
+                        self.llm_span(span, &attrs, start, simulated, op)?
+                    }
                     Kind::Run => self.run_span(span, &attrs, start, fp, process)?,
                     Kind::Tool => self.tool_span(span, &attrs, start, end, fp)?,
                     Kind::Other
@@ -346,6 +368,11 @@ impl<'py, 't> Aggregator<'py, 't> {
                     }
                 },
             }
+        }
+        if counted > 0 {
+            let row = self.host_row(process);
+            row[H_SPANS] += counted;
+            row[H_LLM_CALLS] += llm_calls;
         }
         if self.pending.len() > self.sweep_at {
             self.bound_open_runs()?;
@@ -514,9 +541,36 @@ impl<'py, 't> Aggregator<'py, 't> {
             let dropped = count_attr(attrs[A_DROPPED], &self.helpers)?;
             let failed = count_attr(attrs[A_FAILED], &self.helpers)?;
             self.add_telemetry_losses(process, dropped, failed);
+            let row = self.host_row(process);
+            row[H_DROPPED] = row[H_DROPPED].max(dropped);
+            row[H_FAILED] = row[H_FAILED].max(failed);
         }
+        let cost = cost_nano_usd(crate::values::as_float(attrs[A_RUN_COST], &self.helpers)?);
+        let row = self.host_row(process);
+        if outcome == "ok" || outcome == "error" {
+            row[H_RUNS] += 1;
+            if outcome == "error" {
+                row[H_ERRORS] += 1;
+            }
+        }
+        row[H_COST_NANO_USD] += cost;
         let run_key = run_key(run_id, span);
         self.join_root(index, &span.trace_id, attrs, run_key, run_id, skipped)
+    }
+
+    /// `InputTally.host_row`: the per-host row of a process, created on first sight; past
+    /// MAX_HOST_PROCESSES a new process is folded whole into ("(other)", "(other)", "(other)").
+    pub(crate) fn host_row(&mut self, process: &Process) -> &mut [i128; 7] {
+        let mut key = (
+            label(process.2.as_deref(), NO_HOST, MAX_LABEL).into_owned(),
+            label(process.3.as_deref(), NO_SHARD, MAX_LABEL).into_owned(),
+            label(process.1.as_deref(), NO_INSTANCE, MAX_LABEL).into_owned(),
+        );
+        let table = &mut self.inputs.host_processes;
+        if !table.contains(&key) && table.len() >= MAX_HOST_PROCESSES {
+            key = (OTHER_LABEL.to_string(), OTHER_LABEL.to_string(), OTHER_LABEL.to_string());
+        }
+        table.entry(&key.clone(), || key, || [0; 7])
     }
 
     /// `InputTally.add_telemetry_losses`: the largest value of each counter per process.
@@ -662,5 +716,14 @@ pub(crate) fn run_key<'s>(run_id: &'s str, span: &'s Span) -> &'s str {
         &span.trace_id
     } else {
         &span.span_id
+    }
+}
+
+/// `span_aggregator.cost_nano_usd`: a run's cost in whole nano-dollars, 0 when not a finite amount
+/// in [0, MAX_RUN_COST_USD] (the same floating-point steps as Python's, so the same integer).
+fn cost_nano_usd(cost: Option<f64>) -> i128 {
+    match cost {
+        Some(usd) if (0.0..=MAX_RUN_COST_USD).contains(&usd) => (usd * 1e9 + 0.5).floor() as i128,
+        _ => 0,
     }
 }

@@ -328,6 +328,9 @@ pub struct Inputs {
     pub evicted_llm_runs: i64,
     pub evicted_llm_spans: i128,
     pub telemetry_losses: Ordered<(String, String), [i128; 2]>,
+    /// `InputTally.host_processes`: (host.name, alphatrace.shard, service.instance.id) -> the H_* columns
+    pub host_processes: Ordered<(String, String, String), [i128; 7]>,
 }
 
-pub(crate) type Process = (Option<String>, Option<String>);
+/// (service.name, service.instance.id, host.name, alphatrace.shard) of a resource
+pub(crate) type Process = (Option<String>, Option<String>, Option<String>, Option<String>);
