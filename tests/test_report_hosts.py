@@ -15,6 +15,7 @@ from meta_supervisor import native_core
 from meta_supervisor.assemble.report import KillSwitchState, build_report
 from meta_supervisor.build.dispatch import build_inputs
 from meta_supervisor.build.options import BuildOptions
+from meta_supervisor.render.html import render_html
 from meta_supervisor.render.markdown import render_markdown
 from meta_supervisor.tally import aggregates
 from otel import semconv
@@ -94,6 +95,8 @@ def test_each_host_and_shard_gets_its_runs_calls_spans_and_cost(reader, three_ho
     assert {key: row["cost_usd"] for key, row in rows.items()} == {**dict.fromkeys(runs, 0.0), ("host-b", "west"): RUN_COST * DAYS}
     markdown = render_markdown(report)
     assert "## Hosts" in markdown and "| host-a | east |" in markdown
+    page = render_html(report)
+    assert "<h2>Hosts</h2>" in page and "<td>host-a</td><td>east</td><td class=n>1</td>" in page
 
 
 def test_both_readers_and_parallel_parts_give_the_same_rows(three_hosts, monkeypatch):

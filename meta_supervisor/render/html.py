@@ -20,7 +20,7 @@ from html import escape
 from typing import Any
 
 from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_text, per_run_text, stops_text, window_text
-from meta_supervisor.render.numbers import DASH, num, pct
+from meta_supervisor.render.numbers import DASH, num, pct, shown_hosts
 from meta_supervisor.render.paths import for_pages
 from meta_supervisor.render.svg_charts import horizontal_bars, stacked_days
 from services.markup_text import bidi_visible
@@ -339,6 +339,29 @@ def _supervisor(report: dict[str, Any]) -> str:
     return render_decisions_html(shown) + "".join(f'<p class="muted">{note}</p>' for note in notes)
 
 
+def _hosts(report: dict[str, Any]) -> str:
+    """Per host and shard (docs/several-hosts.md); nothing for a fleet on one unnamed host."""
+    hosts = shown_hosts(report)
+    if not hosts:
+        return ""
+    rows = [
+        [
+            esc(row["host"]),
+            esc(row["shard"]),
+            num(row["processes"]),
+            num(row["runs"]),
+            num(row["errors"]),
+            num(row["llm_calls"]),
+            num(row["spans"]),
+            esc(format_usd(row["cost_usd"])),
+            num(row["spans_dropped"] + row["spans_export_failed"]),
+        ]
+        for row in hosts
+    ]
+    headers = ["host", "shard", "processes", "runs", "errors", "LLM calls", "spans", "run cost", "spans lost"]
+    return "<h2>Hosts</h2>" + _table(headers, rows, numeric=set(range(2, 9)))
+
+
 def render_html(report: dict[str, Any]) -> str:
     report = for_pages(report)  # no absolute local path on a page (report_paths)
     span = window_text(report["window"])
@@ -357,6 +380,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"{_alpha_quality(report)}"
         f"{_worth(report)}"
         f"{_supervisor(report)}"
+        f"{_hosts(report)}"
         f"<h2>Agent details</h2>{details or '<p class=muted>No agents.</p>'}"
         f"<h2>Inputs</h2>{_inputs(report)}"
         "</main></body></html>\n"

@@ -26,9 +26,8 @@ from typing import Any
 
 from meta_supervisor.assemble.agents import cost_text, error_text, llm_calls_text, per_run_text, stops_text, window_text
 from meta_supervisor.render.md_budget import REST_IN, Section, fit_page
-from meta_supervisor.render.numbers import num, pct
+from meta_supervisor.render.numbers import num, pct, shown_hosts
 from meta_supervisor.render.paths import for_pages
-from meta_supervisor.tally.bounds import NO_HOST, NO_SHARD
 from meta_supervisor.tally.open_runs import ENV_MAX_OPEN_RUNS
 from otel import semconv
 from services.markup_text import md_escape
@@ -202,8 +201,8 @@ def _runs(report: dict[str, Any]) -> Section | None:
 
 def _hosts(report: dict[str, Any]) -> Section | None:
     """Per host and shard; left out for a fleet on one unnamed host (no ``host.name`` or shard)."""
-    hosts = report["hosts"]
-    if not hosts or (len(hosts) == 1 and (hosts[0]["host"], hosts[0]["shard"]) == (NO_HOST, NO_SHARD)):
+    hosts = shown_hosts(report)
+    if not hosts:
         return None
     head = [
         "### Hosts",

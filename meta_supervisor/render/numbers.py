@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from meta_supervisor.tally.bounds import NO_HOST, NO_SHARD
+
 DASH = "\u2013"  # a missing value
+
+
+def shown_hosts(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's per-host rows the pages show: none for a fleet on one unnamed host (no
+    ``host.name`` and no shard), where the table would repeat the fleet's totals."""
+    hosts = report.get("hosts") or []
+    if len(hosts) == 1 and (hosts[0]["host"], hosts[0]["shard"]) == (NO_HOST, NO_SHARD):
+        return []
+    return hosts
 
 
 def num(value: Any, digits: int = 0) -> str:
