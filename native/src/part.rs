@@ -56,6 +56,8 @@ pub(crate) const NO_INSTANCE: &str = "(no service.instance.id)";
 pub(crate) const NS_PER_DAY: i128 = 86_400 * 1_000_000_000;
 pub(crate) const MAX_TIME_NS: i128 = u64::MAX as i128;
 pub(crate) const MAX_TOKENS: i128 = 1_000_000_000_000_000;
+/// The span the report build adds under a run for its forecasts' outcomes (`semconv.SPAN_EVALUATION`).
+pub(crate) const EVALUATION_SPAN: &str = "alphatrace.evaluation";
 pub(crate) const UNKNOWN_AGENT: &str = "(unknown agent)";
 pub(crate) const UNKNOWN_MODEL: &str = "(unknown model)";
 pub(crate) const NO_SYMBOL: &str = "(no symbol)";
@@ -328,6 +330,8 @@ impl<'py, 't> Aggregator<'py, 't> {
                     Kind::Llm(op) => self.llm_span(span, &attrs, start, simulated, op)?,
                     Kind::Run => self.run_span(span, &attrs, start, fp, process)?,
                     Kind::Tool => self.tool_span(span, &attrs, start, end, fp)?,
+                    // a forecast's outcome under its run (`semconv.SPAN_EVALUATION`): not one of the run's spans
+                    Kind::Other if &*span.name == EVALUATION_SPAN => self.inputs.evaluation_spans += 1,
                     Kind::Other
                         if span.name.starts_with("alphatrace.supervisor.") || span.name.starts_with(legacy::OLD_SUPERVISOR_SPAN_PREFIX) =>
                     {
