@@ -19,9 +19,8 @@ from meta_supervisor import native_core
 from meta_supervisor.cli import report as report_cli
 from meta_supervisor.supervisor import evaluation_spans
 from otel import semconv
-from otel.file_exporter import CollectorFileExporter
 from services.market_data import CsvMarketData
-from tests.fleet_fixtures import build_test_fleet
+from tests.fleet_fixtures import replayed_trace_file
 
 NOW = dt.datetime(2026, 1, 3, 12, 0, tzinfo=dt.UTC)
 
@@ -59,14 +58,7 @@ def outcome_keys(spans) -> list[tuple]:
 @pytest.fixture
 def fleet_file(world, telemetry, span_exporter, monkeypatch):
     """Fifteen replayed days of the test fleet in a trace file, which is also where spans go."""
-    fleet = build_test_fleet(world, telemetry)
-    for day in world["calendar"][60:75]:
-        fleet.run_cycle(day)
-    fleet.shutdown()
-    trace_file = world["tmp"] / "traces.jsonl"
-    exporter = CollectorFileExporter(trace_file)
-    exporter.export(span_exporter.get_finished_spans())
-    exporter.shutdown()
+    trace_file = replayed_trace_file(world, telemetry, span_exporter)
     monkeypatch.setenv("ALPHATRACE_TRACE_FILE", str(trace_file))
     monkeypatch.delenv(evaluation_spans.ENV_EVALUATION_SPANS, raising=False)
     return trace_file
