@@ -37,8 +37,9 @@ demo: install
 	@echo "[demo 1/3] replaying a year of market history through the fleet: 250 trading days, spans to $(TRACE_FILE) (about half a minute)"
 	@rm -f $(TRACE_FILE)
 	$(VPY) scheduler.py --replay
-	@echo "[demo 2/3] building the meta report from $(TRACE_FILE)"
-	$(VPY) meta_supervisor/build_meta_report.py
+	@echo "[demo 2/3] building the meta report from $(TRACE_FILE), and each forecast's outcome back on its run's trace"
+	@rm -f meta_supervisor/cache/evaluation_spans.json
+	$(VPY) meta_supervisor/build_meta_report.py --evaluation-spans
 	@echo "[demo 3/3] what the supervisor's policy would decide (a dry run: nothing is written)"
 	$(VPY) -m meta_supervisor.supervise --dry-run
 
@@ -89,7 +90,7 @@ demo-stack: install
 	@collector/stack.sh status >/dev/null 2>&1 || { echo "the stack is not running: make stack-up"; exit 1; }
 	OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 $(VPY) scheduler.py --replay --days 20
 	@sleep 2
-	$(VPY) meta_supervisor/build_meta_report.py
+	OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 $(VPY) meta_supervisor/build_meta_report.py --evaluation-spans
 	@$(VPY) collector/jaeger_link.py llm_analyst
 
 ## fleet-demo: the fleet on several hosts, simulated here (docs/several-hosts.md): three scheduler

@@ -35,9 +35,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from alpha.evaluations import outcome_label
 from alpha.forward_returns import NO_DATA, PENDING, ForwardReturns
 from alpha.quality_render import render_html, render_markdown
 from alpha.records import SignalRecord
+from otel.semconv import LABEL_HIT
 from services.market_data import MarketData
 
 __all__ = [
@@ -173,7 +175,7 @@ def dedupe(signals: Iterable[SignalRecord]) -> tuple[list[SignalRecord], int]:
 
 def _directional(rows: Sequence[tuple[SignalRecord, float]]) -> dict[str, Any]:
     directional = [(s, r) for s, r in rows if s.direction != "flat"]
-    hits = sum(1 for s, r in directional if (s.direction == "up" and r > 0) or (s.direction == "down" and r < 0))
+    hits = sum(1 for s, r in directional if outcome_label(s.direction, r) == LABEL_HIT)  # the one hit rule
     longs = [r for s, r in rows if s.direction == "up"]
     shorts = [r for s, r in rows if s.direction == "down"]
     mean_long, mean_short = _mean(longs), _mean(shorts)

@@ -266,6 +266,28 @@ SUPERVISOR_DECISIONS = "alphatrace.supervisor.decisions"  # on the run span: dec
 SUPERVISOR_FIGURE_PREFIX = "alphatrace.supervisor.figure."  # + figure name (error_rate, ic, p95_latency_ms, ...)
 
 
+# --- forecast outcomes (meta_supervisor/supervisor/evaluation_spans.py, docs/telemetry-contract.md) ---
+# When a signal's forward return over a scored horizon is known, the report build (opted in) adds one
+# "alphatrace.evaluation" span to the run's own trace, a child of the run span, with one GenAI
+# "gen_ai.evaluation.result" event per (signal, horizon) that matured since the last build. The span
+# carries no gen_ai.agent.name and no gen_ai.operation.name: the report counts it apart
+# (inputs.evaluation_spans), never as a run or as one of the agent's spans.
+SPAN_EVALUATION = "alphatrace.evaluation"
+EVALUATION_AGENT = "alphatrace.evaluation.agent"  # the agent whose run is evaluated
+EVALUATION_RESULTS = "alphatrace.evaluation.results"  # events on the span
+EVENT_GEN_AI_EVALUATION_RESULT = "gen_ai.evaluation.result"  # the GenAI conventions' evaluation event
+GEN_AI_EVALUATION_NAME = "gen_ai.evaluation.name"  # forward_return_{h}d
+GEN_AI_EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"  # the forward return (a fraction)
+GEN_AI_EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"  # EVALUATION_LABELS
+GEN_AI_EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"  # one short line, from the signal's own fields
+EVALUATION_HORIZON_DAYS = "alphatrace.evaluation.horizon_days"  # trading days of the forward return
+EVALUATION_EXIT_DAY = "alphatrace.evaluation.exit_day"  # ISO date of the close the return ends on
+LABEL_HIT = "hit"  # up and the return > 0, or down and the return < 0
+LABEL_MISS = "miss"  # a directional call the return did not bear out (a zero return included)
+LABEL_FLAT = "flat"  # the signal made no directional call
+EVALUATION_LABELS = (LABEL_HIT, LABEL_MISS, LABEL_FLAT)
+
+
 # --- names in trace files written before the project namespace --------------------------------
 # Old name -> the name now, for attribute keys, event names and span names alike. Writers write only
 # the names above; every reader of trace files reads these too (a file may mix both):

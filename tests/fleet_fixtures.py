@@ -92,6 +92,22 @@ def build_test_fleet(world, telemetry, transport=None, agents=None, clock=None, 
     return built
 
 
+def replayed_trace_file(world, telemetry, span_exporter, days: slice = slice(60, 75)):
+    """The test fleet run over ``days`` of the world's calendar, its spans written to
+    ``traces.jsonl`` in the world's folder as the embedded exporter writes them; returns the path."""
+    from otel.file_exporter import CollectorFileExporter
+
+    fleet = build_test_fleet(world, telemetry)
+    for day in world["calendar"][days]:
+        fleet.run_cycle(day)
+    fleet.shutdown()
+    trace_file = world["tmp"] / "traces.jsonl"
+    exporter = CollectorFileExporter(trace_file)
+    exporter.export(span_exporter.get_finished_spans())
+    exporter.shutdown()
+    return trace_file
+
+
 def root_spans(span_exporter):
     """The run spans among everything exported."""
     return [s for s in span_exporter.get_finished_spans() if s.name.startswith("invoke_agent")]

@@ -11,22 +11,14 @@ import pytest
 
 from alpha.worth import RESIDUAL
 from meta_supervisor.cli import report as report_cli
-from otel.file_exporter import CollectorFileExporter
-from tests.fleet_fixtures import build_test_fleet
+from tests.fleet_fixtures import replayed_trace_file
 
 NOW = dt.datetime(2026, 1, 3, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
 def built(world, telemetry, span_exporter):
-    fleet = build_test_fleet(world, telemetry)
-    for day in world["calendar"][60:75]:
-        fleet.run_cycle(day)
-    fleet.shutdown()
-    trace_file = world["tmp"] / "traces.jsonl"
-    exporter = CollectorFileExporter(trace_file)
-    exporter.export(span_exporter.get_finished_spans())
-    exporter.shutdown()
+    trace_file = replayed_trace_file(world, telemetry, span_exporter)
     out = world["tmp"] / "out"
     args = ["--input", str(trace_file), "--no-state", "--out", str(out), "--quiet", "--fleet-config", str(world["config"])]
     assert report_cli.main([*args, "--kill-file", str(world["kill_file"])], now=lambda: NOW) == 0

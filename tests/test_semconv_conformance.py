@@ -11,7 +11,9 @@ spans and keys pass when they follow them:
 * attribute keys (span, event and resource): defined by ``opentelemetry-semantic-conventions`` (stable
   and incubating attribute modules) or ``opentelemetry-util-genai``, collected from the installed
   packages, or under ``alphatrace.``;
-* event names: the SDK's exception event (its name taken from the SDK itself) or under ``alphatrace.``;
+* event names: the SDK's exception event (its name taken from the SDK itself), the GenAI conventions'
+  evaluation event (``gen_ai.evaluation.result``: the installed package defines its attributes, not
+  the event name) or under ``alphatrace.``;
 * value types: token counts and other counts non-negative integers, costs doubles, outcomes one of
   ``semconv.OUTCOMES``, dates ISO dates, flags booleans.
 
@@ -41,6 +43,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import GenAiOperationNameValues
 
 import scheduler
+from meta_supervisor.cli import report as report_cli
 from meta_supervisor.supervisor.decision_spans import emit_decision_spans
 from otel import semconv
 
@@ -79,6 +82,9 @@ def sdk_exception_event_name() -> str:
     provider.shutdown()
     (event,) = exporter.get_finished_spans()[0].events
     return event.name
+
+
+GENAI_EVENTS = frozenset({"gen_ai.evaluation.result"})  # the GenAI conventions' events alphatrace writes
 
 
 def _ours(name: str) -> bool:
@@ -140,6 +146,8 @@ def written(world, tmp_path, monkeypatch) -> dict:
     assert scheduler.main(["--replay", "--days", "3", "--config", str(world["config"])]) == 0
     world["kill_file"].write_text(json.dumps({"llm_analyst": {"reason": "too expensive", "by": "alice", "at": ""}}))
     assert scheduler.main(["--replay", "--days", "2", "--config", str(world["config"])]) == 0
+    report = ["--input", str(trace_file), "--state-dir", str(tmp_path / "state"), "--out", str(tmp_path / "out"), "--quiet"]
+    assert report_cli.main([*report, "--evaluation-spans", "--fleet-config", str(world["config"])]) == 0  # forecast outcomes
     spans = []
     for line in trace_file.read_text().splitlines():
         for resource_spans in json.loads(line)["resourceSpans"]:
@@ -185,7 +193,7 @@ def test_every_name_written_is_a_convention_name_or_ours_with_the_expected_type(
                 if problem:
                     problems.append(f"{where}: {key}: {problem}")
         for event, _ in events:
-            if event != exception_event and not _ours(event):
+            if event != exception_event and event not in GENAI_EVENTS and not _ours(event):
                 problems.append(f"span {name!r}: event {event!r} is neither the exception event nor under {semconv.PROJECT_PREFIX}")
     assert problems == []
     # what the run covered: runs, LLM calls, a kill, signals, the supervisor's decisions
@@ -193,6 +201,7 @@ def test_every_name_written_is_a_convention_name_or_ours_with_the_expected_type(
     written_keys = {key for _, attributes, _, _ in written["spans"] for key in attributes}
     assert {semconv.KILL_REASON, semconv.SUPERVISOR_ACTION, semconv.SUPERVISOR_FIGURE_PREFIX + "ic"} <= written_keys
     assert any(event == semconv.EVENT_ALPHA_SIGNAL for _, _, events, _ in written["spans"] for event, _ in events)
+    assert any(event == semconv.EVENT_GEN_AI_EVALUATION_RESULT for _, _, events, _ in written["spans"] for event, _ in events)
 
 
 def test_the_rules_reject_names_outside_the_conventions_and_the_namespace() -> None:

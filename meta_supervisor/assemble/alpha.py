@@ -34,6 +34,22 @@ def _source(market: Any) -> str | None:
     return str(folder) if folder is not None else type(market).__name__
 
 
+def kept_signals(tallies: Mapping[str, Any], as_of: tuple[dt.date | None, dt.date | None] = (None, None)) -> tuple[list, int, int]:
+    """The signals the build kept (``SignalRecord``s, agents by name) with an as-of day in ``as_of``
+    (first, last: both included; None: open), and how many were superseded and unusable."""
+    signals = []
+    superseded = unusable = 0
+    since, until = as_of
+    for name in sorted(tallies):
+        store = tallies[name].signals
+        if store is None:
+            continue
+        signals.extend(r for r in store.records(name) if (since is None or r.as_of >= since) and (until is None or r.as_of <= until))
+        superseded += store.total - len(store)
+        unusable += store.unusable
+    return signals, superseded, unusable
+
+
 def alpha_quality_section(
     tallies: Mapping[str, Any],
     agents: Mapping[str, Mapping[str, Any]],
@@ -46,16 +62,7 @@ def alpha_quality_section(
     signals with an as-of day in ``as_of`` (first, last: both included; None: open) are scored."""
     from alpha.quality import score_signals
 
-    signals = []
-    superseded = unusable = 0
-    for name in sorted(tallies):
-        store = tallies[name].signals
-        if store is None:
-            continue
-        since, until = as_of
-        signals.extend(r for r in store.records(name) if (since is None or r.as_of >= since) and (until is None or r.as_of <= until))
-        superseded += store.total - len(store)
-        unusable += store.unusable
+    signals, superseded, unusable = kept_signals(tallies, as_of)
     costs = {name: report["cost_usd"] for name, report in agents.items() if report["cost_usd"]}
     section = score_signals(signals, market, costs, today=today, superseded=superseded)
     section["unusable_signals"] = unusable

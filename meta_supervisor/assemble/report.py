@@ -346,6 +346,7 @@ def build_report(
         "spans_without_id": tally.spans_without_id,
         "other_spans": tally.other_spans,
         "supervisor_spans": tally.supervisor_spans,
+        "evaluation_spans": tally.evaluation_spans,
         "tail_sampled_spans": tally.tail_sampled_spans,
         "duplicate_run_roots": tally.duplicate_run_roots,
         "evicted_open_runs": {

@@ -36,13 +36,19 @@ class WorthConfig:
     source: str | None = None
 
 
-def _unpriced_reason(report: Mapping[str, Any]) -> str | None:
+def not_priced_reason(simulated: int, unpriced: int, models: Sequence[str] = ()) -> str | None:
+    """Why an agent has no net figures (its bill is not known), or None: the one wording, the
+    report's and the supervisor's."""
     parts = []
-    if report["simulated_llm_calls"]:
-        parts.append(f"{report['simulated_llm_calls']:,} simulated LLM calls (not priced)")
-    if report["unpriced_llm_calls"]:
-        parts.append(f"{report['unpriced_llm_calls']:,} unpriced LLM calls ({', '.join(report['unpriced_models'])})")
+    if simulated:
+        parts.append(f"{simulated:,} simulated LLM calls (not priced)")
+    if unpriced:
+        parts.append(f"{unpriced:,} unpriced LLM calls" + (f" ({', '.join(models)})" if models else ""))
     return "; ".join(parts) or None
+
+
+def _unpriced_reason(report: Mapping[str, Any]) -> str | None:
+    return not_priced_reason(report["simulated_llm_calls"], report["unpriced_llm_calls"], report["unpriced_models"])
 
 
 def _cost_by_day(report: Mapping[str, Any]) -> dict[dt.date, float]:

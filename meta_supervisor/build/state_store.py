@@ -46,12 +46,13 @@ from meta_supervisor.tally.latency import sorted_latencies
 from services.state_files import LockTimeout, exclusive_lock, json_pieces, write_atomically
 from settings.config_error import env_number
 
-STATE_FORMAT = 14  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
+STATE_FORMAT = 15  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
 # and a saved offset is never past the saved size; 7: runs per as-of day; 8: LLM calls per operation, tool calls;
 # 9: evicted open runs, the evicted run state; 10: open runs keep deferred calls (agent_counts); 11: spans under
 # the alphatrace.* names read too (a state of an older reader may have read them as unknown keys); 12: tool
 # calls joined to runs (open runs count them, closed runs' states carry TOOLS_UNANNOUNCED), calls per
-# run and stops per agent; 13: inputs.tail_sampled_spans; 14: inputs.host_processes (the per-host table)
+# run and stops per agent; 13: inputs.tail_sampled_spans; 14: inputs.host_processes (the per-host table);
+# 15: inputs.evaluation_spans
 KEEP_STATES = 4  # state sets (one per combination of options) kept; the least recently used go
 ENV_LOCK_TIMEOUT = "ALPHATRACE_STATE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600.0  # seconds; a full build of a year of traces takes a few minutes at most

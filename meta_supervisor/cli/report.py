@@ -23,7 +23,11 @@ Environment (flags win over environment, environment over defaults):
   the prices alpha signals are scored against, default ``agents/data``) and
   ``ALPHATRACE_SUPERVISOR_AUDIT_FILE`` (meta_supervisor.supervisor.audit: the supervisor's decisions) and
   ``ALPHATRACE_FLEET_CONFIG`` (services.fleet_config: each agent's ``capital_usd`` and the ensemble's
-  members, for the ``worth`` section).
+  members, for the ``worth`` section);
+* ``ALPHATRACE_EVALUATION_SPANS``: ``on`` / ``off`` (default): after the report is written, add each
+  matured forecast's outcome to its run's trace (``meta_supervisor.supervisor.evaluation_spans``:
+  once per signal and horizon, recorded in the state folder; the spans go where the agents' go,
+  ``ALPHATRACE_TRACE_FILE`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``).
 
 The incremental state is best effort: when it cannot be used, trusted or saved the report is still
 written, with a warning on stderr and in the report (``inputs.state_warnings``).
@@ -133,6 +137,12 @@ def make_parser() -> argparse.ArgumentParser:
         "--audit-log",
         help="the supervisor's audit log (default: $ALPHATRACE_SUPERVISOR_AUDIT_FILE or meta_supervisor/state/supervisor_audit.jsonl)",
     )
+    parser.add_argument(
+        "--evaluation-spans",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add each matured forecast's outcome to its run's trace, once (default: $ALPHATRACE_EVALUATION_SPANS or off)",
+    )
     parser.add_argument("--format", default="json,md,html", help="comma-separated subset of json,md,html (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no summary line, no progress bar")
     return parser
@@ -173,7 +183,40 @@ def worth_config(path: str | None):
     return WorthConfig(capital, DEFAULT_CAPITAL_USD, members, fleet.universe, fleet.source)
 
 
-def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = None) -> int:
+def publish_evaluations(data, market, moment: dt.datetime, state_dir: Path, lock_wait, telemetry, quiet: bool) -> None:
+    """The outcome spans of every matured forecast not emitted before (``evaluation_spans``); a
+    problem is a warning: the report is written already."""
+    from meta_supervisor.assemble.alpha import kept_signals
+    from meta_supervisor.supervisor.evaluation_spans import publish_outcomes
+    from services.state_files import LockTimeout
+    from settings.config_error import ConfigError
+
+    made = []
+
+    def handle():
+        if telemetry is not None:
+            return telemetry
+        from otel.provider import configure_telemetry
+
+        made.append(configure_telemetry(instrument_openai=False))
+        return made[0]
+
+    try:
+        published = publish_outcomes(kept_signals(data.agents)[0], market, report_day(moment), state_dir, handle, lock_wait)
+    except (ConfigError, LockTimeout) as exc:
+        print(f"warning: no evaluation spans emitted: {exc}", file=sys.stderr)
+        return
+    finally:
+        for own in made:
+            own.shutdown()
+    if not published.recorded:
+        print(f"warning: {published.spans} evaluation spans did not export; the next build emits them again", file=sys.stderr)
+    elif published.spans and not quiet:
+        print(f"emitted {published.spans} evaluation spans ({published.results} forecast outcomes) into their runs' traces")
+
+
+def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = None, telemetry=None) -> int:
+    """``telemetry``: the handle evaluation spans go through (tests); made from the environment otherwise."""
     args = make_parser().parse_args(argv)
     formats = tuple(part.strip() for part in args.format.split(",") if part.strip())
     unknown = set(formats) - {"json", "md", "html"}
@@ -207,6 +250,14 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         prices = PriceTable.load(args.price_table)
         price_age = max_age_days()  # ALPHATRACE_PRICE_TABLE_MAX_AGE_DAYS
         market = worth = None
+        from meta_supervisor.supervisor.evaluation_spans import evaluation_spans_enabled
+
+        evaluations = evaluation_spans_enabled(args.evaluation_spans)
+        if evaluations and (args.no_state or args.no_alpha_quality):
+            raise ConfigError(
+                "evaluation spans need the state folder (their record of what was emitted) and the signals: "
+                "drop --no-state / --no-alpha-quality, or --no-evaluation-spans"
+            )
         if not args.no_alpha_quality:
             from services.market_data import CsvMarketData
 
@@ -287,6 +338,8 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     written = write_report(report, out_dir, formats)
     for message in data.messages:
         print(f"note: {message}", file=sys.stderr)
+    if evaluations:
+        publish_evaluations(data, market, moment, state_dir, wait_for_lock, telemetry, args.quiet)
     losses = report["inputs"]["telemetry_losses"]
     if losses["spans_dropped"] or losses["spans_export_failed"]:
         print(

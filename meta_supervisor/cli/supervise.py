@@ -43,6 +43,7 @@ from typing import TextIO
 from meta_supervisor.assemble.agents import jaeger_link
 from meta_supervisor.assemble.report import DEFAULT_JAEGER_URL, ENV_JAEGER_URL
 from meta_supervisor.build.run_records import read_records, trace_specs
+from meta_supervisor.cli.report import worth_config
 from meta_supervisor.reading.inputs import resolve_inputs
 from meta_supervisor.supervisor.actions import ApplyError, apply_audited, audit_records, stamp
 from meta_supervisor.supervisor.audit import audit_path
@@ -74,7 +75,11 @@ def format_decision(d: Decision) -> str:
         f"{f.get('horizon')}d signals scored {f.get('scored_signals')} (pending {f.get('pending_signals')}), "
         f"IC {num('ic', '+.4f')} ({term(f.get('ic_kind') or 'n/a')}, t {num('ic_t_stat', '+.2f')}, "
         f"HAC t {num('ic_t_stat_hac', '+.2f')} with {f.get('ic_hac_lags')} lags, n {f.get('ic_n')}), "
-        f"hit rate {num('hit_rate', '.1%')}, Brier {num('brier', '.4f')}"
+        f"hit rate {num('hit_rate', '.1%')}, Brier {num('brier', '.4f')}; "
+        f"worth over {f.get('portfolio_days', 0)} portfolio days: Sharpe gross {num('gross_sharpe', '+.2f')}, "
+        f"net {num('net_sharpe', '+.2f')}, "
+        f"break-even capital {format_usd(f.get('break_even_capital_usd'), 'n/a')}"
+        + (f" ({term(f['worth_reason'])})" if f.get("worth_reason") else "")
     )
     held = ""
     if d.held_by:
@@ -179,7 +184,8 @@ def main(
         book = AgentStatusBook(configured, args.status_file)
         status_entries = load_agent_status(args.status_file)
         kill_entries = load_kill_entries(args.kill_file)
-        figures = agent_figures(records.runs, records.signals, market, policy, args.until, args.today or now().astimezone(UTC).date())
+        today = args.today or now().astimezone(UTC).date()
+        figures = agent_figures(records.runs, records.signals, market, policy, args.until, today, worth_config(args.fleet_config))
         decisions = decide(figures, policy, {agent: book.status_of(agent) for agent in figures}, kill_entries, status_entries)
         audit = (
             apply_audited(decisions, policy, now, args.audit_log, args.kill_file, args.status_file)

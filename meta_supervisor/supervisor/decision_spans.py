@@ -33,6 +33,10 @@ _SPAN_FIGURES = (
     "hit_rate",
     "brier",
     "horizon",
+    "portfolio_days",
+    "gross_sharpe",
+    "net_sharpe",
+    "break_even_capital_usd",
 )
 
 

@@ -25,8 +25,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from alpha.forward_returns import ForwardReturns
 from alpha.quality import IC_KINDS, primary_ic, score_signals
 from alpha.records import RunRecord, SignalRecord
+from alpha.worth import agent_worth
+from meta_supervisor.assemble.worth import WorthConfig, not_priced_reason
 from meta_supervisor.locations import DEFAULT_POLICY_FILE
 from meta_supervisor.supervisor.policy_file import MAX_WINDOW_DAYS, count, read_policy_yaml, threshold
 from meta_supervisor.tally.latency import percentile
@@ -51,6 +54,12 @@ class RetireRules:
     p95_latency_ms_above: float | None = 120_000.0
     ic_below: float | None = -0.05
     ic_t_stat_below: float | None = -2.0
+    # what the agent is worth (alpha.worth): judged once its portfolio has min_portfolio_days days;
+    # off unless set. "Not available" (simulated or unpriced calls, or a gross PnL that is not
+    # positive for the break-even capital) is never judged: no retirement on an unknown bill.
+    min_portfolio_days: int = 60
+    net_sharpe_below: float | None = None
+    break_even_capital_usd_above: float | None = None
 
 
 @dataclass(frozen=True)
@@ -192,8 +201,10 @@ def agent_figures(
     policy: Policy,
     until: date | None = None,
     today: date | None = None,
+    worth: WorthConfig | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per agent, the figures over the window (``docs/policy.md``). Killed runs (before they started or
+    """Per agent, the figures over the window (``docs/policy.md``); ``worth``: each agent's capital
+    and the combining agents' members (``agents.toml``; default: every agent on the default capital). Killed runs (before they started or
     mid-run) and runs stopped by a budget are counted apart and are not part of the error rate or
     latency: neither is an error of the agent, and a stopped run's duration is not a whole run's. Their
     cost counts."""
@@ -256,7 +267,37 @@ def agent_figures(
             "brier": cell["brier"] if cell else None,
             "last_run": {"trace_id": last_run.trace_id, "span_id": last_run.span_id} if last_run else None,
         }
+    returns = ForwardReturns(market, today)
+    for agent, figures in out.items():
+        figures.update(_worth_figures(agent, out, window_signals, in_window, returns, worth or WorthConfig()))
     return out
+
+
+def _worth_figures(agent: str, figures: Mapping[str, Mapping[str, Any]], signals, runs, returns, config: WorthConfig) -> dict[str, Any]:
+    """Net Sharpe and break-even capital over the window (``alpha.worth``), the cost per as-of date
+    the runs' own (a combining agent's bill includes its members', as in the report's worth section)."""
+    mine = [s for s in signals if s.agent == agent]
+    members = sorted(m for m, w in config.members.get(agent, {}).items() if w > 0)
+    parts = [agent, *members]
+    cost: dict[date, float] = {}
+    for r in runs:
+        if r.agent in parts and r.as_of is not None:
+            cost[r.as_of] = cost.get(r.as_of, 0.0) + r.cost_usd
+    reasons = [
+        f"{part}: {why}" if part != agent else why
+        for part in parts
+        if part in figures and (why := not_priced_reason(figures[part]["simulated_llm_calls"], figures[part]["unpriced_llm_calls"]))
+    ]
+    universe = list(config.universe) or sorted({s.symbol for s in signals})
+    entry = agent_worth(mine, returns, universe, float(config.capital.get(agent, config.default_capital)), cost, "; ".join(reasons) or None)
+    return {
+        "portfolio_days": len(entry["curve"]["dates"]),
+        "gross_sharpe": entry["gross_sharpe"],
+        "net_sharpe": entry["net_sharpe"],
+        "break_even_capital_usd": entry["break_even_capital_usd"],
+        "capital_usd": entry["capital_usd"],
+        "worth_reason": entry["reason"] or entry["break_even_reason"],
+    }
 
 
 # --- decisions -------------------------------------------------------------------------------
@@ -278,7 +319,15 @@ class Check:
     def describe(self) -> str:
         """``ic -0.09762 < -0.05`` when met; ``ic -0.01 >= 0.03: no`` when not, with why if not judged."""
         value = "n/a" if self.value is None else f"{self.value:.4g}"
-        note = "" if self.met else ": no" if self.judged else ": not judged (too little evidence)"
+        note = (
+            ""
+            if self.met
+            else ": no"
+            if self.judged
+            else ": not judged (not available)"
+            if self.value is None
+            else ": not judged (too little evidence)"
+        )
         return f"{self.figure} {value} {self.op} {self.threshold:g}{note}"
 
     def to_json(self) -> dict[str, Any]:
@@ -294,6 +343,8 @@ _RETIRE_RULES = (
     ("p95_latency_ms_above", "p95_latency_ms", ">", "runs"),
     ("ic_below", "ic", "<", "signals"),
     ("ic_t_stat_below", "ic_t_stat_hac", "<", "signals"),
+    ("net_sharpe_below", "net_sharpe", "<", "days"),
+    ("break_even_capital_usd_above", "break_even_capital_usd", ">", "days"),
 )
 _PROMOTE_RULES = (
     ("error_rate_at_most", "error_rate", "<=", "runs"),
@@ -308,12 +359,17 @@ _PROMOTE_RULES = (
 
 def _checks(section: str, table: tuple, figures: Mapping[str, Any], rules: RetireRules | PromoteRules) -> list[Check]:
     """The switched-on rules of ``table``; a rule with less evidence than its minimum is not judged."""
-    evidence = {"runs": figures["runs"] >= rules.min_runs, "signals": figures["scored_signals"] >= rules.min_scored_signals}
+    evidence = {
+        "runs": figures["runs"] >= rules.min_runs,
+        "signals": figures["scored_signals"] >= rules.min_scored_signals,
+        "days": figures.get("portfolio_days", 0) >= getattr(rules, "min_portfolio_days", 1),
+    }
     out = []
     for key, figure, op, kind in table:
-        threshold, value = getattr(rules, key), figures[figure]
+        threshold = getattr(rules, key)
         if threshold is None:
             continue
+        value = figures[figure]
         judged = evidence[kind] and value is not None
         out.append(Check(f"{section}.{key}", figure, value, op, threshold, judged and _OPS[op](value, threshold), judged))
     return out

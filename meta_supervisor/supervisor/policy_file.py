@@ -29,6 +29,8 @@ FIGURE_RANGES: dict[str, tuple[float | None, float | None]] = {
     "ic_t_stat_hac": (None, None),  # the Newey-West t-stat the t-stat rules judge
     "hit_rate": (0.0, 1.0),
     "brier": (0.0, 1.0),
+    "net_sharpe": (None, None),  # annualised Sharpe of the agent's portfolio net of its LLM bill
+    "break_even_capital_usd": (0.0, None),
 }
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 

@@ -246,6 +246,7 @@ class InputTally:
         "conflicting_spans",
         "duplicate_run_roots",
         "duplicate_spans",
+        "evaluation_spans",
         "evicted_llm_runs",
         "evicted_llm_spans",
         "evicted_roots",
@@ -271,6 +272,7 @@ class InputTally:
         self.outside_window = 0
         self.other_spans = 0
         self.tail_sampled_spans = 0  # spans of resources a tail-sampling collector marked (alphatrace.sampling)
+        self.evaluation_spans = 0  # alphatrace.evaluation: forecast outcomes added to runs' traces, no run's span
         self.supervisor_spans = 0  # alphatrace.supervisor.run / alphatrace.supervisor.decide: the supervisor's, no agent's
         self.duplicate_run_roots = 0
         # open runs evicted (consistency.bound_open_runs): roots that waited for LLM spans (closed as

@@ -12,6 +12,8 @@ exporter retry: the same content) or as a conflicting one (other content: the fi
 * spans of other instrumentations (``genai_spans.classify``: GenAI conventions, OpenInference,
   OpenLLMetry): their agent runs as runs, their LLM calls (``text_completion``, ``embeddings``, ...) as
   LLM calls, counted per operation too, their tool calls per agent and tool (``genai_spans.ToolSpans``);
+* ``alphatrace.evaluation`` (forecast outcomes the report build added under a run span):
+  counted as ``evaluation_spans``, never as a run or as one of the agent's spans;
 * ``alphatrace.supervisor.run`` / ``.decide`` (the supervisor's decisions, written into the same
   file by ``supervise --apply``): counted as ``supervisor_spans``, never as any agent's;
 * anything else: counted as "other" (its alpha events still count for its agent).
@@ -115,6 +117,7 @@ _CHAT = semconv.OPERATION_CHAT
 _INVOKE_AGENT = semconv.OPERATION_INVOKE_AGENT
 _AGENT = semconv.GEN_AI_AGENT_NAME
 _RUN_ID = semconv.AGENT_RUN_ID
+_EVALUATION = semconv.SPAN_EVALUATION
 _OK = semconv.OUTCOME_OK
 _ERROR = semconv.OUTCOME_ERROR
 _SPANS_DROPPED = semconv.TELEMETRY_SPANS_DROPPED
@@ -326,6 +329,8 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
                 self._run_span(span, attrs, start, end, fp, process, simulated)
             elif kind[0] == TOOL:
                 self._tool_span(span, attrs, start, end, operation, fp)
+            elif span.name == _EVALUATION:
+                inputs.evaluation_spans += 1  # a forecast's outcome under its run, not one of the run's spans
             elif span.name.startswith(SUPERVISOR_SPAN_PREFIXES):
                 inputs.supervisor_spans += 1  # a decision about an agent, not one of its spans
             else:

@@ -311,6 +311,7 @@ fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: boo
         ("outside_window", i.outside_window),
         ("other_spans", i.other_spans),
         ("supervisor_spans", i.supervisor_spans),
+        ("evaluation_spans", i.evaluation_spans),
         ("tail_sampled_spans", i.tail_sampled_spans),
         ("duplicate_run_roots", i.duplicate_run_roots),
         ("evicted_roots", i.evicted_roots),

@@ -68,6 +68,8 @@ const MAX_RUN_COST_USD: f64 = 1e9;
 pub(crate) const NS_PER_DAY: i128 = 86_400 * 1_000_000_000;
 pub(crate) const MAX_TIME_NS: i128 = u64::MAX as i128;
 pub(crate) const MAX_TOKENS: i128 = 1_000_000_000_000_000;
+/// The span the report build adds under a run for its forecasts' outcomes (`semconv.SPAN_EVALUATION`).
+pub(crate) const EVALUATION_SPAN: &str = "alphatrace.evaluation";
 pub(crate) const UNKNOWN_AGENT: &str = "(unknown agent)";
 pub(crate) const UNKNOWN_MODEL: &str = "(unknown model)";
 pub(crate) const NO_SYMBOL: &str = "(no symbol)";
@@ -350,6 +352,8 @@ impl<'py, 't> Aggregator<'py, 't> {
                     }
                     Kind::Run => self.run_span(span, &attrs, start, fp, process)?,
                     Kind::Tool => self.tool_span(span, &attrs, start, end, fp)?,
+                    // a forecast's outcome under its run (`semconv.SPAN_EVALUATION`): not one of the run's spans
+                    Kind::Other if &*span.name == EVALUATION_SPAN => self.inputs.evaluation_spans += 1,
                     Kind::Other
                         if span.name.starts_with("alphatrace.supervisor.") || span.name.starts_with(legacy::OLD_SUPERVISOR_SPAN_PREFIX) =>
                     {

@@ -322,6 +322,7 @@ pub struct Inputs {
     pub outside_window: i64,
     pub other_spans: i64,
     pub supervisor_spans: i64,
+    pub evaluation_spans: i64,
     pub tail_sampled_spans: i64,
     pub duplicate_run_roots: i64,
     pub evicted_roots: i64,
