@@ -24,14 +24,15 @@ wrapper records the outcome and re-raises; ``_job`` logs it and the schedule goe
 Start-up checks everything before any agent runs (arguments, ``ALPHATRACE_LOG_LEVEL``, the fleet
 config and every agent's parameters, the market data of every symbol of the universe, the kill-switch
 file, the LLM settings, where spans go): a mistake exits 2 with one line naming the setting, the value
-and the fix.
+and the fix. A live scheduler then takes the lease of its shard (``services/shard_lease.py``): one
+already held by another scheduler exits 2 the same way; a run starts only while the lease is held.
 
 Budgets (``services/budgets.py``): each run gets a budget check beside the kill switch's, run before
 every LLM call, and its calls' spend recorded in the spend ledger (``services/spend_ledger.py``).
 
 Environment: everything ``otel/provider.py``, ``services/ai_analysis.py``, ``services/fleet_config.py``,
-``services/kill_switch.py``, ``services/budgets.py`` and ``services/market_data.py`` document; ``ALPHATRACE_LOG_LEVEL``
-(``DEBUG``/``INFO``/``WARNING``/``ERROR``/``CRITICAL``, default ``INFO``).
+``services/kill_switch.py``, ``services/budgets.py``, ``services/shard_lease.py`` and ``services/market_data.py``
+document; ``ALPHATRACE_LOG_LEVEL`` (``DEBUG``/``INFO``/``WARNING``/``ERROR``/``CRITICAL``, default ``INFO``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from agents.base import AgentContext
 from alpha.emit import emit_alpha_signal
 from otel import semconv
-from otel.provider import Telemetry, configure_telemetry
+from otel.provider import Telemetry, build_resource, configure_telemetry
 from otel.redaction import install_log_redaction
 from otel.run_context import RunStopped, RunTelemetry, get_current_run
 from otel.span_accounting import AccountingSnapshot
@@ -73,10 +74,11 @@ from services.config_error import ConfigError
 from services.data_freshness import check_freshness
 from services.fleet_config import FleetConfig, for_shard, load_agents, load_fleet_config, resolve_shard
 from services.kill_switch import MAX_KILL_FILE_BYTES, KillSwitch, kill_switch_path
-from services.kill_switch_store import kill_state_source
+from services.kill_switch_store import RedisSource, kill_state_source
 from services.market_data import CsvMarketData, MarketData
 from services.pricing import PriceTable
 from services.run_order import check_members, run_stages
+from services.shard_lease import ShardLease, lease_name, lease_names, shard_lease
 from services.signal_book import RecentSignals, SignalBook
 from services.spend_ledger import SpendLedger
 from services.terminal_text import term
@@ -104,8 +106,10 @@ class AgentScheduler:
         supervise: Callable[[], None] | None = None,
         tools: ToolLoop | None = None,
         budgets: FleetBudgets | None = None,
+        lease: ShardLease | None = None,
     ) -> None:
         self.fleet = fleet
+        self._lease = lease
         self.budgets = budgets
         self._alerts = alerts or NoAlerts()
         self._supervise = supervise
@@ -219,6 +223,9 @@ class AgentScheduler:
         """What APScheduler calls: one traced run; a failing agent is logged and stops nothing."""
         if self._bound_reached(agent_name):
             return
+        if self._lease is not None and not self._lease.allows(lease_name(self.fleet.agents[agent_name].shard)):
+            logger.debug("agent %s: not run, this scheduler does not hold its shard's lease", agent_name)
+            return  # not counted toward --cycles: the runs resume if the lease comes back
         day = as_of or self._clock.as_of()
         try:
             self._runner.run(agent_name, self._run_agent, agent_name, day, as_of is None, as_of=day.isoformat())
@@ -371,6 +378,7 @@ def build_fleet(
     agents: dict[str, Any] | None = None,
     alerts: AlertSink | None = None,
     ledger: SpendLedger | None = None,
+    lease: ShardLease | None = None,
 ) -> AgentScheduler:
     """The fleet wired up; ``agents`` already loaded (``load_agents``) or loaded here. ``ledger``: where
     the day budgets' spend lives (default: the shared store when the kill switch reads one, else files)."""
@@ -398,7 +406,18 @@ def build_fleet(
             supervise_once(schedule, telemetry, fleet.source)
 
     return AgentScheduler(
-        fleet, agents, runner, kill_switch, clock, market, llm, alerts=alerts, supervise=supervise, tools=tools, budgets=budgets
+        fleet,
+        agents,
+        runner,
+        kill_switch,
+        clock,
+        market,
+        llm,
+        alerts=alerts,
+        supervise=supervise,
+        tools=tools,
+        budgets=budgets,
+        lease=lease,
     )
 
 
@@ -461,6 +480,18 @@ def shard_resource(fleet: FleetConfig) -> dict[str, str]:
     return {semconv.RESOURCE_SHARD: fleet.shard, semconv.HOST_NAME: socket.gethostname()}
 
 
+def take_lease(fleet: FleetConfig, agents: dict[str, Any], kill_switch: KillSwitch, alerts: AlertSink) -> ShardLease:
+    """The lease of every shard this scheduler runs agents of, taken and kept renewed
+    (``services/shard_lease.py``); a ``ConfigError`` when another scheduler holds one."""
+    names = lease_names(fleet.agents[name].shard for name in agents)
+    store = kill_switch.source if isinstance(kill_switch.source, RedisSource) else None
+    instance = str(build_resource().attributes.get(semconv.SERVICE_INSTANCE_ID, ""))  # the id the spans will carry
+    lease = shard_lease(names, store, kill_switch.path, instance, alerts)
+    lease.acquire()
+    lease.start_renewing()
+    return lease
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """The combinations argparse cannot check: ``ConfigError`` naming the option, its value and the fix."""
     for option, value in (("--start", args.start), ("--days", args.days)):
@@ -514,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     # One line per HTTP request and per job start would bury what matters.
     for chatty in ("apscheduler", "httpx2", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    lease: ShardLease | None = None
     try:
         fleet = for_shard(load_fleet_config(args.config), resolve_shard(args.shard))
         market = CsvMarketData()
@@ -523,8 +555,12 @@ def main(argv: list[str] | None = None) -> int:
         killed = kill_switch.load_strict()
         settings = resolve_llm_settings(fleet.llm)
         alerts = alerts_from_env(os.environ)
+        if not args.replay:  # a replay is a batch over past days into its own trace file, not the live schedule
+            lease = take_lease(fleet, agents, kill_switch, alerts)
         telemetry = configure_telemetry(llm_simulated=settings.simulated, register_atexit=True, resource_attributes=shard_resource(fleet))
     except ConfigError as exc:
+        if lease is not None:
+            lease.release()
         print(f"alphatrace: configuration error: {term(exc)}", file=sys.stderr)
         return 2
     stop_signals = StopSignals()
@@ -541,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("kill switch: %s", kill_switch.source.describe())
         if fleet.shard is not None:
             logger.info("shard %s: agents %s", fleet.shard, ", ".join(sorted(agents)))
+        if lease is not None:
+            logger.info("lease: %s", lease.describe())
         if args.cycles is not None:
             logger.info("%s", describe_cycles(fleet, agents, args.cycles))
         clock: Clock
@@ -549,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
             clock = ReplayClock(start)
         else:
             clock = WallClock()
-        fleet_scheduler = build_fleet(fleet, telemetry, clock, market, kill_switch, settings, agents=agents, alerts=alerts)
+        fleet_scheduler = build_fleet(fleet, telemetry, clock, market, kill_switch, settings, agents=agents, alerts=alerts, lease=lease)
         if fleet_scheduler.budgets is not None:
             logger.info("budgets: %s", fleet_scheduler.budgets.describe())
         if args.replay:
@@ -572,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_signals.stopping = True  # from here on a signal is logged, never raised into the flush
         if fleet_scheduler is not None:
             fleet_scheduler.shutdown(wait=True)
+        if lease is not None:  # after the last run: another scheduler may take the shard at once
+            lease.release()
         flushed = telemetry.shutdown()
         alerts.close()  # bounded: what is queued gets a few seconds to reach the webhook
         logger.info("telemetry %s", "flushed" if flushed else "NOT fully flushed")

@@ -1,8 +1,8 @@
 """Alerts that reach a person: a webhook notifier that never blocks or slows its caller.
 
 An ``Alert`` says which agent, what happened (``cause``: ``supervisor.retire``, ``kill_switch.bad_edit``,
-``telemetry.loss``, ``budget.exceeded``, ...), the figures behind it and, when there is a run to look
-at, a Jaeger link. ``dedup`` narrows the deduplication below cause and agent (a budget stop: the
+``telemetry.loss``, ``budget.exceeded``, ``scheduler.lease_lost``, ...), the figures behind it and,
+when there is a run to look at, a Jaeger link. ``dedup`` narrows the deduplication below cause and agent (a budget stop: the
 budget and the day).
 ``AlertSink`` is the seam (``NoAlerts`` does nothing; ``WebhookAlerts`` posts); ``alerts_from_env``
 picks one at start-up.
@@ -50,6 +50,7 @@ ALERT_SUPERVISOR_PROMOTE = "supervisor.promote"
 ALERT_KILL_SWITCH_BAD_EDIT = "kill_switch.bad_edit"
 ALERT_TELEMETRY_LOSS = "telemetry.loss"
 ALERT_BUDGET_EXCEEDED = "budget.exceeded"  # a budget stopped a run (services/budgets.py)
+ALERT_LEASE_LOST = "scheduler.lease_lost"  # a scheduler stopped starting a shard's runs (services/shard_lease.py)
 DEFAULT_DEDUP_SECONDS = 3600.0
 QUEUE_SIZE = 256
 # Delivery: attempts 0.5 s, 1 s, 2 s, 4 s, 8 s apart, never past DELIVERY_DEADLINE_SECONDS in all.

@@ -243,6 +243,7 @@ class RedisSource(KillStateSource):
         self._spend = self._client.register_script(_SPEND_LUA)
         self._reserve = self._client.register_script(_RESERVE_LUA)
         self._settle = self._client.register_script(_SETTLE_LUA)
+        self._scripts: dict[str, object] = {}  # run_script's, registered on first use
 
     def describe(self) -> str:
         return self.safe_url
@@ -263,6 +264,14 @@ class RedisSource(KillStateSource):
             self._down_until = time.monotonic() + self.retry_after_s
             detail = str(exc).replace(self._password, "***") if self._password else str(exc)
             raise StoreUnavailable(f"store {self.safe_url} {what} failed: {type(exc).__name__}: {detail}") from None
+
+    def run_script(self, what: str, lua: str, keys: list[str], args: list) -> object:
+        """A Lua script of another module (the shard lease) on this connection, under the same rules:
+        short timeouts, no retries, ``StoreUnavailable`` with the password never shown."""
+        script = self._scripts.get(lua)
+        if script is None:
+            script = self._scripts[lua] = self._client.register_script(lua)
+        return self._call(what, script, keys=keys, args=args)
 
     def stamp(self) -> tuple[str, int]:
         epoch, version = self._call("read", self._client.hmget, STATE_KEY, ["epoch", "version"])

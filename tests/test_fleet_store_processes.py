@@ -123,16 +123,20 @@ class Shards:
 
     def runs(self, shard: str) -> list[dict]:
         """The shard's run spans (attributes) from its trace file, in start order."""
-        runs = []
-        path = self.tmp / shard / "traces.jsonl"
-        text = path.read_text() if path.exists() else ""
-        for line in text[: text.rfind("\n") + 1].splitlines():  # complete lines: the file may be growing
-            for rs in json.loads(line)["resourceSpans"]:
-                for span in (s for ss in rs["scopeSpans"] for s in ss["spans"]):
-                    attrs = {a["key"]: next(iter(a["value"].values())) for a in span.get("attributes", [])}
-                    if attrs.get(semconv.GEN_AI_OPERATION_NAME) == "invoke_agent":
-                        runs.append({**attrs, "start": int(span["startTimeUnixNano"])})
-        return sorted(runs, key=lambda run: run["start"])
+        return run_spans(self.tmp / shard / "traces.jsonl")
+
+
+def run_spans(path: Path) -> list[dict]:
+    """The run spans (attributes, and ``start`` in ns) in a trace file, in start order."""
+    runs = []
+    text = path.read_text() if path.exists() else ""
+    for line in text[: text.rfind("\n") + 1].splitlines():  # complete lines: the file may be growing
+        for rs in json.loads(line)["resourceSpans"]:
+            for span in (s for ss in rs["scopeSpans"] for s in ss["spans"]):
+                attrs = {a["key"]: next(iter(a["value"].values())) for a in span.get("attributes", [])}
+                if attrs.get(semconv.GEN_AI_OPERATION_NAME) == "invoke_agent":
+                    runs.append({**attrs, "start": int(span["startTimeUnixNano"])})
+    return sorted(runs, key=lambda run: run["start"])
 
 
 def _kill_switch(*argv: str) -> subprocess.CompletedProcess:
