@@ -16,18 +16,17 @@ import hashlib
 import warnings
 from datetime import date
 
+import alphalens as al
+import pandas as pd
 import pytest
+from scipy import stats
 
-pd = pytest.importorskip("pandas")
-al = pytest.importorskip("alphalens")
-stats = pytest.importorskip("scipy.stats")
+from alpha.forward_returns import forward_return
+from alpha.quality import score_signals
+from alpha.records import SignalRecord
+from services.market_data import CsvMarketData
+from tests.one_calendar import SYMBOLS, one_calendar_prices
 
-from alpha.forward_returns import forward_return  # noqa: E402
-from alpha.quality import score_signals  # noqa: E402
-from alpha.records import SignalRecord  # noqa: E402
-from services.market_data import CsvMarketData  # noqa: E402
-
-SYMBOLS = ["SPX", "IXIC", "AAPL", "MSFT", "JPM", "XOM", "JNJ", "WMT"]
 PERIODS = (1, 5, 10)
 TOLERANCE = 1e-12
 
@@ -41,13 +40,7 @@ def _score(day: date, symbol: str) -> float:
 def case():
     market = CsvMarketData()
     days = market.trading_days("SPX", date(2017, 3, 1), date(2017, 5, 24))[:60]
-    price_days = market.trading_days("SPX", days[0], date(2017, 7, 31))
-    for symbol in SYMBOLS:  # the premise of the comparison: one calendar
-        assert market.trading_days(symbol, days[0], date(2017, 7, 31)) == price_days
-    prices = pd.DataFrame(
-        {s: [market.closes(s, d, 1)[0].close for d in price_days] for s in SYMBOLS},
-        index=pd.DatetimeIndex([pd.Timestamp(d) for d in price_days]),
-    )
+    prices = one_calendar_prices(market, days[0], date(2017, 7, 31))
     index = pd.MultiIndex.from_tuples([(pd.Timestamp(d), s) for d in days for s in SYMBOLS], names=["date", "asset"])
     factor = pd.Series([_score(d, s) for d in days for s in SYMBOLS], index=index)
     with warnings.catch_warnings():

@@ -16,18 +16,17 @@ import hashlib
 import warnings
 from datetime import date
 
+import alphalens as al
+import empyrical as ep
+import pandas as pd
 import pytest
 
-pd = pytest.importorskip("pandas")
-al = pytest.importorskip("alphalens")
-ep = pytest.importorskip("empyrical")
+from alpha.forward_returns import ForwardReturns
+from alpha.portfolio import DIRECTIONAL, FACTOR, daily_portfolio, equal_weight_returns, performance
+from alpha.records import SignalRecord
+from services.market_data import CsvMarketData
+from tests.one_calendar import SYMBOLS, one_calendar_prices
 
-from alpha.forward_returns import ForwardReturns  # noqa: E402
-from alpha.portfolio import DIRECTIONAL, FACTOR, daily_portfolio, equal_weight_returns, performance  # noqa: E402
-from alpha.records import SignalRecord  # noqa: E402
-from services.market_data import CsvMarketData  # noqa: E402
-
-SYMBOLS = ["SPX", "IXIC", "AAPL", "MSFT", "JPM", "XOM", "JNJ", "WMT"]
 TOLERANCE = 1e-9
 DAYS = 120
 
@@ -48,13 +47,7 @@ def case():
     market = CsvMarketData()
     days = market.trading_days("SPX", date(2017, 3, 1), date(2017, 9, 30))[:DAYS]
     flat_days = {days[10], days[50]}
-    price_days = market.trading_days("SPX", days[0], date(2017, 10, 31))
-    for symbol in SYMBOLS:  # the premise of the comparison: one calendar
-        assert market.trading_days(symbol, days[0], date(2017, 10, 31)) == price_days
-    prices = pd.DataFrame(
-        {s: [market.closes(s, d, 1)[0].close for d in price_days] for s in SYMBOLS},
-        index=pd.DatetimeIndex([pd.Timestamp(d) for d in price_days]),
-    )
+    prices = one_calendar_prices(market, days[0], date(2017, 10, 31))
     index = pd.MultiIndex.from_tuples([(pd.Timestamp(d), s) for d in days for s in SYMBOLS], names=["date", "asset"])
     factor = pd.Series([_score(d, s, flat_days) for d in days for s in SYMBOLS], index=index)
     with warnings.catch_warnings():

@@ -15,14 +15,13 @@ from __future__ import annotations
 import math
 from datetime import date
 
+import numpy as np
 import pytest
+import statsmodels.api as sm
 
-np = pytest.importorskip("numpy")
-sm = pytest.importorskip("statsmodels.api")
-
-from alpha.quality import score_signals  # noqa: E402
-from alpha.records import SignalRecord  # noqa: E402
-from services.market_data import CsvMarketData  # noqa: E402
+from alpha.quality import score_signals
+from alpha.records import SignalRecord
+from services.market_data import CsvMarketData
 
 SYMBOLS = ["SPX", "IXIC", "AAPL", "MSFT", "JPM", "XOM", "JNJ", "WMT"]
 PERIODS = (1, 5, 10)
