@@ -13,6 +13,11 @@ network, the simulated model or a test's transport underneath; environment proxi
   classes and its retries (``retry-after``) work as before. The current (LLM) span gets
   ``alphatrace.llm.error.body_length`` (of the last error answer) and, for every answer,
   ``http.response.status_code`` (the last one wins: 200 after a retried 429).
+* A requested stream: an error the server sends inside it (an SSE ``data:`` line whose JSON has an
+  ``error``, which the SDK raises as ``openai.APIError`` with the server's message) is withheld the
+  same way when capture is off (``_SafeEventStream``): its message replaced by a content-free
+  summary, ``type`` and ``code`` kept when they are short identifiers; every other line passes as it
+  came. With capture on the line is kept, redacted.
 * An unrequested stream: a ``text/event-stream`` answer to a request that did not ask to stream
   raises ``UnrequestedStreamError`` (an ``openai.APIResponseValidationError``, which the SDK passes
   on without retrying), so the LLM span and the run fail with a clear error type, not an
@@ -73,6 +78,48 @@ def error_summary(status: int, body: bytes) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
+def _safe_event_line(line: bytes) -> bytes:
+    """One SSE line as the SDK may see it: an error event's message withheld (capture off) or
+    redacted (capture on); any other line unchanged."""
+    if not line.startswith(b"data:"):
+        return line
+    payload = line[5:].strip()
+    if not payload.startswith(b"{") or b'"error"' not in payload:
+        return line
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        return line
+    if not isinstance(parsed, dict) or not parsed.get("error"):
+        return line
+    if content_capture_enabled():
+        return b"data: " + redact(payload.decode("utf-8", errors="replace")).encode("utf-8")
+    summary = error_summary(200, payload)
+    summary["error"]["message"] = f"the LLM server's streamed error ({len(payload)} bytes) is withheld: content capture is off"
+    return b"data: " + json.dumps(summary).encode("utf-8")
+
+
+class _SafeEventStream(httpx2.SyncByteStream):
+    """A requested event stream, line by line through ``_safe_event_line`` (lines split across
+    chunks are joined first); closing it closes the server's answer."""
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self._response = response
+
+    def __iter__(self):
+        pending = b""
+        for chunk in self._response.iter_bytes():
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if lines:
+                yield b"".join(_safe_event_line(line) + b"\n" for line in lines)
+        if pending:
+            yield _safe_event_line(pending)
+
+    def close(self) -> None:
+        self._response.close()
+
+
 def _wants_stream(request: httpx2.Request) -> bool:
     try:
         body = json.loads(request.content or b"{}")
@@ -95,9 +142,15 @@ def guard_response(request: httpx2.Request, response: httpx2.Response) -> httpx2
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if response.status_code < 400:
         _mark_current_span(response.status_code)
-        if content_type == "text/event-stream" and not _wants_stream(request):
-            response.close()
-            raise UnrequestedStreamError(response)
+        if content_type == "text/event-stream":
+            if not _wants_stream(request):
+                response.close()
+                raise UnrequestedStreamError(response)
+            headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _DROPPED_HEADERS]
+            headers.append(("content-type", "text/event-stream"))
+            return httpx2.Response(
+                response.status_code, headers=headers, stream=_SafeEventStream(response), request=request, extensions=response.extensions
+            )
         return response
     body = response.read()
     response.close()

@@ -147,6 +147,43 @@ class _BreaksAfter(httpx2.SyncByteStream):
         raise httpx2.ReadError("connection reset by peer")
 
 
+class _InPieces(httpx2.SyncByteStream):
+    """A response body delivered in pieces of ``size`` bytes, so lines are split across chunks."""
+
+    def __init__(self, body: bytes, size: int) -> None:
+        self._body, self._size = body, size
+
+    def __iter__(self):
+        for start in range(0, len(self._body), self._size):
+            yield self._body[start : start + self._size]
+
+
+@pytest.mark.parametrize("capture", ["off", "span_only"])
+def test_an_error_sent_inside_a_stream_never_puts_the_prompt_on_a_span_unless_capture_is_on(telemetry, span_exporter, monkeypatch, capture):
+    # Providers echo the request in their errors; inside a stream the SDK raises APIError with that text.
+    if capture != "off":
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", capture)
+    events = sse_events(chat_completion(verdict_json("SPX")), include_usage=True).split(b"\n\n")
+    echoed = {"error": {"message": "context too long for prompt: PROMPTCANARY momentum_20d ...", "type": "invalid_request_error"}}
+    body = _InPieces(b"\n\n".join([*events[:3], b"data: " + json.dumps(echoed).encode()]) + b"\n\n", size=7)
+    transport = ScriptedTransport(httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=body))
+    analysis = AIAnalysis(build_openai_client(PRICED, transport=transport), PRICED, PriceTable.load())
+
+    with pytest.raises(openai.APIError) as raised:
+        AgentRunWrapper(telemetry.tracer()).run("llm_analyst", analysis.analyze, {"SPX": {}}, "2018-03-01")
+
+    (chat,) = _chat_spans(span_exporter)
+    root = _root(span_exporter)
+    seen = " ".join(
+        [str(raised.value), chat.status.description or "", root.status.description or ""] + [str(e.attributes) for e in root.events]
+    )
+    if capture == "off":
+        assert "PROMPTCANARY" not in seen and "streamed error" in seen and "is withheld: content capture is off" in seen
+        assert getattr(raised.value, "type", None) == "invalid_request_error"  # the identifier is kept
+    else:
+        assert "PROMPTCANARY" in seen  # opted in: the server's words, redacted of secrets only
+
+
 @pytest.mark.parametrize("failure", ["connection lost", "error event"])
 def test_a_stream_failing_mid_way_fails_its_span_and_the_run(telemetry, span_exporter, failure):
     events = sse_events(chat_completion(verdict_json("SPX")), include_usage=True).split(b"\n\n")

@@ -112,5 +112,16 @@ def test_a_full_run_through_the_server_and_a_stream_failing_mid_way_leak_no_key(
     assert root.attributes[semconv.ERROR_TYPE] == f"openai.{openai.APIError.__name__}"
     assert "agent research_analyst failed" in caplog.text
     text = _every_text(span_exporter, caplog)
+    # capture off (the default): the server's streamed error is withheld like an error body, its size said
+    assert "streamed error" in text and "is withheld: content capture is off" in text
+    assert "Incorrect API key provided" not in text and CANARY_KEY not in text and MASKED not in text
+
+    # capture on: the failure's text is visible, the key in it is not
+    span_exporter.clear()
+    caplog.clear()
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "span_only")
+    with OpenAIServer(break_streams_after=3, stream_error=failure) as server:
+        _run_against(server, world, telemetry, monkeypatch, caplog, stream=True)
+    text = _every_text(span_exporter, caplog)
     assert "Incorrect API key provided" in text  # the failure is visible...
     assert CANARY_KEY not in text and MASKED not in text and CANARY_KEY[-10:] not in text  # ...the key is not
