@@ -13,6 +13,10 @@ says stop raises ``RunStopped``; the run wrapper then ends the run with that out
 stopped before, the reason and the stop's own attributes (``otel/agent_runs.py``), and no further
 call is made.
 
+The next call: just before its checkpoint the LLM wrapper leaves the call it is about to make on the
+run (``next_call``, a ``CallEstimate``: tokens only, no content), so a check can estimate what the call
+will cost without ``checkpoint`` seeing the request (the budgets do, ``services/budgets.py``).
+
 Usage listeners: ``add_llm_usage`` is the one place an LLM call is counted; after counting it hands
 the call's ``LLMUsage`` to each of the run's ``usage_listeners`` (the budgets record their spend
 there, ``services/budgets.py``), so any code that counts a call through it (the analyst, a tool loop)
@@ -87,6 +91,19 @@ class LLMUsage:
         return self.tokens_in + self.tokens_out
 
 
+@dataclass(frozen=True)
+class CallEstimate:
+    """The LLM call a run is about to make, in tokens: its input as estimated from the request and
+    its output allowance (``services/call_estimate.py``). No content: only counts."""
+
+    tokens_in: int
+    tokens_out: int
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+
 @dataclass
 class RunTelemetry:
     agent: str
@@ -108,6 +125,8 @@ class RunTelemetry:
     kill_reason: str | None = None
     stale_data: dict[str, Any] | None = None  # the staleness attributes, when the data was stale
     stale_refused: bool = False
+    # The LLM call about to be made, set by the LLM wrapper just before its checkpoint (None: unknown).
+    next_call: CallEstimate | None = None
     # Called with (run, step) before every step (``checkpoint``); each may raise ``RunStopped``.
     checkpoints: list[Callable[[RunTelemetry, str], None]] = field(default_factory=list, repr=False)
     # Called with (run, usage) after every LLM call is counted (``add_llm_usage``); must not raise.

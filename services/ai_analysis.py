@@ -38,6 +38,7 @@ import openai
 from otel import semconv
 from otel.redaction import register_secret
 from otel.run_context import RunTelemetry, checkpoint, get_current_run
+from services.call_estimate import estimate_call
 from services.config_error import ConfigError
 from services.llm_http import GuardedHTTPClient
 from services.llm_turns import ModelTurn, turn_of_completion, turn_of_stream
@@ -285,6 +286,8 @@ class AIAnalysis:
         even when it fails (at no cost); a stream that ends without its usage chunk counts as
         unpriced, never as $0."""
         run = get_current_run()
+        if run is not None:
+            run.next_call = estimate_call(messages, request)  # what the budgets price before the call
         checkpoint(semconv.STEP_LLM_CALL)  # the kill switch and budgets, before any money is spent
         streamed = self.settings.stream if stream is None else stream
         if streamed:

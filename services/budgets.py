@@ -20,10 +20,15 @@ What counts as spend (the rules, docs/telemetry-contract.md "Budgets"):
   model is looked up before each call; a response from an unpriced model stops the run's next call).
   Unpriced spend is never counted as $0.
 
-Before a call, its cost is not known, so the check adds an estimate: the largest call of the agent
-seen so far (by this process, or recorded in the ledger that day); the first call of an agent nobody
-has seen is estimated at $0 (it passes unless the spend already reached the limit). Token budgets
-do the same with the agent's largest call in tokens. Day budgets (the agent's and the fleet's) are
+Before a call, its cost is not known, so the check adds an estimate: the larger of the call's own
+estimate and the largest call of the agent seen so far (by this process, or recorded in the ledger
+that day). The call's own estimate is what the request about to be sent would cost at the configured
+model's price (a simulated call's stand-in): its input tokens counted from its messages (about four
+characters a token) and its output allowance (``max_completion_tokens``/``max_tokens``, else
+``services.call_estimate.DEFAULT_OUTPUT_TOKENS``, 1,000), left on the run by the LLM wrapper just
+before the checkpoint (``RunTelemetry.next_call``); a check that sees no request (a caller of
+``checkpoint`` other than the wrapper) takes the output allowance alone. So even an agent's very
+first call is estimated at what it may cost, never $0. Token budgets do the same in tokens. Day budgets (the agent's and the fleet's) are
 checked and the estimate reserved in one atomic step of the spend ledger (``services/spend_ledger.py``:
 files under a lock, or the shared store), and the reservation is settled to the call's cost after
 it: two runs of the same agent at the edge of a budget cannot both pass, and a restart loses nothing
@@ -47,9 +52,10 @@ from datetime import UTC
 from typing import Any
 
 from otel import semconv
-from otel.run_context import LLMUsage, RunStopped, RunTelemetry
+from otel.run_context import CallEstimate, LLMUsage, RunStopped, RunTelemetry
 from services.alerts import ALERT_BUDGET_EXCEEDED, Alert, AlertSink, NoAlerts, stamp
 from services.budget_limits import AgentBudget
+from services.call_estimate import DEFAULT_OUTPUT_TOKENS
 from services.clock import Clock
 from services.config_error import ConfigError
 from services.kill_switch_store import FAIL_CLOSED, FAIL_OPEN, FLEET_SPEND, budget_on_store_down
@@ -126,6 +132,13 @@ class FleetBudgets:
         with self._lock:
             return self._largest.get(agent, (0.0, 0))
 
+    def call_estimate(self, call: CallEstimate | None) -> tuple[float, int]:
+        """What the call about to be made may cost (USD at the configured model's price; 0 for an
+        unpriced model, which a USD budget refuses anyway) and use in tokens (the module's docstring)."""
+        call = call or CallEstimate(0, DEFAULT_OUTPUT_TOKENS)
+        usd = self.prices.cost(self.model, call.tokens_in, call.tokens_out)
+        return usd or 0.0, call.tokens
+
     def saw_call(self, agent: str, usd: float | None, tokens: int) -> None:
         with self._lock:
             old_usd, old_tokens = self._largest.get(agent, (0.0, 0))
@@ -181,8 +194,9 @@ class RunBudget:
 
     def _estimates(self) -> tuple[float, int]:
         agent_usd, agent_tokens = self._budgets.largest(self._run.agent)
+        call_usd, call_tokens = self._budgets.call_estimate(self._run.next_call)
         with self._lock:
-            return max(agent_usd, self._largest_usd), max(agent_tokens, self._largest_tokens)
+            return max(agent_usd, self._largest_usd, call_usd), max(agent_tokens, self._largest_tokens, call_tokens)
 
     def _run_limits(self) -> _Stop | None:
         next_usd, next_tokens = self._estimates()

@@ -24,15 +24,11 @@ from collections.abc import Callable
 
 import httpx2
 
+from services.call_estimate import count_tokens
 from services.research_tools import SYMBOLS_MARKER, TOOL_MARKET_REGIME, TOOL_PRICE_FEATURES, TOOL_RECENT_CLOSES
 
 SIMULATED_BASE_URL = "http://simulated-llm.alphatrace.invalid/v1"
 FEATURES_MARKER = "FEATURES_JSON:"
-
-
-def count_tokens(text: str) -> int:
-    """About four characters a token, as OpenAI's rule of thumb for English and JSON."""
-    return max(1, math.ceil(len(text) / 4))
 
 
 def _unit_noise(seed: str) -> float:

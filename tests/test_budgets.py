@@ -1,6 +1,7 @@
 """Budgets (issue 16): a call that would break a budget is not made and the run ends ``budget_exceeded``
 with the budget's name, limit and spend on its root span; a daily budget holds across a scheduler
-restart; two runs of the same agent at the edge of a budget cannot both pass (threads, processes);
+restart; two runs of the same agent at the edge of a budget cannot both pass (threads, processes),
+their first runs included (a call is estimated from its request before it is made, never at $0);
 run-cost, run-token and fleet budgets; a corrupt ledger fails closed; an unpriced model fails closed
 for a USD budget; one alert per agent, budget and day."""
 
@@ -17,11 +18,12 @@ import pytest
 
 import scheduler
 from otel import semconv
-from otel.run_context import LLMUsage, RunStopped, RunTelemetry
+from otel.run_context import CallEstimate, LLMUsage, RunStopped, RunTelemetry
 from services.ai_analysis import build_messages
 from services.alerts import ALERT_BUDGET_EXCEEDED, AlertSink
 from services.budget_limits import AgentBudget
 from services.budgets import FleetBudgets
+from services.call_estimate import DEFAULT_OUTPUT_TOKENS, estimate_call
 from services.clock import ReplayClock
 from services.config_error import ConfigError
 from services.fleet_config import parse_fleet_config
@@ -71,6 +73,14 @@ def one_call(as_of: str, model: str = "gpt-4o-mini") -> tuple[float, int]:
     return cost, usage["prompt_tokens"] + usage["completion_tokens"]
 
 
+def first_estimate(as_of: str, model: str = "gpt-4o-mini") -> tuple[float, int]:
+    """What the check estimates one of the spender's calls at before it is made (its request's
+    input tokens and the default output allowance, at the model's price) and its tokens."""
+    estimate = estimate_call(build_messages(FEATURES, as_of, 5), {})
+    assert estimate.tokens_out == DEFAULT_OUTPUT_TOKENS  # the analyst's request sets no max_tokens
+    return PriceTable.load().cost(model, estimate.tokens_in, estimate.tokens_out) or 0.0, estimate.tokens
+
+
 @pytest.fixture
 def day(world):
     return world["calendar"][70]
@@ -79,6 +89,13 @@ def day(world):
 @pytest.fixture
 def call(day):
     return one_call(day.isoformat())
+
+
+@pytest.fixture
+def estimate(day, call):
+    usd, tokens = first_estimate(day.isoformat())
+    assert usd > 2 * call[0] and tokens > 2 * call[1]  # the output allowance is above what the analyst answers
+    return usd, tokens
 
 
 def configure(world, budget: str = "", fleet_budget: str = "", calls: int = 1, model: str = "gpt-4o-mini", other: bool = False) -> None:
@@ -125,9 +142,10 @@ def budget_attributes(span) -> dict:
     return {key: span.attributes[key] for key in keys if key in span.attributes}
 
 
-def test_a_daily_budget_holds_across_a_scheduler_restart(world, telemetry, span_exporter, day, call):
+def test_a_daily_budget_holds_across_a_scheduler_restart(world, telemetry, span_exporter, day, call, estimate):
     cost, tokens = call
-    configure(world, budget=f"budget = {{ day_cost_usd = {cost * 2.5!r} }}")
+    limit = estimate[0] + cost * 1.5  # two calls spent and a third's estimate pass it
+    configure(world, budget=f"budget = {{ day_cost_usd = {limit!r} }}")
     alerts = RecordedAlerts()
     assert run_fleet(world, telemetry, day, cycles=4, alerts=alerts).requests == 2  # the third run's call would have passed the budget
     outcomes = [s.attributes[semconv.AGENT_RUN_OUTCOME] for s in runs_of(span_exporter)]
@@ -137,17 +155,17 @@ def test_a_daily_budget_holds_across_a_scheduler_restart(world, telemetry, span_
         semconv.AGENT_RUN_OUTCOME: semconv.OUTCOME_BUDGET_EXCEEDED,
         semconv.RUN_STOPPED_BEFORE: semconv.STEP_LLM_CALL,
         semconv.BUDGET_NAME: semconv.BUDGET_DAY_COST,
-        semconv.BUDGET_LIMIT: cost * 2.5,
+        semconv.BUDGET_LIMIT: limit,
         semconv.BUDGET_SPENT: pytest.approx(2 * cost),
         semconv.BUDGET_UNIT: semconv.BUDGET_UNIT_USD,
-        semconv.BUDGET_NEXT_CALL: pytest.approx(cost),
+        semconv.BUDGET_NEXT_CALL: pytest.approx(estimate[0]),  # the request's estimate, above the largest call
         semconv.BUDGET_ESTIMATED: True,  # a simulated fleet: its spend is priced as gpt-4o-mini
         semconv.RUN_LLM_CALLS: 0,
     }
     assert "day_cost" in stopped.attributes[semconv.RUN_STOP_REASON]
     # one alert for the agent, budget and day, however many runs it stops
     assert [(a.cause, a.agent, a.dedup) for a in alerts.sent] == [(ALERT_BUDGET_EXCEEDED, "spender", f"day_cost:{day.isoformat()}")]
-    assert alerts.sent[0].figures["limit"] == cost * 2.5
+    assert alerts.sent[0].figures["limit"] == limit
 
     ledger_file = world["tmp"] / "spend" / f"spend-{day.isoformat()}.json"
     entry = json.loads(ledger_file.read_text())["agents"]["spender"]
@@ -162,9 +180,9 @@ def test_a_daily_budget_holds_across_a_scheduler_restart(world, telemetry, span_
     assert run.attributes[semconv.BUDGET_SPENT] == pytest.approx(2 * cost)
 
 
-def test_two_concurrent_runs_of_an_agent_at_the_edge_of_its_budget_only_one_passes(world, telemetry, span_exporter, day, call):
+def test_two_concurrent_runs_of_an_agent_at_the_edge_of_its_budget_only_one_passes(world, telemetry, span_exporter, day, call, estimate):
     cost, _ = call
-    configure(world, budget=f"budget = {{ day_cost_usd = {cost * 2.5!r} }}")
+    configure(world, budget=f"budget = {{ day_cost_usd = {estimate[0] + cost * 1.5!r} }}")
     transport = SimulatedLLMTransport()
     fleet = build_test_fleet(world, telemetry, transport)
     fleet.run_cycle(day)  # spent: one call; room for one more
@@ -180,6 +198,76 @@ def test_two_concurrent_runs_of_an_agent_at_the_edge_of_its_budget_only_one_pass
     assert transport.requests == 2  # the first cycle's and exactly one of the two
     outcomes = sorted(s.attributes[semconv.AGENT_RUN_OUTCOME] for s in runs_of(span_exporter)[1:])
     assert outcomes == ["budget_exceeded", "ok"]
+
+
+@pytest.mark.parametrize("which", ["agent", "fleet"])
+def test_two_concurrent_first_runs_of_an_agent_where_one_call_fits_only_one_passes(
+    world, telemetry, span_exporter, day, call, estimate, which
+):
+    """No call of the agent seen yet (no history in the process or the ledger): the first call is
+    still estimated from its request, so two first runs cannot both pass a day budget or the cap."""
+    cost, _ = call
+    limit = estimate[0] + cost * 0.5  # one call's estimate fits, two do not (nor one spent and one estimated)
+    budget = f"budget = {{ day_cost_usd = {limit!r} }}"
+    configure(world, **({"budget": budget} if which == "agent" else {"fleet_budget": budget}))
+    transport = SimulatedLLMTransport()
+    fleet = build_test_fleet(world, telemetry, transport)
+    fleet.agents["spender"].barrier = threading.Barrier(2)  # both runs reach their check together
+    threads = [threading.Thread(target=fleet._job, args=("spender", day)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    fleet.shutdown()
+    assert not any(thread.is_alive() for thread in threads)
+    assert transport.requests == 1
+    runs = sorted(runs_of(span_exporter), key=lambda s: s.attributes[semconv.AGENT_RUN_OUTCOME])
+    assert [s.attributes[semconv.AGENT_RUN_OUTCOME] for s in runs] == ["budget_exceeded", "ok"]
+    stopped = runs[0]
+    assert stopped.attributes[semconv.BUDGET_NAME] == (semconv.BUDGET_DAY_COST if which == "agent" else semconv.BUDGET_FLEET_DAY_COST)
+    assert stopped.attributes[semconv.BUDGET_LIMIT] == limit
+    assert stopped.attributes[semconv.BUDGET_NEXT_CALL] == pytest.approx(estimate[0])
+    # what the other run had reserved (its call in flight) or spent (its call settled)
+    assert stopped.attributes[semconv.BUDGET_SPENT] in (pytest.approx(estimate[0]), pytest.approx(cost))
+    assert stopped.attributes[semconv.RUN_LLM_CALLS] == 0
+    ledger_file = world["tmp"] / "spend" / f"spend-{day.isoformat()}.json"
+    entry = json.loads(ledger_file.read_text())["agents"]["spender"]
+    assert entry["calls"] == 1 and entry["usd"] == pytest.approx(cost)  # the one call, every reservation settled
+
+
+def test_a_calls_estimate_is_its_requests_input_and_output_allowance_at_the_models_price():
+    messages = [{"role": "system", "content": "x" * 40}, {"role": "user", "content": "y" * 41}]
+    # 40 chars: 10 tokens, 41: 11; 4 a message
+    assert estimate_call(messages, {}) == CallEstimate(10 + 4 + 11 + 4, DEFAULT_OUTPUT_TOKENS)
+    assert estimate_call(messages, {"max_tokens": 300}).tokens_out == 300
+    assert estimate_call(messages, {"max_tokens": 300, "max_completion_tokens": 200}).tokens_out == 200
+    tools = [{"type": "function", "function": {"name": "f"}}]  # 45 characters as compact JSON: 12 tokens
+    assert estimate_call(messages, {"tools": tools}).tokens_in == 29 + 12
+    tool_turn = {"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}  # [{"id":"c"}]: 12 chars, 3 tokens
+    assert estimate_call([tool_turn], {}).tokens_in == 3 + 4
+
+    prices = PriceTable.from_dict({"version": "2026-01-01", "models": {"m": {"input": 2.0, "output": 10.0}}})
+    budgets = FleetBudgets({"a": AgentBudget(run_cost_usd=1.0)}, None, ReplayClock(date(2026, 3, 2)), prices, "m")
+    assert budgets.call_estimate(CallEstimate(1_000, 500)) == (pytest.approx((1_000 * 2.0 + 500 * 10.0) / 1e6), 1_500)
+    # a check that sees no request: the output allowance alone, never $0
+    assert budgets.call_estimate(None) == (pytest.approx(DEFAULT_OUTPUT_TOKENS * 10.0 / 1e6), DEFAULT_OUTPUT_TOKENS)
+
+    # later calls: the larger of the request's estimate and the largest call so far
+    # (the request, each call's cost, the next call's estimate, spent when stopped): $0.007 wins after one
+    # call of $0.004; $0.001 loses to $0.004 and a second call is made
+    for request, each_call, expected, spent in (
+        (CallEstimate(1_000, 500), 0.004, 0.007, 0.004),
+        (CallEstimate(0, 100), 0.004, 0.004, 0.008),
+    ):
+        budgets = FleetBudgets({"a": AgentBudget(run_cost_usd=0.01)}, None, ReplayClock(date(2026, 3, 2)), prices, "m")
+        run = RunTelemetry("a", "run-1", next_call=request)
+        run_budget = budgets.open_run(run)
+        with pytest.raises(RunStopped) as stop:
+            for _ in range(3):
+                run_budget.check(run, semconv.STEP_LLM_CALL)
+                run_budget.record(run, LLMUsage(100, 10, each_call, spend_usd=each_call))
+        assert stop.value.attributes[semconv.BUDGET_NEXT_CALL] == pytest.approx(expected)
+        assert stop.value.attributes[semconv.BUDGET_SPENT] == pytest.approx(spent)
 
 
 def test_two_processes_over_the_file_ledger_cannot_both_pass(tmp_path, call):
@@ -201,9 +289,10 @@ def test_two_processes_over_the_file_ledger_cannot_both_pass(tmp_path, call):
 
 
 @pytest.mark.parametrize("budget_name", ["run_tokens", "run_cost"])
-def test_a_run_budget_stops_a_run_mid_way(world, telemetry, span_exporter, day, call, budget_name):
+def test_a_run_budget_stops_a_run_mid_way(world, telemetry, span_exporter, day, call, estimate, budget_name):
     cost, tokens = call
-    limit = int(tokens * 2.5) if budget_name == "run_tokens" else cost * 2.5
+    # two calls spent and a third's estimate pass it
+    limit = estimate[1] + int(tokens * 1.5) if budget_name == "run_tokens" else estimate[0] + cost * 1.5
     key = "run_tokens" if budget_name == "run_tokens" else "run_cost_usd"
     configure(world, budget=f"budget = {{ {key} = {limit!r} }}", calls=3)
     assert run_fleet(world, telemetry, day).requests == 2
@@ -216,7 +305,7 @@ def test_a_run_budget_stops_a_run_mid_way(world, telemetry, span_exporter, day, 
         semconv.BUDGET_LIMIT: float(limit),
         semconv.BUDGET_SPENT: pytest.approx(spent),
         semconv.BUDGET_UNIT: unit,
-        semconv.BUDGET_NEXT_CALL: pytest.approx(tokens if budget_name == "run_tokens" else cost),
+        semconv.BUDGET_NEXT_CALL: pytest.approx(estimate[1] if budget_name == "run_tokens" else estimate[0]),
         semconv.BUDGET_ESTIMATED: True,  # simulated calls, priced as gpt-4o-mini
         semconv.RUN_LLM_CALLS: 2,
     }
@@ -225,16 +314,18 @@ def test_a_run_budget_stops_a_run_mid_way(world, telemetry, span_exporter, day, 
     assert not (world["tmp"] / "spend").exists()  # run budgets need no ledger
 
 
-def test_the_fleet_day_cap_stops_every_agent(world, telemetry, span_exporter, day, call):
+def test_the_fleet_day_cap_stops_every_agent(world, telemetry, span_exporter, day, call, estimate):
     cost, _ = call
-    configure(world, fleet_budget=f"budget = {{ day_cost_usd = {cost * 2.5!r} }}", other=True)
-    # the first cycle: each agent's first call, two in all; in the second a third would pass the cap
-    assert run_fleet(world, telemetry, day, cycles=2).requests == 2
+    configure(world, fleet_budget=f"budget = {{ day_cost_usd = {estimate[0] + cost * 0.5!r} }}", other=True)
+    # the first cycle (the two agents at once): one call fits, whichever agent reserves it first; in
+    # the second, one call spent and another's estimate would pass the cap
+    assert run_fleet(world, telemetry, day, cycles=2).requests == 1
+    firsts = sorted(runs_of(span_exporter, agent)[0].attributes[semconv.AGENT_RUN_OUTCOME] for agent in ("spender", "other"))
+    assert firsts == [semconv.OUTCOME_BUDGET_EXCEEDED, semconv.OUTCOME_OK]
     for agent in ("spender", "other"):
-        first, second = runs_of(span_exporter, agent)
-        assert first.attributes[semconv.AGENT_RUN_OUTCOME] == semconv.OUTCOME_OK
+        _, second = runs_of(span_exporter, agent)
         assert second.attributes[semconv.BUDGET_NAME] == semconv.BUDGET_FLEET_DAY_COST
-        assert second.attributes[semconv.BUDGET_SPENT] == pytest.approx(2 * cost)
+        assert second.attributes[semconv.BUDGET_SPENT] == pytest.approx(cost)
 
 
 def test_a_corrupt_ledger_fails_closed_and_is_left_as_it_was(world, telemetry, span_exporter, day, call):
@@ -263,7 +354,8 @@ def test_a_real_model_missing_from_the_price_table_fails_a_usd_budget_closed(wor
 
 def test_an_unpriced_model_still_counts_its_tokens(world, telemetry, span_exporter, day):
     _, tokens = one_call(day.isoformat(), model="local-llama-3")
-    configure(world, budget=f"budget = {{ run_tokens = {int(tokens * 1.5)} }}", model="local-llama-3", calls=3)
+    _, estimated = first_estimate(day.isoformat(), model="local-llama-3")
+    configure(world, budget=f"budget = {{ run_tokens = {estimated + tokens // 2} }}", model="local-llama-3", calls=3)
     assert run_fleet(world, telemetry, day).requests == 1
     (run,) = runs_of(span_exporter)
     assert run.attributes[semconv.BUDGET_NAME] == semconv.BUDGET_RUN_TOKENS

@@ -14,7 +14,7 @@ from services.kill_switch_store import RedisSource
 from services.simulated_llm import SimulatedLLMTransport
 from services.spend_ledger import LedgerUnavailable, RedisSpendLedger
 from tests.fleet_fixtures import build_test_fleet
-from tests.test_budgets import configure, one_call, run_fleet, runs_of
+from tests.test_budgets import configure, first_estimate, one_call, run_fleet, runs_of
 from tests.test_kill_switch_store import CANARY, redis_available, server  # noqa: F401 (the store's fixtures)
 
 
@@ -25,7 +25,8 @@ def _ledger(server) -> RedisSpendLedger:
 def test_a_daily_budget_on_the_store_holds_across_a_restart(server, world, telemetry, span_exporter):
     day = world["calendar"][70]
     cost, _ = one_call(day.isoformat())
-    configure(world, budget=f"budget = {{ day_cost_usd = {cost * 2.5!r} }}")
+    estimate, _ = first_estimate(day.isoformat())
+    configure(world, budget=f"budget = {{ day_cost_usd = {estimate + cost * 1.5!r} }}")  # two calls fit, not a third
     assert run_fleet(world, telemetry, day, cycles=3, ledger=_ledger(server)).requests == 2
     assert [s.attributes[semconv.AGENT_RUN_OUTCOME] for s in runs_of(span_exporter)] == ["ok", "ok", "budget_exceeded"]
     # another scheduler (a restart, or another host) with its own connection to the store

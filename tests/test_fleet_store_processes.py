@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from otel import semconv
+from services.call_estimate import estimate_call
+from services.pricing import PriceTable
 from tests.openai_server import OpenAIServer
 from tests.redis_server import RedisServer
 from tests.test_kill_switch_store import CANARY, redis_available  # noqa: F401 (the store's fixture)
@@ -209,7 +211,7 @@ def test_one_kill_stops_the_agent_on_whichever_shard_runs_it_before_its_next_cal
 
 def test_a_fleet_daily_budget_holds_across_two_shard_processes(world, store, tmp_path):
     config = tmp_path / "fleet.toml"
-    limit_calls = 4.5  # the fleet's day: four and a half calls' worth
+    limit_calls = 3.5  # the fleet's day: a call's estimate and three and a half calls' worth
     agents = _agent("llm_analyst", "agents.llm_analyst", "east", f"horizon = {HORIZON['llm_analyst']}")
     agents += _agent("llm_west", "agents.llm_analyst", "west", f"horizon = {HORIZON['llm_west']}")
     published = _kill_switch("--file", str(tmp_path / "killed_agents.json"), "--store", store.url, "sync")
@@ -217,7 +219,7 @@ def test_a_fleet_daily_budget_holds_across_two_shard_processes(world, store, tmp
 
     with OpenAIServer() as server:
         # One call's cost, measured as the fleet spends it: a first run on each shard under a budget
-        # nothing reaches (the store then also knows each agent's largest call, its next estimate).
+        # nothing reaches; and its estimate before it is made, from the requests the server received.
         config.write_text(FLEET.format(fleet_budget="[fleet.budget]\nday_cost_usd = 1000.0") + agents)
         probe = Shards(tmp_path / "probe", config, store.url, server)
         try:
@@ -230,19 +232,30 @@ def test_a_fleet_daily_budget_holds_across_two_shard_processes(world, store, tmp
         costs = {run[semconv.RUN_COST_USD] for run in runs if run.get(semconv.RUN_LLM_CALLS)}
         assert len(costs) == 1, costs  # every call the same (same features, same-length prompts)
         cost = costs.pop()
+        with server._lock:
+            estimates = [estimate_call(body["messages"], body) for body in server.bodies]
+        estimate = max(PriceTable.load().cost("gpt-4o-mini", e.tokens_in, e.tokens_out) for e in estimates)
+        assert estimate > cost  # the output allowance is above what the analyst answers
+        limit = estimate + cost * limit_calls
         before = sum(requests_of(server).values())
         for key in store_keys(store, "alphatrace:budget:spend:*"):  # the fleet's day starts from zero
             store_client(store).delete(key)
 
-        config.write_text(FLEET.format(fleet_budget=f"[fleet.budget]\nday_cost_usd = {cost * limit_calls!r}") + agents)
+        config.write_text(FLEET.format(fleet_budget=f"[fleet.budget]\nday_cost_usd = {limit!r}") + agents)
         shards = Shards(tmp_path / "fleet", config, store.url, server)
         try:
             for shard in ("east", "west"):
                 shards.start(shard)
+            # refused with nothing in flight: four calls spent (a refusal while the other shard's
+            # reservation is in flight counts that estimate as spent too)
             shards.wait_until(
-                "a refused run on each shard",
+                "a refused run on each shard with four calls spent",
                 lambda: all(
-                    any(run[semconv.AGENT_RUN_OUTCOME] == semconv.OUTCOME_BUDGET_EXCEEDED for run in shards.runs(s))
+                    any(
+                        run[semconv.AGENT_RUN_OUTCOME] == semconv.OUTCOME_BUDGET_EXCEEDED
+                        and run.get(semconv.BUDGET_SPENT) == pytest.approx(4 * cost)
+                        for run in shards.runs(s)
+                    )
                     for s in ("east", "west")
                 ),
             )
@@ -250,14 +263,14 @@ def test_a_fleet_daily_budget_holds_across_two_shard_processes(world, store, tmp
             shards.stop()
         calls = sum(requests_of(server).values()) - before
 
-    assert calls == int(limit_calls)  # four calls fit under 4.5 calls' worth, between both shards together
+    assert calls == 4  # four calls and a fifth's estimate pass the cap, between both shards together
     runs = shards.runs("east") + shards.runs("west")
     assert sum(int(run.get(semconv.RUN_LLM_CALLS, 0)) for run in runs) == calls
     refused = [run for run in runs if run[semconv.AGENT_RUN_OUTCOME] == semconv.OUTCOME_BUDGET_EXCEEDED]
     assert {run[semconv.BUDGET_NAME] for run in refused} == {semconv.BUDGET_FLEET_DAY_COST}
     assert {run[semconv.GEN_AI_AGENT_NAME] for run in refused} == {"llm_analyst", "llm_west"}
     fleet_spent = [float(store_client(store).get(key)) for key in store_keys(store, "alphatrace:budget:spend:*:fleet")]
-    assert fleet_spent == [pytest.approx(calls * cost)] and fleet_spent[0] <= cost * limit_calls
+    assert fleet_spent == [pytest.approx(calls * cost)] and fleet_spent[0] <= limit
 
 
 def store_client(store: RedisServer):
