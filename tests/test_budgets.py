@@ -188,6 +188,15 @@ def test_two_concurrent_runs_of_an_agent_at_the_edge_of_its_budget_only_one_pass
     fleet.run_cycle(day)  # spent: one call; room for one more
     agent = fleet.agents["spender"]
     agent.barrier = threading.Barrier(2)  # both runs reach their check together
+    _two_runs_at_once(fleet, day)
+    assert transport.requests == 2  # the first cycle's and exactly one of the two
+    outcomes = sorted(s.attributes[semconv.AGENT_RUN_OUTCOME] for s in runs_of(span_exporter)[1:])
+    assert outcomes == ["budget_exceeded", "ok"]
+
+
+def _two_runs_at_once(fleet, day) -> None:
+    """Two runs of ``spender`` started together (its barrier holds both until they reach their
+    check), then the fleet stopped; both finish within a generous bound."""
     threads = [threading.Thread(target=fleet._job, args=("spender", day)) for _ in range(2)]
     for thread in threads:
         thread.start()
@@ -195,9 +204,6 @@ def test_two_concurrent_runs_of_an_agent_at_the_edge_of_its_budget_only_one_pass
         thread.join(timeout=120)
     fleet.shutdown()
     assert not any(thread.is_alive() for thread in threads)
-    assert transport.requests == 2  # the first cycle's and exactly one of the two
-    outcomes = sorted(s.attributes[semconv.AGENT_RUN_OUTCOME] for s in runs_of(span_exporter)[1:])
-    assert outcomes == ["budget_exceeded", "ok"]
 
 
 @pytest.mark.parametrize("which", ["agent", "fleet"])
@@ -213,13 +219,7 @@ def test_two_concurrent_first_runs_of_an_agent_where_one_call_fits_only_one_pass
     transport = SimulatedLLMTransport()
     fleet = build_test_fleet(world, telemetry, transport)
     fleet.agents["spender"].barrier = threading.Barrier(2)  # both runs reach their check together
-    threads = [threading.Thread(target=fleet._job, args=("spender", day)) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    fleet.shutdown()
-    assert not any(thread.is_alive() for thread in threads)
+    _two_runs_at_once(fleet, day)
     assert transport.requests == 1
     runs = sorted(runs_of(span_exporter), key=lambda s: s.attributes[semconv.AGENT_RUN_OUTCOME])
     assert [s.attributes[semconv.AGENT_RUN_OUTCOME] for s in runs] == ["budget_exceeded", "ok"]
