@@ -40,12 +40,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -59,7 +57,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from agents.base import AgentContext
 from alpha.emit import emit_alpha_signal
 from otel import semconv
-from otel.provider import Telemetry, build_resource, configure_telemetry
+from otel.provider import Telemetry, configure_telemetry
 from otel.redaction import install_log_redaction
 from otel.run_context import RunStopped, RunTelemetry, get_current_run
 from otel.span_accounting import AccountingSnapshot
@@ -74,13 +72,15 @@ from services.config_error import ConfigError
 from services.data_freshness import check_freshness
 from services.fleet_config import FleetConfig, for_shard, load_agents, load_fleet_config, resolve_shard
 from services.kill_switch import MAX_KILL_FILE_BYTES, KillSwitch, kill_switch_path
-from services.kill_switch_store import RedisSource, kill_state_source
+from services.kill_switch_store import kill_state_source
 from services.market_data import CsvMarketData, MarketData
 from services.pricing import PriceTable
 from services.run_order import check_members, run_stages
-from services.shard_lease import ShardLease, lease_name, lease_names, shard_lease
+from services.shard_lease import ShardLease, lease_name
 from services.signal_book import RecentSignals, SignalBook
 from services.spend_ledger import SpendLedger
+from services.startup import check_arguments, describe_cycles, duration_text, log_level, replay_days, shard_resource, take_lease
+from services.stop_signals import StopSignals
 from services.terminal_text import term
 from services.tool_loop import ToolLoop
 
@@ -169,7 +169,7 @@ class AgentScheduler:
                 misfire_grace_time=max(1, int(every)),
                 replace_existing=True,
             )
-            logger.info("supervisor: every %s (%s)", _duration(every), self.fleet.supervisor.mode)
+            logger.info("supervisor: every %s (%s)", duration_text(every), self.fleet.supervisor.mode)
 
     def _supervisor_job(self) -> None:
         """The scheduled supervisor: a failure is logged and the next pass comes on schedule."""
@@ -330,14 +330,6 @@ class AgentScheduler:
 # --- start-up ---------------------------------------------------------------------------------
 
 
-def replay_days(market: MarketData, fleet: FleetConfig, start: date, cycles: int) -> list[date]:
-    """Trading days to replay: the dates of the first symbol of the universe from ``start`` on."""
-    days = market.trading_days(fleet.universe[0], start)
-    if not days:
-        raise ConfigError(f"no market data for {fleet.universe[0]} on or after {start}")
-    return days[:cycles]
-
-
 def observe_kill_switch(meter: Meter, kill_switch: KillSwitch, agent_names: list[str]) -> None:
     """The kill switch's state as a gauge per agent of this fleet (1 killed, 0 not), read at each
     metrics collection: the same cheap check a run makes (a stat, parsed only when changed)."""
@@ -418,105 +410,6 @@ def build_fleet(
         tools=tools,
         budgets=budgets,
         lease=lease,
-    )
-
-
-class StopSignals:
-    """SIGINT and SIGTERM stop the fleet gracefully: the first one unwinds the main thread
-    (``KeyboardInterrupt`` / ``SystemExit``), in-flight runs finish and spans are flushed.
-
-    Both handlers are installed explicitly. A process started with SIGINT ignored (any background job
-    of a non-interactive shell: POSIX says so, and Python then leaves it ignored) would otherwise
-    never see ``kill -INT`` and run on until SIGKILL, losing whatever was still queued. Once stopping
-    (a first signal, or the normal end of a bounded run), a signal is logged, not raised, so it cannot
-    abort the flush halfway: the stop is bounded by the runs in flight and ``Telemetry.shutdown``'s
-    10 s, and SIGKILL forces it."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.stopping = False
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._on_signal)
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            if handler is not None:  # None: set outside Python, cannot be put back
-                signal.signal(signum, handler)
-        self._previous.clear()
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.stopping:
-            logger.warning("%s while stopping: in-flight runs finish and spans flush first", signal.Signals(signum).name)
-            return
-        self.stopping = True
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
-
-
-ENV_LOG_LEVEL = "ALPHATRACE_LOG_LEVEL"
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def log_level(env: Mapping[str, str] | None = None) -> str:
-    """``ALPHATRACE_LOG_LEVEL`` (default ``INFO``, any case); anything else is a ``ConfigError``."""
-    env = os.environ if env is None else env
-    raw = env.get(ENV_LOG_LEVEL) or "INFO"
-    level = raw.strip().upper()
-    if level == "NOTSET" or level not in logging.getLevelNamesMapping():  # WARN and FATAL are aliases
-        raise ConfigError(f"{ENV_LOG_LEVEL}={raw!r} is not a log level; use one of {', '.join(_LOG_LEVELS)} or unset it (INFO)")
-    return level
-
-
-def shard_resource(fleet: FleetConfig) -> dict[str, str]:
-    """The resource attributes of a sharded scheduler: its shard and its host (none for one host)."""
-    if fleet.shard is None:
-        return {}
-    return {semconv.RESOURCE_SHARD: fleet.shard, semconv.HOST_NAME: socket.gethostname()}
-
-
-def take_lease(fleet: FleetConfig, agents: dict[str, Any], kill_switch: KillSwitch, alerts: AlertSink) -> ShardLease:
-    """The lease of every shard this scheduler runs agents of, taken and kept renewed
-    (``services/shard_lease.py``); a ``ConfigError`` when another scheduler holds one."""
-    names = lease_names(fleet.agents[name].shard for name in agents)
-    store = kill_switch.source if isinstance(kill_switch.source, RedisSource) else None
-    instance = str(build_resource().attributes.get(semconv.SERVICE_INSTANCE_ID, ""))  # the id the spans will carry
-    lease = shard_lease(names, store, kill_switch.path, instance, alerts)
-    lease.acquire()
-    lease.start_renewing()
-    return lease
-
-
-def check_arguments(args: argparse.Namespace) -> None:
-    """The combinations argparse cannot check: ``ConfigError`` naming the option, its value and the fix."""
-    for option, value in (("--start", args.start), ("--days", args.days)):
-        if value is not None and not args.replay:
-            raise ConfigError(f"{option} {value} applies only to a replay; add --replay, or drop {option} to run live")
-    for option, value in (("--days", args.days), ("--cycles", args.cycles)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{option} {value}: must be at least 1")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.3g} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def describe_cycles(fleet: FleetConfig, agents: dict[str, Any], cycles: int) -> str:
-    """How long ``--cycles`` takes: each agent's first run is now, the next ones each interval later."""
-    slowest = max(agents, key=lambda name: fleet.agents[name].interval_seconds)
-    interval = fleet.agents[slowest].interval_seconds
-    return (
-        f"--cycles {cycles}: every agent runs {cycles} time(s), the first now, then once per interval_seconds; that takes "
-        f"about {_duration((cycles - 1) * interval)} (the slowest, {slowest}, runs every {_duration(interval)})"
     )
 
 
