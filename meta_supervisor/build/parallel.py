@@ -286,6 +286,8 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
     out.offset += part.consumed
     out.records += part.records
     out.partial_tail_bytes = part.partial_tail
+    del part
+    release_free_memory()  # the part's arrays, in the tables now: their pages back before the state is saved
     return out
 
 

@@ -163,6 +163,28 @@ class AgentTally:
                 self.signals = SignalStore()
             self.signals.merge(other.signals)
 
+    def taken_over(self, collect_signals: bool) -> AgentTally:
+        """This tally made what ``AgentTally(store).merge(self)`` makes of it on a new tally (``store``:
+        a new ``SignalStore`` when ``collect_signals``), without copying its tables: the heaps pushed
+        again, the signals merged into a new store. For a part's tally taken over whole by an
+        aggregator that has none of its agent yet (1,000 agents: no second copy of every tally)."""
+        slowest: list[tuple] = []
+        failing: list[tuple] = []
+        mismatches: list[tuple] = []
+        for item in self.slowest:
+            push_top(slowest, item)
+        for item in self.failing:
+            push_top(failing, item)
+        for item in self.mismatches:
+            note_mismatch(mismatches, *item)
+        self.slowest, self.failing, self.mismatches = slowest, failing, mismatches
+        store = SignalStore() if collect_signals else None
+        if self.signals is not None:
+            store = store if store is not None else SignalStore()
+            store.merge(self.signals)
+        self.signals = store
+        return self
+
     def to_state(self) -> dict[str, Any]:
         """JSON-able state; the latencies and the signal store's arrays are saved apart (raw bytes)."""
         secrets = known_secrets() if self.failing else ()  # once an agent, not twice a failing run
