@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import itertools
 import json
 import os
 import stat
@@ -162,13 +161,22 @@ def fsync_folder(folder: Path) -> None:
 
 
 WRITE_BATCH = 4096  # pieces joined into one write (an encoder's pieces are a few characters each)
+WRITE_BATCH_CHARS = 1 << 18  # or fewer, when they are large (a report's pieces are whole agents)
 
 
 def _write_pieces(tmp, pieces: Iterable[str]) -> None:
-    """Write string pieces as UTF-8, ``WRITE_BATCH`` at a time (one write each would be slow, all at
-    once would hold them all; ``islice`` and ``join`` keep the per-piece work in C)."""
-    pieces = iter(pieces)
-    while batch := list(itertools.islice(pieces, WRITE_BATCH)):
+    """Write string pieces as UTF-8, ``WRITE_BATCH`` at a time, or fewer once they hold
+    ``WRITE_BATCH_CHARS`` (one write each would be slow, all at once would hold them all)."""
+    batch: list[str] = []
+    size = 0
+    for piece in pieces:
+        batch.append(piece)
+        size += len(piece)
+        if size >= WRITE_BATCH_CHARS or len(batch) >= WRITE_BATCH:
+            tmp.write("".join(batch).encode("utf-8"))
+            batch.clear()
+            size = 0
+    if batch:
         tmp.write("".join(batch).encode("utf-8"))
 
 

@@ -92,7 +92,11 @@ def test_mutated_collector_lines_never_crash_or_double_count(data):
             json.loads(line.decode("utf-8", "replace"))
         except ValueError:
             not_json += 1
-    assert inputs["bad_lines"] >= not_json
+    # four bytes inserted before the first line that happen to give its length (hypothesis found
+    # b"\x00\x00\x11x" before a 4,472-byte line) make a valid length-prefixed file, the collector's
+    # other format: read as one framed message, rightly, so its "lines" are not lines
+    framed = any(details["format"] == "framed" for details in inputs["file_details"])
+    assert framed or inputs["bad_lines"] >= not_json
     if inputs["bad_lines"]:
         assert inputs["problems"] and all("line" in problem for problem in inputs["problems"])
     twice = _report(mutated_lines + mutated_lines)

@@ -46,12 +46,14 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
         return False
     # accepted: spans, tallies, inputs, open runs, closed runs (agent index remapped)
     seen.add_all(part.span_fps)
+    part.span_fps = memoryview(b"").cast("Q")  # in the table now: not held through the tallies' merge (peak RSS)
     aggregator.add_tallies((inputs, agents, agent_order, pending), line_offset)
     unknown = AGENT_INDEX_UNKNOWN
     remap = bytes(min(aggregator.agent_index.get(name, unknown), unknown) for name in agent_order[:unknown]) + bytes([unknown] * 32)
     low = (1 << INDEX_SHIFT) - 1  # the code and the tools flag
     translate = bytes((state & low) | (remap[state >> INDEX_SHIFT] << INDEX_SHIFT) for state in range(256))
     closed.set_all(part.closed_keys, part.closed_states.translate(translate))
+    part.closed_keys, part.closed_states = memoryview(b"").cast("Q"), b""
     return True
 
 

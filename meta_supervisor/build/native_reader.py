@@ -201,11 +201,12 @@ def _tallies(raw: dict) -> tuple:
     """(inputs, agents, agent_order, pending) of a part, as the Python reader has them."""
     inputs = InputTally.from_state(raw["inputs"])
     agents = {}
+    keys: dict = {}  # the agents' keys, kept once (AgentTally.from_state)
     # the core hands the agents over one at a time (its ``AgentStates``), freeing each agent's tally
     # as it does: never all of a part's tallies at once in Rust, as raw data and as AgentTally
     for name, state, latencies, signals in raw.pop("agents"):
         store = SignalStore.from_state(*signals) if signals is not None else None
-        agents[name] = AgentTally.from_state(state, latencies, store)
+        agents[name] = AgentTally.from_state(state, latencies, store, keys)
     release_free_memory()  # the core's tallies, freed one by one above (heap_trim)
     return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}
 

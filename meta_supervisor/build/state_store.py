@@ -36,6 +36,8 @@ import re
 import time
 from pathlib import Path
 
+import msgspec
+
 from meta_supervisor.blake2 import blake2b
 from meta_supervisor.build.options import BuildOptions, new_aggregator, to_ns
 from meta_supervisor.build.state_checks import summary_problem
@@ -196,10 +198,11 @@ class SavedState:
         latencies = self._read_bin(data, "latencies")
         signals = self._signal_blob(data)
         aggregator.inputs = InputTally.from_state(data["inputs"])
+        keys: dict = {}  # the agents' keys, kept once (AgentTally.from_state)
         for name in data["agent_order"]:
             entry = data["agents"][name]
             start, end = entry["latency_bytes"]
-            aggregator.agents[name] = AgentTally.from_state(entry["tally"], latencies[start:end], _signals_of(entry, signals))
+            aggregator.agents[name] = AgentTally.from_state(entry["tally"], latencies[start:end], _signals_of(entry, signals), keys)
             aggregator.agent_index[name] = len(aggregator.agent_order)
             aggregator.agent_order.append(name)
         aggregator.pending = {key: _pending_from_json(entry) for key, entry in data["pending"].items()}
@@ -213,9 +216,10 @@ class SavedState:
         """Tallies and open runs without the big tables: all a report needs when nothing changed
         (the kept alpha signals are read: the report scores them)."""
         signals = self._signal_blob(data)
+        keys: dict = {}  # the agents' keys, kept once (AgentTally.from_state)
         return Tallies(
             agents={
-                name: AgentTally.from_state(data["agents"][name]["tally"], b"", _signals_of(data["agents"][name], signals))
+                name: AgentTally.from_state(data["agents"][name]["tally"], b"", _signals_of(data["agents"][name], signals), keys)
                 for name in data["agent_order"]
             },
             inputs=InputTally.from_state(data["inputs"]),
@@ -329,12 +333,13 @@ class SavedState:
         return data["generation"]
 
     def _named(self) -> set:
-        """The generations the saved summary names: its own and its checkpoint."""
+        """The generations the saved summary names: its own and its checkpoint (only those two fields
+        decoded: the summary of 1,000 agents is ~15 MB as Python objects, at the build's peak here)."""
         try:
-            data = json.loads(self.json_path.read_text(encoding="utf-8"))
-            return {data.get("generation"), data.get("checkpoint")}
-        except (OSError, ValueError, AttributeError):
+            names = msgspec.json.decode(self.json_path.read_text(encoding="utf-8"), type=_Generations)
+        except (OSError, ValueError):
             return set()
+        return {names.generation, names.checkpoint}
 
     def _remove_stale(self, keep: set, current: str | None = None) -> None:
         """Delete the files of generations not in ``keep`` (a killed or failed build's, or replaced
@@ -371,6 +376,13 @@ class SavedState:
             for stale in [*stale_files, lock_path]:
                 with contextlib.suppress(OSError):
                     stale.unlink()
+
+
+class _Generations(msgspec.Struct):
+    """The two fields of a saved summary ``_named`` needs; the rest is skipped, not decoded."""
+
+    generation: str | None = None
+    checkpoint: str | None = None
 
 
 class _Table:

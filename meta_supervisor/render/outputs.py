@@ -2,8 +2,17 @@
 
 Each file is written with ``services.state_files.write_atomically`` (temp file, fsync, rename, fsync
 of the folder), so a reader (a dashboard, a CI step) sees the previous report or the new one, never
-half of one, also after a power loss. The JSON is written as the encoder makes it, never whole in
-memory (a report of 1,000 agents is ~15 MB of text, ~100 MB as the encoder's list of pieces).
+half of one, also after a power loss. The JSON is written piece by piece, never whole in memory (a
+report of 1,000 agents is ~16 MB of text, ~100 MB as the standard encoder's list of pieces).
+
+The JSON text is ``json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False)``'s, byte for
+byte, made ~5x faster (``indented_json_pieces``): with ``indent`` the standard library's encoder is
+its pure-Python one (~1 s for 1,000 agents), so each small piece of the report (an agent's section)
+is encoded by orjson (``OPT_INDENT_2``: the standard library's layout) and kept only when orjson's
+compact text of it equals the standard library's C encoder's compact text of it, i.e. when every
+number, string and key is written the same (orjson writes some floats otherwise: ``1e-05`` as
+``0.00001``; it refuses integers beyond 64 bits and keys that are not strings); otherwise that piece
+is encoded by the standard library's indenting encoder, as before.
 
 Reads no environment variables.
 """
@@ -16,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from services.state_files import write_atomically
 
 REPORT_JSON = "meta_report.json"
@@ -23,11 +34,47 @@ REPORT_MD = "meta_report.md"
 REPORT_HTML = "meta_report.html"
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)  # the C encoder
+_INDENTED = json.JSONEncoder(indent=2, ensure_ascii=False, allow_nan=False)  # the pure-Python one
+_encode_key = json.encoder.encode_basestring  # what both use for a str key (ensure_ascii=False)
+WIDE = 64  # a dict this wide is written entry by entry at any depth (the 1,000 agents of a section)
+
+
+def indented_json_pieces(value: Any, level: int = 0) -> Iterator[str]:
+    """``json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)``'s text (indented as if at
+    depth ``level``) as pieces of at most one small value each: the report, its sections, and the
+    entries of a wide dict (``WIDE``) are opened here; each other value is one piece
+    (``_indented``)."""
+    if type(value) is dict and value and (level < 2 or len(value) >= WIDE) and all(type(key) is str for key in value):
+        inner = "\n" + "  " * (level + 1)
+        opening = "{" + inner
+        for key, item in value.items():
+            yield f"{opening}{_encode_key(key)}: "
+            yield from indented_json_pieces(item, level + 1)
+            opening = "," + inner
+        yield "\n" + "  " * level + "}"
+    else:
+        yield _indented(value, level)
+
+
+def _indented(value: Any, level: int) -> str:
+    """One value's indented text at depth ``level``: orjson's when its compact text is the standard
+    library's (so are its numbers, strings and keys, and ``OPT_INDENT_2`` lays them out as
+    ``indent=2`` does), else the standard library's. A JSON text holds no raw newline but those of
+    its layout, so indenting it deeper is adding spaces after each newline."""
+    expected = _COMPACT.encode(value)  # raises as json.dumps does (NaN, a type it cannot encode)
+    try:
+        same = orjson.dumps(value) == expected.encode("utf-8")
+    except (orjson.JSONEncodeError, UnicodeEncodeError):
+        same = False
+    text = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8") if same else "".join(_INDENTED.iterencode(value))
+    return text.replace("\n", "\n" + "  " * level) if level and "\n" in text else text
+
+
 def report_json_pieces(report: dict[str, Any]) -> Iterator[str]:
-    """``meta_report.json`` as the pieces the encoder makes, to be written as they come: the whole
-    text of a report of many agents is several times the dict's size while it is joined (with
-    ``indent`` the standard encoder builds a list of every piece first)."""
-    return itertools.chain(json.JSONEncoder(indent=2, ensure_ascii=False, allow_nan=False).iterencode(report), ("\n",))
+    """``meta_report.json`` as pieces, to be written as they come (``indented_json_pieces``): the
+    whole text of a report of many agents is several times the dict's size while it is joined."""
+    return itertools.chain(indented_json_pieces(report), ("\n",))
 
 
 def report_json(report: dict[str, Any]) -> str:

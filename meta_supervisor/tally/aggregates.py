@@ -44,7 +44,7 @@ from meta_supervisor.tally.bounds import (
     label,
 )
 from meta_supervisor.tally.signal_store import SignalStore
-from otel.redaction import redact
+from otel.redaction import known_secrets, redact
 
 
 def push_top(heap: list, item: tuple, k: int = TOP_K) -> None:
@@ -163,8 +163,31 @@ class AgentTally:
                 self.signals = SignalStore()
             self.signals.merge(other.signals)
 
+    def taken_over(self, collect_signals: bool) -> AgentTally:
+        """This tally made what ``AgentTally(store).merge(self)`` makes of it on a new tally (``store``:
+        a new ``SignalStore`` when ``collect_signals``), without copying its tables: the heaps pushed
+        again, the signals merged into a new store. For a part's tally taken over whole by an
+        aggregator that has none of its agent yet (1,000 agents: no second copy of every tally)."""
+        slowest: list[tuple] = []
+        failing: list[tuple] = []
+        mismatches: list[tuple] = []
+        for item in self.slowest:
+            push_top(slowest, item)
+        for item in self.failing:
+            push_top(failing, item)
+        for item in self.mismatches:
+            note_mismatch(mismatches, *item)
+        self.slowest, self.failing, self.mismatches = slowest, failing, mismatches
+        store = SignalStore() if collect_signals else None
+        if self.signals is not None:
+            store = store if store is not None else SignalStore()
+            store.merge(self.signals)
+        self.signals = store
+        return self
+
     def to_state(self) -> dict[str, Any]:
         """JSON-able state; the latencies and the signal store's arrays are saved apart (raw bytes)."""
+        secrets = known_secrets() if self.failing else ()  # once an agent, not twice a failing run
         return {
             "outcomes": self.outcomes,
             "outcome_missing": self.outcome_missing,
@@ -183,7 +206,7 @@ class AgentTally:
             "alpha": [[symbol, direction, count] for (symbol, direction), count in self.alpha.items()],
             "invalid_reasons": self.invalid_reasons,
             "slowest": [list(item) for item in self.slowest],
-            "failing": [[*item[:3], redact(item[3]), redact(item[4])] for item in self.failing],
+            "failing": [[*item[:3], redact(item[3], secrets), redact(item[4], secrets)] for item in self.failing],
             "last_kill": list(self.last_kill) if self.last_kill else None,
             "kill_switch_errors": self.kill_switch_errors,
             "consistency": self.consistency,
@@ -191,28 +214,32 @@ class AgentTally:
         }
 
     @classmethod
-    def from_state(cls, data: dict[str, Any], latencies: bytes, signals: Any = None) -> AgentTally:
-        """``signals``: the agent's ``SignalStore`` (loaded apart), or None."""
+    def from_state(cls, data: dict[str, Any], latencies: bytes, signals: Any = None, keys: dict | None = None) -> AgentTally:
+        """``signals``: the agent's ``SignalStore`` (loaded apart), or None. ``keys``: a dict shared
+        by the tallies loaded together, in which their keys (days, (day, model, simulated),
+        (symbol, direction)) are kept once for all of them."""
         tally = cls(signals)
         # labels repeat across agents (outcomes, models, symbols, directions, error types): one
-        # string each, not one per agent (1,000 agents: ~3 MB of copies from a part read apart)
+        # string each, not one per agent (1,000 agents: ~3 MB of copies from a part read apart);
+        # so do the keys made of them (1,000 agents: ~1.5 MB of tuples)
         intern = sys.intern
+        share = (lambda key: key) if keys is None else (lambda key: keys.setdefault(key, key))
         tally.outcomes = {intern(key): count for key, count in data["outcomes"].items()}
         tally.outcome_missing = data["outcome_missing"]
         tally.latencies_ns.frombytes(latencies)
         tally.bad_durations = data["bad_durations"]
         tally.first_start_ns = data["first_start_ns"]
         tally.last_start_ns = data["last_start_ns"]
-        tally.day_runs = {row[0]: list(row[1:]) for row in data["day_runs"]}
-        tally.asof_runs = {row[0]: list(row[1:]) for row in data["asof_runs"]}
-        tally.day_models = {(row[0], intern(row[1]), row[2]): list(row[3:]) for row in data["day_models"]}
+        tally.day_runs = {share(row[0]): list(row[1:]) for row in data["day_runs"]}
+        tally.asof_runs = {share(row[0]): list(row[1:]) for row in data["asof_runs"]}
+        tally.day_models = {share((share(row[0]), intern(row[1]), row[2])): list(row[3:]) for row in data["day_models"]}
         tally.bad_token_values = data["bad_token_values"]
         tally.llm_operations = {intern(key): count for key, count in data["llm_operations"].items()}
         tally.tools = {intern(row[0]): [*row[1:7], {b: c for b, c in row[7]}] for row in data["tools"]}
         tally.run_steps = list(data["run_steps"])
         tally.killed_mid_run = {intern(key): count for key, count in data["killed_mid_run"].items()}
         tally.budget_stops = {intern(key): count for key, count in data["budget_stops"].items()}
-        tally.alpha = {(intern(row[0]), intern(row[1])): row[2] for row in data["alpha"]}
+        tally.alpha = {share((intern(row[0]), intern(row[1]))): row[2] for row in data["alpha"]}
         tally.invalid_reasons = {intern(key): count for key, count in data["invalid_reasons"].items()}
         tally.slowest = [tuple(item) for item in data["slowest"]]
         tally.failing = [(*item[:3], *(intern(text) if type(text) is str else text for text in item[3:])) for item in data["failing"]]

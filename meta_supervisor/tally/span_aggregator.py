@@ -206,10 +206,19 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         spans and closed runs are in the tables already. ``tallies`` is ``(inputs, agents,
         agent_order, pending)``; the part's bad lines are numbered from ``line_offset``."""
         inputs, agents, agent_order, pending = tallies
+        new = set()  # agents created here under their own name, with nothing added yet
         for name in agent_order:
-            self._agent(name)
+            known = name in self.agents
+            if self._agent(name)[0] == name and not known:
+                new.add(name)
         for name, tally in agents.items():
-            self._agent(name)[1].merge(tally)
+            if name in new:  # taken over whole, not copied into the new tally (AgentTally.taken_over)
+                new.discard(name)
+                self.agents[name] = tally.taken_over(self.collect_signals)
+                continue
+            canonical, mine = self._agent(name)
+            new.discard(canonical)
+            mine.merge(tally)
         inputs.bad_line_examples = [(file, line + line_offset, error) for file, line, error in inputs.bad_line_examples]
         self.inputs.merge(inputs)
         for key, entry in pending.items():
