@@ -43,7 +43,7 @@ from meta_supervisor.build import merge, native_reader, parts
 from meta_supervisor.build.file_reader import read_trace_file
 from meta_supervisor.build.heap_trim import release_free_memory
 from meta_supervisor.build.native_reader import read_native
-from meta_supervisor.build.part_result import PartResult
+from meta_supervisor.build.part_result import Handoff, PartResult
 from meta_supervisor.reading.cursor import FileCursor
 from meta_supervisor.reading.inputs import HEAD_BYTES, expected_spans, head_digest, identity_of, open_regular, zstd_decompressed_size
 from meta_supervisor.reading.shapes import (
@@ -110,10 +110,10 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _child(connection, path, start, stop, options_tuple, parent: int) -> None:
+def _child(connection, path, start, stop, options_tuple, parent: int, handoff: Handoff | None = None) -> None:
     die_with_parent(parent)
     try:
-        result = parts.read_part(path, start, stop, options_tuple)
+        result = parts.read_part(path, start, stop, options_tuple, handoff=handoff)
     except BaseException as exc:  # reported to the parent, which then reads the part itself
         connection.send_bytes(pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
     else:
@@ -141,10 +141,12 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     for k in range(1, len(points) - 1):
         receiver, sender = context.Pipe(duplex=False)
         stop = points[k + 1] if k + 2 < len(points) else None  # the last part reads to the end of the file
-        process = context.Process(target=_child, args=(sender, path, points[k], stop, options_tuple, os.getpid()), daemon=True)
+        handoff = _handoff(aggregator)
+        arguments = (sender, path, points[k], stop, options_tuple, os.getpid(), handoff)
+        process = context.Process(target=_child, args=arguments, daemon=True)
         process.start()
         sender.close()
-        children.append((receiver, process, points[k], stop))
+        children.append((receiver, process, points[k], stop, handoff))
     scale = len(points) - 1
 
     def scaled(count: int) -> None:
@@ -163,14 +165,17 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     out.records += first.records
     out.partial_tail_bytes = first.partial_tail
     release_free_memory()  # what reading the first part freed, before the others' tallies come in (heap_trim)
-    for receiver, process, start, stop in children:
+    for receiver, process, start, stop, handoff in children:
         try:
-            payload = PartResult.receive(receiver)
+            payload = PartResult.receive(receiver, handoff)
         except (EOFError, OSError, RuntimeError, pickle.UnpicklingError) as exc:
             payload = RuntimeError(str(exc))
         receiver.close()
         process.join()
-        if isinstance(payload, PartResult) and merge.merge_part(aggregator, payload, str(path), out.records):
+        merged = isinstance(payload, PartResult) and merge.merge_part(aggregator, payload, str(path), out.records)
+        if handoff is not None:
+            handoff.close()
+        if merged:
             part = payload
         else:
             with open(path, "rb", buffering=0) as handle:  # not mergeable exactly: read it here instead
@@ -181,6 +186,14 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
         out.records += part.records
         out.partial_tail_bytes = part.partial_tail
     return out
+
+
+def _handoff(aggregator: SpanAggregator) -> Handoff | None:
+    """The files a worker hands its part's tables over through, when the build's tables are bounded
+    (``fingerprints.SpillPlan``) and the native core can bound the part's too."""
+    if aggregator.seen.runs is None:
+        return None
+    return Handoff(aggregator.spill)
 
 
 ZSTD_SPLIT_AT = 0.55  # the second part also decompresses the first to skip it: the first is a bit longer
