@@ -273,3 +273,18 @@ def test_a_spilling_build_in_a_fresh_process(native, tmp_path: Path) -> None:
         report["inputs"].pop("state_warnings", None)
     assert a == b
     assert spilled_counts(state)[0] > SMALL
+
+
+def test_zstd_stream_read_in_two_parts_with_spilling_tables(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole-file zstd stream read in two parts at once: this process's tables bounded in place,
+    the child's handed over through files; the same report as tables kept whole."""
+    import zstandard
+
+    merges = count_merges_of(monkeypatch)
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    (folder / "traces.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress("".join(workload(1500, seed=13)).encode()))
+    spilled, resident, python, declined = reports(folder, tmp_path, monkeypatch, workers=2)
+    assert spilled == resident == python == declined
+    assert merges[:2] == [True, True]
+    assert spilled_counts(tmp_path / "state-spilled")[0] > SMALL

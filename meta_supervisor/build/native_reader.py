@@ -84,16 +84,17 @@ def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected
     return None if raw is None else _part_result(raw)
 
 
-def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None) -> tuple | None:
+def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None, handoff=None) -> tuple | None:
     """The second of two parts of a zstd stream read in parallel (``parallel``): from the first
     line start at or after decompressed byte ``offset`` to the end, in tables of its own (sized for
-    ``expected`` spans). Returns (``PartResult``, where the part starts), or None as
-    ``read_zstd_part``."""
+    ``expected`` spans; bounded, and handed over through its files, with ``handoff``, as
+    ``read_part``). Returns (``PartResult``, where the part starts), or None as ``read_zstd_part``."""
     native = _zstd_core()
     if native is None:
         return None
-    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True)
-    return None if raw is None else (_part_result(raw), raw["start"])
+    spill = None if handoff is None or not hasattr(native, "SpillRuns") else handoff.spill_arg()
+    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True, spill=spill)
+    return None if raw is None else (_part_result(raw, handoff), raw["start"])
 
 
 def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int | None = None) -> tuple | None:

@@ -225,6 +225,16 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
     exactly is read again from the cut by ``read_trace_file``."""
     if not aggregator.is_empty() or aggregator.run_records is not None:
         return read_trace_file(path, aggregator, cursor, advance)
+    handoff = _handoff(aggregator)  # the child's part, its tables bounded, comes back through files
+    try:
+        return _read_zstd_halves(path, aggregator, advance, cursor, handoff)
+    finally:
+        if handoff is not None:
+            handoff.close()
+
+
+def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: FileCursor | None, handoff: Handoff | None) -> FileCursor:
+    """``read_zstd_in_parallel`` once it splits the stream."""
     ident = identity_of(path)
     out = FileCursor(
         path=str(path), device=ident.device, inode=ident.inode, size=ident.size, mtime_ns=ident.mtime_ns, format="zstd+" + FORMAT_JSON_LINES
@@ -240,7 +250,7 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
     options_tuple = aggregator.part_options()
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_zstd_child, args=(sender, path, cut, options_tuple, os.getpid(), rest), daemon=True)
+    child = context.Process(target=_zstd_child, args=(sender, path, cut, options_tuple, os.getpid(), rest, handoff), daemon=True)
     child.start()
     sender.close()
 
@@ -263,7 +273,7 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
             start = pickle.loads(receiver.recv_bytes())
             if isinstance(start, BaseException):
                 raise start
-            part = PartResult.receive(receiver)
+            part = PartResult.receive(receiver, handoff)
         except (EOFError, OSError, RuntimeError, pickle.UnpicklingError):
             part = None
         stop_child()
@@ -289,11 +299,11 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
     return out
 
 
-def _zstd_child(connection, path: Path, offset: int, options_tuple, parent: int, expected: int) -> None:
+def _zstd_child(connection, path: Path, offset: int, options_tuple, parent: int, expected: int, handoff: Handoff | None = None) -> None:
     """The second part of ``read_zstd_in_parallel``: where it starts, then the ``PartResult``."""
     die_with_parent(parent)
     try:
-        read = native_reader.read_zstd_from_line(path, offset, options_tuple, expected)
+        read = native_reader.read_zstd_from_line(path, offset, options_tuple, expected, handoff)
         if read is None:
             raise RuntimeError("the native core declined the second part of the zstd stream")
     except BaseException as exc:  # reported to the parent, which then reads the stream itself
