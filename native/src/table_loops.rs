@@ -221,10 +221,10 @@ pub(crate) fn map_set_all(
 #[pyfunction]
 pub(crate) fn sort_in_place(py: Python, values: PyBuffer<i64>) -> PyResult<()> {
     let cells = writable(py, &values)?;
-    let mut sorted: Vec<i64> = cells.iter().map(|c| c.get()).collect();
-    sorted.sort_unstable();
-    for (cell, value) in cells.iter().zip(sorted) {
-        cell.set(value);
-    }
+    // SAFETY: `Cell<i64>` has the layout of `i64`, and nothing else reads or writes the buffer while
+    // this runs (the GIL is held and the slice does not outlive the call): sorted where it is, without
+    // a copy (a copy is 8 bytes a run, 20 MB at 5,000,000 spans, at the build's peak)
+    let values = unsafe { std::slice::from_raw_parts_mut(cells.as_ptr() as *mut i64, cells.len()) };
+    values.sort_unstable();
     Ok(())
 }
