@@ -236,8 +236,9 @@ print('GROWTH', hwm() - before)
 
 def test_spilling_tables_memory_stays_bounded(native, tmp_path: Path) -> None:
     """4,000,000 span entries and 2,000,000 closed runs in a fresh process: in memory they take
-    ~72 MB (8 and 9 bytes a slot, at most 70% full); bounded at 50,000 resident span entries
-    they take the resident tables (~1 MB) and the filters and page indexes (~1.3 bytes a key)."""
+    ~72 MB (8 and 9 bytes a slot, at most 70% full; more while they double); bounded at 50,000
+    resident span entries they take the resident tables (~1 MB) and the filters and page indexes
+    (~1.3 bytes a key)."""
 
     def growth_kb(resident: int) -> int:
         done = subprocess.run(
@@ -251,8 +252,10 @@ def test_spilling_tables_memory_stays_bounded(native, tmp_path: Path) -> None:
         return int(done.stdout.split("GROWTH", 1)[1])
 
     bounded = growth_kb(50_000)
-    assert bounded < 16_000, bounded  # measured ~10 MB: filters 7.5 MB, resident 1 MB, batches
-    assert growth_kb(0) > 60_000  # the same tables unbounded (the Python reader's form)
+    # measured 14 MB: the filters (7.8 MB, the span set's briefly twice while it doubles), the
+    # resident tables (0.9 MB), the batches and their int objects
+    assert bounded < 24_000, bounded
+    assert growth_kb(0) > 60_000  # the same tables unbounded (the Python reader's form): measured 154 MB
     assert not list(tmp_path.iterdir())  # nothing left on disk
 
 
