@@ -36,7 +36,7 @@ from meta_supervisor.build import parts
 parallel_build.MIN_SPLIT_BYTES = 1
 if os.environ.get("KILL_TEST_SLOW_WORKERS"):  # each worker reads for an hour, as on a very large file
     read = parts.read_part
-    parts.read_part = lambda *args: (time.sleep(3600), read(*args))[1]
+    parts.read_part = lambda *args, **kwargs: (time.sleep(3600), read(*args, **kwargs))[1]
 from meta_supervisor.cli.report import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 
-from meta_supervisor.build.part_result import PartResult
+from meta_supervisor.build.part_result import PartResult, chunks_of
 from meta_supervisor.tally.bounds import MAX_AGENTS, MAX_DISTINCT, MAX_HOST_PROCESSES, MAX_OUTCOMES, MAX_PROCESSES, MAX_REASONS, P_ROOT
 from meta_supervisor.tally.consistency import AGENT_INDEX_UNKNOWN, INDEX_SHIFT
 from meta_supervisor.tally.fingerprints import run_fingerprint
@@ -27,10 +27,12 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
     inputs, agents, agent_order, pending = pickle.loads(state) if isinstance(state, bytes) else state
     part.aggregator_state = b""  # its objects are out: the bytes need not stay (peak RSS)
     closed = aggregator.closed_runs
-    # runs: the part's closed runs must be unknown here, and the part's open runs joinable
+    # runs: the part's closed runs must be unknown here, and the part's open runs joinable (a
+    # worker's bounded tables come in chunks from its hand-over files: part_result.chunks_of)
     pending_fps = {run_fingerprint(key) for key in aggregator.pending}
-    if not pending_fps.isdisjoint(part.closed_keys) or closed.any_set(part.closed_keys):
-        return False
+    for keys in chunks_of(part.closed_keys):
+        if not pending_fps.isdisjoint(keys) or closed.any_set(keys):
+            return False
     for key, entry in pending.items():
         mine = aggregator.pending.get(key)
         if mine is not None and mine[P_ROOT] is not None and entry[P_ROOT] is not None:
@@ -39,20 +41,22 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
             return False
     # spans: none of the part's spans seen before
     seen = aggregator.seen
-    if seen.first_present(part.span_fps) >= 0:
+    if any(seen.first_present(entries) >= 0 for entries in chunks_of(part.span_fps)):
         return False
     # tables with a size limit: read in order, no key of the part would be folded into "(other)"
     if not within_limits(aggregator, inputs, agents, agent_order):
         return False
     # accepted: spans, tallies, inputs, open runs, closed runs (agent index remapped)
-    seen.add_all(part.span_fps)
+    for entries in chunks_of(part.span_fps):
+        seen.add_all(entries)
     part.span_fps = memoryview(b"").cast("Q")  # in the table now: not held through the tallies' merge (peak RSS)
     aggregator.add_tallies((inputs, agents, agent_order, pending), line_offset)
     unknown = AGENT_INDEX_UNKNOWN
     remap = bytes(min(aggregator.agent_index.get(name, unknown), unknown) for name in agent_order[:unknown]) + bytes([unknown] * 32)
     low = (1 << INDEX_SHIFT) - 1  # the code and the tools flag
     translate = bytes((state & low) | (remap[state >> INDEX_SHIFT] << INDEX_SHIFT) for state in range(256))
-    closed.set_all(part.closed_keys, part.closed_states.translate(translate))
+    for keys, states in zip(chunks_of(part.closed_keys), chunks_of(part.closed_states), strict=True):
+        closed.set_all(keys, states.translate(translate))
     part.closed_keys, part.closed_states = memoryview(b"").cast("Q"), b""
     return True
 

@@ -35,16 +35,19 @@ from meta_supervisor.tally.signal_store import SignalStore
 from meta_supervisor.tally.span_aggregator import SpanAggregator
 
 
-def read_part(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0, progress=None):
+def read_part(path: Path, start: int, stop: int | None, options_tuple, first_number: int = 0, progress=None, handoff=None):
     """The part as ``part_result.PartResult``, or None when the native core is not used or declines.
 
     ``first_number`` is not needed: a part with a bad line (whose number would be reported) is declined.
+    With ``handoff`` (``part_result.Handoff``: a forked worker's) the part's tables are bounded as the
+    build's are and handed over through its files, not as arrays.
     """
     native = native_core.core()
     if native is None:
         return None
-    raw = _read(native, path, start, stop, options_tuple, progress, None, expected_spans(path, start, stop))
-    return None if raw is None else _part_result(raw)
+    spill = None if handoff is None or not hasattr(native, "SpillRuns") else handoff.spill_arg()
+    raw = _read(native, path, start, stop, options_tuple, progress, None, expected_spans(path, start, stop), spill=spill)
+    return None if raw is None else _part_result(raw, handoff)
 
 
 def read_into(aggregator, path: Path, start: int, stop: int | None, progress=None) -> tuple | None:
@@ -56,7 +59,8 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
     if native is None or not aggregator.is_empty():
         return None
     seen, closed = aggregator.seen, aggregator.closed_runs
-    raw = _read(native, path, start, stop, aggregator.part_options(), progress, (seen.slots, closed.keys, closed.states), None)
+    tables = (seen.slots, closed.keys, closed.states)
+    raw = _read(native, path, start, stop, aggregator.part_options(), progress, tables, None, spill=_tiers(native, aggregator))
     if raw is None:
         seen.clear()
         closed.clear()
@@ -80,16 +84,17 @@ def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected
     return None if raw is None else _part_result(raw)
 
 
-def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None) -> tuple | None:
+def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None, handoff=None) -> tuple | None:
     """The second of two parts of a zstd stream read in parallel (``parallel``): from the first
     line start at or after decompressed byte ``offset`` to the end, in tables of its own (sized for
-    ``expected`` spans). Returns (``PartResult``, where the part starts), or None as
-    ``read_zstd_part``."""
+    ``expected`` spans; bounded, and handed over through its files, with ``handoff``, as
+    ``read_part``). Returns (``PartResult``, where the part starts), or None as ``read_zstd_part``."""
     native = _zstd_core()
     if native is None:
         return None
-    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True)
-    return None if raw is None else (_part_result(raw), raw["start"])
+    spill = None if handoff is None or not hasattr(native, "SpillRuns") else handoff.spill_arg()
+    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True, spill=spill)
+    return None if raw is None else (_part_result(raw, handoff), raw["start"])
 
 
 def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int | None = None) -> tuple | None:
@@ -108,7 +113,7 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int |
         return None
     seen, closed = aggregator.seen, aggregator.closed_runs
     tables = (seen.slots, closed.keys, closed.states)
-    raw = _read_zstd(native, path, skip, aggregator.part_options(), progress, tables, None, stop=stop)
+    raw = _read_zstd(native, path, skip, aggregator.part_options(), progress, tables, None, stop=stop, spill=_tiers(native, aggregator))
     if raw is None:
         seen.clear()
         closed.clear()
@@ -125,6 +130,12 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int |
     return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw), raw["stopped"]
 
 
+def _tiers(native, aggregator):
+    """The spilled tiers of the aggregator's tables, filled in place with them (None: unbounded)."""
+    seen, closed = aggregator.seen.runs, aggregator.closed_runs.runs
+    return None if seen is None and closed is None else (seen, closed)
+
+
 def _zstd_core():
     native = native_core.core()
     if native is None or not hasattr(native, "read_zstd_part") or not same_zstd(native):
@@ -132,10 +143,11 @@ def _zstd_core():
     return native
 
 
-def _read_zstd(native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None) -> dict | None:
+def _read_zstd(native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None, spill=None) -> dict | None:
     """The core's ``read_zstd_part``: its raw result, or None when it declined (its progress taken back)."""
     where = f"the zstd stream {path} from byte {skip}"
-    return _call(native.read_zstd_part, where, (str(path), skip), options_tuple, progress, tables, expected, align=align, stop=stop)
+    keywords = {"align": align, "stop": stop} | ({"spill": spill} if spill is not None else {})
+    return _call(native.read_zstd_part, where, (str(path), skip), options_tuple, progress, tables, expected, **keywords)
 
 
 def same_zstd(native) -> bool:
@@ -145,9 +157,11 @@ def same_zstd(native) -> bool:
     return tuple(native.zstd_version()) == tuple(zstandard.ZSTD_VERSION)
 
 
-def _read(native, path: Path, start: int, stop: int | None, options_tuple, progress, tables, expected) -> dict | None:
+def _read(native, path: Path, start: int, stop: int | None, options_tuple, progress, tables, expected, spill=None) -> dict | None:
     """The core's ``read_part``: its raw result, or None when it declined (its progress taken back)."""
-    return _call(native.read_part, f"{path} [{start}, {stop})", (str(path), start, stop), options_tuple, progress, tables, expected)
+    keywords = {"spill": spill} if spill is not None else {}
+    where = f"{path} [{start}, {stop})"
+    return _call(native.read_part, where, (str(path), start, stop), options_tuple, progress, tables, expected, **keywords)
 
 
 def _call(read, where: str, head: tuple, options_tuple, progress, tables, expected, **keywords) -> dict | None:
@@ -211,16 +225,20 @@ def _tallies(raw: dict) -> tuple:
     return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}
 
 
-def _part_result(raw: dict):
+def _part_result(raw: dict, handoff=None):
+    if raw.get("handed_over"):  # the tables are in the hand-over files (``Handoff``), in key order
+        span_fps, closed_keys, closed_states = handoff.arrays(raw["span_count"], raw["closed_count"])
+    else:  # views of the bytes the core made, not copies (peak memory)
+        span_fps, closed_keys = memoryview(raw["span_fps"]).cast("Q"), memoryview(raw["closed_keys"]).cast("Q")
+        closed_states = raw["closed_states"]
     return PartResult(
         consumed=raw["consumed"],
         records=raw["records"],
         partial_tail=raw["partial_tail"],
         aggregator_state=_tallies(raw),
-        # views of the bytes the core made, not copies (peak memory)
-        span_fps=memoryview(raw["span_fps"]).cast("Q"),
-        closed_keys=memoryview(raw["closed_keys"]).cast("Q"),
-        closed_states=raw["closed_states"],
+        span_fps=span_fps,
+        closed_keys=closed_keys,
+        closed_states=closed_states,
     )
 
 

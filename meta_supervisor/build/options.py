@@ -31,6 +31,7 @@ class BuildOptions:
     lock_timeout: float | None = None  # seconds to wait for the state lock (None: state_store.DEFAULT_LOCK_TIMEOUT)
     notify: Callable[[str], None] | None = None  # told at once when the build has to wait for the state lock
     max_open_runs: int = MAX_OPEN_RUNS  # consistency.bound_open_runs (ALPHATRACE_MAX_OPEN_RUNS, read by the command)
+    resident_spans: int | None = None  # spill_plan (--resident-spans, ALPHATRACE_RESIDENT_SPANS); None: the default
 
 
 @dataclass
@@ -55,8 +56,10 @@ def to_ns(moment: dt.datetime | None) -> int | None:
 
 
 def new_aggregator(options: BuildOptions, expected_spans: int = 0):
+    from meta_supervisor.build.spill_plan import DEFAULT_RESIDENT_SPANS, plan_for
     from meta_supervisor.tally.span_aggregator import SpanAggregator
 
+    resident = DEFAULT_RESIDENT_SPANS if options.resident_spans is None else options.resident_spans
     return SpanAggregator(
         options.prices,
         to_ns(options.since),
@@ -64,6 +67,7 @@ def new_aggregator(options: BuildOptions, expected_spans: int = 0):
         expected_spans=expected_spans,
         collect_signals=options.alpha_signals,
         max_open_runs=options.max_open_runs,
+        spill=plan_for(options.state_dir, resident),
     )
 
 

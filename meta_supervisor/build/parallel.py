@@ -43,7 +43,7 @@ from meta_supervisor.build import merge, native_reader, parts
 from meta_supervisor.build.file_reader import read_trace_file
 from meta_supervisor.build.heap_trim import release_free_memory
 from meta_supervisor.build.native_reader import read_native
-from meta_supervisor.build.part_result import PartResult
+from meta_supervisor.build.part_result import Handoff, PartResult
 from meta_supervisor.reading.cursor import FileCursor
 from meta_supervisor.reading.inputs import HEAD_BYTES, expected_spans, head_digest, identity_of, open_regular, zstd_decompressed_size
 from meta_supervisor.reading.shapes import (
@@ -120,11 +120,11 @@ def drop_parent_tables(aggregator: SpanAggregator) -> None:
     release_free_memory()
 
 
-def _child(connection, path, start, stop, options_tuple, parent: int, aggregator: SpanAggregator) -> None:
+def _child(connection, path, start, stop, options_tuple, parent: int, aggregator: SpanAggregator, handoff: Handoff | None = None) -> None:
     die_with_parent(parent)
     drop_parent_tables(aggregator)
     try:
-        result = parts.read_part(path, start, stop, options_tuple)
+        result = parts.read_part(path, start, stop, options_tuple, handoff=handoff)
     except BaseException as exc:  # reported to the parent, which then reads the part itself
         connection.send_bytes(pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
     else:
@@ -152,10 +152,12 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     for k in range(1, len(points) - 1):
         receiver, sender = context.Pipe(duplex=False)
         stop = points[k + 1] if k + 2 < len(points) else None  # the last part reads to the end of the file
-        process = context.Process(target=_child, args=(sender, path, points[k], stop, options_tuple, os.getpid(), aggregator), daemon=True)
+        handoff = _handoff(aggregator)
+        arguments = (sender, path, points[k], stop, options_tuple, os.getpid(), aggregator, handoff)
+        process = context.Process(target=_child, args=arguments, daemon=True)
         process.start()
         sender.close()
-        children.append((receiver, process, points[k], stop))
+        children.append((receiver, process, points[k], stop, handoff))
     scale = len(points) - 1
 
     def scaled(count: int) -> None:
@@ -174,14 +176,17 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
     out.records += first.records
     out.partial_tail_bytes = first.partial_tail
     release_free_memory()  # what reading the first part freed, before the others' tallies come in (heap_trim)
-    for receiver, process, start, stop in children:
+    for receiver, process, start, stop, handoff in children:
         try:
-            payload = PartResult.receive(receiver)
+            payload = PartResult.receive(receiver, handoff)
         except (EOFError, OSError, RuntimeError, pickle.UnpicklingError) as exc:
             payload = RuntimeError(str(exc))
         receiver.close()
         process.join()
-        if isinstance(payload, PartResult) and merge.merge_part(aggregator, payload, str(path), out.records):
+        merged = isinstance(payload, PartResult) and merge.merge_part(aggregator, payload, str(path), out.records)
+        if handoff is not None:
+            handoff.close()
+        if merged:
             part = payload
         else:
             with open(path, "rb", buffering=0) as handle:  # not mergeable exactly: read it here instead
@@ -194,6 +199,14 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
         del payload, part
         release_free_memory()  # the part's arrays, in the tables now: their pages back before the state is saved
     return out
+
+
+def _handoff(aggregator: SpanAggregator) -> Handoff | None:
+    """The files a worker hands its part's tables over through, when the build's tables are bounded
+    (``fingerprints.SpillPlan``) and the native core can bound the part's too."""
+    if aggregator.seen.runs is None:
+        return None
+    return Handoff(aggregator.spill)
 
 
 ZSTD_SPLIT_AT = 0.55  # the second part also decompresses the first to skip it: the first is a bit longer
@@ -225,6 +238,16 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
     exactly is read again from the cut by ``read_trace_file``."""
     if not aggregator.is_empty() or aggregator.run_records is not None:
         return read_trace_file(path, aggregator, cursor, advance)
+    handoff = _handoff(aggregator)  # the child's part, its tables bounded, comes back through files
+    try:
+        return _read_zstd_halves(path, aggregator, advance, cursor, handoff)
+    finally:
+        if handoff is not None:
+            handoff.close()
+
+
+def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: FileCursor | None, handoff: Handoff | None) -> FileCursor:
+    """``read_zstd_in_parallel`` once it splits the stream."""
     ident = identity_of(path)
     out = FileCursor(
         path=str(path), device=ident.device, inode=ident.inode, size=ident.size, mtime_ns=ident.mtime_ns, format="zstd+" + FORMAT_JSON_LINES
@@ -240,7 +263,8 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
     options_tuple = aggregator.part_options()
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_zstd_child, args=(sender, path, cut, options_tuple, os.getpid(), rest, aggregator), daemon=True)
+    arguments = (sender, path, cut, options_tuple, os.getpid(), rest, aggregator, handoff)
+    child = context.Process(target=_zstd_child, args=arguments, daemon=True)
     child.start()
     sender.close()
 
@@ -263,7 +287,7 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
             start = pickle.loads(receiver.recv_bytes())
             if isinstance(start, BaseException):
                 raise start
-            part = PartResult.receive(receiver)
+            part = PartResult.receive(receiver, handoff)
         except (EOFError, OSError, RuntimeError, pickle.UnpicklingError):
             part = None
         stop_child()
@@ -291,12 +315,14 @@ def read_zstd_in_parallel(path: Path, aggregator: SpanAggregator, options, advan
     return out
 
 
-def _zstd_child(connection, path: Path, offset: int, options_tuple, parent: int, expected: int, aggregator: SpanAggregator) -> None:
+def _zstd_child(
+    connection, path: Path, offset: int, options_tuple, parent: int, expected: int, aggregator: SpanAggregator, handoff: Handoff | None
+) -> None:
     """The second part of ``read_zstd_in_parallel``: where it starts, then the ``PartResult``."""
     die_with_parent(parent)
     drop_parent_tables(aggregator)
     try:
-        read = native_reader.read_zstd_from_line(path, offset, options_tuple, expected)
+        read = native_reader.read_zstd_from_line(path, offset, options_tuple, expected, handoff)
         if read is None:
             raise RuntimeError("the native core declined the second part of the zstd stream")
     except BaseException as exc:  # reported to the parent, which then reads the stream itself

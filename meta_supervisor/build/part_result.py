@@ -9,10 +9,64 @@ from __future__ import annotations
 
 import os
 import pickle
+import tempfile
 from array import array
 from dataclasses import dataclass
 
 from meta_supervisor.build.packed_tallies import packed_state
+from meta_supervisor.tally.fingerprints import SpillPlan, slots_for
+
+CHUNK_ITEMS = 1 << 17  # fingerprints read back at a time from a hand-over file (1 MB)
+
+
+class SpilledArray:
+    """``count`` values of ``typecode`` ('Q' or 'B') in a hand-over file, read a chunk at a time
+    (``chunks``: arrays, or bytes for 'B') so a worker's part is never whole in the main process."""
+
+    def __init__(self, handle, count: int, typecode: str) -> None:
+        self.handle, self.count, self.typecode = handle, count, typecode
+
+    def __len__(self) -> int:
+        return self.count
+
+    def chunks(self):
+        size = array(self.typecode).itemsize
+        for start in range(0, self.count, CHUNK_ITEMS):
+            raw = os.pread(self.handle.fileno(), min(CHUNK_ITEMS, self.count - start) * size, start * size)
+            if self.typecode == "B":
+                yield raw
+            else:
+                values = array(self.typecode)
+                values.frombytes(raw)
+                yield values
+
+
+def chunks_of(values):
+    """``values`` (an array, bytes or a ``SpilledArray``) as a sequence of chunks."""
+    return values.chunks() if isinstance(values, SpilledArray) else (values,)
+
+
+class Handoff:
+    """Three unnamed files in the build's spill folder, made before a worker is forked and inherited
+    by it: its part's span entries, closed-run keys and closed-run states, written there in key order
+    by the native core (whose tables for the part are bounded as the build's are,
+    ``fingerprints.SpillPlan``) instead of being sent through the pipe as arrays. Unnamed: nothing
+    is left on disk whatever happens to either process."""
+
+    def __init__(self, plan: SpillPlan) -> None:
+        self.plan = plan
+        self.files = [tempfile.TemporaryFile(dir=plan.folder) for _ in range(3)]
+
+    def spill_arg(self) -> tuple:
+        """The core's ``spill`` argument for a part's own tables."""
+        return self.plan.folder, slots_for(self.plan.resident_spans), tuple(f.fileno() for f in self.files)
+
+    def arrays(self, spans: int, closed: int) -> tuple:
+        return SpilledArray(self.files[0], spans, "Q"), SpilledArray(self.files[1], closed, "Q"), SpilledArray(self.files[2], closed, "B")
+
+    def close(self) -> None:
+        for handle in self.files:
+            handle.close()
 
 
 @dataclass
@@ -21,9 +75,9 @@ class PartResult:
     records: int
     partial_tail: int
     aggregator_state: bytes | tuple  # (inputs, agents, agent_order, pending), pickled or not
-    span_fps: array | memoryview  # of 64-bit fingerprints ('Q')
-    closed_keys: array | memoryview
-    closed_states: bytes
+    span_fps: array | memoryview | SpilledArray  # of 64-bit fingerprints ('Q')
+    closed_keys: array | memoryview | SpilledArray
+    closed_states: bytes | SpilledArray
 
     def send(self, connection) -> None:
         """Small things pickled; the packed tallies and the big arrays as raw bytes after them (no
@@ -33,17 +87,24 @@ class PartResult:
         if isinstance(state, tuple):  # the agents pickled one by one: the receiver unpickles them as it merges
             state = packed_state(state)
             agents, state[1].blob = state[1].blob, b""
-        header = (self.consumed, self.records, self.partial_tail, state, len(agents), len(self.span_fps), len(self.closed_keys))
+        handed = isinstance(self.span_fps, SpilledArray)  # the tables are in the Handoff's files already
+        header = (self.consumed, self.records, self.partial_tail, state, len(agents), len(self.span_fps), len(self.closed_keys), handed)
         connection.send_bytes(pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
-        for blob in (agents, self.span_fps, self.closed_keys, self.closed_states):
+        for blob in (agents,) if handed else (agents, self.span_fps, self.closed_keys, self.closed_states):
             send_exactly(connection.fileno(), blob)
 
     @classmethod
-    def receive(cls, connection) -> PartResult:
+    def receive(cls, connection, handoff: Handoff | None = None) -> PartResult:
         header = pickle.loads(connection.recv_bytes())
         if isinstance(header, BaseException):
             raise header
-        consumed, records, partial_tail, state, n_agents, n_spans, n_closed = header
+        consumed, records, partial_tail, state, n_agents, n_spans, n_closed, handed = header
+        if handed:
+            agents = bytearray(n_agents)
+            receive_exactly(connection.fileno(), agents)
+            if isinstance(state, tuple):
+                state[1].blob = agents
+            return cls(consumed, records, partial_tail, state, *handoff.arrays(n_spans, n_closed))
         # allocated at their size and filled in place: no temporary bytes of the same size (peak RSS;
         # ``Connection.recv_bytes`` gathers a message in a BytesIO first: 4 MB cost 13 MB)
         agents = bytearray(n_agents)

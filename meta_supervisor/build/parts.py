@@ -34,10 +34,15 @@ def readers() -> tuple[PartReader, ...]:
     return (native_reader.read_part, python_part.read_part_python)
 
 
-def read_part(path: Path, start: int, stop: int | None, options_tuple: tuple, first_number: int = 0) -> PartResult:
-    """The part read by the first reader that takes it (the Python reader takes every part)."""
+def read_part(path: Path, start: int, stop: int | None, options_tuple: tuple, first_number: int = 0, handoff=None) -> PartResult:
+    """The part read by the first reader that takes it (the Python reader takes every part).
+    ``handoff`` (``part_result.Handoff``): the native reader bounds its tables and hands them over
+    through those files (the Python reader's part is arrays, as always)."""
     for reader in readers():
-        part = reader(path, start, stop, options_tuple, first_number)
+        if reader is native_reader.read_part and handoff is not None:
+            part = native_reader.read_part(path, start, stop, options_tuple, first_number, handoff=handoff)
+        else:
+            part = reader(path, start, stop, options_tuple, first_number)
         if part is not None:
             return part
     raise AssertionError("the Python reader declined a part")  # pragma: no cover - it never does

@@ -39,10 +39,13 @@ def _count(value) -> bool:
     return type(value) is int and value >= 0
 
 
+SPILLED_TABLES = ("seen-spilled", "closed-spilled", "closed-spilled-states")  # the tables' spilled tiers (spill_plan)
+
+
 def _tables_problem(data: dict) -> str:
     if not isinstance(data["generation"], str) or not _GENERATION.match(data["generation"]):
         return f"generation {data['generation']!r} is not a generation name"
-    names = {"latencies", "seen", "closed", "closed-states"} | ({"signals"} if data["signals"] else set())
+    names = {"latencies", "seen", "closed", "closed-states", *SPILLED_TABLES} | ({"signals"} if data["signals"] else set())
     digests = data["digests"]
     if set(digests) != names:
         return f"it names the tables {sorted(digests)}, not {sorted(names)}"
@@ -54,6 +57,12 @@ def _tables_problem(data: dict) -> str:
             return f"{count!r} entries do not fit the {name} table of {sizes[name]} bytes"
     if sizes["closed-states"] * 8 != sizes["closed"]:
         return "the closed-run table and its states differ in length"
+    spilled = data["seen_spilled"], data["closed_spilled"], data["closed_shadowed"]
+    if not all(_count(count) for count in spilled) or spilled[2] > data["closed_count"]:
+        return "the spilled counts are not counts"
+    expected = {"seen-spilled": 8 * spilled[0], "closed-spilled": 8 * spilled[1], "closed-spilled-states": spilled[1]}
+    if any(sizes[name] != size for name, size in expected.items()):
+        return "a spilled table's size does not match its count"
     if not isinstance(data["inputs"], dict) or not isinstance(data["pending"], dict):
         return "the input tallies or the open runs are not objects"
     return ""

@@ -40,7 +40,8 @@ import msgspec
 
 from meta_supervisor.blake2 import blake2b
 from meta_supervisor.build.options import BuildOptions, new_aggregator, to_ns
-from meta_supervisor.build.state_checks import summary_problem
+from meta_supervisor.build.part_result import CHUNK_ITEMS
+from meta_supervisor.build.state_checks import SPILLED_TABLES, summary_problem
 from meta_supervisor.tally.aggregates import AgentTally, InputTally, Tallies
 from meta_supervisor.tally.bounds import P_DEFERRED
 from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet
@@ -48,7 +49,8 @@ from meta_supervisor.tally.latency import sorted_latencies
 from services.state_files import LockTimeout, exclusive_lock, json_pieces, write_atomically
 from settings.config_error import env_number
 
-STATE_FORMAT = 15  # 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
+STATE_FORMAT = 16  # 16: the tables' spilled tiers (seen-spilled, closed-spilled*: spill_plan)
+# 5: table digests and the checkpoint before the last file; 6: span entries carry a content check
 # and a saved offset is never past the saved size; 7: runs per as-of day; 8: LLM calls per operation, tool calls;
 # 9: evicted open runs, the evicted run state; 10: open runs keep deferred calls (agent_counts); 11: spans under
 # the alphatrace.* names read too (a state of an older reader may have read them as unknown keys); 12: tool
@@ -195,6 +197,7 @@ class SavedState:
         aggregator.closed_runs = FingerprintMap.from_bytes(
             self._read_bin(data, "closed"), self._read_bin(data, "closed-states"), data["closed_count"]
         )
+        self._load_spilled(data, aggregator)
         latencies = self._read_bin(data, "latencies")
         signals = self._signal_blob(data)
         aggregator.inputs = InputTally.from_state(data["inputs"])
@@ -208,6 +211,46 @@ class SavedState:
         aggregator.pending = {key: _pending_from_json(entry) for key, entry in data["pending"].items()}
         aggregator.pending_added(len(aggregator.pending))  # looked at by the first bound_open_runs()
         return aggregator
+
+    def _load_spilled(self, data: dict, aggregator) -> None:
+        """Bound the loaded tables as the build's plan says, and give them back their spilled
+        tiers: each saved spilled table read a chunk at a time (never whole in memory) into a run,
+        its digest checked as it is read (a mismatch: ``ValueError``, a rebuild)."""
+        seen, closed = aggregator.seen, aggregator.closed_runs
+        seen.expected += data["seen_spilled"]  # the filters sized for what they will hold
+        closed.expected += data["closed_spilled"]
+        seen.bound(aggregator.spill)
+        closed.bound(aggregator.spill)
+        for name, tier, count, split in (
+            ("seen-spilled", seen.runs, data["seen_spilled"], False),
+            ("closed-spilled", closed.runs, data["closed_spilled"], True),
+        ):
+            if not count:
+                continue
+            if tier is None:
+                raise ValueError("the saved state's tables spilled to disk: only the native core reads them back")
+            keys = self._chunks(data, name)
+            values = self._chunks(data, "closed-spilled-states", 1) if split else None
+            for chunk in keys:
+                tier.load(chunk, next(values) if split else None)
+            if split:
+                next(values, None)  # its digest checked
+            tier.loaded()
+        if closed.runs is not None:
+            closed.runs.shadowed = data["closed_shadowed"]
+
+    def _chunks(self, data: dict, name: str, item: int = 8):
+        """A table's bytes in chunks of ``part_result.CHUNK_ITEMS`` items; its digest checked at the end."""
+        path = self._bin(data["generation"], name)
+        size, digest = data["digests"][name]
+        check, read = blake2b(digest_size=16), 0
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK_ITEMS * item):
+                check.update(chunk)
+                read += len(chunk)
+                yield chunk
+        if read != size or check.hexdigest() != digest:
+            raise ValueError(f"{path.name} does not match the digest saved with it (damaged or incomplete)")
 
     def _signal_blob(self, data: dict) -> bytes | None:
         return self._read_bin(data, "signals") if data.get("signals") else None
@@ -279,6 +322,7 @@ class SavedState:
         ):
             with self._table(generation, name, digests) as table:
                 table.write(blob)
+        spilled = self._write_spilled(generation, aggregator, digests)
         return {
             "format": STATE_FORMAT,
             "key": self.key,
@@ -290,9 +334,25 @@ class SavedState:
             "pending": {key: _pending_to_json(entry) for key, entry in aggregator.pending.items()},
             "seen_count": aggregator.seen.count,
             "closed_count": aggregator.closed_runs.count,
+            **spilled,
             "signals": aggregator.collect_signals,
             "digests": digests,
         }
+
+    def _write_spilled(self, generation: str, aggregator, digests: dict) -> dict:
+        """The tables' spilled tiers (empty when they have none), written by the core in key order;
+        returns their counts for the summary."""
+        seen, closed = aggregator.seen.runs, aggregator.closed_runs.runs
+        paths = [self._bin(generation, name) for name in SPILLED_TABLES]
+        with open(paths[0], "wb") as entries, open(paths[1], "wb") as keys, open(paths[2], "wb") as states:
+            seen_count = seen.export(entries.fileno(), -1) if seen is not None else 0
+            closed_count = closed.export(keys.fileno(), states.fileno()) if closed is not None else 0
+            for handle in (entries, keys, states):
+                os.fsync(handle.fileno())  # on disk before the JSON naming them is
+        for name, path in zip(SPILLED_TABLES, paths, strict=True):
+            digests[name] = _digest_of(path)
+        shadowed = closed.shadowed if closed is not None else 0
+        return {"seen_spilled": seen_count, "closed_spilled": closed_count, "closed_shadowed": shadowed}
 
     def write_checkpoint(self, aggregator, cursors) -> tuple[str, int, float]:
         """Save the aggregator as it is now (before the last file) as a checkpoint generation;
@@ -411,6 +471,16 @@ class _Table:
         finally:
             self._handle.close()
         self.digests[self.name] = [self.size, self._hash.hexdigest()]
+
+
+def _digest_of(path: Path) -> list:
+    """[size, BLAKE2b digest] of a table file, read a chunk at a time."""
+    check, size = blake2b(digest_size=16), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            check.update(chunk)
+            size += len(chunk)
+    return [size, check.hexdigest()]
 
 
 def _signals_of(entry: dict, blob: bytes | None):

@@ -124,6 +124,13 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--price-table", help="price table JSON (default: $ALPHATRACE_PRICE_TABLE or services/llm_prices.json)")
     parser.add_argument("--workers", type=int, default=0, help="processes for large files (default: one per CPU; 1 = no extra process)")
     parser.add_argument(
+        "--resident-spans",
+        type=int,
+        metavar="N",
+        help="span entries a process keeps in memory for deduplication before spilling them to the cache folder "
+        "(closed runs: half as many; default: $ALPHATRACE_RESIDENT_SPANS or 500000; the report is the same)",
+    )
+    parser.add_argument(
         "--market-data",
         metavar="DIR",
         help="folder of <SYMBOL>.csv prices to score alpha signals against (default: $ALPHATRACE_MARKET_DATA or agents/data)",
@@ -242,6 +249,9 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         from meta_supervisor.tally.open_runs import max_open_runs
 
         open_runs = max_open_runs()  # and ALPHATRACE_MAX_OPEN_RUNS
+        from meta_supervisor.build.spill_plan import resident_spans
+
+        resident = resident_spans(args.resident_spans)  # and ALPHATRACE_RESIDENT_SPANS
         require_inputs(args.input or [])  # before anything is written: a typo must not empty the report
 
         from meta_supervisor.build.state_store import ENV_LOCK_TIMEOUT, lock_timeout
@@ -292,6 +302,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         alpha_signals=market is not None,
         lock_timeout=wait_for_lock,
         max_open_runs=open_runs,
+        resident_spans=resident,
         notify=lambda message: print(f"note: {message}", file=sys.stderr),
     )
     from services.state_files import LockTimeout

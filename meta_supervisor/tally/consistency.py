@@ -156,6 +156,10 @@ class ConsistencyCheck:
                     i += 1
                     if i == size:
                         i = 0
+                if closed.runs is not None and closed.runs.get(fp) >= 0:  # closed before, spilled since
+                    entry[P_AGENT], entry[P_TRACE], entry[P_RUN] = agent, trace_id, run_id
+                    self._root_of_closed_run(fp, agent, tally, run_key, skipped)
+                    return
                 keys[i] = fp
                 index = self.agent_index.get(agent, AGENT_INDEX_UNKNOWN)
                 code = RUN_CONSISTENT if _RUN_TOOL_CALLS in attrs else RUN_CONSISTENT | TOOLS_UNANNOUNCED

@@ -15,12 +15,19 @@ other content), else an exact one (an exporter retry). 56 bits of id make a fals
 (about 7e-6 for a million spans, 7e-4 for ten million); 8 bits of check miss one conflicting copy
 in 256.
 
-Reads no environment variables.
+With a ``SpillPlan`` (and the native core installed) a table is bounded: its resident slots stop
+growing at the plan's size and, when full, are spilled as a sorted run to the build's cache folder
+(``native/src/spill.rs``: a Bloom filter and a page index stay in memory, lookups of a filter
+positive read one page with ``pread``) and start empty again. Every answer stays exact: a lookup
+asks the resident table, then the runs. Without the core the tables grow in memory as before.
+
+Reads no environment variables (``ALPHATRACE_RESIDENT_SPANS`` is read by ``build.spill_plan``).
 """
 
 from __future__ import annotations
 
 from array import array
+from typing import NamedTuple
 
 from meta_supervisor import native_core
 from meta_supervisor.blake2 import blake2b
@@ -91,6 +98,24 @@ def span_entry(fp: int, check: int) -> int:
 MAX_LOAD = 0.7
 
 
+class SpillPlan(NamedTuple):
+    """Where a build's tables spill (a folder that exists) and how many span entries a table keeps
+    in memory before it does (the closed-run table keeps half as many runs)."""
+
+    folder: str
+    resident_spans: int
+
+
+def _spill_tier(plan: SpillPlan | None, expected: int, resident: int):
+    """(the native tier, the resident cap in slots) for a plan, or (None, None)."""
+    if plan is None:
+        return None, None
+    native = _native()
+    if native is None or not hasattr(native, "SpillRuns"):
+        return None, None
+    return native.SpillRuns(plan.folder, expected), _slots_for(resident)
+
+
 def _is_q(values) -> bool:
     """An array('Q') or a memoryview of unsigned 64-bit values: what the native table loops take."""
     return (values.typecode if isinstance(values, array) else getattr(values, "format", "")) == "Q"
@@ -108,8 +133,12 @@ def _grown(size: int, needed: int) -> int:
     return size
 
 
-def _slots_for(entries: int) -> int:
+def slots_for(entries: int) -> int:
+    """Slots of a table that holds ``entries`` at most ``MAX_LOAD`` full."""
     return max(_MIN_SLOTS, int(entries / MAX_LOAD) + 1)
+
+
+_slots_for = slots_for
 
 
 class FingerprintSet:
@@ -121,10 +150,12 @@ class FingerprintSet:
     doubled when it gets there.
     """
 
-    __slots__ = ("count", "limit", "size", "slots")
+    __slots__ = ("cap", "count", "expected", "limit", "plan", "runs", "size", "slots")
 
-    def __init__(self, expected: int = 0) -> None:
-        self._allocate(_slots_for(expected))
+    def __init__(self, expected: int = 0, plan: SpillPlan | None = None) -> None:
+        self.plan, self.expected = plan, expected
+        self.runs, self.cap = _spill_tier(plan, expected, plan.resident_spans if plan else 0)
+        self._allocate(_slots_for(expected) if self.cap is None else min(_slots_for(expected), self.cap))
         self.count = 0
 
     def _allocate(self, size: int) -> None:
@@ -133,7 +164,14 @@ class FingerprintSet:
         self.limit = int(size * MAX_LOAD)
 
     def __len__(self) -> int:
-        return self.count
+        return self.count + (len(self.runs) if self.runs is not None else 0)
+
+    def spilled(self, entry: int) -> int:
+        """The spilled entry with ``entry``'s id, or 0 (not spilled, or no spilled tier)."""
+        if self.runs is None:
+            return 0
+        check = self.runs.get(entry >> CHECK_BITS)
+        return 0 if check < 0 else (entry >> CHECK_BITS) << CHECK_BITS | check
 
     def _slot(self, entry: int) -> int:
         """Where the entry of ``entry``'s id is, or the empty slot where it would go."""
@@ -149,11 +187,13 @@ class FingerprintSet:
 
     def __contains__(self, entry: int) -> bool:
         """Whether ``entry``'s id is here (whatever its content check)."""
-        return self.slots[self._slot(entry)] != EMPTY
+        return self.slots[self._slot(entry)] != EMPTY or self.spilled(entry) != 0
 
     def add(self, entry: int) -> int:
         i = self._slot(entry)
         value = self.slots[i]
+        if value == EMPTY and self.runs is not None:
+            value = self.spilled(entry)
         if value == EMPTY:
             self.slots[i] = entry
             self.count += 1
@@ -167,7 +207,7 @@ class FingerprintSet:
             return -1
         native = _native()
         if native is not None and _is_q(entries):
-            return native.set_first_present(self.slots, entries)
+            return native.set_first_present(self.slots, entries, self.runs)
         for index, entry in enumerate(entries):
             if entry in self:
                 return index
@@ -185,20 +225,37 @@ class FingerprintSet:
             return
         needed = self.count + len(entries)
         if needed > self.limit:
-            old = self.slots
-            self._allocate(_grown(self.size, needed))
-            self.count = native.set_rehash(old, self.slots)
-        self.count += native.set_add_all(self.slots, entries)
+            size = _grown(self.size, needed)
+            if self.cap is not None:
+                size = min(size, max(self.cap, self.size))
+            if size > self.size:
+                old = self.slots
+                self._allocate(size)
+                self.count = native.set_rehash(old, self.slots)
+        if self.runs is None:
+            self.count += native.set_add_all(self.slots, entries)
+        else:  # spilled when full, as ``add`` does
+            self.count = native.set_add_all_spilling(self.slots, entries, self.runs, self.count, self.limit)
 
     def clear(self) -> None:
         self._allocate(self.size)
         self.count = 0
+        if self.runs is not None:
+            self.runs, self.cap = _spill_tier(self.plan, self.expected, self.plan.resident_spans)
+
+    def spill(self) -> None:
+        """Move the resident entries to the spilled tier (there must be one)."""
+        self.runs.spill_set(self.slots)
+        self.count = 0
 
     def values(self) -> array:
-        """The entries, densely (in table order)."""
+        """The resident entries, densely (in table order; a test's view: the spilled ones are not here)."""
         return array("Q", (v for v in self.slots if v > DELETED))
 
     def _grow(self) -> None:
+        if self.cap is not None and self.size * 2 > self.cap:
+            self.spill()
+            return
         old = self.slots
         self._allocate(self.size * 2)
         self.count = 0
@@ -211,9 +268,16 @@ class FingerprintSet:
     def to_bytes(self) -> bytes:
         return self.slots.tobytes()
 
+    def bound(self, plan: SpillPlan | None) -> None:
+        """Give a table read back (``from_bytes``) the plan's spilled tier (``__init__`` does it for a new one)."""
+        self.plan = plan
+        self.runs, self.cap = _spill_tier(plan, self.expected, plan.resident_spans if plan else 0)
+
     @classmethod
     def from_bytes(cls, raw: bytes, count: int) -> FingerprintSet:
         table = cls.__new__(cls)
+        table.plan = table.runs = table.cap = None
+        table.expected = count
         table.slots = array("Q")
         table.slots.frombytes(raw)
         table.size = len(table.slots)
@@ -227,10 +291,12 @@ class FingerprintSet:
 class FingerprintMap:
     """Fingerprint -> small int (1..255): the state of every closed run, for exact run joins."""
 
-    __slots__ = ("count", "keys", "limit", "size", "states")
+    __slots__ = ("cap", "count", "expected", "keys", "limit", "plan", "runs", "size", "states")
 
-    def __init__(self, expected: int = 0) -> None:
-        self._allocate(_slots_for(expected))
+    def __init__(self, expected: int = 0, plan: SpillPlan | None = None) -> None:
+        self.plan, self.expected = plan, expected
+        self.runs, self.cap = _spill_tier(plan, expected, plan.resident_spans // 2 if plan else 0)
+        self._allocate(_slots_for(expected) if self.cap is None else min(_slots_for(expected), self.cap))
         self.count = 0
 
     def _allocate(self, size: int) -> None:
@@ -240,7 +306,9 @@ class FingerprintMap:
         self.limit = int(size * MAX_LOAD)
 
     def __len__(self) -> int:
-        return self.count
+        if self.runs is None:
+            return self.count
+        return self.count - self.runs.shadowed + len(self.runs)
 
     def _slot(self, fp: int) -> int:
         """Where ``fp`` is, or the empty slot where it would go (linear probing)."""
@@ -256,19 +324,27 @@ class FingerprintMap:
 
     def get(self, fp: int, default: int = -1) -> int:
         i = self._slot(fp)
-        return self.states[i] if self.keys[i] == fp else default
+        if self.keys[i] == fp:
+            return self.states[i]
+        if self.runs is not None:
+            state = self.runs.get(fp)
+            if state >= 0:
+                return state
+        return default
 
     def set(self, fp: int, state: int) -> None:
         i = self._slot(fp)
         if self.keys[i] == fp:
             self.states[i] = state
-        else:
-            self._fill(i, fp, state)
+            return
+        if self.runs is not None and self.runs.get(fp) >= 0:
+            self.runs.shadowed += 1  # the resident copy is the newer: it wins when spilled
+        self._fill(i, fp, state)
 
     def insert_new(self, fp: int, state: int) -> bool:
         """Insert ``fp`` with ``state`` unless present; False (and no change) if it was."""
         i = self._slot(fp)
-        if self.keys[i] == fp:
+        if self.keys[i] == fp or (self.runs is not None and self.runs.get(fp) >= 0):
             return False
         self._fill(i, fp, state)
         return True
@@ -283,12 +359,19 @@ class FingerprintMap:
     def clear(self) -> None:
         self._allocate(self.size)
         self.count = 0
+        if self.runs is not None:
+            self.runs, self.cap = _spill_tier(self.plan, self.expected, self.plan.resident_spans // 2)
+
+    def spill(self) -> None:
+        """Move the resident entries to the spilled tier (there must be one)."""
+        self.runs.spill_map(self.keys, self.states)
+        self.count = 0
 
     def any_set(self, fps: array) -> bool:
         """Whether one of ``fps`` is here with a state other than 0."""
         native = _native()
         if native is not None and len(fps):
-            return native.map_any_set(self.keys, self.states, fps)
+            return native.map_any_set(self.keys, self.states, fps, self.runs)
         return any(self.get(fp, 0) for fp in fps)
 
     def set_all(self, fps: array, states: bytes) -> None:
@@ -297,6 +380,9 @@ class FingerprintMap:
         if native is None or not len(fps):
             for fp, state in zip(fps, states):
                 self.set(fp, state)
+            return
+        if self.runs is not None:  # ``set`` for each, spilled when full
+            self.count = native.map_set_all_spilling(self.keys, self.states, fps, states, self.runs, self.count, self.limit)
             return
         needed = self.count + len(fps)
         if needed <= self.limit:
@@ -307,12 +393,16 @@ class FingerprintMap:
         self.count = native.map_set_all(self.keys, self.states, fps, states, 0, old_keys, old_states)
 
     def items(self):
+        """The resident (fingerprint, state) pairs (a test's view: the spilled ones are not here)."""
         states = self.states
         for i, value in enumerate(self.keys):
             if value > DELETED:
                 yield value, states[i]
 
     def _grow(self) -> None:
+        if self.cap is not None and self.size * 2 > self.cap:
+            self.spill()
+            return
         old_keys, old_states = self.keys, self.states
         self._allocate(self.size * 2)
         self.count = 0
@@ -323,9 +413,16 @@ class FingerprintMap:
     def to_bytes(self) -> tuple[bytes, bytes]:
         return self.keys.tobytes(), bytes(self.states)
 
+    def bound(self, plan: SpillPlan | None) -> None:
+        """``FingerprintSet.bound``."""
+        self.plan = plan
+        self.runs, self.cap = _spill_tier(plan, self.expected, plan.resident_spans // 2 if plan else 0)
+
     @classmethod
     def from_bytes(cls, keys_raw: bytes, states_raw: bytes, count: int) -> FingerprintMap:
         table = cls.__new__(cls)
+        table.plan = table.runs = table.cap = None
+        table.expected = count
         table.keys = array("Q")
         table.keys.frombytes(keys_raw)
         table.size = len(table.keys)

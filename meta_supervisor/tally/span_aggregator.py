@@ -103,6 +103,7 @@ from meta_supervisor.tally.fingerprints import (
     MASK64,
     FingerprintMap,
     FingerprintSet,
+    SpillPlan,
     span_fingerprint,
 )
 from meta_supervisor.tally.genai_spans import LLM, RUN, TOOL, ToolSpans, classify, llm_tokens, model_value, run_agent_name
@@ -169,6 +170,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         collect_signals: bool = True,
         collect_runs: bool = False,
         max_open_runs: int = MAX_OPEN_RUNS,
+        spill: SpillPlan | None = None,
     ):
         self.collect_signals = collect_signals
         self.max_open_runs = max_open_runs  # consistency.bound_open_runs
@@ -180,8 +182,9 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         self.agents: dict[str, AgentTally] = {}
         self.agent_order: list[str] = []  # index -> name, for closed-run states
         self.agent_index: dict[str, int] = {}
-        self.seen = FingerprintSet(expected_spans)
-        self.closed_runs = FingerprintMap(expected_spans // 2)
+        self.spill = spill  # bounded tables (fingerprints.SpillPlan): spilled beyond its resident size
+        self.seen = FingerprintSet(expected_spans, spill)
+        self.closed_runs = FingerprintMap(expected_spans // 2, spill)
         self.pending: dict[str, list] = {}
         self.since_ns = since_ns
         self.until_ns = until_ns
@@ -199,7 +202,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         """Nothing read yet (no saved state loaded either)."""
         inputs = self.inputs
         copies = inputs.duplicate_spans or inputs.conflicting_spans
-        return not (self.seen.count or self.closed_runs.count or self.pending or self.agents or inputs.spans or copies)
+        return not (len(self.seen) or len(self.closed_runs) or self.pending or self.agents or inputs.spans or copies)
 
     def add_tallies(self, tallies: tuple, line_offset: int) -> None:
         """Add the tallies and open runs of a part read apart (``build.merge``, the native reader): its
@@ -298,13 +301,17 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
             i = (entry >> 8) % size
             while True:
                 value = slots[i]
+                if value == 0 and seen.runs is not None:  # bounded: maybe spilled (fingerprints.SpillPlan)
+                    value = seen.spilled(entry)
+                    if value:
+                        break
                 if value == 0:
                     slots[i] = entry
                     count += 1
                     seen.count = count
                     if count > limit:
-                        seen._grow()
-                        slots, size, limit = seen.slots, seen.size, seen.limit
+                        seen._grow()  # or spilled
+                        slots, size, limit, count = seen.slots, seen.size, seen.limit, seen.count
                     break
                 if value ^ entry < 256:  # the same id part
                     break

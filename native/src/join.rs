@@ -61,7 +61,7 @@ impl Aggregator<'_, '_> {
     /// `ConsistencyCheck._settle`: an LLM-only open run whose run is closed is resolved.
     pub(crate) fn settle_one(&mut self, run_key: &str) -> R<()> {
         let fp = run_fingerprint(run_key, &self.helpers)?;
-        let state = self.closed.get(fp);
+        let state = self.closed.get(fp)?;
         if state == 0 {
             return Ok(());
         }
@@ -107,11 +107,11 @@ impl Aggregator<'_, '_> {
 
     /// `ConsistencyCheck._run_agent`: the agent of a run for a call that names none: its root's when the root
     /// was read ("(unknown agent)" when the closed run does not record it), None when not yet.
-    pub(crate) fn run_agent(&self, run_key: &str) -> R<Option<String>> {
+    pub(crate) fn run_agent(&mut self, run_key: &str) -> R<Option<String>> {
         if let Some(entry) = self.pending.get(run_key) {
             return Ok(entry.root.as_ref().map(|_| self.entry_agent(entry).to_string()));
         }
-        let state = self.closed.get(run_fingerprint(run_key, &self.helpers)?);
+        let state = self.closed.get(run_fingerprint(run_key, &self.helpers)?)?;
         if state == 0 {
             return Ok(None);
         }
@@ -211,7 +211,7 @@ impl Aggregator<'_, '_> {
 
     /// `ConsistencyCheck._root_of_closed_run`: a second root, or the root of a run whose LLM spans were evicted.
     pub(crate) fn root_of_closed_run(&mut self, fp: u64, index: usize, run_key: &str, skipped: bool) -> R<()> {
-        if self.closed.get(fp) != EVICTED_STATE {
+        if self.closed.get(fp)? != EVICTED_STATE {
             self.inputs.duplicate_run_roots += 1;
             return Ok(());
         }
@@ -289,7 +289,7 @@ impl Aggregator<'_, '_> {
         let Some(root) = self.root_totals(attrs)? else {
             let state = Self::closed_state(index, RUN_UNCHECKED);
             if !self.closed.insert_new(fp, state)? {
-                if run_id.is_empty() && self.closed.get(fp) != EVICTED_STATE {
+                if run_id.is_empty() && self.closed.get(fp)? != EVICTED_STATE {
                     // another agent span of the same trace: a run of its own, never a duplicate
                     if has_entry {
                         self.pending.remove(run_key);
@@ -311,7 +311,7 @@ impl Aggregator<'_, '_> {
         };
         let (calls, tools) = self.pending.get(run_key).map_or((0, 0), |e| (e.calls, e.tools));
         if !root.complete_with(calls, tools) {
-            if self.closed.get(fp) != 0 {
+            if self.closed.get(fp)? != 0 {
                 return self.root_of_closed_run(fp, index, run_key, skipped);
             }
             match self.pending.get_mut(run_key) {

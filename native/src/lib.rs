@@ -14,6 +14,7 @@ mod kinds;
 mod legacy;
 mod part;
 mod schema;
+mod spill;
 mod table_loops;
 mod tables;
 mod tallies;
@@ -282,13 +283,26 @@ fn words<'py>(py: Python<'py>, count: usize, values: impl Iterator<Item = u64>) 
 
 /// The part as Python data; the big tables are handed over one at a time, each freed here as soon
 /// as its copy exists (peak memory).
-fn result<'py>(py: Python<'py>, mut agg: Aggregator, read: &Lines, in_place: bool) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn result<'py>(
+    py: Python<'py>,
+    mut agg: Aggregator,
+    read: &Lines,
+    in_place: bool,
+    handoff: Option<(i32, i32, i32)>,
+) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
-    let seen = std::mem::replace(&mut agg.seen, tables::FpSet::new(0));
-    let closed = std::mem::replace(&mut agg.closed, tables::FpMap::new(0));
+    let mut seen = std::mem::replace(&mut agg.seen, tables::FpSet::new(0));
+    let mut closed = std::mem::replace(&mut agg.closed, tables::FpMap::new(0));
     out.set_item("span_count", seen.len())?;
     out.set_item("closed_count", closed.len())?;
-    if !in_place {
+    if let (false, Some(fds)) = (in_place, handoff) {
+        // a part's own tables with tiers: everything through the hand-over files (`part_result.Handoff`)
+        let (spans, runs) = spill::hand_over(&mut seen, &mut closed, fds)?;
+        drop((seen, closed));
+        out.set_item("span_count", spans)?;
+        out.set_item("closed_count", runs)?;
+        out.set_item("handed_over", true)?;
+    } else if !in_place {
         out.set_item("span_fps", words(py, seen.len(), seen.values())?)?;
         drop(seen);
         out.set_item("closed_keys", words(py, closed.len(), closed.items().map(|(fp, _)| fp))?)?;
@@ -399,7 +413,7 @@ impl AgentStates {
 /// `max_line` is the Python reader's line cap (`shapes.max_line_bytes`); `max_open_runs` the
 /// open-run bound (`open_runs.max_open_runs`).
 #[pyfunction]
-#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs))]
+#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, spill=None))]
 #[allow(clippy::too_many_arguments)]
 fn read_part<'py>(
     py: Python<'py>,
@@ -415,9 +429,12 @@ fn read_part<'py>(
     expected_spans: Option<usize>,
     max_line: usize,
     max_open_runs: usize,
+    spill: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(start))?;
+    let mut spill = spill::SpillArg::parse(spill.as_ref(), tables.is_some())?;
+    let handoff = spill.handoff();
     let own_tables;
     let chosen = match &tables {
         Some((seen, keys, states)) => (
@@ -426,10 +443,12 @@ fn read_part<'py>(
         ),
         None => {
             let expected = expected_spans.unwrap_or(0); // the tables grow from their minimum size
+            let expected = spill.table_spans(expected);
             own_tables = (tables::FpSet::new(expected), tables::FpMap::new(expected / 2));
             own_tables
         }
     };
+    let chosen = spill.attach(chosen, expected_spans.unwrap_or(0));
     let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen, max_open_runs);
     match read_lines(
         &mut agg,
@@ -438,7 +457,7 @@ fn read_part<'py>(
         progress.as_ref(),
         max_line,
     ) {
-        Ok(read) => Ok(result(py, agg, &read, tables.is_some())?.into_any()),
+        Ok(read) => Ok(result(py, agg, &read, tables.is_some(), handoff)?.into_any()),
         Err(Stop::Decline(why)) => Ok(why.into_pyobject(py)?.into_any()),
         Err(Stop::Python(err)) => Err(err),
     }
@@ -447,6 +466,7 @@ fn read_part<'py>(
 #[pymodule]
 fn alphatrace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(table_loops::sort_in_place, m)?)?;
+    m.add_class::<spill::SpillRuns>()?;
     m.add_function(wrap_pyfunction!(read_part, m)?)?;
     m.add_function(wrap_pyfunction!(zstd_lines::read_zstd_part, m)?)?;
     m.add_function(wrap_pyfunction!(zstd_lines::zstd_version, m)?)?;
@@ -455,5 +475,7 @@ fn alphatrace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(table_loops::set_rehash, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::map_any_set, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::map_set_all, m)?)?;
+    m.add_function(wrap_pyfunction!(table_loops::set_add_all_spilling, m)?)?;
+    m.add_function(wrap_pyfunction!(table_loops::map_set_all_spilling, m)?)?;
     Ok(())
 }

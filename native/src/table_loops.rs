@@ -4,6 +4,7 @@
 //! caller makes room first, so no insert here fills a table beyond its load limit), and an in-place
 //! sort of an array('q'). Used when a part is merged and when latencies are sorted.
 
+use crate::spill::SpillRuns;
 use crate::tables::{probe, probe_entry};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
@@ -22,15 +23,93 @@ fn readable<'a, T: pyo3::buffer::Element>(py: Python<'a>, buffer: &'a PyBuffer<T
 
 /// `FingerprintSet.first_present`: the index of the first of `entries` whose id is already in
 /// `slots`, or -1.
+/// With `runs` (the set's spilled tier) those are asked too.
 #[pyfunction]
-pub(crate) fn set_first_present(py: Python, slots: PyBuffer<u64>, entries: PyBuffer<u64>) -> PyResult<i64> {
+#[pyo3(signature = (slots, entries, runs=None))]
+pub(crate) fn set_first_present(
+    py: Python,
+    slots: PyBuffer<u64>,
+    entries: PyBuffer<u64>,
+    mut runs: Option<PyRefMut<SpillRuns>>,
+) -> PyResult<i64> {
     let slots = writable(py, &slots)?;
     for (index, entry) in readable(py, &entries)?.iter().enumerate() {
-        if slots[probe_entry(slots, entry.get())].get() != 0 {
+        let entry = entry.get();
+        if slots[probe_entry(slots, entry)].get() != 0 {
             return Ok(index as i64);
+        }
+        if let Some(runs) = runs.as_deref_mut() {
+            if runs.get_value(entry >> 8)?.is_some() {
+                return Ok(index as i64);
+            }
         }
     }
     Ok(-1)
+}
+
+/// `FingerprintSet.add_all` with a spilled tier: add `entries` (none of their ids there yet) to the
+/// resident `slots` holding `count`, spilled to `runs` whenever more than `limit`; returns the
+/// resident count.
+#[pyfunction]
+pub(crate) fn set_add_all_spilling(
+    py: Python,
+    slots: PyBuffer<u64>,
+    entries: PyBuffer<u64>,
+    mut runs: PyRefMut<SpillRuns>,
+    mut count: usize,
+    limit: usize,
+) -> PyResult<usize> {
+    let slots = writable(py, &slots)?;
+    for entry in readable(py, &entries)? {
+        let entry = entry.get();
+        let i = probe_entry(slots, entry);
+        if slots[i].get() == 0 {
+            slots[i].set(entry);
+            count += 1;
+            if count > limit {
+                runs.spill_set_cells(slots)?;
+                count = 0;
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// `FingerprintMap.set` for each (fp, state) pair with a spilled tier: spilled whenever the
+/// resident table holds more than `limit`; returns the resident count.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn map_set_all_spilling(
+    py: Python,
+    keys: PyBuffer<u64>,
+    states: PyBuffer<u8>,
+    fps: PyBuffer<u64>,
+    new_states: PyBuffer<u8>,
+    mut runs: PyRefMut<SpillRuns>,
+    mut count: usize,
+    limit: usize,
+) -> PyResult<usize> {
+    let table = writable(py, &keys)?;
+    let table_states = writable(py, &states)?;
+    for (fp, state) in readable(py, &fps)?.iter().zip(readable(py, &new_states)?) {
+        let fp = fp.get();
+        let i = probe(table, fp);
+        if table[i].get() == fp {
+            table_states[i].set(state.get());
+            continue;
+        }
+        if runs.get_value(fp)?.is_some() {
+            runs.shadowed += 1;
+        }
+        table[i].set(fp);
+        table_states[i].set(state.get());
+        count += 1;
+        if count > limit {
+            runs.spill_map_cells(table, table_states)?;
+            count = 0;
+        }
+    }
+    Ok(count)
 }
 
 /// `FingerprintSet.add_all`: add `entries` (none of their ids there yet) to the set's `slots`;
@@ -67,14 +146,29 @@ pub(crate) fn set_rehash(py: Python, old: PyBuffer<u64>, new: PyBuffer<u64>) -> 
 }
 
 /// True when one of `fps` is in the map (`keys`, `states`) with a state other than 0.
+/// With `runs` (the map's spilled tier), a fingerprint not resident is asked there.
 #[pyfunction]
-pub(crate) fn map_any_set(py: Python, keys: PyBuffer<u64>, states: PyBuffer<u8>, fps: PyBuffer<u64>) -> PyResult<bool> {
+#[pyo3(signature = (keys, states, fps, runs=None))]
+pub(crate) fn map_any_set(
+    py: Python,
+    keys: PyBuffer<u64>,
+    states: PyBuffer<u8>,
+    fps: PyBuffer<u64>,
+    mut runs: Option<PyRefMut<SpillRuns>>,
+) -> PyResult<bool> {
     let keys = writable(py, &keys)?;
     let states = readable(py, &states)?;
     for fp in readable(py, &fps)? {
         let fp = fp.get();
         let i = probe(keys, fp);
-        if keys[i].get() == fp && states[i].get() != 0 {
+        let state = if keys[i].get() == fp {
+            states[i].get()
+        } else if let Some(runs) = runs.as_deref_mut() {
+            runs.get_value(fp)?.unwrap_or(0)
+        } else {
+            0
+        };
+        if state != 0 {
             return Ok(true);
         }
     }
@@ -127,10 +221,10 @@ pub(crate) fn map_set_all(
 #[pyfunction]
 pub(crate) fn sort_in_place(py: Python, values: PyBuffer<i64>) -> PyResult<()> {
     let cells = writable(py, &values)?;
-    let mut sorted: Vec<i64> = cells.iter().map(|c| c.get()).collect();
-    sorted.sort_unstable();
-    for (cell, value) in cells.iter().zip(sorted) {
-        cell.set(value);
-    }
+    // SAFETY: `Cell<i64>` has the layout of `i64`, and nothing else reads or writes the buffer while
+    // this runs (the GIL is held and the slice does not outlive the call): sorted where it is, without
+    // a copy (a copy is 8 bytes a run, 20 MB at 5,000,000 spans, at the build's peak)
+    let values = unsafe { std::slice::from_raw_parts_mut(cells.as_ptr() as *mut i64, cells.len()) };
+    values.sort_unstable();
     Ok(())
 }

@@ -6,6 +6,9 @@ use std::hash::Hash;
 
 use std::cell::Cell;
 
+use crate::part::Stop;
+use crate::spill::SpillRuns;
+
 const EMPTY: u64 = 0;
 use crate::content::{CHECK_BITS, CHECK_MASK};
 
@@ -39,10 +42,39 @@ impl<T: Copy + Default> Slots<'_, T> {
 /// A table in a Python array is full: the part is declined (the array was sized for the file).
 pub struct Full;
 
+/// A table's spilled tier (`spill.rs`): none (the table grows in memory), the core's own (a part
+/// read apart), or the build's (`fingerprints.SpillPlan`, worked on in place). With a tier the
+/// resident table never grows past `cap` slots: when full it is spilled and starts empty again.
+pub enum Tier<'t> {
+    Off,
+    Own(Box<SpillRuns>, usize),
+    Shared(&'t mut SpillRuns),
+}
+
+impl Tier<'_> {
+    fn runs(&mut self) -> Option<&mut SpillRuns> {
+        match self {
+            Tier::Off => None,
+            Tier::Own(runs, _) => Some(runs),
+            Tier::Shared(runs) => Some(runs),
+        }
+    }
+
+    /// Whether a full resident table of `size` slots is spilled (else it grows).
+    fn spills_at(&self, size: usize, in_place: bool) -> bool {
+        match self {
+            Tier::Off => false,
+            Tier::Own(_, cap) => in_place || size * 2 + 1 > *cap,
+            Tier::Shared(_) => true,
+        }
+    }
+}
+
 /// The span dedup set (`fingerprints.FingerprintSet`): one entry per span id (`content::span_entry`).
 pub struct FpSet<'t> {
     slots: Slots<'t, u64>,
     count: usize,
+    pub tier: Tier<'t>,
 }
 
 impl<'t> FpSet<'t> {
@@ -50,7 +82,19 @@ impl<'t> FpSet<'t> {
         FpSet {
             slots: Slots::new(slots_for(expected)),
             count: 0,
+            tier: Tier::Off,
         }
+    }
+
+    /// With a spilled tier: the resident table grows to at most `cap` slots, then spills.
+    pub fn with_tier(mut self, tier: Tier<'t>) -> Self {
+        if let Tier::Own(_, cap) = tier {
+            if self.slots.cells().len() > cap && !self.slots.in_place() {
+                self.slots = Slots::new(cap.max(1 << 10));
+            }
+        }
+        self.tier = tier;
+        self
     }
 
     /// The slots of an empty `FingerprintSet`, filled in place.
@@ -58,22 +102,35 @@ impl<'t> FpSet<'t> {
         FpSet {
             slots: Slots::Shared(slots),
             count: 0,
+            tier: Tier::Off,
         }
     }
 
     /// `FingerprintSet.add`: 0 when `entry`'s id was not in the set (it is now), else the entry
     /// already there.
-    pub fn insert(&mut self, entry: u64) -> Result<u64, Full> {
+    pub fn insert(&mut self, entry: u64) -> Result<u64, Stop> {
         let slots = self.slots.cells();
         let i = probe_entry(slots, entry);
         let value = slots[i].get();
         if value != EMPTY {
             return Ok(value);
         }
+        if let Some(runs) = self.tier.runs() {
+            if let Some(check) = runs.lookup(entry >> CHECK_BITS)? {
+                return Ok((entry >> CHECK_BITS) << CHECK_BITS | u64::from(check));
+            }
+        }
+        let slots = self.slots.cells();
         slots[i].set(entry);
         self.count += 1;
         if self.count * 10 > slots.len() * 7 {
-            self.grow()?;
+            if self.tier.spills_at(slots.len(), self.slots.in_place()) {
+                let cells = self.slots.cells();
+                self.tier.runs().unwrap().spill_set_cells(cells)?;
+                self.count = 0;
+            } else {
+                self.grow()?;
+            }
         }
         Ok(EMPTY)
     }
@@ -84,6 +141,7 @@ impl<'t> FpSet<'t> {
         FpSet {
             slots: Slots::Detachable(slots),
             count: 0,
+            tier: Tier::Off,
         }
     }
 
@@ -91,19 +149,34 @@ impl<'t> FpSet<'t> {
         self.slots.in_place()
     }
 
-    fn grow(&mut self) -> Result<(), Full> {
+    /// Everything into the tier's runs (the resident table spilled): the tier, or None without one.
+    pub fn drain_to_runs(&mut self) -> Result<Option<&mut SpillRuns>, Stop> {
+        if matches!(self.tier, Tier::Off) {
+            return Ok(None);
+        }
+        if self.count > 0 {
+            let cells = self.slots.cells();
+            self.tier.runs().unwrap().spill_set_cells(cells)?;
+            self.count = 0;
+        }
+        Ok(self.tier.runs())
+    }
+
+    fn grow(&mut self) -> Result<(), Stop> {
         let old = match &self.slots {
             Slots::Own(cells) => &cells[..],
             Slots::Detachable(cells) => cells,
-            Slots::Shared(_) => return Err(Full),
+            Slots::Shared(_) => return Err(Full.into()),
         };
         let mut bigger = FpSet {
             slots: Slots::new(old.len() * 2 + 1),
             count: 0,
+            tier: Tier::Off,
         };
         for value in old.iter().map(Cell::get).filter(|&v| v != EMPTY) {
             bigger.insert(value)?;
         }
+        bigger.tier = std::mem::replace(&mut self.tier, Tier::Off);
         *self = bigger;
         Ok(())
     }
@@ -122,6 +195,7 @@ pub struct FpMap<'t> {
     keys: Slots<'t, u64>,
     states: Slots<'t, u8>,
     count: usize,
+    pub tier: Tier<'t>,
 }
 
 impl<'t> FpMap<'t> {
@@ -131,7 +205,20 @@ impl<'t> FpMap<'t> {
             keys: Slots::new(size),
             states: Slots::new(size),
             count: 0,
+            tier: Tier::Off,
         }
+    }
+
+    /// With a spilled tier (`FpSet::with_tier`).
+    pub fn with_tier(mut self, tier: Tier<'t>) -> Self {
+        if let Tier::Own(_, cap) = tier {
+            if self.keys.cells().len() > cap && !self.keys.in_place() {
+                self.keys = Slots::new(cap.max(1 << 10));
+                self.states = Slots::new(cap.max(1 << 10));
+            }
+        }
+        self.tier = tier;
+        self
     }
 
     /// The keys and states of an empty `FingerprintMap`, filled in place.
@@ -140,6 +227,7 @@ impl<'t> FpMap<'t> {
             keys: Slots::Shared(keys),
             states: Slots::Shared(states),
             count: 0,
+            tier: Tier::Off,
         }
     }
 
@@ -149,36 +237,61 @@ impl<'t> FpMap<'t> {
         (i, keys[i].get() == fp)
     }
 
-    pub fn get(&self, fp: u64) -> u8 {
+    /// The state of `fp` (0 when absent): the resident table's, else the newest spilled one.
+    pub fn get(&mut self, fp: u64) -> Result<u8, Stop> {
         match self.find(fp) {
-            (i, true) => self.states.cells()[i].get(),
-            _ => 0,
+            (i, true) => Ok(self.states.cells()[i].get()),
+            _ => Ok(match self.tier.runs() {
+                Some(runs) => runs.lookup(fp)?.unwrap_or(0),
+                None => 0,
+            }),
         }
     }
 
     /// Insert `fp` with `state` unless present: true when inserted.
-    pub fn insert_new(&mut self, fp: u64, state: u8) -> Result<bool, Full> {
+    pub fn insert_new(&mut self, fp: u64, state: u8) -> Result<bool, Stop> {
         let (i, found) = self.find(fp);
         if found {
             return Ok(false);
         }
-        self.keys.cells()[i].set(fp);
-        self.states.cells()[i].set(state);
-        self.count += 1;
-        if self.count * 10 > self.keys.cells().len() * 7 {
-            self.grow()?;
+        if let Some(runs) = self.tier.runs() {
+            if runs.lookup(fp)?.is_some() {
+                return Ok(false);
+            }
         }
+        self.fill(i, fp, state)?;
         Ok(true)
     }
 
-    pub fn set(&mut self, fp: u64, state: u8) -> Result<(), Full> {
+    fn fill(&mut self, i: usize, fp: u64, state: u8) -> Result<(), Stop> {
+        self.keys.cells()[i].set(fp);
+        self.states.cells()[i].set(state);
+        self.count += 1;
+        let size = self.keys.cells().len();
+        if self.count * 10 > size * 7 {
+            if self.tier.spills_at(size, self.keys.in_place()) {
+                let (keys, states) = (self.keys.cells(), self.states.cells());
+                self.tier.runs().unwrap().spill_map_cells(keys, states)?;
+                self.count = 0;
+            } else {
+                self.grow()?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn set(&mut self, fp: u64, state: u8) -> Result<(), Stop> {
         let (i, found) = self.find(fp);
         if found {
             self.states.cells()[i].set(state);
-            Ok(())
-        } else {
-            self.insert_new(fp, state).map(|_| ())
+            return Ok(());
         }
+        if let Some(runs) = self.tier.runs() {
+            if runs.lookup(fp)?.is_some() {
+                runs.shadowed += 1; // the resident copy is the newer: it wins when spilled
+            }
+        }
+        self.fill(i, fp, state)
     }
 
     /// The keys and states of an empty `FingerprintMap`, filled in place until it must grow
@@ -188,6 +301,7 @@ impl<'t> FpMap<'t> {
             keys: Slots::Detachable(keys),
             states: Slots::Detachable(states),
             count: 0,
+            tier: Tier::Off,
         }
     }
 
@@ -195,9 +309,22 @@ impl<'t> FpMap<'t> {
         self.keys.in_place()
     }
 
-    fn grow(&mut self) -> Result<(), Full> {
+    /// `FpSet::drain_to_runs`.
+    pub fn drain_to_runs(&mut self) -> Result<Option<&mut SpillRuns>, Stop> {
+        if matches!(self.tier, Tier::Off) {
+            return Ok(None);
+        }
+        if self.count > 0 {
+            let (keys, states) = (self.keys.cells(), self.states.cells());
+            self.tier.runs().unwrap().spill_map_cells(keys, states)?;
+            self.count = 0;
+        }
+        Ok(self.tier.runs())
+    }
+
+    fn grow(&mut self) -> Result<(), Stop> {
         if matches!(self.keys, Slots::Shared(_)) {
-            return Err(Full);
+            return Err(Full.into());
         }
         let mut bigger = FpMap::new(0);
         let size = self.keys.cells().len() * 2 + 1;
@@ -206,6 +333,7 @@ impl<'t> FpMap<'t> {
         for (fp, state) in self.items() {
             bigger.insert_new(fp, state)?;
         }
+        bigger.tier = std::mem::replace(&mut self.tier, Tier::Off);
         *self = bigger;
         Ok(())
     }

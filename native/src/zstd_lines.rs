@@ -220,7 +220,7 @@ fn read_stream(agg: &mut Aggregator, file: File, window: Window, progress: Optio
 /// is where its bytes start (`skip`, or the line start after it), `stopped` whether it ended at
 /// the first line start at or after `stop` (else at the end of the stream).
 #[pyfunction]
-#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, align=false, stop=None))]
+#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, align=false, stop=None, spill=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn read_zstd_part<'py>(
     py: Python<'py>,
@@ -237,8 +237,11 @@ pub fn read_zstd_part<'py>(
     max_open_runs: usize,
     align: bool,
     stop: Option<u64>,
+    spill: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let file = File::open(path)?;
+    let mut spill = crate::spill::SpillArg::parse(spill.as_ref(), tables.is_some())?;
+    let handoff = spill.handoff();
     let window = Window { skip, align, stop };
     let own_tables;
     let chosen = match &tables {
@@ -248,15 +251,17 @@ pub fn read_zstd_part<'py>(
         ),
         None => {
             let expected = expected_spans.unwrap_or(0);
+            let expected = spill.table_spans(expected);
             own_tables = (FpSet::new(expected), FpMap::new(expected / 2));
             own_tables
         }
     };
+    let chosen = spill.attach(chosen, expected_spans.unwrap_or(0));
     let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen, max_open_runs);
     match read_stream(&mut agg, file, window, progress.as_ref(), max_line) {
         Ok((read, sent)) => {
             let in_place = tables.is_some() && agg.seen.in_place() && agg.closed.in_place();
-            let out = result(py, agg, &read, in_place)?;
+            let out = result(py, agg, &read, in_place, handoff)?;
             out.set_item("tables_in_place", in_place)?;
             out.set_item("start", sent.start)?;
             out.set_item("stopped", sent.stopped)?;
