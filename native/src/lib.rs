@@ -14,6 +14,7 @@ mod kinds;
 mod legacy;
 mod part;
 mod schema;
+mod stream;
 mod table_loops;
 mod tables;
 mod tallies;
@@ -66,6 +67,27 @@ fn add_request(agg: &mut Aggregator, request: &schema::Request) -> R<()> {
     Ok(())
 }
 
+/// One whole (newline-terminated) line: its spans added as they are parsed (`stream.rs`); a line
+/// that is not valid UTF-8 is parsed whole first, as the last line of a part is.
+fn add_line(agg: &mut Aggregator, line: &[u8]) -> R<()> {
+    let parsed = match std::str::from_utf8(line) {
+        Ok(text) => stream::add_line(agg, text),
+        Err(_) => match decode(line) {
+            Ok(request) => add_request(agg, &request)
+                .map(|()| request.resource_spans.len())
+                .map_err(stream::LineError::Stop),
+            Err(err) => Err(stream::LineError::Json(err)),
+        },
+    };
+    match parsed {
+        Ok(0) if line.len() > 2 => part::decline("a line without resourceSpans"),
+        Ok(_) => Ok(()),
+        Err(stream::LineError::Stop(stop)) => Err(stop),
+        Err(stream::LineError::Json(_)) if is_blank(line) => Ok(()),
+        Err(stream::LineError::Json(err)) => part::decline(&format!("a line the strict decoder refuses: {err}")),
+    }
+}
+
 struct Lines {
     consumed: u64,
     records: u64,
@@ -112,18 +134,7 @@ fn read_lines(agg: &mut Aggregator, file: &mut dyn Read, limit: Option<u64>, pro
                 return part::decline("a line longer than the line cap");
             }
             if end > pos {
-                let line = without_bom(&buf[pos..end]);
-                match decode(line) {
-                    Ok(request) => {
-                        if !request.resource_spans.is_empty() {
-                            add_request(agg, &request)?;
-                        } else if line.len() > 2 {
-                            return part::decline("a line without resourceSpans");
-                        }
-                    }
-                    Err(_) if is_blank(line) => {}
-                    Err(err) => return part::decline(&format!("a line the strict decoder refuses: {err}")),
-                }
+                add_line(agg, without_bom(&buf[pos..end]))?;
             }
             pos = end + 1;
         }

@@ -39,6 +39,13 @@ impl From<PyErr> for Stop {
 
 pub type R<T> = Result<T, Stop>;
 
+/// What `add_spans` counts over one batch (one `scopeSpans` entry's spans) for its process's row.
+#[derive(Default)]
+pub(crate) struct Batch {
+    counted: i128,
+    llm_calls: i128,
+}
+
 pub fn decline<T>(why: &str) -> R<T> {
     Err(Stop::Decline(why.to_string()))
 }
@@ -311,72 +318,85 @@ impl<'py, 't> Aggregator<'py, 't> {
 
     /// `SpanAggregator.add_spans`.
     pub fn add_spans(&mut self, spans: &[Span], simulated: bool, process: &Process) -> R<()> {
-        let windowed = self.since_ns.is_some() || self.until_ns.is_some();
-        let (mut counted, mut llm_calls) = (0i128, 0i128);
+        let mut batch = Batch::default();
         for span in spans {
-            let (trace_id, span_id) = (&*span.trace_id, &*span.span_id);
-            if trace_id.is_empty() || span_id.is_empty() {
-                return decline("a span without ids");
+            self.add_span(span, simulated, process, &mut batch)?;
+        }
+        self.end_batch(&batch, process)
+    }
+
+    /// One span of a batch (`add_spans`' loop body): a line's spans can be added as they are
+    /// parsed (`stream.rs`), the batch ended (`end_batch`) after its last.
+    pub(crate) fn add_span(&mut self, span: &Span, simulated: bool, process: &Process, batch: &mut Batch) -> R<()> {
+        let windowed = self.since_ns.is_some() || self.until_ns.is_some();
+        let Batch { counted, llm_calls } = batch;
+        let (trace_id, span_id) = (&*span.trace_id, &*span.span_id);
+        if trace_id.is_empty() || span_id.is_empty() {
+            return decline("a span without ids");
+        }
+        let fp = span_fingerprint(trace_id, span_id, &self.helpers)?;
+        let start = time_of(&span.start, &self.helpers)?;
+        let end = time_of(&span.end, &self.helpers)?;
+        let entry = span_entry(fp, content_check(start, end, span));
+        match self.seen.insert(entry)? {
+            0 => {}
+            old if old == entry => {
+                self.inputs.duplicate_spans += 1;
+                return Ok(());
             }
-            let fp = span_fingerprint(trace_id, span_id, &self.helpers)?;
-            let start = time_of(&span.start, &self.helpers)?;
-            let end = time_of(&span.end, &self.helpers)?;
-            let entry = span_entry(fp, content_check(start, end, span));
-            match self.seen.insert(entry)? {
-                0 => {}
-                old if old == entry => {
-                    self.inputs.duplicate_spans += 1;
-                    continue;
+            _ => return decline("a span whose ids were seen with other content (the Python reader lists its ids)"),
+        }
+        if windowed && !self.in_window(start) {
+            self.inputs.outside_window += 1;
+            return Ok(());
+        }
+        self.inputs.spans += 1;
+        *counted += 1;
+        let attrs = span_attrs(&span.attributes);
+        let operation = as_str(attrs[A_OP]);
+        match operation {
+            Some("chat") => {
+                *llm_calls += 1;
+                self.llm_span(span, &attrs, start, simulated, "chat")?
+            }
+            Some("invoke_agent") => self.run_span(span, &attrs, start, fp, process)?,
+            // another instrumentation's spans (`genai_spans.classify`)
+            _ => match classify(&attrs, operation) {
+                Kind::Llm(op) => {
+                    *llm_calls += 1;
+                    self.llm_span(span, &attrs, start, simulated, op)?
                 }
-                _ => return decline("a span whose ids were seen with other content (the Python reader lists its ids)"),
-            }
-            if windowed && !self.in_window(start) {
-                self.inputs.outside_window += 1;
-                continue;
-            }
-            self.inputs.spans += 1;
-            counted += 1;
-            let attrs = span_attrs(&span.attributes);
-            let operation = as_str(attrs[A_OP]);
-            match operation {
-                Some("chat") => {
-                    llm_calls += 1;
-                    self.llm_span(span, &attrs, start, simulated, "chat")?
+                Kind::Run => self.run_span(span, &attrs, start, fp, process)?,
+                Kind::Tool => self.tool_span(span, &attrs, start, end, fp)?,
+                // a forecast's outcome under its run (`semconv.SPAN_EVALUATION`): not one of the run's spans
+                Kind::Other if &*span.name == EVALUATION_SPAN => self.inputs.evaluation_spans += 1,
+                Kind::Other
+                    if span.name.starts_with("alphatrace.supervisor.") || span.name.starts_with(legacy::OLD_SUPERVISOR_SPAN_PREFIX) =>
+                {
+                    self.inputs.supervisor_spans += 1
                 }
-                Some("invoke_agent") => self.run_span(span, &attrs, start, fp, process)?,
-                // another instrumentation's spans (`genai_spans.classify`)
-                _ => match classify(&attrs, operation) {
-                    Kind::Llm(op) => {
-                        llm_calls += 1;
-                        self.llm_span(span, &attrs, start, simulated, op)?
-                    }
-                    Kind::Run => self.run_span(span, &attrs, start, fp, process)?,
-                    Kind::Tool => self.tool_span(span, &attrs, start, end, fp)?,
-                    // a forecast's outcome under its run (`semconv.SPAN_EVALUATION`): not one of the run's spans
-                    Kind::Other if &*span.name == EVALUATION_SPAN => self.inputs.evaluation_spans += 1,
-                    Kind::Other
-                        if span.name.starts_with("alphatrace.supervisor.") || span.name.starts_with(legacy::OLD_SUPERVISOR_SPAN_PREFIX) =>
-                    {
-                        self.inputs.supervisor_spans += 1
-                    }
-                    Kind::Other => {
-                        self.inputs.other_spans += 1;
-                        if !span.events.is_empty() {
-                            if let Some(agent) = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()) {
-                                let index = self.agent(agent);
-                                let day = day_of(start)?;
-                                self.agents[index].day_runs.entry(&day, || day, || [0; 5]);
-                                self.events(index, span, day, fp)?;
-                            }
+                Kind::Other => {
+                    self.inputs.other_spans += 1;
+                    if !span.events.is_empty() {
+                        if let Some(agent) = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()) {
+                            let index = self.agent(agent);
+                            let day = day_of(start)?;
+                            self.agents[index].day_runs.entry(&day, || day, || [0; 5]);
+                            self.events(index, span, day, fp)?;
                         }
                     }
-                },
-            }
+                }
+            },
         }
-        if counted > 0 {
+        Ok(())
+    }
+
+    /// The end of `add_spans`: the batch's spans on its process's row, then the open-run bound.
+    pub(crate) fn end_batch(&mut self, batch: &Batch, process: &Process) -> R<()> {
+        if batch.counted > 0 {
             let row = self.host_row(process);
-            row[H_SPANS] += counted;
-            row[H_LLM_CALLS] += llm_calls;
+            row[H_SPANS] += batch.counted;
+            row[H_LLM_CALLS] += batch.llm_calls;
         }
         if self.pending.len() > self.sweep_at {
             self.bound_open_runs()?;
