@@ -13,7 +13,7 @@ use crate::join::{new_entry, sweep_every};
 use crate::kinds::{classify, run_agent_name, Kind};
 use crate::legacy;
 use crate::schema::{AnyValue, KeyValue, Span};
-use crate::tables::{FpMap, FpSet, PairRef};
+use crate::tables::{FpMap, FpSet, PairRef, TripleRef};
 use crate::tallies::{push_top, Deferred, Entry, Inputs, Process, Store, Tally};
 use crate::values::{as_int, as_str, count_attr, label, span_fingerprint, time_of, Helpers};
 use pyo3::prelude::*;
@@ -585,16 +585,15 @@ impl<'py, 't> Aggregator<'py, 't> {
     /// `InputTally.host_row`: the per-host row of a process, created on first sight; past
     /// MAX_HOST_PROCESSES a new process is folded whole into ("(other)", "(other)", "(other)").
     pub(crate) fn host_row(&mut self, process: &Process) -> &mut [i128; 7] {
-        let mut key = (
-            label(process.2.as_deref(), NO_HOST, MAX_LABEL).into_owned(),
-            label(process.3.as_deref(), NO_SHARD, MAX_LABEL).into_owned(),
-            label(process.1.as_deref(), NO_INSTANCE, MAX_LABEL).into_owned(),
-        );
+        let host = label(process.2.as_deref(), NO_HOST, MAX_LABEL);
+        let shard = label(process.3.as_deref(), NO_SHARD, MAX_LABEL);
+        let instance = label(process.1.as_deref(), NO_INSTANCE, MAX_LABEL);
         let table = &mut self.inputs.host_processes;
+        let mut key = TripleRef(&host, &shard, &instance); // looked up without allocating (a batch of one span a line)
         if !table.contains(&key) && table.len() >= MAX_HOST_PROCESSES {
-            key = (OTHER_LABEL.to_string(), OTHER_LABEL.to_string(), OTHER_LABEL.to_string());
+            key = TripleRef(OTHER_LABEL, OTHER_LABEL, OTHER_LABEL);
         }
-        table.entry(&key.clone(), || key, || [0; 7])
+        table.entry(&key, || (key.0.to_string(), key.1.to_string(), key.2.to_string()), || [0; 7])
     }
 
     /// `InputTally.add_telemetry_losses`: the largest value of each counter per process.

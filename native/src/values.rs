@@ -76,6 +76,21 @@ impl<'py> Helpers<'py> {
 // --- typed values (otlp_schema.as_int / as_float / as_str) -------------------------------------------
 
 pub(crate) fn strict_int(text: &str) -> Option<i128> {
+    // the common case first: at most 19 digits (a time in ns, a token count) fit a u64
+    if !text.is_empty() && text.len() <= 19 {
+        let mut value = 0u64;
+        let mut plain = true;
+        for b in text.bytes() {
+            if !b.is_ascii_digit() {
+                plain = false;
+                break;
+            }
+            value = value * 10 + (b - b'0') as u64;
+        }
+        if plain {
+            return Some(value as i128);
+        }
+    }
     let digits = text.strip_prefix('-').unwrap_or(text);
     if digits.is_empty() || digits.len() > 36 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -158,10 +173,21 @@ pub fn label<'t>(text: Option<&'t str>, fallback: &'t str, limit: usize) -> Cow<
 // --- fingerprints (fingerprints.py) ------------------------------------------------------------------
 
 pub(crate) fn hex_u128(text: &str) -> Option<u128> {
-    if text.is_empty() || text.len() > 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if text.is_empty() || text.len() > 32 {
         return None;
     }
-    u128::from_str_radix(text, 16).ok()
+    // `u128::from_str_radix` of hex digits only (no sign), a digit at a time: ids are in every span
+    let mut value = 0u128;
+    for b in text.bytes() {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        value = value << 4 | digit as u128;
+    }
+    Some(value)
 }
 
 /// The hex digits of a uuid-like key (dashes dropped) as a number: at most 32 digits, else None.
