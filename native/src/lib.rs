@@ -105,7 +105,10 @@ fn read_lines(agg: &mut Aggregator, file: &mut dyn Read, limit: Option<u64>, pro
     let mut remaining = limit;
     loop {
         if filled == buf.len() {
-            buf.resize((buf.len() * 2).min(max_line + 1), 0);
+            // a line longer than the buffer: grown by a quarter (at least a block), not doubled, so
+            // that a batch of thousands of spans on one line costs little more than its own length
+            let grown = buf.len() + (buf.len() / 4).max(BLOCK_SIZE);
+            buf.resize(grown.min(max_line + 1), 0);
         }
         let mut want = buf.len() - filled;
         if let Some(left) = remaining {
