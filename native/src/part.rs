@@ -291,7 +291,7 @@ impl<'py, 't> Aggregator<'py, 't> {
     }
 
     /// `resource_facts`: whether the resource's LLM calls were simulated, and its process.
-    pub fn resource_facts(&self, attributes: &[KeyValue]) -> R<(bool, Process)> {
+    pub fn resource_facts<'r>(&self, attributes: &'r [KeyValue]) -> R<(bool, Process<'r>)> {
         let mut simulated = false;
         let (mut service, mut instance, mut host, mut shard) = (None, None, None, None);
         for kv in attributes {
@@ -306,10 +306,10 @@ impl<'py, 't> Aggregator<'py, 't> {
                         },
                     }
                 }
-                "service.instance.id" => instance = as_str(kv.value.as_ref()).map(str::to_string),
-                "service.name" => service = as_str(kv.value.as_ref()).map(str::to_string),
-                "host.name" => host = as_str(kv.value.as_ref()).map(str::to_string),
-                "alphatrace.shard" => shard = as_str(kv.value.as_ref()).map(str::to_string),
+                "service.instance.id" => instance = as_str(kv.value.as_ref()),
+                "service.name" => service = as_str(kv.value.as_ref()),
+                "host.name" => host = as_str(kv.value.as_ref()),
+                "alphatrace.shard" => shard = as_str(kv.value.as_ref()),
                 _ => {}
             }
         }
@@ -585,9 +585,9 @@ impl<'py, 't> Aggregator<'py, 't> {
     /// `InputTally.host_row`: the per-host row of a process, created on first sight; past
     /// MAX_HOST_PROCESSES a new process is folded whole into ("(other)", "(other)", "(other)").
     pub(crate) fn host_row(&mut self, process: &Process) -> &mut [i128; 7] {
-        let host = label(process.2.as_deref(), NO_HOST, MAX_LABEL);
-        let shard = label(process.3.as_deref(), NO_SHARD, MAX_LABEL);
-        let instance = label(process.1.as_deref(), NO_INSTANCE, MAX_LABEL);
+        let host = label(process.2, NO_HOST, MAX_LABEL);
+        let shard = label(process.3, NO_SHARD, MAX_LABEL);
+        let instance = label(process.1, NO_INSTANCE, MAX_LABEL);
         let table = &mut self.inputs.host_processes;
         let mut key = TripleRef(&host, &shard, &instance); // looked up without allocating (a batch of one span a line)
         if !table.contains(&key) && table.len() >= MAX_HOST_PROCESSES {
@@ -598,8 +598,8 @@ impl<'py, 't> Aggregator<'py, 't> {
 
     /// `InputTally.add_telemetry_losses`: the largest value of each counter per process.
     pub(crate) fn add_telemetry_losses(&mut self, process: &Process, dropped: i128, failed: i128) {
-        let service = label(process.0.as_deref(), NO_SERVICE, MAX_LABEL);
-        let mut instance = label(process.1.as_deref(), NO_INSTANCE, MAX_LABEL);
+        let service = label(process.0, NO_SERVICE, MAX_LABEL);
+        let mut instance = label(process.1, NO_INSTANCE, MAX_LABEL);
         let table = &mut self.inputs.telemetry_losses;
         if !table.contains(&PairRef(&service, &instance)) && table.len() >= MAX_PROCESSES {
             instance = Cow::Borrowed(OTHER_LABEL);

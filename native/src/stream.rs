@@ -127,13 +127,13 @@ impl<'de> DeserializeSeed<'de> for ResourceSeed<'_, '_, '_, '_> {
 }
 
 /// A resource's facts (`Aggregator::resource_facts`) and whether a tail-sampling collector marked it.
-struct Facts {
+struct Facts<'r> {
     simulated: bool,
-    process: Process,
+    process: Process<'r>,
     sampled: bool,
 }
 
-fn facts_of<E: de::Error>(sink: &mut Sink, resource: &Option<Resource>) -> Result<Facts, E> {
+fn facts_of<'r, E: de::Error>(sink: &mut Sink, resource: &'r Option<Resource>) -> Result<Facts<'r>, E> {
     let attributes = resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
     match sink.agg.resource_facts(attributes) {
         Ok((simulated, process)) => Ok(Facts {
@@ -185,7 +185,8 @@ impl<'de> Visitor<'de> for ResourceSeed<'_, '_, '_, '_> {
             }
         }
         if let Some(scopes) = parsed_whole {
-            let facts = facts_of(sink, &resource.unwrap_or(None))?;
+            let resource = resource.unwrap_or(None);
+            let facts = facts_of(sink, &resource)?;
             if facts.sampled {
                 sink.agg.inputs.tail_sampled_spans += scopes.iter().map(|s| s.spans.len() as i64).sum::<i64>();
             }
@@ -202,7 +203,7 @@ impl<'de> Visitor<'de> for ResourceSeed<'_, '_, '_, '_> {
 /// A resource's `scopeSpans` list.
 struct ScopeList<'a, 'f, 's, 'py, 't> {
     sink: &'a mut Sink<'s, 'py, 't>,
-    facts: &'f Facts,
+    facts: &'f Facts<'f>,
 }
 
 impl<'de> DeserializeSeed<'de> for ScopeList<'_, '_, '_, '_, '_> {
@@ -233,7 +234,7 @@ impl<'de> Visitor<'de> for ScopeList<'_, '_, '_, '_, '_> {
 /// One `scopeSpans` entry: one batch of `add_spans`, ended when its object ends.
 struct ScopeSeed<'a, 'f, 's, 'py, 't> {
     sink: &'a mut Sink<'s, 'py, 't>,
-    facts: &'f Facts,
+    facts: &'f Facts<'f>,
 }
 
 impl<'de> DeserializeSeed<'de> for ScopeSeed<'_, '_, '_, '_, '_> {
@@ -277,7 +278,7 @@ impl<'de> Visitor<'de> for ScopeSeed<'_, '_, '_, '_, '_> {
 /// A scope's `spans` list: each span added as soon as it is parsed, then dropped.
 struct SpanList<'a, 'f, 'b, 's, 'py, 't> {
     sink: &'a mut Sink<'s, 'py, 't>,
-    facts: &'f Facts,
+    facts: &'f Facts<'f>,
     batch: &'b mut Batch,
 }
 
