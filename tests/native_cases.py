@@ -383,6 +383,32 @@ def resource_variants() -> list[str]:
 
 
 @canonical
+def key_orders() -> list[str]:
+    """The core adds a line's spans as it parses them (``native/src/stream.rs``): keys in any order
+    (``scopeSpans`` before its ``resource``: a simulated, tail-sampled resource named after its
+    spans), unknown keys anywhere, scopes without spans, several resources and scopes in a line."""
+    simulated = [
+        {"key": S.RESOURCE_LLM_SIMULATED, "value": {"boolValue": True}},
+        {"key": S.RESOURCE_SAMPLING, "value": {"stringValue": "tail"}},
+        {"key": "service.instance.id", "value": {"stringValue": "p1"}},
+    ]
+    after = {
+        "schemaUrl": "x",
+        "scopeSpans": [{"spans": spans_of(Run("a", 1, llm=[Llm(), Llm()]))}, {"scope": {"name": "s"}}],
+        "resource": {"attributes": simulated},
+    }
+    before = {
+        "resource": {"attributes": simulated, "droppedAttributesCount": 0},
+        "x": [{"y": [1, 2.5, None, True]}],
+        "scopeSpans": [{"spans": spans_of(Run("b", 2, llm=[Llm()])), "scope": {"name": "t"}}, {"spans": []}],
+    }
+    without_resource = {"scopeSpans": [{"spans": spans_of(Run("c", 3, llm=[Llm()]))}]}
+    first = {"x": {"resourceSpans": 5}, "resourceSpans": [after, before, without_resource]}
+    second = {"resourceSpans": [{"scopeSpans": [{"spans": spans_of(Run("d", 4))}], "resource": None}], "y": 1}
+    return [dump(first), dump(second), dump({"z": [], "resourceSpans": [{"resource": {"attributes": []}}]})]
+
+
+@canonical
 def runs_without_run_id() -> list[str]:
     spans = spans_of(Run("a", 1, llm=[Llm()]))
     for span in spans:
@@ -548,6 +574,17 @@ def _hostile_cases() -> dict[str, list[str | bytes]]:
         "resource_attr_wrong": [
             dump({"resourceSpans": [{"resource": {"attributes": [5, {"key": S.RESOURCE_LLM_SIMULATED, "value": {"boolValue": "yes"}}]}}]}),
             dump({"resourceSpans": [{"resource": {"attributes": {}}, "scopeSpans": [{"spans": [llm, root]}]}]}),
+        ],
+        # found after some of the line's spans were added (the core adds them as it parses)
+        "bad_span_after_good_ones": [*good[:2], _spans_line(llm, root, {**llm, "spanId": 5}), *good[2:]],
+        "span_without_ids_after_good_ones": [*good[:2], _spans_line(llm, {k: v for k, v in root.items() if k != "spanId"}), *good[2:]],
+        "keys_twice_after_spans": [
+            good[0],
+            '{"resourceSpans":[{"resource":{"attributes":[]},"scopeSpans":[{"spans":' + json.dumps([llm]) + ',"spans":[]}]}]}\n',
+            '{"resourceSpans":[{"resource":{},"scopeSpans":[{"spans":' + json.dumps([llm]) + '}],"scopeSpans":[]}]}\n',
+            '{"resourceSpans":[{"scopeSpans":[{"spans":' + json.dumps([root]) + '}]}],"resourceSpans":[]}\n',
+            '{"resourceSpans":[{"scopeSpans":[],"resource":{},"resource":{}}]}\n',
+            *good[1:],
         ],
         "trace_id_null": [_spans_line({**llm, "traceId": None}, root)],
         "trace_id_number": [_spans_line({**llm, "traceId": 5}, root)],

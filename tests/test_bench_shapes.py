@@ -195,3 +195,16 @@ def test_old_names_write_the_same_runs_under_the_names_of_before_the_namespace(t
             for e in old_span.get("events", ())
         ]
         assert events == [(e["name"], _attrs(e)) for e in new_span.get("events", ())]
+
+
+@pytest.mark.parametrize("spans_per_line", [1, 512, 4096])
+def test_the_size_estimate_of_each_line_shape(tmp_path: Path, spans_per_line: int) -> None:
+    """``inputs.expected_spans`` (what the build's fingerprint tables are sized for) is within 20% of
+    the spans' count with its headroom: from all the whole lines of the file's start (one span a
+    line: an LLM span's short line, then its root's long one), or the whole first line when it is
+    longer than that start (a batch starts with one kind of span: its LLM spans)."""
+    from meta_supervisor.reading.inputs import SPAN_HEADROOM, expected_spans
+
+    path = _write(tmp_path, gw.Shape(spans_per_line=spans_per_line), runs=6000)
+    assert len(path.read_bytes().split(b"\n", 1)[0]) > (2 << 20) or spans_per_line < 4096
+    assert abs(expected_spans(path) * SPAN_HEADROOM / 12000 - 1) < 0.2

@@ -213,6 +213,10 @@ def test_canonical_cases_cover_what_they_claim(tmp_path: Path) -> None:
     plain = snapshot(read_part_python(write(tmp_path, without_bom, "plain.jsonl"), 0, None, OPTIONS))
     assert seen["byte_order_marks"]["inputs"] == plain["inputs"] and seen["byte_order_marks"]["agents"] == plain["agents"]
     assert seen["byte_order_marks"]["consumed"] == plain["consumed"] + 5 * len(BOM) and seen["byte_order_marks"]["partial_tail"] == 0
+    orders = seen["key_orders"]
+    assert orders["inputs"]["tail_sampled_spans"] == 5 and orders["inputs"]["spans"] == 8
+    assert any(key[2] for key in orders["agents"]["a"]["day_models"]) and any(key[2] for key in orders["agents"]["b"]["day_models"])
+    assert not any(key[2] for key in orders["agents"]["c"]["day_models"])
     counts = {key: seen["content_check_inputs"]["inputs"][key] for key in ("spans", "duplicate_spans", "conflicting_spans")}
     assert counts == {"spans": 9, "duplicate_spans": 9, "conflicting_spans": 0}
 
@@ -253,6 +257,22 @@ def test_options(native, tmp_path: Path, name: str) -> None:
     python = assert_taken_and_equal(path, options=OPTION_CASES[name])
     if name in ("since", "until", "window", "empty_window"):
         assert python["inputs"]["outside_window"] > 0
+
+
+@pytest.mark.parametrize("per_line", [1, 5, 64, 1000])
+def test_open_run_bound_at_the_end_of_each_batch(native, tmp_path: Path, per_line: int) -> None:
+    """Roots before their LLM spans, 30 runs at a time, and a bound of 16 open runs: runs are evicted.
+    The bound is applied after each batch (a ``scopeSpans`` entry), also when the core adds a line's
+    spans as it parses them (``native/src/stream.rs``), so lines of any length give the same report."""
+    runs = mixed_runs(240)
+    spans: list[dict] = []
+    for group in range(0, len(runs), 30):
+        parts = [spans_of(run) for run in runs[group : group + 30]]
+        spans += [part[-1] for part in parts] + [span for part in parts for span in part[:-1]]
+    path = write(tmp_path, span_lines(spans, per_line=per_line))
+    python = assert_taken_and_equal(path, options=(PRICES, None, None, True, 16))
+    # a batch of all the spans closes every run before the bound is looked at: nothing evicted
+    assert (python["inputs"]["evicted_roots"] > 0) == (per_line < len(spans))
 
 
 def test_range_in_the_middle_of_a_file(native, tmp_path: Path) -> None:

@@ -140,8 +140,8 @@ SPAN_HEADROOM = 0.85  # tables sized for ~18% more spans than the sample suggest
 
 def expected_spans(path: Path, start: int = 0, stop: int | None = None) -> int:
     """About how many spans bytes ``[start, stop)`` of a trace file hold, to size the fingerprint
-    tables before reading: from the bytes per span of the file's first JSON line (a few spans of
-    hundreds of bytes to several KB each), or of a whole-file zstd stream's first 4 MB once
+    tables before reading: from the bytes per span of the whole JSON lines in the file's first 2 MB
+    (a span is hundreds of bytes to several KB), or of a whole-file zstd stream's first 4 MB once
     decompressed (``_zstd_bytes_per_span``), else a default. Too high costs memory, too low a table
     growing while it is read."""
     try:
@@ -159,13 +159,42 @@ def _bytes_per_span(path: str, ident: FileIdentity) -> int:
     try:
         with open_regular(path) as handle:
             head = handle.read(2 << 20)
-        if head[:4] == ZSTD_MAGIC:
-            return _zstd_bytes_per_span(_zstd_sample_of(path, ident))
+            if head[:4] == ZSTD_MAGIC:
+                return _zstd_bytes_per_span(_zstd_sample_of(path, ident))
+            if head[:1] != b"{":
+                return DEFAULT_BYTES_PER_SPAN
+            # all the whole lines of the head, not the first alone: a file of one span a line
+            # alternates short and long lines (an LLM span, its run's root with its events)
+            end = head.rfind(b"\n")
+            if end > 0:
+                spans = head.count(b'"spanId"', 0, end)
+            else:  # a line longer than the head: a batch's spans are grouped by scope, so all of it
+                end, spans = _long_first_line(handle, head)
     except OSError:
         return DEFAULT_BYTES_PER_SPAN
-    end = head.find(b"\n")
-    spans = head.count(b'"spanId"', 0, end) if head[:1] == b"{" and end > 0 else 0
     return min(max(end // spans, 200), 8000) if spans else DEFAULT_BYTES_PER_SPAN
+
+
+LONG_LINE_SAMPLE = 64 << 20  # a first line read this far at most to size the tables
+
+
+def _long_first_line(handle, head: bytes) -> tuple[int, int]:
+    """(bytes, spans) of a first line longer than ``head`` (its first bytes), read on a chunk at a
+    time (never whole) up to ``LONG_LINE_SAMPLE``; (0, 0) when it does not end by then."""
+    key = b'"spanId"'
+    length, spans, chunk = 0, 0, head
+    while True:
+        end = chunk.find(b"\n")
+        spans += chunk.count(key, 0, len(chunk) if end < 0 else end)
+        if end >= 0:
+            return length + end, spans
+        length += len(chunk)
+        tail = chunk[-(len(key) - 1) :]  # a key cut by the chunk's end is counted with the next
+        more = handle.read(2 << 20)
+        if not more or length >= LONG_LINE_SAMPLE:
+            return 0, 0
+        length -= len(tail)
+        chunk = tail + more
 
 
 ZSTD_SAMPLE = 4 << 20  # decompressed bytes sampled from the start of a zstd stream

@@ -15,6 +15,7 @@ mod legacy;
 mod part;
 mod schema;
 mod spill;
+mod stream;
 mod table_loops;
 mod tables;
 mod tallies;
@@ -67,6 +68,27 @@ fn add_request(agg: &mut Aggregator, request: &schema::Request) -> R<()> {
     Ok(())
 }
 
+/// One whole (newline-terminated) line: its spans added as they are parsed (`stream.rs`); a line
+/// that is not valid UTF-8 is parsed whole first, as the last line of a part is.
+fn add_line(agg: &mut Aggregator, line: &[u8]) -> R<()> {
+    let parsed = match std::str::from_utf8(line) {
+        Ok(text) => stream::add_line(agg, text),
+        Err(_) => match decode(line) {
+            Ok(request) => add_request(agg, &request)
+                .map(|()| request.resource_spans.len())
+                .map_err(stream::LineError::Stop),
+            Err(err) => Err(stream::LineError::Json(err)),
+        },
+    };
+    match parsed {
+        Ok(0) if line.len() > 2 => part::decline("a line without resourceSpans"),
+        Ok(_) => Ok(()),
+        Err(stream::LineError::Stop(stop)) => Err(stop),
+        Err(stream::LineError::Json(_)) if is_blank(line) => Ok(()),
+        Err(stream::LineError::Json(err)) => part::decline(&format!("a line the strict decoder refuses: {err}")),
+    }
+}
+
 struct Lines {
     consumed: u64,
     records: u64,
@@ -84,7 +106,10 @@ fn read_lines(agg: &mut Aggregator, file: &mut dyn Read, limit: Option<u64>, pro
     let mut remaining = limit;
     loop {
         if filled == buf.len() {
-            buf.resize((buf.len() * 2).min(max_line + 1), 0);
+            // a line longer than the buffer: grown by a quarter (at least a block), not doubled, so
+            // that a batch of thousands of spans on one line costs little more than its own length
+            let grown = buf.len() + (buf.len() / 4).max(BLOCK_SIZE);
+            buf.resize(grown.min(max_line + 1), 0);
         }
         let mut want = buf.len() - filled;
         if let Some(left) = remaining {
@@ -113,18 +138,7 @@ fn read_lines(agg: &mut Aggregator, file: &mut dyn Read, limit: Option<u64>, pro
                 return part::decline("a line longer than the line cap");
             }
             if end > pos {
-                let line = without_bom(&buf[pos..end]);
-                match decode(line) {
-                    Ok(request) => {
-                        if !request.resource_spans.is_empty() {
-                            add_request(agg, &request)?;
-                        } else if line.len() > 2 {
-                            return part::decline("a line without resourceSpans");
-                        }
-                    }
-                    Err(_) if is_blank(line) => {}
-                    Err(err) => return part::decline(&format!("a line the strict decoder refuses: {err}")),
-                }
+                add_line(agg, without_bom(&buf[pos..end]))?;
             }
             pos = end + 1;
         }

@@ -13,7 +13,7 @@ use crate::join::{new_entry, sweep_every};
 use crate::kinds::{classify, run_agent_name, Kind};
 use crate::legacy;
 use crate::schema::{AnyValue, KeyValue, Span};
-use crate::tables::{FpMap, FpSet, PairRef};
+use crate::tables::{FpMap, FpSet, PairRef, TripleRef};
 use crate::tallies::{push_top, Deferred, Entry, Inputs, Process, Store, Tally};
 use crate::values::{as_int, as_str, count_attr, label, span_fingerprint, time_of, Helpers};
 use pyo3::prelude::*;
@@ -38,6 +38,13 @@ impl From<PyErr> for Stop {
 }
 
 pub type R<T> = Result<T, Stop>;
+
+/// What `add_spans` counts over one batch (one `scopeSpans` entry's spans) for its process's row.
+#[derive(Default)]
+pub(crate) struct Batch {
+    counted: i128,
+    llm_calls: i128,
+}
 
 pub fn decline<T>(why: &str) -> R<T> {
     Err(Stop::Decline(why.to_string()))
@@ -284,7 +291,7 @@ impl<'py, 't> Aggregator<'py, 't> {
     }
 
     /// `resource_facts`: whether the resource's LLM calls were simulated, and its process.
-    pub fn resource_facts(&self, attributes: &[KeyValue]) -> R<(bool, Process)> {
+    pub fn resource_facts<'r>(&self, attributes: &'r [KeyValue]) -> R<(bool, Process<'r>)> {
         let mut simulated = false;
         let (mut service, mut instance, mut host, mut shard) = (None, None, None, None);
         for kv in attributes {
@@ -299,10 +306,10 @@ impl<'py, 't> Aggregator<'py, 't> {
                         },
                     }
                 }
-                "service.instance.id" => instance = as_str(kv.value.as_ref()).map(str::to_string),
-                "service.name" => service = as_str(kv.value.as_ref()).map(str::to_string),
-                "host.name" => host = as_str(kv.value.as_ref()).map(str::to_string),
-                "alphatrace.shard" => shard = as_str(kv.value.as_ref()).map(str::to_string),
+                "service.instance.id" => instance = as_str(kv.value.as_ref()),
+                "service.name" => service = as_str(kv.value.as_ref()),
+                "host.name" => host = as_str(kv.value.as_ref()),
+                "alphatrace.shard" => shard = as_str(kv.value.as_ref()),
                 _ => {}
             }
         }
@@ -311,72 +318,85 @@ impl<'py, 't> Aggregator<'py, 't> {
 
     /// `SpanAggregator.add_spans`.
     pub fn add_spans(&mut self, spans: &[Span], simulated: bool, process: &Process) -> R<()> {
-        let windowed = self.since_ns.is_some() || self.until_ns.is_some();
-        let (mut counted, mut llm_calls) = (0i128, 0i128);
+        let mut batch = Batch::default();
         for span in spans {
-            let (trace_id, span_id) = (&*span.trace_id, &*span.span_id);
-            if trace_id.is_empty() || span_id.is_empty() {
-                return decline("a span without ids");
+            self.add_span(span, simulated, process, &mut batch)?;
+        }
+        self.end_batch(&batch, process)
+    }
+
+    /// One span of a batch (`add_spans`' loop body): a line's spans can be added as they are
+    /// parsed (`stream.rs`), the batch ended (`end_batch`) after its last.
+    pub(crate) fn add_span(&mut self, span: &Span, simulated: bool, process: &Process, batch: &mut Batch) -> R<()> {
+        let windowed = self.since_ns.is_some() || self.until_ns.is_some();
+        let Batch { counted, llm_calls } = batch;
+        let (trace_id, span_id) = (&*span.trace_id, &*span.span_id);
+        if trace_id.is_empty() || span_id.is_empty() {
+            return decline("a span without ids");
+        }
+        let fp = span_fingerprint(trace_id, span_id, &self.helpers)?;
+        let start = time_of(&span.start, &self.helpers)?;
+        let end = time_of(&span.end, &self.helpers)?;
+        let entry = span_entry(fp, content_check(start, end, span));
+        match self.seen.insert(entry)? {
+            0 => {}
+            old if old == entry => {
+                self.inputs.duplicate_spans += 1;
+                return Ok(());
             }
-            let fp = span_fingerprint(trace_id, span_id, &self.helpers)?;
-            let start = time_of(&span.start, &self.helpers)?;
-            let end = time_of(&span.end, &self.helpers)?;
-            let entry = span_entry(fp, content_check(start, end, span));
-            match self.seen.insert(entry)? {
-                0 => {}
-                old if old == entry => {
-                    self.inputs.duplicate_spans += 1;
-                    continue;
+            _ => return decline("a span whose ids were seen with other content (the Python reader lists its ids)"),
+        }
+        if windowed && !self.in_window(start) {
+            self.inputs.outside_window += 1;
+            return Ok(());
+        }
+        self.inputs.spans += 1;
+        *counted += 1;
+        let attrs = span_attrs(&span.attributes);
+        let operation = as_str(attrs[A_OP]);
+        match operation {
+            Some("chat") => {
+                *llm_calls += 1;
+                self.llm_span(span, &attrs, start, simulated, "chat")?
+            }
+            Some("invoke_agent") => self.run_span(span, &attrs, start, fp, process)?,
+            // another instrumentation's spans (`genai_spans.classify`)
+            _ => match classify(&attrs, operation) {
+                Kind::Llm(op) => {
+                    *llm_calls += 1;
+                    self.llm_span(span, &attrs, start, simulated, op)?
                 }
-                _ => return decline("a span whose ids were seen with other content (the Python reader lists its ids)"),
-            }
-            if windowed && !self.in_window(start) {
-                self.inputs.outside_window += 1;
-                continue;
-            }
-            self.inputs.spans += 1;
-            counted += 1;
-            let attrs = span_attrs(&span.attributes);
-            let operation = as_str(attrs[A_OP]);
-            match operation {
-                Some("chat") => {
-                    llm_calls += 1;
-                    self.llm_span(span, &attrs, start, simulated, "chat")?
+                Kind::Run => self.run_span(span, &attrs, start, fp, process)?,
+                Kind::Tool => self.tool_span(span, &attrs, start, end, fp)?,
+                // a forecast's outcome under its run (`semconv.SPAN_EVALUATION`): not one of the run's spans
+                Kind::Other if &*span.name == EVALUATION_SPAN => self.inputs.evaluation_spans += 1,
+                Kind::Other
+                    if span.name.starts_with("alphatrace.supervisor.") || span.name.starts_with(legacy::OLD_SUPERVISOR_SPAN_PREFIX) =>
+                {
+                    self.inputs.supervisor_spans += 1
                 }
-                Some("invoke_agent") => self.run_span(span, &attrs, start, fp, process)?,
-                // another instrumentation's spans (`genai_spans.classify`)
-                _ => match classify(&attrs, operation) {
-                    Kind::Llm(op) => {
-                        llm_calls += 1;
-                        self.llm_span(span, &attrs, start, simulated, op)?
-                    }
-                    Kind::Run => self.run_span(span, &attrs, start, fp, process)?,
-                    Kind::Tool => self.tool_span(span, &attrs, start, end, fp)?,
-                    // a forecast's outcome under its run (`semconv.SPAN_EVALUATION`): not one of the run's spans
-                    Kind::Other if &*span.name == EVALUATION_SPAN => self.inputs.evaluation_spans += 1,
-                    Kind::Other
-                        if span.name.starts_with("alphatrace.supervisor.") || span.name.starts_with(legacy::OLD_SUPERVISOR_SPAN_PREFIX) =>
-                    {
-                        self.inputs.supervisor_spans += 1
-                    }
-                    Kind::Other => {
-                        self.inputs.other_spans += 1;
-                        if !span.events.is_empty() {
-                            if let Some(agent) = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()) {
-                                let index = self.agent(agent);
-                                let day = day_of(start)?;
-                                self.agents[index].day_runs.entry(&day, || day, || [0; 5]);
-                                self.events(index, span, day, fp)?;
-                            }
+                Kind::Other => {
+                    self.inputs.other_spans += 1;
+                    if !span.events.is_empty() {
+                        if let Some(agent) = as_str(attrs[A_AGENT]).filter(|a| !a.is_empty()) {
+                            let index = self.agent(agent);
+                            let day = day_of(start)?;
+                            self.agents[index].day_runs.entry(&day, || day, || [0; 5]);
+                            self.events(index, span, day, fp)?;
                         }
                     }
-                },
-            }
+                }
+            },
         }
-        if counted > 0 {
+        Ok(())
+    }
+
+    /// The end of `add_spans`: the batch's spans on its process's row, then the open-run bound.
+    pub(crate) fn end_batch(&mut self, batch: &Batch, process: &Process) -> R<()> {
+        if batch.counted > 0 {
             let row = self.host_row(process);
-            row[H_SPANS] += counted;
-            row[H_LLM_CALLS] += llm_calls;
+            row[H_SPANS] += batch.counted;
+            row[H_LLM_CALLS] += batch.llm_calls;
         }
         if self.pending.len() > self.sweep_at {
             self.bound_open_runs()?;
@@ -565,22 +585,21 @@ impl<'py, 't> Aggregator<'py, 't> {
     /// `InputTally.host_row`: the per-host row of a process, created on first sight; past
     /// MAX_HOST_PROCESSES a new process is folded whole into ("(other)", "(other)", "(other)").
     pub(crate) fn host_row(&mut self, process: &Process) -> &mut [i128; 7] {
-        let mut key = (
-            label(process.2.as_deref(), NO_HOST, MAX_LABEL).into_owned(),
-            label(process.3.as_deref(), NO_SHARD, MAX_LABEL).into_owned(),
-            label(process.1.as_deref(), NO_INSTANCE, MAX_LABEL).into_owned(),
-        );
+        let host = label(process.2, NO_HOST, MAX_LABEL);
+        let shard = label(process.3, NO_SHARD, MAX_LABEL);
+        let instance = label(process.1, NO_INSTANCE, MAX_LABEL);
         let table = &mut self.inputs.host_processes;
+        let mut key = TripleRef(&host, &shard, &instance); // looked up without allocating (a batch of one span a line)
         if !table.contains(&key) && table.len() >= MAX_HOST_PROCESSES {
-            key = (OTHER_LABEL.to_string(), OTHER_LABEL.to_string(), OTHER_LABEL.to_string());
+            key = TripleRef(OTHER_LABEL, OTHER_LABEL, OTHER_LABEL);
         }
-        table.entry(&key.clone(), || key, || [0; 7])
+        table.entry(&key, || (key.0.to_string(), key.1.to_string(), key.2.to_string()), || [0; 7])
     }
 
     /// `InputTally.add_telemetry_losses`: the largest value of each counter per process.
     pub(crate) fn add_telemetry_losses(&mut self, process: &Process, dropped: i128, failed: i128) {
-        let service = label(process.0.as_deref(), NO_SERVICE, MAX_LABEL);
-        let mut instance = label(process.1.as_deref(), NO_INSTANCE, MAX_LABEL);
+        let service = label(process.0, NO_SERVICE, MAX_LABEL);
+        let mut instance = label(process.1, NO_INSTANCE, MAX_LABEL);
         let table = &mut self.inputs.telemetry_losses;
         if !table.contains(&PairRef(&service, &instance)) && table.len() >= MAX_PROCESSES {
             instance = Cow::Borrowed(OTHER_LABEL);

@@ -87,7 +87,7 @@ object!(
 );
 
 /// Any JSON value, walked and dropped.
-struct Skip;
+pub(crate) struct Skip;
 
 impl<'de> Deserialize<'de> for Skip {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

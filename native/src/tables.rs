@@ -441,6 +441,16 @@ impl Equivalent<(String, String)> for PairRef<'_> {
     }
 }
 
+/// A `(String, String, String)` key looked up without allocating (hashes as the tuple does).
+#[derive(Hash)]
+pub struct TripleRef<'a>(pub &'a str, pub &'a str, pub &'a str);
+
+impl Equivalent<(String, String, String)> for TripleRef<'_> {
+    fn equivalent(&self, key: &(String, String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1 && self.2 == key.2
+    }
+}
+
 /// A `(day, model, simulated)` key looked up without allocating.
 #[derive(Hash)]
 pub struct ModelRef<'a>(pub i64, pub &'a str, pub bool);

@@ -334,4 +334,4 @@ pub struct Inputs {
 }
 
 /// (service.name, service.instance.id, host.name, alphatrace.shard) of a resource
-pub(crate) type Process = (Option<String>, Option<String>, Option<String>, Option<String>);
+pub(crate) type Process<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, Option<&'a str>);

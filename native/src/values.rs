@@ -76,6 +76,21 @@ impl<'py> Helpers<'py> {
 // --- typed values (otlp_schema.as_int / as_float / as_str) -------------------------------------------
 
 pub(crate) fn strict_int(text: &str) -> Option<i128> {
+    // the common case first: at most 19 digits (a time in ns, a token count) fit a u64
+    if !text.is_empty() && text.len() <= 19 {
+        let mut value = 0u64;
+        let mut plain = true;
+        for b in text.bytes() {
+            if !b.is_ascii_digit() {
+                plain = false;
+                break;
+            }
+            value = value * 10 + (b - b'0') as u64;
+        }
+        if plain {
+            return Some(value as i128);
+        }
+    }
     let digits = text.strip_prefix('-').unwrap_or(text);
     if digits.is_empty() || digits.len() > 36 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -158,11 +173,45 @@ pub fn label<'t>(text: Option<&'t str>, fallback: &'t str, limit: usize) -> Cow<
 // --- fingerprints (fingerprints.py) ------------------------------------------------------------------
 
 pub(crate) fn hex_u128(text: &str) -> Option<u128> {
-    if text.is_empty() || text.len() > 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if text.is_empty() || text.len() > 32 {
         return None;
     }
-    u128::from_str_radix(text, 16).ok()
+    // `u128::from_str_radix` of hex digits only (no sign), from a table, in two 64-bit halves:
+    // every span has two ids
+    let bytes = text.as_bytes();
+    let split = bytes.len().saturating_sub(16);
+    let (high, low) = (hex_u64(&bytes[..split])?, hex_u64(&bytes[split..])?);
+    Some((high as u128) << 64 | low as u128)
 }
+
+/// At most 16 hex digits as a number (0 for none); None when one is not a hex digit.
+fn hex_u64(digits: &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    let mut bad = 0u8;
+    for &b in digits {
+        let digit = HEX[b as usize];
+        bad |= digit;
+        value = value << 4 | (digit & 0x0f) as u64;
+    }
+    (bad & 0x80 == 0).then_some(value)
+}
+
+/// Each byte's hex digit value, or 0x80 when it is not one.
+const HEX: [u8; 256] = {
+    let mut table = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// The hex digits of a uuid-like key (dashes dropped) as a number: at most 32 digits, else None.
 pub(crate) fn uuid_u128(text: &str) -> Option<u128> {
