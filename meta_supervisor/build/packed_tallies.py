@@ -43,6 +43,21 @@ class PackedTallies(Mapping):
     def __len__(self) -> int:
         return len(self._ends)
 
+    def drain(self) -> Iterator[tuple[str, Any]]:
+        """(name, tally) of every agent in order, the blob cut from its front as it is read: once
+        what was read passes half of what is left, the rest is copied into a buffer of its size (a
+        bytearray cut from its front), so the part's packed tallies shrink as the merge grows the
+        aggregator's. The mapping is empty afterwards."""
+        cut = 0  # bytes cut from the blob's front so far
+        for name, (start, end) in list(self._ends.items()):
+            del self._ends[name]
+            tally = pickle.loads(memoryview(self.blob)[start - cut : end - cut])
+            if 2 * (end - cut) > len(self.blob):
+                self.blob = self.blob[end - cut :]  # a new buffer of the rest; the old one freed
+                cut = end
+            yield name, tally
+        self.blob = bytearray()
+
     def __getstate__(self):
         return self._ends, self.blob
 

@@ -16,6 +16,7 @@ Reads no environment variables.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from html import escape
 from typing import Any
 
@@ -363,10 +364,19 @@ def _hosts(report: dict[str, Any]) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
+    return "".join(html_pieces(report))
+
+
+def html_pieces(report: dict[str, Any]) -> Iterator[str]:
+    """The page of ``render_html`` as pieces for ``write_atomically``, made as they are written: the
+    agents' details one agent at a time (1,000 agents: a 2.2 MB page, two-byte characters, made and
+    then copied whole by the join, the bidi check and the encoding held ~10 MB at the build's peak)."""
     report = for_pages(report)  # no absolute local path on a page (report_paths)
     span = window_text(report["window"])
-    details = "".join(_agent_details(name, a) for name, a in list(report["agents"].items())[:TABLE_AGENTS])
-    page = (
+    agents = list(report["agents"].items())[:TABLE_AGENTS]
+    # the page's own text has no bidi control: every one came from span data; shown piece by piece
+    # (``bidi_visible`` maps characters one by one, so the pieces' texts join to the page's)
+    yield bidi_visible(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
@@ -381,8 +391,13 @@ def render_html(report: dict[str, Any]) -> str:
         f"{_worth(report)}"
         f"{_supervisor(report)}"
         f"{_hosts(report)}"
-        f"<h2>Agent details</h2>{details or '<p class=muted>No agents.</p>'}"
-        f"<h2>Inputs</h2>{_inputs(report)}"
-        "</main></body></html>\n"
+        "<h2>Agent details</h2>"
     )
-    return bidi_visible(page)  # the page's own text has none: every one came from span data
+    shown = False
+    for name, a in agents:
+        piece = _agent_details(name, a)
+        shown = shown or bool(piece)
+        yield bidi_visible(piece)
+    if not shown:
+        yield "<p class=muted>No agents.</p>"
+    yield bidi_visible(f"<h2>Inputs</h2>{_inputs(report)}</main></body></html>\n")

@@ -96,9 +96,9 @@ def write_report(report: dict[str, Any], out_dir: Path, formats: tuple[str, ...]
         write_atomically(path, render_markdown(report))
         written.append(path)
     if "html" in formats:
-        from meta_supervisor.render.html import render_html
+        from meta_supervisor.render.html import html_pieces
 
         path = out_dir / REPORT_HTML
-        write_atomically(path, render_html(report))
+        write_atomically(path, html_pieces(report))
         written.append(path)
     return written

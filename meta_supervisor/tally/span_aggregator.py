@@ -214,7 +214,8 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
             known = name in self.agents
             if self._agent(name)[0] == name and not known:
                 new.add(name)
-        for name, tally in agents.items():
+        drain = getattr(agents, "drain", None)  # a part's packed tallies, let go of as they are merged
+        for name, tally in drain() if drain is not None else agents.items():
             if name in new:  # taken over whole, not copied into the new tally (AgentTally.taken_over)
                 new.discard(name)
                 self.agents[name] = tally.taken_over(self.collect_signals)

@@ -276,20 +276,18 @@ impl SpillRuns {
         Ok(None)
     }
 
-    /// Write `pairs` (any order, keys distinct, `shadowed` of them already in a run) as a new run,
-    /// then merge runs as the binary counter says.
-    pub fn spill(&mut self, mut pairs: Vec<(u64, u8)>) -> std::io::Result<()> {
-        pairs.sort_unstable_by_key(|p| p.0);
-        self.filter_room(pairs.len())?;
+    /// Write `count` (key, value) pairs, in key order, keys distinct (`shadowed` of them already in
+    /// a run), as a new run, then merge runs as the binary counter says.
+    fn spill_sorted(&mut self, count: usize, pairs: impl Iterator<Item = (u64, u8)>) -> std::io::Result<()> {
+        self.filter_room(count)?;
         let mut writer = RunWriter::new(&self.dir)?;
-        for &(key, value) in &pairs {
+        for (key, value) in pairs {
             writer.push(key, value)?;
             self.filter_add(key);
         }
-        self.distinct += pairs.len() - self.shadowed.min(pairs.len());
+        self.distinct += count - self.shadowed.min(count);
         self.shadowed = 0;
         self.spills += 1;
-        drop(pairs);
         self.runs.push(writer.finish()?);
         while self.runs.len() >= 2 && self.runs[self.runs.len() - 1].count * 2 >= self.runs[self.runs.len() - 2].count {
             self.merge_last_two()?;
@@ -580,22 +578,27 @@ impl SpillRuns {
     }
 
     pub fn spill_set_cells(&mut self, cells: &[Cell<u64>]) -> std::io::Result<usize> {
-        let pairs: Vec<(u64, u8)> = cells.iter().map(Cell::get).filter(|&v| v > 1).map(|v| (v >> 8, v as u8)).collect();
-        let n = pairs.len();
-        self.spill(pairs)?;
+        // a set's cell is its key and value in one word (key << 8 | value): sorted as words, they
+        // are in key order (keys distinct); 8 bytes a key at the spill, not a (u64, u8) pair's 16
+        // (the build's peak: a full table of 500,000 spans spilled at the end of a part)
+        let n = cells.iter().filter(|c| c.get() > 1).count();
+        let mut words: Vec<u64> = Vec::with_capacity(n);
+        words.extend(cells.iter().map(Cell::get).filter(|&v| v > 1));
+        words.sort_unstable();
+        self.spill_sorted(n, words.iter().map(|&v| (v >> 8, v as u8)))?;
+        drop(words);
         cells.iter().for_each(|c| c.set(0));
         Ok(n)
     }
 
     pub fn spill_map_cells(&mut self, keys: &[Cell<u64>], states: &[Cell<u8>]) -> std::io::Result<usize> {
-        let pairs: Vec<(u64, u8)> = keys
-            .iter()
-            .zip(states)
-            .filter(|(k, _)| k.get() > 1)
-            .map(|(k, s)| (k.get(), s.get()))
-            .collect();
-        let n = pairs.len();
-        self.spill(pairs)?;
+        // the slots' indexes sorted by key (4 bytes a key), the keys and states read where they are
+        let mut order: Vec<u32> = Vec::with_capacity(keys.iter().filter(|k| k.get() > 1).count());
+        order.extend((0..keys.len() as u32).filter(|&i| keys[i as usize].get() > 1));
+        order.sort_unstable_by_key(|&i| keys[i as usize].get());
+        let n = order.len();
+        self.spill_sorted(n, order.iter().map(|&i| (keys[i as usize].get(), states[i as usize].get())))?;
+        drop(order);
         keys.iter().for_each(|c| c.set(0));
         states.iter().for_each(|c| c.set(0));
         Ok(n)
