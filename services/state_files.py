@@ -180,25 +180,81 @@ def _write_pieces(tmp, pieces: Iterable[str]) -> None:
         tmp.write("".join(batch).encode("utf-8"))
 
 
+WIDE_ENTRIES = 64  # a dict with this many entries (the 1,000 agents of a section) may share values
+SMALL_ENTRY = 16  # an entry of at most this many keys is looked into for a shared value
+
+
+class SharedValues:
+    """The containers that the entries of one wide dict share: the same object as a value of several
+    entries (every agent without alpha signals has one and the same empty horizons section, ~4 kB
+    of JSON, 1,000 times in a report of 1,000 agents). ``repeats(entry)`` says whether a small
+    dict entry holds a container seen in an earlier entry; the writer then writes that entry key
+    by key and encodes each shared container once (``text``), the same text as encoding it again.
+    Ids are safe keys: every value is held by the dict being written while it is written."""
+
+    __slots__ = ("_seen", "_texts")
+
+    def __init__(self) -> None:
+        self._seen: dict[int, int] = {}  # id of a container value of the entries -> entries holding it
+        self._texts: dict[int, str] = {}
+
+    def repeats(self, entry: Any) -> bool:
+        if type(entry) is not dict or len(entry) > SMALL_ENTRY or not all(type(key) is str for key in entry):
+            return False
+        found = False
+        seen = self._seen
+        for value in entry.values():
+            if (type(value) is dict or type(value) is list) and value:
+                count = seen.get(id(value), 0) + 1
+                seen[id(value)] = count
+                found = found or count > 1
+        return found
+
+    def shared(self, value: Any) -> bool:
+        return (type(value) is dict or type(value) is list) and self._seen.get(id(value), 0) > 1
+
+    def text(self, value: Any, encode: Callable[[Any], str]) -> str:
+        """``encode(value)``, made once for a shared ``value``."""
+        text = self._texts.get(id(value))
+        if text is None:
+            text = self._texts[id(value)] = encode(value)
+        return text
+
+
 def json_pieces(value: Any, depth: int = 2, **options: Any) -> Iterator[str]:
     """Compact JSON text of ``value`` (``json.dumps(value, separators=(",", ":"), **options)``, the
     same text) as pieces for ``write_atomically``: a dict down to ``depth`` levels is encoded key by
     key, so only one value's text is made at a time (a state of 1,000 agents is several MB of text,
-    made whole twice over by ``dumps`` and then ``encode``)."""
+    made whole twice over by ``dumps`` and then ``encode``); a value that the entries of a wide
+    dict share is encoded once (``SharedValues``)."""
     encoder = json.JSONEncoder(separators=(",", ":"), **options)
 
     def pieces(item: Any, level: int) -> Iterator[str]:
         if level > 0 and type(item) is dict and item and all(type(key) is str for key in item):
+            shared = SharedValues() if level == 1 and len(item) >= WIDE_ENTRIES else None
             opening = "{"
             for key, inner in item.items():
                 yield f"{opening}{encoder.encode(key)}:"
-                yield from pieces(inner, level - 1)
+                if shared is not None and shared.repeats(inner):
+                    yield from _shared_entry(inner, shared, encoder.encode)
+                else:
+                    yield from pieces(inner, level - 1)
                 opening = ","
             yield "}"
         else:
             yield encoder.encode(item)
 
     return pieces(value, depth)
+
+
+def _shared_entry(entry: dict, shared: SharedValues, encode: Callable[[Any], str]) -> Iterator[str]:
+    """``encode(entry)`` (compact) as pieces, its shared values' text made once."""
+    opening = "{"
+    for key, value in entry.items():
+        yield f"{opening}{encode(key)}:"
+        yield shared.text(value, encode) if shared.shared(value) else encode(value)
+        opening = ","
+    yield "}"
 
 
 def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> None:

@@ -14,7 +14,14 @@ from __future__ import annotations
 import pickle
 
 from meta_supervisor.build.part_result import PartResult, chunks_of
-from meta_supervisor.tally.bounds import MAX_AGENTS, MAX_DISTINCT, MAX_HOST_PROCESSES, MAX_OUTCOMES, MAX_PROCESSES, MAX_REASONS, P_ROOT
+from meta_supervisor.tally.bounds import (
+    AGENT_TABLE_LIMITS,
+    MAX_AGENTS,
+    MAX_DISTINCT,
+    MAX_HOST_PROCESSES,
+    MAX_PROCESSES,
+    P_ROOT,
+)
 from meta_supervisor.tally.consistency import AGENT_INDEX_UNKNOWN, INDEX_SHIFT
 from meta_supervisor.tally.fingerprints import run_fingerprint
 from meta_supervisor.tally.span_aggregator import SpanAggregator
@@ -72,23 +79,31 @@ def within_limits(aggregator: SpanAggregator, inputs, agents: dict, agent_order:
         return False
     if len(aggregator.inputs.host_processes.keys() | inputs.host_processes.keys()) > MAX_HOST_PROCESSES:
         return False
+    sizes = getattr(agents, "sizes", None)  # a worker's packed tallies: their tables' sizes, without unpickling
     for name in agents:
         mine = aggregator.agents.get(name)
         if mine is None:
             continue
+        if sizes is not None and _fits(mine, sizes[name]):
+            continue  # the two sides' tables together are within every limit, whatever keys they share
         theirs = agents[name]  # unpickled here only when needed (packed_tallies)
-        for table, limit in (
-            ("outcomes", MAX_OUTCOMES),
-            ("day_models", MAX_DISTINCT),
-            ("tools", MAX_DISTINCT),
-            ("killed_mid_run", MAX_DISTINCT),
-            ("budget_stops", MAX_DISTINCT),
-            ("alpha", MAX_DISTINCT),
-            ("invalid_reasons", MAX_REASONS),
-        ):
-            if len(getattr(mine, table).keys() | getattr(theirs, table).keys()) > limit:
+        for table, limit in AGENT_TABLE_LIMITS:
+            ours, their = getattr(mine, table), getattr(theirs, table)
+            # the union is made only when the two together could pass the limit (1,000 agents: 7,000 unions)
+            if len(ours) + len(their) > limit and len(ours.keys() | their.keys()) > limit:
                 return False
         if mine.signals is not None and theirs.signals is not None:
-            if len(mine.signals.symbol_ids.keys() | theirs.signals.symbol_ids.keys()) > MAX_DISTINCT:
+            ours, their = mine.signals.symbol_ids, theirs.signals.symbol_ids
+            if len(ours) + len(their) > MAX_DISTINCT and len(ours.keys() | their.keys()) > MAX_DISTINCT:
                 return False
     return True
+
+
+def _fits(mine, sizes: tuple) -> bool:
+    """Whether ``mine`` plus a tally whose tables have ``sizes`` (``packed_tallies.table_sizes``)
+    stays within every limit even if no key is shared."""
+    for (table, limit), size in zip(AGENT_TABLE_LIMITS, sizes, strict=False):
+        if len(getattr(mine, table)) + size > limit:
+            return False
+    symbols = sizes[-1]
+    return mine.signals is None or len(mine.signals.symbol_ids) + symbols <= MAX_DISTINCT

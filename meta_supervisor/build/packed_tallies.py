@@ -17,21 +17,25 @@ import pickle
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from meta_supervisor.tally.bounds import AGENT_TABLE_LIMITS
+
 
 class PackedTallies(Mapping):
     """name -> tally, each unpickled anew on every access (a fresh object each time: read it, merge
     it, let it go). The pickles are one blob (``blob``), which ``build.part_result.PartResult`` sends
     apart from its header, received straight into a buffer of its size."""
 
-    __slots__ = ("_ends", "blob")
+    __slots__ = ("_ends", "blob", "sizes")
 
     def __init__(self, tallies: Mapping[str, Any]) -> None:
         self._ends: dict[str, tuple[int, int]] = {}
+        self.sizes: dict[str, tuple[int, ...]] = {}  # name -> table_sizes (the merge's limits checked without unpickling)
         self.blob = bytearray()  # appended to: not a list of pieces and their join (twice the size)
         for name, tally in tallies.items():
             start = len(self.blob)
             self.blob += pickle.dumps(tally, protocol=pickle.HIGHEST_PROTOCOL)
             self._ends[name] = (start, len(self.blob))
+            self.sizes[name] = table_sizes(tally)
 
     def __getitem__(self, name: str) -> Any:
         start, end = self._ends[name]
@@ -51,6 +55,7 @@ class PackedTallies(Mapping):
         cut = 0  # bytes cut from the blob's front so far
         for name, (start, end) in list(self._ends.items()):
             del self._ends[name]
+            self.sizes.pop(name, None)
             tally = pickle.loads(memoryview(self.blob)[start - cut : end - cut])
             if 2 * (end - cut) > len(self.blob):
                 self.blob = self.blob[end - cut :]  # a new buffer of the rest; the old one freed
@@ -59,10 +64,17 @@ class PackedTallies(Mapping):
         self.blob = bytearray()
 
     def __getstate__(self):
-        return self._ends, self.blob
+        return self._ends, self.blob, self.sizes
 
     def __setstate__(self, state) -> None:
-        self._ends, self.blob = state
+        self._ends, self.blob, self.sizes = state
+
+
+def table_sizes(tally: Any) -> tuple[int, ...]:
+    """The sizes of a tally's bounded tables (``bounds.AGENT_TABLE_LIMITS``, in order), then its
+    signal store's symbols (0 without one)."""
+    symbols = len(tally.signals.symbol_ids) if tally.signals is not None else 0
+    return (*(len(getattr(tally, table)) for table, _ in AGENT_TABLE_LIMITS), symbols)
 
 
 def packed_state(state: tuple) -> tuple:

@@ -16,6 +16,7 @@ Reads no environment variables.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from html import escape
 from typing import Any
@@ -62,8 +63,13 @@ tr.held td{background:#fdf3e1}
 """
 
 
+_TO_ESCAPE = re.compile("[&<>\"']")  # what ``html.escape(quote=True)`` replaces
+
+
 def esc(value: Any) -> str:
-    return escape("" if value is None else str(value), quote=True)
+    text = "" if value is None else str(value)
+    # most cells (numbers, ids, names) have nothing to escape: returned as they are, as escape would
+    return escape(text, quote=True) if _TO_ESCAPE.search(text) else text
 
 
 def link(url: str, text: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from services.state_files import write_atomically
+from services.state_files import SharedValues, write_atomically
 
 REPORT_JSON = "meta_report.json"
 REPORT_MD = "meta_report.md"
@@ -46,15 +46,35 @@ def indented_json_pieces(value: Any, level: int = 0) -> Iterator[str]:
     entries of a wide dict (``WIDE``) are opened here; each other value is one piece
     (``_indented``)."""
     if type(value) is dict and value and (level < 2 or len(value) >= WIDE) and all(type(key) is str for key in value):
+        shared = SharedValues() if len(value) >= WIDE else None
         inner = "\n" + "  " * (level + 1)
         opening = "{" + inner
         for key, item in value.items():
             yield f"{opening}{_encode_key(key)}: "
-            yield from indented_json_pieces(item, level + 1)
+            if shared is not None and shared.repeats(item):
+                yield from _shared_entry(item, level + 1, shared)
+            else:
+                yield from indented_json_pieces(item, level + 1)
             opening = "," + inner
         yield "\n" + "  " * level + "}"
     else:
         yield _indented(value, level)
+
+
+def _shared_entry(entry: dict, level: int, shared: SharedValues) -> Iterator[str]:
+    """An entry of a wide dict at depth ``level`` written key by key (``indented_json_pieces``'s
+    layout), the containers it shares with other entries encoded once (``SharedValues``: the empty
+    alpha-quality horizons of every agent without signals)."""
+    inner = "\n" + "  " * (level + 1)
+    opening = "{" + inner
+    for key, item in entry.items():
+        yield f"{opening}{_encode_key(key)}: "
+        if shared.shared(item):
+            yield shared.text(item, lambda value: _indented(value, level + 1))
+        else:
+            yield from indented_json_pieces(item, level + 1)
+        opening = "," + inner
+    yield "\n" + "  " * level + "}"
 
 
 def _indented(value: Any, level: int) -> str:

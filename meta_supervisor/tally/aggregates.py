@@ -44,6 +44,7 @@ from meta_supervisor.tally.bounds import (
     label,
 )
 from meta_supervisor.tally.signal_store import SignalStore
+from meta_supervisor.tally.tool_tallies import histogram_copy, histogram_state, merged_histogram, pack_histogram
 from otel.redaction import known_secrets, redact
 
 
@@ -140,7 +141,7 @@ class AgentTally:
         for name, theirs in other.tools.items():
             mine = self.tools.get(name)
             if mine is None:
-                self.tools[name] = [*theirs[:T_HIST], dict(theirs[T_HIST])]
+                self.tools[name] = [*theirs[:T_HIST], histogram_copy(theirs[T_HIST])]
             else:
                 _merge_tool(mine, theirs)
         self.run_steps = merge_run_steps(self.run_steps, other.run_steps)
@@ -199,7 +200,7 @@ class AgentTally:
             "day_models": [[day, model, sim, *counts] for (day, model, sim), counts in self.day_models.items()],
             "bad_token_values": self.bad_token_values,
             "llm_operations": self.llm_operations,
-            "tools": [[name, *entry[:T_HIST], sorted([b, c] for b, c in entry[T_HIST].items())] for name, entry in self.tools.items()],
+            "tools": [[name, *entry[:T_HIST], histogram_state(entry[T_HIST])] for name, entry in self.tools.items()],
             "run_steps": self.run_steps,
             "killed_mid_run": self.killed_mid_run,
             "budget_stops": self.budget_stops,
@@ -235,7 +236,7 @@ class AgentTally:
         tally.day_models = {share((share(row[0]), intern(row[1]), row[2])): list(row[3:]) for row in data["day_models"]}
         tally.bad_token_values = data["bad_token_values"]
         tally.llm_operations = {intern(key): count for key, count in data["llm_operations"].items()}
-        tally.tools = {intern(row[0]): [*row[1:7], {b: c for b, c in row[7]}] for row in data["tools"]}
+        tally.tools = {intern(row[0]): [*row[1:7], pack_histogram(row[7])] for row in data["tools"]}  # packed: ~16 B a bucket
         tally.run_steps = list(data["run_steps"])
         tally.killed_mid_run = {intern(key): count for key, count in data["killed_mid_run"].items()}
         tally.budget_stops = {intern(key): count for key, count in data["budget_stops"].items()}
@@ -427,7 +428,7 @@ def _merge_tool(mine: list, theirs: list) -> None:
         mine[T_MAX] = max(mine[T_MAX], theirs[T_MAX])
     for slot in (T_CALLS, T_ERRORS, T_TIMED, T_SUM):
         mine[slot] += theirs[slot]
-    _merge_counts(mine[T_HIST], theirs[T_HIST])
+    mine[T_HIST] = merged_histogram(mine[T_HIST], theirs[T_HIST])
 
 
 def _merge_counts(target: dict, source: dict) -> None:

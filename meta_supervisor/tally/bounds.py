@@ -22,6 +22,17 @@ MAX_DISTINCT = 1000  # distinct symbols, models, reasons ... per agent before fo
 MAX_AGENTS = 10_000
 MAX_OUTCOMES = 20  # distinct outcomes per agent
 MAX_REASONS = 100  # distinct invalid-signal reasons per agent
+# an agent's bounded tables (``AgentTally`` attributes) and their limits: a part read apart is merged
+# only if each stays within its limit (``build.merge.within_limits``)
+AGENT_TABLE_LIMITS = (
+    ("outcomes", MAX_OUTCOMES),
+    ("day_models", MAX_DISTINCT),
+    ("tools", MAX_DISTINCT),
+    ("killed_mid_run", MAX_DISTINCT),
+    ("budget_stops", MAX_DISTINCT),
+    ("alpha", MAX_DISTINCT),
+    ("invalid_reasons", MAX_REASONS),
+)
 OTHER_LABEL = "(other)"
 UNKNOWN_AGENT = "(unknown agent)"  # spans that name no agent (and whose run's agent is not known)
 MAX_PROCESSES = 10_000  # distinct (service.name, service.instance.id) with loss counters kept

@@ -1,0 +1,207 @@
+"""What a report of many agents keeps and writes more cheaply gives exactly what it gave before (issue 13).
+
+* a container that the entries of a wide dict share (the empty alpha-quality horizons of every
+  agent without signals) is encoded once (``services.state_files.SharedValues``): the report's text
+  is still ``json.dumps(indent=2)``'s and the compact state's ``json.dumps``'s, also when the
+  shared value holds what the fast encoder cannot write, and errors are raised as before;
+* a tool's latency histogram loaded from a state is packed (``tool_tallies.pack_histogram``):
+  merged with packed or dict ones, counted into again, saved and reported, it gives what the
+  dict gave;
+* a worker's packed tallies carry their tables' sizes, so the merge checks the limits without
+  unpickling an agent whose tables fit; a part that would pass a limit is still refused.
+
+Nothing here measures a time.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from array import array
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meta_supervisor.build.merge import within_limits
+from meta_supervisor.build.packed_tallies import PackedTallies, table_sizes
+from meta_supervisor.render.html import esc
+from meta_supervisor.render.outputs import WIDE, indented_json_pieces
+from meta_supervisor.tally.aggregates import AgentTally, InputTally
+from meta_supervisor.tally.bounds import MAX_DISTINCT, MAX_OUTCOMES, T_HIST
+from meta_supervisor.tally.span_aggregator import SpanAggregator
+from meta_supervisor.tally.tool_tallies import (
+    add_tool_call,
+    histogram_items,
+    latency_bucket,
+    merged_histogram,
+    pack_histogram,
+    tool_report,
+)
+from services.state_files import json_pieces
+
+
+def indented(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def compact(value, **options) -> str:
+    return json.dumps(value, separators=(",", ":"), **options)
+
+
+def shared_report(cells, agents: int = WIDE + 3) -> dict:
+    """A report whose agents without signals share one horizons object, as ``alpha.quality`` makes it."""
+    section = {}
+    for i in range(agents):
+        mine = cells if i % 4 else {"1": {"signals": i, "ic": i / 7}}
+        section[f"agent_{i:04d}"] = {"signals": i % 3, "symbols": [], "horizons": mine, "cost": {"cost_usd": i * 1e-9}}
+    return {"schema_version": 1, "alpha_quality": {"horizons": [1, 5], "agents": section}, "tail": [1e-05, 2**70]}
+
+
+SHARED_CELLS = [
+    {"1": {"signals": 0, "hit_rate": None, "calibration": [{"lo": 0.0, "hi": 0.1, "count": 0}] * 3}},
+    {"1": {"tiny": 1e-07, "big": 2**65, "text": 'é\n"\x1f\u2028'}},  # what orjson writes otherwise
+    ["a", 1e16, {"k": []}],
+]
+
+
+@pytest.mark.parametrize("cells", SHARED_CELLS)
+def test_shared_values_are_written_as_json_dumps_writes_them(cells) -> None:
+    report = shared_report(cells)
+    assert "".join(indented_json_pieces(report)) == indented(report)
+    cache = {"key": "k", "section": report["alpha_quality"]}
+    assert "".join(json_pieces(cache, depth=3)) == compact(cache)
+    assert "".join(json_pieces(cache, depth=3, ensure_ascii=False)) == compact(cache, ensure_ascii=False)
+
+
+json_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=6)
+json_values = st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=4))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(json_values, min_size=1, max_size=3), st.lists(st.integers(0, 2), min_size=WIDE, max_size=WIDE + 4))
+def test_any_shared_values_give_json_dumps_text(shared, picks) -> None:
+    """Entries holding one of a few shared objects (or their own) under any keys: the same text."""
+    entries = {}
+    for i, pick in enumerate(picks):
+        value = shared[pick % len(shared)]
+        entries[f"e{i}"] = {"own": [i], "shared": value, "again": value} if pick else {"own": i}
+    for report in ({"agents": entries}, {"a": {"b": {"agents": entries}}}):
+        assert "".join(indented_json_pieces(report)) == indented(report)
+        for depth in (1, 2, 3, 4):
+            assert "".join(json_pieces(report, depth=depth)) == compact(report)
+
+
+def test_a_shared_value_json_refuses_is_refused() -> None:
+    for bad, error in ((float("nan"), ValueError), (object(), TypeError)):
+        report = shared_report({"1": {"x": bad}})
+        with pytest.raises(error):
+            "".join(indented_json_pieces(report))
+        with pytest.raises(error):
+            "".join(json_pieces({"section": report["alpha_quality"]}, depth=3, allow_nan=False))
+
+
+def test_esc_escapes_what_html_escape_escapes() -> None:
+    from html import escape
+
+    for text in ("plain", "a&b", "<b>", "\"q\" 'a'", "", "é\u202e", 12, None):
+        assert esc(text) == escape("" if text is None else str(text), quote=True)
+
+
+# --- packed tool histograms ---------------------------------------------------------------------
+
+
+def tally_with_calls(latencies: list[int], name: str = "t") -> AgentTally:
+    tally = AgentTally()
+    for i, latency in enumerate(latencies):
+        add_tool_call(tally.tools, name, i % 5 == 0, 1_000, 1_000 + latency)
+    return tally
+
+
+def loaded(tally: AgentTally) -> AgentTally:
+    """The tally as a state (or the native core) hands it back: its histograms packed."""
+    return AgentTally.from_state(json.loads(json.dumps(tally.to_state())), b"")
+
+
+latency_lists = st.lists(st.integers(0, 2**40), max_size=60)
+
+
+@settings(max_examples=80, deadline=None)
+@given(latency_lists, latency_lists, latency_lists)
+def test_packed_histograms_merge_count_save_and_report_as_dicts(first, second, third) -> None:
+    plain = tally_with_calls(first)
+    plain.merge(tally_with_calls(second))
+    for latency in third:
+        add_tool_call(plain.tools, "t", False, 1_000, 1_000 + latency)
+    # the same through packed histograms: packed + packed, packed + dict, dict + packed, then counted into
+    packed = loaded(tally_with_calls(first))
+    packed.merge(loaded(tally_with_calls(second)))
+    mixed = tally_with_calls(first)
+    mixed.merge(loaded(tally_with_calls(second)))
+    other = loaded(tally_with_calls(first))
+    other.merge(tally_with_calls(second))
+    for tally in (packed, mixed, other):
+        if first:  # the tally merged into keeps its form: a dict counted into, a packed one replaced
+            assert type(tally.tools["t"][T_HIST]) is (dict if tally is mixed else array)
+        for latency in third:
+            add_tool_call(tally.tools, "t", False, 1_000, 1_000 + latency)
+        assert tally.to_state() == plain.to_state()
+        assert tool_report(tally.tools) == tool_report(plain.tools)
+        assert loaded(tally).to_state() == plain.to_state()
+        assert pickle.loads(pickle.dumps(tally)).to_state() == plain.to_state()
+
+
+def test_a_packed_histogram_is_never_changed_in_place() -> None:
+    mine = pack_histogram([(3, 1), (1, 2)])
+    theirs = pack_histogram([(1, 5)])
+    merged = merged_histogram(mine, theirs)
+    assert list(histogram_items(merged)) == [(1, 7), (3, 1)]
+    assert list(histogram_items(mine)) == [(1, 2), (3, 1)] and list(histogram_items(theirs)) == [(1, 5)]
+    shared = loaded(tally_with_calls([5, 7]))
+    copy = AgentTally()
+    copy.merge(shared)  # shares the packed histogram
+    add_tool_call(copy.tools, "t", False, 1, 1 + 2**20)
+    assert dict(histogram_items(shared.tools["t"][T_HIST])) == {latency_bucket(5): 1, latency_bucket(7): 1}
+
+
+@pytest.mark.parametrize("pairs", [[(1, 2**64)], [(1.5, 2)], [("a", 1), (2, 1)], [(1, 2, 3)]])
+def test_a_damaged_histogram_in_a_state_is_a_value_or_type_error(pairs) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        pack_histogram(pairs)
+
+
+def test_a_bucket_given_twice_keeps_its_last_count_as_a_dict_did() -> None:
+    assert list(histogram_items(pack_histogram([[2, 1], [1, 4], [2, 9]]))) == [(1, 4), (2, 9)]
+
+
+# --- the merge's limits from the packed sizes --------------------------------------------------------
+
+
+def aggregator_with(name: str, tally: AgentTally) -> SpanAggregator:
+    aggregator = SpanAggregator()
+    aggregator.agents[name] = tally
+    aggregator.agent_index[name] = 0
+    aggregator.agent_order.append(name)
+    return aggregator
+
+
+def outcomes_tally(outcomes: list[str]) -> AgentTally:
+    tally = AgentTally()
+    tally.outcomes = dict.fromkeys(outcomes, 1)
+    return tally
+
+
+def test_packed_sizes_decide_the_limits_as_the_tallies_do() -> None:
+    half = [f"o{i}" for i in range(MAX_OUTCOMES // 2 + 2)]  # two of these pass the limit unless they share keys
+    mine = aggregator_with("a", outcomes_tally(half))
+    for theirs, fits in ((outcomes_tally(half), True), (outcomes_tally([f"x{i}" for i in range(len(half))]), False)):
+        packed = PackedTallies({"a": theirs})
+        assert packed.sizes["a"] == table_sizes(theirs)
+        assert within_limits(mine, InputTally(), packed, ["a"]) is fits
+        assert within_limits(mine, InputTally(), {"a": theirs}, ["a"]) is fits
+    small = PackedTallies({"a": outcomes_tally(["ok"])})
+    small_tally = small["a"]
+    small_tally.alpha = {(f"s{i}", "up"): 1 for i in range(MAX_DISTINCT)}  # not what was packed: sizes are of the packed
+    assert within_limits(mine, InputTally(), small, ["a"])
+    assert pickle.loads(pickle.dumps(small)).sizes == small.sizes
+    assert dict(small.drain()).keys() == {"a"} and small.sizes == {}
