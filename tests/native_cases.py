@@ -847,6 +847,86 @@ def _hostile_cases() -> dict[str, list[str | bytes]]:
     return cases
 
 
+# --- what the core's scanner of a line's bytes decides (native/src/scan.rs) ---------------------------
+
+# (where, accepted, refused): raw JSON put in a span (an attribute's value, a whole attribute, an
+# unknown key's value, the status); serde_json's strict types read the first and refuse the second,
+# and the scanner must agree: a refused one declines the part wherever it is in its line.
+SCANNER_EDGES: dict[str, tuple[str, str, str]] = {
+    "surrogate_pair": ("value", r'{"stringValue":"\ud83d\ude00 \u00e9\u0000"}', r'{"stringValue":"\ud83d"}'),
+    "lone_trailing_surrogate": ("value", r'{"stringValue":"\uDBFF\uDFFF"}', r'{"stringValue":"a\ude00"}'),
+    "leading_surrogate_then_other": ("value", r'{"stringValue":"\ud800\udc00"}', r'{"stringValue":"\ud83d\u0041"}'),
+    "leading_surrogate_then_escape": ("value", r'{"stringValue":"\u0041\n"}', r'{"stringValue":"\ud83d\n"}'),
+    "escapes": ("value", r'{"stringValue":"\/\b\f\n\r\t\"\\ \u20AC"}', r'{"stringValue":"\x"}'),
+    "short_unicode_escape": ("value", r'{"stringValue":"\u00e9"}', r'{"stringValue":"\u00g9"}'),
+    "control_character": ("value", r'{"stringValue":"a\tb"}', '{"stringValue":"a\tb"}'.replace("\\t", "\t")),
+    "escaped_keys": (
+        "attribute",
+        r'{"k\u0065y":"gen_ai.agent.n\u0061me","v\u0061lue":{"string\u0056alue":"b"}}',
+        r'{"k\u0065y":"x","key":"y"}',
+    ),
+    "int_minus_zero": ("value", '{"intValue":-9223372036854775808}', '{"intValue":-0}'),
+    "int_beyond_u64": ("value", '{"intValue":18446744073709551615}', '{"intValue":18446744073709551616}'),
+    "int_below_i64": ("value", '{"intValue":"-9223372036854775809"}', '{"intValue":-9223372036854775809}'),
+    "int_fraction": ("value", '{"intValue":"1.5"}', '{"intValue":1.5}'),
+    "int_exponent": ("value", '{"intValue":5}', '{"intValue":5e0}'),
+    "int_null_or_bool": ("value", '{"intValue":null}', '{"intValue":true}'),
+    "double_range": ("value", '{"doubleValue":1.7976931348623157e308}', '{"doubleValue":1e309}'),
+    "double_forms": ("value", '{"doubleValue":-0}', '{"doubleValue":-}'),
+    "double_strings": ("value", '{"doubleValue":"-Infinity"}', '{"doubleValue":[1]}'),
+    "skipped_numbers": ("unknown", "[1e308,-1e-400,123456789012345678901234567890,-0,0.5]", "[1e400]"),
+    "leading_zero": ("unknown", "[0,10,-0.0]", "[01]"),
+    "fraction_without_digits": ("unknown", "[1.0e+5,2E-3]", "[1.]"),
+    "exponent_without_digits": ("unknown", "[1e5]", "[1e+]"),
+    "nesting_limit": ("unknown", "[" * 120 + "]" * 120, "[" * 121 + "]" * 121),
+    "nesting_limit_in_value": (
+        "value",
+        '{"arrayValue":' + '{"a":' * 117 + "1" + "}" * 118,
+        '{"arrayValue":' + '{"a":' * 118 + "1" + "}" * 119,
+    ),
+    "key_twice_in_value": ("value", '{"stringValue":null,"boolValue":true}', '{"stringValue":"a","stringValue":"b"}'),
+    "key_twice_in_attribute": (
+        "attribute",
+        '{"value":{"stringValue":"v"},"key":"x.edge","x":[{}]}',
+        '{"key":"x.edge","key":"y","value":null}',
+    ),
+    "trailing_comma": ("unknown", '{"a":[1,{}],"b":{}}', "[1,]"),
+    "trailing_comma_in_object": ("unknown", '{"a":1}', '{"a":1,}'),
+    "trailing_comma_in_value": ("value", '{"boolValue":true}', '{"boolValue":true,}'),
+    "missing_comma": ("unknown", '{"a":1,"b":2}', '{"a":1 "b":2}'),
+    "literals": ("unknown", "[true,false,null]", "[tru]"),
+    "bool_value": ("value", '{"boolValue":false}', '{"boolValue":"false"}'),
+    "status_code": ("status", '{"code":2,"message":"m"}', '{"code":-0}'),
+    "status_code_beyond_i64": ("status", '{"code":9223372036854775807}', '{"code":9223372036854775808}'),
+    "key_not_a_string": ("unknown", '{"a":1}', "{1:1}"),
+    "whitespace": ("value", ' {\t"intValue" :\r "5" ,"x" : [ 1 , { } ] } ', '{"intValue" "5"}'),
+    "null_where_no_option": ("attribute", '{"key":"x.edge","value":null}', '{"key":null,"value":null}'),
+    "other_values": (
+        "value",
+        '{"bytesValue":"AAEC","arrayValue":{"values":[{"kvlistValue":{"values":[{"key":"k","value":{"intValue":"1"}}]}}]}}',
+        '{"arrayValue":{"values":[}}',
+    ),
+    "unterminated_string": ("unknown", '"a"', '"a'),
+}
+
+
+def scanner_edge_lines(where: str, raw: str, after_good: bool) -> list[str]:
+    """A line of two spans, the second (``after_good``: added after the first) or the first with
+    ``raw`` where ``where`` says (see ``SCANNER_EDGES``)."""
+    llm, root = _base()
+    target = copy.deepcopy(root)
+    if where == "value":
+        target["attributes"].insert(0, {"key": "x.edge", "value": "@@EDGE@@"})
+    elif where == "attribute":
+        target["attributes"].insert(0, "@@EDGE@@")
+    elif where == "unknown":
+        target["x.edge"] = "@@EDGE@@"
+    else:
+        target["status"] = "@@EDGE@@"
+    spans = [llm, target] if after_good else [target, llm]
+    return [dump(request(spans)).replace('"@@EDGE@@"', raw)]
+
+
 def _set_signal_time(span: dict, value: Any) -> dict:
     span = copy.deepcopy(span)
     for event in span.get("events", ()):
@@ -858,4 +938,5 @@ HOSTILE = {
     **_hostile_cases(),
     "conflicting_duplicates": conflicting_duplicates(),
     "content_check_inputs_changed": content_check_inputs(changed=True),
+    **{f"scanner_{name}": scanner_edge_lines(where, refused, True) for name, (where, _, refused) in SCANNER_EDGES.items()},
 }

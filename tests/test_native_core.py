@@ -42,7 +42,19 @@ from services.market_data import CsvMarketData
 from services.pricing import PriceTable
 from tests.conftest import count_merges_of
 from tests.fixtures.report.otlp_builder import MS, T0, Llm, Run, Signal, lines_for, request, spans_of
-from tests.native_cases import BOM, CANONICAL, DAY_NS, HOSTILE, dump, mixed_runs, other_span, span_lines, write
+from tests.native_cases import (
+    BOM,
+    CANONICAL,
+    DAY_NS,
+    HOSTILE,
+    SCANNER_EDGES,
+    dump,
+    mixed_runs,
+    other_span,
+    scanner_edge_lines,
+    span_lines,
+    write,
+)
 
 PRICES = PriceTable.load()
 OPTIONS = (PRICES, None, None, True, MAX_OPEN_RUNS)
@@ -308,6 +320,20 @@ def test_hostile_input_declined_or_equal(native, tmp_path: Path, case: str) -> N
     path = write(tmp_path, HOSTILE[case])
     assert_none_or_equal(path)
     assert_none_or_equal(path, options=(None, None, None, False, MAX_OPEN_RUNS))
+
+
+@pytest.mark.parametrize("case", sorted(SCANNER_EDGES))
+def test_the_scanner_takes_what_serde_takes_and_refuses_what_it_refuses(native, tmp_path: Path, case: str) -> None:
+    """The core reads a line's bytes with its own scanner (native/src/scan.rs) and falls back on
+    serde_json's strict types for a line it refuses before any of its spans was added. Each case is
+    a pair, read the same by the two readers / refused by serde_json: in the line's first span (the
+    fallback decides) and in its second, after a span was added (the scanner alone decides)."""
+    where, accepted, refused = SCANNER_EDGES[case]
+    for after_good in (False, True):
+        taken = write(tmp_path, scanner_edge_lines(where, accepted, after_good), f"taken-{after_good}.jsonl")
+        assert assert_taken_and_equal(taken)["inputs"]["spans"] == 2
+        declined = write(tmp_path, scanner_edge_lines(where, refused, after_good), f"declined-{after_good}.jsonl")
+        assert native_read(declined) is None, f"{case}: the core read a line serde_json refuses ({after_good=})"
 
 
 def test_hostile_ranges(native, tmp_path: Path) -> None:

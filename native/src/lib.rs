@@ -13,6 +13,8 @@ mod join;
 mod kinds;
 mod legacy;
 mod part;
+mod scan;
+mod scan_spans;
 mod schema;
 mod spill;
 mod stream;
@@ -68,11 +70,11 @@ fn add_request(agg: &mut Aggregator, request: &schema::Request) -> R<()> {
     Ok(())
 }
 
-/// One whole (newline-terminated) line: its spans added as they are parsed (`stream.rs`); a line
+/// One whole (newline-terminated) line: its spans added as they are parsed (`scan_spans.rs`, else `stream.rs`); a line
 /// that is not valid UTF-8 is parsed whole first, as the last line of a part is.
 fn add_line(agg: &mut Aggregator, line: &[u8]) -> R<()> {
     let parsed = match std::str::from_utf8(line) {
-        Ok(text) => stream::add_line(agg, text),
+        Ok(text) => scan_spans::add_line(agg, text),
         Err(_) => match decode(line) {
             Ok(request) => add_request(agg, &request)
                 .map(|()| request.resource_spans.len())

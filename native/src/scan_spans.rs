@@ -1,0 +1,512 @@
+//! A line's spans read by the scanner (`scan.rs`) into the `schema.rs` types and added to the
+//! aggregator as they are read: what `stream.rs` does with serde_json, without serde's visitors.
+//!
+//! Why: serde_json's string scanning and the visitors of the attribute lists (`KeyValue`,
+//! `AnyValue`, one per attribute, a dozen per span) were 40–55% of the core's time on every shape of
+//! file (issue 13). Here a key is compared as it is read and a value read by what its key says.
+//!
+//! It accepts exactly what the serde path accepts, with the same values: any key order, unknown
+//! keys skipped (any JSON value, walked and checked), whitespace, escapes (`\u` with paired
+//! surrogates only), numbers by serde_json's grammar and types (`IntVal`: an integer within u64 or
+//! i64, not `-0`; `DoubleVal`: from the number's own text), `null` only where an `Option` is, a key
+//! given twice an error, serde_json's nesting limit. Anything else is refused; then, if no span of
+//! the line was added yet, the line is read again by the serde path (`stream::add_line`), whose
+//! answer (the same spans, or its own error) is the line's: so a bad line gets serde's own error.
+//! Refused after spans were added, the line is bad for both readers (it declines the part, as any
+//! bad line does), and serde's whole-line parse gives the error's text.
+
+use crate::part::{Aggregator, Batch};
+use crate::scan::{plain_run, Fail, Number, Scan, MAX_DEPTH, P};
+use crate::schema::{AnyValue, DoubleVal, Event, IntVal, KeyValue, Request, Resource, ScopeSpans, Span, Status, Text};
+use crate::stream::{self, LineError};
+use crate::tallies::Process;
+use serde::de::Error as _;
+use std::borrow::Cow;
+
+/// Parse `text` (one whole line) and add its spans as they come; as `stream::add_line`.
+pub(crate) fn add_line(agg: &mut Aggregator, text: &str) -> Result<usize, LineError> {
+    let mut scan = Scan {
+        text,
+        b: text.as_bytes(),
+        i: 0,
+        depth: 0,
+        touched: false,
+    };
+    let read = scan.request(agg).and_then(|count| match scan.peek() {
+        0 if scan.i == scan.b.len() => Ok(count),
+        _ => Err(Fail::Json), // trailing characters
+    });
+    match read {
+        Ok(count) => Ok(count),
+        Err(Fail::Stop(stop)) => Err(LineError::Stop(stop)),
+        Err(Fail::Json) if !scan.touched => stream::add_line(agg, text),
+        Err(Fail::Json) => Err(LineError::Json(match serde_json::from_str::<Request>(text) {
+            Err(err) => err,
+            Ok(_) => serde_json::Error::custom("a line the native scanner refuses after some of its spans"),
+        })),
+    }
+}
+
+impl<'a> Scan<'a> {
+    // --- the strict types (schema.rs) ------------------------------------------------------------
+
+    fn text(&mut self) -> P<Text<'a>> {
+        self.string().map(Text)
+    }
+
+    /// `IntVal`: a string, or an integer serde_json reads as u64 or i64.
+    fn int_val(&mut self) -> P<IntVal<'a>> {
+        match self.peek() {
+            b'"' => Ok(IntVal::Text(self.string()?)),
+            b'-' | b'0'..=b'9' => match self.number()?.0 {
+                Number::U64(n) => Ok(IntVal::Int(n as i128)),
+                Number::I64(n) => Ok(IntVal::Int(n as i128)),
+                Number::F64(_) => Err(Fail::Json),
+            },
+            _ => Err(Fail::Json),
+        }
+    }
+
+    /// `DoubleVal`: from the number's own text (see `schema.rs`).
+    fn double_val(&mut self) -> P<DoubleVal<'a>> {
+        match self.peek() {
+            b'"' => Ok(DoubleVal::Text(self.string()?)),
+            b'-' | b'0'..=b'9' => {
+                // an integer's f64 rounded to nearest, as the parse of its text is
+                let value = match self.number()? {
+                    (Number::U64(n), _) => n as f64,
+                    (Number::I64(n), _) => n as f64,
+                    (Number::F64(0.0), true) => 0.0, // `-0` (== 0.0) is 0.0 for msgspec
+                    (Number::F64(value), _) => value,
+                };
+                Ok(DoubleVal::Number(value))
+            }
+            _ => Err(Fail::Json),
+        }
+    }
+
+    fn boolean(&mut self) -> P<bool> {
+        match self.peek() {
+            b't' => self.literal(b"true").map(|()| true),
+            b'f' => self.literal(b"false").map(|()| false),
+            _ => Err(Fail::Json),
+        }
+    }
+
+    /// An `i64` field: an integer within i64.
+    fn i64(&mut self) -> P<i64> {
+        match self.peek() {
+            b'-' | b'0'..=b'9' => match self.number()?.0 {
+                Number::U64(n) if n <= i64::MAX as u64 => Ok(n as i64),
+                Number::I64(n) => Ok(n),
+                _ => Err(Fail::Json),
+            },
+            _ => Err(Fail::Json),
+        }
+    }
+
+    fn any_value(&mut self) -> P<AnyValue<'a>> {
+        let mut out = AnyValue::default();
+        let (mut string, mut int, mut double, mut boolean) = (false, false, false, false);
+        self.open(b'{')?;
+        let mut first = true;
+        while let Some(key) = self.key(&mut first)? {
+            match &*key {
+                "stringValue" => {
+                    once(&mut string)?;
+                    out.string = if self.null()? { None } else { Some(self.text()?) };
+                }
+                "intValue" => {
+                    once(&mut int)?;
+                    out.int = if self.null()? { None } else { Some(self.int_val()?) };
+                }
+                "doubleValue" => {
+                    once(&mut double)?;
+                    out.double = if self.null()? { None } else { Some(self.double_val()?) };
+                }
+                "boolValue" => {
+                    once(&mut boolean)?;
+                    out.boolean = if self.null()? { None } else { Some(self.boolean()?) };
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// A `Vec<KeyValue>` field, appended to `out`.
+    fn attributes(&mut self, out: &mut Vec<KeyValue<'a>>) -> P<()> {
+        self.open(b'[')?;
+        let mut first = true;
+        while self.element(&mut first)? {
+            if let Some(kv) = self.key_value_plain() {
+                out.push(kv);
+                continue;
+            }
+            let mut kv = KeyValue::default();
+            let (mut key_seen, mut value_seen) = (false, false);
+            self.open(b'{')?;
+            let mut kv_first = true;
+            while let Some(key) = self.key(&mut kv_first)? {
+                match &*key {
+                    "key" => {
+                        once(&mut key_seen)?;
+                        kv.key = self.text()?;
+                    }
+                    "value" => {
+                        once(&mut value_seen)?;
+                        kv.value = if self.null()? { None } else { Some(self.any_value()?) };
+                    }
+                    _ => self.skip()?,
+                }
+            }
+            out.push(kv);
+        }
+        Ok(())
+    }
+
+    /// The common attribute written compactly, `{"key":"K","value":{"stringValue":"V"}}` (or
+    /// `intValue` a string, `boolValue`, `doubleValue` a number), strings without escapes: read
+    /// by its bytes, or None with nothing consumed (then the general path reads it).
+    #[inline]
+    fn key_value_plain(&mut self) -> Option<KeyValue<'a>> {
+        const KEY: &[u8] = b"{\"key\":\"";
+        const VALUE: &[u8] = b"\",\"value\":{\"";
+        if self.depth + 2 > MAX_DEPTH || !self.b[self.i..].starts_with(KEY) {
+            return None;
+        }
+        let start = self.i;
+        let key_start = start + KEY.len();
+        let key_end = plain_run(self.b, key_start);
+        if !self.b[key_end..].starts_with(VALUE) {
+            return None;
+        }
+        let mut kv = KeyValue::default();
+        let mut value = AnyValue::default();
+        let field = key_end + VALUE.len();
+        let rest = &self.b[field..];
+        let end = if let Some(after) = rest.strip_prefix(b"stringValue\":\"") {
+            let (text, end) = self.plain_string(self.b.len() - after.len())?;
+            value.string = Some(Text(Cow::Borrowed(text)));
+            end
+        } else if let Some(after) = rest.strip_prefix(b"intValue\":\"") {
+            let (text, end) = self.plain_string(self.b.len() - after.len())?;
+            value.int = Some(IntVal::Text(Cow::Borrowed(text)));
+            end
+        } else if let Some(after) = rest.strip_prefix(b"boolValue\":") {
+            let at = self.b.len() - after.len();
+            if after.starts_with(b"true") {
+                value.boolean = Some(true);
+                at + 4
+            } else if after.starts_with(b"false") {
+                value.boolean = Some(false);
+                at + 5
+            } else {
+                return None;
+            }
+        } else if let Some(after) = rest.strip_prefix(b"doubleValue\":") {
+            self.i = self.b.len() - after.len();
+            let read = match after.first() {
+                Some(b'-' | b'0'..=b'9') => self.double_val().ok(),
+                _ => None,
+            };
+            let end = self.i;
+            self.i = start;
+            value.double = Some(read?);
+            end
+        } else {
+            return None;
+        };
+        if !self.b[end..].starts_with(b"}}") {
+            return None;
+        }
+        kv.key = Text(Cow::Borrowed(&self.text[key_start..key_end]));
+        kv.value = Some(value);
+        self.i = end + 2;
+        Some(kv)
+    }
+
+    /// A string's plain content from `at` (after its opening quote): the text and the index after
+    /// its closing quote, or None when it has an escape or a control character.
+    #[inline]
+    fn plain_string(&self, at: usize) -> Option<(&'a str, usize)> {
+        let end = plain_run(self.b, at);
+        (self.b.get(end) == Some(&b'"')).then(|| (&self.text[at..end], end + 1))
+    }
+
+    fn event(&mut self) -> P<Event<'a>> {
+        let mut out = Event::default();
+        let (mut time, mut name, mut attributes) = (false, false, false);
+        self.open(b'{')?;
+        let mut first = true;
+        while let Some(key) = self.key(&mut first)? {
+            match &*key {
+                "timeUnixNano" => {
+                    once(&mut time)?;
+                    out.time = self.int_val()?;
+                }
+                "name" => {
+                    once(&mut name)?;
+                    out.name = self.text()?;
+                }
+                "attributes" => {
+                    once(&mut attributes)?;
+                    self.attributes(&mut out.attributes)?;
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(out)
+    }
+
+    fn status(&mut self) -> P<Status<'a>> {
+        let mut out = Status::default();
+        let (mut code, mut message) = (false, false);
+        self.open(b'{')?;
+        let mut first = true;
+        while let Some(key) = self.key(&mut first)? {
+            match &*key {
+                "code" => {
+                    once(&mut code)?;
+                    out.code = self.i64()?;
+                }
+                "message" => {
+                    once(&mut message)?;
+                    out.message = self.text()?;
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// One span into `out` (its vectors kept from the span before, cleared: one allocation a line).
+    fn span(&mut self, out: &mut Span<'a>) -> P<()> {
+        out.trace_id = Text::default();
+        out.span_id = Text::default();
+        out.name = Text::default();
+        out.start = IntVal::default();
+        out.end = IntVal::default();
+        out.attributes.clear();
+        out.events.clear();
+        out.status = None;
+        let mut seen = [false; 8];
+        self.open(b'{')?;
+        let mut first = true;
+        while let Some(key) = self.key(&mut first)? {
+            match &*key {
+                "traceId" => {
+                    once(&mut seen[0])?;
+                    out.trace_id = self.text()?;
+                }
+                "spanId" => {
+                    once(&mut seen[1])?;
+                    out.span_id = self.text()?;
+                }
+                "name" => {
+                    once(&mut seen[2])?;
+                    out.name = self.text()?;
+                }
+                "startTimeUnixNano" => {
+                    once(&mut seen[3])?;
+                    out.start = self.int_val()?;
+                }
+                "endTimeUnixNano" => {
+                    once(&mut seen[4])?;
+                    out.end = self.int_val()?;
+                }
+                "attributes" => {
+                    once(&mut seen[5])?;
+                    self.attributes(&mut out.attributes)?;
+                }
+                "events" => {
+                    once(&mut seen[6])?;
+                    self.open(b'[')?;
+                    let mut first = true;
+                    while self.element(&mut first)? {
+                        let event = self.event()?;
+                        out.events.push(event);
+                    }
+                }
+                "status" => {
+                    once(&mut seen[7])?;
+                    out.status = if self.null()? { None } else { Some(self.status()?) };
+                }
+                _ => self.skip()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn resource(&mut self) -> P<Resource<'a>> {
+        let mut out = Resource::default();
+        let mut attributes = false;
+        self.open(b'{')?;
+        let mut first = true;
+        while let Some(key) = self.key(&mut first)? {
+            if &*key == "attributes" {
+                once(&mut attributes)?;
+                self.attributes(&mut out.attributes)?;
+            } else {
+                self.skip()?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A `scopeSpans` list read whole (when it comes before its resource).
+    fn scopes_whole(&mut self) -> P<Vec<ScopeSpans<'a>>> {
+        let mut out = Vec::new();
+        self.open(b'[')?;
+        let mut first = true;
+        while self.element(&mut first)? {
+            let mut scope = ScopeSpans::default();
+            let mut spans = false;
+            self.open(b'{')?;
+            let mut scope_first = true;
+            while let Some(key) = self.key(&mut scope_first)? {
+                if &*key == "spans" {
+                    once(&mut spans)?;
+                    self.open(b'[')?;
+                    let mut span_first = true;
+                    while self.element(&mut span_first)? {
+                        let mut span = Span::default();
+                        self.span(&mut span)?;
+                        scope.spans.push(span);
+                    }
+                } else {
+                    self.skip()?;
+                }
+            }
+            out.push(scope);
+        }
+        Ok(out)
+    }
+
+    // --- the request, its spans added as they are read (stream.rs) -------------------------------
+
+    fn request(&mut self, agg: &mut Aggregator) -> P<usize> {
+        let mut count = None;
+        self.open(b'{')?;
+        let mut first = true;
+        let mut span = Span::default();
+        while let Some(key) = self.key(&mut first)? {
+            if &*key == "resourceSpans" {
+                if count.is_some() {
+                    return Err(Fail::Json);
+                }
+                let mut n = 0;
+                self.open(b'[')?;
+                let mut first = true;
+                while self.element(&mut first)? {
+                    self.resource_spans(agg, &mut span)?;
+                    n += 1;
+                }
+                count = Some(n);
+            } else {
+                self.skip()?;
+            }
+        }
+        Ok(count.unwrap_or(0))
+    }
+
+    fn resource_spans(&mut self, agg: &mut Aggregator, span: &mut Span<'a>) -> P<()> {
+        let mut resource: Option<Option<Resource<'a>>> = None; // outer None: no "resource" key yet
+        let mut scopes_seen = false;
+        let mut parsed_whole: Option<Vec<ScopeSpans<'a>>> = None;
+        self.open(b'{')?;
+        let mut first = true;
+        while let Some(key) = self.key(&mut first)? {
+            match &*key {
+                "resource" => {
+                    if resource.is_some() {
+                        return Err(Fail::Json);
+                    }
+                    resource = Some(if self.null()? { None } else { Some(self.resource()?) });
+                }
+                "scopeSpans" => {
+                    once(&mut scopes_seen)?;
+                    match &resource {
+                        Some(found) => {
+                            let facts = facts_of(agg, found)?;
+                            self.scopes(agg, &facts, span)?;
+                        }
+                        None => parsed_whole = Some(self.scopes_whole()?),
+                    }
+                }
+                _ => self.skip()?,
+            }
+        }
+        if let Some(scopes) = parsed_whole {
+            let resource = resource.unwrap_or(None);
+            let facts = facts_of(agg, &resource)?;
+            self.touched = true;
+            if facts.sampled {
+                agg.inputs.tail_sampled_spans += scopes.iter().map(|s| s.spans.len() as i64).sum::<i64>();
+            }
+            for scope in &scopes {
+                agg.add_spans(&scope.spans, facts.simulated, &facts.process).map_err(Fail::Stop)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A resource's `scopeSpans` list, each entry one batch, each span added as it is read.
+    fn scopes(&mut self, agg: &mut Aggregator, facts: &Facts, span: &mut Span<'a>) -> P<()> {
+        self.open(b'[')?;
+        let mut first = true;
+        while self.element(&mut first)? {
+            let mut batch = Batch::default();
+            let mut spans_seen = false;
+            self.open(b'{')?;
+            let mut scope_first = true;
+            while let Some(key) = self.key(&mut scope_first)? {
+                if &*key == "spans" {
+                    once(&mut spans_seen)?;
+                    self.open(b'[')?;
+                    let mut span_first = true;
+                    while self.element(&mut span_first)? {
+                        self.span(span)?;
+                        self.touched = true;
+                        if facts.sampled {
+                            agg.inputs.tail_sampled_spans += 1;
+                        }
+                        agg.add_span(span, facts.simulated, &facts.process, &mut batch)
+                            .map_err(Fail::Stop)?;
+                    }
+                } else {
+                    self.skip()?;
+                }
+            }
+            self.touched = true;
+            agg.end_batch(&batch, &facts.process).map_err(Fail::Stop)?;
+        }
+        Ok(())
+    }
+}
+
+/// A key given twice is refused.
+#[inline]
+fn once(seen: &mut bool) -> P<()> {
+    if std::mem::replace(seen, true) {
+        return Err(Fail::Json);
+    }
+    Ok(())
+}
+
+/// A resource's facts (`Aggregator::resource_facts`) and whether a tail-sampling collector marked it.
+struct Facts<'r> {
+    simulated: bool,
+    process: Process<'r>,
+    sampled: bool,
+}
+
+fn facts_of<'r>(agg: &Aggregator, resource: &'r Option<Resource>) -> P<Facts<'r>> {
+    let attributes = resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+    let (simulated, process) = agg.resource_facts(attributes).map_err(Fail::Stop)?;
+    Ok(Facts {
+        simulated,
+        process,
+        sampled: attributes.iter().any(|kv| &*kv.key == "alphatrace.sampling"),
+    })
+}
