@@ -27,7 +27,12 @@ impl LatencySpill {
     pub fn new((fd, at, budget): (i32, u64, usize)) -> std::io::Result<Self> {
         // SAFETY: the descriptor is open for the call (Python holds it); it is only duplicated here
         let owned = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
-        Ok(LatencySpill { file: File::from(owned), at, budget: budget.max(1), resident: 0 })
+        Ok(LatencySpill {
+            file: File::from(owned),
+            at,
+            budget: budget.max(1),
+            resident: 0,
+        })
     }
 
     /// A run span was counted (it may have added a latency): past the budget, spill them all.
