@@ -152,8 +152,8 @@ def count_of(tally) -> int:
 
 
 def sorted_chunks(tally, chunk: int = CHUNK) -> Iterator[array]:
-    """The tally's latencies in ascending order, in arrays of at most ``chunk`` values (its resident
-    array sorted in place first)."""
+    """The tally's latencies in ascending order, in arrays of at most ``chunk`` values (or one a
+    source, when it has more sources than that; its resident array sorted in place first)."""
     if tally.latencies_ns:
         tally.latencies_ns = sorted_latencies(tally.latencies_ns)
     if not tally.latency_runs:
@@ -194,7 +194,7 @@ def sorted_chunks(tally, chunk: int = CHUNK) -> Iterator[array]:
         yield sorted_latencies(out)
 
 
-def summary_of(tally) -> dict[str, Any]:
+def summary_of(tally, chunk: int = CHUNK) -> dict[str, Any]:
     """``latency.latency_summary`` of all the tally's latencies, resident and spilled, exact."""
     if not tally.latency_runs:
         tally.latencies_ns = sorted_latencies(tally.latencies_ns)
@@ -204,7 +204,7 @@ def summary_of(tally) -> dict[str, Any]:
     for q in (50, 95, 99):
         percentile_at(count, q, lambda index: wanted.setdefault(index, 0))
     total, seen, last = 0, 0, None
-    for values in sorted_chunks(tally):
+    for values in sorted_chunks(tally, chunk):
         for index in wanted:
             if seen <= index < seen + len(values):
                 wanted[index] = values[index - seen]
