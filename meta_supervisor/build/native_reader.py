@@ -201,9 +201,10 @@ def _call(read, where: str, head: tuple, options_tuple, progress, tables, expect
     build's options: its raw result, or None when it declined (its progress taken back)."""
     prices, since_ns, until_ns, collect_signals, max_open_runs = options_tuple
     progress, undo = undoable(progress)
-    latencies = keywords.get("latencies")
-    if latencies is not None:
-        keywords["latencies"] = latencies.core_arg()
+    latencies = keywords.pop("latencies", None)
+    argument = latencies.core_arg() if latencies is not None else None
+    if argument is not None:
+        keywords["latencies"] = argument
     raw = read(
         *head,
         since_ns,

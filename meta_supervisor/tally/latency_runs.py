@@ -58,6 +58,17 @@ class RunFile:
         with tempfile.TemporaryFile(dir=folder, buffering=0) as handle:
             return cls(os.dup(handle.fileno()))
 
+    @classmethod
+    def anywhere(cls, folder: str | None) -> RunFile | None:
+        """``unnamed`` in ``folder``, else in the system's temp folder (a state folder on a read-only
+        file system), else None: the latencies then stay in memory, as without a spill plan."""
+        for place in dict.fromkeys([folder, None]):
+            try:
+                return cls.unnamed(place)
+            except OSError:
+                continue
+        return None
+
     def fileno(self) -> int:
         return self.fd
 
@@ -102,12 +113,21 @@ class LatencySpill:
         self.folder, self.budget, self.handle = folder, max(budget, 1), handle
         self.size = 0 if handle is None else os.fstat(handle.fileno()).st_size
         self.resident = 0  # values added to the tallies being counted since the last spill
+        self.nowhere = False
 
-    def core_arg(self) -> tuple[int, int, int]:
-        """The native core's ``latencies`` argument: (descriptor, where to write, budget)."""
-        if self.handle is None:
-            self.handle = RunFile.unnamed(self.folder)
+    def core_arg(self) -> tuple[int, int, int] | None:
+        """The native core's ``latencies`` argument: (descriptor, where to write, budget); None
+        when no file can be made (the core then keeps them)."""
+        if not self._ready():
+            return None
         return self.handle.fileno(), self.size, self.budget
+
+    def _ready(self) -> bool:
+        """Whether the file is there (made now if not); past a failure to make one, never again."""
+        if self.handle is None and not self.nowhere:
+            self.handle = RunFile.anywhere(self.folder)
+            self.nowhere = self.handle is None  # nowhere to write: unbounded, in memory
+        return self.handle is not None
 
     def runs_at(self, places) -> tuple:
         """The runs the core wrote into this file, from their ``(byte offset, count)``."""
@@ -128,6 +148,9 @@ class LatencySpill:
 
     def spill(self, tallies: Iterable) -> None:
         """Every tally's resident latencies, sorted, as a new run of it in the file."""
+        if not self._ready():
+            self.resident = 0
+            return
         for tally in tallies:
             values = tally.latencies_ns
             if not values:
@@ -138,8 +161,6 @@ class LatencySpill:
         self.resident = 0
 
     def _write(self, values: array) -> SortedRun:
-        if self.handle is None:
-            self.handle = RunFile.unnamed(self.folder)
         view, at, written = memoryview(values).cast("B"), self.size, 0
         while written < len(view):
             written += os.pwrite(self.handle.fileno(), view[written:], at + written)
