@@ -60,6 +60,7 @@ from meta_supervisor.tally.bounds import (
 )
 from meta_supervisor.tally.consistency import fewer_llm_spans, fewer_tool_spans
 from meta_supervisor.tally.latency import latency_summary, percentile
+from meta_supervisor.tally.latency_runs import summary_of
 
 SCHEMA_VERSION = 1
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
@@ -310,7 +311,7 @@ def build_report(
     if kill.error is None:
         names |= set(kill.entries)
     empty = AgentTally()
-    latencies = data.latency if data.latency is not None else {name: latency_summary(t.latencies_ns) for name, t in data.agents.items()}
+    latencies = data.latency if data.latency is not None else {name: summary_of(t) for name, t in data.agents.items()}
     no_runs = latency_summary(())
     as_of = (data.as_of_since, data.as_of_until)
     agents = {

@@ -51,7 +51,7 @@ from meta_supervisor.build.state_checks import cursors_of, regression_problem
 from meta_supervisor.build.state_store import DEFAULT_LOCK_TIMEOUT, KEEP_STATES, SavedState, locked, state_key
 from meta_supervisor.reading.cursor import FileCursor, classify
 from meta_supervisor.reading.inputs import head_digest, identity_of
-from meta_supervisor.tally.latency import latency_summary, sorted_latencies
+from meta_supervisor.tally.latency_runs import summary_of
 
 __all__ = ["KEEP_STATES", "incremental_build", "sort_latencies", "state_key"]
 _STATE_ERRORS = (OSError, ValueError, KeyError, TypeError)  # a damaged state: rebuild, never a wrong report
@@ -69,12 +69,9 @@ class _Base:
 
 
 def sort_latencies(aggregator) -> dict[str, dict]:
-    """Sort each agent's latencies in place (once) and summarise them for the report."""
-    summaries = {}
-    for name, tally in aggregator.agents.items():
-        tally.latencies_ns = sorted_latencies(tally.latencies_ns)
-        summaries[name] = latency_summary(tally.latencies_ns, already_sorted=True)
-    return summaries
+    """Summarise each agent's latencies for the report (its resident ones sorted in place, its
+    spilled runs read back a chunk at a time: ``latency_runs.summary_of``)."""
+    return {name: summary_of(tally) for name, tally in aggregator.agents.items()}
 
 
 def _plan(files: list[Path], saved: list[FileCursor]) -> tuple[dict[str, tuple[str, FileCursor | None]], str]:

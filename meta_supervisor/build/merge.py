@@ -14,6 +14,7 @@ from __future__ import annotations
 import pickle
 
 from meta_supervisor.build.part_result import PartResult, chunks_of
+from meta_supervisor.tally import latency_runs
 from meta_supervisor.tally.bounds import (
     AGENT_TABLE_LIMITS,
     MAX_AGENTS,
@@ -58,6 +59,7 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
         seen.add_all(entries)
     part.span_fps = memoryview(b"").cast("Q")  # in the table now: not held through the tallies' merge (peak RSS)
     aggregator.add_tallies((inputs, agents, agent_order, pending), line_offset)
+    latency_runs.bound(aggregator)
     unknown = AGENT_INDEX_UNKNOWN
     remap = bytes(min(aggregator.agent_index.get(name, unknown), unknown) for name in agent_order[:unknown]) + bytes([unknown] * 32)
     low = (1 << INDEX_SHIFT) - 1  # the code and the tools flag

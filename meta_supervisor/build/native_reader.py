@@ -30,6 +30,7 @@ from meta_supervisor.build.rulebook import Rulebook
 from meta_supervisor.reading.formats import max_line_bytes
 from meta_supervisor.reading.inputs import expected_spans
 from meta_supervisor.reading.shapes import ReadResult
+from meta_supervisor.tally import latency_runs
 from meta_supervisor.tally.aggregates import AgentTally, InputTally
 from meta_supervisor.tally.signal_store import SignalStore
 from meta_supervisor.tally.span_aggregator import SpanAggregator
@@ -46,8 +47,11 @@ def read_part(path: Path, start: int, stop: int | None, options_tuple, first_num
     if native is None:
         return None
     spill = None if handoff is None or not hasattr(native, "SpillRuns") else handoff.spill_arg()
-    raw = _read(native, path, start, stop, options_tuple, progress, None, expected_spans(path, start, stop), spill=spill)
-    return None if raw is None else _part_result(raw, handoff)
+    latencies = _latencies(native, None if handoff is None else handoff.latency_spill())
+    raw = _read(
+        native, path, start, stop, options_tuple, progress, None, expected_spans(path, start, stop), spill=spill, latencies=latencies
+    )
+    return None if raw is None else _part_result(raw, handoff, latencies)
 
 
 def read_into(aggregator, path: Path, start: int, stop: int | None, progress=None) -> tuple | None:
@@ -60,14 +64,17 @@ def read_into(aggregator, path: Path, start: int, stop: int | None, progress=Non
         return None
     seen, closed = aggregator.seen, aggregator.closed_runs
     tables = (seen.slots, closed.keys, closed.states)
-    raw = _read(native, path, start, stop, aggregator.part_options(), progress, tables, None, spill=_tiers(native, aggregator))
+    latencies = _latencies(native, aggregator.latency_spill)
+    raw = _read(
+        native, path, start, stop, aggregator.part_options(), progress, tables, None, spill=_tiers(native, aggregator), latencies=latencies
+    )
     if raw is None:
         seen.clear()
         closed.clear()
         return None
     seen.count = raw["span_count"]
     closed.count = raw["closed_count"]
-    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw)
+    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw, latencies)
 
 
 def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected: int | None = None):
@@ -93,8 +100,9 @@ def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | 
     if native is None:
         return None
     spill = None if handoff is None or not hasattr(native, "SpillRuns") else handoff.spill_arg()
-    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True, spill=spill)
-    return None if raw is None else (_part_result(raw, handoff), raw["start"])
+    latencies = _latencies(native, None if handoff is None else handoff.latency_spill())
+    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True, spill=spill, latencies=latencies)
+    return None if raw is None else (_part_result(raw, handoff, latencies), raw["start"])
 
 
 def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int | None = None) -> tuple | None:
@@ -113,7 +121,19 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int |
         return None
     seen, closed = aggregator.seen, aggregator.closed_runs
     tables = (seen.slots, closed.keys, closed.states)
-    raw = _read_zstd(native, path, skip, aggregator.part_options(), progress, tables, None, stop=stop, spill=_tiers(native, aggregator))
+    latencies = _latencies(native, aggregator.latency_spill)
+    raw = _read_zstd(
+        native,
+        path,
+        skip,
+        aggregator.part_options(),
+        progress,
+        tables,
+        None,
+        stop=stop,
+        spill=_tiers(native, aggregator),
+        latencies=latencies,
+    )
     if raw is None:
         seen.clear()
         closed.clear()
@@ -127,7 +147,7 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int |
         closed.clear()
         seen.add_all(memoryview(raw.pop("span_fps")).cast("Q"))
         closed.set_all(memoryview(raw.pop("closed_keys")).cast("Q"), raw.pop("closed_states"))
-    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw), raw["stopped"]
+    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw, latencies), raw["stopped"]
 
 
 def _tiers(native, aggregator):
@@ -143,10 +163,20 @@ def _zstd_core():
     return native
 
 
-def _read_zstd(native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None, spill=None) -> dict | None:
+def _latencies(native, spill):
+    """``spill`` (a ``latency_runs.LatencySpill``) when the core can write the part's latencies past
+    its budget into its file (``latency_spill.rs``), else None."""
+    return spill if spill is not None and hasattr(native, "LATENCY_RUNS") else None
+
+
+def _read_zstd(
+    native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None, spill=None, latencies=None
+):
     """The core's ``read_zstd_part``: its raw result, or None when it declined (its progress taken back)."""
     where = f"the zstd stream {path} from byte {skip}"
     keywords = {"align": align, "stop": stop} | ({"spill": spill} if spill is not None else {})
+    if latencies is not None:
+        keywords["latencies"] = latencies
     return _call(native.read_zstd_part, where, (str(path), skip), options_tuple, progress, tables, expected, **keywords)
 
 
@@ -157,9 +187,11 @@ def same_zstd(native) -> bool:
     return tuple(native.zstd_version()) == tuple(zstandard.ZSTD_VERSION)
 
 
-def _read(native, path: Path, start: int, stop: int | None, options_tuple, progress, tables, expected, spill=None) -> dict | None:
+def _read(native, path: Path, start: int, stop: int | None, options_tuple, progress, tables, expected, spill=None, latencies=None):
     """The core's ``read_part``: its raw result, or None when it declined (its progress taken back)."""
     keywords = {"spill": spill} if spill is not None else {}
+    if latencies is not None:
+        keywords["latencies"] = latencies
     where = f"{path} [{start}, {stop})"
     return _call(native.read_part, where, (str(path), start, stop), options_tuple, progress, tables, expected, **keywords)
 
@@ -169,6 +201,10 @@ def _call(read, where: str, head: tuple, options_tuple, progress, tables, expect
     build's options: its raw result, or None when it declined (its progress taken back)."""
     prices, since_ns, until_ns, collect_signals, max_open_runs = options_tuple
     progress, undo = undoable(progress)
+    latencies = keywords.pop("latencies", None)
+    argument = latencies.core_arg() if latencies is not None else None
+    if argument is not None:
+        keywords["latencies"] = argument
     raw = read(
         *head,
         since_ns,
@@ -188,6 +224,8 @@ def _call(read, where: str, head: tuple, options_tuple, progress, tables, expect
         logging.getLogger(__name__).debug("the native reader declined %s: %s", where, raw)
         undo()
         return None
+    if latencies is not None:
+        latencies.size = raw.get("latency_end", latencies.size)  # the runs it wrote end there
     release_free_memory()  # the core's tables are freed: their pages back before the tallies are made (heap_trim)
     return raw
 
@@ -211,8 +249,9 @@ def undoable(progress):
     return counted, undo
 
 
-def _tallies(raw: dict) -> tuple:
-    """(inputs, agents, agent_order, pending) of a part, as the Python reader has them."""
+def _tallies(raw: dict, spill=None) -> tuple:
+    """(inputs, agents, agent_order, pending) of a part, as the Python reader has them; with
+    ``spill`` (``latency_runs.LatencySpill``) their latencies past its budget spilled as they come."""
     inputs = InputTally.from_state(raw["inputs"])
     agents = {}
     keys: dict = {}  # the agents' keys, kept once (AgentTally.from_state)
@@ -220,12 +259,29 @@ def _tallies(raw: dict) -> tuple:
     # as it does: never all of a part's tallies at once in Rust, as raw data and as AgentTally
     for name, state, latencies, signals in raw.pop("agents"):
         store = SignalStore.from_state(*signals) if signals is not None else None
-        agents[name] = AgentTally.from_state(state, latencies, store, keys)
+        runs = state.pop("latency_runs", None)  # what the core spilled (``latency_spill.rs``)
+        tally = agents[name] = AgentTally.from_state(state, latencies, store, keys)
+        del latencies
+        if runs:
+            tally.latency_runs = spill.runs_at(runs)
+        if spill is not None:
+            spill.added(len(tally.latencies_ns), agents.values())
     release_free_memory()  # the core's tallies, freed one by one above (heap_trim)
     return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}
 
 
-def _part_result(raw: dict, handoff=None):
+def _handed_tallies(raw: dict, handoff, spill) -> tuple:
+    """A part's tallies; with ``handoff`` (a forked worker's) all their latencies are in its file,
+    sorted, and only the runs' places cross the pipe (``latency_runs``)."""
+    if handoff is None:
+        return _tallies(raw, spill)
+    spill = spill or handoff.latency_spill()
+    tallies = _tallies(raw, spill)
+    spill.spill(tallies[1].values())
+    return tallies
+
+
+def _part_result(raw: dict, handoff=None, latencies=None):
     if raw.get("handed_over"):  # the tables are in the hand-over files (``Handoff``), in key order
         span_fps, closed_keys, closed_states = handoff.arrays(raw["span_count"], raw["closed_count"])
     else:  # views of the bytes the core made, not copies (peak memory)
@@ -235,7 +291,7 @@ def _part_result(raw: dict, handoff=None):
         consumed=raw["consumed"],
         records=raw["records"],
         partial_tail=raw["partial_tail"],
-        aggregator_state=_tallies(raw),
+        aggregator_state=_handed_tallies(raw, handoff, latencies),
         span_fps=span_fps,
         closed_keys=closed_keys,
         closed_states=closed_states,
@@ -253,6 +309,7 @@ def read_native(aggregator: SpanAggregator, path: Path, start: int, stop: int | 
     if read is not None:
         consumed, records, partial_tail, tallies = read
         aggregator.add_tallies(tallies, line_offset)
+        latency_runs.bound(aggregator)
         return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
     if aggregator.is_empty():
         return None  # declined
@@ -277,6 +334,7 @@ def read_native_zstd(aggregator: SpanAggregator, path: Path, skip: int, progress
     if read is not None:
         consumed, records, partial_tail, tallies, _ = read
         aggregator.add_tallies(tallies, line_offset)
+        latency_runs.bound(aggregator)
         return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)
     if aggregator.is_empty():
         return None  # the core is not used, or it declined the stream

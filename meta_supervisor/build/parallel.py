@@ -54,6 +54,7 @@ from meta_supervisor.reading.shapes import (
     skip_rest_of_line,
     sniff,
 )
+from meta_supervisor.tally import latency_runs
 from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet
 from meta_supervisor.tally.span_aggregator import SpanAggregator
 
@@ -297,6 +298,7 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
             undo()
             return read_trace_file(path, aggregator, cursor, advance)
     aggregator.add_tallies(tallies, out.records)
+    latency_runs.bound(aggregator)
     del first, tallies  # added (copied): not held through the merge below (peak RSS)
     out.offset += consumed
     out.records += records

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from meta_supervisor.build.packed_tallies import packed_state
 from meta_supervisor.tally.fingerprints import SpillPlan, slots_for
+from meta_supervisor.tally.latency_runs import LatencySpill, RunFile
 
 CHUNK_ITEMS = 1 << 17  # fingerprints read back at a time from a hand-over file (1 MB)
 
@@ -56,6 +57,13 @@ class Handoff:
     def __init__(self, plan: SpillPlan) -> None:
         self.plan = plan
         self.files = [tempfile.TemporaryFile(dir=plan.folder) for _ in range(3)]
+        # the part's latencies, as sorted runs (``latency_runs``): kept open by the runs that point
+        # into it once they are merged, not by ``close``
+        self.latencies = RunFile.unnamed(plan.folder)
+
+    def latency_spill(self) -> LatencySpill:
+        """In the worker: where its part's latencies go (``native_reader``), the build's budget."""
+        return LatencySpill(self.plan.folder, self.plan.resident_spans // 4, self.latencies)
 
     def spill_arg(self) -> tuple:
         """The core's ``spill`` argument for a part's own tables."""
@@ -67,6 +75,7 @@ class Handoff:
     def close(self) -> None:
         for handle in self.files:
             handle.close()
+        self.latencies = None
 
 
 @dataclass

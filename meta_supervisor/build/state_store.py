@@ -45,7 +45,7 @@ from meta_supervisor.build.state_checks import SPILLED_TABLES, summary_problem
 from meta_supervisor.tally.aggregates import AgentTally, InputTally, Tallies
 from meta_supervisor.tally.bounds import P_DEFERRED
 from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet
-from meta_supervisor.tally.latency import sorted_latencies
+from meta_supervisor.tally.latency_runs import RunFile, SortedRun, sorted_chunks
 from services.state_files import LockTimeout, exclusive_lock, json_pieces, write_atomically
 from settings.config_error import env_number
 
@@ -198,19 +198,28 @@ class SavedState:
             self._read_bin(data, "closed"), self._read_bin(data, "closed-states"), data["closed_count"]
         )
         self._load_spilled(data, aggregator)
-        latencies = self._read_bin(data, "latencies")
+        latencies = self._latency_file(data)
         signals = self._signal_blob(data)
         aggregator.inputs = InputTally.from_state(data["inputs"])
         keys: dict = {}  # the agents' keys, kept once (AgentTally.from_state)
         for name in data["agent_order"]:
             entry = data["agents"][name]
             start, end = entry["latency_bytes"]
-            aggregator.agents[name] = AgentTally.from_state(entry["tally"], latencies[start:end], _signals_of(entry, signals), keys)
+            tally = aggregator.agents[name] = AgentTally.from_state(entry["tally"], b"", _signals_of(entry, signals), keys)
+            if end > start:  # read back from the file when needed, a chunk at a time (``latency_runs``)
+                tally.latency_runs = (SortedRun(latencies, start, (end - start) // 8),)
             aggregator.agent_index[name] = len(aggregator.agent_order)
             aggregator.agent_order.append(name)
         aggregator.pending = {key: _pending_from_json(entry) for key, entry in data["pending"].items()}
         aggregator.pending_added(len(aggregator.pending))  # looked at by the first bound_open_runs()
         return aggregator
+
+    def _latency_file(self, data: dict):
+        """The saved latencies' table, open (its digest checked a chunk at a time): each agent's
+        sorted slice of it is a run of its tally, never read whole into memory."""
+        for _ in self._chunks(data, "latencies"):
+            pass
+        return RunFile(os.open(self._bin(data["generation"], "latencies"), os.O_RDONLY))  # closed with the last run
 
     def _load_spilled(self, data: dict, aggregator) -> None:
         """Bound the loaded tables as the build's plan says, and give them back their spilled
@@ -300,7 +309,8 @@ class SavedState:
             for name in aggregator.agent_order:
                 tally = aggregator.agents[name]
                 start = table.size
-                table.write(tally.latencies_ns)  # sorted by sort_latencies(): the next sort is cheap
+                for values in sorted_chunks(tally):  # resident and spilled, merged a chunk at a time
+                    table.write(values)
                 # made when the JSON is written, agent by agent (``_encoded``): not all agents' at once
                 agents[name] = {"tally": tally.to_state, "latency_bytes": [start, table.size]}
                 if summaries is not None:
@@ -359,8 +369,6 @@ class SavedState:
         returns (generation, bytes written, seconds). Its JSON is serialised at once: the tallies
         keep changing as the last file is read."""
         started = time.perf_counter()
-        for tally in aggregator.agents.values():
-            tally.latencies_ns = sorted_latencies(tally.latencies_ns)  # the final sort then merges
         data = self._write_generation(aggregator, cursors, None)
         text = json.dumps(data, separators=(",", ":"), allow_nan=True, default=_encoded)
         try:

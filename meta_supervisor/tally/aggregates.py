@@ -88,6 +88,7 @@ class AgentTally:
         "last_kill",
         "last_start_ns",
         "latencies_ns",
+        "latency_runs",
         "llm_operations",
         "mismatches",
         "outcome_missing",
@@ -102,6 +103,7 @@ class AgentTally:
         self.outcomes: dict[str, int] = {}
         self.outcome_missing = 0
         self.latencies_ns = array("q")
+        self.latency_runs: tuple = ()  # more of them, sorted in files (latency_runs.LatencySpill)
         self.bad_durations = 0
         self.first_start_ns = 0
         self.last_start_ns = 0
@@ -129,6 +131,8 @@ class AgentTally:
             self.outcomes[key] = self.outcomes.get(key, 0) + count
         self.outcome_missing += other.outcome_missing
         self.latencies_ns.extend(other.latencies_ns)
+        if other.latency_runs:
+            self.latency_runs = (*self.latency_runs, *other.latency_runs)
         self.bad_durations += other.bad_durations
         if other.first_start_ns and (not self.first_start_ns or other.first_start_ns < self.first_start_ns):
             self.first_start_ns = other.first_start_ns

@@ -113,7 +113,8 @@ def _spill_tier(plan: SpillPlan | None, expected: int, resident: int):
     native = _native()
     if native is None or not hasattr(native, "SpillRuns"):
         return None, None
-    return native.SpillRuns(plan.folder, expected), _slots_for(resident)
+    # the filter is sized for the keys expected to spill: those past the resident part
+    return native.SpillRuns(plan.folder, max(expected - resident, 0)), _slots_for(resident)
 
 
 def _is_q(values) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from meta_supervisor import native_core
@@ -16,15 +16,20 @@ from meta_supervisor import native_core
 
 def percentile(sorted_values: list[int] | list[float], q: float) -> float | None:
     """numpy.percentile(values, q) with the default 'linear' method, on already sorted values."""
-    n = len(sorted_values)
+    return percentile_at(len(sorted_values), q, sorted_values.__getitem__)
+
+
+def percentile_at(n: int, q: float, value_at: Callable[[int], Any]) -> float | None:
+    """``percentile`` of ``n`` sorted values of which ``value_at(index)`` gives the ones it needs
+    (two: ``latency_runs`` reads spilled latencies once and keeps only those)."""
     if n == 0:
         return None
     rank = (n - 1) * q / 100.0
     lower = math.floor(rank)
     upper = min(lower + 1, n - 1)
     fraction = rank - lower
-    low_value = sorted_values[lower]
-    return low_value + (sorted_values[upper] - low_value) * fraction
+    low_value = value_at(lower)
+    return low_value + (value_at(upper) - low_value) * fraction
 
 
 def latency_summary(latencies: Iterable[int], already_sorted: bool = False) -> dict[str, Any]:

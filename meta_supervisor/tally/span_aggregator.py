@@ -107,6 +107,7 @@ from meta_supervisor.tally.fingerprints import (
     span_fingerprint,
 )
 from meta_supervisor.tally.genai_spans import LLM, RUN, TOOL, ToolSpans, classify, llm_tokens, model_value, run_agent_name
+from meta_supervisor.tally.latency_runs import latency_spill_for
 from meta_supervisor.tally.open_runs import MAX_OPEN_RUNS, sweep_every
 from meta_supervisor.tally.signal_store import (
     SignalStore,
@@ -185,6 +186,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         self.spill = spill  # bounded tables (fingerprints.SpillPlan): spilled beyond its resident size
         self.seen = FingerprintSet(expected_spans, spill)
         self.closed_runs = FingerprintMap(expected_spans // 2, spill)
+        self.latency_spill = latency_spill_for(spill)  # run latencies past a budget: sorted runs in a file
         self.pending: dict[str, list] = {}
         self.since_ns = since_ns
         self.until_ns = until_ns

@@ -11,6 +11,7 @@ mod content;
 mod events;
 mod join;
 mod kinds;
+mod latency_spill;
 mod legacy;
 mod part;
 mod scan;
@@ -326,6 +327,9 @@ pub(crate) fn result<'py>(
         drop(closed);
         out.set_item("closed_states", PyBytes::new(py, &states))?;
     }
+    if let Some(spill) = &agg.latency_spill {
+        out.set_item("latency_end", spill.at)?;
+    }
     out.set_item("consumed", read.consumed)?;
     out.set_item("records", read.records)?;
     out.set_item("partial_tail", read.partial_tail)?;
@@ -407,6 +411,9 @@ impl AgentStates {
             None => py.None().into_bound(py),
         };
         let state = tally_state(py, &tally)?;
+        if !tally.latency_runs.is_empty() {
+            state.set_item("latency_runs", &tally.latency_runs)?;
+        }
         drop(tally);
         Ok(Some(PyTuple::new(
             py,
@@ -429,7 +436,7 @@ impl AgentStates {
 /// `max_line` is the Python reader's line cap (`shapes.max_line_bytes`); `max_open_runs` the
 /// open-run bound (`open_runs.max_open_runs`).
 #[pyfunction]
-#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, spill=None))]
+#[pyo3(signature = (path, start, stop, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, spill=None, latencies=None))]
 #[allow(clippy::too_many_arguments)]
 fn read_part<'py>(
     py: Python<'py>,
@@ -446,6 +453,7 @@ fn read_part<'py>(
     max_line: usize,
     max_open_runs: usize,
     spill: Option<Bound<'py, PyAny>>,
+    latencies: Option<(i32, u64, usize)>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut file = File::open(path)?;
     file.seek(SeekFrom::Start(start))?;
@@ -466,6 +474,7 @@ fn read_part<'py>(
     };
     let chosen = spill.attach(chosen, expected_spans.unwrap_or(0));
     let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen, max_open_runs);
+    agg.latency_spill = latencies.map(latency_spill::LatencySpill::new).transpose()?;
     match read_lines(
         &mut agg,
         &mut file,
@@ -483,6 +492,7 @@ fn read_part<'py>(
 fn alphatrace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(table_loops::sort_in_place, m)?)?;
     m.add_class::<spill::SpillRuns>()?;
+    m.add("LATENCY_RUNS", true)?; // read_part and read_zstd_part take `latencies`
     m.add_function(wrap_pyfunction!(read_part, m)?)?;
     m.add_function(wrap_pyfunction!(zstd_lines::read_zstd_part, m)?)?;
     m.add_function(wrap_pyfunction!(zstd_lines::zstd_version, m)?)?;

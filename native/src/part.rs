@@ -260,6 +260,7 @@ pub struct Aggregator<'py, 't> {
     pub(crate) max_open_runs: usize,
     pub(crate) sweep_at: usize,
     pub(crate) sweep_seq: u64, // LLM-only open runs from this seq on were opened since the last sweep
+    pub latency_spill: Option<crate::latency_spill::LatencySpill>,
 }
 
 impl<'py, 't> Aggregator<'py, 't> {
@@ -287,6 +288,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             max_open_runs,
             sweep_at: sweep_every(max_open_runs),
             sweep_seq: 0,
+            latency_spill: None,
         }
     }
 
@@ -557,6 +559,9 @@ impl<'py, 't> Aggregator<'py, 't> {
                     steps[runs + 2] = steps[runs + 2].max(number);
                 }
             }
+        }
+        if let Some(spill) = self.latency_spill.as_mut() {
+            spill.added(&mut self.agents)?;
         }
         if !span.events.is_empty() {
             self.events(index, span, day, fp)?;

@@ -6,8 +6,8 @@
 //! *run*, and the resident table starts empty again. A run is two files in the build's cache folder
 //! (keys as little-endian u64, then one value byte per key), each unlinked as soon as it is made: a
 //! killed build leaves nothing behind (only the microseconds between create and unlink could). In
-//! memory stay a blocked Bloom filter over every spilled key (`FILTER_BITS` bits a key: about 1.25
-//! bytes, 1% false positives) and one key per page of `PAGE` keys (0.06 bytes a key); a key the filter
+//! memory stay a blocked Bloom filter over every spilled key (`FILTER_BITS` bits a key: 1 byte,
+//! about 2.6% false positives, sized for the keys the table is expected to spill) and one key per page of `PAGE` keys (0.06 bytes a key); a key the filter
 //! passes is looked up with one `pread` of a page per run (page cache, not this process's memory).
 //! Runs are merged while the newest is at least half the size of the one before it (a binary
 //! counter: O(log n) runs, each key rewritten O(log n) times); where two runs hold the same key (a
@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Keys a page of a run's key file holds: one `pread` of 1 kB per run for a filter positive.
 const PAGE: usize = 128;
 /// Bloom filter bits per spilled key (blocks of 512 bits, `PROBES` bits set in one block per key).
-const FILTER_BITS: usize = 10;
+const FILTER_BITS: usize = 8;
 const PROBES: u32 = 5;
 const BLOCK_WORDS: usize = 8;
 /// Bytes read or written at a time when runs are merged or exported.

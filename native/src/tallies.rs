@@ -130,6 +130,8 @@ pub struct Tally {
     pub outcomes: Ordered<String, i64>,
     pub outcome_missing: i64,
     pub latencies: Vec<i64>,
+    /// `(byte offset, count)` of this agent's latencies spilled as sorted runs (`latency_spill`)
+    pub latency_runs: Vec<(u64, u64)>,
     pub bad_durations: i64,
     pub first_start: i128,
     pub last_start: i128,

@@ -220,7 +220,7 @@ fn read_stream(agg: &mut Aggregator, file: File, window: Window, progress: Optio
 /// is where its bytes start (`skip`, or the line start after it), `stopped` whether it ended at
 /// the first line start at or after `stop` (else at the end of the stream).
 #[pyfunction]
-#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, align=false, stop=None, spill=None))]
+#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, align=false, stop=None, spill=None, latencies=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn read_zstd_part<'py>(
     py: Python<'py>,
@@ -238,6 +238,7 @@ pub fn read_zstd_part<'py>(
     align: bool,
     stop: Option<u64>,
     spill: Option<Bound<'py, PyAny>>,
+    latencies: Option<(i32, u64, usize)>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let file = File::open(path)?;
     let mut spill = crate::spill::SpillArg::parse(spill.as_ref(), tables.is_some())?;
@@ -258,6 +259,7 @@ pub fn read_zstd_part<'py>(
     };
     let chosen = spill.attach(chosen, expected_spans.unwrap_or(0));
     let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen, max_open_runs);
+    agg.latency_spill = latencies.map(crate::latency_spill::LatencySpill::new).transpose()?;
     match read_stream(&mut agg, file, window, progress.as_ref(), max_line) {
         Ok((read, sent)) => {
             let in_place = tables.is_some() && agg.seen.in_place() && agg.closed.in_place();
