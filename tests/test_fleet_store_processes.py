@@ -196,8 +196,10 @@ def test_one_kill_stops_the_agent_on_whichever_shard_runs_it_before_its_next_cal
     for shard, victim in (("east", "research_analyst"), ("west", "llm_west")):
         outcomes = [run[semconv.AGENT_RUN_OUTCOME] for run in runs[shard] if run[semconv.GEN_AI_AGENT_NAME] == victim]
         first_killed = outcomes.index(semconv.OUTCOME_KILLED)
-        # the run in flight at the kill finished its call, then no run went on: killed (mid-run or before start)
-        assert set(outcomes[:first_killed]) == {semconv.OUTCOME_OK}
+        # the run in flight at the kill finished its call, then no run went on: killed (mid-run or before
+        # start). The runs before it all ended ok; there may be none: the tool-calling agent's request
+        # held at the kill can be a later call of its first run, which the kill then stops mid-run.
+        assert set(outcomes[:first_killed]) <= {semconv.OUTCOME_OK}
         assert set(outcomes[first_killed:]) == {semconv.OUTCOME_KILLED} and len(outcomes) - first_killed >= 1
         # what the runs say they asked equals what the server received from that agent
         asked = [int(run.get(semconv.RUN_LLM_CALLS, 0)) for run in runs[shard] if run[semconv.GEN_AI_AGENT_NAME] == victim]
