@@ -30,6 +30,7 @@ produce, in one run, at one span count:
 
     python bench/report_bench.py --matrix --spans 1000000 --json matrix.json
     python bench/report_bench.py --matrix --spans 200000 --rows base,zstd,worst   # some rows only
+    python bench/report_bench.py --matrix --spans 5000000 --no-bare   # peak RSS only: no bare walk, no ratio
 
 Each row's workload is generated (``bench/generate_workload.py``, seed ``--seed``), measured, then
 deleted (``--keep`` keeps it: a 1,000,000-span row is ~1.3 GB, the 1-span-per-line row ~2x that).
@@ -346,12 +347,13 @@ def measure_row(name: str, profile: str, shape: Shape, args, work: Path) -> dict
             builds, bares = [], []
             for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits both alike
                 builds.append(run_build([*common, "--full"]))
-                bares.append(_measure_reader("bare", path))
+                if not args.no_bare:
+                    bares.append(_measure_reader("bare", path))
     finally:
         if not args.keep:
             path.unlink(missing_ok=True)
     build = min(builds, key=lambda r: r["seconds"])
-    bare = min(bares, key=lambda r: r["seconds"])
+    bare = min(bares, key=lambda r: r["seconds"]) if bares else None
     inputs = build["report_inputs"]
     return {
         "row": name,
@@ -373,17 +375,18 @@ def measure_row(name: str, profile: str, shape: Shape, args, work: Path) -> dict
             "main_process_reads": build["reads"],
             "all_seconds": [round(r["seconds"], 3) for r in builds],
         },
-        "bare_orjson_walk": {
+        "bare_orjson_walk": bare
+        and {
             "seconds": round(bare["seconds"], 3),
             "mb_per_s": round(json_bytes / bare["seconds"] / 1e6, 1),
             "spans_per_s": round(bare["spans"] / bare["seconds"]),
             "peak_rss_mb": round(bare["rss_mb"], 1),
             "all_seconds": [round(r["seconds"], 3) for r in bares],
         },
-        "ratio_full_build_vs_bare_walk": round(bare["seconds"] / build["seconds"], 2),
+        "ratio_full_build_vs_bare_walk": bare and round(bare["seconds"] / build["seconds"], 2),
         "report_spans": inputs["spans"],
         "report_bad_lines": inputs["bad_lines"],
-        "all_spans_counted": inputs["spans"] == spans and bare["spans"] == spans and inputs["bad_lines"] == 0,
+        "all_spans_counted": inputs["spans"] == spans and (bare is None or bare["spans"] == spans) and inputs["bad_lines"] == 0,
     }
 
 
@@ -395,13 +398,15 @@ def markdown_table(rows: list[dict]) -> str:
     for row in rows:
         f, w = row["full_build"], row["bare_orjson_walk"]
         worker = f"{f['peak_rss_worker_mb']:.0f} MB" if f["peak_rss_worker_mb"] else "none"
+        walk = f"{w['seconds']:.2f} s ({w['mb_per_s']:,.0f} MB/s)" if w else "not run"
+        ratio = f"{row['ratio_full_build_vs_bare_walk']:.2f}x" if w else "-"
         size = f"{row['json_bytes'] / 1e6:,.0f}" + (f" ({row['file_bytes'] / 1e6:,.0f})" if row["file_bytes"] != row["json_bytes"] else "")
         reads = f["main_process_reads"]
         checked = "" if row["all_spans_counted"] else " **(spans miscounted)**"
         lines.append(
             f"| {row['row']}{checked} | {row['spans']:,} | {size} | {f['seconds']:.2f} s | {f['mb_per_s']:,.0f} | "
-            f"{f['spans_per_s']:,} | {f['peak_rss_main_mb']:.0f} MB / {worker} | {w['seconds']:.2f} s ({w['mb_per_s']:,.0f} MB/s) | "
-            f"{row['ratio_full_build_vs_bare_walk']:.2f}x | {reads['native']} read, {reads['python']} declined |"
+            f"{f['spans_per_s']:,} | {f['peak_rss_main_mb']:.0f} MB / {worker} | {walk} | "
+            f"{ratio} | {reads['native']} read, {reads['python']} declined |"
         )
     return "\n".join(lines)
 
@@ -428,10 +433,11 @@ def run_matrix(args, work: Path) -> int:
         row = measure_row(name, profile, shape, args, work)
         rows.append(row)
         f = row["full_build"]
+        walk = row["bare_orjson_walk"]
         print(
             f"[{name}] full build {f['seconds']:.2f} s, {f['mb_per_s']:,.0f} MB/s, {f['spans_per_s']:,} spans/s, RSS "
-            f"{f['peak_rss_main_mb']:.0f} / {f['peak_rss_worker_mb']:.0f} MB; bare walk {row['bare_orjson_walk']['seconds']:.2f} s; "
-            f"{row['ratio_full_build_vs_bare_walk']:.2f}x",
+            f"{f['peak_rss_main_mb']:.0f} / {f['peak_rss_worker_mb']:.0f} MB; "
+            + (f"bare walk {walk['seconds']:.2f} s; {row['ratio_full_build_vs_bare_walk']:.2f}x" if walk else "no bare walk (--no-bare)"),
             flush=True,
         )
         if args.json:  # after each row: a long matrix stopped half-way keeps what it measured
@@ -468,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", help=f"--matrix: only these rows, comma-separated ({', '.join(name for name, _, _ in MATRIX)})")
     parser.add_argument("--seed", type=int, default=1, help="--matrix: the workloads' seed")
     parser.add_argument("--keep", action="store_true", help="--matrix: keep each row's workload file")
+    parser.add_argument("--no-bare", action="store_true", help="--matrix: skip the bare walk (memory figures only: no ratio)")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     parser.add_argument("--_baseline", help=argparse.SUPPRESS)
     parser.add_argument("--_bare", help=argparse.SUPPRESS)

@@ -183,6 +183,20 @@ def test_matrix_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     assert "| base | 300 |" in printed and "| worst-zstd | " in printed
 
 
+def test_matrix_without_the_bare_walk_reports_memory_and_no_ratio(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--no-bare`` (peak RSS at 5 M spans without a minute-long walk): the build is measured and
+    checked as ever; the walk and the ratio are absent, not zero, and the table says so."""
+    out = tmp_path / "matrix.json"
+    code = report_bench.main(["--matrix", "--spans", "300", "--rows", "no-totals", "--no-bare", "--dir", str(tmp_path), "--json", str(out)])
+    assert code == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["all_spans_counted"] and row["report_spans"] == row["spans"] > 0
+    assert row["full_build"]["peak_rss_main_mb"] > 0
+    assert row["bare_orjson_walk"] is None and row["ratio_full_build_vs_bare_walk"] is None
+    printed = capsys.readouterr().out
+    assert "no bare walk (--no-bare)" in printed and "| not run | - |" in printed
+
+
 def test_old_names_write_the_same_runs_under_the_names_of_before_the_namespace(tmp_path: Path) -> None:
     now = _spans(_write(tmp_path, gw.Shape(), runs=20, name="now"))
     old = _spans(_write(tmp_path, gw.Shape(old_names=True), runs=20, name="old"))
