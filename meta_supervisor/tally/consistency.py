@@ -96,7 +96,8 @@ def fewer_llm_spans(spans: int, calls: int) -> str:
 
 class ConsistencyCheck:
     # set by SpanAggregator.__init__: max_open_runs, _sweep_at, _unswept (LLM-only runs opened since
-    # the last sweep, an upper bound)
+    # the last sweep, an upper bound), _dead (fingerprints of runs closed as unchecked whose children
+    # came since the last sweep: the entries they would have opened, _of_unchecked_run)
 
     def _join_root(self, agent, tally, trace_id, attrs, run_key, run_id, skipped) -> None:
         """The root of a run (``skipped``: killed before it started, so its absent totals are not
@@ -180,6 +181,8 @@ class ConsistencyCheck:
                     # nested or multi-agent trace): a run of its own, never a duplicate
                     if entry is not None:
                         del pending[run_key]
+                    else:
+                        self._dead.discard(fp)
                     if not skipped:
                         tally.consistency[UNCHECKED] += 1
                     return
@@ -224,7 +227,11 @@ class ConsistencyCheck:
         entry = self.pending.get(run_key)
         if entry is not None:
             return entry[P_AGENT] if entry[P_ROOT] is not None else None
-        state = self.closed_runs.get(run_fingerprint(run_key), 0)
+        fp = run_fingerprint(run_key)
+        if fp in self._dead:  # an open run of an unchecked run, held as its fingerprint: now it waits for calls
+            self._dead.discard(fp)  # the caller opens its entry, as the deferred call needs one
+            return None
+        state = self.closed_runs.get(fp, 0)
         if not state:
             return None
         index = state >> INDEX_SHIFT
@@ -235,6 +242,8 @@ class ConsistencyCheck:
         ``_llm_span`` itself); ``record``: the call, when it names no agent, kept until the root comes."""
         entry = self.pending.get(run_key)
         if entry is None:
+            if record is None and self._of_unchecked_run(run_key):
+                return
             self.pending[run_key] = [agent, trace_id, run_id, None, 0, 0, 0, 0, 0.0, 0, None if record is None else [record], 1]
             self._unswept += 1
             return
@@ -277,8 +286,27 @@ class ConsistencyCheck:
             note_mismatch(tally.mismatches, entry[P_TRACE], entry[P_RUN], detail)
         self.closed_runs.set(fp, self._closed_state(entry[P_AGENT], _checked_code(detail, entry[P_ROOT])))
 
+    def _of_unchecked_run(self, run_key: str) -> bool:
+        """Whether a child span that names its agent, with no open entry, belongs to a run already
+        closed as unchecked. Such an entry would only wait for a sweep that deletes it (``_settle``
+        changes nothing for an unchecked run), so it is not opened: the run's fingerprint is kept in
+        ``_dead`` until the next sweep instead, counted as the entry would be for the sweep's timing
+        (``open_runs_now``), so that sweeps, and so evictions, come exactly when they did."""
+        fp = run_fingerprint(run_key)
+        if fp in self._dead:
+            return True
+        if self.closed_runs.get(fp, 0) & 3 == RUN_UNCHECKED:
+            self._dead.add(fp)
+            return True
+        return False
+
+    def open_runs_now(self) -> int:
+        """The open runs a sweep's timing counts: ``pending`` and the unchecked runs in ``_dead``."""
+        return len(self.pending) + len(self._dead)
+
     def settle(self) -> None:
         """Resolve pending runs without a root whose root was already closed (late extra spans)."""
+        self._dead.clear()
         for run_key, entry in list(self.pending.items()):
             if entry[P_ROOT] is None:
                 self._settle(run_key, entry)
@@ -286,7 +314,7 @@ class ConsistencyCheck:
     def pending_added(self, count: int) -> None:
         """``count`` open runs were added to ``pending`` from elsewhere (a part read apart, the state)."""
         self._unswept += count
-        if len(self.pending) > self._sweep_at:
+        if len(self.pending) + len(self._dead) > self._sweep_at:
             self.bound_open_runs()
 
     def bound_open_runs(self) -> None:
@@ -296,6 +324,7 @@ class ConsistencyCheck:
         Only runs opened since the last call need a look: an LLM-only run is resolvable only if its
         run was closed when it was opened (a root arriving later finds it in ``pending``)."""
         pending = self.pending
+        self._dead.clear()  # what the sweep would delete (_settle of an unchecked run)
         if self._unswept:
             keys = []
             left = self._unswept
