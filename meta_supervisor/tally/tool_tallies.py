@@ -31,10 +31,10 @@ Reads no environment variables.
 
 from __future__ import annotations
 
+import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
-import sys
 from itertools import accumulate, chain
 from operator import add
 from typing import Any
