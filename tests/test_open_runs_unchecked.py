@@ -29,6 +29,7 @@ from meta_supervisor.assemble.report import KillSwitchState, build_report
 from meta_supervisor.build.dispatch import build_inputs
 from meta_supervisor.build.options import BuildOptions
 from meta_supervisor.build.python_part import read_part_python
+from meta_supervisor.build.state_store import SavedState
 from meta_supervisor.reading.otlp_schema import request_decoder
 from meta_supervisor.tally.consistency import ConsistencyCheck
 from meta_supervisor.tally.open_runs import MAX_OPEN_RUNS
@@ -192,3 +193,21 @@ def test_native_part_equals_python_part_on_mixed_shapes(tmp_path: Path, monkeypa
         assert python["pending"] or python["dead"] or bound == 1000  # something is open at the end
     whole = read_part_python(path, 0, None, (PRICES, None, None, True, 8))
     assert whole.records > 0
+
+
+def test_a_checkpoint_keeps_the_open_unchecked_runs(tmp_path: Path) -> None:
+    # a checkpoint is saved mid-build (before the last file): the runs held in _dead then are saved
+    # with the open runs, so that a build restored from it sweeps when it did before (their entries)
+    aggregator = SpanAggregator(PRICES, max_open_runs=MAX_OPEN_RUNS)
+    for run in root_first_runs(50):
+        children = [llm_span(run, k, c) for k, c in enumerate(run.llm)]
+        aggregator.add_request(DECODE(json.dumps(request([root_span(run), *children])).encode()))
+    assert len(aggregator._dead) == 50 and not aggregator.pending
+    store = SavedState(tmp_path, "k")
+    generation, _, _ = store.write_checkpoint(aggregator, {})
+    data = store.load_checkpoint(generation)
+    restored = store.load_aggregator(data, BuildOptions(inputs=[], prices=PRICES))
+    assert restored._dead == aggregator._dead and restored.pending == {}
+    aggregator.settle()
+    generation, _, _ = store.write_checkpoint(aggregator, {})
+    assert "open_unchecked_runs" not in store.load_checkpoint(generation)  # none after settle(): a state as before

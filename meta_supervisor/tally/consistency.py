@@ -33,6 +33,13 @@ counted in ``inputs``:
   comes later the run is *unchecked*, not a duplicate, and LLM spans of it coming later are attributed
   as always.
 
+An LLM or tool span naming its agent whose run is already closed as *unchecked* (a root without
+totals read before its children) opens no entry: nothing would be checked, and the sweep would
+only delete it. Its run is kept as a fingerprint in ``_dead`` until the next sweep, counted with
+``pending`` for the sweep's timing as the entry was, so that sweeps, and so evictions, come exactly
+when they did (``_of_unchecked_run``); a call naming no agent of such a run opens the entry as
+before (``_run_agent``), and a part read apart hands its ``_dead`` over with its open runs.
+
 So *consistent* and *mismatched* mean "checked", *unchecked* "not checked" (the root announced no
 totals, or the run was evicted before it could be), whatever the order; a file never needs more
 than ``max_open_runs`` runs open at once unless its spans of one run are that far apart.
