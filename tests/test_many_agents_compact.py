@@ -225,18 +225,18 @@ def test_a_packed_histogram_reads_as_its_pairs_whatever_the_counts(counts: dict,
     assert list(histogram_items(packed)) == sorted(counts.items())
     assert histogram_state(packed) == sorted([bucket, calls] for bucket, calls in counts.items())
     fits = all(calls < 1 << COUNT_BITS for calls in counts.values())
-    assert packed.itemsize * len(packed) == (8 if fits else 16) * len(counts)  # 8 bytes a bucket when the counts fit 48 bits
+    assert packed.itemsize * len(packed) == (8 if fits else 16) * len(counts)  # 8 bytes a bucket when the counts fit 32 bits
     timed = sum(counts.values())
     if 0 < timed < 2**63:
         assert tool_report(tools_with(packed, timed)) == tool_report(tools_with(dict(counts), timed))
     assert pickle.loads(pickle.dumps(packed)) == packed
 
 
-def test_counts_past_48_bits_stay_exact_through_a_merge() -> None:
+def test_counts_past_32_bits_stay_exact_through_a_merge() -> None:
     near = (1 << COUNT_BITS) - 1
     mine, theirs = pack_histogram([(5, near), (9, 1)]), pack_histogram([(5, 1), (9, 2)])
-    assert mine.itemsize == theirs.itemsize == 8  # both narrow
-    merged = merged_histogram(mine, theirs)  # the same buckets: counts added, one past 48 bits
+    assert mine.itemsize * len(mine) == theirs.itemsize * len(theirs) == 16  # both narrow: 8 bytes a bucket
+    merged = merged_histogram(mine, theirs)  # the same buckets: counts added, one past 32 bits
     assert list(histogram_items(merged)) == [(5, 1 << COUNT_BITS), (9, 3)]
     assert merged.itemsize * len(merged) == 32  # the wide form: (bucket, calls) pairs
     again = merged_histogram(merged, pack_histogram([(7, 4)]))  # wide + narrow, other buckets
@@ -244,3 +244,4 @@ def test_counts_past_48_bits_stay_exact_through_a_merge() -> None:
     back = merged_histogram(pack_histogram([(1, 1)]), pack_histogram([(2, 1)]))
     assert list(histogram_items(back)) == [(1, 1), (2, 1)] and back.itemsize * len(back) == 16  # narrow again
     assert list(histogram_items(pack_histogram([(3, -1)]))) == [(3, -1)]  # a damaged state's negative count: wide, as read
+    assert list(histogram_items(pack_histogram([(3, 2**63 - 1)]))) == [(3, 2**63 - 1)]

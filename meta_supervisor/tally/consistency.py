@@ -188,8 +188,9 @@ class ConsistencyCheck:
                     # nested or multi-agent trace): a run of its own, never a duplicate
                     if entry is not None:
                         del pending[run_key]
-                    else:
+                    elif fp in self._dead:
                         self._dead.discard(fp)
+                        self._last_dead = None
                     if not skipped:
                         tally.consistency[UNCHECKED] += 1
                     return
@@ -237,6 +238,7 @@ class ConsistencyCheck:
         fp = run_fingerprint(run_key)
         if fp in self._dead:  # an open run of an unchecked run, held as its fingerprint: now it waits for calls
             self._dead.discard(fp)  # the caller opens its entry, as the deferred call needs one
+            self._last_dead = None
             return None
         state = self.closed_runs.get(fp, 0)
         if not state:
@@ -299,11 +301,12 @@ class ConsistencyCheck:
         changes nothing for an unchecked run), so it is not opened: the run's fingerprint is kept in
         ``_dead`` until the next sweep instead, counted as the entry would be for the sweep's timing
         (``open_runs_now``), so that sweeps, and so evictions, come exactly when they did."""
-        fp = run_fingerprint(run_key)
-        if fp in self._dead:
+        if run_key == self._last_dead:  # the run of the span before (a run's children come together)
             return True
-        if self.closed_runs.get(fp, 0) & 3 == RUN_UNCHECKED:
+        fp = run_fingerprint(run_key)
+        if fp in self._dead or self.closed_runs.get(fp, 0) & 3 == RUN_UNCHECKED:
             self._dead.add(fp)
+            self._last_dead = run_key
             return True
         return False
 
@@ -314,6 +317,7 @@ class ConsistencyCheck:
     def settle(self) -> None:
         """Resolve pending runs without a root whose root was already closed (late extra spans)."""
         self._dead.clear()
+        self._last_dead = None
         for run_key, entry in list(self.pending.items()):
             if entry[P_ROOT] is None:
                 self._settle(run_key, entry)
@@ -332,6 +336,7 @@ class ConsistencyCheck:
         run was closed when it was opened (a root arriving later finds it in ``pending``)."""
         pending = self.pending
         self._dead.clear()  # what the sweep would delete (_settle of an unchecked run)
+        self._last_dead = None
         if self._unswept:
             keys = []
             left = self._unswept

@@ -179,6 +179,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         self._sweep_at = sweep_every(max_open_runs)
         self._unswept = 0
         self._dead: set[int] = set()  # consistency._of_unchecked_run
+        self._last_dead: str | None = None  # the run key last found in _dead (None when it left)
         self.run_records: list | None = [] if collect_runs else None  # alpha.records.RunRecord per root span
         self._days: dict[str, int] = {}  # as-of text -> date ordinal (0: not a date)
         self.inputs = InputTally()
@@ -235,6 +236,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
                 self.pending[key] = entry
                 if self._dead:  # the run's entry, held here as a fingerprint, is this one now
                     self._dead.discard(run_fingerprint(key))
+                    self._last_dead = None
                 continue
             for slot in (P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED, P_TOOLS):
                 mine[slot] += entry[slot]

@@ -17,12 +17,13 @@ minimum and maximum); the count, average and maximum are exact.
 
 A histogram is a dict while spans are added to it (the Python reader) and packed, sorted by
 bucket, once it is loaded from a tally's state (the native core's tallies, a worker's, the
-incremental state: ``pack_histogram``): an ``array('Q')`` of one 8-byte word a bucket, the bucket in
-its upper 16 bits and the calls in its lower 48 (``COUNT_BITS``), against ~90 bytes a bucket in a
-dict of ints (1,000 agents with three tools each held ~10 MB of histograms as dicts, and 16 bytes a
-bucket, the (bucket, calls) pairs of an ``array('q')``, still 5 MB at 5 M spans). A histogram with a
-count that does not fit 48 bits (2.8e14 calls of one tool, or a damaged state's negative count)
-keeps that wide form of pairs instead: counts stay exact. Every form reads the same
+incremental state: ``pack_histogram``): an ``array('I')`` of its buckets then their calls, 8 bytes a
+bucket, against ~90 bytes in a dict of ints (1,000 agents with three tools each held ~10 MB of
+histograms as dicts) and 16 in the (bucket, calls) pairs of an ``array('q')`` (5 MB at 5 M spans
+of the worst row). Its buckets and calls are read as two slices of it (``_split``: copies made in
+C, no bit arithmetic per bucket in Python). A histogram with a count that does not fit 32 bits
+unsigned (4.3e9 calls of one tool in one bucket, or a damaged state's negative count) keeps the
+wide form of pairs instead (``COUNT_BITS``): counts stay exact. Every form reads the same
 (``histogram_items``); a packed one is never changed in place (a merge makes a new one; a call
 added turns it back into a dict).
 
@@ -31,7 +32,6 @@ Reads no environment variables.
 
 from __future__ import annotations
 
-import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -45,9 +45,8 @@ SUB_BITS = 5  # 2**SUB_BITS buckets per doubling
 _SUB = 1 << SUB_BITS
 MAX_LATENCY_NS = (1 << 63) - 1  # as a run's: a longer one is a broken time
 UNKNOWN_TOOL = "(unknown tool)"
-COUNT_BITS = 48  # a packed bucket's calls: the lower 48 bits of its word, the bucket (< 1,888) the upper 16
-_COUNT_MAX = (1 << COUNT_BITS) - 1
-_LITTLE = sys.byteorder == "little"  # the words are made and split as bytes (C loops), little-endian only
+COUNT_BITS = 32  # the narrow form's buckets and calls: 32-bit unsigned (array('I'))
+_NARROW_MAX = (1 << COUNT_BITS) - 1 if array("I").itemsize == 4 else -1  # -1: no narrow form on this platform
 
 
 def latency_bucket(ns: int) -> int:
@@ -73,65 +72,47 @@ def pack_histogram(pairs) -> array:
     try:
         if type(pairs) is list:  # a state's pairs, or the core's: sorted already, each bucket once
             packed = array("q", chain.from_iterable(pairs))
-            buckets = packed[0::2]
-            if len(packed) == 2 * len(pairs) and _increasing(buckets):
-                return _narrowed(packed)
+            buckets = packed[0::2].tolist()
+            if len(packed) == 2 * len(pairs) and buckets == sorted(buckets) and len(set(buckets)) == len(buckets):
+                calls = packed[1::2]
+                if buckets and buckets[0] >= 0 and buckets[-1] <= _NARROW_MAX and min(calls) >= 0 and max(calls) <= _NARROW_MAX:
+                    narrow = array("I", buckets)
+                    narrow.fromlist(calls.tolist())
+                    return narrow
+                return packed
         packed = array("q")
         for bucket, calls in sorted(dict(pairs).items()):
             packed.append(bucket)
             packed.append(calls)
     except OverflowError as exc:
         raise ValueError(f"a tool latency histogram holds a number beyond 64 bits: {exc}") from None
-    return _narrowed(packed)
+    return _packed(packed[0::2].tolist(), packed[1::2].tolist())
 
 
-def _narrowed(wide: array) -> array:
-    """``wide`` ((bucket, calls) pairs, an ``array('q')``) at 8 bytes a bucket (``array('Q')``: the
-    bucket in the upper 16 bits, the calls in the lower 48), or itself when a bucket or a count does
-    not fit (or is negative) or the machine is not little-endian."""
-    if not wide or not _LITTLE:
-        return wide
-    buckets, calls = wide[0::2], wide[1::2]
-    if min(buckets) < 0 or max(buckets) > 0xFFFF or min(calls) < 0 or max(calls) > _COUNT_MAX:
-        return wide
-    raw = wide.tobytes()
-    words = bytearray(len(raw) // 2)
-    for k in range(6):  # the calls' low six bytes, then the bucket's low two
-        words[k::8] = raw[8 + k :: 16]
-    words[6::8] = raw[0::16]
-    words[7::8] = raw[1::16]
-    narrow = array("Q")
-    narrow.frombytes(words)
-    return narrow
+def _packed(buckets: list[int], calls: list[int]) -> array:
+    """A packed histogram of sorted, distinct ``buckets`` and their ``calls``: the narrow form (an
+    ``array('I')``, the buckets then the calls: 8 bytes a bucket) when every number fits 32 bits
+    unsigned, else the wide form (an ``array('q')`` of (bucket, calls) pairs: 16 bytes a bucket).
+    ``OverflowError`` beyond 64 bits."""
+    if buckets and min(buckets) >= 0 and min(calls) >= 0 and max(buckets) <= _NARROW_MAX and max(calls) <= _NARROW_MAX:
+        return array("I", buckets + calls)
+    return array("q", chain.from_iterable(zip(buckets, calls)))
 
 
-def _widened(histogram: array) -> array:
-    """A packed histogram as (bucket, calls) pairs (``array('q')``): a narrow one unpacked, a wide one itself."""
-    if histogram.typecode == "q":
-        return histogram
-    raw = histogram.tobytes()
-    pairs = bytearray(2 * len(raw))
-    pairs[0::16] = raw[6::8]
-    pairs[1::16] = raw[7::8]
-    for k in range(6):
-        pairs[8 + k :: 16] = raw[k::8]
-    wide = array("q")
-    wide.frombytes(pairs)
-    return wide
-
-
-def _increasing(buckets: array) -> bool:
-    """Whether ``buckets`` are sorted and distinct (made of C loops: a histogram each of thousands)."""
-    as_list = buckets.tolist()
-    return as_list == sorted(as_list) and len(set(as_list)) == len(as_list)
+def _split(histogram: array) -> tuple[array, array]:
+    """A packed histogram's buckets and calls, in bucket order (slices: made in C)."""
+    if histogram.typecode == "I":
+        half = len(histogram) // 2
+        return histogram[:half], histogram[half:]
+    return histogram[0::2], histogram[1::2]
 
 
 def histogram_items(histogram: dict | array) -> Iterator[tuple[int, int]]:
     """A histogram's (bucket, calls) pairs: a dict's in its order, a packed one's by bucket."""
     if type(histogram) is dict:
         return iter(histogram.items())
-    pairs = _widened(histogram)
-    return zip(pairs[0::2], pairs[1::2], strict=True)
+    buckets, calls = _split(histogram)
+    return zip(buckets, calls, strict=True)
 
 
 def histogram_state(histogram: dict | array) -> list[list[int]]:
@@ -146,13 +127,12 @@ def merged_histogram(mine: dict | array, theirs: dict | array) -> dict | array:
         for bucket, calls in histogram_items(theirs):
             mine[bucket] = mine.get(bucket, 0) + calls
         return mine
-    mine = _widened(mine)
     if type(theirs) is not dict:
-        theirs = _widened(theirs)
-        if len(mine) == len(theirs) and mine[0::2] == theirs[0::2]:
-            merged = array("q", map(add, mine, theirs))  # the same buckets (the common case): counts added
-            merged[0::2] = mine[0::2]
-            return _narrowed(merged)
+        buckets, calls = _split(mine)
+        their_buckets, their_calls = _split(theirs)
+        buckets = buckets.tolist()
+        if buckets == their_buckets.tolist():  # the same buckets (the common case): counts added
+            return _packed(buckets, list(map(add, calls, their_calls)))
     counts = dict(histogram_items(mine))
     for bucket, calls in histogram_items(theirs):
         counts[bucket] = counts.get(bucket, 0) + calls
@@ -195,11 +175,10 @@ def _percentile(histogram: dict | array, count: int, q: int, low: int, high: int
     holding rank ceil(q * count / 100), kept within [``low``, ``high``]."""
     rank = max(1, (q * count + 99) // 100)
     if type(histogram) is not dict:
-        histogram = _widened(histogram)
-        calls = histogram[1::2]
+        buckets, calls = _split(histogram)
         if not calls or min(calls) >= 0:  # running sums that never fall: the first to reach the rank, found in C
             at = bisect_left(list(accumulate(calls)), rank)
-            return min(max(bucket_high(histogram[2 * at]), low), high) if at < len(calls) else high
+            return min(max(bucket_high(buckets[at]), low), high) if at < len(calls) else high
     seen = 0
     for bucket, calls in histogram_items(histogram) if type(histogram) is not dict else sorted(histogram.items()):
         seen += calls

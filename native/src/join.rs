@@ -15,6 +15,7 @@ impl Aggregator<'_, '_> {
     /// closed, then evict the oldest open runs while more than `max_open_runs` are open.
     pub(crate) fn bound_open_runs(&mut self) -> R<()> {
         self.dead.clear(); // what the sweep would delete (`settle_one` of an unchecked run)
+        self.last_dead.clear();
         let mut new: Vec<(u64, String)> = self
             .pending
             .iter()
@@ -114,6 +115,7 @@ impl Aggregator<'_, '_> {
         }
         let fp = run_fingerprint(run_key, &self.helpers)?;
         if self.dead.remove(&fp) {
+            self.last_dead.clear();
             return Ok(None); // an unchecked run's open run, held as its fingerprint: the caller opens its entry
         }
         let state = self.closed.get(fp)?;
@@ -158,12 +160,14 @@ impl Aggregator<'_, '_> {
     /// entry, belongs to a run closed as unchecked (its entry is then not opened, only counted in
     /// `dead` until the next sweep, so that sweeps and evictions come when they did).
     pub(crate) fn of_unchecked_run(&mut self, run_key: &str) -> R<bool> {
-        let fp = run_fingerprint(run_key, &self.helpers)?;
-        if self.dead.contains(&fp) {
-            return Ok(true);
+        if !run_key.is_empty() && run_key == self.last_dead {
+            return Ok(true); // the run of the span before (a run's children come together): in `dead`
         }
-        if self.closed.get(fp)? & 3 == RUN_UNCHECKED {
+        let fp = run_fingerprint(run_key, &self.helpers)?;
+        if self.dead.contains(&fp) || self.closed.get(fp)? & 3 == RUN_UNCHECKED {
             self.dead.insert(fp);
+            self.last_dead.clear();
+            self.last_dead.push_str(run_key);
             return Ok(true);
         }
         Ok(false)
@@ -316,8 +320,8 @@ impl Aggregator<'_, '_> {
                     // another agent span of the same trace: a run of its own, never a duplicate
                     if has_entry {
                         self.pending.remove(run_key);
-                    } else {
-                        self.dead.remove(&fp);
+                    } else if self.dead.remove(&fp) {
+                        self.last_dead.clear();
                     }
                     if !skipped {
                         self.agents[index].consistency[UNCHECKED] += 1;

@@ -259,6 +259,8 @@ pub struct Aggregator<'py, 't> {
     /// `SpanAggregator._dead`: runs closed as unchecked whose children came since the last sweep
     /// (the entries they would have opened; `join::of_unchecked_run`), by fingerprint.
     pub dead: FxHashSet<u64>,
+    /// The run key last found in `dead` ("" when none; cleared whenever a run leaves `dead`).
+    pub(crate) last_dead: String,
     pub(crate) next_seq: u64,
     pub(crate) max_open_runs: usize,
     pub(crate) sweep_at: usize,
@@ -288,6 +290,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             closed: tables.1,
             pending: FxHashMap::default(),
             dead: FxHashSet::default(),
+            last_dead: String::new(),
             next_seq: 0,
             max_open_runs,
             sweep_at: sweep_every(max_open_runs),
