@@ -299,8 +299,9 @@ class ConsistencyCheck:
         """Whether a child span that names its agent, with no open entry, belongs to a run already
         closed as unchecked. Such an entry would only wait for a sweep that deletes it (``_settle``
         changes nothing for an unchecked run), so it is not opened: the run's fingerprint is kept in
-        ``_dead`` until the next sweep instead, counted as the entry would be for the sweep's timing
-        (``open_runs_now``), so that sweeps, and so evictions, come exactly when they did."""
+        ``_dead`` until the next sweep instead, counted with ``pending`` as the entry would be for the
+        sweep's timing (``len(pending) + len(_dead) > _sweep_at``), so that sweeps, and so evictions,
+        come exactly when they did."""
         if run_key == self._last_dead:  # the run of the span before (a run's children come together)
             return True
         fp = run_fingerprint(run_key)
@@ -309,10 +310,6 @@ class ConsistencyCheck:
             self._last_dead = run_key
             return True
         return False
-
-    def open_runs_now(self) -> int:
-        """The open runs a sweep's timing counts: ``pending`` and the unchecked runs in ``_dead``."""
-        return len(self.pending) + len(self._dead)
 
     def settle(self) -> None:
         """Resolve pending runs without a root whose root was already closed (late extra spans)."""

@@ -212,7 +212,8 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
     def add_tallies(self, tallies: tuple, line_offset: int) -> None:
         """Add the tallies and open runs of a part read apart (``build.merge``, the native reader): its
         spans and closed runs are in the tables already. ``tallies`` is ``(inputs, agents,
-        agent_order, pending)``; the part's bad lines are numbered from ``line_offset``."""
+        agent_order, pending, dead)`` (``dead``: the part's ``_dead``, fingerprints; absent from an
+        older caller's); the part's bad lines are numbered from ``line_offset``."""
         inputs, agents, agent_order, pending, *dead = tallies  # dead: the part's _dead, when it has one
         new = set()  # agents created here under their own name, with nothing added yet
         for name in agent_order:
