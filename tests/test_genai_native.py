@@ -49,7 +49,7 @@ def tallies(tmp_path: Path, spans: list[dict]) -> tuple[Any, dict]:
     """(inputs, agents) of the Python reader, once both readers agreed on them."""
     path = write(tmp_path, span_lines(spans, per_line=3), "tallies.jsonl")
     assert_taken_and_equal(path)
-    inputs, agents, _, pending = pickle.loads(read_part_python(path, 0, None, OPTIONS).aggregator_state)
+    inputs, agents, _, pending, _ = pickle.loads(read_part_python(path, 0, None, OPTIONS).aggregator_state)
     return inputs, with_deferred(agents, pending)  # calls naming no agent, their root unread: (unknown agent)'s
 
 

@@ -31,8 +31,10 @@ from meta_supervisor.tally.aggregates import AgentTally, InputTally
 from meta_supervisor.tally.bounds import MAX_DISTINCT, MAX_OUTCOMES, T_HIST
 from meta_supervisor.tally.span_aggregator import SpanAggregator
 from meta_supervisor.tally.tool_tallies import (
+    COUNT_BITS,
     add_tool_call,
     histogram_items,
+    histogram_state,
     latency_bucket,
     merged_histogram,
     pack_histogram,
@@ -205,3 +207,41 @@ def test_packed_sizes_decide_the_limits_as_the_tallies_do() -> None:
     assert within_limits(mine, InputTally(), small, ["a"])
     assert pickle.loads(pickle.dumps(small)).sizes == small.sizes
     assert dict(small.drain()).keys() == {"a"} and small.sizes == {}
+
+
+# --- packed histograms at 8 bytes a bucket, exact whatever the counts ---------------------------------
+
+
+def tools_with(histogram, timed: int) -> dict:
+    return {"t": [timed, 0, timed, timed * 1000, 1, 10**9, histogram]}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.integers(0, 1887), st.integers(0, 2**63 - 1), max_size=40), st.booleans())
+def test_a_packed_histogram_reads_as_its_pairs_whatever_the_counts(counts: dict, small: bool) -> None:
+    if small:
+        counts = {bucket: calls % (1 << COUNT_BITS) for bucket, calls in counts.items()}
+    packed = pack_histogram(list(counts.items()))
+    assert list(histogram_items(packed)) == sorted(counts.items())
+    assert histogram_state(packed) == sorted([bucket, calls] for bucket, calls in counts.items())
+    fits = all(calls < 1 << COUNT_BITS for calls in counts.values())
+    assert packed.itemsize * len(packed) == (8 if fits else 16) * len(counts)  # 8 bytes a bucket when the counts fit 32 bits
+    timed = sum(counts.values())
+    if 0 < timed < 2**63:
+        assert tool_report(tools_with(packed, timed)) == tool_report(tools_with(dict(counts), timed))
+    assert pickle.loads(pickle.dumps(packed)) == packed
+
+
+def test_counts_past_32_bits_stay_exact_through_a_merge() -> None:
+    near = (1 << COUNT_BITS) - 1
+    mine, theirs = pack_histogram([(5, near), (9, 1)]), pack_histogram([(5, 1), (9, 2)])
+    assert mine.itemsize * len(mine) == theirs.itemsize * len(theirs) == 16  # both narrow: 8 bytes a bucket
+    merged = merged_histogram(mine, theirs)  # the same buckets: counts added, one past 32 bits
+    assert list(histogram_items(merged)) == [(5, 1 << COUNT_BITS), (9, 3)]
+    assert merged.itemsize * len(merged) == 32  # the wide form: (bucket, calls) pairs
+    again = merged_histogram(merged, pack_histogram([(7, 4)]))  # wide + narrow, other buckets
+    assert list(histogram_items(again)) == [(5, 1 << COUNT_BITS), (7, 4), (9, 3)]
+    back = merged_histogram(pack_histogram([(1, 1)]), pack_histogram([(2, 1)]))
+    assert list(histogram_items(back)) == [(1, 1), (2, 1)] and back.itemsize * len(back) == 16  # narrow again
+    assert list(histogram_items(pack_histogram([(3, -1)]))) == [(3, -1)]  # a damaged state's negative count: wide, as read
+    assert list(histogram_items(pack_histogram([(3, 2**63 - 1)]))) == [(3, 2**63 - 1)]

@@ -106,7 +106,7 @@ def snapshot(part: PartResult) -> dict:
     """Everything a PartResult means, in a form where equal meaning is equal data."""
     assert isinstance(part, PartResult), f"not a PartResult: {type(part)!r}"
     state = part.aggregator_state
-    inputs, agents, agent_order, pending = pickle.loads(state) if isinstance(state, bytes) else state
+    inputs, agents, agent_order, pending, dead = pickle.loads(state) if isinstance(state, bytes) else state
     keys, states = list(part.closed_keys), list(part.closed_states)
     return {
         "consumed": part.consumed,
@@ -120,6 +120,7 @@ def snapshot(part: PartResult) -> dict:
         "agent_order": list(agent_order),
         "agents": {name: _tally(tally) for name, tally in agents.items()},
         "pending": {key: _plain(entry) for key, entry in pending.items()},
+        "dead": sorted(dead),  # runs closed as unchecked with children since the last sweep (no entry)
     }
 
 
@@ -662,13 +663,13 @@ def test_harness_tells_parts_apart(tmp_path: Path) -> None:
     assert differences(a, snapshot(read_part_python(path, 0, None, (None, None, None, True, MAX_OPEN_RUNS))))  # pending costs differ
     assert differences(a, snapshot(read_part_python(path, 0, None, (PRICES, None, None, False, MAX_OPEN_RUNS))))  # no signal store
     part = read_part_python(path, 0, None, OPTIONS)
-    inputs, agents, order, pending = pickle.loads(part.aggregator_state)
+    inputs, agents, order, pending, dead = pickle.loads(part.aggregator_state)
     agents["a"].latencies_ns.append(1)
     changed = PartResult(
         part.consumed,
         part.records,
         part.partial_tail,
-        pickle.dumps((inputs, agents, order, pending)),
+        pickle.dumps((inputs, agents, order, pending, dead)),
         part.span_fps,
         part.closed_keys,
         part.closed_states,

@@ -63,7 +63,9 @@ def aggregator_snapshot(aggregator: SpanAggregator, cursor: FileCursor) -> dict:
         consumed=cursor.offset,
         records=cursor.records,
         partial_tail=cursor.partial_tail_bytes,
-        aggregator_state=pickle.dumps((aggregator.inputs, aggregator.agents, aggregator.agent_order, aggregator.pending)),
+        aggregator_state=pickle.dumps(
+            (aggregator.inputs, aggregator.agents, aggregator.agent_order, aggregator.pending, sorted(aggregator._dead))
+        ),
         span_fps=array("Q", filter(None, aggregator.seen.slots)),
         closed_keys=array("Q", itertools.compress(closed.keys, closed.keys)),
         closed_states=bytes(itertools.compress(closed.states, closed.keys)),

@@ -32,7 +32,7 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
     """Merge a part read apart (in a child, or by the native core) into ``aggregator`` if that equals
     reading it here in order; else change nothing."""
     state = part.aggregator_state
-    inputs, agents, agent_order, pending = pickle.loads(state) if isinstance(state, bytes) else state
+    inputs, agents, agent_order, pending, *dead = pickle.loads(state) if isinstance(state, bytes) else state
     part.aggregator_state = b""  # its objects are out: the bytes need not stay (peak RSS)
     closed = aggregator.closed_runs
     # runs: the part's closed runs must be unknown here, and the part's open runs joinable (a
@@ -58,7 +58,7 @@ def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, li
     for entries in chunks_of(part.span_fps):
         seen.add_all(entries)
     part.span_fps = memoryview(b"").cast("Q")  # in the table now: not held through the tallies' merge (peak RSS)
-    aggregator.add_tallies((inputs, agents, agent_order, pending), line_offset)
+    aggregator.add_tallies((inputs, agents, agent_order, pending, *dead), line_offset)
     latency_runs.bound(aggregator)
     unknown = AGENT_INDEX_UNKNOWN
     remap = bytes(min(aggregator.agent_index.get(name, unknown), unknown) for name in agent_order[:unknown]) + bytes([unknown] * 32)

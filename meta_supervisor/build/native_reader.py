@@ -267,7 +267,7 @@ def _tallies(raw: dict, spill=None) -> tuple:
         if spill is not None:
             spill.added(len(tally.latencies_ns), agents.values())
     release_free_memory()  # the core's tallies, freed one by one above (heap_trim)
-    return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}
+    return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}, raw.get("dead", ())
 
 
 def _handed_tallies(raw: dict, handoff, spill) -> tuple:

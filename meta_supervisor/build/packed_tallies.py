@@ -78,6 +78,6 @@ def table_sizes(tally: Any) -> tuple[int, ...]:
 
 
 def packed_state(state: tuple) -> tuple:
-    """A part's ``(inputs, agents, agent_order, pending)`` with its agents packed."""
-    inputs, agents, agent_order, pending = state
-    return inputs, agents if isinstance(agents, PackedTallies) else PackedTallies(agents), agent_order, pending
+    """A part's ``(inputs, agents, agent_order, pending, dead)`` with its agents packed."""
+    inputs, agents, agent_order, *rest = state
+    return inputs, agents if isinstance(agents, PackedTallies) else PackedTallies(agents), agent_order, *rest

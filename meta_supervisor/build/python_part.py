@@ -37,7 +37,8 @@ def read_part_python(path: Path, start: int, stop: int | None, options_tuple, fi
         )
     closed = aggregator.closed_runs
     state = pickle.dumps(
-        (aggregator.inputs, aggregator.agents, aggregator.agent_order, aggregator.pending), protocol=pickle.HIGHEST_PROTOCOL
+        (aggregator.inputs, aggregator.agents, aggregator.agent_order, aggregator.pending, sorted(aggregator._dead)),
+        protocol=pickle.HIGHEST_PROTOCOL,
     )
     return PartResult(
         consumed=result.consumed,

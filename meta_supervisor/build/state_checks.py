@@ -65,6 +65,9 @@ def _tables_problem(data: dict) -> str:
         return "a spilled table's size does not match its count"
     if not isinstance(data["inputs"], dict) or not isinstance(data["pending"], dict):
         return "the input tallies or the open runs are not objects"
+    dead = data.get("open_unchecked_runs", [])  # SpanAggregator._dead, only when there is one
+    if not isinstance(dead, list) or not all(type(fp) is int and 0 < fp < 1 << 64 for fp in dead):
+        return "the open unchecked runs are not fingerprints"
     return ""
 
 

@@ -211,6 +211,7 @@ class SavedState:
             aggregator.agent_index[name] = len(aggregator.agent_order)
             aggregator.agent_order.append(name)
         aggregator.pending = {key: _pending_from_json(entry) for key, entry in data["pending"].items()}
+        aggregator._dead = set(data.get("open_unchecked_runs", ()))  # counted by the first sweep as before
         aggregator.pending_added(len(aggregator.pending))  # looked at by the first bound_open_runs()
         return aggregator
 
@@ -342,6 +343,8 @@ class SavedState:
             "agent_order": aggregator.agent_order,
             "agents": agents,
             "pending": {key: _pending_to_json(entry) for key, entry in aggregator.pending.items()},
+            # runs closed as unchecked with children since the last sweep (a checkpoint's; none after settle())
+            **({"open_unchecked_runs": sorted(aggregator._dead)} if aggregator._dead else {}),
             "seen_count": aggregator.seen.count,
             "closed_count": aggregator.closed_runs.count,
             **spilled,

@@ -240,7 +240,7 @@ class AgentTally:
         tally.day_models = {share((share(row[0]), intern(row[1]), row[2])): list(row[3:]) for row in data["day_models"]}
         tally.bad_token_values = data["bad_token_values"]
         tally.llm_operations = {intern(key): count for key, count in data["llm_operations"].items()}
-        tally.tools = {intern(row[0]): [*row[1:7], pack_histogram(row[7])] for row in data["tools"]}  # packed: ~16 B a bucket
+        tally.tools = {intern(row[0]): [*row[1:7], pack_histogram(row[7])] for row in data["tools"]}  # packed: 8 B a bucket
         tally.run_steps = list(data["run_steps"])
         tally.killed_mid_run = {intern(key): count for key, count in data["killed_mid_run"].items()}
         tally.budget_stops = {intern(key): count for key, count in data["budget_stops"].items()}

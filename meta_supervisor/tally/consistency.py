@@ -33,6 +33,13 @@ counted in ``inputs``:
   comes later the run is *unchecked*, not a duplicate, and LLM spans of it coming later are attributed
   as always.
 
+An LLM or tool span naming its agent whose run is already closed as *unchecked* (a root without
+totals read before its children) opens no entry: nothing would be checked, and the sweep would
+only delete it. Its run is kept as a fingerprint in ``_dead`` until the next sweep, counted with
+``pending`` for the sweep's timing as the entry was, so that sweeps, and so evictions, come exactly
+when they did (``_of_unchecked_run``); a call naming no agent of such a run opens the entry as
+before (``_run_agent``), and a part read apart hands its ``_dead`` over with its open runs.
+
 So *consistent* and *mismatched* mean "checked", *unchecked* "not checked" (the root announced no
 totals, or the run was evicted before it could be), whatever the order; a file never needs more
 than ``max_open_runs`` runs open at once unless its spans of one run are that far apart.
@@ -96,7 +103,8 @@ def fewer_llm_spans(spans: int, calls: int) -> str:
 
 class ConsistencyCheck:
     # set by SpanAggregator.__init__: max_open_runs, _sweep_at, _unswept (LLM-only runs opened since
-    # the last sweep, an upper bound)
+    # the last sweep, an upper bound), _dead (fingerprints of runs closed as unchecked whose children
+    # came since the last sweep: the entries they would have opened, _of_unchecked_run)
 
     def _join_root(self, agent, tally, trace_id, attrs, run_key, run_id, skipped) -> None:
         """The root of a run (``skipped``: killed before it started, so its absent totals are not
@@ -180,6 +188,9 @@ class ConsistencyCheck:
                     # nested or multi-agent trace): a run of its own, never a duplicate
                     if entry is not None:
                         del pending[run_key]
+                    elif fp in self._dead:
+                        self._dead.discard(fp)
+                        self._last_dead = None
                     if not skipped:
                         tally.consistency[UNCHECKED] += 1
                     return
@@ -224,7 +235,12 @@ class ConsistencyCheck:
         entry = self.pending.get(run_key)
         if entry is not None:
             return entry[P_AGENT] if entry[P_ROOT] is not None else None
-        state = self.closed_runs.get(run_fingerprint(run_key), 0)
+        fp = run_fingerprint(run_key)
+        if fp in self._dead:  # an open run of an unchecked run, held as its fingerprint: now it waits for calls
+            self._dead.discard(fp)  # the caller opens its entry, as the deferred call needs one
+            self._last_dead = None
+            return None
+        state = self.closed_runs.get(fp, 0)
         if not state:
             return None
         index = state >> INDEX_SHIFT
@@ -235,6 +251,8 @@ class ConsistencyCheck:
         ``_llm_span`` itself); ``record``: the call, when it names no agent, kept until the root comes."""
         entry = self.pending.get(run_key)
         if entry is None:
+            if record is None and self._of_unchecked_run(run_key):
+                return
             self.pending[run_key] = [agent, trace_id, run_id, None, 0, 0, 0, 0, 0.0, 0, None if record is None else [record], 1]
             self._unswept += 1
             return
@@ -277,8 +295,26 @@ class ConsistencyCheck:
             note_mismatch(tally.mismatches, entry[P_TRACE], entry[P_RUN], detail)
         self.closed_runs.set(fp, self._closed_state(entry[P_AGENT], _checked_code(detail, entry[P_ROOT])))
 
+    def _of_unchecked_run(self, run_key: str) -> bool:
+        """Whether a child span that names its agent, with no open entry, belongs to a run already
+        closed as unchecked. Such an entry would only wait for a sweep that deletes it (``_settle``
+        changes nothing for an unchecked run), so it is not opened: the run's fingerprint is kept in
+        ``_dead`` until the next sweep instead, counted with ``pending`` as the entry would be for the
+        sweep's timing (``len(pending) + len(_dead) > _sweep_at``), so that sweeps, and so evictions,
+        come exactly when they did."""
+        if run_key == self._last_dead:  # the run of the span before (a run's children come together)
+            return True
+        fp = run_fingerprint(run_key)
+        if fp in self._dead or self.closed_runs.get(fp, 0) & 3 == RUN_UNCHECKED:
+            self._dead.add(fp)
+            self._last_dead = run_key
+            return True
+        return False
+
     def settle(self) -> None:
         """Resolve pending runs without a root whose root was already closed (late extra spans)."""
+        self._dead.clear()
+        self._last_dead = None
         for run_key, entry in list(self.pending.items()):
             if entry[P_ROOT] is None:
                 self._settle(run_key, entry)
@@ -286,7 +322,7 @@ class ConsistencyCheck:
     def pending_added(self, count: int) -> None:
         """``count`` open runs were added to ``pending`` from elsewhere (a part read apart, the state)."""
         self._unswept += count
-        if len(self.pending) > self._sweep_at:
+        if len(self.pending) + len(self._dead) > self._sweep_at:
             self.bound_open_runs()
 
     def bound_open_runs(self) -> None:
@@ -296,6 +332,8 @@ class ConsistencyCheck:
         Only runs opened since the last call need a look: an LLM-only run is resolvable only if its
         run was closed when it was opened (a root arriving later finds it in ``pending``)."""
         pending = self.pending
+        self._dead.clear()  # what the sweep would delete (_settle of an unchecked run)
+        self._last_dead = None
         if self._unswept:
             keys = []
             left = self._unswept

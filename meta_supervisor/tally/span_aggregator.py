@@ -104,6 +104,7 @@ from meta_supervisor.tally.fingerprints import (
     FingerprintMap,
     FingerprintSet,
     SpillPlan,
+    run_fingerprint,
     span_fingerprint,
 )
 from meta_supervisor.tally.genai_spans import LLM, RUN, TOOL, ToolSpans, classify, llm_tokens, model_value, run_agent_name
@@ -177,6 +178,8 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         self.max_open_runs = max_open_runs  # consistency.bound_open_runs
         self._sweep_at = sweep_every(max_open_runs)
         self._unswept = 0
+        self._dead: set[int] = set()  # consistency._of_unchecked_run
+        self._last_dead: str | None = None  # the run key last found in _dead (None when it left)
         self.run_records: list | None = [] if collect_runs else None  # alpha.records.RunRecord per root span
         self._days: dict[str, int] = {}  # as-of text -> date ordinal (0: not a date)
         self.inputs = InputTally()
@@ -209,8 +212,9 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
     def add_tallies(self, tallies: tuple, line_offset: int) -> None:
         """Add the tallies and open runs of a part read apart (``build.merge``, the native reader): its
         spans and closed runs are in the tables already. ``tallies`` is ``(inputs, agents,
-        agent_order, pending)``; the part's bad lines are numbered from ``line_offset``."""
-        inputs, agents, agent_order, pending = tallies
+        agent_order, pending, dead)`` (``dead``: the part's ``_dead``, fingerprints; absent from an
+        older caller's); the part's bad lines are numbered from ``line_offset``."""
+        inputs, agents, agent_order, pending, *dead = tallies  # dead: the part's _dead, when it has one
         new = set()  # agents created here under their own name, with nothing added yet
         for name in agent_order:
             known = name in self.agents
@@ -231,6 +235,9 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
             mine = self.pending.get(key)
             if mine is None:
                 self.pending[key] = entry
+                if self._dead:  # the run's entry, held here as a fingerprint, is this one now
+                    self._dead.discard(run_fingerprint(key))
+                    self._last_dead = None
                 continue
             for slot in (P_CALLS, P_IN, P_OUT, P_CACHED, P_COST, P_UNPRICED, P_TOOLS):
                 mine[slot] += entry[slot]
@@ -243,6 +250,8 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
                 mine[P_DEFERRED] = None
             if mine[P_ROOT] is not None and is_complete(mine[P_CALLS], mine[P_TOOLS], mine[P_ROOT]):
                 self._close(key, mine)
+        if dead:
+            self._dead.update(dead[0])  # runs closed in the part (so unknown here until now)
         self.pending_added(len(pending))
 
     # --- entry points -------------------------------------------------------------------------
@@ -364,7 +373,7 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
             row = inputs.host_row(process)
             row[H_SPANS] += counted
             row[H_LLM_CALLS] += llm_calls
-        if len(self.pending) > self._sweep_at:
+        if len(self.pending) + len(self._dead) > self._sweep_at:
             self.bound_open_runs()
 
     def _in_window(self, start: int) -> bool:
@@ -577,8 +586,10 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
                 unpriced = 0
         entry = self.pending.get(run_key)
         if entry is None:
-            # Not checked against the closed runs here (that would cost a lookup per LLM span);
-            # bound_open_runs() does it once many runs are open, settle() at the end.
+            # A run closed as unchecked needs no entry (_of_unchecked_run); one checked or not closed
+            # yet is not looked up further here: bound_open_runs() resolves it, settle() at the end.
+            if not deferred and self._of_unchecked_run(run_key):
+                return
             self.pending[run_key] = [
                 agent, span.traceId, run_id, None, 1, tokens_in, tokens_out, cached, cost, unpriced, [deferred] if deferred else None, 0,
             ]  # fmt: skip

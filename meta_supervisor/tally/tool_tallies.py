@@ -15,12 +15,17 @@ so there are at most 1,888 buckets per tool, however many calls. ``tool_report``
 from it (nearest rank: the upper bound of the bucket holding that rank, never beyond the exact
 minimum and maximum); the count, average and maximum are exact.
 
-A histogram is a dict while spans are added to it (the Python reader) and a packed
-``array('q')`` of (bucket, calls) pairs sorted by bucket once it is loaded from a tally's state
-(the native core's tallies, a worker's, the incremental state: ``pack_histogram``), ~16 bytes a
-bucket against ~90 in a dict of ints: 1,000 agents with three tools each held ~10 MB of
-histograms as dicts. Both forms read the same (``histogram_items``); a packed one is never
-changed in place (a merge makes a new one; a call added turns it back into a dict).
+A histogram is a dict while spans are added to it (the Python reader) and packed, sorted by
+bucket, once it is loaded from a tally's state (the native core's tallies, a worker's, the
+incremental state: ``pack_histogram``): an ``array('I')`` of its buckets then their calls, 8 bytes a
+bucket, against ~90 bytes in a dict of ints (1,000 agents with three tools each held ~10 MB of
+histograms as dicts) and 16 in the (bucket, calls) pairs of an ``array('q')`` (5 MB at 5 M spans
+of the worst row). Its buckets and calls are read as two slices of it (``_split``: copies made in
+C, no bit arithmetic per bucket in Python). A histogram with a count that does not fit 32 bits
+unsigned (4.3e9 calls of one tool in one bucket, or a damaged state's negative count) keeps the
+wide form of pairs instead (``COUNT_BITS``): counts stay exact. Every form reads the same
+(``histogram_items``); a packed one is never changed in place (a merge makes a new one; a call
+added turns it back into a dict).
 
 Reads no environment variables.
 """
@@ -40,6 +45,8 @@ SUB_BITS = 5  # 2**SUB_BITS buckets per doubling
 _SUB = 1 << SUB_BITS
 MAX_LATENCY_NS = (1 << 63) - 1  # as a run's: a longer one is a broken time
 UNKNOWN_TOOL = "(unknown tool)"
+COUNT_BITS = 32  # the narrow form's buckets and calls: 32-bit unsigned (array('I'))
+_NARROW_MAX = (1 << COUNT_BITS) - 1 if array("I").itemsize == 4 else -1  # -1: no narrow form on this platform
 
 
 def latency_bucket(ns: int) -> int:
@@ -65,8 +72,13 @@ def pack_histogram(pairs) -> array:
     try:
         if type(pairs) is list:  # a state's pairs, or the core's: sorted already, each bucket once
             packed = array("q", chain.from_iterable(pairs))
-            buckets = packed[0::2]
-            if len(packed) == 2 * len(pairs) and _increasing(buckets):
+            buckets = packed[0::2].tolist()
+            if len(packed) == 2 * len(pairs) and buckets == sorted(buckets) and len(set(buckets)) == len(buckets):
+                calls = packed[1::2]
+                if buckets and buckets[0] >= 0 and buckets[-1] <= _NARROW_MAX and min(calls) >= 0 and max(calls) <= _NARROW_MAX:
+                    narrow = array("I", buckets)
+                    narrow.fromlist(calls.tolist())
+                    return narrow
                 return packed
         packed = array("q")
         for bucket, calls in sorted(dict(pairs).items()):
@@ -74,20 +86,33 @@ def pack_histogram(pairs) -> array:
             packed.append(calls)
     except OverflowError as exc:
         raise ValueError(f"a tool latency histogram holds a number beyond 64 bits: {exc}") from None
-    return packed
+    return _packed(packed[0::2].tolist(), packed[1::2].tolist())
 
 
-def _increasing(buckets: array) -> bool:
-    """Whether ``buckets`` are sorted and distinct (made of C loops: a histogram each of thousands)."""
-    as_list = buckets.tolist()
-    return as_list == sorted(as_list) and len(set(as_list)) == len(as_list)
+def _packed(buckets: list[int], calls: list[int]) -> array:
+    """A packed histogram of sorted, distinct ``buckets`` and their ``calls``: the narrow form (an
+    ``array('I')``, the buckets then the calls: 8 bytes a bucket) when every number fits 32 bits
+    unsigned, else the wide form (an ``array('q')`` of (bucket, calls) pairs: 16 bytes a bucket).
+    ``OverflowError`` beyond 64 bits."""
+    if buckets and min(buckets) >= 0 and min(calls) >= 0 and max(buckets) <= _NARROW_MAX and max(calls) <= _NARROW_MAX:
+        return array("I", buckets + calls)
+    return array("q", chain.from_iterable(zip(buckets, calls)))
+
+
+def _split(histogram: array) -> tuple[array, array]:
+    """A packed histogram's buckets and calls, in bucket order (slices: made in C)."""
+    if histogram.typecode == "I":
+        half = len(histogram) // 2
+        return histogram[:half], histogram[half:]
+    return histogram[0::2], histogram[1::2]
 
 
 def histogram_items(histogram: dict | array) -> Iterator[tuple[int, int]]:
     """A histogram's (bucket, calls) pairs: a dict's in its order, a packed one's by bucket."""
     if type(histogram) is dict:
         return iter(histogram.items())
-    return zip(histogram[0::2], histogram[1::2], strict=True)
+    buckets, calls = _split(histogram)
+    return zip(buckets, calls, strict=True)
 
 
 def histogram_state(histogram: dict | array) -> list[list[int]]:
@@ -102,10 +127,12 @@ def merged_histogram(mine: dict | array, theirs: dict | array) -> dict | array:
         for bucket, calls in histogram_items(theirs):
             mine[bucket] = mine.get(bucket, 0) + calls
         return mine
-    if type(theirs) is not dict and len(mine) == len(theirs) and mine[0::2] == theirs[0::2]:
-        merged = array("q", map(add, mine, theirs))  # the same buckets (the common case): counts added
-        merged[0::2] = mine[0::2]
-        return merged
+    if type(theirs) is not dict:
+        buckets, calls = _split(mine)
+        their_buckets, their_calls = _split(theirs)
+        buckets = buckets.tolist()
+        if buckets == their_buckets.tolist():  # the same buckets (the common case): counts added
+            return _packed(buckets, list(map(add, calls, their_calls)))
     counts = dict(histogram_items(mine))
     for bucket, calls in histogram_items(theirs):
         counts[bucket] = counts.get(bucket, 0) + calls
@@ -148,10 +175,10 @@ def _percentile(histogram: dict | array, count: int, q: int, low: int, high: int
     holding rank ceil(q * count / 100), kept within [``low``, ``high``]."""
     rank = max(1, (q * count + 99) // 100)
     if type(histogram) is not dict:
-        calls = histogram[1::2]
+        buckets, calls = _split(histogram)
         if not calls or min(calls) >= 0:  # running sums that never fall: the first to reach the rank, found in C
             at = bisect_left(list(accumulate(calls)), rank)
-            return min(max(bucket_high(histogram[2 * at]), low), high) if at < len(calls) else high
+            return min(max(bucket_high(buckets[at]), low), high) if at < len(calls) else high
     seen = 0
     for bucket, calls in histogram_items(histogram) if type(histogram) is not dict else sorted(histogram.items()):
         seen += calls

@@ -14,6 +14,8 @@ impl Aggregator<'_, '_> {
     /// `ConsistencyCheck.bound_open_runs`: resolve the LLM-only runs opened since the last sweep whose run is
     /// closed, then evict the oldest open runs while more than `max_open_runs` are open.
     pub(crate) fn bound_open_runs(&mut self) -> R<()> {
+        self.dead.clear(); // what the sweep would delete (`settle_one` of an unchecked run)
+        self.last_dead.clear();
         let mut new: Vec<(u64, String)> = self
             .pending
             .iter()
@@ -111,7 +113,12 @@ impl Aggregator<'_, '_> {
         if let Some(entry) = self.pending.get(run_key) {
             return Ok(entry.root.as_ref().map(|_| self.entry_agent(entry).to_string()));
         }
-        let state = self.closed.get(run_fingerprint(run_key, &self.helpers)?)?;
+        let fp = run_fingerprint(run_key, &self.helpers)?;
+        if self.dead.remove(&fp) {
+            self.last_dead.clear();
+            return Ok(None); // an unchecked run's open run, held as its fingerprint: the caller opens its entry
+        }
+        let state = self.closed.get(fp)?;
         if state == 0 {
             return Ok(None);
         }
@@ -137,6 +144,9 @@ impl Aggregator<'_, '_> {
                 }
             }
             None => {
+                if record.is_none() && self.of_unchecked_run(run_key)? {
+                    return Ok(());
+                }
                 let mut entry = new_entry(agent, trace_id, run_id, None);
                 entry.deferred = record.map(|record| vec![record]);
                 entry.tools = 1;
@@ -144,6 +154,23 @@ impl Aggregator<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// `ConsistencyCheck._of_unchecked_run`: whether a child that names its agent, with no open
+    /// entry, belongs to a run closed as unchecked (its entry is then not opened, only counted in
+    /// `dead` until the next sweep, so that sweeps and evictions come when they did).
+    pub(crate) fn of_unchecked_run(&mut self, run_key: &str) -> R<bool> {
+        if !run_key.is_empty() && run_key == self.last_dead {
+            return Ok(true); // the run of the span before (a run's children come together): in `dead`
+        }
+        let fp = run_fingerprint(run_key, &self.helpers)?;
+        if self.dead.contains(&fp) || self.closed.get(fp)? & 3 == RUN_UNCHECKED {
+            self.dead.insert(fp);
+            self.last_dead.clear();
+            self.last_dead.push_str(run_key);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// A new open run, after every other (its `seq`: the order `pending` has it in Python).
@@ -293,6 +320,8 @@ impl Aggregator<'_, '_> {
                     // another agent span of the same trace: a run of its own, never a duplicate
                     if has_entry {
                         self.pending.remove(run_key);
+                    } else if self.dead.remove(&fp) {
+                        self.last_dead.clear();
                     }
                     if !skipped {
                         self.agents[index].consistency[UNCHECKED] += 1;

@@ -379,6 +379,9 @@ pub(crate) fn result<'py>(
         rows.append((key, entry.to_python(py, agg.entry_agent(entry))?))?;
     }
     out.set_item("pending", rows)?;
+    let mut dead: Vec<u64> = agg.dead.iter().copied().collect();
+    dead.sort_unstable(); // `SpanAggregator._dead` of the part (its order does not matter: sorted for a stable output)
+    out.set_item("dead", dead)?;
     let names = std::mem::take(&mut agg.agent_order);
     let tallies = std::mem::take(&mut agg.agents);
     let rest: Vec<(String, Tally)> = names.into_iter().zip(tallies).collect();

@@ -17,7 +17,7 @@ use crate::tables::{FpMap, FpSet, PairRef, TripleRef};
 use crate::tallies::{push_top, Deferred, Entry, Inputs, Process, Store, Tally};
 use crate::values::{as_int, as_str, count_attr, label, span_fingerprint, time_of, Helpers};
 use pyo3::prelude::*;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::borrow::Cow;
 
 pub enum Stop {
@@ -256,6 +256,11 @@ pub struct Aggregator<'py, 't> {
     pub seen: FpSet<'t>,
     pub closed: FpMap<'t>,
     pub pending: FxHashMap<String, Entry>,
+    /// `SpanAggregator._dead`: runs closed as unchecked whose children came since the last sweep
+    /// (the entries they would have opened; `join::of_unchecked_run`), by fingerprint.
+    pub dead: FxHashSet<u64>,
+    /// The run key last found in `dead` ("" when none; cleared whenever a run leaves `dead`).
+    pub(crate) last_dead: String,
     pub(crate) next_seq: u64,
     pub(crate) max_open_runs: usize,
     pub(crate) sweep_at: usize,
@@ -284,6 +289,8 @@ impl<'py, 't> Aggregator<'py, 't> {
             seen: tables.0,
             closed: tables.1,
             pending: FxHashMap::default(),
+            dead: FxHashSet::default(),
+            last_dead: String::new(),
             next_seq: 0,
             max_open_runs,
             sweep_at: sweep_every(max_open_runs),
@@ -400,7 +407,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             row[H_SPANS] += batch.counted;
             row[H_LLM_CALLS] += batch.llm_calls;
         }
-        if self.pending.len() > self.sweep_at {
+        if self.pending.len() + self.dead.len() > self.sweep_at {
             self.bound_open_runs()?;
         }
         Ok(())
@@ -692,6 +699,10 @@ impl<'py, 't> Aggregator<'py, 't> {
         };
         let close = match self.pending.get_mut(run_key) {
             None => {
+                // a run closed as unchecked needs no entry (`of_unchecked_run`)
+                if deferred.is_none() && self.of_unchecked_run(run_key)? {
+                    return Ok(());
+                }
                 let mut entry = new_entry(index, &span.trace_id, run_id, None);
                 (entry.calls, entry.tokens_in, entry.tokens_out, entry.cached) = (1, tokens_in, tokens_out, cached);
                 (entry.cost, entry.unpriced, entry.deferred) = (cost, unpriced, deferred.map(|record| vec![record]));
