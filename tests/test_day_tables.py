@@ -179,3 +179,18 @@ def test_the_merge_limits_see_the_keys_of_packed_tables() -> None:
     assert within_limits(aggregator, InputTally(), {"a": theirs}, ["a"])  # 900 distinct keys: within 1,000
     other = AgentTally.from_state(tally_state([], [[d, "n", False, 1, 0, 0, 0, 0] for d in range(600)], []), b"")
     assert not within_limits(aggregator, InputTally(), {"a": other}, ["a"])  # 1,200: past the limit
+
+
+def test_a_month_of_an_agent_is_8_bytes_a_column() -> None:
+    """30 days of one agent: day_runs 30 x 6 columns, day_models 30 x 8 (the model an index),
+    against ~200-300 bytes a row as dicts of lists of ints."""
+    state = tally_state(
+        [[20400 + d, 100 + d, 7, 0, 300 + d, 0] for d in range(30)],
+        [[20400 + d, "gpt-4o-mini-2024-07-18", False, 90 + d, 1, 140_000 + d, 7_000, 17_000] for d in range(30)],
+        [],
+    )
+    tally = AgentTally.from_state(state, b"")
+    for table, columns in ((tally.day_runs, 6), (tally.day_models, 8)):
+        assert type(table) is DayTable and len(table) == 30
+        assert table.rows.itemsize * len(table.rows) == 30 * columns * 8
+    assert tally.to_state()["day_models"] == state["day_models"]
