@@ -97,10 +97,12 @@ class DayTable(Mapping):
         return f"DayTable({dict(self.items())!r})"
 
     def __getstate__(self) -> tuple:
-        return self.rows, self.width, self.models
+        # a list of ints: pickle writes a small count in 2 bytes, not 8 (a worker's part)
+        return self.rows.tolist(), self.width, self.models
 
     def __setstate__(self, state: tuple) -> None:
-        self.rows, self.width, self.models = state
+        rows, self.width, self.models = state
+        self.rows = array("q", rows)
         if self.models is not None:  # one string a model name, not one an agent (1,000 agents)
             self.models = [sys.intern(model) for model in self.models]
 
