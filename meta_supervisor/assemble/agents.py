@@ -299,9 +299,13 @@ def agent_report(
     entry = kill_entry if kill_known else None
     killed = entry is not None and is_killed(entry)
     days = []
-    for day in sorted(set(tally.day_runs) | {d for d, _, _ in tally.day_models}):
-        row = tally.day_runs.get(day, [0, 0, 0, 0, 0])
-        calls = sum(c[LLM_CALLS] for (d, _, _), c in tally.day_models.items() if d == day)
+    day_calls: dict[int, int] = {}  # day -> LLM calls (one pass over day_models, not one a day)
+    for (day, _, _), counts in tally.day_models.items():
+        day_calls[day] = day_calls.get(day, 0) + counts[LLM_CALLS]
+    day_runs = dict(tally.day_runs.items())  # looked up by day (a packed table is a list of keys)
+    for day in sorted(day_runs.keys() | day_calls.keys()):
+        row = day_runs.get(day, (0, 0, 0, 0, 0))
+        calls = day_calls.get(day, 0)
         days.append(
             {
                 "date": iso_day(day),

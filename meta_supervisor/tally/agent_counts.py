@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 from meta_supervisor.tally.aggregates import AgentTally
 from meta_supervisor.tally.bounds import LLM_CACHED, LLM_CALLS, LLM_ERRORS, LLM_IN, LLM_OUT, P_DEFERRED, UNKNOWN_AGENT, bounded_key
+from meta_supervisor.tally.day_tables import counting
 from meta_supervisor.tally.tool_tallies import add_tool_call
 
 DEFERRED_LLM, DEFERRED_TOOL = 0, 1
@@ -38,12 +39,15 @@ def count_llm_call(
     if bad:
         tally.bad_token_values += 1
     key = (day, model, simulated)
-    counts = tally.day_models.get(key)
+    day_models = tally.day_models
+    if type(day_models) is not dict:  # packed (loaded): counted into as a dict
+        day_models = tally.day_models = counting(day_models)
+    counts = day_models.get(key)
     if counts is None:
-        key = bounded_key(tally.day_models, key)
-        counts = tally.day_models.get(key)
+        key = bounded_key(day_models, key)
+        counts = day_models.get(key)
         if counts is None:
-            counts = tally.day_models[key] = [0, 0, 0, 0, 0]
+            counts = day_models[key] = [0, 0, 0, 0, 0]
     counts[LLM_CALLS] += 1
     counts[LLM_IN] += tokens_in
     counts[LLM_CACHED] += cached

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import sys
 from array import array
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from meta_supervisor.tally.bounds import (
@@ -43,6 +44,8 @@ from meta_supervisor.tally.bounds import (
     bounded_key,
     label,
 )
+from meta_supervisor.tally.day_tables import merged as merged_days
+from meta_supervisor.tally.day_tables import packed as packed_days
 from meta_supervisor.tally.signal_store import SignalStore
 from meta_supervisor.tally.tool_tallies import histogram_copy, histogram_state, merged_histogram, pack_histogram
 from otel.redaction import known_secrets, redact
@@ -107,9 +110,10 @@ class AgentTally:
         self.bad_durations = 0
         self.first_start_ns = 0
         self.last_start_ns = 0
-        self.day_runs: dict[int, list[int]] = {}
-        self.asof_runs: dict[int, list[int]] = {}  # alphatrace.run.as_of day -> [ok, error, killed] runs
-        self.day_models: dict[tuple[int, str, bool], list[int]] = {}
+        # the per-day tables: dicts of lists as the Python reader counts, or packed (day_tables.DayTable)
+        self.day_runs: Mapping[int, Sequence[int]] = {}
+        self.asof_runs: Mapping[int, Sequence[int]] = {}  # alphatrace.run.as_of day -> [ok, error, killed] runs
+        self.day_models: Mapping[tuple[int, str, bool], Sequence[int]] = {}
         self.bad_token_values = 0
         self.llm_operations: dict[str, int] = {}  # LLM operation (chat, embeddings, ...) -> calls
         self.tools: dict[str, list] = {}  # tool name -> T_* slots (tool_tallies.py)
@@ -137,9 +141,9 @@ class AgentTally:
         if other.first_start_ns and (not self.first_start_ns or other.first_start_ns < self.first_start_ns):
             self.first_start_ns = other.first_start_ns
         self.last_start_ns = max(self.last_start_ns, other.last_start_ns)
-        _merge_lists(self.day_runs, other.day_runs)
-        _merge_lists(self.asof_runs, other.asof_runs)
-        _merge_lists(self.day_models, other.day_models)
+        self.day_runs = merged_days(self.day_runs, other.day_runs)
+        self.asof_runs = merged_days(self.asof_runs, other.asof_runs)
+        self.day_models = merged_days(self.day_models, other.day_models)
         self.bad_token_values += other.bad_token_values
         _merge_counts(self.llm_operations, other.llm_operations)
         for name, theirs in other.tools.items():
@@ -221,8 +225,8 @@ class AgentTally:
     @classmethod
     def from_state(cls, data: dict[str, Any], latencies: bytes, signals: Any = None, keys: dict | None = None) -> AgentTally:
         """``signals``: the agent's ``SignalStore`` (loaded apart), or None. ``keys``: a dict shared
-        by the tallies loaded together, in which their keys (days, (day, model, simulated),
-        (symbol, direction)) are kept once for all of them."""
+        by the tallies loaded together, in which their (symbol, direction) keys are kept once for
+        all of them (the per-day tables' keys are packed: day_tables.py)."""
         tally = cls(signals)
         # labels repeat across agents (outcomes, models, symbols, directions, error types): one
         # string each, not one per agent (1,000 agents: ~3 MB of copies from a part read apart);
@@ -235,9 +239,10 @@ class AgentTally:
         tally.bad_durations = data["bad_durations"]
         tally.first_start_ns = data["first_start_ns"]
         tally.last_start_ns = data["last_start_ns"]
-        tally.day_runs = {share(row[0]): list(row[1:]) for row in data["day_runs"]}
-        tally.asof_runs = {share(row[0]): list(row[1:]) for row in data["asof_runs"]}
-        tally.day_models = {share((share(row[0]), intern(row[1]), row[2])): list(row[3:]) for row in data["day_models"]}
+        # the per-day tables packed (day_tables.py: 8 bytes a count; they grow with the file's days)
+        tally.day_runs = packed_days([(row[0], row[1:]) for row in data["day_runs"]], 5)
+        tally.asof_runs = packed_days([(row[0], row[1:]) for row in data["asof_runs"]], 3)
+        tally.day_models = packed_days([((row[0], row[1], row[2]), row[3:]) for row in data["day_models"]], 5, models=True)
         tally.bad_token_values = data["bad_token_values"]
         tally.llm_operations = {intern(key): count for key, count in data["llm_operations"].items()}
         tally.tools = {intern(row[0]): [*row[1:7], pack_histogram(row[7])] for row in data["tools"]}  # packed: 8 B a bucket
@@ -438,13 +443,3 @@ def _merge_tool(mine: list, theirs: list) -> None:
 def _merge_counts(target: dict, source: dict) -> None:
     for key, count in source.items():
         target[key] = target.get(key, 0) + count
-
-
-def _merge_lists(target: dict, source: dict) -> None:
-    for key, values in source.items():
-        mine = target.get(key)
-        if mine is None:
-            target[key] = list(values)
-        else:
-            for i, value in enumerate(values):
-                mine[i] += value

@@ -95,6 +95,7 @@ from meta_supervisor.tally.bounds import (
     label,
 )
 from meta_supervisor.tally.consistency import ConsistencyCheck, is_complete
+from meta_supervisor.tally.day_tables import counting
 from meta_supervisor.tally.fingerprints import (
     _K_SPAN,
     _K_TRACE,
@@ -401,9 +402,12 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
     @staticmethod
     def _day_row(tally: AgentTally, start: int) -> list[int]:
         day = start // NS_PER_DAY
-        row = tally.day_runs.get(day)
+        day_runs = tally.day_runs
+        if type(day_runs) is not dict:  # packed (loaded): counted into as a dict
+            day_runs = tally.day_runs = counting(day_runs)
+        row = day_runs.get(day)
         if row is None:
-            row = tally.day_runs[day] = [0, 0, 0, 0, 0]
+            row = day_runs[day] = [0, 0, 0, 0, 0]
         return row
 
     # --- run (root) spans -------------------------------------------------------------------------
@@ -428,19 +432,19 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         else:
             key = bounded_key(outcomes, label(outcome, "(empty)"), MAX_OUTCOMES)
             outcomes[key] = outcomes.get(key, 0) + 1
-        day = start // NS_PER_DAY
-        row = tally.day_runs.get(day)
-        if row is None:
-            row = tally.day_runs[day] = [0, 0, 0, 0, 0]
+        row = self._day_row(tally, start)
         value = attrs.get(_RUN_ID)
         run_id = (value.stringValue if value is not None else None) or ""
         skipped = False  # killed before it started: no children, not a run that ran
         as_of = as_str(attrs.get(_RUN_AS_OF))
         as_of_day = self._day_ordinal(as_of) if as_of else 0
         if as_of_day and (outcome == _OK or outcome == _ERROR or outcome == _KILLED):
-            as_of_row = tally.asof_runs.get(as_of_day - EPOCH_ORDINAL)
+            asof_runs = tally.asof_runs
+            if type(asof_runs) is not dict:  # packed (loaded): counted into as a dict
+                asof_runs = tally.asof_runs = counting(asof_runs)
+            as_of_row = asof_runs.get(as_of_day - EPOCH_ORDINAL)
             if as_of_row is None:
-                as_of_row = tally.asof_runs[as_of_day - EPOCH_ORDINAL] = [0, 0, 0]
+                as_of_row = asof_runs[as_of_day - EPOCH_ORDINAL] = [0, 0, 0]
             as_of_row[DAY_OK if outcome == _OK else DAY_ERROR if outcome == _ERROR else DAY_KILLED] += 1
         if outcome == _OK or outcome == _ERROR:
             if outcome == _OK:

@@ -391,19 +391,27 @@ fn slots_for(entries: usize) -> usize {
 }
 
 /// An insertion-ordered map without removal (a Python dict that is only added to); looked up by
-/// borrowed keys (`PairRef`, `ModelRef`, `&str`), so a hit allocates nothing.
+/// borrowed keys (`PairRef`, `ModelRef`, `&str`), so a hit allocates nothing. The index holds the
+/// items' positions only (4 bytes a key), not a second copy of each key: 1,000 agents' per-day
+/// tables over a month are 30,000 keys a table, and a `(day, model, simulated)` key copied was a
+/// second `String` and ~48 bytes of bucket each.
 pub struct Ordered<K, V> {
-    index: hashbrown::HashMap<K, usize, rustc_hash::FxBuildHasher>,
+    index: hashbrown::HashTable<u32>,
     pub items: Vec<(K, V)>,
 }
 
 impl<K: Hash + Eq + Clone, V> Default for Ordered<K, V> {
     fn default() -> Self {
         Ordered {
-            index: hashbrown::HashMap::default(),
+            index: hashbrown::HashTable::new(),
             items: Vec::new(),
         }
     }
+}
+
+fn hash_of<Q: Hash + ?Sized>(key: &Q) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(key)
 }
 
 impl<K: Hash + Eq + Clone, V> Ordered<K, V> {
@@ -412,18 +420,23 @@ impl<K: Hash + Eq + Clone, V> Ordered<K, V> {
     }
 
     pub fn contains<Q: Hash + Equivalent<K> + ?Sized>(&self, key: &Q) -> bool {
-        self.index.contains_key(key)
+        let items = &self.items;
+        self.index.find(hash_of(key), |&i| key.equivalent(&items[i as usize].0)).is_some()
     }
 
     /// The value of `key`, inserted (`make_key()`, `make()`) first if absent.
     pub fn entry<Q: Hash + Equivalent<K> + ?Sized>(&mut self, key: &Q, make_key: impl FnOnce() -> K, make: impl FnOnce() -> V) -> &mut V {
-        let i = match self.index.get(key) {
-            Some(&i) => i,
+        let hash = hash_of(key);
+        let Ordered { index, items } = self;
+        let i = match index.find(hash, |&i| key.equivalent(&items[i as usize].0)) {
+            Some(&i) => i as usize,
             None => {
-                let i = self.items.len();
+                let i = items.len();
                 let key = make_key();
-                self.index.insert(key.clone(), i);
-                self.items.push((key, make()));
+                // positions are u32: a table past 2^32 keys is far past every limit (MAX_DISTINCT)
+                let at = u32::try_from(i).expect("an Ordered table of more than 2^32 keys");
+                index.insert_unique(hash_of(&key), at, |&j| hash_of(&items[j as usize].0));
+                items.push((key, make()));
                 i
             }
         };
