@@ -41,6 +41,12 @@ class SpilledArray:
                 values.frombytes(raw)
                 yield values
 
+    def raw_chunks(self):
+        """The values as bytes, a chunk at a time (``chunks`` without making arrays of them)."""
+        size = array(self.typecode).itemsize
+        for start in range(0, self.count, CHUNK_ITEMS):
+            yield os.pread(self.handle.fileno(), min(CHUNK_ITEMS, self.count - start) * size, start * size)
+
 
 def chunks_of(values):
     """``values`` (an array, bytes or a ``SpilledArray``) as a sequence of chunks."""

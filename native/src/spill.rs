@@ -448,7 +448,8 @@ impl SpillRuns {
     }
 
     /// Add sorted, distinct (keys, values) chunks read back (a saved state's spilled table, as
-    /// `export` wrote it) as one run, ended by `loaded`; the tier must be empty. Without `values`,
+    /// `export` wrote it) as one run, ended by `loaded`; keys new to the tier (a saved state's table
+    /// into an empty tier, or a worker's part at its merge: `merge.merge_part`). Without `values`,
     /// `keys` are span set entries (`key << 8 | value`).
     #[pyo3(signature = (keys, values=None))]
     fn load(&mut self, keys: &[u8], values: Option<&[u8]>) -> PyResult<()> {
@@ -631,7 +632,7 @@ impl SpillRuns {
             }
             return Err(err);
         }
-        cells.iter().for_each(|c| c.set(0));
+        zero(cells);
         Ok(n)
     }
 
@@ -660,10 +661,42 @@ impl SpillRuns {
             }
             return Err(err);
         }
-        keys.iter().for_each(|c| c.set(0));
-        states.iter().for_each(|c| c.set(0));
+        zero(keys);
+        zero(states);
         Ok(n)
     }
+}
+
+/// Empty the slots after a spill: their whole pages are given back to the system (`MADV_DONTNEED`
+/// of private anonymous memory, a Python array's or the core's own buffer: read again as zeros), so
+/// a table emptied by the last spill of a read holds no memory through the merge that follows (5 M
+/// spans: 5.5 MB); the cells on the partial pages at its ends are set to zero.
+fn zero<T: Default>(cells: &[Cell<T>]) {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+            fn getpagesize() -> i32;
+        }
+        const MADV_DONTNEED: i32 = 4;
+        // SAFETY: getpagesize has no preconditions
+        let page = unsafe { getpagesize() } as usize;
+        let size = std::mem::size_of::<T>();
+        let start = cells.as_ptr() as usize;
+        let end = start + cells.len() * size;
+        let (first, last) = (start.next_multiple_of(page), end / page * page);
+        if size > 0 && last >= first + 4 * page && (first - start).is_multiple_of(size) {
+            // SAFETY: [first, last) is whole pages inside the cells' buffer, which nothing else
+            // holds a reference into while it is emptied; they read back as zeros
+            if unsafe { madvise(first as *mut std::ffi::c_void, last - first, MADV_DONTNEED) } == 0 {
+                let (head, tail) = ((first - start) / size, (last - start) / size);
+                cells[..head].iter().for_each(|c| c.set(T::default()));
+                cells[tail..].iter().for_each(|c| c.set(T::default()));
+                return;
+            }
+        }
+    }
+    cells.iter().for_each(|c| c.set(T::default()));
 }
 
 /// Move the cells `keep` says to keep to the front, in order (`put(to, from)`, `to <= from`);
