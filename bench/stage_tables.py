@@ -1,6 +1,7 @@
 """Peak memory around a build's stages and the sizes of the tables it holds (a measurement, not a test).
 
     python bench/stage_tables.py --input FILE --out DIR --state-dir DIR --quiet --workers 2
+    python bench/stage_tables.py --stage-peaks --input FILE ...   # each VmHWM: the peak since the line before
 
 Runs the report command (its arguments as given) in this process with the build's stages wrapped:
 before and after each native read (main process and forked workers), after a part's tallies are
@@ -11,6 +12,13 @@ indexes), the open runs (how many, how many lack their root and belong to a clos
 size), the worker's packed tallies, and the eight largest per-agent tables summed over the agents
 (deep ``sys.getsizeof``, MB). The deep sizes walk every object: the stage lines cost time, never
 memory that lasts (they are taken after the stage's peak).
+
+With ``--stage-peaks`` (first argument) the peak is reset (``/proc/self/clear_refs``) after each
+line, so each line's VmHWM is the peak of the stage it ends, not of the process so far; the merge
+of a worker's part is logged step by step (its span and closed-run checks, the spans added, the
+tallies added, the closed runs added), and each core read also logs its three blocks of 2 MB with
+the highest peak (the peak of a block is reset at the core's progress call after it), where they
+are in the part and the RSS after them: what in the read makes its peak.
 
 Environment: none of its own (the build reads its own).
 """
@@ -30,6 +38,12 @@ from meta_supervisor.tally.bounds import P_ROOT
 from meta_supervisor.tally.fingerprints import run_fingerprint
 
 MB = 1 << 20
+STAGE_PEAKS = False  # --stage-peaks: each line's VmHWM is its stage's own peak
+
+
+def reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
 
 
 def memory() -> dict[str, float]:
@@ -44,6 +58,23 @@ def memory() -> dict[str, float]:
 
 def log(stage: str, **details) -> None:
     print(json.dumps({"pid": os.getpid(), "stage": stage, **memory(), **details}), file=sys.stderr, flush=True)
+    if STAGE_PEAKS:
+        reset_peak()
+
+
+class BlockPeaks:
+    """The core's progress callback, wrapped: the peak of each block read (between two calls), kept
+    for the three highest (``--stage-peaks``)."""
+
+    def __init__(self, progress) -> None:
+        self.progress, self.read, self.top = progress, 0, []
+
+    def __call__(self, count: int) -> None:
+        self.read += count
+        self.top = sorted([*self.top, (memory()["VmHWM"], self.read, memory()["VmRSS"])], reverse=True)[:3]
+        reset_peak()
+        if self.progress is not None:
+            self.progress(count)
 
 
 def deep_size(value, seen: set | None = None) -> int:
@@ -106,11 +137,13 @@ def lengths(raw: dict) -> dict:
 def wrap() -> None:
     call, tallies, merge_part = native_reader._call, native_reader._tallies, merge.merge_part
 
-    def logged_call(read, where, head, *args, **keywords):
+    def logged_call(read, where, head, options_tuple, progress, *args, **keywords):
         log("before the core's read", where=where)
-        raw = call(read, where, head, *args, **keywords)
+        blocks = BlockPeaks(progress) if STAGE_PEAKS else progress
+        raw = call(read, where, head, options_tuple, blocks, *args, **keywords)
         if isinstance(raw, dict):
-            log("after the core's read", sizes=lengths(raw))
+            top = [{"VmHWM": hwm, "bytes_read": at, "VmRSS_after": rss} for hwm, at, rss in blocks.top] if STAGE_PEAKS else None
+            log("after the core's read", sizes=lengths(raw), **({"peak_blocks": top} if top else {}))
         return raw
 
     def logged_tallies(raw, spill=None):
@@ -141,9 +174,36 @@ def wrap() -> None:
         return merged
 
     native_reader._call, native_reader._tallies, merge.merge_part = logged_call, logged_tallies, logged_merge
+    if STAGE_PEAKS:
+        from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet
+        from meta_supervisor.tally.span_aggregator import SpanAggregator
+
+        for owner, name in [
+            (FingerprintMap, "any_set"),
+            (FingerprintSet, "first_present"),
+            (FingerprintSet, "add_all"),
+            (SpanAggregator, "add_tallies"),
+            (FingerprintMap, "set_all"),
+        ]:
+            setattr(owner, name, stage(getattr(owner, name), f"{owner.__name__}.{name}"))
+
+
+def stage(function, name: str):
+    """``function`` logging the peak of each call (``--stage-peaks``)."""
+
+    def logged(*args, **keywords):
+        log(f"before {name}")
+        result = function(*args, **keywords)
+        log(f"{name}")
+        return result
+
+    return logged
 
 
 def main(argv: list[str]) -> int:
+    global STAGE_PEAKS
+    if argv[:1] == ["--stage-peaks"]:
+        STAGE_PEAKS, argv = True, argv[1:]
     wrap()
     from meta_supervisor.cli.report import main as report
 

@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+from array import array
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,85 @@ def test_worker_part_handed_over_through_files(native, tmp_path: Path, monkeypat
     assert spilled == resident == python == declined
     assert merges[:2] == [True, True]  # the spilling build's part, then the one kept resident
     assert spilled_counts(tmp_path / "state-spilled")[0] > SMALL
+
+
+def test_worker_tallies_come_through_the_hand_over_file(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With bounded tables a worker's packed tallies are written to a hand-over file and read from
+    there an agent at a time as they are merged (never a blob in the main process); the report is
+    the one-process build's."""
+    from meta_supervisor.build import merge
+
+    merges = count_merges_of(monkeypatch)
+    counting = merge.merge_part
+    packed = []
+
+    def merge_part(aggregator, part, *args):
+        agents = part.aggregator_state[1]
+        packed.append((getattr(agents, "file", None) is not None, len(getattr(agents, "blob", b"x"))))
+        return counting(aggregator, part, *args)
+
+    monkeypatch.setattr(merge, "merge_part", merge_part)
+    folder, _, _ = one_file(tmp_path, workload(1500, seed=13))
+    parts = without_state_warnings(*build(folder, tmp_path / "state-parts", resident_spans=SMALL, workers=2), False)
+    one = without_state_warnings(*build(folder, tmp_path / "state-one", resident_spans=SMALL, workers=1), False)
+    assert merges == [True] and packed == [(True, 0)]
+    assert parts == one
+
+
+def test_a_spill_that_fails_leaves_the_resident_table_as_it_was(native, tmp_path: Path) -> None:
+    """The resident entries are sorted in their own slots for a spill (no copy of them): when the
+    spill cannot be written (its folder gone), the table is put back, every entry still found."""
+    folder = tmp_path / "spill"
+    folder.mkdir()
+    plan = SpillPlan(str(folder), SMALL)
+    rng = random.Random(5)
+    spans, closed = FingerprintSet(0, plan), FingerprintMap(0, plan)
+    entries = [(rng.getrandbits(56) or 1) << 8 | rng.getrandbits(8) for _ in range(600)]
+    fps = {rng.getrandbits(64) | 2: rng.randrange(1, 256) for _ in range(300)}
+    for entry in entries:
+        assert spans.add(entry) == 0
+    for fp, state in fps.items():
+        closed.set(fp, state)
+    folder.rmdir()
+    with pytest.raises(OSError):
+        spans.spill()
+    with pytest.raises(OSError):
+        closed.spill()
+    assert spans.runs.spills == 0 and closed.runs.spills == 0
+    assert all(spans.add(entry) == entry for entry in entries)
+    assert all(closed.get(fp) == state for fp, state in fps.items())
+    folder.mkdir()
+    spans.spill()  # and it spills once it can, in key order
+    closed.spill()
+    assert len(spans) == len(entries) and all(spans.add(entry) == entry for entry in entries)
+    assert all(closed.get(fp) == state for fp, state in fps.items())
+
+
+def test_a_deferred_filter_is_made_again_at_the_next_lookup(native, tmp_path: Path) -> None:
+    """Keys spilled after ``defer_filter`` (a part's spans added by its merge) are left out of the
+    Bloom filter, which is freed: the next lookup makes it again from the runs, so every answer
+    stays exact, and until then it costs no memory."""
+    plan = SpillPlan(str(tmp_path), SMALL)
+    rng = random.Random(7)
+    spans, model = FingerprintSet(0, plan), {}
+    for _ in range(5_000):
+        entry = (rng.getrandbits(56) or 1) << 8 | rng.getrandbits(8)
+        assert spans.add(entry) == model.get(entry >> 8, 0)
+        model.setdefault(entry >> 8, entry)
+    filtered = spans.runs.resident_bytes
+    spans.runs.defer_filter()
+    later = {}
+    for _ in range(5_000):
+        entry = (rng.getrandbits(56) or 1) << 8 | rng.getrandbits(8)
+        if entry >> 8 not in model:
+            later[entry >> 8] = entry
+    spans.add_all(array("Q", later.values()))
+    assert spans.runs.spills > 0 and spans.runs.resident_bytes < filtered / 4  # page indexes only
+    model.update(later)
+    assert len(spans) == len(model)
+    assert all(spans.add(entry) == entry for entry in model.values())  # found, spilled or resident
+    assert spans.runs.resident_bytes > filtered  # the filter made again, for every spilled key
+    assert spans.add(123 << 8) == 0
 
 
 def test_incremental_build_across_spills(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,3 +37,21 @@ def test_drain_gives_every_agent_in_order_and_lets_the_blob_go():
 def test_drain_of_nothing():
     packed = PackedTallies({})
     assert list(packed.drain()) == []
+
+
+def test_tallies_written_to_a_file_are_read_from_it_an_agent_at_a_time(tmp_path):
+    """A forked worker's packed tallies go to its hand-over file (``write_to``); the main process
+    reads them from there (``in_file``): the same agents, in order, and no blob held in memory."""
+    tallies = {f"agent-{i:04d}": _tally(i) for i in range(300)}
+    sent = PackedTallies(tallies)
+    expected = {name: pickle.dumps(sent[name]) for name in sent}
+    with open(tmp_path / "tallies", "w+b") as file:
+        sent.write_to(file)
+        sent.blob = b""
+        received = pickle.loads(pickle.dumps(sent))  # the header's copy: sizes and places, no blob
+        received.in_file(file)
+        assert received.sizes == sent.sizes and len(received.blob) == 0
+        assert pickle.dumps(received["agent-0007"]) == expected["agent-0007"]
+        drained = [(name, pickle.dumps(tally)) for name, tally in received.drain()]
+    assert drained == list(expected.items())
+    assert len(received) == 0 and len(received.blob) == 0

@@ -129,7 +129,7 @@ def _child(connection, path, start, stop, options_tuple, parent: int, aggregator
     except BaseException as exc:  # reported to the parent, which then reads the part itself
         connection.send_bytes(pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
     else:
-        result.send(connection)
+        result.send(connection, handoff)
     finally:
         connection.close()
 
@@ -167,6 +167,7 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
 
     decoder = RecordDecoder(aggregator, str(path))
     first_stop = None if len(points) == 2 else points[1]
+    expect_part(aggregator, expected_spans(path, points[0], first_stop))
     first = read_native(aggregator, path, points[0], first_stop, scaled, out.records)
     if first is None:
         with open(path, "rb", buffering=0) as handle:
@@ -200,6 +201,15 @@ def read_in_parallel(path: Path, aggregator: SpanAggregator, options, advance, c
         del payload, part
         release_free_memory()  # the part's arrays, in the tables now: their pages back before the state is saved
     return out
+
+
+def expect_part(aggregator: SpanAggregator, spans: int) -> None:
+    """Size the span set's spilled filter for the part this process reads (``spans``), not for the
+    whole file its table was sized for: the other parts' spans are added by their merge, left out
+    of the filter (``merge.merge_part``). 5 M spans in two parts: ~2.8 MB of filter, not 5.3."""
+    runs = aggregator.seen.runs
+    if runs is not None and hasattr(runs, "expected"):
+        runs.expected = spans + len(aggregator.seen)  # what may spill: all but the last resident ones
 
 
 def _handoff(aggregator: SpanAggregator) -> Handoff | None:
@@ -276,6 +286,7 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
         child.join()
 
     progress, undo = native_reader.undoable(advance)
+    expect_part(aggregator, expected_spans(path) - rest)
     first = native_reader.read_zstd_into(aggregator, path, out.offset, progress, stop=cut)
     if first is None or not first[4]:
         stop_child()
@@ -332,6 +343,6 @@ def _zstd_child(
     else:
         part, start = read
         connection.send_bytes(pickle.dumps(start))
-        part.send(connection)
+        part.send(connection, handoff)
     finally:
         connection.close()

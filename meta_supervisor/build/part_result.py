@@ -41,6 +41,12 @@ class SpilledArray:
                 values.frombytes(raw)
                 yield values
 
+    def raw_chunks(self):
+        """The values as bytes, a chunk at a time (``chunks`` without making arrays of them)."""
+        size = array(self.typecode).itemsize
+        for start in range(0, self.count, CHUNK_ITEMS):
+            yield os.pread(self.handle.fileno(), min(CHUNK_ITEMS, self.count - start) * size, start * size)
+
 
 def chunks_of(values):
     """``values`` (an array, bytes or a ``SpilledArray``) as a sequence of chunks."""
@@ -56,7 +62,8 @@ class Handoff:
 
     def __init__(self, plan: SpillPlan) -> None:
         self.plan = plan
-        self.files = [tempfile.TemporaryFile(dir=plan.folder) for _ in range(3)]
+        # the part's span entries, closed-run keys and states, and its packed tallies
+        self.files = [tempfile.TemporaryFile(dir=plan.folder) for _ in range(4)]
         # the part's latencies, as sorted runs (``latency_runs``): kept open by the runs that point
         # into it once they are merged, not by ``close``
         self.latencies = RunFile.unnamed(plan.folder)
@@ -67,7 +74,12 @@ class Handoff:
 
     def spill_arg(self) -> tuple:
         """The core's ``spill`` argument for a part's own tables."""
-        return self.plan.folder, slots_for(self.plan.resident_spans), tuple(f.fileno() for f in self.files)
+        return self.plan.folder, slots_for(self.plan.resident_spans), tuple(f.fileno() for f in self.files[:3])
+
+    @property
+    def tallies(self):
+        """The file a worker's packed tallies are written to (``PackedTallies.write_to``)."""
+        return self.files[3]
 
     def arrays(self, spans: int, closed: int) -> tuple:
         return SpilledArray(self.files[0], spans, "Q"), SpilledArray(self.files[1], closed, "Q"), SpilledArray(self.files[2], closed, "B")
@@ -88,16 +100,24 @@ class PartResult:
     closed_keys: array | memoryview | SpilledArray
     closed_states: bytes | SpilledArray
 
-    def send(self, connection) -> None:
+    def send(self, connection, handoff: Handoff | None = None) -> None:
         """Small things pickled; the packed tallies and the big arrays as raw bytes after them (no
         pickling, no extra copies): their sizes are in the header, so the receiver reads each
-        straight into a buffer of its size."""
+        straight into a buffer of its size. With ``handoff`` (whose files hold the tables already)
+        the packed tallies are written to its ``tallies`` file instead (``agents`` -1 in the header)."""
         state, agents = self.aggregator_state, b""
+        handed = isinstance(self.span_fps, SpilledArray)  # the tables are in the Handoff's files already
         if isinstance(state, tuple):  # the agents pickled one by one: the receiver unpickles them as it merges
             state = packed_state(state)
-            agents, state[1].blob = state[1].blob, b""
-        handed = isinstance(self.span_fps, SpilledArray)  # the tables are in the Handoff's files already
-        header = (self.consumed, self.records, self.partial_tail, state, len(agents), len(self.span_fps), len(self.closed_keys), handed)
+            if handed and handoff is not None:
+                state[1].write_to(handoff.tallies)
+                agents = None
+            else:
+                agents = state[1].blob
+            state[1].blob = b""
+        sent = -1 if agents is None else len(agents)
+        agents = agents or b""
+        header = (self.consumed, self.records, self.partial_tail, state, sent, len(self.span_fps), len(self.closed_keys), handed)
         connection.send_bytes(pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
         for blob in (agents,) if handed else (agents, self.span_fps, self.closed_keys, self.closed_states):
             send_exactly(connection.fileno(), blob)
@@ -109,6 +129,9 @@ class PartResult:
             raise header
         consumed, records, partial_tail, state, n_agents, n_spans, n_closed, handed = header
         if handed:
+            if n_agents < 0:  # in the hand-over file: read an agent at a time as it is merged
+                state[1].in_file(handoff.tallies)
+                return cls(consumed, records, partial_tail, state, *handoff.arrays(n_spans, n_closed))
             agents = bytearray(n_agents)
             receive_exactly(connection.fileno(), agents)
             if isinstance(state, tuple):

@@ -107,7 +107,9 @@ class SpillPlan(NamedTuple):
 
 
 def _spill_tier(plan: SpillPlan | None, expected: int, resident: int):
-    """(the native tier, the resident cap in slots) for a plan, or (None, None)."""
+    """(the native tier, the resident cap in slots) for a plan, or (None, None). The tier's filter
+    is first sized for the keys of ``expected`` past the resident part (0: by need, doubled as
+    keys spill)."""
     if plan is None:
         return None, None
     native = _native()
@@ -296,7 +298,11 @@ class FingerprintMap:
 
     def __init__(self, expected: int = 0, plan: SpillPlan | None = None) -> None:
         self.plan, self.expected = plan, expected
-        self.runs, self.cap = _spill_tier(plan, expected, plan.resident_spans // 2 if plan else 0)
+        # the spilled tier's filter sized by need (0), not for ``expected``: a build's closed runs are
+        # a fraction of its spans (1 in 17 in the issue's worst row), and ``expected`` is sized for
+        # the slots of the resident table, not for what spills past them (2.5 MB of filter for 44,000
+        # spilled closed runs at 5 M spans)
+        self.runs, self.cap = _spill_tier(plan, 0, plan.resident_spans // 2 if plan else 0)
         self._allocate(_slots_for(expected) if self.cap is None else min(_slots_for(expected), self.cap))
         self.count = 0
 
@@ -361,7 +367,7 @@ class FingerprintMap:
         self._allocate(self.size)
         self.count = 0
         if self.runs is not None:
-            self.runs, self.cap = _spill_tier(self.plan, self.expected, self.plan.resident_spans // 2)
+            self.runs, self.cap = _spill_tier(self.plan, 0, self.plan.resident_spans // 2)
 
     def spill(self) -> None:
         """Move the resident entries to the spilled tier (there must be one)."""
@@ -417,7 +423,7 @@ class FingerprintMap:
     def bound(self, plan: SpillPlan | None) -> None:
         """``FingerprintSet.bound``."""
         self.plan = plan
-        self.runs, self.cap = _spill_tier(plan, self.expected, plan.resident_spans // 2 if plan else 0)
+        self.runs, self.cap = _spill_tier(plan, 0, plan.resident_spans // 2 if plan else 0)
 
     @classmethod
     def from_bytes(cls, keys_raw: bytes, states_raw: bytes, count: int) -> FingerprintMap:

@@ -33,7 +33,7 @@ impl Aggregator<'_, '_> {
             let excess = self.pending.len() - self.max_open_runs * EVICT_TO_EIGHTHS / 8;
             for (_, key) in all.into_iter().take(excess) {
                 let entry = self.pending.remove(&key).unwrap();
-                self.evict(&key, entry)?;
+                self.evict(&key, *entry)?;
             }
         }
         self.sweep_at = self.pending.len() + sweep_every(self.max_open_runs);
@@ -177,7 +177,7 @@ impl Aggregator<'_, '_> {
     pub(crate) fn open(&mut self, run_key: &str, mut entry: Entry) {
         entry.seq = self.next_seq;
         self.next_seq += 1;
-        self.pending.insert(run_key.to_string(), entry);
+        self.pending.insert(run_key.to_string(), Box::new(entry));
     }
 
     /// `agent_counts.replay`: deferred calls counted for the agent with this index.

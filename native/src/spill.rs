@@ -178,7 +178,12 @@ pub struct SpillRuns {
     filter: Vec<u64>,
     filter_capacity: usize, // keys the filter was sized for
     filtered: usize,        // keys added to it (a key spilled twice counts twice)
+    /// keys the filter is first sized for (the table's expected spilled keys; set from Python for
+    /// the part a process is about to read)
+    #[pyo3(get, set)]
     expected: usize,
+    /// some spilled keys are not in the filter (`defer_filter`): the next lookup fills it again
+    stale: bool,
     distinct: usize,
     /// keys of the resident table that are in a run too (a map's value set again after a spill)
     #[pyo3(get, set)]
@@ -198,6 +203,7 @@ impl SpillRuns {
             filter_capacity: 0,
             filtered: 0,
             expected,
+            stale: false,
             distinct: 0,
             shadowed: 0,
             spills: 0,
@@ -248,6 +254,7 @@ impl SpillRuns {
             capacity *= 2;
         }
         let words = (capacity * FILTER_BITS / 64).div_ceil(BLOCK_WORDS) * BLOCK_WORDS;
+        self.filter = Vec::new(); // the old filter freed before the new one is made (peak memory)
         self.filter = vec![0u64; words];
         self.filter_capacity = capacity;
         self.filtered = 0;
@@ -263,8 +270,29 @@ impl SpillRuns {
         Ok(())
     }
 
+    /// Leave the keys spilled from now on out of the filter, and free it: until the next lookup,
+    /// which fills it again from the runs. For keys known to be new that nothing looks up in the
+    /// meantime (a part's spans added by its merge, a saved state's table loaded): the filter of
+    /// the whole table is then not held at the build's peak, and is only made when asked.
+    pub fn defer(&mut self) {
+        self.stale = true;
+        self.filter = Vec::new();
+        self.filter_capacity = 0;
+        self.filtered = 0;
+    }
+
+    /// The filter made again from every run, after `defer` (sized as `filter_room` sizes it).
+    fn refilter(&mut self) -> std::io::Result<()> {
+        self.stale = false;
+        let keys = self.runs.iter().map(|run| run.count).sum();
+        self.filter_room(keys)
+    }
+
     /// The value of `key` in the newest run holding it.
     pub fn lookup(&mut self, key: u64) -> std::io::Result<Option<u8>> {
+        if self.stale {
+            self.refilter()?;
+        }
         if !self.filter_may_hold(key) {
             return Ok(None);
         }
@@ -279,11 +307,16 @@ impl SpillRuns {
     /// Write `count` (key, value) pairs, in key order, keys distinct (`shadowed` of them already in
     /// a run), as a new run, then merge runs as the binary counter says.
     fn spill_sorted(&mut self, count: usize, pairs: impl Iterator<Item = (u64, u8)>) -> std::io::Result<()> {
-        self.filter_room(count)?;
+        let filtered = !self.stale;
+        if filtered {
+            self.filter_room(count)?;
+        }
         let mut writer = RunWriter::new(&self.dir)?;
         for (key, value) in pairs {
             writer.push(key, value)?;
-            self.filter_add(key);
+            if filtered {
+                self.filter_add(key);
+            }
         }
         self.distinct += count - self.shadowed.min(count);
         self.shadowed = 0;
@@ -415,7 +448,8 @@ impl SpillRuns {
     }
 
     /// Add sorted, distinct (keys, values) chunks read back (a saved state's spilled table, as
-    /// `export` wrote it) as one run, ended by `loaded`; the tier must be empty. Without `values`,
+    /// `export` wrote it) as one run, ended by `loaded`; keys new to the tier (a saved state's table
+    /// into an empty tier, or a worker's part at its merge: `merge.merge_part`). Without `values`,
     /// `keys` are span set entries (`key << 8 | value`).
     #[pyo3(signature = (keys, values=None))]
     fn load(&mut self, keys: &[u8], values: Option<&[u8]>) -> PyResult<()> {
@@ -441,20 +475,22 @@ impl SpillRuns {
         Ok(())
     }
 
-    /// End a `load`: the run is added (and the filter filled).
+    /// End a `load`: the run is added (its keys filtered at the first lookup, `defer`: a build
+    /// with nothing new to read never makes the filter).
     fn loaded(&mut self) -> PyResult<()> {
         if let Some(writer) = self.loading.take() {
             let run = writer.finish().map_err(io)?;
-            self.filter_room(run.count).map_err(io)?;
-            let mut reader = RunReader::new(&run);
-            while let Some((key, _)) = reader.peek().map_err(io)? {
-                self.filter_add(key);
-                reader.at += 1;
-            }
+            self.defer();
             self.distinct += run.count;
             self.runs.push(run);
         }
         Ok(())
+    }
+
+    /// `defer`: the keys spilled from now on are left out of the filter, which is freed, until
+    /// the next lookup (a part's spans added by its merge: `merge.merge_part`).
+    fn defer_filter(&mut self) {
+        self.defer();
     }
 }
 
@@ -579,28 +615,141 @@ impl SpillRuns {
 
     pub fn spill_set_cells(&mut self, cells: &[Cell<u64>]) -> std::io::Result<usize> {
         // a set's cell is its key and value in one word (key << 8 | value): sorted as words, they
-        // are in key order (keys distinct); 8 bytes a key at the spill, not a (u64, u8) pair's 16
-        // (the build's peak: a full table of 500,000 spans spilled at the end of a part)
-        let n = cells.iter().filter(|c| c.get() > 1).count();
-        let mut words: Vec<u64> = Vec::with_capacity(n);
-        words.extend(cells.iter().map(Cell::get).filter(|&v| v > 1));
+        // are in key order (keys distinct). They are moved to the front of the slots and sorted
+        // there, the slots being emptied after the spill anyway: no copy of them (4 MB for a full
+        // table of 500,000 spans, at the peak of a read and of a part's merge)
+        let n = compact(cells, |i| cells[i].get() > 1, |to, from| cells[to].set(cells[from].get()));
+        // SAFETY: the cells are the resident table being spilled; nothing else touches them until
+        // `words` is last used (before they are emptied or restored below)
+        let words = unsafe { cells_as_mut(&cells[..n]) };
         words.sort_unstable();
-        self.spill_sorted(n, words.iter().map(|&v| (v >> 8, v as u8)))?;
-        drop(words);
-        cells.iter().for_each(|c| c.set(0));
+        if let Err(err) = self.spill_sorted(n, words.iter().map(|&v| (v >> 8, v as u8))) {
+            // the table as it was (the build reports the error and may go on reading other files)
+            let kept: Vec<u64> = words.to_vec();
+            cells.iter().for_each(|c| c.set(0));
+            for entry in kept {
+                cells[crate::tables::probe_entry(cells, entry)].set(entry);
+            }
+            return Err(err);
+        }
+        zero(cells);
         Ok(n)
     }
 
     pub fn spill_map_cells(&mut self, keys: &[Cell<u64>], states: &[Cell<u8>]) -> std::io::Result<usize> {
-        // the slots' indexes sorted by key (4 bytes a key), the keys and states read where they are
-        let mut order: Vec<u32> = Vec::with_capacity(keys.iter().filter(|k| k.get() > 1).count());
-        order.extend((0..keys.len() as u32).filter(|&i| keys[i as usize].get() > 1));
-        order.sort_unstable_by_key(|&i| keys[i as usize].get());
-        let n = order.len();
-        self.spill_sorted(n, order.iter().map(|&i| (keys[i as usize].get(), states[i as usize].get())))?;
-        drop(order);
-        keys.iter().for_each(|c| c.set(0));
-        states.iter().for_each(|c| c.set(0));
+        // the (key, state) pairs moved to the front of the slots and sorted there by key (a heap
+        // sort of the two arrays together): no copy, the slots being emptied after the spill anyway
+        let n = compact(
+            keys,
+            |i| keys[i].get() > 1,
+            |to, from| {
+                keys[to].set(keys[from].get());
+                states[to].set(states[from].get());
+            },
+        );
+        // SAFETY: as in `spill_set_cells`: nothing else touches the slots until these are last used
+        let (keys_n, states_n) = unsafe { (cells_as_mut(&keys[..n]), cells_as_mut(&states[..n])) };
+        heap_sort_pairs(keys_n, states_n);
+        if let Err(err) = self.spill_sorted(n, keys_n.iter().copied().zip(states_n.iter().copied())) {
+            let kept: Vec<(u64, u8)> = keys_n.iter().copied().zip(states_n.iter().copied()).collect();
+            keys.iter().for_each(|c| c.set(0));
+            states.iter().for_each(|c| c.set(0));
+            for (key, state) in kept {
+                let i = crate::tables::probe(keys, key);
+                keys[i].set(key);
+                states[i].set(state);
+            }
+            return Err(err);
+        }
+        zero(keys);
+        zero(states);
         Ok(n)
+    }
+}
+
+/// Empty the slots after a spill: their whole pages are given back to the system (`MADV_DONTNEED`
+/// of private anonymous memory, a Python array's or the core's own buffer: read again as zeros), so
+/// a table emptied by the last spill of a read holds no memory through the merge that follows (5 M
+/// spans: 5.5 MB); the cells on the partial pages at its ends are set to zero.
+fn zero<T: Default>(cells: &[Cell<T>]) {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+            fn getpagesize() -> i32;
+        }
+        const MADV_DONTNEED: i32 = 4;
+        // SAFETY: getpagesize has no preconditions
+        let page = unsafe { getpagesize() } as usize;
+        let size = std::mem::size_of::<T>();
+        let start = cells.as_ptr() as usize;
+        let end = start + cells.len() * size;
+        let (first, last) = (start.next_multiple_of(page), end / page * page);
+        if size > 0 && last >= first + 4 * page && (first - start).is_multiple_of(size) {
+            // SAFETY: [first, last) is whole pages inside the cells' buffer, which nothing else
+            // holds a reference into while it is emptied; they read back as zeros
+            if unsafe { madvise(first as *mut std::ffi::c_void, last - first, MADV_DONTNEED) } == 0 {
+                let (head, tail) = ((first - start) / size, (last - start) / size);
+                cells[..head].iter().for_each(|c| c.set(T::default()));
+                cells[tail..].iter().for_each(|c| c.set(T::default()));
+                return;
+            }
+        }
+    }
+    cells.iter().for_each(|c| c.set(T::default()));
+}
+
+/// Move the cells `keep` says to keep to the front, in order (`put(to, from)`, `to <= from`);
+/// returns how many.
+fn compact(cells: &[Cell<u64>], keep: impl Fn(usize) -> bool, put: impl Fn(usize, usize)) -> usize {
+    let mut n = 0;
+    for i in 0..cells.len() {
+        if keep(i) {
+            if n != i {
+                put(n, i);
+            }
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The cells as a plain mutable slice, to be sorted in place.
+///
+/// # Safety
+/// Nothing else may read or write the cells while the returned slice is in use.
+#[allow(clippy::mut_from_ref)]
+unsafe fn cells_as_mut<T>(cells: &[Cell<T>]) -> &mut [T] {
+    // `Cell<T>` has the layout of `T` and permits mutation through a shared reference
+    std::slice::from_raw_parts_mut(cells.as_ptr() as *mut T, cells.len())
+}
+
+/// Sort `keys` ascending, moving `states` with them (in place: a heap sort).
+fn heap_sort_pairs(keys: &mut [u64], states: &mut [u8]) {
+    fn sift_down(keys: &mut [u64], states: &mut [u8], mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && keys[child + 1] > keys[child] {
+                child += 1;
+            }
+            if keys[root] >= keys[child] {
+                return;
+            }
+            keys.swap(root, child);
+            states.swap(root, child);
+            root = child;
+        }
+    }
+    let n = keys.len();
+    for start in (0..n / 2).rev() {
+        sift_down(keys, states, start, n);
+    }
+    for end in (1..n).rev() {
+        keys.swap(0, end);
+        states.swap(0, end);
+        sift_down(keys, states, 0, end);
     }
 }
