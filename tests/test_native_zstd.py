@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 import pickle
 import shutil
-import threading
 from array import array
 from pathlib import Path
 
@@ -490,20 +488,12 @@ def test_full_build_of_zstd_and_plain_files_together(native, tmp_path: Path, mon
 
 class Split:
     """Forces the two-part read of every zstd file (any size, forking allowed) and records each:
-    (the cut as a fraction of the stream's estimated size, whether the child's part was merged).
-    ``piped``: the stream decompressed once, the rest handed to the child through a pipe (the
-    core's way, ``native_reader.pipe_rest``), or, as with an older core, decompressed by the child
-    again from the start."""
+    (the cut as a fraction of the stream's estimated size, whether the child's part was merged)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: float, piped: bool = True) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: float) -> None:
         monkeypatch.setattr(parallel_build, "MIN_SPLIT_BYTES", 1)
         monkeypatch.setattr(parallel_build, "fork_is_safe", lambda: True)  # the child only reads and decodes
         monkeypatch.setattr(parallel_build, "ZSTD_SPLIT_AT", at)
-        monkeypatch.setattr(parallel_build, "ZSTD_SPLIT_PIPED", at)
-        monkeypatch.delenv(native_core.ENV, raising=False)  # each build sets it
-        assert hasattr(native_core.core(), "ZSTD_REST_PIPE"), "the installed core cannot hand the rest over: run make native"
-        if not piped:
-            monkeypatch.setattr(native_part, "pipe_rest", lambda: False)
         self.merges: list[bool] = []
         self.splits = 0
         original_merge, original_split = merge.merge_part, parallel_build.read_zstd_in_parallel
@@ -531,137 +521,42 @@ def _build_both(monkeypatch: pytest.MonkeyPatch, paths: list[Path], workers: int
     return reports[0], reports[1]
 
 
-@pytest.mark.parametrize("piped", [True, False], ids=["piped", "decompressed-twice"])
 @pytest.mark.parametrize("at", [0.02, 0.5, 0.97, 3.0])
-def test_two_parts_at_once(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: float, piped: bool) -> None:
+def test_two_parts_at_once(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: float) -> None:
     """Cut near the start, in the middle, near the end, and beyond the end (the stream is shorter
     than its estimate: the first part reads it all): the same report as the Python reader's."""
     data = workload_lines(2000, tmp_path=tmp_path) + small_lines()
     path = zfile(tmp_path, frames_at(data, [len(data) // 3]))
-    split = Split(monkeypatch, at, piped)
+    split = Split(monkeypatch, at)
     with_core, without = _build_both(monkeypatch, [path])
     assert with_core == without and with_core["inputs"]["spans"] > 4000
     assert split.splits == 1
     assert split.merges == ([] if at > 1 else [True])  # the child's part merged, or not needed
 
 
-def collector_frames(data: bytes) -> bytes:
-    """As the collector's file exporter writes JSON with ``compression: zstd`` (its native
-    compression) and rotation: each export a frame of its own (klauspost's ``EncodeAll``, the
-    content size in the header, a checksum), and the newline after it another one-byte frame."""
-    compressor = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
-    return b"".join(compressor.compress(line[:-1]) + compressor.compress(b"\n") for line in data.splitlines(keepends=True))
-
-
-@pytest.mark.parametrize("at", [0.3, 0.5, 0.71])
-def test_two_parts_of_many_frames_cut_mid_line(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: float) -> None:
-    """Multi-frame streams (a frame a flush, ending mid-line; a frame an export and one a newline, as
-    the collector writes them), cut anywhere: the two parts meet at the same line start."""
-    data = workload_lines(2000, tmp_path=tmp_path) + small_lines()
-    flushes = [len(data) * k // 17 + k for k in range(1, 17)]  # every ~1/17th, mid-line
-    for name, blob in (("flushes", frames_at(data, flushes, checksum=True)), ("exports", collector_frames(data))):
-        path = zfile(tmp_path, blob, f"{name}.zst")
-        split = Split(monkeypatch, at)
-        with_core, without = _build_both(monkeypatch, [path])
-        assert with_core == without and with_core["inputs"]["spans"] > 4000, name
-        assert split.splits == 1 and split.merges == [True], name
-
-
-@pytest.mark.parametrize("piped", [True, False], ids=["piped", "decompressed-twice"])
-def test_two_parts_of_a_stream_cut_short(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piped: bool) -> None:
+def test_two_parts_of_a_stream_cut_short(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = workload_lines(2000, tmp_path=tmp_path)
     blob = flushed_per_line(data)
     path = zfile(tmp_path, blob[: len(blob) - 5000])
-    split = Split(monkeypatch, 0.5, piped)
+    split = Split(monkeypatch, 0.5)
     with_core, without = _build_both(monkeypatch, [path])
     assert with_core == without and with_core["inputs"]["partial_tails"]
     assert split.merges == [True]
 
 
-@pytest.mark.parametrize("piped", [True, False], ids=["piped", "decompressed-twice"])
-def test_two_parts_when_the_second_is_declined(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piped: bool) -> None:
-    """A corrupt block, or a bad line, after the cut: the child declines (or, piped, this process
-    meets the corrupt block as it hands the rest over, or its pipe breaks when the child stops
-    reading), this process's part is undone, and the stream is read in one go (by Python in the
-    end): Python's report."""
+def test_two_parts_when_the_second_is_declined(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A corrupt block, or a bad line, after the cut: the child declines, this process's part is
+    undone, and the stream is read in one go (by Python in the end): Python's report."""
     data = workload_lines(4000, tmp_path=tmp_path)  # the corrupt block beyond the size estimate's sample
     corrupt = bytearray(zstandard.ZstdCompressor(level=3).compress(data))
     corrupt[len(corrupt) * 3 // 4] ^= 0xFF
     bad_line = zstandard.ZstdCompressor().compress(data + b"not json\n" + small_lines())
     for name, blob in (("corrupt", bytes(corrupt)), ("bad-line", bad_line)):
         path = zfile(tmp_path, blob, f"{name}.zst")
-        split = Split(monkeypatch, 0.5, piped)
+        split = Split(monkeypatch, 0.5)
         with_core, without = _build_both(monkeypatch, [path])
         assert with_core == without and with_core["inputs"]["bad_lines"] == 1, name
         assert split.splits == 1 and split.merges == [], name
-
-
-def _first_part_and_rest(path: Path, stop: int, close_reader: bool = False) -> tuple[tuple | None, bytes]:
-    """The core's first part of ``path`` up to the line start at or after ``stop``, handing the rest
-    over through a pipe (``rest_to``), and the bytes read from that pipe (to its end)."""
-    read_end, write_end = os.pipe()
-    received: list[bytes] = []
-
-    def drain() -> None:
-        with os.fdopen(read_end, "rb") as pipe:
-            received.append(pipe.read())
-
-    reader = threading.Thread(target=drain)
-    if close_reader:
-        os.close(read_end)
-    else:
-        reader.start()
-    aggregator = SpanAggregator(PRICES, None, None, expected_spans=0, collect_signals=True, max_open_runs=MAX_OPEN_RUNS)
-    try:
-        first = native_part.read_zstd_into(aggregator, path, 0, None, stop=stop, rest_to=write_end)
-    finally:
-        os.close(write_end)
-    if not close_reader:
-        reader.join(timeout=120)
-        assert not reader.is_alive()
-    return first, b"".join(received)
-
-
-def test_the_rest_handed_over_through_a_pipe(native, tmp_path: Path) -> None:
-    """The first part's core writes every decompressed byte after its part into the pipe, whatever
-    the frames (one; many, ending mid-line, one right at the cut; an export a frame), the cut and
-    a stream cut short (its complete blocks, as Python reads them): its part and the pipe's bytes
-    are the stream, cut at the first line start at or after the stop."""
-    data = workload_lines(600, tmp_path=tmp_path) + small_lines()
-    middle = data.index(b"\n", len(data) // 2) + 1  # a line start
-    blobs = {
-        "one frame": zstandard.ZstdCompressor(level=3).compress(data),
-        "frames mid-line": frames_at(data, [len(data) // 5, middle - 1, middle, middle + 7, len(data) - 3], checksum=True),
-        "exports": collector_frames(data),
-    }
-    blocks = flushed_per_line(data)
-    blobs["cut short"] = blocks[: len(blocks) - 777]
-    for name, blob in blobs.items():
-        path = zfile(tmp_path, blob, f"{name}.zst")
-        expected = zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True).read()  # Python's bytes
-        for stop in (1, 4096, middle - 1, middle, middle + 1, len(data) * 3 // 4):
-            first, rest = _first_part_and_rest(path, stop)
-            assert first is not None, (name, stop)
-            consumed, records, partial_tail, _, stopped = first
-            assert stopped and partial_tail == 0, (name, stop)
-            assert consumed == expected.index(b"\n", stop - 1) + 1, (name, stop)
-            assert records == expected[:consumed].count(b"\n")
-            assert rest == expected[consumed:], (name, stop)
-
-
-def test_a_pipe_handover_that_fails_declines_the_first_part(native, tmp_path: Path) -> None:
-    """A corrupt block after the cut, or a reader of the rest that has gone (a broken pipe): the
-    first part is declined (and so the whole stream read again, by Python in the end), never
-    taken with a second part that stopped short; nothing is left waiting."""
-    data = workload_lines(1500, tmp_path=tmp_path)
-    corrupt = bytearray(zstandard.ZstdCompressor(level=3, write_checksum=True).compress(data))
-    corrupt[_block_headers(bytes(corrupt))[-2]] |= 0x06  # a reserved block type, near the end
-    path = zfile(tmp_path, bytes(corrupt), "corrupt.zst")
-    first, rest = _first_part_and_rest(path, len(data) // 4)
-    assert first is None and 0 < len(rest) < len(data) - len(data) // 4
-    path = zfile(tmp_path, zstandard.ZstdCompressor().compress(data), "whole.zst")
-    first, _ = _first_part_and_rest(path, len(data) // 4, close_reader=True)
-    assert first is None
 
 
 def test_two_parts_that_cannot_be_merged(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

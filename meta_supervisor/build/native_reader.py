@@ -91,24 +91,21 @@ def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected
     return None if raw is None else _part_result(raw)
 
 
-def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None, handoff=None, from_fd: int | None = None) -> tuple | None:
+def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None, handoff=None) -> tuple | None:
     """The second of two parts of a zstd stream read in parallel (``parallel``): from the first
     line start at or after decompressed byte ``offset`` to the end, in tables of its own (sized for
     ``expected`` spans; bounded, and handed over through its files, with ``handoff``, as
-    ``read_part``). Returns (``PartResult``, where the part starts), or None as ``read_zstd_part``.
-    With ``from_fd`` (``pipe_rest``), the part's bytes are those the first part's reader writes
-    into that pipe, already decompressed (where they start is then the first part's end: 0 here)."""
+    ``read_part``). Returns (``PartResult``, where the part starts), or None as ``read_zstd_part``."""
     native = _zstd_core()
     if native is None:
         return None
     spill = None if handoff is None or not hasattr(native, "SpillRuns") else handoff.spill_arg()
     latencies = _latencies(native, None if handoff is None else handoff.latency_spill())
-    keywords = {"align": True} if from_fd is None else {"from_fd": from_fd}
-    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, spill=spill, latencies=latencies, **keywords)
+    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True, spill=spill, latencies=latencies)
     return None if raw is None else (_part_result(raw, handoff, latencies), raw["start"])
 
 
-def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int | None = None, rest_to: int | None = None) -> tuple | None:
+def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int | None = None) -> tuple | None:
     """``read_zstd_part`` straight into an empty ``aggregator``, its fingerprint tables filled in
     place (``read_into``). They were sized from an estimate of the decompressed size
     (``inputs.expected_spans``): a table the stream turns out too large for grows out of its
@@ -118,9 +115,7 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int |
     declined (the aggregator is then empty again). With ``stop``, reading ends at the first line
     start at or after that decompressed byte (``stopped`` says whether it did, else it reached the
     end): the first of two parts read in parallel. The tallies are not added to the aggregator
-    here; until they are, clearing its tables (``seen.clear()``, ``closed_runs.clear()``) undoes it.
-    With ``stop`` and ``rest_to`` (``pipe_rest``), every decompressed byte after this part is
-    written into that pipe, for the second part's reader (``read_zstd_from_line``'s ``from_fd``)."""
+    here; until they are, clearing its tables (``seen.clear()``, ``closed_runs.clear()``) undoes it."""
     native = _zstd_core()
     if native is None or not aggregator.is_empty():
         return None
@@ -138,7 +133,6 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int |
         stop=stop,
         spill=_tiers(native, aggregator),
         latencies=latencies,
-        **({} if rest_to is None else {"rest_to": rest_to}),
     )
     if raw is None:
         seen.clear()
@@ -169,13 +163,6 @@ def _zstd_core():
     return native
 
 
-def pipe_rest() -> bool:
-    """Whether the core decompresses a zstd stream read in two parts once, the first part's reader
-    handing the rest to the second's through a pipe (``read_zstd_part``'s ``rest_to``/``from_fd``)."""
-    native = _zstd_core()
-    return native is not None and hasattr(native, "ZSTD_REST_PIPE")
-
-
 def _latencies(native, spill):
     """``spill`` (a ``latency_runs.LatencySpill``) when the core can write the part's latencies past
     its budget into its file (``latency_spill.rs``), else None."""
@@ -183,11 +170,11 @@ def _latencies(native, spill):
 
 
 def _read_zstd(
-    native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None, spill=None, latencies=None, **pipe
+    native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None, spill=None, latencies=None
 ):
     """The core's ``read_zstd_part``: its raw result, or None when it declined (its progress taken back)."""
     where = f"the zstd stream {path} from byte {skip}"
-    keywords = {"align": align, "stop": stop} | ({"spill": spill} if spill is not None else {}) | pipe
+    keywords = {"align": align, "stop": stop} | ({"spill": spill} if spill is not None else {})
     if latencies is not None:
         keywords["latencies"] = latencies
     return _call(native.read_zstd_part, where, (str(path), skip), options_tuple, progress, tables, expected, **keywords)

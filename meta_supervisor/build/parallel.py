@@ -15,11 +15,9 @@ the native core straight into the build's tables when it can (``native_reader.re
 by the Python reader. The merge rules are ``merge.merge_part``.
 
 A large whole-file zstd stream of JSON lines is read in two parts too (``read_zstd_in_parallel``),
-when the native core is installed and the build's aggregator is still empty: the parent reads up
-to a line start near the middle, and the child from there to the end. A stream cannot be entered in
-the middle, so the stream is decompressed once, by the parent's core, which writes every byte after
-its own part into a pipe the child reads as plain lines (``native_reader.pipe_rest``; an older
-core: the child decompresses the stream from its start itself, dropping what is before the cut).
+when the native core is installed and the build's aggregator is still empty: the child decompresses
+the stream up to the cut (a stream cannot be entered in the middle) and reads the rest, the parent
+reads up to the cut, and the two parts meet at the same line start.
 
 Children are forked (``multiprocessing`` "fork" context) and only when the process has no other
 thread; framed files, other compressed files, small files, and ``workers=1`` are read
@@ -33,7 +31,6 @@ Reads no environment variables (``native_core`` reads ``ALPHATRACE_NATIVE``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import multiprocessing
 import os
 import pickle
@@ -214,8 +211,6 @@ def _handoff(aggregator: SpanAggregator) -> Handoff | None:
 
 
 ZSTD_SPLIT_AT = 0.55  # the second part also decompresses the first to skip it: the first is a bit longer
-ZSTD_SPLIT_PIPED = 0.5  # the first part's process decompresses both (a fifth of the parsing), the second reads a pipe
-PIPE_BYTES = 1 << 20  # the pipe's capacity (Linux's default limit for a process's pipes): fewer switches than 64 kB
 
 
 def worth_splitting_zstd(path: Path, cursor: FileCursor | None, workers: int) -> bool:
@@ -264,21 +259,15 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
         out.head_length = len(handle.read(HEAD_BYTES))
     out.head_digest = head_digest(path, out.head_length)
     total = zstd_decompressed_size(path) or 0
-    piped = native_reader.pipe_rest()
-    cut = out.offset + int(max(total - out.offset, 0) * (ZSTD_SPLIT_PIPED if piped else ZSTD_SPLIT_AT))
+    cut = out.offset + int(max(total - out.offset, 0) * ZSTD_SPLIT_AT)
     rest = expected_spans(path) * max(total - cut, 0) // max(total, 1)  # the child's tables, sized for its part
     options_tuple = aggregator.part_options()
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    rest_read, rest_write = _rest_pipe() if piped else (None, None)
-    arguments = (sender, path, cut, options_tuple, os.getpid(), rest, aggregator, handoff, rest_read, rest_write)
+    arguments = (sender, path, cut, options_tuple, os.getpid(), rest, aggregator, handoff)
     child = context.Process(target=_zstd_child, args=arguments, daemon=True)
-    try:
-        child.start()
-    finally:
-        sender.close()
-        if rest_read is not None:
-            os.close(rest_read)  # the child's alone: if it dies, the parent's writes fail, never block
+    child.start()
+    sender.close()
 
     def stop_child() -> None:
         receiver.close()
@@ -287,11 +276,7 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
         child.join()
 
     progress, undo = native_reader.undoable(advance)
-    try:
-        first = native_reader.read_zstd_into(aggregator, path, out.offset, progress, stop=cut, rest_to=rest_write)
-    finally:
-        if rest_write is not None:
-            os.close(rest_write)  # the child's end of its part: every byte after the cut is written
+    first = native_reader.read_zstd_into(aggregator, path, out.offset, progress, stop=cut)
     if first is None or not first[4]:
         stop_child()
         if first is None:  # declined: the stream is read in one go (and the core may decline it again)
@@ -307,8 +292,7 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
         except (EOFError, OSError, RuntimeError, pickle.UnpicklingError):
             part = None
         stop_child()
-        piped_start = piped and start is None  # the child read what this process wrote after its part
-        if part is None or not (piped_start or start == out.offset + consumed):  # not read: the stream in one go
+        if part is None or start != out.offset + consumed:  # not read: the stream in one go
             aggregator.seen.clear()
             aggregator.closed_runs.clear()
             undo()
@@ -333,44 +317,21 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
     return out
 
 
-def _rest_pipe() -> tuple[int, int]:
-    """The pipe the parent's core writes the decompressed rest of a zstd stream into (``PIPE_BYTES``
-    when the system allows it)."""
-    read_end, write_end = os.pipe()
-    with contextlib.suppress(OSError, AttributeError):  # a smaller limit: the default size, slower only
-        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    return read_end, write_end
-
-
 def _zstd_child(
-    connection,
-    path: Path,
-    offset: int,
-    options_tuple,
-    parent: int,
-    expected: int,
-    aggregator: SpanAggregator,
-    handoff: Handoff | None,
-    rest_read: int | None = None,
-    rest_write: int | None = None,
+    connection, path: Path, offset: int, options_tuple, parent: int, expected: int, aggregator: SpanAggregator, handoff: Handoff | None
 ) -> None:
-    """The second part of ``read_zstd_in_parallel``: where it starts (None: where the parent's part
-    ended, its bytes read from the pipe ``rest_read``), then the ``PartResult``."""
-    if rest_write is not None:
-        os.close(rest_write)  # else the pipe would never end here
+    """The second part of ``read_zstd_in_parallel``: where it starts, then the ``PartResult``."""
     die_with_parent(parent)
     drop_parent_tables(aggregator)
     try:
-        read = native_reader.read_zstd_from_line(path, offset, options_tuple, expected, handoff, from_fd=rest_read)
+        read = native_reader.read_zstd_from_line(path, offset, options_tuple, expected, handoff)
         if read is None:
             raise RuntimeError("the native core declined the second part of the zstd stream")
     except BaseException as exc:  # reported to the parent, which then reads the stream itself
         connection.send_bytes(pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}")))
     else:
         part, start = read
-        connection.send_bytes(pickle.dumps(None if rest_read is not None else start))
+        connection.send_bytes(pickle.dumps(start))
         part.send(connection)
     finally:
-        if rest_read is not None:
-            os.close(rest_read)  # the parent's writes fail from here on, if it is still writing
         connection.close()

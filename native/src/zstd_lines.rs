@@ -32,8 +32,7 @@ use crate::{read_lines, result, Lines};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::BorrowedFd;
+use std::io::{self, Read};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
@@ -98,13 +97,7 @@ struct Sent {
 /// The decompressing thread: decode `file` from its start, send the window's bytes in chunks.
 /// Err: why the stream cannot be read as the Python reader reads it. Returns early when the reader
 /// has gone (it declined the part).
-fn decompress(
-    mut file: File,
-    window: Window,
-    chunks: SyncSender<Vec<u8>>,
-    spent: Receiver<Vec<u8>>,
-    mut rest: Option<File>,
-) -> Result<Sent, String> {
+fn decompress(mut file: File, window: Window, chunks: SyncSender<Vec<u8>>, spent: Receiver<Vec<u8>>) -> Result<Sent, String> {
     let mut decoder = Decoder::new().map_err(|e| format!("zstd decoder: {e}"))?;
     let mut input = vec![0u8; INPUT];
     let (mut in_pos, mut in_len, mut at_end) = (0usize, 0usize, false);
@@ -151,26 +144,7 @@ fn decompress(
             let first = stop.saturating_sub(1).saturating_sub(start + sent).min(filled as u64) as usize;
             let from = scanned.max(first);
             if let Some(at) = memchr::memchr(b'\n', &out[from..filled]) {
-                let end = from + at + 1;
-                if let Some(rest) = rest.take() {
-                    // the bytes after the window go to the next part's reader, then the rest of
-                    // the stream: decompressed once, here, not again by that reader. This part's
-                    // lines end first (its reader never waits for the pipe's)
-                    let after = out[end..filled].to_vec();
-                    out.truncate(end);
-                    let _ = chunks.send(out);
-                    drop(chunks);
-                    let source = Source {
-                        file,
-                        decoder,
-                        input,
-                        in_pos,
-                        in_len,
-                        at_end,
-                    };
-                    return pump(source, after, rest).map(|()| Sent { start, stopped: true });
-                }
-                out.truncate(end);
+                out.truncate(from + at + 1);
                 let _ = chunks.send(out);
                 return Ok(Sent { start, stopped: true });
             }
@@ -202,79 +176,15 @@ fn decompress(
     Ok(Sent { start, stopped: false })
 }
 
-/// The decoder where `decompress` stopped: its file, and the compressed bytes read but not yet taken.
-struct Source {
-    file: File,
-    decoder: Decoder<'static>,
-    input: Vec<u8>,
-    in_pos: usize,
-    in_len: usize,
-    at_end: bool,
-}
-
-fn write_rest(rest: &mut File, bytes: &[u8]) -> Result<(), String> {
-    rest.write_all(bytes)
-        .map_err(|e| format!("handing the rest of the stream to the next part's reader: {e}"))
-}
-
-/// After the window's `stop`, the rest of the stream decompressed into `rest` (`read_zstd_part`'s
-/// `rest_to`: a pipe the reader of the next part reads, `from_fd` there), which is closed at the
-/// end, after `after` (the bytes decompressed past the window already). It ends as `decompress` does; any error (a decoder error, a reader gone: a broken pipe)
-/// declines this part, and so the whole stream is read again in one go.
-fn pump(source: Source, after: Vec<u8>, mut rest: File) -> Result<(), String> {
-    let Source {
-        mut file,
-        mut decoder,
-        mut input,
-        mut in_pos,
-        mut in_len,
-        mut at_end,
-    } = source;
-    write_rest(&mut rest, &after)?;
-    let mut out = after;
-    out.resize(CHUNK, 0);
-    let mut filled = 0usize;
-    loop {
-        if in_pos == in_len && !at_end {
-            in_len = read_some(&mut file, &mut input).map_err(|e| format!("reading the compressed file: {e}"))?;
-            in_pos = 0;
-            at_end = in_len == 0;
-        }
-        let mut source = InBuffer::around(&input[in_pos..in_len]);
-        let mut target = OutBuffer::around_pos(&mut out[..], filled);
-        decoder.run(&mut source, &mut target).map_err(|e| format!("zstd decoder: {e}"))?;
-        let (taken, now) = (source.pos(), target.pos());
-        let produced = now - filled;
-        in_pos += taken;
-        filled = now;
-        let last = at_end && in_pos == in_len && produced == 0 && taken == 0; // as in `decompress`
-        if filled == out.len() || (last && filled > 0) {
-            write_rest(&mut rest, &out[..filled])?;
-            filled = 0;
-        }
-        if last {
-            return Ok(());
-        }
-    }
-}
-
 /// `read_lines` over the window of the decompressed stream, the decompression on a scoped thread
 /// (always joined, on every path out of here). A decoder error declines the part.
-fn read_stream(
-    py: Python<'_>,
-    agg: &mut Aggregator,
-    file: File,
-    window: Window,
-    rest: Option<File>,
-    progress: Option<&Bound<PyAny>>,
-    max_line: usize,
-) -> R<(Lines, Sent)> {
+fn read_stream(agg: &mut Aggregator, file: File, window: Window, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<(Lines, Sent)> {
     std::thread::scope(|scope| {
         let (chunk_sender, chunk_receiver) = sync_channel(DEPTH);
         let (spent_sender, spent_receiver) = channel();
         let worker = std::thread::Builder::new()
             .name("zstd-decompress".into())
-            .spawn_scoped(scope, move || decompress(file, window, chunk_sender, spent_receiver, rest))
+            .spawn_scoped(scope, move || decompress(file, window, chunk_sender, spent_receiver))
             .map_err(|e| Stop::Python(e.into()))?;
         let mut stream = Decompressed {
             chunks: chunk_receiver,
@@ -284,9 +194,7 @@ fn read_stream(
         };
         let read = read_lines(agg, &mut stream, None, progress, max_line);
         drop(stream); // the thread, if still decompressing, stops at its next send
-                      // without the GIL: handing the rest over (`rest_to`) waits for its reader, which may be
-                      // a thread of this process
-        let ended = py.allow_threads(move || worker.join());
+        let ended = worker.join();
         let lines = read?;
         match ended {
             Ok(Ok(sent)) => Ok((lines, sent)),
@@ -311,15 +219,8 @@ fn read_stream(
 /// `align` and `stop` make the part one of two read in parallel (`Window`): `start` in the result
 /// is where its bytes start (`skip`, or the line start after it), `stopped` whether it ended at
 /// the first line start at or after `stop` (else at the end of the stream).
-///
-/// Or the stream is decompressed once for both parts (`ZSTD_REST_PIPE`): the first part's reader,
-/// with `stop` and `rest_to` (the write end of a pipe), writes every decompressed byte after its
-/// window's end into that pipe, to the end of the stream; the second's reads those bytes from
-/// `from_fd` (the read end: `path` and `skip` are then unused, `start` is 0: it starts where
-/// the first part stopped) as plain JSON lines. A zstd error after the cut declines the first part.
-/// Both fds stay the caller's (duplicated here).
 #[pyfunction]
-#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, align=false, stop=None, spill=None, latencies=None, rest_to=None, from_fd=None))]
+#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, align=false, stop=None, spill=None, latencies=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn read_zstd_part<'py>(
     py: Python<'py>,
@@ -338,14 +239,8 @@ pub fn read_zstd_part<'py>(
     stop: Option<u64>,
     spill: Option<Bound<'py, PyAny>>,
     latencies: Option<(i32, u64, usize)>,
-    rest_to: Option<i32>,
-    from_fd: Option<i32>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let source = match from_fd {
-        Some(fd) => Err(duplicate(fd)?),
-        None => Ok(File::open(path)?),
-    };
-    let rest = rest_to.map(duplicate).transpose()?;
+    let file = File::open(path)?;
     let mut spill = crate::spill::SpillArg::parse(spill.as_ref(), tables.is_some())?;
     let handoff = spill.handoff();
     let window = Window { skip, align, stop };
@@ -365,13 +260,7 @@ pub fn read_zstd_part<'py>(
     let chosen = spill.attach(chosen, expected_spans.unwrap_or(0));
     let mut agg = Aggregator::new(Helpers::new(helpers), since_ns, until_ns, collect_signals, chosen, max_open_runs);
     agg.latency_spill = latencies.map(crate::latency_spill::LatencySpill::new).transpose()?;
-    let read = match source {
-        Ok(file) => read_stream(py, &mut agg, file, window, rest, progress.as_ref(), max_line),
-        Err(mut pipe) => {
-            read_lines(&mut agg, &mut pipe, None, progress.as_ref(), max_line).map(|lines| (lines, Sent { start: 0, stopped: false }))
-        }
-    };
-    match read {
+    match read_stream(&mut agg, file, window, progress.as_ref(), max_line) {
         Ok((read, sent)) => {
             let in_place = tables.is_some() && agg.seen.in_place() && agg.closed.in_place();
             let out = result(py, agg, &read, in_place, handoff)?;
@@ -383,17 +272,6 @@ pub fn read_zstd_part<'py>(
         Err(Stop::Decline(why)) => Ok(why.into_pyobject(py)?.into_any()),
         Err(Stop::Python(err)) => Err(err),
     }
-}
-
-/// A file of our own on the caller's open file descriptor `fd` (closed when dropped; the
-/// caller's stays open).
-fn duplicate(fd: i32) -> io::Result<File> {
-    if fd < 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a negative file descriptor"));
-    }
-    // SAFETY: the caller keeps `fd` open for the duration of the call that borrows it here
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    Ok(File::from(borrowed.try_clone_to_owned()?))
 }
 
 /// The version of the bundled libzstd, as `zstandard.ZSTD_VERSION` gives python-zstandard's: the
