@@ -534,6 +534,28 @@ def test_two_parts_at_once(native, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert split.merges == ([] if at > 1 else [True])  # the child's part merged, or not needed
 
 
+def collector_frames(data: bytes) -> bytes:
+    """As the collector's file exporter writes JSON with ``compression: zstd`` (its native
+    compression) and rotation: each export a frame of its own (klauspost's ``EncodeAll``, the
+    content size in the header, a checksum), and the newline after it another one-byte frame."""
+    compressor = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
+    return b"".join(compressor.compress(line[:-1]) + compressor.compress(b"\n") for line in data.splitlines(keepends=True))
+
+
+@pytest.mark.parametrize("at", [0.3, 0.5, 0.71])
+def test_two_parts_of_many_frames_cut_mid_line(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: float) -> None:
+    """Multi-frame streams (a frame a flush, ending mid-line; a frame an export and one a newline, as
+    the collector writes them), cut anywhere: the two parts meet at the same line start."""
+    data = workload_lines(2000, tmp_path=tmp_path) + small_lines()
+    flushes = [len(data) * k // 17 + k for k in range(1, 17)]  # every ~1/17th, mid-line
+    for name, blob in (("flushes", frames_at(data, flushes, checksum=True)), ("exports", collector_frames(data))):
+        path = zfile(tmp_path, blob, f"{name}.zst")
+        split = Split(monkeypatch, at)
+        with_core, without = _build_both(monkeypatch, [path])
+        assert with_core == without and with_core["inputs"]["spans"] > 4000, name
+        assert split.splits == 1 and split.merges == [True], name
+
+
 def test_two_parts_of_a_stream_cut_short(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = workload_lines(2000, tmp_path=tmp_path)
     blob = flushed_per_line(data)
