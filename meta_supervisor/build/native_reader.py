@@ -91,7 +91,9 @@ def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected
     return None if raw is None else _part_result(raw)
 
 
-def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None, handoff=None, seek: int | None = None) -> tuple | None:
+def read_zstd_from_line(
+    path: Path, offset: int, options_tuple, expected: int | None = None, handoff=None, seek: int | None = None
+) -> tuple | None:
     """The second of two parts of a zstd stream read in parallel (``parallel``): from the first
     line start at or after decompressed byte ``offset`` to the end, in tables of its own (sized for
     ``expected`` spans; bounded, and handed over through its files, with ``handoff``, as
