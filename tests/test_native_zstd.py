@@ -51,6 +51,7 @@ OPTIONS = (PRICES, None, None, True, MAX_OPEN_RUNS)
 NOW = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
 MARKET = CsvMarketData(Path(__file__).parent / "fixtures" / "alpha" / "prices")
 ZSTD_JSON_LINES = "zstd+json-lines"
+FRAME_CUT = native_part.frame_cut
 
 
 # --- the harness -------------------------------------------------------------------------------------
@@ -492,13 +493,25 @@ class Split:
     """Forces the two-part read of every zstd file (any size, forking allowed) and records each:
     (the cut as a fraction of the stream's estimated size, whether the child's part was merged)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: float) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, at: float, frames: bool = True) -> None:
         monkeypatch.setattr(parallel_build, "MIN_SPLIT_BYTES", 1)
         monkeypatch.setattr(parallel_build, "fork_is_safe", lambda: True)  # the child only reads and decodes
         monkeypatch.setattr(parallel_build, "ZSTD_SPLIT_AT", at)
+        monkeypatch.setattr(parallel_build, "ZSTD_FRAME_SPLIT_AT", at)  # of the compressed bytes
+        # without: as with an older core, the child decodes the stream from its start
+        monkeypatch.setattr(native_part, "frame_cut", FRAME_CUT if frames else lambda: False)
         self.merges: list[bool] = []
         self.splits = 0
+        self.frames: list[int | None] = []  # where a frame-start cut was looked for: what was found
         original_merge, original_split = merge.merge_part, parallel_build.read_zstd_in_parallel
+        original_frame = parallel_build._frame_near
+
+        def framing(*args):
+            found = original_frame(*args)
+            self.frames.append(found)
+            return found
+
+        monkeypatch.setattr(parallel_build, "_frame_near", framing)
 
         def merging(*args, **kwargs):
             accepted = original_merge(*args, **kwargs)
@@ -534,6 +547,48 @@ def test_two_parts_at_once(native, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert with_core == without and with_core["inputs"]["spans"] > 4000
     assert split.splits == 1
     assert split.merges == ([] if at > 1 else [True])  # the child's part merged, or not needed
+
+
+def collector_frames(data: bytes) -> bytes:
+    """As the collector's file exporter writes JSON with ``compression: zstd`` (its native
+    compression) and rotation: each export a frame of its own (klauspost's ``EncodeAll``, the
+    content size in the header, a checksum), and the newline after it another one-byte frame."""
+    compressor = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
+    return b"".join(compressor.compress(line[:-1]) + compressor.compress(b"\n") for line in data.splitlines(keepends=True))
+
+
+@pytest.mark.parametrize("at", [0.3, 0.5, 0.71])
+def test_two_parts_of_many_frames_cut_mid_line(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: float) -> None:
+    """Multi-frame streams (a frame a flush, ending mid-line; a frame an export and one a newline, as
+    the collector writes them), cut anywhere: the two parts meet at the same line start."""
+    data = workload_lines(2000, tmp_path=tmp_path) + small_lines()
+    flushes = [len(data) * k // 17 + k for k in range(1, 17)]  # every ~1/17th, mid-line
+    for name, blob in (("flushes", frames_at(data, flushes, checksum=True)), ("exports", collector_frames(data))):
+        path = zfile(tmp_path, blob, f"{name}.zst")
+        for frames in (True, False):  # cut at a frame's start, or decoded by the child from the start
+            split = Split(monkeypatch, at, frames)
+            with_core, without = _build_both(monkeypatch, [path])
+            assert with_core == without and with_core["inputs"]["spans"] > 4000, name
+            assert split.splits == 1 and split.merges == [True], name
+            assert bool(split.frames and split.frames[0] is not None) == frames, name
+
+
+def test_a_frame_cut_that_is_not_a_frame_start(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame's magic number inside a frame's data (or any offset that is not a frame's start): the
+    parent's decoder is not at a frame's end there, so it reads the whole stream itself; a cut at
+    a real frame start splits it. The same report as the Python reader's either way."""
+    data = workload_lines(2000, tmp_path=tmp_path) + small_lines()
+    middle = data.index(b"\n", len(data) // 2) + 5  # a frame boundary mid-line
+    blob = frames_at(data, [middle], checksum=True)
+    second = len(zstandard.ZstdCompressor(level=1, write_checksum=True).compress(data[:middle]))
+    assert blob[second : second + 4] == parallel_build.ZSTD_MAGIC
+    path = zfile(tmp_path, blob)
+    for offset, merged in ((second // 2, []), (second, [True])):
+        split = Split(monkeypatch, 0.5)
+        monkeypatch.setattr(parallel_build, "_frame_near", lambda path, size, offset=offset: offset)
+        with_core, without = _build_both(monkeypatch, [path])
+        assert with_core == without and with_core["inputs"]["spans"] > 4000
+        assert split.splits == 1 and split.merges == merged, offset
 
 
 def test_two_parts_of_a_stream_cut_short(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

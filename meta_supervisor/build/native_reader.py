@@ -91,21 +91,26 @@ def read_zstd_part(path: Path, skip: int, options_tuple, progress=None, expected
     return None if raw is None else _part_result(raw)
 
 
-def read_zstd_from_line(path: Path, offset: int, options_tuple, expected: int | None = None, handoff=None) -> tuple | None:
+def read_zstd_from_line(
+    path: Path, offset: int, options_tuple, expected: int | None = None, handoff=None, seek: int | None = None
+) -> tuple | None:
     """The second of two parts of a zstd stream read in parallel (``parallel``): from the first
     line start at or after decompressed byte ``offset`` to the end, in tables of its own (sized for
     ``expected`` spans; bounded, and handed over through its files, with ``handoff``, as
-    ``read_part``). Returns (``PartResult``, where the part starts), or None as ``read_zstd_part``."""
+    ``read_part``). Returns (``PartResult``, where the part starts), or None as ``read_zstd_part``.
+    With ``seek`` (``frame_cut``), the stream starts at that compressed offset, a frame's start,
+    and ``offset`` and where the part starts count from that frame's first byte."""
     native = _zstd_core()
     if native is None:
         return None
     spill = None if handoff is None or not hasattr(native, "SpillRuns") else handoff.spill_arg()
     latencies = _latencies(native, None if handoff is None else handoff.latency_spill())
-    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True, spill=spill, latencies=latencies)
+    keywords = {} if seek is None else {"seek": seek}
+    raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True, spill=spill, latencies=latencies, **keywords)
     return None if raw is None else (_part_result(raw, handoff, latencies), raw["start"])
 
 
-def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int | None = None) -> tuple | None:
+def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int | None = None, frame_cut: int | None = None) -> tuple | None:
     """``read_zstd_part`` straight into an empty ``aggregator``, its fingerprint tables filled in
     place (``read_into``). They were sized from an estimate of the decompressed size
     (``inputs.expected_spans``): a table the stream turns out too large for grows out of its
@@ -115,7 +120,10 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int |
     declined (the aggregator is then empty again). With ``stop``, reading ends at the first line
     start at or after that decompressed byte (``stopped`` says whether it did, else it reached the
     end): the first of two parts read in parallel. The tallies are not added to the aggregator
-    here; until they are, clearing its tables (``seen.clear()``, ``closed_runs.clear()``) undoes it."""
+    here; until they are, clearing its tables (``seen.clear()``, ``closed_runs.clear()``) undoes it.
+    With ``frame_cut`` instead of ``stop`` (``frame_cut``: a compressed offset where a frame starts,
+    ``skip`` 0), reading ends at the first line start at or after that frame's first byte; a sixth
+    item is then that byte's decompressed offset (None: not a frame's start; read to the end)."""
     native = _zstd_core()
     if native is None or not aggregator.is_empty():
         return None
@@ -133,6 +141,7 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int |
         stop=stop,
         spill=_tiers(native, aggregator),
         latencies=latencies,
+        **({} if frame_cut is None else {"frame_cut": frame_cut}),
     )
     if raw is None:
         seen.clear()
@@ -147,7 +156,7 @@ def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int |
         closed.clear()
         seen.add_all(memoryview(raw.pop("span_fps")).cast("Q"))
         closed.set_all(memoryview(raw.pop("closed_keys")).cast("Q"), raw.pop("closed_states"))
-    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw, latencies), raw["stopped"]
+    return raw["consumed"], raw["records"], raw["partial_tail"], _tallies(raw, latencies), raw["stopped"], raw.get("frame_start")
 
 
 def _tiers(native, aggregator):
@@ -163,6 +172,13 @@ def _zstd_core():
     return native
 
 
+def frame_cut() -> bool:
+    """Whether the core splits a zstd stream of many frames where a frame starts, each part's reader
+    decoding only its own frames (``read_zstd_part``'s ``frame_cut`` and ``seek``)."""
+    native = _zstd_core()
+    return native is not None and hasattr(native, "ZSTD_FRAME_CUT")
+
+
 def _latencies(native, spill):
     """``spill`` (a ``latency_runs.LatencySpill``) when the core can write the part's latencies past
     its budget into its file (``latency_spill.rs``), else None."""
@@ -170,11 +186,11 @@ def _latencies(native, spill):
 
 
 def _read_zstd(
-    native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None, spill=None, latencies=None
+    native, path: Path, skip: int, options_tuple, progress, tables, expected, align=False, stop=None, spill=None, latencies=None, **frames
 ):
     """The core's ``read_zstd_part``: its raw result, or None when it declined (its progress taken back)."""
     where = f"the zstd stream {path} from byte {skip}"
-    keywords = {"align": align, "stop": stop} | ({"spill": spill} if spill is not None else {})
+    keywords = {"align": align, "stop": stop} | ({"spill": spill} if spill is not None else {}) | frames
     if latencies is not None:
         keywords["latencies"] = latencies
     return _call(native.read_zstd_part, where, (str(path), skip), options_tuple, progress, tables, expected, **keywords)
@@ -340,7 +356,7 @@ def read_native_zstd(aggregator: SpanAggregator, path: Path, skip: int, progress
         return None
     read = read_zstd_into(aggregator, path, skip, progress)
     if read is not None:
-        consumed, records, partial_tail, tallies, _ = read
+        consumed, records, partial_tail, tallies, *_ = read
         aggregator.add_tallies(tallies, line_offset)
         latency_runs.bound(aggregator)
         return ReadResult(consumed=consumed, records=records, partial_tail=partial_tail)

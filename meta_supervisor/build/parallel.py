@@ -16,8 +16,10 @@ by the Python reader. The merge rules are ``merge.merge_part``.
 
 A large whole-file zstd stream of JSON lines is read in two parts too (``read_zstd_in_parallel``),
 when the native core is installed and the build's aggregator is still empty: the child decompresses
-the stream up to the cut (a stream cannot be entered in the middle) and reads the rest, the parent
-reads up to the cut, and the two parts meet at the same line start.
+the stream up to the cut (a frame cannot be entered in the middle) and reads the rest, the parent
+reads up to the cut, and the two parts meet at the same line start. A stream of many frames (as the
+collector's file exporter writes them) is cut where a frame starts near the middle instead: the
+child decodes from that frame on, the parent up to it, each only its own half.
 
 Children are forked (``multiprocessing`` "fork" context) and only when the process has no other
 thread; framed files, other compressed files, small files, and ``workers=1`` are read
@@ -221,6 +223,9 @@ def _handoff(aggregator: SpanAggregator) -> Handoff | None:
 
 
 ZSTD_SPLIT_AT = 0.55  # the second part also decompresses the first to skip it: the first is a bit longer
+ZSTD_FRAME_SPLIT_AT = 0.5  # cut at a frame: each part decodes only its own, so halves of the compressed bytes
+FRAME_SEARCH = 1 << 20  # compressed bytes read at a time looking for a frame's start
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def worth_splitting_zstd(path: Path, cursor: FileCursor | None, workers: int) -> bool:
@@ -269,12 +274,19 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
         out.head_length = len(handle.read(HEAD_BYTES))
     out.head_digest = head_digest(path, out.head_length)
     total = zstd_decompressed_size(path) or 0
-    cut = out.offset + int(max(total - out.offset, 0) * ZSTD_SPLIT_AT)
-    rest = expected_spans(path) * max(total - cut, 0) // max(total, 1)  # the child's tables, sized for its part
+    frame = _frame_near(path, ident.size) if out.offset == 0 and native_reader.frame_cut() else None
+    if frame is None:  # the child decodes the stream from its start, dropping what is before the cut
+        cut = out.offset + int(max(total - out.offset, 0) * ZSTD_SPLIT_AT)
+        rest = expected_spans(path) * max(total - cut, 0) // max(total, 1)  # the child's tables, sized for its part
+        child_at = cut
+    else:  # the child decodes from that frame on: from the first line start at or after its first byte
+        cut = None
+        rest = expected_spans(path) * (ident.size - frame) // max(ident.size, 1)
+        child_at = 1
     options_tuple = aggregator.part_options()
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    arguments = (sender, path, cut, options_tuple, os.getpid(), rest, aggregator, handoff)
+    arguments = (sender, path, child_at, options_tuple, os.getpid(), rest, aggregator, handoff, frame)
     child = context.Process(target=_zstd_child, args=arguments, daemon=True)
     child.start()
     sender.close()
@@ -287,12 +299,12 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
 
     progress, undo = native_reader.undoable(advance)
     expect_part(aggregator, expected_spans(path) - rest)
-    first = native_reader.read_zstd_into(aggregator, path, out.offset, progress, stop=cut)
+    first = native_reader.read_zstd_into(aggregator, path, out.offset, progress, stop=cut, frame_cut=frame)
     if first is None or not first[4]:
         stop_child()
         if first is None:  # declined: the stream is read in one go (and the core may decline it again)
             return read_trace_file(path, aggregator, cursor, advance)
-    consumed, records, partial_tail, tallies, stopped = first
+    consumed, records, partial_tail, tallies, stopped, frame_start = first
     part = None
     if stopped:
         try:
@@ -303,7 +315,8 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
         except (EOFError, OSError, RuntimeError, pickle.UnpicklingError):
             part = None
         stop_child()
-        if part is None or start != out.offset + consumed:  # not read: the stream in one go
+        # (the child's start counts from the frame's first byte when cut at a frame)
+        if part is None or start + (frame_start or 0) != out.offset + consumed:  # not read: the stream in one go
             aggregator.seen.clear()
             aggregator.closed_runs.clear()
             undo()
@@ -328,14 +341,45 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
     return out
 
 
+def _frame_near(path: Path, size: int) -> int | None:
+    """The compressed offset of a frame's start at or after ``ZSTD_FRAME_SPLIT_AT`` of a zstd file and
+    before its last quarter, or None (one frame, as the bench's generator writes: no cut there). A
+    frame's magic number found in the bytes is only a candidate: the parent's decoder checks that a
+    frame does end right there (``read_zstd_into``'s ``frame_cut``), else it reads on to the end."""
+    import zstandard
+
+    at, end = int(size * ZSTD_FRAME_SPLIT_AT), size * 3 // 4
+    with open_regular(path) as handle:
+        while at < end:
+            handle.seek(at)
+            chunk = handle.read(min(FRAME_SEARCH, end - at) + 32)  # a frame header beyond the end of the chunk
+            found = chunk.find(ZSTD_MAGIC)
+            while 0 <= found < FRAME_SEARCH:
+                with contextlib.suppress(zstandard.ZstdError):
+                    zstandard.get_frame_parameters(chunk[found:])
+                    return at + found
+                found = chunk.find(ZSTD_MAGIC, found + 1)
+            at += FRAME_SEARCH
+    return None
+
+
 def _zstd_child(
-    connection, path: Path, offset: int, options_tuple, parent: int, expected: int, aggregator: SpanAggregator, handoff: Handoff | None
+    connection,
+    path: Path,
+    offset: int,
+    options_tuple,
+    parent: int,
+    expected: int,
+    aggregator: SpanAggregator,
+    handoff: Handoff | None,
+    frame: int | None = None,
 ) -> None:
-    """The second part of ``read_zstd_in_parallel``: where it starts, then the ``PartResult``."""
+    """The second part of ``read_zstd_in_parallel``: where it starts (from the frame's first byte,
+    with ``frame``), then the ``PartResult``."""
     die_with_parent(parent)
     drop_parent_tables(aggregator)
     try:
-        read = native_reader.read_zstd_from_line(path, offset, options_tuple, expected, handoff)
+        read = native_reader.read_zstd_from_line(path, offset, options_tuple, expected, handoff, seek=frame)
         if read is None:
             raise RuntimeError("the native core declined the second part of the zstd stream")
     except BaseException as exc:  # reported to the parent, which then reads the stream itself

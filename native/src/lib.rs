@@ -498,6 +498,7 @@ fn alphatrace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LATENCY_RUNS", true)?; // read_part and read_zstd_part take `latencies`
     m.add_function(wrap_pyfunction!(read_part, m)?)?;
     m.add_function(wrap_pyfunction!(zstd_lines::read_zstd_part, m)?)?;
+    m.add("ZSTD_FRAME_CUT", true)?; // read_zstd_part takes `frame_cut` and `seek`
     m.add_function(wrap_pyfunction!(zstd_lines::zstd_version, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_first_present, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_add_all, m)?)?;

@@ -32,7 +32,7 @@ use crate::{read_lines, result, Lines};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
 
@@ -86,12 +86,18 @@ struct Window {
     skip: u64,
     align: bool,
     stop: Option<u64>,
+    /// A compressed offset where a frame starts: the window stops at the first line start at or
+    /// after that frame's first decompressed byte (`skip` 0), if the decoder is at a frame's end
+    /// there (else the window goes on to the end of the stream).
+    frame_cut: Option<u64>,
 }
 
 /// Where the bytes sent start in the stream, and whether they were cut at the window's `stop`.
 struct Sent {
     start: u64,
     stopped: bool,
+    /// The decompressed offset of the frame at `Window::frame_cut`, when the decoder met its start.
+    frame_start: Option<u64>,
 }
 
 /// The decompressing thread: decode `file` from its start, send the window's bytes in chunks.
@@ -108,19 +114,41 @@ fn decompress(mut file: File, window: Window, chunks: SyncSender<Vec<u8>>, spent
     let mut start = window.skip; // where the bytes sent start
     let mut sent = 0u64; // bytes sent so far (so `out[i]` is byte `start + sent + i`)
     let mut scanned = 0usize; // bytes of `out` searched for the stop's newline
+    let (mut stop, mut frame_cut, mut frame_start) = (window.stop, window.frame_cut, None);
+    if frame_cut.is_some() && (skip > 0 || stop.is_some()) {
+        return Err("a frame cut is for a window from the start without a stop".into());
+    }
+    let mut fed = 0u64; // compressed bytes read from the file
     loop {
         if in_pos == in_len && !at_end {
-            in_len = read_some(&mut file, &mut input).map_err(|e| format!("reading the compressed file: {e}"))?;
-            in_pos = 0;
-            at_end = in_len == 0;
+            // up to the frame cut first, so that the decoder's state there can be checked
+            let want = frame_cut.map_or(input.len(), |cut| (cut - fed).min(input.len() as u64) as usize);
+            if want > 0 {
+                in_len = read_some(&mut file, &mut input[..want]).map_err(|e| format!("reading the compressed file: {e}"))?;
+                in_pos = 0;
+                at_end = in_len == 0;
+                fed += in_len as u64;
+            }
         }
         let mut source = InBuffer::around(&input[in_pos..in_len]);
         let mut target = OutBuffer::around_pos(&mut out[..], filled);
-        decoder.run(&mut source, &mut target).map_err(|e| format!("zstd decoder: {e}"))?;
+        let hint = decoder.run(&mut source, &mut target).map_err(|e| format!("zstd decoder: {e}"))?;
         let (taken, now) = (source.pos(), target.pos());
         let produced = now - filled;
         in_pos += taken;
         filled = now;
+        if frame_cut == Some(fed) && in_pos == in_len {
+            if hint == 0 {
+                // every byte before the cut decoded, a frame ended and all of it is out: the cut is
+                // a frame's start, this its decompressed offset
+                let at = start + sent + filled as u64;
+                frame_start = Some(at);
+                stop = Some(at + 1); // the first newline at or after it ends the window
+                frame_cut = None;
+            } else if produced == 0 && taken == 0 {
+                frame_cut = None; // not a frame's start after all: read on to the end
+            }
+        }
         if skip > 0 && filled > 0 {
             let dropped = (filled as u64).min(skip) as usize;
             skip -= dropped as u64;
@@ -139,21 +167,29 @@ fn decompress(mut file: File, window: Window, chunks: SyncSender<Vec<u8>>, spent
             out.copy_within(dropped..filled, 0);
             filled -= dropped;
         }
-        if let (Some(stop), false, 0) = (window.stop, aligning, skip) {
+        if let (Some(stop), false, 0) = (stop, aligning, skip) {
             // the first newline at or after byte `stop - 1` ends the window
             let first = stop.saturating_sub(1).saturating_sub(start + sent).min(filled as u64) as usize;
             let from = scanned.max(first);
             if let Some(at) = memchr::memchr(b'\n', &out[from..filled]) {
                 out.truncate(from + at + 1);
                 let _ = chunks.send(out);
-                return Ok(Sent { start, stopped: true });
+                return Ok(Sent {
+                    start,
+                    stopped: true,
+                    frame_start,
+                });
             }
             scanned = filled;
         }
         if filled == out.len() {
             let next = spent.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
             if chunks.send(std::mem::replace(&mut out, next)).is_err() {
-                return Ok(Sent { start, stopped: false });
+                return Ok(Sent {
+                    start,
+                    stopped: false,
+                    frame_start,
+                });
             }
             sent += filled as u64;
             filled = 0;
@@ -173,7 +209,11 @@ fn decompress(mut file: File, window: Window, chunks: SyncSender<Vec<u8>>, spent
         out.truncate(filled);
         let _ = chunks.send(out);
     }
-    Ok(Sent { start, stopped: false })
+    Ok(Sent {
+        start,
+        stopped: false,
+        frame_start,
+    })
 }
 
 /// `read_lines` over the window of the decompressed stream, the decompression on a scoped thread
@@ -219,8 +259,16 @@ fn read_stream(agg: &mut Aggregator, file: File, window: Window, progress: Optio
 /// `align` and `stop` make the part one of two read in parallel (`Window`): `start` in the result
 /// is where its bytes start (`skip`, or the line start after it), `stopped` whether it ended at
 /// the first line start at or after `stop` (else at the end of the stream).
+///
+/// A stream of many frames can be split where a frame starts, each part decoded by its reader
+/// alone (`ZSTD_FRAME_CUT`): the first part's `frame_cut` (a compressed offset, `skip` 0, no
+/// `stop`) stops it at the first line start at or after that frame's first byte, if the decoder
+/// is at a frame's end right there (`frame_start` in the result: its decompressed offset; else
+/// None, and the part goes on to the end of the stream); the second part's `seek` starts the
+/// stream at that offset (`skip` 1 and `align`: from the first line start at or after the frame's
+/// first byte; `start` counts from that byte).
 #[pyfunction]
-#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, align=false, stop=None, spill=None, latencies=None))]
+#[pyo3(signature = (path, skip, since_ns, until_ns, collect_signals, helpers, progress=None, tables=None, expected_spans=None, *, max_line, max_open_runs, align=false, stop=None, spill=None, latencies=None, frame_cut=None, seek=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn read_zstd_part<'py>(
     py: Python<'py>,
@@ -239,11 +287,21 @@ pub fn read_zstd_part<'py>(
     stop: Option<u64>,
     spill: Option<Bound<'py, PyAny>>,
     latencies: Option<(i32, u64, usize)>,
+    frame_cut: Option<u64>,
+    seek: Option<u64>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let file = File::open(path)?;
+    let mut file = File::open(path)?;
+    if let Some(at) = seek {
+        file.seek(SeekFrom::Start(at))?; // a frame's start: the stream from there on
+    }
     let mut spill = crate::spill::SpillArg::parse(spill.as_ref(), tables.is_some())?;
     let handoff = spill.handoff();
-    let window = Window { skip, align, stop };
+    let window = Window {
+        skip,
+        align,
+        stop,
+        frame_cut,
+    };
     let own_tables;
     let chosen = match &tables {
         Some((seen, keys, states)) => (
@@ -267,6 +325,7 @@ pub fn read_zstd_part<'py>(
             out.set_item("tables_in_place", in_place)?;
             out.set_item("start", sent.start)?;
             out.set_item("stopped", sent.stopped)?;
+            out.set_item("frame_start", sent.frame_start)?;
             Ok(out.into_any())
         }
         Err(Stop::Decline(why)) => Ok(why.into_pyobject(py)?.into_any()),
