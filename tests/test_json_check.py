@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from meta_supervisor import native_core
 from meta_supervisor.render.outputs import indented_json_pieces
+from services.state_files import json_pieces
 
 
 @pytest.fixture
@@ -78,6 +79,7 @@ def test_what_it_vouches_for_and_what_not(check) -> None:
     ):
         assert not check(value) and not check({"k": [value]}), value
     assert check("ascii", True) and not check("é", True) and not check({"é": 1}, True) and check({"é": 1})
+    assert check("\x7f") and not check("a\x7fb", True)  # DEL: ensure_ascii writes \\u007f
     nested: list = []
     for _ in range(100):
         nested = [nested]
@@ -119,3 +121,20 @@ def test_the_report_text_is_json_dumps_with_and_without_the_check(report) -> Non
         return
     for plain in (native_core.json_check(), None):
         assert "".join(indented_json_pieces(report, plain=plain)) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), values, min_size=1, max_size=6), st.integers(1, 3), st.booleans())
+def test_compact_pieces_are_json_dumps_with_and_without_the_check(value, depth, ensure_ascii) -> None:
+    """The state's and the alpha cache's text (``state_files.json_pieces``), NaN allowed as the state allows it."""
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=True)
+    for plain in (native_core.json_check(), None):
+        assert "".join(json_pieces(value, depth, plain=plain, ensure_ascii=ensure_ascii, allow_nan=True)) == expected
+
+
+def test_compact_pieces_with_other_options_leave_orjson_out(check) -> None:
+    value = {"b": [1, 2.5, 1e-7], "a": {"y": 1, "x": "é", "z": frozenset({"w"})}}
+    for options in ({"default": sorted}, {"default": sorted, "check_circular": False}, {"default": sorted, "ensure_ascii": False}):
+        assert "".join(json_pieces(value, 1, plain=check, **options)) == json.dumps(value, separators=(",", ":"), **options)
+    with pytest.raises(ValueError):
+        "".join(json_pieces({"n": [math.nan]}, 1, plain=check, allow_nan=False))

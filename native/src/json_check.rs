@@ -7,7 +7,8 @@
 //! this against `json.dumps` on every kind of value. A value that is anything else (a subclass, a
 //! tuple, a key that is not a `str`, a value nested deeper than `MAX_DEPTH`) is not plain: the
 //! caller then encodes it with `json`. An integer orjson cannot write (beyond 64 bits) and a lone
-//! surrogate make orjson raise: the caller falls back on that as well.
+//! surrogate make orjson raise: the caller falls back on that as well. With `ensure_ascii=True`
+//! (the state's files) `json` escapes every character outside ASCII, and DEL: such a string is not plain.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
@@ -50,8 +51,10 @@ fn plain(value: &Bound<'_, PyAny>, ascii_only: bool, depth: usize) -> bool {
     false
 }
 
-/// Whether a str is ASCII, read from its header (no UTF-8 copy made).
+/// Whether `ensure_ascii=True` writes a str as orjson does: ASCII (its header says so: then its
+/// UTF-8 text is its own data, no copy made) without DEL, which `json` then writes as `\u007f`.
 fn ascii(text: &Bound<'_, PyString>) -> bool {
     // SAFETY: a str object's header, read while the GIL is held
-    unsafe { pyo3::ffi::PyUnicode_IS_ASCII(text.as_ptr()) != 0 }
+    let is_ascii = unsafe { pyo3::ffi::PyUnicode_IS_ASCII(text.as_ptr()) != 0 };
+    is_ascii && text.to_str().is_ok_and(|t| memchr::memchr(0x7f, t.as_bytes()).is_none())
 }
