@@ -4,7 +4,8 @@ so what it vouches for must be exactly what orjson writes as ``json`` does (issu
 
 Whenever the check says yes for a value, orjson's compact text equals ``json.dumps``'s (or orjson
 raises, and the writer falls back); with ``ascii_only`` also ``ensure_ascii=True``'s. The report's
-text is ``json.dumps(indent=2)``'s with and without the check. Nothing here measures a time.
+text is ``json.dumps(indent=2)``'s with and without the check. The HTML page's ``bidi_visible``
+(its quick paths) shows every bidirectional control. Nothing here measures a time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from meta_supervisor import native_core
 from meta_supervisor.render.outputs import indented_json_pieces
+from services.markup_text import BIDI_CONTROLS, bidi_visible
 from services.state_files import json_pieces
 
 
@@ -138,3 +140,10 @@ def test_compact_pieces_with_other_options_leave_orjson_out(check) -> None:
         assert "".join(json_pieces(value, 1, plain=check, **options)) == json.dumps(value, separators=(",", ":"), **options)
     with pytest.raises(ValueError):
         "".join(json_pieces({"n": [math.nan]}, 1, plain=check, allow_nan=False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(["a", "<", "\u2013", "\u00e9", "\u65e5", "\U0001f680", *BIDI_CONTROLS])))
+def test_bidi_controls_are_shown_in_any_text(text) -> None:
+    """``bidi_visible``'s quick paths (ASCII, no control found) give what mapping every character gives."""
+    assert bidi_visible(text) == text.translate({ord(c): f"[U+{ord(c):04X}]" for c in BIDI_CONTROLS})
