@@ -9,7 +9,8 @@ time), ``today`` and the scoring code's version, so it is kept in
 with the generation it belongs to) under a digest of all of that, and reused when the digest matches.
 Any doubt (no state, unknown market data, unreadable or other digest) means computing it again.
 
-Environment: ``ALPHATRACE_NATIVE`` only through ``meta_supervisor.native_core`` (the compiled JSON check, ``services.state_files.json_pieces``).
+Environment: ``ALPHATRACE_NATIVE`` only, through ``meta_supervisor.native_core`` (the compiled JSON check of
+``services.state_files.json_pieces``).
 """
 
 from __future__ import annotations
