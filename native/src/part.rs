@@ -262,8 +262,6 @@ pub struct Aggregator<'py, 't> {
     pub(crate) sweep_seq: u64, // LLM-only open runs from this seq on were opened since the last sweep
     pub latency_spill: Option<crate::latency_spill::LatencySpill>,
     pub(crate) signal_names: crate::names::SignalNames,
-    /// the index `agent` found last
-    last_agent: usize,
 }
 
 impl<'py, 't> Aggregator<'py, 't> {
@@ -293,7 +291,6 @@ impl<'py, 't> Aggregator<'py, 't> {
             sweep_seq: 0,
             latency_spill: None,
             signal_names: Default::default(),
-            last_agent: 0,
         }
     }
 
@@ -422,12 +419,7 @@ impl<'py, 't> Aggregator<'py, 't> {
 
     /// `SpanAggregator._agent`: the index of the agent's tally (its canonical, bounded name).
     pub(crate) fn agent(&mut self, name: &str) -> usize {
-        // a run's spans come together: the last agent's name is hot, a 1,000-agent index is not (`names.rs`)
-        if self.agent_order.get(self.last_agent).is_some_and(|last| last == name) {
-            return self.last_agent;
-        }
         if let Some(&index) = self.agent_index.get(name) {
-            self.last_agent = index;
             return index;
         }
         let mut name = label(Some(name), UNKNOWN_AGENT, MAX_LABEL).into_owned();
