@@ -40,3 +40,14 @@ def core():
 
 def available() -> bool:
     return core() is not None
+
+
+def json_check():
+    """The core's ``orjson_writes_as_json`` (``render.outputs``: whether orjson writes a value as the
+    standard library's ``json`` does, known without encoding it), or None: no core, an older core
+    without it, or ``ALPHATRACE_NATIVE`` off or unreadable (the caller then encodes to compare)."""
+    try:
+        module = core()
+    except ConfigError:
+        return None
+    return getattr(module, "orjson_writes_as_json", None)

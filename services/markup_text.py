@@ -19,7 +19,6 @@ from typing import Any
 INERT = "\u200b"
 BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 _BIDI_SHOWN = {ord(c): f"[U+{ord(c):04X}]" for c in BIDI_CONTROLS}
-_BIDI_CONTROL = re.compile(f"[{BIDI_CONTROLS}]")
 _LINKABLE = re.compile(r"(?i)\bgh-(?=\d)|:(?=//)|\bwww(?=\.)")
 _MD_SPECIALS = {ord(c): "\\" + c for c in "\\`*_{}[]|~$"}  # $: GitHub renders $…$ as math
 _MD_ESCAPES = (
@@ -31,8 +30,11 @@ _MD_ESCAPES = (
 
 def bidi_visible(text: str) -> str:
     """``text`` with every bidirectional control shown as ``[U+202E]`` (the HTML page, after escaping)."""
-    # a scan first: ``translate`` looks every character up in the table (a page of 1,000 agents: 0.2 s)
-    return text.translate(_BIDI_SHOWN) if _BIDI_CONTROL.search(text) else text
+    # a scan first: ``translate`` looks every character up in the table (a page of 1,000 agents: 0.2 s);
+    # an ASCII text has none, and ``in`` finds one character several times faster than a class's search
+    if text.isascii() or not any(control in text for control in BIDI_CONTROLS):
+        return text
+    return text.translate(_BIDI_SHOWN)
 
 
 def md_escape(value: Any, limit: int | None = None) -> str:

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 _HELD: dict[int, int] = {}  # lock descriptor -> pid of the process that took the lock
 
 
@@ -221,13 +223,32 @@ class SharedValues:
         return text
 
 
-def json_pieces(value: Any, depth: int = 2, **options: Any) -> Iterator[str]:
+PLAIN_OPTIONS = frozenset({"ensure_ascii", "allow_nan", "default"})  # options under which orjson may write a value
+
+
+def json_pieces(value: Any, depth: int = 2, plain: Callable[..., bool] | None = None, **options: Any) -> Iterator[str]:
     """Compact JSON text of ``value`` (``json.dumps(value, separators=(",", ":"), **options)``, the
     same text) as pieces for ``write_atomically``: a dict down to ``depth`` levels is encoded key by
     key, so only one value's text is made at a time (a state of 1,000 agents is several MB of text,
     made whole twice over by ``dumps`` and then ``encode``); a value that the entries of a wide
-    dict share is encoded once (``SharedValues``)."""
+    dict share is encoded once (``SharedValues``). ``plain``: the compiled core's
+    ``orjson_writes_as_json`` (``meta_supervisor.native_core.json_check``), or None: a value it
+    vouches for (with ``ensure_ascii``, one whose strings are all ASCII) is written by orjson, the
+    same text several times faster; any other value, or any other option, by ``json``."""
     encoder = json.JSONEncoder(separators=(",", ":"), **options)
+    ascii_only = options.get("ensure_ascii", True)
+    if plain is not None and options.keys() <= PLAIN_OPTIONS:
+
+        def encode(item: Any) -> str:
+            if type(item) is not str and plain(item, ascii_only):
+                try:
+                    return orjson.dumps(item).decode("utf-8")
+                except orjson.JSONEncodeError:  # an integer beyond 64 bits
+                    pass
+            return encoder.encode(item)
+
+    else:
+        encode = encoder.encode
 
     def pieces(item: Any, level: int) -> Iterator[str]:
         if level > 0 and type(item) is dict and item and all(type(key) is str for key in item):
@@ -236,13 +257,13 @@ def json_pieces(value: Any, depth: int = 2, **options: Any) -> Iterator[str]:
             for key, inner in item.items():
                 yield f"{opening}{encoder.encode(key)}:"
                 if shared is not None and shared.repeats(inner):
-                    yield from _shared_entry(inner, shared, encoder.encode)
+                    yield from _shared_entry(inner, shared, encode)
                 else:
                     yield from pieces(inner, level - 1)
                 opening = ","
             yield "}"
         else:
-            yield encoder.encode(item)
+            yield encode(item)
 
     return pieces(value, depth)
 

@@ -326,6 +326,47 @@ def signals_all_fields() -> list[str]:
 
 
 @canonical
+def many_agents_sharing_signal_names() -> list[str]:
+    """60 agents sharing symbols and directions (the core interns them once a part, ``names.rs``), an
+    agent whose (symbol, direction) table and signal store fill past 1,000 (``MAX_DISTINCT``: then
+    "(other)"), a symbol that is "(other)" itself, and an agent whose table fills with the pairs
+    the others have."""
+    runs = [
+        Run(
+            f"agent-{k:02d}",
+            k + 1,
+            start_ms=k,
+            signals=[
+                Signal(["AAA", "BBB", "(other)", ""][(k + j) % 4], ["up", "down", "flat", "sideways"][(k * j) % 4], as_of=AS_OF[j % 4])
+                for j in range(6)
+            ],
+            as_of=AS_OF[k % 4],
+        )
+        for k in range(60)
+    ]
+    wide = [Signal(f"S{j}", ["up", "down"][j % 2], as_of="2024-01-02") for j in range(1_010)]
+    runs.append(Run("wide", 100, signals=wide[:505], as_of="2024-01-02"))
+    runs.append(
+        Run(
+            "wide",
+            101,
+            signals=[*wide[505:], Signal("AAA", "up", as_of="2024-01-03"), Signal("S1", "flat", as_of="2024-01-03")],
+            as_of="2024-01-02",
+        )
+    )
+    shared = [Signal(["AAA", "BBB"][j % 2] if j < 4 else f"T{j}", "up", as_of="2024-01-02") for j in range(1_003)]
+    runs.append(
+        Run(
+            "filled",
+            102,
+            signals=[*shared, Signal("AAA", "down", as_of="2024-01-02"), Signal("(other)", "up", as_of="2024-01-02")],
+            as_of="2024-01-02",
+        )
+    )
+    return lines_for(runs, per_line=7)
+
+
+@canonical
 def signals_missing_fields() -> list[str]:
     short = Run("a", 1, signals=[("SPX", "up"), ("NDX", "??"), ("", "down")])  # no as-of date, no horizon: unusable
     bad_values = Run(

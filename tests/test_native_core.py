@@ -230,6 +230,9 @@ def test_canonical_cases_cover_what_they_claim(tmp_path: Path) -> None:
     assert orders["inputs"]["tail_sampled_spans"] == 5 and orders["inputs"]["spans"] == 8
     assert any(key[2] for key in orders["agents"]["a"]["day_models"]) and any(key[2] for key in orders["agents"]["b"]["day_models"])
     assert not any(key[2] for key in orders["agents"]["c"]["day_models"])
+    shared = seen["many_agents_sharing_signal_names"]["agents"]
+    assert len(shared) == 62 and ("S1009", "(other)") in shared["wide"]["alpha"] and len(shared["wide"]["signals"]["symbols"]) == 1001
+    assert ("AAA", "(other)") in shared["filled"]["alpha"] and ("(other)", "(other)") in shared["filled"]["alpha"]
     counts = {key: seen["content_check_inputs"]["inputs"][key] for key in ("spans", "duplicate_spans", "conflicting_spans")}
     assert counts == {"spans": 9, "duplicate_spans": 9, "conflicting_spans": 0}
 

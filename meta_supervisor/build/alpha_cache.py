@@ -9,7 +9,8 @@ time), ``today`` and the scoring code's version, so it is kept in
 with the generation it belongs to) under a digest of all of that, and reused when the digest matches.
 Any doubt (no state, unknown market data, unreadable or other digest) means computing it again.
 
-Reads no environment variables.
+Environment: ``ALPHATRACE_NATIVE`` only, through ``meta_supervisor.native_core`` (the compiled JSON check of
+``services.state_files.json_pieces``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from meta_supervisor.blake2 import blake2b
+from meta_supervisor.native_core import json_check
 from services.state_files import json_pieces, write_atomically
 
 CACHE_VERSION = 2  # 2: the HAC t-stats. Bump whenever the section's computation changes
@@ -70,6 +72,6 @@ def save(state_dir: Path | None, state: str, key: str | None, section: dict | No
         return
     try:
         # agent by agent (the section of 1,000 agents is ~9 MB of text): never whole in memory
-        write_atomically(_path(state_dir, state), json_pieces({"key": key, "section": section}, depth=3))
+        write_atomically(_path(state_dir, state), json_pieces({"key": key, "section": section}, depth=3, plain=json_check()))
     except OSError:
         pass  # only a cache

@@ -42,6 +42,7 @@ from meta_supervisor.blake2 import blake2b
 from meta_supervisor.build.options import BuildOptions, new_aggregator, to_ns
 from meta_supervisor.build.part_result import CHUNK_ITEMS
 from meta_supervisor.build.state_checks import SPILLED_TABLES, summary_problem
+from meta_supervisor.native_core import json_check
 from meta_supervisor.tally.aggregates import AgentTally, InputTally, Tallies
 from meta_supervisor.tally.bounds import P_DEFERRED
 from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet
@@ -394,7 +395,9 @@ class SavedState:
         data = self._write_generation(aggregator, cursors, summaries, frozenset({checkpoint}))
         data["checkpoint"] = checkpoint
         try:
-            write_atomically(self.json_path, json_pieces(data, depth=2, allow_nan=True, default=_encoded))  # agent by agent, never whole
+            write_atomically(
+                self.json_path, json_pieces(data, depth=2, plain=json_check(), allow_nan=True, default=_encoded)
+            )  # agent by agent, never whole
         except BaseException:
             self.discard(data["generation"])
             raise

@@ -12,13 +12,17 @@ is encoded by orjson (``OPT_INDENT_2``: the standard library's layout) and kept 
 compact text of it equals the standard library's C encoder's compact text of it, i.e. when every
 number, string and key is written the same (orjson writes some floats otherwise: ``1e-05`` as
 ``0.00001``; it refuses integers beyond 64 bits and keys that are not strings); otherwise that piece
-is encoded by the standard library's indenting encoder, as before.
+is encoded by the standard library's indenting encoder, as before. With the compiled core, whether
+the two texts are the same is known from one walk of the value (``alphatrace_native.orjson_writes_as_json``:
+its numbers, strings and keys are ones both write alike), without making the standard library's text;
+a value it cannot vouch for is compared as above.
 
-Reads no environment variables.
+Environment: ``ALPHATRACE_NATIVE`` (``meta_supervisor.native_core``: ``off`` leaves the compiled check out).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -27,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from meta_supervisor.native_core import json_check
 from services.state_files import SharedValues, write_atomically
 
 REPORT_JSON = "meta_report.json"
@@ -37,14 +42,18 @@ REPORT_HTML = "meta_report.html"
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)  # the C encoder
 _INDENTED = json.JSONEncoder(indent=2, ensure_ascii=False, allow_nan=False)  # the pure-Python one
 _encode_key = json.encoder.encode_basestring  # what both use for a str key (ensure_ascii=False)
+_LOOK_UP = object()  # indented_json_pieces' default: ask the compiled core for its check
 WIDE = 64  # a dict this wide is written entry by entry at any depth (the 1,000 agents of a section)
 
 
-def indented_json_pieces(value: Any, level: int = 0) -> Iterator[str]:
+def indented_json_pieces(value: Any, level: int = 0, plain: Any = _LOOK_UP) -> Iterator[str]:
     """``json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False)``'s text (indented as if at
     depth ``level``) as pieces of at most one small value each: the report, its sections, and the
     entries of a wide dict (``WIDE``) are opened here; each other value is one piece
-    (``_indented``)."""
+    (``_indented``). ``plain``: the compiled core's ``orjson_writes_as_json`` or None (looked up
+    when not given)."""
+    if plain is _LOOK_UP:
+        plain = json_check()
     if type(value) is dict and value and (level < 2 or len(value) >= WIDE) and all(type(key) is str for key in value):
         shared = SharedValues() if len(value) >= WIDE else None
         inner = "\n" + "  " * (level + 1)
@@ -52,16 +61,16 @@ def indented_json_pieces(value: Any, level: int = 0) -> Iterator[str]:
         for key, item in value.items():
             yield f"{opening}{_encode_key(key)}: "
             if shared is not None and shared.repeats(item):
-                yield from _shared_entry(item, level + 1, shared)
+                yield from _shared_entry(item, level + 1, shared, plain)
             else:
-                yield from indented_json_pieces(item, level + 1)
+                yield from indented_json_pieces(item, level + 1, plain)
             opening = "," + inner
         yield "\n" + "  " * level + "}"
     else:
-        yield _indented(value, level)
+        yield _indented(value, level, plain)
 
 
-def _shared_entry(entry: dict, level: int, shared: SharedValues) -> Iterator[str]:
+def _shared_entry(entry: dict, level: int, shared: SharedValues, plain: Any) -> Iterator[str]:
     """An entry of a wide dict at depth ``level`` written key by key (``indented_json_pieces``'s
     layout), the containers it shares with other entries encoded once (``SharedValues``: the empty
     alpha-quality horizons of every agent without signals)."""
@@ -70,24 +79,31 @@ def _shared_entry(entry: dict, level: int, shared: SharedValues) -> Iterator[str
     for key, item in entry.items():
         yield f"{opening}{_encode_key(key)}: "
         if shared.shared(item):
-            yield shared.text(item, lambda value: _indented(value, level + 1))
+            yield shared.text(item, lambda value: _indented(value, level + 1, plain))
         else:
-            yield from indented_json_pieces(item, level + 1)
+            yield from indented_json_pieces(item, level + 1, plain)
         opening = "," + inner
     yield "\n" + "  " * level + "}"
 
 
-def _indented(value: Any, level: int) -> str:
+def _indented(value: Any, level: int, plain: Any = None) -> str:
     """One value's indented text at depth ``level``: orjson's when its compact text is the standard
     library's (so are its numbers, strings and keys, and ``OPT_INDENT_2`` lays them out as
-    ``indent=2`` does), else the standard library's. A JSON text holds no raw newline but those of
-    its layout, so indenting it deeper is adding spaces after each newline."""
-    expected = _COMPACT.encode(value)  # raises as json.dumps does (NaN, a type it cannot encode)
-    try:
-        same = orjson.dumps(value) == expected.encode("utf-8")
-    except (orjson.JSONEncodeError, UnicodeEncodeError):
-        same = False
-    text = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8") if same else "".join(_INDENTED.iterencode(value))
+    ``indent=2`` does), else the standard library's. Whether it is, ``plain`` (the compiled core's
+    walk of the value) says without making the standard library's text; without it, or when it
+    cannot tell, both compact texts are made and compared. A JSON text holds no raw newline but
+    those of its layout, so indenting it deeper is adding spaces after each newline."""
+    text = None
+    if plain is not None and plain(value):  # the same text, known without making the standard library's
+        with contextlib.suppress(orjson.JSONEncodeError):  # an integer beyond 64 bits, a lone surrogate
+            text = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8")
+    if text is None:
+        expected = _COMPACT.encode(value)  # raises as json.dumps does (NaN, a type it cannot encode)
+        try:
+            same = orjson.dumps(value) == expected.encode("utf-8")
+        except (orjson.JSONEncodeError, UnicodeEncodeError):
+            same = False
+        text = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8") if same else "".join(_INDENTED.iterencode(value))
     return text.replace("\n", "\n" + "  " * level) if level and "\n" in text else text
 
 

@@ -4,12 +4,12 @@
 //! (`legacy.rs`). Part of `part::Aggregator`.
 
 use crate::legacy;
+use crate::names::pair_key;
 use crate::part::{
     decline, Aggregator, DAY_ALPHA, DAY_ALPHA_INVALID, DAY_BITS, MAX_DISTINCT, MAX_HORIZON, MAX_LABEL, MAX_TIME_NS, NO_DIRECTION,
     NO_SYMBOL, OTHER_LABEL, R, TRADABLE_SHIFT,
 };
 use crate::schema::{AnyValue, Event, Span};
-use crate::tables::PairRef;
 use crate::tallies::Row;
 use crate::values::{as_float, as_str, int_of, label, span_ids, Ids};
 use std::borrow::Cow;
@@ -77,13 +77,33 @@ impl Aggregator<'_, '_> {
         let symbol = as_str(value(0));
         let direction = as_str(value(1));
         let tally = &mut self.agents[index];
+        let names = &mut self.signal_names;
         let symbol_label = label(symbol, NO_SYMBOL, MAX_LABEL);
-        let mut direction_label = label(direction, NO_DIRECTION, 40);
-        if !tally.alpha.contains(&PairRef(&symbol_label, &direction_label)) && tally.alpha.len() >= MAX_DISTINCT {
-            direction_label = Cow::Borrowed(OTHER_LABEL);
-        }
-        let key = PairRef(&symbol_label, &direction_label);
-        *tally.alpha.entry(&key, || (key.0.to_string(), key.1.to_string()), || 0) += 1;
+        let direction_label = label(direction, NO_DIRECTION, 40);
+        // the agent's table keyed by the ids of the names (`names.rs`): a name without an id is in no table
+        let symbol_name = names.symbols.get(&symbol_label);
+        let slot = match (symbol_name, names.directions.get(&direction_label)) {
+            (Some(s), Some(d)) => tally.alpha.slot(pair_key(s, d)),
+            _ => None,
+        };
+        let symbol_name = match slot {
+            Some(slot) => {
+                tally.alpha.items[slot].1 += 1;
+                symbol_name.unwrap()
+            }
+            None => {
+                let direction_label = if tally.alpha.len() >= MAX_DISTINCT {
+                    Cow::Borrowed(OTHER_LABEL)
+                } else {
+                    direction_label
+                };
+                let key = pair_key(names.symbols.id(&symbol_label), names.directions.id(&direction_label));
+                *tally
+                    .alpha
+                    .entry(key, || (symbol_label.to_string(), direction_label.to_string()), || 0) += 1;
+                (key >> 32) as u32
+            }
+        };
         tally.day_runs.entry(&day_row, || day_row, || [0; 5])[DAY_ALPHA] += 1;
         if tally.signals.is_none() {
             return Ok(());
@@ -149,7 +169,7 @@ impl Aggregator<'_, '_> {
             Ids::Odd(t, s) => ([0u8; 24], Some((t.clone(), s.clone()))),
         };
         let store = self.agents[index].signals.as_mut().unwrap();
-        let symbol_id = store.symbol_id(&label(symbol, NO_SYMBOL, MAX_LABEL));
+        let symbol_id = store.symbol_id(symbol_name, &symbol_label, &mut self.signal_names.symbols);
         store.total += 1;
         let row = Row {
             key: symbol_id << DAY_BITS | day,

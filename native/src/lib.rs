@@ -10,9 +10,11 @@
 mod content;
 mod events;
 mod join;
+mod json_check;
 mod kinds;
 mod latency_spill;
 mod legacy;
+mod names;
 mod part;
 mod scan;
 mod scan_spans;
@@ -507,5 +509,6 @@ fn alphatrace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(table_loops::map_set_all, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_add_all_spilling, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::map_set_all_spilling, m)?)?;
+    m.add_function(wrap_pyfunction!(json_check::orjson_writes_as_json, m)?)?;
     Ok(())
 }

@@ -269,6 +269,7 @@ pub struct Aggregator<'py, 't> {
     pub(crate) sweep_at: usize,
     pub(crate) sweep_seq: u64, // LLM-only open runs from this seq on were opened since the last sweep
     pub latency_spill: Option<crate::latency_spill::LatencySpill>,
+    pub(crate) signal_names: crate::names::SignalNames,
 }
 
 impl<'py, 't> Aggregator<'py, 't> {
@@ -299,6 +300,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             sweep_at: sweep_every(max_open_runs),
             sweep_seq: 0,
             latency_spill: None,
+            signal_names: Default::default(),
         }
     }
 

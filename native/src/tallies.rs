@@ -1,6 +1,7 @@
 //! The mergeable tallies of `meta_supervisor/tally/aggregates.py` (per agent, per input), the signal store
 //! of `signal_store.py` and the open runs of `tally/consistency.py`, as the core builds them for one part.
 
+use crate::names::{Keyed, Names};
 use crate::part::{MAX_DISTINCT, OTHER_LABEL, TOP_K};
 use crate::tables::Ordered;
 use pyo3::prelude::*;
@@ -57,7 +58,8 @@ pub struct Row {
 #[derive(Default)]
 pub struct Store {
     pub symbols: Vec<String>,
-    symbol_ids: FxHashMap<String, u64>,
+    /// the store's symbol id of each symbol by its id in the part's `Names`
+    symbol_ids: FxHashMap<u32, u64>,
     index: FxHashMap<u64, usize>,
     pub rows: Vec<Row>,
     pub odd_ids: std::collections::BTreeMap<usize, (String, String)>,
@@ -66,21 +68,23 @@ pub struct Store {
 }
 
 impl Store {
-    pub(crate) fn symbol_id(&mut self, symbol: &str) -> u64 {
-        if let Some(&id) = self.symbol_ids.get(symbol) {
+    /// The store's id of `symbol` (`names`' id `name`): a new one while the store has fewer than
+    /// `MAX_DISTINCT` symbols, then that of `OTHER_LABEL`.
+    pub(crate) fn symbol_id(&mut self, name: u32, symbol: &str, names: &mut Names) -> u64 {
+        if let Some(&id) = self.symbol_ids.get(&name) {
             return id;
         }
-        let symbol = if self.symbols.len() >= MAX_DISTINCT {
-            OTHER_LABEL.to_string()
+        let (name, symbol) = if self.symbols.len() >= MAX_DISTINCT {
+            (names.id(OTHER_LABEL), OTHER_LABEL)
         } else {
-            symbol.to_string()
+            (name, symbol)
         };
-        if let Some(&id) = self.symbol_ids.get(&symbol) {
+        if let Some(&id) = self.symbol_ids.get(&name) {
             return id;
         }
         let id = self.symbols.len() as u64;
-        self.symbol_ids.insert(symbol.clone(), id);
-        self.symbols.push(symbol);
+        self.symbol_ids.insert(name, id);
+        self.symbols.push(symbol.to_string());
         id
     }
 
@@ -145,7 +149,8 @@ pub struct Tally {
     pub run_steps: [i128; 6],
     pub killed_mid_run: Ordered<String, i64>,
     pub budget_stops: Ordered<String, i64>,
-    pub alpha: Ordered<(String, String), i64>,
+    /// (symbol, direction) -> signals, keyed by `names::pair_key` of the part's `SignalNames`
+    pub alpha: Keyed<(String, String), i64>,
     pub invalid_reasons: Ordered<String, i64>,
     pub slowest: Vec<(i128, String, String, i128)>,
     pub failing: Vec<(i128, String, String, String, String)>,
