@@ -36,8 +36,10 @@ Each row's workload is generated (``bench/generate_workload.py``, seed ``--seed`
 deleted (``--keep`` keeps it: a 1,000,000-span row is ~1.3 GB, the 1-span-per-line row ~2x that).
 Per row: the full build with the default reader (the native core when installed; wall time, MB/s
 of decompressed JSON, spans/s, peak RSS of the main process and of the worker), the bare orjson
-walk of the same file (decompressing a zstd file as it reads) and the ratio of the two; whether the
-report counted every span, and the parts the native core read or declined in the main process. The rows
+walk of the same file (decompressing a zstd file as it reads) and the ratio of the two; the build
+again with nothing new (the saved state's report written again: its time, in-process after
+imports); whether the report counted every span, and the parts the native core read or declined in
+the main process. The rows
 are written as JSON (``--json``, after each row) and printed as a Markdown table.
 
 The rows are not the cartesian product of the dimensions (2 x 2 x 2 x 2 x 2 x 2 x 3 x 2 x 2 = 768
@@ -349,6 +351,7 @@ def measure_row(name: str, profile: str, shape: Shape, args, work: Path) -> dict
                 builds.append(run_build([*common, "--full"]))
                 if not args.no_bare:
                     bares.append(_measure_reader("bare", path))
+            unchanged = run_build(common)  # nothing new since the build before: the saved state's report
     finally:
         if not args.keep:
             path.unlink(missing_ok=True)
@@ -383,6 +386,11 @@ def measure_row(name: str, profile: str, shape: Shape, args, work: Path) -> dict
             "peak_rss_mb": round(bare["rss_mb"], 1),
             "all_seconds": [round(r["seconds"], 3) for r in bares],
         },
+        "nothing_new": {
+            "seconds": round(unchanged["seconds"], 3),
+            "peak_rss_main_mb": round(unchanged["rss_main_mb"], 1),
+            "main_process_reads": unchanged["reads"],
+        },
         "ratio_full_build_vs_bare_walk": bare and round(bare["seconds"] / build["seconds"], 2),
         "report_spans": inputs["spans"],
         "report_bad_lines": inputs["bad_lines"],
@@ -392,8 +400,9 @@ def measure_row(name: str, profile: str, shape: Shape, args, work: Path) -> dict
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| shape | spans | JSON MB (file MB) | full build | MB/s | spans/s | peak RSS main / worker | bare walk | ratio | core (main) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| shape | spans | JSON MB (file MB) | full build | MB/s | spans/s | peak RSS main / worker | bare walk | ratio | core (main) "
+        "| nothing new |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         f, w = row["full_build"], row["bare_orjson_walk"]
@@ -406,7 +415,7 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['row']}{checked} | {row['spans']:,} | {size} | {f['seconds']:.2f} s | {f['mb_per_s']:,.0f} | "
             f"{f['spans_per_s']:,} | {f['peak_rss_main_mb']:.0f} MB / {worker} | {walk} | "
-            f"{ratio} | {reads['native']} read, {reads['python']} declined |"
+            f"{ratio} | {reads['native']} read, {reads['python']} declined | {row['nothing_new']['seconds'] * 1000:,.0f} ms |"
         )
     return "\n".join(lines)
 

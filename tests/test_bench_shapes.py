@@ -177,6 +177,8 @@ def test_matrix_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
         assert row["full_build"]["peak_rss_main_mb"] > 0
         reads = row["full_build"]["main_process_reads"]
         assert reads == ({"native": 1, "python": 0} if results["native_core"] else {"native": 0, "python": 0})
+        nothing_new = row["nothing_new"]  # built again from the saved state: nothing read
+        assert nothing_new["seconds"] > 0 and nothing_new["main_process_reads"] == {"native": 0, "python": 0}
     assert rows[1]["file_bytes"] < rows[1]["json_bytes"] and rows[1]["shape"]["compression"] == "zstd"
     assert not list(tmp_path.glob("matrix-*"))  # each row's workload deleted
     printed = capsys.readouterr().out
