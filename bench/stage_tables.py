@@ -186,6 +186,24 @@ def wrap() -> None:
             (FingerprintMap, "set_all"),
         ]:
             setattr(owner, name, stage(getattr(owner, name), f"{owner.__name__}.{name}"))
+        # after the read and the merge: the state saved, the heap trimmed, the report assembled, the
+        # alpha cache saved, the report's files written
+        import meta_supervisor.build.alpha_cache as alpha_cache
+        import meta_supervisor.build.dispatch as dispatch
+        import meta_supervisor.build.incremental as incremental
+        import meta_supervisor.cli.report as cli_report
+        import meta_supervisor.render.outputs as outputs
+        from meta_supervisor.build.state_store import SavedState
+
+        for owner, name in [
+            (incremental, "sort_latencies"),
+            (SavedState, "save"),
+            (dispatch, "release_free_memory"),
+            (cli_report, "build_report"),
+            (alpha_cache, "save"),
+            (outputs, "write_report"),
+        ]:
+            setattr(owner, name, stage(getattr(owner, name), f"{getattr(owner, '__name__', owner)}.{name}"))
 
 
 def stage(function, name: str):

@@ -295,6 +295,7 @@ def build_report(
     alpha_quality: dict[str, Any] | None = None,
     worth: WorthConfig | None = None,
     price_max_age_days: int | None = None,
+    spend_tallies: bool = False,
 ) -> dict[str, Any]:
     """The report dict. Pure: the same arguments always give the same dict.
 
@@ -304,7 +305,11 @@ def build_report(
     ``alpha_quality``: the section as computed before for exactly these tallies, market data and day
     (``alpha_cache``); the market data are then not consulted for it. ``worth``: capital per agent,
     the combining agents' members and the universe (``agents/agents.toml``) for the ``worth`` section
-    (each agent's signals as a portfolio, net of its LLM bill; null without market data or signals)."""
+    (each agent's signals as a portfolio, net of its LLM bill; null without market data or signals).
+    ``spend_tallies``: the caller needs ``data.agents`` no more (the CLI without evaluation spans):
+    each agent's tally is swapped for its alpha signals alone (all the sections after the agents'
+    read) as soon as its section is made, so 1,000 agents' sections are built in the memory their
+    tallies free instead of on top of it (peak RSS; the report the same)."""
     orphans, short = _pending_by_agent(data.pending)
     tallies = with_deferred(data.agents, data.pending)
     names = set(tallies) | set(orphans) | set(short)
@@ -314,8 +319,9 @@ def build_report(
     latencies = data.latency if data.latency is not None else {name: summary_of(t) for name, t in data.agents.items()}
     no_runs = latency_summary(())
     as_of = (data.as_of_since, data.as_of_until)
-    agents = {
-        name: agent_report(
+    agents = {}
+    for name in sorted(names):
+        agents[name] = agent_report(
             name,
             tallies.get(name, empty),
             latencies.get(name, no_runs),
@@ -326,8 +332,8 @@ def build_report(
             orphans.get(name, 0),
             short.get(name, []),
         )
-        for name in sorted(names)
-    }
+        if spend_tallies:
+            _spend(data.agents, tallies, name)
     if as_of != (None, None):
         for report in agents.values():
             report["as_of_days"] = [row for row in report["as_of_days"] if in_as_of_window(row["date"], *as_of)]
@@ -396,6 +402,24 @@ def build_report(
     }
     report["needs_attention"] = _needs_attention(agents, inputs, kill, supervisor)
     return report
+
+
+class _SignalsOnly:
+    """What is left of a spent tally (``build_report``'s ``spend_tallies``): its alpha signals."""
+
+    __slots__ = ("signals",)
+
+    def __init__(self, signals) -> None:
+        self.signals = signals
+
+
+def _spend(agents: dict, tallies: Mapping, name: str) -> None:
+    """Let go of agent ``name``'s tally but for its signals (in ``agents`` and in the report's copy)."""
+    tally = agents.get(name)
+    if tally is not None:
+        agents[name] = _SignalsOnly(tally.signals)
+    if tallies is not agents and isinstance(tallies, dict):
+        tallies.pop(name, None)
 
 
 def _prices_section(prices, today: dt.date, max_age_days: int | None) -> dict[str, Any]:

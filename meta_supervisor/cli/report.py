@@ -341,8 +341,19 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     as_of = (args.as_of_since, args.as_of_until)
     key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
     cached = alpha_cache.load(stats.state_dir, stats.state, key)
+    spend = not evaluations  # after the report the tallies are needed only to publish evaluations
     report = build_report(
-        data, prices, kill, moment, jaeger_url, market=market, audit=audit, alpha_quality=cached, worth=worth, price_max_age_days=price_age
+        data,
+        prices,
+        kill,
+        moment,
+        jaeger_url,
+        market=market,
+        audit=audit,
+        alpha_quality=cached,
+        worth=worth,
+        price_max_age_days=price_age,
+        spend_tallies=spend,
     )
     if not evaluations:  # the tallies are in the report now (1,000 agents: ~15 MB): freed before the files are made
         data.agents = {}
