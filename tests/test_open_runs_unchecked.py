@@ -25,8 +25,6 @@ from pathlib import Path
 import pytest
 
 from meta_supervisor import native_core
-from meta_supervisor.assemble.report import KillSwitchState, build_report
-from meta_supervisor.build.dispatch import build_inputs
 from meta_supervisor.build.options import BuildOptions
 from meta_supervisor.build.python_part import read_part_python
 from meta_supervisor.build.state_store import SavedState
@@ -38,6 +36,7 @@ from otel import semconv as S
 from services.pricing import PriceTable
 from tests.fixtures.report.otlp_builder import Llm, Run, Tool, llm_span, request, root_span, tool_span
 from tests.test_native_core import assert_taken_and_equal
+from tests.test_open_runs import report, write  # a file of lines, its report at a bound
 
 PRICES = PriceTable.load()
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -149,16 +148,6 @@ def mixed_lines(seed: int, count: int = 90) -> list[list[dict]]:
         lines.append(spans[k : k + size])
         k += size
     return lines
-
-
-def write(path: Path, lines: list[list[dict]]) -> Path:
-    path.write_text("".join(json.dumps(request(spans), separators=(",", ":")) + "\n" for spans in lines))
-    return path
-
-
-def report(path: Path, bound: int) -> dict:
-    data, _ = build_inputs(BuildOptions(inputs=[str(path)], prices=PRICES, workers=1, max_open_runs=bound))
-    return build_report(data, PRICES, KillSwitchState(path="k"), NOW)
 
 
 def _open_as_before(self, run_key: str) -> bool:
