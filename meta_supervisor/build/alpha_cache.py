@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from meta_supervisor.blake2 import blake2b
 from meta_supervisor.native_core import json_check
 from services.state_files import json_pieces, write_atomically
@@ -59,12 +61,47 @@ def load(state_dir: Path | None, state: str, key: str | None) -> dict | None:
     if state_dir is None or key is None:
         return None
     try:
-        data = json.loads(_path(state_dir, state).read_text(encoding="utf-8"))
+        data = _decoded(_path(state_dir, state).read_bytes())
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("section"), dict):
         return None
     return data["section"]
+
+
+def _decoded(text: bytes) -> Any:
+    """The cache's JSON as ``json.loads`` makes it, but the agents' values that are the same text
+    made once and shared, as the section computed afresh shares them (``save`` writes a shared
+    value once a time it occurs): 1,000 agents without signals have one and the same empty
+    horizons section, ~4 kB of JSON each, ~12 MB of Python objects when made 1,000 times. A
+    cache msgspec does not read (a NaN or an infinity, which ``json`` writes) is read by ``json``."""
+    try:
+        top = msgspec.json.decode(text, type=dict[str, msgspec.Raw])
+        data = {name: msgspec.json.decode(value) for name, value in top.items() if name != "section"}
+        if "section" in top:
+            section = data["section"] = msgspec.json.decode(top["section"], type=dict[str, msgspec.Raw])
+            made: dict[bytes, Any] = {}  # a value's digest -> the value, made once
+            for name, value in section.items():
+                if name != "agents":
+                    section[name] = msgspec.json.decode(value)
+                    continue
+                agents = msgspec.json.decode(value, type=dict[str, dict[str, msgspec.Raw]])
+                section[name] = {agent: {field: _shared(inner, made) for field, inner in entry.items()} for agent, entry in agents.items()}
+        return data
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
+def _shared(value: msgspec.Raw, made: dict) -> Any:
+    """``value`` decoded; a list or object the same text as one decoded before is that one."""
+    raw = memoryview(value)
+    if len(raw) < 3 or raw[0] not in b"[{":  # a number, a string, an empty container: not shared
+        return msgspec.json.decode(value)
+    digest = blake2b(raw, digest_size=16).digest()
+    found = made.get(digest)
+    if found is None:
+        found = made[digest] = msgspec.json.decode(value)
+    return found
 
 
 def save(state_dir: Path | None, state: str, key: str | None, section: dict | None) -> None:

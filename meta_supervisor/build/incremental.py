@@ -65,7 +65,7 @@ class _Base:
     cursors: list[FileCursor]  # the files it covers, in the order they were read
     is_main: bool
     checkpoint: str | None = None  # the last state's checkpoint (when is_main)
-    text: str = ""  # the last state's JSON (when is_main): what becomes a checkpoint after a rotation
+    text: bytes = b""  # the last state's JSON (when is_main): what becomes a checkpoint after a rotation
 
 
 def sort_latencies(aggregator) -> dict[str, dict]:

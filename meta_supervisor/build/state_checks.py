@@ -6,7 +6,8 @@ two cursors for one file, an offset past the end of the file as it was read (a r
 least the size it read to, ``full``, and a file smaller now than that was truncated and is
 read again: so no build reads on from past the end of a file, which would silently drop whatever
 lies between), a checkpoint further into a file than the state after it, latency or signal ranges
-out of order or past their table, counts larger than their tables.
+out of order or past their table, counts larger than their tables, an agent's tally that is not an
+object (its fields are checked as it is made: ``AgentTally.from_state`` failing also means a rebuild).
 Each returns the reason ("" when nothing is wrong); the build then reads everything again and says
 why (``incremental``: a warning line, and the reason in the report's ``inputs.state_warnings``).
 
@@ -16,6 +17,8 @@ Reads no environment variables.
 from __future__ import annotations
 
 import re
+
+import msgspec
 
 from meta_supervisor.reading.cursor import FileCursor
 
@@ -76,6 +79,9 @@ def _ranges_problem(data: dict) -> str:
     order, agents = data["agent_order"], data["agents"]
     if len(set(order)) != len(order) or set(order) != set(agents):
         return "the agent list and the agents' tallies differ"
+    for name in order:
+        if not _an_object(agents[name]["tally"]):
+            return f"the tally of {name!r} is not an object"
     for table, key, required in (("latencies", "latency_bytes", True), ("signals", "signal_bytes", False)):
         if table not in data["digests"]:
             continue
@@ -90,6 +96,14 @@ def _ranges_problem(data: dict) -> str:
         if end != data["digests"][table][0]:
             return f"the {table} ranges end at {end}, the table at {data['digests'][table][0]}"
     return ""
+
+
+def _an_object(value) -> bool:
+    """A JSON object: decoded, or its text left for later (``state_store.summary_text``; the text
+    is well-formed JSON, checked as the summary was read)."""
+    if type(value) is msgspec.Raw:
+        return bytes(memoryview(value)[:1]) == b"{"
+    return isinstance(value, dict)
 
 
 def _cursors_problem(cursors: list[FileCursor]) -> str:
