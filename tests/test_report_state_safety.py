@@ -272,6 +272,14 @@ def one_file_twice(data: dict) -> None:
     data["files"].insert(0, dict(data["files"][-1], path=data["files"][-1]["path"] + ".old"))
 
 
+def tally_not_an_object(data: dict) -> None:  # read an agent at a time (state_store.summary_text): checked first
+    data["agents"][data["agent_order"][1]]["tally"] = [1, 2]
+
+
+def tally_field_missing(data: dict) -> None:  # found as the agent's tally is made
+    del data["agents"][data["agent_order"][-1]]["tally"]["day_runs"]
+
+
 @pytest.mark.parametrize(
     ("damage", "why"),
     [
@@ -279,6 +287,8 @@ def one_file_twice(data: dict) -> None:
         (latencies_swapped, "do not follow the previous agent's"),
         (too_many_spans, "do not fit the seen table"),
         (one_file_twice, "two saved cursors are for one file"),
+        (tally_not_an_object, "the tally of 'analyst' is not an object"),
+        (tally_field_missing, "saved state unreadable"),
     ],
 )
 def test_a_state_that_cannot_be_true_is_rebuilt_and_the_report_says_why(tmp_path: Path, damage, why: str) -> None:
