@@ -280,6 +280,10 @@ def tally_field_missing(data: dict) -> None:  # found as the agent's tally is ma
     del data["agents"][data["agent_order"][-1]]["tally"]["day_runs"]
 
 
+def tally_field_of_another_shape(data: dict) -> None:  # found as the agent's tally is decoded (TallyState)
+    data["agents"][data["agent_order"][0]]["tally"]["day_runs"] = {"20480": [1, 0, 0, 0, 0]}
+
+
 @pytest.mark.parametrize(
     ("damage", "why"),
     [
@@ -289,6 +293,7 @@ def tally_field_missing(data: dict) -> None:  # found as the agent's tally is ma
         (one_file_twice, "two saved cursors are for one file"),
         (tally_not_an_object, "the tally of 'analyst' is not an object"),
         (tally_field_missing, "saved state unreadable"),
+        (tally_field_of_another_shape, "Expected `array`, got `object` - at `$.day_runs`"),
     ],
 )
 def test_a_state_that_cannot_be_true_is_rebuilt_and_the_report_says_why(tmp_path: Path, damage, why: str) -> None:

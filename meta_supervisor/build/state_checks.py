@@ -7,7 +7,8 @@ least the size it read to, ``full``, and a file smaller now than that was trunca
 read again: so no build reads on from past the end of a file, which would silently drop whatever
 lies between), a checkpoint further into a file than the state after it, latency or signal ranges
 out of order or past their table, counts larger than their tables, an agent's tally that is not an
-object (its fields are checked as it is made: ``AgentTally.from_state`` failing also means a rebuild).
+object (its fields are checked as it is made: decoded against ``aggregates.TallyState``, then
+``AgentTally.from_state``; either failing also means a rebuild).
 Each returns the reason ("" when nothing is wrong); the build then reads everything again and says
 why (``incremental``: a warning line, and the reason in the report's ``inputs.state_warnings``).
 

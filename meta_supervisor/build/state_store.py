@@ -11,7 +11,8 @@ One state set per option key (``state_key``) in the state folder:
   sorted latencies and the kept alpha signals, written straight from their arrays. Each JSON records
   the size and BLAKE2b digest of every table it names, checked on load: a damaged or half-written
   table means a rebuild, never a wrong report; so does a summary that cannot be true
-  (``state_checks``: ``load_summary`` and ``load_checkpoint`` raise ``ValueError``). Tables are
+  (``state_checks``: ``load_summary`` and ``load_checkpoint`` raise ``ValueError``; each agent's
+  tally is read from the JSON only as it is made, and checked against ``TallyState``). Tables are
   fsynced before the JSON naming them is written (``write_atomically``), so a power loss leaves
   the previous state or the new one, whole. A generation whose writing fails (a full disk) is
   removed at once, and so are the temp files of writes a killed build left;
@@ -35,6 +36,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -43,7 +45,7 @@ from meta_supervisor.build.options import BuildOptions, new_aggregator, to_ns
 from meta_supervisor.build.part_result import CHUNK_ITEMS
 from meta_supervisor.build.state_checks import SPILLED_TABLES, summary_problem
 from meta_supervisor.native_core import json_check
-from meta_supervisor.tally.aggregates import AgentTally, InputTally, Tallies
+from meta_supervisor.tally.aggregates import AgentTally, InputTally, Tallies, TallyState
 from meta_supervisor.tally.bounds import P_DEFERRED
 from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet
 from meta_supervisor.tally.latency_runs import RunFile, SortedRun, sorted_chunks
@@ -207,7 +209,8 @@ class SavedState:
         for name in data["agent_order"]:
             entry = data["agents"][name]
             start, end = entry["latency_bytes"]
-            tally = aggregator.agents[name] = AgentTally.from_state(decoded(entry["tally"]), b"", _signals_of(entry, signals), keys)
+            state = decoded(entry["tally"], TallyState)
+            tally = aggregator.agents[name] = AgentTally.from_state(state, b"", _signals_of(entry, signals), keys)
             if end > start:  # read back from the file when needed, a chunk at a time (``latency_runs``)
                 tally.latency_runs = (SortedRun(latencies, start, (end - start) // 8),)
             aggregator.agent_index[name] = len(aggregator.agent_order)
@@ -275,7 +278,7 @@ class SavedState:
         agents = data["agents"]
         return Tallies(
             agents={
-                name: AgentTally.from_state(decoded(agents[name]["tally"]), b"", _signals_of(agents[name], signals), keys)
+                name: AgentTally.from_state(decoded(agents[name]["tally"], TallyState), b"", _signals_of(agents[name], signals), keys)
                 for name in data["agent_order"]
             },
             inputs=InputTally.from_state(data["inputs"]),
@@ -519,12 +522,14 @@ def summary_text(text: bytes) -> dict:
     once, but one agent's at a time is a few kB. A summary msgspec does not read (a NaN or an
     infinity, which ``json`` writes with ``allow_nan``; or not JSON) is read by ``json``, whole."""
     try:
-        fields = msgspec.json.decode(text, type=dict[str, msgspec.Raw])
-        data = {key: msgspec.json.decode(value) for key, value in fields.items() if key != "agents"}
-        if "agents" in fields:
-            agents = msgspec.json.decode(fields["agents"], type=dict[str, dict[str, msgspec.Raw]])
-            data["agents"] = {
-                name: {key: value if key in _LATER else msgspec.json.decode(value) for key, value in entry.items()}
+        data = msgspec.json.decode(text, type=dict[str, msgspec.Raw])
+        for key, value in data.items():
+            if key != "agents":
+                data[key] = msgspec.json.decode(value)
+                continue
+            agents = msgspec.json.decode(value, type=dict[str, dict[str, msgspec.Raw]])
+            data[key] = {
+                name: {field: inner if field in _LATER else msgspec.json.decode(inner) for field, inner in entry.items()}
                 for name, entry in agents.items()
             }
         return data
@@ -532,14 +537,17 @@ def summary_text(text: bytes) -> dict:
         return json.loads(text)
 
 
-def decoded(value):
-    """An agent's field as ``json.loads`` makes it: ``value`` itself, or the JSON it was left as."""
+def decoded(value, shape: Any = Any):
+    """An agent's field as ``json.loads`` makes it (``value`` itself, or the JSON it was left as),
+    checked against ``shape`` (e.g. ``TallyState``): ``ValueError`` when it is not of it."""
     if type(value) is not msgspec.Raw:
-        return value
+        return msgspec.convert(value, shape)
     try:
-        return msgspec.json.decode(value)
+        return msgspec.json.decode(value, type=shape)
+    except msgspec.ValidationError:
+        raise
     except msgspec.DecodeError:  # a NaN or an infinity (written by ``json``): as ``json`` reads them
-        return json.loads(bytes(value))
+        return msgspec.convert(json.loads(bytes(value)), shape)
 
 
 def _pending_to_json(entry: list) -> list:

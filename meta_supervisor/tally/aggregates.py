@@ -16,7 +16,7 @@ import heapq
 import sys
 from array import array
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from meta_supervisor.tally.bounds import (
     BAD_LINE_EXAMPLES,
@@ -71,6 +71,38 @@ def note_mismatch(examples: list, trace_id: str, run_id: str, detail: str, k: in
     examples.append((trace_id, run_id, detail))
     examples.sort()
     del examples[k:]
+
+
+Counts = dict[str, int]
+Rows = list[list[Any]]
+
+
+class TallyState(TypedDict):
+    """What ``AgentTally.to_state`` writes, field by field: a saved tally is decoded against it
+    (``state_store.decoded``), so one of another shape is a rebuild, never a report made of it."""
+
+    outcomes: Counts
+    outcome_missing: int
+    bad_durations: int
+    first_start_ns: int
+    last_start_ns: int
+    day_runs: list[list[int]]
+    asof_runs: list[list[int]]
+    day_models: list[list[int | str | bool]]
+    bad_token_values: int
+    llm_operations: Counts
+    tools: Rows
+    run_steps: list[int]
+    killed_mid_run: Counts
+    budget_stops: Counts
+    alpha: list[tuple[str, str, int]]
+    invalid_reasons: Counts
+    slowest: Rows
+    failing: Rows
+    last_kill: list[Any] | None
+    kill_switch_errors: int
+    consistency: list[int]
+    mismatches: Rows
 
 
 class AgentTally:
