@@ -71,8 +71,8 @@ def load(state_dir: Path | None, state: str, key: str | None) -> dict | None:
 
 def _decoded(text: bytes) -> Any:
     """The cache's JSON as ``json.loads`` makes it, but the agents' values that are the same text
-    made once and shared, as the section computed afresh shares them (``save`` writes a shared
-    value once a time it occurs): 1,000 agents without signals have one and the same empty
+    made once and shared, as the section computed afresh shares them (``save`` writes every
+    occurrence of a shared value as the same text): 1,000 agents without signals have one empty
     horizons section, ~4 kB of JSON each, ~12 MB of Python objects when made 1,000 times. A
     cache msgspec does not read (a NaN or an infinity, which ``json`` writes) is read by ``json``."""
     try:
