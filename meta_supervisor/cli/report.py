@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         resident = resident_spans(args.resident_spans)  # and ALPHATRACE_RESIDENT_SPANS
         require_inputs(args.input or [])  # before anything is written: a typo must not empty the report
 
-        from meta_supervisor.build.state_store import ENV_LOCK_TIMEOUT, lock_timeout
+        from meta_supervisor.build.state_store import lock_timeout
 
         wait_for_lock = lock_timeout()
         prices = PriceTable.load(args.price_table)
@@ -308,17 +308,32 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         resident_spans=resident,
         notify=lambda message: print(f"note: {message}", file=sys.stderr),
     )
+    from meta_supervisor.cli import report_record
     from services.state_files import LockTimeout
 
+    out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)
+    record = None
+    if state_dir is not None:  # the report record lives beside the state (report_record)
+        record = _RecordPlace(state_dir, options, out_dir)
+        seen = report_record.inputs_seen(options.inputs, market)  # before anything is read: what the report will be of
+        if not args.full and not evaluations and record.path.exists():
+            try:
+                kept = _kept_report(record, seen, args, formats, out_dir, prices, price_age, worth, now)
+            except LockTimeout as exc:
+                return _state_busy(exc)
+            if kept is not None:
+                for stream, line in kept.lines:
+                    print(line, file=sys.stderr if stream == "stderr" else sys.stdout)
+                if not args.quiet:
+                    print(
+                        f"report unchanged since {kept.generated_at}: nothing new, kept as is ({', '.join(kept.outputs)}: "
+                        f"{kept.summary}; checked in {time.monotonic() - started:.3f} s)"
+                    )
+                return 0
     try:
         data, stats = build_inputs(options)
     except LockTimeout as exc:
-        print(
-            f"error: the incremental state is in use by {exc.holder} (lock {exc.lock_path}, waited {exc.waited:g} s, "
-            f"${ENV_LOCK_TIMEOUT}); try again later, or build without it (--no-state)",
-            file=sys.stderr,
-        )
-        return 3
+        return _state_busy(exc)
     except ConfigError as exc:  # an --input that is not a regular file (reading.inputs), a bad line cap
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -327,14 +342,20 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
             bar.finish()
     for warning in stats.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    lines: list[list[str]] = []  # what is said about the report, said again when it is kept
+
+    def warn(text: str) -> None:
+        print(text, file=sys.stderr)
+        lines.append(["stderr", text])
+
     data.as_of_since, data.as_of_until = args.as_of_since, args.as_of_until
     kill = load_kill_state(args.kill_file)
     if kill.error:
-        print(f"warning: {kill.error}; the report shows the kill-switch state as unknown", file=sys.stderr)
+        warn(f"warning: {kill.error}; the report shows the kill-switch state as unknown")
     jaeger_url = args.jaeger_url or os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL
     audit = load_audit(args.audit_log)
     if audit.error:
-        print(f"warning: {audit.error}; the report shows no supervisor decisions", file=sys.stderr)
+        warn(f"warning: {audit.error}; the report shows no supervisor decisions")
     moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
     from meta_supervisor.build import alpha_cache
 
@@ -358,30 +379,120 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     if not evaluations:  # the tallies are in the report now (1,000 agents: ~15 MB): freed before the files are made
         data.agents = {}
     if report["prices"]["warning"]:
-        print(f"warning: {report['prices']['warning']}", file=sys.stderr)
+        warn(f"warning: {report['prices']['warning']}")
     if cached is None:
         alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"])
-    out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)
-    written = write_report(report, out_dir, formats)
+    files_written: dict = {}
+    written = write_report(report, out_dir, formats, files_written)
     for message in data.messages:
-        print(f"note: {message}", file=sys.stderr)
-    if evaluations:
-        publish_evaluations(data, market, moment, state_dir, wait_for_lock, telemetry, args.quiet)
+        warn(f"note: {message}")
     losses = report["inputs"]["telemetry_losses"]
     if losses["spans_dropped"] or losses["spans_export_failed"]:
-        print(
+        warn(
             f"warning: the agents' telemetry lost spans before export ({losses['spans_dropped']} dropped by a full queue, "
             f"{losses['spans_export_failed']} failed to export, in {losses['processes_with_losses']} of {losses['processes']} "
-            "processes); the report undercounts (inputs.telemetry_losses)",
-            file=sys.stderr,
+            "processes); the report undercounts (inputs.telemetry_losses)"
         )
+    fleet = report["fleet"]
+    inputs_section = report["inputs"]
+    summary = f"{fleet['agents']} agents, {fleet['runs']} runs, {inputs_section['spans']} spans, {inputs_section['bad_lines']} bad lines"
+    if record is not None:
+        depends = None
+        if stats.state and not stats.warnings and seen is not None:  # a state saved or found unchanged, trusted
+            depends = _dependencies(record, seen, args, formats, out_dir, prices, price_age, worth, kill, audit, jaeger_url)
+        if depends is None:
+            report_record.forget(record.path)
+        else:
+            report_record.save(
+                record.path, depends, report_day(moment), report["generated_at"], files_written, record.state_summary, lines, summary
+            )
+    if evaluations:
+        publish_evaluations(data, market, moment, state_dir, wait_for_lock, telemetry, args.quiet)
     if not args.quiet:
-        fleet = report["fleet"]
-        inputs_section = report["inputs"]
         print(
-            f"wrote {', '.join(str(p) for p in written)}: {fleet['agents']} agents, {fleet['runs']} runs, "
-            f"{inputs_section['spans']} spans, {inputs_section['bad_lines']} bad lines "
+            f"wrote {', '.join(str(p) for p in written)}: {summary} "
             f"({stats.mode} build, {stats.bytes_read / 1e6:.1f} MB read in {time.monotonic() - started:.2f} s"
             f"{'; ' + stats.rebuild_reason if stats.rebuild_reason else ''})"
         )
     return 0
+
+
+def _state_busy(exc) -> int:
+    from meta_supervisor.build.state_store import ENV_LOCK_TIMEOUT
+
+    print(
+        f"error: the incremental state is in use by {exc.holder} (lock {exc.lock_path}, waited {exc.waited:g} s, "
+        f"${ENV_LOCK_TIMEOUT}); try again later, or build without it (--no-state)",
+        file=sys.stderr,
+    )
+    return 3
+
+
+class _RecordPlace:
+    """Where a build's report record is (``report_record``): beside the state of its options."""
+
+    def __init__(self, state_dir: Path, options, out_dir: Path) -> None:
+        from meta_supervisor.build.state_store import SavedState, state_key
+        from meta_supervisor.cli.report_record import record_path
+
+        self.key = state_key(options)
+        self.path = record_path(state_dir, self.key, out_dir)
+        self.state_summary = SavedState(state_dir, self.key).json_path
+        self.options = options
+
+
+def _dependencies(record: _RecordPlace, seen, args, formats, out_dir, prices, price_age, worth, kill, audit, jaeger_url):
+    from meta_supervisor import native_core
+    from meta_supervisor.cli.report_record import dependencies
+    from meta_supervisor.reading.formats import max_line_bytes
+
+    options = record.options
+    settings = {
+        "max_line_bytes": max_line_bytes(),
+        "max_open_runs": options.max_open_runs,
+        "resident_spans": options.resident_spans,
+        "native": native_core.mode(),
+        "alpha_signals": options.alpha_signals,
+    }
+    return dependencies(
+        seen=seen,
+        state_key=record.key,
+        as_of=(args.as_of_since, args.as_of_until),
+        kill=kill,
+        audit=audit,
+        jaeger_url=jaeger_url,
+        worth=worth,
+        prices=prices,
+        price_age=price_age,
+        formats=formats,
+        out_dir=out_dir,
+        settings=settings,
+    )
+
+
+def _kept_report(record: _RecordPlace, seen, args, formats, out_dir, prices, price_age, worth, now):
+    """The record's ``Kept`` when the report files in ``out_dir`` are what this build would write
+    (``report_record``), else None."""
+    from meta_supervisor.build.incremental import _waiting  # the incremental build's notice, word for word
+    from meta_supervisor.build.state_store import locked
+    from meta_supervisor.cli.report_record import kept
+    from meta_supervisor.render.outputs import output_paths
+
+    if seen is None:
+        return None
+    kill = load_kill_state(args.kill_file)
+    audit = load_audit(args.audit_log)
+    jaeger_url = args.jaeger_url or os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL
+    depends = _dependencies(record, seen, args, formats, out_dir, prices, price_age, worth, kill, audit, jaeger_url)
+    if depends is None:
+        return None
+    moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
+    options = record.options
+    try:  # as an unchanged build: after another build of the same options, never during it
+        with locked(options.state_dir, record.key, options.lock_timeout, _waiting(options)):
+            found = kept(record.path, depends, report_day(moment), output_paths(out_dir, formats), record.state_summary)
+            if found is not None:
+                os.utime(record.state_summary)  # recently used, as an unchanged build marks it (the state sets' pruning)
+    except OSError:  # a folder that cannot be locked: the build says so
+        return None
+    return found
