@@ -361,7 +361,9 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
 
     as_of = (args.as_of_since, args.as_of_until)
     key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
-    cached = alpha_cache.load(stats.state_dir, stats.state, key)
+    kill_names = sorted(kill.entries) if kill.error is None else None
+    worth_key = alpha_cache.worth_key(key, worth, kill_names)
+    cached, cached_worth = alpha_cache.load_sections(stats.state_dir, stats.state, key, worth_key)
     spend = not evaluations  # after the report the tallies are needed only to publish evaluations
     report = build_report(
         data,
@@ -375,13 +377,14 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         worth=worth,
         price_max_age_days=price_age,
         spend_tallies=spend,
+        worth_figures=cached_worth,
     )
     if not evaluations:  # the tallies are in the report now (1,000 agents: ~15 MB): freed before the files are made
         data.agents = {}
     if report["prices"]["warning"]:
         warn(f"warning: {report['prices']['warning']}")
-    if cached is None:
-        alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"])
+    if cached is None or (cached_worth is None and report["worth"] is not None):
+        alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"], worth_key, report["worth"])
     files_written: dict = {}
     written = write_report(report, out_dir, formats, files_written)
     for message in data.messages:
