@@ -407,7 +407,15 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
             report_record.forget(record.path)
         else:
             report_record.save(
-                record.path, depends, report_day(moment), report["generated_at"], files_written, record.state_summary, lines, summary
+                record.path,
+                depends,
+                report_day(moment),
+                report["generated_at"],
+                written=files_written,
+                state_summary=record.state_summary,
+                state=stats.state,
+                lines=lines,
+                summary=summary,
             )
     if evaluations:
         publish_evaluations(data, market, moment, state_dir, wait_for_lock, telemetry, args.quiet)

@@ -23,8 +23,9 @@ that read something new leaves no record until it has written its report), two t
 * each output written: its path, identity (device, inode, size, mtime_ns, of the temp file the atomic
   write renamed into place: another build's file is never taken for this build's) and the digest of its
   first and last ``SAMPLE_BYTES`` (the whole file when smaller); plus the report's ``generated_at``,
-  the lines the command printed about it, and the identity of the state's summary the build left
-  (``report-<key>.json``: a save of a new state replaces it).
+  the lines the command printed about it, and the identity (device, inode, size) of the saved state
+  the report was made from: its summary (``report-<key>.json``) and its generation's tables (a save of
+  a new state replaces them; one removed or replaced would make the state a warning).
 
 The next build (``keep``) computes the same digest before reading anything else, and keeps the report
 only when the digest, every requested output and the state's summary all match the record: it reads
@@ -194,6 +195,15 @@ def record_path(state_dir: Path, state_key: str, out_dir: Path) -> Path:
     return Path(state_dir) / f"report-{state_key}-kept-{folder}.record"
 
 
+def state_files(state_summary: Path, state: str) -> list[Path]:
+    """The saved state a report was made from (``state``: ``"<key>-<generation>"``): its summary, then
+    its generation's tables (not the alpha cache beside them). Their (device, inode, size) are recorded
+    (not their mtime: an unchanged build touches the summary): a save replaces them all, and a table
+    deleted or replaced since means a build that would warn about the state, so the report is made again."""
+    tables = sorted(path for path in state_summary.parent.glob(f"report-{state}.*.bin") if not path.name.endswith(".alpha.bin"))
+    return [state_summary, *tables]
+
+
 def _sample_digest(handle, size: int) -> str:
     digest = blake2b(digest_size=16)
     if size <= 2 * SAMPLE_BYTES:
@@ -226,6 +236,7 @@ def save(
     generated_at: str,
     written: dict[Path, os.stat_result],
     state_summary: Path,
+    state: str,
     lines: list[list[str]],
     summary: str,
 ) -> None:
@@ -240,7 +251,7 @@ def save(
             "dependencies": depends.digest(day),
             "generated_at": generated_at,
             "outputs": outputs,
-            "state": _identity(os.stat(state_summary))[:3],  # mtime: touched by every unchanged build
+            "state": [[str(file), *_identity(os.stat(file))[:3]] for file in state_files(state_summary, state)],
             "lines": lines,
             "summary": summary,
         }
@@ -278,8 +289,12 @@ def kept(path: Path, depends: Dependencies, day: dt.date, out_paths: list[Path],
         outputs = record["outputs"]
         if [entry["path"] for entry in outputs] != [str(target) for target in out_paths]:
             return None
-        if _identity(os.stat(state_summary))[:3] != record["state"]:
+        files = record["state"]
+        if not files or files[0][0] != str(state_summary):
             return None
+        for file, *identity in files:
+            if _identity(os.stat(file))[:3] != identity:
+                return None
         for entry in outputs:
             with open(entry["path"], "rb") as handle:
                 stat = os.fstat(handle.fileno())
