@@ -3,7 +3,10 @@
 With no arguments: read ``telemetry/traces.jsonl`` and its rotated backups (``traces-*.jsonl``),
 reuse the incremental state in ``meta_supervisor/cache/`` so only new bytes are read, and write
 ``meta_supervisor/reports/meta_report.json`` + ``.md`` + ``.html``. A malformed kill-switch file
-does not stop the report: the error is in the report (``kill_switch.error``) and on stderr.
+does not stop the report: the error is in the report (``kill_switch.error``) and on stderr. When
+nothing the report depends on changed since its files were written, they are kept as they are
+("report unchanged since ...: nothing new, kept as is"; ``cli.report_record`` says what is compared;
+never with ``--full``, ``--no-state`` or evaluation spans).
 
 Environment (flags win over environment, environment over defaults):
 
@@ -32,7 +35,7 @@ Environment (flags win over environment, environment over defaults):
 The incremental state is best effort: when it cannot be used, trusted or saved the report is still
 written, with a warning on stderr and in the report (``inputs.state_warnings``).
 
-Exit status: 0 report written; 2 bad arguments or configuration (price table, market data folder,
+Exit status: 0 report written (or kept); 2 bad arguments or configuration (price table, market data folder,
 lock timeout, an ``--input`` that does not exist or names a FIFO, device or socket: only regular
 files are read), with the reason, and the report left as it was; 3 another build held the state
 longer than the lock timeout (no report written; the message names its process). The default trace
