@@ -280,10 +280,6 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         hint = "; or leave alpha quality out with --no-alpha-quality" if "market data" in str(exc) else ""
         print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
-    from meta_supervisor.build.dispatch import build_inputs
-    from meta_supervisor.build.heap_trim import map_large_blocks
-
-    map_large_blocks()  # the build's transient large buffers returned when freed (peak RSS; glibc only)
     from meta_supervisor.build.options import BuildOptions
     from meta_supervisor.cli.progress import ProgressBar
     from meta_supervisor.render.outputs import write_report
@@ -333,6 +329,10 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
                         f"{kept.summary}; checked in {time.monotonic() - started:.3f} s)"
                     )
                 return 0
+    from meta_supervisor.build.dispatch import build_inputs
+    from meta_supervisor.build.heap_trim import map_large_blocks
+
+    map_large_blocks()  # the build's transient large buffers returned when freed (peak RSS; glibc only)
     try:
         data, stats = build_inputs(options)
     except LockTimeout as exc:
