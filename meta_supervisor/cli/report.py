@@ -311,13 +311,13 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     from services.state_files import LockTimeout
 
     out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)
-    record = None
+    record = seen = None
     if state_dir is not None:  # the report record lives beside the state (report_record)
-        record = _RecordPlace(state_dir, options, out_dir)
+        record = report_record.Record(state_dir, options, out_dir, formats)
         seen = report_record.inputs_seen(options.inputs, market)  # before anything is read: what the report will be of
         if not args.full and not evaluations and record.path.exists():
             try:
-                kept = _kept_report(record, seen, args, formats, out_dir, prices, price_age, worth, now)
+                kept = _kept_report(record, seen, args, prices, price_age, worth, now)
             except LockTimeout as exc:
                 return _state_busy(exc)
             if kept is not None:
@@ -355,11 +355,11 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     kill = load_kill_state(args.kill_file)
     if kill.error:
         warn(f"warning: {kill.error}; the report shows the kill-switch state as unknown")
-    jaeger_url = args.jaeger_url or os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL
+    jaeger_url = _jaeger_url(args)
     audit = load_audit(args.audit_log)
     if audit.error:
         warn(f"warning: {audit.error}; the report shows no supervisor decisions")
-    moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
+    moment = _now(now)
     from meta_supervisor.build import alpha_cache
 
     as_of = (args.as_of_since, args.as_of_until)
@@ -399,32 +399,15 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
             f"{losses['spans_export_failed']} failed to export, in {losses['processes_with_losses']} of {losses['processes']} "
             "processes); the report undercounts (inputs.telemetry_losses)"
         )
-    fleet = report["fleet"]
-    inputs_section = report["inputs"]
-    summary = f"{fleet['agents']} agents, {fleet['runs']} runs, {inputs_section['spans']} spans, {inputs_section['bad_lines']} bad lines"
-    if record is not None:
-        depends = None
-        if stats.state and not stats.warnings and seen is not None:  # a state saved or found unchanged, trusted
-            depends = _dependencies(record, seen, args, formats, out_dir, prices, price_age, worth, kill, audit, jaeger_url)
-        if depends is None:
-            report_record.forget(record.path)
-        else:
-            report_record.save(
-                record.path,
-                depends,
-                report_day(moment),
-                report["generated_at"],
-                written=files_written,
-                state_summary=record.state_summary,
-                state=stats.state,
-                lines=lines,
-                summary=summary,
-            )
+    if record is not None:  # after a build whose state was saved or found unchanged, and trusted
+        trusted = bool(stats.state) and not stats.warnings
+        depends = record.dependencies(seen, **_report_inputs(args, prices, price_age, worth, kill, audit, jaeger_url)) if trusted else None
+        record.save(depends, report_day(moment), report, files_written, stats.state, lines)
     if evaluations:
         publish_evaluations(data, market, moment, state_dir, wait_for_lock, telemetry, args.quiet)
     if not args.quiet:
         print(
-            f"wrote {', '.join(str(p) for p in written)}: {summary} "
+            f"wrote {', '.join(str(p) for p in written)}: {report_record.summary_line(report)} "
             f"({stats.mode} build, {stats.bytes_read / 1e6:.1f} MB read in {time.monotonic() - started:.2f} s"
             f"{'; ' + stats.rebuild_reason if stats.rebuild_reason else ''})"
         )
@@ -442,71 +425,24 @@ def _state_busy(exc) -> int:
     return 3
 
 
-class _RecordPlace:
-    """Where a build's report record is (``report_record``): beside the state of its options."""
-
-    def __init__(self, state_dir: Path, options, out_dir: Path) -> None:
-        from meta_supervisor.build.state_store import SavedState, state_key
-        from meta_supervisor.cli.report_record import record_path
-
-        self.key = state_key(options)
-        self.path = record_path(state_dir, self.key, out_dir)
-        self.state_summary = SavedState(state_dir, self.key).json_path
-        self.options = options
+def _jaeger_url(args) -> str:
+    return args.jaeger_url or os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL
 
 
-def _dependencies(record: _RecordPlace, seen, args, formats, out_dir, prices, price_age, worth, kill, audit, jaeger_url):
-    from meta_supervisor import native_core
-    from meta_supervisor.cli.report_record import dependencies
-    from meta_supervisor.reading.formats import max_line_bytes
-
-    options = record.options
-    settings = {
-        "max_line_bytes": max_line_bytes(),
-        "max_open_runs": options.max_open_runs,
-        "resident_spans": options.resident_spans,
-        "native": native_core.mode(),
-        "alpha_signals": options.alpha_signals,
-    }
-    return dependencies(
-        seen=seen,
-        state_key=record.key,
-        as_of=(args.as_of_since, args.as_of_until),
-        kill=kill,
-        audit=audit,
-        jaeger_url=jaeger_url,
-        worth=worth,
-        prices=prices,
-        price_age=price_age,
-        formats=formats,
-        out_dir=out_dir,
-        settings=settings,
-    )
+def _now(now: Callable[[], dt.datetime] | None) -> dt.datetime:
+    return (now or (lambda: dt.datetime.now(dt.UTC)))()
 
 
-def _kept_report(record: _RecordPlace, seen, args, formats, out_dir, prices, price_age, worth, now):
-    """The record's ``Kept`` when the report files in ``out_dir`` are what this build would write
-    (``report_record``), else None."""
-    from meta_supervisor.build.incremental import _waiting  # the incremental build's notice, word for word
-    from meta_supervisor.build.state_store import locked
-    from meta_supervisor.cli.report_record import kept
-    from meta_supervisor.render.outputs import output_paths
+def _report_inputs(args, prices, price_age, worth, kill, audit, jaeger_url) -> dict:
+    """What the report is made with, for its record (``report_record.dependencies``)."""
+    as_of = (args.as_of_since, args.as_of_until)
+    return dict(as_of=as_of, kill=kill, audit=audit, jaeger_url=jaeger_url, worth=worth, prices=prices, price_age=price_age)
 
-    if seen is None:
-        return None
+
+def _kept_report(record, seen, args, prices, price_age, worth, now):
+    """The record's ``Kept`` when the report files are what this build would write, else None."""
     kill = load_kill_state(args.kill_file)
     audit = load_audit(args.audit_log)
-    jaeger_url = args.jaeger_url or os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL
-    depends = _dependencies(record, seen, args, formats, out_dir, prices, price_age, worth, kill, audit, jaeger_url)
-    if depends is None:
-        return None
-    moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
-    options = record.options
-    try:  # as an unchanged build: after another build of the same options, never during it
-        with locked(options.state_dir, record.key, options.lock_timeout, _waiting(options)):
-            found = kept(record.path, depends, report_day(moment), output_paths(out_dir, formats), record.state_summary)
-            if found is not None:
-                os.utime(record.state_summary)  # recently used, as an unchanged build marks it (the state sets' pruning)
-    except OSError:  # a folder that cannot be locked: the build says so
-        return None
-    return found
+    jaeger_url = _jaeger_url(args)
+    depends = record.dependencies(seen, **_report_inputs(args, prices, price_age, worth, kill, audit, jaeger_url))
+    return record.kept(depends, report_day(_now(now)))

@@ -117,10 +117,13 @@ def code_fingerprint() -> list:
     native = sys.modules.get("alphatrace_native.alphatrace_native")
     native_file = getattr(native, "__file__", None)
     if native_file:
-        stat = os.stat(native_file)
-        files.append((native_file, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        try:
+            stat = os.stat(native_file)
+            files.append((native_file, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        except OSError:
+            files.append(("unreadable", native_file))
     versions = [sys.version, *(getattr(sys.modules.get(name), "__version__", None) for name in ("orjson", "msgspec"))]
-    return [sorted(files), versions]
+    return [sorted(files, key=repr), versions]
 
 
 @dataclass
@@ -146,45 +149,36 @@ def inputs_seen(specs: list[str], market) -> InputsSeen | None:
     return InputsSeen(files, messages, input_identities(files), market_fingerprint(market) if market is not None else None)
 
 
-def dependencies(
-    *,
-    seen: InputsSeen,
-    state_key: str,
-    as_of: tuple,
-    kill,
-    audit,
-    jaeger_url: str,
-    worth,
-    prices,
-    price_age: int,
-    formats: tuple[str, ...],
-    out_dir: Path,
-    settings: dict[str, Any],
-) -> Dependencies | None:
+def dependencies(seen: InputsSeen, *, key: str, settings: dict[str, Any], formats, out_dir: Path, **report_inputs) -> Dependencies | None:
     """The report's dependencies (the module docstring lists them), the inputs and market data as
-    ``seen`` before the build read them; None when an input could not be read: nothing is kept or
-    recorded then."""
+    ``seen`` before the build read them; ``report_inputs``: ``as_of``, ``kill``, ``audit``,
+    ``jaeger_url``, ``worth``, ``prices``, ``price_age`` as the report gets them. None when an input
+    could not be read or the working folder is gone: nothing is kept or recorded then."""
     if seen.identities is None:
         return None
-    parts = {
-        "format": RECORD_FORMAT,
-        "schema": SCHEMA_VERSION,
-        "inputs": seen.identities,
-        "messages": list(seen.messages),
-        "state_key": state_key,
-        "as_of": [day.isoformat() if day else None for day in as_of],
-        "kill": repr(kill),
-        "audit": [audit.path, audit.error, blake2b(repr(audit.records).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()],
-        "jaeger_url": jaeger_url,
-        "market": seen.market,
-        "worth": repr(worth),
-        "prices": [repr(prices), price_age],
-        "formats": sorted(formats),
-        "out_dir": os.path.abspath(out_dir),
-        "settings": settings,
-        "cwd": os.getcwd(),
-        "code": code_fingerprint(),
-    }
+    audit = report_inputs["audit"]
+    try:
+        parts = {
+            "format": RECORD_FORMAT,
+            "schema": SCHEMA_VERSION,
+            "inputs": seen.identities,
+            "messages": list(seen.messages),
+            "state_key": key,
+            "as_of": [day.isoformat() if day else None for day in report_inputs["as_of"]],
+            "kill": repr(report_inputs["kill"]),
+            "audit": [audit.path, audit.error, blake2b(repr(audit.records).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()],
+            "jaeger_url": report_inputs["jaeger_url"],
+            "market": seen.market,
+            "worth": repr(report_inputs["worth"]),
+            "prices": [repr(report_inputs["prices"]), report_inputs["price_age"]],
+            "formats": sorted(formats),
+            "out_dir": os.path.abspath(out_dir),
+            "settings": settings,
+            "cwd": os.getcwd(),
+            "code": code_fingerprint(),
+        }
+    except OSError:
+        return None
     return Dependencies(parts)
 
 
@@ -229,45 +223,6 @@ def _output_entry(path: Path, written: os.stat_result) -> dict | None:
         return {"path": str(path), "identity": _identity(stat), "sample": _sample_digest(handle, stat.st_size)}
 
 
-def save(
-    path: Path,
-    depends: Dependencies,
-    day: dt.date,
-    generated_at: str,
-    written: dict[Path, os.stat_result],
-    state_summary: Path,
-    state: str,
-    lines: list[list[str]],
-    summary: str,
-) -> None:
-    """Record the report just written (best effort: without a record the next build writes it again)."""
-    try:
-        outputs = [_output_entry(target, stat) for target, stat in written.items()]
-        if any(entry is None for entry in outputs):
-            path.unlink(missing_ok=True)
-            return
-        record = {
-            "format": RECORD_FORMAT,
-            "dependencies": depends.digest(day),
-            "generated_at": generated_at,
-            "outputs": outputs,
-            "state": [[str(file), *_identity(os.stat(file))[:3]] for file in state_files(state_summary, state)],
-            "lines": lines,
-            "summary": summary,
-        }
-        write_atomically(path, json.dumps(record, indent=1))
-    except (OSError, ValueError):
-        pass
-
-
-def forget(path: Path) -> None:
-    """No record (before a build rewrites the report, and when it cannot be recorded)."""
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
 @dataclass
 class Kept:
     generated_at: str
@@ -276,31 +231,118 @@ class Kept:
     summary: str
 
 
-def kept(path: Path, depends: Dependencies, day: dt.date, out_paths: list[Path], state_summary: Path) -> Kept | None:
-    """The record at ``path`` when it vouches for the report files now in ``out_paths`` with these
-    dependencies; None otherwise (for any reason: the build writes them)."""
-    try:
-        text = read_small_file(path, MAX_RECORD_BYTES, "report record")
-        if text is None:
+class Record:
+    """The report record of one build's options (its state key) and output folder."""
+
+    def __init__(self, state_dir: Path, options, out_dir: Path, formats: tuple[str, ...]) -> None:
+        from meta_supervisor.build.state_store import SavedState, state_key
+        from meta_supervisor.render.outputs import output_paths
+
+        self.options = options
+        self.key = state_key(options)
+        self.path = record_path(state_dir, self.key, out_dir)
+        self.state_summary = SavedState(state_dir, self.key).json_path
+        self.out_dir = out_dir
+        self.formats = formats
+        self.out_paths = output_paths(out_dir, formats)
+
+    def dependencies(self, seen: InputsSeen | None, **report_inputs) -> Dependencies | None:
+        """``dependencies`` for this build (``report_inputs``: as there)."""
+        from meta_supervisor import native_core
+        from meta_supervisor.reading.formats import max_line_bytes
+
+        if seen is None:
             return None
-        record = json.loads(text)
-        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or record.get("dependencies") != depends.digest(day):
+        options = self.options
+        settings = {
+            "max_line_bytes": max_line_bytes(),
+            "max_open_runs": options.max_open_runs,
+            "resident_spans": options.resident_spans,
+            "native": native_core.mode(),
+            "alpha_signals": options.alpha_signals,
+        }
+        return dependencies(seen, key=self.key, settings=settings, formats=self.formats, out_dir=self.out_dir, **report_inputs)
+
+    def kept(self, depends: Dependencies | None, day: dt.date) -> Kept | None:
+        """The record when it vouches for the report files there now with these dependencies (checked
+        holding the state lock, as an unchanged build; the state's summary then touched as that build
+        does: the state sets' pruning keeps the recently used); None otherwise, for any reason (the
+        build writes them). ``LockTimeout`` as the build's."""
+        from meta_supervisor.build.incremental import _waiting  # the incremental build's notice, word for word
+        from meta_supervisor.build.state_store import locked
+
+        if depends is None:
             return None
-        outputs = record["outputs"]
-        if [entry["path"] for entry in outputs] != [str(target) for target in out_paths]:
+        options = self.options
+        try:
+            with locked(options.state_dir, self.key, options.lock_timeout, _waiting(options)):
+                found = self._check(depends, day)
+                if found is not None:
+                    os.utime(self.state_summary)
+                return found
+        except OSError:  # a folder that cannot be locked: the build says so
             return None
-        files = record["state"]
-        if not files or files[0][0] != str(state_summary):
-            return None
-        for file, *identity in files:
-            if _identity(os.stat(file))[:3] != identity:
+
+    def _check(self, depends: Dependencies, day: dt.date) -> Kept | None:
+        try:
+            text = read_small_file(self.path, MAX_RECORD_BYTES, "report record")
+            if text is None:
                 return None
-        for entry in outputs:
-            with open(entry["path"], "rb") as handle:
-                stat = os.fstat(handle.fileno())
-                if _identity(stat) != entry["identity"] or _sample_digest(handle, stat.st_size) != entry["sample"]:
+            record = json.loads(text)
+            if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or record.get("dependencies") != depends.digest(day):
+                return None
+            outputs = record["outputs"]
+            if [entry["path"] for entry in outputs] != [str(target) for target in self.out_paths]:
+                return None
+            files = record["state"]
+            if not files or files[0][0] != str(self.state_summary):
+                return None
+            for file, *identity in files:
+                if _identity(os.stat(file))[:3] != identity:
                     return None
-        lines = [[str(stream), str(line)] for stream, line in record["lines"]]
-        return Kept(str(record["generated_at"]), [entry["path"] for entry in outputs], lines, str(record["summary"]))
-    except (OSError, ValueError, KeyError, TypeError, SmallFileError):
-        return None
+            for entry in outputs:
+                with open(entry["path"], "rb") as handle:
+                    stat = os.fstat(handle.fileno())
+                    if _identity(stat) != entry["identity"] or _sample_digest(handle, stat.st_size) != entry["sample"]:
+                        return None
+            lines = [[str(stream), str(line)] for stream, line in record["lines"]]
+            return Kept(str(record["generated_at"]), [entry["path"] for entry in outputs], lines, str(record["summary"]))
+        except (OSError, ValueError, KeyError, TypeError, SmallFileError):
+            return None
+
+    def save(self, depends: Dependencies | None, day: dt.date, report: dict, written: dict, state: str, lines: list) -> None:
+        """Record the report just written (``written``: each file's stat as written; ``state``: the
+        saved state it was made from, ``"<key>-<generation>"``), or, with no ``depends``, remove the
+        record. Best effort: without a record the next build writes the report again."""
+        if depends is None:
+            self.forget()
+            return
+        try:
+            outputs = [_output_entry(target, stat) for target, stat in written.items()]
+            if any(entry is None for entry in outputs):
+                self.forget()
+                return
+            record = {
+                "format": RECORD_FORMAT,
+                "dependencies": depends.digest(day),
+                "generated_at": report["generated_at"],
+                "outputs": outputs,
+                "state": [[str(file), *_identity(os.stat(file))[:3]] for file in state_files(self.state_summary, state)],
+                "lines": lines,
+                "summary": summary_line(report),
+            }
+            write_atomically(self.path, json.dumps(record, indent=1))
+        except (OSError, ValueError):
+            self.forget()
+
+    def forget(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def summary_line(report: dict) -> str:
+    """The report's figures as the command's last line gives them."""
+    fleet, inputs = report["fleet"], report["inputs"]
+    return f"{fleet['agents']} agents, {fleet['runs']} runs, {inputs['spans']} spans, {inputs['bad_lines']} bad lines"
