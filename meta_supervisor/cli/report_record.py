@@ -27,23 +27,24 @@ that read something new leaves no record until it has written its report), two t
   the report was made from: its summary (``report-<key>.json``) and its generation's tables (a save of
   a new state replaces them; one removed or replaced would make the state a warning).
 
-The next build (``keep``) computes the same digest before reading anything else, and keeps the report
-only when the digest, every requested output and the state's summary all match the record: it reads
-the inputs' first 4 kB, the kill switch and audit files, lists the market data folder and stats the
-project's module files (a few ms), never the saved state or the trace files' contents. A record is
-written only after a build with no state warning (one whose state was saved, or found unchanged), so
-a kept report is one that "nothing new" would write again, but for ``generated_at``, which stays when
-the kept report was made. Any doubt (no record, a damaged or unreadable one, a missing, edited or
-replaced output, a changed dependency) falls through to the usual build, which writes the report and a
-new record. Never kept: ``--full``, ``--no-state`` (no record) and evaluation spans (they need the
-tallies; the record is still written for the builds after).
+The next build (``Record.kept``) computes the same digest before reading anything else, and keeps
+the report only when the digest, every requested output and the state's files all match the record:
+it reads the inputs' first 4 kB, the kill switch and audit files, lists the market data folder and
+stats the project's module files (a few ms), never the saved state or the trace files' contents. A
+record is written only after a build with no state warning (one whose state was saved, or found
+unchanged), so a kept report is one that "nothing new" would write again, but for ``generated_at``,
+which stays when the kept report was made. Any doubt (no record, a damaged or unreadable one, a
+missing, edited or replaced output, a changed dependency) falls through to the usual build, which
+writes the report and a new record. Never kept: ``--full``, ``--no-state`` (no record) and evaluation
+spans (they need the tallies; the record is still written for the builds after).
 
-The state lock is not taken: a record vouches only for output files it names by inode, so a build
-of the same options running meanwhile (holding the lock) can only make the check fail and fall through
-(to wait for the lock as before), never make a stale report pass. The kept files are not touched:
-their mtime stays the time their content was written, as ``generated_at`` says (``make`` does not
-touch an up-to-date target either); the state's summary is touched as by an unchanged build (the
-state set's recent use).
+The check holds the state lock, as an unchanged build does: a build of the same options running
+meanwhile is waited for (at most the lock timeout, then ``LockTimeout`` as the build's), and the
+check then sees what it wrote. The record is written without the lock (as the report files are): it
+vouches only for output files it names by inode, so builds writing the same folder at once can only
+make a check fail, never make a stale report pass. The kept files are not touched: their mtime stays
+the time their content was written, as ``generated_at`` says (``make`` does not touch an up-to-date
+target either); the state's summary is touched as by an unchanged build (the state set's recent use).
 
 Reads no environment variables (the command resolves them and hands the values in).
 """
