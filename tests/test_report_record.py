@@ -352,3 +352,35 @@ def test_kept_report_repeats_what_was_said_about_it(world: World, capsys) -> Non
     assert "kill-switch" in first and "price table" in first
     assert world.build() == 0
     assert capsys.readouterr().err == first
+
+
+def test_the_check_waits_for_a_build_holding_the_state_then_keeps(world: World, monkeypatch, capsys) -> None:
+    """Another build of the same options holds the state lock: the check waits for it (exit 3 past the
+    lock timeout, naming the holder, as any build), and keeps the report once it is released."""
+    import fcntl
+    import threading
+
+    (lock_path,) = (world.tmp / "state").glob("report-*.lock")
+    held, release = threading.Event(), threading.Event()
+
+    def other_build() -> None:  # holds the lock (another open file: flock conflicts) for at most 60 s
+        with open(lock_path, "r+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            lock.write("4242\n")
+            lock.flush()
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=other_build)
+    holder.start()
+    try:
+        assert held.wait(60)
+        monkeypatch.setenv("ALPHATRACE_STATE_LOCK_TIMEOUT", "0.2")
+        capsys.readouterr()
+        assert world.build() == 3
+        assert "4242" in capsys.readouterr().err
+    finally:
+        release.set()
+        holder.join(60)
+    before = world.outputs()
+    assert world.build() == 0 and "kept as is" in capsys.readouterr().out and world.outputs() == before
