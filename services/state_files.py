@@ -278,10 +278,12 @@ def _shared_entry(entry: dict, shared: SharedValues, encode: Callable[[Any], str
     yield "}"
 
 
-def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> None:
+def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> os.stat_result:
     """Write ``text`` to ``path``: temp file in the same folder, fsync, rename, fsync the folder.
     ``text`` may be string pieces, written as they come (an error while they are made leaves the
-    old file as it was). The file keeps its mode (0644 for a new one)."""
+    old file as it was). The file keeps its mode (0644 for a new one). Returns the written file's
+    stat, taken before the rename (its inode and mtime are this write's even if another process
+    replaces the file at once: the report record's check)."""
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -296,6 +298,7 @@ def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> None:
                 _write_pieces(tmp, text)
             tmp.flush()
             os.fsync(tmp.fileno())
+            written = os.fstat(tmp.fileno())
         try:
             mode = path.stat().st_mode & 0o777
         except FileNotFoundError:
@@ -307,6 +310,7 @@ def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> None:
             os.unlink(tmp_name)
         raise
     fsync_folder(folder)
+    return written
 
 
 class SmallFileError(ValueError):

@@ -232,6 +232,7 @@ def test_a_build_with_nothing_new_reuses_the_scored_section(tmp_path: Path, monk
 
     from meta_supervisor.assemble import alpha as report_alpha
     from meta_supervisor.assemble import report as report_model
+    from meta_supervisor.assemble import worth as report_worth
 
     first, out = build(tmp_path, "".join(lines_for(hand_made_runs())), "--state-dir", str(tmp_path / "state"))
     assert len(list((tmp_path / "state").glob("report-*.alpha.bin"))) == 1
@@ -241,10 +242,15 @@ def test_a_build_with_nothing_new_reuses_the_scored_section(tmp_path: Path, monk
         raise AssertionError("scored again although nothing changed")
 
     monkeypatch.setattr(report_model, "alpha_quality_section", not_again)
+    monkeypatch.setattr(report_model, "worth_section", not_again)
+    for record in (tmp_path / "state").glob("*.record"):
+        record.unlink()  # the report made again (not kept as is: cli.report_record), from the cached sections
     assert report_cli.main(argv, now=lambda: NOW) == 0
-    assert json.loads((out / "meta_report.json").read_text(encoding="utf-8")) == first  # the cached section, exactly
+    assert json.loads((out / "meta_report.json").read_text(encoding="utf-8")) == first  # the cached sections, exactly
+    assert first["worth"] is not None
     # other prices: scored again (the cache is keyed on the market data files)
     monkeypatch.setattr(report_model, "alpha_quality_section", report_alpha.alpha_quality_section)
+    monkeypatch.setattr(report_model, "worth_section", report_worth.worth_section)
     aaa = tmp_path / "prices" / "AAA.csv"
     aaa.write_text(aaa.read_text().replace("2024-01-03,,,,110,", "2024-01-03,,,,90,"))
     os.utime(aaa, ns=(1, 1))

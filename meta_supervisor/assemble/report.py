@@ -296,6 +296,7 @@ def build_report(
     worth: WorthConfig | None = None,
     price_max_age_days: int | None = None,
     spend_tallies: bool = False,
+    worth_figures: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report dict. Pure: the same arguments always give the same dict.
 
@@ -306,6 +307,8 @@ def build_report(
     (``alpha_cache``); the market data are then not consulted for it. ``worth``: capital per agent,
     the combining agents' members and the universe (``agents/agents.toml``) for the ``worth`` section
     (each agent's signals as a portfolio, net of its LLM bill; null without market data or signals).
+    ``worth_figures``: that section as computed before for exactly these tallies, market data, day,
+    configuration and kill-switch names (``alpha_cache.worth_key``); not computed again then.
     ``spend_tallies``: the caller needs ``data.agents`` no more (the CLI without evaluation spans):
     each agent's tally is swapped for its alpha signals alone (all the sections after the agents'
     read) as soon as its section is made, so 1,000 agents' sections are built in the memory their
@@ -367,10 +370,13 @@ def build_report(
     }
     fleet = _fleet(agents, latencies.values())
     today = report_day(now)
-    alpha = worth_figures = None
-    if data.alpha_signals and market is not None:
+    alpha = None
+    if not (data.alpha_signals and market is not None):
+        worth_figures = None
+    else:
         alpha = alpha_quality if alpha_quality is not None else alpha_quality_section(data.agents, agents, market, today, as_of)
-        worth_figures = worth_section(data.agents, agents, market, today, worth or WorthConfig(), as_of)
+        if worth_figures is None:
+            worth_figures = worth_section(data.agents, agents, market, today, worth or WorthConfig(), as_of)
     supervisor = supervisor_section(audit, kill.entries if kill.error is None else {})
     report = {
         "schema_version": SCHEMA_VERSION,

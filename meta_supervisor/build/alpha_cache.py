@@ -1,13 +1,18 @@
-"""A cache of the ``alpha_quality`` section beside the incremental state, for builds with nothing new.
+"""A cache of the ``alpha_quality`` and ``worth`` sections beside the incremental state, for builds
+with nothing new.
 
 Scoring reads the market data and computes forward returns and rank correlations: a fraction of a
-second on a year of signals, most of a build that finds nothing new to read. The section is a pure
+second on a year of signals, most of a build that finds nothing new to read (the worth section's
+portfolios read the same market data: ~80 ms of CSV parsing for four scorable agents). The section is a pure
 function of the kept signals and costs (fixed by the saved state's generation: a new generation is
 written whenever anything new was read), the market data (each CSV's name, size and modification
 time), ``today`` and the scoring code's version, so it is kept in
 ``report-<key>-<generation>.alpha.bin`` (JSON, despite the name: the state's own clean-up removes it
 with the generation it belongs to) under a digest of all of that, and reused when the digest matches.
-Any doubt (no state, unknown market data, unreadable or other digest) means computing it again.
+The ``worth`` section is kept in the same file under its own digest (``worth_key``): the same
+material plus the fleet configuration it reads (capital, members, universe) and the agents named only
+by the kill switch (each has a section of its own in the report, which ``worth`` may read as a
+member's). Any doubt (no state, unknown market data, unreadable or other digest) means computing it again.
 
 Environment: ``ALPHATRACE_NATIVE`` only, through ``meta_supervisor.native_core`` (the compiled JSON check of
 ``services.state_files.json_pieces``).
@@ -27,7 +32,7 @@ from meta_supervisor.blake2 import blake2b
 from meta_supervisor.native_core import json_check
 from services.state_files import json_pieces, write_atomically
 
-CACHE_VERSION = 2  # 2: the HAC t-stats. Bump whenever the section's computation changes
+CACHE_VERSION = 3  # 2: the HAC t-stats; 3: the worth section too. Bump whenever either section's computation changes
 
 
 def market_fingerprint(market: Any) -> list | None:
@@ -57,16 +62,33 @@ def _path(state_dir: Path, state: str) -> Path:
     return Path(state_dir) / f"report-{state}.alpha.bin"
 
 
-def load(state_dir: Path | None, state: str, key: str | None) -> dict | None:
-    if state_dir is None or key is None:
+def worth_key(key: str | None, config: Any, kill_names: list[str] | None) -> str | None:
+    """The ``worth`` section's digest: ``cache_key``'s material (``key``), the fleet configuration it
+    reads and the names the kill switch adds to the report's agents (None: it could not be read)."""
+    if key is None:
         return None
+    material = json.dumps([key, repr(config), kill_names])
+    return blake2b(material.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def load(state_dir: Path | None, state: str, key: str | None) -> dict | None:
+    return load_sections(state_dir, state, key)[0]
+
+
+def load_sections(state_dir: Path | None, state: str, key: str | None, worth: str | None = None) -> tuple[dict | None, dict | None]:
+    """(``alpha_quality``, ``worth``) as cached under ``key`` and ``worth`` (``worth_key``); None for
+    each one not cached (the file is read once)."""
+    if state_dir is None or key is None:
+        return None, None
     try:
         data = _decoded(_path(state_dir, state).read_bytes())
     except (OSError, ValueError):
-        return None
+        return None, None
     if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("section"), dict):
-        return None
-    return data["section"]
+        return None, None
+    kept = data.get("worth")
+    found = kept.get("section") if isinstance(kept, dict) and worth is not None and kept.get("key") == worth else None
+    return data["section"], found if isinstance(found, dict) else None
 
 
 def _decoded(text: bytes) -> Any:
@@ -104,11 +126,16 @@ def _shared(value: msgspec.Raw, made: dict) -> Any:
     return found
 
 
-def save(state_dir: Path | None, state: str, key: str | None, section: dict | None) -> None:
+def save(state_dir: Path | None, state: str, key: str | None, section: dict | None, worth: str | None = None, worth_section=None) -> None:
+    """Keep ``section`` (``alpha_quality``) under ``key``, and ``worth_section`` under ``worth``
+    when both are given (a null worth section is not kept: it costs nothing to make)."""
     if state_dir is None or key is None or section is None:
         return
+    content: dict[str, Any] = {"key": key, "section": section}
+    if worth is not None and worth_section is not None:
+        content["worth"] = {"key": worth, "section": worth_section}
     try:
         # agent by agent (the section of 1,000 agents is ~9 MB of text): never whole in memory
-        write_atomically(_path(state_dir, state), json_pieces({"key": key, "section": section}, depth=3, plain=json_check()))
+        write_atomically(_path(state_dir, state), json_pieces(content, depth=3, plain=json_check()))
     except OSError:
         pass  # only a cache

@@ -26,6 +26,8 @@ sets of option keys not used recently go (``KEEP_STATES``), unless another build
 ``report-<key>.lock`` is held (``services.state_files.exclusive_lock``) while a build reads and
 writes the state of its key; it holds the holder's pid. A build waits for it at most
 ``ALPHATRACE_STATE_LOCK_TIMEOUT`` seconds (read by ``lock_timeout``, for the CLI; default 600).
+``state_key`` reads the line cap (``ALPHATRACE_MAX_LINE_BYTES``, ``reading.formats.max_line_bytes``):
+a state read with another cap counted other lines as bad.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from meta_supervisor.build.options import BuildOptions, new_aggregator, to_ns
 from meta_supervisor.build.part_result import CHUNK_ITEMS
 from meta_supervisor.build.state_checks import SPILLED_TABLES, summary_problem
 from meta_supervisor.native_core import json_check
+from meta_supervisor.reading.formats import max_line_bytes
 from meta_supervisor.tally.aggregates import AgentTally, InputTally, Tallies, TallyState
 from meta_supervisor.tally.bounds import P_DEFERRED
 from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet
@@ -80,17 +83,18 @@ def state_key(options: BuildOptions, state_format: int = STATE_FORMAT) -> str:
         {"version": getattr(prices, "version", None), "models": {k: vars(v) for k, v in sorted(getattr(prices, "models", {}).items())}},
         sort_keys=True,
     )
-    material = json.dumps(
-        {
-            "inputs": sorted(os.path.abspath(os.path.expanduser(spec)) for spec in options.inputs),
-            "since": to_ns(options.since),
-            "until": to_ns(options.until),
-            "alpha_signals": options.alpha_signals,
-            "prices": blake2b(price_text.encode(), digest_size=16).hexdigest(),
-            "format": state_format,
-        },
-        sort_keys=True,
-    )
+    fields = {
+        "inputs": sorted(os.path.abspath(os.path.expanduser(spec)) for spec in options.inputs),
+        "since": to_ns(options.since),
+        "until": to_ns(options.until),
+        "alpha_signals": options.alpha_signals,
+        "prices": blake2b(price_text.encode(), digest_size=16).hexdigest(),
+        "format": state_format,
+    }
+    if state_format == STATE_FORMAT:  # (older formats' keys as they were made: ``_older_format`` finds them)
+        # what is counted depends on these too: a line over the cap is a bad line, an evicted open run unchecked
+        fields.update(line_cap=max_line_bytes(), open_runs=options.max_open_runs)
+    material = json.dumps(fields, sort_keys=True)
     return blake2b(material.encode(), digest_size=8).hexdigest()
 
 

@@ -3,7 +3,10 @@
 With no arguments: read ``telemetry/traces.jsonl`` and its rotated backups (``traces-*.jsonl``),
 reuse the incremental state in ``meta_supervisor/cache/`` so only new bytes are read, and write
 ``meta_supervisor/reports/meta_report.json`` + ``.md`` + ``.html``. A malformed kill-switch file
-does not stop the report: the error is in the report (``kill_switch.error``) and on stderr.
+does not stop the report: the error is in the report (``kill_switch.error``) and on stderr. When
+nothing the report depends on changed since its files were written, they are kept as they are
+("report unchanged since ...: nothing new, kept as is"; ``cli.report_record`` says what is compared;
+never with ``--full``, ``--no-state`` or evaluation spans).
 
 Environment (flags win over environment, environment over defaults):
 
@@ -32,7 +35,7 @@ Environment (flags win over environment, environment over defaults):
 The incremental state is best effort: when it cannot be used, trusted or saved the report is still
 written, with a warning on stderr and in the report (``inputs.state_warnings``).
 
-Exit status: 0 report written; 2 bad arguments or configuration (price table, market data folder,
+Exit status: 0 report written (or kept); 2 bad arguments or configuration (price table, market data folder,
 lock timeout, an ``--input`` that does not exist or names a FIFO, device or socket: only regular
 files are read), with the reason, and the report left as it was; 3 another build held the state
 longer than the lock timeout (no report written; the message names its process). The default trace
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         resident = resident_spans(args.resident_spans)  # and ALPHATRACE_RESIDENT_SPANS
         require_inputs(args.input or [])  # before anything is written: a typo must not empty the report
 
-        from meta_supervisor.build.state_store import ENV_LOCK_TIMEOUT, lock_timeout
+        from meta_supervisor.build.state_store import lock_timeout
 
         wait_for_lock = lock_timeout()
         prices = PriceTable.load(args.price_table)
@@ -277,10 +280,6 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         hint = "; or leave alpha quality out with --no-alpha-quality" if "market data" in str(exc) else ""
         print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
-    from meta_supervisor.build.dispatch import build_inputs
-    from meta_supervisor.build.heap_trim import map_large_blocks
-
-    map_large_blocks()  # the build's transient large buffers returned when freed (peak RSS; glibc only)
     from meta_supervisor.build.options import BuildOptions
     from meta_supervisor.cli.progress import ProgressBar
     from meta_supervisor.render.outputs import write_report
@@ -308,17 +307,36 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         resident_spans=resident,
         notify=lambda message: print(f"note: {message}", file=sys.stderr),
     )
+    from meta_supervisor.cli import report_record
     from services.state_files import LockTimeout
 
+    out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)
+    record = seen = None
+    if state_dir is not None:  # the report record lives beside the state (report_record)
+        record = report_record.Record(state_dir, options, out_dir, formats)
+        seen = report_record.inputs_seen(options.inputs, market)  # before anything is read: what the report will be of
+        if not args.full and not evaluations and record.path.exists():
+            try:
+                kept = _kept_report(record, seen, args, prices, price_age, worth, now)
+            except LockTimeout as exc:
+                return _state_busy(exc)
+            if kept is not None:
+                for stream, line in kept.lines:
+                    print(line, file=sys.stderr if stream == "stderr" else sys.stdout)
+                if not args.quiet:
+                    print(
+                        f"report unchanged since {kept.generated_at}: nothing new, kept as is ({', '.join(kept.outputs)}: "
+                        f"{kept.summary}; checked in {time.monotonic() - started:.3f} s)"
+                    )
+                return 0
+    from meta_supervisor.build.dispatch import build_inputs
+    from meta_supervisor.build.heap_trim import map_large_blocks
+
+    map_large_blocks()  # the build's transient large buffers returned when freed (peak RSS; glibc only)
     try:
         data, stats = build_inputs(options)
     except LockTimeout as exc:
-        print(
-            f"error: the incremental state is in use by {exc.holder} (lock {exc.lock_path}, waited {exc.waited:g} s, "
-            f"${ENV_LOCK_TIMEOUT}); try again later, or build without it (--no-state)",
-            file=sys.stderr,
-        )
-        return 3
+        return _state_busy(exc)
     except ConfigError as exc:  # an --input that is not a regular file (reading.inputs), a bad line cap
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -327,20 +345,28 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
             bar.finish()
     for warning in stats.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    lines: list[list[str]] = []  # what is said about the report, said again when it is kept
+
+    def warn(text: str) -> None:
+        print(text, file=sys.stderr)
+        lines.append(["stderr", text])
+
     data.as_of_since, data.as_of_until = args.as_of_since, args.as_of_until
     kill = load_kill_state(args.kill_file)
     if kill.error:
-        print(f"warning: {kill.error}; the report shows the kill-switch state as unknown", file=sys.stderr)
-    jaeger_url = args.jaeger_url or os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL
+        warn(f"warning: {kill.error}; the report shows the kill-switch state as unknown")
+    jaeger_url = _jaeger_url(args)
     audit = load_audit(args.audit_log)
     if audit.error:
-        print(f"warning: {audit.error}; the report shows no supervisor decisions", file=sys.stderr)
-    moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
+        warn(f"warning: {audit.error}; the report shows no supervisor decisions")
+    moment = _now(now)
     from meta_supervisor.build import alpha_cache
 
     as_of = (args.as_of_since, args.as_of_until)
     key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
-    cached = alpha_cache.load(stats.state_dir, stats.state, key)
+    kill_names = sorted(kill.entries) if kill.error is None else None
+    worth_key = alpha_cache.worth_key(key, worth, kill_names)
+    cached, cached_worth = alpha_cache.load_sections(stats.state_dir, stats.state, key, worth_key)
     spend = not evaluations  # after the report the tallies are needed only to publish evaluations
     report = build_report(
         data,
@@ -354,34 +380,69 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         worth=worth,
         price_max_age_days=price_age,
         spend_tallies=spend,
+        worth_figures=cached_worth,
     )
     if not evaluations:  # the tallies are in the report now (1,000 agents: ~15 MB): freed before the files are made
         data.agents = {}
     if report["prices"]["warning"]:
-        print(f"warning: {report['prices']['warning']}", file=sys.stderr)
-    if cached is None:
-        alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"])
-    out_dir = args.out or Path(os.environ.get(ENV_REPORT_DIR) or DEFAULT_REPORT_DIR)
-    written = write_report(report, out_dir, formats)
+        warn(f"warning: {report['prices']['warning']}")
+    if cached is None or (cached_worth is None and report["worth"] is not None):
+        alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"], worth_key, report["worth"])
+    files_written: dict = {}
+    written = write_report(report, out_dir, formats, files_written)
     for message in data.messages:
-        print(f"note: {message}", file=sys.stderr)
-    if evaluations:
-        publish_evaluations(data, market, moment, state_dir, wait_for_lock, telemetry, args.quiet)
+        warn(f"note: {message}")
     losses = report["inputs"]["telemetry_losses"]
     if losses["spans_dropped"] or losses["spans_export_failed"]:
-        print(
+        warn(
             f"warning: the agents' telemetry lost spans before export ({losses['spans_dropped']} dropped by a full queue, "
             f"{losses['spans_export_failed']} failed to export, in {losses['processes_with_losses']} of {losses['processes']} "
-            "processes); the report undercounts (inputs.telemetry_losses)",
-            file=sys.stderr,
+            "processes); the report undercounts (inputs.telemetry_losses)"
         )
+    if record is not None:  # after a build whose state was saved or found unchanged, and trusted
+        trusted = bool(stats.state) and not stats.warnings
+        depends = record.dependencies(seen, **_report_inputs(args, prices, price_age, worth, kill, audit, jaeger_url)) if trusted else None
+        record.save(depends, report_day(moment), report, files_written, stats.state, lines)
+    if evaluations:
+        publish_evaluations(data, market, moment, state_dir, wait_for_lock, telemetry, args.quiet)
     if not args.quiet:
-        fleet = report["fleet"]
-        inputs_section = report["inputs"]
         print(
-            f"wrote {', '.join(str(p) for p in written)}: {fleet['agents']} agents, {fleet['runs']} runs, "
-            f"{inputs_section['spans']} spans, {inputs_section['bad_lines']} bad lines "
+            f"wrote {', '.join(str(p) for p in written)}: {report_record.summary_line(report)} "
             f"({stats.mode} build, {stats.bytes_read / 1e6:.1f} MB read in {time.monotonic() - started:.2f} s"
             f"{'; ' + stats.rebuild_reason if stats.rebuild_reason else ''})"
         )
     return 0
+
+
+def _state_busy(exc) -> int:
+    from meta_supervisor.build.state_store import ENV_LOCK_TIMEOUT
+
+    print(
+        f"error: the incremental state is in use by {exc.holder} (lock {exc.lock_path}, waited {exc.waited:g} s, "
+        f"${ENV_LOCK_TIMEOUT}); try again later, or build without it (--no-state)",
+        file=sys.stderr,
+    )
+    return 3
+
+
+def _jaeger_url(args) -> str:
+    return args.jaeger_url or os.environ.get(ENV_JAEGER_URL) or DEFAULT_JAEGER_URL
+
+
+def _now(now: Callable[[], dt.datetime] | None) -> dt.datetime:
+    return (now or (lambda: dt.datetime.now(dt.UTC)))()
+
+
+def _report_inputs(args, prices, price_age, worth, kill, audit, jaeger_url) -> dict:
+    """What the report is made with, for its record (``report_record.dependencies``)."""
+    as_of = (args.as_of_since, args.as_of_until)
+    return dict(as_of=as_of, kill=kill, audit=audit, jaeger_url=jaeger_url, worth=worth, prices=prices, price_age=price_age)
+
+
+def _kept_report(record, seen, args, prices, price_age, worth, now):
+    """The record's ``Kept`` when the report files are what this build would write, else None."""
+    kill = load_kill_state(args.kill_file)
+    audit = load_audit(args.audit_log)
+    jaeger_url = _jaeger_url(args)
+    depends = record.dependencies(seen, **_report_inputs(args, prices, price_age, worth, kill, audit, jaeger_url))
+    return record.kept(depends, report_day(_now(now)))

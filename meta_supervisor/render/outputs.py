@@ -118,23 +118,32 @@ def report_json(report: dict[str, Any]) -> str:
     return "".join(report_json_pieces(report))
 
 
-def write_report(report: dict[str, Any], out_dir: Path, formats: tuple[str, ...] = ("json", "md", "html")) -> list[Path]:
-    """Write the requested formats into ``out_dir``; returns the paths written."""
-    written = []
-    if "json" in formats:
-        path = out_dir / REPORT_JSON
-        write_atomically(path, report_json_pieces(report))
-        written.append(path)
-    if "md" in formats:
-        from meta_supervisor.render.markdown import render_markdown
+_FILES = (("json", REPORT_JSON), ("md", REPORT_MD), ("html", REPORT_HTML))
 
-        path = out_dir / REPORT_MD
-        write_atomically(path, render_markdown(report))
-        written.append(path)
-    if "html" in formats:
-        from meta_supervisor.render.html import html_pieces
 
-        path = out_dir / REPORT_HTML
-        write_atomically(path, html_pieces(report))
-        written.append(path)
-    return written
+def output_paths(out_dir: Path, formats: tuple[str, ...] = ("json", "md", "html")) -> list[Path]:
+    """The files ``write_report`` writes for ``formats``, in the order it writes them."""
+    return [out_dir / name for kind, name in _FILES if kind in formats]
+
+
+def write_report(
+    report: dict[str, Any], out_dir: Path, formats: tuple[str, ...] = ("json", "md", "html"), written: dict | None = None
+) -> list[Path]:
+    """Write the requested formats into ``out_dir``; returns the paths written. ``written``: filled
+    with each path's stat as written (``write_atomically``'s), for the report record."""
+    paths = output_paths(out_dir, formats)
+    for path in paths:
+        if path.name == REPORT_JSON:
+            pieces = report_json_pieces(report)
+        elif path.name == REPORT_MD:
+            from meta_supervisor.render.markdown import render_markdown
+
+            pieces = render_markdown(report)
+        else:
+            from meta_supervisor.render.html import html_pieces
+
+            pieces = html_pieces(report)
+        stat = write_atomically(path, pieces)
+        if written is not None:
+            written[path] = stat
+    return paths
