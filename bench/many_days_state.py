@@ -4,7 +4,8 @@ A file of ``--agents`` agents over ``--days`` days (the base workload's runs, ``
 agent a day: the per-day tables of the state grow with the days, not the spans), then, for this
 checkout and optionally ``--before`` (a ``git archive`` of the commit to compare with, run with
 this venv), interleaved: a full build with state; ``--repeat`` builds with nothing new that write
-the report again (the kill file is written again before each: a report that cannot be kept); a
+the report again (the record that lets a build keep the last report, ``cli.report_record``, is
+removed before each: a report that cannot be kept, as after the kill switch or the day changed); a
 build of a small append (the last ``--append-lines`` lines of the file), on a copy of the state,
 so it can be repeated. Each build is a fresh interpreter (``report_before_after.build``: VmHWM of
 the main process, the workers' peak, wall and CPU time, the load average).
@@ -54,8 +55,9 @@ def one_checkout(tree: Path, folder: Path, head: bytes, tail: bytes, repeat: int
     results: dict = {"full": build(tree, argv), "nothing_new": []}
     (summary,) = state.glob("report-????????????????.json")
     results["summary_bytes"] = summary.stat().st_size
-    for turn in range(repeat):
-        kill.write_text("{ }" if turn % 2 == 0 else "{}")
+    for _ in range(repeat):
+        for record in state.glob("*.record"):  # the report made again, not kept
+            record.unlink()
         results["nothing_new"].append(build(tree, argv))
     copy = folder / "state-append"
     shutil.rmtree(copy, ignore_errors=True)

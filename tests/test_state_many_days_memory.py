@@ -4,7 +4,7 @@ row: its build with nothing new at 5 M spans peaked at 76.7 MB).
 Each agent's per-day tables grow with the days the file covers (30 rows a table an agent here): the
 summary is ~4.2 MB of JSON, ~30 MB of Python objects when ``json.loads`` made it whole, and the
 alpha-quality cache's 1,000 copies of one empty horizons section another ~12 MB. A build that finds
-nothing new but writes the report again (the kill file changed) and a build of a small append (the
+nothing new but writes the report again (the kill switch changed: its record removed here) and a build of a small append (the
 saved aggregator loaded, the new runs read, the state saved) are each run in a fresh process; their
 peak (``VmHWM``) measured 49 and 53 MB here, 69 and 71 MB before the summary was read an agent at a
 time (``state_store.summary_text``) and the cache's repeated values made once (``alpha_cache``).
@@ -41,9 +41,13 @@ def thirty_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]
     return b"".join(lines[:-APPENDED_LINES]), b"".join(lines[-APPENDED_LINES:])
 
 
-def peak_mb(tmp_path: Path, kill: str) -> float:
-    """The report command's own peak, the kill file written first (a report that must be made again)."""
-    (tmp_path / "kill.json").write_text(kill)
+def peak_mb(tmp_path: Path) -> float:
+    """The report command's own peak, the report made again whatever the state: the record that
+    lets a build with nothing new keep the last report (``cli.report_record``) is removed first,
+    as when the kill switch or the day changed since."""
+    (tmp_path / "kill.json").write_text("{}")
+    for record in (tmp_path / "state").glob("*.record"):
+        record.unlink()
     args = [
         *("--input", str(tmp_path / "traces.jsonl"), "--out", str(tmp_path / "out"), "--state-dir", str(tmp_path / "state")),
         *("--workers", "2", "--quiet", "--kill-file", str(tmp_path / "kill.json"), "--audit-log", str(tmp_path / "audit.jsonl")),
@@ -56,7 +60,7 @@ def test_the_state_of_1000_agents_over_30_days_loads_in_bounded_memory(tmp_path:
     first, appended = thirty_days
     traces = tmp_path / "traces.jsonl"
     traces.write_bytes(first)
-    peak_mb(tmp_path, "{}")  # the full build: its state saved, and the alpha-quality section's cache
+    peak_mb(tmp_path)  # the full build: its state saved, and the alpha-quality section's cache
     runs = json.loads((tmp_path / "out" / "meta_report.json").read_text(encoding="utf-8"))["fleet"]["runs"]
     (summary,) = (tmp_path / "state").glob("report-????????????????.json")
     saved = json.loads(summary.read_bytes())
@@ -64,14 +68,17 @@ def test_the_state_of_1000_agents_over_30_days_loads_in_bounded_memory(tmp_path:
     assert all(len(entry["tally"]["day_runs"]) >= DAYS - 1 for entry in saved["agents"].values())  # ~30 days, 31 dates
     del saved
 
-    nothing_new = peak_mb(tmp_path, "{ }")
+    written = (tmp_path / "out" / "meta_report.json").stat()
+    nothing_new = peak_mb(tmp_path)
+    again = (tmp_path / "out" / "meta_report.json").stat()
+    assert (again.st_ino, again.st_mtime_ns) != (written.st_ino, written.st_mtime_ns)  # made again, not kept
     report = json.loads((tmp_path / "out" / "meta_report.json").read_text(encoding="utf-8"))
     assert report["fleet"]["agents"] == AGENTS and report["fleet"]["runs"] == runs
     assert list(tmp_path.glob("state/*.alpha.bin"))  # the section came from its cache
 
     with open(traces, "ab") as handle:
         handle.write(appended)
-    small_append = peak_mb(tmp_path, "{}")
+    small_append = peak_mb(tmp_path)
     report = json.loads((tmp_path / "out" / "meta_report.json").read_text(encoding="utf-8"))
     assert report["fleet"]["runs"] == RUNS + EXTRA_RUNS
     assert max(nothing_new, small_append) < MEMORY_BOUND_MB, (nothing_new, small_append)

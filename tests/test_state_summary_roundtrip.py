@@ -2,7 +2,7 @@
 
 ``state_store.summary_text`` leaves each agent's tally as its JSON text (``msgspec.Raw``) until the
 tally is made, and ``alpha_cache`` makes the agents' repeated values once: the reports written from
-them (nothing new, re-rendered because the kill file changed; an incremental build after an append;
+them (nothing new, made again with its record removed; an incremental build after an append;
 the cached alpha-quality section) are byte for byte the full build's. A summary msgspec does not
 read (a NaN, which ``json`` writes) is read as ``json`` reads it.
 """
@@ -41,10 +41,12 @@ def trace_lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
 
 
 def report_files(tmp_path: Path, *extra: str) -> dict[str, str]:
-    """The CLI's outputs for ``tmp_path/traces.jsonl``, after the kill file is written again (the
-    same entries, other bytes: a report that must be made again, whatever the state)."""
+    """The CLI's outputs for ``tmp_path/traces.jsonl``, made again whatever the state: the record
+    that lets a build keep the last report (``cli.report_record``) is removed first."""
     kill = tmp_path / "killed.json"
-    kill.write_text("{}" if kill.exists() and kill.read_text() == "{ }" else "{ }")
+    kill.write_text("{}")
+    for record in (tmp_path / "state").glob("*.record"):
+        record.unlink()
     out = tmp_path / "out"
     code = report_cli.main(
         [
@@ -66,8 +68,8 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     for name, what in (("light_tallies", "tallies"), ("load_aggregator", "aggregator")):
         original = getattr(SavedState, name)
         monkeypatch.setattr(SavedState, name, lambda self, *args, _f=original, _w=what: seen.append(_w) or _f(self, *args))
-    original_load = alpha_cache.load
-    monkeypatch.setattr(alpha_cache, "load", lambda *args: (section := original_load(*args)) and (seen.append("alpha") or section))
+    original_load = alpha_cache.load_sections
+    monkeypatch.setattr(alpha_cache, "load_sections", lambda *args: ((found := original_load(*args))[0] and seen.append("alpha")) or found)
     return seen
 
 
