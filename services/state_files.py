@@ -278,10 +278,12 @@ def _shared_entry(entry: dict, shared: SharedValues, encode: Callable[[Any], str
     yield "}"
 
 
-def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> None:
+def write_atomically(path: Path, text: str | bytes | Iterable[str], sync_folder: bool = True) -> None:
     """Write ``text`` to ``path``: temp file in the same folder, fsync, rename, fsync the folder.
     ``text`` may be string pieces, written as they come (an error while they are made leaves the
-    old file as it was). The file keeps its mode (0644 for a new one)."""
+    old file as it was). The file keeps its mode (0644 for a new one). Without ``sync_folder`` the
+    caller fsyncs the folder itself (``fsync_folder``), once after several files: the rename is
+    durable only then."""
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -306,7 +308,8 @@ def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    fsync_folder(folder)
+    if sync_folder:
+        fsync_folder(folder)
 
 
 class SmallFileError(ValueError):
