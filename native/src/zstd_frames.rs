@@ -112,7 +112,7 @@ fn frame_length(headers: &mut Headers, offset: u64, until: u64) -> std::io::Resu
 }
 
 /// The start of a data frame in the zstd file `path` nearest `target`, with `low <= start <
-/// high`, or None (the file is one frame up to `high`, or its frames cannot be followed to there);
+/// high` (never the file's first byte), or None (the file is one frame up to `high`, or its frames cannot be followed to there);
 /// and how many frames were walked. The walk stops at the first frame start at or after `target`.
 #[pyfunction]
 pub fn zstd_frame_near(path: &str, target: u64, low: u64, high: u64) -> PyResult<(Option<u64>, u64)> {
@@ -132,7 +132,8 @@ pub fn zstd_frame_near(path: &str, target: u64, low: u64, high: u64) -> PyResult
         if offset + length > size {
             break; // cut short: a frame start whose frame does not end is no place to cut
         }
-        if data && offset >= low && best.is_none_or(|b| offset.abs_diff(target) < b.abs_diff(target)) {
+        let cut = data && offset > 0 && offset >= low; // the file's start is no place to cut
+        if cut && best.is_none_or(|b| offset.abs_diff(target) < b.abs_diff(target)) {
             best = Some(offset);
         }
         frames += 1;
