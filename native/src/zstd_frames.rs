@@ -113,7 +113,8 @@ fn frame_length(headers: &mut Headers, offset: u64, until: u64) -> std::io::Resu
 
 /// The start of a data frame in the zstd file `path` nearest `target`, with `low <= start <
 /// high` (never the file's first byte), or None (the file is one frame up to `high`, or its frames cannot be followed to there);
-/// and how many frames were walked. The walk stops at the first frame start at or after `target`.
+/// and how many frames were walked. The walk stops at the first data frame start at or after
+/// `target`.
 #[pyfunction]
 pub fn zstd_frame_near(path: &str, target: u64, low: u64, high: u64) -> PyResult<(Option<u64>, u64)> {
     let file = File::open(path)?;
@@ -137,8 +138,8 @@ pub fn zstd_frame_near(path: &str, target: u64, low: u64, high: u64) -> PyResult
             best = Some(offset);
         }
         frames += 1;
-        if offset >= target {
-            break;
+        if cut && offset >= target {
+            break; // any start after this one is farther from the target
         }
         offset += length;
     }
