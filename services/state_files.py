@@ -278,12 +278,14 @@ def _shared_entry(entry: dict, shared: SharedValues, encode: Callable[[Any], str
     yield "}"
 
 
-def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> os.stat_result:
+def write_atomically(path: Path, text: str | bytes | Iterable[str], sync_folder: bool = True) -> os.stat_result:
     """Write ``text`` to ``path``: temp file in the same folder, fsync, rename, fsync the folder.
     ``text`` may be string pieces, written as they come (an error while they are made leaves the
-    old file as it was). The file keeps its mode (0644 for a new one). Returns the written file's
-    stat, taken before the rename (its inode and mtime are this write's even if another process
-    replaces the file at once: the report record's check)."""
+    old file as it was). The file keeps its mode (0644 for a new one). Without ``sync_folder`` the
+    caller fsyncs the folder itself (``fsync_folder``), once after several files: the rename is
+    durable only then. Returns the written file's stat, taken before the rename (its inode and
+    mtime are this write's even if another process replaces the file at once: the report record's
+    check)."""
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -309,7 +311,8 @@ def write_atomically(path: Path, text: str | bytes | Iterable[str]) -> os.stat_r
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    fsync_folder(folder)
+    if sync_folder:
+        fsync_folder(folder)
     return written
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import pickle
+import random
 import shutil
 from array import array
 from pathlib import Path
@@ -36,7 +37,7 @@ from meta_supervisor.build.file_reader import read_trace_file
 from meta_supervisor.build.options import BuildOptions
 from meta_supervisor.build.part_result import PartResult
 from meta_supervisor.reading.cursor import FileCursor
-from meta_supervisor.reading.formats import ENV_MAX_LINE
+from meta_supervisor.reading.formats import ENV_MAX_LINE, ZSTD_MAGIC
 from meta_supervisor.reading.inputs import expected_spans
 from meta_supervisor.tally.open_runs import MAX_OPEN_RUNS
 from meta_supervisor.tally.span_aggregator import SpanAggregator
@@ -581,7 +582,7 @@ def test_a_frame_cut_that_is_not_a_frame_start(native, tmp_path: Path, monkeypat
     middle = data.index(b"\n", len(data) // 2) + 5  # a frame boundary mid-line
     blob = frames_at(data, [middle], checksum=True)
     second = len(zstandard.ZstdCompressor(level=1, write_checksum=True).compress(data[:middle]))
-    assert blob[second : second + 4] == parallel_build.ZSTD_MAGIC
+    assert blob[second : second + 4] == ZSTD_MAGIC
     path = zfile(tmp_path, blob)
     for offset, merged in ((second // 2, []), (second, [True])):
         split = Split(monkeypatch, 0.5)
@@ -589,6 +590,124 @@ def test_a_frame_cut_that_is_not_a_frame_start(native, tmp_path: Path, monkeypat
         with_core, without = _build_both(monkeypatch, [path])
         assert with_core == without and with_core["inputs"]["spans"] > 4000
         assert split.splits == 1 and split.merges == merged, offset
+
+
+# --- where frames start, from their headers (zstd_frames.rs, parallel._frame_near) --------------------------
+
+
+def joined(pieces: list[tuple[bytes, bool]]) -> tuple[bytes, list[int]]:
+    """The file of ``pieces`` (a frame's bytes, whether it holds data) and where its data frames start."""
+    blob, starts = b"", []
+    for frame, data in pieces:
+        if data:
+            starts.append(len(blob))
+        blob += frame
+    return blob, starts
+
+
+def nearest(starts: list[int], target: int, low: int, high: int) -> int | None:
+    inside = [start for start in starts if low <= start < high and start > 0]  # the file's start is no cut
+    return min(inside, key=lambda start: (abs(start - target), start)) if inside else None
+
+
+def layouts(data: bytes) -> dict[str, list[tuple[bytes, bool]]]:
+    """Frame layouts a trace file has: the collector's (a frame an export, a one-byte frame its
+    newline), a frame a flush ending mid-line (its last line goes on in the next frame), one frame
+    (with and without its content size, a block a line), skippable frames between data frames, and
+    raw and RLE blocks (incompressible bytes, a run of one byte) in a frame of their own."""
+    level1 = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
+    exports = [(level1.compress(line[:-1]), True) for line in data.splitlines(keepends=True)[:300]]
+    collector = [piece for export in exports for piece in (export, (level1.compress(b"\n"), True))]
+    flushes = [len(data) * k // 11 + k for k in range(1, 11)]
+    points = [0, *flushes, len(data)]
+    flushed = [(zstandard.ZstdCompressor(level=3).compress(data[a:b]), True) for a, b in itertools.pairwise(points)]
+    noise = bytes(random.Random(7).randbytes(300_000))  # raw blocks: it does not compress
+    return {
+        "collector": collector,
+        "flushes mid-line": flushed,
+        "one frame": [(zstandard.ZstdCompressor(level=3, write_content_size=False).compress(data), True)],
+        "one frame, a block a line": [(flushed_per_line(data, checksum=True), True)],
+        "skippable": [flushed[0], (skippable(b"x" * 5000), False), flushed[1], (skippable(b""), False), *flushed[2:]],
+        "raw and RLE blocks": [flushed[0], (level1.compress(noise), True), (level1.compress(b"\n" * 400_000), True), *flushed[1:]],
+    }
+
+
+def test_frame_starts_are_walked_from_the_headers(native, tmp_path: Path) -> None:
+    """The frame start nearest a point, found from the frames' and blocks' headers, is the true one
+    for every layout and every point; a one-frame file has none."""
+    data = workload_lines(1500, tmp_path=tmp_path) + small_lines()
+    for name, pieces in layouts(data).items():
+        blob, starts = joined(pieces)
+        path = zfile(tmp_path, blob, f"{name}.zst")
+        assert len(zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True).read()) >= len(data), name  # whole
+        boundaries = list(itertools.accumulate(len(frame) for frame, _ in pieces))[:-1]  # a skippable frame's start too
+        fractions = [int(len(blob) * fraction) for fraction in (0, 0.1, 0.3, 0.5, 0.52, 0.77, 0.95)]
+        targets = fractions + boundaries[:: max(1, len(boundaries) // 25)]
+        for target in targets:
+            fraction = round(target / len(blob), 3)
+            low, high = target // 2, (target + len(blob)) // 2
+            found = native_part.frame_near(path, target, low, high)
+            assert found == nearest(starts, target, low, high), (name, fraction)
+            if name.startswith("one frame"):
+                assert found is None
+        if name == "raw and RLE blocks":
+            kinds = {int.from_bytes(pieces[k][0][at : at + 3], "little") >> 1 & 3 for k in (1, 2) for at in _block_headers(pieces[k][0])}
+            assert {0, 1} <= kinds  # raw and RLE blocks were walked over
+
+
+def test_frame_starts_of_a_damaged_or_truncated_file(native, tmp_path: Path) -> None:
+    """A file cut short, or damaged in a header: the walk offers only frame starts before the damage
+    (of frames that end within the file), never one it cannot follow to; junk is no frame at all."""
+    data = workload_lines(1500, tmp_path=tmp_path) + small_lines()
+    blob, starts = joined(layouts(data)["flushes mid-line"])
+    cases = {"empty": b"", "junk": b"not a zstd file at all" * 100, "magic only": ZSTD_MAGIC}
+    for cut in (len(blob) // 2, starts[6] + 3, starts[6] + 20, len(blob) - 1):
+        cases[f"cut at {cut}"] = blob[:cut]
+    damaged = bytearray(blob)
+    header = starts[6] + _block_headers(blob[starts[6] :])[1]  # a block header of the seventh frame
+    damaged[header] |= 0x06  # its type made "reserved"
+    cases["a reserved block type"] = bytes(damaged)
+    oversized = bytearray(blob)
+    oversized[header + 2] = 0xFF  # a block of ~2 MB: longer than any block may be
+    cases["a block too long"] = bytes(oversized)
+    ends = [*starts[1:], len(blob)]
+    for name, case in cases.items():
+        path = zfile(tmp_path, case, "damaged.zst")
+        whole = [start for start, end in zip(starts, ends, strict=True) if end <= len(case)]  # frames that end in the file
+        if name.startswith("a "):
+            whole = starts[:6]  # the seventh frame cannot be followed to its end
+        target = len(blob) // 2
+        assert native_part.frame_near(path, target, 0, len(blob)) == nearest(whole, target, 0, len(blob)), name
+
+
+def test_two_parts_of_a_damaged_stream_of_frames(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream of frames damaged after the cut, or cut short: the same report as the Python reader's
+    (the damage counted as one bad line, or a partial tail), never a hang."""
+    data = workload_lines(2000, tmp_path=tmp_path) + small_lines()
+    blob, starts = joined(layouts(data)["flushes mid-line"])
+    damaged = bytearray(blob)
+    damaged[starts[8] + _block_headers(blob[starts[8] :])[0]] |= 0x06
+    for name, case in (("damaged", bytes(damaged)), ("cut short", blob[: starts[9] + 1000])):
+        path = zfile(tmp_path, case, f"{name}.zst")
+        split = Split(monkeypatch, 0.5)
+        with_core, without = _build_both(monkeypatch, [path])
+        assert with_core == without, name
+        assert split.splits == 1 and split.frames and split.frames[0] is not None, name
+        if name == "damaged":
+            assert with_core["inputs"]["bad_lines"] == 1
+        else:
+            assert with_core["inputs"]["partial_tails"] and split.merges == [True]
+
+
+def test_one_frame_is_not_searched(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream of one frame (as ``zstd`` on the command line writes it): no frame start is found,
+    the child decodes from the start, the same report."""
+    data = workload_lines(2000, tmp_path=tmp_path) + small_lines()
+    path = zfile(tmp_path, zstandard.ZstdCompressor(level=3).compress(data))
+    split = Split(monkeypatch, 0.5)
+    with_core, without = _build_both(monkeypatch, [path])
+    assert with_core == without and with_core["inputs"]["spans"] > 4000
+    assert split.frames == [None] and split.merges == [True]
 
 
 def test_two_parts_of_a_stream_cut_short(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

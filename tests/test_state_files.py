@@ -58,6 +58,23 @@ def test_every_state_writer_uses_the_durable_write(tmp_path: Path, monkeypatch: 
     assert calls[-1] == ("dir", '{\n  "x": 1\n}\n')
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_the_report_files_share_one_folder_fsync_after_the_last_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build with nothing new writes only the three report files: each is fsynced, the folder once,
+    when all three new names are in it (four fsyncs, not six)."""
+    from meta_supervisor.render import html, markdown
+    from meta_supervisor.render import outputs as report_outputs
+
+    monkeypatch.setattr(markdown, "render_markdown", lambda report: "# report\n")  # a full report's rendering is not the point
+    monkeypatch.setattr(html, "html_pieces", lambda report: iter(["<html>", "</html>"]))
+    target = tmp_path / "out" / report_outputs.REPORT_HTML
+    calls = record_fsyncs(monkeypatch, target)
+    written = report_outputs.write_report({"x": 1}, target.parent)
+    assert [kind for kind, _ in calls] == ["file", "file", "file", "dir"]
+    assert calls[-1][1] == target.read_text() and all(path.exists() for path in written) and len(written) == 3
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted(path.name for path in written)  # no temp file left
+
+
 def test_a_failed_write_leaves_the_old_content_and_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "state.json"
     state_files.write_atomically(target, "old")

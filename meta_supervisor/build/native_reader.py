@@ -174,9 +174,22 @@ def _zstd_core():
 
 def frame_cut() -> bool:
     """Whether the core splits a zstd stream of many frames where a frame starts, each part's reader
-    decoding only its own frames (``read_zstd_part``'s ``frame_cut`` and ``seek``)."""
+    decoding only its own frames (``read_zstd_part``'s ``frame_cut`` and ``seek``), and finds
+    those starts from the frames' and blocks' headers (``frame_near``)."""
     native = _zstd_core()
-    return native is not None and hasattr(native, "ZSTD_FRAME_CUT")
+    return native is not None and hasattr(native, "ZSTD_FRAME_CUT") and hasattr(native, "zstd_frame_near")
+
+
+def frame_near(path: Path, target: int, low: int, high: int) -> int | None:
+    """The compressed offset of the data frame's start nearest ``target`` in the zstd file
+    ``path``, with ``low <= start < high``, found by walking the frames' and blocks' headers
+    (``native/src/zstd_frames.rs``: a few bytes read a block, none of its data); None when there
+    is none (one frame up to ``high``), when the headers cannot be followed there (a damaged or
+    truncated file), or when the core has no frame cut (``frame_cut``)."""
+    if not frame_cut():
+        return None
+    start, _ = native_core.core().zstd_frame_near(str(path), target, low, high)
+    return start
 
 
 def _latencies(native, spill):

@@ -224,8 +224,6 @@ def _handoff(aggregator: SpanAggregator) -> Handoff | None:
 
 ZSTD_SPLIT_AT = 0.55  # the second part also decompresses the first to skip it: the first is a bit longer
 ZSTD_FRAME_SPLIT_AT = 0.5  # cut at a frame: each part decodes only its own, so halves of the compressed bytes
-FRAME_SEARCH = 1 << 20  # compressed bytes read at a time looking for a frame's start
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def worth_splitting_zstd(path: Path, cursor: FileCursor | None, workers: int) -> bool:
@@ -342,25 +340,14 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
 
 
 def _frame_near(path: Path, size: int) -> int | None:
-    """The compressed offset of a frame's start at or after ``ZSTD_FRAME_SPLIT_AT`` of a zstd file and
-    before its last quarter, or None (one frame, as the bench's generator writes: no cut there). A
-    frame's magic number found in the bytes is only a candidate: the parent's decoder checks that a
-    frame does end right there (``read_zstd_into``'s ``frame_cut``), else it reads on to the end."""
-    import zstandard
-
-    at, end = int(size * ZSTD_FRAME_SPLIT_AT), size * 3 // 4
-    with open_regular(path) as handle:
-        while at < end:
-            handle.seek(at)
-            chunk = handle.read(min(FRAME_SEARCH, end - at) + 32)  # a frame header beyond the end of the chunk
-            found = chunk.find(ZSTD_MAGIC)
-            while 0 <= found < FRAME_SEARCH:
-                with contextlib.suppress(zstandard.ZstdError):
-                    zstandard.get_frame_parameters(chunk[found:])
-                    return at + found
-                found = chunk.find(ZSTD_MAGIC, found + 1)
-            at += FRAME_SEARCH
-    return None
+    """The compressed offset of the data frame's start nearest ``ZSTD_FRAME_SPLIT_AT`` of a zstd
+    file, at most halfway from there to either end (the middle half of the file), or None (one
+    frame there, as ``zstd`` on the command line writes a file: no cut). Found by walking the frames' and blocks' headers
+    (``native_reader.frame_near``), not guessed from the bytes; the parent's decoder still checks
+    that a frame does end right there (``read_zstd_into``'s ``frame_cut``), else it reads on to
+    the end."""
+    target = int(size * ZSTD_FRAME_SPLIT_AT)
+    return native_reader.frame_near(path, target, target // 2, (target + size) // 2)
 
 
 def _zstd_child(

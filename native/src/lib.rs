@@ -25,6 +25,7 @@ mod table_loops;
 mod tables;
 mod tallies;
 mod values;
+mod zstd_frames;
 mod zstd_lines;
 
 use part::{Aggregator, Stop, R};
@@ -501,6 +502,7 @@ fn alphatrace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_part, m)?)?;
     m.add_function(wrap_pyfunction!(zstd_lines::read_zstd_part, m)?)?;
     m.add("ZSTD_FRAME_CUT", true)?; // read_zstd_part takes `frame_cut` and `seek`
+    m.add_function(wrap_pyfunction!(zstd_frames::zstd_frame_near, m)?)?;
     m.add_function(wrap_pyfunction!(zstd_lines::zstd_version, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_first_present, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_add_all, m)?)?;
