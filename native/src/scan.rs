@@ -26,6 +26,9 @@ pub(crate) struct Scan<'a> {
     pub(crate) depth: u32,
     /// whether the aggregator was given anything of this line (then it cannot be read again)
     pub(crate) touched: bool,
+    /// Attribute vectors of this line's spans, events and resources, emptied for the next
+    /// (`scan_spans::Spare`).
+    pub(crate) pool: Vec<Vec<crate::schema::KeyValue<'a>>>,
 }
 
 /// Bytes that end a run of plain string content: the quote, the backslash, control characters.
