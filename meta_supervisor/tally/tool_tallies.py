@@ -133,7 +133,9 @@ def histogram_items(histogram: dict | array) -> Iterator[tuple[int, int]]:
 
 def histogram_state(histogram: dict | array) -> list[list[int]]:
     """A histogram as a state saves it: [bucket, calls] pairs sorted by bucket."""
-    return sorted([bucket, calls] for bucket, calls in histogram_items(histogram))
+    if type(histogram) is dict:
+        return sorted([bucket, calls] for bucket, calls in histogram.items())
+    return list(map(list, zip(*_split(histogram))))  # a packed one is in bucket order, each bucket once
 
 
 def merged_histogram(mine: dict | array, theirs: dict | array) -> dict | array:
