@@ -239,6 +239,20 @@ const HEX: [u8; 256] = {
 
 /// The hex digits of a uuid-like key (dashes dropped) as a number: at most 32 digits, else None.
 pub(crate) fn uuid_u128(text: &str) -> Option<u128> {
+    // the common case first: a UUID's own layout, 8-4-4-4-12 hex digits, read a group at a time
+    // (~80 instructions, not ~800 a character at a time: every span carries its run's id)
+    let b = text.as_bytes();
+    if b.len() == 36 && b[8] == b'-' && b[13] == b'-' && b[18] == b'-' && b[23] == b'-' {
+        if let (Some(a), Some(c), Some(d), Some(e), Some(f)) = (
+            hex_u64(&b[..8]),
+            hex_u64(&b[9..13]),
+            hex_u64(&b[14..18]),
+            hex_u64(&b[19..23]),
+            hex_u64(&b[24..]),
+        ) {
+            return Some((a as u128) << 96 | (c as u128) << 80 | (d as u128) << 64 | (e as u128) << 48 | f as u128);
+        }
+    }
     let mut value: u128 = 0;
     let mut digits = 0;
     for b in text.bytes() {
@@ -309,6 +323,31 @@ pub(crate) fn span_ids(trace_id: &str, span_id: &str, helpers: &Helpers) -> R<Id
 #[cfg(test)]
 mod tests {
     use super::strict_int;
+
+    #[test]
+    fn a_uuid_a_group_at_a_time_as_a_character_at_a_time() {
+        fn slow(text: &str) -> Option<u128> {
+            let digits: String = text.chars().filter(|&c| c != '-').collect();
+            if digits.is_empty() || digits.len() > 32 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            u128::from_str_radix(&digits, 16).ok()
+        }
+        for text in [
+            "eb1167b3-67a9-4378-bc65-c1e582e2e662",
+            "EB1167B3-67A9-4378-BC65-C1E582E2E66F",
+            "00000000-0000-0000-0000-000000000000",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+            "eb1167b3-67a9-4378-bc65-c1e582e2e66g",
+            "eb1167b3-67a9-4378-bc65+c1e582e2e662",
+            "eb1167b3-67a9-4378-bc6-5c1e582e2e662",
+            "eb1167b3-67a9-4378-bc65-c1e582e2e6 2",
+            "eb1167b3--7a9-4378-bc65-c1e582e2e662",
+            "run-1",
+        ] {
+            assert_eq!(super::uuid_u128(text), slow(text), "{text:?}");
+        }
+    }
 
     #[test]
     fn eight_digits_at_a_time_as_one_at_a_time() {
