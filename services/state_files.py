@@ -223,6 +223,7 @@ class SharedValues:
         return text
 
 
+JSON_TYPES = (str, int, float, dict, list, tuple, type(None))  # what json writes without ``default`` (bool is an int)
 PLAIN_OPTIONS = frozenset({"ensure_ascii", "allow_nan", "default"})  # options under which orjson may write a value
 
 
@@ -238,8 +239,13 @@ def json_pieces(value: Any, depth: int = 2, plain: Callable[..., bool] | None = 
     encoder = json.JSONEncoder(separators=(",", ":"), **options)
     ascii_only = options.get("ensure_ascii", True)
     if plain is not None and options.keys() <= PLAIN_OPTIONS:
+        default = options.get("default")
 
         def encode(item: Any) -> str:
+            if default is not None and type(item) is dict and not all(isinstance(inner, JSON_TYPES) for inner in item.values()):
+                # a value json would hand to ``default`` (a state's tally, made as it is written):
+                # handed to it here, so that orjson may write its result (as json would, the same text)
+                item = {key: inner if isinstance(inner, JSON_TYPES) else default(inner) for key, inner in item.items()}
             if type(item) is not str and plain(item, ascii_only):
                 try:
                     return orjson.dumps(item).decode("utf-8")

@@ -245,3 +245,26 @@ def test_counts_past_32_bits_stay_exact_through_a_merge() -> None:
     assert list(histogram_items(back)) == [(1, 1), (2, 1)] and back.itemsize * len(back) == 16  # narrow again
     assert list(histogram_items(pack_histogram([(3, -1)]))) == [(3, -1)]  # a damaged state's negative count: wide, as read
     assert list(histogram_items(pack_histogram([(3, 2**63 - 1)]))) == [(3, 2**63 - 1)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 1887), st.integers(0, 2**40), max_size=30),
+    st.dictionaries(st.integers(0, 1887), st.integers(0, 2**40), max_size=30),
+)
+def test_two_packed_histograms_merge_into_the_sum_of_their_counts(mine: dict, theirs: dict) -> None:
+    """Packed histograms of other buckets merge bucket by bucket (made in C: ``merged_histogram``),
+    into the form a histogram of the summed counts has."""
+    expected = {bucket: mine.get(bucket, 0) + theirs.get(bucket, 0) for bucket in mine.keys() | theirs.keys()}
+    merged = merged_histogram(pack_histogram(list(mine.items())), pack_histogram(list(theirs.items())))
+    assert list(histogram_items(merged)) == sorted(expected.items())
+    assert merged == pack_histogram(sorted(expected.items()))  # narrow or wide as the sums need
+
+
+def test_the_native_cores_histogram_bytes_pack_as_its_pairs_do() -> None:
+    """The native core hands a histogram whose counts fit 32 bits over as bytes (its buckets then
+    their calls, ``narrow_histogram``): the same packed histogram as its (bucket, calls) pairs."""
+    pairs = [(0, 3), (64, 1), (700, 2**32 - 1), (1887, 9)]
+    raw = array("I", [bucket for bucket, _ in pairs] + [calls for _, calls in pairs]).tobytes()
+    assert pack_histogram(raw) == pack_histogram(pairs)
+    assert pack_histogram(raw).typecode == "I"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import math
 import pickle
 from array import array
@@ -693,3 +694,28 @@ def test_harness_tells_parts_apart(tmp_path: Path) -> None:
     )
     assert any("containers" in line for line in differences(a, snapshot(as_list)))
     assert a["agents"]["a"]["signals"]["rows"] and a["closed"] and a["span_fps"]
+
+
+def test_vectors_kept_from_line_to_line_carry_nothing_over(native, tmp_path: Path) -> None:
+    """The scanner keeps its emptied attribute and event vectors from one line to the next
+    (``scan_spans.rs``, ``Spare``): lines of many signals and attributes (past what it keeps),
+    then small ones, resources of other sizes, a resource after its spans, give the Python
+    reader's tallies, line by line."""
+    big = Run("a", 1, signals=[(f"S{k}", "up") for k in range(80)], llm=[Llm()] * 3)
+    small = [Run("b", 2 + i, start_ms=i * 1000, signals=[("SPX", "down")]) for i in range(4)]
+    again = [
+        Run("a", 9, start_ms=9000, signals=[(f"T{k}", "down") for k in range(70)]),
+        *[Run("b", 10 + i, start_ms=i * 900) for i in range(4)],
+    ]
+    spans = [span for run in [big, *small, *again] for span in spans_of(run)]
+    for span in spans[:3]:
+        span["attributes"] += [{"key": f"extra.{k}", "value": {"stringValue": str(k)}} for k in range(70)]
+    lines = span_lines(spans, per_line=1)
+    other = [span for run in [Run("c", 20 + i, signals=[("NDX", "up")]) for i in range(2)] for span in spans_of(run)]
+    lines[2:2] = span_lines(other, per_line=2, instance="host-1")  # a resource of four attributes
+    later = json.loads(lines[-1])  # the scope before its resource: read whole, then the resource
+    entry = later["resourceSpans"][0]
+    later["resourceSpans"][0] = {"scopeSpans": entry["scopeSpans"], "resource": entry["resource"]}
+    lines.append(json.dumps(later, separators=(",", ":")) + "\n")
+    python = assert_taken_and_equal(write(tmp_path, lines))
+    assert python["inputs"]["spans"] > 0 and python["inputs"]["bad_lines"] == 0

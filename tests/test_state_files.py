@@ -107,6 +107,30 @@ def test_pieces_are_written_as_they_come_and_a_failure_while_making_them_keeps_t
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
+def test_values_made_by_default_as_the_json_is_written_are_the_text_json_dumps_makes() -> None:
+    """A state's tallies are made as its JSON is written (``default``: ``state_store._encoded``); an
+    entry holding one is written as json.dumps writes it, whether orjson (vouched for by the native
+    core's check) or json writes the value ``default`` gives."""
+    from meta_supervisor.native_core import json_check
+
+    def later(value):
+        return lambda: value
+
+    def default(item):
+        if callable(item):
+            return item()
+        raise TypeError(f"Object of type {type(item).__name__} is not JSON serializable")
+
+    made = {"a": 1, "b": [1.5, -0.0, "\u00e9", None, 2**70], "c": {"d": float("inf")}}
+    big = {"agents": {f"a{i}": {"tally": later(made), "n": i, "x": [i]} for i in range(70)}, "top": later([1, 2]), "t": True}
+    text = json.dumps(big, separators=(",", ":"), allow_nan=True, default=default)
+    for plain in (json_check(), None):
+        for depth in range(4):
+            assert "".join(state_files.json_pieces(big, depth, plain=plain, allow_nan=True, default=default)) == text
+    with pytest.raises(TypeError):
+        "".join(state_files.json_pieces({"a": {"b": object()}}, 1, plain=json_check(), default=default))
+
+
 def test_the_report_json_written_in_pieces_is_the_text_json_dumps_makes(tmp_path: Path) -> None:
     from meta_supervisor.render import outputs as report_outputs
 

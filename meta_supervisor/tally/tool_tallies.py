@@ -17,7 +17,8 @@ minimum and maximum); the count, average and maximum are exact.
 
 A histogram is a dict while spans are added to it (the Python reader) and packed, sorted by
 bucket, once it is loaded from a tally's state (the native core's tallies, a worker's, the
-incremental state: ``pack_histogram``): an ``array('I')`` of its buckets then their calls, 8 bytes a
+incremental state: ``pack_histogram``; the native core hands it over in that form already, as
+bytes): an ``array('I')`` of its buckets then their calls, 8 bytes a
 bucket, against ~90 bytes in a dict of ints (1,000 agents with three tools each held ~10 MB of
 histograms as dicts) and 16 in the (bucket, calls) pairs of an ``array('q')`` (5 MB at 5 M spans
 of the worst row). Its buckets and calls are read as two slices of it (``_split``: copies made in
@@ -32,6 +33,7 @@ Reads no environment variables.
 
 from __future__ import annotations
 
+import struct
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -69,6 +71,8 @@ def pack_histogram(pairs) -> array:
     """(bucket, calls) pairs (any order; a bucket given twice keeps its last count, as a dict made of
     them would) as a packed histogram. ``ValueError`` or ``TypeError`` for a pair that is not two
     64-bit integers (a damaged state: rebuilt, as for any other damage)."""
+    if type(pairs) is bytes:  # the native core's narrow form (``narrow_histogram``): one copy
+        return _narrow_of_bytes(pairs)
     try:
         if type(pairs) is list:  # a state's pairs, or the core's: sorted already, each bucket once
             packed = array("q", chain.from_iterable(pairs))
@@ -87,6 +91,18 @@ def pack_histogram(pairs) -> array:
     except OverflowError as exc:
         raise ValueError(f"a tool latency histogram holds a number beyond 64 bits: {exc}") from None
     return _packed(packed[0::2].tolist(), packed[1::2].tolist())
+
+
+def _narrow_of_bytes(raw: bytes) -> array:
+    """The native core's histogram: its buckets (sorted, each once) then their calls, 32-bit
+    unsigned in the machine's order (``native/src/lib.rs`` ``narrow_histogram``; never empty)."""
+    if _NARROW_MAX >= 0:
+        narrow = array("I")
+        narrow.frombytes(raw)
+        return narrow
+    numbers = list(struct.unpack(f"={len(raw) // 4}I", raw))  # a platform whose 'I' is not 32 bits
+    half = len(numbers) // 2
+    return _packed(numbers[:half], numbers[half:])
 
 
 def _packed(buckets: list[int], calls: list[int]) -> array:
@@ -117,7 +133,9 @@ def histogram_items(histogram: dict | array) -> Iterator[tuple[int, int]]:
 
 def histogram_state(histogram: dict | array) -> list[list[int]]:
     """A histogram as a state saves it: [bucket, calls] pairs sorted by bucket."""
-    return sorted([bucket, calls] for bucket, calls in histogram_items(histogram))
+    if type(histogram) is dict:
+        return sorted([bucket, calls] for bucket, calls in histogram.items())
+    return list(map(list, zip(*_split(histogram))))  # a packed one is in bucket order, each bucket once
 
 
 def merged_histogram(mine: dict | array, theirs: dict | array) -> dict | array:
@@ -133,6 +151,18 @@ def merged_histogram(mine: dict | array, theirs: dict | array) -> dict | array:
         buckets = buckets.tolist()
         if buckets == their_buckets.tolist():  # the same buckets (the common case): counts added
             return _packed(buckets, list(map(add, calls, their_calls)))
+        # other buckets (a tool's two halves of a file, mostly): the union's counts made by maps in
+        # C, no Python loop per bucket (1,000 agents: ~3,000 such merges a build)
+        mine_counts, their_counts = dict(zip(buckets, calls)), dict(zip(their_buckets, their_calls))
+        both = mine_counts.keys() & their_counts.keys()  # iterated in one order each time below
+        sums = list(map(add, map(mine_counts.__getitem__, both), map(their_counts.__getitem__, both)))
+        counts = mine_counts | their_counts
+        counts.update(zip(both, sums))
+        ordered = sorted(counts)
+        try:
+            return _packed(ordered, list(map(counts.__getitem__, ordered)))
+        except OverflowError as exc:
+            raise ValueError(f"a tool latency histogram holds a number beyond 64 bits: {exc}") from None
     counts = dict(histogram_items(mine))
     for bucket, calls in histogram_items(theirs):
         counts[bucket] = counts.get(bucket, 0) + calls

@@ -270,6 +270,8 @@ pub struct Aggregator<'py, 't> {
     pub(crate) sweep_seq: u64, // LLM-only open runs from this seq on were opened since the last sweep
     pub latency_spill: Option<crate::latency_spill::LatencySpill>,
     pub(crate) signal_names: crate::names::SignalNames,
+    /// The scanner's vectors, kept empty from one line to the next (`scan_spans::Spare`).
+    pub(crate) spare: crate::scan_spans::Spare,
 }
 
 impl<'py, 't> Aggregator<'py, 't> {
@@ -301,6 +303,7 @@ impl<'py, 't> Aggregator<'py, 't> {
             sweep_seq: 0,
             latency_spill: None,
             signal_names: Default::default(),
+            spare: Default::default(),
         }
     }
 

@@ -26,6 +26,9 @@ pub(crate) struct Scan<'a> {
     pub(crate) depth: u32,
     /// whether the aggregator was given anything of this line (then it cannot be read again)
     pub(crate) touched: bool,
+    /// Attribute vectors of this line's spans, events and resources, emptied for the next
+    /// (`scan_spans::Spare`).
+    pub(crate) pool: Vec<Vec<crate::schema::KeyValue<'a>>>,
 }
 
 /// Bytes that end a run of plain string content: the quote, the backslash, control characters.
@@ -49,6 +52,11 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// (the lowest flagged byte is exact: a borrow only carries upward from a byte that matches).
 #[inline]
 pub(crate) fn plain_run(b: &[u8], mut i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    match plain_run_sse2(b, i) {
+        Ok(found) => return found,
+        Err(rest) => i = rest,
+    }
     while let Some(word) = b.get(i..i + 8) {
         let v = u64::from_le_bytes(word.try_into().unwrap());
         let quote = v ^ (ONES * b'"' as u64);
@@ -64,6 +72,35 @@ pub(crate) fn plain_run(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// `plain_run` 16 bytes at a time (SSE2, part of every x86-64): the index of the first quote,
+/// backslash or control character from `i`, or (`Err`), when there is none up to where fewer
+/// than 16 bytes are left, that place (the 8-byte loop goes on from there). About half the
+/// instructions of the 8-byte loop a string (issue 13: strings are most of a span's bytes).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn plain_run_sse2(b: &[u8], mut i: usize) -> Result<usize, usize> {
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+    // SAFETY: SSE2 is part of x86-64 (every such processor has it), and each load reads bytes
+    // i..i + 16, within `b` (the loop's condition), unaligned
+    unsafe {
+        let (quote, backslash, controls) = (_mm_set1_epi8(b'"' as i8), _mm_set1_epi8(b'\\' as i8), _mm_set1_epi8(0x1f));
+        while i + 16 <= b.len() {
+            let v = _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>());
+            // a byte below 0x20 is its own unsigned minimum with 0x1f
+            let stops = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                _mm_cmpeq_epi8(_mm_min_epu8(v, controls), v),
+            );
+            let found = _mm_movemask_epi8(stops);
+            if found != 0 {
+                return Ok(i + found.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+    }
+    Err(i)
 }
 
 /// A number's text read by serde_json's grammar.
