@@ -20,6 +20,7 @@ from meta_supervisor.cli import report_record
 from meta_supervisor.reading.inputs import HEAD_BYTES
 from tests.fixtures.report.otlp_builder import Llm, Run, Signal, lines_for
 from tests.test_report_alpha import PRICES, hand_made_runs
+from tests.test_report_state_safety import state_lock_held
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = dt.datetime(2026, 1, 3, 12, 0, tzinfo=dt.UTC)
@@ -357,30 +358,11 @@ def test_kept_report_repeats_what_was_said_about_it(world: World, capsys) -> Non
 def test_the_check_waits_for_a_build_holding_the_state_then_keeps(world: World, monkeypatch, capsys) -> None:
     """Another build of the same options holds the state lock: the check waits for it (exit 3 past the
     lock timeout, naming the holder, as any build), and keeps the report once it is released."""
-    import fcntl
-    import threading
-
     (lock_path,) = (world.tmp / "state").glob("report-*.lock")
-    held, release = threading.Event(), threading.Event()
-
-    def other_build() -> None:  # holds the lock (another open file: flock conflicts) for at most 60 s
-        with open(lock_path, "r+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            lock.write("4242\n")
-            lock.flush()
-            held.set()
-            release.wait(60)
-
-    holder = threading.Thread(target=other_build)
-    holder.start()
-    try:
-        assert held.wait(60)
+    with state_lock_held(lock_path):
         monkeypatch.setenv("ALPHATRACE_STATE_LOCK_TIMEOUT", "0.2")
         capsys.readouterr()
         assert world.build() == 3
         assert "4242" in capsys.readouterr().err
-    finally:
-        release.set()
-        holder.join(60)
     before = world.outputs()
     assert world.build() == 0 and "kept as is" in capsys.readouterr().out and world.outputs() == before

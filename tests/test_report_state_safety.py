@@ -6,6 +6,7 @@ not used, and the report says why."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import fcntl
@@ -63,15 +64,13 @@ def without_warnings(report: dict) -> dict:
 # --- the state lock -------------------------------------------------------------------------------
 
 
-def test_a_busy_state_is_waited_for_a_bounded_time_then_names_its_holder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    (tmp_path / "traces.jsonl").write_text("".join(lines(1, 10)))
-    assert cli(tmp_path, "--state-dir", str(tmp_path / "state"))[0] == 0
-    (lock_path,) = (tmp_path / "state").glob("report-*.lock")
+@contextlib.contextmanager
+def state_lock_held(lock_path: Path):
+    """The state lock held as another build holds it (another open file: flock conflicts), its pid
+    4242 written in it, for the ``with`` block (at most 60 s)."""
     held, release = threading.Event(), threading.Event()
 
-    def other_build() -> None:  # holds the lock (another open file: flock conflicts) for at most 60 s
+    def other_build() -> None:
         with open(lock_path, "r+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             lock.write("4242\n")
@@ -83,6 +82,19 @@ def test_a_busy_state_is_waited_for_a_bounded_time_then_names_its_holder(
     holder.start()
     try:
         assert held.wait(60)
+        yield
+    finally:
+        release.set()
+        holder.join(60)
+
+
+def test_a_busy_state_is_waited_for_a_bounded_time_then_names_its_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "traces.jsonl").write_text("".join(lines(1, 10)))
+    assert cli(tmp_path, "--state-dir", str(tmp_path / "state"))[0] == 0
+    (lock_path,) = (tmp_path / "state").glob("report-*.lock")
+    with state_lock_held(lock_path):
         monkeypatch.setenv("ALPHATRACE_STATE_LOCK_TIMEOUT", "0.2")
         capsys.readouterr()
         code, _ = cli(tmp_path, "--state-dir", str(tmp_path / "state"))
@@ -91,9 +103,6 @@ def test_a_busy_state_is_waited_for_a_bounded_time_then_names_its_holder(
         assert "note: waiting up to 0.2 s" in err
         assert "error: the incremental state is in use by process 4242, which is no longer running" in err
         assert "--no-state" in err and err.count("error:") == 1
-    finally:
-        release.set()
-        holder.join()
     assert cli(tmp_path, "--state-dir", str(tmp_path / "state"))[0] == 0  # free again
 
 
