@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -190,13 +191,30 @@ def validate_compose(compose_file=None, env: Mapping[str, str] | None = None) ->
     return json.loads(proc.stdout)
 
 
+# Below Linux's default ephemeral range (32768-60999) and above the well-known ports of the stack's
+# services (4317/4318, 6379, 9090, 16686 are below 20000): the kernel never hands one of these to an
+# outgoing connection or to bind(0) between the check and the service's own bind. Ports from bind(0)
+# could be, and were: a collector failing to bind while other suites ran on the same machine.
+PORT_RANGE = (20000, 32767)
+
+
 def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
-    socks = []
+    """Distinct free TCP ports on 127.0.0.1 (held open together so they differ), drawn at random
+    from ``PORT_RANGE``; ``OSError`` when ``count`` free ones are not found in 10,000 tries."""
+    draw = random.SystemRandom()
+    socks: list[socket.socket] = []
     try:
-        for _ in range(count):
+        tries = 0
+        while len(socks) < count:
+            tries += 1
+            if tries > 10_000:
+                raise OSError(f"no {count} free TCP ports in {PORT_RANGE} on {HOST}")
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
+            try:
+                s.bind((HOST, draw.randint(*PORT_RANGE)))
+            except OSError:  # in use (or just drawn twice: the held one conflicts)
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
