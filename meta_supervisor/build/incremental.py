@@ -48,7 +48,7 @@ from pathlib import Path
 from meta_supervisor.build.full import full_build, read_file_maybe_parallel
 from meta_supervisor.build.options import BuildOptions, BuildStats, progress_adapter
 from meta_supervisor.build.state_checks import cursors_of, regression_problem
-from meta_supervisor.build.state_store import DEFAULT_LOCK_TIMEOUT, KEEP_STATES, SavedState, locked, state_key
+from meta_supervisor.build.state_store import KEEP_STATES, SavedState, locked_for, state_key
 from meta_supervisor.reading.cursor import FileCursor, classify
 from meta_supervisor.reading.inputs import head_digest, identity_of
 from meta_supervisor.tally.latency_runs import summary_of
@@ -119,18 +119,11 @@ def incremental_build(options: BuildOptions, files: list[Path], stats: BuildStat
     store = SavedState(options.state_dir, state_key(options))
     with contextlib.ExitStack() as held:
         try:
-            held.enter_context(locked(options.state_dir, store.key, options.lock_timeout, _waiting(options)))
+            held.enter_context(locked_for(options, store.key))
         except OSError as exc:  # a read-only or full folder, or not a folder
             stats.warnings.append(f"incremental state in {options.state_dir} not used ({exc}): everything read, nothing saved")
             return full_build(options, files, stats)
         return _build_locked(options, files, stats, store)
-
-
-def _waiting(options: BuildOptions):
-    if options.notify is None:
-        return None
-    timeout = options.lock_timeout if options.lock_timeout is not None else DEFAULT_LOCK_TIMEOUT
-    return lambda holder: options.notify(f"waiting up to {timeout:g} s for the incremental state in {options.state_dir}: {holder} uses it")
 
 
 def _distrusted(stats: BuildStats, problem: str) -> str:

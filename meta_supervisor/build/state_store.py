@@ -113,6 +113,17 @@ def locked(state_dir: Path, key: str, timeout: float | None = None, on_wait=None
         yield
 
 
+def locked_for(options: BuildOptions, key: str):
+    """``locked`` for a build of ``options`` (its state folder and lock timeout), telling
+    ``options.notify``, when set, whom it waits for: the one wording of the wait, whoever waits."""
+    timeout = options.lock_timeout if options.lock_timeout is not None else DEFAULT_LOCK_TIMEOUT
+
+    def notice(holder: str) -> None:
+        options.notify(f"waiting up to {timeout:g} s for the incremental state in {options.state_dir}: {holder} uses it")
+
+    return locked(options.state_dir, key, options.lock_timeout, notice if options.notify is not None else None)
+
+
 _SET_FILE = re.compile(r"^\.?report-([0-9a-f]{16})[.-]")  # a state set's files, locks and temp files
 
 

@@ -269,14 +269,13 @@ class Record:
         holding the state lock, as an unchanged build; the state's summary then touched as that build
         does: the state sets' pruning keeps the recently used); None otherwise, for any reason (the
         build writes them). ``LockTimeout`` as the build's."""
-        from meta_supervisor.build.incremental import _waiting  # the incremental build's notice, word for word
-        from meta_supervisor.build.state_store import locked
+        from meta_supervisor.build.state_store import locked_for
 
         if depends is None:
             return None
         options = self.options
         try:
-            with locked(options.state_dir, self.key, options.lock_timeout, _waiting(options)):
+            with locked_for(options, self.key):
                 found = self._check(depends, day)
                 if found is not None:
                     os.utime(self.state_summary)
