@@ -47,13 +47,14 @@ from pathlib import Path
 
 from meta_supervisor.build.full import full_build, read_file_maybe_parallel
 from meta_supervisor.build.options import BuildOptions, BuildStats, progress_adapter
+from meta_supervisor.build.save_aside import PendingSave, may_save_aside, save_aside
 from meta_supervisor.build.state_checks import cursors_of, regression_problem
-from meta_supervisor.build.state_store import KEEP_STATES, SavedState, locked_for, state_key
+from meta_supervisor.build.state_store import KEEP_STATES, SavedState, locked_for, new_generation, state_key
 from meta_supervisor.reading.cursor import FileCursor, classify
 from meta_supervisor.reading.inputs import head_digest, identity_of
 from meta_supervisor.tally.latency_runs import summary_of
 
-__all__ = ["KEEP_STATES", "incremental_build", "sort_latencies", "state_key"]
+__all__ = ["KEEP_STATES", "abandon_saving", "finish_saving", "incremental_build", "sort_latencies", "state_key"]
 _STATE_ERRORS = (OSError, ValueError, KeyError, TypeError)  # a damaged state: rebuild, never a wrong report
 
 
@@ -123,7 +124,10 @@ def incremental_build(options: BuildOptions, files: list[Path], stats: BuildStat
         except OSError as exc:  # a read-only or full folder, or not a folder
             stats.warnings.append(f"incremental state in {options.state_dir} not used ({exc}): everything read, nothing saved")
             return full_build(options, files, stats)
-        return _build_locked(options, files, stats, store)
+        built = _build_locked(options, files, stats, store)
+        if stats.saving is not None:  # the lock is kept until the forked save has ended (finish_saving)
+            stats.saving.pending.hold(held.pop_all())
+        return built
 
 
 def _distrusted(stats: BuildStats, problem: str) -> str:
@@ -226,16 +230,59 @@ def _continue(options, files: list[Path], stats: BuildStats, store: SavedState, 
 
 
 def _save(options: BuildOptions, stats: BuildStats, store: SavedState, aggregator, cursors: dict, summaries: dict, checkpoint) -> None:
-    """Save the new state (best effort: the report does not depend on it)."""
+    """Save the new state (best effort: the report does not depend on it), by a forked process
+    beside the report's assembly when the build asks for it (``save_aside``; ``finish_saving``)."""
     aggregator.latency_summaries = summaries
+    if options.save_aside and may_save_aside(options.workers):
+        pending = save_aside(lambda name: store.save(aggregator, cursors, summaries, checkpoint, name), new_generation(), store.discard)
+        stats.saving = _Saving(pending, store, checkpoint, options.state_dir)
+        return
     try:
         generation = store.save(aggregator, cursors, summaries, checkpoint)
     except OSError as exc:
-        if checkpoint and stats.checkpoint.startswith("written"):  # written by this build for this state: not needed now
-            store.discard(checkpoint)
-        stats.warnings.append(f"incremental state not saved ({exc}); what was written of it is removed, the previous state kept")
+        _not_saved(stats, store, checkpoint, exc)
         return
     stats.state_dir, stats.state = options.state_dir, f"{store.key}-{generation}"
+
+
+@dataclass
+class _Saving:
+    """A state being saved aside (``BuildStats.saving``): what ``finish_saving`` needs."""
+
+    pending: PendingSave
+    store: SavedState
+    checkpoint: str | None
+    state_dir: Path | None
+
+
+def finish_saving(stats: BuildStats) -> str | None:
+    """Wait for the state a forked process saves (``BuildOptions.save_aside``), then release the
+    state lock: ``stats.state`` is set, or the warning that it was not saved is added and returned
+    (None: saved, or nothing was being saved). A bug in the save is raised here."""
+    saving, stats.saving = stats.saving, None
+    if saving is None:
+        return None
+    try:
+        generation = saving.pending.wait()
+    except OSError as exc:
+        return _not_saved(stats, saving.store, saving.checkpoint, exc)
+    stats.state_dir, stats.state = saving.state_dir, f"{saving.store.key}-{generation}"
+    return None
+
+
+def abandon_saving(stats: BuildStats) -> None:
+    """The build failed before ``finish_saving``: end the save, remove what it wrote, release the lock."""
+    saving, stats.saving = stats.saving, None
+    if saving is not None:
+        saving.pending.abandon()
+
+
+def _not_saved(stats: BuildStats, store: SavedState, checkpoint: str | None, exc: OSError) -> str:
+    if checkpoint and stats.checkpoint.startswith("written"):  # written by this build for this state: not needed now
+        store.discard(checkpoint)
+    warning = f"incremental state not saved ({exc}); what was written of it is removed, the previous state kept"
+    stats.warnings.append(warning)
+    return warning
 
 
 def _checkpoint_before_last(store: SavedState, aggregator, cursors: dict, base: _Base, known, read_before: bool, stats: BuildStats):

@@ -32,6 +32,7 @@ class BuildOptions:
     notify: Callable[[str], None] | None = None  # told at once when the build has to wait for the state lock
     max_open_runs: int = MAX_OPEN_RUNS  # consistency.bound_open_runs (ALPHATRACE_MAX_OPEN_RUNS, read by the command)
     resident_spans: int | None = None  # spill_plan (--resident-spans, ALPHATRACE_RESIDENT_SPANS); None: the default
+    save_aside: bool = False  # the state saved by a forked process while the caller goes on (incremental.finish_saving)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class BuildStats:
     state: str = ""  # "<key>-<generation>" of the saved state the tallies equal: what a derived cache may be keyed on
     checkpoint: str = ""  # what became of the state saved before the last file (written, kept, none ...)
     warnings: list[str] = field(default_factory=list)  # the state could not be used, trusted or saved (inputs.state_warnings)
+    saving: Any = None  # a state still being saved aside (incremental.finish_saving); it holds the state lock
 
 
 def to_ns(moment: dt.datetime | None) -> int | None:

@@ -124,6 +124,11 @@ def locked_for(options: BuildOptions, key: str):
     return locked(options.state_dir, key, options.lock_timeout, notice if options.notify is not None else None)
 
 
+def new_generation() -> str:
+    """A new generation's name: 12 random hex digits."""
+    return os.urandom(6).hex()
+
+
 _SET_FILE = re.compile(r"^\.?report-([0-9a-f]{16})[.-]")  # a state set's files, locks and temp files
 
 
@@ -303,13 +308,16 @@ class SavedState:
 
     # --- writing ----------------------------------------------------------------------------------
 
-    def _write_generation(self, aggregator, cursors, summaries: dict | None, keep: frozenset = frozenset()) -> dict:
+    def _write_generation(
+        self, aggregator, cursors, summaries: dict | None, keep: frozenset = frozenset(), generation: str | None = None
+    ) -> dict:
         """Write the binary tables of a new generation (straight from their arrays, no copies);
         returns the JSON-able summary naming them. ``cursors``: the files the aggregator covers;
-        ``keep``: generations not yet named by the summary on disk that must stay. On any failure
-        (a full disk) the generation's files are removed before the error goes on."""
+        ``keep``: generations not yet named by the summary on disk that must stay; ``generation``: its
+        name (None: a new one). On any failure (a full disk) the generation's files are removed
+        before the error goes on."""
         self._remove_stale(self._named() | keep)  # room first: what a killed build left (a full disk)
-        generation = os.urandom(6).hex()
+        generation = generation or new_generation()
         try:
             return self._write_tables(generation, aggregator, cursors, summaries)
         except BaseException:
@@ -409,10 +417,11 @@ class SavedState:
         if not path.exists():
             write_atomically(path, text)
 
-    def save(self, aggregator, cursors, summaries: dict[str, dict], checkpoint: str | None) -> str:
-        """Write a new generation, then the JSON naming it and ``checkpoint`` (a generation, "" for the
-        empty state, None for none); drop every other generation. Returns the new generation."""
-        data = self._write_generation(aggregator, cursors, summaries, frozenset({checkpoint}))
+    def save(self, aggregator, cursors, summaries: dict[str, dict], checkpoint: str | None, generation: str | None = None) -> str:
+        """Write a new generation (named ``generation``, or a new name), then the JSON naming it and
+        ``checkpoint`` (a generation, "" for the empty state, None for none); drop every other
+        generation. Returns the new generation."""
+        data = self._write_generation(aggregator, cursors, summaries, frozenset({checkpoint}), generation)
         data["checkpoint"] = checkpoint
         try:
             write_atomically(

@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         max_open_runs=open_runs,
         resident_spans=resident,
         notify=lambda message: print(f"note: {message}", file=sys.stderr),
+        save_aside=True,  # the state saved by a forked process while the report is assembled (build.save_aside)
     )
     from meta_supervisor.cli import report_record
     from services.state_files import LockTimeout
@@ -331,6 +332,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
                 return 0
     from meta_supervisor.build.dispatch import build_inputs
     from meta_supervisor.build.heap_trim import map_large_blocks
+    from meta_supervisor.build.incremental import abandon_saving
 
     map_large_blocks()  # the build's transient large buffers returned when freed (peak RSS; glibc only)
     try:
@@ -351,43 +353,15 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
         print(text, file=sys.stderr)
         lines.append(["stderr", text])
 
-    data.as_of_since, data.as_of_until = args.as_of_since, args.as_of_until
-    kill = load_kill_state(args.kill_file)
-    if kill.error:
-        warn(f"warning: {kill.error}; the report shows the kill-switch state as unknown")
-    jaeger_url = _jaeger_url(args)
-    audit = load_audit(args.audit_log)
-    if audit.error:
-        warn(f"warning: {audit.error}; the report shows no supervisor decisions")
-    moment = _now(now)
-    from meta_supervisor.build import alpha_cache
-
-    as_of = (args.as_of_since, args.as_of_until)
-    key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
-    kill_names = sorted(kill.entries) if kill.error is None else None
-    worth_key = alpha_cache.worth_key(key, worth, kill_names)
-    cached, cached_worth = alpha_cache.load_sections(stats.state_dir, stats.state, key, worth_key)
-    spend = not evaluations  # after the report the tallies are needed only to publish evaluations
-    report = build_report(
-        data,
-        prices,
-        kill,
-        moment,
-        jaeger_url,
-        market=market,
-        audit=audit,
-        alpha_quality=cached,
-        worth=worth,
-        price_max_age_days=price_age,
-        spend_tallies=spend,
-        worth_figures=cached_worth,
-    )
+    try:  # the state may still be being saved by another process (save_aside): until finish_saving
+        report, kill, audit, jaeger_url, moment = _assemble(args, data, stats, prices, price_age, market, worth, evaluations, now, warn)
+    except BaseException:
+        abandon_saving(stats)
+        raise
     if not evaluations:  # the tallies are in the report now (1,000 agents: ~15 MB): freed before the files are made
         data.agents = {}
     if report["prices"]["warning"]:
         warn(f"warning: {report['prices']['warning']}")
-    if cached is None or (cached_worth is None and report["worth"] is not None):
-        alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"], worth_key, report["worth"])
     files_written: dict = {}
     written = write_report(report, out_dir, formats, files_written)
     for message in data.messages:
@@ -412,6 +386,54 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
             f"{'; ' + stats.rebuild_reason if stats.rebuild_reason else ''})"
         )
     return 0
+
+
+def _assemble(args, data, stats, prices, price_age, market, worth, evaluations: bool, now, warn):
+    """The report of ``data``, with the state's save (when aside) finished: a save that failed is a
+    warning in the report's ``inputs.state_warnings`` as when the state is saved before it."""
+    from meta_supervisor.build import alpha_cache
+    from meta_supervisor.build.incremental import finish_saving
+
+    data.as_of_since, data.as_of_until = args.as_of_since, args.as_of_until
+    kill = load_kill_state(args.kill_file)
+    if kill.error:
+        warn(f"warning: {kill.error}; the report shows the kill-switch state as unknown")
+    jaeger_url = _jaeger_url(args)
+    audit = load_audit(args.audit_log)
+    if audit.error:
+        warn(f"warning: {audit.error}; the report shows no supervisor decisions")
+    moment = _now(now)
+    as_of = (args.as_of_since, args.as_of_until)
+    kill_names = sorted(kill.entries) if kill.error is None else None
+
+    def keys() -> tuple:
+        key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
+        return key, alpha_cache.worth_key(key, worth, kill_names)
+
+    key, worth_key = keys()  # no state yet while it is saved aside: a new state has no cached sections
+    cached, cached_worth = alpha_cache.load_sections(stats.state_dir, stats.state, key, worth_key)
+    report = build_report(
+        data,
+        prices,
+        kill,
+        moment,
+        jaeger_url,
+        market=market,
+        audit=audit,
+        alpha_quality=cached,
+        worth=worth,
+        price_max_age_days=price_age,
+        spend_tallies=not evaluations,  # after the report the tallies are needed only to publish evaluations
+        worth_figures=cached_worth,
+    )
+    not_saved = finish_saving(stats)
+    if not_saved:
+        warn(f"warning: {not_saved}")
+        report["inputs"]["state_warnings"].append(not_saved)
+    key, worth_key = keys()
+    if cached is None or (cached_worth is None and report["worth"] is not None):
+        alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"], worth_key, report["worth"])
+    return report, kill, audit, jaeger_url, moment
 
 
 def _state_busy(exc) -> int:
