@@ -51,7 +51,7 @@ META_LAYERS: list[tuple[str, ...]] = [
     ("meta_supervisor.build",),  # files -> tallies: full, incremental, parallel, native
     ("meta_supervisor.tally",),  # typed spans -> mergeable per-agent state
     ("meta_supervisor.reading",),  # bytes -> typed spans
-    ("meta_supervisor.locations", "meta_supervisor.native_core", "meta_supervisor.blake2"),  # leaves
+    ("meta_supervisor.locations", "meta_supervisor.native_core", "meta_supervisor.blake2", "meta_supervisor.forked"),  # leaves
 ]
 
 PROJECT_PACKAGES = ("agents", "alpha", "meta_supervisor", "otel", "services", "settings")

@@ -168,7 +168,7 @@ def test_a_saving_process_that_is_killed_is_said_and_keeps_the_previous_state(
     code, report = cli(tmp_path)
     assert code == 0
     assert report["inputs"]["state_warnings"] == [
-        "incremental state not saved ([Errno 5] the process saving it was killed by signal 9); "
+        "incremental state not saved ([Errno 5] the process saving the state was killed by signal 9); "
         "what was written of it is removed, the previous state kept"
     ]
     assert state_files(tmp_path) == before and lock_is_free(tmp_path)
@@ -187,7 +187,7 @@ def test_a_bug_in_the_saving_process_fails_the_build_as_in_place(tmp_path: Path,
         raise KeyError("a bug in the save")
 
     monkeypatch.setattr(state_store._Table, "write", broken)
-    with pytest.raises(RuntimeError, match=r"(?s)saving the incremental state failed in its process:.*KeyError: 'a bug in the save'"):
+    with pytest.raises(RuntimeError, match=r"(?s)saving the state failed in its process:.*KeyError: 'a bug in the save'"):
         cli(tmp_path)
     assert lock_is_free(tmp_path)
     assert [name for name in state_files(tmp_path) if name.startswith("report-")] == []  # nothing of the generation left

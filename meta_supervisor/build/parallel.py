@@ -32,13 +32,9 @@ Reads no environment variables (``native_core`` reads ``ALPHATRACE_NATIVE``).
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import pickle
-import signal
-import sys
-import threading
 from pathlib import Path
 
 from meta_supervisor.build import merge, native_reader, parts
@@ -46,6 +42,7 @@ from meta_supervisor.build.file_reader import read_trace_file
 from meta_supervisor.build.heap_trim import release_free_memory
 from meta_supervisor.build.native_reader import read_native
 from meta_supervisor.build.part_result import Handoff, PartResult
+from meta_supervisor.forked import die_with_parent, fork_is_safe
 from meta_supervisor.reading.cursor import FileCursor
 from meta_supervisor.reading.inputs import HEAD_BYTES, expected_spans, head_digest, identity_of, open_regular, zstd_decompressed_size
 from meta_supervisor.reading.shapes import (
@@ -61,16 +58,10 @@ from meta_supervisor.tally.fingerprints import FingerprintMap, FingerprintSet
 from meta_supervisor.tally.span_aggregator import SpanAggregator
 
 MIN_SPLIT_BYTES = 48 << 20
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def worker_count(requested: int) -> int:
     return requested if requested > 0 else (os.cpu_count() or 1)
-
-
-def fork_is_safe() -> bool:
-    """Forking a process that runs other threads can deadlock the child on a lock held at the fork."""
-    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
 
 
 def worth_splitting(path: Path, cursor: FileCursor | None, workers: int) -> bool:
@@ -100,18 +91,6 @@ def split_points(path: Path, start: int, end: int, parts: int) -> list[int]:
                 points.append(position)
     points.append(end)
     return points
-
-
-def die_with_parent(parent: int) -> None:
-    """In a forked worker: be killed when the parent dies (Linux ``PR_SET_PDEATHSIG``), and end now
-    if it died before that was set. A worker never outlives the build that started it."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def drop_parent_tables(aggregator: SpanAggregator) -> None:

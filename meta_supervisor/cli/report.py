@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     if report["prices"]["warning"]:
         warn(f"warning: {report['prices']['warning']}")
     files_written: dict = {}
-    written = write_report(report, out_dir, formats, files_written)
+    written = write_report(report, out_dir, formats, files_written, html_aside=True)  # a forked process writes a large HTML
     for message in data.messages:
         warn(f"note: {message}")
     losses = report["inputs"]["telemetry_losses"]
