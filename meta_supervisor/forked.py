@@ -12,6 +12,10 @@ second core after the read (the state's save, ``build.save_aside``; the HTML fil
   else as a ``RuntimeError`` carrying the child's traceback; a child that ended without a result
   (killed, out of memory) is an ``OSError`` (EIO) saying how it ended. The child never returns
   into the caller's code (``os._exit``: no ``atexit`` handlers, no buffered output written twice).
+* While a forked call runs, the caller's objects are frozen for the cyclic garbage collector
+  (``gc.freeze``): a collection writes into every object it examines, and each page it writes
+  is then copied (copy-on-write), ~1,250 pages for 1,000 agents' tallies. They are unfrozen when
+  the last forked call has ended (objects are still freed by their reference counts meanwhile).
 
 Reads no environment variables.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import multiprocessing
 import os
 import pickle
@@ -32,6 +37,7 @@ from typing import Any
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _TRACEBACK_LIMIT = 1 << 19  # characters of a child's traceback sent back at most
+_running = 0  # forked calls not yet collected: the caller's objects stay frozen until none is left
 
 
 def fork_is_safe() -> bool:
@@ -82,6 +88,7 @@ class ForkedCall:
             os.close(self._fd)
             self._fd = None
             _, status = os.waitpid(self.pid, 0)
+            _thaw()
         code = os.waitstatus_to_exitcode(status)
         try:
             kind, value = pickle.loads(b"".join(chunks))
@@ -99,9 +106,16 @@ class ForkedCall:
 def call_forked(function: Callable[[], Any], doing: str) -> ForkedCall:
     """Fork a process that calls ``function()`` (its result must pickle) and ends; ``doing`` says
     what it does in errors ("saving the state": "the process saving the state was killed ...")."""
+    global _running
     parent = os.getpid()
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    gc.freeze()
+    _running += 1
+    try:
+        pid = os.fork()
+    except BaseException:
+        _thaw()
+        raise
     if pid == 0:  # the child: call, tell, end (never back into the caller's code)
         code = 1
         try:
@@ -121,6 +135,13 @@ def call_forked(function: Callable[[], Any], doing: str) -> ForkedCall:
             os._exit(code)
     os.close(write_end)
     return ForkedCall(pid, read_end, doing)
+
+
+def _thaw() -> None:
+    global _running
+    _running -= 1
+    if _running == 0:
+        gc.unfreeze()
 
 
 def _text(filename) -> str | None:
