@@ -28,7 +28,8 @@ def test_an_os_error_comes_back_as_one() -> None:
 
     with pytest.raises(OSError) as raised:
         call_forked(full_disk, "writing").result()
-    assert (raised.value.errno, raised.value.strerror, raised.value.filename) == (errno.ENOSPC, "No space left on device", "/some/where.json")
+    told = (raised.value.errno, raised.value.strerror, raised.value.filename)
+    assert told == (errno.ENOSPC, "No space left on device", "/some/where.json")
 
 
 def test_a_bug_comes_back_with_its_traceback() -> None:

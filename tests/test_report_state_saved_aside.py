@@ -285,3 +285,48 @@ def test_a_killed_build_takes_its_saving_process_with_it(tmp_path: Path) -> None
     assert state_files(tmp_path) == before and lock_is_free(tmp_path)  # the previous state, whole
     code, report = cli(tmp_path)
     assert code == 0 and without_warnings(report) == without_warnings(cli(tmp_path, "--no-state")[1])
+
+
+def test_a_report_that_fails_to_assemble_lets_the_save_end_and_frees_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from meta_supervisor.cli import report as report_cli
+
+    (tmp_path / "traces.jsonl").write_text("".join(lines(1, 20)))
+    log = tmp_path / "savers.log"
+    saves_seen(monkeypatch, log)
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the assembly")
+
+    monkeypatch.setattr(report_cli, "build_report", broken)
+    with pytest.raises(ValueError, match="a bug in the assembly"):
+        cli(tmp_path)
+    assert saver_pids(log) and os.getpid() not in saver_pids(log) and lock_is_free(tmp_path)
+    monkeypatch.undo()
+    code, report = cli(tmp_path)  # the state saved meanwhile is whole: used, nothing read again
+    assert code == 0 and report["inputs"]["state_warnings"] == []
+    assert without_warnings(report) == without_warnings(cli(tmp_path, "--no-state")[1])
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_save_that_fails_after_naming_its_state_keeps_that_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str) -> None:
+    """The summary renamed, then the folder's fsync fails: "not saved" is said, but the state the
+    summary names is whole and is not removed (the next build continues it without a warning)."""
+    from meta_supervisor.build import state_store
+
+    (tmp_path / "traces.jsonl").write_text("".join(lines(1, 20)))
+    real_atomic = state_store.write_atomically
+
+    def then_fails(path: Path, text) -> None:
+        real_atomic(path, text)
+        if state_store._MAIN_NAME.match(path.name):
+            raise OSError(5, "Input/output error", str(path.parent))
+
+    monkeypatch.setattr(state_store, "write_atomically", then_fails)
+    code, report = cli(tmp_path, "--workers", workers)
+    assert code == 0 and report["inputs"]["state_warnings"][0].startswith("incremental state not saved ([Errno 5] Input/output error")
+    monkeypatch.undo()
+    with open(tmp_path / "traces.jsonl", "a") as handle:
+        handle.write("".join(lines(21, 5)))
+    code, again = cli(tmp_path, "--workers", workers)
+    assert code == 0 and again["inputs"]["state_warnings"] == []
+    assert without_warnings(again) == without_warnings(cli(tmp_path, "--no-state")[1])

@@ -271,7 +271,7 @@ def finish_saving(stats: BuildStats) -> str | None:
 
 
 def abandon_saving(stats: BuildStats) -> None:
-    """The build failed before ``finish_saving``: end the save, remove what it wrote, release the lock."""
+    """The build failed before ``finish_saving``: let the save end (whatever its outcome), release the lock."""
     saving, stats.saving = stats.saving, None
     if saving is not None:
         saving.pending.abandon()

@@ -18,7 +18,8 @@ What stays as it was:
   without a result (killed, out of memory). A bug in the save (another exception) is a
   ``RuntimeError`` carrying the child's traceback, as it would have failed the build without the
   fork. Whatever a failed or killed save wrote of its generation (no summary names it) is removed
-  (``SavedState.discard``).
+  (``SavedState.discard``, which keeps a generation the summary names: a child killed just after
+  the summary's rename saved a whole state).
 * Nothing outlives the build: the child dies with it, and the summary's atomic replace means a
   child killed at any point leaves the previous state whole.
 
@@ -73,7 +74,7 @@ class PendingSave:
                 self._hold = None
 
     def abandon(self) -> None:
-        """The build failed on the way: end the save, remove what it wrote, release the lock."""
-        self._call.kill()
+        """The build failed on the way: let the save end (it is short; killed, it could end just
+        after the summary's rename), then release the lock. Its outcome no longer matters."""
         with contextlib.suppress(OSError, RuntimeError):
             self.wait()

@@ -325,7 +325,11 @@ class SavedState:
             raise
 
     def discard(self, generation: str) -> None:
-        """Remove what was written of a generation no summary names (best effort)."""
+        """Remove what was written of a generation no summary names (best effort). One the summary
+        names after all is kept: a save can fail after the summary's rename (the folder's fsync),
+        or its process be killed after it, and the state it named is whole."""
+        if generation in self._named():
+            return
         for path in self.dir.glob(f"report-{self.key}-{generation}.*"):
             with contextlib.suppress(OSError):
                 path.unlink()
