@@ -47,7 +47,7 @@ from meta_supervisor.tally.bounds import (
 from meta_supervisor.tally.day_tables import merged as merged_days
 from meta_supervisor.tally.day_tables import packed as packed_days
 from meta_supervisor.tally.signal_store import SignalStore
-from meta_supervisor.tally.tool_tallies import histogram_copy, histogram_state, merged_histogram, pack_histogram
+from meta_supervisor.tally.tool_tallies import histogram_copy, histogram_state, merged_histogram, native_histogram_merge, pack_histogram
 from otel.redaction import known_secrets, redact
 
 
@@ -178,12 +178,13 @@ class AgentTally:
         self.day_models = merged_days(self.day_models, other.day_models)
         self.bad_token_values += other.bad_token_values
         _merge_counts(self.llm_operations, other.llm_operations)
+        native_merge = native_histogram_merge() if other.tools else None
         for name, theirs in other.tools.items():
             mine = self.tools.get(name)
             if mine is None:
                 self.tools[name] = [*theirs[:T_HIST], histogram_copy(theirs[T_HIST])]
             else:
-                _merge_tool(mine, theirs)
+                _merge_tool(mine, theirs, native_merge)
         self.run_steps = merge_run_steps(self.run_steps, other.run_steps)
         _merge_counts(self.killed_mid_run, other.killed_mid_run)
         _merge_counts(self.budget_stops, other.budget_stops)
@@ -461,15 +462,16 @@ def merge_run_steps(mine: list[int], theirs: list[int]) -> list[int]:
     return [max(a, b) if slot in (RS_LLM_MAX, RS_TOOL_MAX) else a + b for slot, (a, b) in enumerate(zip(mine, theirs))]
 
 
-def _merge_tool(mine: list, theirs: list) -> None:
-    """One tool's tally (``T_*``) plus another's over other calls."""
+def _merge_tool(mine: list, theirs: list, native_merge=None) -> None:
+    """One tool's tally (``T_*``) plus another's over other calls (``native_merge``:
+    ``tool_tallies.native_histogram_merge``)."""
     if theirs[T_TIMED]:
         if not mine[T_TIMED] or theirs[T_MIN] < mine[T_MIN]:
             mine[T_MIN] = theirs[T_MIN]
         mine[T_MAX] = max(mine[T_MAX], theirs[T_MAX])
     for slot in (T_CALLS, T_ERRORS, T_TIMED, T_SUM):
         mine[slot] += theirs[slot]
-    mine[T_HIST] = merged_histogram(mine[T_HIST], theirs[T_HIST])
+    mine[T_HIST] = merged_histogram(mine[T_HIST], theirs[T_HIST], native_merge)
 
 
 def _merge_counts(target: dict, source: dict) -> None:
