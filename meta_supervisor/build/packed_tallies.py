@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Iterator, Mapping
+from operator import attrgetter
 from typing import Any
 
 from meta_supervisor.tally.bounds import AGENT_TABLE_LIMITS
@@ -107,7 +108,10 @@ def table_sizes(tally: Any) -> tuple[int, ...]:
     """The sizes of a tally's bounded tables (``bounds.AGENT_TABLE_LIMITS``, in order), then its
     signal store's symbols (0 without one)."""
     symbols = len(tally.signals.symbol_ids) if tally.signals is not None else 0
-    return (*(len(getattr(tally, table)) for table, _ in AGENT_TABLE_LIMITS), symbols)
+    return (*map(len, _BOUNDED_TABLES(tally)), symbols)
+
+
+_BOUNDED_TABLES = attrgetter(*(table for table, _ in AGENT_TABLE_LIMITS))  # a tally's tables, in that order
 
 
 def packed_state(state: tuple) -> tuple:
