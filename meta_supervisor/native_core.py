@@ -44,10 +44,16 @@ def available() -> bool:
 
 def json_check():
     """The core's ``orjson_writes_as_json`` (``render.outputs``: whether orjson writes a value as the
-    standard library's ``json`` does, known without encoding it), or None: no core, an older core
-    without it, or ``ALPHATRACE_NATIVE`` off or unreadable (the caller then encodes to compare)."""
+    standard library's ``json`` does, known without encoding it), or None (``optional``: the caller
+    then encodes to compare)."""
+    return optional("orjson_writes_as_json")
+
+
+def optional(name: str):
+    """The core's function ``name``, or None: no core, an older core without it, or
+    ``ALPHATRACE_NATIVE`` off or unreadable (the caller then does it in Python)."""
     try:
         module = core()
     except ConfigError:
         return None
-    return getattr(module, "orjson_writes_as_json", None)
+    return getattr(module, name, None)

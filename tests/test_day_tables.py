@@ -116,11 +116,42 @@ def test_merges_of_packed_and_dict_tables_equal_the_dicts_merge(a: dict, b: dict
         assert as_lists(merged(pack(mine), {key: list(row) for key, row in theirs.items()})) == expected
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    rows_of(days, small_counts, 5),
+    rows_of(days, small_counts, 5),
+    rows_of(model_keys, small_counts, 5),
+    rows_of(model_keys, small_counts, 5),
+)
+def test_two_packed_tables_merge_into_the_table_their_merged_rows_pack_into(a: dict, b: dict, ma: dict, mb: dict) -> None:
+    """Two packed tables are merged on their arrays (``_merged_rows``), not unpacked and packed
+    again: the result is the very table ``packed`` makes of the merged rows (the same rows in the
+    same order, the same model names in the same order), also after a round through pickle."""
+    for mine, theirs, is_models in ((a, b, False), (ma, mb, True)):
+        for left, right in ((mine, theirs), (theirs, mine)):
+            loaded = pickle.loads(pickle.dumps(packed(list(left.items()), 5, models=is_models)))
+            both = merged(loaded, packed(list(right.items()), 5, models=is_models))
+            expected = packed(list(plain_merge(left, right).items()), 5, models=is_models)
+            assert type(both) is DayTable and both.rows == expected.rows and both.models == expected.models
+
+
+def test_a_merge_leaves_both_tables_as_they_were() -> None:
+    mine = packed([((20415, "gpt-4.1", False), [1, 2, 3, 4, 5])], 5, models=True)
+    theirs = packed([((20415, "gpt-4o-mini", True), [1, 1, 1, 1, 1]), ((20415, "gpt-4.1", False), [1, 0, 0, 0, 0])], 5, models=True)
+    before = (mine.rows.tolist(), list(mine.models), theirs.rows.tolist(), list(theirs.models))
+    out = merged(mine, theirs)
+    assert as_lists(out) == [((20415, "gpt-4.1", False), [2, 2, 3, 4, 5]), ((20415, "gpt-4o-mini", True), [1, 1, 1, 1, 1])]
+    assert (mine.rows.tolist(), list(mine.models), theirs.rows.tolist(), list(theirs.models)) == before
+
+
 def test_a_merge_past_64_bits_is_exact_as_a_dict() -> None:
     top = (1 << 63) - 1
     out = merged(packed([(5, [top, 1, 0, 0, 0])], 5), packed([(5, [1, 1, 0, 0, 0]), (6, [0, 0, 0, 0, 2])], 5))
     assert type(out) is dict and out == {5: [top + 1, 2, 0, 0, 0], 6: [0, 0, 0, 0, 2]}
     assert list(out) == [5, 6]
+    key = (5, "gpt-4.1", False)
+    out = merged(packed([(key, [0, 0, 0, 0, -top - 1])], 5, models=True), packed([(key, [0, 0, 0, 0, -1])], 5, models=True))
+    assert type(out) is dict and out == {key: [0, 0, 0, 0, -top - 2]}
 
 
 def tally_state(day_runs: list, day_models: list, asof_runs: list) -> dict:

@@ -37,6 +37,7 @@ from meta_supervisor.tally.tool_tallies import (
     histogram_state,
     latency_bucket,
     merged_histogram,
+    native_histogram_merge,
     pack_histogram,
     tool_report,
 )
@@ -259,6 +260,47 @@ def test_two_packed_histograms_merge_into_the_sum_of_their_counts(mine: dict, th
     merged = merged_histogram(pack_histogram(list(mine.items())), pack_histogram(list(theirs.items())))
     assert list(histogram_items(merged)) == sorted(expected.items())
     assert merged == pack_histogram(sorted(expected.items()))  # narrow or wide as the sums need
+
+
+def native_merge():
+    merge = native_histogram_merge()
+    if merge is None:
+        pytest.fail("the native core is not installed, or is older than merged_narrow_histogram: run make native")
+    return merge
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 1887), st.one_of(st.integers(0, 300), st.integers(2**31, 2**32 - 1)), min_size=1, max_size=40),
+    st.dictionaries(st.integers(0, 1887), st.one_of(st.integers(0, 300), st.integers(2**31, 2**32 - 1)), min_size=1, max_size=40),
+)
+def test_the_native_core_merges_two_narrow_histograms_as_python_does(mine: dict, theirs: dict) -> None:
+    """Two narrow histograms merged in one walk by the native core (``merged_narrow_histogram``):
+    the histogram Python's merge makes, narrow or (a sum past 32 bits) wide, from either side."""
+    merge = native_merge()
+    left, right = pack_histogram(list(mine.items())), pack_histogram(list(theirs.items()))
+    assert left.typecode == right.typecode == "I"
+    for a, b in ((left, right), (right, left)):
+        expected = merged_histogram(a, b)
+        got = merged_histogram(a, b, merge)
+        assert got == expected and got.typecode == expected.typecode
+    assert list(left) == list(pack_histogram(list(mine.items())))  # neither side changed
+
+
+def test_the_native_merge_declines_what_is_not_a_narrow_histogram(monkeypatch) -> None:
+    """Not two narrow histograms (empty, an odd length, buckets out of order or repeated), or a sum
+    past 32 bits: None, and Python merges them (``merged_histogram``)."""
+    monkeypatch.delenv("ALPHATRACE_NATIVE", raising=False)
+    merge = native_merge()
+    good = array("I", [1, 5, 7, 7])
+    for bad in (array("I", [1, 2, 3]), array("I", [5, 1, 1, 1]), array("I", [5, 5, 1, 1])):
+        assert merge(good, bad) is None and merge(bad, good) is None
+    for other in (array("I"), array("I", [5, 1, 1, 1])):  # an empty one is not even handed to the core
+        assert merged_histogram(good, other, merge) == merged_histogram(good, other)
+    assert merge(good, array("I", [5, 2**32 - 7])) is None
+    assert array("I", merge(good, array("I", [3, 5, 2, 2]))) == array("I", [1, 3, 5, 7, 2, 9])
+    monkeypatch.setenv("ALPHATRACE_NATIVE", "off")
+    assert native_histogram_merge() is None
 
 
 def test_the_native_cores_histogram_bytes_pack_as_its_pairs_do() -> None:

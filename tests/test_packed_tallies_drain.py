@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pickle
 
-from meta_supervisor.build.packed_tallies import PackedTallies
+import pytest
+
+from meta_supervisor.build.packed_tallies import READ_AHEAD, PackedTallies
 from meta_supervisor.tally.aggregates import AgentTally
 
 
@@ -55,3 +57,22 @@ def test_tallies_written_to_a_file_are_read_from_it_an_agent_at_a_time(tmp_path)
         drained = [(name, pickle.dumps(tally)) for name, tally in received.drain()]
     assert drained == list(expected.items())
     assert len(received) == 0 and len(received.blob) == 0
+
+
+def test_a_hand_over_file_that_ends_early_is_an_error_not_fewer_agents(tmp_path):
+    """The file is read ahead a window at a time (``READ_AHEAD``); one cut short within an agent's
+    pickle raises EOFError (the part is then read again in order), also past the first window."""
+    tallies = {f"agent-{i:04d}": _tally(i) for i in range(300)}
+    sent = PackedTallies(tallies)
+    assert len(sent.blob) > 2 * READ_AHEAD  # more than one window
+    with open(tmp_path / "tallies", "w+b") as file:
+        sent.write_to(file)
+        file.truncate(len(sent.blob) - 10)
+        sent.blob = b""
+        received = pickle.loads(pickle.dumps(sent))
+        received.in_file(file)
+        names = []
+        with pytest.raises(EOFError, match="end at byte"):
+            for name, _ in received.drain():
+                names.append(name)
+    assert names == list(tallies)[:-1]

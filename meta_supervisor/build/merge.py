@@ -12,7 +12,9 @@ Reads no environment variables.
 from __future__ import annotations
 
 import pickle
+from operator import add, gt
 
+from meta_supervisor.build.packed_tallies import bounded_tables
 from meta_supervisor.build.part_result import PartResult, SpilledArray, chunks_of
 from meta_supervisor.tally import latency_runs
 from meta_supervisor.tally.bounds import (
@@ -26,6 +28,8 @@ from meta_supervisor.tally.bounds import (
 from meta_supervisor.tally.consistency import AGENT_INDEX_UNKNOWN, INDEX_SHIFT
 from meta_supervisor.tally.fingerprints import run_fingerprint
 from meta_supervisor.tally.span_aggregator import SpanAggregator
+
+TABLE_LIMITS = [limit for _, limit in AGENT_TABLE_LIMITS]
 
 
 def merge_part(aggregator: SpanAggregator, part: PartResult, file_label: str, line_offset: int) -> bool:
@@ -125,8 +129,7 @@ def within_limits(aggregator: SpanAggregator, inputs, agents: dict, agent_order:
 def _fits(mine, sizes: tuple) -> bool:
     """Whether ``mine`` plus a tally whose tables have ``sizes`` (``packed_tallies.table_sizes``)
     stays within every limit even if no key is shared."""
-    for (table, limit), size in zip(AGENT_TABLE_LIMITS, sizes, strict=False):
-        if len(getattr(mine, table)) + size > limit:
-            return False
+    if any(map(gt, map(add, map(len, bounded_tables(mine)), sizes), TABLE_LIMITS)):  # zip's loop in C
+        return False
     symbols = sizes[-1]
     return mine.signals is None or len(mine.signals.symbol_ids) + symbols <= MAX_DISTINCT

@@ -20,9 +20,12 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Iterator, Mapping
+from operator import attrgetter
 from typing import Any
 
 from meta_supervisor.tally.bounds import AGENT_TABLE_LIMITS
+
+READ_AHEAD = 1 << 16  # bytes of a hand-over file read at a time by ``drain`` (~25 agents, not a read each)
 
 
 class PackedTallies(Mapping):
@@ -66,16 +69,20 @@ class PackedTallies(Mapping):
         return len(self._ends)
 
     def drain(self) -> Iterator[tuple[str, Any]]:
-        """(name, tally) of every agent in order, the blob cut from its front as it is read: once
+        """(name, tally) of every agent in order; from a file, ``READ_AHEAD`` bytes read at a time
+        (64 kB held, never the blob). Else the blob is cut from its front as it is read: once
         what was read passes half of what is left, the rest is copied into a buffer of its size (a
         bytearray cut from its front), so the part's packed tallies shrink as the merge grows the
         aggregator's. The mapping is empty afterwards."""
         cut = 0  # bytes cut from the blob's front so far
+        window, window_start = b"", 0  # from a file: the bytes read ahead (``READ_AHEAD``), and where they start
         for name, (start, end) in list(self._ends.items()):
             del self._ends[name]
             self.sizes.pop(name, None)
             if self.file is not None:
-                yield name, pickle.loads(_read_at(self.file, start, end))
+                if start < window_start or end > window_start + len(window):
+                    window, window_start = _read_at(self.file, start, max(end, start + READ_AHEAD), short=end), start
+                yield name, pickle.loads(memoryview(window)[start - window_start : end - window_start])
                 continue
             tally = pickle.loads(memoryview(self.blob)[start - cut : end - cut])
             if 2 * (end - cut) > len(self.blob):
@@ -92,13 +99,15 @@ class PackedTallies(Mapping):
         self.file = None
 
 
-def _read_at(file, start: int, end: int) -> bytes:
-    """Bytes ``[start, end)`` of ``file``; EOFError if it is shorter."""
+def _read_at(file, start: int, end: int, short: int | None = None) -> bytes:
+    """Bytes ``[start, end)`` of ``file``, or with ``short`` at least ``[start, short)`` (the file
+    may end before ``end``); EOFError if it is shorter."""
+    need = end if short is None else short
     raw = os.pread(file.fileno(), end - start, start)
-    while len(raw) < end - start:
+    while len(raw) < need - start:
         more = os.pread(file.fileno(), end - start - len(raw), start + len(raw))
         if not more:
-            raise EOFError(f"a part's packed tallies end at byte {start + len(raw):,}, not {end:,}")
+            raise EOFError(f"a part's packed tallies end at byte {start + len(raw):,}, not {need:,}")
         raw += more
     return raw
 
@@ -107,7 +116,10 @@ def table_sizes(tally: Any) -> tuple[int, ...]:
     """The sizes of a tally's bounded tables (``bounds.AGENT_TABLE_LIMITS``, in order), then its
     signal store's symbols (0 without one)."""
     symbols = len(tally.signals.symbol_ids) if tally.signals is not None else 0
-    return (*(len(getattr(tally, table)) for table, _ in AGENT_TABLE_LIMITS), symbols)
+    return (*map(len, bounded_tables(tally)), symbols)
+
+
+bounded_tables = attrgetter(*(table for table, _ in AGENT_TABLE_LIMITS))  # a tally's bounded tables, in that order
 
 
 def packed_state(state: tuple) -> tuple:

@@ -47,7 +47,7 @@ from meta_supervisor.tally.bounds import (
 from meta_supervisor.tally.day_tables import merged as merged_days
 from meta_supervisor.tally.day_tables import packed as packed_days
 from meta_supervisor.tally.signal_store import SignalStore
-from meta_supervisor.tally.tool_tallies import histogram_copy, histogram_state, merged_histogram, pack_histogram
+from meta_supervisor.tally.tool_tallies import histogram_copy, histogram_state, merged_histogram, native_histogram_merge, pack_histogram
 from otel.redaction import known_secrets, redact
 
 
@@ -72,6 +72,8 @@ def note_mismatch(examples: list, trace_id: str, run_id: str, detail: str, k: in
     examples.sort()
     del examples[k:]
 
+
+ASK = object()  # ``AgentTally.merge``'s ``native_merge`` not given: asked of the native core there
 
 Counts = dict[str, int]
 Rows = list[list[Any]]
@@ -162,11 +164,14 @@ class AgentTally:
         self.mismatches: list[tuple] = []  # (trace_id, run_id, detail), smallest trace ids
         self.signals = signals  # signal_store.SignalStore, or None when alpha signals are not collected
 
-    def merge(self, other: AgentTally) -> None:
-        for key, count in other.outcomes.items():
-            self.outcomes[key] = self.outcomes.get(key, 0) + count
+    def merge(self, other: AgentTally, native_merge=ASK) -> None:
+        """Add ``other`` (a tally over other spans). ``native_merge``: the native core's histogram
+        merge (``tool_tallies.native_histogram_merge``, asked once by a caller merging many tallies)."""
+        if other.outcomes:  # most of an agent's count tables are empty: not even a loop started
+            _merge_counts(self.outcomes, other.outcomes)
         self.outcome_missing += other.outcome_missing
-        self.latencies_ns.extend(other.latencies_ns)
+        if other.latencies_ns:
+            self.latencies_ns.extend(other.latencies_ns)
         if other.latency_runs:
             self.latency_runs = (*self.latency_runs, *other.latency_runs)
         self.bad_durations += other.bad_durations
@@ -177,18 +182,26 @@ class AgentTally:
         self.asof_runs = merged_days(self.asof_runs, other.asof_runs)
         self.day_models = merged_days(self.day_models, other.day_models)
         self.bad_token_values += other.bad_token_values
-        _merge_counts(self.llm_operations, other.llm_operations)
-        for name, theirs in other.tools.items():
-            mine = self.tools.get(name)
-            if mine is None:
-                self.tools[name] = [*theirs[:T_HIST], histogram_copy(theirs[T_HIST])]
-            else:
-                _merge_tool(mine, theirs)
+        if other.llm_operations:
+            _merge_counts(self.llm_operations, other.llm_operations)
+        if other.tools:
+            if native_merge is ASK:
+                native_merge = native_histogram_merge()
+            for name, theirs in other.tools.items():
+                mine = self.tools.get(name)
+                if mine is None:
+                    self.tools[name] = [*theirs[:T_HIST], histogram_copy(theirs[T_HIST])]
+                else:
+                    _merge_tool(mine, theirs, native_merge)
         self.run_steps = merge_run_steps(self.run_steps, other.run_steps)
-        _merge_counts(self.killed_mid_run, other.killed_mid_run)
-        _merge_counts(self.budget_stops, other.budget_stops)
-        _merge_counts(self.alpha, other.alpha)
-        _merge_counts(self.invalid_reasons, other.invalid_reasons)
+        for target, source in (
+            (self.killed_mid_run, other.killed_mid_run),
+            (self.budget_stops, other.budget_stops),
+            (self.alpha, other.alpha),
+            (self.invalid_reasons, other.invalid_reasons),
+        ):
+            if source:
+                _merge_counts(target, source)
         for item in other.slowest:
             push_top(self.slowest, item)
         for item in other.failing:
@@ -264,7 +277,6 @@ class AgentTally:
         # string each, not one per agent (1,000 agents: ~3 MB of copies from a part read apart);
         # so do the keys made of them (1,000 agents: ~1.5 MB of tuples)
         intern = sys.intern
-        share = (lambda key: key) if keys is None else (lambda key: keys.setdefault(key, key))
         tally.outcomes = {intern(key): count for key, count in data["outcomes"].items()}
         tally.outcome_missing = data["outcome_missing"]
         tally.latencies_ns.frombytes(latencies)
@@ -281,7 +293,7 @@ class AgentTally:
         tally.run_steps = list(data["run_steps"])
         tally.killed_mid_run = {intern(key): count for key, count in data["killed_mid_run"].items()}
         tally.budget_stops = {intern(key): count for key, count in data["budget_stops"].items()}
-        tally.alpha = {share((intern(row[0]), intern(row[1]))): row[2] for row in data["alpha"]}
+        tally.alpha = _shared_alpha(data["alpha"], keys)
         tally.invalid_reasons = {intern(key): count for key, count in data["invalid_reasons"].items()}
         tally.slowest = [tuple(item) for item in data["slowest"]]
         tally.failing = [(*item[:3], *(intern(text) if type(text) is str else text for text in item[3:])) for item in data["failing"]]
@@ -445,6 +457,23 @@ class InputTally:
         return tally
 
 
+def _shared_alpha(rows: list, keys: dict | None) -> dict[tuple[str, str], int]:
+    """A state's (symbol, direction, count) rows as ``AgentTally.alpha``, its strings interned and,
+    with ``keys``, each key the one kept there (looked up before any string is interned: most keys
+    are known already, 18 a tally of 1,000 agents)."""
+    intern = sys.intern
+    if keys is None:
+        return {(intern(row[0]), intern(row[1])): row[2] for row in rows}
+    alpha = {}
+    for row in rows:
+        key = keys.get((row[0], row[1]))
+        if key is None:
+            key = (intern(row[0]), intern(row[1]))
+            key = keys.setdefault(key, key)
+        alpha[key] = row[2]
+    return alpha
+
+
 def _push_first(examples: list, item: tuple, limit: int = BAD_LINE_EXAMPLES) -> None:
     """Keep the ``limit`` smallest items (e.g. (file, line, error)), sorted: the same ones whatever
     the order they come in."""
@@ -461,15 +490,16 @@ def merge_run_steps(mine: list[int], theirs: list[int]) -> list[int]:
     return [max(a, b) if slot in (RS_LLM_MAX, RS_TOOL_MAX) else a + b for slot, (a, b) in enumerate(zip(mine, theirs))]
 
 
-def _merge_tool(mine: list, theirs: list) -> None:
-    """One tool's tally (``T_*``) plus another's over other calls."""
+def _merge_tool(mine: list, theirs: list, native_merge=None) -> None:
+    """One tool's tally (``T_*``) plus another's over other calls (``native_merge``:
+    ``tool_tallies.native_histogram_merge``)."""
     if theirs[T_TIMED]:
         if not mine[T_TIMED] or theirs[T_MIN] < mine[T_MIN]:
             mine[T_MIN] = theirs[T_MIN]
         mine[T_MAX] = max(mine[T_MAX], theirs[T_MAX])
     for slot in (T_CALLS, T_ERRORS, T_TIMED, T_SUM):
         mine[slot] += theirs[slot]
-    mine[T_HIST] = merged_histogram(mine[T_HIST], theirs[T_HIST])
+    mine[T_HIST] = merged_histogram(mine[T_HIST], theirs[T_HIST], native_merge)
 
 
 def _merge_counts(target: dict, source: dict) -> None:

@@ -26,9 +26,10 @@ C, no bit arithmetic per bucket in Python). A histogram with a count that does n
 unsigned (4.3e9 calls of one tool in one bucket, or a damaged state's negative count) keeps the
 wide form of pairs instead (``COUNT_BITS``): counts stay exact. Every form reads the same
 (``histogram_items``); a packed one is never changed in place (a merge makes a new one; a call
-added turns it back into a dict).
+added turns it back into a dict). Two narrow ones are merged by the native core when it is there
+(``native_histogram_merge``: one walk, ~1 us, against ~15 us of dicts for a tool's ~25 buckets).
 
-Reads no environment variables.
+Reads no environment variables (``native_core`` reads ``ALPHATRACE_NATIVE``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from itertools import accumulate, chain
 from operator import add
 from typing import Any
 
+from meta_supervisor import native_core
 from meta_supervisor.tally.bounds import T_CALLS, T_ERRORS, T_HIST, T_MAX, T_MIN, T_SUM, T_TIMED, bounded_key, label
 
 SUB_BITS = 5  # 2**SUB_BITS buckets per doubling
@@ -138,14 +140,21 @@ def histogram_state(histogram: dict | array) -> list[list[int]]:
     return list(map(list, zip(*_split(histogram))))  # a packed one is in bucket order, each bucket once
 
 
-def merged_histogram(mine: dict | array, theirs: dict | array) -> dict | array:
+def merged_histogram(mine: dict | array, theirs: dict | array, native_merge=None) -> dict | array:
     """``mine`` plus ``theirs``: a dict is added to in place (and returned), a packed histogram is
-    replaced by a new packed one."""
+    replaced by a new packed one. ``native_merge``: the native core's ``merged_narrow_histogram``
+    (``native_histogram_merge``), which merges two narrow ones in one walk, or None."""
     if type(mine) is dict:
         for bucket, calls in histogram_items(theirs):
             mine[bucket] = mine.get(bucket, 0) + calls
         return mine
     if type(theirs) is not dict:
+        if native_merge is not None and mine.typecode == theirs.typecode == "I" and mine and theirs:
+            raw = native_merge(mine, theirs)  # None: a sum beyond 32 bits (the wide form, below)
+            if raw is not None:
+                narrow = array("I")
+                narrow.frombytes(raw)
+                return narrow
         buckets, calls = _split(mine)
         their_buckets, their_calls = _split(theirs)
         buckets = buckets.tolist()
@@ -167,6 +176,12 @@ def merged_histogram(mine: dict | array, theirs: dict | array) -> dict | array:
     for bucket, calls in histogram_items(theirs):
         counts[bucket] = counts.get(bucket, 0) + calls
     return pack_histogram(counts.items())
+
+
+def native_histogram_merge():
+    """The native core's merge of two narrow histograms (``merged_histogram``'s ``native_merge``),
+    or None. Asked once per tally merged, not once per tool (the setting is read at each ask)."""
+    return native_core.optional("merged_narrow_histogram")
 
 
 def histogram_copy(histogram: dict | array) -> dict | array:

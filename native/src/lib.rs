@@ -532,6 +532,7 @@ fn alphatrace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(zstd_frames::zstd_frame_near, m)?)?;
     m.add_function(wrap_pyfunction!(zstd_lines::zstd_version, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_first_present, m)?)?;
+    m.add_function(wrap_pyfunction!(table_loops::merged_narrow_histogram, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_add_all, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::set_rehash, m)?)?;
     m.add_function(wrap_pyfunction!(table_loops::map_any_set, m)?)?;

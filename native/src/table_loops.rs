@@ -228,3 +228,53 @@ pub(crate) fn sort_in_place(py: Python, values: PyBuffer<i64>) -> PyResult<()> {
     values.sort_unstable();
     Ok(())
 }
+
+/// `tool_tallies.merged_histogram` of two narrow histograms (each an array('I'): its buckets, sorted
+/// and distinct, then their calls): the narrow histogram of their sum, as bytes in the machine's
+/// order, or None when either is not that shape (empty, an odd length, buckets out of order) or a
+/// sum does not fit 32 bits (Python then merges them itself: the wide form). A merge walk, no map
+/// per bucket: 1,000 agents with three tools each are ~3,000 such merges a part.
+#[pyfunction]
+pub(crate) fn merged_narrow_histogram(py: Python, mine: PyBuffer<u32>, theirs: PyBuffer<u32>) -> PyResult<Option<PyObject>> {
+    let (mine, theirs) = (readable(py, &mine)?, readable(py, &theirs)?);
+    let split = |values: &[pyo3::buffer::ReadOnlyCell<u32>]| -> Option<(Vec<u32>, Vec<u32>)> {
+        if values.is_empty() || !values.len().is_multiple_of(2) {
+            return None;
+        }
+        let half = values.len() / 2;
+        let buckets: Vec<u32> = values[..half].iter().map(|value| value.get()).collect();
+        if buckets.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return None;
+        }
+        Some((buckets, values[half..].iter().map(|value| value.get()).collect()))
+    };
+    let (Some((buckets, calls)), Some((their_buckets, their_calls))) = (split(mine), split(theirs)) else {
+        return Ok(None);
+    };
+    let mut out_buckets = Vec::with_capacity(buckets.len() + their_buckets.len());
+    let mut out_calls = Vec::with_capacity(out_buckets.capacity());
+    let (mut i, mut j) = (0, 0);
+    while i < buckets.len() || j < their_buckets.len() {
+        let (bucket, count) = if j == their_buckets.len() || (i < buckets.len() && buckets[i] < their_buckets[j]) {
+            i += 1;
+            (buckets[i - 1], calls[i - 1])
+        } else if i == buckets.len() || their_buckets[j] < buckets[i] {
+            j += 1;
+            (their_buckets[j - 1], their_calls[j - 1])
+        } else {
+            i += 1;
+            j += 1;
+            match calls[i - 1].checked_add(their_calls[j - 1]) {
+                Some(sum) => (buckets[i - 1], sum),
+                None => return Ok(None),
+            }
+        };
+        out_buckets.push(bucket);
+        out_calls.push(count);
+    }
+    let mut packed = Vec::with_capacity(4 * (out_buckets.len() + out_calls.len()));
+    for value in out_buckets.iter().chain(out_calls.iter()) {
+        packed.extend_from_slice(&value.to_ne_bytes());
+    }
+    Ok(Some(pyo3::types::PyBytes::new(py, &packed).into_any().unbind()))
+}
