@@ -225,7 +225,8 @@ def test_the_state_lock_is_held_until_the_saving_process_has_ended(tmp_path: Pat
     (lock_path,) = (tmp_path / "state").glob("report-*.lock")
 
     def wait_for_the_probe(pid: int) -> None:
-        marker.write_text(str(pid))
+        marker.with_suffix(".tmp").write_text(str(pid))
+        marker.with_suffix(".tmp").rename(marker)  # whole when the probe sees it
         wait_for(go)
 
     saves_seen(monkeypatch, tmp_path / "savers.log", wait_for_the_probe)
@@ -246,7 +247,8 @@ from meta_supervisor.cli import report as report_cli
 marker = pathlib.Path(sys.argv[1])
 real = state_store.SavedState.save
 def save(store, *args, **kwargs):
-    marker.write_text(str(os.getpid()))
+    marker.with_suffix(".tmp").write_text(str(os.getpid()))
+    marker.with_suffix(".tmp").rename(marker)  # whole when seen
     time.sleep({wait})  # the build is killed meanwhile
     return real(store, *args, **kwargs)
 state_store.SavedState.save = save
