@@ -61,6 +61,7 @@ from meta_supervisor.tally.bounds import (
 from meta_supervisor.tally.consistency import fewer_llm_spans, fewer_tool_spans
 from meta_supervisor.tally.latency import latency_summary, percentile
 from meta_supervisor.tally.latency_runs import summary_of
+from otel.redaction import known_secrets
 
 SCHEMA_VERSION = 1
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
@@ -322,6 +323,7 @@ def build_report(
     latencies = data.latency if data.latency is not None else {name: summary_of(t) for name, t in data.agents.items()}
     no_runs = latency_summary(())
     as_of = (data.as_of_since, data.as_of_until)
+    secrets = known_secrets()  # looked up once for every agent's failing runs
     agents = {}
     for name in sorted(names):
         agents[name] = agent_report(
@@ -334,6 +336,7 @@ def build_report(
             jaeger_url,
             orphans.get(name, 0),
             short.get(name, []),
+            secrets,
         )
         if spend_tallies:
             _spend(data.agents, tallies, name)

@@ -224,16 +224,36 @@ def _ms(nanoseconds: float | None) -> float | None:
 def tool_report(tools: dict[str, list]) -> dict[str, dict[str, Any]]:
     """Per tool (sorted by name): calls, errors, error rate, latencies in ms."""
     out = {}
-    for name in sorted(tools):
+    for name in sorted(tools) if len(tools) > 1 else tools:
         calls, errors, timed, total, low, high, histogram = tools[name]
+        if timed:
+            p50, p95 = _percentiles(histogram, timed, low, high)
+            avg, p50, p95, most = _ms(total / timed), _ms(p50), _ms(p95), _ms(high)
+        else:
+            avg = p50 = p95 = most = None
         out[name] = {
             "calls": calls,
             "errors": errors,
             "error_rate": round(errors / calls, 6) if calls else None,
-            "avg_latency_ms": _ms(total / timed) if timed else None,
-            "p50_latency_ms": _ms(_percentile(histogram, timed, 50, low, high)) if timed else None,
-            "p95_latency_ms": _ms(_percentile(histogram, timed, 95, low, high)) if timed else None,
-            "max_latency_ms": _ms(high) if timed else None,
+            "avg_latency_ms": avg,
+            "p50_latency_ms": p50,
+            "p95_latency_ms": p95,
+            "max_latency_ms": most,
             "calls_without_latency": calls - timed,
         }
     return out
+
+
+def _percentiles(histogram: dict | array, count: int, low: int, high: int) -> tuple[int, int]:
+    """``_percentile``'s 50th and 95th of one histogram, its running sums made once for both (a
+    packed one's; 1,000 agents: ~3,000 tools a report)."""
+    if type(histogram) is not dict:
+        buckets, calls = _split(histogram)
+        if not calls or min(calls) >= 0:
+            running = list(accumulate(calls))
+            found = []
+            for q in (50, 95):
+                at = bisect_left(running, max(1, (q * count + 99) // 100))
+                found.append(min(max(bucket_high(buckets[at]), low), high) if at < len(calls) else high)
+            return found[0], found[1]
+    return _percentile(histogram, count, 50, low, high), _percentile(histogram, count, 95, low, high)
