@@ -25,6 +25,8 @@ def shown_hosts(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def num(value: Any, digits: int = 0) -> str:
+    if type(value) is int:  # the most cells (a page of 1,000 agents: ~35,000): one test, not three
+        return f"{value:,}"
     if value is None:
         return DASH
     if isinstance(value, int) and not isinstance(value, bool):
