@@ -71,21 +71,24 @@ _LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z: the last moment a datetime 
 def iso_time(nanoseconds: int) -> str | None:
     """The UTC moment ``nanoseconds`` after the epoch, to the microsecond (``2026-11-20T10:00:00.500000Z``,
     ``datetime.isoformat``'s text; no fraction when it is whole), or None for 0, a negative time or one
-    past the year 9999. The date's text is made once a day (``_epoch_date``), the time's by
-    arithmetic (1,000 agents: ~10,000 times a report; a third cheaper than adding a timedelta to the
-    epoch, itself twice as fast as ``fromtimestamp``)."""
+    past the year 9999. The date's text is made once a day (``_epoch_date``), the time's from
+    tables (1,000 agents: ~10,000 times a report; 2.5x cheaper than adding a timedelta to the epoch,
+    itself twice as fast as ``fromtimestamp``)."""
     if not nanoseconds or nanoseconds <= 0:
         return None
     seconds, rest = divmod(nanoseconds, 1_000_000_000)
     if seconds > _LAST_SECOND:
         return None
     days, second = divmod(seconds, 86_400)
-    hours, second = divmod(second, 3_600)
-    minutes, second = divmod(second, 60)
+    minute, second = divmod(second, 60)
     micro = rest // 1000
     if micro:
-        return f"{_epoch_date(days)}T{hours:02d}:{minutes:02d}:{second:02d}.{micro:06d}Z"
-    return f"{_epoch_date(days)}T{hours:02d}:{minutes:02d}:{second:02d}Z"
+        return f"{_epoch_date(days)}T{_HOUR_MINUTE[minute]}{_SECOND[second]}.{micro:06d}Z"
+    return f"{_epoch_date(days)}T{_HOUR_MINUTE[minute]}{_SECOND[second]}Z"
+
+
+_HOUR_MINUTE = tuple(f"{minute // 60:02d}:{minute % 60:02d}:" for minute in range(1440))  # "HH:MM:" by minute of the day
+_SECOND = tuple(f"{second:02d}" for second in range(60))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -112,7 +115,7 @@ _URL_SAFE_TEXT = re.compile(r"[A-Za-z0-9._~-]*")
 
 def url_segment(text: str) -> str:
     """Percent-encode ``text`` as one URL path segment (``urllib.parse.quote(text, safe='')``)."""
-    if _URL_SAFE_TEXT.fullmatch(text):  # a trace id: nothing to encode (1,000 agents: ~9,000 links)
+    if (text.isascii() and text.isalnum()) or _URL_SAFE_TEXT.fullmatch(text):  # a trace id: nothing to encode (1,000 agents: ~9,000 links)
         return text
     return "".join(chr(b) if b in _URL_SAFE else f"%{b:02X}" for b in text.encode("utf-8", "surrogatepass"))
 

@@ -79,13 +79,35 @@ def _shared_entry(entry: dict, level: int, shared: SharedValues, plain: Any) -> 
     inner = "\n" + "  " * (level + 1)
     opening = "{" + inner
     for key, item in entry.items():
-        yield f"{opening}{_encode_key(key)}: "
+        head = f"{opening}{_encode_key(key)}: "
         if shared.shared(item):
-            yield shared.text(item, lambda value: _indented(value, level + 1, plain))
+            yield head + shared.text(item, lambda value: _indented(value, level + 1, plain))
         else:
-            yield from indented_json_pieces(item, level + 1, plain)
+            text = _simple_text(item)
+            if text is None:
+                yield head
+                yield from indented_json_pieces(item, level + 1, plain)
+            else:  # most of an alpha-quality entry's values (1,000 agents: ~5,000 values)
+                yield head + text
         opening = "," + inner
     yield "\n" + "  " * level + "}"
+
+
+def _simple_text(value: Any) -> str | None:
+    """The JSON text of a value that every encoder here writes alike, made without one: an int, a
+    str (``json``'s own ``encode_basestring``), null, a bool, an empty list or dict; else None."""
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)  # what json writes for an int
+    if kind is str:
+        return _encode_key(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if (kind is list or kind is dict) and not value:
+        return "[]" if kind is list else "{}"
+    return None
 
 
 def _indented(value: Any, level: int, plain: Any = None) -> str:
