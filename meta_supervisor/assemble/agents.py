@@ -324,7 +324,10 @@ def agent_report(
     trace_link = f"{jaeger_url.rstrip('/')}/trace/"  # jaeger_link's prefix, made once an agent
     alpha_by_symbol: dict[str, dict[str, int]] = {}
     for (symbol, direction), count in sorted(tally.alpha.items()):
-        alpha_by_symbol.setdefault(symbol, {})[direction] = count
+        by_direction = alpha_by_symbol.get(symbol)
+        if by_direction is None:  # not setdefault: no new dict made for each of the symbol's directions
+            by_direction = alpha_by_symbol[symbol] = {}
+        by_direction[direction] = count
     alpha_signals = sum(tally.alpha.values())
     invalid = sum(tally.invalid_reasons.values())
     reasons = sorted(tally.invalid_reasons.items(), key=lambda item: (-item[1], item[0]))

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from html import escape
 from typing import Any
 
@@ -190,7 +191,7 @@ def _agent_table(report: dict[str, Any]) -> str:
     return f"<table>{head}{''.join(rows)}</table>{more}"
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+def _table(headers: Sequence[str], rows: list[list[str]], numeric: AbstractSet[int] = frozenset()) -> str:
     if not rows:
         return '<p class="muted">none</p>'
     head, row_markup = _table_markup(tuple(headers), frozenset(numeric))
@@ -214,9 +215,19 @@ def _table_markup(headers: tuple[str, ...], numeric: frozenset[int]) -> tuple[st
     return head, row
 
 
+# the agent details' tables, made for each of up to 500 agents
+_MODEL_HEADERS = ("model", "calls", "simulated", "errors", "tokens in", "cached", "tokens out", "cost")
+_MODEL_NUMERIC = frozenset(range(1, 8))
+_TOOL_HEADERS = ("tool", "calls", "errors", "error rate", "avg ms", "p50 ms", "p95 ms", "max ms", "without latency")
+_TOOL_NUMERIC = frozenset(range(1, 9))
+_SLOW_HEADERS = ("trace", "run id", "latency ms", "started")
+_SLOW_NUMERIC = frozenset({2})
+_FAILING_HEADERS = ("trace", "error", "started")
+
+
 def _agent_details(name: str, a: dict[str, Any]) -> str:
     models = _table(
-        ["model", "calls", "simulated", "errors", "tokens in", "cached", "tokens out", "cost"],
+        _MODEL_HEADERS,
         [
             [
                 esc(model),
@@ -230,10 +241,10 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
             ]
             for model, m in a["models"].items()
         ],
-        {1, 2, 3, 4, 5, 6, 7},
+        _MODEL_NUMERIC,
     )
     tools = _table(
-        ["tool", "calls", "errors", "error rate", "avg ms", "p50 ms", "p95 ms", "max ms", "without latency"],
+        _TOOL_HEADERS,
         [
             [
                 esc(tool),
@@ -248,7 +259,7 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
             ]
             for tool, t in a["tools"].items()
         ],
-        set(range(1, 9)),
+        _TOOL_NUMERIC,
     )
     directions = sorted({d for by_dir in a["alpha_by_symbol"].values() for d in by_dir})
     signals = _table(
@@ -258,15 +269,15 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
     )
     invalid = _table(["invalid signal reason", "count"], [[esc(r), num(c)] for r, c in a["invalid_signal_reasons"].items()], {1})
     slow = _table(
-        ["trace", "run id", "latency ms", "started"],
+        _SLOW_HEADERS,
         [
             [link(r["jaeger_url"], r["trace_id"]), esc(r["run_id"]), num(r["latency_ms"], 1), esc(r["started_at"])]
             for r in a["slowest_runs"]
         ],
-        {2},
+        _SLOW_NUMERIC,
     )
     failing = _table(
-        ["trace", "error", "started"],
+        _FAILING_HEADERS,
         [[link(r["jaeger_url"], r["trace_id"]), esc(error_text(r)), esc(r["started_at"])] for r in a["failing_runs"]],
     )
     c = a["consistency"]
