@@ -46,7 +46,7 @@ _INDENTED = json.JSONEncoder(indent=2, ensure_ascii=False, allow_nan=False)  # t
 _encode_key = json.encoder.encode_basestring  # what both use for a str key (ensure_ascii=False)
 _LOOK_UP = object()  # indented_json_pieces' default: ask the compiled core for its check
 WIDE = 64  # a dict this wide is written entry by entry at any depth (the 1,000 agents of a section)
-CHUNK = 64  # a wide dict's entries encoded together (``_wide_pieces``): 64 agents' sections, ~0.5 MB of text
+CHUNK = 16  # a wide dict's entries encoded together (``_wide_pieces``): 16 agents' sections, ~130 kB of text
 
 
 def indented_json_pieces(value: Any, level: int = 0, plain: Any = _LOOK_UP) -> Iterator[str]:
@@ -75,7 +75,7 @@ def indented_json_pieces(value: Any, level: int = 0, plain: Any = _LOOK_UP) -> I
 def _wide_pieces(value: dict, level: int, plain: Any) -> Iterator[str]:
     """A wide dict's text at depth ``level`` (``indented_json_pieces``), ``CHUNK`` entries a piece:
     the entries that share no value with an earlier one are encoded together, ``CHUNK`` at a time,
-    by orjson when the compiled core vouches for them (one walk and one encoding for 64 agents, not
+    by orjson when the compiled core vouches for them (one walk and one encoding for 16 agents, not
     one each: 1,000 agents), each otherwise; an entry that shares one is written key by key
     (``_shared_entry``)."""
     shared = SharedValues()
