@@ -75,7 +75,7 @@ def esc(value: Any) -> str:
 
 
 def link(url: str, text: str) -> str:
-    if not url.lower().startswith(("http://", "https://")):
+    if not url[:8].lower().startswith(("http://", "https://")):  # the scheme's case only (8 characters, not the URL, lowered)
         return esc(text)
     return f'<a href="{esc(url)}" rel="noopener noreferrer">{esc(text)}</a>'
 
@@ -264,7 +264,7 @@ def _agent_details(name: str, a: dict[str, Any]) -> str:
     directions = sorted({d for by_dir in a["alpha_by_symbol"].values() for d in by_dir})
     signals = _table(
         ["symbol", *directions],
-        [[esc(sym), *(num(by.get(d, 0)) for d in directions)] for sym, by in a["alpha_by_symbol"].items()],
+        [[esc(sym), *[num(by.get(d, 0)) for d in directions]] for sym, by in a["alpha_by_symbol"].items()],
         set(range(1, len(directions) + 1)),
     )
     invalid = _table(["invalid signal reason", "count"], [[esc(r), num(c)] for r, c in a["invalid_signal_reasons"].items()], {1})
