@@ -6,7 +6,8 @@ files of two trees can be compared byte for byte); the inputs ``build_report`` w
 (a deep copy, taken before the call spends the tallies), then ``build_report`` runs on a fresh copy
 of them and ``write_report`` writes its report into ``OUT/rep<i>``, ``--repeat`` times, each timed
 by ``time.process_time`` (the CPU this process spends: less noisy than the wall clock on a shared
-machine). Run it from the root of the tree to measure; alternate two trees' runs::
+machine). It imports the tree it lies in (a copy of it in another tree measures that one);
+alternate two trees' runs::
 
     .venv/bin/python bench/report_tail.py /tmp/t1/matrix-worst.jsonl /tmp/me/out --repeat 7
 
