@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from meta_supervisor.assemble.agents import (  # the number helpers are re-exported from here
@@ -61,6 +62,7 @@ from meta_supervisor.tally.bounds import (
 from meta_supervisor.tally.consistency import fewer_llm_spans, fewer_tool_spans
 from meta_supervisor.tally.latency import latency_summary, percentile
 from meta_supervisor.tally.latency_runs import summary_of
+from otel.redaction import known_secrets
 
 SCHEMA_VERSION = 1
 DEFAULT_JAEGER_URL = "http://127.0.0.1:16686"
@@ -322,6 +324,7 @@ def build_report(
     latencies = data.latency if data.latency is not None else {name: summary_of(t) for name, t in data.agents.items()}
     no_runs = latency_summary(())
     as_of = (data.as_of_since, data.as_of_until)
+    secrets = known_secrets()  # looked up once for every agent's failing runs
     agents = {}
     for name in sorted(names):
         agents[name] = agent_report(
@@ -334,6 +337,7 @@ def build_report(
             jaeger_url,
             orphans.get(name, 0),
             short.get(name, []),
+            secrets,
         )
         if spend_tallies:
             _spend(data.agents, tallies, name)
@@ -461,10 +465,11 @@ _SUMMED = (
 
 def _fleet(agents: dict[str, dict[str, Any]], latencies: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     fleet: dict[str, Any] = {"agents": len(agents)}
-    for key in _SUMMED:
-        fleet[key] = sum(report[key] for report in agents.values())
+    reports = list(agents.values())
+    for key in _SUMMED:  # summed in C (itemgetter), in the agents' order as before
+        fleet[key] = sum(map(itemgetter(key), reports))
     fleet["error_rate"] = rate(fleet["errors"], fleet["runs"])
-    fleet["cost_usd"] = priced_sum(report["cost_usd"] for report in agents.values())
+    fleet["cost_usd"] = priced_sum(map(itemgetter("cost_usd"), reports))
     fleet["llm_simulated"] = fleet["simulated_llm_calls"] > 0
     fleet["unpriced_models"] = sorted({m for report in agents.values() for m in report["unpriced_models"]})
     operations = [report["llm_operations"] for report in agents.values()]
@@ -478,7 +483,7 @@ def _fleet(agents: dict[str, dict[str, Any]], latencies: Iterable[Mapping[str, A
     fleet["stops"] = _fleet_stops([report["stops"] for report in agents.values()])
     consistency = [report["consistency"] for report in agents.values()]
     fleet["consistency"] = {
-        key: sum(c[key] for c in consistency) for key in ("checked", "consistent", "mismatched", "unchecked", "orphan_llm_spans")
+        key: sum(map(itemgetter(key), consistency)) for key in ("checked", "consistent", "mismatched", "unchecked", "orphan_llm_spans")
     }
     return fleet
 
@@ -503,7 +508,9 @@ def _days(agents: dict[str, dict[str, Any]], section: str = "days") -> list[dict
     days: dict[str, dict[str, Any]] = {}
     for report in agents.values():
         for row in report[section]:
-            target = days.setdefault(row["date"], {key: 0 for key in row if key != "date"})
+            target = days.get(row["date"])
+            if target is None:  # not setdefault: its zeroed row was made for each of 2,000 rows (1,000 agents)
+                target = days[row["date"]] = {key: 0 for key in row if key != "date"}
             for key, value in row.items():
                 if key != "date":
                     target[key] += value

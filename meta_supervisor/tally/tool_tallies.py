@@ -232,23 +232,40 @@ def _percentile(histogram: dict | array, count: int, q: int, low: int, high: int
     return high
 
 
-def _ms(nanoseconds: float | None) -> float | None:
-    return None if nanoseconds is None else round(nanoseconds / 1e6, 3)
-
-
 def tool_report(tools: dict[str, list]) -> dict[str, dict[str, Any]]:
-    """Per tool (sorted by name): calls, errors, error rate, latencies in ms."""
+    """Per tool (sorted by name): calls, errors, error rate, latencies in ms (rounded to 3
+    decimals; 1,000 agents: ~3,000 tools a report)."""
     out = {}
-    for name in sorted(tools):
+    for name in sorted(tools) if len(tools) > 1 else tools:
         calls, errors, timed, total, low, high, histogram = tools[name]
+        if timed:
+            p50, p95 = _percentiles(histogram, timed, low, high)
+            avg, p50, p95, most = round(total / timed / 1e6, 3), round(p50 / 1e6, 3), round(p95 / 1e6, 3), round(high / 1e6, 3)
+        else:
+            avg = p50 = p95 = most = None
         out[name] = {
             "calls": calls,
             "errors": errors,
             "error_rate": round(errors / calls, 6) if calls else None,
-            "avg_latency_ms": _ms(total / timed) if timed else None,
-            "p50_latency_ms": _ms(_percentile(histogram, timed, 50, low, high)) if timed else None,
-            "p95_latency_ms": _ms(_percentile(histogram, timed, 95, low, high)) if timed else None,
-            "max_latency_ms": _ms(high) if timed else None,
+            "avg_latency_ms": avg,
+            "p50_latency_ms": p50,
+            "p95_latency_ms": p95,
+            "max_latency_ms": most,
             "calls_without_latency": calls - timed,
         }
     return out
+
+
+def _percentiles(histogram: dict | array, count: int, low: int, high: int) -> tuple[int, int]:
+    """``_percentile``'s 50th and 95th of one histogram, its running sums made once for both (a
+    packed one's; 1,000 agents: ~3,000 tools a report)."""
+    if type(histogram) is not dict:
+        buckets, calls = _split(histogram)
+        if histogram.typecode == "I" or min(calls, default=0) >= 0:  # unsigned counts never make the sums fall
+            running = list(accumulate(calls))
+            at = bisect_left(running, max(1, (50 * count + 99) // 100))
+            p50 = min(max(bucket_high(buckets[at]), low), high) if at < len(running) else high
+            at = bisect_left(running, max(1, (95 * count + 99) // 100))
+            p95 = min(max(bucket_high(buckets[at]), low), high) if at < len(running) else high
+            return p50, p95
+    return _percentile(histogram, count, 50, low, high), _percentile(histogram, count, 95, low, high)
