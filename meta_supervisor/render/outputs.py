@@ -239,8 +239,7 @@ def write_report(
         if aside is not None:
             stats[html] = aside.result()
     except BaseException:
-        if aside is not None:  # this process failed: the other is not waited for
-            aside.kill()
+        if aside is not None:  # this process failed: the other ends as it would (killed, it would leave its temp file)
             with contextlib.suppress(OSError, RuntimeError):
                 aside.result()
         raise
