@@ -73,12 +73,6 @@ class ForkedCall:
             raise value
         return value
 
-    def kill(self) -> None:
-        """End the process now (the caller gave up on it); ``result`` then says it was killed."""
-        if self._outcome is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-
     def _collect(self) -> tuple[bool, Any]:
         chunks = []
         try:

@@ -42,7 +42,7 @@ def test_a_bug_comes_back_with_its_traceback() -> None:
 
 def test_a_killed_call_is_said_as_such() -> None:
     call = call_forked(lambda: time.sleep(120), "sleeping")
-    call.kill()
+    os.kill(call.pid, signal.SIGKILL)
     with pytest.raises(OSError, match=r"the process sleeping was killed by signal 9") as raised:
         call.result()
     assert raised.value.errno == errno.EIO
