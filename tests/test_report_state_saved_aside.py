@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.report.otlp_builder import lines_for
+from tests.test_report_record import PRICES as MARKET_DATA
+from tests.test_report_record import ROOT, World, hand_made_runs
 from tests.test_report_state_safety import NOW, lines, without_warnings
 
 WAIT = 120  # seconds at most for another process's step: bounded, never a timing assertion
@@ -332,3 +336,40 @@ def test_a_save_that_fails_after_naming_its_state_keeps_that_state(tmp_path: Pat
     code, again = cli(tmp_path, "--workers", workers)
     assert code == 0 and again["inputs"]["state_warnings"] == []
     assert without_warnings(again) == without_warnings(cli(tmp_path, "--no-state")[1])
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_the_alpha_sections_cached_beside_the_save_go_with_its_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saved: bool) -> None:
+    """The alpha-quality and worth sections are cached under the new state's name while a forked
+    process still saves that state: kept with it, removed with it when it is not saved."""
+    from meta_supervisor.build import state_store
+
+    (tmp_path / "prices").mkdir()
+    for csv in MARKET_DATA.glob("*.csv"):
+        shutil.copy(csv, tmp_path / "prices" / csv.name)
+    shutil.copy(ROOT / "services" / "llm_prices.json", tmp_path / "prices.json")
+    shutil.copy(ROOT / "agents" / "agents.toml", tmp_path / "agents.toml")
+    (tmp_path / "traces.jsonl").write_text("".join(lines_for(hand_made_runs(), per_line=2)), encoding="utf-8")
+    world = World(tmp_path, extra=["--workers", "2", "--full"])
+    log = tmp_path / "savers.log"
+    saves_seen(monkeypatch, log)
+    if not saved:
+        real_atomic = state_store.write_atomically
+
+        def atomic(path: Path, text) -> None:
+            if state_store._MAIN_NAME.match(path.name):
+                raise OSError(28, "No space left on device")
+            real_atomic(path, text)
+
+        monkeypatch.setattr(state_store, "write_atomically", atomic)
+    assert world.build() == 0 and os.getpid() not in saver_pids(log)
+    cached = sorted(path.name for path in (tmp_path / "state").glob("*.alpha.bin"))
+    summaries = list((tmp_path / "state").glob("report-????????????????.json"))
+    if saved:
+        (summary,) = summaries
+        generation = json.loads(summary.read_text())["generation"]
+        assert cached == [f"{summary.stem}-{generation}.alpha.bin"]
+        report = json.loads((tmp_path / "out" / "meta_report.json").read_text())
+        assert report["alpha_quality"] and report["inputs"]["state_warnings"] == []
+    else:
+        assert summaries == [] and cached == []

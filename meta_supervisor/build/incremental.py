@@ -54,7 +54,7 @@ from meta_supervisor.reading.cursor import FileCursor, classify
 from meta_supervisor.reading.inputs import head_digest, identity_of
 from meta_supervisor.tally.latency_runs import summary_of
 
-__all__ = ["KEEP_STATES", "abandon_saving", "finish_saving", "incremental_build", "sort_latencies", "state_key"]
+__all__ = ["KEEP_STATES", "abandon_saving", "finish_saving", "incremental_build", "saved_state", "sort_latencies", "state_key"]
 _STATE_ERRORS = (OSError, ValueError, KeyError, TypeError)  # a damaged state: rebuild, never a wrong report
 
 
@@ -268,6 +268,16 @@ def finish_saving(stats: BuildStats) -> str | None:
         return _not_saved(stats, saving.store, saving.checkpoint, exc)
     stats.state_dir, stats.state = saving.state_dir, f"{saving.store.key}-{generation}"
     return None
+
+
+def saved_state(stats: BuildStats) -> tuple[Path | None, str]:
+    """The state the build's tallies equal: its folder and name (``BuildStats.state_dir``,
+    ``state``), also while a forked process still saves it (its name is chosen before the fork;
+    files named after it are removed with it if that save fails: ``SavedState.discard``)."""
+    saving = stats.saving
+    if saving is None:
+        return stats.state_dir, stats.state
+    return saving.state_dir, f"{saving.store.key}-{saving.pending.generation}"
 
 
 def abandon_saving(stats: BuildStats) -> None:

@@ -201,7 +201,9 @@ def _handoff(aggregator: SpanAggregator) -> Handoff | None:
     return Handoff(aggregator.spill)
 
 
-ZSTD_SPLIT_AT = 0.55  # the second part also decompresses the first to skip it: the first is a bit longer
+# the second part also decompresses the first to skip it, and packs its tallies after: the first is
+# longer (balanced on a one-frame stream of 1,000 agents, docs/benchmarks.md "The second core after the read")
+ZSTD_SPLIT_AT = 0.58
 ZSTD_FRAME_SPLIT_AT = 0.5  # cut at a frame: each part decodes only its own, so halves of the compressed bytes
 
 

@@ -316,8 +316,10 @@ class SavedState:
         ``keep``: generations not yet named by the summary on disk that must stay; ``generation``: its
         name (None: a new one). On any failure (a full disk) the generation's files are removed
         before the error goes on."""
-        self._remove_stale(self._named() | keep)  # room first: what a killed build left (a full disk)
         generation = generation or new_generation()
+        # room first: what a killed build left (a full disk); not what the build writes under the new
+        # generation's name meanwhile (the alpha cache, beside a save in a forked process)
+        self._remove_stale(self._named() | keep | {generation})
         try:
             return self._write_tables(generation, aggregator, cursors, summaries)
         except BaseException:

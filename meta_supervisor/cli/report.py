@@ -392,7 +392,7 @@ def _assemble(args, data, stats, prices, price_age, market, worth, evaluations: 
     """The report of ``data``, with the state's save (when aside) finished: a save that failed is a
     warning in the report's ``inputs.state_warnings`` as when the state is saved before it."""
     from meta_supervisor.build import alpha_cache
-    from meta_supervisor.build.incremental import finish_saving
+    from meta_supervisor.build.incremental import finish_saving, saved_state
 
     data.as_of_since, data.as_of_until = args.as_of_since, args.as_of_until
     kill = load_kill_state(args.kill_file)
@@ -406,12 +406,10 @@ def _assemble(args, data, stats, prices, price_age, market, worth, evaluations: 
     as_of = (args.as_of_since, args.as_of_until)
     kill_names = sorted(kill.entries) if kill.error is None else None
 
-    def keys() -> tuple:
-        key = alpha_cache.cache_key(stats.state, market, report_day(moment), as_of) if market is not None else None
-        return key, alpha_cache.worth_key(key, worth, kill_names)
-
-    key, worth_key = keys()  # no state yet while it is saved aside: a new state has no cached sections
-    cached, cached_worth = alpha_cache.load_sections(stats.state_dir, stats.state, key, worth_key)
+    state_dir, state = saved_state(stats)  # also while a forked process saves it: named already
+    key = alpha_cache.cache_key(state, market, report_day(moment), as_of) if market is not None else None
+    worth_key = alpha_cache.worth_key(key, worth, kill_names)
+    cached, cached_worth = alpha_cache.load_sections(state_dir, state, key, worth_key)
     report = build_report(
         data,
         prices,
@@ -426,13 +424,12 @@ def _assemble(args, data, stats, prices, price_age, market, worth, evaluations: 
         spend_tallies=not evaluations,  # after the report the tallies are needed only to publish evaluations
         worth_figures=cached_worth,
     )
-    not_saved = finish_saving(stats)
+    if cached is None or (cached_worth is None and report["worth"] is not None):  # beside the state's save, if aside
+        alpha_cache.save(state_dir, state, key, report["alpha_quality"], worth_key, report["worth"])
+    not_saved = finish_saving(stats)  # a state not saved after all takes the sections' file with it
     if not_saved:
         warn(f"warning: {not_saved}")
         report["inputs"]["state_warnings"].append(not_saved)
-    key, worth_key = keys()
-    if cached is None or (cached_worth is None and report["worth"] is not None):
-        alpha_cache.save(stats.state_dir, stats.state, key, report["alpha_quality"], worth_key, report["worth"])
     return report, kill, audit, jaeger_url, moment
 
 
