@@ -498,6 +498,7 @@ class Split:
         monkeypatch.setattr(parallel_build, "MIN_SPLIT_BYTES", 1)
         monkeypatch.setattr(parallel_build, "fork_is_safe", lambda: True)  # the child only reads and decodes
         monkeypatch.setattr(parallel_build, "ZSTD_SPLIT_AT", at)
+        monkeypatch.setattr(parallel_build, "ZSTD_WORKER_LEAD", 0)  # the cut exactly at ``at``
         monkeypatch.setattr(parallel_build, "ZSTD_FRAME_SPLIT_AT", at)  # of the compressed bytes
         # without: as with an older core, the child decodes the stream from its start
         monkeypatch.setattr(native_part, "frame_cut", FRAME_CUT if frames else lambda: False)

@@ -201,9 +201,11 @@ def _handoff(aggregator: SpanAggregator) -> Handoff | None:
     return Handoff(aggregator.spill)
 
 
-# the second part also decompresses the first to skip it, and packs its tallies after: the first is
-# longer (balanced on a one-frame stream of 1,000 agents, docs/benchmarks.md "The second core after the read")
-ZSTD_SPLIT_AT = 0.58
+ZSTD_SPLIT_AT = 0.55  # the second part also decompresses the first to skip it: the first is a bit longer
+# ... and longer still by what the first reads while the second makes and packs its tallies (~0.07 s
+# for 1,000 agents, whatever the stream's size): decompressed bytes, at most a twentieth of the stream
+# (docs/benchmarks.md "The second core after the read"; a share, 0.58, raised the 5 M-span peak)
+ZSTD_WORKER_LEAD = 24 << 20
 ZSTD_FRAME_SPLIT_AT = 0.5  # cut at a frame: each part decodes only its own, so halves of the compressed bytes
 
 
@@ -255,7 +257,8 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
     total = zstd_decompressed_size(path) or 0
     frame = _frame_near(path, ident.size) if out.offset == 0 and native_reader.frame_cut() else None
     if frame is None:  # the child decodes the stream from its start, dropping what is before the cut
-        cut = out.offset + int(max(total - out.offset, 0) * ZSTD_SPLIT_AT)
+        left = max(total - out.offset, 0)  # decompressed bytes still to read (estimated)
+        cut = out.offset + int(left * ZSTD_SPLIT_AT) + min(ZSTD_WORKER_LEAD, left // 20)
         rest = expected_spans(path) * max(total - cut, 0) // max(total, 1)  # the child's tables, sized for its part
         child_at = cut
     else:  # the child decodes from that frame on: from the first line start at or after its first byte
