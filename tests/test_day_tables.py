@@ -94,13 +94,16 @@ def test_a_table_that_does_not_fit_stays_a_dict_of_lists(rows: list, is_models: 
     assert type(table) is dict and table == {key: list(row) for key, row in rows}
 
 
-@settings(max_examples=80, deadline=None)
-@given(
+TWO_OF_EACH_KIND = (  # two day tables, two model tables
     rows_of(days, small_counts, 5),
     rows_of(days, small_counts, 5),
     rows_of(model_keys, small_counts, 5),
     rows_of(model_keys, small_counts, 5),
 )
+
+
+@settings(max_examples=80, deadline=None)
+@given(*TWO_OF_EACH_KIND)
 def test_merges_of_packed_and_dict_tables_equal_the_dicts_merge(a: dict, b: dict, ma: dict, mb: dict) -> None:
     for mine, theirs, is_models in ((a, b, False), (ma, mb, True)):
         expected = [(key, row) for key, row in plain_merge(mine, theirs).items()]
@@ -117,12 +120,7 @@ def test_merges_of_packed_and_dict_tables_equal_the_dicts_merge(a: dict, b: dict
 
 
 @settings(max_examples=80, deadline=None)
-@given(
-    rows_of(days, small_counts, 5),
-    rows_of(days, small_counts, 5),
-    rows_of(model_keys, small_counts, 5),
-    rows_of(model_keys, small_counts, 5),
-)
+@given(*TWO_OF_EACH_KIND)
 def test_two_packed_tables_merge_into_the_table_their_merged_rows_pack_into(a: dict, b: dict, ma: dict, mb: dict) -> None:
     """Two packed tables are merged on their arrays (``_merged_rows``), not unpacked and packed
     again: the result is the very table ``packed`` makes of the merged rows (the same rows in the

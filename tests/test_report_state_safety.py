@@ -61,6 +61,19 @@ def without_warnings(report: dict) -> dict:
     return report
 
 
+def table_write_fails(monkeypatch: pytest.MonkeyPatch, error: OSError) -> None:
+    """Every state table's write raises ``error`` after part of it (16 bytes) reached the disk."""
+    from meta_supervisor.build import state_store
+
+    real_write = state_store._Table.write
+
+    def write_some(table, blob) -> None:
+        real_write(table, bytes(memoryview(blob).cast("B")[:16]))
+        raise error
+
+    monkeypatch.setattr(state_store._Table, "write", write_some)
+
+
 # --- the state lock -------------------------------------------------------------------------------
 
 
@@ -175,13 +188,7 @@ def test_a_full_disk_while_saving_keeps_the_report_and_the_previous_state(
         handle.write("".join(lines(21, 5)))
     no_space = OSError(errno.ENOSPC, "No space left on device")
     if fails == "a table":
-        real_write = state_store._Table.write
-
-        def write_some(table, blob) -> None:
-            real_write(table, bytes(memoryview(blob).cast("B")[:16]))  # part of it reaches the disk
-            raise no_space
-
-        monkeypatch.setattr(state_store._Table, "write", write_some)
+        table_write_fails(monkeypatch, no_space)
     else:
         real_atomic = state_store.write_atomically
         target = "checkpoint.json" if fails == "the checkpoint summary" else ".json"

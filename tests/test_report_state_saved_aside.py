@@ -19,7 +19,7 @@ import pytest
 from tests.fixtures.report.otlp_builder import lines_for
 from tests.test_report_record import PRICES as MARKET_DATA
 from tests.test_report_record import ROOT, World, hand_made_runs
-from tests.test_report_state_safety import NOW, lines, without_warnings
+from tests.test_report_state_safety import NOW, lines, table_write_fails, without_warnings
 
 WAIT = 120  # seconds at most for another process's step: bounded, never a timing assertion
 
@@ -78,6 +78,16 @@ def lock_is_free(tmp_path: Path) -> bool:
     return True
 
 
+def saved_then_grown(tmp_path: Path) -> list[str]:
+    """A state saved for 20 runs' spans, then 5 more runs appended; returns the state's files."""
+    (tmp_path / "traces.jsonl").write_text("".join(lines(1, 20)))
+    assert cli(tmp_path)[0] == 0
+    before = state_files(tmp_path)
+    with open(tmp_path / "traces.jsonl", "a") as handle:
+        handle.write("".join(lines(21, 5)))
+    return before
+
+
 def test_the_state_saved_aside_is_the_state_saved_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "traces.jsonl").write_text("".join(lines(1, 30)))
     log = tmp_path / "savers.log"
@@ -108,22 +118,11 @@ def test_a_full_disk_in_the_saving_process_is_said_and_keeps_the_previous_state(
 ) -> None:
     from meta_supervisor.build import state_store
 
-    (tmp_path / "traces.jsonl").write_text("".join(lines(1, 20)))
-    assert cli(tmp_path)[0] == 0
-    before = state_files(tmp_path)
-    with open(tmp_path / "traces.jsonl", "a") as handle:
-        handle.write("".join(lines(21, 5)))
+    before = saved_then_grown(tmp_path)
     log = tmp_path / "savers.log"
     saves_seen(monkeypatch, log)
-    no_space = OSError(28, "No space left on device")
     if fails == "a table":
-        real_write = state_store._Table.write
-
-        def write_some(table, blob) -> None:
-            real_write(table, bytes(memoryview(blob).cast("B")[:16]))  # part of it reaches the disk
-            raise no_space
-
-        monkeypatch.setattr(state_store._Table, "write", write_some)
+        table_write_fails(monkeypatch, OSError(28, "No space left on device"))
     else:
         real_atomic = state_store.write_atomically
 
@@ -154,11 +153,7 @@ def test_a_saving_process_that_is_killed_is_said_and_keeps_the_previous_state(
 ) -> None:
     from meta_supervisor.build import state_store
 
-    (tmp_path / "traces.jsonl").write_text("".join(lines(1, 20)))
-    assert cli(tmp_path)[0] == 0
-    before = state_files(tmp_path)
-    with open(tmp_path / "traces.jsonl", "a") as handle:
-        handle.write("".join(lines(21, 5)))
+    before = saved_then_grown(tmp_path)
     build = os.getpid()
     real_table = state_store._Table.write
 
@@ -221,10 +216,7 @@ def wait_for(path: Path) -> None:
 
 def test_the_state_lock_is_held_until_the_saving_process_has_ended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another build probing the lock while the state is being saved aside finds it held."""
-    (tmp_path / "traces.jsonl").write_text("".join(lines(1, 20)))
-    assert cli(tmp_path)[0] == 0
-    with open(tmp_path / "traces.jsonl", "a") as handle:
-        handle.write("".join(lines(21, 5)))
+    saved_then_grown(tmp_path)
     marker, result, go = tmp_path / "saving", tmp_path / "probe-result", tmp_path / "go"
     (lock_path,) = (tmp_path / "state").glob("report-*.lock")
 
@@ -268,11 +260,7 @@ def gone(pid: int) -> bool:
 
 
 def test_a_killed_build_takes_its_saving_process_with_it(tmp_path: Path) -> None:
-    (tmp_path / "traces.jsonl").write_text("".join(lines(1, 20)))
-    assert cli(tmp_path)[0] == 0
-    before = state_files(tmp_path)
-    with open(tmp_path / "traces.jsonl", "a") as handle:
-        handle.write("".join(lines(21, 5)))
+    before = saved_then_grown(tmp_path)
     marker = tmp_path / "saving"
     argv = ["--input", str(tmp_path / "traces.jsonl"), "--out", str(tmp_path / "out2"), "--state-dir", str(tmp_path / "state")]
     argv += ["--no-alpha-quality", "--quiet", "--workers", "2", "--kill-file", str(tmp_path / "killed.json")]
