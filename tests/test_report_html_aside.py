@@ -118,3 +118,20 @@ def test_a_bug_in_the_html_process_fails_the_write_with_its_traceback(tmp_path: 
     with pytest.raises(RuntimeError, match=r"(?s)writing .*meta_report.html failed in its process:.*KeyError: 'a bug in the renderer'"):
         report_outputs.write_report(report, tmp_path / "out", html_aside=True)
     assert not (tmp_path / "out" / "meta_report.html").exists()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_report_command_writes_a_large_html_aside_unless_one_process_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    from meta_supervisor.cli import report as report_cli
+
+    fleet_report(tmp_path, report_outputs.HTML_ASIDE_AGENTS + 10)  # writes traces.jsonl
+    log = tmp_path / "renderers.log"
+    html_renderers(monkeypatch, log)
+    argv = ["--input", str(tmp_path / "traces.jsonl"), "--out", str(tmp_path / "out"), "--no-state", "--no-alpha-quality"]
+    argv += ["--kill-file", str(tmp_path / "killed.json"), "--audit-log", str(tmp_path / "audit.jsonl"), "--quiet", "--workers", workers]
+    assert report_cli.main(argv, now=lambda: NOW) == 0
+    (renderer,) = renderers(log)
+    assert (renderer == os.getpid()) == (workers == "1")  # --workers 1: no extra process at all
+    assert (tmp_path / "out" / "meta_report.html").read_text().count("agent-0") >= report_outputs.HTML_ASIDE_AGENTS

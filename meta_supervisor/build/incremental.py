@@ -47,7 +47,7 @@ from pathlib import Path
 
 from meta_supervisor.build.full import full_build, read_file_maybe_parallel
 from meta_supervisor.build.options import BuildOptions, BuildStats, progress_adapter
-from meta_supervisor.build.save_aside import PendingSave, may_save_aside
+from meta_supervisor.build.save_aside import PendingSave, may_fork_aside
 from meta_supervisor.build.state_checks import cursors_of, regression_problem
 from meta_supervisor.build.state_store import KEEP_STATES, SavedState, locked_for, new_generation, state_key
 from meta_supervisor.reading.cursor import FileCursor, classify
@@ -233,7 +233,7 @@ def _save(options: BuildOptions, stats: BuildStats, store: SavedState, aggregato
     """Save the new state (best effort: the report does not depend on it), by a forked process
     beside the report's assembly when the build asks for it (``save_aside``; ``finish_saving``)."""
     aggregator.latency_summaries = summaries
-    if options.save_aside and may_save_aside(options.workers):
+    if options.save_aside and may_fork_aside(options.workers):
         pending = PendingSave(lambda name: store.save(aggregator, cursors, summaries, checkpoint, name), new_generation(), store.discard)
         stats.saving = _Saving(pending, store, checkpoint, options.state_dir)
         return

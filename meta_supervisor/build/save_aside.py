@@ -38,9 +38,9 @@ from collections.abc import Callable
 from meta_supervisor.forked import call_forked, fork_is_safe
 
 
-def may_save_aside(workers: int) -> bool:
-    """Whether the state can be saved by a forked process (``workers``: ``BuildOptions.workers``;
-    0 means one per CPU)."""
+def may_fork_aside(workers: int) -> bool:
+    """Whether a process may be forked beside the build's (the state's save, the HTML): ``workers``
+    (``BuildOptions.workers``, ``--workers``; 0: one per CPU) allows two, and no other thread runs."""
     from meta_supervisor.build.parallel import worker_count  # not imported by a build with nothing new
 
     return worker_count(workers) >= 2 and fork_is_safe()

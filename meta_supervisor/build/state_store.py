@@ -319,7 +319,7 @@ class SavedState:
         generation = generation or new_generation()
         # room first: what a killed build left (a full disk); not what the build writes under the new
         # generation's name meanwhile (the alpha cache, beside a save in a forked process)
-        self._remove_stale(self._named() | keep | {generation})
+        self._remove_stale(self._named() | keep, writing=generation)
         try:
             return self._write_tables(generation, aggregator, cursors, summaries)
         except BaseException:
@@ -436,7 +436,7 @@ class SavedState:
         except BaseException:
             self.discard(data["generation"])
             raise
-        self._remove_stale({data["generation"], checkpoint}, current=data["generation"])
+        self._remove_stale({data["generation"], checkpoint}, current=data["generation"], writing=data["generation"])
         with contextlib.suppress(OSError):  # tidying up: the new state is saved already
             self._prune_other_keys()
         return data["generation"]
@@ -450,16 +450,20 @@ class SavedState:
             return set()
         return {names.generation, names.checkpoint}
 
-    def _remove_stale(self, keep: set, current: str | None = None) -> None:
+    def _remove_stale(self, keep: set, current: str | None = None, writing: str | None = None) -> None:
         """Delete the files of generations not in ``keep`` (a killed or failed build's, or replaced
-        ones) and the temp files of writes a killed build left: none is under way, the lock is held.
-        With ``current``: a checkpoint keeps its tables and summary, not what was derived from it
-        as a last state (its alpha cache)."""
+        ones) and the temp files of writes a killed build left: none is under way, the lock is held,
+        but for ``writing``'s (the generation being saved, whose alpha cache the build may be writing
+        beside a save in a forked process: ``build.save_aside``). With ``current``: a checkpoint
+        keeps its tables and summary, not what was derived from it as a last state (its alpha cache)."""
         prefix = f"report-{self.key}-"
         for stale in [*self.dir.glob(f"{prefix}*"), *self.dir.glob(f".report-{self.key}*.tmp")]:
-            generation, _, kind = stale.name[len(prefix) :].partition(".")
+            temp = stale.name.startswith(".")
+            generation, _, kind = stale.name[len(prefix) + temp :].partition(".")
+            if writing is not None and generation == writing:
+                continue
             derived = current is not None and generation != current and kind == "alpha.bin"
-            if stale.name.startswith(".") or generation not in keep or derived:
+            if temp or generation not in keep or derived:
                 with contextlib.suppress(OSError):
                     stale.unlink()
 

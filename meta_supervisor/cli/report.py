@@ -125,7 +125,12 @@ def make_parser() -> argparse.ArgumentParser:
         "(default: $ALPHATRACE_FLEET_CONFIG or agents/agents.toml)",
     )
     parser.add_argument("--price-table", help="price table JSON (default: $ALPHATRACE_PRICE_TABLE or services/llm_prices.json)")
-    parser.add_argument("--workers", type=int, default=0, help="processes for large files (default: one per CPU; 1 = no extra process)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes for large files, the state's save and a large HTML (default: one per CPU; 1 = no extra process)",
+    )
     parser.add_argument(
         "--resident-spans",
         type=int,
@@ -333,6 +338,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     from meta_supervisor.build.dispatch import build_inputs
     from meta_supervisor.build.heap_trim import map_large_blocks
     from meta_supervisor.build.incremental import abandon_saving
+    from meta_supervisor.build.save_aside import may_fork_aside
 
     map_large_blocks()  # the build's transient large buffers returned when freed (peak RSS; glibc only)
     try:
@@ -363,7 +369,7 @@ def main(argv: list[str] | None = None, now: Callable[[], dt.datetime] | None = 
     if report["prices"]["warning"]:
         warn(f"warning: {report['prices']['warning']}")
     files_written: dict = {}
-    written = write_report(report, out_dir, formats, files_written, html_aside=True)  # a forked process writes a large HTML
+    written = write_report(report, out_dir, formats, files_written, html_aside=may_fork_aside(args.workers))  # a large HTML beside
     for message in data.messages:
         warn(f"note: {message}")
     losses = report["inputs"]["telemetry_losses"]
