@@ -2,7 +2,7 @@
 
 Saving the state of 1,000 agents (each tally encoded, the tables and the summary written and
 fsynced) takes ~0.12 s of a 1.3 s build, after the reading is done and while the second core is
-idle: the read's worker has ended. ``save_aside`` forks a process that does the save
+idle: the read's worker has ended. ``PendingSave`` forks a process that does the save
 (``SavedState.save``, exactly as the build's own process would; ``meta_supervisor.forked``) and
 returns at once; the build assembles the report meanwhile, then ``PendingSave.wait`` gives the
 save's outcome.
