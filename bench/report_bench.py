@@ -104,8 +104,12 @@ def _cpu_seconds() -> float:
 def _measure_in_child(argv: list[str]) -> dict:
     """Run the report CLI in this process (a child of the bench) and report time and peak RSS.
 
-    Imports are done before the clock starts (they are the same for any build); the time is the
-    build: resolve inputs, read (or find nothing new), aggregate, write the report and the state.
+    The modules imported here are imported before the clock starts (they are the same for any
+    build); the time is the build: resolve inputs, read (or find nothing new), aggregate, write the
+    report and the state. Modules a build imports where it first needs them (the native core, the
+    parallel reader, the worth section, ...: ~30 ms) are inside the clock, as a user's command pays
+    them: imported here, they raised the main process's measured peak by ~1 MB (docs/benchmarks.md
+    "Span slots prefetched").
     """
     import alpha.quality  # noqa: F401
     import meta_supervisor.assemble.decisions

@@ -171,6 +171,15 @@ def extra_llm_after_close() -> list[str]:
 
 
 @canonical
+def span_id_before_trace_id() -> list[str]:
+    """Ids in either order in a span's object, a span given twice: its fingerprint is made (and its
+    slot prefetched, ``Scan::span_then``) once both ids are read, whichever comes first."""
+    spans = [span for trace in range(1, 4) for span in spans_of(Run("a", trace, llm=[Llm()]))]
+    swapped = [{"spanId": span["spanId"], **{k: v for k, v in span.items() if k != "spanId"}} for span in spans[::2]]
+    return span_lines([*swapped, *spans[1::2], swapped[0]], per_line=2)
+
+
+@canonical
 def llm_after_root() -> list[str]:
     spans = []
     for trace in range(1, 6):

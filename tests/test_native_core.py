@@ -208,6 +208,7 @@ def test_canonical_cases_cover_what_they_claim(tmp_path: Path) -> None:
     assert seen["mismatched_totals"]["pending"]
     assert len(seen["extra_llm_after_close"]["pending"]) == 1
     assert seen["duplicate_lines"]["inputs"]["duplicate_spans"] > 0
+    assert seen["span_id_before_trace_id"]["inputs"]["duplicate_spans"] == 1 and seen["span_id_before_trace_id"]["inputs"]["spans"] == 6
     assert seen["duplicate_roots"]["inputs"]["duplicate_run_roots"] == 2
     assert any(key[2] for key in seen["simulated_resource"]["agents"]["a"]["day_models"])
     assert seen["supervisor_spans"]["inputs"]["supervisor_spans"] == 3

@@ -345,13 +345,21 @@ impl<'py, 't> Aggregator<'py, 't> {
     /// One span of a batch (`add_spans`' loop body): a line's spans can be added as they are
     /// parsed (`stream.rs`), the batch ended (`end_batch`) after its last.
     pub(crate) fn add_span(&mut self, span: &Span, simulated: bool, process: &Process, batch: &mut Batch) -> R<()> {
+        self.add_span_with(span, None, simulated, process, batch)
+    }
+
+    /// `add_span`, with the span's fingerprint when its reader made it already (`Scan::span_then`).
+    pub(crate) fn add_span_with(&mut self, span: &Span, fp: Option<u64>, simulated: bool, process: &Process, batch: &mut Batch) -> R<()> {
         let windowed = self.since_ns.is_some() || self.until_ns.is_some();
         let Batch { counted, llm_calls } = batch;
         let (trace_id, span_id) = (&*span.trace_id, &*span.span_id);
         if trace_id.is_empty() || span_id.is_empty() {
             return decline("a span without ids");
         }
-        let fp = span_fingerprint(trace_id, span_id, &self.helpers)?;
+        let fp = match fp {
+            Some(fp) => fp,
+            None => span_fingerprint(trace_id, span_id, &self.helpers)?,
+        };
         let start = time_of(&span.start, &self.helpers)?;
         let end = time_of(&span.end, &self.helpers)?;
         let entry = span_entry(fp, content_check(start, end, span));

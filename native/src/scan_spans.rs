@@ -20,6 +20,7 @@ use crate::scan::{plain_run, Fail, Number, Scan, MAX_DEPTH, P};
 use crate::schema::{AnyValue, DoubleVal, Event, IntVal, KeyValue, Request, Resource, ScopeSpans, Span, Status, Text};
 use crate::stream::{self, LineError};
 use crate::tallies::Process;
+use crate::values::hex_span_fingerprint;
 use serde::de::Error as _;
 use std::borrow::Cow;
 
@@ -355,6 +356,15 @@ impl<'a> Scan<'a> {
 
     /// One span into `out` (its vectors kept from the span before, cleared: one allocation a line).
     fn span(&mut self, out: &mut Span<'a>) -> P<()> {
+        self.span_then(out, |_| {}).map(drop)
+    }
+
+    /// `span`, calling `ids_read` with the span's fingerprint as soon as both its ids are read (in
+    /// their usual hex form: `hex_span_fingerprint`), before the rest of it, and returning it: a
+    /// caller that adds the span to a table larger than the caches prefetches its slot there
+    /// (`FpSet::prefetch`), and gives the fingerprint to `add_span_with`, not made twice.
+    fn span_then(&mut self, out: &mut Span<'a>, mut ids_read: impl FnMut(u64)) -> P<Option<u64>> {
+        let mut fp = None;
         out.trace_id = Text::default();
         out.span_id = Text::default();
         out.name = Text::default();
@@ -368,13 +378,20 @@ impl<'a> Scan<'a> {
         let mut first = true;
         while let Some(key) = self.key(&mut first)? {
             match &*key {
-                "traceId" => {
-                    once(&mut seen[0])?;
-                    out.trace_id = self.text()?;
-                }
-                "spanId" => {
-                    once(&mut seen[1])?;
-                    out.span_id = self.text()?;
+                "traceId" | "spanId" => {
+                    if &*key == "traceId" {
+                        once(&mut seen[0])?;
+                        out.trace_id = self.text()?;
+                    } else {
+                        once(&mut seen[1])?;
+                        out.span_id = self.text()?;
+                    }
+                    if seen[0] && seen[1] {
+                        fp = hex_span_fingerprint(&out.trace_id, &out.span_id);
+                        if let Some(fp) = fp {
+                            ids_read(fp);
+                        }
+                    }
                 }
                 "name" => {
                     once(&mut seen[2])?;
@@ -408,7 +425,7 @@ impl<'a> Scan<'a> {
                 _ => self.skip()?,
             }
         }
-        Ok(())
+        Ok(fp)
     }
 
     fn resource(&mut self) -> P<Resource<'a>> {
@@ -542,12 +559,12 @@ impl<'a> Scan<'a> {
                     self.open(b'[')?;
                     let mut span_first = true;
                     while self.element(&mut span_first)? {
-                        self.span(span)?;
+                        let fp = self.span_then(span, |fp| agg.seen.prefetch(fp))?;
                         self.touched = true;
                         if facts.sampled {
                             agg.inputs.tail_sampled_spans += 1;
                         }
-                        agg.add_span(span, facts.simulated, &facts.process, &mut batch)
+                        agg.add_span_with(span, fp, facts.simulated, &facts.process, &mut batch)
                             .map_err(Fail::Stop)?;
                     }
                 } else {

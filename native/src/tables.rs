@@ -106,6 +106,19 @@ impl<'t> FpSet<'t> {
         }
     }
 
+    /// Ask the CPU to bring the slot where the span of fingerprint `fp` goes (`span_entry`) into
+    /// its cache, as soon as the span's ids are read: the table is larger than the caches, and the
+    /// `insert` that follows the rest of the span's parse then finds the slot there instead of
+    /// waiting on memory (`Scan::span_then`; the slot's load was 92% of the insert's time). A hint
+    /// only: nothing is read or written, and a slot moved since (the table grew or spilled) costs
+    /// one miss, as before. (The spilled tier's filter block, asked next for a new span, prefetched
+    /// the same way made no difference: docs/benchmarks.md "Span slots prefetched".)
+    pub fn prefetch(&self, fp: u64) {
+        let slots = self.slots.cells();
+        let id = (fp >> CHECK_BITS).max(1); // `span_entry(fp, _) >> CHECK_BITS`, as `probe_entry` starts from
+        prefetch(slots.as_ptr().wrapping_add((id % slots.len() as u64) as usize));
+    }
+
     /// `FingerprintSet.add`: 0 when `entry`'s id was not in the set (it is now), else the entry
     /// already there.
     pub fn insert(&mut self, entry: u64) -> Result<u64, Stop> {
@@ -384,6 +397,20 @@ pub(crate) fn probe_entry(slots: &[Cell<u64>], entry: u64) -> usize {
             i = 0;
         }
     }
+}
+
+/// A hint to bring the cache line of `at` in (`FpSet::prefetch`): it reads nothing and cannot
+/// fault, whatever `at` points to.
+pub(crate) fn prefetch<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch dereferences nothing and faults on no address, and SSE (which has it) is
+    // in every x86_64 CPU
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 fn slots_for(entries: usize) -> usize {

@@ -273,14 +273,21 @@ pub(crate) fn uuid_u128(text: &str) -> Option<u128> {
 }
 
 pub(crate) fn span_fingerprint(trace_id: &str, span_id: &str, helpers: &Helpers) -> R<u64> {
-    if trace_id.len() == 32 && span_id.len() == 16 {
-        if let (Some(t), Some(s)) = (hex_u128(trace_id), hex_u128(span_id)) {
-            let value =
-                ((t as u64).wrapping_mul(K_TRACE)) ^ (((t >> 64) as u64).wrapping_mul(K_TRACE_HIGH)) ^ ((s as u64).wrapping_mul(K_SPAN));
-            return Ok(if value < 2 { value + 2 } else { value });
-        }
+    if let Some(fp) = hex_span_fingerprint(trace_id, span_id) {
+        return Ok(fp);
     }
     Ok(helpers.call1("span_fingerprint", (trace_id, span_id))?.extract()?)
+}
+
+/// `span_fingerprint` of ids in their usual form (32 and 16 hex digits), without Python; None
+/// for any other form (then only Python's rule gives it). Never 0 or 1.
+pub(crate) fn hex_span_fingerprint(trace_id: &str, span_id: &str) -> Option<u64> {
+    if trace_id.len() != 32 || span_id.len() != 16 {
+        return None;
+    }
+    let (t, s) = (hex_u128(trace_id)?, hex_u128(span_id)?);
+    let value = ((t as u64).wrapping_mul(K_TRACE)) ^ (((t >> 64) as u64).wrapping_mul(K_TRACE_HIGH)) ^ ((s as u64).wrapping_mul(K_SPAN));
+    Some(if value < 2 { value + 2 } else { value })
 }
 
 pub(crate) fn run_fingerprint(run_key: &str, helpers: &Helpers) -> R<u64> {
