@@ -356,14 +356,15 @@ impl<'a> Scan<'a> {
 
     /// One span into `out` (its vectors kept from the span before, cleared: one allocation a line).
     fn span(&mut self, out: &mut Span<'a>) -> P<()> {
-        self.span_then(out, |_| {}).map(drop)
+        self.span_then(out, None).map(drop)
     }
 
-    /// `span`, calling `ids_read` with the span's fingerprint as soon as both its ids are read (in
-    /// their usual hex form: `hex_span_fingerprint`), before the rest of it, and returning it: a
-    /// caller that adds the span to a table larger than the caches prefetches its slot there
-    /// (`FpSet::prefetch`), and gives the fingerprint to `add_span_with`, not made twice.
-    fn span_then(&mut self, out: &mut Span<'a>, mut ids_read: impl FnMut(u64)) -> P<Option<u64>> {
+    /// `span`, calling `ids_read` (when given) with the span's fingerprint as soon as both its ids
+    /// are read (in their usual hex form: `hex_span_fingerprint`), before the rest of it, and
+    /// returning it: a caller that adds the span to a table larger than the caches prefetches its
+    /// slot there (`FpSet::prefetch`), and gives the fingerprint to `add_span_with`, not made twice.
+    /// Without `ids_read` no fingerprint is made (the span is added later, by `add_spans`).
+    fn span_then(&mut self, out: &mut Span<'a>, mut ids_read: Option<&mut dyn FnMut(u64)>) -> P<Option<u64>> {
         let mut fp = None;
         out.trace_id = Text::default();
         out.span_id = Text::default();
@@ -386,10 +387,10 @@ impl<'a> Scan<'a> {
                         once(&mut seen[1])?;
                         out.span_id = self.text()?;
                     }
-                    if seen[0] && seen[1] {
+                    if let (true, true, Some(call)) = (seen[0], seen[1], ids_read.as_mut()) {
                         fp = hex_span_fingerprint(&out.trace_id, &out.span_id);
                         if let Some(fp) = fp {
-                            ids_read(fp);
+                            call(fp);
                         }
                     }
                 }
@@ -559,7 +560,7 @@ impl<'a> Scan<'a> {
                     self.open(b'[')?;
                     let mut span_first = true;
                     while self.element(&mut span_first)? {
-                        let fp = self.span_then(span, |fp| agg.seen.prefetch(fp))?;
+                        let fp = self.span_then(span, Some(&mut |fp| agg.seen.prefetch(fp)))?;
                         self.touched = true;
                         if facts.sampled {
                             agg.inputs.tail_sampled_spans += 1;
