@@ -20,6 +20,7 @@ Environment: ``ALPHATRACE_NATIVE`` (whether the core is used: ``native_core``) a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from meta_supervisor import native_core
@@ -27,6 +28,7 @@ from meta_supervisor.build import merge
 from meta_supervisor.build.heap_trim import release_free_memory
 from meta_supervisor.build.part_result import PartResult
 from meta_supervisor.build.rulebook import Rulebook
+from meta_supervisor.build.streamed_tallies import StreamedTallies, upcoming_sizes
 from meta_supervisor.reading.formats import max_line_bytes
 from meta_supervisor.reading.inputs import expected_spans
 from meta_supervisor.reading.shapes import ReadResult
@@ -97,7 +99,8 @@ def read_zstd_from_line(
     """The second of two parts of a zstd stream read in parallel (``parallel``): from the first
     line start at or after decompressed byte ``offset`` to the end, in tables of its own (sized for
     ``expected`` spans; bounded, and handed over through its files, with ``handoff``, as
-    ``read_part``). Returns (``PartResult``, where the part starts), or None as ``read_zstd_part``.
+    ``read_part``). Returns (``PartResult``, where the part starts), or None as ``read_zstd_part``;
+    the part's tallies are made as they are sent (``_streamed_tallies``).
     With ``seek`` (``frame_cut``), the stream starts at that compressed offset, a frame's start,
     and ``offset`` and where the part starts count from that frame's first byte."""
     native = _zstd_core()
@@ -107,7 +110,7 @@ def read_zstd_from_line(
     latencies = _latencies(native, None if handoff is None else handoff.latency_spill())
     keywords = {} if seek is None else {"seek": seek}
     raw = _read_zstd(native, path, offset, options_tuple, None, None, expected, align=True, spill=spill, latencies=latencies, **keywords)
-    return None if raw is None else (_part_result(raw, handoff, latencies), raw["start"])
+    return None if raw is None else (_part_result(raw, handoff, latencies, streamed=True), raw["start"])
 
 
 def read_zstd_into(aggregator, path: Path, skip: int, progress=None, stop: int | None = None, frame_cut: int | None = None) -> tuple | None:
@@ -286,25 +289,56 @@ def _tallies(raw: dict, spill=None) -> tuple:
     ``spill`` (``latency_runs.LatencySpill``) their latencies past its budget spilled as they come."""
     inputs = InputTally.from_state(raw["inputs"])
     agents = {}
+    for name, tally in _made_agents(raw.pop("agents"), spill):
+        agents[name] = tally
+        if spill is not None:
+            spill.added(len(tally.latencies_ns), agents.values())
+    return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}, raw.get("dead", ())
+
+
+def _made_agents(states, spill) -> Iterator[tuple[str, AgentTally]]:
+    """The core's agents (its ``AgentStates``) made into tallies, one at a time, in order."""
     keys: dict = {}  # the agents' keys, kept once (AgentTally.from_state)
     # the core hands the agents over one at a time (its ``AgentStates``), freeing each agent's tally
     # as it does: never all of a part's tallies at once in Rust, as raw data and as AgentTally. What
     # it frees stays in the C heap (Python's objects come from its own arenas) until it is trimmed:
     # trimmed every ``TRIM_EVERY_AGENTS`` agents, not only at the end (1,000 agents at 5 M spans:
     # ~7 MB of freed tallies on top of the Python ones otherwise)
-    for name, state, latencies, signals in raw.pop("agents"):
+    for count, (name, state, latencies, signals) in enumerate(states, 1):
         store = SignalStore.from_state(*signals) if signals is not None else None
         runs = state.pop("latency_runs", None)  # what the core spilled (``latency_spill.rs``)
-        tally = agents[name] = AgentTally.from_state(state, latencies, store, keys)
+        tally = AgentTally.from_state(state, latencies, store, keys)
         del latencies
         if runs:
             tally.latency_runs = spill.runs_at(runs)
-        if spill is not None:
-            spill.added(len(tally.latencies_ns), agents.values())
-        if len(agents) % TRIM_EVERY_AGENTS == 0:
+        yield name, tally
+        if count % TRIM_EVERY_AGENTS == 0:
             release_free_memory()  # what the core freed so far, back before more Python objects are made
     release_free_memory()  # the core's tallies, freed one by one above (heap_trim)
-    return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}, raw.get("dead", ())
+
+
+def _streamed_tallies(raw: dict, handoff, spill) -> tuple | None:
+    """A forked worker's part with its tallies made as they are sent (``streamed_tallies``): the
+    agents' order and tables' sizes now, each tally when it is asked for; with ``handoff``, each
+    one's latencies spilled into its file first, as ``_handed_tallies`` leaves them. None when the
+    core cannot tell the sizes beforehand."""
+    states = raw["agents"]
+    sizes = upcoming_sizes(states)
+    if sizes is None:
+        return None
+    del raw["agents"]
+    if handoff is not None:
+        spill = spill or handoff.latency_spill()
+
+    def made() -> Iterator[tuple[str, AgentTally]]:
+        for name, tally in _made_agents(states, spill):
+            if handoff is not None:
+                spill.spill((tally,))
+            yield name, tally
+
+    agents = StreamedTallies(sizes, made())
+    pending = {key: entry for key, entry in raw["pending"]}
+    return InputTally.from_state(raw["inputs"]), agents, list(agents), pending, raw.get("dead", ())
 
 
 def _handed_tallies(raw: dict, handoff, spill) -> tuple:
@@ -318,7 +352,12 @@ def _handed_tallies(raw: dict, handoff, spill) -> tuple:
     return tallies
 
 
-def _part_result(raw: dict, handoff=None, latencies=None):
+def _part_result(raw: dict, handoff=None, latencies=None, streamed: bool = False):
+    """The ``PartResult`` of the core's ``raw`` result; ``streamed``: its tallies made as they are sent
+    (``_streamed_tallies``), when the core can tell their sizes beforehand."""
+    state = _streamed_tallies(raw, handoff, latencies) if streamed else None
+    if state is None:
+        state = _handed_tallies(raw, handoff, latencies)
     if raw.get("handed_over"):  # the tables are in the hand-over files (``Handoff``), in key order
         span_fps, closed_keys, closed_states = handoff.arrays(raw["span_count"], raw["closed_count"])
     else:  # views of the bytes the core made, not copies (peak memory)
@@ -328,7 +367,7 @@ def _part_result(raw: dict, handoff=None, latencies=None):
         consumed=raw["consumed"],
         records=raw["records"],
         partial_tail=raw["partial_tail"],
-        aggregator_state=_handed_tallies(raw, handoff, latencies),
+        aggregator_state=state,
         span_fps=span_fps,
         closed_keys=closed_keys,
         closed_states=closed_states,

@@ -19,7 +19,10 @@ when the native core is installed and the build's aggregator is still empty: the
 the stream up to the cut (a frame cannot be entered in the middle) and reads the rest, the parent
 reads up to the cut, and the two parts meet at the same line start. A stream of many frames (as the
 collector's file exporter writes them) is cut where a frame starts near the middle instead: the
-child decodes from that frame on, the parent up to it, each only its own half.
+child decodes from that frame on, the parent up to it, each only its own half. The child sends its
+part's tallies one agent at a time as it makes them, and the parent merges each as it arrives
+(``streamed_tallies``); a child lost in the middle of them has the parent's aggregator emptied and
+the stream read again in one go.
 
 Children are forked (``multiprocessing`` "fork" context) and only when the process has no other
 thread; framed files, other compressed files, small files, and ``workers=1`` are read
@@ -42,6 +45,7 @@ from meta_supervisor.build.file_reader import read_trace_file
 from meta_supervisor.build.heap_trim import release_free_memory
 from meta_supervisor.build.native_reader import read_native
 from meta_supervisor.build.part_result import Handoff, PartResult
+from meta_supervisor.build.streamed_tallies import PartLost, widen_pipe
 from meta_supervisor.forked import die_with_parent, fork_is_safe
 from meta_supervisor.reading.cursor import FileCursor
 from meta_supervisor.reading.inputs import HEAD_BYTES, expected_spans, head_digest, identity_of, open_regular, zstd_decompressed_size
@@ -268,6 +272,7 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
     options_tuple = aggregator.part_options()
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
+    widen_pipe(sender.fileno())  # the worker's tallies run ahead of the merge (streamed_tallies)
     arguments = (sender, path, child_at, options_tuple, os.getpid(), rest, aggregator, handoff, frame)
     child = context.Process(target=_zstd_child, args=arguments, daemon=True)
     child.start()
@@ -296,9 +301,9 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
             part = PartResult.receive(receiver, handoff)
         except (EOFError, OSError, RuntimeError, pickle.UnpicklingError):
             part = None
-        stop_child()
         # (the child's start counts from the frame's first byte when cut at a frame)
         if part is None or start + (frame_start or 0) != out.offset + consumed:  # not read: the stream in one go
+            stop_child()
             aggregator.seen.clear()
             aggregator.closed_runs.clear()
             undo()
@@ -311,7 +316,16 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
     out.partial_tail_bytes = partial_tail
     if part is None:
         return out
-    if not merge.merge_part(aggregator, part, str(path), out.records):  # the rest read again, in one go
+    try:  # the worker's tallies merged as it sends them (streamed_tallies): it runs until they are in
+        merged = merge.merge_part(aggregator, part, str(path), out.records)
+    except (PartLost, OSError, pickle.UnpicklingError):  # the worker lost halfway through its tallies: none of it kept
+        stop_child()
+        aggregator.reset()
+        undo()
+        return read_trace_file(path, aggregator, cursor, advance)
+    finally:
+        stop_child()
+    if not merged:  # the rest read again, in one go
         return read_trace_file(path, aggregator, out, advance)
     if advance is not None:
         advance(part.consumed)

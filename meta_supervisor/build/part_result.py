@@ -14,10 +14,14 @@ from array import array
 from dataclasses import dataclass
 
 from meta_supervisor.build.packed_tallies import packed_state
+from meta_supervisor.build.streamed_tallies import StreamedTallies, records_from
 from meta_supervisor.tally.fingerprints import SpillPlan, slots_for
 from meta_supervisor.tally.latency_runs import LatencySpill, RunFile
 
 CHUNK_ITEMS = 1 << 17  # fingerprints read back at a time from a hand-over file (1 MB)
+# the header's count of the agents' packed bytes, when they are not sent after it: in the
+# hand-over file (``Handoff.tallies``), or streamed after the arrays (``streamed_tallies``)
+IN_FILE, STREAMED = -1, -2
 
 
 class SpilledArray:
@@ -107,7 +111,11 @@ class PartResult:
         the packed tallies are written to its ``tallies`` file instead (``agents`` -1 in the header)."""
         state, agents = self.aggregator_state, b""
         handed = isinstance(self.span_fps, SpilledArray)  # the tables are in the Handoff's files already
-        if isinstance(state, tuple):  # the agents pickled one by one: the receiver unpickles them as it merges
+        streamed = isinstance(state, tuple) and isinstance(state[1], StreamedTallies)
+        if streamed:  # the tallies after everything else, each sent as it is made (streamed_tallies)
+            tallies = state[1]
+            state, agents = (state[0], list(tallies.sizes.items()), *state[2:]), None
+        elif isinstance(state, tuple):  # the agents pickled one by one: the receiver unpickles them as it merges
             state = packed_state(state)
             if handed and handoff is not None:
                 state[1].write_to(handoff.tallies)
@@ -115,12 +123,14 @@ class PartResult:
             else:
                 agents = state[1].blob
             state[1].blob = b""
-        sent = -1 if agents is None else len(agents)
+        sent = STREAMED if streamed else IN_FILE if agents is None else len(agents)
         agents = agents or b""
         header = (self.consumed, self.records, self.partial_tail, state, sent, len(self.span_fps), len(self.closed_keys), handed)
         connection.send_bytes(pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL))
         for blob in (agents,) if handed else (agents, self.span_fps, self.closed_keys, self.closed_states):
             send_exactly(connection.fileno(), blob)
+        if streamed:
+            tallies.send_records(connection.fileno(), send_exactly)
 
     @classmethod
     def receive(cls, connection, handoff: Handoff | None = None) -> PartResult:
@@ -128,13 +138,18 @@ class PartResult:
         if isinstance(header, BaseException):
             raise header
         consumed, records, partial_tail, state, n_agents, n_spans, n_closed, handed = header
+        streamed = n_agents == STREAMED
+        if streamed:  # each agent's tally read from the pipe as it is merged, after the arrays
+            sizes = state[1]
+            state = (state[0], StreamedTallies(sizes, records_from(connection.fileno(), len(sizes))), *state[2:])
+            n_agents = 0
         if handed:
-            if n_agents < 0:  # in the hand-over file: read an agent at a time as it is merged
+            if n_agents == IN_FILE:  # in the hand-over file: read an agent at a time as it is merged
                 state[1].in_file(handoff.tallies)
                 return cls(consumed, records, partial_tail, state, *handoff.arrays(n_spans, n_closed))
             agents = bytearray(n_agents)
             receive_exactly(connection.fileno(), agents)
-            if isinstance(state, tuple):
+            if isinstance(state, tuple) and not streamed:
                 state[1].blob = agents
             return cls(consumed, records, partial_tail, state, *handoff.arrays(n_spans, n_closed))
         # allocated at their size and filled in place: no temporary bytes of the same size (peak RSS;
@@ -145,7 +160,7 @@ class PartResult:
         closed_states = bytearray(n_closed)
         for target in (agents, span_fps, closed_keys, closed_states):
             receive_exactly(connection.fileno(), target)
-        if isinstance(state, tuple):
+        if isinstance(state, tuple) and not streamed:
             state[1].blob = agents
         return cls(consumed, records, partial_tail, state, span_fps, closed_keys, bytes(closed_states))
 

@@ -199,6 +199,13 @@ class SpanAggregator(ConsistencyCheck, AlphaEvents, ToolSpans):
         self._price_cache: dict[str, object] = {}
         self.latency_summaries: dict[str, dict] | None = None  # set by an incremental build
 
+    def reset(self) -> None:
+        """Empty again, as it was made: what was added is let go of (a worker lost halfway through
+        the part being merged: the file is then read again from its start)."""
+        spans = self.seen.expected
+        collect_runs = self.run_records is not None
+        self.__init__(self._prices, self.since_ns, self.until_ns, spans, self.collect_signals, collect_runs, self.max_open_runs, self.spill)
+
     def part_options(self) -> tuple:
         """(prices, since, until, collect_signals, max_open_runs): what a fresh aggregator for a part
         of a file needs to read it as this one would (``python_part.read_part_python``,

@@ -457,6 +457,31 @@ impl AgentStates {
     fn __len__(&self) -> usize {
         self.rest.len()
     }
+
+    /// The agents still to come, in order, before any is made: each one's name and the sizes of its
+    /// bounded tables as `packed_tallies.table_sizes` gives them for its tally (outcomes, day_models,
+    /// tools, killed_mid_run, budget_stops, alpha, invalid_reasons, then its signal store's
+    /// symbols). A forked worker sends them ahead of its tallies (`streamed_tallies`).
+    fn upcoming(&self) -> Vec<(String, [usize; 8])> {
+        self.rest
+            .as_slice()
+            .iter()
+            .map(|(name, t)| {
+                let symbols = t.signals.as_ref().map_or(0, |store| store.symbols.len());
+                let sizes = [
+                    t.outcomes.len(),
+                    t.day_models.len(),
+                    t.tools.len(),
+                    t.killed_mid_run.len(),
+                    t.budget_stops.len(),
+                    t.alpha.len(),
+                    t.invalid_reasons.len(),
+                    symbols,
+                ];
+                (name.clone(), sizes)
+            })
+            .collect()
+    }
 }
 
 /// Read `[start, stop)` of `path` (to the end when `stop` is None). Returns a dict of the part's

@@ -4,10 +4,14 @@
 //! caller makes room first, so no insert here fills a table beyond its load limit), and an in-place
 //! sort of an array('q'). Used when a part is merged and when latencies are sorted.
 
+use crate::content::CHECK_BITS;
 use crate::spill::SpillRuns;
-use crate::tables::{probe, probe_entry};
+use crate::tables::{prefetch, probe, probe_entry};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
+
+/// How many entries ahead a loop over a part's entries asks for the slot it will probe.
+const AHEAD: usize = 16;
 
 pub(crate) fn writable<'a, T: pyo3::buffer::Element>(py: Python<'a>, buffer: &'a PyBuffer<T>) -> PyResult<&'a [std::cell::Cell<T>]> {
     buffer
@@ -33,13 +37,24 @@ pub(crate) fn set_first_present(
     mut runs: Option<PyRefMut<SpillRuns>>,
 ) -> PyResult<i64> {
     let slots = writable(py, &slots)?;
-    for (index, entry) in readable(py, &entries)?.iter().enumerate() {
+    let entries = readable(py, &entries)?;
+    let size = slots.len() as u64;
+    for (index, entry) in entries.iter().enumerate() {
+        // a part's entries probe a large table at random: each slot (and filter block) asked for
+        // `AHEAD` entries before it is read, so the misses overlap instead of coming one by one
+        if let Some(ahead) = entries.get(index + AHEAD) {
+            let ahead = ahead.get();
+            prefetch(slots.as_ptr().wrapping_add(((ahead >> CHECK_BITS) % size) as usize));
+            if let Some(runs) = runs.as_deref() {
+                runs.prefetch(ahead >> CHECK_BITS);
+            }
+        }
         let entry = entry.get();
         if slots[probe_entry(slots, entry)].get() != 0 {
             return Ok(index as i64);
         }
         if let Some(runs) = runs.as_deref_mut() {
-            if runs.get_value(entry >> 8)?.is_some() {
+            if runs.get_value(entry >> CHECK_BITS)?.is_some() {
                 return Ok(index as i64);
             }
         }
@@ -158,7 +173,16 @@ pub(crate) fn map_any_set(
 ) -> PyResult<bool> {
     let keys = writable(py, &keys)?;
     let states = readable(py, &states)?;
-    for fp in readable(py, &fps)? {
+    let fps = readable(py, &fps)?;
+    let size = keys.len() as u64;
+    for (index, fp) in fps.iter().enumerate() {
+        if let Some(ahead) = fps.get(index + AHEAD) {
+            let ahead = ahead.get();
+            prefetch(keys.as_ptr().wrapping_add((ahead % size) as usize));
+            if let Some(runs) = runs.as_deref() {
+                runs.prefetch(ahead);
+            }
+        }
         let fp = fp.get();
         let i = probe(keys, fp);
         let state = if keys[i].get() == fp {
