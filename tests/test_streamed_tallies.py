@@ -165,19 +165,22 @@ class CountStreams:
         monkeypatch.setattr(merge, "merge_part", merging)
 
 
-def test_two_parts_with_streamed_tallies(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("limits", ["sizes", "keys", "older core"])
+def test_two_parts_with_streamed_tallies(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: str) -> None:
     """The worker's tallies streamed and merged as they come: the Python reader's report, with the
-    limits checked on the told sizes, or on the tallies themselves (held ahead of the merge)."""
+    limits checked on the told sizes, or on the tallies themselves (held ahead of the merge). A
+    core that cannot tell the sizes beforehand (an older one) has its part sent whole, as before."""
     path = _zstd_stream(tmp_path)
-    for exact in (False, True):
-        split = Split(monkeypatch, 0.5)
-        streams = CountStreams(monkeypatch)
-        if exact:  # every agent's limits checked on its keys: the rest of the records read ahead and held
-            monkeypatch.setattr(merge, "_fits", lambda mine, sizes: False)
-        with_core, without = _build_both(monkeypatch, [path])
-        assert with_core == without and with_core["inputs"]["spans"] > 4000
-        assert split.merges == [True] and streams.streamed == 1
-        assert len(with_core["agents"]) >= 4
+    split = Split(monkeypatch, 0.5)
+    streams = CountStreams(monkeypatch)
+    if limits == "keys":  # every agent's limits checked on its keys: the rest of the records read ahead and held
+        monkeypatch.setattr(merge, "_fits", lambda mine, sizes: False)
+    if limits == "older core":
+        monkeypatch.setattr(native_part, "upcoming_sizes", lambda states: None)
+    with_core, without = _build_both(monkeypatch, [path])
+    assert with_core == without and with_core["inputs"]["spans"] > 4000
+    assert split.merges == [True] and streams.streamed == (limits != "older core")
+    assert len(with_core["agents"]) >= 4
 
 
 def test_two_parts_with_bounded_tables(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
