@@ -31,7 +31,18 @@ from meta_supervisor.build.streamed_tallies import PartLost, StreamedTallies, re
 from meta_supervisor.tally.aggregates import AgentTally
 from meta_supervisor.tally.span_aggregator import SpanAggregator
 from tests.native_cases import CANONICAL, write
-from tests.test_native_zstd import MARKET, NOW, OPTIONS, PRICES, Split, _build_both, small_lines, workload_lines, zfile
+from tests.test_native_zstd import (
+    MARKET,
+    NOW,
+    OPTIONS,
+    PRICES,
+    Split,
+    _build_both,
+    native,  # noqa: F401 (the fixture: the core installed and on)
+    small_lines,
+    workload_lines,
+    zfile,
+)
 
 
 def _tally(i: int) -> AgentTally:
@@ -127,15 +138,9 @@ def test_a_source_that_ends_early_or_out_of_order_is_a_lost_part() -> None:
     os.close(read_end)
 
 
-@pytest.fixture
-def native(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(native_core.ENV, raising=False)
-    if not native_core.available():
-        pytest.fail("the native core is not installed: run make native")
-
-
+@pytest.mark.usefixtures("native")
 @pytest.mark.parametrize("case", sorted(CANONICAL))
-def test_the_core_tells_the_sizes_the_made_tallies_have(native, tmp_path: Path, case: str) -> None:
+def test_the_core_tells_the_sizes_the_made_tallies_have(tmp_path: Path, case: str) -> None:
     """``AgentStates.upcoming``, before any tally is made, against ``table_sizes`` of the made ones."""
     path = write(tmp_path, CANONICAL[case]())
     raw = native_part._read(native_core.core(), path, 0, None, OPTIONS, None, None, None)
@@ -165,8 +170,9 @@ class CountStreams:
         monkeypatch.setattr(merge, "merge_part", merging)
 
 
+@pytest.mark.usefixtures("native")
 @pytest.mark.parametrize("limits", ["sizes", "keys", "older core"])
-def test_two_parts_with_streamed_tallies(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: str) -> None:
+def test_two_parts_with_streamed_tallies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limits: str) -> None:
     """The worker's tallies streamed and merged as they come: the Python reader's report, with the
     limits checked on the told sizes, or on the tallies themselves (held ahead of the merge). A
     core that cannot tell the sizes beforehand (an older one) has its part sent whole, as before."""
@@ -183,7 +189,8 @@ def test_two_parts_with_streamed_tallies(native, tmp_path: Path, monkeypatch: py
     assert len(with_core["agents"]) >= 4
 
 
-def test_two_parts_with_bounded_tables(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("native")
+def test_two_parts_with_bounded_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The tables bounded at their smallest: the worker's spans, closed runs and latencies go through
     its hand-over files, its tallies through the pipe; the same report as one process's."""
     path = _zstd_stream(tmp_path)
@@ -198,8 +205,9 @@ def test_two_parts_with_bounded_tables(native, tmp_path: Path, monkeypatch: pyte
     assert reports[0] == reports[1] and reports[0]["inputs"]["spans"] > 4000
 
 
+@pytest.mark.usefixtures("native")
 @pytest.mark.parametrize("how", ["dies", "out of order"])
-def test_a_worker_lost_halfway_through_its_tallies(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+def test_a_worker_lost_halfway_through_its_tallies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     """The worker ends (or its records come out of order) after some of its agents were merged: the
     merge is undone whole (the aggregator emptied), the stream read again in one go; the Python
     reader's report, nothing counted twice."""

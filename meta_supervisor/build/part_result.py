@@ -108,7 +108,9 @@ class PartResult:
         """Small things pickled; the packed tallies and the big arrays as raw bytes after them (no
         pickling, no extra copies): their sizes are in the header, so the receiver reads each
         straight into a buffer of its size. With ``handoff`` (whose files hold the tables already)
-        the packed tallies are written to its ``tallies`` file instead (``agents`` -1 in the header)."""
+        the packed tallies are written to its ``tallies`` file instead (``agents`` -1 in the header).
+        Streamed tallies (``StreamedTallies``) have their sizes in the header (``agents`` -2) and
+        each tally after the arrays, sent as it is made."""
         state, agents = self.aggregator_state, b""
         handed = isinstance(self.span_fps, SpilledArray)  # the tables are in the Handoff's files already
         streamed = isinstance(state, tuple) and isinstance(state[1], StreamedTallies)

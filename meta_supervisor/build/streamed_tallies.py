@@ -1,12 +1,12 @@
 """A worker's per-agent tallies sent one at a time as it makes them, and merged as they arrive.
 
 When the two halves of a zstd stream are read in parallel (``parallel.read_zstd_in_parallel``),
-the worker's last ~0.15 s (1,000 agents) was making its part's tallies (the native core's per-agent
+the worker's last ~0.1 s (1,000 agents) was making its part's tallies (the native core's per-agent
 states made into ``AgentTally``) and pickling them, while the main process, done with its own
-half, waited; then the main process unpickled and merged them (~0.13 s) while the worker's core
-sat idle. Streamed, the two overlap: the worker sends each agent's tally as soon as it is made, and
-the main process merges it as it arrives (``SpanAggregator.add_tallies`` draining a
-``StreamedTallies``).
+half, waited; then the main process unpickled and merged them (0.08-0.14 s) while the worker sat
+idle (docs/benchmarks.md "The worker's tallies streamed"). Streamed, the two overlap: the worker
+sends each agent's tally as soon as it is made, and the main process merges it as it arrives
+(``SpanAggregator.add_tallies`` draining a ``StreamedTallies``).
 
 What the merge checks before it adds anything (``merge.merge_part``) must not wait for the tallies,
 so the worker sends first, with the part's inputs, open runs and agent order, each agent's bounded
