@@ -26,6 +26,7 @@ from meta_supervisor.build import native_reader as native_part
 from meta_supervisor.build.dispatch import build_inputs
 from meta_supervisor.build.options import BuildOptions
 from meta_supervisor.build.packed_tallies import table_sizes
+from meta_supervisor.build.part_result import send_exactly
 from meta_supervisor.build.spill_plan import MIN_RESIDENT_SPANS
 from meta_supervisor.build.streamed_tallies import PartLost, StreamedTallies, records_from, upcoming_sizes
 from meta_supervisor.tally.aggregates import AgentTally
@@ -66,7 +67,7 @@ def _through_a_pipe(sent: StreamedTallies) -> StreamedTallies:
 
     def write() -> None:
         try:
-            sent.send_records(write_end, _send_exactly)
+            sent.send_records(write_end, send_exactly)
         finally:
             os.close(write_end)
 
@@ -82,12 +83,6 @@ def _finish(received: StreamedTallies) -> None:
     writer.join(timeout=60)
     assert not writer.is_alive()
     os.close(read_end)
-
-
-def _send_exactly(fd: int, data) -> None:
-    view = memoryview(data).cast("B")
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def test_records_on_a_pipe_give_every_agent_in_order() -> None:
