@@ -244,3 +244,22 @@ def test_a_worker_lost_halfway_through_its_tallies(tmp_path: Path, monkeypatch: 
     assert split.merges == []  # the merge did not end: it was undone
     assert len(drained) == (2 if how == "dies" else 1)  # some of the worker's agents were merged first
     assert len(resets) == 1 and resets[0] >= len(drained)
+
+
+@pytest.mark.usefixtures("native")
+def test_a_merge_refused_while_the_worker_still_sends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+) -> None:
+    """The merge refused (a limit would be passed) while the worker is blocked on a full pipe: the
+    worker is stopped without a word on stderr (no broken pipe's traceback), the rest read again in
+    order, the Python reader's report."""
+    path = _zstd_stream(tmp_path)
+    monkeypatch.setattr(streamed_tallies, "PIPE_BYTES", 4096)  # the smallest pipe: the worker blocks at once
+    monkeypatch.setattr(streamed_tallies, "SEND_BATCH", 1)
+    monkeypatch.setattr(merge, "within_limits", lambda *args: False)
+    split = Split(monkeypatch, 0.5)
+    with_core, without = _build_both(monkeypatch, [path])
+    assert with_core == without and with_core["inputs"]["spans"] > 4000
+    assert split.merges[0] is False and not any(split.merges)  # (the rest read apart is refused too)
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err and "BrokenPipe" not in captured.err, captured.err[-2000:]

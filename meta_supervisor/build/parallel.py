@@ -279,10 +279,12 @@ def _read_zstd_halves(path: Path, aggregator: SpanAggregator, advance, cursor: F
     sender.close()
 
     def stop_child() -> None:
-        receiver.close()
+        # killed before its pipe is closed: a worker still sending its tallies (a merge refused)
+        # would otherwise meet the closed pipe and print a broken pipe's traceback
         if child.is_alive():
             child.kill()
         child.join()
+        receiver.close()
 
     progress, undo = native_reader.undoable(advance)
     expect_part(aggregator, expected_spans(path) - rest)
