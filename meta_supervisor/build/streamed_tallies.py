@@ -82,9 +82,10 @@ class StreamedTallies(Mapping):
             yield name, _loaded(payload)
 
     def records(self) -> Iterator[bytes]:
-        """In the worker: every agent's record (``RECORD``, name, pickle), in order, as it is made."""
-        for name, payload in self._source:
-            blob = payload if _is_pickle(payload) else pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        """In the worker (whose source makes the tallies): every agent's record (``RECORD``, name,
+        pickle), in order, as it is made."""
+        for name, tally in self._source:
+            blob = pickle.dumps(tally, protocol=pickle.HIGHEST_PROTOCOL)
             encoded = name.encode("utf-8", "surrogatepass")
             yield RECORD.pack(len(encoded), len(blob)) + encoded + blob
 

@@ -6,12 +6,23 @@
 
 use crate::content::CHECK_BITS;
 use crate::spill::SpillRuns;
-use crate::tables::{prefetch, probe, probe_entry};
+use crate::tables::{entry_home, key_home, prefetch, probe, probe_entry};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
+use std::cell::Cell;
 
 /// How many entries ahead a loop over a part's entries asks for the slot it will probe.
 const AHEAD: usize = 16;
+
+/// A part's entries probe a large table at random: the slot at `home` of `cells`, and the spilled
+/// tier's filter block of `key`, asked for `AHEAD` entries before they are read, so that the cache
+/// misses overlap instead of coming one by one.
+fn ask_ahead(cells: &[Cell<u64>], home: usize, runs: Option<&SpillRuns>, key: u64) {
+    prefetch(cells.as_ptr().wrapping_add(home));
+    if let Some(runs) = runs {
+        runs.prefetch(key);
+    }
+}
 
 pub(crate) fn writable<'a, T: pyo3::buffer::Element>(py: Python<'a>, buffer: &'a PyBuffer<T>) -> PyResult<&'a [std::cell::Cell<T>]> {
     buffer
@@ -38,16 +49,10 @@ pub(crate) fn set_first_present(
 ) -> PyResult<i64> {
     let slots = writable(py, &slots)?;
     let entries = readable(py, &entries)?;
-    let size = slots.len() as u64;
     for (index, entry) in entries.iter().enumerate() {
-        // a part's entries probe a large table at random: each slot (and filter block) asked for
-        // `AHEAD` entries before it is read, so the misses overlap instead of coming one by one
         if let Some(ahead) = entries.get(index + AHEAD) {
-            let ahead = ahead.get();
-            prefetch(slots.as_ptr().wrapping_add(((ahead >> CHECK_BITS) % size) as usize));
-            if let Some(runs) = runs.as_deref() {
-                runs.prefetch(ahead >> CHECK_BITS);
-            }
+            let id = ahead.get() >> CHECK_BITS;
+            ask_ahead(slots, entry_home(slots.len(), id), runs.as_deref(), id);
         }
         let entry = entry.get();
         if slots[probe_entry(slots, entry)].get() != 0 {
@@ -174,14 +179,10 @@ pub(crate) fn map_any_set(
     let keys = writable(py, &keys)?;
     let states = readable(py, &states)?;
     let fps = readable(py, &fps)?;
-    let size = keys.len() as u64;
     for (index, fp) in fps.iter().enumerate() {
         if let Some(ahead) = fps.get(index + AHEAD) {
             let ahead = ahead.get();
-            prefetch(keys.as_ptr().wrapping_add((ahead % size) as usize));
-            if let Some(runs) = runs.as_deref() {
-                runs.prefetch(ahead);
-            }
+            ask_ahead(keys, key_home(keys.len(), ahead), runs.as_deref(), ahead);
         }
         let fp = fp.get();
         let i = probe(keys, fp);

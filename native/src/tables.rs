@@ -116,7 +116,7 @@ impl<'t> FpSet<'t> {
     pub fn prefetch(&self, fp: u64) {
         let slots = self.slots.cells();
         let id = (fp >> CHECK_BITS).max(1); // `span_entry(fp, _) >> CHECK_BITS`, as `probe_entry` starts from
-        prefetch(slots.as_ptr().wrapping_add((id % slots.len() as u64) as usize));
+        prefetch(slots.as_ptr().wrapping_add(entry_home(slots.len(), id)));
     }
 
     /// `FingerprintSet.add`: 0 when `entry`'s id was not in the set (it is now), else the entry
@@ -365,11 +365,22 @@ impl<'t> FpMap<'t> {
     }
 }
 
+/// Where the probe for `fp` starts in a map's `size` keys (`probe`, and what prefetches its slot).
+pub(crate) fn key_home(size: usize, fp: u64) -> usize {
+    (fp % size as u64) as usize
+}
+
+/// Where the probe for the entry of span id `id` (an entry's bits above its content check) starts
+/// in a set's `size` slots (`probe_entry`, and what prefetches its slot).
+pub(crate) fn entry_home(size: usize, id: u64) -> usize {
+    (id % size as u64) as usize
+}
+
 /// Where `fp` is in `keys`, or the empty slot where it would go: linear probing from `fp % size`
 /// (`FingerprintMap._slot`; a deleted slot, 1, is passed over like any other).
 pub(crate) fn probe(keys: &[Cell<u64>], fp: u64) -> usize {
     let size = keys.len();
-    let mut i = (fp % size as u64) as usize;
+    let mut i = key_home(size, fp);
     loop {
         let value = keys[i].get();
         if value == fp || value == EMPTY {
@@ -386,7 +397,7 @@ pub(crate) fn probe(keys: &[Cell<u64>], fp: u64) -> usize {
 /// probing from `id part % size` (`FingerprintSet._slot`).
 pub(crate) fn probe_entry(slots: &[Cell<u64>], entry: u64) -> usize {
     let size = slots.len();
-    let mut i = ((entry >> CHECK_BITS) % size as u64) as usize;
+    let mut i = entry_home(size, entry >> CHECK_BITS);
     loop {
         let value = slots[i].get();
         if value == EMPTY || value ^ entry <= CHECK_MASK {
