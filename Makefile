@@ -52,7 +52,7 @@ lint: install
 	@echo "the import contract (tests/test_import_contract.py): no cycles, imports flow one way"
 	$(VPY) -m pytest -q -p no:cacheprovider tests/test_import_contract.py
 	@if command -v cargo >/dev/null 2>&1; then \
-		cd native && cargo fmt --check && cargo clippy --quiet --release -- -D warnings; \
+		cd native && cargo fmt --check && cargo clippy --quiet --release --all-targets -- -D warnings && cargo test --quiet --release; \
 	fi
 
 ## test: lint, then the whole suite (integration tests build and run the real collector and Jaeger;

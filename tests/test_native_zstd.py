@@ -310,6 +310,83 @@ def test_a_stream_cut_short_anywhere(native, tmp_path: Path, monkeypatch: pytest
     assert seen_tails > 10 and seen_records > 10  # the cuts did land mid-line and mid-stream
 
 
+# --- the decoder's ring (zstd_ring.rs): blocks decoded where the lines are read ----------------------------
+
+
+def framed(data: bytes, window_log: int) -> bytes:
+    """One frame of ``data`` whose header announces a window of ``2 ** window_log`` bytes (compressed
+    as a stream of unknown size, so the window is not shrunk to the content's), so blocks of at most
+    that many bytes."""
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=window_log, write_content_size=False)
+    compressor = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    return compressor.compress(data) + compressor.flush()
+
+
+def raw_frame(data: bytes, window_log: int = 17, block: int = 128 << 10) -> bytes:
+    """One frame of ``data`` in raw (stored) blocks, written by hand: what a compressor emits for
+    bytes it cannot shrink. Its header: no content size, no checksum, a window of ``2 ** window_log``."""
+    header = ZSTD_MAGIC + bytes([0x00, (window_log - 10) << 3])
+    blocks = []
+    for at in range(0, max(len(data), 1), block):
+        piece = data[at : at + block]
+        last = at + block >= len(data)
+        blocks.append((int(last) | len(piece) << 3).to_bytes(3, "little") + piece)  # type 0: raw
+    return header + b"".join(blocks)
+
+
+def test_frames_whose_windows_grow_and_shrink(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream of frames with windows of 1 KB (a ring of about 1 MB, wrapped several times, the
+    decoder waiting for the reader to release what it still holds), 1 MB, 8 MB (a larger ring made
+    while the reader still holds pieces of the smaller one) and 1 KB again: the same result as the
+    Python reader's, every byte in its place (the lines of the later frames repeat the first's:
+    counted as duplicates, whose fingerprints must match)."""
+    data = workload_lines(1500, tmp_path=tmp_path) + small_lines()
+    half = len(data) // 2
+    pieces = [(data, 10), (data[:half], 20), (data[half:], 23), (small_lines(), 10)]
+    frames = [framed(piece, window_log) for piece, window_log in pieces]
+    assert [zstandard.get_frame_parameters(frame).window_size for frame in frames] == [1 << 10, 1 << 20, 1 << 23, 1 << 10]
+    python = assert_taken_and_equal(monkeypatch, zfile(tmp_path, b"".join(frames)))
+    assert python["cursor"]["offset"] == 2 * len(data) + len(small_lines())
+    assert python["inputs"]["duplicate_spans"] > python["inputs"]["spans"] > 3000  # every span of the later frames again
+
+
+def test_raw_blocks_and_a_raw_block_cut_short(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stored blocks are decoded as they are; a stream that ends inside one gives its bytes up to
+    there, as zstd's streaming decoder gives them: the same lines and partial tail as the Python
+    reader's, wherever the file ends past python-zstandard's first read of it (128 KB). (In a file
+    no longer than that read, its reader, asked first for the 8 bytes that tell the format, gives
+    none of the rest of a stored block once the file has ended: the core's unterminated tail is then
+    every byte zstd decodes, which is what the two differ on.)"""
+    data = small_lines()
+    blob = raw_frame(data, block=4096)
+    assert_taken_and_equal(monkeypatch, zfile(tmp_path, blob))
+    first_read = zstandard.DECOMPRESSION_RECOMMENDED_INPUT_SIZE
+    tails = 0
+    for cut in sorted({first_read + 1, first_read + 4000, 140_000, 140_001, len(blob) // 2, len(blob) - 1}):
+        python = assert_taken_and_equal(monkeypatch, zfile(tmp_path, blob[:cut], f"raw-{cut}.zst"))
+        assert python["inputs"]["bad_lines"] == 0 and python["cursor"]["error"] is None
+        tails += python["partial_tail"] > 0
+    assert tails >= 5  # most cuts end mid-line: the decoded bytes of the cut block were kept
+    for cut in (20, 100, 4105, 9000):
+        _, native_result, calls = read_both(monkeypatch, zfile(tmp_path, blob[:cut], f"raw-{cut}.zst"))
+        assert calls == [(0, True)]
+        decoded = zstandard.ZstdDecompressor().decompressobj().decompress(blob[:cut])
+        assert native_result["partial_tail"] + native_result["consumed"] == len(decoded) > 0
+        assert cut > 4105 or len(decoded) == cut - 9  # a 6-byte frame header, a 3-byte block header
+
+
+def test_a_window_beyond_the_default_limit_is_left_to_python(native, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame announcing a window past zstd's default limit (128 MiB) is refused by both decoders
+    (no ring of that size is made): the core declines, and the Python reader reports the stream."""
+    data = small_lines()
+    first = zstandard.ZstdCompressor().compress(data)  # a usual frame, then one announcing 256 MiB
+    python = assert_declined_and_equal(monkeypatch, zfile(tmp_path, first + raw_frame(data[:1000], window_log=28)))
+    assert python["inputs"]["bad_lines"] == 1
+    assert "Frame requires too much memory" in python["inputs"]["bad_line_examples"][0][2]
+    within = zfile(tmp_path, raw_frame(data, window_log=27), "within.zst")  # at the limit: read
+    assert_taken_and_equal(monkeypatch, within)
+
+
 # --- streams the core leaves to Python ------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ mod tallies;
 mod values;
 mod zstd_frames;
 mod zstd_lines;
+mod zstd_ring;
 
 use part::{Aggregator, Stop, R};
 use pyo3::buffer::PyBuffer;
@@ -39,6 +40,8 @@ use tallies::Tally;
 use values::Helpers;
 
 const BLOCK_SIZE: usize = 2 << 20;
+/// Room left after the line being read below which it is moved to the front of the buffer.
+const COMPACT_BELOW: usize = BLOCK_SIZE / 4;
 
 /// One line as a request. The whole line's UTF-8 is checked at once (fast), so the parser need not
 /// check each string again; invalid UTF-8 is an error like any other.
@@ -95,6 +98,7 @@ fn add_line(agg: &mut Aggregator, line: &[u8]) -> R<()> {
     }
 }
 
+#[derive(Default)]
 struct Lines {
     consumed: u64,
     records: u64,
@@ -107,10 +111,18 @@ struct Lines {
 fn read_lines(agg: &mut Aggregator, file: &mut dyn Read, limit: Option<u64>, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
     let mut buf = vec![0u8; BLOCK_SIZE];
     let mut filled = 0usize;
-    let mut consumed = 0u64;
-    let mut records = 0u64;
+    let mut pos = 0usize; // where the line being read starts in `buf`
+    let mut scanned = 0usize; // how far `buf` was searched for its end
+    let mut lines = Lines::default();
     let mut remaining = limit;
     loop {
+        if pos > 0 && buf.len() - filled < COMPACT_BELOW {
+            // the line being read moved to the front only when the room after it runs low, not after
+            // every read: a reader giving less than the room a read, and lines as long as a read,
+            // would otherwise move most of each line once or twice
+            buf.copy_within(pos..filled, 0);
+            (filled, scanned, pos) = (filled - pos, scanned - pos, 0);
+        }
         if filled == buf.len() {
             // a line longer than the buffer: grown by a quarter (at least a block), not doubled, so
             // that a batch of thousands of spans on one line costs little more than its own length
@@ -136,44 +148,53 @@ fn read_lines(agg: &mut Aggregator, file: &mut dyn Read, limit: Option<u64>, pro
             callback.call1((got,))?;
         }
         filled += got;
-        let mut pos = 0usize;
-        while let Some(offset) = memchr::memchr(b'\n', &buf[pos..filled]) {
-            let end = pos + offset;
-            records += 1;
-            if end - pos > max_line {
-                return part::decline("a line longer than the line cap");
-            }
-            if end > pos {
-                add_line(agg, without_bom(&buf[pos..end]))?;
-            }
+        while let Some(offset) = memchr::memchr(b'\n', &buf[scanned..filled]) {
+            let end = scanned + offset;
+            whole_line(agg, &buf[pos..end], max_line, &mut lines)?;
             pos = end + 1;
+            scanned = pos;
         }
+        scanned = filled;
         if filled - pos > max_line {
             return part::decline("a line longer than the line cap");
         }
-        consumed += pos as u64;
-        buf.copy_within(pos..filled, 0);
-        filled -= pos;
     }
-    let mut partial_tail = 0u64;
-    if filled > 0 {
-        let tail = without_bom(&buf[..filled]);
-        match decode(tail) {
-            Ok(request) => {
-                records += 1;
-                consumed += filled as u64;
-                add_request(agg, &request)?;
-            }
-            Err(_) if is_blank(tail) => consumed += filled as u64,
-            Err(err) if err.is_eof() => partial_tail = filled as u64,
-            Err(err) => return part::decline(&format!("an unterminated last line the strict decoder refuses: {err}")),
+    last_line(agg, &buf[pos..filled], &mut lines)?;
+    Ok(lines)
+}
+
+/// A whole line (its newline not included) of `read_json_lines`: counted, and read unless empty.
+/// One longer than `max_line` declines the part.
+fn whole_line(agg: &mut Aggregator, line: &[u8], max_line: usize, lines: &mut Lines) -> R<()> {
+    lines.records += 1;
+    if line.len() > max_line {
+        return part::decline("a line longer than the line cap");
+    }
+    if !line.is_empty() {
+        add_line(agg, without_bom(line))?;
+    }
+    lines.consumed += line.len() as u64 + 1;
+    Ok(())
+}
+
+/// The unterminated rest after the last newline: a complete request of its own, blank, or a
+/// partial tail (JSON cut short); anything else declines the part.
+fn last_line(agg: &mut Aggregator, rest: &[u8], lines: &mut Lines) -> R<()> {
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let tail = without_bom(rest);
+    match decode(tail) {
+        Ok(request) => {
+            lines.records += 1;
+            lines.consumed += rest.len() as u64;
+            add_request(agg, &request)?;
         }
+        Err(_) if is_blank(tail) => lines.consumed += rest.len() as u64,
+        Err(err) if err.is_eof() => lines.partial_tail = rest.len() as u64,
+        Err(err) => return part::decline(&format!("an unterminated last line the strict decoder refuses: {err}")),
     }
-    Ok(Lines {
-        consumed,
-        records,
-        partial_tail,
-    })
+    Ok(())
 }
 
 /// A tool's histogram in `tool_tallies.pack_histogram`'s narrow form, as bytes: its buckets (sorted,

@@ -1,7 +1,8 @@
 //! A whole-file zstd stream of JSON lines (`file_reader._read_zstd`, format `zstd+json-lines`):
-//! decompressed on a thread of its own into a bounded channel while the calling thread reads the
-//! lines and aggregates them (`read_lines`, the same loop as for a plain file), so decompression
-//! and parsing overlap: the stream is read about as fast as the same lines uncompressed. A part of
+//! decompressed on a thread of its own into a ring (`zstd_ring`) while the calling thread reads the
+//! lines there and aggregates them (`read_ring_lines`: `read_lines`' rules, the lines read in
+//! place), so decompression and parsing overlap: the stream is read about as fast as the same lines
+//! uncompressed. A part of
 //! the stream can be read (`Window`): two processes read one large stream at once, each its part
 //! (`parallel.read_zstd_in_parallel`).
 //!
@@ -15,9 +16,9 @@
 //!
 //! Any decoder error (a corrupt block, a bad checksum, junk after a frame, a window beyond the
 //! decoder's limit), a stream ending before the skipped bytes, or a read error declines the part:
-//! the Python reader then reads the file and reports the error its way. Memory: the decoder's
-//! window (at most 128 MiB, zstd's default limit, which python-zstandard keeps too), at most
-//! `DEPTH + 2` chunks of `CHUNK` bytes, and the line buffer of `read_lines`; never the whole
+//! the Python reader then reads the file and reports the error its way. Memory: the ring (the
+//! decoder's window, at most 128 MiB, zstd's default limit, which python-zstandard keeps too; two
+//! blocks; 2 MiB), and a line copied out of it when it cannot be read in place; never the whole
 //! decompressed file.
 //!
 //! (Decoding the lines on a third thread, the calling one only aggregating, was tried: decoded
@@ -28,54 +29,16 @@ use crate::part::{self, Aggregator, Stop, R};
 use crate::table_loops::writable;
 use crate::tables::{FpMap, FpSet};
 use crate::values::Helpers;
-use crate::{read_lines, result, Lines};
+use crate::zstd_ring::{self, Ended, More, ReaderGone, Ring, RingReader, Sink};
+use crate::{last_line, result, whole_line, Lines};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+use std::io::{Seek, SeekFrom};
+use std::sync::mpsc::{channel, sync_channel};
 
-/// Bytes of decompressed output per message, and messages waiting in the channel at most.
-const CHUNK: usize = 256 << 10;
+/// Pieces of decoded bytes (`zstd_ring`, ~256 KiB each) waiting in the channel at most.
 const DEPTH: usize = 2;
-/// Compressed bytes read from the file at a time.
-const INPUT: usize = 256 << 10;
-
-/// The decompressed stream as `Read`: chunks from the decompressing thread, copied out; each
-/// emptied chunk is sent back to be filled again. The end of the channel is the end of the stream
-/// (whether it ended well is the thread's result, checked after the lines are read).
-struct Decompressed {
-    chunks: Receiver<Vec<u8>>,
-    spent: Sender<Vec<u8>>,
-    current: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for Decompressed {
-    fn read(&mut self, target: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.current.len() {
-            let Ok(next) = self.chunks.recv() else { return Ok(0) };
-            let spent = std::mem::replace(&mut self.current, next);
-            let _ = self.spent.send(spent); // the thread may be done: then the chunk is dropped here
-            self.pos = 0;
-        }
-        let count = target.len().min(self.current.len() - self.pos);
-        target[..count].copy_from_slice(&self.current[self.pos..self.pos + count]);
-        self.pos += count;
-        Ok(count)
-    }
-}
-
-/// A read that an interrupted system call does not end.
-fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match file.read(buf) {
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
-        }
-    }
-}
 
 /// Which bytes of the decompressed stream the reader gets: from byte `skip` (`align`: from the first
 /// line start at or after it), to the end, or (`stop`) to the first line start at or after `stop`.
@@ -100,140 +63,214 @@ struct Sent {
     frame_start: Option<u64>,
 }
 
-/// The decompressing thread: decode `file` from its start, send the window's bytes in chunks.
-/// Err: why the stream cannot be read as the Python reader reads it. Returns early when the reader
-/// has gone (it declined the part).
-fn decompress(mut file: File, window: Window, chunks: SyncSender<Vec<u8>>, spent: Receiver<Vec<u8>>) -> Result<Sent, String> {
-    let mut decoder = Decoder::new().map_err(|e| format!("zstd decoder: {e}"))?;
-    let mut input = vec![0u8; INPUT];
-    let (mut in_pos, mut in_len, mut at_end) = (0usize, 0usize, false);
-    let mut out = vec![0u8; CHUNK];
-    let mut filled = 0usize; // bytes in `out`: still to drop (before the window), or to send
-    let mut skip = window.skip; // bytes still to drop
-    let mut aligning = window.align && window.skip > 0; // then dropping up to a line start
-    let mut start = window.skip; // where the bytes sent start
-    let mut sent = 0u64; // bytes sent so far (so `out[i]` is byte `start + sent + i`)
-    let mut scanned = 0usize; // bytes of `out` searched for the stop's newline
-    let (mut stop, mut frame_cut, mut frame_start) = (window.stop, window.frame_cut, None);
-    if frame_cut.is_some() && (skip > 0 || stop.is_some()) {
-        return Err("a frame cut is for a window from the start without a stop".into());
-    }
-    let mut fed = 0u64; // compressed bytes read from the file
-    loop {
-        if in_pos == in_len && !at_end {
-            // up to the frame cut first, so that the decoder's state there can be checked
-            let want = frame_cut.map_or(input.len(), |cut| (cut - fed).min(input.len() as u64) as usize);
-            if want > 0 {
-                in_len = read_some(&mut file, &mut input[..want]).map_err(|e| format!("reading the compressed file: {e}"))?;
-                in_pos = 0;
-                at_end = in_len == 0;
-                fed += in_len as u64;
-            }
-        }
-        let mut source = InBuffer::around(&input[in_pos..in_len]);
-        let mut target = OutBuffer::around_pos(&mut out[..], filled);
-        let hint = decoder.run(&mut source, &mut target).map_err(|e| format!("zstd decoder: {e}"))?;
-        let (taken, now) = (source.pos(), target.pos());
-        let produced = now - filled;
-        in_pos += taken;
-        filled = now;
-        if frame_cut == Some(fed) && in_pos == in_len {
-            if hint == 0 {
-                // every byte before the cut decoded, a frame ended and all of it is out: the cut is
-                // a frame's start, this its decompressed offset
-                let at = start + sent + filled as u64;
-                frame_start = Some(at);
-                stop = Some(at + 1); // the first newline at or after it ends the window
-                frame_cut = None;
-            } else if produced == 0 && taken == 0 {
-                frame_cut = None; // not a frame's start after all: read on to the end
-            }
-        }
-        if skip > 0 && filled > 0 {
-            let dropped = (filled as u64).min(skip) as usize;
-            skip -= dropped as u64;
-            if skip == 0 && aligning && out[dropped - 1] == b'\n' {
-                aligning = false; // the window starts at a line start already
-            }
-            out.copy_within(dropped..filled, 0);
-            filled -= dropped;
-        }
-        if skip == 0 && aligning && filled > 0 {
-            let dropped = memchr::memchr(b'\n', &out[..filled]).map_or(filled, |at| {
-                aligning = false;
-                at + 1
-            });
-            start += dropped as u64;
-            out.copy_within(dropped..filled, 0);
-            filled -= dropped;
-        }
-        if let (Some(stop), false, 0) = (stop, aligning, skip) {
-            // the first newline at or after byte `stop - 1` ends the window
-            let first = stop.saturating_sub(1).saturating_sub(start + sent).min(filled as u64) as usize;
-            let from = scanned.max(first);
-            if let Some(at) = memchr::memchr(b'\n', &out[from..filled]) {
-                out.truncate(from + at + 1);
-                let _ = chunks.send(out);
-                return Ok(Sent {
-                    start,
-                    stopped: true,
-                    frame_start,
-                });
-            }
-            scanned = filled;
-        }
-        if filled == out.len() {
-            let next = spent.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
-            if chunks.send(std::mem::replace(&mut out, next)).is_err() {
-                return Ok(Sent {
-                    start,
-                    stopped: false,
-                    frame_start,
-                });
-            }
-            sent += filled as u64;
-            filled = 0;
-            scanned = 0;
-        }
-        // The end: no more input, and a call with none gave nothing (a stream cut short mid-frame
-        // ends here too, as python-zstandard's reader ends it: no error, the complete blocks read).
-        // One call without progress is the last: libzstd counts such calls and errs after 16.
-        if at_end && in_pos == in_len && produced == 0 && taken == 0 {
-            break;
-        }
-    }
-    if skip > 0 {
-        return Err(format!("the stream ends {skip} bytes before the offset already read"));
-    }
-    if filled > 0 {
-        out.truncate(filled);
-        let _ = chunks.send(out);
-    }
-    Ok(Sent {
-        start,
-        stopped: false,
-        frame_start,
-    })
+/// The window's bytes out of the decoded stream (`zstd_ring::Sink`): those before it dropped, where
+/// it starts and where it stops found, the rest sent to the reader.
+struct WindowSink {
+    /// bytes still to drop
+    skip: u64,
+    /// dropping up to a line start (after `skip`)
+    aligning: bool,
+    /// where the bytes sent start
+    start: u64,
+    /// bytes sent so far (so the next byte to send is byte `start + sent`)
+    sent: u64,
+    stop: Option<u64>,
+    frame_cut: Option<u64>,
+    frame_start: Option<u64>,
+    /// bytes decoded so far
+    decoded: u64,
 }
 
-/// `read_lines` over the window of the decompressed stream, the decompression on a scoped thread
+impl WindowSink {
+    fn new(window: Window) -> Self {
+        WindowSink {
+            skip: window.skip,
+            aligning: window.align && window.skip > 0,
+            start: window.skip,
+            sent: 0,
+            stop: window.stop,
+            frame_cut: window.frame_cut,
+            frame_start: None,
+            decoded: 0,
+        }
+    }
+
+    fn sent(&self, stopped: bool) -> Sent {
+        Sent {
+            start: self.start,
+            stopped,
+            frame_start: self.frame_start,
+        }
+    }
+}
+
+impl Sink for WindowSink {
+    fn decoded(&mut self, ring: &mut Ring, mut start: usize, end: usize) -> Result<bool, ReaderGone> {
+        self.decoded += (end - start) as u64;
+        if self.skip > 0 {
+            let dropped = ((end - start) as u64).min(self.skip) as usize;
+            self.skip -= dropped as u64;
+            if self.skip == 0 && self.aligning && ring.bytes(start, start + dropped)[dropped - 1] == b'\n' {
+                self.aligning = false; // the window starts at a line start already
+            }
+            start += dropped;
+        }
+        if self.skip == 0 && self.aligning && start < end {
+            let bytes = ring.bytes(start, end);
+            let dropped = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |at| {
+                self.aligning = false;
+                at + 1
+            });
+            self.start += dropped as u64;
+            start += dropped;
+        }
+        if start == end {
+            return Ok(false);
+        }
+        if let (Some(stop), false) = (self.stop, self.aligning) {
+            // the first newline at or after byte `stop - 1` ends the window
+            let first = stop
+                .saturating_sub(1)
+                .saturating_sub(self.start + self.sent)
+                .min((end - start) as u64) as usize;
+            if let Some(at) = memchr::memchr(b'\n', &ring.bytes(start, end)[first..]) {
+                let last = start + first + at + 1;
+                ring.send(start, last)?;
+                self.sent += (last - start) as u64;
+                return Ok(true);
+            }
+        }
+        ring.send(start, end)?;
+        self.sent += (end - start) as u64;
+        Ok(false)
+    }
+
+    fn frame_ended(&mut self, consumed: u64) {
+        match self.frame_cut {
+            // every byte before the cut decoded and a frame ended right there: the cut is a frame's
+            // start, this its decompressed offset; the first newline at or after it ends the window
+            Some(cut) if consumed == cut => {
+                self.frame_start = Some(self.decoded);
+                self.stop = Some(self.decoded + 1);
+                self.frame_cut = None;
+            }
+            Some(cut) if consumed > cut => self.frame_cut = None, // not a frame's start: read on to the end
+            _ => {}
+        }
+    }
+}
+
+/// The decompressing thread: decode `file` from its start, send the window's bytes to the reader.
+/// Err: why the stream cannot be read as the Python reader reads it. Returns early when the reader
+/// has gone (it declined the part).
+fn decompress(file: File, window: Window, mut ring: Ring) -> Result<Sent, String> {
+    if window.frame_cut.is_some() && (window.skip > 0 || window.stop.is_some()) {
+        return Err("a frame cut is for a window from the start without a stop".into());
+    }
+    let mut sink = WindowSink::new(window);
+    match zstd_ring::decode(file, &mut ring, &mut sink)? {
+        Ended::ReaderGone => Ok(sink.sent(false)),
+        Ended::Stopped => {
+            let _ = ring.send_gathered();
+            Ok(sink.sent(true))
+        }
+        Ended::Stream if sink.skip > 0 => Err(format!("the stream ends {} bytes before the offset already read", sink.skip)),
+        Ended::Stream => {
+            let _ = ring.send_gathered();
+            Ok(sink.sent(false))
+        }
+    }
+}
+
+/// `read_lines` over the decoded stream's pieces (`zstd_ring::RingReader`): each line read where it
+/// was decoded, in the ring; only a line whose bytes are not held together there (the ring wrapped
+/// or was replaced within it, or the reader must wait for the rest of it) is copied into `carry`
+/// and read from there. The same lines, records and tail as `read_lines` over the same bytes.
+fn read_ring_lines(agg: &mut Aggregator, reader: &mut RingReader, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
+    let mut lines = Lines::default();
+    let mut carry: Vec<u8> = Vec::new(); // a line begun in pieces let go of
+    let mut scanned = 0usize; // how far the view was searched for the end of the line it starts with
+    loop {
+        if carry.is_empty() {
+            let view = reader.view();
+            let mut pos = 0usize;
+            while let Some(offset) = memchr::memchr(b'\n', &view[scanned..]) {
+                let end = scanned + offset;
+                whole_line(agg, &view[pos..end], max_line, &mut lines)?;
+                pos = end + 1;
+                scanned = pos;
+            }
+            if view.len() - pos > max_line {
+                return part::decline("a line longer than the line cap");
+            }
+            scanned = view.len() - pos;
+            reader.consume(pos);
+        } else {
+            let view = reader.view();
+            let taken = match memchr::memchr(b'\n', view) {
+                Some(at) => {
+                    carry.extend_from_slice(&view[..at]);
+                    whole_line(agg, &carry, max_line, &mut lines)?;
+                    carry.clear();
+                    at + 1
+                }
+                None => {
+                    carry.extend_from_slice(view);
+                    if carry.len() > max_line {
+                        return part::decline("a line longer than the line cap");
+                    }
+                    view.len()
+                }
+            };
+            reader.consume(taken);
+            if carry.is_empty() {
+                continue; // the rest of the view read in place
+            }
+        }
+        let mut next = reader.more();
+        if matches!(next, More::Empty | More::Apart) {
+            // the rest of the view (a line begun) copied out and let go of: the decoder may be
+            // waiting for it, or the next piece does not follow it in the ring
+            let view = reader.view();
+            carry.extend_from_slice(view);
+            let count = view.len();
+            reader.consume(count);
+            scanned = 0;
+            next = if matches!(next, More::Empty) {
+                reader.wait()
+            } else {
+                reader.more()
+            };
+        }
+        match next {
+            More::Grew(count) => {
+                if let Some(callback) = progress {
+                    callback.call1((count,))?;
+                }
+            }
+            More::Ended => break,
+            More::Empty | More::Apart => unreachable!("nothing held when waiting, or reading what was apart"),
+        }
+    }
+    let rest = if carry.is_empty() { reader.view() } else { &carry[..] };
+    last_line(agg, rest, &mut lines)?;
+    Ok(lines)
+}
+
+/// The lines of the window of the decompressed stream, the decompression on a scoped thread
 /// (always joined, on every path out of here). A decoder error declines the part.
 fn read_stream(agg: &mut Aggregator, file: File, window: Window, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<(Lines, Sent)> {
     std::thread::scope(|scope| {
-        let (chunk_sender, chunk_receiver) = sync_channel(DEPTH);
-        let (spent_sender, spent_receiver) = channel();
+        let (piece_sender, piece_receiver) = sync_channel(DEPTH);
+        let (released_sender, released_receiver) = channel();
+        let ring = Ring::new(piece_sender, released_receiver);
         let worker = std::thread::Builder::new()
             .name("zstd-decompress".into())
-            .spawn_scoped(scope, move || decompress(file, window, chunk_sender, spent_receiver))
+            .spawn_scoped(scope, move || decompress(file, window, ring))
             .map_err(|e| Stop::Python(e.into()))?;
-        let mut stream = Decompressed {
-            chunks: chunk_receiver,
-            spent: spent_sender,
-            current: Vec::new(),
-            pos: 0,
-        };
-        let read = read_lines(agg, &mut stream, None, progress, max_line);
-        drop(stream); // the thread, if still decompressing, stops at its next send
+        let mut reader = RingReader::new(piece_receiver, released_sender);
+        let read = read_ring_lines(agg, &mut reader, progress, max_line);
+        drop(reader); // the thread, if still decompressing, stops at its next send or wait
         let ended = worker.join();
         let lines = read?;
         match ended {
