@@ -212,6 +212,7 @@ fn read_ring_lines(agg: &mut Aggregator, reader: &mut RingReader, progress: Opti
                     carry.extend_from_slice(&view[..at]);
                     whole_line(agg, &carry, max_line, &mut lines)?;
                     carry.clear();
+                    scanned = 0;
                     at + 1
                 }
                 None => {
@@ -227,29 +228,14 @@ fn read_ring_lines(agg: &mut Aggregator, reader: &mut RingReader, progress: Opti
                 continue; // the rest of the view read in place
             }
         }
-        let mut next = reader.more();
-        if matches!(next, More::Empty | More::Apart) {
-            // the rest of the view (a line begun) copied out and let go of: the decoder may be
-            // waiting for it, or the next piece does not follow it in the ring
-            let view = reader.view();
-            carry.extend_from_slice(view);
-            let count = view.len();
-            reader.consume(count);
-            scanned = 0;
-            next = if matches!(next, More::Empty) {
-                reader.wait()
-            } else {
-                reader.more()
-            };
-        }
-        match next {
+        // (a line begun: copied into `carry` when the next piece cannot join it in the ring)
+        match reader.more(&mut carry) {
             More::Grew(count) => {
                 if let Some(callback) = progress {
                     callback.call1((count,))?;
                 }
             }
             More::Ended => break,
-            More::Empty | More::Apart => unreachable!("nothing held when waiting, or reading what was apart"),
         }
     }
     let rest = if carry.is_empty() { reader.view() } else { &carry[..] };

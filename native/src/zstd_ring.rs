@@ -223,10 +223,6 @@ pub(crate) struct RingReader {
 pub(crate) enum More {
     /// a piece of this many bytes, now at the end of the view
     Grew(usize),
-    /// none yet: whatever is held must be consumed (copied out) before waiting (`RingReader::wait`)
-    Empty,
-    /// a piece that does not follow the view: the view must be consumed before it is read
-    Apart,
     /// the stream's end
     Ended,
 }
@@ -264,41 +260,38 @@ impl RingReader {
         }
     }
 
-    /// One more piece, without waiting.
-    pub(crate) fn more(&mut self) -> More {
-        if self.held.is_empty() {
-            if let Some(piece) = self.apart.take() {
-                return self.hold(piece);
+    /// One more piece, at the end of the view (`Grew`), or the stream's end (the view, if any, is
+    /// its unterminated rest). When the next piece cannot join the view (none has come yet, or it
+    /// does not follow the view in the ring), the view's bytes are first appended to `spill` and
+    /// let go of: the reader never waits for a piece while it holds one.
+    pub(crate) fn more(&mut self, spill: &mut Vec<u8>) -> More {
+        if let Some(last) = self.held.back() {
+            if self.apart.is_none() {
+                match self.pieces.try_recv() {
+                    Ok(piece) if Arc::ptr_eq(&last.memory, &piece.memory) && last.end == piece.start => return self.hold(piece),
+                    Ok(piece) => self.apart = Some(piece),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => return More::Ended,
+                }
             }
-        } else if self.apart.is_some() {
-            return More::Apart;
+            let view = self.view();
+            spill.extend_from_slice(view);
+            let count = view.len();
+            self.consume(count);
         }
-        match self.pieces.try_recv() {
-            Ok(piece) => self.hold(piece),
-            Err(TryRecvError::Empty) => More::Empty,
-            Err(TryRecvError::Disconnected) => More::Ended,
-        }
-    }
-
-    /// One more piece, waiting for it: only when nothing is held (`more`).
-    pub(crate) fn wait(&mut self) -> More {
-        assert!(self.held.is_empty(), "waiting for a piece while holding some");
-        match self.pieces.recv() {
-            Ok(piece) => self.hold(piece),
-            Err(_) => More::Ended,
-        }
+        let piece = match self.apart.take() {
+            Some(piece) => piece,
+            None => match self.pieces.recv() {
+                Ok(piece) => piece,
+                Err(_) => return More::Ended,
+            },
+        };
+        self.pos = piece.start;
+        self.hold(piece)
     }
 
     fn hold(&mut self, piece: Piece) -> More {
         let count = piece.end - piece.start;
-        match self.held.back() {
-            Some(last) if !(Arc::ptr_eq(&last.memory, &piece.memory) && last.end == piece.start) => {
-                self.apart = Some(piece);
-                return More::Apart;
-            }
-            Some(_) => {}
-            None => self.pos = piece.start,
-        }
         self.held.push_back(piece);
         More::Grew(count)
     }
@@ -571,7 +564,7 @@ mod tests {
                 break;
             }
             // a few bytes at a time, the rest held in place while more is asked for (as a line
-            // being read is); copied out before waiting, or when the next piece does not follow
+            // being read is; `more` copies it out when the next piece cannot join it)
             let view = reader.view();
             let count = view.len().min(read_size);
             out.extend_from_slice(&view[..count]);
@@ -579,19 +572,7 @@ mod tests {
             if reader.view().len() >= 2 * read_size {
                 continue;
             }
-            let mut next = reader.more();
-            if matches!(next, More::Empty | More::Apart) {
-                let view = reader.view();
-                out.extend_from_slice(view);
-                let count = view.len();
-                reader.consume(count);
-                next = if matches!(next, More::Empty) {
-                    reader.wait()
-                } else {
-                    reader.more()
-                };
-            }
-            if matches!(next, More::Ended) {
+            if matches!(reader.more(&mut out), More::Ended) {
                 out.extend_from_slice(reader.view());
                 break;
             }
