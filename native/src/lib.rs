@@ -40,8 +40,6 @@ use tallies::Tally;
 use values::Helpers;
 
 const BLOCK_SIZE: usize = 2 << 20;
-/// Room left after the line being read below which it is moved to the front of the buffer.
-const COMPACT_BELOW: usize = BLOCK_SIZE / 4;
 
 /// One line as a request. The whole line's UTF-8 is checked at once (fast), so the parser need not
 /// check each string again; invalid UTF-8 is an error like any other.
@@ -111,18 +109,10 @@ struct Lines {
 fn read_lines(agg: &mut Aggregator, file: &mut dyn Read, limit: Option<u64>, progress: Option<&Bound<PyAny>>, max_line: usize) -> R<Lines> {
     let mut buf = vec![0u8; BLOCK_SIZE];
     let mut filled = 0usize;
-    let mut pos = 0usize; // where the line being read starts in `buf`
-    let mut scanned = 0usize; // how far `buf` was searched for its end
+    let mut scanned = 0usize; // how far the line at the buffer's start was searched for its end
     let mut lines = Lines::default();
     let mut remaining = limit;
     loop {
-        if pos > 0 && buf.len() - filled < COMPACT_BELOW {
-            // the line being read moved to the front only when the room after it runs low, not after
-            // every read: a reader giving less than the room a read, and lines as long as a read,
-            // would otherwise move most of each line once or twice
-            buf.copy_within(pos..filled, 0);
-            (filled, scanned, pos) = (filled - pos, scanned - pos, 0);
-        }
         if filled == buf.len() {
             // a line longer than the buffer: grown by a quarter (at least a block), not doubled, so
             // that a batch of thousands of spans on one line costs little more than its own length
@@ -148,18 +138,21 @@ fn read_lines(agg: &mut Aggregator, file: &mut dyn Read, limit: Option<u64>, pro
             callback.call1((got,))?;
         }
         filled += got;
+        let mut pos = 0usize;
         while let Some(offset) = memchr::memchr(b'\n', &buf[scanned..filled]) {
             let end = scanned + offset;
             whole_line(agg, &buf[pos..end], max_line, &mut lines)?;
             pos = end + 1;
             scanned = pos;
         }
-        scanned = filled;
         if filled - pos > max_line {
             return part::decline("a line longer than the line cap");
         }
+        buf.copy_within(pos..filled, 0);
+        filled -= pos;
+        scanned = filled;
     }
-    last_line(agg, &buf[pos..filled], &mut lines)?;
+    last_line(agg, &buf[..filled], &mut lines)?;
     Ok(lines)
 }
 

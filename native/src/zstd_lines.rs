@@ -2,9 +2,8 @@
 //! decompressed on a thread of its own into a ring (`zstd_ring`) while the calling thread reads the
 //! lines there and aggregates them (`read_ring_lines`: `read_lines`' rules, the lines read in
 //! place), so decompression and parsing overlap: the stream is read about as fast as the same lines
-//! uncompressed. A part of
-//! the stream can be read (`Window`): two processes read one large stream at once, each its part
-//! (`parallel.read_zstd_in_parallel`).
+//! uncompressed. A part of the stream can be read (`Window`): two processes read one large stream
+//! at once, each its part (`parallel.read_zstd_in_parallel`).
 //!
 //! What the Python reader does, and so this does too:
 //!

@@ -167,7 +167,8 @@ impl Ring {
         (start, self.at)
     }
 
-    /// Bytes of the block just decoded, `start..end` (all of it or a part), to the reader: gathered into pieces of about `PIECE` bytes.
+    /// Bytes of the block just decoded, `start..end` (all of it or a part), to the reader: gathered
+    /// into pieces of about `PIECE` bytes.
     pub(crate) fn send(&mut self, start: usize, end: usize) -> Result<(), ReaderGone> {
         if start == end {
             return Ok(());
@@ -385,8 +386,8 @@ impl Input {
 
 /// What the decoding loop does with the bytes it decodes (`zstd_lines::Window`'s logic).
 pub(crate) trait Sink {
-    /// The decompressed bytes `bytes` just decoded (at `ring` positions `start..end`): what to send
-    /// of them is sent (`Ring::send`); `Ok(true)` to stop the stream here.
+    /// The bytes just decoded, at `ring` positions `start..end` (`Ring::bytes`): what to send of
+    /// them is sent (`Ring::send`); `Ok(true)` to stop the stream here.
     fn decoded(&mut self, ring: &mut Ring, start: usize, end: usize) -> Result<bool, ReaderGone>;
     /// A frame (or a skippable frame) has just ended after `consumed` compressed bytes.
     fn frame_ended(&mut self, consumed: u64);
@@ -444,8 +445,8 @@ pub(crate) fn decode(file: File, ring: &mut Ring, sink: &mut dyn Sink) -> Result
                 continue;
             }
             if header.windowSize > MAX_WINDOW {
+                // (the streaming decoder's words)
                 return Err("zstd decoder: Frame requires too much memory for decoding".into());
-                // the streaming decoder's words
             }
             block = (header.blockSizeMax as usize).max(1);
             if ring.frame(header.windowSize, block).is_err() {
