@@ -287,13 +287,17 @@ TRIM_EVERY_AGENTS = 128  # the core's freed tallies given back this often while 
 def _tallies(raw: dict, spill=None) -> tuple:
     """(inputs, agents, agent_order, pending) of a part, as the Python reader has them; with
     ``spill`` (``latency_runs.LatencySpill``) their latencies past its budget spilled as they come."""
-    inputs = InputTally.from_state(raw["inputs"])
     agents = {}
     for name, tally in _made_agents(raw.pop("agents"), spill):
         agents[name] = tally
         if spill is not None:
             spill.added(len(tally.latencies_ns), agents.values())
-    return inputs, agents, list(agents), {key: entry for key, entry in raw["pending"]}, raw.get("dead", ())
+    return _with_runs(raw, agents)
+
+
+def _with_runs(raw: dict, agents) -> tuple:
+    """A part's ``(inputs, agents, agent_order, pending, dead)``, its agents' tallies ``agents``."""
+    return InputTally.from_state(raw["inputs"]), agents, list(agents), {key: entry for key, entry in raw["pending"]}, raw.get("dead", ())
 
 
 def _made_agents(states, spill) -> Iterator[tuple[str, AgentTally]]:
@@ -336,9 +340,7 @@ def _streamed_tallies(raw: dict, handoff, spill) -> tuple | None:
                 spill.spill((tally,))
             yield name, tally
 
-    agents = StreamedTallies(sizes, made())
-    pending = {key: entry for key, entry in raw["pending"]}
-    return InputTally.from_state(raw["inputs"]), agents, list(agents), pending, raw.get("dead", ())
+    return _with_runs(raw, StreamedTallies(sizes, made()))
 
 
 def _handed_tallies(raw: dict, handoff, spill) -> tuple:

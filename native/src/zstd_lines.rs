@@ -76,8 +76,6 @@ struct WindowSink {
     stop: Option<u64>,
     frame_cut: Option<u64>,
     frame_start: Option<u64>,
-    /// bytes decoded so far
-    decoded: u64,
 }
 
 impl WindowSink {
@@ -90,7 +88,6 @@ impl WindowSink {
             stop: window.stop,
             frame_cut: window.frame_cut,
             frame_start: None,
-            decoded: 0,
         }
     }
 
@@ -105,7 +102,6 @@ impl WindowSink {
 
 impl Sink for WindowSink {
     fn decoded(&mut self, ring: &mut Ring, mut start: usize, end: usize) -> Result<bool, ReaderGone> {
-        self.decoded += (end - start) as u64;
         if self.skip > 0 {
             let dropped = ((end - start) as u64).min(self.skip) as usize;
             self.skip -= dropped as u64;
@@ -147,10 +143,13 @@ impl Sink for WindowSink {
     fn frame_ended(&mut self, consumed: u64) {
         match self.frame_cut {
             // every byte before the cut decoded and a frame ended right there: the cut is a frame's
-            // start, this its decompressed offset; the first newline at or after it ends the window
+            // start, this its decompressed offset (with a frame cut, nothing is dropped or held
+            // back before it: every byte decoded was sent); the first newline at or after it ends
+            // the window
             Some(cut) if consumed == cut => {
-                self.frame_start = Some(self.decoded);
-                self.stop = Some(self.decoded + 1);
+                let at = self.start + self.sent;
+                self.frame_start = Some(at);
+                self.stop = Some(at + 1);
                 self.frame_cut = None;
             }
             Some(cut) if consumed > cut => self.frame_cut = None, // not a frame's start: read on to the end

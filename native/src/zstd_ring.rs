@@ -44,7 +44,7 @@ const INPUT: usize = 256 << 10;
 
 /// One ring's memory, shared by the decoding thread (which writes it) and the reader (which reads
 /// the pieces sent to it); freed when the last piece of it is dropped.
-pub(crate) struct RingMemory {
+struct RingMemory {
     ptr: *mut u8,
     len: usize,
 }
