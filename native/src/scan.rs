@@ -194,7 +194,9 @@ impl<'a> Scan<'a> {
     }
 
     /// A string at the current (opening quote) position, borrowed unless it has escapes.
-    #[inline]
+    // always: its result in registers, not written to memory and read back by its caller in other
+    // pieces, a stall on each of a span's ids, name and times (issue 13)
+    #[inline(always)]
     pub(crate) fn string(&mut self) -> P<Cow<'a, str>> {
         if self.peek() != b'"' {
             return Err(Fail::Json);

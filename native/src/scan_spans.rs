@@ -39,6 +39,26 @@ pub(crate) struct Spare {
 const SPARE_VECTORS: usize = 32;
 const SPARE_CAPACITY: usize = 64;
 
+/// `out.push(make())` with room made first, so that the value is made in its slot and not on the
+/// stack and then copied there (which the push's possible growth in between forces).
+#[inline(always)]
+fn push_with<T>(out: &mut Vec<T>, make: impl FnOnce() -> T) -> &mut T {
+    out.reserve(1);
+    let len = out.len();
+    out.spare_capacity_mut()[0].write(make());
+    // SAFETY: the slot at `len`, within the capacity, was written just above
+    unsafe { out.set_len(len + 1) };
+    &mut out[len]
+}
+
+/// The value of an attribute written compactly (`Scan::key_value_plain`), before it is put in its slot.
+enum Plain<'a> {
+    String(&'a str),
+    Int(&'a str),
+    Bool(bool),
+    Double(f64),
+}
+
 /// Emptied vectors under another lifetime: their allocations only, for the next line.
 ///
 /// Sound: every vector here is empty (`Scan::give` clears each one it keeps, `recycle_events`
@@ -123,11 +143,13 @@ impl<'a> Scan<'a> {
 
     // --- the strict types (schema.rs) ------------------------------------------------------------
 
+    #[inline]
     fn text(&mut self) -> P<Text<'a>> {
         self.string().map(Text)
     }
 
     /// `IntVal`: a string, or an integer serde_json reads as u64 or i64.
+    #[inline]
     fn int_val(&mut self) -> P<IntVal<'a>> {
         match self.peek() {
             b'"' => Ok(IntVal::Text(self.string()?)),
@@ -212,11 +234,13 @@ impl<'a> Scan<'a> {
         self.open(b'[')?;
         let mut first = true;
         while self.element(&mut first)? {
-            if let Some(kv) = self.key_value_plain() {
-                out.push(kv);
+            // each attribute made where it is kept, in `out`: a `KeyValue` is 128 bytes, and made
+            // on the stack it was moved three times before its push, each move reading back what
+            // had just been written in other pieces (~5% of a build's samples, issue 13)
+            let kv = push_with(out, KeyValue::default);
+            if self.key_value_plain(kv) {
                 continue;
             }
-            let mut kv = KeyValue::default();
             let (mut key_seen, mut value_seen) = (false, false);
             self.open(b'{')?;
             let mut kv_first = true;
@@ -233,49 +257,64 @@ impl<'a> Scan<'a> {
                     _ => self.skip()?,
                 }
             }
-            out.push(kv);
         }
         Ok(())
     }
 
     /// The common attribute written compactly, `{"key":"K","value":{"stringValue":"V"}}` (or
     /// `intValue` a string, `boolValue`, `doubleValue` a number), strings without escapes: read
-    /// by its bytes, or None with nothing consumed (then the general path reads it).
+    /// by its bytes into `kv` (a default one), true; or false with nothing consumed and `kv` left
+    /// as it was (then the general path reads it).
     #[inline]
-    fn key_value_plain(&mut self) -> Option<KeyValue<'a>> {
+    fn key_value_plain(&mut self, kv: &mut KeyValue<'a>) -> bool {
         const KEY: &[u8] = b"{\"key\":\"";
         const VALUE: &[u8] = b"\",\"value\":{\"";
         if self.depth + 2 > MAX_DEPTH || !self.b[self.i..].starts_with(KEY) {
-            return None;
+            return false;
         }
         let start = self.i;
         let key_start = start + KEY.len();
         let key_end = plain_run(self.b, key_start);
         if !self.b[key_end..].starts_with(VALUE) {
-            return None;
+            return false;
         }
-        let mut kv = KeyValue::default();
-        let mut value = AnyValue::default();
-        let field = key_end + VALUE.len();
+        let Some((value, end)) = self.plain_value(start, key_end + VALUE.len()) else {
+            return false;
+        };
+        if !self.b[end..].starts_with(b"}}") {
+            return false;
+        }
+        kv.key = Text(Cow::Borrowed(&self.text[key_start..key_end]));
+        let slot = kv.value.insert(AnyValue::default());
+        match value {
+            Plain::String(text) => slot.string = Some(Text(Cow::Borrowed(text))),
+            Plain::Int(text) => slot.int = Some(IntVal::Text(Cow::Borrowed(text))),
+            Plain::Bool(value) => slot.boolean = Some(value),
+            Plain::Double(value) => slot.double = Some(DoubleVal::Number(value)),
+        }
+        self.i = end + 2;
+        true
+    }
+
+    /// `key_value_plain`'s value from `field` (its one field's name): the value and the index after
+    /// it, or None; `self.i` is left at `start` either way.
+    #[inline]
+    fn plain_value(&mut self, start: usize, field: usize) -> Option<(Plain<'a>, usize)> {
         let rest = &self.b[field..];
-        let end = if let Some(after) = rest.strip_prefix(b"stringValue\":\"") {
+        if let Some(after) = rest.strip_prefix(b"stringValue\":\"") {
             let (text, end) = self.plain_string(self.b.len() - after.len())?;
-            value.string = Some(Text(Cow::Borrowed(text)));
-            end
+            Some((Plain::String(text), end))
         } else if let Some(after) = rest.strip_prefix(b"intValue\":\"") {
             let (text, end) = self.plain_string(self.b.len() - after.len())?;
-            value.int = Some(IntVal::Text(Cow::Borrowed(text)));
-            end
+            Some((Plain::Int(text), end))
         } else if let Some(after) = rest.strip_prefix(b"boolValue\":") {
             let at = self.b.len() - after.len();
             if after.starts_with(b"true") {
-                value.boolean = Some(true);
-                at + 4
+                Some((Plain::Bool(true), at + 4))
             } else if after.starts_with(b"false") {
-                value.boolean = Some(false);
-                at + 5
+                Some((Plain::Bool(false), at + 5))
             } else {
-                return None;
+                None
             }
         } else if let Some(after) = rest.strip_prefix(b"doubleValue\":") {
             self.i = self.b.len() - after.len();
@@ -285,18 +324,13 @@ impl<'a> Scan<'a> {
             };
             let end = self.i;
             self.i = start;
-            value.double = Some(read?);
-            end
+            match read? {
+                DoubleVal::Number(value) => Some((Plain::Double(value), end)),
+                DoubleVal::Text(_) => None, // not read from a number: never here
+            }
         } else {
-            return None;
-        };
-        if !self.b[end..].starts_with(b"}}") {
-            return None;
+            None
         }
-        kv.key = Text(Cow::Borrowed(&self.text[key_start..key_end]));
-        kv.value = Some(value);
-        self.i = end + 2;
-        Some(kv)
     }
 
     /// A string's plain content from `at` (after its opening quote): the text and the index after
@@ -307,9 +341,8 @@ impl<'a> Scan<'a> {
         (self.b.get(end) == Some(&b'"')).then(|| (&self.text[at..end], end + 1))
     }
 
-    fn event(&mut self) -> P<Event<'a>> {
-        let mut out = Event::default();
-        out.attributes = self.vec();
+    /// An event read into `out` (a default one, whose attribute vector is empty).
+    fn event(&mut self, out: &mut Event<'a>) -> P<()> {
         let (mut time, mut name, mut attributes) = (false, false, false);
         self.open(b'{')?;
         let mut first = true;
@@ -330,7 +363,7 @@ impl<'a> Scan<'a> {
                 _ => self.skip()?,
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn status(&mut self) -> P<Status<'a>> {
@@ -415,8 +448,11 @@ impl<'a> Scan<'a> {
                     self.open(b'[')?;
                     let mut first = true;
                     while self.element(&mut first)? {
-                        let event = self.event()?;
-                        out.events.push(event);
+                        // made in its slot, as an attribute is (`push_with`); one left half-read by
+                        // an error has its attribute vector kept by `recycle_events` all the same
+                        let event = push_with(&mut out.events, Event::default);
+                        event.attributes = self.vec();
+                        self.event(event)?;
                     }
                 }
                 "status" => {
