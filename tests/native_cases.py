@@ -956,6 +956,14 @@ SCANNER_EDGES: dict[str, tuple[str, str, str]] = {
         '{"bytesValue":"AAEC","arrayValue":{"values":[{"kvlistValue":{"values":[{"key":"k","value":{"intValue":"1"}}]}}]}}',
         '{"arrayValue":{"values":[}}',
     ),
+    # the compact attribute's fast path reads a value whole, then finds more: the general path reads it all
+    "compact_value_then_more": ("value", '{"stringValue":"a","intValue":"7"}', '{"stringValue":"a","intValue":"7","stringValue":"b"}'),
+    "compact_double_then_more": ("value", '{"doubleValue":1.5,"boolValue":false}', '{"doubleValue":1.5,"doubleValue":2}'),
+    "compact_attribute_then_more": (
+        "attribute",
+        '{"key":"x.edge","value":{"boolValue":true},"x":[1]}',
+        '{"key":"x.edge","value":{"boolValue":true},"key":"y"}',
+    ),
     "unterminated_string": ("unknown", '"a"', '"a'),
 }
 

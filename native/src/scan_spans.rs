@@ -236,7 +236,7 @@ impl<'a> Scan<'a> {
         while self.element(&mut first)? {
             // each attribute made where it is kept, in `out`: a `KeyValue` is 128 bytes, and made
             // on the stack it was moved three times before its push, each move reading back what
-            // had just been written in other pieces (~5% of a build's samples, issue 13)
+            // had just been written in other pieces (~6% of a build's samples, issue 13)
             let kv = push_with(out, KeyValue::default);
             if self.key_value_plain(kv) {
                 continue;
