@@ -341,8 +341,9 @@ impl<'a> Scan<'a> {
         (self.b.get(end) == Some(&b'"')).then(|| (&self.text[at..end], end + 1))
     }
 
-    /// An event read into `out` (a default one, whose attribute vector is empty).
+    /// An event read into `out` (a default one).
     fn event(&mut self, out: &mut Event<'a>) -> P<()> {
+        out.attributes = self.vec();
         let (mut time, mut name, mut attributes) = (false, false, false);
         self.open(b'{')?;
         let mut first = true;
@@ -451,7 +452,6 @@ impl<'a> Scan<'a> {
                         // made in its slot, as an attribute is (`push_with`); one left half-read by
                         // an error has its attribute vector kept by `recycle_events` all the same
                         let event = push_with(&mut out.events, Event::default);
-                        event.attributes = self.vec();
                         self.event(event)?;
                     }
                 }
