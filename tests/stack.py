@@ -197,10 +197,19 @@ def validate_compose(compose_file=None, env: Mapping[str, str] | None = None) ->
 # could be, and were: a collector failing to bind while other suites ran on the same machine.
 PORT_RANGE = (20000, 32767)
 
+# Every port this process has handed out. Stacks draw their ports in __init__ and bind them only in
+# start(), so a port free at one draw is still free at the next: without this, MultiHost's five stacks
+# (60 ports from 12,768) drew the same port twice about one run in eight, and the second collector
+# failed with "address already in use". Forgotten when half the range is taken (those stacks are long
+# stopped), so a long session never runs out.
+_HANDED_OUT: set[int] = set()
+
 
 def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (held open together so they differ), drawn at random
-    from ``PORT_RANGE``; ``OSError`` when ``count`` free ones are not found in 10,000 tries."""
+    """Distinct free TCP ports on 127.0.0.1, drawn at random from ``PORT_RANGE``, none of them handed
+    out before by this process; ``OSError`` when ``count`` free ones are not found in 10,000 tries."""
+    if len(_HANDED_OUT) + count > (PORT_RANGE[1] - PORT_RANGE[0]) // 2:
+        _HANDED_OUT.clear()
     draw = random.SystemRandom()
     socks: list[socket.socket] = []
     try:
@@ -209,14 +218,19 @@ def free_ports(count: int) -> list[int]:
             tries += 1
             if tries > 10_000:
                 raise OSError(f"no {count} free TCP ports in {PORT_RANGE} on {HOST}")
+            port = draw.randint(*PORT_RANGE)
+            if port in _HANDED_OUT:
+                continue
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
-                s.bind((HOST, draw.randint(*PORT_RANGE)))
+                s.bind((HOST, port))
             except OSError:  # in use (or just drawn twice: the held one conflicts)
                 s.close()
                 continue
             socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+        ports = [s.getsockname()[1] for s in socks]
+        _HANDED_OUT.update(ports)
+        return ports
     finally:
         for s in socks:
             s.close()
